@@ -1,0 +1,191 @@
+"""Probability quality: log loss, Brier score and binned calibration error.
+
+Confidence and accuracy follow torchmetrics' calibration error:
+
+* binary: confidence is the predicted probability of class 1 and the
+  "accuracy" is the target (so a perfectly calibrated binary model has
+  ECE 0);
+* multiclass: confidence is the top-class probability, accuracy whether the
+  top class is the target.
+
+Bins are ``n_bins`` equal-width intervals ``[i/n, (i+1)/n)`` of ``[0, 1]``,
+the last one closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.classification import require_kind, safe_divide, scatter_add
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
+
+_PROBABILISTIC = (TaskKind.BINARY, TaskKind.MULTICLASS)
+
+
+def _require_probabilities(task: Task, name: str) -> None:
+    require_kind(task, name, *_PROBABILISTIC)
+    if not task.has_scores:
+        raise ValueError(f"{name} needs probabilities or logits, not predicted labels")
+
+
+@dataclass(frozen=True)
+class LogLossSum(Statistic):
+    """Weighted sum of negative log-likelihoods. State: float64 ``[2]`` = (weight, loss sum).
+
+    Probabilities are clipped to ``[eps, 1 - eps]`` first (scikit-learn clips
+    at the machine epsilon of the input dtype; the default here is float64's).
+    """
+
+    task: Task
+    eps: float = float(np.finfo(np.float64).eps)
+
+    def zero(self) -> State:
+        return np.zeros(2, np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
+        preds = jnp.asarray(batch["predictions"])
+        if self.task.kind is TaskKind.BINARY:
+            p = jnp.clip(positive_scores(self.task, preds).astype(jnp.float64), self.eps, 1 - self.eps)
+            loss = -jnp.where(targets == 1, jnp.log(p), jnp.log1p(-p))
+        else:
+            probs = class_probabilities(self.task, preds).astype(jnp.float64)
+            p = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
+            loss = -jnp.log(jnp.clip(p, self.eps, 1 - self.eps))
+        return state + jnp.stack([jnp.sum(w), jnp.sum(w * loss)])
+
+
+@dataclass(frozen=True)
+class BrierSum(Statistic):
+    """Weighted sum of squared probability errors. State: float64 ``[2]`` = (weight, sum).
+
+    Binary: ``(p - y)^2``; multiclass: ``sum_c (p_c - [y == c])^2``.
+    """
+
+    task: Task
+
+    def zero(self) -> State:
+        return np.zeros(2, np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
+        preds = jnp.asarray(batch["predictions"])
+        if self.task.kind is TaskKind.BINARY:
+            p = positive_scores(self.task, preds).astype(jnp.float64)
+            err = (p - targets) ** 2
+        else:
+            probs = class_probabilities(self.task, preds).astype(jnp.float64)
+            onehot = targets[:, None] == jnp.arange(self.task.classes)[None, :]
+            err = jnp.sum((probs - onehot) ** 2, axis=1)
+        return state + jnp.stack([jnp.sum(w), jnp.sum(w * err)])
+
+
+def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """``(confidence, accuracy, weight)``, each ``[n]``, as torchmetrics' calibration error."""
+    targets, w = valid_weights(task, jnp.asarray(batch["targets"]), batch["weights"])
+    preds = jnp.asarray(batch["predictions"])
+    if task.kind is TaskKind.BINARY:
+        return positive_scores(task, preds).astype(jnp.float64), targets.astype(jnp.float64), w
+    probs = class_probabilities(task, preds).astype(jnp.float64)
+    confidence = jnp.max(probs, axis=1)
+    correct = (jnp.argmax(probs, axis=1) == targets).astype(jnp.float64)
+    return confidence, correct, w
+
+
+@dataclass(frozen=True)
+class CalibrationBins(Statistic):
+    """Per-bin weight, confidence sum and accuracy sum. State: float64 ``[3, n_bins]``."""
+
+    task: Task
+    n_bins: int = 15
+
+    def zero(self) -> State:
+        return np.zeros((3, self.n_bins), np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        confidence, correct, w = confidence_and_accuracy(self.task, batch)
+        edges = jnp.linspace(0.0, 1.0, self.n_bins + 1, dtype=jnp.float64)
+        index = jnp.clip(jnp.searchsorted(edges, confidence, side="right") - 1, 0, self.n_bins - 1)
+        return state + jnp.stack(
+            [
+                scatter_add(self.n_bins, index, w),
+                scatter_add(self.n_bins, index, w * confidence),
+                scatter_add(self.n_bins, index, w * correct),
+            ]
+        )
+
+
+def _mean_of_sums(state: np.ndarray) -> dict[str, float]:
+    return {"": float(safe_divide(state[1], state[0], float("nan")))}
+
+
+def _bin_gaps(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count, conf, acc = state
+    nonempty = count > 0
+    gap = np.abs(safe_divide(acc, count, 0.0) - safe_divide(conf, count, 0.0))
+    return gap, nonempty
+
+
+def _ece(state: np.ndarray) -> dict[str, float]:
+    count = state[0]
+    gap, _ = _bin_gaps(state)
+    total = count.sum()
+    return {"": float(np.sum(gap * count) / total) if total > 0 else float("nan")}
+
+
+def _mce(state: np.ndarray) -> dict[str, float]:
+    gap, nonempty = _bin_gaps(state)
+    return {"": float(gap[nonempty].max()) if nonempty.any() else float("nan")}
+
+
+def _reliability(state: np.ndarray) -> dict[str, object]:
+    count, conf, acc = state
+    return {
+        ".confidence": safe_divide(conf, count, float("nan")),
+        ".accuracy": safe_divide(acc, count, float("nan")),
+        ".count": count.copy(),
+    }
+
+
+def log_loss(task: Task, *, eps: float = float(np.finfo(np.float64).eps)) -> DerivedMetric:
+    """Mean negative log-likelihood of the targets (cross-entropy)."""
+    _require_probabilities(task, "log_loss")
+    return DerivedMetric("log_loss", LogLossSum(task, float(eps)), _mean_of_sums, Direction.LOWER, unit="nats")
+
+
+def brier_score(task: Task) -> DerivedMetric:
+    """Mean squared error of the predicted probabilities."""
+    _require_probabilities(task, "brier_score")
+    return DerivedMetric("brier_score", BrierSum(task), _mean_of_sums, Direction.LOWER)
+
+
+def _check_bins(n_bins: int) -> int:
+    if int(n_bins) != n_bins or not 1 <= n_bins <= 100_000:
+        raise ValueError(f"n_bins must be an integer between 1 and 100000, got {n_bins!r}")
+    return int(n_bins)
+
+
+def expected_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+    """Weighted mean over bins of |accuracy - confidence| (L1 calibration error)."""
+    _require_probabilities(task, "expected_calibration_error")
+    stat = CalibrationBins(task, _check_bins(n_bins))
+    return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER)
+
+
+def maximum_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+    """Largest |accuracy - confidence| over non-empty bins."""
+    _require_probabilities(task, "maximum_calibration_error")
+    stat = CalibrationBins(task, _check_bins(n_bins))
+    return DerivedMetric("maximum_calibration_error", stat, _mce, Direction.LOWER)
+
+
+def reliability_diagram(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+    """Per-bin mean confidence, accuracy and weight: the data of a reliability diagram."""
+    _require_probabilities(task, "reliability_diagram")
+    stat = CalibrationBins(task, _check_bins(n_bins))
+    return DerivedMetric("reliability_diagram", stat, partial(_reliability), Direction.INFO)

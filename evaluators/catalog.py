@@ -1,0 +1,100 @@
+"""The one table from metric names (as written in YAML and in the functional API) to factories.
+
+A factory takes the :class:`~evaluators.task.Task` and keyword parameters and
+returns a :class:`~evaluators.statistic.DerivedMetric`. Parameters are
+checked against the factory's signature, so a misspelt YAML key is caught
+before any data is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from evaluators import calibration, classification, ranking, regression
+from evaluators.statistic import DerivedMetric
+from evaluators.task import Task
+
+Factory = Callable[..., DerivedMetric]
+
+METRICS: Mapping[str, Factory] = {
+    # classification (one confusion matrix)
+    "accuracy": classification.accuracy,
+    "balanced_accuracy": classification.balanced_accuracy,
+    "precision": classification.precision,
+    "recall": classification.recall,
+    "sensitivity": classification.sensitivity,
+    "specificity": classification.specificity,
+    "f1_score": classification.f1_score,
+    "fbeta_score": classification.fbeta_score,
+    "matthews_corrcoef": classification.matthews_corrcoef,
+    "cohen_kappa": classification.cohen_kappa,
+    "confusion_matrix": classification.confusion_matrix,
+    # ranking (one score histogram)
+    "roc_auc": ranking.roc_auc,
+    "average_precision": ranking.average_precision,
+    # probabilities and calibration
+    "log_loss": calibration.log_loss,
+    "brier_score": calibration.brier_score,
+    "expected_calibration_error": calibration.expected_calibration_error,
+    "maximum_calibration_error": calibration.maximum_calibration_error,
+    "reliability_diagram": calibration.reliability_diagram,
+    # regression (one set of moments)
+    "mse": regression.mse,
+    "rmse": regression.rmse,
+    "mae": regression.mae,
+    "r2": regression.r2,
+    "explained_variance": regression.explained_variance,
+    "pearson_corrcoef": regression.pearson_corrcoef,
+}
+
+
+class UnknownMetricError(KeyError):
+    """A metric name or parameter that the catalogue does not know."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def closest(name: str, candidates: Any) -> str:
+    """`` (did you mean 'x'?)`` for the nearest candidate, or ``""``."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Keyword parameters a metric accepts (besides the task)."""
+    signature = inspect.signature(METRICS[name])
+    return {p.name: p for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_name(name: str) -> None:
+    if name not in METRICS:
+        raise UnknownMetricError(
+            f"unknown metric {name!r}{closest(name, METRICS)}; known metrics: {', '.join(sorted(METRICS))}"
+        )
+
+
+def build(name: str, task: Task, params: Mapping[str, Any] | None = None) -> DerivedMetric:
+    """The metric ``name`` for ``task`` with ``params``.
+
+    Raises:
+        UnknownMetricError: unknown name or parameter (with the nearest valid one).
+        ValueError: a parameter value the metric cannot take, or a task it is not defined for.
+    """
+    check_name(name)
+    params = dict(params or {})
+    accepted = parameters(name)
+    for key in params:
+        if key not in accepted:
+            allowed = ", ".join(accepted) or "none"
+            raise UnknownMetricError(
+                f"metric {name!r} has no parameter {key!r}{closest(key, accepted)}; its parameters: {allowed}"
+            )
+    return METRICS[name](task, **params)

@@ -1,0 +1,414 @@
+"""Classification statistics (confusion counts, top-k hits) and the metrics read off them.
+
+Every thresholded metric (accuracy, precision, recall, F1, F-beta,
+specificity, balanced accuracy, MCC, Cohen's kappa, the confusion matrix)
+reads one :class:`ConfusionCounts` state, so a job computes it once.
+
+Averaging follows scikit-learn:
+
+* ``binary``   the positive class (1) of a binary task;
+* ``micro``    from counts summed over classes;
+* ``macro``    unweighted mean over the classes that occur in the targets or
+  the predictions (multiclass) or over all labels (multilabel);
+* ``weighted`` mean weighted by each class's support (targets);
+* ``none``     one value per class, all ``C`` classes.
+
+A ratio whose denominator is zero takes ``zero_division`` (default 0.0, as
+scikit-learn's ``"warn"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
+
+AVERAGES = ("binary", "micro", "macro", "weighted", "none")
+
+
+def scatter_add(size: int, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+    """Weighted bincount: ``out[i] = sum(values[index == i])``, float64 ``[size]``."""
+    return jnp.zeros(size, jnp.float64).at[index.reshape(-1)].add(values.reshape(-1).astype(jnp.float64))
+
+
+@dataclass(frozen=True)
+class ConfusionCounts(Statistic):
+    """Weighted confusion counts.
+
+    State: float64 ``[C, C]`` with ``state[true, predicted]`` for binary and
+    multiclass tasks; ``[L, 2, 2]`` per label for multilabel tasks.
+    """
+
+    task: Task
+
+    def zero(self) -> State:
+        c = self.task.classes
+        shape = (c, 2, 2) if self.task.kind is TaskKind.MULTILABEL else (c, c)
+        return np.zeros(shape, np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        c = self.task.classes
+        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
+        preds = predicted_labels(self.task, jnp.asarray(batch["predictions"]))
+        if self.task.kind is TaskKind.MULTILABEL:
+            label = jnp.arange(c, dtype=jnp.int32)[None, :]
+            index = label * 4 + targets.astype(jnp.int32) * 2 + preds
+            return state + scatter_add(c * 4, index, w).reshape(c, 2, 2)
+        index = targets.astype(jnp.int32) * c + preds
+        return state + scatter_add(c * c, index, w).reshape(c, c)
+
+
+@dataclass(frozen=True)
+class TopKHits(Statistic):
+    """Per-class weighted support and top-k hits of a multiclass task.
+
+    State: float64 ``[2, C]``: row 0 the support of each true class, row 1 the
+    weight of rows whose true class is among the ``k`` highest scores.
+    """
+
+    task: Task
+    k: int
+
+    def zero(self) -> State:
+        return np.zeros((2, self.task.classes), np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        c = self.task.classes
+        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
+        scores = class_probabilities(self.task, jnp.asarray(batch["predictions"]))
+        target_score = jnp.take_along_axis(scores, targets[:, None].astype(jnp.int32), axis=1)
+        # A class ranks ahead of the target when its score is higher or, on a
+        # tie, when its index is higher: scikit-learn reverses a stable
+        # ascending argsort, so among equal scores the larger index comes first.
+        idx = jnp.arange(c)[None, :]
+        ahead = (scores > target_score) | ((scores == target_score) & (idx > targets[:, None]))
+        hit = (jnp.sum(ahead, axis=1) < self.k).astype(jnp.float64)
+        t = targets.astype(jnp.int32)
+        return state + jnp.stack([scatter_add(c, t, w), scatter_add(c, t, w * hit)])
+
+
+@dataclass(frozen=True)
+class SubsetMatch(Statistic):
+    """Multilabel exact-match counts. State: float64 ``[2]`` = (weight, weight of exact matches)."""
+
+    task: Task
+
+    def zero(self) -> State:
+        return np.zeros(2, np.float64)
+
+    def update(self, state: State, batch: Batch) -> State:
+        targets = jnp.asarray(batch["targets"])
+        preds = predicted_labels(self.task, jnp.asarray(batch["predictions"]))
+        if self.task.ignore_index is not None:
+            same = jnp.all((preds == targets) | (targets == self.task.ignore_index), axis=1)
+        else:
+            same = jnp.all(preds == targets, axis=1)
+        w = batch["weights"].astype(jnp.float64)
+        return state + jnp.stack([jnp.sum(w), jnp.sum(w * same)])
+
+
+# --- reading metrics off confusion counts ------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class true/false positives/negatives, float64 ``[C]`` each."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    tn: np.ndarray
+
+    @property
+    def support(self) -> np.ndarray:
+        return self.tp + self.fn
+
+    @property
+    def present(self) -> np.ndarray:
+        """Classes that occur in the targets or in the predictions."""
+        return (self.tp + self.fp + self.fn) > 0
+
+
+def class_counts(task: Task, cm: np.ndarray) -> ClassCounts:
+    """Per-class counts from a ``ConfusionCounts`` state."""
+    cm = np.asarray(cm, np.float64)
+    if task.kind is TaskKind.MULTILABEL:
+        return ClassCounts(tp=cm[:, 1, 1], fp=cm[:, 0, 1], fn=cm[:, 1, 0], tn=cm[:, 0, 0])
+    tp = np.diag(cm).copy()
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    tn = cm.sum() - tp - fp - fn
+    return ClassCounts(tp=tp, fp=fp, fn=fn, tn=tn)
+
+
+def safe_divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:
+    """``num / den`` with ``zero_division`` where ``den == 0``."""
+    num = np.asarray(num, np.float64)
+    den = np.asarray(den, np.float64)
+    out = np.full(np.broadcast(num, den).shape, float(zero_division))
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def per_class_values(values: np.ndarray) -> dict[str, float]:
+    return {f"[{i}]": float(v) for i, v in enumerate(values)}
+
+
+def average_ratio(
+    task: Task,
+    counts: ClassCounts,
+    num: np.ndarray,
+    den: np.ndarray,
+    average: str,
+    zero_division: float,
+) -> dict[str, float]:
+    """Average a per-class ratio ``num / den`` the scikit-learn way."""
+    values = safe_divide(num, den, zero_division)
+    if average == "binary":
+        return {"": float(values[1])}
+    if average == "micro":
+        return {"": float(safe_divide(num.sum(), den.sum(), zero_division))}
+    if average == "none":
+        return per_class_values(values)
+    if average == "weighted":
+        support = counts.support
+        return {"": float(safe_divide((values * support).sum(), support.sum(), zero_division))}
+    if average == "macro":
+        keep = np.ones_like(counts.present) if task.kind is TaskKind.MULTILABEL else counts.present
+        return {"": float(values[keep].mean()) if keep.any() else float(zero_division)}
+    raise ValueError(f"unknown average {average!r}; expected one of {', '.join(AVERAGES)}")
+
+
+def _precision(task: Task, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    return average_ratio(task, c, c.tp, c.tp + c.fp, average, zero_division)
+
+
+def _recall(task: Task, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    return average_ratio(task, c, c.tp, c.tp + c.fn, average, zero_division)
+
+
+def _specificity(task: Task, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    return average_ratio(task, c, c.tn, c.tn + c.fp, average, zero_division)
+
+
+def _fbeta(task: Task, beta: float, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    b2 = beta * beta
+    return average_ratio(task, c, (1 + b2) * c.tp, (1 + b2) * c.tp + b2 * c.fn + c.fp, average, zero_division)
+
+
+def _accuracy(task: Task, average: str, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    if task.kind is TaskKind.MULTILABEL:
+        # Per-label accuracy (tp + tn) / total, as torchmetrics' MultilabelAccuracy.
+        total = c.tp + c.fp + c.fn + c.tn
+        return average_ratio(task, c, c.tp + c.tn, total, average, 0.0)
+    if average in ("micro", "binary"):
+        return {"": float(safe_divide(np.trace(cm), np.sum(cm), 0.0))}
+    # macro / weighted / none: per-class recall, as torchmetrics' MulticlassAccuracy.
+    return average_ratio(task, c, c.tp, c.tp + c.fn, average, 0.0)
+
+
+def _subset_accuracy(state: np.ndarray) -> dict[str, float]:
+    return {"": float(safe_divide(state[1], state[0], 0.0))}
+
+
+def _balanced_accuracy(task: Task, adjusted: bool, cm: np.ndarray) -> dict[str, float]:
+    c = class_counts(task, cm)
+    has_support = c.support > 0
+    if not has_support.any():
+        return {"": 0.0}
+    recall = c.tp[has_support] / c.support[has_support]
+    score = float(recall.mean())
+    if adjusted:
+        chance = 1.0 / has_support.sum()
+        score = (score - chance) / (1.0 - chance)
+    return {"": score}
+
+
+def _matthews(cm: np.ndarray) -> dict[str, float]:
+    cm = np.asarray(cm, np.float64)
+    t_sum = cm.sum(axis=1)
+    p_sum = cm.sum(axis=0)
+    n = cm.sum()
+    correct = np.trace(cm)
+    cov_ytyp = correct * n - t_sum @ p_sum
+    cov_ypyp = n * n - p_sum @ p_sum
+    cov_ytyt = n * n - t_sum @ t_sum
+    if cov_ypyp * cov_ytyt == 0:
+        return {"": 0.0}
+    return {"": float(cov_ytyp / np.sqrt(cov_ytyt * cov_ypyp))}
+
+
+def _cohen_kappa(weights: str | None, cm: np.ndarray) -> dict[str, float]:
+    cm = np.asarray(cm, np.float64)
+    c = cm.shape[0]
+    total = cm.sum()
+    if total == 0:
+        return {"": float("nan")}
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
+    idx = np.arange(c)
+    if weights is None or weights == "none":
+        w = 1.0 - np.eye(c)
+    elif weights == "linear":
+        w = np.abs(idx[:, None] - idx[None, :]).astype(np.float64)
+    elif weights == "quadratic":
+        w = ((idx[:, None] - idx[None, :]) ** 2).astype(np.float64)
+    else:
+        raise ValueError(f"unknown kappa weights {weights!r}; expected none, linear or quadratic")
+    den = (w * expected).sum()
+    if den == 0:
+        return {"": float("nan")}
+    return {"": float(1.0 - (w * cm).sum() / den)}
+
+
+def _confusion_matrix(normalize: str | None, cm: np.ndarray) -> dict[str, object]:
+    cm = np.asarray(cm, np.float64)
+    if normalize in (None, "none"):
+        out = cm
+    elif normalize == "true":
+        out = safe_divide(cm, cm.sum(axis=-1, keepdims=True), 0.0)
+    elif normalize == "pred":
+        out = safe_divide(cm, cm.sum(axis=-2, keepdims=True), 0.0)
+    elif normalize == "all":
+        out = safe_divide(cm, cm.sum(axis=(-2, -1), keepdims=True), 0.0)
+    else:
+        raise ValueError(f"unknown normalize {normalize!r}; expected true, pred, all or none")
+    return {"": out}
+
+
+def _top_k_accuracy(average: str, state: np.ndarray) -> dict[str, float]:
+    support, hits = state
+    if average == "micro":
+        return {"": float(safe_divide(hits.sum(), support.sum(), 0.0))}
+    recall = safe_divide(hits, support, 0.0)
+    if average == "none":
+        return per_class_values(recall)
+    if average == "weighted":
+        return {"": float(safe_divide((recall * support).sum(), support.sum(), 0.0))}
+    if average == "macro":
+        keep = support > 0
+        return {"": float(recall[keep].mean()) if keep.any() else 0.0}
+    raise ValueError(f"unknown average {average!r} for top-k accuracy; expected micro, macro, weighted or none")
+
+
+# --- catalogue factories ------------------------------------------------------
+
+
+def default_average(task: Task) -> str:
+    return "binary" if task.kind is TaskKind.BINARY else "macro"
+
+
+def check_average(task: Task, average: str, allowed: tuple[str, ...] = AVERAGES) -> str:
+    if average not in allowed:
+        raise ValueError(f"average must be one of {', '.join(allowed)}; got {average!r}")
+    if average == "binary" and task.kind is not TaskKind.BINARY:
+        raise ValueError(f"average 'binary' needs a binary task; this task is {task.kind}")
+    return average
+
+
+def require_kind(task: Task, metric: str, *kinds: TaskKind) -> None:
+    if task.kind not in kinds:
+        names = ", ".join(str(k) for k in kinds)
+        raise ValueError(f"{metric} is defined for {names} tasks, not {task.kind}")
+
+
+_CLASSIFICATION = (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
+_SINGLE_LABEL = (TaskKind.BINARY, TaskKind.MULTICLASS)
+
+
+def accuracy(task: Task, *, average: str | None = None, top_k: int = 1) -> DerivedMetric:
+    """Fraction of correct predictions (multilabel default: exact-match subset accuracy)."""
+    require_kind(task, "accuracy", *_CLASSIFICATION)
+    if top_k > 1:
+        require_kind(task, "top-k accuracy", TaskKind.MULTICLASS)
+        if not task.has_scores:
+            raise ValueError("top_k > 1 needs class scores, not predicted labels")
+        avg = check_average(task, average or "micro", ("micro", "macro", "weighted", "none"))
+        return DerivedMetric("accuracy", TopKHits(task, int(top_k)), partial(_top_k_accuracy, avg))
+    if task.kind is TaskKind.MULTILABEL and average in (None, "subset"):
+        return DerivedMetric("accuracy", SubsetMatch(task), _subset_accuracy, description="exact-match ratio")
+    avg = check_average(task, average or "micro")
+    return DerivedMetric("accuracy", ConfusionCounts(task), partial(_accuracy, task, avg))
+
+
+def precision(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
+    """tp / (tp + fp)."""
+    require_kind(task, "precision", *_CLASSIFICATION)
+    avg = check_average(task, average or default_average(task))
+    return DerivedMetric("precision", ConfusionCounts(task), partial(_precision, task, avg, zero_division))
+
+
+def recall(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
+    """tp / (tp + fn)."""
+    require_kind(task, "recall", *_CLASSIFICATION)
+    avg = check_average(task, average or default_average(task))
+    return DerivedMetric("recall", ConfusionCounts(task), partial(_recall, task, avg, zero_division))
+
+
+def sensitivity(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
+    """Recall under its clinical name: tp / (tp + fn)."""
+    metric = recall(task, average=average, zero_division=zero_division)
+    return DerivedMetric("sensitivity", metric.statistic, metric.finalize)
+
+
+def specificity(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
+    """tn / (tn + fp)."""
+    require_kind(task, "specificity", *_CLASSIFICATION)
+    avg = check_average(task, average or default_average(task))
+    return DerivedMetric("specificity", ConfusionCounts(task), partial(_specificity, task, avg, zero_division))
+
+
+def fbeta_score(
+    task: Task, *, beta: float = 1.0, average: str | None = None, zero_division: float = 0.0
+) -> DerivedMetric:
+    """(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)."""
+    require_kind(task, "fbeta_score", *_CLASSIFICATION)
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    avg = check_average(task, average or default_average(task))
+    return DerivedMetric(
+        "fbeta_score", ConfusionCounts(task), partial(_fbeta, task, float(beta), avg, zero_division)
+    )
+
+
+def f1_score(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
+    """Harmonic mean of precision and recall."""
+    metric = fbeta_score(task, beta=1.0, average=average, zero_division=zero_division)
+    return DerivedMetric("f1_score", metric.statistic, metric.finalize)
+
+
+def balanced_accuracy(task: Task, *, adjusted: bool = False) -> DerivedMetric:
+    """Mean recall over the classes present in the targets (scikit-learn)."""
+    require_kind(task, "balanced_accuracy", *_SINGLE_LABEL)
+    return DerivedMetric("balanced_accuracy", ConfusionCounts(task), partial(_balanced_accuracy, task, adjusted))
+
+
+def matthews_corrcoef(task: Task) -> DerivedMetric:
+    """Matthews correlation coefficient (multiclass generalisation, R_K)."""
+    require_kind(task, "matthews_corrcoef", *_SINGLE_LABEL)
+    return DerivedMetric("matthews_corrcoef", ConfusionCounts(task), _matthews)
+
+
+def cohen_kappa(task: Task, *, weights: str | None = None) -> DerivedMetric:
+    """Cohen's kappa between predicted and true labels; ``weights``: none, linear, quadratic."""
+    require_kind(task, "cohen_kappa", *_SINGLE_LABEL)
+    _cohen_kappa(weights, np.eye(2))  # validates ``weights`` early
+    return DerivedMetric("cohen_kappa", ConfusionCounts(task), partial(_cohen_kappa, weights))
+
+
+def confusion_matrix(task: Task, *, normalize: str | None = None) -> DerivedMetric:
+    """``[C, C]`` counts (rows: true class, columns: predicted); ``[L, 2, 2]`` for multilabel."""
+    require_kind(task, "confusion_matrix", *_CLASSIFICATION)
+    _confusion_matrix(normalize, np.eye(2))
+    return DerivedMetric(
+        "confusion_matrix", ConfusionCounts(task), partial(_confusion_matrix, normalize), direction=Direction.INFO
+    )

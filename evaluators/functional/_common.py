@@ -1,0 +1,102 @@
+"""Shared plumbing of the functional API: task inference and one-shot evaluation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from evaluators import catalog
+from evaluators.accumulate import evaluate
+from evaluators.task import PredictionKind, Task, TaskKind
+
+
+def infer_task(
+    predictions: Any,
+    targets: Any,
+    *,
+    task: str | None = None,
+    num_classes: int | None = None,
+    prediction: str | None = None,
+    threshold: float = 0.5,
+    ignore_index: int | None = None,
+) -> Task:
+    """The :class:`Task` implied by the arrays' shapes and dtypes, unless given.
+
+    * 2-D targets: multilabel with ``L = targets.shape[1]``;
+    * 2-D predictions: multiclass with ``C = predictions.shape[1]``;
+    * 1-D integer predictions: labels (multiclass when ``num_classes > 2`` or
+      a label above 1 occurs, else binary);
+    * 1-D float predictions: binary probabilities, or logits when some value
+      lies outside [0, 1].
+    """
+    preds = np.asarray(predictions)
+    tgts = np.asarray(targets)
+    if task is None:
+        if tgts.ndim == 2:
+            task = TaskKind.MULTILABEL
+        elif preds.ndim == 2:
+            task = TaskKind.MULTICLASS
+        elif num_classes is not None and num_classes > 2:
+            task = TaskKind.MULTICLASS
+        elif np.issubdtype(preds.dtype, np.integer) and len(preds) and max(preds.max(), tgts.max()) > 1:
+            task = TaskKind.MULTICLASS
+        else:
+            task = TaskKind.BINARY
+    kind = TaskKind(task)
+    if kind is TaskKind.REGRESSION:
+        return Task(kind)
+    if prediction is None:
+        if np.issubdtype(preds.dtype, np.integer) or preds.dtype == np.bool_:
+            prediction = PredictionKind.LABELS
+        elif preds.size and (np.nanmin(preds) < 0 or np.nanmax(preds) > 1):
+            prediction = PredictionKind.LOGITS
+        else:
+            prediction = PredictionKind.PROBABILITIES
+    if num_classes is None:
+        if kind is TaskKind.MULTILABEL:
+            num_classes = tgts.shape[1]
+        elif kind is TaskKind.MULTICLASS:
+            num_classes = preds.shape[1] if preds.ndim == 2 else int(max(preds.max(), tgts.max())) + 1
+    return Task(kind, num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+_PER_CLASS = re.compile(r"^\[(\d+)\]$")
+
+
+def compute(
+    name: str,
+    predictions: Any,
+    targets: Any,
+    *,
+    weights: Any = None,
+    task: str | None = None,
+    num_classes: int | None = None,
+    prediction: str | None = None,
+    threshold: float = 0.5,
+    ignore_index: int | None = None,
+    **params: Any,
+) -> Any:
+    """Evaluate catalogue metric ``name`` on one batch.
+
+    Returns the headline value (a float, or an array for the confusion
+    matrix), or a ``[C]`` array of per-class values for ``average="none"``.
+    """
+    t = infer_task(
+        predictions,
+        targets,
+        task=task,
+        num_classes=num_classes,
+        prediction=prediction,
+        threshold=threshold,
+        ignore_index=ignore_index,
+    )
+    metric = catalog.build(name, t, {k: v for k, v in params.items() if v is not None})
+    values = evaluate([metric], np.asarray(predictions), np.asarray(targets), weights)[0]
+    if "" in values:
+        return values[""]
+    per_class = sorted((int(m.group(1)), v) for k, v in values.items() if (m := _PER_CLASS.match(k)))
+    if per_class:
+        return np.array([v for _, v in per_class])
+    return values

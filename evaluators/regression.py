@@ -1,0 +1,170 @@
+"""Regression metrics from one set of weighted, centred moments.
+
+:class:`RegressionMoments` keeps the total weight, the means of target,
+prediction and residual, their centred second moments, the target-prediction
+co-moment, and the absolute-error sum. Centred moments merge with the
+parallel formula of Chan, Golub and LeVeque, which stays accurate where raw
+power sums would cancel (large means, small variances).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.classification import require_kind
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind
+
+
+class Moments(NamedTuple):
+    """Float64 scalars (0-d arrays)."""
+
+    weight: np.ndarray
+    mean_target: np.ndarray
+    mean_pred: np.ndarray
+    mean_resid: np.ndarray
+    m2_target: np.ndarray
+    m2_pred: np.ndarray
+    m2_resid: np.ndarray
+    c_target_pred: np.ndarray
+    abs_error: np.ndarray
+
+
+def _merge_moments(xp, a: Moments, b: Moments) -> Moments:
+    n = a.weight + b.weight
+    safe_n = xp.where(n > 0, n, 1.0)
+    fb = b.weight / safe_n
+    factor = a.weight * b.weight / safe_n
+    dt = b.mean_target - a.mean_target
+    dp = b.mean_pred - a.mean_pred
+    dr = b.mean_resid - a.mean_resid
+    return Moments(
+        weight=n,
+        mean_target=a.mean_target + dt * fb,
+        mean_pred=a.mean_pred + dp * fb,
+        mean_resid=a.mean_resid + dr * fb,
+        m2_target=a.m2_target + b.m2_target + dt * dt * factor,
+        m2_pred=a.m2_pred + b.m2_pred + dp * dp * factor,
+        m2_resid=a.m2_resid + b.m2_resid + dr * dr * factor,
+        c_target_pred=a.c_target_pred + b.c_target_pred + dt * dp * factor,
+        abs_error=a.abs_error + b.abs_error,
+    )
+
+
+@dataclass(frozen=True)
+class RegressionMoments(Statistic):
+    """Weighted centred moments of target, prediction and residual (see module doc)."""
+
+    task: Task
+
+    def zero(self) -> State:
+        return tuple(np.zeros((), np.float64) for _ in Moments._fields)
+
+    def update(self, state: State, batch: Batch) -> State:
+        y = jnp.asarray(batch["targets"]).astype(jnp.float64)
+        p = jnp.asarray(batch["predictions"]).astype(jnp.float64)
+        w = batch["weights"].astype(jnp.float64)
+        r = y - p
+        n = jnp.sum(w)
+        safe_n = jnp.where(n > 0, n, 1.0)
+        my, mp, mr = jnp.sum(w * y) / safe_n, jnp.sum(w * p) / safe_n, jnp.sum(w * r) / safe_n
+        dy, dp, dr = y - my, p - mp, r - mr
+        batch_moments = Moments(
+            weight=n,
+            mean_target=my,
+            mean_pred=mp,
+            mean_resid=mr,
+            m2_target=jnp.sum(w * dy * dy),
+            m2_pred=jnp.sum(w * dp * dp),
+            m2_resid=jnp.sum(w * dr * dr),
+            c_target_pred=jnp.sum(w * dy * dp),
+            abs_error=jnp.sum(w * jnp.abs(r)),
+        )
+        return tuple(_merge_moments(jnp, Moments(*state), batch_moments))
+
+    def merge(self, a: State, b: State) -> State:
+        return tuple(np.asarray(x) for x in _merge_moments(np, Moments(*a), Moments(*b)))
+
+
+def _moments(state: State) -> Moments:
+    return Moments(*(float(x) for x in state))
+
+
+def _mse(m: Moments) -> float:
+    # sum w (y - p)^2 = M2_resid + W * mean_resid^2
+    return (m.m2_resid + m.weight * m.mean_resid**2) / m.weight if m.weight > 0 else float("nan")
+
+
+def _mse_value(state: State) -> dict[str, float]:
+    return {"": _mse(_moments(state))}
+
+
+def _rmse_value(state: State) -> dict[str, float]:
+    return {"": float(np.sqrt(_mse(_moments(state))))}
+
+
+def _mae_value(state: State) -> dict[str, float]:
+    m = _moments(state)
+    return {"": m.abs_error / m.weight if m.weight > 0 else float("nan")}
+
+
+def _one_minus_ratio(num: float, den: float) -> float:
+    # scikit-learn's force_finite: a constant target scores 1 if predicted exactly, else 0.
+    if den == 0:
+        return 1.0 if num == 0 else 0.0
+    return 1.0 - num / den
+
+
+def _r2_value(state: State) -> dict[str, float]:
+    m = _moments(state)
+    return {"": _one_minus_ratio(_mse(m) * m.weight, m.m2_target)}
+
+
+def _explained_variance_value(state: State) -> dict[str, float]:
+    m = _moments(state)
+    return {"": _one_minus_ratio(m.m2_resid, m.m2_target)}
+
+
+def _pearson_value(state: State) -> dict[str, float]:
+    m = _moments(state)
+    den = np.sqrt(m.m2_target * m.m2_pred)
+    return {"": m.c_target_pred / den if den > 0 else float("nan")}
+
+
+def _regression(name: str, finalize, direction: Direction, task: Task) -> DerivedMetric:
+    require_kind(task, name, TaskKind.REGRESSION)
+    return DerivedMetric(name, RegressionMoments(task), finalize, direction)
+
+
+def mse(task: Task) -> DerivedMetric:
+    """Mean squared error."""
+    return _regression("mse", _mse_value, Direction.LOWER, task)
+
+
+def rmse(task: Task) -> DerivedMetric:
+    """Root mean squared error."""
+    return _regression("rmse", _rmse_value, Direction.LOWER, task)
+
+
+def mae(task: Task) -> DerivedMetric:
+    """Mean absolute error."""
+    return _regression("mae", _mae_value, Direction.LOWER, task)
+
+
+def r2(task: Task) -> DerivedMetric:
+    """Coefficient of determination."""
+    return _regression("r2", _r2_value, Direction.HIGHER, task)
+
+
+def explained_variance(task: Task) -> DerivedMetric:
+    """1 - Var(residual) / Var(target)."""
+    return _regression("explained_variance", _explained_variance_value, Direction.HIGHER, task)
+
+
+def pearson_corrcoef(task: Task) -> DerivedMetric:
+    """Pearson correlation of predictions and targets."""
+    return _regression("pearson_corrcoef", _pearson_value, Direction.HIGHER, task)

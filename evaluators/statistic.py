@@ -1,0 +1,129 @@
+"""The mergeable sufficient statistic and the metrics derived from it.
+
+A :class:`Statistic` is a small, frozen description (its settings) plus four
+pure functions over its *state*, a pytree of arrays:
+
+* ``zero()``            the empty state, identity of ``merge``;
+* ``update(state, b)``  fold one batch of rows into the state (pure, jit-able
+  unless ``jittable`` is False);
+* ``merge(a, b)``       associative and commutative combination of two states;
+* ``finalize`` lives on :class:`DerivedMetric`: a host-side function turning a
+  merged state into named values.
+
+Statistics are frozen dataclasses, so two metrics that need the same statistic
+(accuracy and F1 both read one confusion matrix) compare equal and a job
+computes it once.
+
+Batches are ``Mapping[str, Array]`` with the column roles as keys:
+``predictions``, ``targets`` and ``weights`` (float64, shape ``[n]``; padding
+rows carry weight 0, so every statistic must be weighted).
+
+Example::
+
+    >>> import numpy as np
+    >>> from evaluators.classification import ConfusionCounts
+    >>> from evaluators.task import Task
+    >>> stat = ConfusionCounts(Task("binary"))
+    >>> batch = {"predictions": np.array([0.9, 0.2]), "targets": np.array([1, 1]),
+    ...          "weights": np.ones(2)}
+    >>> state = stat.update(stat.zero(), batch)
+    >>> np.asarray(state).tolist()
+    [[0.0, 0.0], [1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+State = Any
+"""A pytree (nested tuples / dicts) of numpy or JAX arrays."""
+
+Batch = Mapping[str, Any]
+"""Column role -> array. Always has ``weights`` (float64 ``[n]``)."""
+
+
+def tree_add(a: State, b: State) -> State:
+    """Leaf-wise sum of two states of the same structure (no mutation)."""
+    if isinstance(a, tuple):
+        return tuple(tree_add(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {k: tree_add(a[k], b[k]) for k in a}
+    return np.add(a, b)
+
+
+def tree_to_numpy(state: State) -> State:
+    """Copy every leaf to a host numpy array."""
+    if isinstance(state, tuple):
+        return tuple(tree_to_numpy(x) for x in state)
+    if isinstance(state, dict):
+        return {k: tree_to_numpy(v) for k, v in state.items()}
+    return np.asarray(state)
+
+
+class Statistic(abc.ABC):
+    """A sufficient statistic with an associative, commutative merge.
+
+    Subclasses are frozen dataclasses whose fields are the settings that
+    change the state (task, number of bins, ...). The state itself never
+    lives on the object.
+    """
+
+    jittable: ClassVar[bool] = True
+    """Whether ``update`` can run under ``jax.jit`` on fixed-shape padded batches."""
+
+    @abc.abstractmethod
+    def zero(self) -> State:
+        """The empty state: ``merge(zero(), s) == s`` for every state ``s``."""
+
+    @abc.abstractmethod
+    def update(self, state: State, batch: Batch) -> State:
+        """Return ``state`` with the rows of ``batch`` folded in. Pure."""
+
+    def merge(self, a: State, b: State) -> State:
+        """Combine two states. Default: leaf-wise sum (counts and sums)."""
+        return tree_add(a, b)
+
+
+class Direction(enum.StrEnum):
+    """Whether a larger value of a metric is better (calibrax ``MetricDirection``)."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    INFO = "info"
+
+
+Finalize = Callable[[State], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DerivedMetric:
+    """A metric read off one statistic's merged state.
+
+    Attributes:
+        name: catalogue name (``"f1_score"``).
+        statistic: the statistic whose state ``finalize`` reads.
+        finalize: host function ``state -> {suffix: value}``. The suffix ``""``
+            is the metric's headline value; ``"[3]"`` a per-class value;
+            ``".error_bound"`` the bound of an approximate mode. Values are
+            Python floats or numpy arrays (confusion matrices).
+        direction: whether higher values are better.
+        unit: unit of the value (``""`` for ratios).
+        description: one line for ``MetricDef``.
+    """
+
+    name: str
+    statistic: Statistic
+    finalize: Finalize
+    direction: Direction = Direction.HIGHER
+    unit: str = ""
+    description: str = ""
+
+    def compute(self, state: State) -> dict[str, Any]:
+        """Values of this metric for a merged ``state``."""
+        return dict(self.finalize(tree_to_numpy(state)))
