@@ -375,9 +375,7 @@ def fbeta_score(
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     avg = check_average(task, average or default_average(task))
-    return DerivedMetric(
-        "fbeta_score", ConfusionCounts(task), partial(_fbeta, task, float(beta), avg, zero_division)
-    )
+    return DerivedMetric("fbeta_score", ConfusionCounts(task), partial(_fbeta, task, float(beta), avg, zero_division))
 
 
 def f1_score(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:

@@ -278,9 +278,7 @@ def _ranking_metric(name: str, score_fn: Any, task: Task, average: str | None, m
     return DerivedMetric(name, statistic, partial(_ranking, task, avg, score_fn, mode == "binned"))
 
 
-def roc_auc(
-    task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10
-) -> DerivedMetric:
+def roc_auc(task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass)."""
     return _ranking_metric("roc_auc", roc_auc_from_counts, task, average, mode, precision_bits)
 

@@ -36,11 +36,11 @@ def infer_task(
     if task is None:
         if tgts.ndim == 2:
             task = TaskKind.MULTILABEL
-        elif preds.ndim == 2:
-            task = TaskKind.MULTICLASS
-        elif num_classes is not None and num_classes > 2:
-            task = TaskKind.MULTICLASS
-        elif np.issubdtype(preds.dtype, np.integer) and len(preds) and max(preds.max(), tgts.max()) > 1:
+        elif (
+            preds.ndim == 2
+            or (num_classes is not None and num_classes > 2)
+            or (np.issubdtype(preds.dtype, np.integer) and len(preds) and max(preds.max(), tgts.max()) > 1)
+        ):
             task = TaskKind.MULTICLASS
         else:
             task = TaskKind.BINARY

@@ -31,7 +31,9 @@ def balanced_accuracy(predictions: Any, targets: Any, *, adjusted: bool = False,
     return compute("balanced_accuracy", predictions, targets, adjusted=adjusted, **kw)
 
 
-def precision(predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any) -> Any:
+def precision(
+    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+) -> Any:
     """tp / (tp + fp)."""
     return compute("precision", predictions, targets, average=average, zero_division=zero_division, **kw)
 
@@ -41,23 +43,35 @@ def recall(predictions: Any, targets: Any, *, average: str | None = None, zero_d
     return compute("recall", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
-def sensitivity(predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any) -> Any:
+def sensitivity(
+    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+) -> Any:
     """Recall: tp / (tp + fn)."""
     return compute("sensitivity", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
-def specificity(predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any) -> Any:
+def specificity(
+    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+) -> Any:
     """tn / (tn + fp)."""
     return compute("specificity", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
-def f1_score(predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any) -> Any:
+def f1_score(
+    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+) -> Any:
     """Harmonic mean of precision and recall."""
     return compute("f1_score", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
 def fbeta_score(
-    predictions: Any, targets: Any, *, beta: float = 1.0, average: str | None = None, zero_division: float = 0.0, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    beta: float = 1.0,
+    average: str | None = None,
+    zero_division: float = 0.0,
+    **kw: Any,
 ) -> Any:
     """Weighted harmonic mean of precision and recall (recall weighted ``beta`` times)."""
     return compute("fbeta_score", predictions, targets, beta=beta, average=average, zero_division=zero_division, **kw)
@@ -79,14 +93,26 @@ def confusion_matrix(predictions: Any, targets: Any, *, normalize: str | None = 
 
 
 def roc_auc(
-    predictions: Any, targets: Any, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | None = None,
+    mode: str = "binned",
+    precision_bits: int = 10,
+    **kw: Any,
 ) -> Any:
     """Area under the ROC curve; ``mode="exact"`` for scikit-learn's exact value."""
     return compute("roc_auc", predictions, targets, average=average, mode=mode, precision_bits=precision_bits, **kw)
 
 
 def average_precision(
-    predictions: Any, targets: Any, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | None = None,
+    mode: str = "binned",
+    precision_bits: int = 10,
+    **kw: Any,
 ) -> Any:
     """Average precision (step-wise area under the precision-recall curve)."""
     return compute(

@@ -1,0 +1,136 @@
+"""Command line: ``evalpipe run | validate | show`` (also ``python -m pipelines ...``).
+
+Exit codes: 0 success, 2 user error (bad spec, data or path: one message, no
+traceback), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TextIO
+
+from pipelines.errors import UserError
+from pipelines.records import Run
+
+
+def _format_value(value: float | None) -> str:
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "nan"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-4):
+        return f"{value:.6g}"
+    return f"{value:.6f}".rstrip("0").rstrip(".") if value != int(value) or abs(value) < 1e15 else f"{value:.0f}"
+
+
+def format_run(run: Run, max_metrics: int = 200) -> str:
+    """A plain text table: point, metric, value, interval."""
+    rows = [("point", "metric", "value", "interval")]
+    shown = 0
+    hidden = 0
+    for point in run.points:
+        for name, metric in point.metrics.items():
+            if shown >= max_metrics:
+                hidden += 1
+                continue
+            interval = ""
+            if metric.lower is not None and metric.upper is not None:
+                interval = f"[{_format_value(metric.lower)}, {_format_value(metric.upper)}]"
+            rows.append((point.name, name, _format_value(metric.value), interval))
+            shown += 1
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if hidden:
+        lines.append(f"... {hidden} more values (per-class and matrix entries) in metrics.parquet")
+    return "\n".join(lines)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {"set": args.set or [], "runner": getattr(args, "runner", None), "output": getattr(args, "output", None)}
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines import spec as spec_module
+    from pipelines.execute import run_job
+
+    job = spec_module.load(args.job, _overrides(args))
+    outcome = run_job(job, show_progress=not args.quiet)
+    out.write(format_run(outcome.run) + "\n")
+    out.write(f"run: {outcome.uri}\n")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines import spec as spec_module
+    from pipelines.execute import check_dataset
+
+    job = spec_module.load(args.job, _overrides(args))
+    plan = check_dataset(job)
+    out.write(
+        f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
+        f"{len(plan.files)} files, {plan.rows} rows, {len(plan.units)} work units; "
+        f"columns {', '.join(f'{r}={c}' for r, c in job.data.columns.roles().items())} present with the expected types.\n"
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.storage import read_run
+
+    run = read_run(args.run)
+    meta = run.metadata
+    out.write(f"run {run.id}  job {meta.get('job', '?')}  {run.timestamp.isoformat()}  commit {run.commit or '-'}\n")
+    out.write(
+        f"rows {meta.get('rows', '?')}  units {meta.get('units', '?')}  runner {run.environment.get('runner', '?')}\n"
+    )
+    out.write(format_run(run, max_metrics=10_000) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalpipe", description="Distributed batch evaluation of ML predictions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="evaluate a job and commit the run")
+    run.add_argument("job", help="job spec (YAML), a path or fsspec URL")
+    run.add_argument("--runner", choices=("local", "ray"), help="override execution.runner")
+    run.add_argument("--output", help="override output.uri")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key, e.g. execution.actors=4")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check the spec and the dataset schema without computing")
+    validate.add_argument("job")
+    validate.add_argument("--set", action="append", metavar="KEY=VALUE")
+    validate.set_defaults(func=cmd_validate)
+
+    show = sub.add_parser("show", help="print a committed run")
+    show.add_argument("run", help="run URI: {output}/{job}/{run id}")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, sys.stdout)
+    except UserError as exc:
+        sys.stderr.write(f"evalpipe: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("evalpipe: interrupted\n")
+        return 130
+    except Exception:
+        sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""One job from spec to committed run: plan, check, evaluate, merge, record, write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TextIO
+
+from evaluators.accumulate import Accumulator
+from pipelines import planning
+from pipelines.errors import DataError
+from pipelines.progress import Progress
+from pipelines.reading import check_schema
+from pipelines.records import Run
+from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.runners import execute
+from pipelines.spec import JobSpec
+from pipelines.storage import new_run_id, run_location, write_run
+from pipelines.worker import OVERALL, UnitResult
+
+LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: Run
+    uri: str
+
+
+def check_dataset(spec: JobSpec) -> planning.Plan:
+    """List the files, read their footers, check every file's schema, plan the units.
+
+    Raises:
+        DataError: no files, unreadable files, a missing or mistyped column, or no rows at all.
+    """
+    plan = planning.plan(spec.data.paths, spec.data.storage_options, spec.execution.unit_rows)
+    roles = spec.data.columns.roles()
+    for info in plan.files:
+        check_schema(info, roles, spec.task)
+    if plan.rows == 0:
+        raise DataError(
+            f"data.path {', '.join(spec.data.paths)}: all {len(plan.files)} files have 0 rows; nothing to evaluate."
+        )
+    return plan
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_revision(spec: JobSpec) -> tuple[str | None, str | None]:
+    """``(commit, branch)``: from the spec, else from the git checkout holding the job file."""
+    if spec.commit or spec.branch:
+        return spec.commit, spec.branch
+    directory = os.path.dirname(os.path.abspath(spec.source)) if "://" not in spec.source else os.getcwd()
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=5, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() or None
+
+    return git("rev-parse", "HEAD"), git("rev-parse", "--abbrev-ref", "HEAD")
+
+
+def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progress: bool = True) -> RunOutcome:
+    """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    plan = check_dataset(spec)
+    plan_seconds = time.perf_counter() - t0
+
+    metrics = spec.derived_metrics()
+    accumulator = Accumulator.for_metrics(m for _, m in metrics)
+    merger = OrderedMerger(accumulator)
+    progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
+    rows_done = 0
+
+    def on_result(result: UnitResult) -> None:
+        nonlocal rows_done
+        merger.add(result.index, result.states)
+        rows_done += result.rows
+        progress.advance(result.rows)
+
+    report = execute(spec, plan.units, on_result, progress.restart_clock)
+    t_reduce = time.perf_counter()
+    merged = merger.result()
+    points = build_points(", ".join(spec.data.paths), accumulator, metrics, merged, rows={OVERALL: rows_done})
+    reduce_seconds = time.perf_counter() - t_reduce
+    commit, branch = git_revision(spec)
+    keys = {k for p in points for k in p.metrics}
+    run = Run(
+        points=tuple(points),
+        id=new_run_id(started),
+        timestamp=started,
+        commit=commit,
+        branch=branch,
+        environment={
+            "libraries": library_versions(),
+            "platform": platform.platform(),
+            "runner": report.runner,
+            "workers": report.workers,
+            "cluster": report.cluster,
+        },
+        metadata={
+            "job": spec.name,
+            "description": spec.description,
+            "spec_source": spec.source,
+            "spec": spec.recorded,
+            "inputs": [{"path": f.path, "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files],
+            "rows": rows_done,
+            "units": len(plan.units),
+            "attempts": report.attempts,
+            "retried_units": list(report.retried_units),
+            "timings": {
+                "plan_seconds": round(plan_seconds, 6),
+                "startup_seconds": round(report.startup_seconds, 6),
+                "compute_seconds": round(report.compute_seconds, 6),
+                "reduce_seconds": round(reduce_seconds, 6),
+            },
+        },
+        metric_defs=metric_defs(metrics, sorted(keys)),
+    )
+    location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
+    write_run(location, run, spec.name, accumulator.statistics, merged)
+    return RunOutcome(run, location.uri)

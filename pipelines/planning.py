@@ -1,0 +1,196 @@
+"""From paths in a job spec to work units: fsspec listing, Parquet footers, packing.
+
+A work unit is a list of row-group ranges of one or more files, about
+``unit_rows`` rows in all: a large file splits at row-group boundaries into
+several units, small files batch into one. Units are numbered in a
+deterministic order (sorted paths, then row groups), which the reducer uses to
+merge results in the same order whichever worker finished first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from pipelines.errors import DataError
+
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One Parquet file as listed and as its footer describes it."""
+
+    path: str  # full URL with protocol, e.g. ``s3://bucket/a.parquet`` or a local path
+    size: int
+    version: str  # etag or modification time: changes when the file does
+    row_groups: tuple[int, ...]  # rows per row group
+    schema: pa.Schema
+
+    @property
+    def rows(self) -> int:
+        return sum(self.row_groups)
+
+
+@dataclass(frozen=True)
+class UnitPart:
+    """Row groups ``[start, stop)`` of one file."""
+
+    path: str
+    start: int
+    stop: int
+    rows: int
+    size: int
+    version: str
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What one worker call reads: parts of files, in order."""
+
+    index: int
+    parts: tuple[UnitPart, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def key(self) -> str:
+        """Content key: changes when any part's file, version or row range does."""
+        text = "|".join(f"{p.path}:{p.size}:{p.version}:{p.start}-{p.stop}" for p in self.parts)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def describe(self) -> str:
+        """``a.parquet row groups 0-3, b.parquet``: for messages."""
+        return ", ".join(
+            f"{p.path} (row groups {p.start}-{p.stop - 1})" if p.stop > p.start else p.path for p in self.parts
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: tuple[FileInfo, ...]
+    units: tuple[WorkUnit, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path) if not _is_local(fs) else path
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def list_files(
+    paths: Sequence[str], storage_options: dict[str, Any]
+) -> list[tuple[fsspec.AbstractFileSystem, str, dict]]:
+    """Expand globs and directories to Parquet files: ``[(fs, path, info)]`` sorted by path.
+
+    Raises:
+        DataError: a path that matches nothing.
+    """
+    found: dict[str, tuple[fsspec.AbstractFileSystem, str, dict]] = {}
+    for pattern in paths:
+        try:
+            fs, root = url_to_fs(pattern, **storage_options)
+        except (ImportError, ValueError) as exc:
+            raise DataError(f"data.path {pattern!r}: cannot open this location: {exc}.") from None
+        try:
+            if any(c in root for c in _GLOB_CHARS):
+                matches = fs.glob(root, detail=True)
+                entries = {p: i for p, i in matches.items() if i.get("type") != "directory"}
+            elif fs.isdir(root):
+                entries = {
+                    p: i for p, i in fs.find(root, detail=True).items() if p.endswith(".parquet") or p.endswith(".parq")
+                }
+            elif fs.exists(root):
+                entries = {root: fs.info(root)}
+            else:
+                entries = {}
+        except (OSError, PermissionError) as exc:
+            raise DataError(f"data.path {pattern!r}: listing failed: {exc}.") from None
+        if not entries:
+            raise DataError(f"data.path {pattern!r}: no Parquet files match this path.")
+        for path, info in entries.items():
+            found[_unstrip(fs, path)] = (fs, path, info)
+    return [found[k] for k in sorted(found)]
+
+
+def _version(info: dict) -> str:
+    for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified", "created"):
+        if info.get(key) is not None:
+            return str(info[key]).strip('"')
+    return ""
+
+
+def read_footer(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> FileInfo:
+    """Footer of one file. Raises :class:`DataError` for empty, truncated or non-Parquet files."""
+    url = _unstrip(fs, path)
+    size = int(info.get("size") or 0)
+    if size == 0:
+        raise DataError(f"{url}: the file is empty (0 bytes); expected a Parquet file.")
+    try:
+        with fs.open(path, "rb") as handle:
+            meta = pq.ParquetFile(handle).metadata
+            schema = meta.schema.to_arrow_schema()
+            row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise DataError(f"{url}: not a readable Parquet file (truncated or corrupt?): {exc}.") from None
+    return FileInfo(url, size, _version(info), row_groups, schema)
+
+
+def read_footers(paths: Sequence[str], storage_options: dict[str, Any], threads: int = 8) -> tuple[FileInfo, ...]:
+    """List the files and read their footers (in parallel threads: object stores are latency-bound)."""
+    listed = list_files(paths, storage_options)
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(listed)))) as pool:
+        return tuple(pool.map(lambda item: read_footer(*item), listed))
+
+
+def pack_units(files: Sequence[FileInfo], unit_rows: int) -> tuple[WorkUnit, ...]:
+    """Pack row groups into units of about ``unit_rows`` rows (never splitting a row group)."""
+    units: list[WorkUnit] = []
+    parts: list[UnitPart] = []
+    rows = 0
+
+    def flush() -> None:
+        nonlocal parts, rows
+        if parts:
+            units.append(WorkUnit(len(units), tuple(parts)))
+        parts, rows = [], 0
+
+    for f in files:
+        start = 0
+        part_rows = 0
+        for i, n in enumerate(f.row_groups):
+            if rows + part_rows > 0 and rows + part_rows + n > unit_rows:
+                if part_rows or i > start:
+                    parts.append(UnitPart(f.path, start, i, part_rows, f.size, f.version))
+                flush()
+                start, part_rows = i, 0
+            part_rows += n
+        if len(f.row_groups) > start or not f.row_groups:
+            parts.append(UnitPart(f.path, start, len(f.row_groups), part_rows, f.size, f.version))
+            rows += part_rows
+        if rows >= unit_rows:
+            flush()
+    flush()
+    return tuple(units)
+
+
+def plan(paths: Sequence[str], storage_options: dict[str, Any], unit_rows: int) -> Plan:
+    files = read_footers(paths, storage_options)
+    return Plan(files, pack_units(files, unit_rows))

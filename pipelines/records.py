@@ -1,0 +1,330 @@
+"""Result records, following calibrax's data model: frozen dataclasses with ``to_dict`` / ``from_dict``.
+
+* :class:`Run` - one evaluation of one job: its points, id, UTC timestamp,
+  commit, environment, metadata and metric definitions;
+* :class:`Point` - one measurement (the whole dataset or one slice), tags
+  holding the slice's key/values;
+* :class:`Metric` - one value with optional interval and samples;
+* :class:`MetricDef` - how to read a metric (direction, unit, group).
+
+Numbers are stored as Python floats; NaN is written as ``null`` in JSON and
+read back as NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class MetricDirection(enum.StrEnum):
+    """Whether higher or lower values are better (``info``: no ranking)."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    INFO = "info"
+
+
+class MetricPriority(enum.StrEnum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    TERTIARY = "tertiary"
+
+
+def _num(value: Any) -> float | None:
+    """JSON-safe float: NaN and None become None."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _from_num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """How to interpret a metric: direction, unit and grouping."""
+
+    name: str
+    unit: str = ""
+    direction: MetricDirection = MetricDirection.HIGHER
+    group: str = ""
+    priority: MetricPriority = MetricPriority.SECONDARY
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "direction": str(self.direction),
+            "group": self.group,
+            "priority": str(self.priority),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricDef:
+        return cls(
+            name=data["name"],
+            unit=data.get("unit", ""),
+            direction=MetricDirection(data.get("direction", "higher")),
+            group=data.get("group", ""),
+            priority=MetricPriority(data.get("priority", "secondary")),
+            description=data.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A single value with an optional confidence interval and samples (e.g. bootstrap replicates)."""
+
+    value: float
+    lower: float | None = None
+    upper: float | None = None
+    samples: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict, omitting None fields."""
+        out: dict[str, Any] = {"value": _num(self.value)}
+        if self.lower is not None:
+            out["lower"] = _num(self.lower)
+        if self.upper is not None:
+            out["upper"] = _num(self.upper)
+        if self.samples is not None:
+            out["samples"] = [_num(s) for s in self.samples]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Metric:
+        samples = data.get("samples")
+        return cls(
+            value=_from_num(data.get("value")),
+            lower=None if "lower" not in data else _from_num(data["lower"]),
+            upper=None if "upper" not in data else _from_num(data["upper"]),
+            samples=None if samples is None else tuple(_from_num(s) for s in samples),
+        )
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement under one configuration (the dataset, or one slice of it)."""
+
+    name: str
+    scenario: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scenario": self.scenario,
+            "tags": dict(self.tags),
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Point:
+        return cls(
+            name=data["name"],
+            scenario=data.get("scenario", ""),
+            tags=dict(data.get("tags", {})),
+            metrics={k: Metric.from_dict(v) for k, v in data.get("metrics", {}).items()},
+        )
+
+
+def utc(timestamp: dt.datetime) -> dt.datetime:
+    """``timestamp`` as an aware UTC datetime (naive input is taken as UTC)."""
+    return timestamp.replace(tzinfo=dt.UTC) if timestamp.tzinfo is None else timestamp.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of an evaluation job."""
+
+    points: tuple[Point, ...]
+    id: str
+    timestamp: dt.datetime
+    commit: str | None = None
+    branch: str | None = None
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metric_defs: Mapping[str, MetricDef] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "timestamp": utc(self.timestamp).isoformat(),
+            "commit": self.commit,
+            "branch": self.branch,
+            "environment": dict(self.environment),
+            "metadata": dict(self.metadata),
+            "metric_defs": {k: d.to_dict() for k, d in self.metric_defs.items()},
+            "points": [p.to_dict() for p in self.points],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Run:
+        return cls(
+            points=tuple(Point.from_dict(p) for p in data.get("points", [])),
+            id=data["id"],
+            timestamp=utc(dt.datetime.fromisoformat(data["timestamp"])),
+            commit=data.get("commit"),
+            branch=data.get("branch"),
+            environment=dict(data.get("environment", {})),
+            metadata=dict(data.get("metadata", {})),
+            metric_defs={k: MetricDef.from_dict(v) for k, v in data.get("metric_defs", {}).items()},
+        )
+
+    def point(self, name: str) -> Point:
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(f"run {self.id} has no point {name!r}; points: {', '.join(p.name for p in self.points)}")
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A metric that got worse than its baseline beyond tolerance."""
+
+    metric: str
+    point_name: str
+    baseline_value: float
+    current_value: float
+    delta_pct: float
+    direction: MetricDirection
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "point_name": self.point_name,
+            "baseline_value": _num(self.baseline_value),
+            "current_value": _num(self.current_value),
+            "delta_pct": _num(self.delta_pct),
+            "direction": str(self.direction),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Regression:
+        return cls(
+            metric=data["metric"],
+            point_name=data["point_name"],
+            baseline_value=_from_num(data["baseline_value"]),
+            current_value=_from_num(data["current_value"]),
+            delta_pct=_from_num(data["delta_pct"]),
+            direction=MetricDirection(data["direction"]),
+        )
+
+
+@dataclass(frozen=True)
+class SignificanceResult:
+    """Result of a statistical significance test."""
+
+    p_value: float
+    statistic: float
+    effect_size: float
+    significant: bool
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p_value": _num(self.p_value),
+            "statistic": _num(self.statistic),
+            "effect_size": _num(self.effect_size),
+            "significant": bool(self.significant),
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignificanceResult:
+        return cls(
+            p_value=_from_num(data["p_value"]),
+            statistic=_from_num(data["statistic"]),
+            effect_size=_from_num(data["effect_size"]),
+            significant=bool(data["significant"]),
+            method=data["method"],
+        )
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One run's value of one metric, for a time series."""
+
+    run_id: str
+    timestamp: dt.datetime
+    value: float
+    commit: str | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "timestamp": utc(self.timestamp).isoformat(),
+            "value": _num(self.value),
+        }
+        for key in ("commit", "lower", "upper"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key) if key == "commit" else _num(getattr(self, key))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrendPoint:
+        return cls(
+            run_id=data["run_id"],
+            timestamp=utc(dt.datetime.fromisoformat(data["timestamp"])),
+            value=_from_num(data.get("value")),
+            commit=data.get("commit"),
+            lower=None if "lower" not in data else _from_num(data["lower"]),
+            upper=None if "upper" not in data else _from_num(data["upper"]),
+        )
+
+
+@dataclass(frozen=True)
+class TrendSeries:
+    """Time series of one metric of one point across runs."""
+
+    metric: str
+    point_name: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    points: tuple[TrendPoint, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "point_name": self.point_name,
+            "tags": dict(self.tags),
+            "points": [p.to_dict() for p in self.points],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrendSeries:
+        return cls(
+            metric=data["metric"],
+            point_name=data["point_name"],
+            tags=dict(data.get("tags", {})),
+            points=tuple(TrendPoint.from_dict(p) for p in data.get("points", [])),
+        )
+
+
+def is_higher_better(md: MetricDef | None) -> bool:
+    """True for 'higher', 'info' and unknown metrics; False for 'lower'."""
+    return md is None or md.direction is not MetricDirection.LOWER
+
+
+def extract_framework_metrics(run: Run, metric_names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """``{framework tag or point name: {metric: value}}`` for the requested metrics."""
+    names = list(metric_names)
+    out: dict[str, dict[str, float]] = {}
+    for p in run.points:
+        label = p.tags.get("framework", p.name)
+        values = out.setdefault(label, {})
+        for name in names:
+            if name in p.metrics:
+                values[name] = p.metrics[name].value
+    return out

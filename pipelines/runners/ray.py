@@ -1,0 +1,202 @@
+"""The Ray runner: long-lived actors, dynamic hand-out of work units, bounded retries.
+
+* Connects to an existing cluster (``execution.ray_address``, ``RAY_ADDRESS``,
+  or the cluster a ``ray job submit`` driver runs in); otherwise starts a
+  local one bound to a loopback address and stops it at the end.
+* Creates the actors once per job (each builds its
+  :class:`~pipelines.worker.UnitEvaluator`: compiled updates, backbones) and
+  keeps two units in flight per actor, handing the next unit to whichever
+  actor finishes, so fast actors take more.
+* An actor that dies is replaced and its units go back in the queue; a unit
+  is attempted at most ``MAX_ATTEMPTS`` times. A :class:`UserError` raised in
+  an actor (bad data) stops the job at once and is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from pipelines.errors import UserError
+from pipelines.planning import WorkUnit
+from pipelines.runners import ExecutionReport, OnResult
+from pipelines.spec import JobSpec
+from pipelines.worker import UnitEvaluator, UnitResult
+
+MAX_ATTEMPTS = 3
+IN_FLIGHT_PER_ACTOR = 2
+LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
+
+
+def local_node_ip() -> str:
+    """Address a locally started cluster binds to: loopback (127.0.0.2 on Linux, where Ray
+    rewrites 127.0.0.1 to the outward address), overridable by ``EVALPIPE_RAY_NODE_IP``."""
+    return os.environ.get(LOCAL_NODE_IP_ENV) or ("127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1")
+
+
+def connect(address: str | None) -> bool:
+    """Make sure Ray is initialised. Returns True when this call started a local cluster."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise UserError(
+                f"cannot connect to the Ray cluster at {address!r} (execution.ray_address or RAY_ADDRESS): {exc}"
+            ) from None
+        return False
+    ray.init(include_dashboard=False, _node_ip_address=local_node_ip(), **quiet)
+    return True
+
+
+class EvalActor:
+    """Actor body: one evaluator built at construction, then many units."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.evaluator = UnitEvaluator(spec)
+
+    def ready(self) -> dict[str, Any]:
+        return self.evaluator.ready()
+
+    def process(self, unit: WorkUnit) -> UnitResult:
+        return self.evaluator.process(unit)
+
+
+def _actor_count(spec: JobSpec, units: int) -> int:
+    ex = spec.execution
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if ex.num_gpus > gpus:
+        raise UserError(
+            f"execution.num_gpus: each actor asks for {ex.num_gpus:g} GPU but the Ray cluster has {gpus:g} GPUs in all."
+        )
+    if ex.num_cpus > cpus:
+        raise UserError(
+            f"execution.num_cpus: each actor asks for {ex.num_cpus:g} CPUs but the Ray cluster has {cpus:g} in all."
+        )
+    if ex.actors is not None:
+        wanted = ex.actors
+    elif ex.num_gpus > 0:
+        wanted = int(gpus // ex.num_gpus)
+    else:
+        wanted = int(cpus // ex.num_cpus) if ex.num_cpus > 0 else int(cpus)
+    return max(1, min(wanted, units))
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if cause is not None:
+            return cause
+    return exc
+
+
+def run_ray(
+    spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None]
+) -> ExecutionReport:
+    t0 = time.perf_counter()
+    started_here = connect(spec.execution.ray_address)
+    try:
+        return _run(spec, units, on_result, on_started, t0)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run(
+    spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None], t0: float
+) -> ExecutionReport:
+    ex = spec.execution
+    remote_cls = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=0)(EvalActor)
+    count = _actor_count(spec, len(units))
+    spec_ref = ray.put(spec)
+    actors = [remote_cls.remote(spec_ref) for _ in range(count)]
+    try:
+        ray.get([a.ready.remote() for a in actors])
+    except RayTaskError as exc:
+        raise _unwrap(exc) from None
+    startup = time.perf_counter() - t0
+    on_started()
+    t1 = time.perf_counter()
+
+    queue: deque[WorkUnit] = deque(units)
+    attempts: dict[int, int] = {}
+    retried: set[int] = set()
+    in_flight: dict[Any, tuple[Any, WorkUnit]] = {}
+    total_attempts = 0
+
+    def submit(actor: Any) -> None:
+        nonlocal total_attempts
+        unit = queue.popleft()
+        attempts[unit.index] = attempts.get(unit.index, 0) + 1
+        total_attempts += 1
+        in_flight[actor.process.remote(unit)] = (actor, unit)
+
+    for actor in actors:
+        for _ in range(IN_FLIGHT_PER_ACTOR):
+            if queue:
+                submit(actor)
+
+    done_units: set[int] = set()
+    try:
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            ref = ready[0]
+            actor, unit = in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayActorError:
+                # The actor died: requeue every unit it held, replace it.
+                lost = [unit]
+                for other, (holder, held) in list(in_flight.items()):
+                    if holder is actor:
+                        del in_flight[other]
+                        lost.append(held)
+                for u in lost:
+                    if attempts[u.index] >= MAX_ATTEMPTS:
+                        raise RuntimeError(
+                            f"work unit {u.index} ({u.describe()}) failed {attempts[u.index]} times: its worker died each time"
+                        ) from None
+                    retried.add(u.index)
+                    queue.appendleft(u)
+                actors[actors.index(actor)] = actor = remote_cls.remote(spec_ref)
+            except RayTaskError as exc:
+                cause = _unwrap(exc)
+                if isinstance(cause, UserError):
+                    raise cause from None
+                if attempts[unit.index] >= MAX_ATTEMPTS:
+                    raise RuntimeError(
+                        f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times; last error: {cause!r}"
+                    ) from None
+                retried.add(unit.index)
+                queue.append(unit)
+            else:
+                if unit.index not in done_units:
+                    done_units.add(unit.index)
+                    on_result(result)
+            while queue and sum(1 for a, _ in in_flight.values() if a is actor) < IN_FLIGHT_PER_ACTOR:
+                submit(actor)
+    finally:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+    resources = ray.cluster_resources()
+    return ExecutionReport(
+        runner="ray",
+        workers=count,
+        startup_seconds=startup,
+        compute_seconds=time.perf_counter() - t1,
+        attempts=total_attempts,
+        retried_units=tuple(sorted(retried)),
+        cluster={"CPU": resources.get("CPU", 0.0), "GPU": resources.get("GPU", 0.0), "nodes": len(ray.nodes())},
+    )

@@ -1,0 +1,468 @@
+"""The job spec: YAML -> validated, frozen dataclasses.
+
+A job spec names the data (Parquet files through fsspec and which column
+plays which role), the task, the metrics, how to execute and where results
+go. Every error names the YAML key path and line and, for a misspelt name,
+suggests the closest valid one. See the README for the full schema.
+
+Minimal example::
+
+    name: churn
+    data:
+      path: s3://bucket/preds/${DATE}/*.parquet
+      columns: {predictions: score, targets: label}
+    task: binary
+    metrics: [accuracy, roc_auc, {name: f1_score, average: macro, as: f1_macro}]
+    output: {uri: s3://bucket/evals}
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import yaml
+
+from evaluators import catalog
+from evaluators.statistic import DerivedMetric
+from evaluators.task import PredictionKind, Task, TaskKind
+from pipelines.errors import SpecError
+from pipelines.templating import render
+from pipelines.yamlsource import Path, YamlSource, load_yaml
+
+RUNNERS = ("ray", "local")
+PRIORITIES = ("primary", "secondary", "tertiary")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_MAX_ACTORS = 4096
+_MAX_CPUS = 1024
+_MAX_GPUS = 64
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Parquet column names for each role."""
+
+    predictions: str
+    targets: str
+    weights: str | None = None
+    row_id: str | None = None
+
+    def roles(self) -> dict[str, str]:
+        """Role -> column name, for the roles that are set."""
+        return {role: name for role, name in vars(self).items() if name is not None}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the prediction shards are: globs, directories or files, any fsspec URL."""
+
+    paths: tuple[str, ...]
+    columns: Columns
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric entry: catalogue name, output key, parameters."""
+
+    name: str
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+    priority: str = "secondary"
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How to run: runner, actors and their resources, work-unit size."""
+
+    runner: str = "ray"
+    actors: int | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    unit_rows: int = 1_000_000
+    ray_address: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where runs are written: ``{uri}/{job name}/{run id}/``."""
+
+    uri: str
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job. ``recorded`` is the resolved spec fit to be written (no secrets)."""
+
+    name: str
+    data: DataSpec
+    task: Task
+    metrics: tuple[MetricSpec, ...]
+    execution: ExecutionSpec
+    output: OutputSpec
+    description: str = ""
+    commit: str | None = None
+    branch: str | None = None
+    source: str = "<spec>"
+    recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
+        """Each metric entry with its built metric (validated at load time)."""
+        return [(m, catalog.build(m.name, self.task, m.params)) for m in self.metrics]
+
+
+# --- reading helpers -----------------------------------------------------------
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class _Section:
+    """Typed access to one mapping of the spec; unknown keys are errors."""
+
+    def __init__(self, source: YamlSource, path: Path, value: Any, what: str = "a mapping") -> None:
+        if not isinstance(value, dict):
+            raise SpecError(f"{source.where(path)}: expected {what}, got {_describe(value)}.")
+        self.source = source
+        self.path = path
+        self.value = value
+        self.allowed: list[str] = []
+
+    def where(self, key: str | int | None = None) -> str:
+        return self.source.where(self.path if key is None else (*self.path, key))
+
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+        choices: Sequence[str] | None = None,
+    ) -> Any:
+        self.allowed.append(key)
+        if key not in self.value or self.value[key] is None:
+            if required:
+                raise SpecError(f"{self.where()}: missing required key {key!r}.")
+            return default
+        value = self.value[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise SpecError(f"{self.where(key)}: expected {expected}, got {_describe(value)}.")
+        if choices is not None and value not in choices:
+            raise SpecError(
+                f"{self.where(key)}: expected one of {', '.join(map(str, choices))}; got {value!r}"
+                f"{_suggest(str(value), choices)}."
+            )
+        return value
+
+    def section(self, key: str, *, required: bool = False) -> _Section:
+        self.allowed.append(key)
+        if key not in self.value or self.value[key] is None:
+            if required:
+                raise SpecError(f"{self.where()}: missing required section {key!r}.")
+            return _Section(self.source, (*self.path, key), {})
+        return _Section(self.source, (*self.path, key), self.value[key])
+
+    def finish(self) -> None:
+        for key in self.value:
+            if key not in self.allowed:
+                raise SpecError(
+                    f"{self.where(key)}: unknown key {key!r}{_suggest(str(key), self.allowed)}; "
+                    f"expected one of: {', '.join(self.allowed)}."
+                )
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _positive(
+    section: _Section, key: str, value: float | None, upper: float, integer: bool = False, allow_zero: bool = False
+) -> None:
+    if value is None:
+        return
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and math.isfinite(value) and value <= upper) or (integer and int(value) != value):
+        kind = "an integer" if integer else "a number"
+        low = "0" if allow_zero else "above 0"
+        raise SpecError(f"{section.where(key)}: expected {kind} from {low} to {upper:g}, got {value!r}.")
+
+
+# --- sections --------------------------------------------------------------------
+
+
+def _paths(section: _Section) -> tuple[str, ...]:
+    section.allowed.append("path")
+    raw = section.value.get("path")
+    if raw is None:
+        raise SpecError(f"{section.where()}: missing required key 'path' (a glob, directory or list of Parquet files).")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(p, str) and p.strip() for p in items):
+        raise SpecError(
+            f"{section.where('path')}: expected a path string or a list of path strings, got {_describe(raw)}."
+        )
+    return tuple(p.strip() for p in items)
+
+
+def _storage_options(section: _Section) -> dict[str, Any]:
+    return dict(section.get("storage_options", dict, {}))
+
+
+def _data(root: _Section) -> DataSpec:
+    data = root.section("data", required=True)
+    paths = _paths(data)
+    cols = data.section("columns", required=True)
+    columns = Columns(
+        predictions=cols.get("predictions", str, required=True),
+        targets=cols.get("targets", str, required=True),
+        weights=cols.get("weights", str),
+        row_id=cols.get("row_id", str),
+    )
+    cols.finish()
+    options = _storage_options(data)
+    data.finish()
+    return DataSpec(paths, columns, options)
+
+
+def _task(root: _Section) -> Task:
+    root.allowed.append("task")
+    raw = root.value.get("task")
+    if raw is None:
+        raise SpecError(f"{root.where()}: missing required key 'task' (binary, multiclass, multilabel or regression).")
+    kinds = [k.value for k in TaskKind]
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    sec = _Section(root.source, ("task",), raw, "a task name or a mapping with `kind`")
+    kind = sec.get("kind", str, required=True, choices=kinds)
+    num_classes = sec.get("num_classes", int)
+    prediction = sec.get("prediction", str, "probabilities", choices=[p.value for p in PredictionKind])
+    threshold = sec.get("threshold", float, 0.5)
+    ignore_index = sec.get("ignore_index", int)
+    sec.finish()
+    if kind in ("multiclass", "multilabel") and num_classes is None:
+        raise SpecError(
+            f"{sec.where()}: a {kind} task needs `num_classes` (the number of {'classes' if kind == 'multiclass' else 'labels'})."
+        )
+    _positive(sec, "num_classes", num_classes, 1_000_000, integer=True)
+    if num_classes is not None and num_classes < 2:
+        raise SpecError(f"{sec.where('num_classes')}: expected at least 2 classes, got {num_classes}.")
+    if not 0.0 <= threshold <= 1.0:
+        raise SpecError(f"{sec.where('threshold')}: expected a probability threshold in [0, 1], got {threshold}.")
+    return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+def _metric_entries(root: _Section, task: Task) -> tuple[MetricSpec, ...]:
+    root.allowed.append("metrics")
+    raw = root.value.get("metrics")
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(
+            f"{root.source.where(('metrics',))}: expected a non-empty list of metrics, got {_describe(raw)}."
+        )
+    specs: list[MetricSpec] = []
+    keys: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        path: Path = ("metrics", i)
+        where = root.source.where(path)
+        if isinstance(entry, str):
+            name, params, key, priority = entry, {}, None, "secondary"
+        elif isinstance(entry, dict) and "name" in entry:
+            params = {k: v for k, v in entry.items() if k not in ("name", "as", "priority")}
+            name, key, priority = entry["name"], entry.get("as"), entry.get("priority", "secondary")
+        elif isinstance(entry, dict) and len(entry) == 1:
+            ((name, params),) = entry.items()
+            params = {} if params is None else params
+            key, priority = None, "secondary"
+            path = (*path, name)
+            if not isinstance(params, dict):
+                raise SpecError(
+                    f"{root.source.where(path)}: expected a mapping of parameters, got {_describe(params)}."
+                )
+            params = dict(params)
+            key = params.pop("as", None)
+            priority = params.pop("priority", "secondary")
+        else:
+            raise SpecError(
+                f"{where}: expected a metric name, `{{name: ..., <params>}}` or `{{<name>: {{<params>}}}}`; "
+                f"got {_describe(entry)}."
+            )
+        if not isinstance(name, str):
+            raise SpecError(f"{where}: metric name must be a string, got {_describe(name)}.")
+        if name not in catalog.METRICS:
+            raise SpecError(
+                f"{where}: unknown metric {name!r}{_suggest(name, list(catalog.METRICS))}; "
+                f"known metrics: {', '.join(sorted(catalog.METRICS))}."
+            )
+        if priority not in PRIORITIES:
+            raise SpecError(f"{where}.priority: expected one of {', '.join(PRIORITIES)}; got {priority!r}.")
+        accepted = catalog.parameters(name)
+        for param in params:
+            if param not in accepted:
+                raise SpecError(
+                    f"{root.source.where((*path, param))}: metric {name!r} has no parameter {param!r}"
+                    f"{_suggest(str(param), list(accepted))}; its parameters: {', '.join(accepted) or 'none'}."
+                )
+        try:
+            catalog.build(name, task, params)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"{where}: {name}: {exc}.") from None
+        if key is None:
+            key = name if not params else name + "(" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + ")"
+        if not isinstance(key, str) or not key:
+            raise SpecError(f"{where}.as: expected a non-empty string, got {_describe(key)}.")
+        if key in keys:
+            raise SpecError(
+                f"{where}: metric key {key!r} is already used by metrics[{keys[key]}]; give one of them `as: <key>`."
+            )
+        keys[key] = i
+        specs.append(MetricSpec(name, key, dict(params), priority))
+    return tuple(specs)
+
+
+def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
+    sec = root.section("execution")
+    runner = sec.get("runner", str, "ray", choices=RUNNERS)
+    actors = sec.get("actors", (int, str))
+    if isinstance(actors, str):
+        if actors != "auto":
+            raise SpecError(f"{sec.where('actors')}: expected a positive integer or 'auto', got {actors!r}.")
+        actors = None
+    num_cpus = sec.get("num_cpus", float, 1.0)
+    num_gpus = sec.get("num_gpus", float, 0.0)
+    unit_rows = sec.get("unit_rows", int, 1_000_000)
+    address = sec.get("ray_address", str)
+    sec.finish()
+    _positive(sec, "actors", actors, _MAX_ACTORS, integer=True)
+    _positive(sec, "num_cpus", num_cpus, _MAX_CPUS, allow_zero=True)
+    _positive(sec, "num_gpus", num_gpus, _MAX_GPUS, allow_zero=True)
+    _positive(sec, "unit_rows", unit_rows, 10**10, integer=True)
+    runner = overrides.get("runner") or runner
+    if runner not in RUNNERS:
+        raise SpecError(f"--runner: expected one of {', '.join(RUNNERS)}; got {runner!r}.")
+    return ExecutionSpec(runner, actors, num_cpus, num_gpus, unit_rows, address)
+
+
+def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
+    sec = root.section("output", required=not overrides.get("output"))
+    uri = sec.get("uri", str, required=not overrides.get("output"))
+    options = _storage_options(sec)
+    sec.finish()
+    return OutputSpec(overrides.get("output") or uri, options)
+
+
+# --- entry points ----------------------------------------------------------------
+
+
+def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_name: str) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` assignments (values parsed as YAML scalars)."""
+    data = copy.deepcopy(data)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set execution.actors=4.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        target = data
+        for depth, part in enumerate(parts[:-1]):
+            nxt = target.get(part)
+            if nxt is None:
+                nxt = target[part] = {}
+            if not isinstance(nxt, dict):
+                raise SpecError(f"--set {key}: {'.'.join(parts[: depth + 1])} in {source_name} is not a mapping.")
+            target = nxt
+        target[parts[-1]] = value
+    return data
+
+
+def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> JobSpec:
+    """Validate a loaded YAML document into a :class:`JobSpec`."""
+    overrides = dict(overrides or {})
+    raw = apply_overrides(source.data, overrides.get("set", ()), source.name)
+    variables = raw.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise SpecError(
+            f"{source.where(('vars',))}: expected a mapping of template variables, got {_describe(variables)}."
+        )
+    resolved, recorded = render(raw, variables, source.where)
+    source = YamlSource(source.name, resolved, source.lines)
+    root = _Section(source, (), resolved)
+    name = root.get("name", str, required=True)
+    if not _NAME.match(name):
+        raise SpecError(
+            f"{root.where('name')}: job name {name!r} must start with a letter or digit and use only letters, "
+            "digits, '.', '_' and '-' (it becomes a directory name)."
+        )
+    root.allowed.append("vars")
+    description = root.get("description", str, "")
+    data = _data(root)
+    task = _task(root)
+    metrics = _metric_entries(root, task)
+    execution = _execution(root, overrides)
+    output = _output(root, overrides)
+    commit = root.get("commit", str)
+    branch = root.get("branch", str)
+    root.finish()
+    for section in ("data", "output"):
+        if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
+            recorded[section]["storage_options"] = {k: "<redacted>" for k in recorded[section]["storage_options"]}
+    return JobSpec(
+        name=name,
+        data=data,
+        task=task,
+        metrics=metrics,
+        execution=execution,
+        output=output,
+        description=description,
+        commit=commit,
+        branch=branch,
+        source=source.name,
+        recorded=recorded,
+    )
+
+
+def load(path: str, overrides: Mapping[str, Any] | None = None) -> JobSpec:
+    """Read and validate the job spec at ``path`` (any fsspec URL)."""
+    try:
+        with fsspec.open(path, "rb") as handle:
+            payload = handle.read(1_000_001)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: job spec not found.") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{path}: cannot read the job spec: {exc}.") from None
+    if len(payload) > 1_000_000:
+        raise SpecError(f"{path}: the job spec is larger than 1 MB; expected a short YAML file.")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: the job spec is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    return parse(load_yaml(text, path), overrides)

@@ -1,0 +1,265 @@
+"""Writing runs to any fsspec location, and the commit protocol that makes them visible.
+
+Layout of one run::
+
+    {output}/{job}/{run id}/
+        run.json           the Run record (points, metric defs, metadata)
+        metrics.parquet    one row per point x metric (long format)
+        statistics.npz     the merged sufficient statistics, per slice
+        statistics.json    what each array in statistics.npz is
+        _COMMITTED         manifest: the files above with their sizes; written last
+
+A reader takes a run only when its ``_COMMITTED`` manifest exists and lists
+files of the sizes found. The manifest is created exclusively (it never
+overwrites one), so a run directory is committed at most once. Run ids begin
+with the UTC time, so they sort by time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from evaluators.statistic import State, Statistic
+from pipelines.errors import UserError
+from pipelines.records import Run, utc
+from pipelines.worker import SliceKey
+
+COMMIT_MARKER = "_COMMITTED"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.parquet"
+STATISTICS_FILE = "statistics.npz"
+STATISTICS_INDEX = "statistics.json"
+
+
+def new_run_id(now: dt.datetime) -> str:
+    """``20261123T141233123Z-5f2a9c``: UTC time to the millisecond, then random hex against collisions."""
+    now = utc(now)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """Where one run lives."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str  # path within ``fs``
+    uri: str  # as the user writes it
+
+    def file(self, name: str) -> str:
+        return join(self.path, name)
+
+
+def run_location(output_uri: str, job: str, run_id: str, storage_options: Mapping[str, Any]) -> RunLocation:
+    try:
+        fs, root = url_to_fs(output_uri, **storage_options)
+    except (ImportError, ValueError) as exc:
+        raise UserError(f"output.uri {output_uri!r}: cannot open this location: {exc}.") from None
+    return RunLocation(fs, join(root, job, run_id), join(output_uri, job, run_id))
+
+
+# --- encoding ----------------------------------------------------------------------
+
+
+def _flatten(state: State, prefix: str, out: dict[str, np.ndarray]) -> None:
+    if isinstance(state, tuple | list):
+        for i, leaf in enumerate(state):
+            _flatten(leaf, f"{prefix}/{i}", out)
+    elif isinstance(state, dict):
+        for k in sorted(state):
+            _flatten(state[k], f"{prefix}/{k}", out)
+    else:
+        out[prefix] = np.asarray(state)
+
+
+def _unflatten(template: State, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
+    if isinstance(template, tuple | list):
+        return tuple(_unflatten(leaf, f"{prefix}/{i}", arrays) for i, leaf in enumerate(template))
+    if isinstance(template, dict):
+        return {k: _unflatten(template[k], f"{prefix}/{k}", arrays) for k in template}
+    return arrays[prefix]
+
+
+def encode_statistics(
+    statistics: Sequence[Statistic], merged: Mapping[SliceKey, tuple[State, ...]]
+) -> tuple[bytes, bytes]:
+    """``(npz bytes, index json bytes)`` for the merged states of every slice."""
+    arrays: dict[str, np.ndarray] = {}
+    slices = sorted(merged, key=lambda k: (len(k), k))
+    for s, key in enumerate(slices):
+        for i, state in enumerate(merged[key]):
+            _flatten(state, f"s{s}/t{i}", arrays)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    index = {
+        "slices": [[list(pair) for pair in key] for key in slices],
+        "statistics": [{"type": type(st).__name__, "repr": repr(st)} for st in statistics],
+    }
+    return buffer.getvalue(), json.dumps(index, indent=1).encode()
+
+
+def decode_statistics(statistics: Sequence[Statistic], npz: bytes, index: bytes) -> dict[SliceKey, tuple[State, ...]]:
+    """Inverse of :func:`encode_statistics`, given the same statistics (rebuilt from the run's spec)."""
+    meta = json.loads(index)
+    with np.load(io.BytesIO(npz)) as data:
+        arrays = {k: data[k] for k in data.files}
+    out: dict[SliceKey, tuple[State, ...]] = {}
+    for s, key in enumerate(meta["slices"]):
+        out[tuple((k, v) for k, v in key)] = tuple(
+            _unflatten(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics)
+        )
+    return out
+
+
+def metrics_table(run: Run, job: str) -> pa.Table:
+    """Long format: one row per point x metric."""
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "run_id",
+            "timestamp",
+            "job",
+            "commit",
+            "point",
+            "tags",
+            "metric",
+            "value",
+            "lower",
+            "upper",
+            "direction",
+        )
+    }
+    timestamp = utc(run.timestamp)
+    for point in run.points:
+        for name, metric in point.metrics.items():
+            definition = run.metric_defs.get(name)
+            rows["run_id"].append(run.id)
+            rows["timestamp"].append(timestamp)
+            rows["job"].append(job)
+            rows["commit"].append(run.commit)
+            rows["point"].append(point.name)
+            rows["tags"].append(list(point.tags.items()))
+            rows["metric"].append(name)
+            rows["value"].append(metric.value)
+            rows["lower"].append(metric.lower)
+            rows["upper"].append(metric.upper)
+            rows["direction"].append(str(definition.direction) if definition else "higher")
+    schema = pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("job", pa.string()),
+            ("commit", pa.string()),
+            ("point", pa.string()),
+            ("tags", pa.map_(pa.string(), pa.string())),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+            ("lower", pa.float64()),
+            ("upper", pa.float64()),
+            ("direction", pa.string()),
+        ]
+    )
+    return pa.table(rows, schema=schema)
+
+
+# --- writing and committing -----------------------------------------------------------
+
+
+def _write(loc: RunLocation, name: str, payload: bytes) -> int:
+    with loc.fs.open(loc.file(name), "wb") as handle:
+        handle.write(payload)
+    return len(payload)
+
+
+def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, payload: bytes) -> None:
+    """Create ``path`` only if it does not exist.
+
+    Raises:
+        FileExistsError: it exists already.
+    """
+    try:
+        with fs.open(path, "xb") as handle:
+            handle.write(payload)
+        return
+    except (NotImplementedError, ValueError):
+        pass  # this filesystem has no exclusive create: check, then write
+    if fs.exists(path):
+        raise FileExistsError(path)
+    with fs.open(path, "wb") as handle:
+        handle.write(payload)
+
+
+def write_run(
+    loc: RunLocation,
+    run: Run,
+    job: str,
+    statistics: Sequence[Statistic],
+    merged: Mapping[SliceKey, tuple[State, ...]],
+) -> None:
+    """Write every file of the run, then commit it with the manifest."""
+    loc.fs.makedirs(loc.path, exist_ok=True)
+    files: dict[str, int] = {}
+    npz, index = encode_statistics(statistics, merged)
+    files[STATISTICS_FILE] = _write(loc, STATISTICS_FILE, npz)
+    files[STATISTICS_INDEX] = _write(loc, STATISTICS_INDEX, index)
+    table = io.BytesIO()
+    pq.write_table(metrics_table(run, job), table)
+    files[METRICS_FILE] = _write(loc, METRICS_FILE, table.getvalue())
+    files[RUN_FILE] = _write(loc, RUN_FILE, json.dumps(run.to_dict(), indent=1, allow_nan=False).encode())
+    manifest = {
+        "run_id": run.id,
+        "job": job,
+        "timestamp": utc(run.timestamp).isoformat(),
+        "files": files,
+    }
+    create_exclusive(loc.fs, loc.file(COMMIT_MARKER), json.dumps(manifest, indent=1).encode())
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def read_manifest(loc: RunLocation) -> dict[str, Any] | None:
+    """The run's manifest, or None when the run is not committed."""
+    try:
+        with loc.fs.open(loc.file(COMMIT_MARKER), "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def open_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> RunLocation:
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    return RunLocation(fs, path.rstrip("/"), uri.rstrip("/"))
+
+
+def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
+    """The committed :class:`Run` at ``uri``.
+
+    Raises:
+        UserError: no run there, or the run is not committed.
+    """
+    loc = open_run(uri, storage_options)
+    manifest = read_manifest(loc)
+    if manifest is None:
+        if loc.fs.exists(loc.file(RUN_FILE)):
+            raise UserError(
+                f"{uri}: this run is not committed (no {COMMIT_MARKER} manifest); it may have failed or still be running."
+            )
+        raise UserError(f"{uri}: no evalpipe run here (expected {COMMIT_MARKER} and {RUN_FILE}).")
+    with loc.fs.open(loc.file(RUN_FILE), "rb") as handle:
+        return Run.from_dict(json.loads(handle.read()))

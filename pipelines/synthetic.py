@@ -1,0 +1,107 @@
+"""Seeded, realistic synthetic prediction shards, for the example jobs, tests and benchmarks.
+
+Binary shards have a calibrated-but-imperfect score, an imbalanced label and
+slice columns; multiclass shards have softmax probabilities as a
+``fixed_size_list<float32>[C]`` column and a long-tailed label distribution.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COUNTRIES = ("US", "DE", "FR", "JP", "BR")
+DEVICES = ("ios", "android", "web")
+
+
+def _split(rows: int, shards: int) -> list[int]:
+    base, extra = divmod(rows, shards)
+    return [base + (1 if i < extra else 0) for i in range(shards)]
+
+
+def binary_table(rng: np.random.Generator, rows: int, start_id: int = 0, prevalence: float = 0.2) -> pa.Table:
+    """Columns: row_id (int64), score (float32 probability), label (int8), country, device (strings)."""
+    label = (rng.random(rows) < prevalence).astype(np.int8)
+    country = rng.choice(len(COUNTRIES), size=rows, p=[0.4, 0.2, 0.15, 0.15, 0.1])
+    device = rng.choice(len(DEVICES), size=rows, p=[0.35, 0.45, 0.2])
+    # Signal strength varies by country, so slices differ.
+    strength = np.array([1.6, 1.3, 1.1, 1.8, 0.8])[country]
+    logit = -1.4 + strength * (2.0 * label - 1.0) + rng.normal(0.0, 1.0, rows)
+    score = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            "score": pa.array(score),
+            "label": pa.array(label),
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+            "device": pa.array(np.asarray(DEVICES, dtype=object)[device]),
+        }
+    )
+
+
+def multiclass_table(rng: np.random.Generator, rows: int, num_classes: int, start_id: int = 0) -> pa.Table:
+    """Columns: row_id, probs (fixed_size_list<float32>[C]), label (int16), country."""
+    weights = 1.0 / np.arange(1, num_classes + 1) ** 0.8
+    label = rng.choice(num_classes, size=rows, p=weights / weights.sum())
+    logits = rng.normal(0.0, 1.0, (rows, num_classes)).astype(np.float32)
+    logits[np.arange(rows), label] += rng.normal(2.0, 1.0, rows).astype(np.float32)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    flat = pa.array(probs.astype(np.float32).reshape(-1))
+    country = rng.choice(len(COUNTRIES), size=rows)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            "probs": pa.FixedSizeListArray.from_arrays(flat, num_classes),
+            "label": pa.array(label.astype(np.int16)),
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+        }
+    )
+
+
+def write_shards(
+    directory: str,
+    kind: str,
+    rows: int,
+    shards: int,
+    *,
+    seed: int = 0,
+    num_classes: int = 10,
+    row_group_rows: int = 65_536,
+) -> list[str]:
+    """Write ``shards`` Parquet files with ``rows`` rows in all; returns their paths."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths: list[str] = []
+    start = 0
+    for i, n in enumerate(_split(rows, shards)):
+        if kind == "binary":
+            table = binary_table(rng, n, start)
+        elif kind == "multiclass":
+            table = multiclass_table(rng, n, num_classes, start)
+        else:
+            raise ValueError(f"kind must be 'binary' or 'multiclass', got {kind!r}")
+        path = os.path.join(directory, f"part-{i:05d}.parquet")
+        pq.write_table(table, path, row_group_size=row_group_rows)
+        paths.append(path)
+        start += n
+    return paths
+
+
+def concatenated(paths: Sequence[str], columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read ``columns`` of all ``paths`` into numpy (lists -> 2-D), for reference computations."""
+    table = pa.concat_tables([pq.read_table(p, columns=list(columns)) for p in paths])
+    out = {}
+    for name in columns:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+            width = col.type.list_size if pa.types.is_fixed_size_list(col.type) else len(col[0])
+            out[name] = col.flatten().to_numpy().reshape(len(col), width)
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out

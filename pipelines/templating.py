@@ -1,0 +1,96 @@
+"""``${...}`` placeholders in job specs, for nightly paths.
+
+==========================  ===================================================
+``${DATE}``                 the run date, ``YYYY-MM-DD`` (UTC today unless
+                            ``vars.DATE`` is set, e.g. ``--set vars.DATE=2026-11-20``)
+``${DATE:%Y/%m/%d}``        the run date in any ``strftime`` format
+``${YESTERDAY}``            the day before the run date (formats work too)
+``${NAME}``                 a value from the spec's ``vars:`` mapping
+``${env:NAME}``             an environment variable; the recorded spec keeps
+                            the placeholder, never the value
+``$${...}``                 a literal ``${...}``
+==========================  ===================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipelines.errors import SpecError
+
+_PLACEHOLDER = re.compile(r"\$?\$\{([^}]*)\}")
+
+
+def run_date(variables: Mapping[str, Any], today: dt.date | None = None) -> dt.date:
+    raw = variables.get("DATE")
+    if raw is None:
+        return today or dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(str(raw))
+    except ValueError:
+        raise SpecError(f"vars.DATE must be a date written YYYY-MM-DD, got {raw!r}.") from None
+
+
+def _substitute(text: str, lookup: Callable[[str], str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0).startswith("$$"):
+            return match.group(0)[1:]
+        return lookup(match.group(1).strip())
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def render(
+    data: Any,
+    variables: Mapping[str, Any],
+    where: Callable[[tuple], str],
+    env: Mapping[str, str] | None = None,
+    today: dt.date | None = None,
+) -> tuple[Any, Any]:
+    """Resolve placeholders in every string of ``data``.
+
+    Returns ``(resolved, recorded)``: ``recorded`` is the same document with
+    ``${env:...}`` placeholders left in place, fit to be written into a run.
+    """
+    env = os.environ if env is None else env
+    date = run_date(variables, today)
+    names = {str(k): str(v) for k, v in variables.items() if k != "DATE"}
+
+    def lookup_for(path: tuple, keep_env: bool) -> Callable[[str], str]:
+        def lookup(expr: str) -> str:
+            name, _, fmt = expr.partition(":")
+            if name == "env":
+                if not fmt:
+                    raise SpecError(f"{where(path)}: `${{env:}}` needs a variable name, e.g. `${{env:BUCKET}}`.")
+                if fmt not in env:
+                    raise SpecError(
+                        f"{where(path)}: environment variable {fmt!r} is not set (used as `${{env:{fmt}}}`)."
+                    )
+                return "${env:" + fmt + "}" if keep_env else env[fmt]
+            if name in ("DATE", "YESTERDAY"):
+                day = date if name == "DATE" else date - dt.timedelta(days=1)
+                try:
+                    return day.strftime(fmt) if fmt else day.isoformat()
+                except ValueError:
+                    raise SpecError(f"{where(path)}: bad date format {fmt!r} in `${{{expr}}}`.") from None
+            if name in names and not fmt:
+                return names[name]
+            known = ", ".join(["DATE", "YESTERDAY", "env:NAME", *sorted(names)])
+            raise SpecError(f"{where(path)}: unknown placeholder `${{{expr}}}`; known: {known}.")
+
+        return lookup
+
+    def walk(value: Any, path: tuple, keep_env: bool) -> Any:
+        if isinstance(value, str):
+            return _substitute(value, lookup_for(path, keep_env))
+        if isinstance(value, dict):
+            return {k: (v if path == () and k == "vars" else walk(v, (*path, k), keep_env)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i), keep_env) for i, v in enumerate(value)]
+        return value
+
+    return walk(data, (), False), walk(data, (), True)
