@@ -149,6 +149,13 @@ class _Section:
     def where(self, key: str | int | None = None) -> str:
         return self.source.where(self.path if key is None else (*self.path, key))
 
+    def missing(self, key: str, what: str = "key") -> SpecError:
+        """The error for a required ``key`` that is absent: a misspelling of it if there is one."""
+        near = difflib.get_close_matches(key, [str(k) for k in self.value], n=1, cutoff=0.6)
+        if near:
+            return SpecError(f"{self.where(near[0])}: unknown key {near[0]!r} (did you mean {key!r}?).")
+        return SpecError(f"{self.where()}: missing required {what} {key!r}.")
+
     def get(
         self,
         key: str,
@@ -161,7 +168,7 @@ class _Section:
         self.allowed.append(key)
         if key not in self.value or self.value[key] is None:
             if required:
-                raise SpecError(f"{self.where()}: missing required key {key!r}.")
+                raise self.missing(key)
             return default
         value = self.value[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -182,7 +189,7 @@ class _Section:
         self.allowed.append(key)
         if key not in self.value or self.value[key] is None:
             if required:
-                raise SpecError(f"{self.where()}: missing required section {key!r}.")
+                raise self.missing(key, "section")
             return _Section(self.source, (*self.path, key), {})
         return _Section(self.source, (*self.path, key), self.value[key])
 
@@ -383,6 +390,8 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
 def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_name: str) -> dict[str, Any]:
     """Apply ``--set key.path=value`` assignments (values parsed as YAML scalars)."""
     data = copy.deepcopy(data)
+    if assignments and isinstance(data.get("task"), str):
+        data["task"] = {"kind": data["task"]}
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():

@@ -1,0 +1,88 @@
+"""Bootstrap and everyday commands, needing nothing but python3 (>= 3.11).
+
+    python3 scripts/dev.py example   # make .venv, install evalpipe, generate data, run a job on local Ray
+    python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite
+    python3 scripts/dev.py lint      # ruff
+
+The virtual environment lives in ``.venv`` (or ``$EVALPIPE_VENV``) and is
+reinstalled when ``pyproject.toml`` changes. Extra arguments after ``test``
+go to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("EVALPIPE_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+
+
+def say(text: str) -> None:
+    print(f"[dev] {text}", flush=True)
+
+
+def run(*args: str | Path, **kw) -> None:
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, **kw)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_env(extras: str) -> None:
+    """Create the venv and install ``.[extras]`` unless already installed for this pyproject."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"evalpipe needs Python >= 3.11; this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        say(f"creating virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / ".evalpipe-install"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    target = f".[{extras}]" if extras else "."
+    say(f"installing evalpipe{'[' + extras + ']' if extras else ''} (first run takes a minute or two)")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target)
+    stamp.write_text(digest)
+
+
+def example() -> None:
+    ensure_env("")
+    data = ROOT / "example-data" / "binary"
+    if not data.exists():
+        run(PYTHON, "scripts/make_data.py", "binary", str(data), "--rows", "200000", "--shards", "12")
+    say("running configs/binary.yaml on a local Ray cluster (2 actors)")
+    run(PYTHON, "-m", "pipelines", "run", "configs/binary.yaml")
+
+
+def test(extra: list[str]) -> None:
+    ensure_env("dev")
+    run(PYTHON, "-m", "pytest", *extra)
+
+
+def lint() -> None:
+    ensure_env("dev")
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "ruff", "format", "--check", ".")
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "help"
+    if command == "example":
+        example()
+    elif command == "test":
+        test(sys.argv[2:])
+    elif command == "lint":
+        lint()
+    else:
+        print(__doc__)
+        sys.exit(0 if command in ("help", "-h", "--help") else 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared fixtures: one in-process Ray cluster on loopback for the whole session, data helpers."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Keep every Ray process this suite starts on loopback.
+os.environ.setdefault("EVALPIPE_RAY_NODE_IP", "127.0.0.2")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster (2 CPUs, loopback only) shared by the tests that use the Ray runner."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address=os.environ["EVALPIPE_RAY_NODE_IP"],
+            log_to_driver=False,
+            logging_level="WARNING",
+        )
+    yield ray
+    ray.shutdown()
+
+
+def write_job(path: Path, spec: dict) -> Path:
+    """Write a job spec dict as YAML and return its path."""
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
