@@ -20,11 +20,13 @@ from pipelines.records import Run
 def _format_value(value: float | None) -> str:
     if value is None:
         return ""
-    if math.isnan(value):
-        return "nan"
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-4):
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e6 or abs(value) < 1e-4:
         return f"{value:.6g}"
-    return f"{value:.6f}".rstrip("0").rstrip(".") if value != int(value) or abs(value) < 1e15 else f"{value:.0f}"
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def format_run(run: Run, max_metrics: int = 200) -> str:

@@ -47,7 +47,7 @@ class Progress:
         self.enabled = enabled
         self.log_every = log_every
         self.started = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = -float("inf")
 
     def restart_clock(self) -> None:
         """Start timing now (after cluster start-up)."""

@@ -58,6 +58,10 @@ class MetricDef:
     priority: MetricPriority = MetricPriority.SECONDARY
     description: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", MetricDirection(self.direction))
+        object.__setattr__(self, "priority", MetricPriority(self.priority))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -198,6 +202,9 @@ class Regression:
     current_value: float
     delta_pct: float
     direction: MetricDirection
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", MetricDirection(self.direction))
 
     def to_dict(self) -> dict[str, Any]:
         return {
