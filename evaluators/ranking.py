@@ -54,11 +54,13 @@ def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
     """Monotone bin index in ``[0, bin_count)`` of probabilities in ``[0, 1]``.
 
     The index is read from the float32 bit pattern of ``u = min(p, 1 - p)``
-    (``1 - p`` is exact in float32 for ``p >= 0.5``), keeping
-    ``precision_bits`` bits of mantissa.
+    (``1 - p`` is exact in ``p``'s own float type for ``p >= 0.5``; ``u`` is
+    rounded to float32 only afterwards, so that scores near 1 keep the same
+    relative resolution as scores near 0), keeping ``precision_bits`` bits of
+    mantissa.
     """
-    p = scores.astype(jnp.float32)
-    u = jnp.minimum(p, jnp.float32(1) - p)
+    p = scores
+    u = jnp.minimum(p, 1 - p).astype(jnp.float32)
     shift = 23 - precision_bits
     lo = (127 - _MIN_EXPONENT) << precision_bits
     hi = (127 - 1) << precision_bits

@@ -12,12 +12,15 @@ shard, then the per-shard states merged in a random tree order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, softmax
 
+from evaluators import catalog
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric
+from evaluators.task import PredictionKind, Task, TaskKind
 
 
 def add_ties(rng: np.random.Generator, scores: np.ndarray, *, grid: float = 1 / 64) -> np.ndarray:
@@ -128,20 +131,28 @@ def weights_for(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def make_shards(
-    rng: np.random.Generator, n: int, labels: np.ndarray | None = None, *, pieces: int = 4
+    rng: np.random.Generator,
+    n: int,
+    labels: np.ndarray | None = None,
+    *,
+    pieces: int = 4,
+    max_rows: int = 1000,
 ) -> list[np.ndarray]:
     """Row indices of shards covering ``range(n)`` once, in random order.
 
     Always includes two empty shards and a one-row shard; with ``labels``
     (``[n]``) also a shard whose rows all have one label. The other rows are
-    shuffled and cut into ``pieces`` random-size parts (some may be empty).
+    shuffled and cut into ``pieces`` random-size parts (some may be empty),
+    parts longer than ``max_rows`` cut again at random points. (Shards of at
+    most 1,024 rows share one padded shape, so the compiled update is built
+    once per test scenario.)
     """
     perm = rng.permutation(n)
     shards: list[np.ndarray] = [np.zeros(0, np.int64), np.zeros(0, np.int64)]
     if labels is not None and n:
         first = labels[perm[0]]
         same = perm[labels[perm] == first]
-        single = same[: max(1, len(same) // 3)]
+        single = same[: max(1, min(max_rows, len(same) // 3))]
         shards.append(single)
         perm = np.setdiff1d(perm, single, assume_unique=True)
         perm = rng.permutation(perm)
@@ -149,7 +160,13 @@ def make_shards(
         shards.append(perm[:1])
         perm = perm[1:]
     cuts = np.sort(rng.integers(0, len(perm) + 1, pieces - 1))
-    shards.extend(np.split(perm, cuts))
+    parts = np.split(perm, cuts)
+    while any(len(p) > max_rows for p in parts):
+        long = next(i for i, p in enumerate(parts) if len(p) > max_rows)
+        part = parts.pop(long)
+        cut = int(rng.integers(max(1, len(part) - max_rows), max_rows + 1)) if len(part) <= 2 * max_rows else max_rows
+        parts[long:long] = [part[:cut], part[cut:]]
+    shards.extend(parts)
     order = rng.permutation(len(shards))
     return [shards[i] for i in order]
 
@@ -172,8 +189,130 @@ def sharded_values(
 ) -> list[dict[str, object]]:
     """Each metric's values from per-shard accumulator states merged in a random order."""
     acc = Accumulator.for_metrics(metrics)
-    states = [
-        acc.update(acc.zero(), {k: None if v is None else v[idx] for k, v in columns.items()}) for idx in shards
-    ]
+    states = [acc.update(acc.zero(), {k: None if v is None else v[idx] for k, v in columns.items()}) for idx in shards]
     merged = merge_randomly(acc, states, rng)
     return [m.compute(merged[acc.index(m.statistic)]) for m in metrics]
+
+
+# --- a scenario: data, its shards and the views a reference implementation needs -----------------
+
+
+@dataclass
+class Case:
+    """One data set for a task, its shards, and the filtered views handed to scikit-learn.
+
+    ``keep`` marks the rows (single-label tasks, ``[n]``) or elements
+    (multilabel, ``[n, L]``) that ``ignore_index`` leaves in. For single-label
+    tasks ``y``, ``y_pred``, ``scores`` and ``w`` hold the kept rows only; for
+    multilabel tasks they are full ``[n, L]`` arrays (filter with ``keep``).
+    ``scores`` are probabilities (``expit`` / ``softmax`` of logits), or None
+    for hard-label predictions.
+    """
+
+    task: Task
+    predictions: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray | None
+    shards: list[np.ndarray]
+    keep: np.ndarray
+    y: np.ndarray
+    y_pred: np.ndarray
+    scores: np.ndarray | None
+    w: np.ndarray | None
+
+
+def make_case(
+    rng: np.random.Generator,
+    task: Task,
+    predictions: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    pieces: int = 4,
+) -> Case:
+    """A :class:`Case` with random shards (see :func:`make_shards`) and reference views."""
+    n = len(targets)
+    shards = make_shards(rng, n, targets if targets.ndim == 1 else targets[:, 0], pieces=pieces)
+    if task.ignore_index is None:
+        keep = np.ones(targets.shape, bool)
+    else:
+        keep = targets != task.ignore_index
+    if task.prediction is PredictionKind.LABELS:
+        scores, y_pred = None, np.asarray(predictions)
+    elif task.kind is TaskKind.MULTICLASS:
+        scores = softmax(predictions, axis=1) if task.prediction is PredictionKind.LOGITS else predictions
+        # argmax of the logits themselves: softmax keeps their order and their exact ties
+        y_pred = np.argmax(predictions, axis=1)
+    else:
+        scores = expit(predictions) if task.prediction is PredictionKind.LOGITS else predictions
+        y_pred = (scores > task.threshold).astype(np.int64)
+    if task.kind is TaskKind.MULTILABEL:
+        return Case(task, predictions, targets, weights, shards, keep, targets, y_pred, scores, weights)
+    return Case(
+        task,
+        predictions,
+        targets,
+        weights,
+        shards,
+        keep,
+        targets[keep],
+        y_pred[keep],
+        None if scores is None else scores[keep],
+        None if weights is None else weights[keep],
+    )
+
+
+def case_values(
+    case: Case, specs: Sequence[tuple[str, Mapping[str, object]]], rng: np.random.Generator
+) -> dict[tuple, dict[str, object]]:
+    """Values of every ``(metric name, params)`` spec on ``case``, computed shard by shard."""
+    metrics = [catalog.build(name, case.task, dict(params)) for name, params in specs]
+    columns = {"predictions": case.predictions, "targets": case.targets, "weights": case.weights}
+    values = sharded_values(metrics, columns, case.shards, rng)
+    return {spec_key(name, params): v for (name, params), v in zip(specs, values, strict=True)}
+
+
+def spec_key(name: str, params: Mapping[str, object]) -> tuple:
+    return (name, tuple(sorted(params.items())))
+
+
+def spec_id(name: str, params: Mapping[str, object]) -> str:
+    return name + "".join(f"-{k}={v}" for k, v in sorted(params.items()))
+
+
+def per_class(values: Mapping[str, object], count: int, suffix: str = "") -> np.ndarray:
+    """The ``[i]`` (or ``[i]<suffix>``) values of an ``average="none"`` result as an array."""
+    return np.array([values[f"[{i}]{suffix}"] for i in range(count)], np.float64)
+
+
+def calibration_by_hand(
+    confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bin (weight, confidence sum, correct sum), by a plain loop over rows.
+
+    Bin ``i`` holds ``edges[i] <= c < edges[i + 1]`` with ``edges =
+    np.linspace(0, 1, n_bins + 1)`` (the edges ``sklearn.calibration.calibration_curve``
+    uses too), the last bin also holds ``c == 1``.
+    """
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count = np.zeros(n_bins)
+    conf_sum = np.zeros(n_bins)
+    correct_sum = np.zeros(n_bins)
+    w = np.ones(len(confidence)) if weights is None else weights
+    for c, a, wi in zip(confidence.tolist(), correct.tolist(), w.tolist(), strict=True):
+        for i in range(n_bins):
+            if edges[i] <= c < edges[i + 1] or (i == n_bins - 1 and c == edges[n_bins]):
+                count[i] += wi
+                conf_sum[i] += wi * c
+                correct_sum[i] += wi * a
+                break
+        else:
+            raise AssertionError(f"confidence {c} outside [0, 1]")
+    return count, conf_sum, correct_sum
+
+
+def ece_mce_by_hand(count: np.ndarray, conf_sum: np.ndarray, correct_sum: np.ndarray) -> tuple[float, float]:
+    """Expected (bin-weighted mean) and maximum |accuracy - confidence| over non-empty bins."""
+    gaps = [abs(correct_sum[i] / count[i] - conf_sum[i] / count[i]) for i in range(len(count)) if count[i] > 0]
+    weights = [count[i] for i in range(len(count)) if count[i] > 0]
+    return float(np.dot(gaps, weights) / np.sum(weights)), float(max(gaps))

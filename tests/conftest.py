@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
-
-# Keep every Ray process this suite starts on loopback.
-os.environ.setdefault("EVALPIPE_RAY_NODE_IP", "127.0.0.2")
 
 
 @pytest.fixture(scope="session")
@@ -18,14 +14,10 @@ def ray_cluster():
     """A local Ray cluster (2 CPUs, loopback only) shared by the tests that use the Ray runner."""
     import ray
 
+    from pipelines.runners.ray import start_local_cluster
+
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _node_ip_address=os.environ["EVALPIPE_RAY_NODE_IP"],
-            log_to_driver=False,
-            logging_level="WARNING",
-        )
+        start_local_cluster(num_cpus=2, log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

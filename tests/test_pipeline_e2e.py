@@ -169,8 +169,9 @@ def test_multiclass_job_local_equals_ray_equals_sklearn(tmp_path, ray_cluster):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_cli_run_show_validate_and_commit_layout(tmp_path, binary_data):

@@ -73,8 +73,9 @@ def test_list_columns_read_as_matrices(tmp_path):
     probs = np.random.default_rng(0).random((300, 4)).astype(np.float32)
     fixed = pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), 4)
     variable = pa.array(list(probs.astype(np.float64)))
-    pq.write_table(pa.table({"fixed": fixed, "var": variable, "y": np.arange(300) % 4}), tmp_path / "p.parquet",
-                   row_group_size=128)
+    pq.write_table(
+        pa.table({"fixed": fixed, "var": variable, "y": np.arange(300) % 4}), tmp_path / "p.parquet", row_group_size=128
+    )
     p = plan([str(tmp_path / "p.parquet")], {}, 10**6)
     got = list(read_part(p.units[0].parts[0], {"predictions": "fixed", "targets": "var"}, {}))
     assert [g["predictions"].shape for g in got] == [(128, 4), (128, 4), (44, 4)]

@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_run_round_trips_through_json_with_nan_as_null():
     run = Run(
-        points=(Point("overall", "data/*.parquet", {}, {"auc": Metric(0.9, 0.88, 0.92), "mcc": Metric(math.nan)}),
-                Point("country=US", "data/*.parquet", {"country": "US"}, {"auc": Metric(0.8, samples=(0.79, 0.81))})),
+        points=(
+            Point("overall", "data/*.parquet", {}, {"auc": Metric(0.9, 0.88, 0.92), "mcc": Metric(math.nan)}),
+            Point("country=US", "data/*.parquet", {"country": "US"}, {"auc": Metric(0.8, samples=(0.79, 0.81))}),
+        ),
         id="20261123T000000000Z-abcdef",
         timestamp=dt.datetime(2026, 11, 23, 1, 2, 3, tzinfo=dt.UTC),
         commit="abc",

@@ -121,8 +121,9 @@ def test_set_overrides_and_runner_override():
 
 def test_templating_dates_vars_and_env_are_resolved_but_env_not_recorded():
     data = {"a": "x/${DATE:%Y/%m/%d}/${YESTERDAY}/${region}/${env:SECRET_BUCKET}", "b": "$${DATE}"}
-    resolved, recorded = render(data, {"region": "eu"}, lambda p: "job.yaml", env={"SECRET_BUCKET": "s3cr3t"},
-                                today=dt.date(2026, 3, 1))
+    resolved, recorded = render(
+        data, {"region": "eu"}, lambda p: "job.yaml", env={"SECRET_BUCKET": "s3cr3t"}, today=dt.date(2026, 3, 1)
+    )
     assert resolved["a"] == "x/2026/03/01/2026-02-28/eu/s3cr3t"
     assert recorded["a"] == "x/2026/03/01/2026-02-28/eu/${env:SECRET_BUCKET}"
     assert resolved["b"] == "${DATE}"

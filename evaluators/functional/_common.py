@@ -76,9 +76,13 @@ def compute(
     prediction: str | None = None,
     threshold: float = 0.5,
     ignore_index: int | None = None,
+    metric_params: dict[str, Any] | None = None,
     **params: Any,
 ) -> Any:
     """Evaluate catalogue metric ``name`` on one batch.
+
+    ``weights`` are sample weights; ``metric_params`` passes metric parameters
+    whose names clash with this function's own (cohen_kappa's ``weights``).
 
     Returns the headline value (a float, or an array for the confusion
     matrix), or a ``[C]`` array of per-class values for ``average="none"``.
@@ -92,6 +96,7 @@ def compute(
         threshold=threshold,
         ignore_index=ignore_index,
     )
+    params = {**params, **(metric_params or {})}
     metric = catalog.build(name, t, {k: v for k, v in params.items() if v is not None})
     values = evaluate([metric], np.asarray(predictions), np.asarray(targets), weights)[0]
     if "" in values:

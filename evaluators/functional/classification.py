@@ -84,7 +84,8 @@ def matthews_corrcoef(predictions: Any, targets: Any, **kw: Any) -> Any:
 
 def cohen_kappa(predictions: Any, targets: Any, *, weights: str | None = None, **kw: Any) -> Any:
     """Cohen's kappa; ``weights``: None, ``"linear"`` or ``"quadratic"``."""
-    return compute("cohen_kappa", predictions, targets, weights=weights, **kw)
+    # ``weights`` here is kappa's weighting, not the sample weights that ``compute(weights=...)`` takes
+    return compute("cohen_kappa", predictions, targets, metric_params={"weights": weights}, **kw)
 
 
 def confusion_matrix(predictions: Any, targets: Any, *, normalize: str | None = None, **kw: Any) -> Any:

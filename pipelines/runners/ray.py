@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,10 +35,17 @@ IN_FLIGHT_PER_ACTOR = 2
 LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
 
 
-def local_node_ip() -> str:
-    """Address a locally started cluster binds to: loopback (127.0.0.2 on Linux, where Ray
-    rewrites 127.0.0.1 to the outward address), overridable by ``EVALPIPE_RAY_NODE_IP``."""
-    return os.environ.get(LOCAL_NODE_IP_ENV) or ("127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1")
+def start_local_cluster(**kwargs: Any) -> None:
+    """Start an in-process Ray cluster bound to loopback only.
+
+    Ray rewrites 127.0.0.1 to the machine's outward address unless
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set, in which case every server
+    binds to 127.0.0.1 (as on macOS). ``EVALPIPE_RAY_NODE_IP`` picks another
+    address.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    node_ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
+    ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
 
 
 def connect(address: str | None) -> bool:
@@ -56,7 +62,7 @@ def connect(address: str | None) -> bool:
                 f"cannot connect to the Ray cluster at {address!r} (execution.ray_address or RAY_ADDRESS): {exc}"
             ) from None
         return False
-    ray.init(include_dashboard=False, _node_ip_address=local_node_ip(), **quiet)
+    start_local_cluster(**quiet)
     return True
 
 

@@ -1,0 +1,154 @@
+"""Slices: which rows of a batch belong to which slice key.
+
+A :class:`SliceSpec` is one entry of the job's ``slices:`` list:
+
+* ``{column: country}``                     one slice per value of a column;
+* ``{columns: [country, device]}``          one slice per combination (a cross);
+* ``{column: age, boundaries: [18, 65]}``   numeric buckets ``(-inf, 18)``, ``[18, 65)``, ``[65, inf)``;
+* ``{column: age, quantiles: 4}``           buckets at the data's quartiles (found in a first pass);
+* ``{filter: {country: {in: [US, DE]}, age: {ge: 18}}, name: adults_us_de}``
+                                            one slice: the rows that pass every condition.
+
+Slice values are discovered from the data; a slice key is a tuple of
+``(column, value)`` string pairs, which becomes the tags of its ``Point``.
+The overall slice (key ``()``) is always computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SliceKey = tuple[tuple[str, str], ...]
+
+FILTER_OPS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter condition on one column."""
+
+    column: str
+    op: str
+    value: Any
+
+    def describe(self) -> str:
+        symbol = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[
+            self.op
+        ]
+        return f"{self.column} {symbol} {self.value!r}"
+
+    def mask(self, values: np.ndarray) -> np.ndarray:
+        if self.op in ("in", "not_in"):
+            inside = np.isin(
+                values, np.asarray(list(self.value), dtype=values.dtype if values.dtype != object else object)
+            )
+            return inside if self.op == "in" else ~inside
+        op = {
+            "eq": np.equal,
+            "ne": np.not_equal,
+            "lt": np.less,
+            "le": np.less_equal,
+            "gt": np.greater,
+            "ge": np.greater_equal,
+        }[self.op]
+        return np.asarray(op(values, self.value), dtype=bool)
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """One ``slices:`` entry (see module doc)."""
+
+    name: str
+    columns: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] | None = None
+    quantiles: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    min_count: int = 0
+    max_slices: int = 100
+
+    @property
+    def is_filter(self) -> bool:
+        return bool(self.conditions)
+
+    def needed_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.columns, *(c.column for c in self.conditions)]))
+
+    def with_boundaries(self, boundaries: Sequence[float]) -> SliceSpec:
+        return SliceSpec(
+            self.name, self.columns, tuple(boundaries), None, self.conditions, self.min_count, self.max_slices
+        )
+
+
+def bucket_label(boundaries: Sequence[float], index: int) -> str:
+    """``"[18, 65)"`` for bucket ``index`` of ``boundaries`` (first and last open-ended)."""
+    lo = boundaries[index - 1] if index > 0 else -math.inf
+    hi = boundaries[index] if index < len(boundaries) else math.inf
+    return f"[{_num(lo)}, {_num(hi)})"
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "-inf" if x < 0 else "inf"
+    return str(int(x)) if float(x) == int(x) else f"{x:g}"
+
+
+def _as_text(values: np.ndarray) -> np.ndarray:
+    if values.dtype == object or values.dtype.kind in "USb":
+        return values.astype(str)
+    if values.dtype.kind == "f":
+        return np.array([f"{v:g}" for v in values], dtype=object).astype(str)
+    return values.astype(str)
+
+
+def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey, np.ndarray]:
+    """Row indices of each slice of ``spec`` present in ``columns``."""
+    n = len(next(iter(columns.values())))
+    if spec.is_filter:
+        keep = np.ones(n, dtype=bool)
+        for cond in spec.conditions:
+            keep &= cond.mask(columns[cond.column])
+        rows = np.flatnonzero(keep)
+        return {(("filter", spec.name),): rows} if len(rows) else {}
+    codes = np.zeros(n, dtype=np.int64)
+    valid = np.ones(n, dtype=bool)
+    labels: list[np.ndarray] = []
+    for column in spec.columns:
+        values = columns[column]
+        if spec.boundaries is not None:
+            if values.dtype.kind not in "iuf":
+                raise TypeError(f"slice {spec.name!r}: column {column!r} must be numeric to bucket it")
+            inverse = np.searchsorted(np.asarray(spec.boundaries, dtype=np.float64), values, side="right")
+            if values.dtype.kind == "f":
+                valid &= ~np.isnan(values)
+            size = len(spec.boundaries) + 1
+            text = np.array([bucket_label(spec.boundaries, i) for i in range(size)], dtype=object)
+        else:
+            uniq, inverse = np.unique(values, return_inverse=True)
+            size = len(uniq)
+            text = _as_text(uniq)
+        codes = codes * size + inverse.reshape(-1)
+        labels.append(text)
+    codes[~valid] = -1
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else np.zeros(0, int)
+    ends = np.r_[starts[1:], n] if n else np.zeros(0, int)
+    out: dict[SliceKey, np.ndarray] = {}
+    sizes = [len(t) for t in labels]
+    for start, end in zip(starts, ends, strict=True):
+        code = int(sorted_codes[start])
+        if code < 0:
+            continue
+        parts = []
+        for size in reversed(sizes):
+            parts.append(code % size)
+            code //= size
+        parts.reverse()
+        key = tuple((column, str(labels[i][parts[i]])) for i, column in enumerate(spec.columns))
+        out[key] = np.sort(order[start:end])
+    return out

@@ -1,0 +1,350 @@
+"""Probability-quality and regression metrics against scikit-learn, scipy and hand derivations.
+
+As in the other reference files, values are computed shard by shard (random
+sizes with empty, one-row and single-class shards) and merged in a random
+order; the references see the concatenated rows.
+
+* ``log_loss``: ``sklearn.metrics.log_loss`` (float64, which clips at float64's
+  machine epsilon, as ``evaluators`` does);
+* ``brier_score``: ``sklearn.metrics.brier_score_loss``; for multiclass with
+  ``scale_by_half=False``, i.e. the unscaled mean of ``sum_c (p_c - onehot_c)^2``
+  (also derived by hand);
+* ECE / MCE / reliability diagram: torchmetrics is not installed, so they are
+  derived by a plain loop over rows from the definition (binary: confidence p,
+  "accuracy" the target; multiclass: top-1 probability and whether the top-1
+  class is the target; ``n_bins`` equal-width bins ``[edges[i], edges[i+1])``,
+  last closed). The edges are ``np.linspace(0, 1, n_bins + 1)``, as in
+  ``sklearn.calibration.calibration_curve`` (checked against it): a score on a
+  bin edge whose float value is not exactly ``i / n_bins`` (0.3 with 10 bins:
+  linspace gives 0.30000000000000004) falls in the lower bin;
+* regression: scikit-learn's ``mean_squared_error``, ``root_mean_squared_error``,
+  ``mean_absolute_error``, ``r2_score``, ``explained_variance_score`` (all with
+  ``sample_weight``), ``scipy.stats.pearsonr`` (weighted: ``np.cov`` with
+  ``aweights``).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import functools
+
+import numpy as np
+import pytest
+import scipy.stats
+from scipy.special import softmax
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+import evaluators.functional as F
+from evaluators.accumulate import evaluate
+from evaluators.catalog import build
+from evaluators.task import Task, TaskKind
+from tests._data import (
+    Case,
+    binary_data,
+    calibration_by_hand,
+    case_values,
+    ece_mce_by_hand,
+    make_case,
+    make_shards,
+    multiclass_data,
+    sharded_values,
+    spec_id,
+    spec_key,
+    weights_for,
+)
+
+RTOL = 1e-9
+ATOL = 1e-12
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+def _binary_probs(rng):
+    d = binary_data(rng, 2500, positive_rate=0.3)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+
+
+def _binary_rare_weighted(rng):
+    d = binary_data(rng, 5000, positive_rate=0.01, signal=1.5)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, 5000))
+
+
+def _binary_logits_ignore_weighted(rng):
+    d = binary_data(rng, 2000, positive_rate=0.2)
+    targets = d["targets"].copy()
+    targets[rng.random(2000) < 0.1] = -100
+    task = Task("binary", prediction="logits", ignore_index=-100)
+    return make_case(rng, task, d["logits"], targets, weights_for(rng, 2000))
+
+
+def _multiclass_probs_absent_weighted(rng):
+    # includes one-hot rows (log loss of a 0 probability: clipped) and uniform rows (on a bin edge)
+    d = multiclass_data(rng, 3000, 5, absent=(3,))
+    return make_case(rng, Task("multiclass", 5), d["probabilities"], d["targets"], weights_for(rng, 3000))
+
+
+def _multiclass_logits_ignore(rng):
+    d = multiclass_data(rng, 2000, 4)
+    targets = d["targets"].copy()
+    targets[rng.random(2000) < 0.1] = -1
+    return make_case(rng, Task("multiclass", 4, prediction="logits", ignore_index=-1), d["logits"], targets)
+
+
+CALIBRATION = {
+    "binary-probs": _binary_probs,
+    "binary-1pct-weighted": _binary_rare_weighted,
+    "binary-logits-ignore-weighted": _binary_logits_ignore_weighted,
+    "multiclass-probs-absent-weighted": _multiclass_probs_absent_weighted,
+    "multiclass-logits-ignore": _multiclass_logits_ignore,
+}
+
+CALIBRATION_SPECS = [
+    ("log_loss", {}),
+    ("brier_score", {}),
+    ("expected_calibration_error", {}),
+    ("expected_calibration_error", {"n_bins": 10}),
+    ("expected_calibration_error", {"n_bins": 7}),
+    ("expected_calibration_error", {"n_bins": 1}),
+    ("maximum_calibration_error", {}),
+    ("maximum_calibration_error", {"n_bins": 10}),
+    ("reliability_diagram", {}),
+    ("reliability_diagram", {"n_bins": 10}),
+]
+
+
+@functools.cache
+def calibration_case(name: str) -> Case:
+    return CALIBRATION[name](np.random.default_rng(sum(map(ord, name)) + 2))
+
+
+@functools.cache
+def calibration_values(name: str) -> dict:
+    return case_values(calibration_case(name), CALIBRATION_SPECS, np.random.default_rng(len(name) + 2))
+
+
+def confidence_and_correct(c: Case) -> tuple[np.ndarray, np.ndarray]:
+    if c.task.kind is TaskKind.BINARY:
+        return c.scores, c.y.astype(np.float64)
+    return c.scores.max(axis=1), (c.scores.argmax(axis=1) == c.y).astype(np.float64)
+
+
+def calibration_reference(name: str, params: dict, c: Case):
+    labels = list(range(c.task.classes))
+    if name == "log_loss":
+        return skm.log_loss(c.y, y_proba=c.scores, labels=labels, sample_weight=c.w)
+    if name == "brier_score":
+        if c.task.kind is TaskKind.BINARY:
+            return skm.brier_score_loss(c.y, c.scores, sample_weight=c.w, pos_label=1)
+        sk = skm.brier_score_loss(c.y, c.scores, labels=labels, sample_weight=c.w, scale_by_half=False)
+        onehot = np.eye(c.task.classes)[c.y]
+        by_hand = np.average(((c.scores - onehot) ** 2).sum(axis=1), weights=c.w)
+        assert sk == pytest.approx(by_hand, rel=1e-12)
+        return sk
+    count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, params.get("n_bins", 15))
+    ece, mce = ece_mce_by_hand(count, conf_sum, correct_sum)
+    if name == "expected_calibration_error":
+        return ece
+    if name == "maximum_calibration_error":
+        return mce
+    with np.errstate(invalid="ignore"):
+        return {".count": count, ".confidence": conf_sum / count, ".accuracy": correct_sum / count}
+
+
+CALIBRATION_CASES = [
+    pytest.param(s, m, p, id=f"{s}-{spec_id(m, p)}") for s in CALIBRATION for m, p in CALIBRATION_SPECS
+]
+
+
+@pytest.mark.parametrize(("scenario_name", "name", "params"), CALIBRATION_CASES)
+def test_calibration_matches_reference(scenario_name, name, params):
+    c = calibration_case(scenario_name)
+    got = calibration_values(scenario_name)[spec_key(name, params)]
+    expected = calibration_reference(name, params, c)
+    if name == "reliability_diagram":
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[key], value, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=key)
+    else:
+        np.testing.assert_allclose(got[""], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_reliability_diagram_matches_sklearn_calibration_curve():
+    """scikit-learn's calibration_curve (unweighted, binary) as a second reference, on scores off the edges.
+
+    calibration_curve's bins are ``(edges[i], edges[i+1]]`` (first closed), ours (as torchmetrics')
+    ``[edges[i], edges[i+1])`` (last closed): the two differ only for scores exactly on an inner edge,
+    which :func:`test_scores_on_bin_edges` covers against the hand derivation.
+    """
+    rng = np.random.default_rng(5)
+    y = (rng.random(3000) < 0.4).astype(int)
+    p = np.clip(rng.beta(2, 3, 3000) + 0.2 * y, 0, 1)
+    for n_bins in (10, 15):
+        [diagram] = evaluate([build("reliability_diagram", Task("binary"), {"n_bins": n_bins})], p, y)
+        prob_true, prob_pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+        nonempty = diagram[".count"] > 0
+        np.testing.assert_allclose(diagram[".accuracy"][nonempty], prob_true, rtol=1e-12)
+        np.testing.assert_allclose(diagram[".confidence"][nonempty], prob_pred, rtol=1e-12)
+
+
+def test_scores_on_bin_edges():
+    """Scores on the 1/100 grid sit on 10-bin edges, including 0.3, 0.6 and 0.7, whose linspace edges are
+    one ulp above the float 0.3 / 0.6 / 0.7 (so those scores fall in the bin below), and on 0, 0.5 and 1."""
+    rng = np.random.default_rng(6)
+    y = (rng.random(2000) < 0.4).astype(int)
+    p = np.round(np.clip(rng.beta(2, 3, 2000) + 0.2 * y, 0, 1), 2)
+    p[:6] = [0.0, 0.3, 0.5, 0.7, 1.0, 1.0]
+    w = weights_for(rng, 2000)
+    metrics = [build(m, Task("binary"), {"n_bins": 10}) for m in ("reliability_diagram", "expected_calibration_error")]
+    diagram, ece = evaluate(metrics, p, y, w)
+    count, conf, correct = calibration_by_hand(p, y, w, 10)
+    np.testing.assert_allclose(diagram[".count"], count, rtol=1e-12)
+    np.testing.assert_allclose(diagram[".confidence"], conf / count, rtol=1e-12)
+    np.testing.assert_allclose(diagram[".accuracy"], correct / count, rtol=1e-12)
+    assert ece[""] == pytest.approx(ece_mce_by_hand(count, conf, correct)[0], rel=RTOL)
+
+
+def test_calibration_error_of_a_perfectly_calibrated_binary_model_is_zero():
+    # confidence equals the frequency of positives in every bin: ECE = MCE = 0 by definition
+    p = np.repeat([0.1, 0.5, 0.8], 10)
+    y = np.concatenate([[1] + [0] * 9, [1] * 5 + [0] * 5, [1] * 8 + [0] * 2])
+    assert F.expected_calibration_error(p, y) == pytest.approx(0.0, abs=1e-15)
+    assert F.maximum_calibration_error(p, y, n_bins=10) == pytest.approx(0.0, abs=1e-15)
+
+
+# --- regression --------------------------------------------------------------------------------------
+
+
+def _regression(rng, n, *, loc=0.0, weighted=False, integer_targets=False):
+    y = loc + rng.normal(size=n) * 2.0
+    if integer_targets:
+        y = np.round(y).astype(np.int64)
+    p = y + rng.normal(size=n) * 0.7 + 0.1
+    p = np.where(rng.random(n) < 0.05, y, p)  # some exact hits (zero residuals)
+    return y, p, (weights_for(rng, n) if weighted else None)
+
+
+REGRESSION = {
+    "plain": {},
+    "weighted": {"weighted": True},
+    "integer-targets": {"integer_targets": True},
+    "large-mean-1e6": {"loc": 1e6},
+    "large-mean-1e6-weighted": {"loc": 1e6, "weighted": True},
+    "large-mean-1e9": {"loc": 1e9},
+}
+REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef")
+
+
+@functools.cache
+def regression_data(name: str):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    n = 3000
+    y, p, w = _regression(rng, n, **REGRESSION[name])
+    shards = make_shards(rng, n, pieces=5)
+    metrics = [build(m, Task("regression")) for m in REGRESSION_METRICS]
+    values = sharded_values(metrics, {"predictions": p, "targets": y, "weights": w}, shards, rng)
+    return y, p, w, {m: v[""] for m, v in zip(REGRESSION_METRICS, values, strict=True)}
+
+
+def regression_reference(name: str, y, p, w) -> float:
+    if name == "mse":
+        return skm.mean_squared_error(y, p, sample_weight=w)
+    if name == "rmse":
+        return skm.root_mean_squared_error(y, p, sample_weight=w)
+    if name == "mae":
+        return skm.mean_absolute_error(y, p, sample_weight=w)
+    if name == "r2":
+        return skm.r2_score(y, p, sample_weight=w)
+    if name == "explained_variance":
+        return skm.explained_variance_score(y, p, sample_weight=w)
+    if w is None:
+        return scipy.stats.pearsonr(y, p).statistic
+    cov = np.cov(np.stack([y, p]).astype(np.float64), aweights=w)
+    return cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+
+
+@pytest.mark.parametrize("metric", REGRESSION_METRICS)
+@pytest.mark.parametrize("scenario_name", list(REGRESSION))
+def test_regression_matches_sklearn(scenario_name, metric):
+    y, p, w, got = regression_data(scenario_name)
+    assert got[metric] == pytest.approx(regression_reference(metric, y, p, w), rel=RTOL, abs=ATOL)
+
+
+def test_large_mean_case_is_actually_hard():
+    """The large-mean data defeat raw power sums: the textbook one-pass variance is far off there."""
+    y, _, _, got = regression_data("large-mean-1e9")
+    n = len(y)
+    naive = (np.sum(y * y) - np.sum(y) ** 2 / n) / n
+    assert abs(naive - np.var(y)) > 1e-3 * np.var(y)
+    assert got["r2"] == pytest.approx(regression_reference("r2", *regression_data("large-mean-1e9")[:3]), rel=RTOL)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_regression_constant_target(exact):
+    # scikit-learn's force_finite: a constant target scores r2 = explained variance = 1 if predicted
+    # exactly, else 0; the correlation is undefined (NaN)
+    y = np.full(50, 3.0)
+    p = y.copy() if exact else y + np.linspace(-1, 1, 50)
+    values = evaluate([build(m, Task("regression")) for m in REGRESSION_METRICS], p, y)
+    got = {m: v[""] for m, v in zip(REGRESSION_METRICS, values, strict=True)}
+    for metric in ("mse", "rmse", "mae", "r2", "explained_variance"):
+        assert got[metric] == pytest.approx(regression_reference(metric, y, p, None), abs=ATOL), metric
+    assert np.isnan(got["pearson_corrcoef"])
+
+
+# --- functional API ------------------------------------------------------------------------------------
+
+TARGETS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
+PREDS_SOFT = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.3, 0.1, 0.85, 0.15])
+
+
+def test_functional_calibration_calibrax_example():
+    assert F.brier_score(PREDS_SOFT, TARGETS) == pytest.approx(skm.brier_score_loss(TARGETS, PREDS_SOFT), rel=RTOL)
+    assert F.log_loss(PREDS_SOFT, TARGETS) == pytest.approx(skm.log_loss(TARGETS, y_proba=PREDS_SOFT), rel=RTOL)
+    for n_bins in (5, 10, 15):
+        count, conf, correct = calibration_by_hand(PREDS_SOFT, TARGETS, None, n_bins)
+        ece, mce = ece_mce_by_hand(count, conf, correct)
+        assert F.expected_calibration_error(PREDS_SOFT, TARGETS, n_bins=n_bins) == pytest.approx(ece, rel=RTOL)
+        assert F.maximum_calibration_error(PREDS_SOFT, TARGETS, n_bins=n_bins) == pytest.approx(mce, rel=RTOL)
+        diagram = F.reliability_diagram(PREDS_SOFT, TARGETS, n_bins=n_bins)
+        assert set(diagram) == {"confidence", "accuracy", "count"}
+        np.testing.assert_array_equal(diagram["count"], count)
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_allclose(diagram["confidence"], conf / count, rtol=RTOL, equal_nan=True)
+            np.testing.assert_allclose(diagram["accuracy"], correct / count, rtol=RTOL, equal_nan=True)
+
+
+def test_functional_multiclass_calibration_and_weights():
+    rng = np.random.default_rng(17)
+    d = multiclass_data(rng, 500, 3)
+    y, logits = d["targets"], d["logits"]
+    probs = softmax(logits, axis=1)
+    w = weights_for(rng, 500)
+    assert F.log_loss(logits, y, weights=w) == pytest.approx(
+        skm.log_loss(y, y_proba=probs, sample_weight=w, labels=[0, 1, 2]), rel=RTOL
+    )
+    assert F.brier_score(probs, y, weights=w) == pytest.approx(
+        skm.brier_score_loss(y, probs, sample_weight=w, labels=[0, 1, 2], scale_by_half=False), rel=RTOL
+    )
+    count, conf, correct = calibration_by_hand(probs.max(axis=1), (probs.argmax(axis=1) == y) * 1.0, w, 15)
+    assert F.expected_calibration_error(probs, y, weights=w) == pytest.approx(
+        ece_mce_by_hand(count, conf, correct)[0], rel=RTOL
+    )
+
+
+def test_functional_regression():
+    rng = np.random.default_rng(23)
+    y, p, w = _regression(rng, 400, weighted=True)
+    assert F.mse(p, y) == pytest.approx(skm.mean_squared_error(y, p), rel=RTOL)
+    assert F.rmse(p, y, weights=w) == pytest.approx(skm.root_mean_squared_error(y, p, sample_weight=w), rel=RTOL)
+    assert F.mae(p, y, weights=w) == pytest.approx(skm.mean_absolute_error(y, p, sample_weight=w), rel=RTOL)
+    assert F.r2(p, y, weights=w) == pytest.approx(skm.r2_score(y, p, sample_weight=w), rel=RTOL)
+    assert F.explained_variance(p, y) == pytest.approx(skm.explained_variance_score(y, p), rel=RTOL)
+    assert F.pearson_corrcoef(p, y) == pytest.approx(scipy.stats.pearsonr(y, p).statistic, rel=RTOL)
+    # calibrax's docstring example
+    assert F.mae(np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0])) == pytest.approx(
+        skm.mean_absolute_error([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0])
+    )

@@ -1,0 +1,494 @@
+"""Thresholded classification metrics of the catalogue against scikit-learn.
+
+Every metric is computed the way the distributed pipeline computes it: one
+:class:`~evaluators.accumulate.Accumulator` update per shard (random sizes,
+always with empty, one-row and single-class shards), states merged in a
+random tree order. The reference is scikit-learn on the concatenated rows
+(rows whose target is ``ignore_index`` removed first).
+
+Conventions checked here (see the module docstrings of ``evaluators``):
+
+* ``average="none"`` gives all C classes: compared with ``labels=range(C)``;
+* multiclass ``macro`` averages over the classes present in the targets or the
+  predictions (scikit-learn's default ``labels``); multilabel ``macro`` over
+  all labels;
+* ``accuracy`` with ``macro`` / ``weighted`` / ``none`` is per-class recall
+  (torchmetrics' MulticlassAccuracy), for multilabel per-label accuracy
+  (tp + tn) / n; the multilabel default is the exact-match ratio;
+* Cohen's kappa uses the full C x C matrix (``labels=range(C)``), which matters
+  for linear / quadratic weights when a class is absent;
+* specificity, which scikit-learn has no function for, is read off
+  ``multilabel_confusion_matrix``; the binary value is also checked against
+  ``recall_score(pos_label=0)``;
+* sample weights are strictly positive: a zero weight means "row absent" in
+  ``evaluators`` (that is how padding rows are neutralised), so a class seen
+  only in zero-weight rows does not count as present, unlike scikit-learn.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import functools
+import inspect
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+from sklearn.utils.multiclass import unique_labels
+
+import evaluators.functional as F
+from evaluators import catalog
+from evaluators.task import Task, TaskKind
+from tests._data import (
+    Case,
+    binary_data,
+    case_values,
+    make_case,
+    multiclass_data,
+    multilabel_data,
+    per_class,
+    spec_id,
+    spec_key,
+    weights_for,
+)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning"),
+    pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning"),
+]
+
+RTOL = 1e-9
+ATOL = 1e-12
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+def _binary_probs(rng):
+    d = binary_data(rng, 2500, positive_rate=0.3)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+
+
+def _binary_rare_weighted(rng):
+    d = binary_data(rng, 5000, positive_rate=0.01, signal=1.5)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, 5000))
+
+
+def _binary_logits_threshold(rng):
+    d = binary_data(rng, 2000, positive_rate=0.2)
+    task = Task("binary", prediction="logits", threshold=0.3)
+    return make_case(rng, task, d["logits"], d["targets"], weights_for(rng, 2000))
+
+
+def _binary_labels_ignore(rng):
+    d = binary_data(rng, 2000, positive_rate=0.4)
+    targets = d["targets"].copy()
+    targets[rng.random(2000) < 0.1] = -1
+    preds = (d["probabilities"] > 0.5).astype(np.int64)
+    return make_case(rng, Task("binary", prediction="labels", ignore_index=-1), preds, targets)
+
+
+def _multiclass_probs_absent(rng):
+    d = multiclass_data(rng, 3000, 5, absent=(3,))
+    task = Task("multiclass", 5)
+    return make_case(rng, task, d["probabilities"], d["targets"], weights_for(rng, 3000))
+
+
+def _multiclass_logits(rng):
+    d = multiclass_data(rng, 2000, 4)
+    return make_case(rng, Task("multiclass", 4, prediction="logits"), d["logits"], d["targets"])
+
+
+def _multiclass_labels_ignore(rng):
+    # ignore_index names a real class: its rows go, but predictions of it still count
+    d = multiclass_data(rng, 2500, 6, absent=(2,))
+    task = Task("multiclass", 6, prediction="labels", ignore_index=5)
+    return make_case(rng, task, d["labels"], d["targets"], weights_for(rng, 2500))
+
+
+def _multiclass_labels_never_predicted(rng):
+    # class 1 is never predicted (precision 0/0), class 3 occurs nowhere (every ratio 0/0)
+    d = multiclass_data(rng, 1500, 4, absent=(3,))
+    labels = d["labels"].copy()
+    labels[(labels == 1) | (labels == 3)] = 0
+    return make_case(rng, Task("multiclass", 4, prediction="labels"), labels, d["targets"])
+
+
+def _multilabel_probs_weighted(rng):
+    # label 2 rare, label 3 never positive, label 4 always positive
+    d = multilabel_data(rng, 3000, [0.5, 0.2, 0.01, 0.0, 1.0])
+    return make_case(rng, Task("multilabel", 5), d["probabilities"], d["targets"], weights_for(rng, 3000))
+
+
+def _multilabel_logits_ignore(rng):
+    d = multilabel_data(rng, 2000, [0.3, 0.6, 0.1])
+    targets = d["targets"].copy()
+    targets[rng.random(targets.shape) < 0.1] = -1
+    task = Task("multilabel", 3, prediction="logits", ignore_index=-1)
+    return make_case(rng, task, d["logits"], targets)
+
+
+def _multilabel_labels(rng):
+    d = multilabel_data(rng, 2000, [0.4, 0.05, 0.7, 0.2])
+    return make_case(rng, Task("multilabel", 4, prediction="labels"), d["labels"], d["targets"])
+
+
+SCENARIOS = {
+    "binary-probs": (_binary_probs, TaskKind.BINARY, True),
+    "binary-1pct-weighted": (_binary_rare_weighted, TaskKind.BINARY, True),
+    "binary-logits-threshold0.3-weighted": (_binary_logits_threshold, TaskKind.BINARY, True),
+    "binary-labels-ignore": (_binary_labels_ignore, TaskKind.BINARY, False),
+    "multiclass-probs-absent-weighted": (_multiclass_probs_absent, TaskKind.MULTICLASS, True),
+    "multiclass-logits": (_multiclass_logits, TaskKind.MULTICLASS, True),
+    "multiclass-labels-ignore-weighted": (_multiclass_labels_ignore, TaskKind.MULTICLASS, False),
+    "multiclass-labels-never-predicted": (_multiclass_labels_never_predicted, TaskKind.MULTICLASS, False),
+    "multilabel-probs-weighted": (_multilabel_probs_weighted, TaskKind.MULTILABEL, True),
+    "multilabel-logits-ignore": (_multilabel_logits_ignore, TaskKind.MULTILABEL, True),
+    "multilabel-labels": (_multilabel_labels, TaskKind.MULTILABEL, False),
+}
+
+RATIOS = ("precision", "recall", "sensitivity", "specificity", "f1_score")
+
+
+def specs_for(kind: TaskKind, has_scores: bool) -> list[tuple[str, dict]]:
+    """Every (metric, params) combination that applies to a task kind."""
+    averages = ["micro", "macro", "weighted", "none"]
+    if kind is TaskKind.BINARY:
+        averages = ["binary", *averages]
+    specs: list[tuple[str, dict]] = [("accuracy", {})]
+    specs += [("accuracy", {"average": a}) for a in averages]
+    if kind is TaskKind.MULTILABEL:
+        specs.append(("accuracy", {"average": "subset"}))
+    for name in RATIOS:
+        specs.append((name, {}))
+        specs += [(name, {"average": a}) for a in averages]
+    for name in ("precision", "recall", "f1_score", "specificity"):
+        specs += [(name, {"average": a, "zero_division": 1.0}) for a in ("macro", "weighted", "none")]
+    specs += [
+        ("fbeta_score", {"beta": 0.5}),
+        ("fbeta_score", {"beta": 2.0, "average": "macro"}),
+        ("fbeta_score", {"beta": 2.0, "average": "weighted"}),
+        ("fbeta_score", {"beta": 0.5, "average": "none"}),
+        ("fbeta_score", {"beta": 3.0, "average": "micro"}),
+    ]
+    specs += [("confusion_matrix", {})] + [("confusion_matrix", {"normalize": k}) for k in ("true", "pred", "all")]
+    if kind is not TaskKind.MULTILABEL:
+        specs += [("balanced_accuracy", {}), ("balanced_accuracy", {"adjusted": True}), ("matthews_corrcoef", {})]
+        specs += [("cohen_kappa", {})] + [("cohen_kappa", {"weights": k}) for k in ("linear", "quadratic")]
+    if kind is TaskKind.MULTICLASS and has_scores:
+        specs += [("accuracy", {"top_k": 2, "average": a}) for a in ("micro", "macro", "weighted", "none")]
+        specs += [("accuracy", {"top_k": 3})]
+    return specs
+
+
+@functools.cache
+def scenario(name: str) -> Case:
+    build = SCENARIOS[name][0]
+    return build(np.random.default_rng(sum(map(ord, name))))
+
+
+@functools.cache
+def scenario_values(name: str) -> dict:
+    _, kind, has_scores = SCENARIOS[name]
+    rng = np.random.default_rng(len(name))
+    return case_values(scenario(name), specs_for(kind, has_scores), rng)
+
+
+CASES = [
+    pytest.param(s, m, p, id=f"{s}-{spec_id(m, p)}")
+    for s, (_, kind, has_scores) in SCENARIOS.items()
+    for m, p in specs_for(kind, has_scores)
+]
+
+
+# --- scikit-learn references ---------------------------------------------------------------------
+
+
+def _sk_average(average: str, num_classes: int) -> dict:
+    if average == "none":
+        return {"average": None, "labels": list(range(num_classes))}
+    if average == "binary":
+        return {"average": "binary", "pos_label": 1}
+    return {"average": average}
+
+
+def _sk_ratio(name: str, y, y_pred, w, average: str, num_classes: int, zero_division: float, beta: float = 1.0):
+    kw = {"sample_weight": w, "zero_division": zero_division, **_sk_average(average, num_classes)}
+    if name in ("recall", "sensitivity"):
+        return skm.recall_score(y, y_pred, **kw)
+    if name == "precision":
+        return skm.precision_score(y, y_pred, **kw)
+    if name == "f1_score":
+        return skm.f1_score(y, y_pred, **kw)
+    return skm.fbeta_score(y, y_pred, beta=beta, **kw)
+
+
+def _average_by_hand(values: np.ndarray, support: np.ndarray, present: np.ndarray, average: str, zd: float):
+    """scikit-learn's averaging of per-class values (used where it has no function: specificity)."""
+    if average == "none":
+        return values
+    if average == "macro":
+        return values[present].mean() if present.any() else zd
+    if average == "weighted":
+        return np.average(values, weights=support) if support.sum() > 0 else zd
+    raise AssertionError(average)
+
+
+def _specificity_from_mcm(mcm: np.ndarray, average: str, present: np.ndarray, zd: float):
+    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spec = np.where(tn + fp > 0, tn / (tn + fp), zd)
+    if average == "binary":
+        return spec[1]
+    if average == "micro":
+        return tn.sum() / (tn + fp).sum()
+    return _average_by_hand(spec, tp + fn, present, average, zd)
+
+
+def _top_k_reference(c: Case, k: int, average: str):
+    # scikit-learn ranks the raw scores (logits or probabilities; softmax keeps order and ties)
+    scores = c.predictions[c.keep]
+    labels = list(range(c.task.classes))
+    if average == "micro":
+        return skm.top_k_accuracy_score(c.y, scores, k=k, labels=labels, sample_weight=c.w)
+    w = np.ones(len(c.y)) if c.w is None else c.w
+    hits = np.zeros(len(labels))
+    support = np.zeros(len(labels))
+    for cls in labels:
+        rows = c.y == cls
+        support[cls] = w[rows].sum()
+        if rows.any():
+            hits[cls] = skm.top_k_accuracy_score(c.y[rows], scores[rows], k=k, labels=labels, sample_weight=w[rows])
+    return _average_by_hand(hits, support, support > 0, average, 0.0)
+
+
+def single_label_reference(name: str, params: dict, c: Case):
+    num_classes = c.task.classes
+    labels = list(range(num_classes))
+    y, y_pred, w = c.y, c.y_pred, c.w
+    default = "binary" if c.task.kind is TaskKind.BINARY else "macro"
+    average = params.get("average") or default
+    zd = params.get("zero_division", 0.0)
+    if name == "accuracy":
+        if params.get("top_k", 1) > 1:
+            return _top_k_reference(c, params["top_k"], params.get("average") or "micro")
+        average = params.get("average") or "micro"
+        if average in ("micro", "binary"):
+            return skm.accuracy_score(y, y_pred, sample_weight=w)
+        return _sk_ratio("recall", y, y_pred, w, average, num_classes, 0.0)
+    if name in ("precision", "recall", "sensitivity", "f1_score", "fbeta_score"):
+        return _sk_ratio(name, y, y_pred, w, average, num_classes, zd, params.get("beta", 1.0))
+    if name == "specificity":
+        mcm = skm.multilabel_confusion_matrix(y, y_pred, sample_weight=w, labels=labels)
+        present = np.isin(labels, unique_labels(y, y_pred))
+        value = _specificity_from_mcm(mcm, average, present, zd)
+        if average == "binary":
+            assert value == pytest.approx(skm.recall_score(y, y_pred, pos_label=0, sample_weight=w), abs=1e-15)
+        return value
+    if name == "balanced_accuracy":
+        return skm.balanced_accuracy_score(y, y_pred, sample_weight=w, adjusted=params.get("adjusted", False))
+    if name == "matthews_corrcoef":
+        return skm.matthews_corrcoef(y, y_pred, sample_weight=w)
+    if name == "cohen_kappa":
+        return skm.cohen_kappa_score(y, y_pred, labels=labels, weights=params.get("weights"), sample_weight=w)
+    if name == "confusion_matrix":
+        return skm.confusion_matrix(y, y_pred, labels=labels, sample_weight=w, normalize=params.get("normalize"))
+    raise AssertionError(name)
+
+
+def multilabel_reference(name: str, params: dict, c: Case):
+    """Per label on the kept elements; micro on all kept elements pooled; macro / weighted by hand."""
+    n_labels = c.task.classes
+    w_full = np.ones(len(c.y)) if c.w is None else c.w
+    cols = []
+    for j in range(n_labels):
+        k = c.keep[:, j]
+        cols.append((c.y[k, j], c.y_pred[k, j], w_full[k]))
+    pooled = tuple(np.concatenate(parts) for parts in zip(*cols, strict=True))
+    support = np.array([wj[yj == 1].sum() for yj, _, wj in cols])
+    all_labels = np.ones(n_labels, bool)
+    average = params.get("average") or "macro"
+    zd = params.get("zero_division", 0.0)
+    full_rows = bool(c.keep.all())
+    if name == "accuracy":
+        average = params.get("average") or "subset"
+        if average == "subset":
+            if full_rows:
+                return skm.accuracy_score(c.y, c.y_pred, sample_weight=c.w)
+            match = np.all((c.y_pred == c.y) | ~c.keep, axis=1)
+            return np.average(match, weights=w_full)
+        if average == "micro":
+            return skm.accuracy_score(pooled[0], pooled[1], sample_weight=pooled[2])
+        per_label = np.array([skm.accuracy_score(yj, pj, sample_weight=wj) for yj, pj, wj in cols])
+        return _average_by_hand(per_label, support, all_labels, average, 0.0)
+    if name in ("precision", "recall", "sensitivity", "f1_score", "fbeta_score"):
+        beta = params.get("beta", 1.0)
+        if full_rows:  # scikit-learn's own multilabel averaging
+            return _sk_ratio(name, c.y, c.y_pred, c.w, average, n_labels, zd, beta)
+        if average == "micro":
+            return _sk_ratio(name, *pooled, "binary", 2, zd, beta)
+        per_label = np.array([_sk_ratio(name, yj, pj, wj, "binary", 2, zd, beta) for yj, pj, wj in cols])
+        return _average_by_hand(per_label, support, all_labels, average, zd)
+    if name == "specificity":
+        mcm = np.stack([skm.confusion_matrix(yj, pj, labels=[0, 1], sample_weight=wj) for yj, pj, wj in cols])
+        if full_rows:
+            # scikit-learn forms tn as total - tp - fp - fn, hence the absolute tolerance
+            sk_mcm = skm.multilabel_confusion_matrix(c.y, c.y_pred, sample_weight=c.w)
+            np.testing.assert_allclose(mcm, sk_mcm, rtol=1e-12, atol=1e-9)
+        return _specificity_from_mcm(mcm, average, all_labels, zd)
+    if name == "confusion_matrix":
+        normalize = params.get("normalize")
+        return np.stack(
+            [skm.confusion_matrix(yj, pj, labels=[0, 1], sample_weight=wj, normalize=normalize) for yj, pj, wj in cols]
+        )
+    raise AssertionError(name)
+
+
+def ours(values: dict, params: dict, c: Case):
+    if params.get("average") == "none":
+        return per_class(values, c.task.classes)
+    return values[""]
+
+
+@pytest.mark.parametrize(("scenario_name", "name", "params"), CASES)
+def test_metric_matches_sklearn(scenario_name, name, params):
+    c = scenario(scenario_name)
+    got = ours(scenario_values(scenario_name)[spec_key(name, params)], params, c)
+    if c.task.kind is TaskKind.MULTILABEL:
+        expected = multilabel_reference(name, params, c)
+    else:
+        expected = single_label_reference(name, params, c)
+    np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_scenarios_exercise_the_edge_cases():
+    """The data really has what the reference tests claim: empty and single-class shards, absent classes."""
+    for name in SCENARIOS:
+        c = scenario(name)
+        sizes = [len(s) for s in c.shards]
+        assert sizes.count(0) >= 2 and 1 in sizes
+        assert sorted(np.concatenate(c.shards).tolist()) == list(range(len(c.targets)))
+        first = c.targets if c.targets.ndim == 1 else c.targets[:, 0]
+        assert any(len(s) > 1 and len(np.unique(first[s])) == 1 for s in c.shards)
+    rare = scenario("binary-1pct-weighted")
+    assert 0.005 < rare.y.mean() < 0.02
+    assert 3 not in scenario("multiclass-probs-absent-weighted").y
+    never = scenario("multiclass-labels-never-predicted")
+    assert 1 in never.y and 1 not in never.y_pred and 3 not in np.union1d(never.y, never.y_pred)
+    assert scenario("multilabel-probs-weighted").y[:, 3].sum() == 0
+
+
+# --- the functional API ------------------------------------------------------------------------------
+
+# calibrax's worked example
+TARGETS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
+PREDS_HARD = np.array([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])
+PREDS_SOFT = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.3, 0.1, 0.85, 0.15])
+
+
+def test_functional_names_are_the_catalogue():
+    assert sorted(F.__all__) == sorted(catalog.METRICS)
+    for name in F.__all__:
+        fn = getattr(F, name)
+        positional = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert positional[1] == "targets" and positional[0] in ("predictions", "probabilities"), name
+
+
+@pytest.mark.parametrize(
+    ("fn", "reference"),
+    [
+        (F.accuracy, skm.accuracy_score),
+        (F.precision, skm.precision_score),
+        (F.recall, skm.recall_score),
+        (F.sensitivity, skm.recall_score),
+        (F.specificity, lambda y, p: skm.recall_score(y, p, pos_label=0)),
+        (F.f1_score, skm.f1_score),
+        (F.fbeta_score, lambda y, p: skm.fbeta_score(y, p, beta=1.0)),
+        (F.balanced_accuracy, skm.balanced_accuracy_score),
+        (F.matthews_corrcoef, skm.matthews_corrcoef),
+        (F.cohen_kappa, skm.cohen_kappa_score),
+        (F.confusion_matrix, skm.confusion_matrix),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_functional_calibrax_example_hard_labels(fn, reference):
+    np.testing.assert_allclose(fn(PREDS_HARD, TARGETS), reference(TARGETS, PREDS_HARD), rtol=RTOL, atol=ATOL)
+
+
+def test_functional_calibrax_example_soft_scores():
+    # ten distinct scores: each sits in its own histogram bin, so the binned values are exact
+    assert F.roc_auc(PREDS_SOFT, TARGETS) == pytest.approx(skm.roc_auc_score(TARGETS, PREDS_SOFT), abs=1e-12)
+    assert F.roc_auc(PREDS_SOFT, TARGETS, mode="exact") == pytest.approx(
+        skm.roc_auc_score(TARGETS, PREDS_SOFT), abs=1e-12
+    )
+    assert F.average_precision(PREDS_SOFT, TARGETS) == pytest.approx(
+        skm.average_precision_score(TARGETS, PREDS_SOFT), abs=1e-12
+    )
+    assert F.log_loss(PREDS_SOFT, TARGETS) == pytest.approx(skm.log_loss(TARGETS, y_proba=PREDS_SOFT), rel=RTOL)
+    # thresholded metrics from scores: p > 0.5
+    assert F.accuracy(PREDS_SOFT, TARGETS) == pytest.approx(skm.accuracy_score(TARGETS, PREDS_SOFT > 0.5))
+    assert F.f1_score(PREDS_SOFT, TARGETS) == pytest.approx(skm.f1_score(TARGETS, PREDS_SOFT > 0.5), abs=1e-12)
+    # logits are recognised by their range
+    logits = np.log(PREDS_SOFT / (1 - PREDS_SOFT))
+    assert F.precision(logits, TARGETS) == pytest.approx(skm.precision_score(TARGETS, PREDS_SOFT > 0.5), abs=1e-12)
+
+
+def test_functional_multiclass_inference_and_params():
+    rng = np.random.default_rng(7)
+    d = multiclass_data(rng, 600, 4, absent=(2,))
+    y, probs, labels = d["targets"], d["probabilities"], d["labels"]
+    w = weights_for(rng, 600)
+    # [n, C] probabilities: multiclass with C columns; argmax labels
+    y_hat = probs.argmax(axis=1)
+    assert F.accuracy(probs, y) == pytest.approx(skm.accuracy_score(y, y_hat), abs=1e-12)
+    assert F.f1_score(probs, y, average="weighted", weights=w) == pytest.approx(
+        skm.f1_score(y, y_hat, average="weighted", sample_weight=w), abs=1e-12
+    )
+    np.testing.assert_allclose(
+        F.recall(probs, y, average="none"), skm.recall_score(y, y_hat, average=None, labels=range(4)), atol=1e-12
+    )
+    # logits are recognised by their range; top-k
+    assert F.accuracy(d["logits"], y, top_k=2) == pytest.approx(
+        skm.top_k_accuracy_score(y, d["logits"], k=2, labels=range(4)), abs=1e-12
+    )
+    # integer labels: C inferred from the largest label, or given
+    assert F.matthews_corrcoef(labels, y) == pytest.approx(skm.matthews_corrcoef(y, labels), abs=1e-12)
+    np.testing.assert_allclose(
+        F.confusion_matrix(labels, y, num_classes=6), skm.confusion_matrix(y, labels, labels=range(6)), atol=0
+    )
+    assert F.cohen_kappa(labels, y, weights="quadratic", num_classes=6) == pytest.approx(
+        skm.cohen_kappa_score(y, labels, weights="quadratic", labels=range(6)), abs=1e-12
+    )
+
+
+def test_functional_multilabel_and_ignore_index():
+    rng = np.random.default_rng(11)
+    d = multilabel_data(rng, 400, [0.3, 0.5, 0.05])
+    y, probs = d["targets"], d["probabilities"]
+    y_hat = (probs > 0.5).astype(int)
+    assert F.accuracy(probs, y) == pytest.approx(skm.accuracy_score(y, y_hat), abs=1e-12)
+    assert F.precision(probs, y, average="micro") == pytest.approx(
+        skm.precision_score(y, y_hat, average="micro"), abs=1e-12
+    )
+    np.testing.assert_allclose(F.confusion_matrix(probs, y), skm.multilabel_confusion_matrix(y, y_hat), atol=0)
+    # binary with ignore_index: those rows are left out
+    yb = TARGETS.copy()
+    yb[[2, 5]] = -100
+    keep = yb != -100
+    assert F.recall(PREDS_HARD, yb, ignore_index=-100) == pytest.approx(
+        skm.recall_score(yb[keep], PREDS_HARD[keep]), abs=1e-12
+    )
+
+
+def test_undefined_combinations_raise():
+    for name in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
+        with pytest.raises(ValueError, match="not multilabel"):
+            catalog.build(name, Task("multilabel", 3))
+    with pytest.raises(ValueError, match="binary"):
+        catalog.build("precision", Task("multiclass", 3), {"average": "binary"})
+    with pytest.raises(ValueError, match="top_k"):
+        catalog.build("accuracy", Task("multiclass", 3, prediction="labels"), {"top_k": 2})
+    with pytest.raises(catalog.UnknownMetricError, match="did you mean 'average'"):
+        catalog.build("recall", Task("binary"), {"averge": "macro"})
