@@ -36,7 +36,7 @@ def run(*args: str | Path, **kw) -> None:
 
 def ensure_env(extras: str) -> None:
     """Create the venv and install ``.[extras]`` unless already installed for this pyproject."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs under any python3
         sys.exit(f"evalpipe needs Python >= 3.11; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         say(f"creating virtual environment in {VENV}")

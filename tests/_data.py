@@ -233,10 +233,7 @@ def make_case(
     """A :class:`Case` with random shards (see :func:`make_shards`) and reference views."""
     n = len(targets)
     shards = make_shards(rng, n, targets if targets.ndim == 1 else targets[:, 0], pieces=pieces)
-    if task.ignore_index is None:
-        keep = np.ones(targets.shape, bool)
-    else:
-        keep = targets != task.ignore_index
+    keep = np.ones(targets.shape, bool) if task.ignore_index is None else targets != task.ignore_index
     if task.prediction is PredictionKind.LABELS:
         scores, y_pred = None, np.asarray(predictions)
     elif task.kind is TaskKind.MULTICLASS:
