@@ -230,7 +230,8 @@ def _balanced_accuracy(task: Task, adjusted: bool, cm: np.ndarray) -> dict[str, 
     score = float(recall.mean())
     if adjusted:
         chance = 1.0 / has_support.sum()
-        score = (score - chance) / (1.0 - chance)
+        # One class present: chance is 1 and the adjusted score is undefined (NaN, as scikit-learn).
+        score = (score - chance) / (1.0 - chance) if chance < 1.0 else float("nan")
     return {"": score}
 
 

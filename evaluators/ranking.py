@@ -69,17 +69,22 @@ def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
     return jnp.where(p <= 0.5, code, 2 * half - 1 - code)
 
 
-def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(scores, is_positive, weights)``, each ``[n, K]``, for ranking statistics."""
+def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(probabilities, order, is_positive, weights)``, each ``[n, K]``, for ranking statistics.
+
+    ``order`` ranks rows as the score the user wrote does: the raw prediction for binary and
+    multilabel tasks (a logit keeps its order where its sigmoid saturates to 1.0), the class
+    probability for multiclass tasks.
+    """
     targets, w = valid_weights(task, jnp.asarray(batch["targets"]), batch["weights"])
     preds = jnp.asarray(batch["predictions"])
     if task.kind is TaskKind.BINARY:
-        return positive_scores(task, preds)[:, None], targets[:, None], w[:, None]
+        return positive_scores(task, preds)[:, None], preds[:, None], targets[:, None], w[:, None]
     if task.kind is TaskKind.MULTICLASS:
         probs = class_probabilities(task, preds)
         positive = (targets[:, None] == jnp.arange(task.classes)[None, :]).astype(jnp.int32)
-        return probs, positive, jnp.broadcast_to(w[:, None], probs.shape)
-    return positive_scores(task, preds), targets, w
+        return probs, probs, positive, jnp.broadcast_to(w[:, None], probs.shape)
+    return positive_scores(task, preds), preds, targets, w
 
 
 def ranked_classes(task: Task) -> int:
@@ -88,20 +93,51 @@ def ranked_classes(task: Task) -> int:
 
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
-    """Weighted histogram of scores by label. State: float64 ``[K, 2, B]`` (negatives, positives)."""
+    """Weighted histogram of scores by label, with each bin's smallest and largest score.
+
+    State: ``{"counts": float64 [K, 2, B] (negatives, positives), "lo": float64 [K, B],
+    "hi": float64 [K, B]}``. A bin whose ``lo == hi`` holds one distinct score (true ties,
+    computed exactly); other bins hold distinct scores whose order within the bin is unknown.
+    """
 
     task: Task
     precision_bits: int = 10
 
     def zero(self) -> State:
-        return np.zeros((ranked_classes(self.task), 2, bin_count(self.precision_bits)), np.float64)
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        return {
+            "counts": np.zeros((k, 2, b), np.float64),
+            "lo": np.full((k, b), np.inf),
+            "hi": np.full((k, b), -np.inf),
+        }
 
     def update(self, state: State, batch: Batch) -> State:
-        scores, positive, w = one_vs_rest(self.task, batch)
-        k, _, b = state.shape
+        scores, order, positive, w = one_vs_rest(self.task, batch)
+        k, _, b = state["counts"].shape
         cls = jnp.arange(k, dtype=jnp.int32)[None, :]
-        index = (cls * 2 + positive.astype(jnp.int32)) * b + score_bins(scores, self.precision_bits)
-        return state + scatter_add(k * 2 * b, index, w).reshape(k, 2, b)
+        bins = score_bins(scores, self.precision_bits)
+        index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
+        cell = (cls * b + bins).reshape(-1)
+        s = order.astype(jnp.float64)
+        live = (w > 0).reshape(-1)
+        return {
+            "counts": state["counts"] + scatter_add(k * 2 * b, index, w).reshape(k, 2, b),
+            "lo": jnp.minimum(
+                state["lo"],
+                jnp.full(k * b, jnp.inf).at[cell].min(jnp.where(live, s.reshape(-1), jnp.inf)).reshape(k, b),
+            ),
+            "hi": jnp.maximum(
+                state["hi"],
+                jnp.full(k * b, -jnp.inf).at[cell].max(jnp.where(live, s.reshape(-1), -jnp.inf)).reshape(k, b),
+            ),
+        }
+
+    def merge(self, a: State, b: State) -> State:
+        return {
+            "counts": np.add(a["counts"], b["counts"]),
+            "lo": np.minimum(a["lo"], b["lo"]),
+            "hi": np.maximum(a["hi"], b["hi"]),
+        }
 
 
 @dataclass(frozen=True)
@@ -121,7 +157,7 @@ class ExactScoreCounts(Statistic):
 
     def update(self, state: State, batch: Batch) -> State:
         with jax.enable_x64(True):
-            scores, positive, w = (np.asarray(a) for a in one_vs_rest(self.task, batch))
+            _, scores, positive, w = (np.asarray(a) for a in one_vs_rest(self.task, batch))
         out = []
         for k, part in enumerate(state):
             keep = w[:, k] > 0
@@ -153,21 +189,30 @@ def _distinct(scores: np.ndarray, neg: np.ndarray, pos: np.ndarray) -> tuple[np.
     )
 
 
-def class_distributions(state: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(negatives, positives)]`` per class, ascending score order, from either statistic."""
+Distribution = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(negatives, positives, tied)``: weights per score cell in ascending order; ``tied`` marks
+cells holding a single distinct score."""
+
+
+def class_distributions(state: Any) -> list[Distribution]:
+    """One :data:`Distribution` per class, from either statistic."""
     if isinstance(state, tuple):
-        return [(neg, pos) for _, neg, pos in state]
-    return [(state[k, 0], state[k, 1]) for k in range(state.shape[0])]
+        return [(neg, pos, np.ones(len(neg), bool)) for _, neg, pos in state]
+    counts = state["counts"]
+    tied = state["lo"] == state["hi"]
+    return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
 
 
-def pooled_distribution(state: Any) -> tuple[np.ndarray, np.ndarray]:
+def pooled_distribution(state: Any) -> Distribution:
     """All classes' (score, label) pairs pooled, for ``micro`` averaging."""
     if isinstance(state, tuple):
         merged = (np.zeros(0), np.zeros(0), np.zeros(0))
         for part in state:
             merged = ExactScoreCounts._merge_one(merged, part)
-        return merged[1], merged[2]
-    return state[:, 0].sum(axis=0), state[:, 1].sum(axis=0)
+        return merged[1], merged[2], np.ones(len(merged[0]), bool)
+    counts = state["counts"]
+    tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
+    return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
 
 
 @dataclass(frozen=True)
@@ -178,43 +223,65 @@ class RankingValue:
     bound: float
 
 
-def roc_auc_from_counts(neg: np.ndarray, pos: np.ndarray) -> RankingValue:
-    """Area under the ROC curve of ascending-score bins; ties within a bin count one half."""
+def roc_auc_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
+    """Area under the ROC curve over ascending score cells; pairs within a cell count one half.
+
+    For a tied cell (one distinct score) that is the exact value, as scikit-learn; for a
+    mixed cell it is the expectation over the unknown order, and the bound covers any order.
+    """
     n_pos, n_neg = pos.sum(), neg.sum()
     if n_pos == 0 or n_neg == 0:
         return RankingValue(float("nan"), float("nan"))
     neg_below = np.cumsum(neg) - neg
     area = float(np.sum(pos * (neg_below + 0.5 * neg)) / (n_pos * n_neg))
-    return RankingValue(area, float(0.5 * np.sum(pos * neg) / (n_pos * n_neg)))
+    return RankingValue(area, float(0.5 * np.sum((pos * neg)[~tied]) / (n_pos * n_neg)))
 
 
-def _harmonic_sum(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``sum_{i=1..p} (a + i) / (b + i)`` in closed form (digamma)."""
+def _harmonic_sum(a: np.ndarray, b: np.ndarray, p: np.ndarray, c: np.ndarray | float = 1.0) -> np.ndarray:
+    """``sum_{i=1..p} (a + i) / (b + c i)`` in closed form (digamma), elementwise."""
+    bc = b / c
     with jax.enable_x64(True):
-        diff = jsp.digamma(b + p + 1) - jsp.digamma(b + 1)
-        return p - (b - a) * np.asarray(diff)
+        diff = np.asarray(jsp.digamma(bc + p + 1) - jsp.digamma(bc + 1))
+    return (p - (bc - a) * diff) / c
 
 
-def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray) -> RankingValue:
-    """Step-wise average precision (scikit-learn's definition) over descending-score bins."""
+def _precision_integral(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``integral_0^p (a + x) / (b + x) dx``: a lower bound of ``sum_i w_i (a + W_i) / (b + W_i)``
+    for any positive weights ``w_i`` summing to ``p`` (``W_i`` their running sum)."""
+    safe_b = np.where(b > 0, b, 1.0)
+    return np.where(b > 0, p - (b - a) * np.log1p(p / safe_b), p)
+
+
+def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
+    """Step-wise average precision (scikit-learn's definition) over descending score cells.
+
+    A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct
+    scores in unknown order, the i-th of ``p`` positives is taken to have the expected
+    ``i * n / (p + 1)`` of the cell's ``n`` negatives before it (exact for unit weights when
+    ``n = 0``). The bound holds for any order and any weights: at most every positive at the
+    cell's final precision with no negative before it, at least the integral of the precision
+    with every negative first.
+    """
     total_pos = pos.sum()
     if total_pos == 0:
         return RankingValue(float("nan"), float("nan"))
-    pos_d, neg_d = pos[::-1], neg[::-1]
+    pos_d, neg_d, tied_d = pos[::-1], neg[::-1], tied[::-1]
     tp = np.cumsum(pos_d)
     fp = np.cumsum(neg_d)
     has = pos_d > 0
-    ap = float(np.sum(pos_d[has] * tp[has] / (tp[has] + fp[has])) / total_pos)
-    mixed = has & (neg_d > 0)
-    if not mixed.any():
-        return RankingValue(ap, 0.0)
-    p, n = pos_d[mixed], neg_d[mixed]
-    tp0, fp0 = tp[mixed] - p, fp[mixed] - n
-    binned = p * tp[mixed] / (tp[mixed] + fp[mixed])
-    best = _harmonic_sum(tp0, tp0 + fp0, p)
-    worst = _harmonic_sum(tp0, tp0 + fp0 + n, p)
-    bound = max(float(np.sum(best - binned)), float(np.sum(binned - worst))) / total_pos
-    return RankingValue(ap, max(bound, 0.0))
+    contribution = np.zeros_like(pos_d)
+    contribution[has] = pos_d[has] * tp[has] / (tp[has] + fp[has])
+    open_cells = has & ~tied_d
+    if not open_cells.any():
+        return RankingValue(float(contribution.sum() / total_pos), 0.0)
+    p, n = pos_d[open_cells], neg_d[open_cells]
+    tp0, fp0 = tp[open_cells] - p, fp[open_cells] - n
+    expected = _harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
+    contribution[open_cells] = expected
+    best = p * (tp0 + p) / (tp0 + fp0 + p)
+    worst = _precision_integral(tp0, tp0 + fp0 + n, p)
+    bound = max(float(np.sum(best - expected)), float(np.sum(expected - worst)))
+    return RankingValue(float(contribution.sum() / total_pos), max(bound, 0.0) / total_pos)
 
 
 def _ranking(
@@ -230,7 +297,7 @@ def _ranking(
         if report_bound:
             values[".error_bound"] = result.bound
         return values
-    per_class = [score_fn(neg, pos) for neg, pos in class_distributions(state)]
+    per_class = [score_fn(*dist) for dist in class_distributions(state)]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}
@@ -248,7 +315,7 @@ def _ranking(
     if average == "macro":
         weight = defined.astype(np.float64)
     elif average == "weighted":
-        weight = np.array([pos.sum() for _, pos in class_distributions(state)]) * defined
+        weight = np.array([dist[1].sum() for dist in class_distributions(state)]) * defined
     else:
         raise ValueError(f"unknown average {average!r}; expected macro, weighted, micro or none")
     if weight.sum() == 0:

@@ -21,14 +21,15 @@ rows carry weight 0, so every statistic must be weighted).
 Example::
 
     >>> import numpy as np
+    >>> from evaluators.accumulate import Accumulator
     >>> from evaluators.classification import ConfusionCounts
     >>> from evaluators.task import Task
     >>> stat = ConfusionCounts(Task("binary"))
-    >>> batch = {"predictions": np.array([0.9, 0.2]), "targets": np.array([1, 1]),
-    ...          "weights": np.ones(2)}
-    >>> state = stat.update(stat.zero(), batch)
-    >>> np.asarray(state).tolist()
-    [[0.0, 0.0], [1.0, 1.0]]
+    >>> acc = Accumulator([stat])            # runs the update under jit, in float64
+    >>> (a,) = acc.update(acc.zero(), {"predictions": np.array([0.9, 0.2]), "targets": np.array([1, 1])})
+    >>> (b,) = acc.update(acc.zero(), {"predictions": np.array([0.1]), "targets": np.array([0])})
+    >>> stat.merge(a, b).tolist()            # rows: true class, columns: predicted
+    [[1.0, 0.0], [1.0, 1.0]]
 """
 
 from __future__ import annotations

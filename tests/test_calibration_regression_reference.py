@@ -304,17 +304,20 @@ PREDS_SOFT = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.3, 0.1, 0.85, 0.15])
 def test_functional_calibration_calibrax_example():
     assert F.brier_score(PREDS_SOFT, TARGETS) == pytest.approx(skm.brier_score_loss(TARGETS, PREDS_SOFT), rel=RTOL)
     assert F.log_loss(PREDS_SOFT, TARGETS) == pytest.approx(skm.log_loss(TARGETS, y_proba=PREDS_SOFT), rel=RTOL)
-    for n_bins in (5, 10, 15):
-        count, conf, correct = calibration_by_hand(PREDS_SOFT, TARGETS, None, n_bins)
-        ece, mce = ece_mce_by_hand(count, conf, correct)
-        assert F.expected_calibration_error(PREDS_SOFT, TARGETS, n_bins=n_bins) == pytest.approx(ece, rel=RTOL)
-        assert F.maximum_calibration_error(PREDS_SOFT, TARGETS, n_bins=n_bins) == pytest.approx(mce, rel=RTOL)
-        diagram = F.reliability_diagram(PREDS_SOFT, TARGETS, n_bins=n_bins)
-        assert set(diagram) == {"confidence", "accuracy", "count"}
-        np.testing.assert_array_equal(diagram["count"], count)
-        with np.errstate(invalid="ignore"):
-            np.testing.assert_allclose(diagram["confidence"], conf / count, rtol=RTOL, equal_nan=True)
-            np.testing.assert_allclose(diagram["accuracy"], correct / count, rtol=RTOL, equal_nan=True)
+    count, conf, correct = calibration_by_hand(PREDS_SOFT, TARGETS, None, 15)
+    assert F.expected_calibration_error(PREDS_SOFT, TARGETS) == pytest.approx(
+        ece_mce_by_hand(count, conf, correct)[0], rel=RTOL
+    )
+    count, conf, correct = calibration_by_hand(PREDS_SOFT, TARGETS, None, 5)
+    ece, mce = ece_mce_by_hand(count, conf, correct)
+    assert F.expected_calibration_error(PREDS_SOFT, TARGETS, n_bins=5) == pytest.approx(ece, rel=RTOL)
+    assert F.maximum_calibration_error(PREDS_SOFT, TARGETS, n_bins=5) == pytest.approx(mce, rel=RTOL)
+    diagram = F.reliability_diagram(PREDS_SOFT, TARGETS, n_bins=5)
+    assert set(diagram) == {"confidence", "accuracy", "count"}
+    np.testing.assert_array_equal(diagram["count"], count)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(diagram["confidence"], conf / count, rtol=RTOL, equal_nan=True)
+        np.testing.assert_allclose(diagram["accuracy"], correct / count, rtol=RTOL, equal_nan=True)
 
 
 def test_functional_multiclass_calibration_and_weights():
@@ -344,7 +347,3 @@ def test_functional_regression():
     assert F.r2(p, y, weights=w) == pytest.approx(skm.r2_score(y, p, sample_weight=w), rel=RTOL)
     assert F.explained_variance(p, y) == pytest.approx(skm.explained_variance_score(y, p), rel=RTOL)
     assert F.pearson_corrcoef(p, y) == pytest.approx(scipy.stats.pearsonr(y, p).statistic, rel=RTOL)
-    # calibrax's docstring example
-    assert F.mae(np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0])) == pytest.approx(
-        skm.mean_absolute_error([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0])
-    )
