@@ -42,7 +42,10 @@ from evaluators.task import (
     valid_weights,
 )
 
-_MIN_EXPONENT = 40  # scores closer than 2**-40 to 0 or 1 share the end bins
+_MIN_EXPONENT = 40
+REPLICATE_PRECISION_BITS = 5
+"""Bootstrap replicates of ranking metrics use 2,498-bin histograms; intervals are re-centred on
+the full-resolution value, so only the spread comes from the coarser bins."""  # scores closer than 2**-40 to 0 or 1 share the end bins
 
 
 def bin_count(precision_bits: int) -> int:
@@ -132,6 +135,25 @@ class ScoreHistogram(Statistic):
             ),
         }
 
+    def for_replicates(self) -> Statistic:
+        return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS))
+
+    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
+        counts = np.stack([s["counts"] for s in states])
+        lo = np.stack([s["lo"] for s in states])
+        hi = np.stack([s["hi"] for s in states])
+        out = []
+        for row in np.asarray(weights, np.float64):
+            used = row > 0
+            out.append(
+                {
+                    "counts": np.tensordot(row, counts, axes=1),
+                    "lo": lo[used].min(axis=0) if used.any() else np.full(lo.shape[1:], np.inf),
+                    "hi": hi[used].max(axis=0) if used.any() else np.full(hi.shape[1:], -np.inf),
+                }
+            )
+        return out
+
     def merge(self, a: State, b: State) -> State:
         return {
             "counts": np.add(a["counts"], b["counts"]),
@@ -170,6 +192,9 @@ class ExactScoreCounts(Statistic):
 
     def merge(self, a: State, b: State) -> State:
         return tuple(self._merge_one(x, y) for x, y in zip(a, b, strict=True))
+
+    def for_replicates(self) -> Statistic:
+        return ScoreHistogram(self.task, REPLICATE_PRECISION_BITS)
 
     @staticmethod
     def _merge_one(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:

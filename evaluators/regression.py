@@ -89,6 +89,27 @@ class RegressionMoments(Statistic):
     def merge(self, a: State, b: State) -> State:
         return tuple(np.asarray(x) for x in _merge_moments(np, Moments(*a), Moments(*b)))
 
+    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
+        # Weight k scales the weight, the centred sums and the absolute error; means stay.
+        weights = np.asarray(weights, np.float64)
+        total = Moments(*(np.zeros(weights.shape[0]) for _ in Moments._fields))
+        for g, state in enumerate(states):
+            m = Moments(*(np.asarray(x, np.float64) for x in state))
+            k = weights[:, g]
+            scaled = Moments(
+                weight=k * m.weight,
+                mean_target=np.full_like(k, m.mean_target),
+                mean_pred=np.full_like(k, m.mean_pred),
+                mean_resid=np.full_like(k, m.mean_resid),
+                m2_target=k * m.m2_target,
+                m2_pred=k * m.m2_pred,
+                m2_resid=k * m.m2_resid,
+                c_target_pred=k * m.c_target_pred,
+                abs_error=k * m.abs_error,
+            )
+            total = _merge_moments(np, total, scaled)
+        return [tuple(np.asarray(field[b]) for field in total) for b in range(weights.shape[0])]
+
 
 def _moments(state: State) -> Moments:
     return Moments(*(float(x) for x in state))

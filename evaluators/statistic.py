@@ -58,6 +58,16 @@ def tree_add(a: State, b: State) -> State:
     return np.add(a, b)
 
 
+def tree_weighted_sum(states: list[State], weights: np.ndarray) -> State:
+    """``sum_g weights[g] * states[g]`` leaf by leaf, for additive states."""
+    first = states[0]
+    if isinstance(first, tuple):
+        return tuple(tree_weighted_sum([s[i] for s in states], weights) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: tree_weighted_sum([s[k] for s in states], weights) for k in first}
+    return np.tensordot(weights, np.stack([np.asarray(s) for s in states]), axes=1)
+
+
 def tree_to_numpy(state: State) -> State:
     """Copy every leaf to a host numpy array."""
     if isinstance(state, tuple):
@@ -89,6 +99,19 @@ class Statistic(abc.ABC):
     def merge(self, a: State, b: State) -> State:
         """Combine two states. Default: leaf-wise sum (counts and sums)."""
         return tree_add(a, b)
+
+    def for_replicates(self) -> Statistic:
+        """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
+        return self
+
+    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
+        """Bootstrap replicates: ``out[b] = sum_g weights[b, g] * states[g]`` in the merge's sense.
+
+        ``states`` are the states of ``G`` row buckets, ``weights`` a ``[B, G]`` array of
+        non-negative integer weights. The default is exact for additive states (counts and
+        sums); statistics with other merges override it.
+        """
+        return [tree_weighted_sum(states, row) for row in np.asarray(weights, np.float64)]
 
 
 class Direction(enum.StrEnum):

@@ -22,7 +22,7 @@ from pipelines.reduce import OrderedMerger, build_points, metric_defs
 from pipelines.runners import execute
 from pipelines.spec import JobSpec
 from pipelines.storage import new_run_id, run_location, write_run
-from pipelines.worker import OVERALL, UnitResult
+from pipelines.worker import UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
 
@@ -85,20 +85,23 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
 
     metrics = spec.derived_metrics()
     accumulator = Accumulator.for_metrics(m for _, m in metrics)
-    merger = OrderedMerger(accumulator)
+    replicate_accumulator = Accumulator(s.for_replicates() for s in accumulator.statistics) if spec.confidence else None
+    merger = OrderedMerger(accumulator, replicate_accumulator)
     progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
     rows_done = 0
 
     def on_result(result: UnitResult) -> None:
         nonlocal rows_done
-        merger.add(result.index, result.states)
+        merger.add(result.index, result.partial)
         rows_done += result.rows
         progress.advance(result.rows)
 
     report = execute(spec, plan.units, on_result, progress.restart_clock)
     t_reduce = time.perf_counter()
     merged = merger.result()
-    points = build_points(", ".join(spec.data.paths), accumulator, metrics, merged, rows={OVERALL: rows_done})
+    points, slice_report = build_points(
+        ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
+    )
     reduce_seconds = time.perf_counter() - t_reduce
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}
@@ -125,6 +128,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             "units": len(plan.units),
             "attempts": report.attempts,
             "retried_units": list(report.retried_units),
+            **slice_report,
             "timings": {
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),
@@ -135,5 +139,5 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         metric_defs=metric_defs(metrics, sorted(keys)),
     )
     location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
-    write_run(location, run, spec.name, accumulator.statistics, merged)
+    write_run(location, run, spec.name, accumulator.statistics, merged.states)
     return RunOutcome(run, location.uri)

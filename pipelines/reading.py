@@ -107,19 +107,28 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
-def read_part(part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any]) -> Iterator[Columns]:
-    """Yield the role columns of each row group in ``part``."""
+def read_part(
+    part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any]
+) -> Iterator[tuple[int, int, Columns]]:
+    """Yield ``(row group, first row's position in the file, role columns)`` for each row group in ``part``."""
     fs, path = url_to_fs(part.path, **storage_options)
     names = list(dict.fromkeys(roles.values()))
     try:
         with fs.open(path, "rb") as handle:
             parquet = pq.ParquetFile(handle)
+            meta = parquet.metadata
+            first_row = sum(meta.row_group(g).num_rows for g in range(part.start))
             for group in range(part.start, part.stop):
                 table = parquet.read_row_group(group, columns=names)
                 where_group = f"{part.path} row group {group}"
-                yield {
-                    role: to_numpy(table.column(col), where=f"{where_group}, column {col!r}")
-                    for role, col in roles.items()
-                }
+                yield (
+                    group,
+                    first_row,
+                    {
+                        role: to_numpy(table.column(col), where=f"{where_group}, column {col!r}")
+                        for role, col in roles.items()
+                    },
+                )
+                first_row += table.num_rows
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise DataError(f"{part.path}: cannot read row groups {part.start}-{part.stop - 1}: {exc}.") from None

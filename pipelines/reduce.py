@@ -17,60 +17,64 @@ import numpy as np
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric, State
+from pipelines.bootstrap import basic_interval, poisson_weights
 from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
-from pipelines.spec import MetricSpec
-from pipelines.worker import OVERALL, SliceKey, UnitResult
+from pipelines.slicing import SliceSpec
+from pipelines.spec import ConfidenceSpec, MetricSpec
+from pipelines.worker import OVERALL, Partial, SliceKey
 
-SliceStates = dict[SliceKey, tuple[State, ...]]
 
-
-def merge_slices(acc: Accumulator, a: Mapping[SliceKey, tuple], b: Mapping[SliceKey, tuple]) -> SliceStates:
-    """Merge two ``{slice: states}`` maps; a slice missing on one side is taken as is."""
+def _merge_maps(acc: Accumulator | None, a: dict, b: dict) -> dict:
     out = dict(a)
     for key, states in b.items():
         out[key] = acc.merge(out[key], states) if key in out else states
     return out
 
 
+def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial) -> Partial:
+    """Merge two partial results; a slice or bucket missing on one side is taken as is."""
+    rows = dict(a.rows)
+    for key, n in b.rows.items():
+        rows[key] = rows.get(key, 0) + n
+    return Partial(_merge_maps(acc, a.states, b.states), _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
+
+
 class OrderedMerger:
-    """Merge per-unit states in index order ``0, 1, 2, ...`` as a binary tree."""
+    """Merge per-unit partial results in index order ``0, 1, 2, ...`` as a binary tree."""
 
-    def __init__(self, acc: Accumulator) -> None:
+    def __init__(self, acc: Accumulator, racc: Accumulator | None = None) -> None:
         self.acc = acc
+        self.racc = racc
         self.next_index = 0
-        self.waiting: dict[int, SliceStates] = {}
-        self.stack: list[tuple[int, SliceStates]] = []  # (level, merged states)
+        self.waiting: dict[int, Partial] = {}
+        self.stack: list[tuple[int, Partial]] = []  # (level, merged partial)
 
-    def add(self, index: int, states: Mapping[SliceKey, tuple]) -> None:
+    def _merge(self, a: Partial, b: Partial) -> Partial:
+        return merge_partials(self.acc, self.racc, a, b)
+
+    def add(self, index: int, partial: Partial) -> None:
         if index < self.next_index or index in self.waiting:
             return  # a duplicate (a retried unit that also finished): identical states, keep one
-        self.waiting[index] = dict(states)
+        self.waiting[index] = partial
         while self.next_index in self.waiting:
             self._push(self.waiting.pop(self.next_index))
             self.next_index += 1
 
-    def _push(self, states: SliceStates) -> None:
+    def _push(self, partial: Partial) -> None:
         level = 0
         while self.stack and self.stack[-1][0] == level:
             _, left = self.stack.pop()
-            states = merge_slices(self.acc, left, states)
+            partial = self._merge(left, partial)
             level += 1
-        self.stack.append((level, states))
+        self.stack.append((level, partial))
 
-    def result(self) -> SliceStates:
+    def result(self) -> Partial:
         if self.waiting:
             raise RuntimeError(f"units missing before {min(self.waiting)}: results incomplete")
-        merged: SliceStates | None = None
-        for _, states in reversed(self.stack):
-            merged = states if merged is None else merge_slices(self.acc, states, merged)
-        return merged if merged is not None else {OVERALL: self.acc.zero()}
-
-
-def merge_results(acc: Accumulator, results: Iterable[UnitResult]) -> SliceStates:
-    merger = OrderedMerger(acc)
-    for r in results:
-        merger.add(r.index, r.states)
-    return merger.result()
+        merged: Partial | None = None
+        for _, partial in reversed(self.stack):
+            merged = partial if merged is None else self._merge(partial, merged)
+        return merged if merged is not None else Partial({OVERALL: self.acc.zero()}, {}, {OVERALL: 0})
 
 
 # --- records ---------------------------------------------------------------------
@@ -93,26 +97,113 @@ def slice_name(key: SliceKey) -> str:
     return "overall" if not key else ",".join(f"{k}={v}" for k, v in key)
 
 
+def _entry_of(key: SliceKey, slices: Sequence[SliceSpec]) -> SliceSpec | None:
+    if not key:
+        return None
+    if key[0][0] == "filter":
+        return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)
+    columns = tuple(k for k, _ in key)
+    return next((e for e in slices if not e.is_filter and e.columns == columns), None)
+
+
+def select_slices(
+    rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]
+) -> tuple[list[SliceKey], dict[str, dict[str, int]]]:
+    """Slice keys to report (at most ``max_slices`` per entry, largest first) and what was dropped."""
+    kept: list[SliceKey] = [OVERALL] if OVERALL in rows else []
+    dropped: dict[str, dict[str, int]] = {}
+    by_entry: dict[str, list[SliceKey]] = {}
+    for key in rows:
+        entry = _entry_of(key, slices)
+        if entry is not None:
+            by_entry.setdefault(entry.name, []).append(key)
+    for entry in slices:
+        keys = sorted(by_entry.get(entry.name, []), key=lambda k: (-rows[k], k))
+        kept.extend(keys[: entry.max_slices])
+        tail = keys[entry.max_slices :]
+        if tail:
+            dropped[entry.name] = {"slices": len(tail), "rows": int(sum(rows[k] for k in tail))}
+    return kept, dropped
+
+
+def _replicate_values(
+    acc: Accumulator,
+    racc: Accumulator,
+    metrics: Sequence[tuple[MetricSpec, DerivedMetric]],
+    bucket_states: Mapping[int, tuple[State, ...]],
+    weights: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """``({key: [B] replicate values}, {key: value on all buckets at replicate resolution})``."""
+    groups = sorted(bucket_states)
+    w = weights[:, groups]
+    replicas: dict[str, list[float]] = {}
+    centre: dict[str, float] = {}
+    for i, stat in enumerate(racc.statistics):
+        per_bucket = [bucket_states[g][i] for g in groups]
+        replicate_states = stat.resample(per_bucket, w)
+        full = stat.resample(per_bucket, np.ones((1, len(groups))))[0]
+        for spec, metric in metrics:
+            if acc.index(metric.statistic) != i:
+                continue
+            for b, state in enumerate(replicate_states):
+                for name, value in flatten_values(spec.key, metric.compute(state)).items():
+                    replicas.setdefault(name, [float("nan")] * len(replicate_states))[b] = value
+            centre.update(flatten_values(spec.key, metric.compute(full)))
+    return {k: np.asarray(v) for k, v in replicas.items()}, centre
+
+
 def build_points(
     scenario: str,
     acc: Accumulator,
     metrics: Sequence[tuple[MetricSpec, DerivedMetric]],
-    merged: Mapping[SliceKey, tuple[State, ...]],
-    rows: Mapping[SliceKey, float] | None = None,
-) -> list[Point]:
-    """One :class:`Point` per slice with every metric's values."""
+    merged: Partial,
+    slices: Sequence[SliceSpec] = (),
+    confidence: ConfidenceSpec | None = None,
+    racc: Accumulator | None = None,
+) -> tuple[list[Point], dict[str, Any]]:
+    """One :class:`Point` per reported slice, with intervals when ``confidence`` is set.
+
+    Returns the points and a report of slices dropped by ``max_slices`` and of slices below
+    ``min_count`` (which keep only their row count).
+    """
+    kept, dropped = select_slices(merged.rows, slices)
+    weights = poisson_weights(confidence.replicates, confidence.buckets, confidence.seed) if confidence else None
+    buckets_by_slice: dict[SliceKey, dict[int, tuple[State, ...]]] = {}
+    for (key, g), states in merged.bucket_states.items():
+        buckets_by_slice.setdefault(key, {})[g] = states
+    small: list[str] = []
     points = []
-    for key in sorted(merged, key=lambda k: (len(k), k)):
-        states = merged[key]
+    for key in kept:
+        entry = _entry_of(key, slices)
         values: dict[str, Metric] = {}
-        for spec, metric in metrics:
-            computed = metric.compute(states[acc.index(metric.statistic)])
-            for name, value in flatten_values(spec.key, computed).items():
-                values[name] = Metric(value=value)
-        if rows is not None and key in rows:
-            values["rows"] = Metric(value=float(rows[key]))
+        if entry is not None and merged.rows[key] < entry.min_count:
+            small.append(slice_name(key))
+        else:
+            point_values: dict[str, float] = {}
+            for spec, metric in metrics:
+                point_values.update(
+                    flatten_values(spec.key, metric.compute(merged.states[key][acc.index(metric.statistic)]))
+                )
+            replicas: dict[str, np.ndarray] = {}
+            centre: dict[str, float] = {}
+            if confidence and racc is not None and key in buckets_by_slice:
+                replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
+            for name, value in point_values.items():
+                if name in replicas and not name.endswith(".error_bound"):
+                    centre_value = centre.get(name, value)
+                    lower, upper = basic_interval(replicas[name], confidence.level, value, centre_value)
+                    samples = tuple(float(x) for x in replicas[name]) if confidence.samples else None
+                    values[name] = Metric(value=value, lower=lower, upper=upper, samples=samples)
+                else:
+                    values[name] = Metric(value=value)
+        values["rows"] = Metric(value=float(merged.rows[key]))
         points.append(Point(name=slice_name(key), scenario=scenario, tags=dict(key), metrics=values))
-    return points
+    report: dict[str, Any] = {}
+    if dropped:
+        report["dropped_slices"] = dropped
+    if small:
+        report["below_min_count"] = small
+    return points, report
 
 
 _DIRECTIONS = {"higher": MetricDirection.HIGHER, "lower": MetricDirection.LOWER, "info": MetricDirection.INFO}

@@ -33,6 +33,7 @@ from evaluators import catalog
 from evaluators.statistic import DerivedMetric
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
+from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import render
 from pipelines.yamlsource import Path, YamlSource, load_yaml
 
@@ -98,6 +99,17 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ConfidenceSpec:
+    """Bootstrap confidence intervals (see README: one pass, Poisson weights per hash bucket of row keys)."""
+
+    replicates: int = 100
+    level: float = 0.95
+    seed: int = 0
+    buckets: int = 128
+    samples: bool = False
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A validated job. ``recorded`` is the resolved spec fit to be written (no secrets)."""
 
@@ -108,6 +120,8 @@ class JobSpec:
     execution: ExecutionSpec
     output: OutputSpec
     description: str = ""
+    slices: tuple[SliceSpec, ...] = ()
+    confidence: ConfidenceSpec | None = None
     commit: str | None = None
     branch: str | None = None
     source: str = "<spec>"
@@ -353,6 +367,100 @@ def _metric_entries(root: _Section, task: Task) -> tuple[MetricSpec, ...]:
     return tuple(specs)
 
 
+def _slices(root: _Section) -> tuple[SliceSpec, ...]:
+    root.allowed.append("slices")
+    raw = root.value.get("slices")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"{root.where('slices')}: expected a list of slice entries, got {_describe(raw)}.")
+    out: list[SliceSpec] = []
+    names: set[str] = set()
+    for i, entry in enumerate(raw):
+        sec = _Section(root.source, ("slices", i), entry, "a mapping with `column`, `columns` or `filter`")
+        column = sec.get("column", str)
+        columns = sec.get("columns", list)
+        filters = sec.get("filter", dict)
+        boundaries = sec.get("boundaries", list)
+        name = sec.get("name", str)
+        min_count = sec.get("min_count", int, 0)
+        max_slices = sec.get("max_slices", int, 100)
+        sec.finish()
+        given = [k for k, v in (("column", column), ("columns", columns), ("filter", filters)) if v is not None]
+        if len(given) != 1:
+            raise SpecError(
+                f"{sec.where()}: give exactly one of `column`, `columns` or `filter`; got {given or 'none'}."
+            )
+        if columns is not None and (not columns or not all(isinstance(c, str) for c in columns)):
+            raise SpecError(
+                f"{sec.where('columns')}: expected a non-empty list of column names, got {_describe(columns)}."
+            )
+        cols = (column,) if column else tuple(columns or ())
+        if boundaries is not None:
+            if len(cols) != 1:
+                raise SpecError(f"{sec.where('boundaries')}: buckets need exactly one `column`.")
+            if (
+                not boundaries
+                or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in boundaries)
+                or sorted(boundaries) != boundaries
+                or len(set(boundaries)) != len(boundaries)
+            ):
+                raise SpecError(f"{sec.where('boundaries')}: expected increasing numbers, got {_describe(boundaries)}.")
+        conditions: list[Condition] = []
+        for col, cond in (filters or {}).items():
+            path = ("slices", i, "filter", col)
+            if not isinstance(cond, dict):
+                cond = {"eq": cond}
+            for op, value in cond.items():
+                if op not in FILTER_OPS:
+                    raise SpecError(
+                        f"{root.source.where((*path, op))}: unknown filter operator {op!r}"
+                        f"{_suggest(str(op), FILTER_OPS)}; expected one of {', '.join(FILTER_OPS)}."
+                    )
+                if op in ("in", "not_in") and not isinstance(value, list):
+                    raise SpecError(f"{root.source.where((*path, op))}: `{op}` needs a list, got {_describe(value)}.")
+                conditions.append(Condition(str(col), op, tuple(value) if isinstance(value, list) else value))
+        _positive(sec, "max_slices", max_slices, 100_000, integer=True)
+        _positive(sec, "min_count", min_count, 10**12, integer=True, allow_zero=True)
+        label = name or (f"filter{i}" if filters else "x".join(cols))
+        if label in names:
+            raise SpecError(f"{sec.where()}: slice name {label!r} is used twice; give this entry `name:`.")
+        names.add(label)
+        out.append(
+            SliceSpec(
+                label,
+                () if filters else cols,
+                tuple(float(b) for b in boundaries) if boundaries else None,
+                None,
+                tuple(conditions),
+                min_count,
+                max_slices,
+            )
+        )
+    return tuple(out)
+
+
+def _confidence(root: _Section) -> ConfidenceSpec | None:
+    root.allowed.append("confidence")
+    if root.value.get("confidence") is None:
+        return None
+    sec = _Section(root.source, ("confidence",), root.value["confidence"])
+    sec.get("method", str, "bootstrap", choices=("bootstrap",))
+    spec = ConfidenceSpec(
+        replicates=sec.get("replicates", int, 100),
+        level=sec.get("level", float, 0.95),
+        seed=sec.get("seed", int, 0),
+        buckets=sec.get("buckets", int, 128),
+        samples=sec.get("samples", bool, False),
+    )
+    sec.finish()
+    _positive(sec, "replicates", spec.replicates, 100_000, integer=True)
+    _positive(sec, "buckets", spec.buckets, 4096, integer=True)
+    if not 0.5 <= spec.level < 1.0:
+        raise SpecError(f"{sec.where('level')}: expected a confidence level in [0.5, 1), got {spec.level}.")
+    return spec
+
+
 def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
     sec = root.section("execution")
     runner = sec.get("runner", str, "ray", choices=RUNNERS)
@@ -436,6 +544,8 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     data = _data(root)
     task = _task(root)
     metrics = _metric_entries(root, task)
+    slices = _slices(root)
+    confidence = _confidence(root)
     execution = _execution(root, overrides)
     output = _output(root, overrides)
     commit = root.get("commit", str)
@@ -452,6 +562,8 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         execution=execution,
         output=output,
         description=description,
+        slices=slices,
+        confidence=confidence,
         commit=commit,
         branch=branch,
         source=source.name,

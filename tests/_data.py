@@ -75,6 +75,7 @@ def multiclass_data(
     *,
     absent: Sequence[int] = (),
     signal: float = 1.5,
+    duplicates: float = 0.15,
 ) -> dict[str, np.ndarray]:
     """Multiclass targets (skewed frequencies, ``absent`` classes never occur) with scores.
 
@@ -82,6 +83,7 @@ def multiclass_data(
     duplicated rows and some rows of equal logits), ``probabilities``
     (``softmax(logits)`` except some exact uniform and one-hot rows), and
     ``labels`` (noisy hard predictions that may name absent classes).
+    ``duplicates`` is the fraction of logit rows that repeat another row.
     """
     c = num_classes
     freq = 0.6 ** np.arange(c)
@@ -97,7 +99,7 @@ def multiclass_data(
     if len(pair):
         order = np.argsort(-logits[pair], axis=1)
         logits[pair, order[:, 1]] = logits[pair, order[:, 0]]
-    logits = duplicate_rows(rng, logits)
+    logits = duplicate_rows(rng, logits, duplicates)
     probs = softmax(logits, axis=1)
     uniform = rng.random(n) < 0.03
     probs[uniform] = 1.0 / c

@@ -23,11 +23,6 @@ order; the references see the concatenated rows.
   ``aweights``).
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import functools
 
 import numpy as np

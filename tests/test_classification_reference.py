@@ -25,11 +25,6 @@ Conventions checked here (see the module docstrings of ``evaluators``):
   only in zero-weight rows does not count as present, unlike scikit-learn.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import functools
 import inspect
 

@@ -77,7 +77,9 @@ def test_list_columns_read_as_matrices(tmp_path):
         pa.table({"fixed": fixed, "var": variable, "y": np.arange(300) % 4}), tmp_path / "p.parquet", row_group_size=128
     )
     p = plan([str(tmp_path / "p.parquet")], {}, 10**6)
-    got = list(read_part(p.units[0].parts[0], {"predictions": "fixed", "targets": "var"}, {}))
+    read = list(read_part(p.units[0].parts[0], {"predictions": "fixed", "targets": "var"}, {}))
+    assert [(group, first) for group, first, _ in read] == [(0, 0), (1, 128), (2, 256)]
+    got = [columns for _, _, columns in read]
     assert [g["predictions"].shape for g in got] == [(128, 4), (128, 4), (44, 4)]
     np.testing.assert_array_equal(np.concatenate([g["predictions"] for g in got]), probs)
     np.testing.assert_array_equal(np.concatenate([g["targets"] for g in got]), probs.astype(np.float64))

@@ -20,12 +20,8 @@ Conventions (differences from scikit-learn, documented here):
   as scikit-learn.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,7 +74,11 @@ def _multiclass_probs_absent_weighted(rng):
 
 
 def _multiclass_logits(rng):
-    d = multiclass_data(rng, 2000, 4)
+    # No duplicated logit rows here: XLA's softmax rounds the same row differently (by an ulp) in
+    # batches of different shapes, so exact ties between logit rows in different shards do not
+    # survive as ties between probabilities, and "exact" would differ from scikit-learn on
+    # softmax(logits) by ~1e-6. Ties of probabilities are covered by the probability scenarios.
+    d = multiclass_data(rng, 2000, 4, duplicates=0.0)
     return make_case(rng, Task("multiclass", 4, prediction="logits"), d["logits"], d["targets"])
 
 
@@ -135,7 +135,23 @@ def scenario(name: str) -> Case:
 
 @functools.cache
 def scenario_values(name: str) -> dict:
-    return case_values(scenario(name), specs_for(SCENARIOS[name][1]), np.random.default_rng(len(name) + 1))
+    c = scenario(name)
+    specs = specs_for(SCENARIOS[name][1])
+    rng = np.random.default_rng(len(name) + 1)
+    values = case_values(c, [s for s in specs if s[1].get("mode") != "exact"], rng)
+    # The exact statistic updates on the host, where JAX compiles its eager ops once per batch
+    # shape: feed it fewer, coarser shards (still with the empty, one-row and single-class ones).
+    coarse = replace(c, shards=coarse_shards(c))
+    values.update(case_values(coarse, [s for s in specs if s[1].get("mode") == "exact"], rng))
+    return values
+
+
+def coarse_shards(c: Case) -> list[np.ndarray]:
+    """The empty, one-row and single-class shards of ``c`` as they are; all other rows in one shard."""
+    first = c.targets if c.targets.ndim == 1 else c.targets[:, 0]
+    special = [s for s in c.shards if len(s) <= 1 or len(np.unique(first[s])) == 1]
+    rest = [s for s in c.shards if not (len(s) <= 1 or len(np.unique(first[s])) == 1)]
+    return [*special, np.concatenate(rest)] if rest else special
 
 
 CASES = [
@@ -255,9 +271,8 @@ def test_binned_default_within_1e_6_on_two_million_continuous_scores():
     auc, ap, sk_auc, sk_ap = _binned_and_exact(Task("binary"), scores, y)
     assert abs(auc[""] - sk_auc) <= 1e-6
     assert abs(auc[""] - sk_auc) <= auc[".error_bound"]
-    # Average precision is only held to its bound: binned AP is biased low by about the bin width
-    # (measured 1e-4 at 10 bits here, scaling 4x per 2 bits), because within a bin the positives sit
-    # at the higher scores while the binned value treats the bin as tied.
+    # Average precision is held to its reported bound only: treating a bin's rows as tied biases AP by
+    # about the bin width (1e-4 at 10 bits on these data), which the estimator may or may not correct.
     assert abs(ap[""] - sk_ap) <= ap[".error_bound"]
 
 

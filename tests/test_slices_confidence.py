@@ -1,0 +1,244 @@
+"""Slices and bootstrap intervals: sliced = filtered = scikit-learn; intervals independent of sharding and
+runner; nominal coverage on simulated data with a known true value."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy.stats import norm
+from sklearn import metrics as skm
+
+from evaluators import catalog
+from evaluators.accumulate import Accumulator
+from evaluators.task import Task
+from pipelines import spec as spec_module
+from pipelines.bootstrap import buckets
+from pipelines.execute import run_job
+from pipelines.reduce import build_points
+from pipelines.spec import ConfidenceSpec, MetricSpec
+from pipelines.synthetic import binary_table
+from pipelines.worker import Partial
+from tests.conftest import write_job
+
+METRICS = [
+    "accuracy",
+    "f1_score",
+    {"name": "roc_auc", "mode": "exact", "as": "auc"},
+    "log_loss",
+    "brier_score",
+    {"name": "expected_calibration_error", "n_bins": 10, "as": "ece"},
+]
+
+
+def _table(rows: int, seed: int) -> pa.Table:
+    table = binary_table(np.random.default_rng(seed), rows)
+    age = np.random.default_rng(seed + 1).integers(10, 90, rows).astype(np.float64)
+    return table.append_column("age", pa.array(age))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    table = _table(24_000, 11)
+    root = tmp_path_factory.mktemp("sliced")
+    layouts = {}
+    one = root / "one"
+    one.mkdir()
+    pq.write_table(table, one / "all.parquet", row_group_size=24_000)
+    layouts["one-shard"] = one
+    many = root / "many"
+    many.mkdir()
+    edges = np.linspace(0, len(table), 38).astype(int)
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
+        pq.write_table(table.slice(a, b - a), many / f"part-{i:03d}.parquet", row_group_size=200)
+    layouts["37-shards"] = many
+    groups = root / "groups"
+    groups.mkdir()
+    pq.write_table(table, groups / "all.parquet", row_group_size=1_000)
+    layouts["row-groups"] = groups
+    return table, layouts
+
+
+def job(tmp_path, directory, runner="local", actors=1, confidence=True, unit_rows=3_000, metrics=METRICS):
+    spec = {
+        "name": "sliced",
+        "data": {"path": str(directory), "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"}},
+        "task": "binary",
+        "metrics": metrics,
+        "slices": [
+            {"column": "country"},
+            {"columns": ["country", "device"], "min_count": 600},
+            {"column": "age", "boundaries": [30, 60]},
+            {"name": "us_or_de_adults", "filter": {"country": {"in": ["US", "DE"]}, "age": {"ge": 18}}},
+            {"column": "device", "max_slices": 2},
+        ],
+        "execution": {"runner": runner, "actors": actors, "unit_rows": unit_rows},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if confidence:
+        spec["confidence"] = {"replicates": 60, "level": 0.9, "seed": 3, "buckets": 32}
+    return spec_module.load(str(write_job(tmp_path / f"job-{runner}-{actors}.yaml", spec)))
+
+
+def reference(table: pa.Table, mask: np.ndarray) -> dict[str, float]:
+    p = table.column("score").to_numpy().astype(np.float64)[mask]
+    y = table.column("label").to_numpy().astype(np.int64)[mask]
+    hard = (p > 0.5).astype(int)
+    bins = np.minimum(np.searchsorted(np.linspace(0, 1, 11), p, side="right") - 1, 9)
+    ece = sum(abs(y[bins == b].mean() - p[bins == b].mean()) * (bins == b).sum() for b in set(bins)) / len(p)
+    return {
+        "accuracy": skm.accuracy_score(y, hard),
+        "f1_score": skm.f1_score(y, hard),
+        "auc": skm.roc_auc_score(y, p),
+        "log_loss": skm.log_loss(y, p, labels=[0, 1]),
+        "brier_score": skm.brier_score_loss(y, p),
+        "ece": ece,
+        "rows": float(mask.sum()),
+    }
+
+
+def test_sliced_values_equal_sklearn_on_the_filtered_rows(tmp_path, dataset):
+    table, layouts = dataset
+    outcome = run_job(job(tmp_path, layouts["row-groups"], confidence=False), show_progress=False)
+    points = {p.name: p for p in outcome.run.points}
+    country = table.column("country").to_numpy(zero_copy_only=False).astype(str)
+    device = table.column("device").to_numpy(zero_copy_only=False).astype(str)
+    age = table.column("age").to_numpy()
+    expected_masks = {
+        "overall": np.ones(len(table), bool),
+        "country=JP": country == "JP",
+        "country=US,device=android": (country == "US") & (device == "android"),
+        "age=[30, 60)": (age >= 30) & (age < 60),
+        "age=[-inf, 30)": age < 30,
+        "filter=us_or_de_adults": np.isin(country, ["US", "DE"]) & (age >= 18),
+    }
+    for name, mask in expected_masks.items():
+        got = {k: m.value for k, m in points[name].metrics.items()}
+        for key, value in reference(table, mask).items():
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9), (name, key)
+    assert points["country=US,device=android"].tags == {"country": "US", "device": "android"}
+    # The same rows through an unsliced job over a filtered file give the same values.
+    mask = expected_masks["country=JP"]
+    only = tmp_path / "jp"
+    only.mkdir()
+    pq.write_table(table.filter(pa.array(mask)), only / "jp.parquet")
+    unsliced = run_job(job(tmp_path, only, confidence=False, metrics=METRICS), show_progress=False)
+    jp = {k: m.value for k, m in unsliced.run.point("overall").metrics.items()}
+    assert jp == pytest.approx({k: m.value for k, m in points["country=JP"].metrics.items()}, rel=1e-12)
+
+
+def test_min_count_and_max_slices_are_recorded(tmp_path, dataset):
+    table, layouts = dataset
+    run = run_job(job(tmp_path, layouts["one-shard"], confidence=False), show_progress=False).run
+    names = {p.name for p in run.points}
+    # device has 3 values and max_slices 2: the smallest ("web", 20%) is dropped and recorded.
+    assert {"device=ios", "device=android"} <= names and "device=web" not in names
+    assert run.metadata["dropped_slices"]["device"]["slices"] == 1
+    web = (table.column("device").to_numpy(zero_copy_only=False) == "web").sum()
+    assert run.metadata["dropped_slices"]["device"]["rows"] == web
+    # crosses below min_count 600 keep only their row count
+    for name in run.metadata["below_min_count"]:
+        point = next(p for p in run.points if p.name == name)
+        assert set(point.metrics) == {"rows"} and point.metrics["rows"].value < 600
+
+
+def _values_and_intervals(run):
+    return {(p.name, k): (m.value, m.lower, m.upper) for p in run.points for k, m in p.metrics.items()}
+
+
+COUNT_METRICS = ["accuracy", "f1_score", {"name": "roc_auc", "as": "auc"}]
+
+
+@pytest.mark.ray
+def test_values_and_intervals_do_not_depend_on_sharding_runner_or_actors(tmp_path, dataset, ray_cluster):
+    _, layouts = dataset
+    runs = {
+        name: run_job(job(tmp_path / name, d, metrics=COUNT_METRICS), show_progress=False).run
+        for name, d in layouts.items()
+    }
+    runs["ray-1"] = run_job(
+        job(tmp_path / "r1", layouts["37-shards"], "ray", 1, metrics=COUNT_METRICS), show_progress=False
+    ).run
+    runs["ray-2"] = run_job(
+        job(tmp_path / "r2", layouts["37-shards"], "ray", 2, metrics=COUNT_METRICS), show_progress=False
+    ).run
+    baseline = _values_and_intervals(runs["one-shard"])
+    assert any(v[1] is not None for v in baseline.values())
+    for name, run in runs.items():
+        assert _values_and_intervals(run) == baseline, name  # bit for bit
+
+
+def _interval(metric, state, bucket_states, confidence):
+    acc = Accumulator([metric.statistic])
+    racc = Accumulator([metric.statistic.for_replicates()])
+    partial = Partial({(): (state,)}, {((), g): s for g, s in bucket_states.items()}, {(): 1})
+    points, _ = build_points("sim", acc, [(MetricSpec(metric.name, "m"), metric)], partial, (), confidence, racc)
+    m = points[0].metrics["m"]
+    return m.lower, m.upper
+
+
+@functools.cache
+def simulated_coverage() -> dict[str, float]:
+    """200 datasets of 1,500 rows: latent score N(mu, 1) for positives, N(0, 1) for negatives,
+    probability sigmoid(s - c). True AUC = Phi(mu / sqrt 2); true accuracy and binned ECE from
+    the model's law (ECE by a 4M-row Monte Carlo)."""
+    mu, c, prior, n, datasets = 1.2, 0.9, 0.35, 1_500, 200
+    rng = np.random.default_rng(2026)
+    big = 4_000_000
+    yb = rng.random(big) < prior
+    pb = 1 / (1 + np.exp(-(rng.normal(0, 1, big) + mu * yb - c)))
+    bins_b = np.minimum((pb * 10).astype(int), 9)
+    true = {
+        "auc": norm.cdf(mu / np.sqrt(2)),
+        "accuracy": prior * (1 - norm.cdf(c - mu)) + (1 - prior) * norm.cdf(c),
+        "ece": sum(abs(yb[bins_b == b].mean() - pb[bins_b == b].mean()) * (bins_b == b).mean() for b in range(10)),
+    }
+    task = Task("binary")
+    metrics = {
+        "auc": catalog.build("roc_auc", task),
+        "accuracy": catalog.build("accuracy", task),
+        "ece": catalog.build("expected_calibration_error", task, {"n_bins": 10}),
+    }
+    confidence = ConfidenceSpec(replicates=200, level=0.95, seed=0, buckets=64)
+    acc = Accumulator(m.statistic for m in metrics.values())
+    racc = Accumulator(s.for_replicates() for s in acc.statistics)
+    covered = dict.fromkeys(metrics, 0)
+    for d in range(datasets):
+        y = (rng.random(n) < prior).astype(np.int64)
+        p = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + mu * y - c)))
+        cols = {"predictions": p, "targets": y}
+        state = acc.update(acc.zero(), cols)
+        g = buckets(np.arange(d * n, (d + 1) * n, dtype=np.uint64), confidence.buckets, 0)
+        bucket_states = {
+            int(k): racc.update(racc.zero(), {"predictions": p[g == k], "targets": y[g == k]}) for k in np.unique(g)
+        }
+        for name, metric in metrics.items():
+            i = acc.index(metric.statistic)
+            lower, upper = _interval(metric, state[i], {k: (s[i],) for k, s in bucket_states.items()}, confidence)
+            covered[name] += lower <= true[name] <= upper
+    return {name: hits / datasets for name, hits in covered.items()}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "accuracy",
+        "auc",
+        pytest.param(
+            "ece",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="binned ECE is biased upward at 1,500 rows; its bucket-bootstrap interval covers the "
+                "truth in about 85% of datasets (known shortfall, tracked in the slices/intervals work)",
+            ),
+        ),
+    ],
+)
+def test_bootstrap_coverage_on_simulated_data_with_known_truth(name):
+    coverage = simulated_coverage()[name]
+    assert 0.91 <= coverage <= 0.99, (name, coverage)
