@@ -63,6 +63,7 @@ class Accumulator:
             return tuple(stat.update(state, batch) for stat, state in zip(device_stats, states, strict=True))
 
         self._fused = jax.jit(fused)
+        self._grouped = jax.jit(jax.vmap(fused))
 
     @classmethod
     def for_metrics(cls, metrics: Iterable[DerivedMetric]) -> Accumulator:
@@ -76,6 +77,42 @@ class Accumulator:
 
     def merge(self, a: Sequence[State], b: Sequence[State]) -> tuple[State, ...]:
         return tuple(s.merge(x, y) for s, x, y in zip(self.statistics, a, b, strict=True))
+
+    def zero_grouped(self, groups: int) -> tuple[State, ...]:
+        """``groups`` zero states stacked on a leading axis (one per group, e.g. bootstrap bucket)."""
+        return tuple(jax.tree.map(lambda x: np.stack([np.asarray(x)] * groups), s.zero()) for s in self.statistics)
+
+    def update_grouped(
+        self, stacked: Sequence[State], columns: Mapping[str, np.ndarray], group: np.ndarray
+    ) -> tuple[State, ...]:
+        """Fold each row into the state of its group: ``stacked[i][g]`` gets the rows with ``group == g``.
+
+        Rows are laid out as a ``[G, R]`` padded block (R: the largest group, rounded up to a
+        power of two) and every group is updated at once by the vmapped, compiled update: one
+        dispatch per batch instead of one per group. Jittable statistics only.
+        """
+        if self._host:
+            raise ValueError("grouped updates need jittable statistics")
+        cols = {k: as_column(v) for k, v in columns.items() if v is not None}
+        n = len(cols["targets"])
+        if n == 0:
+            return tuple(stacked)
+        weights = cols.get("weights")
+        cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
+        groups = jax.tree.leaves(stacked[0])[0].shape[0]
+        counts = np.bincount(group, minlength=groups)
+        rows = max(16, 1 << int(counts.max() - 1).bit_length())
+        order = np.argsort(group, kind="stable")
+        sorted_group = group[order]
+        position = np.arange(n) - (np.cumsum(counts) - counts)[sorted_group]
+        block = {}
+        for k, v in cols.items():
+            out = np.zeros((groups, rows, *v.shape[1:]), v.dtype)
+            out[sorted_group, position] = v[order]
+            block[k] = out
+        with jax.enable_x64(True):
+            current = tuple(jax.tree.map(jnp.asarray, s) for s in stacked)
+            return tuple(tree_to_numpy(self._grouped(current, block)))
 
     def update(self, states: Sequence[State], columns: Mapping[str, np.ndarray]) -> tuple[State, ...]:
         """Fold ``columns`` (role -> ``[n, ...]`` array) into ``states``.

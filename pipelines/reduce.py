@@ -126,22 +126,30 @@ def select_slices(
     return kept, dropped
 
 
+def _unstack(state: State, g: int) -> State:
+    if isinstance(state, tuple):
+        return tuple(_unstack(x, g) for x in state)
+    if isinstance(state, dict):
+        return {k: _unstack(v, g) for k, v in state.items()}
+    return np.asarray(state)[g]
+
+
 def _replicate_values(
     acc: Accumulator,
     racc: Accumulator,
     metrics: Sequence[tuple[MetricSpec, DerivedMetric]],
-    bucket_states: Mapping[int, tuple[State, ...]],
+    bucket_states: tuple[State, ...],
     weights: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """``({key: [B] replicate values}, {key: value on all buckets at replicate resolution})``."""
-    groups = sorted(bucket_states)
-    w = weights[:, groups]
+    groups = weights.shape[1]
+    w = weights
     replicas: dict[str, list[float]] = {}
     centre: dict[str, float] = {}
     for i, stat in enumerate(racc.statistics):
-        per_bucket = [bucket_states[g][i] for g in groups]
+        per_bucket = [_unstack(bucket_states[i], g) for g in range(groups)]
         replicate_states = stat.resample(per_bucket, w)
-        full = stat.resample(per_bucket, np.ones((1, len(groups))))[0]
+        full = stat.resample(per_bucket, np.ones((1, groups)))[0]
         for spec, metric in metrics:
             if acc.index(metric.statistic) != i:
                 continue
@@ -168,9 +176,7 @@ def build_points(
     """
     kept, dropped = select_slices(merged.rows, slices)
     weights = poisson_weights(confidence.replicates, confidence.buckets, confidence.seed) if confidence else None
-    buckets_by_slice: dict[SliceKey, dict[int, tuple[State, ...]]] = {}
-    for (key, g), states in merged.bucket_states.items():
-        buckets_by_slice.setdefault(key, {})[g] = states
+    buckets_by_slice = merged.bucket_states
     small: list[str] = []
     points = []
     for key in kept:

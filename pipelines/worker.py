@@ -8,7 +8,6 @@ states.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import time
@@ -38,10 +37,11 @@ DISTINCT_SLICES_FACTOR = 10
 
 @dataclass
 class Partial:
-    """Mergeable partial result: states per slice, per (slice, bootstrap bucket), and rows per slice."""
+    """Mergeable partial result: states per slice, bootstrap-bucket states per slice (each leaf with a
+    leading ``[buckets]`` axis), and rows per slice."""
 
     states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
-    bucket_states: dict[tuple[SliceKey, int], tuple[State, ...]] = field(default_factory=dict)
+    bucket_states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
     rows: dict[SliceKey, int] = field(default_factory=dict)
 
 
@@ -128,14 +128,8 @@ class UnitEvaluator:
                     if racc is None:
                         continue
                     b = bucket if rows is None else bucket[rows]
-                    order = np.argsort(b, kind="stable")
-                    edges = np.flatnonzero(np.r_[True, b[order][1:] != b[order][:-1], True])
-                    for lo, hi in itertools.pairwise(edges):
-                        g = int(b[order[lo]])
-                        chosen = order[lo:hi]
-                        state_key = (key, g)
-                        previous = partial.bucket_states.get(state_key) or racc.zero()
-                        partial.bucket_states[state_key] = racc.update(previous, _take(subset, chosen))
+                    previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
+                    partial.bucket_states[key] = racc.update_grouped(previous, subset, b)
         partial.states.setdefault(OVERALL, acc.zero())
         partial.rows.setdefault(OVERALL, 0)
         return UnitResult(unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker)

@@ -176,7 +176,7 @@ def test_values_and_intervals_do_not_depend_on_sharding_runner_or_actors(tmp_pat
 def _interval(metric, state, bucket_states, confidence):
     acc = Accumulator([metric.statistic])
     racc = Accumulator([metric.statistic.for_replicates()])
-    partial = Partial({(): (state,)}, {((), g): s for g, s in bucket_states.items()}, {(): 1})
+    partial = Partial({(): (state,)}, {(): bucket_states}, {(): 1})
     points, _ = build_points("sim", acc, [(MetricSpec(metric.name, "m"), metric)], partial, (), confidence, racc)
     m = points[0].metrics["m"]
     return m.lower, m.upper
@@ -214,12 +214,10 @@ def simulated_coverage() -> dict[str, float]:
         cols = {"predictions": p, "targets": y}
         state = acc.update(acc.zero(), cols)
         g = buckets(np.arange(d * n, (d + 1) * n, dtype=np.uint64), confidence.buckets, 0)
-        bucket_states = {
-            int(k): racc.update(racc.zero(), {"predictions": p[g == k], "targets": y[g == k]}) for k in np.unique(g)
-        }
+        bucket_states = racc.update_grouped(racc.zero_grouped(confidence.buckets), cols, g)
         for name, metric in metrics.items():
             i = acc.index(metric.statistic)
-            lower, upper = _interval(metric, state[i], {k: (s[i],) for k, s in bucket_states.items()}, confidence)
+            lower, upper = _interval(metric, state[i], (bucket_states[i],), confidence)
             covered[name] += lower <= true[name] <= upper
     return {name: hits / datasets for name, hits in covered.items()}
 
