@@ -27,6 +27,39 @@ from evaluators.task import Task, TaskKind, class_probabilities, positive_scores
 _PROBABILISTIC = (TaskKind.BINARY, TaskKind.MULTICLASS)
 
 
+FIXED_POINT_BITS = 32
+FIXED_POINT_LOW_BITS = 20
+"""Bounded per-row sums (losses, squared errors, confidences) are accumulated as integers:
+each value ``v`` becomes two int64 limbs, ``hi = round(v * 2**32)`` and
+``lo = round((v * 2**32 - hi) * 2**20)``, so a row is kept to 2**-52 (float64's own precision
+near 1). Integer addition is exact, so the sums, and everything computed from them, do not
+depend on sharding or merge order. ``hi`` holds up to 2**31 (about 2.1e9) units in all, e.g. a
+billion rows at log loss 2."""
+
+
+def to_fixed(values: jnp.ndarray) -> jnp.ndarray:
+    """Float values -> int64 fixed point, ``[..., 2]`` (hi, lo limbs)."""
+    scaled = values.astype(jnp.float64) * 2.0**FIXED_POINT_BITS
+    hi = jnp.round(scaled)
+    lo = jnp.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
+    return jnp.stack([hi, lo], axis=-1).astype(jnp.int64)
+
+
+def from_fixed(values: np.ndarray) -> np.ndarray:
+    """Fixed-point sums ``[..., 2]`` (int64, or float64 after re-weighting) -> floats ``[...]``."""
+    values = np.asarray(values, np.float64)
+    return (values[..., 0] + values[..., 1] / 2.0**FIXED_POINT_LOW_BITS) / 2.0**FIXED_POINT_BITS
+
+
+def _weighted_sum_zero() -> State:
+    return (np.zeros((), np.float64), np.zeros(2, np.int64))
+
+
+def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
+    weight, total = state
+    return weight + jnp.sum(w), total + jnp.sum(to_fixed(w * values), axis=0)
+
+
 def _require_probabilities(task: Task, name: str) -> None:
     require_kind(task, name, *_PROBABILISTIC)
     if not task.has_scores:
@@ -35,7 +68,9 @@ def _require_probabilities(task: Task, name: str) -> None:
 
 @dataclass(frozen=True)
 class LogLossSum(Statistic):
-    """Weighted sum of negative log-likelihoods. State: float64 ``[2]`` = (weight, loss sum).
+    """Weighted sum of negative log-likelihoods.
+
+    State: ``(weight float64, loss sum int64 fixed point)``; see :func:`to_fixed`.
 
     Probabilities are clipped to ``[eps, 1 - eps]`` first (scikit-learn clips
     at the machine epsilon of the input dtype; the default here is float64's).
@@ -45,7 +80,7 @@ class LogLossSum(Statistic):
     eps: float = float(np.finfo(np.float64).eps)
 
     def zero(self) -> State:
-        return np.zeros(2, np.float64)
+        return _weighted_sum_zero()
 
     def update(self, state: State, batch: Batch) -> State:
         targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
@@ -57,12 +92,12 @@ class LogLossSum(Statistic):
             probs = class_probabilities(self.task, preds).astype(jnp.float64)
             p = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
             loss = -jnp.log(jnp.clip(p, self.eps, 1 - self.eps))
-        return state + jnp.stack([jnp.sum(w), jnp.sum(w * loss)])
+        return _add_weighted(state, w, loss)
 
 
 @dataclass(frozen=True)
 class BrierSum(Statistic):
-    """Weighted sum of squared probability errors. State: float64 ``[2]`` = (weight, sum).
+    """Weighted sum of squared probability errors. State: ``(weight float64, sum int64 fixed point)``.
 
     Binary: ``(p - y)^2``; multiclass: ``sum_c (p_c - [y == c])^2``.
     """
@@ -70,7 +105,7 @@ class BrierSum(Statistic):
     task: Task
 
     def zero(self) -> State:
-        return np.zeros(2, np.float64)
+        return _weighted_sum_zero()
 
     def update(self, state: State, batch: Batch) -> State:
         targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
@@ -82,7 +117,7 @@ class BrierSum(Statistic):
             probs = class_probabilities(self.task, preds).astype(jnp.float64)
             onehot = targets[:, None] == jnp.arange(self.task.classes)[None, :]
             err = jnp.sum((probs - onehot) ** 2, axis=1)
-        return state + jnp.stack([jnp.sum(w), jnp.sum(w * err)])
+        return _add_weighted(state, w, err)
 
 
 def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
@@ -99,33 +134,39 @@ def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.
 
 @dataclass(frozen=True)
 class CalibrationBins(Statistic):
-    """Per-bin weight, confidence sum and accuracy sum. State: float64 ``[3, n_bins]``."""
+    """Per-bin weight, confidence sum and accuracy sum.
+
+    State: ``(weight float64 [n_bins], confidence sum int64 fixed point [n_bins, 2],
+    accuracy sum float64 [n_bins])``.
+    """
 
     task: Task
     n_bins: int = 15
 
     def zero(self) -> State:
-        return np.zeros((3, self.n_bins), np.float64)
+        return (np.zeros(self.n_bins), np.zeros((self.n_bins, 2), np.int64), np.zeros(self.n_bins))
 
     def update(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         edges = jnp.linspace(0.0, 1.0, self.n_bins + 1, dtype=jnp.float64)
         index = jnp.clip(jnp.searchsorted(edges, confidence, side="right") - 1, 0, self.n_bins - 1)
-        return state + jnp.stack(
-            [
-                scatter_add(self.n_bins, index, w),
-                scatter_add(self.n_bins, index, w * confidence),
-                scatter_add(self.n_bins, index, w * correct),
-            ]
+        count, conf, acc = state
+        fixed = jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(to_fixed(w * confidence))
+        return (
+            count + scatter_add(self.n_bins, index, w),
+            conf + fixed,
+            acc + scatter_add(self.n_bins, index, w * correct),
         )
 
 
-def _mean_of_sums(state: np.ndarray) -> dict[str, float]:
-    return {"": float(safe_divide(state[1], state[0], float("nan")))}
+def _mean_of_sums(state: State) -> dict[str, float]:
+    weight, total = state
+    return {"": float(safe_divide(from_fixed(total), weight, float("nan")))}
 
 
-def _bin_gaps(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _bin_gaps(state: State) -> tuple[np.ndarray, np.ndarray]:
     count, conf, acc = state
+    conf = from_fixed(conf)
     nonempty = count > 0
     gap = np.abs(safe_divide(acc, count, 0.0) - safe_divide(conf, count, 0.0))
     return gap, nonempty
@@ -143,8 +184,9 @@ def _mce(state: np.ndarray) -> dict[str, float]:
     return {"": float(gap[nonempty].max()) if nonempty.any() else float("nan")}
 
 
-def _reliability(state: np.ndarray) -> dict[str, object]:
+def _reliability(state: State) -> dict[str, object]:
     count, conf, acc = state
+    conf = from_fixed(conf)
     return {
         ".confidence": safe_divide(conf, count, float("nan")),
         ".accuracy": safe_divide(acc, count, float("nan")),
