@@ -151,7 +151,16 @@ def _values_and_intervals(run):
     return {(p.name, k): (m.value, m.lower, m.upper) for p in run.points for k, m in p.metrics.items()}
 
 
-COUNT_METRICS = ["accuracy", "f1_score", {"name": "roc_auc", "as": "auc"}]
+COUNT_METRICS = [
+    "accuracy",
+    "f1_score",
+    "matthews_corrcoef",
+    {"name": "roc_auc", "as": "auc"},
+    "average_precision",
+    "log_loss",
+    "brier_score",
+    {"name": "expected_calibration_error", "n_bins": 10, "as": "ece"},
+]
 
 
 @pytest.mark.ray
