@@ -315,3 +315,22 @@ def ece_mce_by_hand(count: np.ndarray, conf_sum: np.ndarray, correct_sum: np.nda
     gaps = [abs(correct_sum[i] / count[i] - conf_sum[i] / count[i]) for i in range(len(count)) if count[i] > 0]
     weights = [count[i] for i in range(len(count)) if count[i] > 0]
     return float(np.dot(gaps, weights) / np.sum(weights)), float(max(gaps))
+
+
+# --- scenarios shared by the reference tests ---------------------------------------------------------
+
+
+def binary_probs_case(rng):
+    """2,500 rows, 30% positives, probabilities."""
+    from evaluators.task import Task
+
+    d = binary_data(rng, 2500, positive_rate=0.3)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+
+
+def binary_rare_weighted_case(rng, rows: int = 5000):
+    """``rows`` rows, 1% positives, random sample weights."""
+    from evaluators.task import Task
+
+    d = binary_data(rng, rows, positive_rate=0.01, signal=1.5)
+    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, rows))

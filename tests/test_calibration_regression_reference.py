@@ -39,6 +39,8 @@ from evaluators.task import Task, TaskKind
 from tests._data import (
     Case,
     binary_data,
+    binary_probs_case,
+    binary_rare_weighted_case,
     calibration_by_hand,
     case_values,
     ece_mce_by_hand,
@@ -59,13 +61,11 @@ ATOL = 1e-12
 
 
 def _binary_probs(rng):
-    d = binary_data(rng, 2500, positive_rate=0.3)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+    return binary_probs_case(rng)
 
 
 def _binary_rare_weighted(rng):
-    d = binary_data(rng, 5000, positive_rate=0.01, signal=1.5)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, 5000))
+    return binary_rare_weighted_case(rng, 5000)
 
 
 def _binary_logits_ignore_weighted(rng):

@@ -39,6 +39,8 @@ from evaluators.task import Task, TaskKind
 from tests._data import (
     Case,
     binary_data,
+    binary_probs_case,
+    binary_rare_weighted_case,
     case_values,
     make_case,
     multiclass_data,
@@ -62,13 +64,11 @@ ATOL = 1e-12
 
 
 def _binary_probs(rng):
-    d = binary_data(rng, 2500, positive_rate=0.3)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+    return binary_probs_case(rng)
 
 
 def _binary_rare_weighted(rng):
-    d = binary_data(rng, 5000, positive_rate=0.01, signal=1.5)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, 5000))
+    return binary_rare_weighted_case(rng, 5000)
 
 
 def _binary_logits_threshold(rng):

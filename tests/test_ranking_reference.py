@@ -35,6 +35,8 @@ from evaluators.task import Task, TaskKind
 from tests._data import (
     Case,
     binary_data,
+    binary_probs_case,
+    binary_rare_weighted_case,
     case_values,
     make_case,
     multiclass_data,
@@ -51,13 +53,11 @@ SK = {"roc_auc": skm.roc_auc_score, "average_precision": skm.average_precision_s
 
 
 def _binary_probs(rng):
-    d = binary_data(rng, 2500, positive_rate=0.3)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"])
+    return binary_probs_case(rng)
 
 
 def _binary_rare_weighted(rng):
-    d = binary_data(rng, 6000, positive_rate=0.01, signal=1.5)
-    return make_case(rng, Task("binary"), d["probabilities"], d["targets"], weights_for(rng, 6000))
+    return binary_rare_weighted_case(rng, 6000)
 
 
 def _binary_logits_ignore(rng):
