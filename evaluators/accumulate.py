@@ -6,7 +6,7 @@ pipeline's arithmetic.
 
 Rows are processed in chunks of a fixed number of rows (a power of two sized
 so that one chunk holds about a million values); the last chunk of a batch is
-padded with zero-weight rows to the next power of two (at least 1,024). The
+padded with zero-weight rows to the next power of four (at least 1,024). The
 compiled update therefore sees only a handful of shapes and compiles once per
 shape, not once per batch.
 """
@@ -33,8 +33,14 @@ def chunk_rows_for(width: int) -> int:
     return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
 
 
+def _power_of_four(n: int) -> int:
+    bits = (max(1, n) - 1).bit_length()
+    return 1 << (bits + (bits & 1))
+
+
 def _bucket(n: int, limit: int) -> int:
-    return min(limit, max(MIN_CHUNK_ROWS, 1 << (max(1, n) - 1).bit_length()))
+    """Padded size of a chunk of ``n`` rows: a power of four (few shapes, few compiles), at most ``limit``."""
+    return min(limit, max(MIN_CHUNK_ROWS, _power_of_four(n)))
 
 
 def as_column(values: np.ndarray) -> np.ndarray:
@@ -88,7 +94,7 @@ class Accumulator:
         """Fold each row into the state of its group: ``stacked[i][g]`` gets the rows with ``group == g``.
 
         Rows are laid out as a ``[G, R]`` padded block (R: the largest group, rounded up to a
-        power of two) and every group is updated at once by the vmapped, compiled update: one
+        power of four) and every group is updated at once by the vmapped, compiled update: one
         dispatch per batch instead of one per group. Jittable statistics only.
         """
         if self._host:
@@ -101,7 +107,7 @@ class Accumulator:
         cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         groups = jax.tree.leaves(stacked[0])[0].shape[0]
         counts = np.bincount(group, minlength=groups)
-        rows = max(16, 1 << int(counts.max() - 1).bit_length())
+        rows = max(16, _power_of_four(int(counts.max())))
         order = np.argsort(group, kind="stable")
         sorted_group = group[order]
         position = np.arange(n) - (np.cumsum(counts) - counts)[sorted_group]

@@ -138,10 +138,8 @@ class ScoreHistogram(Statistic):
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS))
 
-    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
-        counts = np.stack([s["counts"] for s in states])
-        lo = np.stack([s["lo"] for s in states])
-        hi = np.stack([s["hi"] for s in states])
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        counts, lo, hi = (np.asarray(stacked[k]) for k in ("counts", "lo", "hi"))
         out = []
         for row in np.asarray(weights, np.float64):
             used = row > 0

@@ -89,12 +89,13 @@ class RegressionMoments(Statistic):
     def merge(self, a: State, b: State) -> State:
         return tuple(np.asarray(x) for x in _merge_moments(np, Moments(*a), Moments(*b)))
 
-    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         # Weight k scales the weight, the centred sums and the absolute error; means stay.
         weights = np.asarray(weights, np.float64)
         total = Moments(*(np.zeros(weights.shape[0]) for _ in Moments._fields))
-        for g, state in enumerate(states):
-            m = Moments(*(np.asarray(x, np.float64) for x in state))
+        fields = [np.asarray(x, np.float64) for x in stacked]
+        for g in range(weights.shape[1]):
+            m = Moments(*(f[g] for f in fields))
             k = weights[:, g]
             scaled = Moments(
                 weight=k * m.weight,

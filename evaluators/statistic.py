@@ -58,14 +58,13 @@ def tree_add(a: State, b: State) -> State:
     return np.add(a, b)
 
 
-def tree_weighted_sum(states: list[State], weights: np.ndarray) -> State:
-    """``sum_g weights[g] * states[g]`` leaf by leaf, for additive states."""
-    first = states[0]
-    if isinstance(first, tuple):
-        return tuple(tree_weighted_sum([s[i] for s in states], weights) for i in range(len(first)))
-    if isinstance(first, dict):
-        return {k: tree_weighted_sum([s[k] for s in states], weights) for k in first}
-    return np.tensordot(weights, np.stack([np.asarray(s) for s in states]), axes=1)
+def tree_map_leaves(fn: Callable[[np.ndarray], np.ndarray], state: State) -> State:
+    """Apply ``fn`` to every leaf (as a numpy array) of a state."""
+    if isinstance(state, tuple):
+        return tuple(tree_map_leaves(fn, x) for x in state)
+    if isinstance(state, dict):
+        return {k: tree_map_leaves(fn, v) for k, v in state.items()}
+    return fn(np.asarray(state))
 
 
 def tree_to_numpy(state: State) -> State:
@@ -104,14 +103,15 @@ class Statistic(abc.ABC):
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
         return self
 
-    def resample(self, states: list[State], weights: np.ndarray) -> list[State]:
-        """Bootstrap replicates: ``out[b] = sum_g weights[b, g] * states[g]`` in the merge's sense.
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        """Bootstrap replicates: ``out[b] = sum_g weights[b, g] * state_g`` in the merge's sense.
 
-        ``states`` are the states of ``G`` row buckets, ``weights`` a ``[B, G]`` array of
-        non-negative integer weights. The default is exact for additive states (counts and
-        sums); statistics with other merges override it.
+        ``stacked`` holds the states of ``G`` row buckets, every leaf with a leading ``[G]``
+        axis; ``weights`` is a ``[B, G]`` array of non-negative integer weights. The default
+        is exact for additive states (counts and sums); statistics with other merges override it.
         """
-        return [tree_weighted_sum(states, row) for row in np.asarray(weights, np.float64)]
+        mixed = tree_map_leaves(lambda x: np.tensordot(np.asarray(weights, np.float64), x, axes=1), stacked)
+        return [tree_map_leaves(lambda x, b=b: x[b], mixed) for b in range(np.shape(weights)[0])]
 
 
 class Direction(enum.StrEnum):

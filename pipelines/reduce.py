@@ -126,14 +126,6 @@ def select_slices(
     return kept, dropped
 
 
-def _unstack(state: State, g: int) -> State:
-    if isinstance(state, tuple):
-        return tuple(_unstack(x, g) for x in state)
-    if isinstance(state, dict):
-        return {k: _unstack(v, g) for k, v in state.items()}
-    return np.asarray(state)[g]
-
-
 def _replicate_values(
     acc: Accumulator,
     racc: Accumulator,
@@ -147,9 +139,8 @@ def _replicate_values(
     replicas: dict[str, list[float]] = {}
     centre: dict[str, float] = {}
     for i, stat in enumerate(racc.statistics):
-        per_bucket = [_unstack(bucket_states[i], g) for g in range(groups)]
-        replicate_states = stat.resample(per_bucket, w)
-        full = stat.resample(per_bucket, np.ones((1, groups)))[0]
+        replicate_states = stat.resample(bucket_states[i], w)
+        full = stat.resample(bucket_states[i], np.ones((1, groups)))[0]
         for spec, metric in metrics:
             if acc.index(metric.statistic) != i:
                 continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 SliceKey = tuple[tuple[str, str], ...]
 
@@ -127,6 +128,12 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey,
                 valid &= ~np.isnan(values)
             size = len(spec.boundaries) + 1
             text = np.array([bucket_label(spec.boundaries, i) for i in range(size)], dtype=object)
+        elif values.dtype == object:
+            # Strings: hash-based dictionary encoding (sorting strings is slow).
+            encoded = pa.array(values).dictionary_encode()
+            inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            text = _as_text(encoded.dictionary.to_numpy(zero_copy_only=False))
+            size = len(text)
         else:
             uniq, inverse = np.unique(values, return_inverse=True)
             size = len(uniq)
