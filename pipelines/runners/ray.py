@@ -149,6 +149,16 @@ def _run(
         total_attempts += 1
         in_flight[actor.process.remote(unit)] = (actor, unit)
 
+    def requeue(unit: WorkUnit, why: str, front: bool) -> None:
+        """Put a failed unit back in the queue, or give up after ``MAX_ATTEMPTS``."""
+        if attempts[unit.index] >= MAX_ATTEMPTS:
+            raise RuntimeError(f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times; {why}")
+        retried.add(unit.index)
+        if front:
+            queue.appendleft(unit)
+        else:
+            queue.append(unit)
+
     for actor in actors:
         for _ in range(IN_FLIGHT_PER_ACTOR):
             if queue:
@@ -170,23 +180,13 @@ def _run(
                         del in_flight[other]
                         lost.append(held)
                 for u in lost:
-                    if attempts[u.index] >= MAX_ATTEMPTS:
-                        raise RuntimeError(
-                            f"work unit {u.index} ({u.describe()}) failed {attempts[u.index]} times: its worker died each time"
-                        ) from None
-                    retried.add(u.index)
-                    queue.appendleft(u)
+                    requeue(u, "its worker died each time", front=True)
                 actors[actors.index(actor)] = actor = remote_cls.remote(spec_ref)
             except RayTaskError as exc:
                 cause = _unwrap(exc)
                 if isinstance(cause, UserError):
                     raise cause from None
-                if attempts[unit.index] >= MAX_ATTEMPTS:
-                    raise RuntimeError(
-                        f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times; last error: {cause!r}"
-                    ) from None
-                retried.add(unit.index)
-                queue.append(unit)
+                requeue(unit, f"last error: {cause!r}", front=False)
             else:
                 if unit.index not in done_units:
                     done_units.add(unit.index)
