@@ -14,6 +14,7 @@ the last one closed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -179,6 +180,33 @@ def _ece(state: np.ndarray) -> dict[str, float]:
     return {"": float(np.sum(gap * count) / total) if total > 0 else float("nan")}
 
 
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _debiased_ece(state: State) -> dict[str, float]:
+    """ECE with the first-order bias of ``|gap|`` removed bin by bin (Kumar et al., 2019).
+
+    Each bin's observed gap ``g`` is taken as normal with standard error
+    ``s = sqrt(a (1 - a) / (n - 1))`` (``a`` the bin's accuracy, ``n`` its weight); the plug-in
+    ``|g|`` overshoots ``|gap|`` by about ``E|N(g, s^2)| - |g|``, which is subtracted. The
+    result can be slightly negative for a well-calibrated model.
+    """
+    count, conf, acc = state
+    total = count.sum()
+    if total <= 0:
+        return {"": float("nan")}
+    gap = safe_divide(acc, count, 0.0) - safe_divide(from_fixed(conf), count, 0.0)
+    rate = np.clip(safe_divide(acc, count, 0.0), 0.0, 1.0)
+    se = np.sqrt(safe_divide(rate * (1.0 - rate), np.maximum(count - 1.0, 0.0), 0.0))
+    z = safe_divide(gap, se, 0.0)
+    folded = np.where(
+        se > 0,
+        se * np.sqrt(2.0 / np.pi) * np.exp(-0.5 * z * z) + gap * _erf(z / np.sqrt(2.0)),
+        np.abs(gap),
+    )
+    return {"": float(np.sum(count * (2.0 * np.abs(gap) - folded)) / total)}
+
+
 def _mce(state: np.ndarray) -> dict[str, float]:
     gap, nonempty = _bin_gaps(state)
     return {"": float(gap[nonempty].max()) if nonempty.any() else float("nan")}
@@ -216,7 +244,7 @@ def expected_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric
     """Weighted mean over bins of |accuracy - confidence| (L1 calibration error)."""
     _require_probabilities(task, "expected_calibration_error")
     stat = CalibrationBins(task, _check_bins(n_bins))
-    return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER)
+    return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER, debiased=_debiased_ece)
 
 
 def maximum_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:

@@ -139,6 +139,10 @@ class DerivedMetric:
         direction: whether higher values are better.
         unit: unit of the value (``""`` for ratios).
         description: one line for ``MetricDef``.
+        debiased: optional host function ``state -> {suffix: value}``, an estimator of the
+            same population quantity with less small-sample bias than ``finalize``. When set,
+            bootstrap intervals are percentile intervals of its replicates (the headline value
+            stays ``finalize``'s, which matches the reference libraries).
     """
 
     name: str
@@ -147,7 +151,12 @@ class DerivedMetric:
     direction: Direction = Direction.HIGHER
     unit: str = ""
     description: str = ""
+    debiased: Finalize | None = None
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""
         return dict(self.finalize(tree_to_numpy(state)))
+
+    def compute_for_interval(self, state: State) -> dict[str, Any]:
+        """Values whose bootstrap replicates give the interval: ``debiased`` when set, else ``compute``."""
+        return dict((self.debiased or self.finalize)(tree_to_numpy(state)))

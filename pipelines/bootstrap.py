@@ -76,3 +76,13 @@ def basic_interval(values: np.ndarray, level: float, estimate: float, centre: fl
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(finite - centre, [alpha, 1.0 - alpha])
     return float(estimate - hi), float(estimate - lo)
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval ``[q_lo, q_hi]`` of replicate values (non-finite ones dropped)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

@@ -17,7 +17,7 @@ import numpy as np
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric, State
-from pipelines.bootstrap import basic_interval, poisson_weights
+from pipelines.bootstrap import basic_interval, percentile_interval, poisson_weights
 from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
 from pipelines.slicing import SliceSpec
 from pipelines.spec import ConfidenceSpec, MetricSpec
@@ -145,7 +145,7 @@ def _replicate_values(
             if acc.index(metric.statistic) != i:
                 continue
             for b, state in enumerate(replicate_states):
-                for name, value in flatten_values(spec.key, metric.compute(state)).items():
+                for name, value in flatten_values(spec.key, metric.compute_for_interval(state)).items():
                     replicas.setdefault(name, [float("nan")] * len(replicate_states))[b] = value
             centre.update(flatten_values(spec.key, metric.compute(full)))
     return {k: np.asarray(v) for k, v in replicas.items()}, centre
@@ -183,12 +183,15 @@ def build_points(
                 )
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
+            percentile_keys = {spec.key for spec, metric in metrics if metric.debiased is not None}
             if confidence and racc is not None and key in buckets_by_slice:
                 replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
             for name, value in point_values.items():
                 if name in replicas and not name.endswith(".error_bound"):
-                    centre_value = centre.get(name, value)
-                    lower, upper = basic_interval(replicas[name], confidence.level, value, centre_value)
+                    if name in percentile_keys:
+                        lower, upper = percentile_interval(replicas[name], confidence.level)
+                    else:
+                        lower, upper = basic_interval(replicas[name], confidence.level, value, centre.get(name, value))
                     samples = tuple(float(x) for x in replicas[name]) if confidence.samples else None
                     values[name] = Metric(value=value, lower=lower, upper=upper, samples=samples)
                 else:

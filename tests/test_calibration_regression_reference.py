@@ -33,7 +33,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 import evaluators.functional as F
-from evaluators.accumulate import evaluate
+from evaluators.accumulate import Accumulator, evaluate
 from evaluators.catalog import build
 from evaluators.task import Task, TaskKind
 from tests._data import (
@@ -208,6 +208,29 @@ def test_calibration_error_of_a_perfectly_calibrated_binary_model_is_zero():
     y = np.concatenate([[1] + [0] * 9, [1] * 5 + [0] * 5, [1] * 8 + [0] * 2])
     assert F.expected_calibration_error(p, y) == pytest.approx(0.0, abs=1e-15)
     assert F.maximum_calibration_error(p, y, n_bins=10) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_debiased_ece_subtracts_the_folded_normal_bias_of_each_bin():
+    """The interval estimator of ECE: per bin ``2|g| - E|N(g, s^2)|`` with ``s^2 = a(1-a)/(n-1)``,
+    the folded-normal mean taken from SciPy, weighted by the bin's share of rows."""
+    rng = np.random.default_rng(11)
+    y = (rng.random(3000) < 0.3).astype(int)
+    p = np.clip(rng.beta(2, 4, 3000) + 0.1 * y, 0, 1)
+    metric = build("expected_calibration_error", Task("binary"), {"n_bins": 10})
+    count, conf, correct = calibration_by_hand(p, y, np.ones(3000), 10)
+    expected = 0.0
+    for n, c, a in zip(count, conf, correct, strict=True):
+        if n == 0:
+            continue
+        gap, rate = a / n - c / n, a / n
+        s = np.sqrt(rate * (1 - rate) / (n - 1))
+        folded = scipy.stats.foldnorm(abs(gap) / s, scale=s).mean() if s > 0 else abs(gap)
+        expected += n * (2 * abs(gap) - folded)
+    expected /= count.sum()
+    acc = Accumulator([metric.statistic])
+    state = acc.update(acc.zero(), {"predictions": p, "targets": y})
+    assert metric.compute_for_interval(state[0])[""] == pytest.approx(expected, rel=1e-12)
+    assert expected < metric.compute(state[0])[""]  # the plug-in value overshoots
 
 
 # --- regression --------------------------------------------------------------------------------------

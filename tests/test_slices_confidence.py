@@ -231,21 +231,7 @@ def simulated_coverage() -> dict[str, float]:
     return {name: hits / datasets for name, hits in covered.items()}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "accuracy",
-        "auc",
-        pytest.param(
-            "ece",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="binned ECE is biased upward at 1,500 rows; its bucket-bootstrap interval covers the "
-                "truth in about 85% of datasets (known shortfall, tracked in the slices/intervals work)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", ["accuracy", "auc", "ece"])
 def test_bootstrap_coverage_on_simulated_data_with_known_truth(name):
     coverage = simulated_coverage()[name]
     assert 0.91 <= coverage <= 0.99, (name, coverage)
