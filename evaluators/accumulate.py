@@ -24,6 +24,9 @@ from evaluators.statistic import DerivedMetric, State, Statistic, tree_to_numpy
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 16
 CHUNK_VALUES = 1 << 20
+GROUP_ROWS = 256
+GROUP_PASSES = 4
+"""Rows per group in one grouped (bootstrap-bucket) block, and blocks per compiled call."""
 
 
 def chunk_rows_for(width: int) -> int:
@@ -68,8 +71,14 @@ class Accumulator:
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
             return tuple(stat.update(state, batch) for stat, state in zip(device_stats, states, strict=True))
 
-        self._fused = jax.jit(fused)
-        self._grouped = jax.jit(jax.vmap(fused))
+        grouped = jax.vmap(fused)
+
+        def grouped_passes(states: tuple[State, ...], blocks: Mapping[str, jax.Array]) -> tuple[State, ...]:
+            return jax.lax.scan(lambda carry, block: (grouped(carry, block), None), states, blocks)[0]
+
+        # States are donated: each update writes its result into the previous state's buffers.
+        self._fused = jax.jit(fused, donate_argnums=0)
+        self._grouped = jax.jit(grouped_passes, donate_argnums=0)
 
     @classmethod
     def for_metrics(cls, metrics: Iterable[DerivedMetric]) -> Accumulator:
@@ -89,13 +98,17 @@ class Accumulator:
         return tuple(jax.tree.map(lambda x: np.stack([np.asarray(x)] * groups), s.zero()) for s in self.statistics)
 
     def update_grouped(
-        self, stacked: Sequence[State], columns: Mapping[str, np.ndarray], group: np.ndarray
+        self, stacked: Sequence[State], columns: Mapping[str, np.ndarray], group: np.ndarray, *, to_host: bool = True
     ) -> tuple[State, ...]:
         """Fold each row into the state of its group: ``stacked[i][g]`` gets the rows with ``group == g``.
 
-        Rows are laid out as a ``[G, R]`` padded block (R: the largest group, rounded up to a
-        power of four) and every group is updated at once by the vmapped, compiled update: one
-        dispatch per batch instead of one per group. Jittable statistics only.
+        Rows are laid out as ``[P, G, GROUP_ROWS]`` zero-padded blocks (row ``j`` of group ``g``
+        at ``[j // GROUP_ROWS, g, j % GROUP_ROWS]``). One compiled call scans over
+        ``GROUP_PASSES`` blocks (fewer for the remainder, one at a time), each block updating every
+        group at once through the vmapped update, so there are only two compiled shapes whatever
+        the group sizes. Jittable statistics only. With ``to_host=False`` the states stay device
+        arrays (no copy between successive updates; device-array inputs are consumed);
+        :meth:`to_host` copies them back.
         """
         if self._host:
             raise ValueError("grouped updates need jittable statistics")
@@ -107,24 +120,37 @@ class Accumulator:
         cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         groups = jax.tree.leaves(stacked[0])[0].shape[0]
         counts = np.bincount(group, minlength=groups)
-        rows = max(16, _power_of_four(int(counts.max())))
-        order = np.argsort(group, kind="stable")
+        small = group.astype(np.int16) if groups <= np.iinfo(np.int16).max else group
+        order = np.argsort(small, kind="stable")  # radix sort for 16-bit keys
         sorted_group = group[order]
         position = np.arange(n) - (np.cumsum(counts) - counts)[sorted_group]
-        block = {}
+        passes = -(-int(counts.max()) // GROUP_ROWS)
+        block_index = (position // GROUP_ROWS, sorted_group, position % GROUP_ROWS)
+        blocks = {}
         for k, v in cols.items():
-            out = np.zeros((groups, rows, *v.shape[1:]), v.dtype)
-            out[sorted_group, position] = v[order]
-            block[k] = out
+            out = np.zeros((passes, groups, GROUP_ROWS, *v.shape[1:]), v.dtype)
+            out[block_index] = v[order]
+            blocks[k] = out
         with jax.enable_x64(True):
-            current = tuple(jax.tree.map(jnp.asarray, s) for s in stacked)
-            return tuple(tree_to_numpy(self._grouped(current, block)))
+            current = tuple(jax.tree.map(_on_device, s) for s in stacked)
+            start = 0
+            while start < passes:
+                step = GROUP_PASSES if passes - start >= GROUP_PASSES else 1
+                current = self._grouped(current, {k: v[start : start + step] for k, v in blocks.items()})
+                start += step
+            return tuple(tree_to_numpy(current)) if to_host else tuple(current)
 
-    def update(self, states: Sequence[State], columns: Mapping[str, np.ndarray]) -> tuple[State, ...]:
+    def to_host(self, states: Sequence[State]) -> tuple[State, ...]:
+        """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy."""
+        return tuple(tree_to_numpy(s) for s in states)
+
+    def update(
+        self, states: Sequence[State], columns: Mapping[str, np.ndarray], *, to_host: bool = True
+    ) -> tuple[State, ...]:
         """Fold ``columns`` (role -> ``[n, ...]`` array) into ``states``.
 
-        ``weights`` defaults to ones. Returns new numpy states; inputs are not
-        modified.
+        ``weights`` defaults to ones. Returns new numpy states (device arrays for jittable
+        statistics when ``to_host=False``); inputs are not modified.
         """
         cols = {k: as_column(v) for k, v in columns.items() if v is not None}
         n = len(cols["targets"])
@@ -134,18 +160,18 @@ class Accumulator:
         if n == 0:
             return tuple(out)
         if self._device:
-            out_device = self._update_device([states[i] for i in self._device], cols, n)
+            out_device = self._update_device([states[i] for i in self._device], cols, n, to_host)
             for i, state in zip(self._device, out_device, strict=True):
                 out[i] = state
         for i in self._host:
             out[i] = self.statistics[i].update(states[i], cols)
         return tuple(out)
 
-    def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int) -> list[State]:
+    def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
         with jax.enable_x64(True):
-            current = tuple(jax.tree.map(jnp.asarray, s) for s in states)
+            current = tuple(jax.tree.map(_on_device, s) for s in states)
             for start in range(0, n, step):
                 stop = min(n, start + step)
                 chunk = {k: v[start:stop] for k, v in cols.items()}
@@ -154,7 +180,11 @@ class Accumulator:
                 if padded != size:
                     chunk = {k: _pad(v, padded) for k, v in chunk.items()}
                 current = self._fused(current, chunk)
-            return list(tree_to_numpy(current))
+            return list(tree_to_numpy(current)) if to_host else list(current)
+
+
+def _on_device(x: np.ndarray | jax.Array) -> jax.Array:
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)
 
 
 def _pad(values: np.ndarray, rows: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from evaluators.accumulate import Accumulator
 from pipelines import planning
 from pipelines.errors import DataError
 from pipelines.progress import Progress
+from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
@@ -76,11 +77,26 @@ def git_revision(spec: JobSpec) -> tuple[str | None, str | None]:
     return git("rev-parse", "HEAD"), git("rev-parse", "--abbrev-ref", "HEAD")
 
 
+def bootstrap_settings(spec: JobSpec) -> dict[str, object]:
+    """What pairs the replicates of two runs (see :mod:`pipelines.significance`)."""
+    conf = spec.confidence
+    assert conf is not None
+    row_id = spec.data.columns.roles().get("row_id")
+    return {
+        "seed": conf.seed,
+        "buckets": conf.buckets,
+        "replicates": conf.replicates,
+        "level": conf.level,
+        "row_key": f"column:{row_id}" if row_id else "file+position",
+    }
+
+
 def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progress: bool = True) -> RunOutcome:
     """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     plan = check_dataset(spec)
+    spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
 
     metrics = spec.derived_metrics()
@@ -129,6 +145,8 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             "attempts": report.attempts,
             "retried_units": list(report.retried_units),
             **slice_report,
+            **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
+            **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
             "timings": {
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),

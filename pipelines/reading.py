@@ -20,7 +20,10 @@ from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import DataError
 from pipelines.planning import FileInfo, UnitPart
 
-Columns = dict[str, np.ndarray]
+Columns = dict[str, np.ndarray | pa.Array]
+TEXT_PREFIX = "slice:"
+"""Roles with this prefix (slice columns) of string type stay Arrow arrays: slicing encodes them
+with Arrow's hash-based dictionary encoding instead of building a Python string per row."""
 
 
 def _is_list(t: pa.DataType) -> bool:
@@ -107,6 +110,15 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array:
+    if role.startswith(TEXT_PREFIX) and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+        if combined.null_count:
+            raise DataError(f"{where}: {combined.null_count} rows are null; expected a value in every row.")
+        return combined
+    return to_numpy(array, where=where)
+
+
 def read_part(
     part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any]
 ) -> Iterator[tuple[int, int, Columns]]:
@@ -125,7 +137,7 @@ def read_part(
                     group,
                     first_row,
                     {
-                        role: to_numpy(table.column(col), where=f"{where_group}, column {col!r}")
+                        role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
                         for role, col in roles.items()
                     },
                 )

@@ -106,13 +106,17 @@ def _as_text(values: np.ndarray) -> np.ndarray:
     return values.astype(str)
 
 
-def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey, np.ndarray]:
-    """Row indices of each slice of ``spec`` present in ``columns``."""
+def _numpy(values: np.ndarray | pa.Array) -> np.ndarray:
+    return values.to_numpy(zero_copy_only=False) if isinstance(values, pa.Array) else values
+
+
+def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dict[SliceKey, np.ndarray]:
+    """Row indices of each slice of ``spec`` present in ``columns`` (numpy arrays, or Arrow string arrays)."""
     n = len(next(iter(columns.values())))
     if spec.is_filter:
         keep = np.ones(n, dtype=bool)
         for cond in spec.conditions:
-            keep &= cond.mask(columns[cond.column])
+            keep &= cond.mask(_numpy(columns[cond.column]))
         rows = np.flatnonzero(keep)
         return {(("filter", spec.name),): rows} if len(rows) else {}
     codes = np.zeros(n, dtype=np.int64)
@@ -120,6 +124,16 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey,
     labels: list[np.ndarray] = []
     for column in spec.columns:
         values = columns[column]
+        if isinstance(values, pa.Array) and spec.boundaries is None:
+            # Strings: Arrow's hash-based dictionary encoding (no Python object per row).
+            encoded = values.dictionary_encode()
+            inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            text = _as_text(encoded.dictionary.to_numpy(zero_copy_only=False))
+            size = len(text)
+            codes = codes * size + inverse
+            labels.append(text)
+            continue
+        values = _numpy(values)
         if spec.boundaries is not None:
             if values.dtype.kind not in "iuf":
                 raise TypeError(f"slice {spec.name!r}: column {column!r} must be numeric to bucket it")
@@ -141,6 +155,8 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey,
         codes = codes * size + inverse.reshape(-1)
         labels.append(text)
     codes[~valid] = -1
+    if int(np.prod([len(t) for t in labels], dtype=np.float64)) < np.iinfo(np.int16).max:
+        codes = codes.astype(np.int16)  # stable argsort of 16-bit integers is a radix sort
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else np.zeros(0, int)
@@ -157,5 +173,5 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray]) -> dict[SliceKey,
             code //= size
         parts.reverse()
         key = tuple((column, str(labels[i][parts[i]])) for i, column in enumerate(spec.columns))
-        out[key] = np.sort(order[start:end])
+        out[key] = order[start:end]  # a stable sort keeps each slice's rows in order
     return out

@@ -376,12 +376,14 @@ def _slices(root: _Section) -> tuple[SliceSpec, ...]:
         raise SpecError(f"{root.where('slices')}: expected a list of slice entries, got {_describe(raw)}.")
     out: list[SliceSpec] = []
     names: set[str] = set()
+    bucketed: dict[tuple[str, ...], int] = {}
     for i, entry in enumerate(raw):
         sec = _Section(root.source, ("slices", i), entry, "a mapping with `column`, `columns` or `filter`")
         column = sec.get("column", str)
         columns = sec.get("columns", list)
         filters = sec.get("filter", dict)
         boundaries = sec.get("boundaries", list)
+        quantiles = sec.get("quantiles", int)
         name = sec.get("name", str)
         min_count = sec.get("min_count", int, 0)
         max_slices = sec.get("max_slices", int, 100)
@@ -406,6 +408,14 @@ def _slices(root: _Section) -> tuple[SliceSpec, ...]:
                 or len(set(boundaries)) != len(boundaries)
             ):
                 raise SpecError(f"{sec.where('boundaries')}: expected increasing numbers, got {_describe(boundaries)}.")
+        if quantiles is not None:
+            if len(cols) != 1 or boundaries is not None:
+                raise SpecError(
+                    f"{sec.where('quantiles')}: quantile buckets need exactly one `column` and no `boundaries`."
+                )
+            _positive(sec, "quantiles", quantiles, 1000, integer=True)
+            if quantiles < 2:
+                raise SpecError(f"{sec.where('quantiles')}: expected at least 2 buckets, got {quantiles}.")
         conditions: list[Condition] = []
         for col, cond in (filters or {}).items():
             path = ("slices", i, "filter", col)
@@ -426,12 +436,19 @@ def _slices(root: _Section) -> tuple[SliceSpec, ...]:
         if label in names:
             raise SpecError(f"{sec.where()}: slice name {label!r} is used twice; give this entry `name:`.")
         names.add(label)
+        if not filters:
+            if cols in bucketed:
+                raise SpecError(
+                    f"{sec.where()}: column(s) {', '.join(cols)} are already sliced by entry {bucketed[cols]}; "
+                    "one entry per column (or cross) of columns, since its slices are tagged by column name."
+                )
+            bucketed[cols] = i
         out.append(
             SliceSpec(
                 label,
                 () if filters else cols,
                 tuple(float(b) for b in boundaries) if boundaries else None,
-                None,
+                quantiles,
                 tuple(conditions),
                 min_count,
                 max_slices,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric, State
@@ -23,7 +24,7 @@ from evaluators.task import check_batch
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError
 from pipelines.planning import WorkUnit
-from pipelines.reading import read_part
+from pipelines.reading import TEXT_PREFIX, read_part
 from pipelines.slicing import assign
 from pipelines.spec import JobSpec, MetricSpec
 
@@ -57,6 +58,28 @@ class UnitResult:
     worker: str
 
 
+_BUCKET = "bootstrap:bucket"
+BATCH_ROWS = 1 << 18
+"""Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
+updates (a unit's rows are folded in file order whatever the row-group size)."""
+
+
+def _describe(unit: WorkUnit) -> str:
+    files = sorted({part.path for part in unit.parts})
+    return f"work unit {unit.index} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
+
+
+def _concatenate(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(batches) == 1:
+        return batches[0]
+    return {
+        k: pa.concat_arrays([b[k] for b in batches])
+        if isinstance(batches[0][k], pa.Array)
+        else np.concatenate([b[k] for b in batches])
+        for k in batches[0]
+    }
+
+
 def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
     return dict(columns) if rows is None else {k: v[rows] for k, v in columns.items()}
 
@@ -77,15 +100,22 @@ class UnitEvaluator:
         self.read_roles = dict(roles)
         for spec_entry in spec.slices:
             for column in spec_entry.needed_columns():
-                self.read_roles[f"slice:{column}"] = column
+                self.read_roles[f"{TEXT_PREFIX}{column}"] = column
         if spec.confidence and row_id:
             self.read_roles["row_id"] = row_id
+        # A column (or cross) entry without boundaries puts every row in exactly one of its slices
+        # (nulls are refused), so the overall state is the merge of that entry's slice states: the
+        # overall slice then costs one merge per unit instead of an update per batch.
+        self.partition = next(
+            (e.columns for e in spec.slices if not e.is_filter and e.boundaries is None and e.quantiles is None),
+            None,
+        )
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def groups(self, columns: Mapping[str, np.ndarray], where: str) -> dict[SliceKey, np.ndarray | None]:
         """Rows of each slice in this batch (None: all rows)."""
         out: dict[SliceKey, np.ndarray | None] = {OVERALL: None}
-        slice_columns = {k.removeprefix("slice:"): v for k, v in columns.items() if k.startswith("slice:")}
+        slice_columns = {k.removeprefix(TEXT_PREFIX): v for k, v in columns.items() if k.startswith(TEXT_PREFIX)}
         for entry in self.spec.slices:
             found = assign(entry, slice_columns)
             if len(found) > entry.max_slices * DISTINCT_SLICES_FACTOR:
@@ -99,8 +129,9 @@ class UnitEvaluator:
 
     def process(self, unit: WorkUnit) -> UnitResult:
         start = time.perf_counter()
-        acc, racc = self.accumulator, self.replicate_accumulator
         partial = Partial()
+        pending: list[dict[str, np.ndarray]] = []
+        pending_rows = 0
         total = 0
         for part in unit.parts:
             for group, first_row, columns in read_part(part, self.read_roles, self.spec.data.storage_options):
@@ -116,23 +147,61 @@ class UnitEvaluator:
                 if n == 0:
                     continue
                 total += n
-                bucket = None
-                if racc is not None:
+                batch = dict(columns)
+                if self.replicate_accumulator is not None:
                     conf = self.spec.confidence
                     keys = row_keys(columns.get("row_id"), part.path, first_row, n)
-                    bucket = buckets(keys, conf.buckets, conf.seed)
-                for key, rows in self.groups(columns, where).items():
-                    subset = _take(metric_columns, rows)
-                    partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset)
-                    partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
-                    if racc is None:
-                        continue
-                    b = bucket if rows is None else bucket[rows]
-                    previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
-                    partial.bucket_states[key] = racc.update_grouped(previous, subset, b)
+                    batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
+                pending.append(batch)
+                pending_rows += n
+                if pending_rows >= BATCH_ROWS:
+                    self._fold(partial, _concatenate(pending), _describe(unit))
+                    pending, pending_rows = [], 0
+        if pending:
+            self._fold(partial, _concatenate(pending), _describe(unit))
+        acc, racc = self.accumulator, self.replicate_accumulator
+        partial.states = {key: acc.to_host(states) for key, states in partial.states.items()}
+        if racc is not None:
+            partial.bucket_states = {key: racc.to_host(states) for key, states in partial.bucket_states.items()}
+        if self.partition is not None:
+            self._overall_from_partition(partial)
         partial.states.setdefault(OVERALL, acc.zero())
         partial.rows.setdefault(OVERALL, 0)
         return UnitResult(unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker)
+
+    def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
+        """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""
+        acc, racc = self.accumulator, self.replicate_accumulator
+        metric_columns = {r: columns[r] for r in self.roles}
+        n = len(metric_columns["targets"])
+        for key, rows in self.groups(columns, where).items():
+            if key == OVERALL and self.partition is not None:
+                partial.rows[key] = partial.rows.get(key, 0) + n
+                continue
+            subset = _take(metric_columns, rows)
+            partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset, to_host=False)
+            partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
+            if racc is None:
+                continue
+            bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
+            previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
+            partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
+
+    def _overall_from_partition(self, partial: Partial) -> None:
+        """Overall states = merge of the partition entry's slice states, in sorted key order."""
+        keys = sorted(k for k in partial.states if k and tuple(c for c, _ in k) == self.partition)
+        if not keys:
+            return
+        acc, racc = self.accumulator, self.replicate_accumulator
+        merged = partial.states[keys[0]]
+        for key in keys[1:]:
+            merged = acc.merge(merged, partial.states[key])
+        partial.states[OVERALL] = merged
+        if racc is not None:
+            stacked = partial.bucket_states[keys[0]]
+            for key in keys[1:]:
+                stacked = racc.merge(stacked, partial.bucket_states[key])
+            partial.bucket_states[OVERALL] = stacked
 
     def ready(self) -> dict[str, Any]:
         """Called once after construction: proves the worker can start (imports, compile)."""

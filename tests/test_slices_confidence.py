@@ -75,6 +75,7 @@ def job(tmp_path, directory, runner="local", actors=1, confidence=True, unit_row
             {"column": "age", "boundaries": [30, 60]},
             {"name": "us_or_de_adults", "filter": {"country": {"in": ["US", "DE"]}, "age": {"ge": 18}}},
             {"column": "device", "max_slices": 2},
+            {"column": "score", "quantiles": 4},
         ],
         "execution": {"runner": runner, "actors": actors, "unit_rows": unit_rows},
         "output": {"uri": str(tmp_path / "out")},
@@ -117,6 +118,12 @@ def test_sliced_values_equal_sklearn_on_the_filtered_rows(tmp_path, dataset):
         "age=[-inf, 30)": age < 30,
         "filter=us_or_de_adults": np.isin(country, ["US", "DE"]) & (age >= 18),
     }
+    # quantiles: 4 -> buckets at the quartiles of every row's score (numpy's linear interpolation)
+    score = table.column("score").to_numpy().astype(np.float64)
+    q1, q2, q3 = np.quantile(score, [0.25, 0.5, 0.75])
+    assert outcome.run.metadata["quantile_boundaries"] == {"score": [q1, q2, q3]}
+    expected_masks[f"score=[{q1:g}, {q2:g})"] = (score >= q1) & (score < q2)
+    expected_masks[f"score=[{q3:g}, inf)"] = score >= q3
     for name, mask in expected_masks.items():
         got = {k: m.value for k, m in points[name].metrics.items()}
         for key, value in reference(table, mask).items():

@@ -140,3 +140,18 @@ def test_storage_options_are_redacted_in_recorded_spec():
     assert job.data.storage_options == {"key": "AKIAFAKE", "secret": "hunter2"}
     assert "hunter2" not in repr(job.recorded) and "AKIAFAKE" not in repr(job.recorded)
     assert "hunter2" not in repr(job)
+
+
+def test_quantile_slices_are_validated():
+    good = parse(GOOD + "slices:\n  - {column: age, quantiles: 4}\n")
+    assert good.slices[0].quantiles == 4 and good.slices[0].columns == ("age",)
+    assert "slices[0].quantiles" in error(GOOD + "slices:\n  - {column: age, quantiles: 1}\n")
+    message = error(GOOD + "slices:\n  - {columns: [a, b], quantiles: 4}\n")
+    assert "slices[0].quantiles" in message and "exactly one `column`" in message
+    message = error(GOOD + "slices:\n  - {column: age, quantiles: 4, boundaries: [3]}\n")
+    assert "no `boundaries`" in message
+
+
+def test_one_slice_entry_per_column():
+    message = error(GOOD + "slices:\n  - {column: age}\n  - {column: age, boundaries: [30], name: age2}\n")
+    assert "slices[1]" in message and "already sliced by entry 0" in message

@@ -1,0 +1,83 @@
+"""Significance of a metric difference, from stored bootstrap replicates.
+
+Replicate ``b`` of every metric, slice and run weights hash bucket ``g`` by the same Poisson
+draw ``W[b, g]`` (fixed by ``confidence.seed``), and a row's bucket depends only on its key. So:
+
+* two runs over the same rows with the same ``confidence`` settings and row keys have *paired*
+  replicates: ``a*_b - b*_b`` is a bootstrap replicate of the difference, resampling rows jointly;
+* two slices of one run are resampled jointly too (overlapping or not).
+
+The test is the two-sided bootstrap test of "no difference": the replicate differences, shifted
+to mean zero, are the null distribution of the observed difference ``d``;
+``p = (1 + #{|D*_b - mean(D*)| >= |d|}) / (B + 1)``. It needs ``confidence.samples: true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pipelines.records import Metric, Run, SignificanceResult
+
+METHOD = "paired_bootstrap"
+
+
+def bootstrap_difference_test(first: Metric, second: Metric, alpha: float = 0.05) -> SignificanceResult:
+    """Test ``first.value == second.value`` from paired replicate samples.
+
+    Returns ``effect_size = first.value - second.value``, ``statistic`` = that difference over the
+    replicates' standard deviation (a z-like score), the p-value above, and ``p < alpha``.
+    """
+    if first.samples is None or second.samples is None:
+        raise ValueError("both metrics need bootstrap replicate samples (confidence.samples: true)")
+    a, b = np.asarray(first.samples, np.float64), np.asarray(second.samples, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"replicate counts differ ({a.size} vs {b.size}): the runs were not bootstrapped alike")
+    differences = a - b
+    differences = differences[np.isfinite(differences)]
+    effect = float(first.value - second.value)
+    if differences.size < 2 or not np.isfinite(effect):
+        return SignificanceResult(float("nan"), float("nan"), effect, False, METHOD)
+    spread = float(np.std(differences, ddof=1))
+    centred = np.abs(differences - differences.mean())
+    p_value = float((1 + np.count_nonzero(centred >= abs(effect))) / (differences.size + 1))
+    statistic = effect / spread if spread > 0 else (0.0 if effect == 0 else float("inf") * np.sign(effect))
+    return SignificanceResult(p_value, float(statistic), effect, p_value < alpha, METHOD)
+
+
+PAIRING_KEYS = ("seed", "buckets", "replicates", "row_key")
+
+
+def pairing(run: Run) -> Mapping[str, Any]:
+    """The bootstrap settings that make replicates of two runs paired (from run metadata)."""
+    found = run.metadata.get("bootstrap")
+    if not found:
+        raise ValueError(f"run {run.id} has no bootstrap intervals (set `confidence:` in the job)")
+    return {k: found.get(k) for k in PAIRING_KEYS}
+
+
+def compare_runs(
+    first: Run, second: Run, metric: str, point: str = "overall", alpha: float = 0.05
+) -> SignificanceResult:
+    """Paired test of ``metric`` on ``point`` between two runs over the same rows."""
+    a, b = pairing(first), pairing(second)
+    if a != b:
+        raise ValueError(
+            f"runs {first.id} and {second.id} were bootstrapped differently ({dict(a)} vs {dict(b)}); "
+            "paired comparison needs the same confidence seed, buckets, replicates and row key"
+        )
+    x, y = first.point(point), second.point(point)
+    if x.metrics["rows"].value != y.metrics["rows"].value:
+        raise ValueError(
+            f"point {point!r} has {x.metrics['rows'].value:.0f} rows in run {first.id} and "
+            f"{y.metrics['rows'].value:.0f} in run {second.id}: a paired comparison needs the same rows"
+        )
+    return bootstrap_difference_test(x.metrics[metric], y.metrics[metric], alpha)
+
+
+def compare_slices(run: Run, metric: str, first: str, second: str, alpha: float = 0.05) -> SignificanceResult:
+    """Test of ``metric`` between two points (slices) of one run; their replicates share row weights."""
+    pairing(run)
+    return bootstrap_difference_test(run.point(first).metrics[metric], run.point(second).metrics[metric], alpha)
