@@ -1,7 +1,8 @@
-"""Command line: ``evalpipe run | validate | show`` (also ``python -m pipelines ...``).
+"""Command line: ``evalpipe run | validate | show | runs | compare | report`` (also ``python -m pipelines ...``).
 
 Exit codes: 0 success, 2 user error (bad spec, data or path: one message, no
-traceback), 1 internal failure.
+traceback), 3 a metric regressed against the baseline (``compare``, or ``run``
+with ``baseline:``; the run is committed all the same), 1 internal failure.
 """
 
 from __future__ import annotations
@@ -64,7 +65,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     outcome = run_job(job, show_progress=not args.quiet)
     out.write(format_run(outcome.run) + "\n")
     out.write(f"run: {outcome.uri}\n")
-    return 0
+    baseline = outcome.run.metadata.get("baseline")
+    if baseline is not None:
+        if baseline.get("found") is None:
+            out.write(f"baseline: no committed run to compare with ({baseline['run']})\n")
+        else:
+            out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
+            for r in outcome.regressions:
+                out.write(f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n")
+    return REGRESSED if outcome.regressions else 0
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
@@ -94,6 +103,89 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+REGRESSED = 3
+
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.results import list_runs
+
+    runs = list_runs(args.uri, args.job, args.since)
+    rows = [("job", "run id", "started (UTC)", "files", "uri")]
+    rows += [(r.job, r.run_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(len(r.files)), r.uri) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    out.write(f"{len(runs)} committed runs\n")
+    return 0
+
+
+def _tolerance(text: str | None) -> float | dict[str, float]:
+    """``0.01`` or ``roc_auc=0.005,accuracy=0.01,*=0.02``."""
+    if not text:
+        return 0.0
+    try:
+        if "=" not in text:
+            return float(text)
+        return {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+    except ValueError:
+        raise UserError(
+            f"--tolerance {text!r}: expected a number or NAME=NUMBER pairs separated by commas, e.g. roc_auc=0.005,*=0.01."
+        ) from None
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.results import compare_all
+
+    comparisons = compare_all(
+        args.baseline,
+        args.current,
+        _tolerance(args.tolerance),
+        metrics=args.metric,
+        points=args.point,
+        alpha=args.alpha,
+    )
+    rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
+    for c in comparisons:
+        if not (args.all or c.regressed):
+            continue
+        p = "" if c.significance is None else f"{c.significance.p_value:.3g}"
+        rows.append(
+            (
+                c.point,
+                c.metric,
+                _format_value(c.baseline),
+                _format_value(c.current),
+                f"{c.worse_by:.3g}",
+                p,
+                "REGRESSED" if c.regressed else "",
+            )
+        )
+    regressed = sum(c.regressed for c in comparisons)
+    if len(rows) > 1:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    out.write(f"{len(comparisons)} metrics compared, {regressed} regressed\n")
+    return REGRESSED if regressed else 0
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.report import write_report
+
+    baseline = args.baseline
+    if baseline is None:
+        from pipelines.storage import read_run
+
+        found = read_run(args.run).metadata.get("baseline") or {}
+        if found.get("found"):
+            baseline = f"{args.run.rstrip('/').rsplit('/', 1)[0]}/{found['found']}"
+    write_report(args.run, args.output, baseline)
+    out.write(f"report: {args.output}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalpipe", description="Distributed batch evaluation of ML predictions.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a committed run")
     show.add_argument("run", help="run URI: {output}/{job}/{run id}")
     show.set_defaults(func=cmd_show)
+
+    runs = sub.add_parser("runs", help="list the committed runs under a results URI")
+    runs.add_argument("uri", help="the jobs' output.uri (any fsspec URL)")
+    runs.add_argument("--job", help="only this job")
+    runs.add_argument("--since", help="only runs started at or after this ISO date/time (UTC)")
+    runs.set_defaults(func=cmd_runs)
+
+    compare = sub.add_parser("compare", help="compare two runs; exit 3 when a metric regressed (for gating)")
+    compare.add_argument("baseline", help="baseline run URI")
+    compare.add_argument("current", help="current run URI")
+    compare.add_argument("--tolerance", help="absolute tolerance: 0.01, or roc_auc=0.005,*=0.01")
+    compare.add_argument("--metric", action="append", help="only this metric (repeatable)")
+    compare.add_argument("--point", action="append", help="only this point, e.g. overall (repeatable)")
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level when runs have samples")
+    compare.add_argument("--all", action="store_true", help="list every compared metric, not only regressions")
+    compare.set_defaults(func=cmd_compare)
+
+    report = sub.add_parser("report", help="write one self-contained HTML page for a run")
+    report.add_argument("run", help="run URI")
+    report.add_argument("-o", "--output", required=True, help="HTML file (any fsspec URL)")
+    report.add_argument("--baseline", help="baseline run URI (default: the run's own baseline, if it had one)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -14,15 +17,16 @@ from typing import TextIO
 
 from evaluators.accumulate import Accumulator
 from pipelines import planning
-from pipelines.errors import DataError
+from pipelines.errors import DataError, UserError
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
-from pipelines.records import Run
+from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import execute
 from pipelines.spec import JobSpec
-from pipelines.storage import new_run_id, run_location, write_run
+from pipelines.storage import new_run_id, read_run, run_location, write_run
 from pipelines.worker import UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
@@ -32,6 +36,45 @@ LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "
 class RunOutcome:
     run: Run
     uri: str
+    regressions: tuple[Regression, ...] = ()
+    """Metrics worse than the ``baseline:`` run beyond tolerance (empty without a baseline)."""
+
+
+def instance_key(spec: JobSpec) -> str:
+    """What makes two runs "the same run again": the job and its resolved input paths (e.g. one night's)."""
+    text = json.dumps([spec.name, sorted(spec.data.paths)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _refuse_existing(spec: JobSpec, instance: str) -> None:
+    for info in list_runs(spec.output.uri, spec.name, storage_options=spec.output.storage_options):
+        if info.instance == instance:
+            raise UserError(
+                f"output.on_existing is 'refuse' and job {spec.name!r} already has a committed run for these inputs "
+                f"({', '.join(spec.data.paths)}): {info.uri}. Use output.on_existing: new to add another run."
+            )
+
+
+def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regression, ...]]:
+    """Attach the baseline comparison to the run's metadata; return the regressions."""
+    baseline = spec.baseline
+    assert baseline is not None
+    options = spec.output.storage_options
+    if baseline.run == "latest":
+        base = latest_run(spec.output.uri, spec.name, exclude=run.id, storage_options=options)
+    else:
+        base = read_run(baseline.run, options)
+    if base is None:
+        note = {"run": baseline.run, "found": None, "regressions": []}
+        return dataclasses.replace(run, metadata={**run.metadata, "baseline": note}), ()
+    regressions = tuple(compare(base, run, baseline.tolerance, alpha=baseline.alpha))
+    note = {
+        "run": baseline.run,
+        "found": base.id,
+        "tolerance": baseline.tolerance,
+        "regressions": [r.to_dict() for r in regressions],
+    }
+    return dataclasses.replace(run, metadata={**run.metadata, "baseline": note}), regressions
 
 
 def check_dataset(spec: JobSpec) -> planning.Plan:
@@ -95,6 +138,9 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
+    instance = instance_key(spec)
+    if spec.output.on_existing == "refuse":
+        _refuse_existing(spec, instance)
     plan = check_dataset(spec)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
@@ -157,5 +203,16 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         metric_defs=metric_defs(metrics, sorted(keys)),
     )
     location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
-    write_run(location, run, spec.name, accumulator.statistics, merged.states)
-    return RunOutcome(run, location.uri)
+    regressions: tuple[Regression, ...] = ()
+    if spec.baseline is not None:
+        run, regressions = _compare_with_baseline(spec, run)
+    write_run(
+        location,
+        run,
+        spec.name,
+        accumulator.statistics,
+        merged.states,
+        instance=instance,
+        exclusive_instance=spec.output.on_existing == "refuse",
+    )
+    return RunOutcome(run, location.uri, regressions)

@@ -96,6 +96,22 @@ class OutputSpec:
 
     uri: str
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    on_existing: str = "new"
+    """``new``: every run is a new run; ``refuse``: refuse a run whose resolved inputs (e.g. the same
+    night's paths) already have a committed run of this job."""
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """``baseline:``: compare the run with a committed run before committing it.
+
+    ``run`` is ``latest`` (the newest committed run of the same job) or a run URI; ``tolerance``
+    is absolute, in each metric's units (one number, or per metric name with ``"*"`` as default).
+    """
+
+    run: str = "latest"
+    tolerance: float | dict[str, float] = 0.0
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,7 @@ class JobSpec:
     confidence: ConfidenceSpec | None = None
     commit: str | None = None
     branch: str | None = None
+    baseline: BaselineSpec | None = None
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -505,8 +522,36 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
     sec = root.section("output", required=not overrides.get("output"))
     uri = sec.get("uri", str, required=not overrides.get("output"))
     options = _storage_options(sec)
+    on_existing = sec.get("on_existing", str, "new", choices=("new", "refuse"))
     sec.finish()
-    return OutputSpec(overrides.get("output") or uri, options)
+    return OutputSpec(overrides.get("output") or uri, options, on_existing)
+
+
+def _baseline(root: _Section) -> BaselineSpec | None:
+    raw = root.value.get("baseline")
+    if raw is None:
+        root.allowed.append("baseline")
+        return None
+    if isinstance(raw, str):
+        root.allowed.append("baseline")
+        return BaselineSpec(run=raw)
+    sec = root.section("baseline")
+    run = sec.get("run", str, "latest")
+    tolerance = sec.get("tolerance", (float, dict), 0.0)
+    alpha = sec.get("alpha", float, 0.05)
+    sec.finish()
+    if isinstance(tolerance, dict):
+        for name, value in tolerance.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise SpecError(
+                    f"{sec.where('tolerance')}: tolerance of {name!r} must be a number >= 0, got {value!r}."
+                )
+        tolerance = {str(k): float(v) for k, v in tolerance.items()}
+    elif tolerance < 0:
+        raise SpecError(f"{sec.where('tolerance')}: expected a number >= 0, got {tolerance!r}.")
+    if not 0 < alpha < 1:
+        raise SpecError(f"{sec.where('alpha')}: expected a number between 0 and 1, got {alpha!r}.")
+    return BaselineSpec(run, tolerance, alpha)
 
 
 # --- entry points ----------------------------------------------------------------
@@ -567,6 +612,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     output = _output(root, overrides)
     commit = root.get("commit", str)
     branch = root.get("branch", str)
+    baseline = _baseline(root)
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -583,6 +629,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         confidence=confidence,
         commit=commit,
         branch=branch,
+        baseline=baseline,
         source=source.name,
         recorded=recorded,
     )
@@ -604,3 +651,11 @@ def load(path: str, overrides: Mapping[str, Any] | None = None) -> JobSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: the job spec is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     return parse(load_yaml(text, path), overrides)
+
+
+def metrics_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") -> list[tuple[MetricSpec, DerivedMetric]]:
+    """The metrics of a run's recorded spec (``Run.metadata["spec"]``), rebuilt to read its statistics."""
+    source = YamlSource(name, dict(recorded))
+    root = _Section(source, (), source.data)
+    task = _task(root)
+    return [(m, catalog.build(m.name, task, m.params)) for m in _metric_entries(root, task)]

@@ -210,8 +210,17 @@ def write_run(
     job: str,
     statistics: Sequence[Statistic],
     merged: Mapping[SliceKey, tuple[State, ...]],
+    *,
+    instance: str | None = None,
+    exclusive_instance: bool = False,
 ) -> None:
-    """Write every file of the run, then commit it with the manifest."""
+    """Write every file of the run, then commit it with the manifest.
+
+    ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
+    ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
+    absent, so of two concurrent runs of the same inputs exactly one commits; the other's files are
+    removed and a :class:`UserError` says which run holds the inputs.
+    """
     loc.fs.makedirs(loc.path, exist_ok=True)
     files: dict[str, int] = {}
     npz, index = encode_statistics(statistics, merged)
@@ -225,8 +234,23 @@ def write_run(
         "run_id": run.id,
         "job": job,
         "timestamp": utc(run.timestamp).isoformat(),
+        "instance": instance,
         "files": files,
     }
+    if exclusive_instance and instance is not None:
+        claim = join(loc.path.rsplit("/", 1)[0], "_instances", f"{instance}.json")
+        try:
+            loc.fs.makedirs(claim.rsplit("/", 1)[0], exist_ok=True)
+            create_exclusive(loc.fs, claim, json.dumps({"run_id": run.id}).encode())
+        except FileExistsError:
+            with loc.fs.open(claim, "rb") as handle:
+                holder = json.loads(handle.read()).get("run_id")
+            loc.fs.rm(loc.path, recursive=True)
+            raise UserError(
+                f"output.on_existing is 'refuse' and run {holder} of job {job!r} already claimed these inputs "
+                f"({claim}); this run ({run.id}) was not committed. If {holder} never committed (it crashed while "
+                "committing), delete the claim file to allow a new run."
+            ) from None
     create_exclusive(loc.fs, loc.file(COMMIT_MARKER), json.dumps(manifest, indent=1).encode())
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -60,8 +61,22 @@ def example() -> None:
     run(PYTHON, "-m", "pipelines", "run", "configs/binary.yaml")
 
 
+def ensure_chromium() -> None:
+    """Best effort: the report test renders HTML in headless Chromium (Debian's ``chromium`` package)."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        say("chromium not found and cannot be installed here: the HTML rendering test will be skipped")
+        return
+    say("installing Debian's chromium for the HTML report test")
+    quiet = {"stdout": subprocess.DEVNULL, "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive")}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, **quiet)
+
+
 def test(extra: list[str]) -> None:
     ensure_env("dev")
+    ensure_chromium()
     run(PYTHON, "-m", "pytest", *extra)
 
 
