@@ -130,18 +130,30 @@ def load_runs(
 
     Columns: ``run_id, timestamp (UTC), job, commit, point, tags (list of {key, value}), metric,
     value, lower, upper, direction``. Only each run's ``metrics.parquet`` is read. With
-    ``lazy=True`` a :class:`polars.LazyFrame` is returned, so filters and projections written
-    after it run before the frame is materialised.
+    ``lazy=True`` a :class:`polars.LazyFrame` is returned: for local results a lazy Parquet scan
+    (filters and projections pushed into the reads); for object stores the files are read through
+    fsspec (so the same credentials apply) and the frame is then lazy.
     """
     runs = list_runs(uri, job, since, storage_options)
+    if not runs:
+        empty = pl.DataFrame(schema=_EMPTY_SCHEMA)
+        return empty.lazy() if lazy else empty
+    locations = [open_run(info.uri, storage_options) for info in runs]
+    if lazy and all("file" in _protocols(loc.fs) for loc in locations):
+        # Local files: a real lazy scan, so filters and projections are pushed into the Parquet reads.
+        return pl.scan_parquet([loc.file(METRICS_FILE) for loc in locations])
     tables = []
-    for info in runs:
-        loc = open_run(info.uri, storage_options)
+    for loc in locations:
         with loc.fs.open(loc.file(METRICS_FILE), "rb") as handle:
             tables.append(pq.read_table(io.BytesIO(handle.read())))
-    frame = pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame(schema=_EMPTY_SCHEMA)
+    frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
     return frame.lazy() if lazy else frame
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 _EMPTY_SCHEMA = {

@@ -23,7 +23,7 @@ from pipelines import spec as spec_module
 from pipelines.cli import main as cli_main
 from pipelines.errors import UserError
 from pipelines.execute import run_job
-from pipelines.results import compare, compare_all, list_runs, load_run, load_runs
+from pipelines.results import compare, compare_all, list_runs, load_run, load_runs, trend
 from pipelines.storage import COMMIT_MARKER
 from pipelines.synthetic import binary_table, write_shards
 from tests.conftest import write_job
@@ -253,6 +253,15 @@ def test_compare_flags_a_planted_regression_and_not_an_equal_run(tmp_path, capsy
     assert cli_main(["runs", str(tmp_path / "results"), "--job", "gate"]) == 0
     listing = capsys.readouterr().out
     assert all(r.run.id in listing for r in (base, same, worse)) and "3 committed runs" in listing
+    # local results scan lazily, with the same rows as the eager read
+    eager = load_runs(str(tmp_path / "results"), job="gate")
+    lazy = load_runs(str(tmp_path / "results"), job="gate", lazy=True)
+    assert lazy.collect().equals(eager) and eager.height == 3 * len(base.run.point("overall").metrics)
+    series = trend(str(tmp_path / "results"), "gate", "auc")
+    assert [p.run_id for p in series.points] == [base.run.id, same.run.id, worse.run.id]
+    assert [p.value for p in series.points] == [
+        r.run.point("overall").metrics["auc"].value for r in (base, same, worse)
+    ]
 
 
 def test_baseline_latest_compares_with_the_previous_run(tmp_path, capsys):
@@ -270,3 +279,14 @@ def test_baseline_latest_compares_with_the_previous_run(tmp_path, capsys):
     recorded = load_run(latest.uri).metadata["baseline"]
     assert recorded["found"] == first.run.id
     assert {r["metric"] for r in recorded["regressions"]} == {"accuracy", "auc", "log_loss"}
+
+
+def test_exclusive_create_holds_on_s3(s3):
+    """The commit primitive: a conditional PUT (If-None-Match: *) that refuses to replace an object."""
+    from pipelines.storage import create_exclusive
+
+    fs: s3fs.S3FileSystem = s3["fs"]
+    create_exclusive(fs, "results/exclusive/marker", b"first")
+    with pytest.raises(FileExistsError):
+        create_exclusive(fs, "results/exclusive/marker", b"second")
+    assert fs.cat("results/exclusive/marker") == b"first"
