@@ -142,7 +142,7 @@ def _replicate_values(
         replicate_states = stat.resample(bucket_states[i], w)
         full = stat.resample(bucket_states[i], np.ones((1, groups)))[0]
         for spec, metric in metrics:
-            if acc.index(metric.statistic) != i:
+            if racc.index(metric.statistic.for_replicates()) != i:
                 continue
             for b, state in enumerate(replicate_states):
                 for name, value in flatten_values(spec.key, metric.compute_for_interval(state)).items():

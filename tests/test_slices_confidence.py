@@ -242,3 +242,23 @@ def simulated_coverage() -> dict[str, float]:
 def test_bootstrap_coverage_on_simulated_data_with_known_truth(name):
     coverage = simulated_coverage()[name]
     assert 0.91 <= coverage <= 0.99, (name, coverage)
+
+
+def test_intervals_when_statistics_share_a_replicate_statistic(tmp_path, dataset):
+    """Exact and binned ROC-AUC both resample the same coarse histogram: each still gets its own interval, and
+    both intervals equal those of jobs computing each metric alone."""
+    _, layouts = dataset
+    both = [
+        {"name": "roc_auc", "mode": "exact", "as": "exact"},
+        {"name": "roc_auc", "as": "binned"},
+        "average_precision",
+    ]
+    run = run_job(job(tmp_path / "both", layouts["one-shard"], metrics=both), show_progress=False).run
+    for name, metric in (("exact", both[0]), ("binned", both[1])):
+        alone = run_job(job(tmp_path / name, layouts["one-shard"], metrics=[metric]), show_progress=False).run
+        for point in alone.points:
+            got, want = run.point(point.name).metrics.get(name), point.metrics.get(name)
+            if want is None:
+                continue
+            assert want.lower is not None
+            assert (got.value, got.lower, got.upper) == (want.value, want.lower, want.upper), (point.name, name)
