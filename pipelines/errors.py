@@ -25,3 +25,11 @@ class SpecError(UserError):
 
 class DataError(UserError):
     """A dataset whose files, schema or values do not fit the job spec."""
+
+
+_STORAGE_ERROR_MODULES = ("botocore", "aiobotocore", "google.auth", "google.api_core", "azure.core")
+
+
+def is_storage_access_error(exc: BaseException) -> bool:
+    """Errors of object-store clients that mean "cannot access" (no or bad credentials, denied, no bucket)."""
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(_STORAGE_ERROR_MODULES)

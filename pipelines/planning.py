@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from pipelines.errors import DataError
+from pipelines.errors import DataError, is_storage_access_error
 
 _GLOB_CHARS = "*?["
 
@@ -121,8 +121,13 @@ def list_files(
                 entries = {root: fs.info(root)}
             else:
                 entries = {}
-        except (OSError, PermissionError) as exc:
-            raise DataError(f"data.path {pattern!r}: listing failed: {exc}.") from None
+        except Exception as exc:
+            if not is_storage_access_error(exc):
+                raise
+            raise DataError(
+                f"data.path {pattern!r}: listing failed: {type(exc).__name__}: {exc}. Check the credentials "
+                "(environment, profile or data.storage_options) and that the location exists."
+            ) from None
         if not entries:
             raise DataError(f"data.path {pattern!r}: no Parquet files match this path.")
         for path, info in entries.items():

@@ -35,7 +35,7 @@ from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import render
-from pipelines.yamlsource import Path, YamlSource, load_yaml
+from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
 
 RUNNERS = ("ray", "local")
 PRIORITIES = ("primary", "secondary", "tertiary")
@@ -567,7 +567,7 @@ def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_nam
         if not sep or not key.strip():
             raise SpecError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set execution.actors=4.")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_scalar(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         parts = key.strip().split(".")

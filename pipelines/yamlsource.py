@@ -57,6 +57,22 @@ def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
             _walk(item, (*path, i), lines)
 
 
+class PlainLoader(yaml.SafeLoader):
+    """The safe loader without implicit timestamps: ``2026-11-20`` stays the string it looks like
+    (dates are template variables here, and records must stay JSON)."""
+
+
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_scalar(text: str) -> Any:
+    """One ``--set`` value parsed as a YAML scalar (numbers, booleans, lists), dates kept as strings."""
+    return yaml.load(text, Loader=PlainLoader)  # PlainLoader is a SafeLoader: no Python objects
+
+
 def load_yaml(text: str, name: str) -> YamlSource:
     """Parse ``text`` (the contents of file ``name``) with the safe loader.
 
@@ -64,7 +80,7 @@ def load_yaml(text: str, name: str) -> YamlSource:
         SpecError: syntax errors, unsafe tags, duplicate keys or a document
             that is not a mapping, with the line.
     """
-    loader = yaml.SafeLoader(text)
+    loader = PlainLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -290,3 +290,21 @@ def test_exclusive_create_holds_on_s3(s3):
     with pytest.raises(FileExistsError):
         create_exclusive(fs, "results/exclusive/marker", b"second")
     assert fs.cat("results/exclusive/marker") == b"first"
+
+
+def test_missing_credentials_are_a_user_error(tmp_path, s3):
+    """No credentials anywhere: exit 2 with one paragraph naming data.path, not a traceback."""
+    job = write_job(tmp_path / "job.yaml", _spec(tmp_path, s3, name="nocreds"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata lookup: loopback only
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "validate", str(job)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert "data.path 's3://predictions/2026-11-22/*.parquet'" in done.stderr and "credentials" in done.stderr
+    assert "Traceback" not in done.stderr
