@@ -162,14 +162,14 @@ def test_two_concurrent_runs_both_commit_and_nothing_is_overwritten(tmp_path, s3
 
 def test_a_driver_killed_before_commit_leaves_no_visible_run(tmp_path, s3):
     local = tmp_path / "big"
-    write_shards(str(local), "binary", 400_000, 8, seed=2)
+    write_shards(str(local), "binary", 2_000_000, 8, seed=2)  # about 30 s of work: killed well before the end
     spec = _spec(tmp_path, s3, name="killed")
     spec["data"] = {"path": str(local), "columns": {"predictions": "score", "targets": "label"}}
     spec["execution"]["unit_rows"] = 20_000
     spec["confidence"] = {"replicates": 200}
     job = write_job(tmp_path / "killed.yaml", spec)
     proc = _cli(["run", str(job)], s3["env"], start_new_session=True)
-    time.sleep(6)
+    time.sleep(5)
     assert proc.poll() is None, "the job finished before it could be killed; make it larger"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
