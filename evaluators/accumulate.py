@@ -84,6 +84,15 @@ class Accumulator:
     def for_metrics(cls, metrics: Iterable[DerivedMetric]) -> Accumulator:
         return cls(m.statistic for m in metrics)
 
+    def replicates(self) -> Accumulator:
+        """The accumulator of per-bootstrap-bucket states: each statistic's replicate variant, for the
+        statistics that support intervals (``bootstrap``)."""
+        return Accumulator(s.for_replicates() for s in self.statistics if s.bootstrap)
+
+    def features(self) -> tuple[str, ...]:
+        """Backbone features any statistic reads (empty for jobs on plain columns)."""
+        return tuple(dict.fromkeys(f for s in self.statistics for f in s.features))
+
     def index(self, statistic: Statistic) -> int:
         return self.statistics.index(statistic)
 
@@ -113,7 +122,7 @@ class Accumulator:
         if self._host:
             raise ValueError("grouped updates need jittable statistics")
         cols = {k: as_column(v) for k, v in columns.items() if v is not None}
-        n = len(cols["targets"])
+        n = len(next(iter(cols.values())))
         if n == 0:
             return tuple(stacked)
         weights = cols.get("weights")
@@ -153,7 +162,7 @@ class Accumulator:
         statistics when ``to_host=False``); inputs are not modified.
         """
         cols = {k: as_column(v) for k, v in columns.items() if v is not None}
-        n = len(cols["targets"])
+        n = len(next(iter(cols.values())))
         weights = cols.get("weights")
         cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         out = list(states)

@@ -244,7 +244,7 @@ def expected_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric
     """Weighted mean over bins of |accuracy - confidence| (L1 calibration error)."""
     _require_probabilities(task, "expected_calibration_error")
     stat = CalibrationBins(task, _check_bins(n_bins))
-    return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER, debiased=_debiased_ece)
+    return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER, interval_values=_debiased_ece)
 
 
 def maximum_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:

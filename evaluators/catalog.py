@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import calibration, classification, ranking, regression
+from evaluators import calibration, classification, ranking, regression, text
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task
 
@@ -48,6 +48,12 @@ METRICS: Mapping[str, Factory] = {
     "r2": regression.r2,
     "explained_variance": regression.explained_variance,
     "pearson_corrcoef": regression.pearson_corrcoef,
+    # text pairs (a backbone turns strings into features)
+    "embedding_similarity": text.embedding_similarity,
+    "bertscore_precision": text.bertscore_precision,
+    "bertscore_recall": text.bertscore_recall,
+    "bertscore_f1": text.bertscore_f1,
+    "frechet_embedding_distance": text.frechet_embedding_distance,
 }
 
 

@@ -86,6 +86,10 @@ class Statistic(abc.ABC):
 
     jittable: ClassVar[bool] = True
     """Whether ``update`` can run under ``jax.jit`` on fixed-shape padded batches."""
+    features: ClassVar[tuple[str, ...]] = ()
+    """Backbone features the update reads instead of raw columns (``candidate``, ``bertscore``...)."""
+    bootstrap: ClassVar[bool] = True
+    """False: too large to keep one state per bootstrap bucket; its metrics get no interval."""
 
     @abc.abstractmethod
     def zero(self) -> State:
@@ -139,10 +143,12 @@ class DerivedMetric:
         direction: whether higher values are better.
         unit: unit of the value (``""`` for ratios).
         description: one line for ``MetricDef``.
-        debiased: optional host function ``state -> {suffix: value}``, an estimator of the
-            same population quantity with less small-sample bias than ``finalize``. When set,
-            bootstrap intervals are percentile intervals of its replicates (the headline value
-            stays ``finalize``'s, which matches the reference libraries).
+        interval_values: optional host function ``state -> {suffix: value}`` giving the values
+            whose bootstrap replicates make the intervals: an estimator of the same quantity with
+            less small-sample bias than ``finalize`` (calibration error), or the subset of values
+            that an interval suits (a mean, not an extreme). When set, intervals are percentile
+            intervals of its replicates, only for the keys it returns; the reported values stay
+            ``finalize``'s, which match the reference libraries.
     """
 
     name: str
@@ -151,12 +157,12 @@ class DerivedMetric:
     direction: Direction = Direction.HIGHER
     unit: str = ""
     description: str = ""
-    debiased: Finalize | None = None
+    interval_values: Finalize | None = None
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""
         return dict(self.finalize(tree_to_numpy(state)))
 
     def compute_for_interval(self, state: State) -> dict[str, Any]:
-        """Values whose bootstrap replicates give the interval: ``debiased`` when set, else ``compute``."""
-        return dict((self.debiased or self.finalize)(tree_to_numpy(state)))
+        """Values whose bootstrap replicates give the interval: ``interval_values`` when set, else ``compute``."""
+        return dict((self.interval_values or self.finalize)(tree_to_numpy(state)))

@@ -11,6 +11,7 @@ multiclass     ``[n, C]`` probabilities / logits,          ``[n]`` int in [0, C)
                or ``[n]`` int label
 multilabel     ``[n, L]`` probabilities / logits / 0-1     ``[n, L]`` int in {0, 1}
 regression     ``[n]`` float                               ``[n]`` float
+text           ``[n]`` candidate strings                   ``[n]`` reference strings
 =============  =========================================  ==========================
 
 The conversion helpers below are pure ``jax.numpy`` functions used inside
@@ -33,6 +34,7 @@ class TaskKind(enum.StrEnum):
     MULTICLASS = "multiclass"
     MULTILABEL = "multilabel"
     REGRESSION = "regression"
+    TEXT = "text"
 
 
 class PredictionKind(enum.StrEnum):
@@ -139,6 +141,8 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
     if len(preds) != n:
         problems.append(f"predictions have {len(preds)} rows but targets have {n}")
         return problems
+    if task.kind is TaskKind.TEXT:
+        return problems  # strings: nulls are refused when the column is read
     if np.issubdtype(preds.dtype, np.floating):
         bad = ~np.isfinite(preds)
         if bad.any():

@@ -147,14 +147,17 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
 
     metrics = spec.derived_metrics()
     accumulator = Accumulator.for_metrics(m for _, m in metrics)
-    replicate_accumulator = Accumulator(s.for_replicates() for s in accumulator.statistics) if spec.confidence else None
+    replicate_accumulator = accumulator.replicates() if spec.confidence else None
     merger = OrderedMerger(accumulator, replicate_accumulator)
     progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
     rows_done = 0
+    backbone_loads: dict[str, int] = {}
 
     def on_result(result: UnitResult) -> None:
         nonlocal rows_done
         merger.add(result.index, result.partial)
+        if result.backbone_loads:
+            backbone_loads[result.worker] = max(backbone_loads.get(result.worker, 0), result.backbone_loads)
         rows_done += result.rows
         progress.advance(result.rows)
 
@@ -193,6 +196,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             **slice_report,
             **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
+            **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),

@@ -47,6 +47,8 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "a numeric column", _is_numeric
     if role == "row_id":
         return "any column", lambda t: True
+    if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
+        return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
     if per_row and role in ("predictions", "targets"):
         width = task.classes
         return (

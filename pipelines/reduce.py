@@ -142,7 +142,7 @@ def _replicate_values(
         replicate_states = stat.resample(bucket_states[i], w)
         full = stat.resample(bucket_states[i], np.ones((1, groups)))[0]
         for spec, metric in metrics:
-            if racc.index(metric.statistic.for_replicates()) != i:
+            if metric.statistic.for_replicates() != stat:
                 continue
             for b, state in enumerate(replicate_states):
                 for name, value in flatten_values(spec.key, metric.compute_for_interval(state)).items():
@@ -183,7 +183,7 @@ def build_points(
                 )
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
-            percentile_keys = {spec.key for spec, metric in metrics if metric.debiased is not None}
+            percentile_keys = {spec.key for spec, metric in metrics if metric.interval_values is not None}
             if confidence and racc is not None and key in buckets_by_slice:
                 replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
             for name, value in point_values.items():

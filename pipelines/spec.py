@@ -30,6 +30,7 @@ import fsspec
 import yaml
 
 from evaluators import catalog
+from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec
 from evaluators.statistic import DerivedMetric
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
@@ -141,6 +142,7 @@ class JobSpec:
     commit: str | None = None
     branch: str | None = None
     baseline: BaselineSpec | None = None
+    backbone: BackboneSpec | None = None
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -527,6 +529,29 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
     return OutputSpec(overrides.get("output") or uri, options, on_existing)
 
 
+def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> BackboneSpec | None:
+    sec = root.section("backbone")
+    needs = [m.key for m in metrics if catalog.build(m.name, task, m.params).statistic.features]
+    if not sec.value:
+        if needs:
+            raise SpecError(
+                f"{root.where('backbone')}: metrics {', '.join(needs)} need a backbone; add e.g. "
+                "`backbone: {kind: bert, weights: <directory with config.json, model.safetensors, tokenizer.json>}`."
+            )
+        return None
+    kind = sec.get("kind", str, required=True, choices=tuple(BACKBONE_KINDS))
+    weights = sec.get("weights", str, required=True)
+    dtype = sec.get("dtype", str, "float32", choices=DTYPES)
+    batch_size = sec.get("batch_size", int, 64)
+    max_length = sec.get("max_length", int, 256)
+    sec.finish()
+    _positive(sec, "batch_size", batch_size, 4096, integer=True)
+    _positive(sec, "max_length", max_length, 4096, integer=True)
+    if max_length < 8:
+        raise SpecError(f"{sec.where('max_length')}: expected at least 8 tokens, got {max_length}.")
+    return BackboneSpec(kind, weights, dtype, batch_size, max_length)
+
+
 def _baseline(root: _Section) -> BaselineSpec | None:
     raw = root.value.get("baseline")
     if raw is None:
@@ -613,6 +638,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     commit = root.get("commit", str)
     branch = root.get("branch", str)
     baseline = _baseline(root)
+    backbone = _backbone(root, task, metrics)
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -630,6 +656,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         commit=commit,
         branch=branch,
         baseline=baseline,
+        backbone=backbone,
         source=source.name,
         recorded=recorded,
     )

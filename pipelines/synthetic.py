@@ -64,6 +64,50 @@ def multiclass_table(rng: np.random.Generator, rows: int, num_classes: int, star
     )
 
 
+_SUBJECTS = ("the model", "a small cat", "our service", "the new release", "this report", "the weather", "a user")
+_VERBS = ("improves", "breaks", "explains", "ignores", "summarises", "predicts", "changes")
+_OBJECTS = ("the results", "every request", "the night sky", "its latency", "the old answer", "a long document")
+_TAILS = ("", " today", " in Paris", " very quickly", " without errors", " again and again", " for 10 minutes")
+_SYNONYMS = {
+    "improves": "makes better",
+    "breaks": "damages",
+    "explains": "clarifies",
+    "quickly": "fast",
+    "small": "little",
+}
+
+
+def text_pairs_table(rng: np.random.Generator, rows: int, start_id: int = 0) -> pa.Table:
+    """Columns: row_id, candidate, reference (strings: a reference sentence and a candidate that
+    copies it, paraphrases it with synonyms, or says something unrelated), country."""
+
+    def sentence() -> str:
+        parts = (rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS), rng.choice(_TAILS))
+        return f"{parts[0]} {parts[1]} {parts[2]}{parts[3]}.".capitalize()
+
+    references, candidates = [], []
+    for _ in range(rows):
+        reference = sentence()
+        kind = rng.random()
+        if kind < 0.3:
+            candidate = reference
+        elif kind < 0.7:
+            candidate = " ".join(_SYNONYMS.get(w, w) for w in reference.split(" "))
+        else:
+            candidate = sentence()
+        references.append(reference)
+        candidates.append(candidate)
+    country = rng.choice(len(COUNTRIES), size=rows)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            "candidate": pa.array(candidates),
+            "reference": pa.array(references),
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+        }
+    )
+
+
 def write_shards(
     directory: str,
     kind: str,
@@ -84,8 +128,10 @@ def write_shards(
             table = binary_table(rng, n, start)
         elif kind == "multiclass":
             table = multiclass_table(rng, n, num_classes, start)
+        elif kind == "text":
+            table = text_pairs_table(rng, n, start)
         else:
-            raise ValueError(f"kind must be 'binary' or 'multiclass', got {kind!r}")
+            raise ValueError(f"kind must be 'binary', 'multiclass' or 'text', got {kind!r}")
         path = os.path.join(directory, f"part-{i:05d}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows)
         paths.append(path)

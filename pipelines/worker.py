@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from evaluators.accumulate import Accumulator
+from evaluators.backbones import load_backbone
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import check_batch
 from pipelines.bootstrap import buckets, row_keys
@@ -56,6 +57,8 @@ class UnitResult:
     rows: int
     seconds: float
     worker: str
+    backbone_loads: int = 0
+    """How many times this worker has loaded its backbone so far (1 when it holds one)."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -91,9 +94,7 @@ class UnitEvaluator:
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
-        self.replicate_accumulator = (
-            Accumulator(s.for_replicates() for s in self.accumulator.statistics) if spec.confidence else None
-        )
+        self.replicate_accumulator = self.accumulator.replicates() if spec.confidence else None
         roles = spec.data.columns.roles()
         row_id = roles.pop("row_id", None)
         self.roles = roles
@@ -111,6 +112,9 @@ class UnitEvaluator:
             None,
         )
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.features = self.accumulator.features()
+        self._backbone: Any = None
+        self.backbone_loads = 0
 
     def groups(self, columns: Mapping[str, np.ndarray], where: str) -> dict[SliceKey, np.ndarray | None]:
         """Rows of each slice in this batch (None: all rows)."""
@@ -167,13 +171,17 @@ class UnitEvaluator:
             self._overall_from_partition(partial)
         partial.states.setdefault(OVERALL, acc.zero())
         partial.rows.setdefault(OVERALL, 0)
-        return UnitResult(unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker)
+        return UnitResult(
+            unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker, self.backbone_loads
+        )
 
     def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
         """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""
         acc, racc = self.accumulator, self.replicate_accumulator
         metric_columns = {r: columns[r] for r in self.roles}
         n = len(metric_columns["targets"])
+        if self.features:
+            metric_columns = self._extract(metric_columns)
         for key, rows in self.groups(columns, where).items():
             if key == OVERALL and self.partition is not None:
                 partial.rows[key] = partial.rows.get(key, 0) + n
@@ -186,6 +194,22 @@ class UnitEvaluator:
             bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
             previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
             partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
+
+    def backbone(self) -> Any:
+        """The job's backbone, loaded on first use and then kept for every unit this worker gets."""
+        if self._backbone is None:
+            assert self.spec.backbone is not None
+            self._backbone = load_backbone(self.spec.backbone)
+            self.backbone_loads += 1
+        return self._backbone
+
+    def _extract(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Text columns -> the numeric features the statistics read (one backbone pass per batch)."""
+        found = self.backbone().pair_features(list(columns["predictions"]), list(columns["targets"]))
+        out = {name: found[name] for name in self.features}
+        if "weights" in columns:
+            out["weights"] = columns["weights"]
+        return out
 
     def _overall_from_partition(self, partial: Partial) -> None:
         """Overall states = merge of the partition entry's slice states, in sorted key order."""

