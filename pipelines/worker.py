@@ -204,8 +204,8 @@ class UnitEvaluator:
         return self._backbone
 
     def _extract(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Text columns -> the numeric features the statistics read (one backbone pass per batch)."""
-        found = self.backbone().pair_features(list(columns["predictions"]), list(columns["targets"]))
+        """Raw columns (texts, images) -> the numeric features the statistics read (one backbone pass per batch)."""
+        found = self.backbone().extract(columns)
         out = {name: found[name] for name in self.features}
         if "weights" in columns:
             out["weights"] = columns["weights"]

@@ -49,5 +49,9 @@ BACKBONE_KINDS: dict[str, Callable[[BackboneSpec], Any]] = {"bert": _bert}
 
 
 def load_backbone(spec: BackboneSpec) -> Any:
-    """Load the backbone ``spec`` names (reads its weights once; the result is reused for every batch)."""
+    """Load the backbone ``spec`` names (reads its weights once; the result is reused for every batch).
+
+    A loaded backbone has ``extract(columns) -> {feature name: array [n, ...]}``, turning a batch's
+    raw ``predictions`` / ``targets`` columns into the features its task's statistics read.
+    """
     return BACKBONE_KINDS[spec.kind](spec)

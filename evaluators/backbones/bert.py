@@ -292,6 +292,10 @@ class TextEncoder:
             out.extend(hidden[i, : tokens.mask[i].sum()] for i in range(part.stop - part.start))
         return out
 
+    def extract(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Features of a batch of a ``text`` task: ``predictions`` are the candidates, ``targets`` the references."""
+        return self.pair_features(list(columns["predictions"]), list(columns["targets"]))
+
     def pair_features(self, candidates: Sequence[str], references: Sequence[str]) -> dict[str, np.ndarray]:
         """One pass over both columns: ``candidate`` and ``reference`` embeddings ``[n, H]`` and
         ``bertscore`` ``[n, 3]`` (precision, recall, F1), all float32."""
