@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import platform
@@ -14,6 +15,9 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TextIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
 from pipelines import planning
@@ -38,6 +42,16 @@ class RunOutcome:
     uri: str
     regressions: tuple[Regression, ...] = ()
     """Metrics worse than the ``baseline:`` run beyond tolerance (empty without a baseline)."""
+
+
+SCORES_FILE = "scores.parquet"
+"""Per-row scores of user functions with ``scores: true``: file, row (position in the file), row_id, scores."""
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
 
 
 def instance_key(spec: JobSpec) -> str:
@@ -152,10 +166,13 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
     rows_done = 0
     backbone_loads: dict[str, int] = {}
+    scores: dict[int, pa.Table] = {}
 
     def on_result(result: UnitResult) -> None:
         nonlocal rows_done
         merger.add(result.index, result.partial)
+        if result.scores is not None:
+            scores[result.index] = result.scores
         if result.backbone_loads:
             backbone_loads[result.worker] = max(backbone_loads.get(result.worker, 0), result.backbone_loads)
         rows_done += result.rows
@@ -218,5 +235,8 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         merged.states,
         instance=instance,
         exclusive_instance=spec.output.on_existing == "refuse",
+        extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
+        if scores
+        else None,
     )
     return RunOutcome(run, location.uri, regressions)

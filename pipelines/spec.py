@@ -31,9 +31,13 @@ import yaml
 
 from evaluators import catalog
 from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec
-from evaluators.statistic import DerivedMetric
+from evaluators.sketch import ScoreSketch
+from evaluators.sketch import mean_and_std as sketch_mean_and_std
+from evaluators.sketch import summary as sketch_summary
+from evaluators.statistic import DerivedMetric, Direction
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
+from pipelines.functions import FunctionSpec, allowed_prefixes, import_function, split_path
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
@@ -143,12 +147,14 @@ class JobSpec:
     branch: str | None = None
     baseline: BaselineSpec | None = None
     backbone: BackboneSpec | None = None
+    functions: tuple[FunctionSpec, ...] = ()
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
-        """Each metric entry with its built metric (validated at load time)."""
-        return [(m, catalog.build(m.name, self.task, m.params)) for m in self.metrics]
+        """Each metric entry with its built metric (validated at load time), then one per user-function output."""
+        built = [(m, catalog.build(m.name, self.task, m.params)) for m in self.metrics]
+        return built + function_metrics(self.functions)
 
 
 # --- reading helpers -----------------------------------------------------------
@@ -319,9 +325,11 @@ def _task(root: _Section) -> Task:
     return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)
 
 
-def _metric_entries(root: _Section, task: Task) -> tuple[MetricSpec, ...]:
+def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tuple[MetricSpec, ...]:
     root.allowed.append("metrics")
     raw = root.value.get("metrics")
+    if allow_empty and raw in (None, []):
+        return ()
     if not isinstance(raw, list) or not raw:
         raise SpecError(
             f"{root.source.where(('metrics',))}: expected a non-empty list of metrics, got {_describe(raw)}."
@@ -552,6 +560,68 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     return BackboneSpec(kind, weights, dtype, batch_size, max_length)
 
 
+def function_metrics(functions: Sequence[FunctionSpec]) -> list[tuple[MetricSpec, DerivedMetric]]:
+    """A metric per output of every user function: the summary of its per-row scores."""
+    out = []
+    for fn in functions:
+        for output in fn.outputs:
+            key = f"{fn.key}.{output}"
+            metric = DerivedMetric(
+                key,
+                ScoreSketch(fn.feature(output)),
+                sketch_summary,
+                Direction.INFO,
+                description=f"{output} returned by {fn.path}: mean per row (.std, .min, .max, .p10/.p50/.p90, .count)",
+                interval_values=sketch_mean_and_std,
+            )
+            out.append((MetricSpec(key, key, {}, "secondary"), metric))
+    return out
+
+
+def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...]:
+    root.allowed.extend(["functions", "allow_modules"])
+    allowed_raw = root.value.get("allow_modules") or []
+    if not isinstance(allowed_raw, list) or not all(isinstance(m, str) for m in allowed_raw):
+        raise SpecError(
+            f"{root.where('allow_modules')}: expected a list of module prefixes, got {_describe(allowed_raw)}."
+        )
+    raw = root.value.get("functions")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"{root.where('functions')}: expected a list of metric functions, got {_describe(raw)}.")
+    prefixes = allowed_prefixes(allowed_raw)
+    out: list[FunctionSpec] = []
+    for i, entry in enumerate(raw):
+        sec = _Section(root.source, ("functions", i), entry, "a mapping with `function` and `outputs`")
+        path = sec.get("function", str, required=True)
+        outputs = sec.get("outputs", list, required=True)
+        columns = sec.get("columns", dict, {})
+        key = sec.get("as", str)
+        scores = sec.get("scores", bool, False)
+        sec.finish()
+        try:
+            import_function(path, prefixes)
+        except PermissionError as exc:
+            raise SpecError(f"{sec.where('function')}: {path!r}: {exc}.") from None
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise SpecError(f"{sec.where('function')}: cannot import {path!r}: {type(exc).__name__}: {exc}.") from None
+        if not outputs or not all(isinstance(o, str) and _NAME.match(o) for o in outputs):
+            raise SpecError(f"{sec.where('outputs')}: expected a list of score names, got {_describe(outputs)}.")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
+            raise SpecError(f"{sec.where('columns')}: expected keyword: column-name pairs, got {_describe(columns)}.")
+        if not ({"samples", "outputs"} & set(columns)):
+            raise SpecError(
+                f"{sec.where('columns')}: map at least `samples` or `outputs` to a column (trlx's metric_fn arguments)."
+            )
+        key = key or split_path(path)[1]
+        taken = {f"{key}.{o}" for o in outputs} & (metric_keys | {f"{f.key}.{o}" for f in out for o in f.outputs})
+        if taken:
+            raise SpecError(f"{sec.where()}: output keys {', '.join(sorted(taken))} are already used; set `as:`.")
+        out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores))
+    return tuple(out)
+
+
 def _baseline(root: _Section) -> BaselineSpec | None:
     raw = root.value.get("baseline")
     if raw is None:
@@ -630,7 +700,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     description = root.get("description", str, "")
     data = _data(root)
     task = _task(root)
-    metrics = _metric_entries(root, task)
+    metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
     slices = _slices(root)
     confidence = _confidence(root)
     execution = _execution(root, overrides)
@@ -639,6 +709,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     branch = root.get("branch", str)
     baseline = _baseline(root)
     backbone = _backbone(root, task, metrics)
+    functions = _functions(root, {m.key for m in metrics})
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -657,6 +728,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         branch=branch,
         baseline=baseline,
         backbone=backbone,
+        functions=functions,
         source=source.name,
         recorded=recorded,
     )
@@ -685,4 +757,9 @@ def metrics_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") -> 
     source = YamlSource(name, dict(recorded))
     root = _Section(source, (), source.data)
     task = _task(root)
-    return [(m, catalog.build(m.name, task, m.params)) for m in _metric_entries(root, task)]
+    entries = _metric_entries(root, task, allow_empty=bool(recorded.get("functions")))
+    functions = [
+        FunctionSpec(f.get("as") or split_path(f["function"])[1], f["function"], tuple(f["outputs"]))
+        for f in recorded.get("functions") or []
+    ]  # rebuilt from the record alone: user modules are not imported to read a run
+    return [(m, catalog.build(m.name, task, m.params)) for m in entries] + function_metrics(functions)

@@ -213,6 +213,7 @@ def write_run(
     *,
     instance: str | None = None,
     exclusive_instance: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> None:
     """Write every file of the run, then commit it with the manifest.
 
@@ -229,6 +230,8 @@ def write_run(
     table = io.BytesIO()
     pq.write_table(metrics_table(run, job), table)
     files[METRICS_FILE] = _write(loc, METRICS_FILE, table.getvalue())
+    for name, payload in (extra_files or {}).items():
+        files[name] = _write(loc, name, payload)
     files[RUN_FILE] = _write(loc, RUN_FILE, json.dumps(run.to_dict(), indent=1, allow_nan=False).encode())
     manifest = {
         "run_id": run.id,

@@ -24,6 +24,7 @@ from evaluators.statistic import DerivedMetric, State
 from evaluators.task import check_batch
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError
+from pipelines.functions import call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import TEXT_PREFIX, read_part
 from pipelines.slicing import assign
@@ -59,12 +60,29 @@ class UnitResult:
     worker: str
     backbone_loads: int = 0
     """How many times this worker has loaded its backbone so far (1 when it holds one)."""
+    scores: pa.Table | None = None
+    """Per-row scores of user functions that asked for them (``file``, ``row``, [``row_id``], ``key.output``...)."""
 
 
 _BUCKET = "bootstrap:bucket"
 BATCH_ROWS = 1 << 18
 """Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
 updates (a unit's rows are folded in file order whatever the row-group size)."""
+
+
+_FILE = "score:file"
+_ROW = "score:row"
+
+
+def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.Table:
+    """Per-row user-function scores of one unit; rows in file order, ``file`` as a path."""
+    merged: dict[str, list[np.ndarray]] = {}
+    for record in records:
+        for k, v in record.items():
+            merged.setdefault(k, []).append(v)
+    columns = {k: np.concatenate(v) for k, v in merged.items()}
+    paths = np.asarray(files, dtype=object)[columns.pop("file")]
+    return pa.table({"file": pa.array(paths, pa.string()), **{k: pa.array(v) for k, v in columns.items()}})
 
 
 def _describe(unit: WorkUnit) -> str:
@@ -113,6 +131,12 @@ class UnitEvaluator:
         )
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.features = self.accumulator.features()
+        self.functions = [(f, load_function(f.path)) for f in spec.functions]
+        for f in spec.functions:
+            for keyword, column in f.columns.items():
+                self.read_roles[f"fn:{f.key}:{keyword}"] = column
+        if any(f.scores for f in spec.functions) and row_id:
+            self.read_roles["row_id"] = row_id
         self._backbone: Any = None
         self.backbone_loads = 0
 
@@ -137,6 +161,8 @@ class UnitEvaluator:
         pending: list[dict[str, np.ndarray]] = []
         pending_rows = 0
         total = 0
+        unit_files: dict[str, int] = {}
+        self._scores: list[dict[str, np.ndarray]] = []
         for part in unit.parts:
             for group, first_row, columns in read_part(part, self.read_roles, self.spec.data.storage_options):
                 where = f"{part.path} row group {group}"
@@ -152,6 +178,9 @@ class UnitEvaluator:
                     continue
                 total += n
                 batch = dict(columns)
+                if self.functions:
+                    batch[_FILE] = np.full(n, unit_files.setdefault(part.path, len(unit_files)), np.int32)
+                    batch[_ROW] = np.arange(first_row, first_row + n, dtype=np.int64)
                 if self.replicate_accumulator is not None:
                     conf = self.spec.confidence
                     keys = row_keys(columns.get("row_id"), part.path, first_row, n)
@@ -171,8 +200,9 @@ class UnitEvaluator:
             self._overall_from_partition(partial)
         partial.states.setdefault(OVERALL, acc.zero())
         partial.rows.setdefault(OVERALL, 0)
+        scores = _scores_table(self._scores, list(unit_files)) if self._scores else None
         return UnitResult(
-            unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker, self.backbone_loads
+            unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker, self.backbone_loads, scores
         )
 
     def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
@@ -181,7 +211,7 @@ class UnitEvaluator:
         metric_columns = {r: columns[r] for r in self.roles}
         n = len(metric_columns["targets"])
         if self.features:
-            metric_columns = self._extract(metric_columns)
+            metric_columns = self._extract(metric_columns, columns, where)
         for key, rows in self.groups(columns, where).items():
             if key == OVERALL and self.partition is not None:
                 partial.rows[key] = partial.rows.get(key, 0) + n
@@ -203,9 +233,26 @@ class UnitEvaluator:
             self.backbone_loads += 1
         return self._backbone
 
-    def _extract(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Raw columns (texts, images) -> the numeric features the statistics read (one backbone pass per batch)."""
-        found = self.backbone().extract(columns)
+    def _extract(
+        self, columns: dict[str, np.ndarray], batch: dict[str, np.ndarray], where: str
+    ) -> dict[str, np.ndarray]:
+        """Raw columns -> the numeric features the statistics read: one backbone pass per batch (texts,
+        images) and one call of each user function."""
+        n = len(columns["targets"])
+        found: dict[str, np.ndarray] = {}
+        if any(not name.startswith("fn:") for name in self.features):
+            found.update(self.backbone().extract(columns))
+        for spec, fn in self.functions:
+            prefix = f"fn:{spec.key}:"
+            arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}
+            scores = call_function(spec, fn, arguments, n, where)
+            found.update(scores)
+            if spec.scores:
+                record = {"file": batch[_FILE], "row": batch[_ROW]}
+                if "row_id" in batch:
+                    record["row_id"] = batch["row_id"]
+                record.update({name.removeprefix("fn:"): v for name, v in scores.items()})
+                self._scores.append(record)
         out = {name: found[name] for name in self.features}
         if "weights" in columns:
             out["weights"] = columns["weights"]

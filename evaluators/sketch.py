@@ -1,0 +1,143 @@
+"""Per-row scores of any range: count, moments, extremes and a mergeable relative-error quantile sketch.
+
+The sketch is a fixed array of log-spaced buckets (as DDSketch): a value ``x`` with
+``|x| >= MIN_MAGNITUDE`` goes to bucket ``ceil(log(|x|) / log(gamma))`` of its sign, with
+``gamma = (1 + alpha) / (1 - alpha)``, so every quantile read from the sketch is within a relative
+error ``alpha`` of a value of the data. Smaller magnitudes share a zero bucket; magnitudes beyond
+``MAX_MAGNITUDE`` are clipped into the last bucket. Buckets are weights, so merging is addition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.classification import scatter_add
+from evaluators.statistic import Batch, State, Statistic
+
+ALPHA = 0.01
+GAMMA = (1 + ALPHA) / (1 - ALPHA)
+MIN_MAGNITUDE = 1e-9
+MAX_MAGNITUDE = 1e12
+_LOG_GAMMA = float(np.log(GAMMA))
+_OFFSET = int(np.ceil(np.log(MIN_MAGNITUDE) / _LOG_GAMMA))
+BUCKETS = int(np.ceil(np.log(MAX_MAGNITUDE) / _LOG_GAMMA)) - _OFFSET + 1
+"""Buckets per sign (about 2,400 for alpha = 1%)."""
+
+
+def bucket_of(values: jnp.ndarray) -> jnp.ndarray:
+    """Sketch cell of each value: ``0`` zero bucket, ``1 + k`` positive bucket k, ``1 + BUCKETS + k`` negative."""
+    magnitude = jnp.abs(values)
+    k = jnp.clip(jnp.ceil(jnp.log(jnp.maximum(magnitude, MIN_MAGNITUDE)) / _LOG_GAMMA) - _OFFSET, 0, BUCKETS - 1)
+    k = k.astype(jnp.int32)
+    return jnp.where(magnitude < MIN_MAGNITUDE, 0, jnp.where(values > 0, 1 + k, 1 + BUCKETS + k))
+
+
+def _bucket_values() -> np.ndarray:
+    """Representative value of every cell: the midpoint (in relative terms) of its range."""
+    k = np.arange(BUCKETS) + _OFFSET
+    upper = GAMMA**k
+    middle = 2 * upper / (1 + GAMMA)
+    return np.concatenate([[0.0], middle, -middle])
+
+
+def sketch_quantiles(cells: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles ``qs`` (in [0, 1]) of the values a sketch ``cells [1 + 2 BUCKETS]`` holds."""
+    values = _bucket_values()
+    order = np.argsort(values, kind="stable")
+    weights = np.asarray(cells, np.float64)[order]
+    total = weights.sum()
+    if total <= 0:
+        return np.full(len(qs), np.nan)
+    cumulative = np.cumsum(weights)
+    index = np.searchsorted(cumulative, np.asarray(qs) * total, side="left")
+    return values[order][np.clip(index, 0, len(values) - 1)]
+
+
+@dataclass(frozen=True)
+class ScoreSketch(Statistic):
+    """Summary of the per-row feature ``feature`` (``[n]`` float): weight, sum, sum of squares,
+    extremes and the quantile sketch.
+
+    State: ``{"weight": float64, "sums": float64 [2], "lo", "hi": float64, "cells": float64 [1 + 2 BUCKETS]}``.
+    """
+
+    feature: str
+
+    @property
+    def features(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.feature,)
+
+    def zero(self) -> State:
+        return {
+            "weight": np.zeros((), np.float64),
+            "sums": np.zeros(2, np.float64),
+            "lo": np.full((), np.inf),
+            "hi": np.full((), -np.inf),
+            "cells": np.zeros(1 + 2 * BUCKETS, np.float64),
+        }
+
+    def update(self, state: State, batch: Batch) -> State:
+        x = jnp.asarray(batch[self.feature], jnp.float64)
+        w = jnp.asarray(batch["weights"], jnp.float64)
+        live = w > 0
+        return {
+            "weight": state["weight"] + jnp.sum(w),
+            "sums": state["sums"] + jnp.stack([jnp.sum(w * x), jnp.sum(w * x * x)]),
+            "lo": jnp.minimum(state["lo"], jnp.min(jnp.where(live, x, jnp.inf))),
+            "hi": jnp.maximum(state["hi"], jnp.max(jnp.where(live, x, -jnp.inf))),
+            "cells": state["cells"] + scatter_add(1 + 2 * BUCKETS, bucket_of(x), w),
+        }
+
+    def merge(self, a: State, b: State) -> State:
+        return {
+            "weight": np.add(a["weight"], b["weight"]),
+            "sums": np.add(a["sums"], b["sums"]),
+            "lo": np.minimum(a["lo"], b["lo"]),
+            "hi": np.maximum(a["hi"], b["hi"]),
+            "cells": np.add(a["cells"], b["cells"]),
+        }
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        w = np.asarray(weights, np.float64)
+        out = []
+        for row in w:
+            used = row > 0
+            out.append(
+                {
+                    "weight": row @ stacked["weight"],
+                    "sums": row @ stacked["sums"],
+                    "lo": stacked["lo"][used].min() if used.any() else np.inf,
+                    "hi": stacked["hi"][used].max() if used.any() else -np.inf,
+                    "cells": row @ stacked["cells"],
+                }
+            )
+        return out
+
+
+def summary(state: State) -> dict[str, float]:
+    """Mean (headline), ``.std``, ``.min``, ``.max``, ``.p10``, ``.p50``, ``.p90`` and ``.count``."""
+    weight = float(state["weight"])
+    if weight <= 0:
+        return {"": float("nan"), ".count": 0.0}
+    total, squares = (float(v) for v in state["sums"])
+    mean = total / weight
+    p10, p50, p90 = sketch_quantiles(state["cells"], np.array([0.1, 0.5, 0.9]))
+    return {
+        "": mean,
+        ".std": float(np.sqrt(max(squares / weight - mean * mean, 0.0))),
+        ".min": float(state["lo"]),
+        ".max": float(state["hi"]),
+        ".p10": float(p10),
+        ".p50": float(p50),
+        ".p90": float(p90),
+        ".count": weight,
+    }
+
+
+def mean_and_std(state: State) -> dict[str, float]:
+    """The values that get bootstrap intervals."""
+    values = summary(state)
+    return {k: values[k] for k in ("", ".std") if k in values}

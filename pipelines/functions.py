@@ -1,0 +1,130 @@
+"""User metric functions with trlx's interface, referenced by dotted path in the job spec.
+
+A function ``fn(samples, prompts, outputs, **columns) -> {name: [score per sample]}`` is called on
+every batch a worker reads (lists of strings in, one float per row out, for every output named in
+the spec). Its scores are aggregated by :class:`evaluators.sketch.ScoreSketch` (count, mean, std,
+extremes, quantiles, bootstrap intervals) like any statistic, and can be written per row next to
+the run. Functions are imported only from module prefixes that the spec's ``allow_modules`` or the
+``EVALPIPE_ALLOWED_MODULES`` environment variable (comma-separated) allow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipelines.errors import DataError
+
+ALLOW_ENV = "EVALPIPE_ALLOWED_MODULES"
+TRLX_ARGUMENTS = ("samples", "prompts", "outputs")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One ``functions:`` entry.
+
+    Attributes:
+        key: output key prefix (``key.output`` per returned score).
+        path: ``package.module.attribute`` (or ``package.module:attribute``).
+        outputs: the score names the function returns (others are refused).
+        columns: keyword -> column: ``samples``, ``prompts``, ``outputs`` and any extra keyword.
+        scores: write per-row scores to ``scores.parquet`` in the run.
+    """
+
+    key: str
+    path: str
+    outputs: tuple[str, ...]
+    columns: Mapping[str, str] = field(default_factory=dict)
+    scores: bool = False
+
+    def feature(self, output: str) -> str:
+        return f"fn:{self.key}.{output}"
+
+
+def allowed_prefixes(spec_allowed: Sequence[str]) -> tuple[str, ...]:
+    env = [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(",") if p.strip()]
+    return tuple(dict.fromkeys([*spec_allowed, *env]))
+
+
+def split_path(path: str) -> tuple[str, str]:
+    if ":" in path:
+        module, _, attribute = path.partition(":")
+    else:
+        module, _, attribute = path.rpartition(".")
+    if not module or not attribute:
+        raise ValueError(f"{path!r} is not a dotted path `package.module.function`")
+    return module, attribute
+
+
+def is_allowed(module: str, prefixes: Sequence[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping[str, Sequence[float]]]:
+    """The callable at ``path``, if its module is allowed.
+
+    Raises:
+        PermissionError: the module is outside the allowed prefixes.
+        ImportError / AttributeError / TypeError: it cannot be imported or is not callable.
+    """
+    module, attribute = split_path(path)
+    if not is_allowed(module, prefixes):
+        raise PermissionError(
+            f"module {module!r} is not allowed; allowed prefixes: {', '.join(prefixes) or 'none'} "
+            f"(add it to `allow_modules:` or to {ALLOW_ENV})"
+        )
+    found = getattr(importlib.import_module(module), attribute)
+    if not callable(found):
+        raise TypeError(f"{path!r} is not callable")
+    return found
+
+
+def load_function(path: str) -> Callable[..., Mapping[str, Sequence[float]]]:
+    """Import ``path`` in a worker (the allow-list was checked when the spec was loaded)."""
+    module, attribute = split_path(path)
+    return getattr(importlib.import_module(module), attribute)
+
+
+def call_function(
+    spec: FunctionSpec, fn: Callable[..., Any], columns: Mapping[str, np.ndarray], n: int, where: str
+) -> dict[str, np.ndarray]:
+    """Scores ``{feature name: float64 [n]}`` of one batch; bad returns raise :class:`DataError`."""
+    texts = {k: [str(v) for v in columns[k]] for k in TRLX_ARGUMENTS if k in columns}
+    if "samples" not in texts:
+        prompts, outputs = texts.get("prompts", [""] * n), texts.get("outputs", [""] * n)
+        texts["samples"] = [p + o for p, o in zip(prompts, outputs, strict=True)]
+    texts.setdefault("prompts", [""] * n)
+    texts.setdefault("outputs", [""] * n)
+    extra = {k: list(v) for k, v in columns.items() if k not in TRLX_ARGUMENTS}
+    try:
+        result = fn(texts["samples"], texts["prompts"], texts["outputs"], **extra)
+    except Exception as exc:
+        raise DataError(f"{where}: metric function {spec.path} raised {type(exc).__name__}: {exc}.") from exc
+    if not isinstance(result, Mapping):
+        raise DataError(f"{where}: metric function {spec.path} returned {type(result).__name__}, expected a dict.")
+    out: dict[str, np.ndarray] = {}
+    for name in spec.outputs:
+        if name not in result:
+            raise DataError(
+                f"{where}: metric function {spec.path} returned no {name!r} (it returned: "
+                f"{', '.join(map(str, result)) or 'nothing'}); `outputs:` lists the names it must return."
+            )
+        try:
+            scores = np.asarray(result[name], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: metric function {spec.path}: {name!r} is not a list of numbers.") from None
+        if len(scores) != n:
+            raise DataError(
+                f"{where}: metric function {spec.path}: {name!r} has {len(scores)} scores for {n} rows; "
+                "expected one per row."
+            )
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            raise DataError(f"{where}: metric function {spec.path}: {name!r} has {int(bad.sum())} NaN or inf scores.")
+        out[spec.feature(name)] = scores
+    return out

@@ -1,0 +1,114 @@
+"""User metric functions (trlx interface) by dotted path: allow-list, aggregation equal to numpy on the function's
+own outputs, intervals, per-row scores written with the run, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from evaluators.accumulate import Accumulator
+from evaluators.sketch import ALPHA, ScoreSketch, sketch_quantiles
+from pipelines import spec as spec_module
+from pipelines.errors import DataError, SpecError
+from pipelines.execute import run_job
+from pipelines.results import load_run
+from pipelines.synthetic import write_shards
+from tests import user_metrics
+from tests.conftest import write_job
+
+
+def _job(tmp_path, data, **function):
+    spec = {
+        "name": "generations",
+        "data": {
+            "path": str(data),
+            "columns": {"predictions": "candidate", "targets": "reference", "row_id": "row_id"},
+        },
+        "task": "text",
+        "functions": [
+            {
+                "function": "tests.user_metrics.lengths",
+                "outputs": ["output_words", "exact", "sample_chars"],
+                "columns": {"prompts": "country", "outputs": "candidate", "reference": "reference"},
+                "as": "gen",
+                "scores": True,
+                **function,
+            }
+        ],
+        "allow_modules": ["tests.user_metrics"],
+        "slices": [{"column": "country"}],
+        "confidence": {"replicates": 80},
+        "execution": {"runner": "local", "unit_rows": 300},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return spec
+
+
+def _load(tmp_path, spec, name="job.yaml"):
+    return spec_module.load(str(write_job(tmp_path / name, spec)))
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    data = tmp_path_factory.mktemp("pairs")
+    write_shards(str(data), "text", 1_500, 5, seed=2, row_group_rows=200)
+    return data
+
+
+def test_function_scores_are_aggregated_like_numpy_on_its_outputs(tmp_path, pairs):
+    run = run_job(_load(tmp_path, _job(tmp_path, pairs)), show_progress=False)
+    table = pq.read_table(pairs)
+    candidate = table.column("candidate").to_pylist()
+    reference = table.column("reference").to_pylist()
+    country = table.column("country").to_pylist()
+    expected = user_metrics.lengths(
+        [c + o for c, o in zip(country, candidate, strict=True)], country, candidate, reference=reference
+    )
+    values = {k: m for k, m in run.run.point("overall").metrics.items()}
+    for name, scores in expected.items():
+        scores = np.asarray(scores)
+        assert values[f"gen.{name}"].value == pytest.approx(scores.mean(), rel=1e-12)
+        assert values[f"gen.{name}.std"].value == pytest.approx(scores.std(), rel=1e-9, abs=1e-12)
+        assert values[f"gen.{name}.min"].value == scores.min() and values[f"gen.{name}.max"].value == scores.max()
+        assert values[f"gen.{name}.count"].value == len(scores)
+        median = np.quantile(scores, 0.5, method="inverted_cdf")
+        assert abs(values[f"gen.{name}.p50"].value - median) <= ALPHA * abs(median) + 1e-9
+        assert values[f"gen.{name}"].lower <= values[f"gen.{name}"].value <= values[f"gen.{name}"].upper
+    # a slice: the rows of one country
+    us = np.asarray([c == "US" for c in country])
+    words = np.asarray(expected["output_words"])
+    assert run.run.point("country=US").metrics["gen.output_words"].value == pytest.approx(words[us].mean(), rel=1e-12)
+    # per-row scores, keyed by row, written with the run and listed in its manifest
+    scores = pq.read_table(f"{run.uri}/scores.parquet")
+    by_id = dict(zip(scores.column("row_id").to_pylist(), scores.column("gen.exact").to_pylist(), strict=True))
+    ids = table.column("row_id").to_pylist()
+    assert by_id == dict(zip(ids, expected["exact"], strict=True))
+    assert load_run(run.uri).metadata["spec"]["functions"][0]["function"] == "tests.user_metrics.lengths"
+
+
+def test_quantile_sketch_is_within_its_relative_error():
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.lognormal(0, 2, 5_000), -rng.exponential(3, 2_000), np.zeros(100)])
+    acc = Accumulator([ScoreSketch("x")])
+    state = acc.update(acc.zero(), {"x": values})[0]
+    qs = np.array([0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    got = sketch_quantiles(state["cells"], qs)
+    want = np.quantile(values, qs, method="inverted_cdf")
+    assert np.all(np.abs(got - want) <= ALPHA * np.abs(want) + 1e-9), (got, want)
+
+
+def test_modules_outside_the_allow_list_are_refused(tmp_path, pairs, monkeypatch):
+    spec = _job(tmp_path, pairs)
+    spec["allow_modules"] = ["my_company.evals"]
+    with pytest.raises(SpecError, match=r"functions\[0\]\.function.*not allowed.*my_company\.evals"):
+        _load(tmp_path, spec)
+    monkeypatch.setenv("EVALPIPE_ALLOWED_MODULES", "tests.user_metrics")
+    assert _load(tmp_path, spec, "env.yaml").functions[0].key == "gen"
+
+
+def test_a_function_returning_the_wrong_number_of_scores_is_a_data_error(tmp_path, pairs):
+    spec = _job(tmp_path, pairs, function="tests.user_metrics.broken", outputs=["score"])
+    with pytest.raises(DataError, match=r"tests\.user_metrics\.broken: 'score' has \d+ scores for \d+ rows"):
+        run_job(_load(tmp_path, spec), show_progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
