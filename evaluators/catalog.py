@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import calibration, classification, ranking, regression, text
+from evaluators import calibration, classification, image, ranking, regression, text
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task
 
@@ -54,6 +54,10 @@ METRICS: Mapping[str, Factory] = {
     "bertscore_recall": text.bertscore_recall,
     "bertscore_f1": text.bertscore_f1,
     "frechet_embedding_distance": text.frechet_embedding_distance,
+    # generated vs real images (a backbone turns images into features)
+    "fid": image.fid,
+    "kid": image.kid,
+    "inception_score": image.inception_score,
 }
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import scatter_add
-from evaluators.statistic import Batch, State, Statistic
+from evaluators.statistic import Batch, State, Statistic, resample_with_extremes
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
@@ -101,20 +101,7 @@ class ScoreSketch(Statistic):
         }
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
-        w = np.asarray(weights, np.float64)
-        out = []
-        for row in w:
-            used = row > 0
-            out.append(
-                {
-                    "weight": row @ stacked["weight"],
-                    "sums": row @ stacked["sums"],
-                    "lo": stacked["lo"][used].min() if used.any() else np.inf,
-                    "hi": stacked["hi"][used].max() if used.any() else -np.inf,
-                    "cells": row @ stacked["cells"],
-                }
-            )
-        return out
+        return resample_with_extremes(stacked, weights)
 
 
 def summary(state: State) -> dict[str, float]:

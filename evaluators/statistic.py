@@ -118,6 +118,25 @@ class Statistic(abc.ABC):
         return [tree_map_leaves(lambda x, b=b: x[b], mixed) for b in range(np.shape(weights)[0])]
 
 
+def resample_with_extremes(stacked: Mapping[str, np.ndarray], weights: np.ndarray) -> list[State]:
+    """:meth:`Statistic.resample` for dict states of sums plus running extremes ``lo`` / ``hi``:
+    sums are weighted, extremes taken over the buckets a replicate uses (weight > 0)."""
+    out = []
+    for row in np.asarray(weights, np.float64):
+        used = row > 0
+        state = {}
+        for key, leaf in stacked.items():
+            leaf = np.asarray(leaf)
+            if key == "lo":
+                state[key] = leaf[used].min(axis=0) if used.any() else np.full(leaf.shape[1:], np.inf)
+            elif key == "hi":
+                state[key] = leaf[used].max(axis=0) if used.any() else np.full(leaf.shape[1:], -np.inf)
+            else:
+                state[key] = np.tensordot(row, leaf.astype(np.float64), axes=1)
+        out.append(state)
+    return out
+
+
 class Direction(enum.StrEnum):
     """Whether a larger value of a metric is better (calibrax ``MetricDirection``)."""
 

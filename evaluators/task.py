@@ -12,6 +12,10 @@ multiclass     ``[n, C]`` probabilities / logits,          ``[n]`` int in [0, C)
 multilabel     ``[n, L]`` probabilities / logits / 0-1     ``[n, L]`` int in {0, 1}
 regression     ``[n]`` float                               ``[n]`` float
 text           ``[n]`` candidate strings                   ``[n]`` reference strings
+image          ``[n]`` generated images: encoded PNG/JPEG   ``[n]`` real images, same forms
+               bytes, or ``[n, S*S*3]`` pixels (uint8 in
+               [0, 255] or float in [0, 1], row-major
+               height x width x RGB)
 =============  =========================================  ==========================
 
 The conversion helpers below are pure ``jax.numpy`` functions used inside
@@ -35,6 +39,7 @@ class TaskKind(enum.StrEnum):
     MULTILABEL = "multilabel"
     REGRESSION = "regression"
     TEXT = "text"
+    IMAGE = "image"
 
 
 class PredictionKind(enum.StrEnum):
@@ -143,6 +148,8 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
         return problems
     if task.kind is TaskKind.TEXT:
         return problems  # strings: nulls are refused when the column is read
+    if task.kind is TaskKind.IMAGE:
+        return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if np.issubdtype(preds.dtype, np.floating):
         bad = ~np.isfinite(preds)
         if bad.any():
@@ -173,6 +180,30 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
     if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
         problems.append(f"targets: expected {task.classes} labels per row, got shape {targets.shape[1:]}")
     return problems
+
+
+def _check_images(role: str, values: np.ndarray, n: int) -> list[str]:
+    """Encoded images (an object array of bytes) or ``[n, S*S*3]`` pixels: uint8-range integers or [0, 1] floats."""
+    if values.dtype == object:
+        bad = sum(not isinstance(v, bytes | bytearray | memoryview) or len(v) == 0 for v in values)
+        return [f"{role}: {bad} rows that are not non-empty encoded image bytes"] if bad else []
+    if values.ndim != 2:
+        return [
+            f"{role}: expected encoded image bytes or a list of S*S*3 pixel values per row, got shape {values.shape}"
+        ]
+    side = int(np.sqrt(values.shape[1] / 3))
+    if side < 1 or 3 * side * side != values.shape[1]:
+        return [f"{role}: {values.shape[1]} pixel values per row is not S*S*3 for a square RGB image"]
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+        what = "pixel values outside [0, 1] or NaN (float pixels are read as [0, 1] intensities)"
+    elif np.issubdtype(values.dtype, np.integer):
+        bad = (values < 0) | (values > 255)
+        what = "pixel values outside [0, 255]"
+    else:
+        return [f"{role}: expected numeric pixel values, got {values.dtype}"]
+    count = int(bad.any(axis=1).sum())
+    return [f"{role}: {count} rows with {what}"] if count else []
 
 
 def _check_labels(task: Task, role: str, values: np.ndarray, n: int) -> list[str]:

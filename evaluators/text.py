@@ -23,7 +23,7 @@ import numpy as np
 
 from evaluators.calibration import from_fixed, to_fixed
 from evaluators.classification import require_kind, scatter_add
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_with_extremes
 from evaluators.task import Task, TaskKind
 
 HISTOGRAM_BINS = 400
@@ -85,20 +85,7 @@ class ScoreMoments(Statistic):
         }
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
-        w = np.asarray(weights, np.float64)
-        out = []
-        for row in w:
-            used = row > 0
-            out.append(
-                {
-                    "weight": row @ stacked["weight"],
-                    "sums": np.tensordot(row, np.asarray(stacked["sums"], np.float64), axes=1),
-                    "lo": stacked["lo"][used].min() if used.any() else np.inf,
-                    "hi": stacked["hi"][used].max() if used.any() else -np.inf,
-                    "histogram": row @ stacked["histogram"],
-                }
-            )
-        return out
+        return resample_with_extremes(stacked, weights)
 
 
 def _score_summary(state: State) -> dict[str, float | np.ndarray]:

@@ -49,6 +49,15 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "any column", lambda t: True
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+    if task.kind is TaskKind.IMAGE and role in ("predictions", "targets"):
+        return (
+            "encoded image bytes (binary) or S*S*3 pixel values per row (list or fixed_size_list of numbers)",
+            lambda t: (
+                pa.types.is_binary(t)
+                or pa.types.is_large_binary(t)
+                or (_is_list(t) and (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)))
+            ),
+        )
     if per_row and role in ("predictions", "targets"):
         width = task.classes
         return (

@@ -2,7 +2,8 @@
 
 Binary shards have a calibrated-but-imperfect score, an imbalanced label and
 slice columns; multiclass shards have softmax probabilities as a
-``fixed_size_list<float32>[C]`` column and a long-tailed label distribution.
+``fixed_size_list<float32>[C]`` column and a long-tailed label distribution;
+image shards have generated and real 32 x 32 images as PNG bytes.
 """
 
 from __future__ import annotations
@@ -108,6 +109,82 @@ def text_pairs_table(rng: np.random.Generator, rows: int, start_id: int = 0) -> 
     )
 
 
+def synthetic_images(rng: np.random.Generator, rows: int, size: int = 32) -> np.ndarray:
+    """``rows`` smooth RGB images ``[rows, size, size, 3]`` uint8: a colour gradient, a sinusoidal texture
+    and a disc, with random colours, frequencies and positions, plus a little pixel noise."""
+    grid = (np.arange(size) + 0.5) / size
+    y, x = grid[None, :, None], grid[None, None, :]
+    angle = rng.uniform(0, 2 * np.pi, (rows, 1, 1))
+    ramp = np.cos(angle) * x + np.sin(angle) * y
+    freq = rng.uniform(1.0, 6.0, (rows, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, (rows, 1, 1))
+    wave = np.sin(2 * np.pi * freq * (np.sin(angle) * x - np.cos(angle) * y) + phase)
+    cx, cy, radius = (rng.uniform(lo, hi, (rows, 1, 1)) for lo, hi in ((0.2, 0.8), (0.2, 0.8), (0.1, 0.35)))
+    disc = ((x - cx) ** 2 + (y - cy) ** 2 < radius**2).astype(np.float64)
+    colours = rng.uniform(0, 1, (4, rows, 1, 1, 3))
+    image = (
+        colours[0] * (1 - ramp[..., None]) * 0.6
+        + colours[1] * ramp[..., None] * 0.6
+        + 0.15 * wave[..., None] * colours[2]
+        + disc[..., None] * (colours[3] - 0.3) * 0.5
+        + rng.normal(0, 0.02, (rows, size, size, 3))
+    )
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def encode_png(images: np.ndarray) -> list[bytes]:
+    """``[n, h, w, 3]`` uint8 -> PNG bytes per image (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    out = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image, "RGB").save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def image_table(
+    rng: np.random.Generator, rows: int, start_id: int = 0, *, size: int = 32, encoding: str = "png"
+) -> pa.Table:
+    """Columns: row_id, generated, real (images), country.
+
+    ``real`` images are :func:`synthetic_images`; each ``generated`` image is its row's real image with
+    noise (40%), with shifted colours (30%), or an unrelated image (30%). ``encoding="png"``: binary columns
+    of PNG bytes; ``"pixels"``: ``fixed_size_list<uint8>[size * size * 3]`` (row-major height x width x RGB).
+    """
+    real = synthetic_images(rng, rows, size)
+    kind = rng.random(rows)[:, None, None, None]
+    noisy = real + rng.normal(0, 12, real.shape)
+    shifted = real * rng.uniform(0.7, 1.0, (rows, 1, 1, 3)) + rng.uniform(0, 60, (rows, 1, 1, 3))
+    other = synthetic_images(rng, rows, size)
+    generated = np.where(kind < 0.4, noisy, np.where(kind < 0.7, shifted, other))
+    generated = np.clip(np.round(generated), 0, 255).astype(np.uint8)
+    if encoding == "png":
+        columns = {
+            "generated": pa.array(encode_png(generated), pa.binary()),
+            "real": pa.array(encode_png(real), pa.binary()),
+        }
+    elif encoding == "pixels":
+        width = size * size * 3
+        columns = {
+            name: pa.FixedSizeListArray.from_arrays(pa.array(images.reshape(-1)), width)
+            for name, images in (("generated", generated), ("real", real))
+        }
+    else:
+        raise ValueError(f"encoding must be 'png' or 'pixels', got {encoding!r}")
+    country = rng.choice(len(COUNTRIES), size=rows)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            **columns,
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+        }
+    )
+
+
 def write_shards(
     directory: str,
     kind: str,
@@ -130,8 +207,10 @@ def write_shards(
             table = multiclass_table(rng, n, num_classes, start)
         elif kind == "text":
             table = text_pairs_table(rng, n, start)
+        elif kind == "image":
+            table = image_table(rng, n, start)
         else:
-            raise ValueError(f"kind must be 'binary', 'multiclass' or 'text', got {kind!r}")
+            raise ValueError(f"kind must be 'binary', 'multiclass', 'text' or 'image', got {kind!r}")
         path = os.path.join(directory, f"part-{i:05d}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows)
         paths.append(path)

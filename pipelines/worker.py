@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 
 from evaluators.accumulate import Accumulator
-from evaluators.backbones import load_backbone
+from evaluators.backbones import Reader, load_backbone
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import check_batch
 from pipelines.bootstrap import buckets, row_keys
@@ -68,6 +69,16 @@ _BUCKET = "bootstrap:bucket"
 BATCH_ROWS = 1 << 18
 """Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
 updates (a unit's rows are folded in file order whatever the row-group size)."""
+
+
+def fsspec_reader(root: str) -> Reader:
+    """Checkpoint files under ``root`` (any fsspec URL; ``""``: ``root`` itself)."""
+
+    def read(name: str) -> bytes:
+        with fsspec.open(f"{root.rstrip('/')}/{name}" if name else root, "rb") as handle:
+            return handle.read()
+
+    return read
 
 
 _FILE = "score:file"
@@ -229,7 +240,7 @@ class UnitEvaluator:
         """The job's backbone, loaded on first use and then kept for every unit this worker gets."""
         if self._backbone is None:
             assert self.spec.backbone is not None
-            self._backbone = load_backbone(self.spec.backbone)
+            self._backbone = load_backbone(self.spec.backbone, fsspec_reader(self.spec.backbone.weights))
             self.backbone_loads += 1
         return self._backbone
 

@@ -13,7 +13,7 @@ from pipelines.synthetic import write_shards
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("binary", "multiclass", "text"))
+    parser.add_argument("kind", choices=("binary", "multiclass", "text", "image"))
     parser.add_argument("directory")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=12)

@@ -170,3 +170,16 @@ def test_text_job_on_two_ray_actors_equals_local_and_reference(tmp_path, ray_clu
     loads = ray_run.metadata["backbone"]["loads_per_worker"]
     assert len(loads) == 2 and set(loads.values()) == {1}
     assert ray_run.metadata["units"] >= 8
+
+
+def test_functional_text_metrics_run_the_pipeline_statistics(encoder, reference_model):
+    import evaluators.functional as F
+
+    table = text_pairs_table(np.random.default_rng(4), 64)
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    scores = bertscore_reference(reference_model, candidates, references)
+    assert F.bertscore_f1(candidates, references, encoder) == pytest.approx(scores[:, 2].mean(), abs=2e-6)
+    ec = reference_model.encode(candidates, convert_to_numpy=True)
+    er = reference_model.encode(references, convert_to_numpy=True)
+    cosine = np.sum(ec * er, 1) / (np.linalg.norm(ec, axis=1) * np.linalg.norm(er, axis=1))
+    assert F.embedding_similarity(candidates, references, encoder) == pytest.approx(cosine.mean(), abs=2e-6)

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+Reader = Callable[[str], bytes]
+"""``read(name) -> bytes``: a checkpoint file by its name relative to ``BackboneSpec.weights`` (``""``:
+the weights URI itself). Raises ``FileNotFoundError`` for a missing file. The pipeline passes one
+that reads through fsspec (``s3://``, ``gs://``...); evaluators itself touches no storage library."""
+
+
+def local_reader(root: str) -> Reader:
+    """A :data:`Reader` over a local directory (or file, for ``name == ""``)."""
+
+    def read(name: str) -> bytes:
+        return (Path(root) / name if name else Path(root)).read_bytes()
+
+    return read
+
 
 DTYPES = ("float32", "bfloat16")
 
@@ -14,11 +30,13 @@ class BackboneSpec:
     """Which frozen backbone a job uses.
 
     Attributes:
-        kind: registry name (``"bert"``: a BERT-family sentence encoder in Hugging Face layout).
-        weights: directory URI (any fsspec URL) holding the checkpoint files.
+        kind: registry name (``"bert"``: a BERT-family sentence encoder in Hugging Face layout;
+            ``"cnn"``: a small convolutional image encoder, see :mod:`evaluators.backbones.cnn`).
+        weights: directory URI (any fsspec URL) holding the checkpoint files (``cnn``: or the weights file itself).
         dtype: compute dtype of the matrix products, ``float32`` or ``bfloat16``.
         batch_size: rows per compiled call; batches are padded to it, so one shape per length bucket.
-        max_length: longest token sequence kept (longer texts are truncated, as sentence-transformers does).
+        max_length: longest token sequence kept (longer texts are truncated, as sentence-transformers does);
+            text backbones only.
     """
 
     kind: str
@@ -38,20 +56,27 @@ class BackboneSpec:
             raise ValueError(f"backbone max_length must be from 8 to 4096, got {self.max_length}")
 
 
-def _bert(spec: BackboneSpec) -> Any:
+def _bert(spec: BackboneSpec, read: Reader) -> Any:
     from evaluators.backbones.bert import TextEncoder
 
-    return TextEncoder.load(spec)
+    return TextEncoder.load(spec, read)
 
 
-BACKBONE_KINDS: dict[str, Callable[[BackboneSpec], Any]] = {"bert": _bert}
-"""Backbone kind -> loader (spec -> loaded backbone)."""
+def _cnn(spec: BackboneSpec, read: Reader) -> Any:
+    from evaluators.backbones.cnn import ImageEncoder
+
+    return ImageEncoder.load(spec, read)
 
 
-def load_backbone(spec: BackboneSpec) -> Any:
+BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _bert, "cnn": _cnn}
+"""Backbone kind -> loader ((spec, read) -> loaded backbone)."""
+
+
+def load_backbone(spec: BackboneSpec, read: Reader | None = None) -> Any:
     """Load the backbone ``spec`` names (reads its weights once; the result is reused for every batch).
 
     A loaded backbone has ``extract(columns) -> {feature name: array [n, ...]}``, turning a batch's
     raw ``predictions`` / ``targets`` columns into the features its task's statistics read.
+    ``read`` fetches checkpoint files (default: the local filesystem).
     """
-    return BACKBONE_KINDS[spec.kind](spec)
+    return BACKBONE_KINDS[spec.kind](spec, read or local_reader(spec.weights))

@@ -1,6 +1,6 @@
 """A BERT-family sentence encoder in JAX, loading a Hugging Face / sentence-transformers layout.
 
-The checkpoint directory (any fsspec URL) holds ``config.json`` (``BertModel``), ``model.safetensors``,
+The checkpoint directory (read through a :data:`~evaluators.backbones.base.Reader`) holds ``config.json`` (``BertModel``), ``model.safetensors``,
 ``tokenizer.json`` and, optionally, the sentence-transformers files ``modules.json`` (whether the
 embedding is L2-normalised), ``1_Pooling/config.json`` (mean / CLS / max pooling) and
 ``sentence_bert_config.json`` (``max_seq_length``). The forward pass is the BERT encoder (post-layer
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import fsspec
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.backbones.base import BackboneSpec
+from evaluators.backbones.base import BackboneSpec, Reader
 
 Params = dict[str, Any]
 MIN_LENGTH = 16
@@ -52,14 +51,11 @@ class BertConfig:
         )
 
 
-def _read(uri: str, name: str, mode: str = "rb") -> Any:
-    with fsspec.open(f"{uri.rstrip('/')}/{name}", mode) as handle:
-        return handle.read()
-
-
-def _exists(uri: str, name: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(f"{uri.rstrip('/')}/{name}")
-    return bool(fs.exists(path))
+def _optional_json(read: Reader, name: str) -> Any:
+    try:
+        return json.loads(read(name))
+    except FileNotFoundError:
+        return None
 
 
 def load_params(payload: bytes, config: BertConfig) -> Params:
@@ -227,28 +223,24 @@ class TextEncoder:
         return self.config.hidden_size
 
     @classmethod
-    def load(cls, spec: BackboneSpec) -> TextEncoder:
-        """Read config, weights, tokenizer and sentence-transformers settings from ``spec.weights``."""
+    def load(cls, spec: BackboneSpec, read: Reader) -> TextEncoder:
+        """Read config, weights, tokenizer and sentence-transformers settings through ``read``."""
         from tokenizers import Tokenizer
 
-        uri = spec.weights
-        config = BertConfig.from_json(json.loads(_read(uri, "config.json")))
-        params = load_params(_read(uri, "model.safetensors"), config)
-        tokenizer = Tokenizer.from_str(_read(uri, "tokenizer.json", "r"))
+        config = BertConfig.from_json(json.loads(read("config.json")))
+        params = load_params(read("model.safetensors"), config)
+        tokenizer = Tokenizer.from_str(read("tokenizer.json").decode())
         pooling, normalize, max_length = "mean", False, spec.max_length
-        if _exists(uri, "1_Pooling/config.json"):
-            pool_cfg = json.loads(_read(uri, "1_Pooling/config.json"))
-            pooling = (
-                "cls"
-                if pool_cfg.get("pooling_mode_cls_token")
-                else "max"
-                if pool_cfg.get("pooling_mode_max_tokens")
-                else "mean"
-            )
-        if _exists(uri, "modules.json"):
-            normalize = any(m.get("type", "").endswith("Normalize") for m in json.loads(_read(uri, "modules.json")))
-        if _exists(uri, "sentence_bert_config.json"):
-            max_length = min(max_length, int(json.loads(_read(uri, "sentence_bert_config.json"))["max_seq_length"]))
+        pool_cfg = _optional_json(read, "1_Pooling/config.json")
+        if pool_cfg:
+            cls_token, max_tokens = pool_cfg.get("pooling_mode_cls_token"), pool_cfg.get("pooling_mode_max_tokens")
+            pooling = "cls" if cls_token else "max" if max_tokens else "mean"
+        modules = _optional_json(read, "modules.json")
+        if modules:
+            normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+        st_config = _optional_json(read, "sentence_bert_config.json")
+        if st_config:
+            max_length = min(max_length, int(st_config["max_seq_length"]))
         max_length = min(max_length, config.max_positions)
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_length)

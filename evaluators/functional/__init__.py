@@ -26,19 +26,35 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
+from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
+from evaluators.functional.text import (
+    bertscore_f1,
+    bertscore_precision,
+    bertscore_recall,
+    embedding_similarity,
+    frechet_embedding_distance,
+)
 
 __all__ = [
     "accuracy",
     "average_precision",
     "balanced_accuracy",
+    "bertscore_f1",
+    "bertscore_precision",
+    "bertscore_recall",
     "brier_score",
     "cohen_kappa",
     "confusion_matrix",
+    "embedding_similarity",
     "expected_calibration_error",
     "explained_variance",
     "f1_score",
     "fbeta_score",
+    "fid",
+    "frechet_embedding_distance",
+    "inception_score",
+    "kid",
     "log_loss",
     "mae",
     "matthews_corrcoef",

@@ -1,0 +1,49 @@
+"""Text-pair metrics as functions: ``(predictions, targets, backbone)`` with candidate and reference strings.
+
+``backbone`` is a loaded encoder (``load_backbone(...)``), or a :class:`BackboneSpec` to load. The
+functions run the backbone's features through the same statistics the pipeline merges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evaluators import catalog
+from evaluators.accumulate import Accumulator
+from evaluators.backbones import BackboneSpec, load_backbone
+from evaluators.task import Task, TaskKind
+
+
+def _text_metric(name: str, predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> dict[str, Any]:
+    encoder = load_backbone(backbone) if isinstance(backbone, BackboneSpec) else backbone
+    metric = catalog.build(name, Task(TaskKind.TEXT))
+    features = encoder.extract({"predictions": list(predictions), "targets": list(targets)})
+    acc = Accumulator([metric.statistic])
+    columns = {k: features[k] for k in metric.statistic.features}
+    return metric.compute(acc.update(acc.zero(), columns)[0])
+
+
+def embedding_similarity(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
+    """Mean cosine similarity of candidate and reference sentence embeddings."""
+    return float(_text_metric("embedding_similarity", predictions, targets, backbone)[""])
+
+
+def bertscore_precision(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
+    """Mean BERTScore precision (greedy matching of last-layer token embeddings)."""
+    return float(_text_metric("bertscore_precision", predictions, targets, backbone)[""])
+
+
+def bertscore_recall(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
+    """Mean BERTScore recall."""
+    return float(_text_metric("bertscore_recall", predictions, targets, backbone)[""])
+
+
+def bertscore_f1(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
+    """Mean per-pair BERTScore F1."""
+    return float(_text_metric("bertscore_f1", predictions, targets, backbone)[""])
+
+
+def frechet_embedding_distance(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
+    """Fréchet distance between the candidate and reference embedding distributions."""
+    return float(_text_metric("frechet_embedding_distance", predictions, targets, backbone)[""])
