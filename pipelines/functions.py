@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.statistic import DerivedMetric, Direction, Statistic
 from pipelines.errors import DataError
 
 ALLOW_ENV = "EVALPIPE_ALLOWED_MODULES"
@@ -128,3 +129,22 @@ def call_function(
             raise DataError(f"{where}: metric function {spec.path}: {name!r} has {int(bad.sum())} NaN or inf scores.")
         out[spec.feature(name)] = scores
     return out
+
+
+def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> DerivedMetric:
+    """A metric from a user :class:`~evaluators.statistic.Statistic` subclass at ``path``.
+
+    The class is built with ``params`` and must define ``finalize(state) -> {suffix: value}`` (``""``:
+    the headline value); an optional class attribute ``direction`` (``higher``, ``lower``, ``info``)
+    ranks it. Its merge and resample follow the :class:`Statistic` contract, so it is sliced,
+    merged and bootstrapped like a catalogue statistic.
+    """
+    cls = load_function(path)
+    if not (isinstance(cls, type) and issubclass(cls, Statistic)):
+        raise TypeError(f"{path} is not a subclass of evaluators.statistic.Statistic")
+    statistic = cls(**params)
+    finalize = getattr(statistic, "finalize", None)
+    if not callable(finalize):
+        raise TypeError(f"{path} has no finalize(state) method")
+    description = (cls.__doc__ or path).strip().split("\n")[0]
+    return DerivedMetric(key, statistic, finalize, Direction(getattr(cls, "direction", "info")), description=description)

@@ -37,7 +37,13 @@ from evaluators.sketch import summary as sketch_summary
 from evaluators.statistic import DerivedMetric, Direction
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
-from pipelines.functions import FunctionSpec, allowed_prefixes, import_function, split_path
+from pipelines.functions import (
+    FunctionSpec,
+    allowed_prefixes,
+    custom_statistic_metric,
+    import_function,
+    split_path,
+)
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
@@ -153,7 +159,7 @@ class JobSpec:
 
     def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
         """Each metric entry with its built metric (validated at load time), then one per user-function output."""
-        built = [(m, catalog.build(m.name, self.task, m.params)) for m in self.metrics]
+        built = [(m, build_metric(m, self.task)) for m in self.metrics]
         return built + function_metrics(self.functions)
 
 
@@ -339,6 +345,9 @@ def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tu
     for i, entry in enumerate(raw):
         path: Path = ("metrics", i)
         where = root.source.where(path)
+        if isinstance(entry, dict) and "statistic" in entry:
+            specs.append(_custom_statistic_entry(root, i, entry, task, keys))
+            continue
         if isinstance(entry, str):
             name, params, key, priority = entry, {}, None, "secondary"
         elif isinstance(entry, dict) and "name" in entry:
@@ -539,7 +548,7 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
 
 def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> BackboneSpec | None:
     sec = root.section("backbone")
-    needs = [m.key for m in metrics if catalog.build(m.name, task, m.params).statistic.features]
+    needs = [m.key for m in metrics if build_metric(m, task).statistic.features]
     if not sec.value:
         if needs:
             raise SpecError(
@@ -558,6 +567,42 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     if max_length < 8:
         raise SpecError(f"{sec.where('max_length')}: expected at least 8 tokens, got {max_length}.")
     return BackboneSpec(kind, weights, dtype, batch_size, max_length)
+
+
+CUSTOM_PREFIX = "statistic:"
+"""``MetricSpec.name`` of a user statistic class: the prefix, then its dotted path."""
+
+
+def build_metric(metric: MetricSpec, task: Task) -> DerivedMetric:
+    """The catalogue metric, or the user statistic class, that a metric entry names."""
+    if metric.name.startswith(CUSTOM_PREFIX):
+        return custom_statistic_metric(metric.name.removeprefix(CUSTOM_PREFIX), metric.key, metric.params)
+    return catalog.build(metric.name, task, metric.params)
+
+
+def _custom_statistic_entry(
+    root: _Section, i: int, entry: dict[str, Any], task: Task, keys: dict[str, int]
+) -> MetricSpec:
+    sec = _Section(root.source, ("metrics", i), entry)
+    path = sec.get("statistic", str, required=True)
+    params = sec.get("params", dict, {})
+    key = sec.get("as", str)
+    priority = sec.get("priority", str, "secondary", choices=PRIORITIES)
+    sec.finish()
+    allowed = root.value.get("allow_modules") or []
+    prefixes = allowed_prefixes(allowed if isinstance(allowed, list) else [])
+    try:
+        import_function(path, prefixes)
+        key = key or split_path(path)[1]
+        custom_statistic_metric(path, key, params)
+    except PermissionError as exc:
+        raise SpecError(f"{sec.where('statistic')}: {path!r}: {exc}.") from None
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise SpecError(f"{sec.where('statistic')}: cannot use {path!r}: {type(exc).__name__}: {exc}.") from None
+    if key in keys:
+        raise SpecError(f"{sec.where()}: metric key {key!r} is already used by metrics[{keys[key]}]; set `as:`.")
+    keys[key] = i
+    return MetricSpec(CUSTOM_PREFIX + path, key, dict(params), priority)
 
 
 def function_metrics(functions: Sequence[FunctionSpec]) -> list[tuple[MetricSpec, DerivedMetric]]:
@@ -762,4 +807,4 @@ def metrics_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") -> 
         FunctionSpec(f.get("as") or split_path(f["function"])[1], f["function"], tuple(f["outputs"]))
         for f in recorded.get("functions") or []
     ]  # rebuilt from the record alone: user modules are not imported to read a run
-    return [(m, catalog.build(m.name, task, m.params)) for m in entries] + function_metrics(functions)
+    return [(m, build_metric(m, task)) for m in entries] + function_metrics(functions)

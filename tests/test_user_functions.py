@@ -112,3 +112,36 @@ def test_a_function_returning_the_wrong_number_of_scores_is_a_data_error(tmp_pat
     with pytest.raises(DataError, match=r"tests\.user_metrics\.broken: 'score' has \d+ scores for \d+ rows"):
         run_job(_load(tmp_path, spec), show_progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
+
+
+def test_a_user_statistic_class_is_a_metric_like_the_catalogue(tmp_path):
+    data = tmp_path / "binary"
+    write_shards(str(data), "binary", 6_000, 4, seed=3, row_group_rows=700)
+    spec = {
+        "name": "custom",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"}},
+        "task": "binary",
+        "metrics": [
+            "accuracy",
+            {"statistic": "tests.user_metrics.PositiveRate", "params": {"threshold": 0.3}, "as": "rate"},
+        ],
+        "allow_modules": ["tests.user_metrics"],
+        "slices": [{"column": "device"}],
+        "confidence": {"replicates": 60},
+        "execution": {"runner": "local", "unit_rows": 1_000},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(_load(tmp_path, spec), show_progress=False).run
+    table = pq.read_table(data)
+    score = table.column("score").to_numpy()
+    device = np.asarray(table.column("device").to_pylist())
+    rate = run.point("overall").metrics["rate"]
+    assert rate.value == pytest.approx(np.mean(score > 0.3), abs=1e-15)
+    assert rate.lower < rate.value < rate.upper
+    assert run.point("overall").metrics["rate.rows"].value == len(score)
+    web = run.point("device=web").metrics["rate"].value
+    assert web == pytest.approx(np.mean(score[device == "web"] > 0.3), abs=1e-15)
+    assert run.metric_defs["rate"].description == "Weighted fraction of rows whose prediction is above the threshold."
+    spec["allow_modules"] = []
+    with pytest.raises(SpecError, match=r"metrics\[1\]\.statistic.*not allowed"):
+        _load(tmp_path, spec, "refused.yaml")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.statistic import Statistic
+
 
 def lengths(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
     """Words in the output, and whether the output repeats the reference given as an extra column."""
@@ -15,3 +22,24 @@ def lengths(samples: list[str], prompts: list[str], outputs: list[str], **kwargs
 
 def broken(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
     return {"score": [1.0] * (len(samples) - 1)}
+
+
+@dataclass(frozen=True)
+class PositiveRate(Statistic):
+    """Weighted fraction of rows whose prediction is above the threshold."""
+
+    threshold: float = 0.5
+    direction = "info"
+
+    def zero(self):
+        return (np.zeros((), np.float64), np.zeros((), np.float64))
+
+    def update(self, state, batch):
+        weight, above = state
+        w = jnp.asarray(batch["weights"], jnp.float64)
+        p = jnp.asarray(batch["predictions"], jnp.float64)
+        return weight + jnp.sum(w), above + jnp.sum(w * (p > self.threshold))
+
+    def finalize(self, state):
+        weight, above = state
+        return {"": float(above / weight) if weight > 0 else float("nan"), ".rows": float(weight)}
