@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import calibration, classification, image, ranking, regression, text
+from evaluators import calibration, classification, image, ranking, regression, segmentation, text
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task
 
@@ -48,6 +48,13 @@ METRICS: Mapping[str, Factory] = {
     "r2": regression.r2,
     "explained_variance": regression.explained_variance,
     "pearson_corrcoef": regression.pearson_corrcoef,
+    # semantic segmentation (one pixel confusion matrix)
+    "mean_iou": segmentation.mean_iou_metric,
+    "jaccard_index": segmentation.jaccard_index_metric,
+    "dice_score": segmentation.dice_score_metric,
+    "pixel_accuracy": segmentation.pixel_accuracy_metric,
+    "mean_pixel_accuracy": segmentation.mean_pixel_accuracy_metric,
+    "pixel_confusion_matrix": segmentation.pixel_confusion_matrix_metric,
     # text pairs (a backbone turns strings into features)
     "embedding_similarity": text.embedding_similarity,
     "bertscore_precision": text.bertscore_precision,

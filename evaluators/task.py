@@ -12,6 +12,7 @@ multiclass     ``[n, C]`` probabilities / logits,          ``[n]`` int in [0, C)
 multilabel     ``[n, L]`` probabilities / logits / 0-1     ``[n, L]`` int in {0, 1}
 regression     ``[n]`` float                               ``[n]`` float
 text           ``[n]`` candidate strings                   ``[n]`` reference strings
+segmentation   ``[n]`` class-id masks (PNG or pixel lists)  ``[n]`` class-id masks
 image          ``[n]`` generated images: encoded PNG/JPEG   ``[n]`` real images, same forms
                bytes, or ``[n, S*S*3]`` pixels (uint8 in
                [0, 255] or float in [0, 1], row-major
@@ -40,6 +41,7 @@ class TaskKind(enum.StrEnum):
     REGRESSION = "regression"
     TEXT = "text"
     IMAGE = "image"
+    SEGMENTATION = "segmentation"
 
 
 class PredictionKind(enum.StrEnum):
@@ -74,7 +76,7 @@ class Task:
         object.__setattr__(self, "prediction", PredictionKind(self.prediction))
         if self.kind is TaskKind.BINARY:
             object.__setattr__(self, "num_classes", 2)
-        if self.kind in (TaskKind.MULTICLASS, TaskKind.MULTILABEL):
+        if self.kind in (TaskKind.MULTICLASS, TaskKind.MULTILABEL, TaskKind.SEGMENTATION):
             if self.num_classes is None or int(self.num_classes) < 2:
                 raise ValueError(f"a {self.kind} task needs num_classes >= 2, got {self.num_classes!r}")
             object.__setattr__(self, "num_classes", int(self.num_classes))
@@ -150,6 +152,8 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
         return problems  # strings: nulls are refused when the column is read
     if task.kind is TaskKind.IMAGE:
         return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
+    if task.kind is TaskKind.SEGMENTATION:
+        return problems  # masks are decoded and checked per image by the pipeline
     if np.issubdtype(preds.dtype, np.floating):
         bad = ~np.isfinite(preds)
         if bad.any():

@@ -147,4 +147,6 @@ def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> D
     if not callable(finalize):
         raise TypeError(f"{path} has no finalize(state) method")
     description = (cls.__doc__ or path).strip().split("\n")[0]
-    return DerivedMetric(key, statistic, finalize, Direction(getattr(cls, "direction", "info")), description=description)
+    return DerivedMetric(
+        key, statistic, finalize, Direction(getattr(cls, "direction", "info")), description=description
+    )

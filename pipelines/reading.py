@@ -49,6 +49,11 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "any column", lambda t: True
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+    if task.kind is TaskKind.SEGMENTATION and role in ("predictions", "targets"):
+        return (
+            "single-channel PNG masks of class ids (binary) or class ids per pixel (list of integers)",
+            lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or (_is_list(t) and _is_label(t.value_type)),
+        )
     if task.kind is TaskKind.IMAGE and role in ("predictions", "targets"):
         return (
             "encoded image bytes (binary) or S*S*3 pixel values per row (list or fixed_size_list of numbers)",

@@ -319,7 +319,7 @@ def _task(root: _Section) -> Task:
     threshold = sec.get("threshold", float, 0.5)
     ignore_index = sec.get("ignore_index", int)
     sec.finish()
-    if kind in ("multiclass", "multilabel") and num_classes is None:
+    if kind in ("multiclass", "multilabel", "segmentation") and num_classes is None:
         raise SpecError(
             f"{sec.where()}: a {kind} task needs `num_classes` (the number of {'classes' if kind == 'multiclass' else 'labels'})."
         )

@@ -21,8 +21,9 @@ import pyarrow as pa
 
 from evaluators.accumulate import Accumulator
 from evaluators.backbones import Reader, load_backbone
+from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
-from evaluators.task import check_batch
+from evaluators.task import TaskKind, check_batch
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError
 from pipelines.functions import call_function, load_function
@@ -94,6 +95,27 @@ def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.
     columns = {k: np.concatenate(v) for k, v in merged.items()}
     paths = np.asarray(files, dtype=object)[columns.pop("file")]
     return pa.table({"file": pa.array(paths, pa.string()), **{k: pa.array(v) for k, v in columns.items()}})
+
+
+def _masks(column: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """A mask column: PNG bytes per row -> per-image arrays; pixel lists ``[n, P]`` stay as they are."""
+    return [decode_mask(bytes(v)) for v in column] if column.dtype == object else column
+
+
+def _mask_pixel_rows(
+    columns: dict[str, np.ndarray], bucket: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Images -> fixed-width pixel rows (each inside one image); an image's bucket repeats over its rows,
+    so the bootstrap still resamples images."""
+    predictions, targets = _masks(columns["predictions"]), _masks(columns["targets"])
+    rows = pixel_rows(predictions, targets, columns.get("weights"))
+    if bucket is not None:
+        width = rows["targets"].shape[1]
+        pixels = (
+            [np.asarray(t).size for t in targets] if isinstance(targets, list) else [targets[0].size] * len(targets)
+        )
+        bucket = np.repeat(bucket, [-(-p // width) for p in pixels])
+    return rows, bucket
 
 
 def _describe(unit: WorkUnit) -> str:
@@ -228,11 +250,15 @@ class UnitEvaluator:
                 partial.rows[key] = partial.rows.get(key, 0) + n
                 continue
             subset = _take(metric_columns, rows)
+            bucket = None
+            if racc is not None:
+                bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
+            if self.spec.task.kind is TaskKind.SEGMENTATION:
+                subset, bucket = _mask_pixel_rows(subset, bucket)
             partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset, to_host=False)
             partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
             if racc is None:
                 continue
-            bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
             previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
             partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
 

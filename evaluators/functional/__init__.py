@@ -35,6 +35,14 @@ from evaluators.functional.text import (
     embedding_similarity,
     frechet_embedding_distance,
 )
+from evaluators.segmentation import (
+    dice_score,
+    jaccard_index,
+    mean_iou,
+    mean_pixel_accuracy,
+    pixel_accuracy,
+    pixel_confusion_matrix,
+)
 
 __all__ = [
     "accuracy",
@@ -46,6 +54,7 @@ __all__ = [
     "brier_score",
     "cohen_kappa",
     "confusion_matrix",
+    "dice_score",
     "embedding_similarity",
     "expected_calibration_error",
     "explained_variance",
@@ -54,13 +63,18 @@ __all__ = [
     "fid",
     "frechet_embedding_distance",
     "inception_score",
+    "jaccard_index",
     "kid",
     "log_loss",
     "mae",
     "matthews_corrcoef",
     "maximum_calibration_error",
+    "mean_iou",
+    "mean_pixel_accuracy",
     "mse",
     "pearson_corrcoef",
+    "pixel_accuracy",
+    "pixel_confusion_matrix",
     "precision",
     "r2",
     "recall",

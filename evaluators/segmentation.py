@@ -1,0 +1,776 @@
+"""Semantic segmentation: one pixel confusion matrix and the overlap metrics read off it.
+
+A segmentation batch has one image per row:
+
+* ``predictions``: predicted class ids ``[n, H, W]`` (any integer dtype), or class scores ``[n, H, W, C]``
+  (probabilities or logits; the predicted class is the argmax over the last axis, the first on a tie),
+  or, for a binary task, foreground scores ``[n, H, W]`` (float) thresholded as ``p > threshold``;
+* ``targets``: true class ids ``[n, H, W]``; pixels equal to ``ignore_index`` (commonly 255) are left out;
+* ``weights``: float64 ``[n]``, one weight per image (0 for padding rows).
+
+Any pixel layout works as long as predictions and targets share it: ``[n, P]`` flattened masks,
+``[n]`` single pixels, or the pixel rows of :func:`pixel_rows`, which split images of any sizes into
+fixed-width rows (so that a compiled update never pads a batch to a thousand full images).
+
+:class:`PixelConfusion` counts weighted pixels in a float64 ``[C, C]`` matrix (rows: true class, columns:
+predicted class). Its merge is addition, so any sharding of the images gives the same matrix, bit for bit
+while the weights are integers (pixel counts stay exact in float64 up to 2**53).
+
+Every metric reads that one matrix (a job computes it once), with ``tp``, ``fp``, ``fn`` per class:
+
+=======================  ======================================  =========================================
+metric                   per class                               default average
+=======================  ======================================  =========================================
+``mean_iou``             tp / (tp + fp + fn)   (Jaccard index)   ``macro`` (mIoU)
+``dice_score``           2 tp / (2 tp + fp + fn)   (F1)          ``macro``
+``pixel_accuracy``       tp / (tp + fn)   (recall)               ``micro``: correct pixels / valid pixels
+``mean_pixel_accuracy``  tp / (tp + fn)                          ``macro`` (mean class accuracy)
+=======================  ======================================  =========================================
+
+Averaging, over the *pooled* pixels of all images (scikit-learn and torchmetrics' ``Multiclass*`` metrics on
+the flattened valid pixels give the same numbers):
+
+* ``macro``: unweighted mean over the classes that occur in the targets or the predictions (tp + fp + fn > 0),
+  as scikit-learn's default ``labels`` and torchmetrics' ``MulticlassJaccardIndex`` / ``MulticlassF1Score`` /
+  ``MulticlassAccuracy``; a class absent from both neither counts as 0 nor as 1;
+* ``micro``: one ratio of the counts summed over classes (micro Dice equals pixel accuracy);
+* ``weighted``: mean weighted by each class's support (true pixels), the frequency-weighted IoU for IoU;
+* ``none``: one value per class, all ``C`` classes, keys ``"[i]"``; an absent class takes ``zero_division``;
+* ``binary``: the value of class 1 (two classes), calibrax's ``iou(pred_mask, gt_mask)``.
+
+A ratio with a zero denominator takes ``zero_division`` (default 0.0, as both references).
+
+``ignore_index``: target pixels with that value are dropped. When it is also a class id in ``[0, C)``, that class
+is left out of the ``macro``, ``micro`` and ``weighted`` reductions too (as torchmetrics' JaccardIndex, and as
+scikit-learn given ``labels`` without it); predicting it on a valid pixel still counts as an error.
+
+These are dataset-level metrics: torchmetrics' ``segmentation.MeanIoU`` and ``segmentation.DiceScore`` (default
+``aggregation_level="samplewise"``) instead average per-image scores; on a single image, or with
+``DiceScore(aggregation_level="global")``, they agree with the values here.
+
+Example (calibrax's)::
+
+    >>> import numpy as np
+    >>> pred = np.array([1, 1, 0, 1, 0, 0, 1, 1])
+    >>> gt = np.array([1, 0, 0, 1, 0, 1, 1, 1])
+    >>> round(iou(pred, gt), 6), round(dice_coefficient(pred, gt), 6), pixel_accuracy(pred, gt)
+    (0.666667, 0.8, 0.75)
+    >>> round(mean_iou(np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 1, 0, 2, 2]), num_classes=3), 6)
+    0.555556
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.accumulate import Accumulator
+from evaluators.classification import _confusion_matrix, per_class_values, safe_divide, scatter_add
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import PredictionKind, Task, TaskKind
+
+AVERAGES = ("binary", "micro", "macro", "weighted", "none")
+SEGMENTATION_KINDS = ("binary", "multiclass", "segmentation")
+"""Task kinds whose ``num_classes`` / ``ignore_index`` the factories read (``segmentation`` once it exists)."""
+ROW_WIDTH = 1024
+"""Pixels per row in :func:`pixel_rows`."""
+FILL = -1
+"""Target value of the pixels that pad an image's last row; outside ``[0, C)``, so it counts nowhere."""
+
+
+# --- the statistic --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelConfusion(Statistic):
+    """Weighted pixel confusion counts of a segmentation task.
+
+    State: float64 ``[C, C]``, ``state[true, predicted]`` = summed weight of the pixels with that pair.
+
+    Attributes:
+        num_classes: C.
+        ignore_index: target value whose pixels are left out (``None``: none).
+        threshold: for two classes only: float predictions with the shape of the targets are foreground
+            scores, predicted class ``score > threshold``. ``None``: such predictions are class ids.
+        logits: foreground scores are logits (``sigmoid(score) > threshold``).
+
+    A pixel counts only when its target is in ``[0, C)`` and not ``ignore_index`` and its predicted class is in
+    ``[0, C)``; :func:`check_masks` reports out-of-range values before they reach the update.
+    """
+
+    num_classes: int
+    ignore_index: int | None = None
+    threshold: float | None = None
+    logits: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.num_classes) < 2:
+            raise ValueError(f"segmentation needs num_classes >= 2, got {self.num_classes!r}")
+        object.__setattr__(self, "num_classes", int(self.num_classes))
+        if self.threshold is not None and self.num_classes != 2:
+            raise ValueError("a foreground threshold needs num_classes == 2")
+
+    def zero(self) -> State:
+        return np.zeros((self.num_classes, self.num_classes), np.float64)
+
+    def predicted_classes(self, predictions: jax.Array, target_ndim: int) -> jax.Array:
+        """Predicted class ids with the targets' shape, int32: argmax of class scores, or thresholded
+        foreground scores, or the class ids themselves."""
+        if predictions.ndim == target_ndim + 1:
+            return jnp.argmax(predictions, axis=-1).astype(jnp.int32)
+        if self.threshold is not None and jnp.issubdtype(predictions.dtype, jnp.floating):
+            scores = jax.nn.sigmoid(predictions.astype(jnp.float64)) if self.logits else predictions
+            return (scores > self.threshold).astype(jnp.int32)
+        return predictions.astype(jnp.int32)
+
+    def update(self, state: State, batch: Batch) -> State:
+        c = self.num_classes
+        targets = jnp.asarray(batch["targets"]).astype(jnp.int32)
+        preds = self.predicted_classes(jnp.asarray(batch["predictions"]), targets.ndim)
+        weights = jnp.asarray(batch["weights"]).astype(jnp.float64)
+        w = jnp.broadcast_to(weights.reshape(weights.shape + (1,) * (targets.ndim - 1)), targets.shape)
+        valid = (targets >= 0) & (targets < c) & (preds >= 0) & (preds < c)
+        if self.ignore_index is not None:
+            valid &= targets != self.ignore_index
+        index = jnp.where(valid, targets * c + preds, 0)
+        return state + scatter_add(c * c, index, jnp.where(valid, w, 0.0)).reshape(c, c)
+
+
+# --- metrics read off the matrix -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelCounts:
+    """Per-class counts of a pixel confusion matrix, float64 ``[C]`` each, and the classes that averages use."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    used: np.ndarray
+    """bool ``[C]``: every class except an in-range ``ignore_index``."""
+
+    @property
+    def support(self) -> np.ndarray:
+        return self.tp + self.fn
+
+    @property
+    def present(self) -> np.ndarray:
+        """Used classes that occur in the targets or the predictions."""
+        return self.used & ((self.tp + self.fp + self.fn) > 0)
+
+
+def pixel_counts(cm: np.ndarray, ignore_index: int | None = None) -> PixelCounts:
+    """Per-class ``tp``, ``fp``, ``fn`` of a :class:`PixelConfusion` state ``[C, C]``."""
+    cm = np.asarray(cm, np.float64)
+    tp = np.diag(cm).copy()
+    used = np.ones(len(tp), bool)
+    if ignore_index is not None and 0 <= ignore_index < len(tp):
+        used[ignore_index] = False
+    return PixelCounts(tp=tp, fp=cm.sum(axis=0) - tp, fn=cm.sum(axis=1) - tp, used=used)
+
+
+def reduce_ratio(
+    counts: PixelCounts, num: np.ndarray, den: np.ndarray, average: str, zero_division: float
+) -> dict[str, float]:
+    """Average the per-class ratio ``num / den`` (float64 ``[C]``) as the module docstring describes."""
+    values = safe_divide(num, den, zero_division)
+    if average == "none":
+        return per_class_values(values)
+    if average == "binary":
+        return {"": float(values[1])}
+    used = counts.used
+    if average == "micro":
+        return {"": float(safe_divide(num[used].sum(), den[used].sum(), zero_division))}
+    if average == "weighted":
+        support = counts.support[used]
+        return {"": float(safe_divide((values[used] * support).sum(), support.sum(), zero_division))}
+    if average == "macro":
+        keep = counts.present
+        return {"": float(values[keep].mean()) if keep.any() else float(zero_division)}
+    raise ValueError(f"unknown average {average!r}; expected one of {', '.join(AVERAGES)}")
+
+
+def _iou(ignore_index: int | None, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = pixel_counts(cm, ignore_index)
+    return reduce_ratio(c, c.tp, c.tp + c.fp + c.fn, average, zero_division)
+
+
+def _dice(ignore_index: int | None, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = pixel_counts(cm, ignore_index)
+    return reduce_ratio(c, 2 * c.tp, 2 * c.tp + c.fp + c.fn, average, zero_division)
+
+
+def _class_accuracy(ignore_index: int | None, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
+    c = pixel_counts(cm, ignore_index)
+    return reduce_ratio(c, c.tp, c.support, average, zero_division)
+
+
+# --- catalogue factories ------------------------------------------------------------
+
+
+def pixel_confusion(
+    task: Task | None, num_classes: int | None = None, ignore_index: int | None = None
+) -> PixelConfusion:
+    """The statistic of a task: C from ``num_classes`` or ``task.num_classes``; ``ignore_index`` from the argument
+    or the task; a binary task with scores thresholds foreground scores at ``task.threshold``."""
+    if task is not None and str(task.kind) not in SEGMENTATION_KINDS:
+        raise ValueError(f"segmentation metrics are defined for {', '.join(SEGMENTATION_KINDS)} tasks, not {task.kind}")
+    task_classes = task.classes if task is not None else 0
+    if num_classes is not None and task_classes and int(num_classes) != task_classes:
+        raise ValueError(f"num_classes={num_classes} disagrees with the task's num_classes={task_classes}")
+    c = int(num_classes) if num_classes is not None else task_classes
+    if c < 2:
+        raise ValueError("segmentation metrics need num_classes >= 2 (from the task or the num_classes parameter)")
+    ignore = ignore_index if ignore_index is not None else (task.ignore_index if task is not None else None)
+    binary_scores = task is not None and task.kind is TaskKind.BINARY and task.has_scores
+    return PixelConfusion(
+        c,
+        None if ignore is None else int(ignore),
+        float(task.threshold) if binary_scores else None,
+        binary_scores and task.prediction is PredictionKind.LOGITS,
+    )
+
+
+def check_average(average: str, stat: PixelConfusion, allowed: tuple[str, ...] = AVERAGES) -> str:
+    if average not in allowed:
+        raise ValueError(f"average must be one of {', '.join(allowed)}; got {average!r}")
+    if average == "binary" and stat.num_classes != 2:
+        raise ValueError(f"average 'binary' needs two classes; this task has {stat.num_classes}")
+    return average
+
+
+def mean_iou_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+) -> DerivedMetric:
+    """Intersection over union tp / (tp + fp + fn) of the pooled pixels; ``macro`` is the mIoU."""
+    stat = pixel_confusion(task, num_classes, ignore_index)
+    finalize = partial(_iou, stat.ignore_index, check_average(average, stat), float(zero_division))
+    return DerivedMetric("mean_iou", stat, finalize, description="intersection over union of the pooled pixels")
+
+
+def jaccard_index_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+) -> DerivedMetric:
+    """Jaccard index of the pooled pixels: the same values as ``mean_iou``."""
+    metric = mean_iou_metric(
+        task, num_classes=num_classes, average=average, ignore_index=ignore_index, zero_division=zero_division
+    )
+    return DerivedMetric("jaccard_index", metric.statistic, metric.finalize, description=metric.description)
+
+
+def dice_score_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+) -> DerivedMetric:
+    """Dice coefficient 2 tp / (2 tp + fp + fn) of the pooled pixels (the pixel F1 score)."""
+    stat = pixel_confusion(task, num_classes, ignore_index)
+    finalize = partial(_dice, stat.ignore_index, check_average(average, stat), float(zero_division))
+    return DerivedMetric("dice_score", stat, finalize, description="Dice coefficient of the pooled pixels")
+
+
+def pixel_accuracy_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    average: str = "micro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+) -> DerivedMetric:
+    """Fraction of valid pixels predicted correctly (``micro``); other averages reduce per-class accuracy
+    tp / (tp + fn), as torchmetrics' MulticlassAccuracy."""
+    stat = pixel_confusion(task, num_classes, ignore_index)
+    finalize = partial(_class_accuracy, stat.ignore_index, check_average(average, stat), float(zero_division))
+    return DerivedMetric("pixel_accuracy", stat, finalize, description="fraction of valid pixels predicted correctly")
+
+
+def mean_pixel_accuracy_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+) -> DerivedMetric:
+    """Mean per-class pixel accuracy tp / (tp + fn) over the classes in the targets or the predictions (macro
+    recall, as scikit-learn's ``recall_score`` and torchmetrics' MulticlassAccuracy; a class only predicted
+    counts as 0, where mmsegmentation's mAcc would skip it)."""
+    stat = pixel_confusion(task, num_classes, ignore_index)
+    finalize = partial(_class_accuracy, stat.ignore_index, "macro", float(zero_division))
+    return DerivedMetric("mean_pixel_accuracy", stat, finalize, description="mean per-class pixel accuracy")
+
+
+def pixel_confusion_matrix_metric(
+    task: Task | None = None,
+    *,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+    normalize: str | None = None,
+) -> DerivedMetric:
+    """``[C, C]`` pixel counts (rows: true class, columns: predicted); ``normalize``: none, true, pred or all."""
+    stat = pixel_confusion(task, num_classes, ignore_index)
+    _confusion_matrix(normalize, np.eye(2))  # validates ``normalize`` early
+    return DerivedMetric(
+        "pixel_confusion_matrix", stat, partial(_confusion_matrix, normalize), direction=Direction.INFO
+    )
+
+
+# --- host-side checks and reshaping ------------------------------------------------
+
+
+def _is_scores(predictions: np.ndarray, targets: np.ndarray) -> bool:
+    return predictions.ndim == targets.ndim + 1
+
+
+def check_masks(
+    predictions: np.ndarray, targets: np.ndarray, num_classes: int, ignore_index: int | None = None
+) -> list[str]:
+    """Problems with a batch of masks (shapes, dtypes, class ids out of range), each with its pixel count.
+
+    Args:
+        predictions: ``[n, ...]`` class ids, or ``[n, ..., C]`` class scores.
+        targets: ``[n, ...]`` class ids in ``[0, C)`` or ``ignore_index``.
+
+    Returns an empty list for a clean batch.
+    """
+    preds = np.asarray(predictions)
+    tgts = np.asarray(targets)
+    problems: list[str] = []
+    if _is_scores(preds, tgts):
+        if preds.shape[:-1] != tgts.shape or preds.shape[-1] != num_classes:
+            return [
+                f"predictions: class scores of shape {preds.shape} do not match targets {tgts.shape} + ({num_classes},)"
+            ]
+        if np.issubdtype(preds.dtype, np.floating) and not np.isfinite(preds).all():
+            problems.append(
+                f"predictions: {int((~np.isfinite(preds)).any(axis=-1).sum())} pixels with NaN or inf scores"
+            )
+    elif preds.shape != tgts.shape:
+        return [f"predictions of shape {preds.shape} do not match targets of shape {tgts.shape}"]
+    else:
+        problems.extend(_check_ids("predictions", preds, num_classes, None))
+    problems.extend(_check_ids("targets", tgts, num_classes, ignore_index))
+    return problems
+
+
+def _check_ids(role: str, values: np.ndarray, num_classes: int, ignore_index: int | None) -> list[str]:
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            return [f"{role}: {int(bad.sum())} pixels whose class ids are not integers"]
+    elif not np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_:
+        return [f"{role}: expected integer class ids, got {values.dtype}"]
+    bad = (values < 0) | (values >= num_classes)
+    if ignore_index is not None:
+        bad &= values != ignore_index
+    if bad.any():
+        extra = f" or {ignore_index}" if ignore_index is not None else ""
+        return [f"{role}: {int(bad.sum())} pixels with class ids outside [0, {num_classes - 1}]{extra}"]
+    return []
+
+
+def pixel_rows(
+    predictions: np.ndarray | Sequence[np.ndarray],
+    targets: np.ndarray | Sequence[np.ndarray],
+    weights: np.ndarray | None = None,
+    *,
+    width: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Masks -> a batch of fixed-width pixel rows for :class:`PixelConfusion`, each row inside one image.
+
+    Args:
+        predictions: ``[n, ...]`` class ids or ``[n, ..., C]`` scores, or a sequence of ``n`` per-image arrays of
+            any sizes (``[H_i, W_i]`` / ``[H_i, W_i, C]``). With 1-D targets ``[n]`` the rows are pixels: one
+            image without ``weights``, else one image (and weight) per pixel.
+        targets: ``[n, ...]`` class ids, or a sequence of per-image ``[H_i, W_i]`` arrays.
+        weights: ``[n]`` per-image weights (default ones).
+        width: pixels per row; default ``ROW_WIDTH`` for class ids, ``ROW_WIDTH // C`` (at least 1) for scores,
+            so that a row holds about ``ROW_WIDTH`` values either way.
+
+    Returns:
+        ``{"predictions": [m, width] (or [m, width, C]), "targets": int32 [m, width], "weights": float64 [m]}``:
+        each image's pixels in row-major order, its last row padded with target ``FILL`` (counted nowhere).
+        The confusion matrix of the rows equals the images' own.
+    """
+    pred_list = list(predictions) if not isinstance(predictions, np.ndarray) else None
+    target_list = list(targets) if not isinstance(targets, np.ndarray) else None
+    if pred_list is None and target_list is None:
+        tgts = np.asarray(targets)
+        preds = np.asarray(predictions)
+        if tgts.ndim == 1 and weights is None:  # a list of pixels: one image
+            tgts, preds = tgts[None], preds[None]
+        elif tgts.ndim == 1:  # weighted pixels: one image each, one pixel per row
+            tgts, preds = tgts[:, None], preds[:, None]
+            width = width or 1
+        pred_list, target_list = [preds], [tgts]
+        counts = [len(tgts)]
+    else:
+        pred_list = [np.asarray(p)[None] for p in (pred_list if pred_list is not None else predictions)]
+        target_list = [np.asarray(t)[None] for t in (target_list if target_list is not None else targets)]
+        if len(pred_list) != len(target_list):
+            raise ValueError(f"{len(pred_list)} prediction masks but {len(target_list)} target masks")
+        counts = [1] * len(target_list)
+    n = sum(counts)
+    w = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if len(w) != n:
+        raise ValueError(f"{len(w)} weights for {n} images")
+    out_p, out_t, out_w = [], [], []
+    start = 0
+    for preds, tgts, count in zip(pred_list, target_list, counts, strict=True):
+        scores = _is_scores(preds, tgts)
+        if (preds.shape[:-1] if scores else preds.shape) != tgts.shape:
+            raise ValueError(f"predictions of shape {preds.shape[1:]} do not match targets of shape {tgts.shape[1:]}")
+        pixels = int(np.prod(tgts.shape[1:], dtype=np.int64))
+        if width is None:
+            width = max(1, ROW_WIDTH // preds.shape[-1]) if scores else ROW_WIDTH
+        rows = max(1, -(-pixels // width))
+        t = np.full((count, rows * width), FILL, np.int32)
+        t[:, :pixels] = tgts.reshape(count, pixels)
+        tail = (preds.shape[-1],) if scores else ()
+        p = np.zeros((count, rows * width, *tail), preds.dtype)
+        p[:, :pixels] = preds.reshape(count, pixels, *tail)
+        out_t.append(t.reshape(count * rows, width))
+        out_p.append(p.reshape(count * rows, width, *tail))
+        out_w.append(np.repeat(w[start : start + count], rows))
+        start += count
+    return {
+        "predictions": np.concatenate(out_p) if out_p else np.zeros((0, width or ROW_WIDTH), np.int32),
+        "targets": np.concatenate(out_t) if out_t else np.zeros((0, width or ROW_WIDTH), np.int32),
+        "weights": np.concatenate(out_w) if out_w else np.zeros(0, np.float64),
+    }
+
+
+# --- PNG masks ----------------------------------------------------------------------
+
+_MASK_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")
+
+
+def decode_mask(payload: bytes) -> np.ndarray:
+    """One encoded single-channel image of class ids -> ``[H, W]`` array.
+
+    Expects a PNG (any format Pillow reads losslessly works) whose pixel values *are* the class ids: 8-bit
+    grayscale (``L``) or palette (``P``, the Pascal VOC layout: the palette index is the class id, the colours
+    are ignored) -> uint8; 16-bit grayscale -> int32; 1-bit -> uint8 0 / 1. Colour images (``RGB``, ``RGBA``,
+    ``LA``) are refused: their class ids would depend on a colour map.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(bytes(payload))) as image:
+        if image.mode not in _MASK_MODES:
+            raise ValueError(
+                f"a mask must be a single-channel image of class ids (PNG mode L, P, I;16 or 1), got mode {image.mode!r}"
+            )
+        values = np.asarray(image)
+    if values.dtype == np.bool_ or values.dtype == np.uint8:
+        return values.astype(np.uint8, copy=False)
+    return values.astype(np.int32)
+
+
+def decode_masks(column: Sequence[bytes] | np.ndarray) -> np.ndarray:
+    """A column of encoded masks (see :func:`decode_mask`) -> ``[n, H, W]`` uint8 (all 8-bit) or int32.
+
+    All masks must share one size; for masks of different sizes decode them one by one and pass the list to
+    :func:`pixel_rows`.
+    """
+    masks = [decode_mask(v) for v in column]
+    if not masks:
+        return np.zeros((0, 0, 0), np.uint8)
+    shapes = {m.shape for m in masks}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"masks of {len(shapes)} different sizes {sorted(shapes)[:3]}; decode them with decode_mask and "
+            "pass the list to pixel_rows"
+        )
+    dtype = np.uint8 if all(m.dtype == np.uint8 for m in masks) else np.int32
+    return np.stack([m.astype(dtype, copy=False) for m in masks])
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """``[H, W]`` class ids (0 .. 65535) -> PNG bytes: 8-bit grayscale when every id fits, else 16-bit."""
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.size == 0:
+        raise ValueError(f"a mask is a non-empty [H, W] array, got shape {mask.shape}")
+    if mask.min() < 0 or mask.max() > 65535:
+        raise ValueError("PNG masks hold class ids in [0, 65535]")
+    array = mask.astype(np.uint8) if mask.max() <= 255 else mask.astype(np.uint16)
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+# --- functional API -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _accumulator(stat: PixelConfusion) -> Accumulator:
+    """One accumulator (one set of compiled updates) per statistic, reused across calls."""
+    return Accumulator([stat])
+
+
+def _infer_classes(preds: np.ndarray, tgts: np.ndarray, ignore_index: int | None) -> int:
+    if _is_scores(preds, tgts):
+        return int(preds.shape[-1])
+    valid = tgts[tgts != ignore_index] if ignore_index is not None else tgts
+    top = max(int(valid.max()) if valid.size else 0, int(preds.max()) if preds.size else 0)
+    return max(2, top + 1)
+
+
+def _evaluate(
+    factory: Any,
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None,
+    weights: Any,
+    threshold: float | None,
+    average: str | None = None,
+    **params: Any,
+) -> Any:
+    """Run ``factory``'s statistic over the masks through the accumulator and compute the metric.
+
+    ``average=None``: ``binary`` for class-id masks of two classes given without ``num_classes`` (calibrax's
+    ``iou(pred_mask, gt_mask)``), else ``macro``; factories without an ``average`` get none.
+    """
+    preds = np.asarray(predictions)
+    tgts = np.asarray(targets)
+    if tgts.ndim == 0:
+        raise ValueError("targets must be masks [n, ...], not a scalar")
+    scores = _is_scores(preds, tgts)
+    c = int(num_classes) if num_classes is not None else _infer_classes(preds, tgts, params.get("ignore_index"))
+    foreground = threshold is not None and not scores and np.issubdtype(preds.dtype, np.floating)
+    if foreground and c != 2:
+        raise ValueError(f"thresholded foreground scores need two classes, got num_classes={c}")
+    task = Task(TaskKind.BINARY, threshold=threshold) if foreground else Task(TaskKind.MULTICLASS, c)
+    if "average" in inspect.signature(factory).parameters:
+        if average is None:
+            average = "binary" if num_classes is None and not scores and c == 2 else "macro"
+        params["average"] = average
+    metric = factory(task, **params)
+    stat = metric.statistic
+    if foreground:
+        problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
+        if not problems and not np.isfinite(preds).all():
+            problems.append(f"predictions: {int((~np.isfinite(preds)).sum())} pixels with NaN or inf scores")
+        problems.extend(_check_ids("targets", tgts, c, stat.ignore_index))
+    else:
+        problems = check_masks(preds, tgts, c, stat.ignore_index)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if weights is not None and np.size(weights) != len(tgts):
+        raise ValueError(f"{np.size(weights)} weights for {len(tgts)} images (weights are per image)")
+    acc = _accumulator(stat)
+    (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
+    values = metric.compute(state)
+    if "" in values:
+        return values[""]
+    return np.array([values[f"[{i}]"] for i in range(c)])
+
+
+def iou(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str | None = None,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Intersection over union of masks (calibrax's ``iou``).
+
+    Args:
+        predictions: class ids ``[n, ...]`` (e.g. ``[n, H, W]``; a 1-D array is a list of pixels), class scores
+            ``[n, ..., C]``, or with ``threshold`` foreground scores ``[n, ...]``.
+        targets: class ids ``[n, ...]``.
+        num_classes: C; default: the score width, or the largest class id + 1 (at least 2).
+        average: ``binary`` (class 1), ``micro``, ``macro``, ``weighted`` or ``none``; default ``binary`` for class-id
+            masks given without ``num_classes`` (calibrax), else ``macro``.
+        ignore_index: target value whose pixels are left out.
+        zero_division: value of a ratio whose denominator is 0.
+        weights: ``[n]`` per-image weights.
+        threshold: foreground scores ``[n, ...]`` (two classes) are class 1 where ``score > threshold``.
+
+    Returns:
+        a float, or float64 ``[C]`` for ``average="none"``.
+    """
+    return _evaluate(
+        mean_iou_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+jaccard_index = iou
+
+
+def mean_iou(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Mean intersection over union (mIoU): :func:`iou` with ``average="macro"`` by default."""
+    return iou(
+        predictions,
+        targets,
+        num_classes,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+        weights=weights,
+        threshold=threshold,
+    )
+
+
+def dice_coefficient(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str | None = None,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Dice coefficient 2 |A ∩ B| / (|A| + |B|) of masks (calibrax's ``dice_coefficient``); arguments as :func:`iou`."""
+    return _evaluate(
+        dice_score_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def dice_score(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Dice score with ``average="macro"`` by default (torchmetrics' ``DiceScore``); arguments as :func:`iou`."""
+    return dice_coefficient(
+        predictions,
+        targets,
+        num_classes,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+        weights=weights,
+        threshold=threshold,
+    )
+
+
+def pixel_accuracy(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "micro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Correct pixels / valid pixels (``micro``); ``macro`` / ``weighted`` / ``none`` reduce per-class accuracy
+    tp / (tp + fn). Arguments as :func:`iou`."""
+    return _evaluate(
+        pixel_accuracy_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def mean_pixel_accuracy(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> float:
+    """Mean per-class pixel accuracy (macro recall over the classes present). Arguments as :func:`iou`."""
+    return _evaluate(
+        mean_pixel_accuracy_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def pixel_confusion_matrix(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int | None = None,
+    normalize: str | None = None,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> np.ndarray:
+    """float64 ``[C, C]`` weighted pixel counts (rows: true class, columns: predicted). Arguments as :func:`iou`."""
+    return _evaluate(
+        pixel_confusion_matrix_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        ignore_index=ignore_index,
+        normalize=normalize,
+    )

@@ -1,0 +1,98 @@
+"""Segmentation through a YAML job: PNG mask columns, sliced, on the local and Ray runners, equal to scikit-learn on
+the pooled pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from evaluators.segmentation import encode_mask
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from tests.conftest import write_job
+
+CLASSES = 5
+
+
+def _masks(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    truths, preds = [], []
+    for _ in range(n):
+        h, w = rng.integers(9, 40, 2)
+        truth = rng.integers(0, CLASSES, (h, w)).astype(np.uint8)
+        truth[: h // 4, : w // 4] = 255  # ignored region
+        pred = np.where(rng.random((h, w)) < 0.7, truth, rng.integers(0, CLASSES, (h, w))).astype(np.uint8)
+        pred[pred == 255] = 0
+        truths.append(truth)
+        preds.append(pred)
+    return truths, preds
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    truths, preds = _masks(rng, 120)
+    site = rng.choice(["a", "b"], len(truths))
+    table = pa.table(
+        {
+            "row_id": np.arange(len(truths), dtype=np.int64),
+            "mask": pa.array([encode_mask(t) for t in truths], pa.binary()),
+            "predicted": pa.array([encode_mask(p) for p in preds], pa.binary()),
+            "site": site,
+        }
+    )
+    directory = tmp_path_factory.mktemp("masks")
+    for i in range(6):
+        pq.write_table(table.slice(i * 20, 20), directory / f"part-{i}.parquet", row_group_size=7)
+    return directory, truths, preds, site
+
+
+def _job(tmp_path, directory, runner):
+    spec = {
+        "name": "segmentation",
+        "data": {
+            "path": str(directory),
+            "columns": {"predictions": "predicted", "targets": "mask", "row_id": "row_id"},
+        },
+        "task": {"kind": "segmentation", "num_classes": CLASSES, "ignore_index": 255},
+        "metrics": ["mean_iou", "dice_score", "pixel_accuracy", {"name": "mean_iou", "average": "none", "as": "iou"}],
+        "slices": [{"column": "site"}],
+        "confidence": {"replicates": 50},
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 15},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    (tmp_path / runner).mkdir(parents=True, exist_ok=True)
+    return spec_module.load(str(write_job(tmp_path / runner / "job.yaml", spec)))
+
+
+def _reference(truths, preds, keep):
+    t = np.concatenate([x.ravel() for x, k in zip(truths, keep, strict=True) if k])
+    p = np.concatenate([x.ravel() for x, k in zip(preds, keep, strict=True) if k])
+    valid = t != 255
+    t, p = t[valid], p[valid]
+    return {
+        "mean_iou": skm.jaccard_score(t, p, average="macro"),
+        "dice_score": skm.f1_score(t, p, average="macro"),
+        "pixel_accuracy": skm.accuracy_score(t, p),
+        "per_class": skm.jaccard_score(t, p, average=None, labels=list(range(CLASSES))),
+    }
+
+
+@pytest.mark.ray
+def test_segmentation_job_equals_sklearn_on_local_and_ray(tmp_path, masks, ray_cluster):
+    directory, truths, preds, site = masks
+    local = run_job(_job(tmp_path, directory, "local"), show_progress=False).run
+    ray_run = run_job(_job(tmp_path, directory, "ray"), show_progress=False).run
+    for name, keep in (("overall", np.ones(len(truths), bool)), ("site=a", site == "a")):
+        want = _reference(truths, preds, keep)
+        for run in (local, ray_run):
+            got = run.point(name).metrics
+            for key in ("mean_iou", "dice_score", "pixel_accuracy"):
+                assert got[key].value == pytest.approx(want[key], abs=1e-12), (name, key)
+            per_class = [got[f"iou[{c}]"].value for c in range(CLASSES)]
+            np.testing.assert_allclose(per_class, want["per_class"], atol=1e-12)
+    a, b = local.point("overall").metrics["mean_iou"], ray_run.point("overall").metrics["mean_iou"]
+    assert (a.value, a.lower, a.upper) == (b.value, b.lower, b.upper)  # intervals too: bit for bit
+    assert a.lower < a.value < a.upper
