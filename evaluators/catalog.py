@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import calibration, classification, image, ranking, regression, segmentation, text
+from evaluators import calibration, classification, detection, image, ranking, regression, segmentation, text
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task
 
@@ -48,6 +48,8 @@ METRICS: Mapping[str, Factory] = {
     "r2": regression.r2,
     "explained_variance": regression.explained_variance,
     "pearson_corrcoef": regression.pearson_corrcoef,
+    # object detection (COCO)
+    "mean_average_precision": detection.mean_average_precision,
     # semantic segmentation (one pixel confusion matrix)
     "mean_iou": segmentation.mean_iou_metric,
     "jaccard_index": segmentation.jaccard_index_metric,

@@ -13,6 +13,7 @@ multilabel     ``[n, L]`` probabilities / logits / 0-1     ``[n, L]`` int in {0,
 regression     ``[n]`` float                               ``[n]`` float
 text           ``[n]`` candidate strings                   ``[n]`` reference strings
 segmentation   ``[n]`` class-id masks (PNG or pixel lists)  ``[n]`` class-id masks
+detection      ``[n]`` per-image box lists (+ scores, labels) ``[n]`` per-image box lists (+ labels)
 image          ``[n]`` generated images: encoded PNG/JPEG   ``[n]`` real images, same forms
                bytes, or ``[n, S*S*3]`` pixels (uint8 in
                [0, 255] or float in [0, 1], row-major
@@ -42,6 +43,7 @@ class TaskKind(enum.StrEnum):
     TEXT = "text"
     IMAGE = "image"
     SEGMENTATION = "segmentation"
+    DETECTION = "detection"
 
 
 class PredictionKind(enum.StrEnum):
@@ -154,6 +156,8 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
         return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if task.kind is TaskKind.SEGMENTATION:
         return problems  # masks are decoded and checked per image by the pipeline
+    if task.kind is TaskKind.DETECTION:
+        return problems  # per-image box lists are checked by the detection statistic
     if np.issubdtype(preds.dtype, np.floating):
         bad = ~np.isfinite(preds)
         if bad.any():

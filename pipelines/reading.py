@@ -49,6 +49,8 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "any column", lambda t: True
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+    if task.kind is TaskKind.DETECTION and role not in ("weights", "image_id"):
+        return "a list column per image (boxes: list of 4 numbers per box, or 4k numbers)", _is_list
     if task.kind is TaskKind.SEGMENTATION and role in ("predictions", "targets"):
         return (
             "single-channel PNG masks of class ids (binary) or class ids per pixel (list of integers)",
@@ -126,7 +128,24 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def ragged(array: pa.ChunkedArray, *, where: str) -> np.ndarray:
+    """A list column of varying lengths -> object array of per-row float64 arrays (nested lists flattened
+    per row: ``[[x, y, w, h], ...]`` -> ``[4k]``)."""
+    if array.null_count:
+        raise DataError(f"{where}: {array.null_count} rows are null; expected a (possibly empty) list in every row.")
+    out = np.empty(len(array), object)
+    for i, row in enumerate(array.to_pylist()):
+        out[i] = np.asarray(row, np.float64).reshape(-1)
+    return out
+
+
+RAGGED_PREFIX = "ragged:"
+"""Roles with this prefix are per-row lists of varying length (detection boxes): see :func:`ragged`."""
+
+
 def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array:
+    if role.startswith(RAGGED_PREFIX):
+        return ragged(array, where=where)
     if role.startswith(TEXT_PREFIX) and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if combined.null_count:

@@ -49,6 +49,7 @@ from pipelines.templating import render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
 
 RUNNERS = ("ray", "local")
+DETECTION_ROLES = ("scores", "labels", "target_labels", "iscrowd", "area", "image_id")
 PRIORITIES = ("primary", "secondary", "tertiary")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MAX_ACTORS = 4096
@@ -64,6 +65,13 @@ class Columns:
     targets: str
     weights: str | None = None
     row_id: str | None = None
+    scores: str | None = None
+    labels: str | None = None
+    target_labels: str | None = None
+    iscrowd: str | None = None
+    area: str | None = None
+    image_id: str | None = None
+    """Detection only: predicted box scores and labels, ground-truth labels, crowd flags, areas, image ids."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -297,6 +305,7 @@ def _data(root: _Section) -> DataSpec:
         targets=cols.get("targets", str, required=True),
         weights=cols.get("weights", str),
         row_id=cols.get("row_id", str),
+        **{role: cols.get(role, str) for role in DETECTION_ROLES},
     )
     cols.finish()
     options = _storage_options(data)
@@ -745,6 +754,14 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
     description = root.get("description", str, "")
     data = _data(root)
     task = _task(root)
+    if task.kind is TaskKind.DETECTION:
+        missing = [r for r in ("scores", "labels", "target_labels") if getattr(data.columns, r) is None]
+        if missing:
+            raise SpecError(
+                f"{source.where(('data', 'columns'))}: a detection task needs columns for "
+                f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes; optional: "
+                "iscrowd, area, image_id)."
+            )
     metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
     slices = _slices(root)
     confidence = _confidence(root)

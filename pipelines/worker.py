@@ -28,7 +28,7 @@ from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError
 from pipelines.functions import call_function, load_function
 from pipelines.planning import WorkUnit
-from pipelines.reading import TEXT_PREFIX, read_part
+from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
 from pipelines.slicing import assign
 from pipelines.spec import JobSpec, MetricSpec
 
@@ -81,6 +81,17 @@ def fsspec_reader(root: str) -> Reader:
 
     return read
 
+
+DETECTION_NAMES = {
+    "predictions": "pred_boxes",
+    "scores": "pred_scores",
+    "labels": "pred_labels",
+    "targets": "gt_boxes",
+    "target_labels": "gt_labels",
+    "iscrowd": "gt_iscrowd",
+    "area": "gt_area",
+}
+"""Detection roles -> the columns :class:`evaluators.detection.CocoDetectionStatistic` reads."""
 
 _FILE = "score:file"
 _ROW = "score:row"
@@ -145,11 +156,15 @@ class UnitEvaluator:
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
-        self.replicate_accumulator = self.accumulator.replicates() if spec.confidence else None
+        replicates = self.accumulator.replicates() if spec.confidence else None
+        self.replicate_accumulator = replicates if replicates is not None and replicates.statistics else None
         roles = spec.data.columns.roles()
         row_id = roles.pop("row_id", None)
         self.roles = roles
         self.read_roles = dict(roles)
+        self.detection = spec.task.kind is TaskKind.DETECTION
+        if self.detection:
+            self.read_roles = {(r if r in ("weights", "image_id") else RAGGED_PREFIX + r): c for r, c in roles.items()}
         for spec_entry in spec.slices:
             for column in spec_entry.needed_columns():
                 self.read_roles[f"{TEXT_PREFIX}{column}"] = column
@@ -199,6 +214,7 @@ class UnitEvaluator:
         for part in unit.parts:
             for group, first_row, columns in read_part(part, self.read_roles, self.spec.data.storage_options):
                 where = f"{part.path} row group {group}"
+                columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
                 metric_columns = {r: columns[r] for r in self.roles}
                 problems = check_batch(self.spec.task, metric_columns)
                 if problems:
@@ -243,6 +259,8 @@ class UnitEvaluator:
         acc, racc = self.accumulator, self.replicate_accumulator
         metric_columns = {r: columns[r] for r in self.roles}
         n = len(metric_columns["targets"])
+        if self.detection:
+            metric_columns = {DETECTION_NAMES.get(k, k): v for k, v in metric_columns.items()}
         if self.features:
             metric_columns = self._extract(metric_columns, columns, where)
         for key, rows in self.groups(columns, where).items():

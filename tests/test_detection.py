@@ -402,4 +402,8 @@ def test_state_is_compact() -> None:
     per_detection = sum(state[k].nbytes for k in ("score", "image_id", "label", "rank", "tp", "fp")) / n
     assert per_detection == 38
     assert stat.zero().keys() == state.keys()
+    blank = stat.update(stat.zero(), detection_batch([{}, {}]))  # images without boxes: an empty state
+    for key, leaf in stat.zero().items():
+        assert state[key].dtype == blank[key].dtype == leaf.dtype
+        assert blank[key].shape == leaf.shape
     assert tuple(COCOeval(iouType="bbox").params.iouThrs.tolist()) == COCO_IOU_THRESHOLDS

@@ -26,6 +26,7 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
+from evaluators.functional.detection import mean_average_precision
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
 from evaluators.functional.text import (
@@ -69,6 +70,7 @@ __all__ = [
     "mae",
     "matthews_corrcoef",
     "maximum_calibration_error",
+    "mean_average_precision",
     "mean_iou",
     "mean_pixel_accuracy",
     "mse",

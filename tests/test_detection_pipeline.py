@@ -1,0 +1,106 @@
+"""COCO detection through a YAML job: per-image list columns in Parquet shards, on the local and Ray runners,
+equal to pycocotools' COCOeval."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import spec as spec_module
+from pipelines.errors import SpecError
+from pipelines.execute import run_job
+from tests.conftest import write_job
+
+pytest.importorskip("pycocotools")
+from tests.test_detection import SUMMARY_KEYS, coco_reference, random_images
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    images = random_images(np.random.default_rng(11), n_images=60)
+    table = pa.table(
+        {
+            "image_id": [int(im["image_id"]) for im in images],
+            "boxes": [np.asarray(im["pred_boxes"]).reshape(-1, 4).tolist() for im in images],
+            "scores": [np.asarray(im["pred_scores"]).tolist() for im in images],
+            "labels": [np.asarray(im["pred_labels"]).astype(int).tolist() for im in images],
+            "gt_boxes": [np.asarray(im["gt_boxes"]).reshape(-1, 4).tolist() for im in images],
+            "gt_labels": [np.asarray(im["gt_labels"]).astype(int).tolist() for im in images],
+            "crowd": [np.asarray(im["gt_iscrowd"]).astype(int).tolist() for im in images],
+            "gt_area": [np.asarray(im["gt_area"]).tolist() for im in images],
+        },
+        schema=pa.schema(
+            [
+                ("image_id", pa.int64()),
+                ("boxes", pa.list_(pa.list_(pa.float64()))),
+                ("scores", pa.list_(pa.float64())),
+                ("labels", pa.list_(pa.int64())),
+                ("gt_boxes", pa.list_(pa.list_(pa.float64()))),
+                ("gt_labels", pa.list_(pa.int64())),
+                ("crowd", pa.list_(pa.int64())),
+                ("gt_area", pa.list_(pa.float64())),
+            ]
+        ),
+    )
+    directory = tmp_path_factory.mktemp("detections")
+    edges = np.linspace(0, len(table), 6).astype(int)  # 5 shards over every image
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
+        pq.write_table(table.slice(a, b - a), directory / f"part-{i}.parquet", row_group_size=5)
+    return directory, images
+
+
+def _job(tmp_path, directory, runner):
+    spec = {
+        "name": "detection",
+        "data": {
+            "path": str(directory),
+            "columns": {
+                "predictions": "boxes",
+                "scores": "scores",
+                "labels": "labels",
+                "targets": "gt_boxes",
+                "target_labels": "gt_labels",
+                "iscrowd": "crowd",
+                "area": "gt_area",
+                "image_id": "image_id",
+            },
+        },
+        "task": "detection",
+        "metrics": [{"name": "mean_average_precision", "box_format": "xywh", "as": "map"}],
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 10},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    (tmp_path / runner).mkdir(parents=True, exist_ok=True)
+    return spec_module.load(str(write_job(tmp_path / runner / "job.yaml", spec)))
+
+
+@pytest.mark.ray
+def test_detection_job_equals_pycocotools_on_local_and_ray(tmp_path, shards, ray_cluster):
+    directory, images = shards
+    reference = dict(zip(SUMMARY_KEYS, coco_reference(images).stats, strict=True))
+    for runner in ("local", "ray"):
+        run = run_job(_job(tmp_path, directory, runner), show_progress=False).run
+        metrics = run.point("overall").metrics
+        got = {k: metrics["map" if k == "map" else f"map.{k}"].value for k in SUMMARY_KEYS}
+        for key in SUMMARY_KEYS:
+            assert got[key] == pytest.approx(reference[key], abs=1e-6), (runner, key)
+        assert run.metadata["units"] >= 6
+
+
+def test_detection_needs_score_and_label_columns(tmp_path, shards):
+    directory, _ = shards
+    spec = {
+        "name": "detection",
+        "data": {"path": str(directory), "columns": {"predictions": "boxes", "targets": "gt_boxes"}},
+        "task": "detection",
+        "metrics": ["mean_average_precision"],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(
+        SpecError, match=r"data\.columns.*detection task needs columns for scores, labels, target_labels"
+    ):
+        spec_module.load(str(write_job(tmp_path / "bad.yaml", spec)))
