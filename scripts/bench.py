@@ -2,6 +2,7 @@
 
     python scripts/bench.py slices [--rows 10000000] [--replicates 100] [--repeats 2]
     python scripts/bench.py backbone [--rows 4096] [--batch-size 64] [--repeats 3]
+    python scripts/bench.py detection [--images 2000] [--repeats 3]
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -184,6 +185,74 @@ def bench_backbone(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def bench_detection(args: argparse.Namespace) -> dict[str, object]:
+    """COCO box evaluation: evalpipe's statistic vs pycocotools and torchmetrics on the same images (in-process)."""
+    import contextlib
+    import io
+    import time
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from evaluators.detection import evaluate_coco
+    from tests.test_detection import coco_reference, random_images
+
+    rng = np.random.default_rng(0)
+    images = random_images(rng, n_images=args.images)
+    timings: dict[str, list[float]] = {"evalpipe": [], "pycocotools": [], "torchmetrics": []}
+    values: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        values["evalpipe"] = evaluate_coco(images, box_format="xywh")["map"]
+        timings["evalpipe"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        values["pycocotools"] = float(coco_reference(images).stats[0])
+        timings["pycocotools"].append(time.perf_counter() - start)
+        try:
+            import torch
+            from torchmetrics.detection import MeanAveragePrecision
+
+            MeanAveragePrecision(box_format="xywh", iou_type="bbox", backend="pycocotools")
+        except (ImportError, ModuleNotFoundError, RuntimeError) as exc:
+            unavailable["torchmetrics"] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        start = time.perf_counter()
+        metric = MeanAveragePrecision(box_format="xywh", iou_type="bbox", backend="pycocotools")
+        preds = [
+            {
+                "boxes": torch.tensor(np.asarray(im["pred_boxes"]).reshape(-1, 4)),
+                "scores": torch.tensor(np.asarray(im["pred_scores"], np.float64)),
+                "labels": torch.tensor(np.asarray(im["pred_labels"], np.int64)),
+            }
+            for im in images
+        ]
+        target = [
+            {
+                "boxes": torch.tensor(np.asarray(im["gt_boxes"]).reshape(-1, 4)),
+                "labels": torch.tensor(np.asarray(im["gt_labels"], np.int64)),
+                "iscrowd": torch.tensor(np.asarray(im["gt_iscrowd"], np.int64)),
+                "area": torch.tensor(np.asarray(im["gt_area"], np.float64)),
+            }
+            for im in images
+        ]
+        with contextlib.redirect_stdout(io.StringIO()):
+            metric.update(preds, target)
+            values["torchmetrics"] = float(metric.compute()["map"])
+        timings["torchmetrics"].append(time.perf_counter() - start)
+    medians = {k: statistics.median(v) for k, v in timings.items() if v}
+    return {
+        "benchmark": "detection",
+        "images": len(images),
+        "detections": int(sum(len(im["pred_scores"]) for im in images)),
+        "seconds": medians,
+        "images_per_s": {k: len(images) / v for k, v in medians.items()},
+        "speedup_vs_pycocotools": medians["pycocotools"] / medians["evalpipe"],
+        "map": values,
+        "unavailable": unavailable,
+    }
+
+
 def _device() -> str:
     import jax
 
@@ -201,8 +270,11 @@ def main() -> None:
     backbone.add_argument("--rows", type=int, default=4096)
     backbone.add_argument("--batch-size", type=int, default=64)
     backbone.add_argument("--repeats", type=int, default=3)
+    detection = sub.add_parser("detection", help="COCO box mAP: evalpipe vs pycocotools vs torchmetrics")
+    detection.add_argument("--images", type=int, default=2000)
+    detection.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    result = {"slices": bench_slices, "backbone": bench_backbone}[args.benchmark](args)
+    result = {"slices": bench_slices, "backbone": bench_backbone, "detection": bench_detection}[args.benchmark](args)
     print(json.dumps(result, indent=2))
 
 
