@@ -340,6 +340,18 @@ def _task(root: _Section) -> Task:
     return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)
 
 
+def _metrics_for(task: Task) -> list[str]:
+    """Catalogue metrics that build for ``task`` with default parameters."""
+    found = []
+    for name in sorted(catalog.METRICS):
+        try:
+            catalog.build(name, task)
+        except (ValueError, TypeError):
+            continue
+        found.append(name)
+    return found
+
+
 def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tuple[MetricSpec, ...]:
     root.allowed.append("metrics")
     raw = root.value.get("metrics")
@@ -384,7 +396,7 @@ def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tu
         if name not in catalog.METRICS:
             raise SpecError(
                 f"{where}: unknown metric {name!r}{_suggest(name, list(catalog.METRICS))}; "
-                f"known metrics: {', '.join(sorted(catalog.METRICS))}."
+                f"metrics for a {task.kind} task: {', '.join(_metrics_for(task))}."
             )
         if priority not in PRIORITIES:
             raise SpecError(f"{where}.priority: expected one of {', '.join(PRIORITIES)}; got {priority!r}.")

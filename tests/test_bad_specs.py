@@ -1,0 +1,123 @@
+"""Malformed and hostile job specs: each gives exit code 2 and one paragraph naming the key or line, with no
+traceback and nothing written."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.synthetic import write_shards
+
+GOOD = """\
+name: nightly
+data:
+  path: {data}
+  columns: {{predictions: score, targets: label}}
+task: binary
+metrics: [accuracy, roc_auc]
+execution: {{runner: local}}
+output: {{uri: {out}}}
+"""
+
+# (name, how to break GOOD, text the message must contain)
+CASES = [
+    ("syntax error", lambda s: s.replace("task: binary", "task: [binary"), "line"),
+    ("tab indentation", lambda s: s.replace("  path:", "\tpath:"), "line"),
+    ("empty file", lambda s: "", "empty"),
+    ("not a mapping", lambda s: "- just\n- a list\n", "mapping"),
+    ("python object tag", lambda s: s.replace("task: binary", "task: !!python/object/apply:os.system [ls]"), "line"),
+    ("python name tag", lambda s: s + "x: !!python/name:os.system\n", "line"),
+    ("duplicate key", lambda s: s + "task: multiclass\n", "appears twice"),
+    ("unknown top-level key", lambda s: s + "metrix: [accuracy]\n", "metrix"),
+    ("unknown metric with near miss", lambda s: s.replace("roc_auc]", "roc_acu]"), "did you mean 'roc_auc'"),
+    (
+        "unknown metric parameter",
+        lambda s: s.replace("[accuracy, roc_auc]", "[{name: f1_score, averag: macro}]"),
+        "averag",
+    ),
+    (
+        "bad parameter value",
+        lambda s: s.replace("[accuracy, roc_auc]", "[{name: f1_score, average: most}]"),
+        "f1_score",
+    ),
+    ("metric for another task", lambda s: s.replace("roc_auc]", "r2]"), "metrics[1]"),
+    ("metrics not a list", lambda s: s.replace("metrics: [accuracy, roc_auc]", "metrics: accuracy"), "metrics"),
+    ("empty metrics", lambda s: s.replace("metrics: [accuracy, roc_auc]", "metrics: []"), "metrics"),
+    ("missing data", lambda s: s.replace("data:\n", "dota:\n"), "dota"),
+    ("missing targets column", lambda s: s.replace(", targets: label", ""), "targets"),
+    ("column name not a string", lambda s: s.replace("targets: label", "targets: [label]"), "data.columns.targets"),
+    ("unknown task", lambda s: s.replace("task: binary", "task: clustering"), "task"),
+    ("multiclass without classes", lambda s: s.replace("task: binary", "task: multiclass"), "num_classes"),
+    ("bad job name", lambda s: s.replace("name: nightly", "name: ../../etc"), "name"),
+    ("unknown runner", lambda s: s.replace("runner: local", "runner: spark"), "execution.runner"),
+    ("absurd actors", lambda s: s.replace("{runner: local}", "{runner: local, actors: 1000000}"), "execution.actors"),
+    ("absurd gpus", lambda s: s.replace("{runner: local}", "{runner: local, num_gpus: 100000}"), "execution.num_gpus"),
+    ("zero unit rows", lambda s: s.replace("{runner: local}", "{runner: local, unit_rows: 0}"), "execution.unit_rows"),
+    ("negative cpus", lambda s: s.replace("{runner: local}", "{runner: local, num_cpus: -2}"), "execution.num_cpus"),
+    ("unknown placeholder", lambda s: s.replace("name: nightly", "name: nightly-${TOMORROW}"), "TOMORROW"),
+    (
+        "function outside allow-list",
+        lambda s: s + "functions: [{function: os.system, outputs: [x], columns: {outputs: score}}]\n",
+        "not allowed",
+    ),
+    (
+        "statistic outside allow-list",
+        lambda s: s.replace("[accuracy, roc_auc]", "[{statistic: subprocess.Popen}]"),
+        "not allowed",
+    ),
+    ("slice boundaries not increasing", lambda s: s + "slices: [{column: score, boundaries: [3, 1]}]\n", "boundaries"),
+    (
+        "two entries on one column",
+        lambda s: s + "slices: [{column: country}, {column: country, name: c2}]\n",
+        "already sliced",
+    ),
+    ("unknown filter operator", lambda s: s + "slices: [{filter: {country: {like: U%}}}]\n", "like"),
+    ("bad confidence level", lambda s: s + "confidence: {level: 1.5}\n", "confidence.level"),
+    (
+        "text metric without backbone",
+        lambda s: s.replace("task: binary", "task: text").replace("[accuracy, roc_auc]", "[bertscore_f1]"),
+        "backbone",
+    ),
+    ("bad baseline tolerance", lambda s: s + "baseline: {run: latest, tolerance: -1}\n", "baseline.tolerance"),
+    ("bad on_existing", lambda s: s.replace("output: {uri:", "output: {on_existing: overwrite, uri:"), "on_existing"),
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    write_shards(str(directory), "binary", 2_000, 2, seed=1)
+    return directory
+
+
+def test_the_good_spec_runs(tmp_path, data, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(GOOD.format(data=data, out=tmp_path / "out"))
+    assert main(["run", str(job), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(("name", "mutate", "needle"), CASES, ids=[c[0] for c in CASES])
+def test_bad_spec_exits_2_with_one_paragraph(tmp_path, data, capsys, name, mutate, needle):
+    assert len(CASES) >= 30
+    job = tmp_path / "job.yaml"
+    job.write_text(mutate(GOOD.format(data=data, out=tmp_path / "out")))
+    code = main(["run", str(job), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2, (name, captured.err)
+    message = captured.err.strip()
+    assert message.startswith("evalpipe: error: "), message
+    assert "Traceback" not in message and "\n\n" not in message, message
+    assert needle in message, (needle, message)
+    assert str(job) in message or "job.yaml" in message or "--set" in message, message  # names the file
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_messages_are_one_paragraph_of_reasonable_length(tmp_path, data, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent(GOOD.format(data=data, out=tmp_path / "out")).replace("roc_auc]", "roc_acu]"))
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and len(err) < 800, err
+    assert "bertscore_f1" not in err  # only the metrics of this task are listed
