@@ -43,3 +43,20 @@ class PositiveRate(Statistic):
     def finalize(self, state):
         weight, above = state
         return {"": float(above / weight) if weight > 0 else float("nan"), ".rows": float(weight)}
+
+
+def stall_once(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Output lengths; the first call anywhere writes its process id to ``<marker>/started`` and then stalls,
+    so that a test can kill that worker mid-unit. Later calls (the retry) return at once."""
+    import os
+    import time
+    from pathlib import Path
+
+    started = Path(kwargs["marker"][0]) / "started"
+    try:
+        with open(started, "x") as handle:
+            handle.write(str(os.getpid()))
+    except FileExistsError:
+        return {"words": [float(len(o.split())) for o in outputs]}
+    time.sleep(120)
+    raise RuntimeError("this worker should have been killed")
