@@ -84,10 +84,11 @@ class Accumulator:
     def for_metrics(cls, metrics: Iterable[DerivedMetric]) -> Accumulator:
         return cls(m.statistic for m in metrics)
 
-    def replicates(self) -> Accumulator:
+    def replicates(self) -> Accumulator | None:
         """The accumulator of per-bootstrap-bucket states: each statistic's replicate variant, for the
-        statistics that support intervals (``bootstrap``)."""
-        return Accumulator(s.for_replicates() for s in self.statistics if s.bootstrap)
+        statistics that support intervals (``bootstrap``); None when none does."""
+        statistics = [s.for_replicates() for s in self.statistics if s.bootstrap]
+        return Accumulator(statistics) if statistics else None
 
     def features(self) -> tuple[str, ...]:
         """Backbone features any statistic reads (empty for jobs on plain columns)."""

@@ -33,7 +33,7 @@ import jax.scipy.special as jsp
 import numpy as np
 
 from evaluators.classification import per_class_values, require_kind, scatter_add
-from evaluators.statistic import Batch, DerivedMetric, State, Statistic
+from evaluators.statistic import Batch, DerivedMetric, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
     Task,
     TaskKind,
@@ -148,25 +148,10 @@ class ScoreHistogram(Statistic):
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
-        counts, lo, hi = (np.asarray(stacked[k]) for k in ("counts", "lo", "hi"))
-        out = []
-        for row in np.asarray(weights, np.float64):
-            used = row > 0
-            out.append(
-                {
-                    "counts": np.tensordot(row, counts, axes=1),
-                    "lo": lo[used].min(axis=0) if used.any() else np.full(lo.shape[1:], np.inf),
-                    "hi": hi[used].max(axis=0) if used.any() else np.full(hi.shape[1:], -np.inf),
-                }
-            )
-        return out
+        return resample_with_extremes(stacked, weights)
 
     def merge(self, a: State, b: State) -> State:
-        return {
-            "counts": np.add(a["counts"], b["counts"]),
-            "lo": np.minimum(a["lo"], b["lo"]),
-            "hi": np.maximum(a["hi"], b["hi"]),
-        }
+        return merge_with_extremes(a, b)
 
 
 @dataclass(frozen=True)

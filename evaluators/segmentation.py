@@ -247,6 +247,14 @@ def check_average(average: str, stat: PixelConfusion, allowed: tuple[str, ...] =
     return average
 
 
+def _ratio_metric(
+    name: str, ratio: Any, stat: PixelConfusion, average: str, zero_division: float, description: str
+) -> DerivedMetric:
+    """A metric reducing per-class ratios (``_iou``, ``_dice``, ``_class_accuracy``) of one pixel confusion matrix."""
+    finalize = partial(ratio, stat.ignore_index, check_average(average, stat), float(zero_division))
+    return DerivedMetric(name, stat, finalize, description=description)
+
+
 def mean_iou_metric(
     task: Task | None = None,
     *,
@@ -257,8 +265,7 @@ def mean_iou_metric(
 ) -> DerivedMetric:
     """Intersection over union tp / (tp + fp + fn) of the pooled pixels; ``macro`` is the mIoU."""
     stat = pixel_confusion(task, num_classes, ignore_index)
-    finalize = partial(_iou, stat.ignore_index, check_average(average, stat), float(zero_division))
-    return DerivedMetric("mean_iou", stat, finalize, description="intersection over union of the pooled pixels")
+    return _ratio_metric("mean_iou", _iou, stat, average, zero_division, "intersection over union of the pooled pixels")
 
 
 def jaccard_index_metric(
@@ -286,8 +293,7 @@ def dice_score_metric(
 ) -> DerivedMetric:
     """Dice coefficient 2 tp / (2 tp + fp + fn) of the pooled pixels (the pixel F1 score)."""
     stat = pixel_confusion(task, num_classes, ignore_index)
-    finalize = partial(_dice, stat.ignore_index, check_average(average, stat), float(zero_division))
-    return DerivedMetric("dice_score", stat, finalize, description="Dice coefficient of the pooled pixels")
+    return _ratio_metric("dice_score", _dice, stat, average, zero_division, "Dice coefficient of the pooled pixels")
 
 
 def pixel_accuracy_metric(
@@ -301,8 +307,8 @@ def pixel_accuracy_metric(
     """Fraction of valid pixels predicted correctly (``micro``); other averages reduce per-class accuracy
     tp / (tp + fn), as torchmetrics' MulticlassAccuracy."""
     stat = pixel_confusion(task, num_classes, ignore_index)
-    finalize = partial(_class_accuracy, stat.ignore_index, check_average(average, stat), float(zero_division))
-    return DerivedMetric("pixel_accuracy", stat, finalize, description="fraction of valid pixels predicted correctly")
+    description = "fraction of valid pixels predicted correctly"
+    return _ratio_metric("pixel_accuracy", _class_accuracy, stat, average, zero_division, description)
 
 
 def mean_pixel_accuracy_metric(
@@ -316,8 +322,8 @@ def mean_pixel_accuracy_metric(
     recall, as scikit-learn's ``recall_score`` and torchmetrics' MulticlassAccuracy; a class only predicted
     counts as 0, where mmsegmentation's mAcc would skip it)."""
     stat = pixel_confusion(task, num_classes, ignore_index)
-    finalize = partial(_class_accuracy, stat.ignore_index, "macro", float(zero_division))
-    return DerivedMetric("mean_pixel_accuracy", stat, finalize, description="mean per-class pixel accuracy")
+    description = "mean per-class pixel accuracy"
+    return _ratio_metric("mean_pixel_accuracy", _class_accuracy, stat, "macro", zero_division, description)
 
 
 def pixel_confusion_matrix_metric(

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import scatter_add
-from evaluators.statistic import Batch, State, Statistic, resample_with_extremes
+from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
@@ -92,13 +92,7 @@ class ScoreSketch(Statistic):
         }
 
     def merge(self, a: State, b: State) -> State:
-        return {
-            "weight": np.add(a["weight"], b["weight"]),
-            "sums": np.add(a["sums"], b["sums"]),
-            "lo": np.minimum(a["lo"], b["lo"]),
-            "hi": np.maximum(a["hi"], b["hi"]),
-            "cells": np.add(a["cells"], b["cells"]),
-        }
+        return merge_with_extremes(a, b)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         return resample_with_extremes(stacked, weights)

@@ -118,6 +118,15 @@ class Statistic(abc.ABC):
         return [tree_map_leaves(lambda x, b=b: x[b], mixed) for b in range(np.shape(weights)[0])]
 
 
+def merge_with_extremes(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> State:
+    """:meth:`Statistic.merge` for dict states of sums plus running extremes ``lo`` / ``hi``."""
+    out = {}
+    for key in a:
+        combine = np.minimum if key == "lo" else np.maximum if key == "hi" else np.add
+        out[key] = combine(a[key], b[key])
+    return out
+
+
 def resample_with_extremes(stacked: Mapping[str, np.ndarray], weights: np.ndarray) -> list[State]:
     """:meth:`Statistic.resample` for dict states of sums plus running extremes ``lo`` / ``hi``:
     sums are weighted, extremes taken over the buckets a replicate uses (weight > 0)."""

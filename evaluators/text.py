@@ -23,7 +23,15 @@ import numpy as np
 
 from evaluators.calibration import from_fixed, to_fixed
 from evaluators.classification import require_kind, scatter_add
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_with_extremes
+from evaluators.statistic import (
+    Batch,
+    DerivedMetric,
+    Direction,
+    State,
+    Statistic,
+    merge_with_extremes,
+    resample_with_extremes,
+)
 from evaluators.task import Task, TaskKind
 
 HISTOGRAM_BINS = 400
@@ -76,13 +84,7 @@ class ScoreMoments(Statistic):
         }
 
     def merge(self, a: State, b: State) -> State:
-        return {
-            "weight": np.add(a["weight"], b["weight"]),
-            "sums": np.add(a["sums"], b["sums"]),
-            "lo": np.minimum(a["lo"], b["lo"]),
-            "hi": np.maximum(a["hi"], b["hi"]),
-            "histogram": np.add(a["histogram"], b["histogram"]),
-        }
+        return merge_with_extremes(a, b)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         return resample_with_extremes(stacked, weights)

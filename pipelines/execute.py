@@ -161,8 +161,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
 
     metrics = spec.derived_metrics()
     accumulator = Accumulator.for_metrics(m for _, m in metrics)
-    replicates = accumulator.replicates() if spec.confidence else None
-    replicate_accumulator = replicates if replicates is not None and replicates.statistics else None
+    replicate_accumulator = accumulator.replicates() if spec.confidence else None
     merger = OrderedMerger(accumulator, replicate_accumulator)
     progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
     rows_done = 0

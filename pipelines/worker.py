@@ -156,8 +156,7 @@ class UnitEvaluator:
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
-        replicates = self.accumulator.replicates() if spec.confidence else None
-        self.replicate_accumulator = replicates if replicates is not None and replicates.statistics else None
+        self.replicate_accumulator = self.accumulator.replicates() if spec.confidence else None
         roles = spec.data.columns.roles()
         row_id = roles.pop("row_id", None)
         self.roles = roles

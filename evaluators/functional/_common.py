@@ -105,3 +105,19 @@ def compute(
     if per_class:
         return np.array([v for _, v in per_class])
     return values
+
+
+def backbone_metric(
+    name: str, kind: TaskKind, columns: dict[str, Any], backbone: Any, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A backbone metric of ``columns`` (raw ``predictions`` / ``targets``): the backbone's features go through
+    the metric's statistic, as in the pipeline. ``backbone``: a loaded backbone or a ``BackboneSpec``."""
+    from evaluators.accumulate import Accumulator
+    from evaluators.backbones import BackboneSpec, load_backbone
+
+    encoder = load_backbone(backbone) if isinstance(backbone, BackboneSpec) else backbone
+    metric = catalog.build(name, Task(kind), params)
+    features = encoder.extract(columns)
+    acc = Accumulator([metric.statistic])
+    state = acc.update(acc.zero(), {k: features[k] for k in metric.statistic.features})[0]
+    return metric.compute(state)

@@ -11,19 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluators import catalog
-from evaluators.accumulate import Accumulator
-from evaluators.backbones import BackboneSpec, load_backbone
-from evaluators.task import Task, TaskKind
+from evaluators.functional._common import backbone_metric
+from evaluators.task import TaskKind
 
 
 def _image_metric(name: str, predictions: Any, targets: Any, backbone: Any, **params: Any) -> dict[str, Any]:
-    encoder = load_backbone(backbone) if isinstance(backbone, BackboneSpec) else backbone
-    metric = catalog.build(name, Task(TaskKind.IMAGE), params)
-    features = encoder.extract({"predictions": np.asarray(predictions), "targets": np.asarray(targets)})
-    acc = Accumulator([metric.statistic])
-    columns = {k: features[k] for k in metric.statistic.features}
-    return metric.compute(acc.update(acc.zero(), columns)[0])
+    columns = {"predictions": np.asarray(predictions), "targets": np.asarray(targets)}
+    return backbone_metric(name, TaskKind.IMAGE, columns, backbone, params)
 
 
 def fid(predictions: Any, targets: Any, backbone: Any, *, dimension: int = 64) -> float:

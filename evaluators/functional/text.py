@@ -9,19 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evaluators import catalog
-from evaluators.accumulate import Accumulator
-from evaluators.backbones import BackboneSpec, load_backbone
-from evaluators.task import Task, TaskKind
+from evaluators.functional._common import backbone_metric
+from evaluators.task import TaskKind
 
 
 def _text_metric(name: str, predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> dict[str, Any]:
-    encoder = load_backbone(backbone) if isinstance(backbone, BackboneSpec) else backbone
-    metric = catalog.build(name, Task(TaskKind.TEXT))
-    features = encoder.extract({"predictions": list(predictions), "targets": list(targets)})
-    acc = Accumulator([metric.statistic])
-    columns = {k: features[k] for k in metric.statistic.features}
-    return metric.compute(acc.update(acc.zero(), columns)[0])
+    columns = {"predictions": list(predictions), "targets": list(targets)}
+    return backbone_metric(name, TaskKind.TEXT, columns, backbone)
 
 
 def embedding_similarity(predictions: Sequence[str], targets: Sequence[str], backbone: Any) -> float:
