@@ -130,11 +130,42 @@ def predicted_labels(task: Task, predictions: jax.Array) -> jax.Array:
     if task.prediction is PredictionKind.LABELS:
         return predictions.astype(jnp.int32)
     if task.kind is TaskKind.MULTICLASS:
-        return jnp.argmax(predictions, axis=-1).astype(jnp.int32)
+        return top_class(task, predictions)[1]
     return (positive_scores(task, predictions) > task.threshold).astype(jnp.int32)
 
 
+def top_class(task: Task, predictions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(highest score as float64, its class as int32)`` per row of ``[n, C]`` multiclass scores (the first
+    class on a tie). Statistics that need the top class call this on the raw predictions, so that XLA computes
+    one ``argmax`` for all of them (widening to float64 after the ``max`` is exact)."""
+    return jnp.max(predictions, axis=-1).astype(jnp.float64), jnp.argmax(predictions, axis=-1).astype(jnp.int32)
+
+
 # --- host-side checks ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadRows:
+    """One problem found in a batch: ``rows`` marks the offending rows (bool ``[n]``), or is None for a
+    problem of the whole batch (a shape or dtype) that leaving rows out cannot fix."""
+
+    role: str
+    what: str
+    """What is wrong, as it reads after "N rows" (e.g. ``"with NaN or inf"``); or the whole message
+    when ``rows`` is None."""
+    rows: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        return 0 if self.rows is None else int(self.rows.sum())
+
+    @property
+    def reason(self) -> str:
+        """``"predictions: with NaN or inf"``: the key under which dropped rows are counted."""
+        return f"{self.role}: {self.what}"
+
+    def message(self) -> str:
+        return f"{self.role}: {self.what}" if self.rows is None else f"{self.role}: {self.count} rows {self.what}"
 
 
 def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
@@ -143,88 +174,117 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
     Returns an empty list for a clean batch. Used by the pipeline before any
     statistic sees the rows, so that bad data fails with a clear message.
     """
-    problems: list[str] = []
+    return [problem.message() for problem in find_bad_rows(task, columns)]
+
+
+def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
+    """Every problem of a batch of ``predictions`` / ``targets`` (``[n]`` or ``[n, C]`` arrays), with the
+    offending rows of each; empty for a clean batch."""
     preds = columns["predictions"]
     targets = columns["targets"]
     n = len(targets)
     if len(preds) != n:
-        problems.append(f"predictions have {len(preds)} rows but targets have {n}")
-        return problems
-    if task.kind is TaskKind.TEXT:
-        return problems  # strings: nulls are refused when the column is read
+        return [BadRows("predictions", f"have {len(preds)} rows but targets have {n}")]
+    if task.kind in (TaskKind.TEXT, TaskKind.SEGMENTATION, TaskKind.DETECTION):
+        # strings: nulls are refused when read; masks and box lists are checked per image downstream
+        return []
     if task.kind is TaskKind.IMAGE:
         return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
-    if task.kind is TaskKind.SEGMENTATION:
-        return problems  # masks are decoded and checked per image by the pipeline
-    if task.kind is TaskKind.DETECTION:
-        return problems  # per-image box lists are checked by the detection statistic
+    problems: list[BadRows] = []
     if np.issubdtype(preds.dtype, np.floating):
-        bad = ~np.isfinite(preds)
-        if bad.any():
-            problems.append(f"predictions: {int(bad.reshape(n, -1).any(axis=1).sum())} rows with NaN or inf")
-        elif task.kind is not TaskKind.REGRESSION and task.prediction is PredictionKind.PROBABILITIES:
-            outside = (preds < 0) | (preds > 1)
-            if outside.any():
-                problems.append(
-                    f"predictions: {int(outside.reshape(n, -1).any(axis=1).sum())} rows with probabilities "
-                    "outside [0, 1] (declare `prediction: logits` if these are logits)"
-                )
-            elif task.kind is TaskKind.MULTICLASS and preds.ndim == 2:
-                off = np.abs(preds.sum(axis=1, dtype=np.float64) - 1.0) > 1e-3
-                if off.any():
-                    problems.append(
-                        f"predictions: {int(off.sum())} rows whose class probabilities do not sum to 1 "
-                        "(declare `prediction: logits` if these are logits)"
-                    )
+        # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
+        lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
+        all_finite = bool(np.isfinite(lo) and np.isfinite(hi))
+        finite = None if all_finite else np.isfinite(preds)
+        if finite is not None:
+            problems += _rows("predictions", "with NaN or inf", ~finite, n)
+        if task.kind is not TaskKind.REGRESSION and task.prediction is PredictionKind.PROBABILITIES:
+            logits = "(declare `prediction: logits` if these are logits)"
+            if not (lo >= 0 and hi <= 1):
+                outside = (preds < 0) | (preds > 1)
+                if finite is not None and outside.any():
+                    outside &= finite  # +-inf is counted once, as NaN or inf
+                problems += _rows("predictions", f"with probabilities outside [0, 1] {logits}", outside, n)
+            if task.kind is TaskKind.MULTICLASS and preds.ndim == 2:
+                off = _off_one(preds, SUM_TOLERANCE)
+                problems += _rows("predictions", f"whose class probabilities do not sum to 1 {logits}", off, n)
     if task.kind is TaskKind.REGRESSION:
-        if np.issubdtype(targets.dtype, np.floating) and not np.isfinite(targets).all():
-            problems.append(f"targets: {int((~np.isfinite(targets)).sum())} rows with NaN or inf")
+        if np.issubdtype(targets.dtype, np.floating):
+            problems += _rows("targets", "with NaN or inf", ~np.isfinite(targets), n)
         return problems
     problems.extend(_check_labels(task, "targets", targets, n))
     if task.prediction is PredictionKind.LABELS:
         problems.extend(_check_labels(task, "predictions", preds, n))
     if task.kind is TaskKind.MULTICLASS and task.has_scores and (preds.ndim != 2 or preds.shape[1] != task.classes):
-        problems.append(f"predictions: expected {task.classes} class scores per row, got shape {preds.shape[1:]}")
+        problems.append(
+            BadRows("predictions", f"expected {task.classes} class scores per row, got shape {preds.shape[1:]}")
+        )
     if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
-        problems.append(f"targets: expected {task.classes} labels per row, got shape {targets.shape[1:]}")
+        problems.append(BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}"))
     return problems
 
 
-def _check_images(role: str, values: np.ndarray, n: int) -> list[str]:
+SUM_TOLERANCE = 1e-3
+"""Class probabilities of a row may sum to 1 within this (in float64)."""
+
+
+def _off_one(preds: np.ndarray, tolerance: float) -> np.ndarray:
+    """Rows whose float64 sum is further than ``tolerance`` from 1. Rows are summed in their own dtype
+    first (no float64 copy of the batch); only rows within rounding of the tolerance are summed again in
+    float64, so the answer is the float64 one."""
+    if preds.dtype == np.float64 or preds.shape[1] == 0:
+        return np.abs(preds.sum(axis=1, dtype=np.float64) - 1.0) > tolerance
+    sums = preds.sum(axis=1)
+    slack = preds.shape[1] * float(np.finfo(preds.dtype).eps) * 4.0  # bound on the own-dtype rounding
+    distance = np.abs(sums.astype(np.float64) - 1.0)
+    off = distance > tolerance
+    near = np.flatnonzero(np.abs(distance - tolerance) <= slack)
+    if len(near):
+        off[near] = np.abs(preds[near].sum(axis=1, dtype=np.float64) - 1.0) > tolerance
+    return off
+
+
+def _rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:
+    """``[BadRows]`` for the rows with any flagged element (``bad``: ``[n]`` or ``[n, ...]``), or ``[]``."""
+    rows = bad.reshape(n, -1).any(axis=1) if bad.ndim > 1 else bad
+    return [BadRows(role, what, rows)] if rows.any() else []
+
+
+def _check_images(role: str, values: np.ndarray, n: int) -> list[BadRows]:
     """Encoded images (an object array of bytes) or ``[n, S*S*3]`` pixels: uint8-range integers or [0, 1] floats."""
     if values.dtype == object:
-        bad = sum(not isinstance(v, bytes | bytearray | memoryview) or len(v) == 0 for v in values)
-        return [f"{role}: {bad} rows that are not non-empty encoded image bytes"] if bad else []
+        bad = np.fromiter(
+            (not isinstance(v, bytes | bytearray | memoryview) or len(v) == 0 for v in values), bool, count=n
+        )
+        return _rows(role, "that are not non-empty encoded image bytes", bad, n)
     if values.ndim != 2:
         return [
-            f"{role}: expected encoded image bytes or a list of S*S*3 pixel values per row, got shape {values.shape}"
+            BadRows(
+                role, f"expected encoded image bytes or a list of S*S*3 pixel values per row, got shape {values.shape}"
+            )
         ]
     side = int(np.sqrt(values.shape[1] / 3))
     if side < 1 or 3 * side * side != values.shape[1]:
-        return [f"{role}: {values.shape[1]} pixel values per row is not S*S*3 for a square RGB image"]
+        return [BadRows(role, f"{values.shape[1]} pixel values per row is not S*S*3 for a square RGB image")]
     if np.issubdtype(values.dtype, np.floating):
         bad = ~np.isfinite(values) | (values < 0) | (values > 1)
-        what = "pixel values outside [0, 1] or NaN (float pixels are read as [0, 1] intensities)"
+        what = "with pixel values outside [0, 1] or NaN (float pixels are read as [0, 1] intensities)"
     elif np.issubdtype(values.dtype, np.integer):
         bad = (values < 0) | (values > 255)
-        what = "pixel values outside [0, 255]"
+        what = "with pixel values outside [0, 255]"
     else:
-        return [f"{role}: expected numeric pixel values, got {values.dtype}"]
-    count = int(bad.any(axis=1).sum())
-    return [f"{role}: {count} rows with {what}"] if count else []
+        return [BadRows(role, f"expected numeric pixel values, got {values.dtype}")]
+    return _rows(role, what, bad, n)
 
 
-def _check_labels(task: Task, role: str, values: np.ndarray, n: int) -> list[str]:
+def _check_labels(task: Task, role: str, values: np.ndarray, n: int) -> list[BadRows]:
+    problems: list[BadRows] = []
     if np.issubdtype(values.dtype, np.floating):
-        nonint = ~np.isfinite(values) | (values != np.round(values))
-        if nonint.any():
-            return [f"{role}: {int(nonint.reshape(n, -1).any(axis=1).sum())} rows whose labels are not integers"]
+        problems += _rows(role, "whose labels are not integers", ~np.isfinite(values) | (values != np.round(values)), n)
     elif not np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_:
-        return [f"{role}: expected integer labels, got {values.dtype}"]
+        return [BadRows(role, f"expected integer labels, got {values.dtype}")]
     upper = 2 if task.kind in (TaskKind.BINARY, TaskKind.MULTILABEL) else task.classes
     bad = (values < 0) | (values >= upper)
     if task.ignore_index is not None and role == "targets":
         bad &= values != task.ignore_index
-    if bad.any():
-        return [f"{role}: {int(bad.reshape(n, -1).any(axis=1).sum())} rows with labels outside [0, {upper - 1}]"]
-    return []
+    return problems + _rows(role, f"with labels outside [0, {upper - 1}]", bad, n)

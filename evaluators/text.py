@@ -6,7 +6,9 @@ and hands the statistics numeric features instead of strings:
 
 * ``candidate`` / ``reference``: sentence embeddings ``[n, H]`` float32;
 * ``bertscore``: per-row BERTScore ``[n, 3]`` (precision, recall, F1) from greedy matching of
-  token embeddings (last layer, no idf weighting, special tokens excluded).
+  token embeddings (last layer, special tokens excluded);
+* ``bertscore_idf``: the same with each token weighted by its idf over the job's reference texts
+  (when a BERTScore metric sets ``idf: true``; the pipeline counts document frequencies first).
 
 Statistics never keep features: per-row scores go into :class:`ScoreMoments` (count, exact
 fixed-point sums, extremes and a histogram), embeddings into :class:`FeatureMoments` (count,
@@ -40,13 +42,14 @@ HISTOGRAM_BINS = 400
 _SCORES = {"cosine": None, "bertscore_precision": 0, "bertscore_recall": 1, "bertscore_f1": 2}
 
 
-def row_scores(score: str, batch: Batch) -> jnp.ndarray:
-    """Per-row score ``[n]`` in ``[-1, 1]``: cosine of the pair's embeddings, or a BERTScore column."""
+def row_scores(score: str, batch: Batch, idf: bool = False) -> jnp.ndarray:
+    """Per-row score ``[n]`` in ``[-1, 1]``: cosine of the pair's embeddings, or a BERTScore column
+    (``bertscore_idf`` with idf weighting)."""
     if score == "cosine":
         c, r = jnp.asarray(batch["candidate"], jnp.float32), jnp.asarray(batch["reference"], jnp.float32)
         norms = jnp.linalg.norm(c, axis=1) * jnp.linalg.norm(r, axis=1)
         return jnp.clip(jnp.sum(c * r, axis=1) / jnp.maximum(norms, 1e-12), -1.0, 1.0).astype(jnp.float64)
-    return jnp.asarray(batch["bertscore"], jnp.float64)[:, _SCORES[score]]
+    return jnp.asarray(batch["bertscore_idf" if idf else "bertscore"], jnp.float64)[:, _SCORES[score]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,12 @@ class ScoreMoments(Statistic):
     """
 
     score: str
-    features: ClassVar[tuple[str, ...]] = ("candidate", "reference", "bertscore")
+    idf: bool = False
+    """BERTScore with each token weighted by its idf over the job's reference texts (feature ``bertscore_idf``)."""
+
+    @property
+    def features(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("candidate", "reference", "bertscore_idf" if self.idf else "bertscore")
 
     def zero(self) -> State:
         return {
@@ -70,7 +78,7 @@ class ScoreMoments(Statistic):
         }
 
     def update(self, state: State, batch: Batch) -> State:
-        s = row_scores(self.score, batch)
+        s = row_scores(self.score, batch, self.idf)
         w = jnp.asarray(batch["weights"], jnp.float64)
         live = w > 0
         index = jnp.clip(((s + 1.0) / 2.0 * HISTOGRAM_BINS).astype(jnp.int32), 0, HISTOGRAM_BINS - 1)
@@ -201,22 +209,25 @@ def embedding_similarity(task: Task) -> DerivedMetric:
     )
 
 
-def bertscore_precision(task: Task) -> DerivedMetric:
-    """Mean BERTScore precision (greedy token matching, last layer, no idf)."""
-    _require_text(task, "bertscore_precision")
-    return DerivedMetric("bertscore_precision", ScoreMoments("bertscore_precision"), _mean_only, Direction.HIGHER)
+def _bertscore(task: Task, name: str, idf: bool) -> DerivedMetric:
+    _require_text(task, name)
+    return DerivedMetric(name, ScoreMoments(name, bool(idf)), _mean_only, Direction.HIGHER)
 
 
-def bertscore_recall(task: Task) -> DerivedMetric:
-    """Mean BERTScore recall (greedy token matching, last layer, no idf)."""
-    _require_text(task, "bertscore_recall")
-    return DerivedMetric("bertscore_recall", ScoreMoments("bertscore_recall"), _mean_only, Direction.HIGHER)
+def bertscore_precision(task: Task, *, idf: bool = False) -> DerivedMetric:
+    """Mean BERTScore precision (greedy token matching, last layer; ``idf``: tokens weighted by their idf
+    over the job's reference texts)."""
+    return _bertscore(task, "bertscore_precision", idf)
 
 
-def bertscore_f1(task: Task) -> DerivedMetric:
-    """Mean per-row BERTScore F1 (greedy token matching, last layer, no idf)."""
-    _require_text(task, "bertscore_f1")
-    return DerivedMetric("bertscore_f1", ScoreMoments("bertscore_f1"), _mean_only, Direction.HIGHER)
+def bertscore_recall(task: Task, *, idf: bool = False) -> DerivedMetric:
+    """Mean BERTScore recall (greedy token matching, last layer; ``idf`` as for precision)."""
+    return _bertscore(task, "bertscore_recall", idf)
+
+
+def bertscore_f1(task: Task, *, idf: bool = False) -> DerivedMetric:
+    """Mean per-row BERTScore F1 (greedy token matching, last layer; ``idf`` as for precision)."""
+    return _bertscore(task, "bertscore_f1", idf)
 
 
 def frechet_embedding_distance(task: Task, *, dimension: int = 384) -> DerivedMetric:

@@ -8,13 +8,16 @@ with ``baseline:``; the run is committed all the same), 1 internal failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from pipelines.errors import UserError
+from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 
 
@@ -54,7 +57,42 @@ def format_run(run: Run, max_metrics: int = 200) -> str:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    return {"set": args.set or [], "runner": getattr(args, "runner", None), "output": getattr(args, "output", None)}
+    return {
+        "set": args.set or [],
+        "runner": getattr(args, "runner", None),
+        "output": getattr(args, "output", None),
+        "beam_args": getattr(args, "beam_args", None) or [],
+    }
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (``ray job stop``, a scheduler's kill): unwinds the job like Ctrl-C, so that nothing is
+    committed, uploads in flight are closed or removed, and finished units stay as checkpoints."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises :class:`Stopped` in the main thread. Some libraries turn an exception raised by a
+    signal handler into their own ``KeyboardInterrupt``: one that unwinds out of the block after a
+    SIGTERM is re-raised as :class:`Stopped`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if received and not isinstance(exc, Stopped):
+            raise Stopped() from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
@@ -62,7 +100,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
-    outcome = run_job(job, show_progress=not args.quiet)
+    with _stop_on_sigterm():
+        outcome = run_job(job, show_progress=not args.quiet)
     out.write(format_run(outcome.run) + "\n")
     out.write(f"run: {outcome.uri}\n")
     baseline = outcome.run.metadata.get("baseline")
@@ -192,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate a job and commit the run")
     run.add_argument("job", help="job spec (YAML), a path or fsspec URL")
-    run.add_argument("--runner", choices=("local", "ray"), help="override execution.runner")
+    run.add_argument(
+        "--runner",
+        choices=("local", "ray", "beam"),
+        help="override execution.runner; with beam, Beam pipeline flags may follow `--` (e.g. -- --project=p)",
+    )
     run.add_argument("--output", help="override output.uri")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key, e.g. execution.actors=4")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -233,15 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:  # what follows is for Apache Beam: ``run job.yaml --runner beam -- --runner=DataflowRunner``
+        argv, beam_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args = parser.parse_args(argv)
+    if beam_args and args.command not in ("run", "validate"):
+        parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
+    args.beam_args = beam_args
     try:
         return args.func(args, sys.stdout)
     except UserError as exc:
         sys.stderr.write(f"evalpipe: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("evalpipe: interrupted\n")
-        return 130
+    except JobFailed as exc:
+        sys.stderr.write(f"evalpipe: job failed: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
+        sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
+        return 143 if isinstance(exc, Stopped) else 130
     except Exception:
         sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
         traceback.print_exc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Bad input: a job spec, a dataset, a path. Printed as one paragraph, no traceback; exit code 2.
@@ -25,6 +27,81 @@ class SpecError(UserError):
 
 class DataError(UserError):
     """A dataset whose files, schema or values do not fit the job spec."""
+
+
+class UserCodeError(DataError):
+    """A user metric function or statistic class raised: not retried (it would raise again)."""
+
+
+class JobFailed(Exception):
+    """evalpipe could not finish the job for a reason outside the spec and the data (workers kept dying,
+    storage kept failing). Printed as one paragraph, no traceback; exit code 1; nothing is committed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+_TRANSIENT_ERROR_NAMES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+        "ClientPayloadError",
+        "RetryError",
+        "TransportError",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+    }
+)
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Storage errors worth another try: connection resets and timeouts, throttling, 5xx answers.
+
+    Not transient: a missing file, a denied request, a corrupt or mistyped file (those fail the same way
+    again), and every :class:`UserError`.
+    """
+    if isinstance(exc, UserError):
+        return False
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+        return False
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if type(exc).__name__ in _TRANSIENT_ERROR_NAMES:
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        return code in _TRANSIENT_CODES or status in _TRANSIENT_CODES
+    # OSError with an errno of a failing device or connection (EIO, ECONNRESET, ETIMEDOUT, ...)
+    return isinstance(exc, OSError) and exc.errno in {
+        errno.EIO,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.EAGAIN,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+    }
 
 
 _STORAGE_ERROR_MODULES = ("botocore", "aiobotocore", "google.auth", "google.api_core", "azure.core")

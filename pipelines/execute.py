@@ -21,17 +21,19 @@ import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
 from pipelines import planning
+from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, UserError
+from pipelines.idf import resolve_idf
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
 from pipelines.results import compare, latest_run, list_runs
-from pipelines.runners import execute
+from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec
 from pipelines.storage import new_run_id, read_run, run_location, write_run
-from pipelines.worker import UnitResult
+from pipelines.worker import TOTAL_DROPPED, UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
 
@@ -157,6 +159,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         _refuse_existing(spec, instance)
     plan = check_dataset(spec)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
+    spec, idf_counts = resolve_idf(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
 
     metrics = spec.derived_metrics()
@@ -167,20 +170,32 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     rows_done = 0
     backbone_loads: dict[str, int] = {}
     scores: dict[int, pa.Table] = {}
+    dropped: dict[str, int] = {}
+    read_retries = 0
+    store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
-    def on_result(result: UnitResult) -> None:
-        nonlocal rows_done
+    def on_result(result: UnitResult, *, resumed: bool = False) -> None:
+        nonlocal rows_done, read_retries
+        if store is not None and not resumed:
+            store.save(result)
         merger.add(result.index, result.partial)
         if result.scores is not None:
             scores[result.index] = result.scores
         if result.backbone_loads:
             backbone_loads[result.worker] = max(backbone_loads.get(result.worker, 0), result.backbone_loads)
+        for reason, count in result.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        read_retries += result.read_retries
         rows_done += result.rows
         progress.advance(result.rows)
 
-    report = execute(spec, plan.units, on_result, progress.restart_clock)
+    resumed = store.load(plan.units) if store is not None else {}
+    for index in sorted(resumed):
+        on_result(resumed[index], resumed=True)
+    todo = [u for u in plan.units if u.index not in resumed]
+    report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
     t_reduce = time.perf_counter()
-    merged = merger.result()
+    merged = report.merged if report.merged is not None else merger.result()
     points, slice_report = build_points(
         ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
     )
@@ -210,8 +225,12 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             "units": len(plan.units),
             "attempts": report.attempts,
             "retried_units": list(report.retried_units),
+            "resumed_units": sorted(resumed),
+            "read_retries": read_retries,
+            **({"dropped_rows": _dropped_summary(dropped)} if spec.data.on_bad_rows == "drop" else {}),
             **slice_report,
             **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
+            **({"bertscore_idf": idf_counts} if idf_counts else {}),
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
             **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {
@@ -239,4 +258,20 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         if scores
         else None,
     )
+    if store is not None:
+        store.clear()
     return RunOutcome(run, location.uri, regressions)
+
+
+def _nothing_to_run(spec: JobSpec) -> ExecutionReport:
+    """Every unit came from checkpoints: no workers were started."""
+    return ExecutionReport(spec.execution.runner, 0, 0.0, 0.0, attempts=0)
+
+
+def _dropped_summary(dropped: dict[str, int]) -> dict[str, object]:
+    """``{"rows": total left out, "by_reason": {reason: rows}}`` (a row with two problems counts once in
+    ``rows`` and under each of its reasons)."""
+    return {
+        "rows": dropped.get(TOTAL_DROPPED, 0),
+        "by_reason": {k: v for k, v in dropped.items() if k != TOTAL_DROPPED},
+    }

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.statistic import DerivedMetric, Direction, Statistic
-from pipelines.errors import DataError
+from pipelines.errors import DataError, UserCodeError
 
 ALLOW_ENV = "EVALPIPE_ALLOWED_MODULES"
 TRLX_ARGUMENTS = ("samples", "prompts", "outputs")
@@ -105,7 +105,11 @@ def call_function(
     try:
         result = fn(texts["samples"], texts["prompts"], texts["outputs"], **extra)
     except Exception as exc:
-        raise DataError(f"{where}: metric function {spec.path} raised {type(exc).__name__}: {exc}.") from exc
+        read = ", ".join(f"{k}={v!r}" for k, v in spec.columns.items())
+        raise UserCodeError(
+            f"{where}: metric function {spec.path} raised {type(exc).__name__}: {exc} (on columns {read}). "
+            "Errors in user code are not retried: fix the function and run the job again."
+        ) from exc
     if not isinstance(result, Mapping):
         raise DataError(f"{where}: metric function {spec.path} returned {type(result).__name__}, expected a dict.")
     out: dict[str, np.ndarray] = {}

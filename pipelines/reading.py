@@ -1,8 +1,10 @@
 """Parquet -> numpy column arrays, one row group at a time, only the needed columns.
 
-Memory is bounded by the largest row group of the unit, not by the dataset.
+Memory is bounded by the largest row group of the unit (or by ``execution.memory_budget_mb`` when a
+row group is larger), not by the dataset.
 List columns of fixed length (class probabilities, multilabel targets) become
-``[n, C]`` arrays without a per-row Python loop.
+``[n, C]`` arrays without a per-row Python loop; ``fixed_size_binary`` columns (raw
+8-bit pixels) become ``uint8 [n, width]`` views of the read buffer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from evaluators.detection import instance_masks
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import DataError
 from pipelines.planning import FileInfo, UnitPart
@@ -49,12 +52,23 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "any column", lambda t: True
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+    if task.kind is TaskKind.DETECTION and role in ("masks", "target_masks"):
+        return f"a list column per image of {MASK_LISTS}", is_mask_list
     if task.kind is TaskKind.DETECTION and role not in ("weights", "image_id"):
-        return "a list column per image (boxes: list of 4 numbers per box, or 4k numbers)", _is_list
+        return (
+            f"a list column per image (boxes: list of 4 numbers per box, or 4k numbers; masks: {MASK_LISTS})",
+            _is_list,
+        )
     if task.kind is TaskKind.SEGMENTATION and role in ("predictions", "targets"):
         return (
-            "single-channel PNG masks of class ids (binary) or class ids per pixel (list of integers)",
-            lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or (_is_list(t) and _is_label(t.value_type)),
+            "single-channel PNG masks of class ids (binary), class ids per pixel (list of integers) or 8-bit class "
+            "ids per pixel as raw bytes (fixed_size_binary)",
+            lambda t: (
+                pa.types.is_binary(t)
+                or pa.types.is_large_binary(t)
+                or pa.types.is_fixed_size_binary(t)
+                or (_is_list(t) and _is_label(t.value_type))
+            ),
         )
     if task.kind is TaskKind.IMAGE and role in ("predictions", "targets"):
         return (
@@ -108,6 +122,8 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
     if array.null_count:
         raise DataError(f"{where}: {array.null_count} rows are null; expected a value in every row.")
+    if pa.types.is_fixed_size_binary(array.type):
+        return raw_bytes(array)
     if _is_list(array.type):
         n = len(array)
         if pa.types.is_fixed_size_list(array.type):
@@ -128,14 +144,62 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def raw_bytes(array: pa.FixedSizeBinaryArray) -> np.ndarray:
+    """A ``fixed_size_binary(w)`` column (raw 8-bit values, e.g. the pixels of a mask) -> uint8 ``[n, w]``: a
+    view of Arrow's buffer, no copy. Parquet stores such a column as plain bytes, several times faster to
+    read than a list of small integers, whose repetition levels are decoded value by value."""
+    width = array.type.byte_width
+    data = np.frombuffer(array.buffers()[1], np.uint8, count=(array.offset + len(array)) * width)
+    return data[array.offset * width :].reshape(len(array), width)
+
+
 def ragged(array: pa.ChunkedArray, *, where: str) -> np.ndarray:
     """A list column of varying lengths -> object array of per-row float64 arrays (nested lists flattened
     per row: ``[[x, y, w, h], ...]`` -> ``[4k]``)."""
     if array.null_count:
         raise DataError(f"{where}: {array.null_count} rows are null; expected a (possibly empty) list in every row.")
+    if is_mask_list(array.type):
+        return _instance_masks(array, where=where)
     out = np.empty(len(array), object)
     for i, row in enumerate(array.to_pylist()):
         out[i] = np.asarray(row, np.float64).reshape(-1)
+    return out
+
+
+MASK_LISTS = (
+    "instance masks, list<struct<size: list<int>, counts: string or list<int>>> (COCO RLE, compressed or "
+    "not) or list<binary> (one PNG per instance)"
+)
+
+
+def is_mask_list(t: pa.DataType) -> bool:
+    """Per-image instance masks (detection, ``iou_type: segm``): a list of COCO RLE structs or of PNG bytes."""
+    if not _is_list(t):
+        return False
+    value = t.value_type
+    return pa.types.is_struct(value) or pa.types.is_binary(value) or pa.types.is_large_binary(value)
+
+
+def _instance_masks(array: pa.ChunkedArray, *, where: str) -> np.ndarray:
+    """A mask list column -> object array of per-row :class:`~evaluators.detection.InstanceMasks` (runs)."""
+    value = array.type.value_type
+    if pa.types.is_struct(value):
+        fields = [value.field(i).name for i in range(value.num_fields)]
+        if "size" not in fields or "counts" not in fields:
+            raise DataError(
+                f"{where}: the masks are structs with fields {', '.join(fields)}; expected COCO RLE structs with "
+                "the fields size ([height, width]) and counts (compressed RLE string or run lengths)."
+            )
+    out = np.empty(len(array), object)
+    for i, row in enumerate(array.to_pylist()):
+        try:
+            out[i] = instance_masks(row)
+        except ValueError as exc:
+            raise DataError(
+                f"{where}, row {i}: {exc}. A row holds one mask per instance, each a COCO RLE struct {{size: "
+                "[height, width], counts: compressed string or run lengths} or the bytes of a single-channel "
+                "PNG, all of the image's size."
+            ) from None
     return out
 
 
@@ -154,28 +218,73 @@ def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa
     return to_numpy(array, where=where)
 
 
+STREAM_BUFFER_BYTES = 1 << 20
+"""Read-ahead of a row group read in slices (instead of its whole column chunks at once)."""
+SLICES_PER_BUDGET = 4
+"""A slice of an oversized row group decodes to a quarter of the budget: room for the slice being
+decoded, the one being folded in and Arrow's page buffers."""
+
+
+def decoded_bytes(meta: pq.FileMetaData, group: int, names: set[str]) -> int:
+    """Decoded (uncompressed) bytes of row group ``group``'s columns named ``names`` (top-level names),
+    from the footer."""
+    row_group = meta.row_group(group)
+    return sum(
+        row_group.column(i).total_uncompressed_size
+        for i in range(row_group.num_columns)
+        if row_group.column(i).path_in_schema.split(".", 1)[0] in names
+    )
+
+
 def read_part(
-    part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any]
+    part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any], memory_budget: int | None = None
 ) -> Iterator[tuple[int, int, Columns]]:
-    """Yield ``(row group, first row's position in the file, role columns)`` for each row group in ``part``."""
+    """Yield ``(row group, first row's position in the file, role columns)`` for each row group in ``part``.
+
+    A row group whose needed columns decode to more than ``memory_budget`` bytes (from the footer) is
+    read in slices of as many rows as fit, through a small read-ahead buffer, so memory stays near the
+    budget whatever the writer chose; one whose single rows exceed the budget is refused.
+    """
     fs, path = url_to_fs(part.path, **storage_options)
     names = list(dict.fromkeys(roles.values()))
     try:
         with fs.open(path, "rb") as handle:
             parquet = pq.ParquetFile(handle)
             meta = parquet.metadata
+            sizes = {g: decoded_bytes(meta, g, set(names)) for g in range(part.start, part.stop)}
+            oversize = memory_budget is not None and max(sizes.values(), default=0) > memory_budget
+            if oversize:
+                parquet = pq.ParquetFile(handle, metadata=meta, buffer_size=STREAM_BUFFER_BYTES, pre_buffer=False)
             first_row = sum(meta.row_group(g).num_rows for g in range(part.start))
             for group in range(part.start, part.stop):
-                table = parquet.read_row_group(group, columns=names)
                 where_group = f"{part.path} row group {group}"
-                yield (
-                    group,
-                    first_row,
-                    {
-                        role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
-                        for role, col in roles.items()
-                    },
-                )
-                first_row += table.num_rows
+                rows = meta.row_group(group).num_rows
+                if oversize and sizes[group] > memory_budget:
+                    per_row = sizes[group] / max(rows, 1)
+                    if per_row > memory_budget:
+                        raise DataError(
+                            f"{where_group}: one row of columns {', '.join(names)} decodes to {per_row / 2**20:.1f} "
+                            f"MiB, more than execution.memory_budget_mb ({memory_budget / 2**20:g} MiB); raise the "
+                            "budget."
+                        )
+                    slices = parquet.iter_batches(
+                        batch_size=max(1, int(memory_budget // (SLICES_PER_BUDGET * per_row))),
+                        row_groups=[group],
+                        columns=names,
+                        use_threads=False,
+                    )
+                    tables = (pa.Table.from_batches([batch]) for batch in slices)
+                else:
+                    tables = iter([parquet.read_row_group(group, columns=names)])
+                for table in tables:
+                    yield (
+                        group,
+                        first_row,
+                        {
+                            role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
+                            for role, col in roles.items()
+                        },
+                    )
+                    first_row += table.num_rows
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise DataError(f"{part.path}: cannot read row groups {part.start}-{part.stop - 1}: {exc}.") from None

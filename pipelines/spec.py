@@ -48,8 +48,26 @@ from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
 
-RUNNERS = ("ray", "local")
-DETECTION_ROLES = ("scores", "labels", "target_labels", "iscrowd", "area", "image_id")
+RUNNERS = ("ray", "local", "beam")
+BEAM_RUNNERS = ("DirectRunner", "PrismRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+"""Apache Beam runners by name (``execution.beam.runner``); a dotted path names any other runner class."""
+BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+BEAM_COMBINE = ("driver", "beam")
+_BEAM_OPTION_KEYS: dict[str, type | tuple[type, ...]] = {
+    "project": str,
+    "region": str,
+    "temp_location": str,
+    "num_workers": int,
+    "max_num_workers": int,
+    "machine_type": str,
+    "sdk_container_image": str,
+    "direct_num_workers": int,
+    "direct_running_mode": str,
+}
+"""Beam pipeline options with a key of their own under ``execution.beam``; any other goes under ``options``."""
+_BEAM_OPTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DETECTION_ROLES = ("scores", "labels", "target_labels", "iscrowd", "area", "image_id", "masks", "target_masks")
+BAD_ROW_POLICIES = ("fail", "drop")
 PRIORITIES = ("primary", "secondary", "tertiary")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MAX_ACTORS = 4096
@@ -71,7 +89,11 @@ class Columns:
     iscrowd: str | None = None
     area: str | None = None
     image_id: str | None = None
-    """Detection only: predicted box scores and labels, ground-truth labels, crowd flags, areas, image ids."""
+    masks: str | None = None
+    target_masks: str | None = None
+    """Detection only: predicted box scores and labels, ground-truth labels, crowd flags, areas, image ids;
+    predicted and ground-truth instance masks (``iou_type: segm``; without them, masks are read from
+    ``predictions`` / ``targets``)."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -85,6 +107,10 @@ class DataSpec:
     paths: tuple[str, ...]
     columns: Columns
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    on_bad_rows: str = "fail"
+    """``fail``: a row with a bad value (NaN score, probability outside [0, 1], label out of range...)
+    fails the job, naming file, row group, column and count; ``drop``: such rows are left out and
+    counted per reason in the Run's ``metadata.dropped_rows``."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +124,48 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class BeamSpec:
+    """``execution.beam``: how ``runner: beam`` runs its pipeline (see :mod:`pipelines.runners.beam`).
+
+    ``options`` are Beam pipeline options from the YAML as ``(name, value)`` pairs, value a scalar or a
+    tuple (a repeated flag); ``flags`` are Beam command-line flags given after ``--`` on the evalpipe
+    command line, which win over the YAML. ``combine``: ``driver`` sends every unit's states back and
+    merges them on the driver; ``beam`` merges them inside the pipeline with a ``CombineFn``.
+    """
+
+    runner: str = "DirectRunner"
+    options: tuple[tuple[str, Any], ...] = ()
+    flags: tuple[str, ...] = ()
+    combine: str = "driver"
+
+    def pipeline_args(self) -> list[str]:
+        """The options as Beam flags: ``--runner=...``, then the YAML's options (``true``: the bare flag,
+        ``false``: left out, a list: the flag once per item), then the command line's flags."""
+        args = [f"--runner={self.runner}"]
+        for name, value in self.options:
+            for item in value if isinstance(value, tuple) else (value,):
+                if item is True:
+                    args.append(f"--{name}")
+                elif item is not False:
+                    args.append(f"--{name}={item}")
+        return args + list(self.flags)
+
+    def option(self, name: str) -> str | None:
+        """The value an option ends up with (the last ``--name=value`` or ``--name value`` wins), as text."""
+        args = self.pipeline_args()
+        found = None
+        for i, arg in enumerate(args):
+            if arg.startswith(f"--{name}="):
+                found = arg.split("=", 1)[1]
+            elif arg == f"--{name}" and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                found = args[i + 1]
+        return found
+
+
+@dataclass(frozen=True)
 class ExecutionSpec:
-    """How to run: runner, actors and their resources, work-unit size."""
+    """How to run: runner (``ray``, ``local`` or ``beam``), actors and their resources (Ray), Beam's
+    pipeline options, work-unit size."""
 
     runner: str = "ray"
     actors: int | None = None
@@ -107,6 +173,19 @@ class ExecutionSpec:
     num_gpus: float = 0.0
     unit_rows: int = 1_000_000
     ray_address: str | None = None
+    max_attempts: int = 3
+    """Attempts per work unit when its worker dies (Ray runner); a unit is never retried for an error
+    in its data or in user code, which would fail the same way again."""
+    checkpoints: bool = True
+    """Keep each finished unit's states next to the output (``{job}/_checkpoints/``) until the run
+    commits, so that a rerun after a crash reuses them."""
+    memory_budget_mb: float = 1024.0
+    """Largest decoded size of one read: a row group above it is read in slices of rows that fit."""
+    unit_timeout_s: float | None = None
+    """Ray runner: a worker still on one unit after this many seconds is stopped and the unit retried
+    (an attempt, as when a worker dies); None: no limit."""
+    beam: BeamSpec = field(default_factory=BeamSpec)
+    """Pipeline options of the Beam runner (``execution.beam``, and flags after ``--``)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +243,9 @@ class JobSpec:
     functions: tuple[FunctionSpec, ...] = ()
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    idf: Any = field(default=None, compare=False, repr=False)
+    """BERTScore idf weights ``[V]`` float32, set by the driver before the main pass (see
+    :mod:`pipelines.idf`); None when no metric weights tokens by idf."""
 
     def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
         """Each metric entry with its built metric (validated at load time), then one per user-function output."""
@@ -309,8 +391,9 @@ def _data(root: _Section) -> DataSpec:
     )
     cols.finish()
     options = _storage_options(data)
+    on_bad_rows = data.get("on_bad_rows", str, "fail", choices=BAD_ROW_POLICIES)
     data.finish()
-    return DataSpec(paths, columns, options)
+    return DataSpec(paths, columns, options, on_bad_rows)
 
 
 def _task(root: _Section) -> Task:
@@ -535,6 +618,81 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
     return spec
 
 
+def _beam(sec: _Section) -> BeamSpec:
+    """``execution.beam``: the Beam runner, the common pipeline options by name, any other under ``options``."""
+    runner = sec.get("runner", str, "DirectRunner")
+    known = {name.lower(): name for name in BEAM_RUNNERS}
+    canonical = known.get(runner.lower()) or known.get(f"{runner.lower()}runner")
+    if canonical is None and "." not in runner:
+        raise SpecError(
+            f"{sec.where('runner')}: expected an Apache Beam runner, one of {', '.join(BEAM_RUNNERS)} (or the "
+            f"dotted path of a runner class); got {runner!r}{_suggest(runner, BEAM_RUNNERS)}."
+        )
+    runner = canonical or runner
+    combine = sec.get("combine", str, "driver", choices=BEAM_COMBINE)
+    options: dict[str, Any] = {}
+    for key, kind in _BEAM_OPTION_KEYS.items():
+        value = sec.get(key, kind, choices=BEAM_RUNNING_MODES if key == "direct_running_mode" else None)
+        if isinstance(value, str) and not value.strip():
+            raise SpecError(f"{sec.where(key)}: expected a non-empty string, got {value!r}.")
+        if value is not None:
+            options[key] = value
+    extra = sec.get("options", dict, {})
+    sec.finish()
+    _positive(sec, "direct_num_workers", options.get("direct_num_workers"), _MAX_CPUS, integer=True)
+    _positive(sec, "num_workers", options.get("num_workers"), _MAX_ACTORS, integer=True)
+    _positive(sec, "max_num_workers", options.get("max_num_workers"), _MAX_ACTORS, integer=True)
+    direct = [k for k in ("direct_num_workers", "direct_running_mode") if k in options]
+    if direct and runner != "DirectRunner":
+        raise SpecError(
+            f"{sec.where(direct[0])}: {direct[0]} applies to the DirectRunner only, and execution.beam.runner is "
+            f"{runner}; leave it out (size a {runner} job with num_workers and max_num_workers)."
+        )
+    for name, value in extra.items():
+        where = sec.source.where((*sec.path, "options", name))
+        if not isinstance(name, str) or not _BEAM_OPTION_NAME.match(name):
+            raise SpecError(
+                f"{where}: expected the name of a Beam pipeline option, its flag without the dashes (e.g. "
+                f"flink_master for --flink_master); got {name!r}."
+            )
+        if name in ("runner", "combine", *_BEAM_OPTION_KEYS):
+            raise SpecError(
+                f"{where}: {name} has a key of its own: set execution.beam.{name} instead of "
+                f"execution.beam.options.{name}."
+            )
+        items = value if isinstance(value, list) else [value]
+        scalar = (str, int, float) if isinstance(value, list) else (str, int, float, bool)
+        if not items or not all(isinstance(v, scalar) for v in items):
+            raise SpecError(
+                f"{where}: expected a string, a number, true or false, or a non-empty list of strings and numbers "
+                f"(the flag repeated), got {_describe(value)}."
+            )
+        options[name] = tuple(value) if isinstance(value, list) else value
+    return BeamSpec(runner, tuple(options.items()), (), combine)
+
+
+def _beam_flags(sec: _Section, beam: BeamSpec, runner: str, checkpoints: bool, flags: Sequence[str]) -> BeamSpec:
+    """``beam`` with the Beam flags given after ``--`` on the command line, checked against the runner."""
+    flags = tuple(flags)
+    if flags and runner != "beam":
+        raise SpecError(
+            f"arguments after `--` ({' '.join(flags)}) are Apache Beam pipeline options: they need "
+            f"execution.runner: beam (or --runner beam), and this job's runner is {runner!r}."
+        )
+    if flags and not flags[0].startswith("--"):
+        raise SpecError(
+            "arguments after `--`: expected Beam pipeline flags such as --runner=DataflowRunner "
+            f"--project=my-project; got {flags[0]!r}."
+        )
+    if runner == "beam" and beam.combine == "beam" and checkpoints:
+        raise SpecError(
+            f"{sec.source.where((*sec.path, 'beam', 'combine'))}: combine: beam merges the units' states inside "
+            "the pipeline, so the driver never holds one unit's states to keep as a checkpoint; set "
+            "execution.checkpoints: false as well, or use combine: driver (the default)."
+        )
+    return BeamSpec(beam.runner, beam.options, flags, beam.combine)
+
+
 def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
     sec = root.section("execution")
     runner = sec.get("runner", str, "ray", choices=RUNNERS)
@@ -547,15 +705,36 @@ def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
     num_gpus = sec.get("num_gpus", float, 0.0)
     unit_rows = sec.get("unit_rows", int, 1_000_000)
     address = sec.get("ray_address", str)
+    max_attempts = sec.get("max_attempts", int, 3)
+    checkpoints = sec.get("checkpoints", bool, True)
+    memory_budget_mb = sec.get("memory_budget_mb", float, 1024.0)
+    unit_timeout_s = sec.get("unit_timeout_s", float)
+    beam = _beam(sec.section("beam"))
     sec.finish()
     _positive(sec, "actors", actors, _MAX_ACTORS, integer=True)
     _positive(sec, "num_cpus", num_cpus, _MAX_CPUS, allow_zero=True)
     _positive(sec, "num_gpus", num_gpus, _MAX_GPUS, allow_zero=True)
     _positive(sec, "unit_rows", unit_rows, 10**10, integer=True)
+    _positive(sec, "max_attempts", max_attempts, 20, integer=True)
+    _positive(sec, "memory_budget_mb", memory_budget_mb, 10**7)
+    _positive(sec, "unit_timeout_s", unit_timeout_s, 7 * 86400)
     runner = overrides.get("runner") or runner
     if runner not in RUNNERS:
         raise SpecError(f"--runner: expected one of {', '.join(RUNNERS)}; got {runner!r}.")
-    return ExecutionSpec(runner, actors, num_cpus, num_gpus, unit_rows, address)
+    beam = _beam_flags(sec, beam, runner, checkpoints, overrides.get("beam_args") or ())
+    return ExecutionSpec(
+        runner,
+        actors,
+        num_cpus,
+        num_gpus,
+        unit_rows,
+        address,
+        max_attempts,
+        checkpoints,
+        memory_budget_mb,
+        unit_timeout_s=unit_timeout_s,
+        beam=beam,
+    )
 
 
 def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
@@ -771,8 +950,8 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         if missing:
             raise SpecError(
                 f"{source.where(('data', 'columns'))}: a detection task needs columns for "
-                f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes; optional: "
-                "iscrowd, area, image_id)."
+                f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes, or masks for "
+                "iou_type: segm; optional: iscrowd, area, image_id, masks, target_masks)."
             )
     metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
     slices = _slices(root)

@@ -17,6 +17,7 @@ with the UTC time, so they sort by time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -76,22 +77,24 @@ def run_location(output_uri: str, job: str, run_id: str, storage_options: Mappin
 # --- encoding ----------------------------------------------------------------------
 
 
-def _flatten(state: State, prefix: str, out: dict[str, np.ndarray]) -> None:
+def flatten_state(state: State, prefix: str, out: dict[str, np.ndarray]) -> None:
+    """Put a state's leaves (nested tuples / dicts of arrays) into ``out`` as ``{prefix}/{i or key}...``."""
     if isinstance(state, tuple | list):
         for i, leaf in enumerate(state):
-            _flatten(leaf, f"{prefix}/{i}", out)
+            flatten_state(leaf, f"{prefix}/{i}", out)
     elif isinstance(state, dict):
         for k in sorted(state):
-            _flatten(state[k], f"{prefix}/{k}", out)
+            flatten_state(state[k], f"{prefix}/{k}", out)
     else:
         out[prefix] = np.asarray(state)
 
 
-def _unflatten(template: State, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
+def unflatten_state(template: State, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
+    """Inverse of :func:`flatten_state`, shaped like ``template``."""
     if isinstance(template, tuple | list):
-        return tuple(_unflatten(leaf, f"{prefix}/{i}", arrays) for i, leaf in enumerate(template))
+        return tuple(unflatten_state(leaf, f"{prefix}/{i}", arrays) for i, leaf in enumerate(template))
     if isinstance(template, dict):
-        return {k: _unflatten(template[k], f"{prefix}/{k}", arrays) for k in template}
+        return {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}
     return arrays[prefix]
 
 
@@ -103,7 +106,7 @@ def encode_statistics(
     slices = sorted(merged, key=lambda k: (len(k), k))
     for s, key in enumerate(slices):
         for i, state in enumerate(merged[key]):
-            _flatten(state, f"s{s}/t{i}", arrays)
+            flatten_state(state, f"s{s}/t{i}", arrays)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     index = {
@@ -121,7 +124,7 @@ def decode_statistics(statistics: Sequence[Statistic], npz: bytes, index: bytes)
     out: dict[SliceKey, tuple[State, ...]] = {}
     for s, key in enumerate(meta["slices"]):
         out[tuple((k, v) for k, v in key)] = tuple(
-            _unflatten(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics)
+            unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics)
         )
     return out
 
@@ -181,8 +184,17 @@ def metrics_table(run: Run, job: str) -> pa.Table:
 
 
 def _write(loc: RunLocation, name: str, payload: bytes) -> int:
-    with loc.fs.open(loc.file(name), "wb") as handle:
+    """Write one file of the run. Interrupted or failed, an object-store upload is aborted (``discard``:
+    s3fs and gcsfs abort the multipart upload), not completed with part of the bytes or left dangling."""
+    handle = loc.fs.open(loc.file(name), "wb")
+    try:
         handle.write(payload)
+        handle.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            handle.discard()
+            handle.closed = True  # discarded: nothing left to flush when it is collected
+        raise
     return len(payload)
 
 
@@ -220,8 +232,47 @@ def write_run(
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
     absent, so of two concurrent runs of the same inputs exactly one commits; the other's files are
-    removed and a :class:`UserError` says which run holds the inputs.
+    removed and a :class:`UserError` says which run holds the inputs. If anything fails or is
+    interrupted (SIGTERM, Ctrl-C) before the commit, the run's files are removed.
     """
+    try:
+        _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
+    except BaseException:
+        # interrupted or failed before the commit: leave nothing behind (a committed run is left alone)
+        with contextlib.suppress(Exception):
+            if not loc.fs.exists(loc.file(COMMIT_MARKER)):
+                abort_uploads(loc.fs, loc.path)
+                if loc.fs.exists(loc.path):
+                    loc.fs.rm(loc.path, recursive=True)
+        raise
+
+
+def abort_uploads(fs: fsspec.AbstractFileSystem, prefix: str) -> int:
+    """Abort the multipart uploads in flight under ``prefix`` (``bucket/key prefix``) on an S3-compatible
+    store; returns how many. An upload interrupted between its creation and the client learning its id
+    cannot be aborted by the client's own handle: this finds it by listing. Other stores: a no-op."""
+    lister = getattr(fs, "list_multipart_uploads", None)
+    if lister is None:
+        return 0
+    bucket, _, key_prefix = prefix.strip("/").partition("/")
+    aborted = 0
+    for upload in lister(bucket):
+        if upload.get("Key", "").startswith(f"{key_prefix}/"):
+            fs.abort_mpu(bucket, upload["Key"], upload["UploadId"])
+            aborted += 1
+    return aborted
+
+
+def _write_and_commit(
+    loc: RunLocation,
+    run: Run,
+    job: str,
+    statistics: Sequence[Statistic],
+    merged: Mapping[SliceKey, tuple[State, ...]],
+    instance: str | None,
+    exclusive_instance: bool,
+    extra_files: Mapping[str, bytes] | None,
+) -> None:
     loc.fs.makedirs(loc.path, exist_ok=True)
     files: dict[str, int] = {}
     npz, index = encode_statistics(statistics, merged)

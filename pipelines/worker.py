@@ -21,11 +21,12 @@ import pyarrow as pa
 
 from evaluators.accumulate import Accumulator
 from evaluators.backbones import Reader, load_backbone
+from evaluators.detection import first_mask_size_mismatch
 from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
-from evaluators.task import TaskKind, check_batch
+from evaluators.task import TaskKind, find_bad_rows
 from pipelines.bootstrap import buckets, row_keys
-from pipelines.errors import DataError
+from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
@@ -64,9 +65,21 @@ class UnitResult:
     """How many times this worker has loaded its backbone so far (1 when it holds one)."""
     scores: pa.Table | None = None
     """Per-row scores of user functions that asked for them (``file``, ``row``, [``row_id``], ``key.output``...)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows left out under ``data.on_bad_rows: drop``, per reason (``"predictions: with NaN or inf"``)."""
+    read_retries: int = 0
+    """Times this unit was read again after a transient storage error."""
 
 
 _BUCKET = "bootstrap:bucket"
+TOTAL_DROPPED = "rows"
+"""Key of :attr:`UnitResult.dropped` that counts the rows left out (each once, whatever its reasons)."""
+READ_ATTEMPTS = 4
+"""Attempts at reading a unit when storage fails transiently (connection reset, timeout, throttling)."""
+READ_BACKOFF_S = 0.5
+"""Wait before the first re-read; doubled before each further one (0.5 s, 1 s, 2 s)."""
+backoff_sleep = time.sleep
+"""How the worker waits between reads (a module attribute, so a test can record the waits)."""
 BATCH_ROWS = 1 << 18
 """Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
 updates (a unit's rows are folded in file order whatever the row-group size)."""
@@ -90,8 +103,33 @@ DETECTION_NAMES = {
     "target_labels": "gt_labels",
     "iscrowd": "gt_iscrowd",
     "area": "gt_area",
+    "masks": "pred_masks",
+    "target_masks": "gt_masks",
 }
 """Detection roles -> the columns :class:`evaluators.detection.CocoDetectionStatistic` reads."""
+
+
+def detection_columns(columns: Mapping[str, Any], roles: Mapping[str, str], where: str) -> dict[str, Any]:
+    """Detection role columns -> the statistic's columns (:data:`DETECTION_NAMES`). Without ``masks`` /
+    ``target_masks`` roles, ``iou_type: segm`` reads its masks from ``predictions`` / ``targets``. An image
+    whose predicted and ground-truth masks differ in size is a :class:`DataError` naming both columns."""
+    out = {DETECTION_NAMES.get(k, k): v for k, v in columns.items()}
+    out.setdefault("pred_masks", out["pred_boxes"])
+    out.setdefault("gt_masks", out["gt_boxes"])
+    found = first_mask_size_mismatch(out["pred_masks"], out["gt_masks"])
+    if found is not None:
+        row, pred, gt = found
+        pred_role = "masks" if "masks" in roles else "predictions"
+        gt_role = "target_masks" if "target_masks" in roles else "targets"
+        ids = columns.get("image_id")
+        image = f"image_id {ids[row]}" if ids is not None else f"the image in row {row} of the batch"
+        raise DataError(
+            f"{where}: the masks of {image} are {pred[0]}x{pred[1]} (height x width) in column {roles[pred_role]!r} "
+            f"(data.columns.{pred_role}) but {gt[0]}x{gt[1]} in column {roles[gt_role]!r} "
+            f"(data.columns.{gt_role}); every mask of an image, predicted or ground truth, has the image's size."
+        )
+    return out
+
 
 _FILE = "score:file"
 _ROW = "score:row"
@@ -186,6 +224,7 @@ class UnitEvaluator:
             self.read_roles["row_id"] = row_id
         self._backbone: Any = None
         self.backbone_loads = 0
+        self.memory_budget = int(spec.execution.memory_budget_mb * 2**20)
 
     def groups(self, columns: Mapping[str, np.ndarray], where: str) -> dict[SliceKey, np.ndarray | None]:
         """Rows of each slice in this batch (None: all rows)."""
@@ -203,28 +242,36 @@ class UnitEvaluator:
         return out
 
     def process(self, unit: WorkUnit) -> UnitResult:
+        """The unit's states. A transient storage error (see :func:`~pipelines.errors.is_transient_error`)
+        makes it read the unit again from the start, after a doubling back-off, up to ``READ_ATTEMPTS``
+        times; any other error is raised at once (it would fail the same way again)."""
         start = time.perf_counter()
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._process(unit, start, attempt)
+            except Exception as exc:
+                if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
+                    raise
+                backoff_sleep(READ_BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _process(self, unit: WorkUnit, start: float, retries: int) -> UnitResult:
         partial = Partial()
+        dropped: dict[str, int] = {}
         pending: list[dict[str, np.ndarray]] = []
-        pending_rows = 0
+        pending_rows = pending_bytes = 0
         total = 0
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         for part in unit.parts:
-            for group, first_row, columns in read_part(part, self.read_roles, self.spec.data.storage_options):
+            for group, first_row, columns in read_part(
+                part, self.read_roles, self.spec.data.storage_options, self.memory_budget
+            ):
                 where = f"{part.path} row group {group}"
                 columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
-                metric_columns = {r: columns[r] for r in self.roles}
-                problems = check_batch(self.spec.task, metric_columns)
-                if problems:
-                    raise DataError(
-                        f"{where}: " + "; ".join(problems) + " "
-                        f"(columns: {', '.join(f'{r}={c!r}' for r, c in self.roles.items())})."
-                    )
-                n = len(metric_columns["targets"])
+                n = len(columns["targets"])
                 if n == 0:
                     continue
-                total += n
                 batch = dict(columns)
                 if self.functions:
                     batch[_FILE] = np.full(n, unit_files.setdefault(part.path, len(unit_files)), np.int32)
@@ -233,11 +280,17 @@ class UnitEvaluator:
                     conf = self.spec.confidence
                     keys = row_keys(columns.get("row_id"), part.path, first_row, n)
                     batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
+                batch = self._checked(batch, where, dropped)
+                n = len(batch["targets"])
+                if n == 0:
+                    continue
+                total += n
                 pending.append(batch)
                 pending_rows += n
-                if pending_rows >= BATCH_ROWS:
+                pending_bytes += sum(v.nbytes for v in batch.values())
+                if pending_rows >= BATCH_ROWS or pending_bytes >= self.memory_budget // 4:
                     self._fold(partial, _concatenate(pending), _describe(unit))
-                    pending, pending_rows = [], 0
+                    pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
             self._fold(partial, _concatenate(pending), _describe(unit))
         acc, racc = self.accumulator, self.replicate_accumulator
@@ -250,8 +303,39 @@ class UnitEvaluator:
         partial.rows.setdefault(OVERALL, 0)
         scores = _scores_table(self._scores, list(unit_files)) if self._scores else None
         return UnitResult(
-            unit.index, unit.key, partial, total, time.perf_counter() - start, self.worker, self.backbone_loads, scores
+            unit.index,
+            unit.key,
+            partial,
+            total,
+            time.perf_counter() - start,
+            self.worker,
+            self.backbone_loads,
+            scores,
+            dropped,
+            retries,
         )
+
+    def _checked(self, batch: dict[str, Any], where: str, dropped: dict[str, int]) -> dict[str, Any]:
+        """The batch without bad rows (``on_bad_rows: drop``, counted in ``dropped``), or a
+        :class:`DataError` naming the column, the problem and the count of offending rows."""
+        problems = find_bad_rows(self.spec.task, {r: batch[r] for r in self.roles})
+        if not problems:
+            return batch
+        fixable = all(p.rows is not None for p in problems)
+        if self.spec.data.on_bad_rows != "drop" or not fixable:
+            described = "; ".join(
+                f"column {self.roles[p.role]!r} (data.columns.{p.role}): {p.message().split(': ', 1)[1]}"
+                for p in problems
+            )
+            hint = " Set data.on_bad_rows: drop to leave such rows out and count them." if fixable else ""
+            raise DataError(f"{where}: {described}.{hint}")
+        bad = np.zeros(len(batch["targets"]), bool)
+        for p in problems:
+            dropped[p.reason] = dropped.get(p.reason, 0) + p.count
+            bad |= p.rows
+        dropped[TOTAL_DROPPED] = dropped.get(TOTAL_DROPPED, 0) + int(bad.sum())
+        keep = np.flatnonzero(~bad)
+        return {k: v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep] for k, v in batch.items()}
 
     def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
         """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""
@@ -259,7 +343,7 @@ class UnitEvaluator:
         metric_columns = {r: columns[r] for r in self.roles}
         n = len(metric_columns["targets"])
         if self.detection:
-            metric_columns = {DETECTION_NAMES.get(k, k): v for k, v in metric_columns.items()}
+            metric_columns = detection_columns(metric_columns, self.roles, where)
         if self.features:
             metric_columns = self._extract(metric_columns, columns, where)
         for key, rows in self.groups(columns, where).items():
@@ -272,12 +356,33 @@ class UnitEvaluator:
                 bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
             if self.spec.task.kind is TaskKind.SEGMENTATION:
                 subset, bucket = _mask_pixel_rows(subset, bucket)
-            partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset, to_host=False)
-            partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
-            if racc is None:
+            try:
+                partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset, to_host=False)
+                partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
+                if racc is None:
+                    continue
+                previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
+                partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
+            except Exception as exc:
+                self._blame_user_statistic(subset, exc, where)
+                raise
+
+    def _blame_user_statistic(self, columns: Mapping[str, Any], exc: Exception, where: str) -> None:
+        """When a statistic update fails and the job has user statistic classes, find the one that
+        raises (each alone, eagerly, on the same rows) and raise a :class:`UserCodeError` naming it."""
+        for spec_entry, metric in self.metrics:
+            statistic = metric.statistic
+            if type(statistic).__module__.startswith("evaluators."):
                 continue
-            previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
-            partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
+            try:
+                statistic.update(statistic.zero(), dict(columns))
+            except Exception as own:
+                read = ", ".join(f"{r}={c!r}" for r, c in self.roles.items())
+                raise UserCodeError(
+                    f"{where}: the statistic {type(statistic).__module__}.{type(statistic).__qualname__} of metric "
+                    f"{spec_entry.key!r} raised {type(own).__name__}: {own} (on columns {read}). Errors in user "
+                    "code are not retried: fix the class and run the job again."
+                ) from exc
 
     def backbone(self) -> Any:
         """The job's backbone, loaded on first use and then kept for every unit this worker gets."""
@@ -295,7 +400,8 @@ class UnitEvaluator:
         n = len(columns["targets"])
         found: dict[str, np.ndarray] = {}
         if any(not name.startswith("fn:") for name in self.features):
-            found.update(self.backbone().extract(columns))
+            extra = {} if self.spec.idf is None else {"idf": self.spec.idf}
+            found.update(self.backbone().extract(columns, **extra))
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}

@@ -1,7 +1,8 @@
 """Bootstrap and everyday commands, needing nothing but python3 (>= 3.11).
 
     python3 scripts/dev.py example   # make .venv, install evalpipe, generate data, run a job on local Ray
-    python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite
+    python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite; then the
+                                     # Beam runner's tests in .venv-beam (Beam pins an older pyarrow)
     python3 scripts/dev.py lint      # ruff
 
 The virtual environment lives in ``.venv`` (or ``$EVALPIPE_VENV``) and is
@@ -21,7 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("EVALPIPE_VENV", ROOT / ".venv"))
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+BEAM_VENV = ROOT / ".venv-beam"
+"""Apache Beam pins pyarrow (and protobuf, pillow, numpy) below the core install's versions: the Beam runner's
+tests run in an environment of their own."""
+
+
+def _bin(venv_dir: Path) -> Path:
+    return venv_dir / ("Scripts" if os.name == "nt" else "bin")
+
+
+BIN = _bin(VENV)
 PYTHON = BIN / "python"
 
 
@@ -35,21 +45,23 @@ def run(*args: str | Path, **kw) -> None:
         sys.exit(result.returncode)
 
 
-def ensure_env(extras: str) -> None:
-    """Create the venv and install ``.[extras]`` unless already installed for this pyproject."""
+def ensure_env(extras: str, venv_dir: Path = VENV) -> Path:
+    """Create the venv and install ``.[extras]`` unless already installed for this pyproject; its python."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs under any python3
         sys.exit(f"evalpipe needs Python >= 3.11; this is {sys.version.split()[0]}")
-    if not PYTHON.exists():
-        say(f"creating virtual environment in {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    python = _bin(venv_dir) / "python"
+    if not python.exists():
+        say(f"creating virtual environment in {venv_dir}")
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    stamp = VENV / ".evalpipe-install"
+    stamp = venv_dir / ".evalpipe-install"
     if stamp.exists() and stamp.read_text() == digest:
-        return
+        return python
     target = f".[{extras}]" if extras else "."
-    say(f"installing evalpipe{'[' + extras + ']' if extras else ''} (first run takes a minute or two)")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target)
+    say(f"installing evalpipe{'[' + extras + ']' if extras else ''} in {venv_dir.name} (first run takes a few minutes)")
+    run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target)
     stamp.write_text(digest)
+    return python
 
 
 def example() -> None:
@@ -75,9 +87,16 @@ def ensure_chromium() -> None:
 
 
 def test(extra: list[str]) -> None:
+    """The suite in ``.venv``; then (for a full run) the Beam runner's tests in ``.venv-beam``, where
+    apache-beam is installed (in ``.venv`` they skip). ``EVALPIPE_SKIP_BEAM=1`` leaves the latter out."""
     ensure_env("dev")
     ensure_chromium()
     run(PYTHON, "-m", "pytest", *extra)
+    if extra or os.environ.get("EVALPIPE_SKIP_BEAM") == "1":
+        return
+    beam_python = ensure_env("beam-test", BEAM_VENV)
+    say("running the Beam runner's tests with apache-beam installed (.venv-beam)")
+    run(beam_python, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_beam_runner.py")
 
 
 def lint() -> None:

@@ -31,3 +31,33 @@ def write_job(path: Path, spec: dict) -> Path:
 def write_text(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip())
     return path
+
+
+def add_file_column(paths, column: str, values, row_group_rows: int = 100) -> None:
+    """Append a string column ``column`` to each Parquet file of ``paths``: ``values[i]`` in every row of file i."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path, value in zip(paths, values, strict=True):
+        table = pq.read_table(path)
+        pq.write_table(table.append_column(column, pa.array([value] * len(table))), path, row_group_size=row_group_rows)
+
+
+def text_function_job(name: str, data: str, output: dict, execution: dict, function: str, extra: str) -> dict:
+    """A text-pair job spec whose only metric is the user function ``tests.user_metrics.<function>`` (output
+    ``words``), reading the candidate column and the extra column ``extra``."""
+    return {
+        "name": name,
+        "data": {"path": data, "columns": {"predictions": "candidate", "targets": "reference"}},
+        "task": "text",
+        "functions": [
+            {
+                "function": f"tests.user_metrics.{function}",
+                "outputs": ["words"],
+                "columns": {"outputs": "candidate", extra: extra},
+            }
+        ],
+        "allow_modules": ["tests.user_metrics"],
+        "execution": execution,
+        "output": output,
+    }

@@ -44,6 +44,7 @@ from sklearn import metrics as skm
 
 from pipelines.storage import COMMIT_MARKER, read_run
 from pipelines.synthetic import concatenated, write_shards
+from tests.conftest import add_file_column, text_function_job
 
 pytestmark = [
     pytest.mark.ray,
@@ -169,8 +170,12 @@ def _listening_addresses(session: int) -> set[tuple[str, int]]:
 
 @pytest.fixture
 def ray_head(tmp_path: Path) -> Iterator[Head]:
+    yield from _start_head(tmp_path)
+
+
+def _start_head(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Head]:
     token = secrets.token_hex(32)
-    env = _ray_env(token)
+    env = {**_ray_env(token), **(extra_env or {})}
     temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     dashboard_port = _free_port()
     log = tmp_path / "ray-start.log"
@@ -235,23 +240,7 @@ def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
     job, paths, output = _write_job(tmp_path)
     submission_id = f"evalpipe-test-{secrets.token_hex(4)}"
     entrypoint = [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"]
-    submit = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            f"--address={ray_head.address}",
-            f"--submission-id={submission_id}",
-            "--no-wait",
-            "--",
-            *map(shlex.quote, entrypoint),
-        ],
-        env=ray_head.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert submit.returncode == 0, f"ray job submit failed:\n{submit.stdout}\n{submit.stderr}"
+    _submit(ray_head, entrypoint, {}, submission_id)
     # token auth is on: the Jobs API turns away a request with a wrong token
     with pytest.raises(urllib.error.HTTPError) as denied:
         _api(ray_head, f"/api/jobs/{submission_id}", token=secrets.token_hex(32))
@@ -299,3 +288,140 @@ def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
     assert values.keys() == expected.keys()
     for name, value in expected.items():
         assert values[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
+
+
+# --- ray job stop, secrets ----------------------------------------------------------------------------------
+
+SENTINELS = {
+    "head environment": "sentinel-head-env-7f3a9c",
+    "runtime env": "sentinel-runtime-env-51d0e2",
+    "storage_options": "sentinel-storage-options-b84c11",
+}
+
+
+@pytest.fixture
+def s3_server() -> Iterator[tuple[str, object]]:
+    """A loopback S3 endpoint (moto) with an empty ``results`` bucket, and an s3fs client for it."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    endpoint = f"http://{HOST}:{port}"
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="evalpipe-test", secret="any")
+    fs.mkdir("results")
+    try:
+        yield endpoint, fs
+    finally:
+        server.stop()
+
+
+def _submit(head: Head, entrypoint: list[str], runtime_env: dict, submission_id: str) -> None:
+    submit = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            f"--address={head.address}",
+            f"--submission-id={submission_id}",
+            *([f"--runtime-env-json={json.dumps(runtime_env)}"] if runtime_env else []),
+            "--no-wait",
+            "--",
+            *map(shlex.quote, entrypoint),
+        ],
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submit.returncode == 0, f"ray job submit failed:\n{submit.stdout}\n{submit.stderr}"
+
+
+def _wait_status(head: Head, submission_id: str, timeout: float = JOB_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout
+    status = _api(head, f"/api/jobs/{submission_id}")["status"]
+    while status not in ("SUCCEEDED", "FAILED", "STOPPED") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = _api(head, f"/api/jobs/{submission_id}")["status"]
+    return status
+
+
+@pytest.fixture
+def ray_head_with_secret(tmp_path: Path) -> Iterator[Head]:
+    """``ray_head`` whose processes (and so the job's driver) carry a sentinel environment variable."""
+    yield from _start_head(tmp_path, {"EVALPIPE_TEST_HEAD_SECRET": SENTINELS["head environment"]})
+
+
+def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
+    tmp_path: Path, ray_head_with_secret: Head, s3_server
+) -> None:
+    head = ray_head_with_secret
+    endpoint, fs = s3_server
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    paths = write_shards(str(tmp_path / "data"), "text", 800, 4, seed=3, row_group_rows=100)
+    add_file_column(paths, "hold", ["", "", "", str(hold)])  # the last file's unit waits while `hold` exists
+    options = {"endpoint_url": endpoint, "key": "evalpipe-test", "secret": SENTINELS["storage_options"]}
+    execution = {"runner": "ray", "actors": 2, "num_cpus": 1, "unit_rows": 200}
+    output = {"uri": "s3://results/evals", "storage_options": options}
+    spec = text_function_job("stoppable", str(tmp_path / "data"), output, execution, "hold_while", "hold")
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(spec, sort_keys=False))
+    runtime_env = {
+        "env_vars": {
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "EVALPIPE_TEST_RUNTIME_SECRET": SENTINELS["runtime env"],
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    }
+    entrypoint = [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"]
+    stopped_id = f"evalpipe-stop-{secrets.token_hex(4)}"
+    _submit(head, entrypoint, runtime_env, stopped_id)
+
+    # three of the four units finish and are checkpointed; the fourth waits on `hold`
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while len([p for p in fs.find("results/evals/stoppable") if p.endswith(".npz")]) < 3:
+        status = _api(head, f"/api/jobs/{stopped_id}")["status"]
+        logs = _api(head, f"/api/jobs/{stopped_id}/logs")["logs"]
+        assert status in ("PENDING", "RUNNING") and time.monotonic() < deadline, f"{status}; logs:\n{logs}"
+        time.sleep(0.3)
+        fs.invalidate_cache()
+    started = time.monotonic()
+    stop = subprocess.run(
+        [str(BIN / "ray"), "job", "stop", f"--address={head.address}", stopped_id],
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stop.returncode == 0, stop.stderr
+    status = _wait_status(head, stopped_id, timeout=30)
+    elapsed = time.monotonic() - started
+    logs = _api(head, f"/api/jobs/{stopped_id}/logs")["logs"]
+    assert status == "STOPPED" and elapsed < 15, (status, elapsed, logs)
+    assert "stopped (SIGTERM); nothing was committed" in logs, logs
+
+    fs.invalidate_cache()
+    left = fs.find("results")
+    assert left and all("/_checkpoints/" in p for p in left), left  # only the marked checkpoints remain
+    assert fs.list_multipart_uploads("results") == []
+
+    # the same job again: the finished units are reused, the run commits
+    hold.unlink()
+    rerun_id = f"evalpipe-rerun-{secrets.token_hex(4)}"
+    _submit(head, entrypoint, runtime_env, rerun_id)
+    status = _wait_status(head, rerun_id)
+    rerun_logs = _api(head, f"/api/jobs/{rerun_id}/logs")["logs"]
+    assert status == "SUCCEEDED", rerun_logs
+    fs.invalidate_cache()
+    (marker,) = [p for p in fs.find("results") if p.endswith(COMMIT_MARKER)]
+    run = read_run(f"s3://{marker.rsplit('/', 1)[0]}", spec["output"]["storage_options"])
+    assert run.metadata["resumed_units"] == [0, 1, 2]
+    assert run.point("overall").metrics["hold_while.words.count"].value == 800
+
+    # no sentinel in any byte written to the bucket, nor in either job's output
+    written = b"".join(fs.cat_file(p) for p in fs.find("results"))
+    for where, value in SENTINELS.items():
+        assert value.encode() not in written, f"the {where} secret was written to the bucket"
+        assert value not in logs and value not in rerun_logs, f"the {where} secret was logged"

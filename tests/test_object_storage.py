@@ -308,3 +308,46 @@ def test_missing_credentials_are_a_user_error(tmp_path, s3):
     assert done.returncode == 2, done.stderr
     assert "data.path 's3://predictions/2026-11-22/*.parquet'" in done.stderr and "credentials" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class _Interrupted(Exception):
+    """Raised in the main thread by SIGUSR1, as SIGTERM (``ray job stop``) or Ctrl-C would be."""
+
+
+def test_a_write_interrupted_mid_upload_aborts_the_multipart_upload_and_commits_nothing(tmp_path, s3):
+    import threading
+
+    from pipelines.storage import run_location, write_run
+
+    options = {**_options(s3), "default_block_size": 5 * 2**20}
+    outcome = run_job(_load(tmp_path, _spec(tmp_path, s3, name="interrupted")), show_progress=False)
+    job_dir = "results/evals/interrupted-write"
+    location = run_location("s3://results/evals", "interrupted-write", outcome.run.id, options)
+    payload = np.random.default_rng(0).bytes(40 * 2**20)  # 8 parts of 5 MiB
+    fs = s3["fs"]
+
+    def interrupt_when_uploading() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if fs.list_multipart_uploads("results"):
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+                return
+            time.sleep(0.005)
+
+    def raise_interrupted(signum, frame):
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    watcher = threading.Thread(target=interrupt_when_uploading, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(_Interrupted):
+            write_run(location, outcome.run, "interrupted-write", (), {}, extra_files={"big.bin": payload})
+            time.sleep(10)  # a signal that comes late still lands inside this block
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        watcher.join(timeout=60)
+    fs.invalidate_cache()
+    assert fs.list_multipart_uploads("results") == []  # aborted, not dangling
+    assert not fs.exists(job_dir) or fs.find(job_dir) == []  # the run's files were removed
+    assert list_runs("s3://results/evals", job="interrupted-write", storage_options=_options(s3)) == []

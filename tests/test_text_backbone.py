@@ -60,22 +60,43 @@ def test_sentence_embeddings_match_sentence_transformers(encoder, reference_mode
     np.testing.assert_allclose(ours, theirs, atol=2e-5)
 
 
-def bertscore_reference(model, candidates: list[str], references: list[str]) -> np.ndarray:
-    """Greedy-matching BERTScore from sentence-transformers' last-layer token embeddings ([CLS]/[SEP] removed)."""
+def reference_idf(model, references: list[str]) -> tuple[dict[int, float], float]:
+    """torchmetrics' BERTScore idf from the Hugging Face tokenizer: ``log((M + 1) / (df + 1))`` per token id
+    (df over the references' token sets), ``log(M + 1)`` for an unseen token."""
+    tokenizer = model.tokenizer
+    ids = tokenizer(references, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    df: dict[int, int] = {}
+    for row in ids:
+        for token in set(row):
+            df[token] = df.get(token, 0) + 1
+    m = len(references)
+    return {t: float(np.log((m + 1) / (c + 1))) for t, c in df.items()}, float(np.log(m + 1))
+
+
+def bertscore_reference(model, candidates: list[str], references: list[str], idf: bool = False) -> np.ndarray:
+    """Greedy-matching BERTScore from sentence-transformers' last-layer token embeddings ([CLS]/[SEP] removed);
+    with ``idf``, each token weighted by :func:`reference_idf` of the references."""
     cand = model.encode(candidates, output_value="token_embeddings", convert_to_numpy=False)
     ref = model.encode(references, output_value="token_embeddings", convert_to_numpy=False)
+    weights, unseen = reference_idf(model, references) if idf else ({}, 1.0)
+    tokenize = model.tokenizer
+    cand_ids = tokenize(candidates, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    ref_ids = tokenize(references, truncation=True, max_length=model.max_seq_length)["input_ids"]
     out = []
-    for c, r in zip(cand, ref, strict=True):
+    for c, r, ci, ri in zip(cand, ref, cand_ids, ref_ids, strict=True):
         c = c.numpy()[1:-1].astype(np.float64)
         r = r.numpy()[1:-1].astype(np.float64)
         if len(c) == 0 or len(r) == 0:
             out.append((0.0, 0.0, 0.0))
             continue
+        wc = np.array([weights.get(t, unseen) if idf else 1.0 for t in ci[1:-1]])
+        wr = np.array([weights.get(t, unseen) if idf else 1.0 for t in ri[1:-1]])
         c /= np.linalg.norm(c, axis=1, keepdims=True)
         r /= np.linalg.norm(r, axis=1, keepdims=True)
         sim = c @ r.T
-        p, rec = sim.max(axis=1).mean(), sim.max(axis=0).mean()
-        out.append((p, rec, 2 * p * rec / (p + rec)))
+        p = (sim.max(axis=1) * wc).sum() / wc.sum() if wc.sum() > 0 else 0.0
+        rec = (sim.max(axis=0) * wr).sum() / wr.sum() if wr.sum() > 0 else 0.0
+        out.append((p, rec, 2 * p * rec / (p + rec) if p + rec > 0 else 0.0))
     return np.asarray(out)
 
 
@@ -89,6 +110,31 @@ def test_bertscore_matches_reference_code_on_sentence_transformers_tokens(encode
     # identical pairs score 1
     same = encoder.pair_features(["The model predicts its latency."], ["The model predicts its latency."])
     np.testing.assert_allclose(same["bertscore"][0], [1, 1, 1], atol=1e-5)
+
+
+def test_bertscore_idf_matches_reference_code_and_the_document_frequencies_add_up(encoder, reference_model):
+    from evaluators.backbones.bert import idf_weights
+
+    table = text_pairs_table(np.random.default_rng(6), 120)
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    df = encoder.document_frequency(references)
+    np.testing.assert_array_equal(
+        df, encoder.document_frequency(references[:50]) + encoder.document_frequency(references[50:])
+    )
+    weights, unseen = reference_idf(reference_model, references)
+    idf = idf_weights(df, len(references))
+    special = set(reference_model.tokenizer.all_special_ids)
+    for token, value in weights.items():
+        if token not in special:
+            assert idf[token] == pytest.approx(value, rel=1e-6)
+    assert idf[np.flatnonzero(df == 0)[0]] == pytest.approx(unseen, rel=1e-6)
+    ours = encoder.pair_features(candidates, references, idf)
+    want = bertscore_reference(reference_model, candidates, references, idf=True)
+    np.testing.assert_allclose(ours["bertscore_idf"], want, atol=2e-5)
+    np.testing.assert_allclose(
+        ours["bertscore"], bertscore_reference(reference_model, candidates, references), atol=2e-5
+    )
+    assert np.abs(ours["bertscore_idf"] - ours["bertscore"]).max() > 1e-3  # the weighting matters on this data
 
 
 def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -135,6 +181,7 @@ def _job(tmp_path, data, runner, actors=2, name="text"):
             "bertscore_precision",
             "bertscore_recall",
             "bertscore_f1",
+            {"name": "bertscore_f1", "idf": True, "as": "bertscore_f1_idf"},
             {"name": "frechet_embedding_distance", "as": "frechet"},
         ],
         "execution": {"runner": runner, "actors": actors, "unit_rows": 40},
@@ -165,6 +212,9 @@ def test_text_job_on_two_ray_actors_equals_local_and_reference(tmp_path, ray_clu
     assert ray_values["bertscore_precision"] == pytest.approx(scores[:, 0].mean(), abs=2e-6)
     assert ray_values["bertscore_recall"] == pytest.approx(scores[:, 1].mean(), abs=2e-6)
     assert ray_values["bertscore_f1"] == pytest.approx(scores[:, 2].mean(), abs=2e-6)
+    idf_scores = bertscore_reference(reference_model, candidates, references, idf=True)
+    assert ray_values["bertscore_f1_idf"] == pytest.approx(idf_scores[:, 2].mean(), abs=2e-6)
+    assert ray_run.metadata["bertscore_idf"]["documents"] == 400
     assert ray_values["frechet"] == pytest.approx(scipy_frechet(ec.astype(np.float64), er.astype(np.float64)), rel=1e-3)
     # each actor loaded the backbone exactly once, though it evaluated several units
     loads = ray_run.metadata["backbone"]["loads_per_worker"]
@@ -179,6 +229,10 @@ def test_functional_text_metrics_run_the_pipeline_statistics(encoder, reference_
     candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
     scores = bertscore_reference(reference_model, candidates, references)
     assert F.bertscore_f1(candidates, references, encoder) == pytest.approx(scores[:, 2].mean(), abs=2e-6)
+    idf_scores = bertscore_reference(reference_model, candidates, references, idf=True)
+    assert F.bertscore_precision(candidates, references, encoder, idf=True) == pytest.approx(
+        idf_scores[:, 0].mean(), abs=2e-6
+    )
     ec = reference_model.encode(candidates, convert_to_numpy=True)
     er = reference_model.encode(references, convert_to_numpy=True)
     cosine = np.sum(ec * er, 1) / (np.linalg.norm(ec, axis=1) * np.linalg.norm(er, axis=1))

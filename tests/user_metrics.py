@@ -60,3 +60,79 @@ def stall_once(samples: list[str], prompts: list[str], outputs: list[str], **kwa
         return {"words": [float(len(o.split())) for o in outputs]}
     time.sleep(120)
     raise RuntimeError("this worker should have been killed")
+
+
+def _actor_name() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_actor_name() or ""
+    except Exception:
+        return ""
+
+
+def stall_once_named(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """As :func:`stall_once`, but ``<marker>/started`` holds the Ray actor's name (for ``ray.kill``)."""
+    import time
+    from pathlib import Path
+
+    started = Path(kwargs["marker"][0]) / "started"
+    try:
+        with open(started, "x") as handle:
+            handle.write(_actor_name())
+    except FileExistsError:
+        return {"words": [float(len(o.split())) for o in outputs]}
+    time.sleep(120)
+    raise RuntimeError("this actor should have been killed")
+
+
+def crash_on_poison(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Kills its own process (as a segfaulting native library would) on a batch with a non-empty ``poison``
+    value, after appending a line to that value's path (so a test can count the attempts)."""
+    import os
+
+    poison = [p for p in kwargs["poison"] if p]
+    if poison:
+        with open(poison[0], "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        os._exit(1)
+    return {"words": [float(len(o.split())) for o in outputs]}
+
+
+def raise_on_poison(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Raises ValueError on a batch with a non-empty ``poison`` value, after appending a line to that path."""
+    poison = [p for p in kwargs["poison"] if p]
+    if poison:
+        with open(poison[0], "a") as handle:
+            handle.write("called\n")
+        raise ValueError("cannot score this batch")
+    return {"words": [float(len(o.split())) for o in outputs]}
+
+
+def hold_while(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Words per output; stalls (up to 120 s) while the file named by a non-empty ``hold`` value exists, so
+    that a test can kill the driver with some units finished and others not."""
+    import time
+    from pathlib import Path
+
+    hold = [h for h in kwargs["hold"] if h]
+    deadline = time.monotonic() + 120
+    while hold and Path(hold[0]).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {"words": [float(len(o.split())) for o in outputs]}
+
+
+@dataclass(frozen=True)
+class BrokenStatistic(Statistic):
+    """A user statistic whose update reads a feature the batch does not have."""
+
+    direction = "info"
+
+    def zero(self):
+        return np.zeros((), np.float64)
+
+    def update(self, state, batch):
+        return state + jnp.sum(batch["confidence"])
+
+    def finalize(self, state):
+        return {"": float(state)}

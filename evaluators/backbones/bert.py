@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ class BertConfig:
     intermediate_size: int
     layer_norm_eps: float
     max_positions: int
+    vocab_size: int = 30522
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BertConfig:
@@ -48,6 +49,7 @@ class BertConfig:
             int(data["intermediate_size"]),
             float(data.get("layer_norm_eps", 1e-12)),
             int(data.get("max_position_embeddings", 512)),
+            int(data.get("vocab_size", 30522)),
         )
 
 
@@ -146,29 +148,72 @@ def pool(hidden: jax.Array, mask: jax.Array, mode: str, normalize: bool) -> jax.
     return out
 
 
-def greedy_match(cand: jax.Array, cand_mask: jax.Array, ref: jax.Array, ref_mask: jax.Array) -> jax.Array:
+def greedy_match(
+    cand: jax.Array,
+    cand_mask: jax.Array,
+    ref: jax.Array,
+    ref_mask: jax.Array,
+    cand_w: jax.Array | None = None,
+    ref_w: jax.Array | None = None,
+) -> jax.Array:
     """BERTScore ``[B, 3]`` (precision, recall, F1) by greedy cosine matching of token embeddings.
 
-    ``cand``/``ref``: ``[B, L, H]`` token embeddings; masks ``[B, L]`` mark the tokens that count
-    (special tokens excluded). Precision averages, over candidate tokens, the best cosine with a
-    reference token; recall the reverse; F1 is their harmonic mean. A side with no tokens scores 0.
+    ``cand``/``ref``: ``[B, L, H]`` token embeddings; masks ``[B, L]`` mark the tokens that count (special
+    tokens and padding excluded); ``cand_w``/``ref_w``: optional ``[B, L]`` token weights (idf; default 1).
+    Precision is the weighted mean, over candidate tokens, of the best cosine with a reference token;
+    recall the reverse; F1 their harmonic mean (torchmetrics' definition). A side whose weights sum to 0
+    scores 0.
     """
 
     def unit(t: jax.Array) -> jax.Array:
         return t / jnp.maximum(jnp.linalg.norm(t, axis=-1, keepdims=True), 1e-12)
 
+    cand_live, ref_live = cand_mask > 0, ref_mask > 0
+    cand_w = cand_mask if cand_w is None else jnp.where(cand_live, cand_w, 0.0)
+    ref_w = ref_mask if ref_w is None else jnp.where(ref_live, ref_w, 0.0)
     sim = jnp.einsum("bih,bjh->bij", unit(cand), unit(ref))
-    valid = cand_mask[:, :, None].astype(bool) & ref_mask[:, None, :].astype(bool)
-    sim = jnp.where(valid, sim, -jnp.inf)
-    cand_n = cand_mask.sum(1)
-    ref_n = ref_mask.sum(1)
-    best_for_cand = jnp.where(cand_mask > 0, sim.max(2), 0.0)
-    best_for_ref = jnp.where(ref_mask > 0, sim.max(1), 0.0)
-    precision = jnp.where(cand_n > 0, best_for_cand.sum(1) / jnp.maximum(cand_n, 1), 0.0)
-    recall = jnp.where(ref_n > 0, best_for_ref.sum(1) / jnp.maximum(ref_n, 1), 0.0)
+    sim = jnp.where(cand_live[:, :, None] & ref_live[:, None, :], sim, -jnp.inf)
+    best_for_cand = jnp.where(cand_live, sim.max(2), 0.0)
+    best_for_ref = jnp.where(ref_live, sim.max(1), 0.0)
+    cand_total, ref_total = cand_w.sum(1), ref_w.sum(1)
+    precision = jnp.where(cand_total > 0, (best_for_cand * cand_w).sum(1) / jnp.maximum(cand_total, 1e-12), 0.0)
+    recall = jnp.where(ref_total > 0, (best_for_ref * ref_w).sum(1) / jnp.maximum(ref_total, 1e-12), 0.0)
     total = precision + recall
     f1 = jnp.where(total > 0, 2 * precision * recall / jnp.where(total > 0, total, 1.0), 0.0)
     return jnp.stack([precision, recall, f1], axis=1)
+
+
+def idf_weights(document_frequency: np.ndarray, documents: int) -> np.ndarray:
+    """Token idf ``[V]`` float32: ``log((M + 1) / (df + 1))`` for ``M`` reference texts, ``df`` the number of
+    them holding the token (torchmetrics' and bert-score's definition; an unseen token gets ``log(M + 1)``)."""
+    return np.log((documents + 1.0) / (np.asarray(document_frequency, np.float64) + 1.0)).astype(np.float32)
+
+
+def load_tokenizer(spec: BackboneSpec, read: Reader, config: BertConfig | None = None) -> tuple[Any, int]:
+    """``(tokenizer, max_length)`` of a checkpoint: truncating as sentence-transformers does (the spec's
+    ``max_length``, the checkpoint's ``max_seq_length`` and position limit), no padding. Reads no weights."""
+    from tokenizers import Tokenizer
+
+    config = config or BertConfig.from_json(json.loads(read("config.json")))
+    tokenizer = Tokenizer.from_str(read("tokenizer.json").decode())
+    max_length = spec.max_length
+    st_config = _optional_json(read, "sentence_bert_config.json")
+    if st_config:
+        max_length = min(max_length, int(st_config["max_seq_length"]))
+    max_length = min(max_length, config.max_positions)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer, max_length
+
+
+def document_frequency(tokenizer: Any, vocab_size: int, texts: Sequence[str]) -> np.ndarray:
+    """``[V]`` int64: in how many of ``texts`` each token id occurs, after truncation; special tokens are not
+    counted (their weight is 0 whatever their idf). Sums over disjoint sets of texts add up."""
+    counts = np.zeros(vocab_size, np.int64)
+    for encoding in tokenizer.encode_batch([str(t) for t in texts]):
+        ids = np.asarray(encoding.ids, np.int64)[np.asarray(encoding.special_tokens_mask) == 0]
+        counts[np.unique(ids)] += 1
+    return counts
 
 
 def _bucket(length: int, limit: int) -> int:
@@ -178,8 +223,7 @@ def _bucket(length: int, limit: int) -> int:
     return min(size, limit)
 
 
-@dataclass
-class Tokens:
+class Tokens(NamedTuple):
     """A padded batch: ids and masks ``[B, L]`` int32; ``content`` masks out [CLS]/[SEP]/padding."""
 
     ids: np.ndarray
@@ -210,13 +254,19 @@ class TextEncoder:
         forward = partial(encoder, config=config, dtype=spec.dtype)
         self._embed = jax.jit(lambda p, ids, mask: pool(forward(p, ids, mask), mask, pooling, normalize))
         self._hidden = jax.jit(forward)
-        self._score = jax.jit(
-            lambda p, c_ids, c_mask, c_content, r_ids, r_mask, r_content: (
-                pool(hc := forward(p, c_ids, c_mask), c_mask, pooling, normalize),
-                pool(hr := forward(p, r_ids, r_mask), r_mask, pooling, normalize),
-                greedy_match(hc, c_content, hr, r_content),
+
+        def score(p: Params, c: Tokens, r: Tokens, idf: jax.Array | None) -> tuple[jax.Array, ...]:
+            hc, hr = forward(p, c.ids, c.mask), forward(p, r.ids, r.mask)
+            out = (
+                pool(hc, c.mask, pooling, normalize),
+                pool(hr, r.mask, pooling, normalize),
+                greedy_match(hc, c.content, hr, r.content),
             )
-        )
+            if idf is None:
+                return out
+            return (*out, greedy_match(hc, c.content, hr, r.content, idf[c.ids], idf[r.ids]))
+
+        self._score = jax.jit(score)
 
     @property
     def dimension(self) -> int:
@@ -225,12 +275,11 @@ class TextEncoder:
     @classmethod
     def load(cls, spec: BackboneSpec, read: Reader) -> TextEncoder:
         """Read config, weights, tokenizer and sentence-transformers settings through ``read``."""
-        from tokenizers import Tokenizer
 
         config = BertConfig.from_json(json.loads(read("config.json")))
         params = load_params(read("model.safetensors"), config)
-        tokenizer = Tokenizer.from_str(read("tokenizer.json").decode())
-        pooling, normalize, max_length = "mean", False, spec.max_length
+        tokenizer, max_length = load_tokenizer(spec, read, config)
+        pooling, normalize = "mean", False
         pool_cfg = _optional_json(read, "1_Pooling/config.json")
         if pool_cfg:
             cls_token, max_tokens = pool_cfg.get("pooling_mode_cls_token"), pool_cfg.get("pooling_mode_max_tokens")
@@ -238,12 +287,6 @@ class TextEncoder:
         modules = _optional_json(read, "modules.json")
         if modules:
             normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
-        st_config = _optional_json(read, "sentence_bert_config.json")
-        if st_config:
-            max_length = min(max_length, int(st_config["max_seq_length"]))
-        max_length = min(max_length, config.max_positions)
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=max_length)
         return cls(spec, config, params, tokenizer, pooling, normalize, max_length)
 
     def tokenize(self, texts: Sequence[str], rows: int) -> Tokens:
@@ -284,25 +327,34 @@ class TextEncoder:
             out.extend(hidden[i, : tokens.mask[i].sum()] for i in range(part.stop - part.start))
         return out
 
-    def extract(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def extract(self, columns: Mapping[str, np.ndarray], idf: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Features of a batch of a ``text`` task: ``predictions`` are the candidates, ``targets`` the references."""
-        return self.pair_features(list(columns["predictions"]), list(columns["targets"]))
+        return self.pair_features(list(columns["predictions"]), list(columns["targets"]), idf)
 
-    def pair_features(self, candidates: Sequence[str], references: Sequence[str]) -> dict[str, np.ndarray]:
-        """One pass over both columns: ``candidate`` and ``reference`` embeddings ``[n, H]`` and
-        ``bertscore`` ``[n, 3]`` (precision, recall, F1), all float32."""
+    def document_frequency(self, texts: Sequence[str]) -> np.ndarray:
+        """``[V]`` int64: in how many of ``texts`` each token id occurs (see :func:`document_frequency`)."""
+        return document_frequency(self.tokenizer, self.config.vocab_size, texts)
+
+    def pair_features(
+        self, candidates: Sequence[str], references: Sequence[str], idf: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """One pass over both columns: ``candidate`` and ``reference`` embeddings ``[n, H]``, ``bertscore``
+        ``[n, 3]`` (precision, recall, F1) and, given token weights ``idf`` ``[V]`` (see :func:`idf_weights`),
+        ``bertscore_idf`` ``[n, 3]`` with each token weighted by its idf; all float32."""
         n = len(candidates)
         out = {
             "candidate": np.zeros((n, self.dimension), np.float32),
             "reference": np.zeros((n, self.dimension), np.float32),
             "bertscore": np.zeros((n, 3), np.float32),
         }
+        if idf is not None:
+            out["bertscore_idf"] = np.zeros((n, 3), np.float32)
+        weights = None if idf is None else jnp.asarray(idf, jnp.float32)
+        names = list(out)
         for part in self._batches(n):
             c = self.tokenize(candidates[part], self.spec.batch_size)
             r = self.tokenize(references[part], self.spec.batch_size)
-            emb_c, emb_r, score = self._score(self.params, c.ids, c.mask, c.content, r.ids, r.mask, r.content)
             k = part.stop - part.start
-            out["candidate"][part] = np.asarray(emb_c)[:k]
-            out["reference"][part] = np.asarray(emb_r)[:k]
-            out["bertscore"][part] = np.asarray(score)[:k]
+            for name, value in zip(names, self._score(self.params, c, r, weights), strict=True):
+                out[name][part] = np.asarray(value)[:k]
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,16 +109,22 @@ def compute(
 
 
 def backbone_metric(
-    name: str, kind: TaskKind, columns: dict[str, Any], backbone: Any, params: dict[str, Any] | None = None
+    name: str,
+    kind: TaskKind,
+    columns: dict[str, Any],
+    backbone: Any,
+    params: dict[str, Any] | None = None,
+    extract: Callable[[Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A backbone metric of ``columns`` (raw ``predictions`` / ``targets``): the backbone's features go through
-    the metric's statistic, as in the pipeline. ``backbone``: a loaded backbone or a ``BackboneSpec``."""
+    the metric's statistic, as in the pipeline. ``backbone``: a loaded backbone or a ``BackboneSpec``;
+    ``extract(encoder) -> features`` replaces ``encoder.extract(columns)``."""
     from evaluators.accumulate import Accumulator
     from evaluators.backbones import BackboneSpec, load_backbone
 
     encoder = load_backbone(backbone) if isinstance(backbone, BackboneSpec) else backbone
     metric = catalog.build(name, Task(kind), params)
-    features = encoder.extract(columns)
+    features = extract(encoder) if extract is not None else encoder.extract(columns)
     acc = Accumulator([metric.statistic])
     state = acc.update(acc.zero(), {k: features[k] for k in metric.statistic.features})[0]
     return metric.compute(state)

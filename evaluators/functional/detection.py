@@ -15,20 +15,26 @@ def mean_average_precision(
     iou_thresholds: Sequence[float] | None = None,
     max_detection_thresholds: Sequence[int] | None = None,
     box_format: str = "xyxy",
+    iou_type: str = "bbox",
     class_metrics: bool = False,
 ) -> dict[str, float]:
     """``{"map", "map_50", ..., "mar_100", ...}`` for one dict per image.
 
     ``predictions[i]``: ``{"boxes": [k, 4], "scores": [k], "labels": [k]}``; ``targets[i]``:
-    ``{"boxes": [m, 4], "labels": [m], "iscrowd": [m] (optional), "area": [m] (optional)}``.
+    ``{"boxes": [m, 4], "labels": [m], "iscrowd": [m] (optional), "area": [m] (optional)}``. With
+    ``iou_type="segm"`` both hold ``"masks"`` instead of ``"boxes"``: a ``[k, h, w]`` bool array (as
+    torchmetrics) or a list of COCO RLE dicts, PNG bytes or 2-D arrays, one per instance (see
+    :mod:`evaluators.detection`).
     """
     images = []
     for i, (pred, target) in enumerate(zip(predictions, targets, strict=True)):
         image = {
             "pred_boxes": pred.get("boxes", ()),
+            "pred_masks": pred.get("masks"),
             "pred_scores": pred.get("scores", ()),
             "pred_labels": pred.get("labels", ()),
             "gt_boxes": target.get("boxes", ()),
+            "gt_masks": target.get("masks"),
             "gt_labels": target.get("labels", ()),
             "image_id": i,
         }
@@ -42,5 +48,6 @@ def mean_average_precision(
         iou_thresholds=iou_thresholds,
         max_detection_thresholds=max_detection_thresholds,
         box_format=box_format,
+        iou_type=iou_type,
         class_metrics=class_metrics,
     )

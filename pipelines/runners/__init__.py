@@ -1,10 +1,14 @@
 """Runners: where work units are evaluated.
 
 * ``local``: in this process, no Ray;
-* ``ray``: long-lived actors on a Ray cluster (the only module importing ray).
+* ``ray``: long-lived actors on a Ray cluster (the only module importing ray);
+* ``beam``: an Apache Beam pipeline (the only module importing apache_beam), on
+  the DirectRunner, Dataflow, Flink...
 
-Both call ``on_result`` with every unit's :class:`~pipelines.worker.UnitResult`;
-the caller merges them in unit order, so both give identical records.
+All call ``on_result`` with every unit's :class:`~pipelines.worker.UnitResult`;
+the caller merges them in unit order, so all give identical records. (The Beam
+runner can instead merge the states inside its pipeline, in the same order; it
+then returns them as :attr:`ExecutionReport.merged`.)
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
-from pipelines.worker import UnitResult
+from pipelines.worker import Partial, UnitResult
 
 OnResult = Callable[[UnitResult], None]
 
@@ -31,6 +36,9 @@ class ExecutionReport:
     attempts: int
     retried_units: tuple[int, ...] = ()
     cluster: dict[str, Any] = field(default_factory=dict)
+    merged: Partial | None = field(default=None, compare=False, repr=False)
+    """The merge of every unit's states when the runner merged them itself (the results it passed to
+    ``on_result`` then carry no states); None when the caller merges what ``on_result`` got."""
 
 
 def execute(
@@ -41,6 +49,17 @@ def execute(
         from pipelines.runners.local import run_local
 
         return run_local(spec, units, on_result, on_started)
+    if spec.execution.runner == "beam":
+        try:
+            from pipelines.runners.beam import run_beam
+        except ImportError as exc:
+            if not (exc.name or "").startswith("apache_beam"):
+                raise
+            raise UserError(
+                "execution.runner: beam needs Apache Beam, which is not installed here: "
+                "pip install 'evalpipe[beam]' (see the README for the versions that work together)."
+            ) from None
+        return run_beam(spec, units, on_result, on_started)
     from pipelines.runners.ray import run_ray
 
     return run_ray(spec, units, on_result, on_started)

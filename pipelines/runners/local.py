@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from pipelines.errors import JobFailed, is_transient_error
 from pipelines.planning import WorkUnit
 from pipelines.runners import ExecutionReport, OnResult
 from pipelines.spec import JobSpec
-from pipelines.worker import UnitEvaluator
+from pipelines.worker import READ_ATTEMPTS, UnitEvaluator
 
 
 def run_local(
@@ -20,5 +21,14 @@ def run_local(
     on_started()
     t1 = time.perf_counter()
     for unit in units:
-        on_result(evaluator.process(unit))
+        try:
+            result = evaluator.process(unit)
+        except Exception as exc:
+            if not is_transient_error(exc):
+                raise
+            raise JobFailed(
+                f"work unit {unit.index} ({unit.describe()}): storage kept failing after {READ_ATTEMPTS} attempts; "
+                f"last error: {type(exc).__name__}: {exc}. Nothing was committed."
+            ) from None
+        on_result(result)
     return ExecutionReport("local", 1, startup, time.perf_counter() - t1, attempts=len(units))

@@ -7,16 +7,25 @@
   :class:`~pipelines.worker.UnitEvaluator`: compiled updates, backbones) and
   keeps two units in flight per actor, handing the next unit to whichever
   actor finishes, so fast actors take more.
-* An actor that dies is replaced and its units go back in the queue; a unit
-  is attempted at most ``MAX_ATTEMPTS`` times. A :class:`UserError` raised in
-  an actor (bad data) stops the job at once and is not retried.
+* An actor that dies (killed, out of memory, node lost) is replaced and its
+  units go back in the queue; a unit is attempted at most
+  ``execution.max_attempts`` times, then the job fails naming the unit's files.
+* Storage errors that pass (connection resets, throttling) are retried inside
+  the actor with back-off (:mod:`pipelines.worker`); if they persist, the unit
+  goes back in the queue for another actor, counted as an attempt.
+* Any other error raised in an actor, bad data, a user function or statistic
+  that raises, stops the job at once: it is a function of the unit's rows and
+  would fail the same way again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,13 +33,12 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from pipelines.errors import UserError
+from pipelines.errors import JobFailed, UserError, is_transient_error
 from pipelines.planning import WorkUnit
 from pipelines.runners import ExecutionReport, OnResult
 from pipelines.spec import JobSpec
 from pipelines.worker import UnitEvaluator, UnitResult
 
-MAX_ATTEMPTS = 3
 IN_FLIGHT_PER_ACTOR = 2
 LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
 
@@ -44,6 +52,11 @@ def start_local_cluster(**kwargs: Any) -> None:
     address.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        # Ray reads the variable once, when it is first imported: make a late setting count too.
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     node_ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
     ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
 
@@ -100,6 +113,19 @@ def _actor_count(spec: JobSpec, units: int) -> int:
     return max(1, min(wanted, units))
 
 
+def _keeping_sigterm_handler(fn: Callable[[], bool]) -> bool:
+    """Call ``fn`` (which initialises Ray) and put back this process's Python SIGTERM handler, if it had
+    one: Ray's core worker installs a native one that would end the driver without unwinding (so
+    ``ray job stop`` could not leave a clean state)."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    handler = signal.getsignal(signal.SIGTERM)
+    result = fn()
+    if callable(handler):
+        signal.signal(signal.SIGTERM, handler)
+    return result
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
@@ -112,7 +138,7 @@ def run_ray(
     spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None]
 ) -> ExecutionReport:
     t0 = time.perf_counter()
-    started_here = connect(spec.execution.ray_address)
+    started_here = _keeping_sigterm_handler(lambda: connect(spec.execution.ray_address))
     try:
         return _run(spec, units, on_result, on_started, t0)
     finally:
@@ -127,7 +153,16 @@ def _run(
     remote_cls = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=0)(EvalActor)
     count = _actor_count(spec, len(units))
     spec_ref = ray.put(spec)
-    actors = [remote_cls.remote(spec_ref) for _ in range(count)]
+    prefix = f"evalpipe:{spec.name}:{uuid.uuid4().hex[:8]}"
+    spawned = 0
+
+    def spawn() -> Any:
+        """A new actor, named ``evalpipe:<job>:<random>:<n>`` (so operators can find it in Ray's state API)."""
+        nonlocal spawned
+        spawned += 1
+        return remote_cls.options(name=f"{prefix}:{spawned}").remote(spec_ref)
+
+    actors = [spawn() for _ in range(count)]
     try:
         ray.get([a.ready.remote() for a in actors])
     except RayTaskError as exc:
@@ -140,6 +175,8 @@ def _run(
     attempts: dict[int, int] = {}
     retried: set[int] = set()
     in_flight: dict[Any, tuple[Any, WorkUnit]] = {}
+    busy_since: dict[int, float] = {}  # id(actor) -> when its current unit started
+    timed_out: set[int] = set()  # id(actor) of actors killed for a unit over execution.unit_timeout_s
     total_attempts = 0
 
     def submit(actor: Any) -> None:
@@ -147,12 +184,26 @@ def _run(
         unit = queue.popleft()
         attempts[unit.index] = attempts.get(unit.index, 0) + 1
         total_attempts += 1
+        if not any(a is actor for a, _ in in_flight.values()):
+            busy_since[id(actor)] = time.monotonic()
         in_flight[actor.process.remote(unit)] = (actor, unit)
 
+    def stop_overdue() -> None:
+        """Kill each actor whose current unit has run longer than ``execution.unit_timeout_s``; its units
+        come back as a dead actor's do."""
+        now = time.monotonic()
+        for actor in {id(a): a for a, _ in in_flight.values()}.values():
+            if now - busy_since[id(actor)] > ex.unit_timeout_s and id(actor) not in timed_out:
+                timed_out.add(id(actor))
+                ray.kill(actor, no_restart=True)
+
     def requeue(unit: WorkUnit, why: str, front: bool) -> None:
-        """Put a failed unit back in the queue, or give up after ``MAX_ATTEMPTS``."""
-        if attempts[unit.index] >= MAX_ATTEMPTS:
-            raise RuntimeError(f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times; {why}")
+        """Put a failed unit back in the queue, or give up after ``execution.max_attempts``."""
+        if attempts[unit.index] >= ex.max_attempts:
+            raise JobFailed(
+                f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times "
+                f"(execution.max_attempts); {why}. Nothing was committed."
+            )
         retried.add(unit.index)
         if front:
             queue.appendleft(unit)
@@ -166,8 +217,12 @@ def _run(
 
     done_units: set[int] = set()
     try:
+        poll = None if ex.unit_timeout_s is None else min(1.0, ex.unit_timeout_s / 4)
         while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll)
+            if not ready:
+                stop_overdue()
+                continue
             ref = ready[0]
             actor, unit = in_flight.pop(ref)
             try:
@@ -179,15 +234,21 @@ def _run(
                     if holder is actor:
                         del in_flight[other]
                         lost.append(held)
+                why = (
+                    f"it did not finish within {ex.unit_timeout_s:g} s (execution.unit_timeout_s) each time"
+                    if id(actor) in timed_out
+                    else "its worker died each time (killed, out of memory or its node lost)"
+                )
                 for u in lost:
-                    requeue(u, "its worker died each time", front=True)
-                actors[actors.index(actor)] = actor = remote_cls.remote(spec_ref)
+                    requeue(u, why, front=True)
+                actors[actors.index(actor)] = actor = spawn()
             except RayTaskError as exc:
                 cause = _unwrap(exc)
-                if isinstance(cause, UserError):
+                if not is_transient_error(cause):
                     raise cause from None
-                requeue(unit, f"last error: {cause!r}", front=False)
+                requeue(unit, f"storage kept failing; last error: {type(cause).__name__}: {cause}", front=False)
             else:
+                busy_since[id(actor)] = time.monotonic()  # its next unit, if any, starts now
                 if unit.index not in done_units:
                     done_units.add(unit.index)
                     on_result(result)

@@ -1,0 +1,184 @@
+"""Per-unit checkpoints: what a finished work unit produced, kept until the run commits.
+
+A nightly job killed part-way (driver lost, ``ray job stop``, a preempted node) is run again with the same
+spec; the units that had finished are read back instead of recomputed. A checkpoint is keyed by
+
+* the run key (:func:`pipelines.execute.instance_key`: job name and resolved input paths), and a
+  fingerprint of everything that shapes a unit's states (task, columns, metrics with their parameters,
+  slices, bootstrap settings, user functions, backbone and its BERTScore idf weights, bad-row policy,
+  evalpipe's version), which name
+  the directory ``{output}/{job}/_checkpoints/{run key}-{fingerprint}/``;
+* the unit's content key (:attr:`pipelines.planning.WorkUnit.key`: each file's path, size, etag or
+  modification time, and row-group range), which names the file ``{unit key}.npz``.
+
+So a changed input file, a changed metric or a different night's paths never reuse a stale state. The
+file is an ``.npz`` (no pickle): the states' arrays exactly as the worker returned them, so a resumed run
+is bit-identical to an uninterrupted one. A checkpoint that cannot be read back (a write cut short) is
+recomputed. The directory is removed when the run commits; readers of runs never look under
+``_checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from evaluators.accumulate import Accumulator
+from evaluators.statistic import State
+from pipelines.planning import WorkUnit
+from pipelines.spec import JobSpec
+from pipelines.storage import flatten_state, join, unflatten_state
+from pipelines.worker import Partial, SliceKey, UnitResult
+
+CHECKPOINTS_DIR = "_checkpoints"
+
+
+def state_fingerprint(spec: JobSpec, accumulator: Accumulator) -> str:
+    """Hash of everything that decides a unit's states, besides the unit's rows."""
+    try:
+        version = metadata.version("evalpipe")
+    except metadata.PackageNotFoundError:
+        version = "source"
+    parts = (
+        version,
+        spec.task,
+        spec.data.columns,
+        spec.data.on_bad_rows,
+        spec.slices,
+        spec.confidence,
+        spec.functions,
+        spec.backbone,
+        tuple(repr(s) for s in accumulator.statistics),
+        None if spec.idf is None else hashlib.sha256(np.asarray(spec.idf).tobytes()).hexdigest(),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _slice_list(keys: Iterable[SliceKey]) -> list[list[list[str]]]:
+    return [[list(pair) for pair in key] for key in keys]
+
+
+def _states(prefix: str, states: dict[SliceKey, tuple[State, ...]], arrays: dict[str, np.ndarray]) -> list:
+    keys = list(states)
+    for s, key in enumerate(keys):
+        for i, state in enumerate(states[key]):
+            flatten_state(state, f"{prefix}{s}/t{i}", arrays)
+    return _slice_list(keys)
+
+
+def encode_result(result: UnitResult) -> bytes:
+    """A unit's result as ``.npz`` bytes: state arrays plus a JSON header (``header`` entry)."""
+    arrays: dict[str, np.ndarray] = {}
+    partial = result.partial
+    header = {
+        "index": result.index,
+        "key": result.key,
+        "rows": result.rows,
+        "seconds": result.seconds,
+        "worker": result.worker,
+        "dropped": result.dropped,
+        "states": _states("s", partial.states, arrays),
+        "bucket_states": _states("b", partial.bucket_states, arrays),
+        "slice_rows": [[[list(p) for p in key], n] for key, n in partial.rows.items()],
+    }
+    if result.scores is not None:
+        buffer = io.BytesIO()
+        pq.write_table(result.scores, buffer)
+        arrays["scores"] = np.frombuffer(buffer.getvalue(), np.uint8)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def decode_result(
+    payload: bytes, unit: WorkUnit, acc: Accumulator, racc: Accumulator | None, buckets: int
+) -> UnitResult:
+    """Inverse of :func:`encode_result`, for ``unit`` (whose index may differ from the stored one)."""
+    with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    header: dict[str, Any] = json.loads(arrays.pop("header").tobytes())
+    if header["key"] != unit.key:
+        raise ValueError(f"checkpoint holds unit {header['key']}, not {unit.key}")
+
+    def key_of(raw: list) -> SliceKey:
+        return tuple((c, v) for c, v in raw)
+
+    states = {
+        key_of(raw): tuple(unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(acc.statistics))
+        for s, raw in enumerate(header["states"])
+    }
+    bucket_states: dict[SliceKey, tuple[State, ...]] = {}
+    if header["bucket_states"]:
+        assert racc is not None
+        template = racc.zero_grouped(buckets)
+        bucket_states = {
+            key_of(raw): tuple(unflatten_state(t, f"b{s}/t{i}", arrays) for i, t in enumerate(template))
+            for s, raw in enumerate(header["bucket_states"])
+        }
+    rows = {key_of(raw): int(n) for raw, n in header["slice_rows"]}
+    scores = pq.read_table(pa.BufferReader(arrays["scores"].tobytes())) if "scores" in arrays else None
+    return UnitResult(
+        unit.index,
+        unit.key,
+        Partial(states, bucket_states, rows),
+        int(header["rows"]),
+        float(header["seconds"]),
+        str(header["worker"]),
+        0,
+        scores,
+        {k: int(v) for k, v in header["dropped"].items()},
+    )
+
+
+class CheckpointStore:
+    """The checkpoints of one job's run key and state fingerprint (see the module docstring)."""
+
+    def __init__(self, spec: JobSpec, instance: str, acc: Accumulator, racc: Accumulator | None) -> None:
+        self.fs, root = url_to_fs(spec.output.uri, **spec.output.storage_options)
+        self.directory = join(root, spec.name, CHECKPOINTS_DIR, f"{instance}-{state_fingerprint(spec, acc)}")
+        self.acc, self.racc = acc, racc
+        self.buckets = spec.confidence.buckets if spec.confidence else 0
+
+    def _path(self, unit_key: str) -> str:
+        return join(self.directory, f"{unit_key}.npz")
+
+    def load(self, units: Iterable[WorkUnit]) -> dict[int, UnitResult]:
+        """The stored results of ``units`` that have a readable checkpoint, by unit index."""
+        try:
+            present = {p.rsplit("/", 1)[-1] for p in self.fs.ls(self.directory, detail=False)}
+        except FileNotFoundError:
+            return {}
+        found: dict[int, UnitResult] = {}
+        for unit in units:
+            if f"{unit.key}.npz" not in present:
+                continue
+            try:
+                payload = self.fs.cat_file(self._path(unit.key))
+                found[unit.index] = decode_result(payload, unit, self.acc, self.racc, self.buckets)
+            except Exception:  # cut short or unreadable: compute the unit again
+                continue
+        return found
+
+    def save(self, result: UnitResult) -> None:
+        self.fs.makedirs(self.directory, exist_ok=True)
+        self.fs.pipe_file(self._path(result.key), encode_result(result))
+
+    def clear(self) -> None:
+        """Remove this run key's checkpoints (after the run committed)."""
+        if self.fs.exists(self.directory):
+            self.fs.rm(self.directory, recursive=True)
+        parent = self.directory.rsplit("/", 1)[0]
+        with contextlib.suppress(OSError):
+            if not self.fs.ls(parent, detail=False):
+                self.fs.rmdir(parent)
