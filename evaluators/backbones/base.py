@@ -31,8 +31,11 @@ class BackboneSpec:
 
     Attributes:
         kind: registry name (``"bert"``: a BERT-family sentence encoder in Hugging Face layout;
-            ``"cnn"``: a small convolutional image encoder, see :mod:`evaluators.backbones.cnn`).
-        weights: directory URI (any fsspec URL) holding the checkpoint files (``cnn``: or the weights file itself).
+            ``"cnn"``: a small convolutional image encoder, see :mod:`evaluators.backbones.cnn`;
+            ``"inception"``: InceptionV3, torchvision's or the TF-FID one, for standard FID / KID / Inception
+            Score, see :mod:`evaluators.backbones.inception`).
+        weights: directory URI (any fsspec URL) holding the checkpoint files (``cnn``, ``inception``: or the
+            weights file itself).
         dtype: compute dtype of the matrix products, ``float32`` or ``bfloat16``.
         batch_size: rows per compiled call; batches are padded to it, so one shape per length bucket.
         max_length: longest token sequence kept (longer texts are truncated, as sentence-transformers does);
@@ -68,7 +71,13 @@ def _cnn(spec: BackboneSpec, read: Reader) -> Any:
     return ImageEncoder.load(spec, read)
 
 
-BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _bert, "cnn": _cnn}
+def _inception(spec: BackboneSpec, read: Reader) -> Any:
+    from evaluators.backbones.inception import InceptionEncoder
+
+    return InceptionEncoder.load(spec, read)
+
+
+BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _bert, "cnn": _cnn, "inception": _inception}
 """Backbone kind -> loader ((spec, read) -> loaded backbone)."""
 
 

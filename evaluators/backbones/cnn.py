@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -130,11 +130,12 @@ def safetensors_metadata(payload: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
-def read_checkpoint(read: Reader) -> tuple[CnnConfig, dict[str, np.ndarray]]:
-    """``(config, tensors by name)`` of a checkpoint, its files fetched through ``read``.
+def read_tensors(read: Reader) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(config as parsed JSON, tensors by name)`` of a checkpoint, its files fetched through ``read``.
 
     The config is ``config.json`` of the weights directory when there is one, else the one embedded in
-    the weights file (safetensors header metadata ``config``, or npz entry ``config``).
+    the weights file (safetensors header metadata ``config``, or npz entry ``config``). Tensors keep the
+    file's names, shapes and dtypes.
     """
     name, payload = read_weights(read)
     if _is_npz(payload):
@@ -152,7 +153,13 @@ def read_checkpoint(read: Reader) -> tuple[CnnConfig, dict[str, np.ndarray]]:
             text = read("config.json")
     if text is None and embedded is None:
         raise FileNotFoundError("backbone weights: no config.json in the directory and no config in the weights file")
-    return CnnConfig.from_json(json.loads(text if text is not None else embedded)), tensors
+    return json.loads(text if text is not None else embedded), tensors
+
+
+def read_checkpoint(read: Reader) -> tuple[CnnConfig, dict[str, np.ndarray]]:
+    """``(config, tensors by name)`` of a checkpoint, its files fetched through ``read`` (see :func:`read_tensors`)."""
+    config, tensors = read_tensors(read)
+    return CnnConfig.from_json(config), tensors
 
 
 def load_params(tensors: Mapping[str, np.ndarray], config: CnnConfig) -> Params:
@@ -187,11 +194,19 @@ def to_unit_range(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
 
+def resize(images: jax.Array, size: int, *, antialias: bool = True) -> jax.Array:
+    """``[B, h, w, C]`` float -> ``[B, size, size, C]`` by bilinear interpolation (``jax.image.resize``; half-pixel
+    centres, as PyTorch's ``interpolate(..., align_corners=False)``), antialiased when shrinking unless
+    ``antialias`` is false. Images already ``size x size`` are returned as they are."""
+    if images.shape[1:3] == (size, size):
+        return images
+    shape = (images.shape[0], size, size, images.shape[3])
+    return jax.image.resize(images, shape, method="bilinear", antialias=antialias)
+
+
 def preprocess(images: jax.Array, *, config: CnnConfig) -> jax.Array:
     """``[B, h, w, 3]`` float32 in ``[0, 1]`` -> ``[B, S, S, 3]`` resized (bilinear) and normalised."""
-    size = config.image_size
-    if images.shape[1:3] != (size, size):
-        images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), method="bilinear")
+    images = resize(images, config.image_size)
     mean = jnp.asarray(config.mean, jnp.float32)
     std = jnp.asarray(config.std, jnp.float32)
     return (images - mean) / std
@@ -339,13 +354,22 @@ def join_keys(keys: np.ndarray) -> np.ndarray:
 
 
 class ImageEncoder:
-    """A loaded CNN image encoder: frozen parameters and one compiled function per input image shape."""
+    """A loaded CNN image encoder: frozen parameters and one compiled function per input image shape.
+
+    Other image architectures subclass it, overriding :meth:`load` and :meth:`encode_function` (their
+    config has ``feature_dim`` and ``num_classes`` too); decoding, batching and padding stay here.
+    """
 
     def __init__(self, spec: BackboneSpec, config: CnnConfig, params: Params) -> None:
         self.spec = spec
         self.config = config
         self.params = jax.device_put(params)
-        self._encode = jax.jit(partial(encode_images, config=config, dtype=spec.dtype))
+        self._encode = jax.jit(self.encode_function())
+
+    def encode_function(self) -> Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]:
+        """``(params, raw pixels [B, h, w, 3]) -> (features [B, D], logits [B, K])`` float32, jit-compiled once
+        per input shape (``B`` is always ``batch_size``)."""
+        return partial(encode_images, config=self.config, dtype=self.spec.dtype)
 
     @property
     def dimension(self) -> int:
