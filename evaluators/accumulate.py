@@ -5,10 +5,18 @@ workers use, so every reference test of a metric function also tests the
 pipeline's arithmetic.
 
 Rows are processed in chunks of a fixed number of rows (a power of two sized
-so that one chunk holds about a million values); the last chunk of a batch is
-padded with zero-weight rows to the next power of four (at least 1,024). The
-compiled update therefore sees only a handful of shapes and compiles once per
-shape, not once per batch.
+so that one chunk holds about a million values), so the compiled update sees
+one shape per job and compiles once:
+
+* columns go to the update as they were read (``int8`` labels, ``float32``
+  scores: no host-side conversion or copy); integer and boolean columns become
+  ``int32`` and ``weights`` (ones when absent) ``float64`` inside the compiled
+  update, fused with the statistics;
+* every chunk carries the range ``[lo, hi)`` of its rows that count; the others
+  get weight 0. A batch's last, partial chunk is the batch's last full chunk
+  with only its new rows counting (no copy, no new shape); a batch shorter than
+  a chunk is padded with zero-weight rows to the smallest size already compiled
+  that holds it, else to the next power of four (at least 1,024).
 """
 
 from __future__ import annotations
@@ -71,13 +79,19 @@ class Accumulator:
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
             return tuple(stat.update(state, batch) for stat, state in zip(device_stats, states, strict=True))
 
+        def fused_rows(
+            states: tuple[State, ...], batch: Mapping[str, jax.Array], bounds: jax.Array
+        ) -> tuple[State, ...]:
+            return fused(states, _device_batch(batch, bounds))
+
         grouped = jax.vmap(fused)
 
         def grouped_passes(states: tuple[State, ...], blocks: Mapping[str, jax.Array]) -> tuple[State, ...]:
             return jax.lax.scan(lambda carry, block: (grouped(carry, block), None), states, blocks)[0]
 
         # States are donated: each update writes its result into the previous state's buffers.
-        self._fused = jax.jit(fused, donate_argnums=0)
+        self._fused = jax.jit(fused_rows, donate_argnums=0)
+        self._sizes: set[int] = set()
         self._grouped = jax.jit(grouped_passes, donate_argnums=0)
 
     @classmethod
@@ -162,10 +176,8 @@ class Accumulator:
         ``weights`` defaults to ones. Returns new numpy states (device arrays for jittable
         statistics when ``to_host=False``); inputs are not modified.
         """
-        cols = {k: as_column(v) for k, v in columns.items() if v is not None}
+        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}
         n = len(next(iter(cols.values())))
-        weights = cols.get("weights")
-        cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         out = list(states)
         if n == 0:
             return tuple(out)
@@ -173,28 +185,58 @@ class Accumulator:
             out_device = self._update_device([states[i] for i in self._device], cols, n, to_host)
             for i, state in zip(self._device, out_device, strict=True):
                 out[i] = state
-        for i in self._host:
-            out[i] = self.statistics[i].update(states[i], cols)
+        if self._host:
+            host = {k: as_column(v) for k, v in cols.items()}
+            weights = host.get("weights")
+            host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
+            for i in self._host:
+                out[i] = self.statistics[i].update(states[i], host)
         return tuple(out)
+
+    def _chunk_size(self, rows: int, step: int) -> int:
+        """Padded size for a batch of ``rows < step`` rows: a size already compiled if one holds it."""
+        fits = [size for size in self._sizes if rows <= size <= step]
+        return min(fits) if fits else _bucket(rows, step)
 
     def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
         with jax.enable_x64(True):
             current = tuple(jax.tree.map(_on_device, s) for s in states)
-            for start in range(0, n, step):
-                stop = min(n, start + step)
-                chunk = {k: v[start:stop] for k, v in cols.items()}
-                size = stop - start
-                padded = _bucket(size, step)
-                if padded != size:
-                    chunk = {k: _pad(v, padded) for k, v in chunk.items()}
-                current = self._fused(current, chunk)
+            if n < step:
+                size = self._chunk_size(n, step)
+                chunk = {k: _pad(v, size) for k, v in cols.items()} if size != n else cols
+                self._sizes.add(size)
+                current = self._fused(current, chunk, np.array([0, n], np.int32))
+            else:
+                self._sizes.add(step)
+                for start in range(0, n, step):
+                    stop = start + step
+                    lo = 0
+                    if stop > n:  # the last full chunk again, counting only the rows not yet folded in
+                        lo, start, stop = stop - n, n - step, n
+                    chunk = {k: v[start:stop] for k, v in cols.items()}
+                    current = self._fused(current, chunk, np.array([lo, step], np.int32))
             return list(tree_to_numpy(current)) if to_host else list(current)
 
 
+def _device_batch(batch: Mapping[str, jax.Array], bounds: jax.Array) -> dict[str, jax.Array]:
+    """Inside the compiled update: integer and boolean columns as int32, and float64 ``weights``
+    (the given ones, or ones) that are 0 outside the chunk's counted rows ``[lo, hi)``."""
+    out = {
+        k: v.astype(jnp.int32) if v.dtype == jnp.bool_ or jnp.issubdtype(v.dtype, jnp.integer) else v
+        for k, v in batch.items()
+        if k != "weights"
+    }
+    rows = jnp.arange(next(iter(batch.values())).shape[0], dtype=jnp.int32)
+    counted = (rows >= bounds[0]) & (rows < bounds[1])
+    given = batch.get("weights")
+    out["weights"] = jnp.where(counted, 1.0 if given is None else given.astype(jnp.float64), 0.0)
+    return out
+
+
 def _on_device(x: np.ndarray | jax.Array) -> jax.Array:
-    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+    return x if isinstance(x, jax.Array) else jax.device_put(x)
 
 
 def _pad(values: np.ndarray, rows: int) -> np.ndarray:

@@ -21,9 +21,17 @@ from functools import partial
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.classification import require_kind, safe_divide, scatter_add
+from evaluators.classification import require_kind, safe_divide
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
+from evaluators.task import (
+    PredictionKind,
+    Task,
+    TaskKind,
+    class_probabilities,
+    positive_scores,
+    top_class,
+    valid_weights,
+)
 
 _PROBABILISTIC = (TaskKind.BINARY, TaskKind.MULTICLASS)
 
@@ -40,10 +48,21 @@ billion rows at log loss 2."""
 
 def to_fixed(values: jnp.ndarray) -> jnp.ndarray:
     """Float values -> int64 fixed point, ``[..., 2]`` (hi, lo limbs)."""
+    return jnp.stack(_limbs(values), axis=-1)
+
+
+def _limbs(values: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     scaled = values.astype(jnp.float64) * 2.0**FIXED_POINT_BITS
     hi = jnp.round(scaled)
     lo = jnp.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
-    return jnp.stack([hi, lo], axis=-1).astype(jnp.int64)
+    return hi.astype(jnp.int64), lo.astype(jnp.int64)
+
+
+def fixed_sum(values: jnp.ndarray) -> jnp.ndarray:
+    """``jnp.sum(to_fixed(values), axis=0)`` for ``[n]`` values: int64 ``[2]``, one row reduction per limb
+    (a reduction over the leading axis of ``[n, 2]`` is several times slower)."""
+    hi, lo = _limbs(values)
+    return jnp.stack([jnp.sum(hi), jnp.sum(lo)])
 
 
 def from_fixed(values: np.ndarray) -> np.ndarray:
@@ -58,7 +77,7 @@ def _weighted_sum_zero() -> State:
 
 def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
     weight, total = state
-    return weight + jnp.sum(w), total + jnp.sum(to_fixed(w * values), axis=0)
+    return weight + jnp.sum(w), total + fixed_sum(w * values)
 
 
 def _require_probabilities(task: Task, name: str) -> None:
@@ -88,7 +107,8 @@ class LogLossSum(Statistic):
         preds = jnp.asarray(batch["predictions"])
         if self.task.kind is TaskKind.BINARY:
             p = jnp.clip(positive_scores(self.task, preds).astype(jnp.float64), self.eps, 1 - self.eps)
-            loss = -jnp.where(targets == 1, jnp.log(p), jnp.log1p(-p))
+            # one logarithm per row, of the probability given to the true class (as scikit-learn)
+            loss = -jnp.log(jnp.where(targets == 1, p, 1 - p))
         else:
             probs = class_probabilities(self.task, preds).astype(jnp.float64)
             p = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
@@ -116,8 +136,10 @@ class BrierSum(Statistic):
             err = (p - targets) ** 2
         else:
             probs = class_probabilities(self.task, preds).astype(jnp.float64)
-            onehot = targets[:, None] == jnp.arange(self.task.classes)[None, :]
-            err = jnp.sum((probs - onehot) ** 2, axis=1)
+            # sum_c (p_c - [y == c])^2 = sum_c p_c^2 - 2 p_y + 1: a row-wise dot product (vectorised)
+            # instead of a one-hot array
+            p_true = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
+            err = jnp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0
         return _add_weighted(state, w, err)
 
 
@@ -127,6 +149,10 @@ def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.
     preds = jnp.asarray(batch["predictions"])
     if task.kind is TaskKind.BINARY:
         return positive_scores(task, preds).astype(jnp.float64), targets.astype(jnp.float64), w
+    if task.prediction is PredictionKind.PROBABILITIES:
+        # the top class as the confusion counts find it (XLA computes it once for both)
+        confidence, label = top_class(task, preds)
+        return confidence, (label == targets).astype(jnp.float64), w
     probs = class_probabilities(task, preds).astype(jnp.float64)
     confidence = jnp.max(probs, axis=1)
     correct = (jnp.argmax(probs, axis=1) == targets).astype(jnp.float64)
@@ -149,15 +175,31 @@ class CalibrationBins(Statistic):
 
     def update(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
-        edges = jnp.linspace(0.0, 1.0, self.n_bins + 1, dtype=jnp.float64)
-        index = jnp.clip(jnp.searchsorted(edges, confidence, side="right") - 1, 0, self.n_bins - 1)
+        index = bin_index(confidence, self.n_bins)
         count, conf, acc = state
-        fixed = jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(to_fixed(w * confidence))
+        hi, lo = _limbs(w * confidence)
+        sums = jnp.zeros((self.n_bins, 2), jnp.float64).at[index].add(jnp.stack([w, w * correct], axis=-1))
         return (
-            count + scatter_add(self.n_bins, index, w),
-            conf + fixed,
-            acc + scatter_add(self.n_bins, index, w * correct),
+            count + sums[:, 0],
+            conf + jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(jnp.stack([hi, lo], axis=-1)),
+            acc + sums[:, 1],
         )
+
+
+COMPARED_EDGES = 64
+"""Up to this many bins, a row's bin is the count of inner edges at or below it (vectorised compares);
+above, a binary search."""
+
+
+def bin_index(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
+    """Bin of each confidence among ``n_bins`` equal-width bins of [0, 1] (``[i/n, (i+1)/n)``, the last
+    closed; values outside [0, 1] go to the end bins): ``searchsorted(edges, c, side="right") - 1``,
+    clipped, with the edges of ``linspace(0, 1, n_bins + 1)``."""
+    edges = jnp.linspace(0.0, 1.0, n_bins + 1, dtype=jnp.float64)
+    if n_bins <= COMPARED_EDGES:
+        inner = edges[1:-1]
+        return jnp.sum(confidence[:, None] >= inner[None, :], axis=1, dtype=jnp.int32)
+    return jnp.clip(jnp.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
 
 
 def _mean_of_sums(state: State) -> dict[str, float]:

@@ -36,6 +36,28 @@ def scatter_add(size: int, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarr
     return jnp.zeros(size, jnp.float64).at[index.reshape(-1)].add(values.reshape(-1).astype(jnp.float64))
 
 
+SMALL_BINCOUNT = 16
+"""Up to this many cells, :func:`add_at` sums each cell's masked values (vectorised passes) instead of
+scattering row by row."""
+
+
+def add_at(state: jnp.ndarray, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+    """``state`` plus the weighted bincount of flat ``index`` (``state.flat[i] += sum(values[index == i])``).
+
+    The sums go straight into the state's buffer (the fused update donates its states, so XLA adds in
+    place instead of building a zero array of the state's size per chunk); a state of at most
+    ``SMALL_BINCOUNT`` cells takes one masked sum per cell. Indices past the end are dropped. XLA picks
+    the order in which rows are added; sums of exact weights (integers, halves) do not depend on it.
+    """
+    flat = state.reshape(-1)
+    index = index.reshape(-1)
+    values = values.reshape(-1).astype(flat.dtype)
+    if flat.shape[0] <= SMALL_BINCOUNT:
+        cells = [jnp.sum(jnp.where(index == i, values, 0)) for i in range(flat.shape[0])]
+        return (flat + jnp.stack(cells)).reshape(state.shape)
+    return flat.at[index].add(values).reshape(state.shape)
+
+
 @dataclass(frozen=True)
 class ConfusionCounts(Statistic):
     """Weighted confusion counts.
@@ -58,9 +80,9 @@ class ConfusionCounts(Statistic):
         if self.task.kind is TaskKind.MULTILABEL:
             label = jnp.arange(c, dtype=jnp.int32)[None, :]
             index = label * 4 + targets.astype(jnp.int32) * 2 + preds
-            return state + scatter_add(c * 4, index, w).reshape(c, 2, 2)
+            return add_at(state, index, w)
         index = targets.astype(jnp.int32) * c + preds
-        return state + scatter_add(c * c, index, w).reshape(c, c)
+        return add_at(state, index, w)
 
 
 @dataclass(frozen=True)
@@ -89,7 +111,7 @@ class TopKHits(Statistic):
         ahead = (scores > target_score) | ((scores == target_score) & (idx > targets[:, None]))
         hit = (jnp.sum(ahead, axis=1) < self.k).astype(jnp.float64)
         t = targets.astype(jnp.int32)
-        return state + jnp.stack([scatter_add(c, t, w), scatter_add(c, t, w * hit)])
+        return state.at[:, t].add(jnp.stack([w, w * hit]))
 
 
 @dataclass(frozen=True)

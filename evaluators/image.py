@@ -1,9 +1,9 @@
 """Image-generation metrics from a frozen image backbone: FID, KID and the Inception Score.
 
 An ``image`` task has a generated-image column (``predictions``) and a real-image column (``targets``),
-one image per row. The worker runs the job's backbone (``kind: cnn``, :mod:`evaluators.backbones.cnn`, or ``kind: inception``,
-:mod:`evaluators.backbones.inception`) once
-per batch and hands the statistics numeric features instead of images:
+one image per row. The worker runs the job's backbone (``kind: cnn``, :mod:`evaluators.backbones.cnn`, or
+``kind: inception``, :mod:`evaluators.backbones.inception`) once per batch and hands the statistics numeric
+features instead of images:
 
 * ``candidate`` / ``reference``: feature vectors ``[n, D]`` float32 of the generated / real images;
 * ``candidate_logits``: class logits ``[n, K]`` float32 of the generated images;

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
-from evaluators.classification import per_class_values, require_kind, scatter_add
+from evaluators.classification import add_at, per_class_values, require_kind
 from evaluators.statistic import Batch, DerivedMetric, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
     Task,
@@ -126,23 +126,15 @@ class ScoreHistogram(Statistic):
         cls = jnp.arange(k, dtype=jnp.int32)[None, :]
         bins = score_bins(scores, self.precision_bits)
         index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
-        cell = (cls * b + bins).reshape(-1)
-        counts = state["counts"] + scatter_add(k * 2 * b, index, w).reshape(k, 2, b)
+        counts = add_at(state["counts"], index, w)
         if not self.track_ties:
             return {"counts": counts, "lo": state["lo"], "hi": state["hi"]}
-        s = order.astype(jnp.float64)
+        cell = (cls * b + bins).reshape(-1)
+        s = order.astype(jnp.float64).reshape(-1)
         live = (w > 0).reshape(-1)
-        return {
-            "counts": counts,
-            "lo": jnp.minimum(
-                state["lo"],
-                jnp.full(k * b, jnp.inf).at[cell].min(jnp.where(live, s.reshape(-1), jnp.inf)).reshape(k, b),
-            ),
-            "hi": jnp.maximum(
-                state["hi"],
-                jnp.full(k * b, -jnp.inf).at[cell].max(jnp.where(live, s.reshape(-1), -jnp.inf)).reshape(k, b),
-            ),
-        }
+        lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
+        hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
+        return {"counts": counts, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
 
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)

@@ -416,11 +416,15 @@ def pixel_rows(
     Returns:
         ``{"predictions": [m, width] (or [m, width, C]), "targets": int32 [m, width], "weights": float64 [m]}``:
         each image's pixels in row-major order, its last row padded with target ``FILL`` (counted nowhere).
-        The confusion matrix of the rows equals the images' own.
+        The confusion matrix of the rows equals the images' own. Equal-size integer masks ``[n, ...]`` whose
+        pixel count is a multiple of ``width`` come back as reshaped views, in their own integer dtype.
     """
     pred_list = list(predictions) if not isinstance(predictions, np.ndarray) else None
     target_list = list(targets) if not isinstance(targets, np.ndarray) else None
     if pred_list is None and target_list is None:
+        same_size = _whole_rows(np.asarray(predictions), np.asarray(targets), weights, width)
+        if same_size is not None:
+            return same_size
         tgts = np.asarray(targets)
         preds = np.asarray(predictions)
         if tgts.ndim == 1 and weights is None:  # a list of pixels: one image
@@ -463,6 +467,32 @@ def pixel_rows(
         "predictions": np.concatenate(out_p) if out_p else np.zeros((0, width or ROW_WIDTH), np.int32),
         "targets": np.concatenate(out_t) if out_t else np.zeros((0, width or ROW_WIDTH), np.int32),
         "weights": np.concatenate(out_w) if out_w else np.zeros(0, np.float64),
+    }
+
+
+def _whole_rows(
+    preds: np.ndarray, tgts: np.ndarray, weights: np.ndarray | None, width: int | None
+) -> dict[str, np.ndarray] | None:
+    """:func:`pixel_rows` of ``[n, ...]`` class-id masks whose pixel count is a multiple of the row width:
+    reshaped views of the inputs (no copy, no padding; class ids keep their integer dtype, the update
+    widens them), or None for any other input."""
+    if tgts.ndim < 2 or preds.shape != tgts.shape or len(tgts) == 0:
+        return None
+    if not (np.issubdtype(tgts.dtype, np.integer) and np.issubdtype(preds.dtype, np.integer)):
+        return None
+    width = width or ROW_WIDTH
+    n = len(tgts)
+    pixels = int(np.prod(tgts.shape[1:], dtype=np.int64))
+    if pixels % width:
+        return None
+    rows = pixels // width
+    w = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if len(w) != n:
+        raise ValueError(f"{len(w)} weights for {n} images")
+    return {
+        "predictions": preds.reshape(n * rows, width),
+        "targets": tgts.reshape(n * rows, width),
+        "weights": np.repeat(w, rows),
     }
 
 

@@ -3,7 +3,8 @@
 Binary shards have a calibrated-but-imperfect score, an imbalanced label and
 slice columns; multiclass shards have softmax probabilities as a
 ``fixed_size_list<float32>[C]`` column and a long-tailed label distribution;
-image shards have generated and real 32 x 32 images as PNG bytes.
+image shards have generated and real 32 x 32 images as PNG bytes; segmentation shards have
+true and predicted class-id masks (pixel lists or PNG).
 """
 
 from __future__ import annotations
@@ -185,6 +186,87 @@ def image_table(
     )
 
 
+SEGMENTATION_IGNORE = 255
+"""Target value of the unlabelled band along object boundaries in :func:`segmentation_table`."""
+
+
+def segmentation_masks(
+    rng: np.random.Generator, rows: int, size: int = 256, num_classes: int = 21, cell: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets, predictions)``, uint8 ``[rows, size, size]`` class-id masks.
+
+    Targets are blocky scenes: a ``size / cell`` grid of regions, mostly background (class 0), the rest
+    long-tailed object classes, with a one-pixel band of ``SEGMENTATION_IGNORE`` along region boundaries
+    (as Pascal VOC). Predictions are the same scene with a tenth of the regions given another class,
+    shifted by up to 3 pixels, with 1% of the pixels replaced by a random class.
+    """
+    grid = -(-size // cell)
+    weights = 1.0 / np.arange(1, num_classes) ** 1.2
+    objects = rng.choice(np.arange(1, num_classes), size=(rows, grid, grid), p=weights / weights.sum())
+    coarse = np.where(rng.random((rows, grid, grid)) < 0.6, 0, objects).astype(np.uint8)
+    truth = coarse.repeat(cell, axis=1).repeat(cell, axis=2)[:, :size, :size]
+    boundary = np.zeros(truth.shape, bool)
+    boundary[:, 1:, :] |= truth[:, 1:, :] != truth[:, :-1, :]
+    boundary[:, :, 1:] |= truth[:, :, 1:] != truth[:, :, :-1]
+    swapped = rng.random((rows, grid, grid)) < 0.1
+    wrong = np.where(swapped, rng.integers(0, num_classes, (rows, grid, grid)), coarse).astype(np.uint8)
+    predicted = wrong.repeat(cell, axis=1).repeat(cell, axis=2)[:, :size, :size]
+    shift = rng.integers(-3, 4, (2,))
+    predicted = np.roll(predicted, tuple(int(s) for s in shift), axis=(1, 2))
+    noise = rng.random(predicted.shape) < 0.01
+    predicted = np.where(noise, rng.integers(0, num_classes, predicted.shape), predicted).astype(np.uint8)
+    truth = np.where(boundary, np.uint8(SEGMENTATION_IGNORE), truth)
+    return truth, predicted
+
+
+def segmentation_table(
+    rng: np.random.Generator,
+    rows: int,
+    start_id: int = 0,
+    *,
+    size: int = 256,
+    num_classes: int = 21,
+    encoding: str = "bytes",
+) -> pa.Table:
+    """Columns: row_id, mask (true class ids), predicted (predicted class ids), country.
+
+    ``encoding="bytes"``: ``fixed_size_binary(size * size)``, one byte per pixel, row-major (the fastest to
+    read); ``"pixels"``: ``fixed_size_list<uint8>[size * size]``; ``"png"``: 8-bit PNG bytes.
+    """
+    truth, predicted = segmentation_masks(rng, rows, size, num_classes)
+    if encoding == "bytes":
+        width = size * size
+        columns = {
+            name: pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(width), rows, [None, pa.py_buffer(np.ascontiguousarray(masks).tobytes())]
+            )
+            for name, masks in (("mask", truth), ("predicted", predicted))
+        }
+    elif encoding == "pixels":
+        width = size * size
+        columns = {
+            name: pa.FixedSizeListArray.from_arrays(pa.array(masks.reshape(-1)), width)
+            for name, masks in (("mask", truth), ("predicted", predicted))
+        }
+    elif encoding == "png":
+        from evaluators.segmentation import encode_mask
+
+        columns = {
+            name: pa.array([encode_mask(m) for m in masks], pa.binary())
+            for name, masks in (("mask", truth), ("predicted", predicted))
+        }
+    else:
+        raise ValueError(f"encoding must be 'bytes', 'pixels' or 'png', got {encoding!r}")
+    country = rng.choice(len(COUNTRIES), size=rows)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            **columns,
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+        }
+    )
+
+
 def write_shards(
     directory: str,
     kind: str,
@@ -194,8 +276,12 @@ def write_shards(
     seed: int = 0,
     num_classes: int = 10,
     row_group_rows: int = 65_536,
+    size: int = 256,
+    encoding: str = "bytes",
 ) -> list[str]:
-    """Write ``shards`` Parquet files with ``rows`` rows in all; returns their paths."""
+    """Write ``shards`` Parquet files with ``rows`` rows in all; returns their paths.
+
+    ``size`` and ``encoding`` apply to segmentation masks (see :func:`segmentation_table`)."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths: list[str] = []
@@ -209,8 +295,10 @@ def write_shards(
             table = text_pairs_table(rng, n, start)
         elif kind == "image":
             table = image_table(rng, n, start)
+        elif kind == "segmentation":
+            table = segmentation_table(rng, n, start, size=size, num_classes=num_classes, encoding=encoding)
         else:
-            raise ValueError(f"kind must be 'binary', 'multiclass', 'text' or 'image', got {kind!r}")
+            raise ValueError(f"kind must be 'binary', 'multiclass', 'text', 'image' or 'segmentation', got {kind!r}")
         path = os.path.join(directory, f"part-{i:05d}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows)
         paths.append(path)
