@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -149,6 +150,8 @@ class CheckpointStore:
         self.directory = join(root, spec.name, CHECKPOINTS_DIR, f"{instance}-{state_fingerprint(spec, acc)}")
         self.acc, self.racc = acc, racc
         self.buckets = spec.confidence.buckets if spec.confidence else 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     def _path(self, unit_key: str) -> str:
         return join(self.directory, f"{unit_key}.npz")
@@ -171,11 +174,28 @@ class CheckpointStore:
         return found
 
     def save(self, result: UnitResult) -> None:
-        self.fs.makedirs(self.directory, exist_ok=True)
+        """Write ``result``'s checkpoint in the background (one writer thread, so the driver keeps handing
+        out and merging units); :meth:`wait` or :meth:`clear` waits for the writes."""
+        if self._writer is None:
+            self.fs.makedirs(self.directory, exist_ok=True)
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalpipe-checkpoint")
+        self._pending.append(self._writer.submit(self._write, result))
+
+    def _write(self, result: UnitResult) -> None:
         self.fs.pipe_file(self._path(result.key), encode_result(result))
+
+    def wait(self) -> None:
+        """Block until every checkpoint handed to :meth:`save` is written; raise the first write error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def clear(self) -> None:
         """Remove this run key's checkpoints (after the run committed)."""
+        self.wait()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if self.fs.exists(self.directory):
             self.fs.rm(self.directory, recursive=True)
         parent = self.directory.rsplit("/", 1)[0]

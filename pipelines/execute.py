@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -110,14 +111,20 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     return plan
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    found = []
     for name in LIBRARIES:
         try:
-            versions[name] = metadata.version(name)
+            found.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(found)
+
+
+def library_versions() -> dict[str, str]:
+    """Python's and the main libraries' versions (read once per process: parsing package metadata is slow)."""
+    return {"python": platform.python_version(), **dict(_installed_versions())}
 
 
 def git_revision(spec: JobSpec) -> tuple[str | None, str | None]:

@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import json
 import secrets
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,12 @@ def encode_statistics(
         for i, state in enumerate(merged[key]):
             flatten_state(state, f"s{s}/t{i}", arrays)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # deflate level 1: most of the size gain of the default level at a fraction of the time (a 64 MB state
+    # took 0.7 s at the default level)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     index = {
         "slices": [[list(pair) for pair in key] for key in slices],
         "statistics": [{"type": type(st).__name__, "repr": repr(st)} for st in statistics],

@@ -8,6 +8,7 @@ states.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -78,6 +79,9 @@ READ_ATTEMPTS = 4
 """Attempts at reading a unit when storage fails transiently (connection reset, timeout, throttling)."""
 READ_BACKOFF_S = 0.5
 """Wait before the first re-read; doubled before each further one (0.5 s, 1 s, 2 s)."""
+FOLD_BYTES = 1 << 24
+"""Pending row groups this large are folded in at once: wide rows (class scores, masks) are not copied
+into one large array first."""
 backoff_sleep = time.sleep
 """How the worker waits between reads (a module attribute, so a test can record the waits)."""
 BATCH_ROWS = 1 << 18
@@ -288,7 +292,7 @@ class UnitEvaluator:
                 pending.append(batch)
                 pending_rows += n
                 pending_bytes += sum(v.nbytes for v in batch.values())
-                if pending_rows >= BATCH_ROWS or pending_bytes >= self.memory_budget // 4:
+                if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
                     self._fold(partial, _concatenate(pending), _describe(unit))
                     pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
@@ -434,6 +438,21 @@ class UnitEvaluator:
                 stacked = racc.merge(stacked, partial.bucket_states[key])
             partial.bucket_states[OVERALL] = stacked
 
-    def ready(self) -> dict[str, Any]:
-        """Called once after construction: proves the worker can start (imports, compile)."""
+    def ready(self, warmup: WorkUnit | None = None) -> dict[str, Any]:
+        """Called once after construction: proves the worker can start (imports). With ``warmup``, also
+        traces and compiles the update for the job's column types by folding that unit's first row group
+        into a throw-away state, so compilation counts as start-up rather than as the first unit's time."""
+        if warmup is not None and warmup.parts and not self.features:
+            part = warmup.parts[0]
+            for _, _, columns in read_part(
+                dataclasses.replace(part, stop=min(part.stop, part.start + 1)),
+                self.read_roles,
+                self.spec.data.storage_options,
+                self.memory_budget,
+            ):
+                where = f"{part.path} row group {part.start}"
+                batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
+                if self.replicate_accumulator is None and len(batch["targets"]):
+                    self._fold(Partial(), batch, where)
+                break
         return {"worker": self.worker, "statistics": len(self.accumulator.statistics)}

@@ -8,6 +8,7 @@
     python scripts/bench.py multiclass [--multiclass-rows 1000000] [--classes 100]
     python scripts/bench.py segmentation [--images 2000] [--size 256] [--segmentation-classes 21]
     python scripts/bench.py ray | reduce [--units 10000] | memory [--shards 2]
+    python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -35,6 +36,9 @@ error bound a binned ranking metric reports).
 cluster; cluster and actor start-up are reported, and left out of the rows/s. ``reduce``: merging
 10,000 unit results of the binary suite in plan order and computing the metrics, in all and per
 statistic. ``memory``: the local runner's peak RSS on 2 shards and on 20 of the same size.
+``rowgroup``: one file written as a single row group, evaluated with the default memory budget (the
+row group decoded whole) and with ``--budget-mb`` (read in slices): peak RSS and wall time, and their
+ratios.
 
 Data is generated once (seeded) under ``bench-data/`` and reused.
 """
@@ -274,6 +278,49 @@ def bench_detection(args: argparse.Namespace) -> dict[str, object]:
         "speedup_vs_pycocotools": medians["pycocotools"] / medians["evalpipe"],
         "map": values,
         "unavailable": unavailable,
+    }
+
+
+def bench_rowgroup(args: argparse.Namespace) -> dict[str, object]:
+    """One file written as a single row group of ``rows`` binary rows, evaluated with the default memory budget
+    (the row group is decoded whole) and with ``--budget-mb`` (read in slices): wall time and peak RSS of
+    each job in a fresh process, and the ratio."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory = ROOT / "bench-data" / f"rowgroup-{args.rows}"
+    if not (directory / "_DONE").exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(3)
+        label = (rng.random(args.rows) < 0.3).astype(np.int8)
+        score = np.clip(rng.normal(0.35 + 0.3 * label, 0.2), 0, 1).astype(np.float64)
+        table = pa.table({"score": score, "label": label, "other": rng.random(args.rows)})
+        pq.write_table(table, directory / "one-row-group.parquet", row_group_size=args.rows)
+        (directory / "_DONE").write_text("")
+    runs: dict[str, list[dict[str, float]]] = {"whole": [], "streamed": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, budget in (("whole", 1_000_000.0), ("streamed", float(args.budget_mb))):
+            job = textwrap.dedent(
+                f"""
+                name: rowgroup-{name}
+                data: {{path: {directory}/one-row-group.parquet, columns: {{predictions: score, targets: label}}}}
+                task: binary
+                metrics: [accuracy, log_loss, {{roc_auc: {{mode: exact}}}}]
+                execution: {{runner: local, memory_budget_mb: {budget}, checkpoints: false}}
+                output: {{uri: {tmp}/out}}
+                """
+            )
+            runs[name] = [_measure(job, Path(tmp), name) for _ in range(args.repeats)]
+    whole, streamed = _median(runs["whole"]), _median(runs["streamed"])
+    return {
+        "rows": args.rows,
+        "budget_mb": args.budget_mb,
+        "whole": whole,
+        "streamed": streamed,
+        "peak_rss_ratio_streamed_to_whole": streamed["peak_rss_mb"] / whole["peak_rss_mb"],
+        "wall_ratio_streamed_to_whole": streamed["wall_s"] / whole["wall_s"],
+        "device": _device(),
     }
 
 
@@ -1082,6 +1129,10 @@ def main(argv: list[str] | None = None) -> None:
     detection = sub.add_parser("detection", help="COCO box mAP: evalpipe vs pycocotools vs torchmetrics")
     detection.add_argument("--images", type=int, default=2000)
     detection.add_argument("--repeats", type=int, default=3)
+    rowgroup = sub.add_parser("rowgroup", help="one oversized row group: whole vs read within a memory budget")
+    rowgroup.add_argument("--rows", type=int, default=20_000_000)
+    rowgroup.add_argument("--budget-mb", type=float, default=64)
+    rowgroup.add_argument("--repeats", type=int, default=3)
     helps = {
         "binary": "10M binary predictions, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
         "multiclass": "1M rows x 100 classes, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
@@ -1094,10 +1145,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, text in helps.items():
         _add_suite_arguments(sub.add_parser(name, help=text))
     args = parser.parse_args(argv)
-    if args.benchmark in ("slices", "backbone", "detection"):
-        result = {"slices": bench_slices, "backbone": bench_backbone, "detection": bench_detection}[args.benchmark](
-            args
-        )
+    single = {
+        "slices": bench_slices,
+        "backbone": bench_backbone,
+        "detection": bench_detection,
+        "rowgroup": bench_rowgroup,
+    }
+    if args.benchmark in single:
+        result = single[args.benchmark](args)
         print(json.dumps(result, indent=2))
         return
     results = run_benchmarks(args)

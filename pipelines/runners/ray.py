@@ -85,8 +85,8 @@ class EvalActor:
     def __init__(self, spec: JobSpec) -> None:
         self.evaluator = UnitEvaluator(spec)
 
-    def ready(self) -> dict[str, Any]:
-        return self.evaluator.ready()
+    def ready(self, warmup: WorkUnit | None = None) -> dict[str, Any]:
+        return self.evaluator.ready(warmup)
 
     def process(self, unit: WorkUnit) -> UnitResult:
         return self.evaluator.process(unit)
@@ -164,7 +164,7 @@ def _run(
 
     actors = [spawn() for _ in range(count)]
     try:
-        ray.get([a.ready.remote() for a in actors])
+        ray.get([a.ready.remote(units[0] if units else None) for a in actors])
     except RayTaskError as exc:
         raise _unwrap(exc) from None
     startup = time.perf_counter() - t0
