@@ -292,6 +292,7 @@ def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
 
 # --- ray job stop, secrets ----------------------------------------------------------------------------------
 
+BUCKET = "job-stop-results"
 SENTINELS = {
     "head environment": "sentinel-head-env-7f3a9c",
     "runtime env": "sentinel-runtime-env-51d0e2",
@@ -301,7 +302,8 @@ SENTINELS = {
 
 @pytest.fixture
 def s3_server() -> Iterator[tuple[str, object]]:
-    """A loopback S3 endpoint (moto) with an empty ``results`` bucket, and an s3fs client for it."""
+    """A loopback S3 endpoint (moto) with an empty bucket ``BUCKET``, and an s3fs client for it. moto keeps its
+    buckets per process, not per server: the bucket is removed again at the end."""
     import s3fs
     from moto.server import ThreadedMotoServer
 
@@ -310,10 +312,12 @@ def s3_server() -> Iterator[tuple[str, object]]:
     server.start()
     endpoint = f"http://{HOST}:{port}"
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="evalpipe-test", secret="any")
-    fs.mkdir("results")
+    fs.mkdir(BUCKET)
     try:
         yield endpoint, fs
     finally:
+        with contextlib.suppress(Exception):
+            fs.rm(BUCKET, recursive=True)
         server.stop()
 
 
@@ -364,7 +368,7 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     add_file_column(paths, "hold", ["", "", "", str(hold)])  # the last file's unit waits while `hold` exists
     options = {"endpoint_url": endpoint, "key": "evalpipe-test", "secret": SENTINELS["storage_options"]}
     execution = {"runner": "ray", "actors": 2, "num_cpus": 1, "unit_rows": 200}
-    output = {"uri": "s3://results/evals", "storage_options": options}
+    output = {"uri": f"s3://{BUCKET}/evals", "storage_options": options}
     spec = text_function_job("stoppable", str(tmp_path / "data"), output, execution, "hold_while", "hold")
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -381,7 +385,7 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
 
     # three of the four units finish and are checkpointed; the fourth waits on `hold`
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while len([p for p in fs.find("results/evals/stoppable") if p.endswith(".npz")]) < 3:
+    while len([p for p in fs.find(f"{BUCKET}/evals/stoppable") if p.endswith(".npz")]) < 3:
         status = _api(head, f"/api/jobs/{stopped_id}")["status"]
         logs = _api(head, f"/api/jobs/{stopped_id}/logs")["logs"]
         assert status in ("PENDING", "RUNNING") and time.monotonic() < deadline, f"{status}; logs:\n{logs}"
@@ -403,9 +407,9 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     assert "stopped (SIGTERM); nothing was committed" in logs, logs
 
     fs.invalidate_cache()
-    left = fs.find("results")
+    left = fs.find(BUCKET)
     assert left and all("/_checkpoints/" in p for p in left), left  # only the marked checkpoints remain
-    assert fs.list_multipart_uploads("results") == []
+    assert fs.list_multipart_uploads(BUCKET) == []
 
     # the same job again: the finished units are reused, the run commits
     hold.unlink()
@@ -415,13 +419,13 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     rerun_logs = _api(head, f"/api/jobs/{rerun_id}/logs")["logs"]
     assert status == "SUCCEEDED", rerun_logs
     fs.invalidate_cache()
-    (marker,) = [p for p in fs.find("results") if p.endswith(COMMIT_MARKER)]
+    (marker,) = [p for p in fs.find(BUCKET) if p.endswith(COMMIT_MARKER)]
     run = read_run(f"s3://{marker.rsplit('/', 1)[0]}", spec["output"]["storage_options"])
     assert run.metadata["resumed_units"] == [0, 1, 2]
     assert run.point("overall").metrics["hold_while.words.count"].value == 800
 
     # no sentinel in any byte written to the bucket, nor in either job's output
-    written = b"".join(fs.cat_file(p) for p in fs.find("results"))
+    written = b"".join(fs.cat_file(p) for p in fs.find(BUCKET))
     for where, value in SENTINELS.items():
         assert value.encode() not in written, f"the {where} secret was written to the bucket"
         assert value not in logs and value not in rerun_logs, f"the {where} secret was logged"
