@@ -306,7 +306,7 @@ def bench_rowgroup(args: argparse.Namespace) -> dict[str, object]:
                 name: rowgroup-{name}
                 data: {{path: {directory}/one-row-group.parquet, columns: {{predictions: score, targets: label}}}}
                 task: binary
-                metrics: [accuracy, log_loss, {{roc_auc: {{mode: exact}}}}]
+                metrics: [accuracy, log_loss, roc_auc, brier_score]
                 execution: {{runner: local, memory_budget_mb: {budget}, checkpoints: false}}
                 output: {{uri: {tmp}/out}}
                 """
