@@ -176,14 +176,7 @@ def image_table(
         }
     else:
         raise ValueError(f"encoding must be 'png' or 'pixels', got {encoding!r}")
-    country = rng.choice(len(COUNTRIES), size=rows)
-    return pa.table(
-        {
-            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
-            **columns,
-            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
-        }
-    )
+    return _with_ids_and_country(rng, rows, start_id, columns)
 
 
 SEGMENTATION_IGNORE = 255
@@ -257,6 +250,13 @@ def segmentation_table(
         }
     else:
         raise ValueError(f"encoding must be 'bytes', 'pixels' or 'png', got {encoding!r}")
+    return _with_ids_and_country(rng, rows, start_id, columns)
+
+
+def _with_ids_and_country(
+    rng: np.random.Generator, rows: int, start_id: int, columns: dict[str, pa.Array]
+) -> pa.Table:
+    """``row_id``, then ``columns``, then a random ``country`` slice column."""
     country = rng.choice(len(COUNTRIES), size=rows)
     return pa.table(
         {

@@ -61,3 +61,16 @@ def text_function_job(name: str, data: str, output: dict, execution: dict, funct
         "execution": execution,
         "output": output,
     }
+
+
+def image_job_spec(name: str, data, backbone: dict, metrics: list, execution: dict, output) -> dict:
+    """An image-task job spec over shards written by ``write_shards(..., "image", ...)``."""
+    return {
+        "name": name,
+        "data": {"path": str(data), "columns": {"predictions": "generated", "targets": "real", "row_id": "row_id"}},
+        "task": "image",
+        "backbone": backbone,
+        "metrics": metrics,
+        "execution": execution,
+        "output": {"uri": str(output)},
+    }

@@ -25,7 +25,7 @@ from pipelines.quantiles import resolve_quantiles
 from pipelines.reduce import OrderedMerger
 from pipelines.synthetic import binary_table, write_shards
 from pipelines.worker import Partial, UnitEvaluator
-from tests.conftest import write_job
+from tests.conftest import image_job_spec, write_job
 
 # Beam starts its worker processes with subprocess (fork, then exec at once), which JAX warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
@@ -322,15 +322,9 @@ def test_backbone_is_loaded_once_per_beam_worker(tmp_path, beam):
     subprocess.run([sys.executable, script, str(weights)], check=True, cwd=ROOT, env=env, capture_output=True)
     data = tmp_path / "images"
     write_shards(str(data), "image", 160, 4, seed=7, row_group_rows=20)
-    spec = {
-        "name": "images",
-        "data": {"path": str(data), "columns": {"predictions": "generated", "targets": "real", "row_id": "row_id"}},
-        "task": "image",
-        "backbone": {"kind": "cnn", "weights": str(weights), "batch_size": 32},
-        "metrics": ["fid", "inception_score"],
-        "execution": {"runner": "beam", "unit_rows": 20, "beam": MULTI_PROCESS},
-        "output": {"uri": str(tmp_path / "out")},
-    }
+    backbone = {"kind": "cnn", "weights": str(weights), "batch_size": 32}
+    execution = {"runner": "beam", "unit_rows": 20, "beam": MULTI_PROCESS}
+    spec = image_job_spec("images", data, backbone, ["fid", "inception_score"], execution, tmp_path / "out")
     beam_run = run(write_job(tmp_path / "beam.yaml", spec)).run
     local_run = run(write_job(tmp_path / "beam.yaml", spec), {"runner": "local"}).run
     assert beam_run.point("overall").to_dict() == local_run.point("overall").to_dict()

@@ -34,7 +34,7 @@ from evaluators.backbones.inception import (
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
 from pipelines.synthetic import synthetic_images, write_shards
-from tests.conftest import write_job
+from tests.conftest import image_job_spec, write_job
 from tests.test_image_metrics import blake_key, image_columns, numpy_kid, scipy_inception_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,19 +352,14 @@ def low_rank_frechet(x: np.ndarray, y: np.ndarray) -> float:
 def test_image_job_with_inception_backbone_equals_references(tmp_path, fid_backbone):
     data = tmp_path / "shards"
     write_shards(str(data), "image", 48, 3, seed=9, row_group_rows=16)
-    spec = {
-        "name": "images-inception",
-        "data": {"path": str(data), "columns": {"predictions": "generated", "targets": "real", "row_id": "row_id"}},
-        "task": "image",
-        "backbone": {"kind": "inception", "weights": str(fid_backbone), "batch_size": 16},
-        "metrics": [
-            {"name": "fid", "dimension": 2048, "as": "fid"},
-            {"name": "kid", "dimension": 2048, "subset_size": 40, "as": "kid"},
-            {"name": "inception_score", "classes": 1008, "as": "inception_score"},
-        ],
-        "execution": {"runner": "local", "unit_rows": 16},
-        "output": {"uri": str(tmp_path / "out")},
-    }
+    metrics = [
+        {"name": "fid", "dimension": 2048, "as": "fid"},
+        {"name": "kid", "dimension": 2048, "subset_size": 40, "as": "kid"},
+        {"name": "inception_score", "classes": 1008, "as": "inception_score"},
+    ]
+    backbone = {"kind": "inception", "weights": str(fid_backbone), "batch_size": 16}
+    execution = {"runner": "local", "unit_rows": 16}
+    spec = image_job_spec("images-inception", data, backbone, metrics, execution, tmp_path / "out")
     job = spec_module.load(str(write_job(tmp_path / "job.yaml", spec)))
     assert job.backbone == BackboneSpec("inception", str(fid_backbone), batch_size=16)
     run = run_job(job, show_progress=False).run
