@@ -239,6 +239,11 @@ def bench_detection(args: argparse.Namespace) -> dict[str, object]:
         timings["pycocotools"].append(time.perf_counter() - start)
         try:
             import torch
+
+            with contextlib.suppress(ImportError, RuntimeError):  # torchvision, for torchmetrics' box handling
+                from scripts.inception_parity import import_torchvision
+
+                import_torchvision()
             from torchmetrics.detection import MeanAveragePrecision
 
             MeanAveragePrecision(box_format="xywh", iou_type="bbox", backend="pycocotools")
