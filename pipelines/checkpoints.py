@@ -21,11 +21,13 @@ recomputed. The directory is removed when the run commits; readers of runs never
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import io
 import json
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -196,9 +198,76 @@ class CheckpointStore:
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
-        if self.fs.exists(self.directory):
+        # Another run of the same key (started concurrently) may clear the directory at the same time.
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.directory, recursive=True)
         parent = self.directory.rsplit("/", 1)[0]
         with contextlib.suppress(OSError):
             if not self.fs.ls(parent, detail=False):
                 self.fs.rmdir(parent)
+
+
+@dataclass(frozen=True)
+class LeftoverCheckpoints:
+    """The checkpoints of one run key and fingerprint that no committed run has cleared yet: a run that was
+    stopped and not run again, or a job whose spec changed since."""
+
+    job: str
+    uri: str
+    """``{output}/{job}/_checkpoints/{run key}-{fingerprint}``."""
+    units: int
+    bytes: int
+    last_written: dt.datetime | None
+    """UTC time of the newest checkpoint file (None when the storage does not say)."""
+
+
+def _modified(info: dict[str, Any]) -> dt.datetime | None:
+    """Modification time from an fsspec ``info`` dict: ``mtime`` (local), ``LastModified`` (S3), ``updated`` (GCS)."""
+    value = info.get("mtime", info.get("LastModified", info.get("updated")))
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return None
+
+
+def list_leftover_checkpoints(
+    uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None
+) -> list[LeftoverCheckpoints]:
+    """Checkpoint directories under a results URI (the jobs' ``output.uri``), oldest first."""
+    fs, root = url_to_fs(uri, **(storage_options or {}))
+    protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+    try:
+        jobs = [job] if job else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in jobs:
+        try:
+            directories = fs.ls(join(root, name, CHECKPOINTS_DIR), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in directories:
+            if entry.get("type") != "directory":
+                continue
+            files = [f for f in fs.ls(entry["name"], detail=True) if f.get("type") == "file"]
+            times = [t for t in (_modified(f) for f in files) if t is not None]
+            found.append(
+                LeftoverCheckpoints(
+                    name,
+                    protocol + entry["name"].rstrip("/"),
+                    len(files),
+                    sum(int(f.get("size") or 0) for f in files),
+                    max(times) if times else None,
+                )
+            )
+    oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(found, key=lambda c: (c.last_written or oldest, c.uri))
+
+
+def remove_checkpoints(leftover: LeftoverCheckpoints, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete one checkpoint directory (a later run of its job computes those units again)."""
+    fs, path = url_to_fs(leftover.uri, **(storage_options or {}))
+    fs.rm(path, recursive=True)

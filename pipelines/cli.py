@@ -151,13 +151,40 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     runs = list_runs(args.uri, args.job, args.since)
     rows = [("job", "run id", "started (UTC)", "files", "uri")]
     rows += [(r.job, r.run_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(len(r.files)), r.uri) for r in runs]
+    _table(rows, out)
+    out.write(f"{len(runs)} committed runs\n")
+    return 0
+
+
+def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
+    import datetime as dt
+
+    from pipelines.checkpoints import list_leftover_checkpoints, remove_checkpoints
+
+    if args.older_than < 0:
+        raise UserError(f"--older-than {args.older_than:g}: expected a number of hours, 0 or more.")
+    leftovers = list_leftover_checkpoints(args.uri, args.job)
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.older_than)
+    rows = [("job", "units", "MB", "last written (UTC)", "uri")]
+    for c in leftovers:
+        written = c.last_written.strftime("%Y-%m-%d %H:%M:%S") if c.last_written else "?"
+        rows.append((c.job, str(c.units), f"{c.bytes / 1e6:.1f}", written, c.uri))
+    _table(rows, out)
+    out.write(f"{len(leftovers)} checkpoint directories of runs that have not committed\n")
+    if args.delete:
+        old = [c for c in leftovers if c.last_written is not None and c.last_written < cutoff]
+        for c in old:
+            remove_checkpoints(c)
+        out.write(f"removed {len(old)} last written more than {args.older_than:g} h ago\n")
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
-    out.write(f"{len(runs)} committed runs\n")
-    return 0
 
 
 def _tolerance(text: str | None) -> float | dict[str, float]:
@@ -255,6 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--job", help="only this job")
     runs.add_argument("--since", help="only runs started at or after this ISO date/time (UTC)")
     runs.set_defaults(func=cmd_runs)
+
+    checkpoints = sub.add_parser(
+        "checkpoints", help="list (and with --delete remove) the unit checkpoints of runs that never committed"
+    )
+    checkpoints.add_argument("uri", help="the jobs' output.uri (any fsspec URL)")
+    checkpoints.add_argument("--job", help="only this job")
+    checkpoints.add_argument("--delete", action="store_true", help="remove those last written before --older-than")
+    checkpoints.add_argument(
+        "--older-than",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="with --delete: only directories whose newest checkpoint is older than this (default 24, so that a "
+        "run in progress keeps its own)",
+    )
+    checkpoints.set_defaults(func=cmd_checkpoints)
 
     compare = sub.add_parser("compare", help="compare two runs; exit 3 when a metric regressed (for gating)")
     compare.add_argument("baseline", help="baseline run URI")

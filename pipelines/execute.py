@@ -179,10 +179,11 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     scores: dict[int, pa.Table] = {}
     dropped: dict[str, int] = {}
     read_retries = 0
+    worker_cpu_seconds = 0.0
     store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
     def on_result(result: UnitResult, *, resumed: bool = False) -> None:
-        nonlocal rows_done, read_retries
+        nonlocal rows_done, read_retries, worker_cpu_seconds
         if store is not None and not resumed:
             store.save(result)
         merger.add(result.index, result.partial)
@@ -193,6 +194,8 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         for reason, count in result.dropped.items():
             dropped[reason] = dropped.get(reason, 0) + count
         read_retries += result.read_retries
+        if not resumed:
+            worker_cpu_seconds += result.cpu_seconds
         rows_done += result.rows
         progress.advance(result.rows)
 
@@ -244,6 +247,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),
                 "compute_seconds": round(report.compute_seconds, 6),
+                "worker_cpu_seconds": round(worker_cpu_seconds, 6),
                 "reduce_seconds": round(reduce_seconds, 6),
             },
         },
@@ -266,7 +270,13 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         else None,
     )
     if store is not None:
-        store.clear()
+        try:
+            store.clear()
+        except OSError as exc:  # the run is committed; leftover checkpoints only take space
+            sys.stderr.write(
+                f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be removed "
+                f"({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+            )
     return RunOutcome(run, location.uri, regressions)
 
 

@@ -253,9 +253,7 @@ def segmentation_table(
     return _with_ids_and_country(rng, rows, start_id, columns)
 
 
-def _with_ids_and_country(
-    rng: np.random.Generator, rows: int, start_id: int, columns: dict[str, pa.Array]
-) -> pa.Table:
+def _with_ids_and_country(rng: np.random.Generator, rows: int, start_id: int, columns: dict[str, pa.Array]) -> pa.Table:
     """``row_id``, then ``columns``, then a random ``country`` slice column."""
     country = rng.choice(len(COUNTRIES), size=rows)
     return pa.table(

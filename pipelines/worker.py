@@ -70,6 +70,8 @@ class UnitResult:
     """Rows left out under ``data.on_bad_rows: drop``, per reason (``"predictions: with NaN or inf"``)."""
     read_retries: int = 0
     """Times this unit was read again after a transient storage error."""
+    cpu_seconds: float = 0.0
+    """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -249,17 +251,17 @@ class UnitEvaluator:
         """The unit's states. A transient storage error (see :func:`~pipelines.errors.is_transient_error`)
         makes it read the unit again from the start, after a doubling back-off, up to ``READ_ATTEMPTS``
         times; any other error is raised at once (it would fail the same way again)."""
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for attempt in range(READ_ATTEMPTS):
             try:
-                return self._process(unit, start, attempt)
+                return self._process(unit, start, cpu_start, attempt)
             except Exception as exc:
                 if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
                     raise
                 backoff_sleep(READ_BACKOFF_S * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _process(self, unit: WorkUnit, start: float, retries: int) -> UnitResult:
+    def _process(self, unit: WorkUnit, start: float, cpu_start: float, retries: int) -> UnitResult:
         partial = Partial()
         dropped: dict[str, int] = {}
         pending: list[dict[str, np.ndarray]] = []
@@ -317,6 +319,7 @@ class UnitEvaluator:
             scores,
             dropped,
             retries,
+            time.process_time() - cpu_start,
         )
 
     def _checked(self, batch: dict[str, Any], where: str, dropped: dict[str, int]) -> dict[str, Any]:

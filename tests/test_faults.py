@@ -329,6 +329,54 @@ def test_a_killed_driver_is_resumed_from_unit_checkpoints_and_a_changed_file_is_
     assert {k: m.value for k, m in again.point("overall").metrics.items()} == clean_values()
 
 
+def test_checkpoints_of_a_run_that_never_committed_are_listed_and_removed_once_old(tmp_path, capsys):
+    from pipelines.cli import main
+
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    data = tmp_path / "data"
+    _text_data(data, "hold", ["", "", str(hold)])
+    out = tmp_path / "out"
+    execution = {"runner": "local", "unit_rows": 200}
+    job = write_job(
+        tmp_path / "job.yaml",
+        text_function_job("abandoned", str(data), {"uri": str(out)}, execution, "hold_while", "hold"),
+    )
+    checkpoints = out / "abandoned" / "_checkpoints"
+    _kill_after_checkpoints(job, checkpoints, 2)
+    (directory,) = checkpoints.iterdir()
+    files = sorted(directory.glob("*.npz"))
+    assert len(files) >= 2
+    size_mb = f"{sum(f.stat().st_size for f in files) / 1e6:.1f}"
+
+    def lines(*argv):
+        code = main(["checkpoints", str(out), *argv])
+        printed = capsys.readouterr()
+        return code, printed.out.splitlines(), printed.err
+
+    code, printed, _ = lines()
+    assert code == 0
+    assert printed[2].split()[:3] == ["abandoned", str(len(files)), size_mb]
+    assert printed[2].split()[-1] == str(directory)
+    assert printed[-1] == "1 checkpoint directories of runs that have not committed"
+
+    code, printed, _ = lines("--delete")  # written just now: kept, as a run in progress would keep its own
+    assert (code, printed[-1]) == (0, "removed 0 last written more than 24 h ago")
+    assert directory.exists()
+
+    two_days_ago = time.time() - 48 * 3600
+    for f in files:
+        os.utime(f, (two_days_ago, two_days_ago))
+    code, printed, _ = lines("--job", "abandoned", "--delete")
+    assert (code, printed[-1]) == (0, "removed 1 last written more than 24 h ago")
+    assert not directory.exists()
+    assert lines()[1][-1] == "0 checkpoint directories of runs that have not committed"
+
+    code, _, err = lines("--delete", "--older-than", "-1")
+    assert code == 2
+    assert "--older-than -1: expected a number of hours, 0 or more." in err
+
+
 @pytest.mark.ray
 def test_a_unit_that_hangs_is_stopped_after_unit_timeout_and_the_job_fails_naming_it(tmp_path, ray_cluster):
     hold = tmp_path / "hold"

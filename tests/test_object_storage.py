@@ -4,6 +4,7 @@ runs are visible; concurrent runs never clobber each other; reruns are refused w
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -351,3 +352,20 @@ def test_a_write_interrupted_mid_upload_aborts_the_multipart_upload_and_commits_
     assert fs.list_multipart_uploads("results") == []  # aborted, not dangling
     assert not fs.exists(job_dir) or fs.find(job_dir) == []  # the run's files were removed
     assert list_runs("s3://results/evals", job="interrupted-write", storage_options=_options(s3)) == []
+
+
+def test_leftover_checkpoints_are_listed_and_removed_on_s3(s3):
+    from pipelines.checkpoints import list_leftover_checkpoints, remove_checkpoints
+
+    fs, options = s3["fs"], {"endpoint_url": s3["endpoint"]}
+    directory = "results/leftovers/stopped/_checkpoints/runkey-fingerprint"
+    fs.pipe({f"{directory}/unit-a.npz": b"x" * 1000, f"{directory}/unit-b.npz": b"y" * 234})
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    (found,) = list_leftover_checkpoints("s3://results/leftovers", storage_options=options)
+    assert (found.job, found.uri, found.units, found.bytes) == ("stopped", f"s3://{directory}", 2, 1234)
+    assert before < found.last_written < dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert list_leftover_checkpoints("s3://results/leftovers", job="other", storage_options=options) == []
+    remove_checkpoints(found, options)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{directory}/unit-a.npz")
+    assert list_leftover_checkpoints("s3://results/leftovers", storage_options=options) == []

@@ -145,3 +145,24 @@ def test_a_user_statistic_class_is_a_metric_like_the_catalogue(tmp_path):
     spec["allow_modules"] = []
     with pytest.raises(SpecError, match=r"metrics\[1\]\.statistic.*not allowed"):
         _load(tmp_path, spec, "refused.yaml")
+
+
+def test_the_run_records_the_cpu_time_its_workers_spent_on_units(tmp_path):
+    """Each call of ``spend`` takes 0.2 s, busy on the CPU or asleep; each of the 3 units calls it once. So the
+    busy job's units take at least 0.6 CPU seconds, and the sleeping job's about 0.6 s less (less the variation in
+    compile time between jobs, at most about 0.1 s here; the busy job runs first, so it pays any cold compile)."""
+    from tests.conftest import add_file_column, text_function_job
+
+    def timings(how: str) -> dict[str, float]:
+        data = tmp_path / how
+        write_shards(str(data), "text", 300, 3, seed=4, row_group_rows=100)
+        add_file_column(sorted(data.glob("*.parquet")), "how", [how] * 3)
+        execution = {"runner": "local", "unit_rows": 100, "checkpoints": False}
+        spec = text_function_job(how, str(data), {"uri": str(tmp_path / "out")}, execution, "spend", "how")
+        run = run_job(spec_module.load(str(write_job(tmp_path / f"{how}.yaml", spec))), show_progress=False).run
+        assert run.metadata["attempts"] == 3
+        return run.metadata["timings"]
+
+    busy, asleep = timings("busy"), timings("asleep")
+    assert busy["worker_cpu_seconds"] >= 0.6 - 0.01  # process_time ticks
+    assert busy["worker_cpu_seconds"] - asleep["worker_cpu_seconds"] >= 0.5

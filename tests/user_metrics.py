@@ -136,3 +136,18 @@ class BrokenStatistic(Statistic):
 
     def finalize(self, state):
         return {"": float(state)}
+
+
+def spend(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Words per output; each call first spends 0.2 s busy on the CPU (``how`` column ``"busy"``) or
+    asleep (any other value), so that a test knows a lower bound on a unit's CPU time."""
+    import time
+
+    seconds = 0.2
+    if kwargs["how"][0] == "busy":
+        stop = time.thread_time() + seconds
+        while time.thread_time() < stop:
+            pass
+    else:
+        time.sleep(seconds)
+    return {"words": [float(len(o.split())) for o in outputs]}
