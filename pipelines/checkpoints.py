@@ -184,7 +184,12 @@ class CheckpointStore:
         self._pending.append(self._writer.submit(self._write, result))
 
     def _write(self, result: UnitResult) -> None:
-        self.fs.pipe_file(self._path(result.key), encode_result(result))
+        payload = encode_result(result)
+        try:
+            self.fs.pipe_file(self._path(result.key), payload)
+        except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
+            self.fs.makedirs(self.directory, exist_ok=True)
+            self.fs.pipe_file(self._path(result.key), payload)
 
     def wait(self) -> None:
         """Block until every checkpoint handed to :meth:`save` is written; raise the first write error."""

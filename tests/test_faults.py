@@ -329,6 +329,34 @@ def test_a_killed_driver_is_resumed_from_unit_checkpoints_and_a_changed_file_is_
     assert {k: m.value for k, m in again.point("overall").metrics.items()} == clean_values()
 
 
+def test_two_runs_of_one_key_share_its_checkpoints_without_failing_each_other(tmp_path):
+    """Run A commits and removes the key's checkpoint directory while run B still writes to it: B keeps
+    checkpointing (the directory comes back), and whichever clears second finds nothing and carries on."""
+    from evaluators.accumulate import Accumulator
+    from pipelines.checkpoints import CheckpointStore
+    from pipelines.execute import check_dataset, instance_key
+
+    write_shards(str(tmp_path / "data"), "binary", 3_000, 2, seed=3)
+    spec = _binary_job(tmp_path, str(tmp_path / "data" / "*.parquet"), "shared")
+    units = check_dataset(spec).units
+    evaluator = worker.UnitEvaluator(spec)
+    first, second = evaluator.process(units[0]), evaluator.process(units[1])
+    acc = Accumulator.for_metrics(m for _, m in spec.derived_metrics())
+    run_a, run_b = (CheckpointStore(spec, instance_key(spec), acc, None) for _ in range(2))
+    run_b.save(first)
+    run_b.wait()
+    assert set(run_a.load(units)) == {0}  # the same directory
+    run_a.clear()  # A committed
+    run_b.save(second)
+    run_b.wait()
+    restored = run_b.load(units)
+    assert set(restored) == {1}
+    assert restored[1].rows == second.rows == units[1].rows
+    run_b.clear()
+    run_a.clear()
+    assert not Path(run_b.directory).exists()
+
+
 def test_checkpoints_of_a_run_that_never_committed_are_listed_and_removed_once_old(tmp_path, capsys):
     from pipelines.cli import main
 
