@@ -87,6 +87,7 @@ class Accumulator:
         grouped = jax.vmap(fused)
 
         def grouped_passes(states: tuple[State, ...], blocks: Mapping[str, jax.Array]) -> tuple[State, ...]:
+            blocks = _int32_columns(blocks)
             return jax.lax.scan(lambda carry, block: (grouped(carry, block), None), states, blocks)[0]
 
         # States are donated: each update writes its result into the previous state's buffers.
@@ -136,7 +137,7 @@ class Accumulator:
         """
         if self._host:
             raise ValueError("grouped updates need jittable statistics")
-        cols = {k: as_column(v) for k, v in columns.items() if v is not None}
+        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}  # cast inside the compiled update
         n = len(next(iter(cols.values())))
         if n == 0:
             return tuple(stacked)
@@ -223,16 +224,20 @@ class Accumulator:
 def _device_batch(batch: Mapping[str, jax.Array], bounds: jax.Array) -> dict[str, jax.Array]:
     """Inside the compiled update: integer and boolean columns as int32, and float64 ``weights``
     (the given ones, or ones) that are 0 outside the chunk's counted rows ``[lo, hi)``."""
-    out = {
-        k: v.astype(jnp.int32) if v.dtype == jnp.bool_ or jnp.issubdtype(v.dtype, jnp.integer) else v
-        for k, v in batch.items()
-        if k != "weights"
-    }
+    out = _int32_columns({k: v for k, v in batch.items() if k != "weights"})
     rows = jnp.arange(next(iter(batch.values())).shape[0], dtype=jnp.int32)
     counted = (rows >= bounds[0]) & (rows < bounds[1])
     given = batch.get("weights")
     out["weights"] = jnp.where(counted, 1.0 if given is None else given.astype(jnp.float64), 0.0)
     return out
+
+
+def _int32_columns(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Inside a compiled update: integer and boolean columns as int32, the others as they are."""
+    return {
+        k: v.astype(jnp.int32) if v.dtype == jnp.bool_ or jnp.issubdtype(v.dtype, jnp.integer) else v
+        for k, v in batch.items()
+    }
 
 
 def _on_device(x: np.ndarray | jax.Array) -> jax.Array:

@@ -24,7 +24,6 @@ import numpy as np
 from evaluators.classification import require_kind, safe_divide
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import (
-    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -149,14 +148,9 @@ def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.
     preds = jnp.asarray(batch["predictions"])
     if task.kind is TaskKind.BINARY:
         return positive_scores(task, preds).astype(jnp.float64), targets.astype(jnp.float64), w
-    if task.prediction is PredictionKind.PROBABILITIES:
-        # the top class as the confusion counts find it (XLA computes it once for both)
-        confidence, label = top_class(task, preds)
-        return confidence, (label == targets).astype(jnp.float64), w
-    probs = class_probabilities(task, preds).astype(jnp.float64)
-    confidence = jnp.max(probs, axis=1)
-    correct = (jnp.argmax(probs, axis=1) == targets).astype(jnp.float64)
-    return confidence, correct, w
+    # the top class as the confusion counts find it (for probabilities XLA computes it once for both)
+    confidence, label = top_class(task, class_probabilities(task, preds))
+    return confidence, (label == targets).astype(jnp.float64), w
 
 
 @dataclass(frozen=True)
@@ -177,11 +171,10 @@ class CalibrationBins(Statistic):
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         index = bin_index(confidence, self.n_bins)
         count, conf, acc = state
-        hi, lo = _limbs(w * confidence)
         sums = jnp.zeros((self.n_bins, 2), jnp.float64).at[index].add(jnp.stack([w, w * correct], axis=-1))
         return (
             count + sums[:, 0],
-            conf + jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(jnp.stack([hi, lo], axis=-1)),
+            conf + jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(to_fixed(w * confidence)),
             acc + sums[:, 1],
         )
 

@@ -96,6 +96,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from evaluators.segmentation import MASK_MODES
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task
 
@@ -529,18 +530,8 @@ class InstanceMasks:
         before = np.concatenate([[0], np.cumsum(self.lengths)])
         return before[self.offsets[1:]] - before[self.offsets[:-1]]
 
-    def to_dense(self) -> np.ndarray:
-        """bool ``[k, h, w]``."""
-        h, w = self.size or (0, 0)
-        mask = np.repeat(np.arange(self.count), np.diff(self.offsets))
-        steps = np.zeros((self.count, h * w + 1), np.int8)
-        np.add.at(steps, (mask, self.starts), 1)
-        np.add.at(steps, (mask, self.starts + self.lengths), -1)
-        return np.cumsum(steps[:, :-1], axis=1).astype(bool).reshape(self.count, w, h).transpose(0, 2, 1)
-
 
 _NO_MASKS = InstanceMasks(None, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
-_IMAGE_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -650,7 +641,7 @@ def _image_mask(payload: Any, j: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(bytes(payload))) as image:
             mode = image.mode
-            values = np.asarray(image) if mode in _IMAGE_MODES else None
+            values = np.asarray(image) if mode in MASK_MODES else None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"mask {j}: its bytes are not a readable PNG image ({exc})") from None
     if values is None:

@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.accumulate import Accumulator
-from evaluators.classification import _confusion_matrix, per_class_values, safe_divide, scatter_add
+from evaluators.classification import _confusion_matrix, add_at, per_class_values, safe_divide
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind
 
@@ -141,7 +141,7 @@ class PixelConfusion(Statistic):
         if self.ignore_index is not None:
             valid &= targets != self.ignore_index
         index = jnp.where(valid, targets * c + preds, 0)
-        return state + scatter_add(c * c, index, jnp.where(valid, w, 0.0)).reshape(c, c)
+        return add_at(state, index, jnp.where(valid, w, 0.0))
 
 
 # --- metrics read off the matrix -------------------------------------------------
@@ -498,7 +498,8 @@ def _whole_rows(
 
 # --- PNG masks ----------------------------------------------------------------------
 
-_MASK_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")
+MASK_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")
+"""Pillow modes of single-channel images, read as one integer per pixel."""
 
 
 def decode_mask(payload: bytes) -> np.ndarray:
@@ -512,7 +513,7 @@ def decode_mask(payload: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(bytes(payload))) as image:
-        if image.mode not in _MASK_MODES:
+        if image.mode not in MASK_MODES:
             raise ValueError(
                 f"a mask must be a single-channel image of class ids (PNG mode L, P, I;16 or 1), got mode {image.mode!r}"
             )

@@ -23,7 +23,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.calibration import from_fixed, to_fixed
+from evaluators.calibration import fixed_sum, from_fixed
 from evaluators.classification import require_kind, scatter_add
 from evaluators.statistic import (
     Batch,
@@ -82,7 +82,7 @@ class ScoreMoments(Statistic):
         w = jnp.asarray(batch["weights"], jnp.float64)
         live = w > 0
         index = jnp.clip(((s + 1.0) / 2.0 * HISTOGRAM_BINS).astype(jnp.int32), 0, HISTOGRAM_BINS - 1)
-        sums = jnp.stack([jnp.sum(to_fixed(w * s), axis=0), jnp.sum(to_fixed(w * s * s), axis=0)])
+        sums = jnp.stack([fixed_sum(w * s), fixed_sum(w * s * s)])
         return {
             "weight": state["weight"] + jnp.sum(w),
             "sums": state["sums"] + sums,

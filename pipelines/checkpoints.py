@@ -191,15 +191,21 @@ class CheckpointStore:
             self.fs.makedirs(self.directory, exist_ok=True)
             self.fs.pipe_file(self._path(result.key), payload)
 
+    def _drain(self) -> list[BaseException]:
+        """Wait for every checkpoint handed to :meth:`save`; the errors of those that failed."""
+        pending, self._pending = self._pending, []
+        return [error for error in (future.exception() for future in pending) if error is not None]
+
     def wait(self) -> None:
         """Block until every checkpoint handed to :meth:`save` is written; raise the first write error."""
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        errors = self._drain()
+        if errors:
+            raise errors[0]
 
     def clear(self) -> None:
-        """Remove this run key's checkpoints (after the run committed)."""
-        self.wait()
+        """Remove this run key's checkpoints (after the run committed: a checkpoint whose write failed is not
+        needed any more, so write errors are not raised here)."""
+        self._drain()
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None

@@ -12,14 +12,14 @@ int64 per vocabulary entry.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 
 from evaluators.backbones.bert import BertConfig, document_frequency, idf_weights, load_tokenizer
-from pipelines.planning import FileInfo
+from pipelines.planning import FileInfo, UnitPart
+from pipelines.reading import read_part
 from pipelines.spec import JobSpec
 from pipelines.worker import fsspec_reader
 
@@ -35,21 +35,17 @@ def resolve_idf(spec: JobSpec, files: Sequence[FileInfo]) -> tuple[JobSpec, dict
     if not needs_idf(spec):
         return spec, None
     assert spec.backbone is not None
-    import json
-
     read = fsspec_reader(spec.backbone.weights)
     config = BertConfig.from_json(json.loads(read("config.json")))
     tokenizer, _ = load_tokenizer(spec.backbone, read, config)
-    column = spec.data.columns.targets
+    roles = {"targets": spec.data.columns.targets}
+    budget = int(spec.execution.memory_budget_mb * 2**20)
     counts = np.zeros(config.vocab_size, np.int64)
     documents = 0
     for info in files:
-        fs, path = url_to_fs(info.path, **spec.data.storage_options)
-        with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
-            for group in range(parquet.metadata.num_row_groups):
-                texts = parquet.read_row_group(group, columns=[column]).column(column).to_pylist()
-                counts += document_frequency(tokenizer, config.vocab_size, texts)
-                documents += len(texts)
+        part = UnitPart(info.path, 0, len(info.row_groups), info.rows, info.size, info.version)
+        for _, _, columns in read_part(part, roles, spec.data.storage_options, budget):
+            counts += document_frequency(tokenizer, config.vocab_size, columns["targets"])
+            documents += len(columns["targets"])
     weights = idf_weights(counts, documents)
     return dataclasses.replace(spec, idf=weights), {"documents": documents, "tokens": int((counts > 0).sum())}

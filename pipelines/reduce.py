@@ -71,10 +71,15 @@ class OrderedMerger:
     def result(self) -> Partial:
         if self.waiting:
             raise RuntimeError(f"units missing before {min(self.waiting)}: results incomplete")
-        merged: Partial | None = None
-        for _, partial in reversed(self.stack):
-            merged = partial if merged is None else self._merge(partial, merged)
-        return merged if merged is not None else Partial({OVERALL: self.acc.zero()}, {}, {OVERALL: 0})
+        return fold_right(self.acc, self.racc, [partial for _, partial in self.stack])
+
+
+def fold_right(acc: Accumulator, racc: Accumulator | None, partials: Sequence[Partial]) -> Partial:
+    """The last step of the ordered merge: ``p0 + (p1 + (... + pn))``; no partials: the empty overall one."""
+    merged: Partial | None = None
+    for partial in reversed(partials):
+        merged = partial if merged is None else merge_partials(acc, racc, partial, merged)
+    return merged if merged is not None else Partial({OVERALL: acc.zero()}, {}, {OVERALL: 0})
 
 
 # --- records ---------------------------------------------------------------------

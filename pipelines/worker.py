@@ -9,6 +9,7 @@ states.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import jax
 import numpy as np
 import pyarrow as pa
 
@@ -229,6 +231,8 @@ class UnitEvaluator:
         if any(f.scores for f in spec.functions) and row_id:
             self.read_roles["row_id"] = row_id
         self._backbone: Any = None
+        self._features: Any = None
+        """The backbone's ``extract``, with the job's idf weights bound when it has them."""
         self.backbone_loads = 0
         self.memory_budget = int(spec.execution.memory_budget_mb * 2**20)
 
@@ -397,6 +401,10 @@ class UnitEvaluator:
             assert self.spec.backbone is not None
             self._backbone = load_backbone(self.spec.backbone, fsspec_reader(self.spec.backbone.weights))
             self.backbone_loads += 1
+            self._features = self._backbone.extract
+            if self.spec.idf is not None:  # the job's BERTScore idf weights: constant, put on the device once
+                idf = jax.device_put(np.asarray(self.spec.idf, np.float32))
+                self._features = functools.partial(self._backbone.extract, idf=idf)
         return self._backbone
 
     def _extract(
@@ -407,8 +415,8 @@ class UnitEvaluator:
         n = len(columns["targets"])
         found: dict[str, np.ndarray] = {}
         if any(not name.startswith("fn:") for name in self.features):
-            extra = {} if self.spec.idf is None else {"idf": self.spec.idf}
-            found.update(self.backbone().extract(columns, **extra))
+            self.backbone()
+            found.update(self._features(columns))
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}
@@ -445,7 +453,7 @@ class UnitEvaluator:
         """Called once after construction: proves the worker can start (imports). With ``warmup``, also
         traces and compiles the update for the job's column types by folding that unit's first row group
         into a throw-away state, so compilation counts as start-up rather than as the first unit's time."""
-        if warmup is not None and warmup.parts and not self.features:
+        if warmup is not None and warmup.parts and not self.features and self.replicate_accumulator is None:
             part = warmup.parts[0]
             for _, _, columns in read_part(
                 dataclasses.replace(part, stop=min(part.stop, part.start + 1)),
@@ -455,7 +463,7 @@ class UnitEvaluator:
             ):
                 where = f"{part.path} row group {part.start}"
                 batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
-                if self.replicate_accumulator is None and len(batch["targets"]):
+                if len(batch["targets"]):
                     self._fold(Partial(), batch, where)
                 break
         return {"worker": self.worker, "statistics": len(self.accumulator.statistics)}

@@ -80,15 +80,7 @@ _MEASURE = textwrap.dedent(
 
 
 def _binary_data(rows: int) -> Path:
-    directory = ROOT / "bench-data" / f"binary-{rows}"
-    if not (directory / "_DONE").exists():
-        sys.path.insert(0, str(ROOT))
-        from pipelines.synthetic import write_shards
-
-        print(f"generating {rows:,} binary rows in {directory} ...", file=sys.stderr)
-        write_shards(str(directory), "binary", rows, max(1, rows // 500_000), seed=1)
-        (directory / "_DONE").write_text("")
-    return directory
+    return binary_suite(rows).directory
 
 
 def _measure(job_yaml: str, workdir: Path, name: str) -> dict[str, float]:
@@ -871,10 +863,12 @@ def _reduce(suite: Suite, units: int) -> dict[str, object]:
     """Merge ``units`` unit results in plan order, then compute the metrics; and the same per statistic, to show
     which state dominates. The results cycle through ``DISTINCT_STATES`` separate copies of one real unit's
     states (more than the caches hold, as results arriving from workers are)."""
+    import jax
     import pyarrow.parquet as pq
     import yaml
 
     from evaluators.accumulate import Accumulator
+    from evaluators.statistic import tree_map_leaves
     from pipelines.reduce import OrderedMerger, build_points
     from pipelines.spec import load
     from pipelines.worker import OVERALL, Partial
@@ -891,7 +885,7 @@ def _reduce(suite: Suite, units: int) -> dict[str, object]:
     n = len(columns["targets"])
 
     def partials(unit_states: tuple) -> list[Partial]:
-        copies = [_copy(unit_states) for _ in range(DISTINCT_STATES)]
+        copies = [tree_map_leaves(np.copy, unit_states) for _ in range(DISTINCT_STATES)]
         return [Partial({OVERALL: c}, {}, {OVERALL: n}) for c in copies]
 
     def merge_all(accumulator: Accumulator, unit_states: tuple) -> tuple[float, Partial]:
@@ -909,7 +903,7 @@ def _reduce(suite: Suite, units: int) -> dict[str, object]:
     metrics_s = time.perf_counter() - start
     per_statistic = {}
     for stat, state in zip(acc.statistics, states, strict=True):
-        size = sum(np.asarray(x).nbytes for x in _leaves(state))
+        size = sum(np.asarray(x).nbytes for x in jax.tree.leaves(state))
         per_statistic[type(stat).__name__] = {
             "state_bytes": size,
             "merge_s": merge_all(Accumulator([stat]), (state,))[0],
@@ -925,22 +919,6 @@ def _reduce(suite: Suite, units: int) -> dict[str, object]:
 
 
 DISTINCT_STATES = 16
-
-
-def _copy(state: object) -> object:
-    if isinstance(state, tuple | list):
-        return tuple(_copy(x) for x in state)
-    if isinstance(state, dict):
-        return {k: _copy(v) for k, v in state.items()}
-    return np.array(state, copy=True)
-
-
-def _leaves(state: object) -> list[object]:
-    if isinstance(state, tuple | list):
-        return [leaf for part in state for leaf in _leaves(part)]
-    if isinstance(state, dict):
-        return [leaf for key in sorted(state) for leaf in _leaves(state[key])]
-    return [state]
 
 
 def bench_reduce(suite: Suite, runner: Runner, units: int) -> dict[str, object]:

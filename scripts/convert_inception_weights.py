@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from evaluators.backbones.cnn import write_checkpoint
 from evaluators.backbones.inception import RESIZE_METHODS, VARIANTS, InceptionConfig, checkpoint_tensors
 
 FID_CLASSES = 1008
@@ -72,15 +72,7 @@ def make_config(
 
 def write_backbone(directory: str, tensors: Mapping[str, np.ndarray], config: InceptionConfig) -> str:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (checked against the architecture)."""
-    from safetensors.numpy import save_file
-
-    kept = checkpoint_tensors(tensors, config.num_classes)
-    os.makedirs(directory, exist_ok=True)
-    text = json.dumps(config.to_json(), indent=1)
-    with open(os.path.join(directory, "config.json"), "w") as handle:
-        handle.write(text + "\n")
-    save_file(kept, os.path.join(directory, "model.safetensors"), metadata={"config": text})
-    return directory
+    return write_checkpoint(directory, config.to_json(), checkpoint_tensors(tensors, config.num_classes))
 
 
 def convert(source: str, directory: str, variant: str | None = None, **options: Any) -> InceptionConfig:

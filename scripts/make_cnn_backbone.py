@@ -12,12 +12,10 @@ centres each class logit over seeded synthetic images, so the classes are used e
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 import numpy as np
 
-from evaluators.backbones.cnn import CnnConfig, encode_images, load_params
+from evaluators.backbones.cnn import CnnConfig, encode_images, load_params, write_checkpoint
 
 DEFAULT_CONFIG = CnnConfig(image_size=32, channels=(32, 64, 64), kernel_size=3, num_classes=10)
 
@@ -55,16 +53,9 @@ def calibrate_head(tensors: dict[str, np.ndarray], config: CnnConfig, seed: int,
 
 def write_backbone(directory: str, seed: int = 0, config: CnnConfig = DEFAULT_CONFIG) -> str:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``; returns the directory."""
-    from safetensors.numpy import save_file
-
-    os.makedirs(directory, exist_ok=True)
-    text = json.dumps(config.to_json(), indent=1)
-    with open(os.path.join(directory, "config.json"), "w") as handle:
-        handle.write(text + "\n")
     tensors = random_tensors(config, seed)
     calibrate_head(tensors, config, seed)
-    save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"config": text})
-    return directory
+    return write_checkpoint(directory, config.to_json(), tensors)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,19 @@ def read_tensors(read: Reader) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if text is None and embedded is None:
         raise FileNotFoundError("backbone weights: no config.json in the directory and no config in the weights file")
     return json.loads(text if text is not None else embedded), tensors
+
+
+def write_checkpoint(directory: str, config: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> str:
+    """Write a checkpoint :func:`read_tensors` reads: ``config.json`` and ``model.safetensors`` (with the
+    config also embedded as header metadata) into local ``directory``; returns the directory."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(directory, exist_ok=True)
+    text = json.dumps(config, indent=1)
+    with open(os.path.join(directory, "config.json"), "w") as handle:
+        handle.write(text + "\n")
+    save_file(dict(tensors), os.path.join(directory, "model.safetensors"), metadata={"config": text})
+    return directory
 
 
 def read_checkpoint(read: Reader) -> tuple[CnnConfig, dict[str, np.ndarray]]:

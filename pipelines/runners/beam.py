@@ -50,10 +50,10 @@ from fsspec.core import url_to_fs
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.planning import WorkUnit
-from pipelines.reduce import merge_partials
+from pipelines.reduce import fold_right, merge_partials
 from pipelines.runners import ExecutionReport, OnResult
 from pipelines.spec import BEAM_RUNNERS, JobSpec
-from pipelines.worker import OVERALL, Partial, UnitEvaluator, UnitResult
+from pipelines.worker import Partial, UnitEvaluator, UnitResult
 
 METRICS_NAMESPACE = "evalpipe"
 ABORT = "abort"
@@ -88,14 +88,16 @@ class OrderedPartialCombineFn(beam.CombineFn):
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "units": self.units, "_accumulators": None}
 
-    def _merge(self, left: Partial, right: Partial) -> Partial:
+    def _accs(self) -> tuple[Any, Any]:
         if self._accumulators is None:
             from evaluators.accumulate import Accumulator
 
             acc = Accumulator.for_metrics(m for _, m in self.spec.derived_metrics())
             self._accumulators = (acc, acc.replicates() if self.spec.confidence else None)
-        acc, racc = self._accumulators
-        return merge_partials(acc, racc, left, right)
+        return self._accumulators
+
+    def _merge(self, left: Partial, right: Partial) -> Partial:
+        return merge_partials(*self._accs(), left, right)
 
     def _insert(self, blocks: dict[_Block, Partial], level: int, k: int, partial: Partial) -> None:
         top = max(self.units - 1, 1).bit_length()
@@ -140,15 +142,7 @@ class OrderedPartialCombineFn(beam.CombineFn):
             if self.units >> level & 1:
                 stack.append(self._node(blocks, level, start >> level))
                 start += 1 << level
-        merged: Partial | None = None
-        for partial in reversed(stack):
-            merged = partial if merged is None else self._merge(partial, merged)
-        if merged is None:
-            from evaluators.accumulate import Accumulator
-
-            zero = Accumulator.for_metrics(m for _, m in self.spec.derived_metrics()).zero()
-            return Partial({OVERALL: zero}, {}, {OVERALL: 0})
-        return merged
+        return fold_right(*self._accs(), stack)
 
 
 # --- the workers' side ---------------------------------------------------------------------------
