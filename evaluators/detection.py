@@ -279,7 +279,9 @@ class CocoDetectionStatistic(Statistic):
             regular = np.zeros((p, gmax, n_a), bool)
             regular[gq, gr] = ~g_ignore[g_idx]
             if isinstance(images.pred_shape, _Masks):
-                q, dp, gp = _pair_grid(d_size[dg], g_size[gg])
+                # every (detection, ground truth) pair of each group: position ``dp * G + gp`` in a group of D * G
+                q, within, _ = _ragged(np.zeros(p, np.int64), d_size[dg] * g_size[gg])
+                dp, gp = np.divmod(within, g_size[gg][q])
                 di, gi = d_start[dg][q] + dp, g_start[gg][q] + gp  # positions in the kept / sorted arrays
                 iou = np.full((p, dmax, gmax), -1.0)
                 iou[q, dp, gp] = mask_iou(images.pred_shape, images.gt_shape, d_inst[di], g_inst[gi], g_crowd[gi])
@@ -823,15 +825,6 @@ def _common_pixels(det: _Masks, gt: _Masks, d: np.ndarray, g: np.ndarray) -> np.
         out[pairs] = np.add.reduceat(covered(a + det.lengths[run]) - covered(a), head)
         lo = hi
     return out
-
-
-def _pair_grid(d_sizes: np.ndarray, g_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (detection, ground truth) pair of groups of ``d_sizes[q]`` and ``g_sizes[q]``: ``(q, position
-    of the detection, position of the ground truth)``."""
-    n = d_sizes * g_sizes
-    q = np.repeat(np.arange(len(n)), n)
-    within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    return q, within // g_sizes[q], within % g_sizes[q]
 
 
 def first_mask_size_mismatch(
