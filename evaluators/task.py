@@ -185,12 +185,16 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     n = len(targets)
     if len(preds) != n:
         return [BadRows("predictions", f"have {len(preds)} rows but targets have {n}")]
-    if task.kind in (TaskKind.TEXT, TaskKind.SEGMENTATION, TaskKind.DETECTION):
-        # strings: nulls are refused when read; masks and box lists are checked per image downstream
-        return []
+    problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
+    if task.kind is TaskKind.SEGMENTATION:
+        from evaluators.segmentation import bad_mask_rows  # segmentation builds on this module
+
+        return problems + bad_mask_rows(preds, targets, task.classes, task.ignore_index)
+    if task.kind in (TaskKind.TEXT, TaskKind.DETECTION):
+        # strings: nulls are refused when read; box lists are checked per image downstream
+        return problems
     if task.kind is TaskKind.IMAGE:
-        return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
-    problems: list[BadRows] = []
+        return problems + _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if np.issubdtype(preds.dtype, np.floating):
         # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
         lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
@@ -222,6 +226,16 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
         problems.append(BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}"))
     return problems
+
+
+def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
+    """Rows whose weight (``[n]`` numbers) is NaN, infinite or negative: such a weight would turn every weighted
+    sum into NaN or a sign-flipped value. Zero weights are fine (the row counts nowhere)."""
+    values = np.asarray(weights)
+    if values.dtype.kind not in "biuf":
+        return [BadRows("weights", f"expected numeric weights, got {values.dtype}")]
+    bad = ~np.isfinite(values) | (values < 0) if values.dtype.kind == "f" else values < 0
+    return _rows("weights", "with a NaN, infinite or negative weight", bad, n)
 
 
 SUM_TOLERANCE = 1e-3
