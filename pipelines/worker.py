@@ -74,6 +74,8 @@ class UnitResult:
     """Times this unit was read again after a transient storage error."""
     cpu_seconds: float = 0.0
     """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
+    weight: float | None = None
+    """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -313,6 +315,7 @@ class UnitEvaluator:
         pending: list[dict[str, np.ndarray]] = []
         pending_rows = pending_bytes = 0
         total = 0
+        weight: float | None = 0.0 if "weights" in self.roles else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         for part in unit.parts:
@@ -337,6 +340,8 @@ class UnitEvaluator:
                 if n == 0:
                     continue
                 total += n
+                if weight is not None:
+                    weight += float(np.sum(batch["weights"], dtype=np.float64))
                 pending.append(batch)
                 pending_rows += n
                 pending_bytes += sum(_nbytes(v) for v in batch.values())
@@ -366,6 +371,7 @@ class UnitEvaluator:
             dropped,
             retries,
             time.process_time() - cpu_start,
+            weight,
         )
 
     def _checked(
