@@ -190,9 +190,14 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
         from evaluators.segmentation import bad_mask_rows  # segmentation builds on this module
 
         return problems + bad_mask_rows(preds, targets, task.classes, task.ignore_index)
-    if task.kind in (TaskKind.TEXT, TaskKind.DETECTION):
-        # strings: nulls are refused when read; box lists are checked per image downstream
+    if task.kind is TaskKind.DETECTION:
+        # per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked downstream
+        for role, values in columns.items():
+            if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
+                problems += _rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
         return problems
+    if task.kind is TaskKind.TEXT:
+        return problems  # strings: nulls are refused when read
     if task.kind is TaskKind.IMAGE:
         return problems + _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if np.issubdtype(preds.dtype, np.floating):
@@ -226,6 +231,16 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
         problems.append(BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}"))
     return problems
+
+
+def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
+    as decoded instance masks, are not numbers and pass)."""
+    return np.fromiter(
+        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
+        bool,
+        count=len(values),
+    )
 
 
 def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
