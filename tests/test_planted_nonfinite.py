@@ -53,6 +53,13 @@ def _refused(tmp_path, spec: dict, *needles: str) -> None:
     assert "\n" not in message and not list_runs(str(tmp_path / "out"))
 
 
+def _with_nan(clean: np.ndarray, at: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``clean`` ``[N, k]`` and a copy with NaN at ``at``, as per-row lists (a list column each)."""
+    spoiled = clean.copy()
+    spoiled[at] = np.nan
+    return list(clean), list(spoiled)
+
+
 def _binary(tmp_path, planted: float, metric: str) -> dict:
     rng = np.random.default_rng(2)
     score = rng.random(N)
@@ -79,11 +86,8 @@ def test_regression_refuses_non_finite_targets_and_squares_beyond_float64(tmp_pa
 
 
 def test_segmentation_refuses_a_nan_class_id(tmp_path):
-    rng = np.random.default_rng(4)
-    masks = rng.integers(0, 3, (N, 16)).astype(np.float64)
-    predicted = masks.copy()
-    predicted[5, 3] = np.nan
-    data = _write(tmp_path / "data", {"mask": list(masks), "pred": list(predicted)})
+    masks, predicted = _with_nan(np.random.default_rng(4).integers(0, 3, (N, 16)).astype(np.float64), (5, 3))
+    data = _write(tmp_path / "data", {"mask": masks, "pred": predicted})
     spec = _spec(
         tmp_path,
         data,
@@ -151,10 +155,8 @@ def test_image_pixels_with_nan_are_refused(tmp_path):
     subprocess.run(
         [sys.executable, script, str(backbone), "--seed", "0"], check=True, cwd=ROOT, env=env, capture_output=True
     )
-    pixels = np.random.default_rng(6).random((N, 8 * 8 * 3))
-    generated = pixels.copy()
-    generated[3, 5] = np.nan
-    data = _write(tmp_path / "data", {"generated": list(generated), "real": list(pixels)})
+    pixels, generated = _with_nan(np.random.default_rng(6).random((N, 8 * 8 * 3)), (3, 5))
+    data = _write(tmp_path / "data", {"generated": generated, "real": pixels})
     spec = _spec(
         tmp_path,
         data,
