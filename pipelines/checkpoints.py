@@ -6,10 +6,11 @@ spec; the units that had finished are read back instead of recomputed. A checkpo
 * the run key (:func:`pipelines.execute.instance_key`: job name and resolved input paths), and a
   fingerprint of everything that shapes a unit's states (task, columns, metrics with their parameters,
   slices, bootstrap settings, user functions, backbone and its BERTScore idf weights, bad-row policy,
-  evalpipe's version), which name
+  evalpipe's version, the source of the modules defining the statistics, user functions and backbone, the
+  backbone's weight files), which name
   the directory ``{output}/{job}/_checkpoints/{run key}-{fingerprint}/``;
-* the unit's content key (:attr:`pipelines.planning.WorkUnit.key`: each file's path, size, etag or
-  modification time, and row-group range), which names the file ``{unit key}.npz``.
+* the unit's content key (:attr:`pipelines.planning.WorkUnit.key`: each file's path, size, version (etag,
+  or local modification time, inode and status-change time), and row-group range), which names the file ``{unit key}.npz``.
 
 So a changed input file, a changed metric or a different night's paths never reuse a stale state. The
 file is an ``.npz`` (no pickle): the states' arrays exactly as the worker returned them, so a resumed run
@@ -38,6 +39,8 @@ from fsspec.core import url_to_fs
 
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import State
+from pipelines.fingerprint import code_identity, tree_identity
+from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
 from pipelines.storage import flatten_state, join, unflatten_state
@@ -47,13 +50,21 @@ CHECKPOINTS_DIR = "_checkpoints"
 
 
 def state_fingerprint(spec: JobSpec, accumulator: Accumulator) -> str:
-    """Hash of everything that decides a unit's states, besides the unit's rows."""
+    """Hash of everything that decides a unit's states, besides the unit's rows: the spec's settings, the
+    source of every module that defines a statistic, metric function or the backbone, and the backbone's
+    weight files (size and version, see :mod:`pipelines.fingerprint`)."""
     try:
         version = metadata.version("evalpipe")
     except metadata.PackageNotFoundError:
         version = "source"
+    modules = [split_path(f.path)[0] for f in spec.functions]
+    modules += [type(s).__module__ for s in accumulator.statistics]
+    if spec.backbone is not None:
+        modules.append(f"evaluators.backbones.{spec.backbone.kind}")
     parts = (
         version,
+        code_identity(modules),
+        tree_identity(spec.backbone.weights) if spec.backbone is not None else None,
         spec.task,
         spec.data.columns,
         spec.data.on_bad_rows,
