@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
+    args.env = job.env
     with _stop_on_sigterm():
         outcome = run_job(job, show_progress=not args.quiet)
     out.write(format_run(outcome.run) + "\n")
@@ -120,6 +121,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.execute import check_dataset
 
     job = spec_module.load(args.job, _overrides(args))
+    args.env = job.env
     plan = check_dataset(job)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
@@ -327,21 +329,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if beam_args and args.command not in ("run", "validate"):
         parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
     args.beam_args = beam_args
+    args.env = {}  # the job's resolved ${env:...} values, once it is loaded: never printed
+
+    def say(text: str) -> None:
+        from pipelines.templating import redact
+
+        sys.stderr.write(redact(text, args.env))
+
     try:
         return args.func(args, sys.stdout)
     except UserError as exc:
-        sys.stderr.write(f"evalpipe: error: {exc}\n")
+        say(f"evalpipe: error: {exc}\n")
         return 2
     except JobFailed as exc:
-        sys.stderr.write(f"evalpipe: job failed: {exc}\n")
+        say(f"evalpipe: job failed: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
         return 143 if isinstance(exc, Stopped) else 130
     except Exception:
-        sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
-        traceback.print_exc()
+        say("evalpipe: internal error (please report it with the traceback below)\n" + traceback.format_exc())
         return 1
 
 

@@ -274,8 +274,10 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             store.clear()
         except OSError as exc:  # the run is committed; leftover checkpoints only take space
             sys.stderr.write(
-                f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be removed "
-                f"({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+                spec.redact(
+                    f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be "
+                    f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+                )
             )
     return RunOutcome(run, location.uri, regressions)
 

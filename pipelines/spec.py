@@ -45,7 +45,7 @@ from pipelines.functions import (
     split_path,
 )
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
-from pipelines.templating import render
+from pipelines.templating import env_values, redact, render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
 
 RUNNERS = ("ray", "local", "beam")
@@ -243,9 +243,15 @@ class JobSpec:
     functions: tuple[FunctionSpec, ...] = ()
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """``${env:NAME}`` values the spec resolved (name -> value): never written, see :meth:`redact`."""
     idf: Any = field(default=None, compare=False, repr=False)
     """BERTScore idf weights ``[V]`` float32, set by the driver before the main pass (see
     :mod:`pipelines.idf`); None when no metric weights tokens by idf."""
+
+    def redact(self, text: str) -> str:
+        """``text`` with every resolved ``${env:...}`` value written back as its placeholder."""
+        return redact(text, self.env)
 
     def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
         """Each metric entry with its built metric (validated at load time), then one per user-function output."""
@@ -790,7 +796,7 @@ def _custom_statistic_entry(
     priority = sec.get("priority", str, "secondary", choices=PRIORITIES)
     sec.finish()
     allowed = root.value.get("allow_modules") or []
-    prefixes = allowed_prefixes(allowed if isinstance(allowed, list) else [])
+    prefixes = _allowed_prefixes(root, allowed if isinstance(allowed, list) else [])
     try:
         import_function(path, prefixes)
         key = key or split_path(path)[1]
@@ -803,6 +809,13 @@ def _custom_statistic_entry(
         raise SpecError(f"{sec.where()}: metric key {key!r} is already used by metrics[{keys[key]}]; set `as:`.")
     keys[key] = i
     return MetricSpec(CUSTOM_PREFIX + path, key, dict(params), priority)
+
+
+def _allowed_prefixes(root: _Section, spec_allowed: list[str]) -> tuple[str, ...]:
+    try:
+        return allowed_prefixes(spec_allowed)
+    except PermissionError as exc:
+        raise SpecError(f"{root.where('allow_modules')}: {exc}.") from None
 
 
 def function_metrics(functions: Sequence[FunctionSpec]) -> list[tuple[MetricSpec, DerivedMetric]]:
@@ -835,7 +848,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         return ()
     if not isinstance(raw, list):
         raise SpecError(f"{root.where('functions')}: expected a list of metric functions, got {_describe(raw)}.")
-    prefixes = allowed_prefixes(allowed_raw)
+    prefixes = _allowed_prefixes(root, allowed_raw)
     out: list[FunctionSpec] = []
     for i, entry in enumerate(raw):
         sec = _Section(root.source, ("functions", i), entry, "a mapping with `function` and `outputs`")
@@ -924,9 +937,18 @@ def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_nam
 
 
 def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> JobSpec:
-    """Validate a loaded YAML document into a :class:`JobSpec`."""
+    """Validate a loaded YAML document into a :class:`JobSpec`. Error messages never hold the value of an
+    ``${env:...}`` placeholder (it is written back as the placeholder)."""
     overrides = dict(overrides or {})
     raw = apply_overrides(source.data, overrides.get("set", ()), source.name)
+    env = env_values(raw)
+    try:
+        return _parse(source, raw, overrides, env)
+    except SpecError as exc:
+        raise SpecError(redact(str(exc), env)) from None
+
+
+def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any], env: dict[str, str]) -> JobSpec:
     variables = raw.get("vars") or {}
     if not isinstance(variables, dict):
         raise SpecError(
@@ -942,7 +964,8 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
             "digits, '.', '_' and '-' (it becomes a directory name)."
         )
     root.allowed.append("vars")
-    description = root.get("description", str, "")
+    root.get("description", str, "")
+    description = recorded.get("description") or ""  # placeholders kept: the description is written into runs
     data = _data(root)
     task = _task(root)
     if task.kind is TaskKind.DETECTION:
@@ -984,6 +1007,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         functions=functions,
         source=source.name,
         recorded=recorded,
+        env=env,
     )
 
 
