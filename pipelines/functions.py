@@ -100,7 +100,9 @@ def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping
     """
     module, attribute = split_path(path)
     if is_standard_library(module):
-        raise PermissionError(f"module {module!r} is not allowed: it is part of the standard library, which no allow-list opens")
+        raise PermissionError(
+            f"module {module!r} is not allowed: it is part of the standard library, which no allow-list opens"
+        )
     if not is_allowed(module, prefixes):
         raise PermissionError(
             f"module {module!r} is not allowed; allowed prefixes: {', '.join(prefixes) or 'none'} "
@@ -111,7 +113,9 @@ def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping
         raise TypeError(f"{path!r} is not callable")
     home = getattr(found, "__module__", None) or ""
     if is_standard_library(home):
-        raise PermissionError(f"{path!r} is not allowed: it is {home}.{getattr(found, '__name__', attribute)} of the standard library")
+        raise PermissionError(
+            f"{path!r} is not allowed: it is {home}.{getattr(found, '__name__', attribute)} of the standard library"
+        )
     return found
 
 
