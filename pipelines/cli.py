@@ -119,9 +119,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
     from pipelines.execute import check_dataset
+    from pipelines.outputprobe import probe_output
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
+    probe_output(job.output, job.name)
     plan = check_dataset(job)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "

@@ -25,6 +25,7 @@ from pipelines import planning
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, UserError
 from pipelines.idf import resolve_idf
+from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
@@ -162,6 +163,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     instance = instance_key(spec)
+    probe_output(spec.output, spec.name)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
     plan = check_dataset(spec)

@@ -197,6 +197,8 @@ class OutputSpec:
     on_existing: str = "new"
     """``new``: every run is a new run; ``refuse``: refuse a run whose resolved inputs (e.g. the same
     night's paths) already have a committed run of this job."""
+    create: bool = False
+    """Create the output bucket when it does not exist (otherwise a missing bucket, often a typo, is refused)."""
 
 
 @dataclass(frozen=True)
@@ -748,8 +750,9 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
     uri = sec.get("uri", str, required=not overrides.get("output"))
     options = _storage_options(sec)
     on_existing = sec.get("on_existing", str, "new", choices=("new", "refuse"))
+    create = sec.get("create", bool, False)
     sec.finish()
-    return OutputSpec(overrides.get("output") or uri, options, on_existing)
+    return OutputSpec(overrides.get("output") or uri, options, on_existing, create)
 
 
 def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> BackboneSpec | None:

@@ -1,0 +1,144 @@
+"""The output as a faulty environment gives it: a misspelt bucket, an output under a file, a full disk, an S3
+endpoint that freezes (SIGSTOP) or dies at the commit, SIGTERM at chosen points, claims and run directories left
+by killed runs. Everything runs through the CLI against a moto S3 server in its own process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import s3fs
+
+from pipelines.results import list_runs
+from pipelines.synthetic import write_shards
+from tests.conftest import write_job
+
+ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "evalpipe-test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoProcess:
+    """``python -m moto.server`` on a free loopback port, in a process of its own (to freeze or kill)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            assert self.proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
+            time.sleep(0.1)
+        self.fs = s3fs.S3FileSystem(endpoint_url=self.endpoint, key=CREDENTIALS["AWS_ACCESS_KEY_ID"], secret="test")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def moto() -> Iterator[MotoProcess]:
+    server = MotoProcess()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("shards")
+    write_shards(str(directory), "binary", 3_000, 3, seed=5, row_group_rows=500)
+    return directory
+
+
+def _spec(shards: Path, uri: str, name: str = "faults", endpoint: str | None = None, **output) -> dict:
+    out: dict = {"uri": uri, **output}
+    if endpoint:
+        out["storage_options"] = {"endpoint_url": endpoint}
+    return {
+        "name": name,
+        "data": {"path": str(shards), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "roc_auc"],
+        "execution": {"runner": "local", "unit_rows": 1_000},
+        "output": out,
+    }
+
+
+def _popen(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, **CREDENTIALS, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _cli(*args: str, timeout: float = 240) -> tuple[int, str, str]:
+    proc = _popen(*args)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _one_paragraph(err: str) -> None:
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_missing_output_bucket_is_refused_unless_the_spec_creates_it(tmp_path, moto, shards):
+    moto.fs.mkdir("results")
+    job = write_job(tmp_path / "typo.yaml", _spec(shards, "s3://evlas/evals", endpoint=moto.endpoint))
+    for command in ("validate", "run"):
+        code, _, err = _cli(command, str(job))
+        assert code == 2, err
+        _one_paragraph(err)
+        assert "bucket 'evlas' does not exist" in err and "output.create: true" in err
+    assert moto.fs.ls("", refresh=True) == ["results"]  # no bucket was created
+    create = write_job(tmp_path / "create.yaml", _spec(shards, "s3://evlas/evals", endpoint=moto.endpoint, create=True))
+    code, _, err = _cli("run", str(create), "--quiet")
+    assert code == 0, err
+    assert sorted(moto.fs.ls("", refresh=True)) == ["evlas", "results"]
+    (run,) = list_runs("s3://evlas/evals", storage_options={"endpoint_url": moto.endpoint, **_keys()})
+    assert run.job == "faults"
+
+
+def _keys() -> dict[str, str]:
+    return {"key": CREDENTIALS["AWS_ACCESS_KEY_ID"], "secret": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+
+def test_an_output_that_cannot_be_written_is_found_before_computing(tmp_path, shards):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    job = write_job(tmp_path / "under-file.yaml", _spec(shards, str(blocker / "evals")))
+    for command in ("validate", "run"):
+        started = time.monotonic()
+        code, _, err = _cli(command, str(job))
+        assert code == 2, err
+        _one_paragraph(err)
+        assert f"output.uri '{blocker / 'evals'}': cannot write runs there" in err
+        assert time.monotonic() - started < 60
+    assert blocker.read_text() == "not a directory"
