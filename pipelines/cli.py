@@ -123,8 +123,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
-    probe_output(job.output, job.name)
     plan = check_dataset(job)
+    probe_output(job.output, job.name)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
         f"{len(plan.files)} files, {plan.rows} rows, {len(plan.units)} work units; "

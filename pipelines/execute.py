@@ -163,10 +163,10 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     instance = instance_key(spec)
-    probe_output(spec.output, spec.name)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
     plan = check_dataset(spec)
+    probe_output(spec.output, spec.name)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     spec, idf_counts = resolve_idf(spec, plan.files)
     plan_seconds = time.perf_counter() - t0

@@ -9,6 +9,7 @@ spec says ``output.create: true``: object stores would otherwise create a bucket
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 
 import fsspec
@@ -29,6 +30,21 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str) -> bool:
         if not is_storage_access_error(exc):
             raise
         return False
+
+
+def _missing_directories(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
+    """The local directories that creating ``directory`` would create, deepest first (object stores: none)."""
+    if not is_local(fs):
+        return []
+    missing = []
+    path = directory.rstrip("/")
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 def probe_output(output: OutputSpec, job: str) -> None:
@@ -61,10 +77,13 @@ def probe_output(output: OutputSpec, job: str) -> None:
                 ) from None
     directory = join(root, job)
     marker = join(directory, PROBE_PREFIX + secrets.token_hex(6))
+    created = _missing_directories(fs, directory)
     try:
         fs.makedirs(directory, exist_ok=True)
         fs.pipe_file(marker, b"")
         fs.rm(marker)
+        for path in created:  # leave the location as it was
+            fs.rmdir(path)
     except Exception as exc:
         if not is_storage_access_error(exc):
             raise

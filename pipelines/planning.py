@@ -10,6 +10,7 @@ merge results in the same order whichever worker finished first.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,6 +136,10 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> FileInf
     """Footer of one file. Raises :class:`DataError` for empty, truncated or non-Parquet files."""
     url = _unstrip(fs, path)
     size = int(info.get("size") or 0)
+    if info.get("islink") and is_local(fs) and not os.path.exists(path):
+        raise DataError(
+            f"{url}: a symbolic link to {os.readlink(path)}, which does not exist; expected a Parquet file."
+        )
     if size == 0:
         raise DataError(f"{url}: the file is empty (0 bytes); expected a Parquet file.")
     try:

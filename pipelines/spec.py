@@ -73,6 +73,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MAX_ACTORS = 4096
 _MAX_CPUS = 1024
 _MAX_GPUS = 64
+_MAX_INTEGER = 2**63 - 1
+"""Largest integer a spec may hold anywhere (a 64-bit signed integer): larger ones are refused up front."""
 
 
 @dataclass(frozen=True)
@@ -551,11 +553,15 @@ def _slices(root: _Section) -> tuple[SliceSpec, ...]:
                 raise SpecError(f"{sec.where('boundaries')}: buckets need exactly one `column`.")
             if (
                 not boundaries
-                or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in boundaries)
+                or not all(
+                    isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in boundaries
+                )
                 or sorted(boundaries) != boundaries
                 or len(set(boundaries)) != len(boundaries)
             ):
-                raise SpecError(f"{sec.where('boundaries')}: expected increasing numbers, got {_describe(boundaries)}.")
+                raise SpecError(
+                    f"{sec.where('boundaries')}: expected increasing finite numbers, got {_describe(boundaries)}."
+                )
         if quantiles is not None:
             if len(cols) != 1 or boundaries is not None:
                 raise SpecError(
@@ -621,6 +627,7 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
     sec.finish()
     _positive(sec, "replicates", spec.replicates, 100_000, integer=True)
     _positive(sec, "buckets", spec.buckets, 4096, integer=True)
+    _positive(sec, "seed", spec.seed, _MAX_INTEGER, integer=True, allow_zero=True)
     if not 0.5 <= spec.level < 1.0:
         raise SpecError(f"{sec.where('level')}: expected a confidence level in [0.5, 1), got {spec.level}.")
     return spec
@@ -867,7 +874,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
             raise SpecError(f"{sec.where('function')}: {path!r}: {exc}.") from None
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
             raise SpecError(f"{sec.where('function')}: cannot import {path!r}: {type(exc).__name__}: {exc}.") from None
-        if not outputs or not all(isinstance(o, str) and _NAME.match(o) for o in outputs):
+        if not outputs or not all(isinstance(o, str) and _NAME.fullmatch(o) for o in outputs):
             raise SpecError(f"{sec.where('outputs')}: expected a list of score names, got {_describe(outputs)}.")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
             raise SpecError(f"{sec.where('columns')}: expected keyword: column-name pairs, got {_describe(columns)}.")
@@ -911,6 +918,24 @@ def _baseline(root: _Section) -> BaselineSpec | None:
 
 
 # --- entry points ----------------------------------------------------------------
+
+
+def _check_integers(source: YamlSource) -> None:
+    """Refuse an integer outside the 64-bit range anywhere in the document (such numbers overflow floats and
+    array dtypes far from where they were written)."""
+    stack: list[tuple[Path, Any]] = [((), source.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INTEGER:
+            digits = len(str(abs(value)))
+            raise SpecError(
+                f"{source.where(path)}: an integer of {digits} digits is out of range; expected an integer "
+                f"between {-_MAX_INTEGER} and {_MAX_INTEGER}."
+            )
 
 
 def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_name: str) -> dict[str, Any]:
@@ -959,9 +984,10 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         )
     resolved, recorded = render(raw, variables, source.where)
     source = YamlSource(source.name, resolved, source.lines)
+    _check_integers(source)
     root = _Section(source, (), resolved)
     name = root.get("name", str, required=True)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SpecError(
             f"{root.where('name')}: job name {name!r} must start with a letter or digit and use only letters, "
             "digits, '.', '_' and '-' (it becomes a directory name)."

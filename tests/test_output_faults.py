@@ -4,7 +4,6 @@ by killed runs. Everything runs through the CLI against a moto S3 server in its 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
