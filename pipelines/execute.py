@@ -34,7 +34,8 @@ from pipelines.reduce import OrderedMerger, build_points, metric_defs
 from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec
-from pipelines.storage import new_run_id, read_run, run_location, write_run
+from pipelines.stopping import StopControl
+from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.worker import TOTAL_DROPPED, UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
@@ -46,6 +47,8 @@ class RunOutcome:
     uri: str
     regressions: tuple[Regression, ...] = ()
     """Metrics worse than the ``baseline:`` run beyond tolerance (empty without a baseline)."""
+    stopped: bool = False
+    """SIGTERM came after the run committed (the run is complete all the same)."""
 
 
 SCORES_FILE = "scores.parquet"
@@ -158,8 +161,15 @@ def bootstrap_settings(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progress: bool = True) -> RunOutcome:
-    """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
+def run_job(
+    spec: JobSpec,
+    *,
+    progress_stream: TextIO | None = None,
+    show_progress: bool = True,
+    stop: StopControl | None = None,
+) -> RunOutcome:
+    """Evaluate ``spec`` and commit the run. Returns the run and its URI. ``stop``: the process's SIGTERM
+    handling, told when the run is committed (so that a SIGTERM from then on does not undo the cleanup)."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     instance = instance_key(spec)
@@ -259,18 +269,25 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     regressions: tuple[Regression, ...] = ()
     if spec.baseline is not None:
         run, regressions = _compare_with_baseline(spec, run)
-    write_run(
-        location,
-        run,
-        spec.name,
-        accumulator.statistics,
-        merged.states,
-        instance=instance,
-        exclusive_instance=spec.output.on_existing == "refuse",
-        extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
-        if scores
-        else None,
-    )
+    try:
+        write_run(
+            location,
+            run,
+            spec.name,
+            accumulator.statistics,
+            merged.states,
+            instance=instance,
+            exclusive_instance=spec.output.on_existing == "refuse",
+            extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
+            if scores
+            else None,
+            on_commit=None if stop is None else functools.partial(stop.committed, location.uri),
+        )
+    except KeyboardInterrupt:
+        if read_manifest(location) is None:
+            raise
+        if stop is not None:  # the signal came as the manifest was being created: the run is committed
+            stop.committed(location.uri)
     if store is not None:
         try:
             store.clear()
@@ -281,7 +298,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
                     f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
                 )
             )
-    return RunOutcome(run, location.uri, regressions)
+    return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received)
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

@@ -14,9 +14,9 @@ import secrets
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from pipelines.errors import UserError, is_storage_access_error
-from pipelines.fingerprint import is_local
 from pipelines.spec import OutputSpec
 from pipelines.storage import join
 
@@ -34,7 +34,7 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str) -> bool:
 
 def _missing_directories(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
     """The local directories that creating ``directory`` would create, deepest first (object stores: none)."""
-    if not is_local(fs):
+    if not isinstance(fs, LocalFileSystem):
         return []
     missing = []
     path = directory.rstrip("/")
@@ -59,7 +59,7 @@ def probe_output(output: OutputSpec, job: str) -> None:
         fs, root = url_to_fs(output.uri, **output.storage_options)
     except (ImportError, ValueError) as exc:
         raise UserError(f"output.uri {output.uri!r}: cannot open this location: {exc}.") from None
-    if not is_local(fs):
+    if not isinstance(fs, LocalFileSystem):  # an object store: the first part of the path is the bucket
         bucket = root.strip("/").split("/", 1)[0]
         if not _bucket_exists(fs, bucket):
             if not output.create:

@@ -23,7 +23,7 @@ import io
 import json
 import secrets
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,8 +232,10 @@ def write_run(
     instance: str | None = None,
     exclusive_instance: bool = False,
     extra_files: Mapping[str, bytes] | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> None:
-    """Write every file of the run, then commit it with the manifest.
+    """Write every file of the run, then commit it with the manifest (``on_commit`` is called as soon as the
+    manifest exists).
 
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
@@ -243,6 +245,8 @@ def write_run(
     """
     try:
         _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
+        if on_commit is not None:
+            on_commit()
     except BaseException:
         # interrupted or failed before the commit: leave nothing behind (a committed run is left alone)
         with contextlib.suppress(Exception):

@@ -141,3 +141,73 @@ def test_an_output_that_cannot_be_written_is_found_before_computing(tmp_path, sh
         assert f"output.uri '{blocker / 'evals'}': cannot write runs there" in err
         assert time.monotonic() - started < 60
     assert blocker.read_text() == "not a directory"
+
+
+SLOW_CLEAR = '''
+import os
+import time
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+class SlowClearFileSystem(LocalFileSystem):
+    """Local files under ``slowclear://``; removing a checkpoint directory first writes ``{HOLD}.clearing`` and
+    waits while the file ``{HOLD}`` exists (at most 60 s)."""
+
+    protocol = ("slowclear",)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(str(path).removeprefix("slowclear://"))
+
+    def rm(self, path, recursive=False, maxdepth=None):
+        if "_checkpoints" in str(path):
+            hold = os.environ["EVALPIPE_TEST_HOLD"]
+            with open(hold + ".clearing", "w"):
+                pass
+            deadline = time.monotonic() + 60
+            while os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return super().rm(path, recursive=recursive, maxdepth=maxdepth)
+
+
+fsspec.register_implementation("slowclear", SlowClearFileSystem, clobber=True)
+'''
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_checkpoints(tmp_path, shards):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_CLEAR)
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", _spec(shards, f"slowclear://{out}", name="late"))
+    env = {**os.environ, **CREDENTIALS, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "EVALPIPE_TEST_HOLD": str(hold)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(Path(str(hold) + ".clearing"), proc)  # committed; now removing its checkpoints
+    (run,) = list_runs(str(out), "late")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the signal is handled while the removal waits
+    hold.unlink()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"SIGTERM received after run slowclear://{out}/late/{run.run_id} committed" in stderr
+    assert "nothing was committed" not in stderr
+    assert f"run: slowclear://{out}/late/{run.run_id}" in stdout
+    assert not (out / "late" / "_checkpoints").exists() or not any((out / "late" / "_checkpoints").iterdir())
