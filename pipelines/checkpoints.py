@@ -243,7 +243,7 @@ class LeftoverCheckpoints:
     """UTC time of the newest checkpoint file (None when the storage does not say)."""
 
 
-def _modified(info: dict[str, Any]) -> dt.datetime | None:
+def modified_time(info: dict[str, Any]) -> dt.datetime | None:
     """Modification time from an fsspec ``info`` dict: ``mtime`` (local), ``LastModified`` (S3), ``updated`` (GCS)."""
     value = info.get("mtime", info.get("LastModified", info.get("updated")))
     if isinstance(value, int | float):
@@ -275,7 +275,7 @@ def list_leftover_checkpoints(
             if entry.get("type") != "directory":
                 continue
             files = [f for f in fs.ls(entry["name"], detail=True) if f.get("type") == "file"]
-            times = [t for t in (_modified(f) for f in files) if t is not None]
+            times = [t for t in (modified_time(f) for f in files) if t is not None]
             found.append(
                 LeftoverCheckpoints(
                     name,

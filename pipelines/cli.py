@@ -138,11 +138,27 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
     import datetime as dt
 
     from pipelines.checkpoints import list_leftover_checkpoints, remove_checkpoints
+    from pipelines.leftovers import list_leftovers, remove_leftover
 
     if args.older_than < 0:
         raise UserError(f"--older-than {args.older_than:g}: expected a number of hours, 0 or more.")
-    leftovers = list_leftover_checkpoints(args.uri, args.job)
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.older_than)
+    others = list_leftovers(args.uri, args.job)
+    if others:
+        rows = [("kind", "job", "files", "MB", "last written (UTC)", "uri")]
+        for o in others:
+            written = o.last_written.strftime("%Y-%m-%d %H:%M:%S") if o.last_written else "?"
+            rows.append((o.kind, o.job, str(o.files), f"{o.bytes / 1e6:.1f}", written, o.uri))
+        _table(rows, out)
+        out.write(f"{len(others)} uncommitted run directories and stale refuse-claims (readers ignore them)\n")
+    if args.delete and others:
+        # a stale claim is stale by its lease; a run directory may still be being written, so it waits as long
+        # as checkpoints do
+        gone = [o for o in others if o.kind == "claim" or (o.last_written is not None and o.last_written < cutoff)]
+        for o in gone:
+            remove_leftover(o)
+        out.write(f"removed {len(gone)} of them\n")
+    leftovers = list_leftover_checkpoints(args.uri, args.job)
     rows = [("job", "units", "MB", "last written (UTC)", "uri")]
     for c in leftovers:
         written = c.last_written.strftime("%Y-%m-%d %H:%M:%S") if c.last_written else "?"

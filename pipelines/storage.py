@@ -240,8 +240,9 @@ def write_run(
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
     absent, so of two concurrent runs of the same inputs exactly one commits; the other's files are
-    removed and a :class:`UserError` says which run holds the inputs. If anything fails or is
-    interrupted (SIGTERM, Ctrl-C) before the commit, the run's files are removed.
+    removed and a :class:`UserError` says which run holds the inputs (a stale claim, of a run that never
+    committed, is taken over: :mod:`pipelines.claims`). If anything fails or is interrupted (SIGTERM, Ctrl-C)
+    before the commit, the run's files and its claim are removed.
     """
     try:
         _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
@@ -254,6 +255,10 @@ def write_run(
                 abort_uploads(loc.fs, loc.path)
                 if loc.fs.exists(loc.path):
                     loc.fs.rm(loc.path, recursive=True)
+                if exclusive_instance and instance is not None:
+                    from pipelines.claims import release_claim
+
+                    release_claim(loc.fs, loc.path.rsplit("/", 1)[0], instance, run.id)
         raise
 
 
@@ -302,19 +307,13 @@ def _write_and_commit(
         "files": files,
     }
     if exclusive_instance and instance is not None:
-        claim = join(loc.path.rsplit("/", 1)[0], "_instances", f"{instance}.json")
+        from pipelines.claims import take_claim
+
         try:
-            loc.fs.makedirs(claim.rsplit("/", 1)[0], exist_ok=True)
-            create_exclusive(loc.fs, claim, json.dumps({"run_id": run.id}).encode())
-        except FileExistsError:
-            with loc.fs.open(claim, "rb") as handle:
-                holder = json.loads(handle.read()).get("run_id")
+            take_claim(loc.fs, loc.path.rsplit("/", 1)[0], instance, run.id, job)
+        except UserError:
             loc.fs.rm(loc.path, recursive=True)
-            raise UserError(
-                f"output.on_existing is 'refuse' and run {holder} of job {job!r} already claimed these inputs "
-                f"({claim}); this run ({run.id}) was not committed. If {holder} never committed (it crashed while "
-                "committing), delete the claim file to allow a new run."
-            ) from None
+            raise
     create_exclusive(loc.fs, loc.file(COMMIT_MARKER), json.dumps(manifest, indent=1).encode())
 
 

@@ -4,6 +4,8 @@ by killed runs. Everything runs through the CLI against a moto S3 server in its 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -211,3 +213,106 @@ def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_
     assert "nothing was committed" not in stderr
     assert f"run: slowclear://{out}/late/{run.run_id}" in stdout
     assert not (out / "late" / "_checkpoints").exists() or not any((out / "late" / "_checkpoints").iterdir())
+
+
+SLOW_COMMIT = '''
+import os
+import time
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+class SlowCommitFileSystem(LocalFileSystem):
+    """Local files under ``slowcommit://``; creating a ``_COMMITTED`` manifest first writes ``{HOLD}.committing``
+    and waits while the file ``{HOLD}`` exists (at most 60 s)."""
+
+    protocol = ("slowcommit",)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(str(path).removeprefix("slowcommit://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+        if str(path).endswith("_COMMITTED") and mode[0] in "wx":
+            hold = os.environ["EVALPIPE_TEST_HOLD"]
+            with open(hold + ".committing", "w"):
+                pass
+            deadline = time.monotonic() + 60
+            while os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return super()._open(path, mode, **kwargs)
+
+
+fsspec.register_implementation("slowcommit", SlowCommitFileSystem, clobber=True)
+'''
+
+
+def _stop_at_commit(tmp_path: Path, spec: dict, sig: int) -> subprocess.CompletedProcess:
+    """Run ``spec`` with its output through ``slowcommit://``; send ``sig`` once every file and the claim are
+    written and the manifest is about to be."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SLOW_COMMIT)
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    marker = Path(str(hold) + ".committing")
+    marker.unlink(missing_ok=True)
+    spec = {**spec, "output": {**spec["output"], "uri": "slowcommit://" + spec["output"]["uri"]}}
+    job = write_job(tmp_path / "slow.yaml", spec)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "EVALPIPE_TEST_HOLD": str(hold)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(marker, proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    hold.unlink()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_a_refuse_claim_left_by_a_killed_run_is_taken_over_and_listed(tmp_path, shards):
+    out = tmp_path / "out"
+    spec = _spec(shards, str(out), name="once", on_existing="refuse")
+    claims = out / "once" / "_instances"
+
+    # SIGTERM between the claim and the manifest: the run's files and its claim are removed
+    stopped = _stop_at_commit(tmp_path, spec, signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr
+    assert list(claims.iterdir()) == []
+    assert [p.name for p in (out / "once").iterdir() if not p.name.startswith("_")] == []
+
+    # SIGKILL there: the claim and the uncommitted run directory stay; two minutes later no run stands behind it
+    killed = _stop_at_commit(tmp_path, spec, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    (claim,) = claims.iterdir()
+    held = json.loads(claim.read_text())
+    (run_dir,) = [p for p in (out / "once").iterdir() if not p.name.startswith("_")]
+    assert run_dir.name == held["run_id"] and not (run_dir / "_COMMITTED").exists()
+    past = dt.datetime.fromisoformat(held["claimed_at"]) - dt.timedelta(minutes=3)
+    claim.write_text(json.dumps({**held, "claimed_at": past.isoformat()}))
+    code, listed, err = _cli("checkpoints", str(out))
+    assert code == 0, err
+    kinds = {line.split()[0]: line.split()[-1] for line in listed.splitlines()[2:4]}
+    assert kinds == {"run": str(run_dir), "claim": str(claim)}, listed
+    assert "2 uncommitted run directories and stale refuse-claims" in listed
+
+    # the next run takes the stale claim over and commits; a run after it is refused by the committed run
+    job = write_job(tmp_path / "job.yaml", spec)
+    code, _, err = _cli("run", str(job), "--quiet")
+    assert code == 0, err
+    (run,) = list_runs(str(out), "once")
+    code, _, err = _cli("run", str(job), "--quiet")
+    assert code == 2 and "already has a committed run for these inputs" in err, err
+
+    # `checkpoints --delete` removes what the killed run left (the superseded claim and its run directory)
+    code, listed, err = _cli("checkpoints", str(out), "--delete", "--older-than", "0")
+    assert code == 0 and "removed 2 of them" in listed, (listed, err)
+    assert not run_dir.exists() and not claim.exists()
+    assert [r.run_id for r in list_runs(str(out), "once")] == [run.run_id]
+    code, listed, _ = _cli("checkpoints", str(out))
+    assert "uncommitted" not in listed
