@@ -165,6 +165,7 @@ class CheckpointStore:
         self.buckets = spec.confidence.buckets if spec.confidence else 0
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._written: list[str] = []
 
     def _path(self, unit_key: str) -> str:
         return join(self.directory, f"{unit_key}.npz")
@@ -196,11 +197,31 @@ class CheckpointStore:
 
     def _write(self, result: UnitResult) -> None:
         payload = encode_result(result)
+        path = self._path(result.key)
+        self._written.append(path)
         try:
-            self.fs.pipe_file(self._path(result.key), payload)
-        except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
-            self.fs.makedirs(self.directory, exist_ok=True)
-            self.fs.pipe_file(self._path(result.key), payload)
+            try:
+                self.fs.pipe_file(path, payload)
+            except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
+                self.fs.makedirs(self.directory, exist_ok=True)
+                self.fs.pipe_file(path, payload)
+        except OSError:  # a full disk: leave no broken checkpoint behind
+            with contextlib.suppress(Exception):
+                self.fs.rm(path)
+            raise
+
+    def discard_written(self) -> int:
+        """Remove the checkpoints this store wrote (a run that cannot commit for lack of space gives the space
+        back); returns how many there were. Checkpoints of earlier runs are kept."""
+        self._drain()
+        written, self._written = self._written, []
+        for path in written:
+            with contextlib.suppress(Exception):
+                self.fs.rm(path)
+        with contextlib.suppress(Exception):
+            if not self.fs.ls(self.directory, detail=False):
+                self.fs.rmdir(self.directory)
+        return len(written)
 
     def _drain(self) -> list[BaseException]:
         """Wait for every checkpoint handed to :meth:`save`; the errors of those that failed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import functools
 import hashlib
 import io
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from evaluators.accumulate import Accumulator
 from pipelines import planning
 from pipelines.checkpoints import CheckpointStore
-from pipelines.errors import DataError, UserError
+from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.idf import resolve_idf
 from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
@@ -288,6 +289,10 @@ def run_job(
             raise
         if stop is not None:  # the signal came as the manifest was being created: the run is committed
             stop.committed(location.uri)
+    except Exception as exc:
+        if isinstance(exc, UserError) or not is_storage_access_error(exc):
+            raise
+        raise JobFailed(spec.redact(_write_failed(location.uri, exc, store))) from None
     if store is not None:
         try:
             store.clear()
@@ -299,6 +304,23 @@ def run_job(
                 )
             )
     return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received)
+
+
+def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -> str:
+    """The one paragraph for a run whose files could not be written (nothing was committed). On a full disk
+    the checkpoints this run wrote are removed as well, to give the space back."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        removed = store.discard_written() if store is not None else 0
+        return (
+            f"writing run {uri} failed: no space left on the device (ENOSPC). Nothing was committed; this run's "
+            f"files and the {removed} unit checkpoints it had written were removed. Free some space and run the "
+            "job again."
+        )
+    return (
+        f"writing run {uri} failed: {type(exc).__name__}: {exc}. Nothing was committed (readers never see a "
+        "partial run); finished units are kept as checkpoints where the storage allowed, so running the job "
+        "again recomputes only what is missing."
+    )
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

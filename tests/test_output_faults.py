@@ -316,3 +316,29 @@ def test_a_refuse_claim_left_by_a_killed_run_is_taken_over_and_listed(tmp_path, 
     assert [r.run_id for r in list_runs(str(out), "once")] == [run.run_id]
     code, listed, _ = _cli("checkpoints", str(out))
     assert "uncommitted" not in listed
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 16 KiB tmpfs (needs the right to mount: root in a container that allows it)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_at_the_end_removes_what_the_run_wrote_and_says_so(tmp_path, small_disk, shards):
+    spec = _spec(shards, str(small_disk / "evals"), name="full")
+    spec["metrics"] = ["accuracy", "roc_auc", "average_precision"]  # 2.5 MB per checkpoint, 30 kB of statistics
+    job = write_job(tmp_path / "job.yaml", spec)
+    code, _, err = _cli("run", str(job), "--quiet")
+    assert code == 1, err
+    _one_paragraph(err)
+    assert "no space left on the device (ENOSPC)" in err and "were removed" in err
+    left = [p for p in small_disk.rglob("*") if p.is_file()]
+    assert left == [], left  # the disk is as empty as before the run
