@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
     args.beam_args = beam_args
     args.process = process  # the whole process (``evalpipe``, ``python -m pipelines``): may end it on SIGTERM
+    from pipelines.storage_budget import bound_storage_calls
+
+    bound_storage_calls()
     args.env = {}  # the job's resolved ${env:...} values, once it is loaded: never printed
 
     def say(text: str) -> None:

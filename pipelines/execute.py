@@ -37,6 +37,7 @@ from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec
 from pipelines.stopping import StopControl
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
+from pipelines.storage_budget import bound_storage_calls
 from pipelines.worker import TOTAL_DROPPED, UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
@@ -173,6 +174,7 @@ def run_job(
     handling, told when the run is committed (so that a SIGTERM from then on does not undo the cleanup)."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
+    bound_storage_calls()
     instance = instance_key(spec)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)

@@ -36,6 +36,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
+from pipelines.storage_budget import CLEANUP_S, within
 from pipelines.worker import SliceKey
 
 COMMIT_MARKER = "_COMMITTED"
@@ -249,8 +250,9 @@ def write_run(
         if on_commit is not None:
             on_commit()
     except BaseException:
-        # interrupted or failed before the commit: leave nothing behind (a committed run is left alone)
-        with contextlib.suppress(Exception):
+        # interrupted or failed before the commit: leave nothing behind (a committed run is left alone), within
+        # a bounded time whatever the storage does
+        def cleanup() -> None:
             if not loc.fs.exists(loc.file(COMMIT_MARKER)):
                 abort_uploads(loc.fs, loc.path)
                 if loc.fs.exists(loc.path):
@@ -259,6 +261,8 @@ def write_run(
                     from pipelines.claims import release_claim
 
                     release_claim(loc.fs, loc.path.rsplit("/", 1)[0], instance, run.id)
+
+        within(CLEANUP_S, cleanup)
         raise
 
 

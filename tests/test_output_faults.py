@@ -20,7 +20,7 @@ import s3fs
 
 from pipelines.results import list_runs
 from pipelines.synthetic import write_shards
-from tests.conftest import write_job
+from tests.conftest import add_file_column, text_function_job, write_job
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "evalpipe-test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -342,3 +342,69 @@ def test_a_full_disk_at_the_end_removes_what_the_run_wrote_and_says_so(tmp_path,
     assert "no space left on the device (ENOSPC)" in err and "were removed" in err
     left = [p for p in small_disk.rglob("*") if p.is_file()]
     assert left == [], left  # the disk is as empty as before the run
+
+
+@pytest.fixture
+def drivers() -> Iterator[list[subprocess.Popen]]:
+    """Driver processes a test started: killed if still running when it ends."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def _start_held_run(
+    tmp_path: Path, moto: MotoProcess, name: str, drivers: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, Path]:
+    """A text job whose output is on ``moto``, started and held inside its last unit once units 0 and 1 are
+    checkpointed on the server; returns the driver and the hold file (remove it to let the job finish)."""
+    moto.fs.mkdir("results")
+    data = tmp_path / "text"
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    paths = write_shards(str(data), "text", 600, 3, seed=4, row_group_rows=100)
+    add_file_column(paths, "hold", ["", "", str(hold)])
+    execution = {"runner": "local", "unit_rows": 200}
+    output = {"uri": "s3://results/evals", "storage_options": {"endpoint_url": moto.endpoint}}
+    spec = text_function_job(name, str(data), output, execution, "hold_while", "hold")
+    proc = _popen("run", str(write_job(tmp_path / f"{name}.yaml", spec)), "--quiet")
+    drivers.append(proc)
+    deadline = time.monotonic() + 120
+    while len(moto.fs.glob(f"results/evals/{name}/_checkpoints/*/*.npz", refresh=True)) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoints were written"
+        time.sleep(0.2)
+    return proc, hold
+
+
+def test_sigterm_with_the_s3_endpoint_frozen_at_the_commit_ends_the_driver_within_its_grace(tmp_path, moto, drivers):
+    from pipelines.stopping import STOP_GRACE_S
+
+    proc, hold = _start_held_run(tmp_path, moto, "frozen", drivers)
+    moto.proc.send_signal(signal.SIGSTOP)
+    hold.unlink()  # the last unit finishes; the commit meets a server that accepts connections and never answers
+    time.sleep(3)
+    assert proc.poll() is None
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=STOP_GRACE_S + 30)
+    assert time.monotonic() - stopped_at < STOP_GRACE_S + 10, err
+    assert proc.returncode == 143, err
+    _one_paragraph(err)
+    assert "stopped (SIGTERM)" in err
+    moto.proc.send_signal(signal.SIGCONT)
+    assert list_runs("s3://results/evals", "frozen", storage_options={"endpoint_url": moto.endpoint, **_keys()}) == []
+
+
+def test_an_s3_server_killed_at_the_commit_fails_the_job_with_one_paragraph(tmp_path, moto, drivers):
+    proc, hold = _start_held_run(tmp_path, moto, "killed", drivers)
+    moto.stop()
+    started = time.monotonic()
+    hold.unlink()
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err
+    _one_paragraph(err)
+    assert "evalpipe: job failed: writing run s3://results/evals/killed/" in err and "Nothing was committed" in err
+    assert time.monotonic() - started < 150
