@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -276,16 +277,25 @@ def modified_time(info: dict[str, Any]) -> dt.datetime | None:
     return None
 
 
-def list_leftover_checkpoints(
-    uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None
-) -> list[LeftoverCheckpoints]:
-    """Checkpoint directories under a results URI (the jobs' ``output.uri``), oldest first."""
+def job_directories(
+    uri: str, job: str | None, storage_options: dict[str, Any] | None
+) -> tuple[fsspec.AbstractFileSystem, str, str, list[str]]:
+    """``(fs, root path, "s3://"-style protocol prefix or "", job names)`` under a results URI: ``job`` alone
+    when given, else every directory there (none when the URI does not exist)."""
     fs, root = url_to_fs(uri, **(storage_options or {}))
     protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
     try:
         jobs = [job] if job else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
     except FileNotFoundError:
-        return []
+        jobs = []
+    return fs, root, protocol, jobs
+
+
+def list_leftover_checkpoints(
+    uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None
+) -> list[LeftoverCheckpoints]:
+    """Checkpoint directories under a results URI (the jobs' ``output.uri``), oldest first."""
+    fs, root, protocol, jobs = job_directories(uri, job, storage_options)
     found = []
     for name in jobs:
         try:

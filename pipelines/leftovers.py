@@ -12,7 +12,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from pipelines.checkpoints import modified_time
+from pipelines.checkpoints import job_directories, modified_time
 from pipelines.claims import stale_claims
 from pipelines.storage import COMMIT_MARKER, join
 
@@ -45,12 +45,7 @@ def _entry(kind: str, job: str, uri: str, files: list[dict[str, Any]]) -> Leftov
 
 def list_leftovers(uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None) -> list[Leftover]:
     """Uncommitted run directories and stale claims under a results URI (the jobs' ``output.uri``)."""
-    fs, root = url_to_fs(uri, **(storage_options or {}))
-    protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
-    try:
-        jobs = [job] if job else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
-    except FileNotFoundError:
-        return []
+    fs, root, protocol, jobs = job_directories(uri, job, storage_options)
     found: list[Leftover] = []
     for name in jobs:
         job_dir = join(root, name)

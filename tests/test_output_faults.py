@@ -145,7 +145,7 @@ def test_an_output_that_cannot_be_written_is_found_before_computing(tmp_path, sh
     assert blocker.read_text() == "not a directory"
 
 
-SLOW_CLEAR = '''
+SITE = '''
 import os
 import time
 
@@ -153,9 +153,18 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 
+def hold(step):
+    """Write ``{HOLD}.{step}``, then wait while the file ``{HOLD}`` exists (at most 60 s)."""
+    held = os.environ["EVALPIPE_TEST_HOLD"]
+    with open(held + "." + step, "w"):
+        pass
+    deadline = time.monotonic() + 60
+    while os.path.exists(held) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class SlowClearFileSystem(LocalFileSystem):
-    """Local files under ``slowclear://``; removing a checkpoint directory first writes ``{HOLD}.clearing`` and
-    waits while the file ``{HOLD}`` exists (at most 60 s)."""
+    """Local files under ``slowclear://``; removing a checkpoint directory is held (step ``clearing``)."""
 
     protocol = ("slowclear",)
 
@@ -165,16 +174,27 @@ class SlowClearFileSystem(LocalFileSystem):
 
     def rm(self, path, recursive=False, maxdepth=None):
         if "_checkpoints" in str(path):
-            hold = os.environ["EVALPIPE_TEST_HOLD"]
-            with open(hold + ".clearing", "w"):
-                pass
-            deadline = time.monotonic() + 60
-            while os.path.exists(hold) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            hold("clearing")
         return super().rm(path, recursive=recursive, maxdepth=maxdepth)
 
 
+class SlowCommitFileSystem(LocalFileSystem):
+    """Local files under ``slowcommit://``; creating a ``_COMMITTED`` manifest is held (step ``committing``)."""
+
+    protocol = ("slowcommit",)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(str(path).removeprefix("slowcommit://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+        if str(path).endswith("_COMMITTED") and mode[0] in "wx":
+            hold("committing")
+        return super()._open(path, mode, **kwargs)
+
+
 fsspec.register_implementation("slowclear", SlowClearFileSystem, clobber=True)
+fsspec.register_implementation("slowcommit", SlowCommitFileSystem, clobber=True)
 '''
 
 
@@ -186,15 +206,18 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_checkpoints(tmp_path, shards):
+def _held_driver(tmp_path: Path, spec: dict, step: str) -> tuple[subprocess.Popen, Path]:
+    """Start ``spec`` (its output under ``slowclear://`` or ``slowcommit://``) and wait until it is held at
+    ``step``; returns the driver and the hold file (remove it to let the driver go on)."""
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SLOW_CLEAR)
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITE)
     hold = tmp_path / "hold"
     hold.write_text("hold")
-    out = tmp_path / "out"
-    job = write_job(tmp_path / "job.yaml", _spec(shards, f"slowclear://{out}", name="late"))
-    env = {**os.environ, **CREDENTIALS, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "EVALPIPE_TEST_HOLD": str(hold)}
+    marker = Path(f"{hold}.{step}")
+    marker.unlink(missing_ok=True)
+    job = write_job(tmp_path / "held.yaml", spec)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "EVALPIPE_TEST_HOLD": str(hold)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
         env=env,
@@ -202,7 +225,14 @@ def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(Path(str(hold) + ".clearing"), proc)  # committed; now removing its checkpoints
+    _wait_for(marker, proc)
+    return proc, hold
+
+
+def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_checkpoints(tmp_path, shards):
+    out = tmp_path / "out"
+    proc, hold = _held_driver(tmp_path, _spec(shards, f"slowclear://{out}", name="late"), "clearing")
+    # committed; now removing its checkpoints
     (run,) = list_runs(str(out), "late")
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)  # the signal is handled while the removal waits
@@ -215,60 +245,11 @@ def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_
     assert not (out / "late" / "_checkpoints").exists() or not any((out / "late" / "_checkpoints").iterdir())
 
 
-SLOW_COMMIT = '''
-import os
-import time
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
-
-class SlowCommitFileSystem(LocalFileSystem):
-    """Local files under ``slowcommit://``; creating a ``_COMMITTED`` manifest first writes ``{HOLD}.committing``
-    and waits while the file ``{HOLD}`` exists (at most 60 s)."""
-
-    protocol = ("slowcommit",)
-
-    @classmethod
-    def _strip_protocol(cls, path):
-        return super()._strip_protocol(str(path).removeprefix("slowcommit://"))
-
-    def _open(self, path, mode="rb", **kwargs):
-        if str(path).endswith("_COMMITTED") and mode[0] in "wx":
-            hold = os.environ["EVALPIPE_TEST_HOLD"]
-            with open(hold + ".committing", "w"):
-                pass
-            deadline = time.monotonic() + 60
-            while os.path.exists(hold) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        return super()._open(path, mode, **kwargs)
-
-
-fsspec.register_implementation("slowcommit", SlowCommitFileSystem, clobber=True)
-'''
-
-
 def _stop_at_commit(tmp_path: Path, spec: dict, sig: int) -> subprocess.CompletedProcess:
     """Run ``spec`` with its output through ``slowcommit://``; send ``sig`` once every file and the claim are
     written and the manifest is about to be."""
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(SLOW_COMMIT)
-    hold = tmp_path / "hold"
-    hold.write_text("hold")
-    marker = Path(str(hold) + ".committing")
-    marker.unlink(missing_ok=True)
     spec = {**spec, "output": {**spec["output"], "uri": "slowcommit://" + spec["output"]["uri"]}}
-    job = write_job(tmp_path / "slow.yaml", spec)
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "EVALPIPE_TEST_HOLD": str(hold)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(marker, proc)
+    proc, hold = _held_driver(tmp_path, spec, "committing")
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     hold.unlink()

@@ -6,7 +6,6 @@ again: the result must equal a clean run of what is on disk now."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from pipelines.results import list_runs
 from pipelines.storage import read_run
 from pipelines.synthetic import write_shards
 from tests.conftest import add_file_column, write_job
+from tests.test_faults import _kill_after_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,24 +196,6 @@ def test_backbone_weights_replaced_at_the_same_path_change_the_fingerprint(tmp_p
     assert state_fingerprint(job, acc) != before
 
 
-def _kill_when(job: Path, checkpoints: Path, count: int) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while len(list(checkpoints.glob("*/*.npz"))) < count:
-        assert driver.poll() is None, driver.communicate()
-        assert time.monotonic() < deadline, "no checkpoints were written"
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_a_same_size_rewrite_with_its_mtime_put_back_is_recomputed(tmp_path):
     data = tmp_path / "data"
@@ -240,7 +222,7 @@ def test_a_same_size_rewrite_with_its_mtime_put_back_is_recomputed(tmp_path):
     }
     job = write_job(tmp_path / "job.yaml", spec)
     hold.write_text("hold")
-    _kill_when(job, tmp_path / "out" / "rewritten" / "_checkpoints", 2)
+    _kill_after_checkpoints(job, tmp_path / "out" / "rewritten" / "_checkpoints", 2)
     hold.unlink()
     # file 0 rewritten in place: one word per output, same byte size, its mtime put back (cp -p, rsync -t, tar x)
     stat = os.stat(paths[0])
