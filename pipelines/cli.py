@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     with stop_on_sigterm(STOP_GRACE_S if args.process else None) as stop:
         outcome = run_job(job, show_progress=not args.quiet, stop=stop)
         out.write(format_run(outcome.run) + "\n")
-        out.write(f"run: {outcome.uri}\n")
+        out.write(job.redact(f"run: {outcome.uri}\n"))
         baseline = outcome.run.metadata.get("baseline")
         if baseline is not None:
             if baseline.get("found") is None:

@@ -245,7 +245,9 @@ def run_job(
             "description": spec.description,
             "spec_source": spec.source,
             "spec": spec.recorded,
-            "inputs": [{"path": f.path, "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files],
+            "inputs": [
+                {"path": spec.redact(f.path), "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files
+            ],
             "rows": rows_done,
             "units": len(plan.units),
             "attempts": report.attempts,

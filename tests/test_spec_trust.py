@@ -55,9 +55,11 @@ def _spec(shards: Path, out: Path, **fields) -> dict:
 
 
 def test_env_values_never_reach_records_logs_or_error_messages(tmp_path, data):
-    env = {"MY_TOKEN": SENTINEL}
+    env = {"MY_TOKEN": SENTINEL, "DATA_ROOT": str(data)}
     out = tmp_path / "out"
-    job = write_job(tmp_path / "job.yaml", _spec(data, out, description="nightly with token ${env:MY_TOKEN}"))
+    spec = _spec(data, out, description="nightly with token ${env:MY_TOKEN}")
+    spec["data"]["path"] = "${env:DATA_ROOT}"
+    job = write_job(tmp_path / "job.yaml", spec)
     done = _cli("run", str(job), env=env)
     assert done.returncode == 0, done.stderr
     assert SENTINEL not in done.stdout + done.stderr
@@ -65,6 +67,7 @@ def test_env_values_never_reach_records_logs_or_error_messages(tmp_path, data):
     assert any(p.name == "run.json" for p in written)
     for path in written:
         assert SENTINEL.encode() not in path.read_bytes(), path
+        assert str(data).encode() not in path.read_bytes(), path  # input paths as ${env:DATA_ROOT}/part-...
     (run_json,) = out.rglob("run.json")
     assert "nightly with token ${env:MY_TOKEN}" in run_json.read_text()
 
