@@ -222,7 +222,13 @@ def run_job(
     t_reduce = time.perf_counter()
     merged = report.merged if report.merged is not None else merger.result()
     points, slice_report = build_points(
-        ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
+        spec.redact(", ".join(spec.data.paths)),
+        accumulator,
+        metrics,
+        merged,
+        spec.slices,
+        spec.confidence,
+        replicate_accumulator,
     )
     reduce_seconds = time.perf_counter() - t_reduce
     commit, branch = git_revision(spec)
