@@ -389,3 +389,21 @@ def test_an_s3_server_killed_at_the_commit_fails_the_job_with_one_paragraph(tmp_
     _one_paragraph(err)
     assert "evalpipe: job failed: writing run s3://results/evals/killed/" in err and "Nothing was committed" in err
     assert time.monotonic() - started < 150
+
+
+def test_a_run_directory_with_an_unreadable_manifest_is_listed_and_removed(tmp_path, capsys):
+    from pipelines.cli import main
+
+    broken = tmp_path / "out" / "job" / "20261101T000000000Z-abcdef"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text("{}")
+    (broken / "_COMMITTED").write_text('{"run_id": "20261101T0000')  # cut short
+    two_days_ago = time.time() - 48 * 3600
+    for path in broken.iterdir():
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert main(["checkpoints", str(tmp_path / "out")]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[2].split()[:3] == ["run", "job", "2"] and listed[2].split()[-1] == str(broken)
+    assert main(["checkpoints", str(tmp_path / "out"), "--delete"]) == 0
+    assert "removed 1 of them" in capsys.readouterr().out
+    assert not broken.exists()
