@@ -6,10 +6,11 @@ spec; the units that had finished are read back instead of recomputed. A checkpo
 * the run key (:func:`pipelines.execute.instance_key`: job name and resolved input paths), and a
   fingerprint of everything that shapes a unit's states (task, columns, metrics with their parameters,
   slices, bootstrap settings, user functions, backbone and its BERTScore idf weights, bad-row policy,
-  evalpipe's version), which name
+  evalpipe's version, the source of the modules defining the statistics, user functions and backbone, the
+  backbone's weight files), which name
   the directory ``{output}/{job}/_checkpoints/{run key}-{fingerprint}/``;
-* the unit's content key (:attr:`pipelines.planning.WorkUnit.key`: each file's path, size, etag or
-  modification time, and row-group range), which names the file ``{unit key}.npz``.
+* the unit's content key (:attr:`pipelines.planning.WorkUnit.key`: each file's path, size, version (etag,
+  or local modification time, inode and status-change time), and row-group range), which names the file ``{unit key}.npz``.
 
 So a changed input file, a changed metric or a different night's paths never reuse a stale state. The
 file is an ``.npz`` (no pickle): the states' arrays exactly as the worker returned them, so a resumed run
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +40,8 @@ from fsspec.core import url_to_fs
 
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import State
+from pipelines.fingerprint import code_identity, tree_identity
+from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
 from pipelines.storage import flatten_state, join, unflatten_state
@@ -47,13 +51,21 @@ CHECKPOINTS_DIR = "_checkpoints"
 
 
 def state_fingerprint(spec: JobSpec, accumulator: Accumulator) -> str:
-    """Hash of everything that decides a unit's states, besides the unit's rows."""
+    """Hash of everything that decides a unit's states, besides the unit's rows: the spec's settings, the
+    source of every module that defines a statistic, metric function or the backbone, and the backbone's
+    weight files (size and version, see :mod:`pipelines.fingerprint`)."""
     try:
         version = metadata.version("evalpipe")
     except metadata.PackageNotFoundError:
         version = "source"
+    modules = [split_path(f.path)[0] for f in spec.functions]
+    modules += [type(s).__module__ for s in accumulator.statistics]
+    if spec.backbone is not None:
+        modules.append(f"evaluators.backbones.{spec.backbone.kind}")
     parts = (
         version,
+        code_identity(modules),
+        tree_identity(spec.backbone.weights) if spec.backbone is not None else None,
         spec.task,
         spec.data.columns,
         spec.data.on_bad_rows,
@@ -156,6 +168,7 @@ class CheckpointStore:
         self.buckets = spec.confidence.buckets if spec.confidence else 0
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._written: list[str] = []
 
     def _path(self, unit_key: str) -> str:
         return join(self.directory, f"{unit_key}.npz")
@@ -187,11 +200,31 @@ class CheckpointStore:
 
     def _write(self, result: UnitResult) -> None:
         payload = encode_result(result)
+        path = self._path(result.key)
+        self._written.append(path)
         try:
-            self.fs.pipe_file(self._path(result.key), payload)
-        except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
-            self.fs.makedirs(self.directory, exist_ok=True)
-            self.fs.pipe_file(self._path(result.key), payload)
+            try:
+                self.fs.pipe_file(path, payload)
+            except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
+                self.fs.makedirs(self.directory, exist_ok=True)
+                self.fs.pipe_file(path, payload)
+        except OSError:  # a full disk: leave no broken checkpoint behind
+            with contextlib.suppress(Exception):
+                self.fs.rm(path)
+            raise
+
+    def discard_written(self) -> int:
+        """Remove the checkpoints this store wrote (a run that cannot commit for lack of space gives the space
+        back); returns how many there were. Checkpoints of earlier runs are kept."""
+        self._drain()
+        written, self._written = self._written, []
+        for path in written:
+            with contextlib.suppress(Exception):
+                self.fs.rm(path)
+        with contextlib.suppress(Exception):
+            if not self.fs.ls(self.directory, detail=False):
+                self.fs.rmdir(self.directory)
+        return len(written)
 
     def _drain(self) -> list[BaseException]:
         """Wait for every checkpoint handed to :meth:`save`; the errors of those that failed."""
@@ -234,7 +267,7 @@ class LeftoverCheckpoints:
     """UTC time of the newest checkpoint file (None when the storage does not say)."""
 
 
-def _modified(info: dict[str, Any]) -> dt.datetime | None:
+def modified_time(info: dict[str, Any]) -> dt.datetime | None:
     """Modification time from an fsspec ``info`` dict: ``mtime`` (local), ``LastModified`` (S3), ``updated`` (GCS)."""
     value = info.get("mtime", info.get("LastModified", info.get("updated")))
     if isinstance(value, int | float):
@@ -246,16 +279,25 @@ def _modified(info: dict[str, Any]) -> dt.datetime | None:
     return None
 
 
-def list_leftover_checkpoints(
-    uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None
-) -> list[LeftoverCheckpoints]:
-    """Checkpoint directories under a results URI (the jobs' ``output.uri``), oldest first."""
+def job_directories(
+    uri: str, job: str | None, storage_options: dict[str, Any] | None
+) -> tuple[fsspec.AbstractFileSystem, str, str, list[str]]:
+    """``(fs, root path, "s3://"-style protocol prefix or "", job names)`` under a results URI: ``job`` alone
+    when given, else every directory there (none when the URI does not exist)."""
     fs, root = url_to_fs(uri, **(storage_options or {}))
     protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
     try:
         jobs = [job] if job else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
     except FileNotFoundError:
-        return []
+        jobs = []
+    return fs, root, protocol, jobs
+
+
+def list_leftover_checkpoints(
+    uri: str, job: str | None = None, storage_options: dict[str, Any] | None = None
+) -> list[LeftoverCheckpoints]:
+    """Checkpoint directories under a results URI (the jobs' ``output.uri``), oldest first."""
+    fs, root, protocol, jobs = job_directories(uri, job, storage_options)
     found = []
     for name in jobs:
         try:
@@ -266,7 +308,7 @@ def list_leftover_checkpoints(
             if entry.get("type") != "directory":
                 continue
             files = [f for f in fs.ls(entry["name"], detail=True) if f.get("type") == "file"]
-            times = [t for t in (_modified(f) for f in files) if t is not None]
+            times = [t for t in (modified_time(f) for f in files) if t is not None]
             found.append(
                 LeftoverCheckpoints(
                     name,

@@ -8,17 +8,15 @@ with ``baseline:``; the run is committed all the same), 1 internal failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
+from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, stop_on_sigterm
 
 
 def _format_value(value: float | None) -> str:
@@ -65,62 +63,42 @@ def _overrides(args: argparse.Namespace) -> dict:
     }
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM (``ray job stop``, a scheduler's kill): unwinds the job like Ctrl-C, so that nothing is
-    committed, uploads in flight are closed or removed, and finished units stay as checkpoints."""
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM raises :class:`Stopped` in the main thread. Some libraries turn an exception raised by a
-    signal handler into their own ``KeyboardInterrupt``: one that unwinds out of the block after a
-    SIGTERM is re-raised as :class:`Stopped`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        received.append(signum)
-        raise Stopped()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        if received and not isinstance(exc, Stopped):
-            raise Stopped() from None
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
-    with _stop_on_sigterm():
-        outcome = run_job(job, show_progress=not args.quiet)
-    out.write(format_run(outcome.run) + "\n")
-    out.write(f"run: {outcome.uri}\n")
-    baseline = outcome.run.metadata.get("baseline")
-    if baseline is not None:
-        if baseline.get("found") is None:
-            out.write(f"baseline: no committed run to compare with ({baseline['run']})\n")
-        else:
-            out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
-            for r in outcome.regressions:
-                out.write(f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n")
+    args.env = job.env
+    with stop_on_sigterm(STOP_GRACE_S if args.process else None) as stop:
+        outcome = run_job(job, show_progress=not args.quiet, stop=stop)
+        out.write(format_run(outcome.run) + "\n")
+        out.write(job.redact(f"run: {outcome.uri}\n"))
+        baseline = outcome.run.metadata.get("baseline")
+        if baseline is not None:
+            if baseline.get("found") is None:
+                out.write(f"baseline: no committed run to compare with ({baseline['run']})\n")
+            else:
+                out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
+                for r in outcome.regressions:
+                    out.write(
+                        f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
+                    )
+        if stop.received:
+            sys.stderr.write(
+                job.redact(f"evalpipe: SIGTERM received after run {outcome.uri} committed; the run is complete\n")
+            )
     return REGRESSED if outcome.regressions else 0
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
     from pipelines.execute import check_dataset
+    from pipelines.outputprobe import probe_output
 
     job = spec_module.load(args.job, _overrides(args))
+    args.env = job.env
     plan = check_dataset(job)
+    probe_output(job.output, job.name)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
         f"{len(plan.files)} files, {plan.rows} rows, {len(plan.units)} work units; "
@@ -160,11 +138,27 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
     import datetime as dt
 
     from pipelines.checkpoints import list_leftover_checkpoints, remove_checkpoints
+    from pipelines.leftovers import list_leftovers, remove_leftover
 
     if args.older_than < 0:
         raise UserError(f"--older-than {args.older_than:g}: expected a number of hours, 0 or more.")
-    leftovers = list_leftover_checkpoints(args.uri, args.job)
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.older_than)
+    others = list_leftovers(args.uri, args.job)
+    if others:
+        rows = [("kind", "job", "files", "MB", "last written (UTC)", "uri")]
+        for o in others:
+            written = o.last_written.strftime("%Y-%m-%d %H:%M:%S") if o.last_written else "?"
+            rows.append((o.kind, o.job, str(o.files), f"{o.bytes / 1e6:.1f}", written, o.uri))
+        _table(rows, out)
+        out.write(f"{len(others)} uncommitted run directories and stale refuse-claims (readers ignore them)\n")
+    if args.delete and others:
+        # a stale claim is stale by its lease; a run directory may still be being written, so it waits as long
+        # as checkpoints do
+        gone = [o for o in others if o.kind == "claim" or (o.last_written is not None and o.last_written < cutoff)]
+        for o in gone:
+            remove_leftover(o)
+        out.write(f"removed {len(gone)} of them\n")
+    leftovers = list_leftover_checkpoints(args.uri, args.job)
     rows = [("job", "units", "MB", "last written (UTC)", "uri")]
     for c in leftovers:
         written = c.last_written.strftime("%Y-%m-%d %H:%M:%S") if c.last_written else "?"
@@ -319,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_args: list[str] = []
     if "--" in argv:  # what follows is for Apache Beam: ``run job.yaml --runner beam -- --runner=DataflowRunner``
@@ -327,21 +322,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if beam_args and args.command not in ("run", "validate"):
         parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
     args.beam_args = beam_args
+    args.process = process  # the whole process (``evalpipe``, ``python -m pipelines``): may end it on SIGTERM
+    from pipelines.storage_budget import bound_storage_calls
+
+    bound_storage_calls()
+    args.env = {}  # the job's resolved ${env:...} values, once it is loaded: never printed
+
+    def say(text: str) -> None:
+        from pipelines.templating import redact
+
+        sys.stderr.write(redact(text, args.env))
+
     try:
         return args.func(args, sys.stdout)
     except UserError as exc:
-        sys.stderr.write(f"evalpipe: error: {exc}\n")
+        say(f"evalpipe: error: {exc}\n")
         return 2
     except JobFailed as exc:
-        sys.stderr.write(f"evalpipe: job failed: {exc}\n")
+        say(f"evalpipe: job failed: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
-        return 143 if isinstance(exc, Stopped) else 130
+        return STOPPED_EXIT if isinstance(exc, Stopped) else 130
     except Exception:
-        sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
-        traceback.print_exc()
+        say("evalpipe: internal error (please report it with the traceback below)\n" + traceback.format_exc())
         return 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import functools
 import hashlib
 import io
@@ -23,9 +24,10 @@ import pyarrow.parquet as pq
 from evaluators.accumulate import Accumulator
 from pipelines import planning
 from pipelines.checkpoints import CheckpointStore
-from pipelines.errors import DataError, UserError
+from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
 from pipelines.idf import resolve_idf
+from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
@@ -34,7 +36,9 @@ from pipelines.reduce import OrderedMerger, build_points, metric_defs
 from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec
-from pipelines.storage import new_run_id, read_run, run_location, write_run
+from pipelines.stopping import StopControl
+from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
+from pipelines.storage_budget import bound_storage_calls
 from pipelines.worker import TOTAL_DROPPED, UnitResult
 
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
@@ -46,6 +50,8 @@ class RunOutcome:
     uri: str
     regressions: tuple[Regression, ...] = ()
     """Metrics worse than the ``baseline:`` run beyond tolerance (empty without a baseline)."""
+    stopped: bool = False
+    """SIGTERM came after the run committed (the run is complete all the same)."""
 
 
 SCORES_FILE = "scores.parquet"
@@ -158,14 +164,23 @@ def bootstrap_settings(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progress: bool = True) -> RunOutcome:
-    """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
+def run_job(
+    spec: JobSpec,
+    *,
+    progress_stream: TextIO | None = None,
+    show_progress: bool = True,
+    stop: StopControl | None = None,
+) -> RunOutcome:
+    """Evaluate ``spec`` and commit the run. Returns the run and its URI. ``stop``: the process's SIGTERM
+    handling, told when the run is committed (so that a SIGTERM from then on does not undo the cleanup)."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
+    bound_storage_calls()
     instance = instance_key(spec)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
     plan = check_dataset(spec)
+    probe_output(spec.output, spec.name)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     spec, idf_counts = resolve_idf(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
@@ -212,7 +227,13 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
     points, slice_report = build_points(
-        ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
+        spec.redact(", ".join(spec.data.paths)),
+        accumulator,
+        metrics,
+        merged,
+        spec.slices,
+        spec.confidence,
+        replicate_accumulator,
     )
     check_values(points)
     reduce_seconds = time.perf_counter() - t_reduce
@@ -236,7 +257,9 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             "description": spec.description,
             "spec_source": spec.source,
             "spec": spec.recorded,
-            "inputs": [{"path": f.path, "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files],
+            "inputs": [
+                {"path": spec.redact(f.path), "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files
+            ],
             "rows": rows_done,
             "units": len(plan.units),
             "attempts": report.attempts,
@@ -263,27 +286,57 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     regressions: tuple[Regression, ...] = ()
     if spec.baseline is not None:
         run, regressions = _compare_with_baseline(spec, run)
-    write_run(
-        location,
-        run,
-        spec.name,
-        accumulator.statistics,
-        merged.states,
-        instance=instance,
-        exclusive_instance=spec.output.on_existing == "refuse",
-        extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
-        if scores
-        else None,
-    )
+    try:
+        write_run(
+            location,
+            run,
+            spec.name,
+            accumulator.statistics,
+            merged.states,
+            instance=instance,
+            exclusive_instance=spec.output.on_existing == "refuse",
+            extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
+            if scores
+            else None,
+            on_commit=None if stop is None else functools.partial(stop.committed, location.uri),
+        )
+    except KeyboardInterrupt:
+        if read_manifest(location) is None:
+            raise
+        if stop is not None:  # the signal came as the manifest was being created: the run is committed
+            stop.committed(location.uri)
+    except Exception as exc:
+        if isinstance(exc, UserError) or not is_storage_access_error(exc):
+            raise
+        raise JobFailed(spec.redact(_write_failed(location.uri, exc, store))) from None
     if store is not None:
         try:
             store.clear()
         except OSError as exc:  # the run is committed; leftover checkpoints only take space
             sys.stderr.write(
-                f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be removed "
-                f"({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+                spec.redact(
+                    f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be "
+                    f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+                )
             )
-    return RunOutcome(run, location.uri, regressions)
+    return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received)
+
+
+def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -> str:
+    """The one paragraph for a run whose files could not be written (nothing was committed). On a full disk
+    the checkpoints this run wrote are removed as well, to give the space back."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        removed = store.discard_written() if store is not None else 0
+        return (
+            f"writing run {uri} failed: no space left on the device (ENOSPC). Nothing was committed; this run's "
+            f"files and the {removed} unit checkpoints it had written were removed. Free some space and run the "
+            "job again."
+        )
+    return (
+        f"writing run {uri} failed: {type(exc).__name__}: {exc}. Nothing was committed (readers never see a "
+        "partial run); finished units are kept as checkpoints where the storage allowed, so running the job "
+        "again recomputes only what is missing."
+    )
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

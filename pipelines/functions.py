@@ -4,14 +4,18 @@ A function ``fn(samples, prompts, outputs, **columns) -> {name: [score per sampl
 every batch a worker reads (lists of strings in, one float per row out, for every output named in
 the spec). Its scores are aggregated by :class:`evaluators.sketch.ScoreSketch` (count, mean, std,
 extremes, quantiles, bootstrap intervals) like any statistic, and can be written per row next to
-the run. Functions are imported only from module prefixes that the spec's ``allow_modules`` or the
-``EVALPIPE_ALLOWED_MODULES`` environment variable (comma-separated) allow.
+the run. Functions are imported only from module prefixes that the ``EVALPIPE_ALLOWED_MODULES``
+environment variable (comma-separated, set by the operator) allows; when it is set, the spec's
+``allow_modules`` may only narrow it, and without it the spec's list applies. The standard library
+(``os``, ``subprocess``, ``builtins``...) is never allowed, nor a callable that a user module merely
+re-exports from it.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +53,29 @@ class FunctionSpec:
 
 
 def allowed_prefixes(spec_allowed: Sequence[str]) -> tuple[str, ...]:
+    """The module prefixes a job may import from: the operator's ``EVALPIPE_ALLOWED_MODULES`` narrowed by the
+    spec's ``allow_modules`` (or the spec's list alone when the variable is not set).
+
+    Raises:
+        PermissionError: the spec names a prefix outside the operator's list.
+    """
     env = [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(",") if p.strip()]
-    return tuple(dict.fromkeys([*spec_allowed, *env]))
+    if not env:
+        return tuple(dict.fromkeys(spec_allowed))
+    if not spec_allowed:
+        return tuple(dict.fromkeys(env))
+    wider = [p for p in spec_allowed if not is_allowed(p, env)]
+    if wider:
+        raise PermissionError(
+            f"{', '.join(map(repr, wider))} is outside {ALLOW_ENV} ({', '.join(env)}), which the operator set; "
+            "a job spec may only narrow that list"
+        )
+    return tuple(dict.fromkeys(spec_allowed))
+
+
+def is_standard_library(module: str) -> bool:
+    """Whether ``module`` is part of Python's standard library (``builtins`` included)."""
+    return module.split(".")[0] in sys.stdlib_module_names
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -75,6 +100,10 @@ def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping
         ImportError / AttributeError / TypeError: it cannot be imported or is not callable.
     """
     module, attribute = split_path(path)
+    if is_standard_library(module):
+        raise PermissionError(
+            f"module {module!r} is not allowed: it is part of the standard library, which no allow-list opens"
+        )
     if not is_allowed(module, prefixes):
         raise PermissionError(
             f"module {module!r} is not allowed; allowed prefixes: {', '.join(prefixes) or 'none'} "
@@ -83,6 +112,11 @@ def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping
     found = getattr(importlib.import_module(module), attribute)
     if not callable(found):
         raise TypeError(f"{path!r} is not callable")
+    home = getattr(found, "__module__", None) or ""
+    if is_standard_library(home):
+        raise PermissionError(
+            f"{path!r} is not allowed: it is {home}.{getattr(found, '__name__', attribute)} of the standard library"
+        )
     return found
 
 

@@ -10,6 +10,7 @@ merge results in the same order whichever worker finished first.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from pipelines.errors import DataError, is_storage_access_error
+from pipelines.fingerprint import file_version, is_local
 
 _GLOB_CHARS = "*?["
 
@@ -31,7 +33,7 @@ class FileInfo:
 
     path: str  # full URL with protocol, e.g. ``s3://bucket/a.parquet`` or a local path
     size: int
-    version: str  # etag or modification time: changes when the file does
+    version: str  # etag, or local mtime + inode + ctime (:func:`pipelines.fingerprint.file_version`)
     row_groups: tuple[int, ...]  # rows per row group
     schema: pa.Schema
 
@@ -87,12 +89,7 @@ class Plan:
 
 
 def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return fs.unstrip_protocol(path) if not _is_local(fs) else path
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+    return fs.unstrip_protocol(path) if not is_local(fs) else path
 
 
 def list_files(
@@ -135,17 +132,14 @@ def list_files(
     return [found[k] for k in sorted(found)]
 
 
-def _version(info: dict) -> str:
-    for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified", "created"):
-        if info.get(key) is not None:
-            return str(info[key]).strip('"')
-    return ""
-
-
 def read_footer(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> FileInfo:
     """Footer of one file. Raises :class:`DataError` for empty, truncated or non-Parquet files."""
     url = _unstrip(fs, path)
     size = int(info.get("size") or 0)
+    if info.get("islink") and is_local(fs) and not os.path.exists(path):
+        raise DataError(
+            f"{url}: a symbolic link to {os.readlink(path)}, which does not exist; expected a Parquet file."
+        )
     if size == 0:
         raise DataError(f"{url}: the file is empty (0 bytes); expected a Parquet file.")
     try:
@@ -155,7 +149,7 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> FileInf
             row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise DataError(f"{url}: not a readable Parquet file (truncated or corrupt?): {exc}.") from None
-    return FileInfo(url, size, _version(info), row_groups, schema)
+    return FileInfo(url, size, file_version(info), row_groups, schema)
 
 
 def read_footers(paths: Sequence[str], storage_options: dict[str, Any], threads: int = 8) -> tuple[FileInfo, ...]:

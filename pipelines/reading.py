@@ -103,6 +103,11 @@ def check_schema(info: FileInfo, roles: Mapping[str, str], task: Task) -> None:
                 f"{info.path}: column {column!r} (data.columns.{role}) is missing{hint}; "
                 f"the file has columns: {', '.join(names)}."
             )
+        if names.count(column) > 1:
+            raise DataError(
+                f"{info.path}: column {column!r} (data.columns.{role}) appears {names.count(column)} times in the "
+                "file; expected one column of each name."
+            )
         dtype = info.schema.field(column).type
         description, ok = expected_type(role, task)
         if not ok(dtype):

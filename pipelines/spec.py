@@ -45,7 +45,7 @@ from pipelines.functions import (
     split_path,
 )
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
-from pipelines.templating import render
+from pipelines.templating import env_values, redact, render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
 
 RUNNERS = ("ray", "local", "beam")
@@ -73,6 +73,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MAX_ACTORS = 4096
 _MAX_CPUS = 1024
 _MAX_GPUS = 64
+_MAX_INTEGER = 2**63 - 1
+"""Largest integer a spec may hold anywhere (a 64-bit signed integer): larger ones are refused up front."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ class OutputSpec:
     on_existing: str = "new"
     """``new``: every run is a new run; ``refuse``: refuse a run whose resolved inputs (e.g. the same
     night's paths) already have a committed run of this job."""
+    create: bool = False
+    """Create the output bucket when it does not exist (otherwise a missing bucket, often a typo, is refused)."""
 
 
 @dataclass(frozen=True)
@@ -243,9 +247,15 @@ class JobSpec:
     functions: tuple[FunctionSpec, ...] = ()
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """``${env:NAME}`` values the spec resolved (name -> value): never written, see :meth:`redact`."""
     idf: Any = field(default=None, compare=False, repr=False)
     """BERTScore idf weights ``[V]`` float32, set by the driver before the main pass (see
     :mod:`pipelines.idf`); None when no metric weights tokens by idf."""
+
+    def redact(self, text: str) -> str:
+        """``text`` with every resolved ``${env:...}`` value written back as its placeholder."""
+        return redact(text, self.env)
 
     def derived_metrics(self) -> list[tuple[MetricSpec, DerivedMetric]]:
         """Each metric entry with its built metric (validated at load time), then one per user-function output."""
@@ -543,11 +553,15 @@ def _slices(root: _Section) -> tuple[SliceSpec, ...]:
                 raise SpecError(f"{sec.where('boundaries')}: buckets need exactly one `column`.")
             if (
                 not boundaries
-                or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in boundaries)
+                or not all(
+                    isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in boundaries
+                )
                 or sorted(boundaries) != boundaries
                 or len(set(boundaries)) != len(boundaries)
             ):
-                raise SpecError(f"{sec.where('boundaries')}: expected increasing numbers, got {_describe(boundaries)}.")
+                raise SpecError(
+                    f"{sec.where('boundaries')}: expected increasing finite numbers, got {_describe(boundaries)}."
+                )
         if quantiles is not None:
             if len(cols) != 1 or boundaries is not None:
                 raise SpecError(
@@ -613,6 +627,7 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
     sec.finish()
     _positive(sec, "replicates", spec.replicates, 100_000, integer=True)
     _positive(sec, "buckets", spec.buckets, 4096, integer=True)
+    _positive(sec, "seed", spec.seed, _MAX_INTEGER, integer=True, allow_zero=True)
     if not 0.5 <= spec.level < 1.0:
         raise SpecError(f"{sec.where('level')}: expected a confidence level in [0.5, 1), got {spec.level}.")
     return spec
@@ -742,8 +757,9 @@ def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
     uri = sec.get("uri", str, required=not overrides.get("output"))
     options = _storage_options(sec)
     on_existing = sec.get("on_existing", str, "new", choices=("new", "refuse"))
+    create = sec.get("create", bool, False)
     sec.finish()
-    return OutputSpec(overrides.get("output") or uri, options, on_existing)
+    return OutputSpec(overrides.get("output") or uri, options, on_existing, create)
 
 
 def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> BackboneSpec | None:
@@ -790,7 +806,7 @@ def _custom_statistic_entry(
     priority = sec.get("priority", str, "secondary", choices=PRIORITIES)
     sec.finish()
     allowed = root.value.get("allow_modules") or []
-    prefixes = allowed_prefixes(allowed if isinstance(allowed, list) else [])
+    prefixes = _allowed_prefixes(root, allowed if isinstance(allowed, list) else [])
     try:
         import_function(path, prefixes)
         key = key or split_path(path)[1]
@@ -803,6 +819,13 @@ def _custom_statistic_entry(
         raise SpecError(f"{sec.where()}: metric key {key!r} is already used by metrics[{keys[key]}]; set `as:`.")
     keys[key] = i
     return MetricSpec(CUSTOM_PREFIX + path, key, dict(params), priority)
+
+
+def _allowed_prefixes(root: _Section, spec_allowed: list[str]) -> tuple[str, ...]:
+    try:
+        return allowed_prefixes(spec_allowed)
+    except PermissionError as exc:
+        raise SpecError(f"{root.where('allow_modules')}: {exc}.") from None
 
 
 def function_metrics(functions: Sequence[FunctionSpec]) -> list[tuple[MetricSpec, DerivedMetric]]:
@@ -835,7 +858,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         return ()
     if not isinstance(raw, list):
         raise SpecError(f"{root.where('functions')}: expected a list of metric functions, got {_describe(raw)}.")
-    prefixes = allowed_prefixes(allowed_raw)
+    prefixes = _allowed_prefixes(root, allowed_raw)
     out: list[FunctionSpec] = []
     for i, entry in enumerate(raw):
         sec = _Section(root.source, ("functions", i), entry, "a mapping with `function` and `outputs`")
@@ -851,7 +874,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
             raise SpecError(f"{sec.where('function')}: {path!r}: {exc}.") from None
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
             raise SpecError(f"{sec.where('function')}: cannot import {path!r}: {type(exc).__name__}: {exc}.") from None
-        if not outputs or not all(isinstance(o, str) and _NAME.match(o) for o in outputs):
+        if not outputs or not all(isinstance(o, str) and _NAME.fullmatch(o) for o in outputs):
             raise SpecError(f"{sec.where('outputs')}: expected a list of score names, got {_describe(outputs)}.")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
             raise SpecError(f"{sec.where('columns')}: expected keyword: column-name pairs, got {_describe(columns)}.")
@@ -897,6 +920,24 @@ def _baseline(root: _Section) -> BaselineSpec | None:
 # --- entry points ----------------------------------------------------------------
 
 
+def _check_integers(source: YamlSource) -> None:
+    """Refuse an integer outside the 64-bit range anywhere in the document (such numbers overflow floats and
+    array dtypes far from where they were written)."""
+    stack: list[tuple[Path, Any]] = [((), source.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INTEGER:
+            digits = len(str(abs(value)))
+            raise SpecError(
+                f"{source.where(path)}: an integer of {digits} digits is out of range; expected an integer "
+                f"between {-_MAX_INTEGER} and {_MAX_INTEGER}."
+            )
+
+
 def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_name: str) -> dict[str, Any]:
     """Apply ``--set key.path=value`` assignments (values parsed as YAML scalars)."""
     data = copy.deepcopy(data)
@@ -924,9 +965,18 @@ def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_nam
 
 
 def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> JobSpec:
-    """Validate a loaded YAML document into a :class:`JobSpec`."""
+    """Validate a loaded YAML document into a :class:`JobSpec`. Error messages never hold the value of an
+    ``${env:...}`` placeholder (it is written back as the placeholder)."""
     overrides = dict(overrides or {})
     raw = apply_overrides(source.data, overrides.get("set", ()), source.name)
+    env = env_values(raw)
+    try:
+        return _parse(source, raw, overrides, env)
+    except SpecError as exc:
+        raise SpecError(redact(str(exc), env)) from None
+
+
+def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any], env: dict[str, str]) -> JobSpec:
     variables = raw.get("vars") or {}
     if not isinstance(variables, dict):
         raise SpecError(
@@ -934,15 +984,17 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         )
     resolved, recorded = render(raw, variables, source.where)
     source = YamlSource(source.name, resolved, source.lines)
+    _check_integers(source)
     root = _Section(source, (), resolved)
     name = root.get("name", str, required=True)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SpecError(
             f"{root.where('name')}: job name {name!r} must start with a letter or digit and use only letters, "
             "digits, '.', '_' and '-' (it becomes a directory name)."
         )
     root.allowed.append("vars")
-    description = root.get("description", str, "")
+    root.get("description", str, "")
+    description = recorded.get("description") or ""  # placeholders kept: the description is written into runs
     data = _data(root)
     task = _task(root)
     if task.kind is TaskKind.DETECTION:
@@ -984,6 +1036,7 @@ def parse(source: YamlSource, overrides: Mapping[str, Any] | None = None) -> Job
         functions=functions,
         source=source.name,
         recorded=recorded,
+        env=env,
     )
 
 

@@ -23,7 +23,7 @@ import io
 import json
 import secrets
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
+from pipelines.storage_budget import CLEANUP_S, within
 from pipelines.worker import SliceKey
 
 COMMIT_MARKER = "_COMMITTED"
@@ -232,24 +233,36 @@ def write_run(
     instance: str | None = None,
     exclusive_instance: bool = False,
     extra_files: Mapping[str, bytes] | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> None:
-    """Write every file of the run, then commit it with the manifest.
+    """Write every file of the run, then commit it with the manifest (``on_commit`` is called as soon as the
+    manifest exists).
 
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
     absent, so of two concurrent runs of the same inputs exactly one commits; the other's files are
-    removed and a :class:`UserError` says which run holds the inputs. If anything fails or is
-    interrupted (SIGTERM, Ctrl-C) before the commit, the run's files are removed.
+    removed and a :class:`UserError` says which run holds the inputs (a stale claim, of a run that never
+    committed, is taken over: :mod:`pipelines.claims`). If anything fails or is interrupted (SIGTERM, Ctrl-C)
+    before the commit, the run's files and its claim are removed.
     """
     try:
         _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
+        if on_commit is not None:
+            on_commit()
     except BaseException:
-        # interrupted or failed before the commit: leave nothing behind (a committed run is left alone)
-        with contextlib.suppress(Exception):
+        # interrupted or failed before the commit: leave nothing behind (a committed run is left alone), within
+        # a bounded time whatever the storage does
+        def cleanup() -> None:
             if not loc.fs.exists(loc.file(COMMIT_MARKER)):
                 abort_uploads(loc.fs, loc.path)
                 if loc.fs.exists(loc.path):
                     loc.fs.rm(loc.path, recursive=True)
+                if exclusive_instance and instance is not None:
+                    from pipelines.claims import release_claim
+
+                    release_claim(loc.fs, loc.path.rsplit("/", 1)[0], instance, run.id)
+
+        within(CLEANUP_S, cleanup)
         raise
 
 
@@ -298,19 +311,13 @@ def _write_and_commit(
         "files": files,
     }
     if exclusive_instance and instance is not None:
-        claim = join(loc.path.rsplit("/", 1)[0], "_instances", f"{instance}.json")
+        from pipelines.claims import take_claim
+
         try:
-            loc.fs.makedirs(claim.rsplit("/", 1)[0], exist_ok=True)
-            create_exclusive(loc.fs, claim, json.dumps({"run_id": run.id}).encode())
-        except FileExistsError:
-            with loc.fs.open(claim, "rb") as handle:
-                holder = json.loads(handle.read()).get("run_id")
+            take_claim(loc.fs, loc.path.rsplit("/", 1)[0], instance, run.id, job)
+        except UserError:
             loc.fs.rm(loc.path, recursive=True)
-            raise UserError(
-                f"output.on_existing is 'refuse' and run {holder} of job {job!r} already claimed these inputs "
-                f"({claim}); this run ({run.id}) was not committed. If {holder} never committed (it crashed while "
-                "committing), delete the claim file to allow a new run."
-            ) from None
+            raise
     create_exclusive(loc.fs, loc.file(COMMIT_MARKER), json.dumps(manifest, indent=1).encode())
 
 

@@ -35,6 +35,37 @@ def run_date(variables: Mapping[str, Any], today: dt.date | None = None) -> dt.d
         raise SpecError(f"vars.DATE must be a date written YYYY-MM-DD, got {raw!r}.") from None
 
 
+def env_values(data: Any, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{name: value}`` of every ``${env:NAME}`` placeholder in the strings of ``data`` that is set."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            for match in _PLACEHOLDER.finditer(value):
+                name, _, var = match.group(1).strip().partition(":")
+                if name == "env" and not match.group(0).startswith("$$") and env.get(var):
+                    found[var] = env[var]
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def redact(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each environment value of ``values`` (name -> value) written back as ``${env:NAME}``:
+    for messages and records, which never hold a resolved environment value. Values shorter than 4
+    characters are replaced only as whole words (``8`` in ``got '8'``, not in ``2048``)."""
+    for name, value in sorted(values.items(), key=lambda item: -len(item[1])):
+        if len(value) >= 4:
+            text = text.replace(value, "${env:" + name + "}")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "${env:" + name + "}", text)
+    return text
+
+
 def _substitute(text: str, lookup: Callable[[str], str]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0).startswith("$$"):

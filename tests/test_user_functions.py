@@ -103,8 +103,14 @@ def test_modules_outside_the_allow_list_are_refused(tmp_path, pairs, monkeypatch
     spec["allow_modules"] = ["my_company.evals"]
     with pytest.raises(SpecError, match=r"functions\[0\]\.function.*not allowed.*my_company\.evals"):
         _load(tmp_path, spec)
-    monkeypatch.setenv("EVALPIPE_ALLOWED_MODULES", "tests.user_metrics")
-    assert _load(tmp_path, spec, "env.yaml").functions[0].key == "gen"
+    # the operator's list is the ceiling: the spec may narrow it, never widen it
+    monkeypatch.setenv("EVALPIPE_ALLOWED_MODULES", "tests")
+    with pytest.raises(SpecError, match=r"allow_modules.*'my_company\.evals' is outside EVALPIPE_ALLOWED_MODULES"):
+        _load(tmp_path, spec, "env.yaml")
+    spec["allow_modules"] = ["tests.user_metrics"]
+    assert _load(tmp_path, spec, "narrowed.yaml").functions[0].key == "gen"
+    del spec["allow_modules"]
+    assert _load(tmp_path, spec, "operator.yaml").functions[0].key == "gen"
 
 
 def test_a_function_returning_the_wrong_number_of_scores_is_a_data_error(tmp_path, pairs):

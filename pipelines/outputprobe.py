@@ -1,0 +1,95 @@
+"""The output location, checked before any work: its bucket exists, and a file can be created and removed there.
+
+``evalpipe validate`` and ``evalpipe run`` (before reading a row) create and delete a marker
+``{output}/{job}/_probe-{random hex}``, so that a read-only output, an output under a file or a typo in a
+bucket name is found in a second, not after hours of computing. A missing bucket is created only when the
+spec says ``output.create: true``: object stores would otherwise create a bucket for a misspelt name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+
+import fsspec
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+from pipelines.errors import UserError, is_storage_access_error
+from pipelines.spec import OutputSpec
+from pipelines.storage import join
+
+PROBE_PREFIX = "_probe-"
+
+
+def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str) -> bool:
+    try:
+        return bool(fs.exists(bucket))
+    except Exception as exc:
+        if not is_storage_access_error(exc):
+            raise
+        return False
+
+
+def _missing_directories(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
+    """The local directories that creating ``directory`` would create, deepest first (object stores: none)."""
+    if not isinstance(fs, LocalFileSystem):
+        return []
+    missing = []
+    path = directory.rstrip("/")
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def probe_output(output: OutputSpec, job: str) -> None:
+    """Check that runs of ``job`` can be written under ``output.uri`` (creating the bucket when
+    ``output.create`` says so).
+
+    Raises:
+        UserError: the location cannot be opened, its bucket does not exist, or a marker file cannot be
+            created and removed there.
+    """
+    try:
+        fs, root = url_to_fs(output.uri, **output.storage_options)
+    except (ImportError, ValueError) as exc:
+        raise UserError(f"output.uri {output.uri!r}: cannot open this location: {exc}.") from None
+    if not isinstance(fs, LocalFileSystem):  # an object store: the first part of the path is the bucket
+        bucket = root.strip("/").split("/", 1)[0]
+        if not _bucket_exists(fs, bucket):
+            if not output.create:
+                raise UserError(
+                    f"output.uri {output.uri!r}: bucket {bucket!r} does not exist (or these credentials cannot see "
+                    "it); check its name, or set output.create: true to have evalpipe create it."
+                )
+            try:
+                fs.mkdir(bucket)
+            except Exception as exc:
+                if not is_storage_access_error(exc):
+                    raise
+                raise UserError(
+                    f"output.uri {output.uri!r}: bucket {bucket!r} could not be created: {type(exc).__name__}: {exc}."
+                ) from None
+    directory = join(root, job)
+    marker = join(directory, PROBE_PREFIX + secrets.token_hex(6))
+    created = _missing_directories(fs, directory)
+    try:
+        fs.makedirs(directory, exist_ok=True)
+        fs.pipe_file(marker, b"")
+        fs.rm(marker)
+        for path in created:  # leave the location as it was
+            fs.rmdir(path)
+    except Exception as exc:
+        if not is_storage_access_error(exc):
+            raise
+        with contextlib.suppress(Exception):
+            fs.rm(marker)
+        raise UserError(
+            f"output.uri {output.uri!r}: cannot write runs there: creating and removing the marker file {marker} "
+            f"failed with {type(exc).__name__}: {exc}. Check that the location is a writable directory or bucket."
+        ) from None

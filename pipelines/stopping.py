@@ -1,0 +1,92 @@
+"""SIGTERM (``ray job stop``, a scheduler's kill): unwind before the commit, tell the truth after it, and end the
+process within :data:`STOP_GRACE_S` seconds whatever storage does.
+
+Before the run commits, SIGTERM raises :class:`Stopped` in the main thread, which unwinds the job like Ctrl-C:
+nothing is committed, uploads in flight are aborted, finished units stay as checkpoints. Once the manifest is
+created (:meth:`StopControl.committed`) the run is published: a SIGTERM from then on is only noted, the
+driver finishes removing the checkpoints and reports the committed run. Either way, a process that is still
+alive :data:`STOP_GRACE_S` seconds after the first SIGTERM (a frozen storage endpoint under the cleanup)
+exits at once with one line saying what was and was not done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+STOP_GRACE_S = 30.0
+"""Seconds from the first SIGTERM to the end of the process, at most."""
+STOPPED_EXIT = 143
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM before the commit: unwinds the job like Ctrl-C."""
+
+
+class StopControl:
+    """What the SIGTERM handler has seen, and whether the run it stops is already committed."""
+
+    def __init__(self, grace_s: float | None) -> None:
+        self.grace_s = grace_s
+        self.received = False
+        self.committed_uri: str | None = None
+
+    def committed(self, uri: str) -> None:
+        """The run's manifest exists: from now on a SIGTERM is noted, not raised."""
+        self.committed_uri = uri
+
+    def handle(self, signum: int, frame: object) -> None:
+        first = not self.received
+        self.received = True
+        if first and self.grace_s is not None:
+            timer = threading.Timer(self.grace_s, self._hard_exit)
+            timer.daemon = True
+            timer.start()
+        if self.committed_uri is None:
+            raise Stopped()
+
+    def _hard_exit(self) -> None:
+        if self.committed_uri is not None:
+            message = (
+                f"evalpipe: stopped (SIGTERM) after run {self.committed_uri} committed; its checkpoints may be "
+                "left (`evalpipe checkpoints URI --delete` removes them)\n"
+            )
+            code = 0
+        else:
+            message = (
+                f"evalpipe: stopped (SIGTERM); the storage did not answer the cleanup within {self.grace_s:g} s, so "
+                "this run's files and unit checkpoints may be left (not committed: readers ignore them; "
+                "`evalpipe checkpoints URI --delete` removes them)\n"
+            )
+            code = STOPPED_EXIT
+        with contextlib.suppress(Exception):
+            sys.stderr.write(message)
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(code)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopControl]:
+    """Route SIGTERM to a :class:`StopControl` inside the block (main thread only). ``grace_s``: end the
+    process that long after the first SIGTERM (None: never, for callers that are not the whole process).
+
+    Some libraries turn an exception raised by a signal handler into their own ``KeyboardInterrupt``: one
+    that unwinds out of the block after a SIGTERM is re-raised as :class:`Stopped`."""
+    control = StopControl(grace_s)
+    if threading.current_thread() is not threading.main_thread():
+        yield control
+        return
+    previous = signal.signal(signal.SIGTERM, control.handle)
+    try:
+        yield control
+    except KeyboardInterrupt as exc:
+        if control.received and not isinstance(exc, Stopped):
+            raise Stopped() from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
