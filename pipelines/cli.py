@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
@@ -100,8 +101,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
+    if args.commit or args.branch:
+        job = dataclasses.replace(job, commit=args.commit or job.commit, branch=args.branch or job.branch)
+    args.loaded_job = job
     with _stop_on_sigterm():
         outcome = run_job(job, show_progress=not args.quiet)
+    args.run_outcome = outcome
     out.write(format_run(outcome.run) + "\n")
     out.write(f"run: {outcome.uri}\n")
     baseline = outcome.run.metadata.get("baseline")
@@ -266,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="override output.uri")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key, e.g. execution.actors=4")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--commit", help="the code's commit to record (default: EVALPIPE_COMMIT, else git HEAD)")
+    run.add_argument("--branch", help="the code's branch to record (default: EVALPIPE_BRANCH, else git's)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check the spec and the dataset schema without computing")
@@ -327,22 +334,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if beam_args and args.command not in ("run", "validate"):
         parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
     args.beam_args = beam_args
+    code, error = _dispatch(args)
+    if args.command == "run":
+        _report_outcome(args, code, error)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
+    """Run the command: its exit code, and the one-paragraph error it printed (None on success)."""
     try:
-        return args.func(args, sys.stdout)
+        return args.func(args, sys.stdout), None
     except UserError as exc:
         sys.stderr.write(f"evalpipe: error: {exc}\n")
-        return 2
+        return 2, str(exc)
     except JobFailed as exc:
         sys.stderr.write(f"evalpipe: job failed: {exc}\n")
-        return exc.exit_code
+        return exc.exit_code, str(exc)
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
-        return 143 if isinstance(exc, Stopped) else 130
-    except Exception:
+        return (143 if isinstance(exc, Stopped) else 130), how
+    except Exception as exc:
         sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
         traceback.print_exc()
-        return 1
+        return 1, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _report_outcome(args: argparse.Namespace, code: int, error: str | None) -> None:
+    """Write the run's outcome next to its output (when the spec was read) and print it as the last line."""
+    from pipelines.outcome import Outcome, log_line, outcome_id, write_outcome
+
+    job = getattr(args, "loaded_job", None)
+    done = getattr(args, "run_outcome", None)
+    outcome = Outcome(
+        exit_code=code,
+        job=job.name if job is not None else None,
+        run_id=done.run.id if done is not None else (outcome_id() if job is not None else None),
+        run_uri=done.uri if done is not None else None,
+        regressions=tuple(r.to_dict() for r in done.regressions) if done is not None else (),
+        error=error,
+    )
+    if job is not None:
+        write_outcome(job.output.uri, job.output.storage_options, outcome)
+    sys.stderr.flush()
+    sys.stdout.write(log_line(outcome) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
