@@ -98,12 +98,14 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
+    from pipelines.environment import check_backbone_weights
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
     if args.commit or args.branch:
         job = dataclasses.replace(job, commit=args.commit or job.commit, branch=args.branch or job.branch)
     args.loaded_job = job
+    check_backbone_weights(job)
     with _stop_on_sigterm():
         outcome = run_job(job, show_progress=not args.quiet)
     args.run_outcome = outcome
@@ -122,9 +124,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
+    from pipelines.environment import check_backbone_weights
     from pipelines.execute import check_dataset
 
     job = spec_module.load(args.job, _overrides(args))
+    check_backbone_weights(job)
     plan = check_dataset(job)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
@@ -153,7 +157,7 @@ REGRESSED = 3
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.results import list_runs
 
-    runs = list_runs(args.uri, args.job, args.since)
+    runs = list_runs(args.uri, args.job, args.since, must_exist=True)
     rows = [("job", "run id", "started (UTC)", "files", "uri")]
     rows += [(r.job, r.run_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(len(r.files)), r.uri) for r in runs]
     _table(rows, out)
@@ -216,6 +220,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         metrics=args.metric,
         points=args.point,
         alpha=args.alpha,
+        force=args.force,
     )
     rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
     for c in comparisons:
@@ -257,8 +262,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _version() -> str:
+    from pipelines import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalpipe", description="Distributed batch evaluation of ML predictions.")
+    parser.add_argument("--version", action="version", version=f"evalpipe {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="evaluate a job and commit the run")
@@ -309,11 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare two runs; exit 3 when a metric regressed (for gating)")
     compare.add_argument("baseline", help="baseline run URI")
     compare.add_argument("current", help="current run URI")
-    compare.add_argument("--tolerance", help="absolute tolerance: 0.01, or roc_auc=0.005,*=0.01")
+    compare.add_argument(
+        "--tolerance", help="absolute tolerance: 0.01, or roc_auc=0.005,*=0.01 (default 0: any worsening regresses)"
+    )
     compare.add_argument("--metric", action="append", help="only this metric (repeatable)")
     compare.add_argument("--point", action="append", help="only this point, e.g. overall (repeatable)")
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level when runs have samples")
     compare.add_argument("--all", action="store_true", help="list every compared metric, not only regressions")
+    compare.add_argument("--force", action="store_true", help="compare runs of different jobs")
     compare.set_defaults(func=cmd_compare)
 
     report = sub.add_parser("report", help="write one self-contained HTML page for a run")
@@ -355,6 +370,12 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
         return (143 if isinstance(exc, Stopped) else 130), how
     except Exception as exc:
+        from pipelines.environment import describe
+
+        message = describe(exc)
+        if message is not None:  # credentials or permissions: the user's to fix
+            sys.stderr.write(f"evalpipe: error: {message}\n")
+            return 2, message
         sys.stderr.write("evalpipe: internal error (please report it with the traceback below)\n")
         traceback.print_exc()
         return 1, f"internal error: {type(exc).__name__}: {exc}"

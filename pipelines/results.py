@@ -12,6 +12,7 @@ written, or whose driver died before committing, is invisible.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,11 +63,25 @@ class RunInfo:
     instance: str | None = None
 
 
+def _unknown(what: str, name: str, valid: Iterable[str]) -> UserError:
+    """``what 'name' not found (did you mean ...?); the ones there are: ...``."""
+    names = sorted(set(valid))
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
+    return UserError(f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}.")
+
+
 def _since(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(
+                f"since {value!r}: expected an ISO date or date and time (UTC), e.g. 2026-11-01 or 2026-11-01T06:00."
+            ) from None
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     return utc(value)
@@ -77,6 +92,8 @@ def list_runs(
     job: str | None = None,
     since: dt.datetime | dt.date | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    must_exist: bool = False,
 ) -> list[RunInfo]:
     """Committed runs under ``uri`` (the job spec's ``output.uri``), oldest first.
 
@@ -84,6 +101,8 @@ def list_runs(
         uri: any fsspec URL holding ``{job}/{run id}/`` directories.
         job: only this job's runs.
         since: only runs started at or after this time (ISO string, date or datetime; UTC if naive).
+        must_exist: raise :class:`UserError` when ``uri`` does not exist, or ``job`` has no committed run
+            there (naming the jobs that have), rather than return an empty list (a misspelt name).
     """
     try:
         fs, root = url_to_fs(uri, **(storage_options or {}))
@@ -91,8 +110,10 @@ def list_runs(
         raise UserError(f"{uri}: cannot open this location: {exc}.") from None
     root = root.rstrip("/")
     fs.invalidate_cache()  # object stores: list what is there now, not a cached listing
-    pattern = join(root, job or "*", "*", COMMIT_MARKER)
     start = _since(since)
+    if must_exist:
+        _check_exists(fs, root, uri, job)
+    pattern = join(root, job or "*", "*", COMMIT_MARKER)
     found: list[RunInfo] = []
     for marker in sorted(fs.glob(pattern)):
         run_path = marker.rsplit("/", 1)[0]
@@ -118,6 +139,15 @@ def list_runs(
     return found
 
 
+def _check_exists(fs: Any, root: str, uri: str, job: str | None) -> None:
+    if not fs.exists(root):
+        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
+    if job is None or fs.glob(join(root, job, "*", COMMIT_MARKER)):
+        return
+    jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(root, "*", "*", COMMIT_MARKER))]
+    raise _unknown(f"{uri}: job", job, jobs)
+
+
 def load_runs(
     uri: str,
     job: str | None = None,
@@ -134,7 +164,7 @@ def load_runs(
     (filters and projections pushed into the reads); for object stores the files are read through
     fsspec (so the same credentials apply) and the frame is then lazy.
     """
-    runs = list_runs(uri, job, since, storage_options)
+    runs = list_runs(uri, job, since, storage_options, must_exist=True)
     if not runs:
         empty = pl.DataFrame(schema=_EMPTY_SCHEMA)
         return empty.lazy() if lazy else empty
@@ -196,6 +226,12 @@ def trend(
     frame = load_runs(uri, job, since, lazy=True, storage_options=storage_options)
     assert isinstance(frame, pl.LazyFrame)
     rows = frame.filter((pl.col("metric") == metric) & (pl.col("point") == point)).sort("timestamp", "run_id").collect()
+    if rows.is_empty():
+        names = frame.select("metric", "point").unique().collect()
+        if not names.is_empty() and point not in set(names["point"]):
+            raise _unknown(f"job {job!r}: point", point, names["point"])
+        if not names.is_empty() and metric not in set(names["metric"]):
+            raise _unknown(f"job {job!r}: metric", metric, names.filter(pl.col("point") == point)["metric"])
     tags: dict[str, str] = {}
     points = []
     for row in rows.iter_rows(named=True):
@@ -243,15 +279,21 @@ def compare_all(
     points: Iterable[str] | None = None,
     alpha: float = 0.05,
     storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> list[Comparison]:
     """Every ranked metric (direction higher or lower) of every point present in both runs.
 
     A metric *regressed* when it is worse than the baseline by more than its tolerance (absolute,
-    in the metric's units; a mapping gives one per metric name, ``"*"`` the default) and, when both
-    runs stored bootstrap replicates, the paired bootstrap test finds the difference significant at
-    ``alpha``.
+    in the metric's units; a mapping gives one per metric name, ``"*"`` the default; default 0: any
+    worsening) and, when both runs stored bootstrap replicates, the paired bootstrap test finds the
+    difference significant at ``alpha``.
+
+    Raises:
+        UserError: a name in ``metrics``, ``points`` or the tolerance mapping that neither run has (a typo
+            would otherwise compare nothing and pass), or runs of two different jobs unless ``force``.
     """
     base, cur = _as_run(baseline, storage_options), _as_run(current, storage_options)
+    _check_comparable(base, cur, tolerance, metrics, points, force)
     wanted_metrics = set(metrics) if metrics is not None else None
     wanted_points = set(points) if points is not None else None
     paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
@@ -290,6 +332,41 @@ def compare_all(
                 )
             )
     return out
+
+
+def _metric_names(run: Run) -> set[str]:
+    """Every metric key of ``run`` and its base names (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for
+    ``roc_auc.error_bound``)."""
+    keys = {k for p in run.points for k in p.metrics}
+    return keys | {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
+
+
+def _check_comparable(
+    base: Run,
+    cur: Run,
+    tolerance: float | Mapping[str, float],
+    metrics: Iterable[str] | None,
+    points: Iterable[str] | None,
+    force: bool,
+) -> None:
+    jobs = (base.metadata.get("job"), cur.metadata.get("job"))
+    if jobs[0] != jobs[1] and not force:
+        raise UserError(
+            f"the baseline is a run of job {jobs[0]!r} and the current run of job {jobs[1]!r}: comparing runs of "
+            "different jobs is refused unless forced (evalpipe compare --force, compare(..., force=True))."
+        )
+    names = _metric_names(base) | _metric_names(cur)
+    for name in metrics or ():
+        if name not in names:
+            raise _unknown("metric", name, {n for n in names if "[" not in n})
+    point_names = {p.name for p in base.points} | {p.name for p in cur.points}
+    for name in points or ():
+        if name not in point_names:
+            raise _unknown("point", name, point_names)
+    if isinstance(tolerance, Mapping):
+        for name in tolerance:
+            if name != "*" and name not in names:
+                raise _unknown("tolerance for metric", name, {n for n in names if "[" not in n} | {"*"})
 
 
 def compare(

@@ -1,0 +1,253 @@
+"""The command line as a new user and the person on call meet it: version, the run's outcome, the recorded
+commit, one-paragraph errors (exit 2) for what the user can fix, and comparisons that refuse to pass silently."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn import metrics as skm
+
+from pipelines import __version__
+from pipelines.cli import main
+from pipelines.errors import UserError
+from pipelines.outcome import OUTCOME_PREFIX, OUTCOMES_DIR, parse_outcome
+from pipelines.results import load_runs, trend
+from pipelines.storage import read_run
+from pipelines.synthetic import concatenated, write_shards
+
+ROWS = 3_000
+
+
+def _job(tmp: Path, name: str, data: str, output: Path, **extra) -> Path:
+    spec = {
+        "name": name,
+        "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", {"name": "roc_auc", "mode": "exact", "as": "roc_auc"}, "f1_score"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(output)},
+        **extra,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, object]:
+    """Two runs of job ``gate`` (the second on other data) and one of job ``other``, run through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli")
+    first = write_shards(str(tmp / "a"), "binary", ROWS, 2, seed=1)
+    write_shards(str(tmp / "b"), "binary", ROWS, 2, seed=2)
+    output = tmp / "results"
+    gate = _job(tmp, "gate", str(tmp / "a" / "*.parquet"), output)
+    other = _job(tmp, "other", str(tmp / "b" / "*.parquet"), output)
+    runs = {}
+    for key, argv in {
+        "first": ["run", str(gate), "--quiet", "--commit", "c0ffee", "--branch", "main"],
+        "second": ["run", str(gate), "--quiet", "--set", f"data.path={tmp / 'b' / '*.parquet'}"],
+        "other": ["run", str(other), "--quiet"],
+    }.items():
+        code = main(argv)
+        assert code == 0, key
+        runs[key] = read_run(
+            sorted(p for p in (output / argv[1].rsplit("/", 1)[-1][:-5]).iterdir() if "T" in p.name)[-1].as_posix()
+        )
+    return {"tmp": tmp, "output": output, "gate": gate, "runs": runs, "paths": first}
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"evalpipe {__version__}"
+    installed = subprocess.run([sys.executable, "-m", "pip", "show", "evalpipe"], capture_output=True, text=True)
+    version = next(line.split(": ", 1)[1] for line in installed.stdout.splitlines() if line.startswith("Version: "))
+    assert __version__ == version
+
+
+def test_outcome_of_a_committed_run_and_the_recorded_commit(results, capsys) -> None:
+    output: Path = results["output"]
+    first = results["runs"]["first"]
+    assert (first.commit, first.branch) == ("c0ffee", "main")
+    data = concatenated(results["paths"], ["score", "label"])
+    y, p = data["label"].astype(np.int64), data["score"].astype(np.float64)
+    assert first.point("overall").metrics["roc_auc"].value == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    outcome = json.loads((output / "gate" / OUTCOMES_DIR / f"{first.id}.json").read_text())
+    assert outcome == {
+        "status": "committed",
+        "exit_code": 0,
+        "job": "gate",
+        "run_id": first.id,
+        "run_uri": str(output / "gate" / first.id),
+        "regressions": [],
+        "error": None,
+    }
+
+
+def test_commit_from_the_environment_and_outcome_as_last_line(results, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("EVALPIPE_COMMIT", "feedbeef")
+    monkeypatch.setenv("EVALPIPE_BRANCH", "release")
+    code, out, _ = _run(["run", str(results["gate"]), "--quiet"], capsys)
+    assert code == 0
+    outcome = parse_outcome(out)
+    assert out.rstrip().splitlines()[-1].startswith(OUTCOME_PREFIX)
+    run = read_run(outcome["run_uri"])
+    assert (run.commit, run.branch) == ("feedbeef", "release")
+
+
+def test_regressed_run_outcome_lists_the_regressions(results, capsys) -> None:
+    """A baseline gate: the second data set's accuracy is compared with the first's (same job)."""
+    tmp: Path = results["tmp"]
+    baseline = str(results["output"] / "gate" / results["runs"]["first"].id)
+    good, bad = results["runs"]["first"], results["runs"]["second"]
+    worse = good.point("overall").metrics["accuracy"].value > bad.point("overall").metrics["accuracy"].value
+    code, out, _ = _run(
+        [
+            "run",
+            str(results["gate"]),
+            "--quiet",
+            "--set",
+            f"data.path={tmp / 'b' / '*.parquet'}",
+            "--set",
+            f"baseline.run={baseline}",
+        ],
+        capsys,
+    )
+    outcome = parse_outcome(out)
+    regressed = {r["metric"] for r in outcome["regressions"]}
+    assert ("accuracy" in regressed) == worse
+    assert code == (3 if regressed else 0) and outcome["exit_code"] == code
+    assert outcome["status"] == ("regressed" if regressed else "committed")
+    on_disk = json.loads(
+        Path(outcome["run_uri"]).parent.joinpath(OUTCOMES_DIR, f"{outcome['run_id']}.json").read_text()
+    )
+    assert on_disk == outcome
+
+
+def test_user_error_outcome_is_written_next_to_the_output(results, capsys) -> None:
+    code, out, err = _run(["run", str(results["gate"]), "--quiet", "--set", "data.path=/nonexistent/*.parquet"], capsys)
+    assert code == 2 and "Traceback" not in err and "/nonexistent" in err
+    outcome = parse_outcome(out)
+    assert outcome["status"] == "user_error" and outcome["run_uri"] is None and "/nonexistent" in outcome["error"]
+    written = json.loads((results["output"] / "gate" / OUTCOMES_DIR / f"{outcome['run_id']}.json").read_text())
+    assert written == outcome
+    assert not (results["output"] / "gate" / outcome["run_id"]).exists()
+
+
+def test_missing_backbone_weights_exit_2_in_validate_and_run(tmp_path: Path, capsys) -> None:
+    write_shards(str(tmp_path / "text"), "text", 100, 1, seed=0)
+    for command in ("validate", "run"):
+        code, _, err = _run(
+            [
+                command,
+                "configs/text.yaml",
+                "--set",
+                f"data.path={tmp_path / 'text'}",
+                "--set",
+                f"backbone.weights={tmp_path / 'no-such-model'}",
+                "--set",
+                f"output.uri={tmp_path / 'out'}",
+            ],
+            capsys,
+        )
+        assert code == 2, err
+        assert f"backbone.weights '{tmp_path / 'no-such-model'}': no such file or directory" in err
+        assert "Traceback" not in err
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "config.json").write_text("{}")
+    code, _, err = _run(
+        [
+            "validate",
+            "configs/text.yaml",
+            "--set",
+            f"data.path={tmp_path / 'text'}",
+            "--set",
+            f"backbone.weights={tmp_path / 'partial'}",
+        ],
+        capsys,
+    )
+    assert code == 2 and "lacks model.safetensors, tokenizer.json" in err
+    assert [p.name for p in (tmp_path / "out" / "text-pairs").iterdir()] == [OUTCOMES_DIR]  # no run written
+
+
+def test_missing_object_store_credentials_exit_2(results, capsys, monkeypatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, out, err = _run(
+        [
+            "run",
+            str(results["gate"]),
+            "--quiet",
+            "--output",
+            "s3://evalpipe-no-credentials/evals",
+            "--set",
+            "output.storage_options.endpoint_url=http://127.0.0.1:9",
+        ],
+        capsys,
+    )
+    assert code == 2, err
+    assert "no credentials for the object store" in err and "Traceback" not in err
+    assert parse_outcome(out)["status"] == "user_error"
+
+
+def test_runs_names_what_exists(results, capsys) -> None:
+    output = str(results["output"])
+    code, out, err = _run(["runs", output, "--job", "gate"], capsys)
+    assert code == 0 and "committed runs" in out
+    code, _, err = _run(["runs", output, "--job", "gatee"], capsys)
+    assert code == 2 and "job 'gatee' not found (did you mean 'gate'?)" in err and "gate, other" in err
+    code, _, err = _run(["runs", str(results["tmp"] / "nonexistent")], capsys)
+    assert code == 2 and "no such results location" in err
+    code, _, err = _run(["runs", output, "--since", "yesterday"], capsys)
+    assert code == 2 and "since 'yesterday': expected an ISO date" in err
+
+
+def test_load_runs_and_trend_name_what_exists(results) -> None:
+    output = str(results["output"])
+    with pytest.raises(UserError, match=r"job 'gte' not found \(did you mean 'gate'\?\)"):
+        load_runs(output, job="gte")
+    with pytest.raises(UserError, match=r"metric 'roc_acu' not found \(did you mean 'roc_auc'\?\)"):
+        trend(output, "gate", "roc_acu")
+    with pytest.raises(UserError, match=r"point 'overal' not found"):
+        trend(output, "gate", "roc_auc", point="overal")
+    assert len(trend(output, "gate", "roc_auc").points) >= 2
+
+
+def test_compare_refuses_unknown_names_and_other_jobs(results, capsys) -> None:
+    output = results["output"]
+    runs = results["runs"]
+    first, second = (str(output / "gate" / runs[k].id) for k in ("first", "second"))
+    other = str(output / "other" / runs["other"].id)
+    code, out, err = _run(["compare", first, second, "--metric", "recal"], capsys)
+    assert code == 2 and "metric 'recal' not found" in err and "roc_auc" in err
+    code, _, err = _run(["compare", first, second, "--point", "overal"], capsys)
+    assert code == 2 and "point 'overal' not found (did you mean 'overall'?)" in err
+    code, _, err = _run(["compare", first, second, "--tolerance", "roc_acu=0.01"], capsys)
+    assert code == 2 and "tolerance for metric 'roc_acu' not found (did you mean 'roc_auc'?)" in err
+    code, _, err = _run(["compare", first, other], capsys)
+    assert code == 2 and "job 'gate'" in err and "job 'other'" in err and "--force" in err
+    code, out, _ = _run(["compare", first, other, "--force", "--all", "--metric", "accuracy"], capsys)
+    assert code in (0, 3) and "1 metrics compared" in out
+    # default tolerance 0: any worsening regresses
+    a, b = runs["first"].point("overall").metrics, runs["second"].point("overall").metrics
+    worse = [m for m in ("accuracy", "roc_auc", "f1_score") if b[m].value < a[m].value]
+    code, out, _ = _run(["compare", first, second], capsys)
+    assert f"3 metrics compared, {len(worse)} regressed" in out
+    assert code == (3 if worse else 0)
