@@ -34,26 +34,78 @@ def _format_value(value: float | None) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def format_run(run: Run, max_metrics: int = 200) -> str:
-    """A plain text table: point, metric, value, interval."""
-    rows = [("point", "metric", "value", "interval")]
-    shown = 0
-    hidden = 0
+def _vector_group(key: str) -> tuple[str, str] | None:
+    """``("confusion_matrix[…]", "")``-style group of a vector entry ``name[i]rest``; None for a scalar."""
+    if "[" not in key or "]" not in key:
+        return None
+    head, tail = key.split("[", 1)
+    return head, tail.split("]", 1)[1]
+
+
+def metric_rows(
+    run: Run, metrics: Sequence[str] | None = None, points: Sequence[str] | None = None
+) -> list[tuple[str, str, float, float | None, float | None]]:
+    """``(point, metric, value, lower, upper)`` of ``run``, filtered by point names and metric keys or base
+    names (``f1_score`` selects ``f1_score[2]``; ``roc_auc`` selects ``roc_auc.error_bound``)."""
+    from pipelines.results import check_names
+
+    check_names(run, metrics, points)
+    wanted = set(metrics) if metrics else None
+    rows = []
     for point in run.points:
+        if points and point.name not in points:
+            continue
         for name, metric in point.metrics.items():
-            if shown >= max_metrics:
-                hidden += 1
-                continue
-            interval = ""
-            if metric.lower is not None and metric.upper is not None:
-                interval = f"[{_format_value(metric.lower)}, {_format_value(metric.upper)}]"
-            rows.append((point.name, name, _format_value(metric.value), interval))
-            shown += 1
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+            bases = {name, name.split("[", 1)[0], name.split("[", 1)[0].split(".", 1)[0]}
+            if wanted is None or bases & wanted:
+                rows.append((point.name, name, metric.value, metric.lower, metric.upper))
+    return rows
+
+
+def format_run(
+    run: Run,
+    max_metrics: int = 200,
+    *,
+    expand: bool = False,
+    metrics: Sequence[str] | None = None,
+    points: Sequence[str] | None = None,
+) -> str:
+    """A plain text table: point, metric, value, interval. Vector entries (``name[i]``) collapse into one
+    row per vector (its length and first values) unless ``expand``."""
+    entries: list[tuple[str, str, str, str]] = []
+    vectors: dict[tuple[str, str], list[float]] = {}
+    shown = hidden = 0
+    for point, name, value, lower, upper in metric_rows(run, metrics, points):
+        group = None if expand else _vector_group(name)
+        if group is not None:
+            label = f"{group[0]}[…]{group[1]}"
+            if (point, label) not in vectors:
+                vectors[(point, label)] = []
+                entries.append((point, label, "", ""))
+            vectors[(point, label)].append(value)
+            continue
+        if shown >= max_metrics:
+            hidden += 1
+            continue
+        interval = (
+            f"[{_format_value(lower)}, {_format_value(upper)}]" if lower is not None and upper is not None else ""
+        )
+        entries.append((point, name, _format_value(value), interval))
+        shown += 1
+    table = [("point", "metric", "value", "interval")]
+    for point, name, value, interval in entries:
+        values = vectors.get((point, name))
+        if values is not None:
+            first = ", ".join(_format_value(v) for v in values[:4])
+            value = f"{len(values)} values: {first}{', …' if len(values) > 4 else ''}"
+        table.append((point, name, value, interval))
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if hidden:
-        lines.append(f"... {hidden} more values (per-class and matrix entries) in metrics.parquet")
+        lines.append(f"... {hidden} more values in metrics.parquet (evalpipe show RUN --metric NAME selects some)")
+    if vectors:
+        lines.append(f"({len(vectors)} vectors collapsed: evalpipe show RUN --all lists every entry)")
     return "\n".join(lines)
 
 
@@ -139,27 +191,62 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.results import resolve_run_uri
     from pipelines.storage import read_run
 
-    run = read_run(args.run)
+    run = read_run(resolve_run_uri(args.run))
+    if args.format in ("json", "csv"):
+        rows = metric_rows(run, args.metric, args.point)
+        if args.format == "json":
+            import json
+
+            records = [dict(zip(("point", "metric", "value", "lower", "upper"), r, strict=True)) for r in rows]
+            out.write(json.dumps({"run_id": run.id, "commit": run.commit, "metrics": records}, default=str) + "\n")
+        else:
+            import csv
+
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(("point", "metric", "value", "lower", "upper"))
+            writer.writerows(rows)
+        return 0
     meta = run.metadata
     out.write(f"run {run.id}  job {meta.get('job', '?')}  {run.timestamp.isoformat()}  commit {run.commit or '-'}\n")
     out.write(
         f"rows {meta.get('rows', '?')}  units {meta.get('units', '?')}  runner {run.environment.get('runner', '?')}\n"
     )
-    out.write(format_run(run, max_metrics=10_000) + "\n")
+    out.write(format_run(run, max_metrics=10_000, expand=args.all, metrics=args.metric, points=args.point) + "\n")
     return 0
 
 
 REGRESSED = 3
 
 
+def _primary(run: Run) -> str:
+    """``name=value`` of the run's first primary metric at the overall point (the first metric without one)."""
+    overall = next((p for p in run.points if p.name == "overall"), None)
+    if overall is None:
+        return "-"
+    keys = [k for k, d in run.metric_defs.items() if str(d.priority) == "primary" and k in overall.metrics]
+    keys = keys or [k for k in overall.metrics if k != "rows"]
+    return f"{keys[0]}={_format_value(overall.metrics[keys[0]].value)}" if keys else "-"
+
+
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipelines.results import list_runs
+    from pipelines.storage import read_run
 
     runs = list_runs(args.uri, args.job, args.since, must_exist=True)
-    rows = [("job", "run id", "started (UTC)", "files", "uri")]
-    rows += [(r.job, r.run_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(len(r.files)), r.uri) for r in runs]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # object stores: one request per run, concurrently
+        records = list(pool.map(lambda r: read_run(r.uri), runs))
+    rows = [("job", "run id", "started (UTC)", "rows", "commit", "primary metric", "uri")]
+    for info, run in zip(runs, records, strict=True):
+        started = info.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        commit = (run.commit or "-")[:10]
+        rows.append(
+            (info.job, info.run_id, started, str(run.metadata.get("rows", "?")), commit, _primary(run), info.uri)
+        )
     _table(rows, out)
     out.write(f"{len(runs)} committed runs\n")
     return 0
@@ -211,11 +298,11 @@ def _tolerance(text: str | None) -> float | dict[str, float]:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pipelines.results import compare_all
+    from pipelines.results import compare_all, resolve_run_uri
 
     comparisons = compare_all(
-        args.baseline,
-        args.current,
+        resolve_run_uri(args.baseline),
+        resolve_run_uri(args.current),
         _tolerance(args.tolerance),
         metrics=args.metric,
         points=args.point,
@@ -249,7 +336,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.report import write_report
+    from pipelines.results import resolve_run_uri
 
+    args.run = resolve_run_uri(args.run)
     baseline = args.baseline
     if baseline is None:
         from pipelines.storage import read_run
@@ -293,7 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     show = sub.add_parser("show", help="print a committed run")
-    show.add_argument("run", help="run URI: {output}/{job}/{run id}")
+    show.add_argument("run", help="run URI: {output}/{job}/{run id}, or {output}/{job}/latest")
+    show.add_argument("--metric", action="append", help="only this metric (key or base name; repeatable)")
+    show.add_argument("--point", action="append", help="only this point, e.g. overall (repeatable)")
+    show.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
+    show.add_argument("--all", action="store_true", help="list every entry of vector metrics (text format)")
     show.set_defaults(func=cmd_show)
 
     runs = sub.add_parser("runs", help="list the committed runs under a results URI")

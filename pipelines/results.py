@@ -69,7 +69,9 @@ def _unknown(what: str, name: str, valid: Iterable[str]) -> UserError:
     near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
-    return UserError(f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}.")
+    return UserError(
+        f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
+    )
 
 
 def _since(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
@@ -339,6 +341,34 @@ def _metric_names(run: Run) -> set[str]:
     ``roc_auc.error_bound``)."""
     keys = {k for p in run.points for k in p.metrics}
     return keys | {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
+
+
+def check_names(run: Run, metrics: Iterable[str] | None, points: Iterable[str] | None) -> None:
+    """Every name in ``metrics`` (keys or base names) and ``points`` is one of ``run``'s.
+
+    Raises:
+        UserError: naming the unknown name and the ones there are.
+    """
+    names = _metric_names(run)
+    for name in metrics or ():
+        if name not in names:
+            raise _unknown("metric", name, {n for n in names if "[" not in n})
+    point_names = {p.name for p in run.points}
+    for name in points or ():
+        if name not in point_names:
+            raise _unknown("point", name, point_names)
+
+
+def resolve_run_uri(uri: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """``uri`` itself, or for ``{output}/{job}/latest`` the newest committed run of that job."""
+    if uri.rstrip("/").rsplit("/", 1)[-1] != "latest":
+        return uri
+    job_dir = uri.rstrip("/").rsplit("/", 1)[0]
+    if "/" not in job_dir:
+        raise UserError(f"{uri}: expected {{output}}/{{job}}/latest, e.g. example-output/churn-binary/latest.")
+    output, job = job_dir.rsplit("/", 1)
+    runs = list_runs(output, job, storage_options=storage_options, must_exist=True)
+    return runs[-1].uri
 
 
 def _check_comparable(

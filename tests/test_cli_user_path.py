@@ -3,6 +3,8 @@ commit, one-paragraph errors (exit 2) for what the user can fix, and comparisons
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -29,7 +31,12 @@ def _job(tmp: Path, name: str, data: str, output: Path, **extra) -> Path:
         "name": name,
         "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
         "task": "binary",
-        "metrics": ["accuracy", {"name": "roc_auc", "mode": "exact", "as": "roc_auc"}, "f1_score"],
+        "metrics": [
+            "accuracy",
+            {"name": "roc_auc", "mode": "exact", "as": "roc_auc", "priority": "primary"},
+            "f1_score",
+            "confusion_matrix",
+        ],
         "execution": {"runner": "local"},
         "output": {"uri": str(output)},
         **extra,
@@ -251,3 +258,50 @@ def test_compare_refuses_unknown_names_and_other_jobs(results, capsys) -> None:
     code, out, _ = _run(["compare", first, second], capsys)
     assert f"3 metrics compared, {len(worse)} regressed" in out
     assert code == (3 if worse else 0)
+
+
+def test_show_latest_filters_formats_and_collapsed_vectors(results, capsys) -> None:
+    output = results["output"]
+    runs = results["runs"]
+    latest = read_run(str(output / "gate" / sorted(p.name for p in (output / "gate").iterdir() if "T" in p.name)[-1]))
+    code, out, _ = _run(["show", f"{output}/gate/latest", "--metric", "roc_auc", "--format", "json"], capsys)
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["run_id"] == latest.id
+    assert [(m["metric"], m["value"]) for m in shown["metrics"]] == [
+        ("roc_auc", latest.point("overall").metrics["roc_auc"].value)
+    ]
+    first = output / "gate" / runs["first"].id
+    code, out, _ = _run(["show", str(first), "--metric", "confusion_matrix", "--format", "csv"], capsys)
+    lines = list(csv.reader(io.StringIO(out)))
+    assert lines[0] == ["point", "metric", "value", "lower", "upper"] and len(lines) == 1 + 4
+    matrix = runs["first"].point("overall").metrics
+    assert lines[1] == ["overall", "confusion_matrix[0,0]", str(matrix["confusion_matrix[0,0]"].value), "", ""]
+    # text: the 2 x 2 matrix is one row unless --all
+    code, out, _ = _run(["show", str(first)], capsys)
+    cells = ", ".join(str(int(matrix[f"confusion_matrix[{i},{j}]"].value)) for i in (0, 1) for j in (0, 1))
+    assert f"confusion_matrix[…]  4 values: {cells}" in out and "confusion_matrix[0,1]" not in out
+    assert "(1 vectors collapsed: evalpipe show RUN --all lists every entry)" in out
+    code, out, _ = _run(["show", str(first), "--all", "--point", "overall"], capsys)
+    assert "confusion_matrix[0,1]" in out and "collapsed" not in out
+    code, _, err = _run(["show", str(first), "--metric", "roc_acu"], capsys)
+    assert code == 2 and "metric 'roc_acu' not found (did you mean 'roc_auc'?)" in err
+    code, _, err = _run(["show", str(first), "--point", "US"], capsys)
+    assert code == 2 and "point 'US' not found" in err
+
+
+def test_runs_lists_rows_commit_and_primary_metric(results, capsys) -> None:
+    first = results["runs"]["first"]
+    code, out, _ = _run(["runs", str(results["output"]), "--job", "gate"], capsys)
+    assert code == 0
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[:8] == ["job", "run", "id", "started", "(UTC)", "rows", "commit", "primary"]
+    roc = first.point("overall").metrics["roc_auc"].value
+    assert row.split()[:7] == [
+        "gate",
+        first.id,
+        *row.split()[2:4],
+        str(ROWS * 2 // 2),
+        "c0ffee",
+        f"roc_auc={roc:.6f}".rstrip("0"),
+    ]
