@@ -8,9 +8,12 @@ Every run, committed or not, ends with one JSON object::
      "run_uri": "s3://evals/churn-nightly/20261123T142351902Z-f8cf26" (null when nothing was committed),
      "regressions": [{"point": ..., "metric": ..., ...}], "error": "one paragraph" | null}
 
-It is printed as the last line of the log, prefixed ``evalpipe outcome: `` (:func:`parse_outcome` reads it
-back from a log, e.g. ``ray job logs``), and written to ``{output.uri}/{job}/_outcomes/{run id}.json`` when the
-job's output location is known. Readers of runs ignore ``_outcomes/``.
+It is printed to stdout as the last line of the log (after ``run: URI``), prefixed ``evalpipe outcome: ``
+(:func:`parse_outcome` reads it back from a log, e.g. ``ray job logs``); stderr keeps only the one-paragraph
+error. A run that started
+computing (committed, regressed or failed) also writes it to ``{output.uri}/_outcomes/{job}/{run id}.json``;
+a user error or an interrupted run writes nothing, as promised for those, and only prints it. Readers of runs
+ignore ``_outcomes/`` (it holds no ``_COMMITTED`` manifest).
 """
 
 from __future__ import annotations
@@ -72,20 +75,32 @@ def outcome_id(now: dt.datetime | None = None) -> str:
     return new_run_id(now or dt.datetime.now(dt.UTC))
 
 
+WRITTEN = frozenset({"committed", "regressed", "failed"})
+"""Statuses whose outcome is written to storage (the others promise to write nothing)."""
+
+
+def outcome_uri(output_uri: str, job: str, run_id: str) -> str:
+    """Where the outcome of run ``run_id`` of ``job`` is written."""
+    from pipelines.storage import join
+
+    return join(output_uri, OUTCOMES_DIR, job, f"{run_id}.json")
+
+
 def write_outcome(output_uri: str, storage_options: Mapping[str, Any], outcome: Outcome) -> str | None:
-    """Write ``outcome`` to ``{output_uri}/{job}/_outcomes/{run id}.json``; its URI, or None when the location
-    cannot be written (the outcome is still printed: the log line never depends on storage)."""
+    """Write ``outcome`` to :func:`outcome_uri` when its status is in ``WRITTEN``; its URI, or None when not
+    written or the location cannot be written (the outcome is still printed: the log line never depends on
+    storage)."""
     from fsspec.core import url_to_fs
 
     from pipelines.storage import join
 
-    if outcome.job is None or outcome.run_id is None:
+    if outcome.job is None or outcome.run_id is None or outcome.status not in WRITTEN:
         return None
     with contextlib.suppress(Exception):
         fs, root = url_to_fs(output_uri, **storage_options)
-        directory = join(root, outcome.job, OUTCOMES_DIR)
+        directory = join(root, OUTCOMES_DIR, outcome.job)
         fs.makedirs(directory, exist_ok=True)
         with fs.open(join(directory, f"{outcome.run_id}.json"), "w") as handle:
             handle.write(outcome.to_json() + "\n")
-        return join(output_uri, outcome.job, OUTCOMES_DIR, f"{outcome.run_id}.json")
+        return outcome_uri(output_uri, outcome.job, outcome.run_id)
     return None

@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 from pipelines import __version__
 from pipelines.cli import main
 from pipelines.errors import UserError
-from pipelines.outcome import OUTCOME_PREFIX, OUTCOMES_DIR, parse_outcome
+from pipelines.outcome import OUTCOME_PREFIX, OUTCOMES_DIR, outcome_uri, parse_outcome
 from pipelines.results import load_runs, trend
 from pipelines.storage import read_run
 from pipelines.synthetic import concatenated, write_shards
@@ -92,7 +92,7 @@ def test_outcome_of_a_committed_run_and_the_recorded_commit(results, capsys) -> 
     data = concatenated(results["paths"], ["score", "label"])
     y, p = data["label"].astype(np.int64), data["score"].astype(np.float64)
     assert first.point("overall").metrics["roc_auc"].value == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
-    outcome = json.loads((output / "gate" / OUTCOMES_DIR / f"{first.id}.json").read_text())
+    outcome = json.loads((output / OUTCOMES_DIR / "gate" / f"{first.id}.json").read_text())
     assert outcome == {
         "status": "committed",
         "exit_code": 0,
@@ -110,7 +110,8 @@ def test_commit_from_the_environment_and_outcome_as_last_line(results, capsys, m
     code, out, _ = _run(["run", str(results["gate"]), "--quiet"], capsys)
     assert code == 0
     outcome = parse_outcome(out)
-    assert out.rstrip().splitlines()[-1].startswith(OUTCOME_PREFIX)
+    *_, run_line, last = out.rstrip().splitlines()
+    assert last.startswith(OUTCOME_PREFIX) and run_line == f"run: {outcome['run_uri']}"
     run = read_run(outcome["run_uri"])
     assert (run.commit, run.branch) == ("feedbeef", "release")
 
@@ -138,19 +139,16 @@ def test_regressed_run_outcome_lists_the_regressions(results, capsys) -> None:
     assert ("accuracy" in regressed) == worse
     assert code == (3 if regressed else 0) and outcome["exit_code"] == code
     assert outcome["status"] == ("regressed" if regressed else "committed")
-    on_disk = json.loads(
-        Path(outcome["run_uri"]).parent.joinpath(OUTCOMES_DIR, f"{outcome['run_id']}.json").read_text()
-    )
+    on_disk = json.loads(Path(outcome_uri(str(results["output"]), "gate", outcome["run_id"])).read_text())
     assert on_disk == outcome
 
 
-def test_user_error_outcome_is_written_next_to_the_output(results, capsys) -> None:
+def test_user_error_outcome_is_printed_and_nothing_written(results, capsys) -> None:
     code, out, err = _run(["run", str(results["gate"]), "--quiet", "--set", "data.path=/nonexistent/*.parquet"], capsys)
-    assert code == 2 and "Traceback" not in err and "/nonexistent" in err
+    assert code == 2 and "Traceback" not in err and "/nonexistent" in err and err.count("\n") == 1
     outcome = parse_outcome(out)
     assert outcome["status"] == "user_error" and outcome["run_uri"] is None and "/nonexistent" in outcome["error"]
-    written = json.loads((results["output"] / "gate" / OUTCOMES_DIR / f"{outcome['run_id']}.json").read_text())
-    assert written == outcome
+    assert not Path(outcome_uri(str(results["output"]), "gate", outcome["run_id"])).exists()
     assert not (results["output"] / "gate" / outcome["run_id"]).exists()
 
 
@@ -187,7 +185,7 @@ def test_missing_backbone_weights_exit_2_in_validate_and_run(tmp_path: Path, cap
         capsys,
     )
     assert code == 2 and "lacks model.safetensors, tokenizer.json" in err
-    assert [p.name for p in (tmp_path / "out" / "text-pairs").iterdir()] == [OUTCOMES_DIR]  # no run written
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_object_store_credentials_exit_2(results, capsys, monkeypatch, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ import pytest
 import yaml
 from sklearn import metrics as skm
 
-from pipelines.outcome import OUTCOME_PREFIX, OUTCOMES_DIR, parse_outcome
+from pipelines.outcome import OUTCOME_PREFIX, outcome_uri, parse_outcome
 from pipelines.storage import COMMIT_MARKER, read_run
 from pipelines.synthetic import concatenated, write_shards
 from tests.conftest import add_file_column, text_function_job
@@ -286,7 +286,7 @@ def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
         "regressions": [],
         "error": None,
     }
-    assert json.loads((output / JOB_NAME / OUTCOMES_DIR / f"{run.id}.json").read_text()) == outcome
+    assert json.loads(Path(outcome_uri(str(output), JOB_NAME, run.id)).read_text()) == outcome
 
     assert run.environment["runner"] == "ray"
     assert run.environment["workers"] == 2
