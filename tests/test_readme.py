@@ -73,7 +73,8 @@ def test_readme_runnable_blocks_work_verbatim(tmp_path: Path) -> None:
     # what the block promises: a committed run, a report, its version
     (run,) = [d for d in (checkout / "example-output" / "churn-binary").iterdir() if (d / "_COMMITTED").exists()]
     assert (checkout / "example-output" / "report.html").read_text().startswith("<!DOCTYPE html>")
-    assert '"metric": "roc_auc"' in result.stdout or "0 regressed" in result.stdout
+    assert f'"run_id": "{run.name}"' in result.stdout and '"metric": "roc_auc"' in result.stdout
+    assert " metrics compared, 0 regressed" in result.stdout
     from pipelines import __version__
 
     assert f"evalpipe {__version__}" in result.stdout
