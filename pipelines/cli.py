@@ -232,14 +232,11 @@ def _primary(run: Run) -> str:
 
 
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pipelines.results import list_runs
+    from pipelines.results import concurrently, list_runs
     from pipelines.storage import read_run
 
     runs = list_runs(args.uri, args.job, args.since, must_exist=True)
-    with ThreadPoolExecutor(max_workers=16) as pool:  # object stores: one request per run, concurrently
-        records = list(pool.map(lambda r: read_run(r.uri), runs))
+    records = concurrently(lambda r: read_run(r.uri), runs)  # object stores: one request per run, concurrently
     rows = [("job", "run id", "started (UTC)", "rows", "commit", "primary metric", "uri")]
     for info, run in zip(runs, records, strict=True):
         started = info.timestamp.strftime("%Y-%m-%d %H:%M:%S")

@@ -15,7 +15,8 @@ import datetime as dt
 import difflib
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ from pipelines.spec import MetricSpec, metrics_of_recorded
 from pipelines.storage import (
     COMMIT_MARKER,
     METRICS_FILE,
+    METRICS_SCHEMA,
     STATISTICS_FILE,
     STATISTICS_INDEX,
     decode_statistics,
@@ -61,6 +63,18 @@ class RunInfo:
     timestamp: dt.datetime
     files: Mapping[str, int]
     instance: str | None = None
+
+
+MAX_CONCURRENT_READS = 16
+"""Requests in flight at once when listing and reading runs (object stores answer each in tens of ms)."""
+
+
+def concurrently(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, up to ``MAX_CONCURRENT_READS`` at a time, in order."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_READS, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _unknown(what: str, name: str, valid: Iterable[str]) -> UserError:
@@ -116,15 +130,22 @@ def list_runs(
     if must_exist:
         _check_exists(fs, root, uri, job)
     pattern = join(root, job or "*", "*", COMMIT_MARKER)
-    found: list[RunInfo] = []
-    for marker in sorted(fs.glob(pattern)):
+
+    def read_manifest(marker: str) -> tuple[str, dict[str, Any], dict[str, int]] | None:
         run_path = marker.rsplit("/", 1)[0]
         try:
             with fs.open(marker, "rb") as handle:
                 manifest = json.loads(handle.read())
             sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(run_path, detail=True)}
         except (FileNotFoundError, ValueError):
+            return None
+        return run_path, manifest, sizes
+
+    found: list[RunInfo] = []
+    for listed in concurrently(read_manifest, sorted(fs.glob(pattern))):
+        if listed is None:
             continue
+        run_path, manifest, sizes = listed
         files = manifest.get("files", {})
         if any(sizes.get(name) != size for name, size in files.items()):
             continue  # listed files missing or of another size: not a complete run
@@ -168,16 +189,19 @@ def load_runs(
     """
     runs = list_runs(uri, job, since, storage_options, must_exist=True)
     if not runs:
-        empty = pl.DataFrame(schema=_EMPTY_SCHEMA)
+        empty = pl.from_arrow(METRICS_SCHEMA.empty_table())  # the dtypes of a non-empty result
+        assert isinstance(empty, pl.DataFrame)
         return empty.lazy() if lazy else empty
     locations = [open_run(info.uri, storage_options) for info in runs]
     if lazy and all("file" in _protocols(loc.fs) for loc in locations):
         # Local files: a real lazy scan, so filters and projections are pushed into the Parquet reads.
         return pl.scan_parquet([loc.file(METRICS_FILE) for loc in locations])
-    tables = []
-    for loc in locations:
+
+    def read(loc: Any) -> pa.Table:
         with loc.fs.open(loc.file(METRICS_FILE), "rb") as handle:
-            tables.append(pq.read_table(io.BytesIO(handle.read())))
+            return pq.read_table(io.BytesIO(handle.read()))
+
+    tables = concurrently(read, locations)
     frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
     return frame.lazy() if lazy else frame
@@ -186,21 +210,6 @@ def load_runs(
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
-
-
-_EMPTY_SCHEMA = {
-    "run_id": pl.String,
-    "timestamp": pl.Datetime("us", "UTC"),
-    "job": pl.String,
-    "commit": pl.String,
-    "point": pl.String,
-    "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
-    "metric": pl.String,
-    "value": pl.Float64,
-    "lower": pl.Float64,
-    "upper": pl.Float64,
-    "direction": pl.String,
-}
 
 
 def load_run(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:

@@ -303,3 +303,24 @@ def test_runs_lists_rows_commit_and_primary_metric(results, capsys) -> None:
         "c0ffee",
         f"roc_auc={roc:.6f}".rstrip("0"),
     ]
+
+
+def test_run_repr_html_in_a_notebook(results) -> None:
+    run = results["runs"]["first"]
+    page = run._repr_html_()
+    assert run.id in page and "c0ffee" in page and f"{ROWS} rows" in page
+    roc = run.point("overall").metrics["roc_auc"].value
+    assert f"<td>overall</td><td>roc_auc</td><td>{roc:.6g}</td>" in page
+    assert "<td>overall</td><td>confusion_matrix[…]</td><td>4 values</td>" in page
+    assert "confusion_matrix[0,1]" not in page
+
+
+def test_empty_load_runs_has_the_dtypes_of_a_non_empty_one(results) -> None:
+    import polars as pl
+
+    output = str(results["output"])
+    full = load_runs(output, job="gate")
+    empty = load_runs(output, job="gate", since="2100-01-01")
+    assert empty.height == 0 and full.height > 0
+    assert empty.schema == full.schema
+    assert pl.concat([empty, full]).height == full.height

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- runnable -->"
-TIMEOUT_S = 300
+TIMEOUT_S = 900
 
 
 def runnable_blocks(text: str) -> list[str]:
