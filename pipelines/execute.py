@@ -100,7 +100,10 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     Raises:
         DataError: no files, unreadable files, a missing or mistyped column, or no rows at all.
     """
-    plan = planning.plan(spec.data.paths, spec.data.storage_options, spec.execution.unit_rows)
+    per_worker = planning.BACKBONE_UNITS_PER_WORKER if spec.backbone else 1
+    plan = planning.plan(
+        spec.data.paths, spec.data.storage_options, spec.execution.unit_rows, spec.execution.actors or 1, per_worker
+    )
     roles = spec.data.columns.roles()
     for info in plan.files:
         check_schema(info, roles, spec.task)

@@ -324,3 +324,33 @@ def test_empty_load_runs_has_the_dtypes_of_a_non_empty_one(results) -> None:
     assert empty.height == 0 and full.height > 0
     assert empty.schema == full.schema
     assert pl.concat([empty, full]).height == full.height
+
+
+def test_units_are_sized_for_the_actors(tmp_path: Path, capsys) -> None:
+    """4,000 rows in row groups of 100: one unit with the default unit_rows; with 2 actors, one unit each; a
+    backbone job (rows cost far more) gets 4 units per actor."""
+    write_shards(str(tmp_path / "binary"), "binary", 4_000, 1, seed=0, row_group_rows=100)
+    job = _job(tmp_path, "units", str(tmp_path / "binary" / "*.parquet"), tmp_path / "out")
+    # 3 actors: units of at most ceil(4000 / 3) = 1334 rows, cut at row groups: 1300, 1300, 1300, 100
+    for actors, units in ((None, 1), (1, 1), (2, 2), (3, 4)):
+        extra = ["--set", f"execution.actors={actors}"] if actors else []
+        code, out, err = _run(["validate", str(job), *extra], capsys)
+        assert code == 0, err
+        assert f"4000 rows, {units} work units" in out, (actors, out)
+    write_shards(str(tmp_path / "text"), "text", 4_000, 1, seed=0, row_group_rows=100)
+    (tmp_path / "model").mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (tmp_path / "model" / name).write_bytes(b"")
+    code, out, err = _run(
+        [
+            "validate",
+            "configs/text.yaml",
+            "--set",
+            f"data.path={tmp_path / 'text'}",
+            "--set",
+            f"backbone.weights={tmp_path / 'model'}",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "4000 rows, 8 work units" in out  # configs/text.yaml: 2 actors
