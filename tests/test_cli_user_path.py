@@ -4,8 +4,10 @@ commit, one-paragraph errors (exit 2) for what the user can fix, and comparisons
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -354,3 +356,74 @@ def test_units_are_sized_for_the_actors(tmp_path: Path, capsys) -> None:
     )
     assert code == 0, err
     assert "4000 rows, 8 work units" in out  # configs/text.yaml: 2 actors
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => {
+  const box = document.querySelector("table.metrics").parentElement;
+  document.title = JSON.stringify({scroll: box.scrollWidth, client: box.clientWidth,
+                                   page: document.documentElement.clientWidth,
+                                   right: document.querySelector("table.metrics").getBoundingClientRect().right});
+});
+</script>"""
+
+
+def test_report_of_the_example_job_fits_a_1280_px_page(results, tmp_path: Path, capsys) -> None:
+    """configs/binary.yaml's 14 metrics (23 columns with vector entries left out) in a 1280 px window: the metric
+    table needs no horizontal scrolling."""
+    from tests.test_plots_report import _chromium, _headless
+
+    binary = _chromium()
+    code, _, err = _run(
+        [
+            "run",
+            "configs/binary.yaml",
+            "--runner",
+            "local",
+            "--quiet",
+            "--set",
+            f"data.path={results['tmp'] / 'a'}",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    report = tmp_path / "report.html"
+    code, out, err = _run(["report", f"{tmp_path / 'out'}/churn-binary/latest", "-o", str(report)], capsys)
+    assert code == 0 and out.strip() == f"report: {report}", err
+    page = tmp_path / "probe.html"
+    page.write_text(report.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    dom = _headless(
+        binary,
+        tmp_path / "profile",
+        "--window-size=1280,2000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ).stdout
+    title = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert title is not None, dom[:500]
+    probe = json.loads(html.unescape(title.group(1)))
+    assert probe["scroll"] <= probe["client"] and probe["right"] <= probe["page"], probe
+
+
+def test_precision_recall_figure_is_titled_by_its_point(tmp_path: Path, capsys) -> None:
+    """A multiclass job with roc_auc only: the curves come from roc_auc's statistic, the title names the curve."""
+    from pipelines.plots import precision_recall_figure
+    from pipelines.results import load_statistics
+
+    write_shards(str(tmp_path / "mc"), "multiclass", 2_000, 1, seed=0, num_classes=4)
+    spec = {
+        "name": "mc",
+        "data": {"path": str(tmp_path / "mc"), "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 4},
+        "metrics": ["roc_auc"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    (tmp_path / "mc.yaml").write_text(yaml.safe_dump(spec))
+    code, out, err = _run(["run", str(tmp_path / "mc.yaml"), "--quiet"], capsys)
+    assert code == 0, err
+    fig = precision_recall_figure(load_statistics(parse_outcome(out)["run_uri"]))
+    assert fig.axes[0].get_title() == "Precision-recall - overall"
