@@ -331,6 +331,22 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     return REGRESSED if regressed else 0
 
 
+def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.submit import submit
+
+    run_args = [f"--set={item}" for item in args.set or []]
+    run_args += [f"--output={args.output}"] if args.output else []
+    return submit(
+        args.address,
+        args.job,
+        run_args,
+        working_dir=None if args.no_working_dir else args.working_dir,
+        submission_id=args.submission_id,
+        timeout_s=args.timeout,
+        out=out,
+    )
+
+
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.report import write_report
     from pipelines.results import resolve_run_uri
@@ -420,6 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--all", action="store_true", help="list every compared metric, not only regressions")
     compare.add_argument("--force", action="store_true", help="compare runs of different jobs")
     compare.set_defaults(func=cmd_compare)
+
+    submit = sub.add_parser(
+        "submit",
+        help="run a job on a Ray cluster (Jobs API) with this checkout's commit; exits with the run's exit code",
+    )
+    submit.add_argument("job", help="job spec (YAML), relative to the working directory")
+    submit.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://head:8265")
+    submit.add_argument("--working-dir", default=".", help="directory shipped to the cluster (default: .)")
+    submit.add_argument("--no-working-dir", action="store_true", help="ship nothing: evalpipe is in the image")
+    submit.add_argument("--submission-id", help="default: Ray's")
+    submit.add_argument("--set", action="append", metavar="KEY=VALUE", help="passed to evalpipe run")
+    submit.add_argument("--output", help="passed to evalpipe run")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this long")
+    submit.set_defaults(func=cmd_submit)
 
     report = sub.add_parser("report", help="write one self-contained HTML page for a run")
     report.add_argument("run", help="run URI")

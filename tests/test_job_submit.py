@@ -456,3 +456,32 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     for where, value in SENTINELS.items():
         assert value.encode() not in written, f"the {where} secret was written to the bucket"
         assert value not in logs and value not in rerun_logs, f"the {where} secret was logged"
+
+
+def test_evalpipe_submit_records_the_commit_and_returns_the_real_exit_code(
+    tmp_path: Path, ray_head: Head, monkeypatch, capsys
+) -> None:
+    """``evalpipe submit`` ships this checkout, passes its commit, and exits with the run's own exit code where
+    ``ray job submit`` says FAILED for any failure."""
+    from pipelines.cli import main
+
+    for name, value in ray_head.env.items():
+        if name.startswith("RAY_") or name.lower() == "no_proxy":
+            monkeypatch.setenv(name, value)
+    job, paths, output = _write_job(tmp_path)
+    address = ["--address", ray_head.address, "--working-dir", str(REPO), "--timeout", str(JOB_TIMEOUT_S)]
+    assert main(["submit", str(job), *address]) == 0, capsys.readouterr()
+    logs = capsys.readouterr().out
+    outcome = parse_outcome(logs)
+    assert outcome is not None and outcome["status"] == "committed"
+    run = read_run(outcome["run_uri"])
+    assert outcome["run_uri"].startswith(str(output / JOB_NAME))
+    assert (run.commit, run.branch) == (_git("rev-parse", "HEAD"), _git("rev-parse", "--abbrev-ref", "HEAD"))
+    data = concatenated(paths, ["score", "label"])
+    expected = skm.accuracy_score(data["label"].astype(np.int64), data["score"] > 0.5)
+    assert run.point("overall").metrics["accuracy"].value == pytest.approx(expected, abs=1e-12)
+
+    # a user error in the job: Ray says FAILED, evalpipe submit exits 2 with the one-paragraph error
+    assert main(["submit", str(job), *address, "--set", "metrics=[acuracy]"]) == 2
+    logs = capsys.readouterr().out
+    assert "did you mean 'accuracy'" in logs and parse_outcome(logs)["status"] == "user_error"
