@@ -368,6 +368,7 @@ window.addEventListener("load", () => {
 </script>"""
 
 
+@pytest.mark.slow
 def test_report_of_the_example_job_fits_a_1280_px_page(results, tmp_path: Path, capsys) -> None:
     """configs/binary.yaml's 14 metrics (23 columns with vector entries left out) in a 1280 px window: the metric
     table needs no horizontal scrolling."""
