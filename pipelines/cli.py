@@ -8,6 +8,7 @@ with ``baseline:``; the run is committed all the same), 1 internal failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import traceback
@@ -31,26 +32,78 @@ def _format_value(value: float | None) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def format_run(run: Run, max_metrics: int = 200) -> str:
-    """A plain text table: point, metric, value, interval."""
-    rows = [("point", "metric", "value", "interval")]
-    shown = 0
-    hidden = 0
+def _vector_group(key: str) -> tuple[str, str] | None:
+    """``("confusion_matrix[…]", "")``-style group of a vector entry ``name[i]rest``; None for a scalar."""
+    if "[" not in key or "]" not in key:
+        return None
+    head, tail = key.split("[", 1)
+    return head, tail.split("]", 1)[1]
+
+
+def metric_rows(
+    run: Run, metrics: Sequence[str] | None = None, points: Sequence[str] | None = None
+) -> list[tuple[str, str, float, float | None, float | None]]:
+    """``(point, metric, value, lower, upper)`` of ``run``, filtered by point names and metric keys or base
+    names (``f1_score`` selects ``f1_score[2]``; ``roc_auc`` selects ``roc_auc.error_bound``)."""
+    from pipelines.results import check_names
+
+    check_names(run, metrics, points)
+    wanted = set(metrics) if metrics else None
+    rows = []
     for point in run.points:
+        if points and point.name not in points:
+            continue
         for name, metric in point.metrics.items():
-            if shown >= max_metrics:
-                hidden += 1
-                continue
-            interval = ""
-            if metric.lower is not None and metric.upper is not None:
-                interval = f"[{_format_value(metric.lower)}, {_format_value(metric.upper)}]"
-            rows.append((point.name, name, _format_value(metric.value), interval))
-            shown += 1
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+            bases = {name, name.split("[", 1)[0], name.split("[", 1)[0].split(".", 1)[0]}
+            if wanted is None or bases & wanted:
+                rows.append((point.name, name, metric.value, metric.lower, metric.upper))
+    return rows
+
+
+def format_run(
+    run: Run,
+    max_metrics: int = 200,
+    *,
+    expand: bool = False,
+    metrics: Sequence[str] | None = None,
+    points: Sequence[str] | None = None,
+) -> str:
+    """A plain text table: point, metric, value, interval. Vector entries (``name[i]``) collapse into one
+    row per vector (its length and first values) unless ``expand``."""
+    entries: list[tuple[str, str, str, str]] = []
+    vectors: dict[tuple[str, str], list[float]] = {}
+    shown = hidden = 0
+    for point, name, value, lower, upper in metric_rows(run, metrics, points):
+        group = None if expand else _vector_group(name)
+        if group is not None:
+            label = f"{group[0]}[…]{group[1]}"
+            if (point, label) not in vectors:
+                vectors[(point, label)] = []
+                entries.append((point, label, "", ""))
+            vectors[(point, label)].append(value)
+            continue
+        if shown >= max_metrics:
+            hidden += 1
+            continue
+        interval = (
+            f"[{_format_value(lower)}, {_format_value(upper)}]" if lower is not None and upper is not None else ""
+        )
+        entries.append((point, name, _format_value(value), interval))
+        shown += 1
+    table = [("point", "metric", "value", "interval")]
+    for point, name, value, interval in entries:
+        values = vectors.get((point, name))
+        if values is not None:
+            first = ", ".join(_format_value(v) for v in values[:4])
+            value = f"{len(values)} values: {first}{', …' if len(values) > 4 else ''}"
+        table.append((point, name, value, interval))
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if hidden:
-        lines.append(f"... {hidden} more values (per-class and matrix entries) in metrics.parquet")
+        lines.append(f"... {hidden} more values in metrics.parquet (evalpipe show RUN --metric NAME selects some)")
+    if vectors:
+        lines.append(f"({len(vectors)} vectors collapsed: evalpipe show RUN --all lists every entry)")
     return "\n".join(lines)
 
 
@@ -65,38 +118,52 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
+    from pipelines.environment import check_backbone_weights
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
-    with stop_on_sigterm(STOP_GRACE_S if args.process else None) as stop:
-        outcome = run_job(job, show_progress=not args.quiet, stop=stop)
-        out.write(format_run(outcome.run) + "\n")
-        out.write(job.redact(f"run: {outcome.uri}\n"))
-        baseline = outcome.run.metadata.get("baseline")
-        if baseline is not None:
-            if baseline.get("found") is None:
-                out.write(f"baseline: no committed run to compare with ({baseline['run']})\n")
-            else:
-                out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
-                for r in outcome.regressions:
-                    out.write(
-                        f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
-                    )
-        if stop.received:
-            sys.stderr.write(
-                job.redact(f"evalpipe: SIGTERM received after run {outcome.uri} committed; the run is complete\n")
-            )
+    if args.commit or args.branch:
+        job = dataclasses.replace(job, commit=args.commit or job.commit, branch=args.branch or job.branch)
+    args.loaded_job = job
+    check_backbone_weights(job)
+    try:
+        with stop_on_sigterm(STOP_GRACE_S if args.process else None) as stop:
+            outcome = run_job(job, show_progress=not args.quiet, stop=stop)
+            args.run_outcome = outcome
+            out.write(format_run(outcome.run) + "\n")
+            out.write(job.redact(f"run: {outcome.uri}\n"))
+            baseline = outcome.run.metadata.get("baseline")
+            if baseline is not None:
+                if baseline.get("found") is None:
+                    out.write(f"baseline: no committed run to compare with ({baseline['run']})\n")
+                else:
+                    out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
+                    for r in outcome.regressions:
+                        out.write(
+                            f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
+                        )
+            if stop.received:
+                sys.stderr.write(
+                    job.redact(f"evalpipe: SIGTERM received after run {outcome.uri} committed; the run is complete\n")
+                )
+    except BaseException as exc:
+        # Drop what the failed run's frames still hold (readers, evaluators, actor handles) now, on this
+        # thread, rather than leaving it to a garbage collection during interpreter shutdown.
+        traceback.clear_frames(exc.__traceback__)
+        raise
     return REGRESSED if outcome.regressions else 0
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines import spec as spec_module
+    from pipelines.environment import check_backbone_weights
     from pipelines.execute import check_dataset
     from pipelines.outputprobe import probe_output
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
+    check_backbone_weights(job)
     plan = check_dataset(job)
     probe_output(job.output, job.name)
     out.write(
@@ -108,27 +175,59 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.results import resolve_run_uri
     from pipelines.storage import read_run
 
-    run = read_run(args.run)
+    run = read_run(resolve_run_uri(args.run))
+    if args.format in ("json", "csv"):
+        rows = metric_rows(run, args.metric, args.point)
+        if args.format == "json":
+            import json
+
+            records = [dict(zip(("point", "metric", "value", "lower", "upper"), r, strict=True)) for r in rows]
+            out.write(json.dumps({"run_id": run.id, "commit": run.commit, "metrics": records}, default=str) + "\n")
+        else:
+            import csv
+
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(("point", "metric", "value", "lower", "upper"))
+            writer.writerows(rows)
+        return 0
     meta = run.metadata
     out.write(f"run {run.id}  job {meta.get('job', '?')}  {run.timestamp.isoformat()}  commit {run.commit or '-'}\n")
     out.write(
         f"rows {meta.get('rows', '?')}  units {meta.get('units', '?')}  runner {run.environment.get('runner', '?')}\n"
     )
-    out.write(format_run(run, max_metrics=10_000) + "\n")
+    out.write(format_run(run, max_metrics=10_000, expand=args.all, metrics=args.metric, points=args.point) + "\n")
     return 0
 
 
 REGRESSED = 3
 
 
-def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
-    from pipelines.results import list_runs
+def _primary(run: Run) -> str:
+    """``name=value`` of the run's first primary metric at the overall point (the first metric without one)."""
+    overall = next((p for p in run.points if p.name == "overall"), None)
+    if overall is None:
+        return "-"
+    keys = [k for k, d in run.metric_defs.items() if str(d.priority) == "primary" and k in overall.metrics]
+    keys = keys or [k for k in overall.metrics if k != "rows"]
+    return f"{keys[0]}={_format_value(overall.metrics[keys[0]].value)}" if keys else "-"
 
-    runs = list_runs(args.uri, args.job, args.since)
-    rows = [("job", "run id", "started (UTC)", "files", "uri")]
-    rows += [(r.job, r.run_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(len(r.files)), r.uri) for r in runs]
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.results import concurrently, list_runs
+    from pipelines.storage import read_run
+
+    runs = list_runs(args.uri, args.job, args.since, must_exist=True)
+    records = concurrently(lambda r: read_run(r.uri), runs)  # object stores: one request per run, concurrently
+    rows = [("job", "run id", "started (UTC)", "rows", "commit", "primary metric", "uri")]
+    for info, run in zip(runs, records, strict=True):
+        started = info.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        commit = (run.commit or "-")[:10]
+        rows.append(
+            (info.job, info.run_id, started, str(run.metadata.get("rows", "?")), commit, _primary(run), info.uri)
+        )
     _table(rows, out)
     out.write(f"{len(runs)} committed runs\n")
     return 0
@@ -196,15 +295,16 @@ def _tolerance(text: str | None) -> float | dict[str, float]:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pipelines.results import compare_all
+    from pipelines.results import compare_all, resolve_run_uri
 
     comparisons = compare_all(
-        args.baseline,
-        args.current,
+        resolve_run_uri(args.baseline),
+        resolve_run_uri(args.current),
         _tolerance(args.tolerance),
         metrics=args.metric,
         points=args.point,
         alpha=args.alpha,
+        force=args.force,
     )
     rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
     for c in comparisons:
@@ -231,9 +331,27 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     return REGRESSED if regressed else 0
 
 
+def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.submit import submit
+
+    run_args = [f"--set={item}" for item in args.set or []]
+    run_args += [f"--output={args.output}"] if args.output else []
+    return submit(
+        args.address,
+        args.job,
+        run_args,
+        working_dir=None if args.no_working_dir else args.working_dir,
+        submission_id=args.submission_id,
+        timeout_s=args.timeout,
+        out=out,
+    )
+
+
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.report import write_report
+    from pipelines.results import resolve_run_uri
 
+    args.run = resolve_run_uri(args.run)
     baseline = args.baseline
     if baseline is None:
         from pipelines.storage import read_run
@@ -246,8 +364,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _version() -> str:
+    from pipelines import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalpipe", description="Distributed batch evaluation of ML predictions.")
+    parser.add_argument("--version", action="version", version=f"evalpipe {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="evaluate a job and commit the run")
@@ -260,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="override output.uri")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key, e.g. execution.actors=4")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--commit", help="the code's commit to record (default: EVALPIPE_COMMIT, else git HEAD)")
+    run.add_argument("--branch", help="the code's branch to record (default: EVALPIPE_BRANCH, else git's)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check the spec and the dataset schema without computing")
@@ -268,7 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     show = sub.add_parser("show", help="print a committed run")
-    show.add_argument("run", help="run URI: {output}/{job}/{run id}")
+    show.add_argument("run", help="run URI: {output}/{job}/{run id}, or {output}/{job}/latest")
+    show.add_argument("--metric", action="append", help="only this metric (key or base name; repeatable)")
+    show.add_argument("--point", action="append", help="only this point, e.g. overall (repeatable)")
+    show.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
+    show.add_argument("--all", action="store_true", help="list every entry of vector metrics (text format)")
     show.set_defaults(func=cmd_show)
 
     runs = sub.add_parser("runs", help="list the committed runs under a results URI")
@@ -296,12 +427,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare two runs; exit 3 when a metric regressed (for gating)")
     compare.add_argument("baseline", help="baseline run URI")
     compare.add_argument("current", help="current run URI")
-    compare.add_argument("--tolerance", help="absolute tolerance: 0.01, or roc_auc=0.005,*=0.01")
+    compare.add_argument(
+        "--tolerance", help="absolute tolerance: 0.01, or roc_auc=0.005,*=0.01 (default 0: any worsening regresses)"
+    )
     compare.add_argument("--metric", action="append", help="only this metric (repeatable)")
     compare.add_argument("--point", action="append", help="only this point, e.g. overall (repeatable)")
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level when runs have samples")
     compare.add_argument("--all", action="store_true", help="list every compared metric, not only regressions")
+    compare.add_argument("--force", action="store_true", help="compare runs of different jobs")
     compare.set_defaults(func=cmd_compare)
+
+    submit = sub.add_parser(
+        "submit",
+        help="run a job on a Ray cluster (Jobs API) with this checkout's commit; exits with the run's exit code",
+    )
+    submit.add_argument("job", help="job spec (YAML), relative to the working directory")
+    submit.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://head:8265")
+    submit.add_argument("--working-dir", default=".", help="directory shipped to the cluster (default: .)")
+    submit.add_argument("--no-working-dir", action="store_true", help="ship nothing: evalpipe is in the image")
+    submit.add_argument("--submission-id", help="default: Ray's")
+    submit.add_argument("--set", action="append", metavar="KEY=VALUE", help="passed to evalpipe run")
+    submit.add_argument("--output", help="passed to evalpipe run")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this long")
+    submit.set_defaults(func=cmd_submit)
 
     report = sub.add_parser("report", help="write one self-contained HTML page for a run")
     report.add_argument("run", help="run URI")
@@ -327,27 +475,65 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bound_storage_calls()
     args.env = {}  # the job's resolved ${env:...} values, once it is loaded: never printed
+    code, error = _dispatch(args)
+    if args.command == "run":
+        _report_outcome(args, code, error)
+    return code
 
-    def say(text: str) -> None:
-        from pipelines.templating import redact
 
-        sys.stderr.write(redact(text, args.env))
+def _say(args: argparse.Namespace, text: str) -> str:
+    """Write ``text`` to stderr with the job's resolved ``${env:...}`` values put back as placeholders; returns
+    what was written."""
+    from pipelines.templating import redact
 
+    text = redact(text, getattr(args, "env", {}))
+    sys.stderr.write(text)
+    return text
+
+
+def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
+    """Run the command: its exit code, and the one-paragraph error it printed (None on success)."""
     try:
-        return args.func(args, sys.stdout)
+        return args.func(args, sys.stdout), None
     except UserError as exc:
-        say(f"evalpipe: error: {exc}\n")
-        return 2
+        return 2, _say(args, f"evalpipe: error: {exc}\n").removeprefix("evalpipe: error: ").strip()
     except JobFailed as exc:
-        say(f"evalpipe: job failed: {exc}\n")
-        return exc.exit_code
+        return exc.exit_code, _say(args, f"evalpipe: job failed: {exc}\n").removeprefix(
+            "evalpipe: job failed: "
+        ).strip()
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
-        return STOPPED_EXIT if isinstance(exc, Stopped) else 130
-    except Exception:
-        say("evalpipe: internal error (please report it with the traceback below)\n" + traceback.format_exc())
-        return 1
+        return (STOPPED_EXIT if isinstance(exc, Stopped) else 130), how
+    except Exception as exc:
+        from pipelines.environment import describe
+
+        message = describe(exc)
+        if message is not None:  # credentials or permissions: the user's to fix
+            return 2, _say(args, f"evalpipe: error: {message}\n").removeprefix("evalpipe: error: ").strip()
+        _say(args, "evalpipe: internal error (please report it with the traceback below)\n" + traceback.format_exc())
+        return 1, f"internal error: {type(exc).__name__}"
+
+
+def _report_outcome(args: argparse.Namespace, code: int, error: str | None) -> None:
+    """Write the run's outcome next to its output (when the spec was read) and print it as the last line."""
+    from pipelines.outcome import Outcome, log_line, outcome_id, write_outcome
+
+    job = getattr(args, "loaded_job", None)
+    done = getattr(args, "run_outcome", None)
+    outcome = Outcome(
+        exit_code=code,
+        job=job.name if job is not None else None,
+        run_id=done.run.id if done is not None else (outcome_id() if job is not None else None),
+        run_uri=job.redact(done.uri) if done is not None and job is not None else None,
+        regressions=tuple(r.to_dict() for r in done.regressions) if done is not None else (),
+        error=error,
+    )
+    if job is not None:
+        write_outcome(job.output.uri, job.output.storage_options, outcome)
+    sys.stderr.flush()
+    sys.stdout.write(log_line(outcome) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

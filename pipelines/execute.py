@@ -107,7 +107,10 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     Raises:
         DataError: no files, unreadable files, a missing or mistyped column, or no rows at all.
     """
-    plan = planning.plan(spec.data.paths, spec.data.storage_options, spec.execution.unit_rows)
+    per_worker = planning.BACKBONE_UNITS_PER_WORKER if spec.backbone else 1
+    plan = planning.plan(
+        spec.data.paths, spec.data.storage_options, spec.execution.unit_rows, spec.execution.actors or 1, per_worker
+    )
     roles = spec.data.columns.roles()
     for info in plan.files:
         check_schema(info, roles, spec.task)
@@ -135,9 +138,13 @@ def library_versions() -> dict[str, str]:
 
 
 def git_revision(spec: JobSpec) -> tuple[str | None, str | None]:
-    """``(commit, branch)``: from the spec, else from the git checkout holding the job file."""
+    """``(commit, branch)``: from the spec (or ``evalpipe run --commit/--branch``), else from the environment
+    variables ``EVALPIPE_COMMIT`` / ``EVALPIPE_BRANCH`` (set by a scheduler that shipped the code without its
+    ``.git``, as ``ray job submit --working-dir`` does), else from the git checkout holding the job file."""
     if spec.commit or spec.branch:
         return spec.commit, spec.branch
+    if os.environ.get("EVALPIPE_COMMIT"):
+        return os.environ["EVALPIPE_COMMIT"], os.environ.get("EVALPIPE_BRANCH") or None
     directory = os.path.dirname(os.path.abspath(spec.source)) if "://" not in spec.source else os.getcwd()
 
     def git(*args: str) -> str | None:

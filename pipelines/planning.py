@@ -190,6 +190,33 @@ def pack_units(files: Sequence[FileInfo], unit_rows: int) -> tuple[WorkUnit, ...
     return tuple(units)
 
 
-def plan(paths: Sequence[str], storage_options: dict[str, Any], unit_rows: int) -> Plan:
+MIN_UNIT_ROWS = 256
+"""Units are not made smaller than this to spread a job over its workers (each unit has a fixed cost)."""
+BACKBONE_UNITS_PER_WORKER = 4
+"""A backbone costs far more per row than a statistic update: its jobs get a few units per worker, so that the
+workers finish together and progress moves."""
+
+
+def sized_unit_rows(rows: int, unit_rows: int, workers: int, units_per_worker: int = 1) -> int:
+    """``unit_rows``, lowered so that ``workers`` workers get ``units_per_worker`` units each when there are
+    enough rows (never below ``MIN_UNIT_ROWS``, nor above ``unit_rows``).
+
+    >>> sized_unit_rows(4_000, 1_000_000, 2)  # two actors, 4,000 rows: a unit each
+    2000
+    >>> sized_unit_rows(4_000, 1_000_000, 2, BACKBONE_UNITS_PER_WORKER)
+    500
+    >>> sized_unit_rows(10_000_000, 1_000_000, 2)  # enough units already
+    1000000
+    """
+    wanted = max(1, workers * units_per_worker)
+    return max(min(unit_rows, MIN_UNIT_ROWS), min(unit_rows, -(-rows // wanted)))
+
+
+def plan(
+    paths: Sequence[str], storage_options: dict[str, Any], unit_rows: int, workers: int = 1, units_per_worker: int = 1
+) -> Plan:
+    """List and read the footers of ``paths``; pack units of at most ``unit_rows`` rows, smaller when needed to
+    give each of ``workers`` workers ``units_per_worker`` units (see :func:`sized_unit_rows`)."""
     files = read_footers(paths, storage_options)
-    return Plan(files, pack_units(files, unit_rows))
+    rows = sum(f.rows for f in files)
+    return Plan(files, pack_units(files, sized_unit_rows(rows, unit_rows, workers, units_per_worker)))

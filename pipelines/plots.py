@@ -265,7 +265,7 @@ def precision_recall_figure(stats: RunStatistics, point: str = OVERALL, metric_k
     curve per class (one-vs-rest) or label, labelled with its average precision; for a binary
     task the dotted line is the prevalence (precision of a random ranking).
     """
-    key, task, state = _ranking_curves(stats, point, metric_key, "average_precision")
+    _, task, state = _ranking_curves(stats, point, metric_key, "average_precision")
     distributions = class_distributions(state)
     fig = Figure(figsize=(6.0, 5.5), layout="constrained")
     ax = fig.subplots()
@@ -285,7 +285,7 @@ def precision_recall_figure(stats: RunStatistics, point: str = OVERALL, metric_k
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title(f"Precision-recall - {point} ({key})")
+    ax.set_title(f"Precision-recall - {point}")  # the statistic may be a roc_auc metric's: no key here
     ax.grid(alpha=0.3)
     _legend(ax, len(distributions) + 1, loc="lower left")
     return fig

@@ -185,6 +185,12 @@ class Run:
             metric_defs={k: MetricDef.from_dict(v) for k, v in data.get("metric_defs", {}).items()},
         )
 
+    def _repr_html_(self) -> str:
+        """The run as a table in a notebook."""
+        from pipelines.notebook import run_html
+
+        return run_html(self)
+
     def point(self, name: str) -> Point:
         for p in self.points:
             if p.name == name:

@@ -41,6 +41,9 @@ table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.55rem; text-align: right; vertical-align: top;
          white-space: nowrap; }
 th { background: #f6f8fa; position: sticky; top: 0; }
+table.metrics { font-size: 0.8rem; }
+table.metrics th { white-space: normal; overflow-wrap: anywhere; hyphens: auto; }
+table.metrics th, table.metrics td { padding: 0.25rem 0.4rem; }
 td.name, th.name { text-align: left; }
 tr.overall td { font-weight: 600; }
 .ci { display: block; color: #6e7781; font-size: 0.8em; }

@@ -12,9 +12,11 @@ written, or whose driver died before committing, is invisible.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,7 @@ from pipelines.spec import MetricSpec, metrics_of_recorded
 from pipelines.storage import (
     COMMIT_MARKER,
     METRICS_FILE,
+    METRICS_SCHEMA,
     STATISTICS_FILE,
     STATISTICS_INDEX,
     decode_statistics,
@@ -62,11 +65,39 @@ class RunInfo:
     instance: str | None = None
 
 
+MAX_CONCURRENT_READS = 16
+"""Requests in flight at once when listing and reading runs (object stores answer each in tens of ms)."""
+
+
+def concurrently(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, up to ``MAX_CONCURRENT_READS`` at a time, in order."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_READS, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def _unknown(what: str, name: str, valid: Iterable[str]) -> UserError:
+    """``what 'name' not found (did you mean ...?); the ones there are: ...``."""
+    names = sorted(set(valid))
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
+    return UserError(
+        f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
+    )
+
+
 def _since(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(
+                f"since {value!r}: expected an ISO date or date and time (UTC), e.g. 2026-11-01 or 2026-11-01T06:00."
+            ) from None
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     return utc(value)
@@ -77,6 +108,8 @@ def list_runs(
     job: str | None = None,
     since: dt.datetime | dt.date | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    must_exist: bool = False,
 ) -> list[RunInfo]:
     """Committed runs under ``uri`` (the job spec's ``output.uri``), oldest first.
 
@@ -84,6 +117,8 @@ def list_runs(
         uri: any fsspec URL holding ``{job}/{run id}/`` directories.
         job: only this job's runs.
         since: only runs started at or after this time (ISO string, date or datetime; UTC if naive).
+        must_exist: raise :class:`UserError` when ``uri`` does not exist, or ``job`` has no committed run
+            there (naming the jobs that have), rather than return an empty list (a misspelt name).
     """
     try:
         fs, root = url_to_fs(uri, **(storage_options or {}))
@@ -91,17 +126,26 @@ def list_runs(
         raise UserError(f"{uri}: cannot open this location: {exc}.") from None
     root = root.rstrip("/")
     fs.invalidate_cache()  # object stores: list what is there now, not a cached listing
-    pattern = join(root, job or "*", "*", COMMIT_MARKER)
     start = _since(since)
-    found: list[RunInfo] = []
-    for marker in sorted(fs.glob(pattern)):
+    if must_exist:
+        _check_exists(fs, root, uri, job)
+    pattern = join(root, job or "*", "*", COMMIT_MARKER)
+
+    def read_manifest(marker: str) -> tuple[str, dict[str, Any], dict[str, int]] | None:
         run_path = marker.rsplit("/", 1)[0]
         try:
             with fs.open(marker, "rb") as handle:
                 manifest = json.loads(handle.read())
             sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(run_path, detail=True)}
         except (FileNotFoundError, ValueError):
+            return None
+        return run_path, manifest, sizes
+
+    found: list[RunInfo] = []
+    for listed in concurrently(read_manifest, sorted(fs.glob(pattern))):
+        if listed is None:
             continue
+        run_path, manifest, sizes = listed
         files = manifest.get("files", {})
         if any(sizes.get(name) != size for name, size in files.items()):
             continue  # listed files missing or of another size: not a complete run
@@ -116,6 +160,15 @@ def list_runs(
         )
     found.sort(key=lambda r: (r.timestamp, r.run_id))
     return found
+
+
+def _check_exists(fs: Any, root: str, uri: str, job: str | None) -> None:
+    if not fs.exists(root):
+        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
+    if job is None or fs.glob(join(root, job, "*", COMMIT_MARKER)):
+        return
+    jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(root, "*", "*", COMMIT_MARKER))]
+    raise _unknown(f"{uri}: job", job, jobs)
 
 
 def load_runs(
@@ -134,18 +187,21 @@ def load_runs(
     (filters and projections pushed into the reads); for object stores the files are read through
     fsspec (so the same credentials apply) and the frame is then lazy.
     """
-    runs = list_runs(uri, job, since, storage_options)
+    runs = list_runs(uri, job, since, storage_options, must_exist=True)
     if not runs:
-        empty = pl.DataFrame(schema=_EMPTY_SCHEMA)
+        empty = pl.from_arrow(METRICS_SCHEMA.empty_table())  # the dtypes of a non-empty result
+        assert isinstance(empty, pl.DataFrame)
         return empty.lazy() if lazy else empty
     locations = [open_run(info.uri, storage_options) for info in runs]
     if lazy and all("file" in _protocols(loc.fs) for loc in locations):
         # Local files: a real lazy scan, so filters and projections are pushed into the Parquet reads.
         return pl.scan_parquet([loc.file(METRICS_FILE) for loc in locations])
-    tables = []
-    for loc in locations:
+
+    def read(loc: Any) -> pa.Table:
         with loc.fs.open(loc.file(METRICS_FILE), "rb") as handle:
-            tables.append(pq.read_table(io.BytesIO(handle.read())))
+            return pq.read_table(io.BytesIO(handle.read()))
+
+    tables = concurrently(read, locations)
     frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
     return frame.lazy() if lazy else frame
@@ -154,21 +210,6 @@ def load_runs(
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
-
-
-_EMPTY_SCHEMA = {
-    "run_id": pl.String,
-    "timestamp": pl.Datetime("us", "UTC"),
-    "job": pl.String,
-    "commit": pl.String,
-    "point": pl.String,
-    "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
-    "metric": pl.String,
-    "value": pl.Float64,
-    "lower": pl.Float64,
-    "upper": pl.Float64,
-    "direction": pl.String,
-}
 
 
 def load_run(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
@@ -196,6 +237,12 @@ def trend(
     frame = load_runs(uri, job, since, lazy=True, storage_options=storage_options)
     assert isinstance(frame, pl.LazyFrame)
     rows = frame.filter((pl.col("metric") == metric) & (pl.col("point") == point)).sort("timestamp", "run_id").collect()
+    if rows.is_empty():
+        names = frame.select("metric", "point").unique().collect()
+        if not names.is_empty() and point not in set(names["point"]):
+            raise _unknown(f"job {job!r}: point", point, names["point"])
+        if not names.is_empty() and metric not in set(names["metric"]):
+            raise _unknown(f"job {job!r}: metric", metric, names.filter(pl.col("point") == point)["metric"])
     tags: dict[str, str] = {}
     points = []
     for row in rows.iter_rows(named=True):
@@ -243,15 +290,21 @@ def compare_all(
     points: Iterable[str] | None = None,
     alpha: float = 0.05,
     storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> list[Comparison]:
     """Every ranked metric (direction higher or lower) of every point present in both runs.
 
     A metric *regressed* when it is worse than the baseline by more than its tolerance (absolute,
-    in the metric's units; a mapping gives one per metric name, ``"*"`` the default) and, when both
-    runs stored bootstrap replicates, the paired bootstrap test finds the difference significant at
-    ``alpha``.
+    in the metric's units; a mapping gives one per metric name, ``"*"`` the default; default 0: any
+    worsening) and, when both runs stored bootstrap replicates, the paired bootstrap test finds the
+    difference significant at ``alpha``.
+
+    Raises:
+        UserError: a name in ``metrics``, ``points`` or the tolerance mapping that neither run has (a typo
+            would otherwise compare nothing and pass), or runs of two different jobs unless ``force``.
     """
     base, cur = _as_run(baseline, storage_options), _as_run(current, storage_options)
+    _check_comparable(base, cur, tolerance, metrics, points, force)
     wanted_metrics = set(metrics) if metrics is not None else None
     wanted_points = set(points) if points is not None else None
     paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
@@ -290,6 +343,69 @@ def compare_all(
                 )
             )
     return out
+
+
+def _metric_names(run: Run) -> set[str]:
+    """Every metric key of ``run`` and its base names (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for
+    ``roc_auc.error_bound``)."""
+    keys = {k for p in run.points for k in p.metrics}
+    return keys | {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
+
+
+def check_names(run: Run, metrics: Iterable[str] | None, points: Iterable[str] | None) -> None:
+    """Every name in ``metrics`` (keys or base names) and ``points`` is one of ``run``'s.
+
+    Raises:
+        UserError: naming the unknown name and the ones there are.
+    """
+    names = _metric_names(run)
+    for name in metrics or ():
+        if name not in names:
+            raise _unknown("metric", name, {n for n in names if "[" not in n})
+    point_names = {p.name for p in run.points}
+    for name in points or ():
+        if name not in point_names:
+            raise _unknown("point", name, point_names)
+
+
+def resolve_run_uri(uri: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """``uri`` itself, or for ``{output}/{job}/latest`` the newest committed run of that job."""
+    if uri.rstrip("/").rsplit("/", 1)[-1] != "latest":
+        return uri
+    job_dir = uri.rstrip("/").rsplit("/", 1)[0]
+    if "/" not in job_dir:
+        raise UserError(f"{uri}: expected {{output}}/{{job}}/latest, e.g. example-output/churn-binary/latest.")
+    output, job = job_dir.rsplit("/", 1)
+    runs = list_runs(output, job, storage_options=storage_options, must_exist=True)
+    return runs[-1].uri
+
+
+def _check_comparable(
+    base: Run,
+    cur: Run,
+    tolerance: float | Mapping[str, float],
+    metrics: Iterable[str] | None,
+    points: Iterable[str] | None,
+    force: bool,
+) -> None:
+    jobs = (base.metadata.get("job"), cur.metadata.get("job"))
+    if jobs[0] != jobs[1] and not force:
+        raise UserError(
+            f"the baseline is a run of job {jobs[0]!r} and the current run of job {jobs[1]!r}: comparing runs of "
+            "different jobs is refused unless forced (evalpipe compare --force, compare(..., force=True))."
+        )
+    names = _metric_names(base) | _metric_names(cur)
+    for name in metrics or ():
+        if name not in names:
+            raise _unknown("metric", name, {n for n in names if "[" not in n})
+    point_names = {p.name for p in base.points} | {p.name for p in cur.points}
+    for name in points or ():
+        if name not in point_names:
+            raise _unknown("point", name, point_names)
+    if isinstance(tolerance, Mapping):
+        for name in tolerance:
+            if name != "*" and name not in names:
+                raise _unknown("tolerance for metric", name, {n for n in names if "[" not in n} | {"*"})
 
 
 def compare(

@@ -136,6 +136,24 @@ def decode_statistics(statistics: Sequence[Statistic], npz: bytes, index: bytes)
     return out
 
 
+METRICS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("job", pa.string()),
+        ("commit", pa.string()),
+        ("point", pa.string()),
+        ("tags", pa.map_(pa.string(), pa.string())),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("lower", pa.float64()),
+        ("upper", pa.float64()),
+        ("direction", pa.string()),
+    ]
+)
+"""Schema of ``metrics.parquet``."""
+
+
 def metrics_table(run: Run, job: str) -> pa.Table:
     """Long format: one row per point x metric."""
     rows: dict[str, list[Any]] = {
@@ -169,22 +187,7 @@ def metrics_table(run: Run, job: str) -> pa.Table:
             rows["lower"].append(metric.lower)
             rows["upper"].append(metric.upper)
             rows["direction"].append(str(definition.direction) if definition else "higher")
-    schema = pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("timestamp", pa.timestamp("us", tz="UTC")),
-            ("job", pa.string()),
-            ("commit", pa.string()),
-            ("point", pa.string()),
-            ("tags", pa.map_(pa.string(), pa.string())),
-            ("metric", pa.string()),
-            ("value", pa.float64()),
-            ("lower", pa.float64()),
-            ("upper", pa.float64()),
-            ("direction", pa.string()),
-        ]
-    )
-    return pa.table(rows, schema=schema)
+    return pa.table(rows, schema=METRICS_SCHEMA)
 
 
 # --- writing and committing -----------------------------------------------------------

@@ -1,8 +1,11 @@
 """Bootstrap and everyday commands, needing nothing but python3 (>= 3.11).
 
     python3 scripts/dev.py example   # make .venv, install evalpipe, generate data, run a job on local Ray
-    python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite; then the
-                                     # Beam runner's tests in .venv-beam (Beam pins an older pyarrow)
+    python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite in parallel
+                                     # (pytest-xdist, one process per core; tests that start Ray share one
+                                     # process); then the Beam runner's tests in .venv-beam (Beam pins an
+                                     # older pyarrow). As root on Debian/Ubuntu it also apt-installs chromium
+                                     # for the HTML report test (EVALPIPE_NO_APT=1: skip it, the test skips)
     python3 scripts/dev.py lint      # ruff
 
 The virtual environment lives in ``.venv`` (or ``$EVALPIPE_VENV``) and is
@@ -77,13 +80,24 @@ def ensure_chromium() -> None:
     """Best effort: the report test renders HTML in headless Chromium (Debian's ``chromium`` package)."""
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         return
+    if os.environ.get("EVALPIPE_NO_APT") == "1":
+        say("EVALPIPE_NO_APT=1: chromium not installed; the HTML rendering test will be skipped")
+        return
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
         say("chromium not found and cannot be installed here: the HTML rendering test will be skipped")
         return
-    say("installing Debian's chromium for the HTML report test")
+    say("installing Debian's chromium with apt-get for the HTML report test (EVALPIPE_NO_APT=1 skips this)")
     quiet = {"stdout": subprocess.DEVNULL, "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive")}
     subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, **quiet)
+
+
+def parallel(extra: list[str]) -> list[str]:
+    """pytest-xdist options: one worker per core (at most 4), tests marked ``ray`` grouped onto one worker
+    (they share its session's Ray cluster, see tests/conftest.py); none when the arguments choose already."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses", "-p")) for a in extra):
+        return []
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "loadgroup"]
 
 
 def test(extra: list[str]) -> None:
@@ -91,7 +105,7 @@ def test(extra: list[str]) -> None:
     apache-beam is installed (in ``.venv`` they skip). ``EVALPIPE_SKIP_BEAM=1`` leaves the latter out."""
     ensure_env("dev")
     ensure_chromium()
-    run(PYTHON, "-m", "pytest", *extra)
+    run(PYTHON, "-m", "pytest", *parallel(extra), *extra)
     if extra or os.environ.get("EVALPIPE_SKIP_BEAM") == "1":
         return
     beam_python = ensure_env("beam-test", BEAM_VENV)

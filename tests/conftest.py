@@ -9,6 +9,14 @@ import pytest
 import yaml
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), every test that starts Ray runs on one worker: they share its
+    session cluster, and two workers' clusters would not fit a small machine beside each other."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None or "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster (2 CPUs, loopback only) shared by the tests that use the Ray runner."""

@@ -42,6 +42,7 @@ import pytest
 import yaml
 from sklearn import metrics as skm
 
+from pipelines.outcome import OUTCOME_PREFIX, outcome_uri, parse_outcome
 from pipelines.storage import COMMIT_MARKER, read_run
 from pipelines.synthetic import concatenated, write_shards
 from tests.conftest import add_file_column, text_function_job
@@ -52,6 +53,7 @@ pytestmark = [
 ]
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 JOB_NAME = "submit-binary"
 ROWS = 50_000
@@ -239,8 +241,12 @@ def _write_job(tmp_path: Path) -> tuple[Path, list[str], Path]:
 def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
     job, paths, output = _write_job(tmp_path)
     submission_id = f"evalpipe-test-{secrets.token_hex(4)}"
-    entrypoint = [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"]
-    _submit(ray_head, entrypoint, {}, submission_id)
+    # as the README writes it: this checkout shipped with --working-dir (Ray leaves out `.git`), its commit
+    # and branch read on the submitting side
+    commit = _git("rev-parse", "HEAD")
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    entrypoint = [sys.executable, "-m", "pipelines", "run", str(job), "--quiet", "--commit", commit, "--branch", branch]
+    _submit(ray_head, entrypoint, {}, submission_id, working_dir=REPO)
     # token auth is on: the Jobs API turns away a request with a wrong token
     with pytest.raises(urllib.error.HTTPError) as denied:
         _api(ray_head, f"/api/jobs/{submission_id}", token=secrets.token_hex(32))
@@ -267,6 +273,20 @@ def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
     uri = str(runs[0])
     assert f"run: {uri}" in logs
     run = read_run(uri)
+    assert (run.commit, run.branch) == (commit, branch)
+    # the outcome: the last line of the job's log, and a file next to the run
+    outcome = parse_outcome(logs)
+    assert outcome is not None and logs.rstrip().splitlines()[-1].startswith(OUTCOME_PREFIX)
+    assert outcome == {
+        "status": "committed",
+        "exit_code": 0,
+        "job": JOB_NAME,
+        "run_id": run.id,
+        "run_uri": uri,
+        "regressions": [],
+        "error": None,
+    }
+    assert json.loads(Path(outcome_uri(str(output), JOB_NAME, run.id)).read_text()) == outcome
 
     assert run.environment["runner"] == "ray"
     assert run.environment["workers"] == 2
@@ -321,7 +341,13 @@ def s3_server() -> Iterator[tuple[str, object]]:
         server.stop()
 
 
-def _submit(head: Head, entrypoint: list[str], runtime_env: dict, submission_id: str) -> None:
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _submit(
+    head: Head, entrypoint: list[str], runtime_env: dict, submission_id: str, working_dir: Path | None = None
+) -> None:
     submit = subprocess.run(
         [
             str(BIN / "ray"),
@@ -329,6 +355,7 @@ def _submit(head: Head, entrypoint: list[str], runtime_env: dict, submission_id:
             "submit",
             f"--address={head.address}",
             f"--submission-id={submission_id}",
+            *([f"--working-dir={working_dir}"] if working_dir else []),
             *([f"--runtime-env-json={json.dumps(runtime_env)}"] if runtime_env else []),
             "--no-wait",
             "--",
@@ -429,3 +456,32 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     for where, value in SENTINELS.items():
         assert value.encode() not in written, f"the {where} secret was written to the bucket"
         assert value not in logs and value not in rerun_logs, f"the {where} secret was logged"
+
+
+def test_evalpipe_submit_records_the_commit_and_returns_the_real_exit_code(
+    tmp_path: Path, ray_head: Head, monkeypatch, capsys
+) -> None:
+    """``evalpipe submit`` ships this checkout, passes its commit, and exits with the run's own exit code where
+    ``ray job submit`` says FAILED for any failure."""
+    from pipelines.cli import main
+
+    for name, value in ray_head.env.items():
+        if name.startswith("RAY_") or name.lower() == "no_proxy":
+            monkeypatch.setenv(name, value)
+    job, paths, output = _write_job(tmp_path)
+    address = ["--address", ray_head.address, "--working-dir", str(REPO), "--timeout", str(JOB_TIMEOUT_S)]
+    assert main(["submit", str(job), *address]) == 0, capsys.readouterr()
+    logs = capsys.readouterr().out
+    outcome = parse_outcome(logs)
+    assert outcome is not None and outcome["status"] == "committed"
+    run = read_run(outcome["run_uri"])
+    assert outcome["run_uri"].startswith(str(output / JOB_NAME))
+    assert (run.commit, run.branch) == (_git("rev-parse", "HEAD"), _git("rev-parse", "--abbrev-ref", "HEAD"))
+    data = concatenated(paths, ["score", "label"])
+    expected = skm.accuracy_score(data["label"].astype(np.int64), data["score"] > 0.5)
+    assert run.point("overall").metrics["accuracy"].value == pytest.approx(expected, abs=1e-12)
+
+    # a user error in the job: Ray says FAILED, evalpipe submit exits 2 with the one-paragraph error
+    assert main(["submit", str(job), *address, "--set", "metrics=[acuracy]"]) == 2
+    logs = capsys.readouterr().out
+    assert "did you mean 'accuracy'" in logs and parse_outcome(logs)["status"] == "user_error"

@@ -209,16 +209,15 @@ def test_rayjob_manifest():
     job = spec_module.load(str(ROOT / args.job), {"set": args.set or []})
     assert job.name == JOB
 
+    # A CPU job on CPU pods: no container asks for a GPU, no actor for one.
     cluster = spec["rayClusterSpec"]
-    head = cluster["headGroupSpec"]["template"]["spec"]["containers"]
-    assert all("nvidia.com/gpu" not in c.get("resources", {}).get("limits", {}) for c in head)
-    gpu_groups = [
-        g
-        for g in cluster["workerGroupSpecs"]
-        if any(c["resources"]["limits"].get("nvidia.com/gpu") == 1 for c in g["template"]["spec"]["containers"])
-    ]
-    assert gpu_groups, "no worker group with nvidia.com/gpu: 1"
-    assert job.execution.num_gpus == 1.0  # one actor per GPU of the worker group
+    assert job.execution.num_gpus == 0
+    assert "nvidia.com/gpu" not in json.dumps(cluster)
+    workers = [c for g in cluster["workerGroupSpecs"] for c in g["template"]["spec"]["containers"]]
+    assert workers and all(float(c["resources"]["limits"]["cpu"]) >= 1 for c in workers)
+    # the same buckets as the cron entry, and a baseline gate
+    assert (job.data.paths, job.output.uri) == _cron_job_locations()
+    assert job.baseline is not None and job.baseline.run == "latest"
 
     # Credentials only from Kubernetes secrets: no literal value for any secret-like variable, on any container.
     secret_envs = []
@@ -245,6 +244,15 @@ def test_rayjob_manifest():
     assert [d["kind"] for d in docs if d["metadata"].get("labels", {}).get(key) == value] == ["RayJob"]
     assert rayjob["metadata"]["generateName"] and "name" not in rayjob["metadata"]
     assert pod["volumes"][0]["configMap"]["name"] == "evalpipe-nightly-rayjob"
+
+
+def _cron_job_locations() -> tuple[tuple[str, ...], str]:
+    """The nightly job's input paths and output URI as the cron entry sets them."""
+    command = next(line for line in CRON.read_text().splitlines() if re.match(r"^[0-9*]", line))
+    submit = shlex.split(command.replace("\\%", "%").split(" >> ")[0].split(" && ", 1)[1])
+    args = cli.build_parser().parse_args(submit[submit.index("--") + 4 :])
+    job = spec_module.load(str(ROOT / args.job), {"set": args.set or []})
+    return tuple(job.data.paths), job.output.uri
 
 
 def test_cron_entry_submits_the_nightly_job():
@@ -275,3 +283,8 @@ def test_cron_entry_submits_the_nightly_job():
     args = cli.build_parser().parse_args(entrypoint[3:])
     job = spec_module.load(str(ROOT / args.job), {"set": args.set or []})
     assert job.data.paths[0].startswith("s3://") and job.output.uri.startswith("s3://")
+    # a same-day rerun gets another submission id; the commit is read at submission (Ray leaves out .git)
+    submission_id = submit[submit.index("--submission-id") + 1]
+    assert "%H" in submission_id and "%d" in submission_id
+    assert args.commit == "$(git rev-parse HEAD)"
+    assert job.baseline is not None  # the gate the outcome reports

@@ -183,7 +183,7 @@ def test_cli_run_show_validate_and_commit_layout(tmp_path, binary_data):
 
     result = _cli("run", str(job), "--set", "name=cli-job", "--quiet")
     assert result.returncode == 0, result.stderr
-    uri = result.stdout.strip().splitlines()[-1].removeprefix("run: ")
+    (uri,) = [line.removeprefix("run: ") for line in result.stdout.splitlines() if line.startswith("run: ")]
     run_dir = tmp_path / "out" / "cli-job"
     (run_path,) = list(run_dir.iterdir())
     assert uri == str(run_path)

@@ -80,12 +80,15 @@ def test_evaluators_know_nothing_of_pipelines_ray_storage_or_yaml():
 
 
 def test_only_the_ray_runner_imports_ray():
+    """The Ray runner, and ``evalpipe submit`` (Ray's Jobs API client, imported when that command runs)."""
     importers = {
         str(p.relative_to(ROOT))
         for p in (ROOT / "pipelines").rglob("*.py")
         if "ray" in {n.split(".")[0] for n in _module_imports(p)}
     }
-    assert importers == {"pipelines/runners/ray.py"}
+    assert importers == {"pipelines/runners/ray.py", "pipelines/submit.py"}
+    cli = (ROOT / "pipelines" / "cli.py").read_text()
+    assert "from pipelines.submit import" in cli and "\nfrom pipelines.submit" not in cli  # only inside cmd_submit
 
 
 def _module_imports(path: Path) -> set[str]:

@@ -1,0 +1,70 @@
+"""Problems of the environment a user can fix (missing weights, missing credentials, no permission):
+checked before anything is computed where they can be, and turned into one-paragraph errors (exit 2)."""
+
+from __future__ import annotations
+
+from fsspec.core import url_to_fs
+
+from pipelines.errors import UserError
+from pipelines.spec import JobSpec
+
+BACKBONE_FILES = {"bert": ("config.json", "model.safetensors", "tokenizer.json")}
+"""Files a backbone directory must hold, by kind (``cnn`` and ``inception``: a weights file or a directory)."""
+
+_CREDENTIAL_ERRORS = frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError", "NoAuthHandlerFound"}
+)
+_DENIED_ERRORS = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "Forbidden"})
+
+
+def check_backbone_weights(spec: JobSpec) -> None:
+    """The backbone's weights exist where ``backbone.weights`` says (every file its kind reads).
+
+    Raises:
+        UserError: the location or one of its files is missing, or cannot be read.
+    """
+    backbone = spec.backbone
+    if backbone is None:
+        return
+    where = f"{spec.source}: backbone.weights {backbone.weights!r}"
+    try:
+        fs, root = url_to_fs(backbone.weights)
+        if not fs.exists(root):
+            raise UserError(
+                f"{where}: no such file or directory. Set backbone.weights to the {backbone.kind} checkpoint "
+                "(e.g. --set backbone.weights=PATH)."
+            )
+        needed = BACKBONE_FILES.get(backbone.kind, ()) if fs.isdir(root) else ()
+        missing = [name for name in needed if not fs.exists(f"{root.rstrip('/')}/{name}")]
+    except UserError:
+        raise
+    except Exception as exc:
+        message = describe(exc)
+        if message is None:
+            raise
+        raise UserError(f"{where}: {message}") from None
+    if missing:
+        raise UserError(f"{where}: the directory lacks {', '.join(missing)} (a {backbone.kind} checkpoint has them).")
+
+
+def describe(exc: BaseException) -> str | None:
+    """One sentence for a credentials or permission error anywhere in ``exc``'s chain; None for anything else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__name__
+        code = (
+            str(getattr(current, "response", {}).get("Error", {}).get("Code", ""))
+            if hasattr(current, "response")
+            else ""
+        )
+        if name in _CREDENTIAL_ERRORS:
+            return (
+                f"no credentials for the object store ({name}: {current}). Provide them the usual way (environment "
+                "variables, a profile, an instance role) or in storage_options, e.g. ${env:NAME}."
+            )
+        if isinstance(current, PermissionError) or code in _DENIED_ERRORS or name in _DENIED_ERRORS:
+            return f"permission denied ({current}). Check the credentials' rights on this location."
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,430 @@
+"""The command line as a new user and the person on call meet it: version, the run's outcome, the recorded
+commit, one-paragraph errors (exit 2) for what the user can fix, and comparisons that refuse to pass silently."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn import metrics as skm
+
+from pipelines import __version__
+from pipelines.cli import main
+from pipelines.errors import UserError
+from pipelines.outcome import OUTCOME_PREFIX, OUTCOMES_DIR, outcome_uri, parse_outcome
+from pipelines.results import load_runs, trend
+from pipelines.storage import read_run
+from pipelines.synthetic import concatenated, write_shards
+
+ROWS = 3_000
+
+
+def _job(tmp: Path, name: str, data: str, output: Path, **extra) -> Path:
+    spec = {
+        "name": name,
+        "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": [
+            "accuracy",
+            {"name": "roc_auc", "mode": "exact", "as": "roc_auc", "priority": "primary"},
+            "f1_score",
+            "confusion_matrix",
+        ],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(output)},
+        **extra,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, object]:
+    """Two runs of job ``gate`` (the second on other data) and one of job ``other``, run through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli")
+    first = write_shards(str(tmp / "a"), "binary", ROWS, 2, seed=1)
+    write_shards(str(tmp / "b"), "binary", ROWS, 2, seed=2)
+    output = tmp / "results"
+    gate = _job(tmp, "gate", str(tmp / "a" / "*.parquet"), output)
+    other = _job(tmp, "other", str(tmp / "b" / "*.parquet"), output)
+    runs = {}
+    for key, argv in {
+        "first": ["run", str(gate), "--quiet", "--commit", "c0ffee", "--branch", "main"],
+        "second": ["run", str(gate), "--quiet", "--set", f"data.path={tmp / 'b' / '*.parquet'}"],
+        "other": ["run", str(other), "--quiet"],
+    }.items():
+        code = main(argv)
+        assert code == 0, key
+        runs[key] = read_run(
+            sorted(p for p in (output / argv[1].rsplit("/", 1)[-1][:-5]).iterdir() if "T" in p.name)[-1].as_posix()
+        )
+    return {"tmp": tmp, "output": output, "gate": gate, "runs": runs, "paths": first}
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"evalpipe {__version__}"
+    installed = subprocess.run([sys.executable, "-m", "pip", "show", "evalpipe"], capture_output=True, text=True)
+    version = next(line.split(": ", 1)[1] for line in installed.stdout.splitlines() if line.startswith("Version: "))
+    assert __version__ == version
+
+
+def test_outcome_of_a_committed_run_and_the_recorded_commit(results, capsys) -> None:
+    output: Path = results["output"]
+    first = results["runs"]["first"]
+    assert (first.commit, first.branch) == ("c0ffee", "main")
+    data = concatenated(results["paths"], ["score", "label"])
+    y, p = data["label"].astype(np.int64), data["score"].astype(np.float64)
+    assert first.point("overall").metrics["roc_auc"].value == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    outcome = json.loads((output / OUTCOMES_DIR / "gate" / f"{first.id}.json").read_text())
+    assert outcome == {
+        "status": "committed",
+        "exit_code": 0,
+        "job": "gate",
+        "run_id": first.id,
+        "run_uri": str(output / "gate" / first.id),
+        "regressions": [],
+        "error": None,
+    }
+
+
+def test_commit_from_the_environment_and_outcome_as_last_line(results, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("EVALPIPE_COMMIT", "feedbeef")
+    monkeypatch.setenv("EVALPIPE_BRANCH", "release")
+    code, out, _ = _run(["run", str(results["gate"]), "--quiet"], capsys)
+    assert code == 0
+    outcome = parse_outcome(out)
+    *_, run_line, last = out.rstrip().splitlines()
+    assert last.startswith(OUTCOME_PREFIX) and run_line == f"run: {outcome['run_uri']}"
+    run = read_run(outcome["run_uri"])
+    assert (run.commit, run.branch) == ("feedbeef", "release")
+
+
+def test_regressed_run_outcome_lists_the_regressions(results, capsys) -> None:
+    """A baseline gate: the second data set's accuracy is compared with the first's (same job)."""
+    tmp: Path = results["tmp"]
+    baseline = str(results["output"] / "gate" / results["runs"]["first"].id)
+    good, bad = results["runs"]["first"], results["runs"]["second"]
+    worse = good.point("overall").metrics["accuracy"].value > bad.point("overall").metrics["accuracy"].value
+    code, out, _ = _run(
+        [
+            "run",
+            str(results["gate"]),
+            "--quiet",
+            "--set",
+            f"data.path={tmp / 'b' / '*.parquet'}",
+            "--set",
+            f"baseline.run={baseline}",
+        ],
+        capsys,
+    )
+    outcome = parse_outcome(out)
+    regressed = {r["metric"] for r in outcome["regressions"]}
+    assert ("accuracy" in regressed) == worse
+    assert code == (3 if regressed else 0) and outcome["exit_code"] == code
+    assert outcome["status"] == ("regressed" if regressed else "committed")
+    on_disk = json.loads(Path(outcome_uri(str(results["output"]), "gate", outcome["run_id"])).read_text())
+    assert on_disk == outcome
+
+
+def test_user_error_outcome_is_printed_and_nothing_written(results, capsys) -> None:
+    code, out, err = _run(["run", str(results["gate"]), "--quiet", "--set", "data.path=/nonexistent/*.parquet"], capsys)
+    assert code == 2 and "Traceback" not in err and "/nonexistent" in err and err.count("\n") == 1
+    outcome = parse_outcome(out)
+    assert outcome["status"] == "user_error" and outcome["run_uri"] is None and "/nonexistent" in outcome["error"]
+    assert not Path(outcome_uri(str(results["output"]), "gate", outcome["run_id"])).exists()
+    assert not (results["output"] / "gate" / outcome["run_id"]).exists()
+
+
+def test_missing_backbone_weights_exit_2_in_validate_and_run(tmp_path: Path, capsys) -> None:
+    write_shards(str(tmp_path / "text"), "text", 100, 1, seed=0)
+    for command in ("validate", "run"):
+        code, _, err = _run(
+            [
+                command,
+                "configs/text.yaml",
+                "--set",
+                f"data.path={tmp_path / 'text'}",
+                "--set",
+                f"backbone.weights={tmp_path / 'no-such-model'}",
+                "--set",
+                f"output.uri={tmp_path / 'out'}",
+            ],
+            capsys,
+        )
+        assert code == 2, err
+        assert f"backbone.weights '{tmp_path / 'no-such-model'}': no such file or directory" in err
+        assert "Traceback" not in err
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "config.json").write_text("{}")
+    code, _, err = _run(
+        [
+            "validate",
+            "configs/text.yaml",
+            "--set",
+            f"data.path={tmp_path / 'text'}",
+            "--set",
+            f"backbone.weights={tmp_path / 'partial'}",
+        ],
+        capsys,
+    )
+    assert code == 2 and "lacks model.safetensors, tokenizer.json" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_object_store_credentials_exit_2(results, capsys, monkeypatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, out, err = _run(
+        [
+            "run",
+            str(results["gate"]),
+            "--quiet",
+            "--output",
+            "s3://evalpipe-no-credentials/evals",
+            "--set",
+            "output.storage_options.endpoint_url=http://127.0.0.1:9",
+        ],
+        capsys,
+    )
+    assert code == 2, err
+    assert "no credentials for the object store" in err and "Traceback" not in err
+    assert parse_outcome(out)["status"] == "user_error"
+
+
+def test_runs_names_what_exists(results, capsys) -> None:
+    output = str(results["output"])
+    code, out, err = _run(["runs", output, "--job", "gate"], capsys)
+    assert code == 0 and "committed runs" in out
+    code, _, err = _run(["runs", output, "--job", "gatee"], capsys)
+    assert code == 2 and "job 'gatee' not found (did you mean 'gate'?)" in err and "gate, other" in err
+    code, _, err = _run(["runs", str(results["tmp"] / "nonexistent")], capsys)
+    assert code == 2 and "no such results location" in err
+    code, _, err = _run(["runs", output, "--since", "yesterday"], capsys)
+    assert code == 2 and "since 'yesterday': expected an ISO date" in err
+
+
+def test_load_runs_and_trend_name_what_exists(results) -> None:
+    output = str(results["output"])
+    with pytest.raises(UserError, match=r"job 'gte' not found \(did you mean 'gate'\?\)"):
+        load_runs(output, job="gte")
+    with pytest.raises(UserError, match=r"metric 'roc_acu' not found \(did you mean 'roc_auc'\?\)"):
+        trend(output, "gate", "roc_acu")
+    with pytest.raises(UserError, match=r"point 'overal' not found"):
+        trend(output, "gate", "roc_auc", point="overal")
+    assert len(trend(output, "gate", "roc_auc").points) >= 2
+
+
+def test_compare_refuses_unknown_names_and_other_jobs(results, capsys) -> None:
+    output = results["output"]
+    runs = results["runs"]
+    first, second = (str(output / "gate" / runs[k].id) for k in ("first", "second"))
+    other = str(output / "other" / runs["other"].id)
+    code, out, err = _run(["compare", first, second, "--metric", "recal"], capsys)
+    assert code == 2 and "metric 'recal' not found" in err and "roc_auc" in err
+    code, _, err = _run(["compare", first, second, "--point", "overal"], capsys)
+    assert code == 2 and "point 'overal' not found (did you mean 'overall'?)" in err
+    code, _, err = _run(["compare", first, second, "--tolerance", "roc_acu=0.01"], capsys)
+    assert code == 2 and "tolerance for metric 'roc_acu' not found (did you mean 'roc_auc'?)" in err
+    code, _, err = _run(["compare", first, other], capsys)
+    assert code == 2 and "job 'gate'" in err and "job 'other'" in err and "--force" in err
+    code, out, _ = _run(["compare", first, other, "--force", "--all", "--metric", "accuracy"], capsys)
+    assert code in (0, 3) and "1 metrics compared" in out
+    # default tolerance 0: any worsening regresses
+    a, b = runs["first"].point("overall").metrics, runs["second"].point("overall").metrics
+    worse = [m for m in ("accuracy", "roc_auc", "f1_score") if b[m].value < a[m].value]
+    code, out, _ = _run(["compare", first, second], capsys)
+    assert f"3 metrics compared, {len(worse)} regressed" in out
+    assert code == (3 if worse else 0)
+
+
+def test_show_latest_filters_formats_and_collapsed_vectors(results, capsys) -> None:
+    output = results["output"]
+    runs = results["runs"]
+    latest = read_run(str(output / "gate" / sorted(p.name for p in (output / "gate").iterdir() if "T" in p.name)[-1]))
+    code, out, _ = _run(["show", f"{output}/gate/latest", "--metric", "roc_auc", "--format", "json"], capsys)
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["run_id"] == latest.id
+    assert [(m["metric"], m["value"]) for m in shown["metrics"]] == [
+        ("roc_auc", latest.point("overall").metrics["roc_auc"].value)
+    ]
+    first = output / "gate" / runs["first"].id
+    code, out, _ = _run(["show", str(first), "--metric", "confusion_matrix", "--format", "csv"], capsys)
+    lines = list(csv.reader(io.StringIO(out)))
+    assert lines[0] == ["point", "metric", "value", "lower", "upper"] and len(lines) == 1 + 4
+    matrix = runs["first"].point("overall").metrics
+    assert lines[1] == ["overall", "confusion_matrix[0,0]", str(matrix["confusion_matrix[0,0]"].value), "", ""]
+    # text: the 2 x 2 matrix is one row unless --all
+    code, out, _ = _run(["show", str(first)], capsys)
+    cells = ", ".join(str(int(matrix[f"confusion_matrix[{i},{j}]"].value)) for i in (0, 1) for j in (0, 1))
+    assert f"confusion_matrix[…]  4 values: {cells}" in out and "confusion_matrix[0,1]" not in out
+    assert "(1 vectors collapsed: evalpipe show RUN --all lists every entry)" in out
+    code, out, _ = _run(["show", str(first), "--all", "--point", "overall"], capsys)
+    assert "confusion_matrix[0,1]" in out and "collapsed" not in out
+    code, _, err = _run(["show", str(first), "--metric", "roc_acu"], capsys)
+    assert code == 2 and "metric 'roc_acu' not found (did you mean 'roc_auc'?)" in err
+    code, _, err = _run(["show", str(first), "--point", "US"], capsys)
+    assert code == 2 and "point 'US' not found" in err
+
+
+def test_runs_lists_rows_commit_and_primary_metric(results, capsys) -> None:
+    first = results["runs"]["first"]
+    code, out, _ = _run(["runs", str(results["output"]), "--job", "gate"], capsys)
+    assert code == 0
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[:8] == ["job", "run", "id", "started", "(UTC)", "rows", "commit", "primary"]
+    roc = first.point("overall").metrics["roc_auc"].value
+    assert row.split()[:7] == [
+        "gate",
+        first.id,
+        *row.split()[2:4],
+        str(ROWS * 2 // 2),
+        "c0ffee",
+        f"roc_auc={roc:.6f}".rstrip("0"),
+    ]
+
+
+def test_run_repr_html_in_a_notebook(results) -> None:
+    run = results["runs"]["first"]
+    page = run._repr_html_()
+    assert run.id in page and "c0ffee" in page and f"{ROWS} rows" in page
+    roc = run.point("overall").metrics["roc_auc"].value
+    assert f"<td>overall</td><td>roc_auc</td><td>{roc:.6g}</td>" in page
+    assert "<td>overall</td><td>confusion_matrix[…]</td><td>4 values</td>" in page
+    assert "confusion_matrix[0,1]" not in page
+
+
+def test_empty_load_runs_has_the_dtypes_of_a_non_empty_one(results) -> None:
+    import polars as pl
+
+    output = str(results["output"])
+    full = load_runs(output, job="gate")
+    empty = load_runs(output, job="gate", since="2100-01-01")
+    assert empty.height == 0 and full.height > 0
+    assert empty.schema == full.schema
+    assert pl.concat([empty, full]).height == full.height
+
+
+def test_units_are_sized_for_the_actors(tmp_path: Path, capsys) -> None:
+    """4,000 rows in row groups of 100: one unit with the default unit_rows; with 2 actors, one unit each; a
+    backbone job (rows cost far more) gets 4 units per actor."""
+    write_shards(str(tmp_path / "binary"), "binary", 4_000, 1, seed=0, row_group_rows=100)
+    job = _job(tmp_path, "units", str(tmp_path / "binary" / "*.parquet"), tmp_path / "out")
+    # 3 actors: units of at most ceil(4000 / 3) = 1334 rows, cut at row groups: 1300, 1300, 1300, 100
+    for actors, units in ((None, 1), (1, 1), (2, 2), (3, 4)):
+        extra = ["--set", f"execution.actors={actors}"] if actors else []
+        code, out, err = _run(["validate", str(job), *extra], capsys)
+        assert code == 0, err
+        assert f"4000 rows, {units} work units" in out, (actors, out)
+    write_shards(str(tmp_path / "text"), "text", 4_000, 1, seed=0, row_group_rows=100)
+    (tmp_path / "model").mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (tmp_path / "model" / name).write_bytes(b"")
+    code, out, err = _run(
+        [
+            "validate",
+            "configs/text.yaml",
+            "--set",
+            f"data.path={tmp_path / 'text'}",
+            "--set",
+            f"backbone.weights={tmp_path / 'model'}",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "4000 rows, 8 work units" in out  # configs/text.yaml: 2 actors
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => {
+  const box = document.querySelector("table.metrics").parentElement;
+  document.title = JSON.stringify({scroll: box.scrollWidth, client: box.clientWidth,
+                                   page: document.documentElement.clientWidth,
+                                   right: document.querySelector("table.metrics").getBoundingClientRect().right});
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_report_of_the_example_job_fits_a_1280_px_page(results, tmp_path: Path, capsys) -> None:
+    """configs/binary.yaml's 14 metrics (23 columns with vector entries left out) in a 1280 px window: the metric
+    table needs no horizontal scrolling."""
+    from tests.test_plots_report import _chromium, _headless
+
+    binary = _chromium()
+    code, _, err = _run(
+        [
+            "run",
+            "configs/binary.yaml",
+            "--runner",
+            "local",
+            "--quiet",
+            "--set",
+            f"data.path={results['tmp'] / 'a'}",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    report = tmp_path / "report.html"
+    code, out, err = _run(["report", f"{tmp_path / 'out'}/churn-binary/latest", "-o", str(report)], capsys)
+    assert code == 0 and out.strip() == f"report: {report}", err
+    page = tmp_path / "probe.html"
+    page.write_text(report.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    dom = _headless(
+        binary,
+        tmp_path / "profile",
+        "--window-size=1280,2000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ).stdout
+    title = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert title is not None, dom[:500]
+    probe = json.loads(html.unescape(title.group(1)))
+    assert probe["scroll"] <= probe["client"] and probe["right"] <= probe["page"], probe
+
+
+def test_precision_recall_figure_is_titled_by_its_point(tmp_path: Path, capsys) -> None:
+    """A multiclass job with roc_auc only: the curves come from roc_auc's statistic, the title names the curve."""
+    from pipelines.plots import precision_recall_figure
+    from pipelines.results import load_statistics
+
+    write_shards(str(tmp_path / "mc"), "multiclass", 2_000, 1, seed=0, num_classes=4)
+    spec = {
+        "name": "mc",
+        "data": {"path": str(tmp_path / "mc"), "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 4},
+        "metrics": ["roc_auc"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    (tmp_path / "mc.yaml").write_text(yaml.safe_dump(spec))
+    code, out, err = _run(["run", str(tmp_path / "mc.yaml"), "--quiet"], capsys)
+    assert code == 0, err
+    fig = precision_recall_figure(load_statistics(parse_outcome(out)["run_uri"]))
+    assert fig.axes[0].get_title() == "Precision-recall - overall"
