@@ -13,7 +13,17 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import calibration, classification, detection, image, ranking, regression, segmentation, text
+from evaluators import (
+    binned_calibration,
+    calibration,
+    classification,
+    detection,
+    image,
+    ranking,
+    regression,
+    segmentation,
+    text,
+)
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task
 
@@ -41,6 +51,9 @@ METRICS: Mapping[str, Factory] = {
     "expected_calibration_error": calibration.expected_calibration_error,
     "maximum_calibration_error": calibration.maximum_calibration_error,
     "reliability_diagram": calibration.reliability_diagram,
+    "brier_decomposition": binned_calibration.brier_decomposition,
+    "classwise_ece": binned_calibration.classwise_ece,
+    "adaptive_calibration_error": binned_calibration.adaptive_calibration_error,
     # regression (one set of moments)
     "mse": regression.mse,
     "rmse": regression.rmse,
