@@ -30,7 +30,7 @@ import fsspec
 import yaml
 
 from evaluators import catalog
-from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec
+from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec, is_dotted_path, user_backbone_loader
 from evaluators.sketch import ScoreSketch
 from evaluators.sketch import mean_and_std as sketch_mean_and_std
 from evaluators.sketch import summary as sketch_summary
@@ -756,8 +756,10 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
                 "`backbone: {kind: bert, weights: <directory with config.json, model.safetensors, tokenizer.json>}`."
             )
         return None
-    kind = sec.get("kind", str, required=True, choices=tuple(BACKBONE_KINDS))
-    weights = sec.get("weights", str, required=True)
+    kind = sec.get("kind", str, required=True)
+    if kind not in BACKBONE_KINDS:
+        _user_backbone(root, sec, kind)
+    weights = sec.get("weights", str, required=kind in BACKBONE_KINDS) or ""
     dtype = sec.get("dtype", str, "float32", choices=DTYPES)
     batch_size = sec.get("batch_size", int, 64)
     max_length = sec.get("max_length", int, 256)
@@ -767,6 +769,25 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     if max_length < 8:
         raise SpecError(f"{sec.where('max_length')}: expected at least 8 tokens, got {max_length}.")
     return BackboneSpec(kind, weights, dtype, batch_size, max_length)
+
+
+def _user_backbone(root: _Section, sec: _Section, kind: str) -> None:
+    """Check a user backbone's dotted path: allowed module, importable, with a loader."""
+    if not is_dotted_path(kind):
+        raise SpecError(
+            f"{sec.where('kind')}: expected one of {', '.join(sorted(BACKBONE_KINDS))} or the dotted path of your own "
+            f"backbone class (package.module.Class){_suggest(kind, list(BACKBONE_KINDS))}; got {kind!r}."
+        )
+    allowed = root.value.get("allow_modules") or []
+    try:
+        import_function(kind, allowed_prefixes(allowed if isinstance(allowed, list) else []))
+        user_backbone_loader(kind)
+    except PermissionError as exc:
+        raise SpecError(f"{sec.where('kind')}: backbone {kind!r}: {exc}.") from None
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise SpecError(
+            f"{sec.where('kind')}: backbone {kind!r} cannot be loaded: {type(exc).__name__}: {exc}."
+        ) from None
 
 
 CUSTOM_PREFIX = "statistic:"
