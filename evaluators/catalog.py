@@ -17,6 +17,7 @@ from evaluators import (
     binned_calibration,
     calibration,
     classification,
+    corpus_text,
     detection,
     image,
     ranking,
@@ -76,6 +77,13 @@ METRICS: Mapping[str, Factory] = {
     "bertscore_recall": text.bertscore_recall,
     "bertscore_f1": text.bertscore_f1,
     "frechet_embedding_distance": text.frechet_embedding_distance,
+    # text pairs without a backbone (corpus counts)
+    "bleu": corpus_text.bleu,
+    "chrf": corpus_text.chrf,
+    "wer": corpus_text.wer,
+    "cer": corpus_text.cer,
+    "rouge_n": corpus_text.rouge_n,
+    "rouge_l": corpus_text.rouge_l,
     # generated vs real images (a backbone turns images into features)
     "fid": image.fid,
     "kid": image.kid,

@@ -29,6 +29,7 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
+from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n, wer
 from evaluators.functional.detection import mean_average_precision
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
@@ -58,8 +59,11 @@ __all__ = [
     "bertscore_f1",
     "bertscore_precision",
     "bertscore_recall",
+    "bleu",
     "brier_decomposition",
     "brier_score",
+    "cer",
+    "chrf",
     "classwise_ece",
     "cohen_kappa",
     "confusion_matrix",
@@ -93,6 +97,9 @@ __all__ = [
     "reliability_diagram",
     "rmse",
     "roc_auc",
+    "rouge_l",
+    "rouge_n",
     "sensitivity",
     "specificity",
+    "wer",
 ]
