@@ -19,6 +19,7 @@ from evaluators import (
     classification,
     corpus_text,
     detection,
+    domains,
     image,
     ranking,
     regression,
@@ -26,7 +27,7 @@ from evaluators import (
     text,
 )
 from evaluators.statistic import DerivedMetric
-from evaluators.task import Task
+from evaluators.task import Task, TaskKind
 
 Factory = Callable[..., DerivedMetric]
 
@@ -91,6 +92,84 @@ METRICS: Mapping[str, Factory] = {
 }
 
 
+_CLASSIFICATION = (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
+_SINGLE_LABEL = (TaskKind.BINARY, TaskKind.MULTICLASS)
+_PIXELS = (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.SEGMENTATION)
+
+TASKS: Mapping[str, tuple[TaskKind, ...]] = {
+    **dict.fromkeys(
+        ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1_score", "fbeta_score"), _CLASSIFICATION
+    ),
+    **dict.fromkeys(("confusion_matrix", "roc_auc", "average_precision"), _CLASSIFICATION),
+    **dict.fromkeys(("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"), _SINGLE_LABEL),
+    **dict.fromkeys(
+        (
+            "log_loss",
+            "brier_score",
+            "expected_calibration_error",
+            "maximum_calibration_error",
+            "reliability_diagram",
+            "brier_decomposition",
+            "classwise_ece",
+            "adaptive_calibration_error",
+        ),
+        _SINGLE_LABEL,
+    ),
+    **dict.fromkeys(("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"), (TaskKind.REGRESSION,)),
+    "mean_average_precision": (TaskKind.DETECTION,),
+    **dict.fromkeys(
+        ("mean_iou", "jaccard_index", "dice_score", "pixel_accuracy", "mean_pixel_accuracy", "pixel_confusion_matrix"),
+        _PIXELS,
+    ),
+    **dict.fromkeys(
+        ("embedding_similarity", "bertscore_precision", "bertscore_recall", "bertscore_f1"), (TaskKind.TEXT,)
+    ),
+    "frechet_embedding_distance": (TaskKind.TEXT,),
+    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l"), (TaskKind.TEXT,)),
+    **dict.fromkeys(("fid", "kid", "inception_score"), (TaskKind.IMAGE,)),
+}
+"""The task kinds each metric serves (segmentation metrics also read the pixels of binary / multiclass label
+columns). :func:`build` refuses any other task, before the metric's own checks."""
+
+_CLASSES = domains.number(2, integer=True, optional=True)
+PARAMETERS: Mapping[str, domains.Domain] = {
+    "average": domains.text(),
+    "top_k": domains.number(1, integer=True),
+    "adjusted": domains.flag(),
+    "zero_division": domains.number(0, 1),
+    "beta": domains.number(0, low_open=True),
+    "weights": domains.text(),
+    "normalize": domains.text(),
+    "mode": domains.text(optional=False),
+    "precision_bits": domains.number(4, 16, integer=True),
+    "eps": domains.number(0, 0.5, low_open=True, high_open=True),
+    "n_bins": domains.number(1, 100_000, integer=True, optional=True),
+    "num_bins": domains.number(1, 100_000, integer=True, optional=True),
+    "max_order": domains.number(1, 9, integer=True),
+    "char_order": domains.number(1, 12, integer=True),
+    "n": domains.number(1, 9, integer=True),
+    "lowercase": domains.flag(),
+    "iou_thresholds": domains.numbers(domains.number(0, 1)),
+    "max_detection_thresholds": domains.numbers(domains.number(1, integer=True)),
+    "box_format": domains.text(optional=False),
+    "iou_type": domains.text(optional=False),
+    "class_metrics": domains.flag(),
+    "num_classes": _CLASSES,
+    "ignore_index": domains.number(0, integer=True, optional=True),
+    "idf": domains.flag(),
+    "dimension": domains.number(1, integer=True),
+    "subset_size": domains.number(2, integer=True),
+    "classes": domains.number(2, integer=True),
+}
+"""The domain of every metric parameter, by name (a name means the same wherever it appears). String
+parameters list their own choices when a value is not one of them."""
+
+
+def metrics_for(kind: TaskKind) -> list[str]:
+    """Catalogue metrics that serve a task kind, sorted."""
+    return sorted(name for name, kinds in TASKS.items() if kind in kinds)
+
+
 class UnknownMetricError(KeyError):
     """A metric name or parameter that the catalogue does not know."""
 
@@ -126,7 +205,8 @@ def build(name: str, task: Task, params: Mapping[str, Any] | None = None) -> Der
 
     Raises:
         UnknownMetricError: unknown name or parameter (with the nearest valid one).
-        ValueError: a parameter value the metric cannot take, or a task it is not defined for.
+        ValueError: a task the metric does not serve (:data:`TASKS`), a parameter outside its domain
+            (:data:`PARAMETERS`), or a value the metric cannot take.
     """
     check_name(name)
     params = dict(params or {})
@@ -137,4 +217,12 @@ def build(name: str, task: Task, params: Mapping[str, Any] | None = None) -> Der
             raise UnknownMetricError(
                 f"metric {name!r} has no parameter {key!r}{closest(key, accepted)}; its parameters: {allowed}"
             )
+    kind = TaskKind(task.kind)
+    if kind not in TASKS[name]:
+        raise ValueError(
+            f"metric {name!r} serves {', '.join(TASKS[name])} tasks, not a {kind} task; metrics for a {kind} task: "
+            f"{', '.join(metrics_for(kind))}"
+        )
+    for key, value in params.items():
+        PARAMETERS[key].check(name, key, value)
     return METRICS[name](task, **params)

@@ -234,7 +234,8 @@ def _accuracy(task: Task, average: str, cm: np.ndarray) -> dict[str, float]:
         total = c.tp + c.fp + c.fn + c.tn
         return average_ratio(task, c, c.tp + c.tn, total, average, 0.0)
     if average in ("micro", "binary"):
-        return {"": float(safe_divide(np.trace(cm), np.sum(cm), 0.0))}
+        # no counted row (all ignored or of weight 0): undefined, as scikit-learn's mean of nothing
+        return {"": float(safe_divide(np.trace(cm), np.sum(cm), np.nan))}
     # macro / weighted / none: per-class recall, as torchmetrics' MulticlassAccuracy.
     return average_ratio(task, c, c.tp, c.tp + c.fn, average, 0.0)
 

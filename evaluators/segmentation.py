@@ -75,7 +75,7 @@ import numpy as np
 from evaluators.accumulate import Accumulator
 from evaluators.classification import _confusion_matrix, add_at, per_class_values, safe_divide
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.task import BadRows, PredictionKind, Task, TaskKind
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
 SEGMENTATION_KINDS = ("binary", "multiclass", "segmentation")
@@ -386,13 +386,72 @@ def _check_ids(role: str, values: np.ndarray, num_classes: int, ignore_index: in
             return [f"{role}: {int(bad.sum())} pixels whose class ids are not integers"]
     elif not np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_:
         return [f"{role}: expected integer class ids, got {values.dtype}"]
+    bad = out_of_range(values, num_classes, ignore_index)
+    if bad.any():
+        return [f"{role}: {int(bad.sum())} pixels with {_range_text(num_classes, ignore_index)}"]
+    return []
+
+
+def out_of_range(values: np.ndarray, num_classes: int, ignore_index: int | None) -> np.ndarray:
+    """bool mask (shape of ``values``) of class ids that no confusion-matrix cell counts: outside
+    ``[0, num_classes)`` and not ``ignore_index``. The one range check of the functional API and the pipeline."""
     bad = (values < 0) | (values >= num_classes)
     if ignore_index is not None:
         bad &= values != ignore_index
-    if bad.any():
-        extra = f" or {ignore_index}" if ignore_index is not None else ""
-        return [f"{role}: {int(bad.sum())} pixels with class ids outside [0, {num_classes - 1}]{extra}"]
-    return []
+    return bad
+
+
+def _range_text(num_classes: int, ignore_index: int | None) -> str:
+    extra = f" or {ignore_index}" if ignore_index is not None else ""
+    return f"class ids outside [0, {num_classes - 1}]{extra}"
+
+
+def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index: int | None) -> list[BadRows]:
+    """The images (rows) of a batch of class-id masks that cannot be counted, for the pipeline's checks.
+
+    Args:
+        predictions, targets: ``[n, P]`` class ids per pixel, or object arrays / sequences of ``n`` per-image
+            arrays (decoded masks) of any sizes.
+
+    Returns the problems (see :class:`~evaluators.task.BadRows`): rows whose masks differ in size, whose ids
+    are not integers, or hold ids that :func:`out_of_range` flags (predictions: any id outside ``[0, C)``,
+    targets: besides ``ignore_index``).
+    """
+    n = len(targets)
+    if isinstance(predictions, np.ndarray) and predictions.dtype != object:
+        if predictions.shape != np.shape(targets):
+            shapes = f"{predictions.shape} do not match targets of shape {np.shape(targets)}"
+            return [BadRows("predictions", f"pixel masks of shape {shapes}")]
+        images = [(predictions.reshape(n, -1), np.asarray(targets).reshape(n, -1))]
+        size = np.zeros(n, bool)
+    else:
+        pairs = zip(predictions, targets, strict=True)
+        images = [(np.asarray(p).reshape(1, -1), np.asarray(t).reshape(1, -1)) for p, t in pairs]
+        size = np.array([p.size != t.size for p, t in images], bool)
+    problems = [BadRows("predictions", "whose mask differs in size from the target mask", size)] if size.any() else []
+    for role, index, ignore in (("predictions", 0, None), ("targets", 1, ignore_index)):
+        dtypes = {image[index].dtype for image in images}
+        if any(d.kind not in "biuf" for d in dtypes):
+            return [BadRows(role, f"expected integer class ids, got {', '.join(sorted(map(str, dtypes)))}")]
+        flags = [_id_flags(image[index], num_classes, ignore) for image in images]
+        fractional = np.concatenate([f for f, _ in flags]) & ~size
+        outside = np.concatenate([o for _, o in flags]) & ~size
+        if fractional.any():
+            problems.append(BadRows(role, "whose class ids are not integers", fractional))
+        if outside.any():
+            problems.append(BadRows(role, f"with {_range_text(num_classes, ignore)}", outside))
+    return problems
+
+
+def _id_flags(values: np.ndarray, num_classes: int, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``[m, P]`` class ids: (some id is not an integer, some id is out of range), bool ``[m]`` each."""
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (values == np.round(values))
+        fractional = ~whole.all(axis=1)
+        values = np.where(whole, values, 0)
+    else:
+        fractional = np.zeros(len(values), bool)
+    return fractional, out_of_range(values, num_classes, ignore_index).any(axis=1)
 
 
 def pixel_rows(

@@ -185,12 +185,21 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     n = len(targets)
     if len(preds) != n:
         return [BadRows("predictions", f"have {len(preds)} rows but targets have {n}")]
-    if task.kind in (TaskKind.TEXT, TaskKind.SEGMENTATION, TaskKind.DETECTION):
-        # strings: nulls are refused when read; masks and box lists are checked per image downstream
-        return []
+    problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
+    if task.kind is TaskKind.SEGMENTATION:
+        from evaluators.segmentation import bad_mask_rows  # segmentation builds on this module
+
+        return problems + bad_mask_rows(preds, targets, task.classes, task.ignore_index)
+    if task.kind is TaskKind.DETECTION:
+        # per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked downstream
+        for role, values in columns.items():
+            if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
+                problems += _rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
+        return problems
+    if task.kind is TaskKind.TEXT:
+        return problems  # strings: nulls are refused when read
     if task.kind is TaskKind.IMAGE:
-        return _check_images("predictions", preds, n) + _check_images("targets", targets, n)
-    problems: list[BadRows] = []
+        return problems + _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if np.issubdtype(preds.dtype, np.floating):
         # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
         lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
@@ -222,6 +231,26 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
         problems.append(BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}"))
     return problems
+
+
+def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
+    as decoded instance masks, are not numbers and pass)."""
+    return np.fromiter(
+        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
+        bool,
+        count=len(values),
+    )
+
+
+def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
+    """Rows whose weight (``[n]`` numbers) is NaN, infinite or negative: such a weight would turn every weighted
+    sum into NaN or a sign-flipped value. Zero weights are fine (the row counts nowhere)."""
+    values = np.asarray(weights)
+    if values.dtype.kind not in "biuf":
+        return [BadRows("weights", f"expected numeric weights, got {values.dtype}")]
+    bad = ~np.isfinite(values) | (values < 0) if values.dtype.kind == "f" else values < 0
+    return _rows("weights", "with a NaN, infinite or negative weight", bad, n)
 
 
 SUM_TOLERANCE = 1e-3

@@ -90,6 +90,7 @@ def encode_result(result: UnitResult) -> bytes:
         "seconds": result.seconds,
         "worker": result.worker,
         "dropped": result.dropped,
+        "weight": result.weight,
         "states": _states("s", partial.states, arrays),
         "bucket_states": _states("b", partial.bucket_states, arrays),
         "slice_rows": [[[list(p) for p in key], n] for key, n in partial.rows.items()],
@@ -141,6 +142,7 @@ def decode_result(
         0,
         scores,
         {k: int(v) for k, v in header["dropped"].items()},
+        weight=header.get("weight"),
     )
 
 

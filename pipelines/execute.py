@@ -24,6 +24,7 @@ from evaluators.accumulate import Accumulator
 from pipelines import planning
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, UserError
+from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
 from pipelines.idf import resolve_idf
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
@@ -180,10 +181,11 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     dropped: dict[str, int] = {}
     read_retries = 0
     worker_cpu_seconds = 0.0
+    weight_total: float | None = 0.0
     store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
     def on_result(result: UnitResult, *, resumed: bool = False) -> None:
-        nonlocal rows_done, read_retries, worker_cpu_seconds
+        nonlocal rows_done, read_retries, worker_cpu_seconds, weight_total
         if store is not None and not resumed:
             store.save(result)
         merger.add(result.index, result.partial)
@@ -197,6 +199,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         if not resumed:
             worker_cpu_seconds += result.cpu_seconds
         rows_done += result.rows
+        weight_total = None if weight_total is None or result.weight is None else weight_total + result.weight
         progress.advance(result.rows)
 
     resumed = store.load(plan.units) if store is not None else {}
@@ -206,9 +209,12 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
     t_reduce = time.perf_counter()
     merged = report.merged if report.merged is not None else merger.result()
+    check_weight_total(spec.data.columns.weights, weight_total, rows_done)
+    check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
     points, slice_report = build_points(
         ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
     )
+    check_values(points)
     reduce_seconds = time.perf_counter() - t_reduce
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}

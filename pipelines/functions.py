@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.sketch import MAX_MAGNITUDE
 from evaluators.statistic import DerivedMetric, Direction, Statistic
 from pipelines.errors import DataError, UserCodeError
 
@@ -104,12 +105,12 @@ def call_function(
     extra = {k: list(v) for k, v in columns.items() if k not in TRLX_ARGUMENTS}
     try:
         result = fn(texts["samples"], texts["prompts"], texts["outputs"], **extra)
-    except Exception as exc:
+    except USER_CODE_EXITS as exc:  # sys.exit() or an interrupt inside the function: its failure, not the run's
         read = ", ".join(f"{k}={v!r}" for k, v in spec.columns.items())
         raise UserCodeError(
             f"{where}: metric function {spec.path} raised {type(exc).__name__}: {exc} (on columns {read}). "
             "Errors in user code are not retried: fix the function and run the job again."
-        ) from exc
+        ) from None if isinstance(exc, SystemExit | KeyboardInterrupt) else exc
     if not isinstance(result, Mapping):
         raise DataError(f"{where}: metric function {spec.path} returned {type(result).__name__}, expected a dict.")
     out: dict[str, np.ndarray] = {}
@@ -119,10 +120,12 @@ def call_function(
                 f"{where}: metric function {spec.path} returned no {name!r} (it returned: "
                 f"{', '.join(map(str, result)) or 'nothing'}); `outputs:` lists the names it must return."
             )
-        try:
-            scores = np.asarray(result[name], dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: metric function {spec.path}: {name!r} is not a list of numbers.") from None
+        scores = _float_scores(result[name])
+        if scores is None:
+            raise DataError(
+                f"{where}: metric function {spec.path}: {name!r} is not a list of real numbers (int, float or "
+                "bool; complex numbers and strings are refused)."
+            )
         if len(scores) != n:
             raise DataError(
                 f"{where}: metric function {spec.path}: {name!r} has {len(scores)} scores for {n} rows; "
@@ -131,8 +134,30 @@ def call_function(
         bad = ~np.isfinite(scores)
         if bad.any():
             raise DataError(f"{where}: metric function {spec.path}: {name!r} has {int(bad.sum())} NaN or inf scores.")
+        huge = np.abs(scores) > MAX_SCORE
+        if huge.any():
+            raise DataError(
+                f"{where}: metric function {spec.path}: {name!r} has {int(huge.sum())} scores of magnitude above "
+                f"{MAX_SCORE:.0e} (the first: {scores[np.argmax(huge)]!r}); scores are summarised exactly only "
+                "within that range: rescale them (e.g. return a logarithm)."
+            )
         out[spec.feature(name)] = scores
     return out
+
+
+USER_CODE_EXITS = (Exception, SystemExit, KeyboardInterrupt)
+"""What a user function may raise that fails the job as a user-code error (exit 2), ``sys.exit()`` included."""
+MAX_SCORE = MAX_MAGNITUDE
+"""Largest magnitude of a user score: the quantile sketch's last bucket (beyond it, quantiles would be clipped)."""
+
+
+def _float_scores(values: Any) -> np.ndarray | None:
+    """``values`` as float64 ``[n]``, or None when they are not real numbers (complex, strings, objects)."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return array.astype(np.float64).reshape(-1) if array.dtype.kind in "biuf" else None
 
 
 def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> DerivedMetric:

@@ -424,9 +424,9 @@ def _task(root: _Section) -> Task:
 
 
 def _metrics_for(task: Task) -> list[str]:
-    """Catalogue metrics that build for ``task`` with default parameters."""
+    """Catalogue metrics that serve ``task`` and build for it with default parameters."""
     found = []
-    for name in sorted(catalog.METRICS):
+    for name in catalog.metrics_for(task.kind):
         try:
             catalog.build(name, task)
         except (ValueError, TypeError):

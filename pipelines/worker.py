@@ -30,7 +30,7 @@ from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
-from pipelines.functions import call_function, load_function
+from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
 from pipelines.slicing import assign
@@ -74,6 +74,8 @@ class UnitResult:
     """Times this unit was read again after a transient storage error."""
     cpu_seconds: float = 0.0
     """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
+    weight: float | None = None
+    """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -155,8 +157,36 @@ def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.
 
 
 def _masks(column: np.ndarray) -> np.ndarray | list[np.ndarray]:
-    """A mask column: PNG bytes per row -> per-image arrays; pixel lists ``[n, P]`` stay as they are."""
-    return [decode_mask(bytes(v)) for v in column] if column.dtype == object else column
+    """A mask column after :func:`decoded_masks`: per-image arrays as a list; pixel lists ``[n, P]`` as they are."""
+    return list(column) if column.dtype == object else column
+
+
+def decoded_masks(column: np.ndarray, role: str, name: str, where: str, first_row: int) -> np.ndarray:
+    """A segmentation mask column as read: encoded images per row (object array of bytes) -> an object array of
+    decoded ``[H, W]`` arrays; pixel lists ``[n, P]`` come back as they are. A payload that is no image (raw
+    bytes without a shape, a colour image) is a :class:`DataError` naming the file, column and row."""
+    if column.dtype != object:
+        return column
+    out = np.empty(len(column), object)
+    for i, payload in enumerate(column):
+        try:
+            out[i] = decode_mask(bytes(payload))
+        except Exception as exc:  # PIL raises UnidentifiedImageError, OSError or ValueError
+            raise DataError(
+                f"{where}: column {name!r} (data.columns.{role}), row {first_row + i} of the file: cannot read "
+                f"the mask ({type(exc).__name__}: {exc}). A mask is a single-channel PNG (or another lossless "
+                "single-channel image) of class ids in a binary column, a list of class ids per pixel "
+                "(list<int>), or 8-bit class ids per pixel as fixed_size_binary; raw bytes in a variable-length "
+                "binary column carry no shape or dtype and are not read: store them as fixed_size_binary or PNG."
+            ) from None
+    return out
+
+
+def _nbytes(values: Any) -> int:
+    """Bytes held by a column, counting the arrays inside an object array of decoded masks."""
+    if isinstance(values, np.ndarray) and values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
+        return sum(v.nbytes for v in values)
+    return int(values.nbytes)
 
 
 def _mask_pixel_rows(
@@ -173,6 +203,19 @@ def _mask_pixel_rows(
         )
         bucket = np.repeat(bucket, [-(-p // width) for p in pixels])
     return rows, bucket
+
+
+def check_finite_features(features: Mapping[str, np.ndarray], where: str) -> None:
+    """Raise :class:`DataError` when a backbone feature or user score (``[n, ...]`` float) holds NaN or inf:
+    such a value would reach the statistics' fixed-point sums."""
+    for name, values in features.items():
+        array = np.asarray(values)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            rows = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+            raise DataError(
+                f"{where}: the feature {name!r} computed from the batch has {rows} rows with NaN or inf "
+                "(check the backbone's weights and the rows' inputs); no value is computed from them."
+            )
 
 
 def _describe(unit: WorkUnit) -> str:
@@ -224,6 +267,7 @@ class UnitEvaluator:
         )
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.features = self.accumulator.features()
+        self.reads_columns = any(not s.features for s in self.accumulator.statistics)
         self.functions = [(f, load_function(f.path)) for f in spec.functions]
         for f in spec.functions:
             for keyword, column in f.columns.items():
@@ -271,6 +315,7 @@ class UnitEvaluator:
         pending: list[dict[str, np.ndarray]] = []
         pending_rows = pending_bytes = 0
         total = 0
+        weight: float | None = 0.0 if "weights" in self.roles else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         for part in unit.parts:
@@ -290,14 +335,16 @@ class UnitEvaluator:
                     conf = self.spec.confidence
                     keys = row_keys(columns.get("row_id"), part.path, first_row, n)
                     batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
-                batch = self._checked(batch, where, dropped)
+                batch = self._checked(batch, where, dropped, first_row)
                 n = len(batch["targets"])
                 if n == 0:
                     continue
                 total += n
+                if weight is not None:
+                    weight += float(np.sum(batch["weights"], dtype=np.float64))
                 pending.append(batch)
                 pending_rows += n
-                pending_bytes += sum(v.nbytes for v in batch.values())
+                pending_bytes += sum(_nbytes(v) for v in batch.values())
                 if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
                     self._fold(partial, _concatenate(pending), _describe(unit))
                     pending, pending_rows, pending_bytes = [], 0, 0
@@ -324,11 +371,18 @@ class UnitEvaluator:
             dropped,
             retries,
             time.process_time() - cpu_start,
+            weight,
         )
 
-    def _checked(self, batch: dict[str, Any], where: str, dropped: dict[str, int]) -> dict[str, Any]:
+    def _checked(
+        self, batch: dict[str, Any], where: str, dropped: dict[str, int], first_row: int = 0
+    ) -> dict[str, Any]:
         """The batch without bad rows (``on_bad_rows: drop``, counted in ``dropped``), or a
-        :class:`DataError` naming the column, the problem and the count of offending rows."""
+        :class:`DataError` naming the column, the problem and the count of offending rows. Segmentation
+        masks are decoded first (``first_row``: the batch's first row in its file, to name a bad mask)."""
+        if self.spec.task.kind is TaskKind.SEGMENTATION:
+            for role in ("predictions", "targets"):
+                batch[role] = decoded_masks(batch[role], role, self.roles[role], where, first_row)
         problems = find_bad_rows(self.spec.task, {r: batch[r] for r in self.roles})
         if not problems:
             return batch
@@ -374,11 +428,11 @@ class UnitEvaluator:
                     continue
                 previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
                 partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
-            except Exception as exc:
+            except USER_CODE_EXITS as exc:
                 self._blame_user_statistic(subset, exc, where)
                 raise
 
-    def _blame_user_statistic(self, columns: Mapping[str, Any], exc: Exception, where: str) -> None:
+    def _blame_user_statistic(self, columns: Mapping[str, Any], exc: BaseException, where: str) -> None:
         """When a statistic update fails and the job has user statistic classes, find the one that
         raises (each alone, eagerly, on the same rows) and raise a :class:`UserCodeError` naming it."""
         for spec_entry, metric in self.metrics:
@@ -387,7 +441,7 @@ class UnitEvaluator:
                 continue
             try:
                 statistic.update(statistic.zero(), dict(columns))
-            except Exception as own:
+            except USER_CODE_EXITS as own:
                 read = ", ".join(f"{r}={c!r}" for r, c in self.roles.items())
                 raise UserCodeError(
                     f"{where}: the statistic {type(statistic).__module__}.{type(statistic).__qualname__} of metric "
@@ -428,7 +482,10 @@ class UnitEvaluator:
                     record["row_id"] = batch["row_id"]
                 record.update({name.removeprefix("fn:"): v for name, v in scores.items()})
                 self._scores.append(record)
-        out = {name: found[name] for name in self.features}
+        check_finite_features(found, where)
+        # catalogue statistics of plain columns (beside user functions) read the task's own columns
+        out = dict(columns) if self.reads_columns else {}
+        out.update((name, found[name]) for name in self.features)
         if "weights" in columns:
             out["weights"] = columns["weights"]
         return out

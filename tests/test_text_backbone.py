@@ -5,6 +5,7 @@ job end to end on Ray actors that each load the backbone once."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import scipy.linalg
@@ -237,3 +238,92 @@ def test_functional_text_metrics_run_the_pipeline_statistics(encoder, reference_
     er = reference_model.encode(references, convert_to_numpy=True)
     cosine = np.sum(ec * er, 1) / (np.linalg.norm(ec, axis=1) * np.linalg.norm(er, axis=1))
     assert F.embedding_similarity(candidates, references, encoder) == pytest.approx(cosine.mean(), abs=2e-6)
+
+
+EMPTY_CANDIDATES = ["", "The cat sat on the mat.", " ", "", "A dog barked at night.", "hello world"]
+EMPTY_REFERENCES = ["The cat sat.", "", "A quiet evening.", "", "A dog barked loudly at night.", "hello there world"]
+
+
+def bert_score_reference(encoder, candidates: list[str], references: list[str], idf: np.ndarray | None) -> np.ndarray:
+    """Per-pair (P, R, F1) from bert-score's own ``greedy_cos_idf`` on our last-layer token states ([CLS] and [SEP]
+    included with weight 0, as bert-score weights them); the special tokens take part in its matching."""
+    torch = pytest.importorskip("torch")
+    utils = pytest.importorskip("bert_score.utils")
+    out = []
+    for c, r, hc, hr in zip(
+        candidates, references, encoder.token_states(candidates), encoder.token_states(references), strict=True
+    ):
+
+        def weights(text: str, length: int) -> torch.Tensor:
+            ids = encoder.tokenizer.encode(text).ids
+            w = torch.tensor([1.0 if idf is None else float(idf[t]) for t in ids], dtype=torch.float64)
+            w[0] = w[-1] = 0.0
+            return w[None, :length]
+
+        p, rec, f = utils.greedy_cos_idf(
+            torch.tensor(hr, dtype=torch.float64)[None],
+            torch.ones(1, len(hr)),
+            weights(r, len(hr)),
+            torch.tensor(hc, dtype=torch.float64)[None],
+            torch.ones(1, len(hc)),
+            weights(c, len(hc)),
+        )
+        out.append((float(p[0]), float(rec[0]), float(f[0])))
+    return np.asarray(out)
+
+
+def test_an_empty_side_scores_zero_as_bert_score_sets_it(encoder, reference_model):
+    """bert-score sets precision, recall and F1 of a pair with an empty candidate or reference to 0; torchmetrics'
+    BERTScore would leave the empty side's precision (or recall) NaN. Ours follows bert-score, with and without
+    idf, and is the reference code's value on the other pairs."""
+    from evaluators.backbones.bert import idf_weights
+
+    for with_idf in (False, True):
+        idf = idf_weights(encoder.document_frequency(EMPTY_REFERENCES), len(EMPTY_REFERENCES)) if with_idf else None
+        features = encoder.pair_features(EMPTY_CANDIDATES, EMPTY_REFERENCES, idf)
+        ours = features["bertscore_idf" if with_idf else "bertscore"]
+        assert np.isfinite(ours).all()
+        theirs = bert_score_reference(encoder, EMPTY_CANDIDATES, EMPTY_REFERENCES, idf)
+        empty = np.array(
+            [not c.strip() or not r.strip() for c, r in zip(EMPTY_CANDIDATES, EMPTY_REFERENCES, strict=True)]
+        )
+        assert empty.sum() == 4
+        np.testing.assert_array_equal(theirs[empty], 0.0)
+        np.testing.assert_array_equal(ours[empty], 0.0)
+        want = bertscore_reference(reference_model, EMPTY_CANDIDATES, EMPTY_REFERENCES, idf=with_idf)
+        np.testing.assert_allclose(ours[~empty], want[~empty], atol=2e-5)
+    import evaluators.functional as F
+
+    want = bertscore_reference(reference_model, ["", "a cat"], ["the cat", "a cat"])
+    assert F.bertscore_recall(["", "a cat"], ["the cat", "a cat"], encoder) == pytest.approx(
+        want[:, 1].mean(), abs=2e-6
+    )
+    assert F.bertscore_precision(["the cat", "a cat"], ["", "a cat"], encoder, idf=True) == pytest.approx(
+        bertscore_reference(reference_model, ["the cat", "a cat"], ["", "a cat"], idf=True)[:, 0].mean(), abs=2e-6
+    )
+
+
+@pytest.mark.ray
+def test_a_text_job_with_empty_sides_equals_the_reference_on_both_runners(tmp_path, ray_cluster, reference_model):
+    table = text_pairs_table(np.random.default_rng(21), 80)
+    candidates, references = table.column("candidate").to_pylist(), table.column("reference").to_pylist()
+    for i in (0, 17, 41):
+        candidates[i] = ""
+    for i in (5, 17, 63):
+        references[i] = ""
+    data = tmp_path / "pairs"
+    data.mkdir()
+    edged = pa.table({"row_id": np.arange(80), "candidate": candidates, "reference": references})
+    pq.write_table(edged.slice(0, 40), data / "a.parquet", row_group_size=20)
+    pq.write_table(edged.slice(40), data / "b.parquet", row_group_size=20)
+    scores = bertscore_reference(reference_model, candidates, references)
+    idf_scores = bertscore_reference(reference_model, candidates, references, idf=True)
+    for runner in ("local", "ray"):
+        values = {
+            k: m.value
+            for k, m in run_job(_job(tmp_path, data, runner), show_progress=False).run.point("overall").metrics.items()
+        }
+        assert values["bertscore_precision"] == pytest.approx(scores[:, 0].mean(), abs=2e-6)
+        assert values["bertscore_recall"] == pytest.approx(scores[:, 1].mean(), abs=2e-6)
+        assert values["bertscore_f1"] == pytest.approx(scores[:, 2].mean(), abs=2e-6)
+        assert values["bertscore_f1_idf"] == pytest.approx(idf_scores[:, 2].mean(), abs=2e-6)

@@ -151,3 +151,31 @@ def spend(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) 
     else:
         time.sleep(seconds)
     return {"words": [float(len(o.split())) for o in outputs]}
+
+
+def exits(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Calls ``sys.exit(0)``, as a script's main would."""
+    import sys
+
+    sys.exit(0)
+
+
+def interrupted(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    raise KeyboardInterrupt("stopped by the function")
+
+
+def huge(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    return {"words": [1e308] + [1.0] * (len(samples) - 1)}
+
+
+def complex_scores(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list]:
+    return {"words": [complex(len(o), 1.0) for o in outputs]}
+
+
+def word_count(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Words of each sample (any task: the samples are the rows' values as strings)."""
+    return {"words": [float(len(s.split())) for s in samples]}
+
+
+def nan_scores(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    return {"words": [float("nan")] + [1.0] * (len(samples) - 1)}

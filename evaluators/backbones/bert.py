@@ -161,8 +161,10 @@ def greedy_match(
     ``cand``/``ref``: ``[B, L, H]`` token embeddings; masks ``[B, L]`` mark the tokens that count (special
     tokens and padding excluded); ``cand_w``/``ref_w``: optional ``[B, L]`` token weights (idf; default 1).
     Precision is the weighted mean, over candidate tokens, of the best cosine with a reference token;
-    recall the reverse; F1 their harmonic mean (torchmetrics' definition). A side whose weights sum to 0
-    scores 0.
+    recall the reverse; F1 their harmonic mean (torchmetrics' definition). A pair with an empty side (no
+    content token, e.g. ``""``) scores 0 for precision, recall and F1, as bert-score's ``score`` sets it
+    (torchmetrics' ``BERTScore`` leaves the empty side's precision or recall NaN and its F1 0); a side whose
+    weights sum to 0 (every token of idf 0) also scores 0.
     """
 
     def unit(t: jax.Array) -> jax.Array:
@@ -173,8 +175,9 @@ def greedy_match(
     ref_w = ref_mask if ref_w is None else jnp.where(ref_live, ref_w, 0.0)
     sim = jnp.einsum("bih,bjh->bij", unit(cand), unit(ref))
     sim = jnp.where(cand_live[:, :, None] & ref_live[:, None, :], sim, -jnp.inf)
-    best_for_cand = jnp.where(cand_live, sim.max(2), 0.0)
-    best_for_ref = jnp.where(ref_live, sim.max(1), 0.0)
+    both = (cand_live.any(1) & ref_live.any(1))[:, None]  # an empty side leaves no token to match
+    best_for_cand = jnp.where(cand_live & both, sim.max(2), 0.0)
+    best_for_ref = jnp.where(ref_live & both, sim.max(1), 0.0)
     cand_total, ref_total = cand_w.sum(1), ref_w.sum(1)
     precision = jnp.where(cand_total > 0, (best_for_cand * cand_w).sum(1) / jnp.maximum(cand_total, 1e-12), 0.0)
     recall = jnp.where(ref_total > 0, (best_for_ref * ref_w).sum(1) / jnp.maximum(ref_total, 1e-12), 0.0)

@@ -1,0 +1,99 @@
+"""The last check before a run is committed: no NaN, inf or undefined total reaches a published value.
+
+Bad inputs are refused where they enter (:func:`evaluators.task.find_bad_rows`, the user-function and
+backbone-feature checks of the worker); this module checks the merged result once more, so that no path
+(an overflow, a user statistic, a value that slipped through) commits a non-finite number:
+
+* every floating leaf of every merged state is finite, except the ``lo`` / ``hi`` extremes of a statistic
+  that saw no row (``+inf`` / ``-inf`` by construction), and never NaN;
+* every metric value of every point is finite or NaN (NaN only where the metric's definition leaves the
+  value undefined, e.g. the recall of a class absent from the targets), never ``+-inf``;
+* a job that reads a ``weights`` column has a positive total weight (with all weights 0, every metric is
+  undefined: scikit-learn refuses such weights too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from evaluators.statistic import State, Statistic
+from pipelines.errors import DataError
+
+EXTREMES = ("lo", "hi")
+"""State keys of running minima / maxima: infinite until a row is seen."""
+
+
+def _leaves(state: State, path: str) -> list[tuple[str, np.ndarray]]:
+    """``(path, array)`` of every leaf of a state (nested tuples / dicts of arrays)."""
+    if isinstance(state, tuple | list):
+        return [leaf for i, part in enumerate(state) for leaf in _leaves(part, f"{path}[{i}]")]
+    if isinstance(state, dict):
+        return [leaf for k in sorted(state) for leaf in _leaves(state[k], f"{path}.{k}")]
+    return [(path, np.asarray(state))]
+
+
+def check_states(
+    statistics: Sequence[Statistic], merged: Mapping[Any, Sequence[State]], metric_keys: Mapping[Statistic, str]
+) -> None:
+    """Raise :class:`DataError` when a merged state holds NaN, or inf outside the ``lo`` / ``hi`` extremes.
+
+    Args:
+        statistics: the accumulator's statistics, in state order.
+        merged: slice key -> one state per statistic.
+        metric_keys: statistic -> the metric key(s) reading it, for the message.
+    """
+    for key, states in merged.items():
+        for statistic, state in zip(statistics, states, strict=True):
+            for path, leaf in _leaves(state, "state"):
+                if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
+                    continue
+                extreme = path.rsplit(".", 1)[-1] in EXTREMES
+                if extreme and not np.isnan(leaf).any():
+                    continue
+                name = metric_keys.get(statistic, type(statistic).__name__)
+                where = ", ".join(f"{c}={v}" for c, v in key) or "overall"
+                raise DataError(
+                    f"metric {name} ({where}): its merged statistic holds {_kind(leaf)} in {path}; a value computed "
+                    "from it would be wrong, so nothing is committed. Its inputs passed the row checks: look for "
+                    "values beyond float64's range (squares above 1e308) in the columns it reads, or a user "
+                    "statistic's update."
+                )
+
+
+def statistic_keys(metrics: Sequence[tuple[Any, Any]]) -> dict[Statistic, str]:
+    """Statistic -> the keys of the metrics (``(MetricSpec, DerivedMetric)`` pairs) that read it, joined."""
+    out: dict[Statistic, list[str]] = {}
+    for spec, metric in metrics:
+        out.setdefault(metric.statistic, []).append(repr(spec.key))
+    return {statistic: " / ".join(keys) for statistic, keys in out.items()}
+
+
+def _kind(leaf: np.ndarray) -> str:
+    return "NaN" if np.isnan(leaf).any() else "inf"
+
+
+def check_values(points: Sequence[Any]) -> None:
+    """Raise :class:`DataError` when a point's metric value is ``+-inf`` (NaN is an undefined value, allowed)."""
+    for point in points:
+        for key, metric in point.metrics.items():
+            value = metric.value
+            if isinstance(value, float) and math.isinf(value):
+                raise DataError(
+                    f"metric {key!r} of point {point.name!r} is {value}: not a value a run can publish, so nothing "
+                    "is committed; the rows it reads hold values beyond float64's range."
+                )
+
+
+def check_weight_total(weights_column: str | None, total: float | None, rows: int) -> None:
+    """Raise :class:`DataError` when a job reading ``weights_column`` counted ``rows > 0`` rows of total weight 0
+    (``total`` None: unknown, e.g. a unit resumed from an older checkpoint)."""
+    if weights_column is None or total is None or rows == 0 or total > 0:
+        return
+    raise DataError(
+        f"column {weights_column!r} (data.columns.weights): all {rows} rows have weight 0, so every metric is "
+        "undefined (a weighted mean of nothing); give some rows a positive weight."
+    )
