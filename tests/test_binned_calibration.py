@@ -203,7 +203,7 @@ def test_num_bins_is_calibrax_name_and_n_bins_its_alias():
     assert F.expected_calibration_error(p, y, n_bins=7) == F.expected_calibration_error(p, y, num_bins=7)
     with pytest.raises(ValueError, match="num_bins=7 and n_bins=8 disagree"):
         build("expected_calibration_error", task, {"num_bins": 7, "n_bins": 8})
-    with pytest.raises(ValueError, match="num_bins must be an integer"):
+    with pytest.raises(ValueError, match="parameter 'num_bins' of metric 'classwise_ece' must be an integer >= 1"):
         build("classwise_ece", task, {"num_bins": 0})
 
 
