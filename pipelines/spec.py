@@ -36,6 +36,7 @@ from evaluators.sketch import mean_and_std as sketch_mean_and_std
 from evaluators.sketch import summary as sketch_summary
 from evaluators.statistic import DerivedMetric, Direction
 from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.torchmetrics_backend import native_equivalent, torchmetrics_metric
 from pipelines.errors import SpecError
 from pipelines.functions import (
     FunctionSpec,
@@ -115,12 +116,17 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric entry: catalogue name, output key, parameters."""
+    """One metric entry: catalogue name, output key, parameters.
+
+    ``backend``: ``"evalpipe"``; ``"evalpipe (torchmetrics.<Class>)"`` for a torchmetrics class computed
+    natively; ``"torchmetrics"`` when torchmetrics itself runs (``name`` is then ``torchmetrics:<Class>``).
+    """
 
     name: str
     key: str
     params: dict[str, Any] = field(default_factory=dict)
     priority: str = "secondary"
+    backend: str = "evalpipe"
 
 
 @dataclass(frozen=True)
@@ -451,6 +457,9 @@ def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tu
         where = root.source.where(path)
         if isinstance(entry, dict) and "statistic" in entry:
             specs.append(_custom_statistic_entry(root, i, entry, task, keys))
+            continue
+        if isinstance(entry, dict) and ("backend" in entry or "metric_class" in entry):
+            specs.append(_backend_entry(root, i, entry, task, keys))
             continue
         if isinstance(entry, str):
             name, params, key, priority = entry, {}, None, "secondary"
@@ -790,6 +799,43 @@ def _user_backbone(root: _Section, sec: _Section, kind: str) -> None:
         ) from None
 
 
+TORCHMETRICS_PREFIX = "torchmetrics:"
+"""``MetricSpec.name`` of a metric that torchmetrics runs: the prefix, then the class name."""
+
+AUTOTIMM_KEYS = ("stages", "prog_bar", "log_on_step", "log_on_epoch")
+"""Keys of AutoTimm's ``MetricConfig`` that say when a training loop logs a metric: accepted, not used."""
+
+
+def _backend_entry(root: _Section, i: int, entry: dict[str, Any], task: Task, keys: dict[str, int]) -> MetricSpec:
+    """An AutoTimm ``MetricConfig``: ``{name, backend: torchmetrics, metric_class, params}``. A class evalpipe
+    computes natively becomes that catalogue metric with torchmetrics' defaults; any other runs torchmetrics."""
+    sec = _Section(root.source, ("metrics", i), entry)
+    backend = sec.get("backend", str, "torchmetrics", choices=("torchmetrics",))
+    class_name = sec.get("metric_class", str, required=True)
+    params = sec.get("params", dict, {})
+    key = sec.get("name", str) or sec.get("as", str) or class_name
+    priority = sec.get("priority", str, "secondary", choices=PRIORITIES)
+    for ignored in AUTOTIMM_KEYS:
+        sec.get(ignored, (list, bool, str))
+    sec.finish()
+    if key in keys:
+        raise SpecError(f"{sec.where('name')}: metric key {key!r} is already used by metrics[{keys[key]}].")
+    keys[key] = i
+    native = native_equivalent(task, class_name, params)
+    if native is not None:
+        name, native_params = native
+        try:
+            catalog.build(name, task, native_params)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"{sec.where('params')}: {class_name}: {exc}.") from None
+        return MetricSpec(name, key, native_params, priority, f"evalpipe (torchmetrics.{class_name})")
+    try:
+        torchmetrics_metric(task, class_name, params, key)
+    except ValueError as exc:
+        raise SpecError(f"{sec.where('metric_class')}: {backend}: {exc}.") from None
+    return MetricSpec(TORCHMETRICS_PREFIX + class_name, key, dict(params), priority, backend)
+
+
 CUSTOM_PREFIX = "statistic:"
 """``MetricSpec.name`` of a user statistic class: the prefix, then its dotted path."""
 
@@ -798,6 +844,8 @@ def build_metric(metric: MetricSpec, task: Task) -> DerivedMetric:
     """The catalogue metric, or the user statistic class, that a metric entry names."""
     if metric.name.startswith(CUSTOM_PREFIX):
         return custom_statistic_metric(metric.name.removeprefix(CUSTOM_PREFIX), metric.key, metric.params)
+    if metric.name.startswith(TORCHMETRICS_PREFIX):
+        return torchmetrics_metric(task, metric.name.removeprefix(TORCHMETRICS_PREFIX), metric.params, metric.key)
     return catalog.build(metric.name, task, metric.params)
 
 

@@ -12,7 +12,12 @@ from scipy.special import softmax
 from evaluators.catalog import build
 from evaluators.task import Task
 from evaluators.torchmetrics_backend import native_equivalent, torchmetrics_metric
+from pipelines import spec as spec_module
+from pipelines.errors import SpecError
+from pipelines.execute import run_job
+from pipelines.synthetic import concatenated, write_shards
 from tests._data import make_shards, sharded_values
+from tests.conftest import write_job
 
 C = 4
 
@@ -137,3 +142,121 @@ def test_parameters_without_a_native_counterpart_fall_back_to_torchmetrics():
     assert native_equivalent(task, "HammingDistance", {"task": "multiclass"}) is None
     with pytest.raises(ValueError, match="has no metric class 'F1Scor'"):
         torchmetrics_metric(task, "F1Scor", {}, "x")
+
+
+# --- AutoTimm's MetricConfig entries in a YAML job ----------------------------------------------------------------
+
+AUTOTIMM_CONFIGS = [
+    # the seed's configs, as AutoTimm writes them (MetricConfig fields as YAML keys)
+    {
+        "name": "accuracy",
+        "backend": "torchmetrics",
+        "metric_class": "Accuracy",
+        "params": {"task": "multiclass"},
+        "stages": ["train", "val", "test"],
+        "prog_bar": True,
+    },
+    {
+        "name": "top5_accuracy",
+        "backend": "torchmetrics",
+        "metric_class": "Accuracy",
+        "params": {"task": "multiclass", "top_k": 5},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "f1_macro",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+        "prog_bar": True,
+    },
+    {
+        "name": "f1_weighted",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "weighted"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "f1_per_class",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "none"},
+        "stages": ["test"],
+    },
+    {
+        "name": "precision",
+        "backend": "torchmetrics",
+        "metric_class": "Precision",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "recall",
+        "backend": "torchmetrics",
+        "metric_class": "Recall",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "auroc",
+        "backend": "torchmetrics",
+        "metric_class": "AUROC",
+        "params": {"task": "multiclass", "num_classes": 10, "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    # classes and parameters evalpipe has no native counterpart for: torchmetrics runs in each worker
+    {"name": "hamming", "backend": "torchmetrics", "metric_class": "HammingDistance", "params": {"task": "multiclass"}},
+    {
+        "name": "mce",
+        "backend": "torchmetrics",
+        "metric_class": "CalibrationError",
+        "params": {"task": "multiclass", "norm": "max", "n_bins": 10},
+    },
+]
+
+
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_autotimm_configs_pasted_into_a_job_equal_torchmetrics_on_all_rows(tmp_path, runner, request):
+    if runner == "ray":
+        request.getfixturevalue("ray_cluster")
+    paths = write_shards(str(tmp_path / "data"), "multiclass", 3_000, 4, seed=5, num_classes=10)
+    job = {
+        "name": "autotimm",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 10},
+        "metrics": AUTOTIMM_CONFIGS,
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 700},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    values = {k: m.value for k, m in run.point("overall").metrics.items()}
+    columns = concatenated(paths, ["probs", "label"])
+    probs = np.stack(columns["probs"]).astype(np.float32)
+    labels = columns["label"].astype(np.int64)
+    for config in AUTOTIMM_CONFIGS:
+        params = {**config["params"], "num_classes": 10}
+        expected = _reference(config["metric_class"], params, probs, labels)
+        if expected.ndim:
+            got = [values[f"{config['name']}[{i}]"] for i in range(10)]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+        else:
+            assert values[config["name"]] == pytest.approx(float(expected), rel=1e-5, abs=1e-7), config["name"]
+    backends = run.metadata["metric_backends"]
+    assert backends["f1_macro"] == "evalpipe (torchmetrics.F1Score)"
+    assert backends["hamming"] == backends["mce"] == "torchmetrics"
+    assert run.metadata["unbounded_metrics"] == ["mce"]
+
+
+def test_unknown_torchmetrics_class_is_a_spec_error_naming_the_entry(tmp_path):
+    write_shards(str(tmp_path / "data"), "multiclass", 100, 1, seed=5, num_classes=3)
+    job = {
+        "name": "autotimm-bad",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 3},
+        "metrics": [{"name": "f1", "backend": "torchmetrics", "metric_class": "F1Scor", "params": {}}],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(SpecError, match=r"metrics\[0\].metric_class.*torchmetrics has no metric class 'F1Scor'"):
+        spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
