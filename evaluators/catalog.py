@@ -220,7 +220,7 @@ def build(name: str, task: Task, params: Mapping[str, Any] | None = None) -> Der
     kind = TaskKind(task.kind)
     if kind not in TASKS[name]:
         raise ValueError(
-            f"metric {name!r} serves {', '.join(TASKS[name])} tasks, not a {kind} task; metrics for a {kind} task: "
+            f"metric {name!r} serves {', '.join(TASKS[name])} tasks, not {kind}; metrics for a {kind} task: "
             f"{', '.join(metrics_for(kind))}"
         )
     for key, value in params.items():

@@ -218,6 +218,18 @@ def test_nan_inf_and_negative_weights_exit_2_or_are_dropped_and_counted(tmp_path
     assert got["brier_score"] == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-9)
 
 
+def test_the_functional_api_runs_the_same_row_checks_as_the_pipeline():
+    p, y = np.array([0.2, 0.9, 0.6]), np.array([0, 1, 1])
+    with pytest.raises(ValueError, match="weights: 2 rows with a NaN, infinite or negative weight"):
+        F.accuracy(p, y, weights=np.array([np.nan, 1.0, -2.0]))
+    with pytest.raises(ValueError, match="predictions: 1 rows with NaN or inf"):
+        F.log_loss(np.array([0.2, np.inf, 0.6]), y)
+    with pytest.raises(ValueError, match=r"targets: 1 rows with labels outside \[0, 1\]"):
+        F.brier_score(p, np.array([0, 1, 2]))
+    w = np.array([0.5, 2.0, 1.0])
+    assert F.accuracy(p, y, weights=w) == pytest.approx(skm.accuracy_score(y, p > 0.5, sample_weight=w))
+
+
 def test_all_zero_weights_exit_2_as_scikit_learn_refuses_them(tmp_path):
     score, label = _binary_with_weights(tmp_path / "data", np.zeros(600))
     with pytest.raises(ValueError, match="at least one non-zero"):
@@ -241,7 +253,7 @@ def test_every_metric_declares_its_tasks_and_build_refuses_the_others():
             if kind in kinds:
                 catalog.build(name, task)  # a declared task builds with the defaults
             else:
-                with pytest.raises(ValueError, match=f"metric '{name}' serves .* not a {kind} task"):
+                with pytest.raises(ValueError, match=f"metric '{name}' serves .* not {kind};"):
                     catalog.build(name, task)
 
 
@@ -269,7 +281,7 @@ def _validate(tmp_path, task, metrics) -> subprocess.CompletedProcess:
 def test_validate_refuses_a_metric_outside_its_task_and_parameters_outside_their_domain(tmp_path):
     result = _validate(tmp_path, "binary", ["mean_average_precision"])
     assert result.returncode == 2, result.stderr
-    assert "metrics[0]" in result.stderr and "serves detection tasks, not a binary task" in result.stderr
+    assert "metrics[0]" in result.stderr and "serves detection tasks, not binary" in result.stderr
     assert "metrics for a binary task: accuracy" in result.stderr and "Traceback" not in result.stderr
     cases = [
         ({"log_loss": {"eps": 2}}, "parameter 'eps' of metric 'log_loss' must be a finite number > 0 and < 0.5"),
@@ -330,6 +342,16 @@ def scored_texts(tmp_path):
     pq.write_table(table.slice(0, 450), data / "a.parquet", row_group_size=200)
     pq.write_table(table.slice(450), data / "b.parquet", row_group_size=200)
     return data, score, label, texts
+
+
+@pytest.mark.ray
+def test_a_function_calling_sys_exit_on_a_ray_actor_is_a_user_code_error(tmp_path, scored_texts, ray_cluster):
+    _fails(
+        tmp_path,
+        _function_job(tmp_path, scored_texts[0], "exits", "ray"),
+        UserCodeError,
+        "metric function tests.user_metrics.exits raised SystemExit",
+    )
 
 
 def test_a_function_calling_sys_exit_fails_the_run_with_exit_2_naming_it(tmp_path, scored_texts):

@@ -154,3 +154,75 @@ def test_segmentation_masks_at_the_edges(tmp_path, masks, one_class):
         return
     assert values["pixel_accuracy"] == pytest.approx(tp.sum() / cm.sum(), abs=1e-12)
     assert values["mean_iou"] == pytest.approx((tp[union > 0] / union[union > 0]).mean(), abs=1e-12)
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1), zero_side=st.sampled_from([2, 3]))
+def test_detection_zero_area_boxes_equal_pycocotools(seed, zero_side):
+    """Ground truths and detections of zero width or height: the statistic the pipeline runs equals COCOeval."""
+    pytest.importorskip("pycocotools")
+    import contextlib
+    import io
+
+    from tests.test_detection import SUMMARY_KEYS, coco_reference, ours, random_images
+
+    rng = np.random.default_rng(seed)
+    images = random_images(rng, n_images=5)
+    for im in images:
+        gt = np.asarray(im["gt_boxes"], np.float64).reshape(-1, 4).copy()
+        if len(gt):
+            gt[rng.integers(0, len(gt)), zero_side] = 0.0
+        im["gt_boxes"], im["gt_area"] = gt, gt[:, 2] * gt[:, 3]
+        pred = np.asarray(im["pred_boxes"], np.float64).reshape(-1, 4).copy()
+        if len(pred):
+            pred[0, 5 - zero_side] = 0.0
+        im["pred_boxes"] = pred
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = coco_reference(images).stats
+    stat, state = ours(images)
+    values = stat.summarize(state)
+    got = np.array([values[k] for k in SUMMARY_KEYS])
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, reference, atol=1e-6)
+
+
+@FUZZ
+@given(
+    lengths=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+    weighted=st.booleans(),
+)
+def test_bertscore_matching_with_all_padding_sides(lengths, seed, weighted):
+    """Token sequences of 0 to 4 content tokens (0: all padding, an empty text): finite scores, 0 for a pair with an
+    empty side (bert-score's convention), else greedy matching computed in numpy."""
+    from evaluators.backbones.bert import greedy_match
+
+    rng = np.random.default_rng(seed)
+    b, length, hidden = len(lengths), 4, 6
+    cand, ref = rng.normal(size=(b, length, hidden)), rng.normal(size=(b, length, hidden))
+    cand_mask = np.array([[i < c for i in range(length)] for c, _ in lengths], np.float32)
+    ref_mask = np.array([[i < r for i in range(length)] for _, r in lengths], np.float32)
+    cw, rw = (rng.uniform(0.1, 2.0, (b, length)) for _ in range(2)) if weighted else (None, None)
+    got = np.asarray(
+        greedy_match(
+            cand.astype(np.float32),
+            cand_mask,
+            ref.astype(np.float32),
+            ref_mask,
+            None if cw is None else cw.astype(np.float32),
+            None if rw is None else rw.astype(np.float32),
+        )
+    )
+    assert np.isfinite(got).all()
+    for row, (c, r) in enumerate(lengths):
+        if c == 0 or r == 0:
+            np.testing.assert_array_equal(got[row], 0.0)
+            continue
+        a = cand[row, :c] / np.linalg.norm(cand[row, :c], axis=1, keepdims=True)
+        z = ref[row, :r] / np.linalg.norm(ref[row, :r], axis=1, keepdims=True)
+        sim = a @ z.T
+        wc = np.ones(c) if cw is None else cw[row, :c]
+        wr = np.ones(r) if rw is None else rw[row, :r]
+        p, rec = (sim.max(1) * wc).sum() / wc.sum(), (sim.max(0) * wr).sum() / wr.sum()
+        f = 2 * p * rec / (p + rec) if p + rec > 0 else 0.0
+        np.testing.assert_allclose(got[row], [p, rec, f], atol=1e-5)

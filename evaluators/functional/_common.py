@@ -10,7 +10,7 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import evaluate
-from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.task import PredictionKind, Task, TaskKind, check_batch
 
 
 def infer_task(
@@ -99,7 +99,13 @@ def compute(
     )
     params = {**params, **(metric_params or {})}
     metric = catalog.build(name, t, {k: v for k, v in params.items() if v is not None})
-    values = evaluate([metric], np.asarray(predictions), np.asarray(targets), weights)[0]
+    columns = {"predictions": np.asarray(predictions), "targets": np.asarray(targets)}
+    if weights is not None:
+        columns["weights"] = np.asarray(weights)
+    problems = check_batch(t, columns)  # the pipeline's own row checks
+    if problems:
+        raise ValueError("; ".join(problems))
+    values = evaluate([metric], columns["predictions"], columns["targets"], weights)[0]
     if "" in values:
         return values[""]
     per_class = sorted((int(m.group(1)), v) for k, v in values.items() if (m := _PER_CLASS.match(k)))
