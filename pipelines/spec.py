@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -913,7 +914,10 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         columns = sec.get("columns", dict, {})
         key = sec.get("as", str)
         scores = sec.get("scores", bool, False)
+        tokenizer = sec.get("tokenizer", str)
         sec.finish()
+        if tokenizer is not None and "://" not in tokenizer and not os.path.isfile(tokenizer):
+            raise SpecError(f"{sec.where('tokenizer')}: no tokenizer file {tokenizer!r} (expected a tokenizer.json).")
         try:
             import_function(path, prefixes)
         except PermissionError as exc:
@@ -932,7 +936,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         taken = {f"{key}.{o}" for o in outputs} & (metric_keys | {f"{f.key}.{o}" for f in out for o in f.outputs})
         if taken:
             raise SpecError(f"{sec.where()}: output keys {', '.join(sorted(taken))} are already used; set `as:`.")
-        out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores))
+        out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores, tokenizer))
     return tuple(out)
 
 
