@@ -79,7 +79,7 @@ def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
     return weight + jnp.sum(w), total + fixed_sum(w * values)
 
 
-def _require_probabilities(task: Task, name: str) -> None:
+def require_probabilities(task: Task, name: str) -> None:
     require_kind(task, name, *_PROBABILISTIC)
     if not task.has_scores:
         raise ValueError(f"{name} needs probabilities or logits, not predicted labels")
@@ -259,38 +259,46 @@ def _reliability(state: State) -> dict[str, object]:
 
 def log_loss(task: Task, *, eps: float = float(np.finfo(np.float64).eps)) -> DerivedMetric:
     """Mean negative log-likelihood of the targets (cross-entropy)."""
-    _require_probabilities(task, "log_loss")
+    require_probabilities(task, "log_loss")
     return DerivedMetric("log_loss", LogLossSum(task, float(eps)), _mean_of_sums, Direction.LOWER, unit="nats")
 
 
 def brier_score(task: Task) -> DerivedMetric:
     """Mean squared error of the predicted probabilities."""
-    _require_probabilities(task, "brier_score")
+    require_probabilities(task, "brier_score")
     return DerivedMetric("brier_score", BrierSum(task), _mean_of_sums, Direction.LOWER)
 
 
-def _check_bins(n_bins: int) -> int:
-    if int(n_bins) != n_bins or not 1 <= n_bins <= 100_000:
-        raise ValueError(f"n_bins must be an integer between 1 and 100000, got {n_bins!r}")
-    return int(n_bins)
+DEFAULT_BINS = 15
+"""Bins of the binned calibration metrics when neither ``num_bins`` nor ``n_bins`` is given (torchmetrics')."""
 
 
-def expected_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+def check_bins(num_bins: int | None, n_bins: int | None = None, default: int = DEFAULT_BINS) -> int:
+    """The number of bins from ``num_bins`` (calibrax's name) or its alias ``n_bins`` (torchmetrics'), checked."""
+    if num_bins is not None and n_bins is not None and num_bins != n_bins:
+        raise ValueError(f"num_bins={num_bins!r} and n_bins={n_bins!r} disagree: give one of them")
+    bins = default if num_bins is None and n_bins is None else num_bins if num_bins is not None else n_bins
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or not 1 <= bins <= 100_000:
+        raise ValueError(f"num_bins must be an integer between 1 and 100000, got {bins!r}")
+    return int(bins)
+
+
+def expected_calibration_error(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:
     """Weighted mean over bins of |accuracy - confidence| (L1 calibration error)."""
-    _require_probabilities(task, "expected_calibration_error")
-    stat = CalibrationBins(task, _check_bins(n_bins))
+    require_probabilities(task, "expected_calibration_error")
+    stat = CalibrationBins(task, check_bins(num_bins, n_bins))
     return DerivedMetric("expected_calibration_error", stat, _ece, Direction.LOWER, interval_values=_debiased_ece)
 
 
-def maximum_calibration_error(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+def maximum_calibration_error(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:
     """Largest |accuracy - confidence| over non-empty bins."""
-    _require_probabilities(task, "maximum_calibration_error")
-    stat = CalibrationBins(task, _check_bins(n_bins))
+    require_probabilities(task, "maximum_calibration_error")
+    stat = CalibrationBins(task, check_bins(num_bins, n_bins))
     return DerivedMetric("maximum_calibration_error", stat, _mce, Direction.LOWER)
 
 
-def reliability_diagram(task: Task, *, n_bins: int = 15) -> DerivedMetric:
+def reliability_diagram(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:
     """Per-bin mean confidence, accuracy and weight: the data of a reliability diagram."""
-    _require_probabilities(task, "reliability_diagram")
-    stat = CalibrationBins(task, _check_bins(n_bins))
+    require_probabilities(task, "reliability_diagram")
+    stat = CalibrationBins(task, check_bins(num_bins, n_bins))
     return DerivedMetric("reliability_diagram", stat, partial(_reliability), Direction.INFO)

@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from evaluators import (
+    binned_calibration,
     calibration,
     classification,
+    corpus_text,
     detection,
     domains,
     image,
@@ -51,6 +53,9 @@ METRICS: Mapping[str, Factory] = {
     "expected_calibration_error": calibration.expected_calibration_error,
     "maximum_calibration_error": calibration.maximum_calibration_error,
     "reliability_diagram": calibration.reliability_diagram,
+    "brier_decomposition": binned_calibration.brier_decomposition,
+    "classwise_ece": binned_calibration.classwise_ece,
+    "adaptive_calibration_error": binned_calibration.adaptive_calibration_error,
     # regression (one set of moments)
     "mse": regression.mse,
     "rmse": regression.rmse,
@@ -73,6 +78,13 @@ METRICS: Mapping[str, Factory] = {
     "bertscore_recall": text.bertscore_recall,
     "bertscore_f1": text.bertscore_f1,
     "frechet_embedding_distance": text.frechet_embedding_distance,
+    # text pairs without a backbone (corpus counts)
+    "bleu": corpus_text.bleu,
+    "chrf": corpus_text.chrf,
+    "wer": corpus_text.wer,
+    "cer": corpus_text.cer,
+    "rouge_n": corpus_text.rouge_n,
+    "rouge_l": corpus_text.rouge_l,
     # generated vs real images (a backbone turns images into features)
     "fid": image.fid,
     "kid": image.kid,
@@ -91,7 +103,16 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
     **dict.fromkeys(("confusion_matrix", "roc_auc", "average_precision"), _CLASSIFICATION),
     **dict.fromkeys(("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"), _SINGLE_LABEL),
     **dict.fromkeys(
-        ("log_loss", "brier_score", "expected_calibration_error", "maximum_calibration_error", "reliability_diagram"),
+        (
+            "log_loss",
+            "brier_score",
+            "expected_calibration_error",
+            "maximum_calibration_error",
+            "reliability_diagram",
+            "brier_decomposition",
+            "classwise_ece",
+            "adaptive_calibration_error",
+        ),
         _SINGLE_LABEL,
     ),
     **dict.fromkeys(("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"), (TaskKind.REGRESSION,)),
@@ -104,6 +125,7 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
         ("embedding_similarity", "bertscore_precision", "bertscore_recall", "bertscore_f1"), (TaskKind.TEXT,)
     ),
     "frechet_embedding_distance": (TaskKind.TEXT,),
+    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l"), (TaskKind.TEXT,)),
     **dict.fromkeys(("fid", "kid", "inception_score"), (TaskKind.IMAGE,)),
 }
 """The task kinds each metric serves (segmentation metrics also read the pixels of binary / multiclass label
@@ -121,7 +143,12 @@ PARAMETERS: Mapping[str, domains.Domain] = {
     "mode": domains.text(optional=False),
     "precision_bits": domains.number(4, 16, integer=True),
     "eps": domains.number(0, 0.5, low_open=True, high_open=True),
-    "n_bins": domains.number(1, 100_000, integer=True),
+    "n_bins": domains.number(1, 100_000, integer=True, optional=True),
+    "num_bins": domains.number(1, 100_000, integer=True, optional=True),
+    "max_order": domains.number(1, 9, integer=True),
+    "char_order": domains.number(1, 12, integer=True),
+    "n": domains.number(1, 9, integer=True),
+    "lowercase": domains.flag(),
     "iou_thresholds": domains.numbers(domains.number(0, 1)),
     "max_detection_thresholds": domains.numbers(domains.number(1, integer=True)),
     "box_format": domains.text(optional=False),

@@ -66,6 +66,8 @@ class ScoreMoments(Statistic):
 
     @property
     def features(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self.score == "cosine":  # embeddings alone: any backbone that gives candidate/reference serves
+            return ("candidate", "reference")
         return ("candidate", "reference", "bertscore_idf" if self.idf else "bertscore")
 
     def zero(self) -> State:
@@ -151,6 +153,13 @@ class FeatureMoments(Statistic):
         }
 
     def update(self, state: State, batch: Batch) -> State:
+        for side in self.features:
+            shape = tuple(np.shape(batch[side]))
+            if len(shape) != 2 or shape[1] != self.dimension:
+                raise ValueError(
+                    f"the backbone's {side} features have shape {shape[1:]}, expected ({self.dimension},); set the "
+                    "metric's `dimension` to the backbone's feature width"
+                )
         w = jnp.asarray(batch["weights"], jnp.float64)
         x = jnp.stack([jnp.asarray(batch["candidate"], jnp.float64), jnp.asarray(batch["reference"], jnp.float64)])
         n_b = jnp.sum(w)

@@ -35,7 +35,7 @@ from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
 from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import ExecutionReport, execute
-from pipelines.spec import JobSpec
+from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
@@ -77,6 +77,21 @@ def _refuse_existing(spec: JobSpec, instance: str) -> None:
                 f"output.on_existing is 'refuse' and job {spec.name!r} already has a committed run for these inputs "
                 f"({', '.join(spec.data.paths)}): {info.uri}. Use output.on_existing: new to add another run."
             )
+
+
+def metric_backends(spec: JobSpec) -> dict[str, object]:
+    """Run metadata for metrics written as torchmetrics classes: which backend computed each key
+    (``metric_backends``), and the keys whose torchmetrics state grows with the rows (``unbounded_metrics``)."""
+    backends = {m.key: m.backend for m in spec.metrics if m.backend != "evalpipe"}
+    unbounded = [
+        m.key
+        for m in spec.metrics
+        if m.backend == "torchmetrics" and not getattr(build_metric(m, spec.task).statistic, "bounded", True)
+    ]
+    return {
+        **({"metric_backends": backends} if backends else {}),
+        **({"unbounded_metrics": unbounded} if unbounded else {}),
+    }
 
 
 def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regression, ...]]:
@@ -273,6 +288,7 @@ def run_job(
             "retried_units": list(report.retried_units),
             "resumed_units": sorted(resumed),
             "read_retries": read_retries,
+            **metric_backends(spec),
             **({"dropped_rows": _dropped_summary(dropped)} if spec.data.on_bad_rows == "drop" else {}),
             **slice_report,
             **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),

@@ -1,7 +1,8 @@
 """User metric functions with trlx's interface, referenced by dotted path in the job spec.
 
-A function ``fn(samples, prompts, outputs, **columns) -> {name: [score per sample]}`` is called on
-every batch a worker reads (lists of strings in, one float per row out, for every output named in
+A function ``fn(samples, prompts, outputs, **columns) -> {name: [score per sample]}`` is called as trlx
+calls its ``metric_fn`` (keywords, ``tokenizer=`` when it takes one, extra columns as ``**metadata``; see
+:func:`invoke_trlx`) on every batch a worker reads (lists of strings in, one float per row out, for every output named in
 the spec). Its scores are aggregated by :class:`evaluators.sketch.ScoreSketch` (count, mean, std,
 extremes, quantiles, bootstrap intervals) like any statistic, and can be written per row next to
 the run. Functions are imported only from module prefixes that the ``EVALPIPE_ALLOWED_MODULES``
@@ -14,10 +15,12 @@ re-exports from it.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,7 @@ class FunctionSpec:
         outputs: the score names the function returns (others are refused).
         columns: keyword -> column: ``samples``, ``prompts``, ``outputs`` and any extra keyword.
         scores: write per-row scores to ``scores.parquet`` in the run.
+        tokenizer: a Hugging Face ``tokenizer.json`` (any fsspec URL) passed as ``tokenizer=``, as trlx does.
     """
 
     key: str
@@ -47,6 +51,7 @@ class FunctionSpec:
     outputs: tuple[str, ...]
     columns: Mapping[str, str] = field(default_factory=dict)
     scores: bool = False
+    tokenizer: str | None = None
 
     def feature(self, output: str) -> str:
         return f"fn:{self.key}.{output}"
@@ -126,6 +131,47 @@ def load_function(path: str) -> Callable[..., Mapping[str, Sequence[float]]]:
     return getattr(importlib.import_module(module), attribute)
 
 
+@lru_cache(maxsize=8)
+def load_tokenizer(path: str) -> Any:
+    """A Hugging Face ``tokenizers`` tokenizer from a ``tokenizer.json`` at any fsspec URL (read once per process)."""
+    import fsspec
+    from tokenizers import Tokenizer
+
+    with fsspec.open(path, "rb") as f:
+        return Tokenizer.from_str(f.read().decode("utf-8"))
+
+
+def _keywords_fit(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> tuple[bool, bool]:
+    """``(fn takes these keyword arguments, fn takes a tokenizer)`` from its signature."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False, False
+    open_keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    takes_tokenizer = open_keywords or "tokenizer" in signature.parameters
+    try:
+        signature.bind(**kwargs)
+    except TypeError:
+        return False, takes_tokenizer
+    return True, takes_tokenizer
+
+
+def invoke_trlx(
+    fn: Callable[..., Any], texts: Mapping[str, list[str]], extra: Mapping[str, list[Any]], tokenizer: str | None
+) -> Any:
+    """Call ``fn`` as trlx calls ``metric_fn``: ``fn(samples=..., prompts=..., outputs=..., tokenizer=...,
+    **metadata)``, the tokenizer passed when ``fn`` takes it (None unless the spec names one). A function whose
+    parameters do not take these keywords (``def fn(s, p, o)``) is called positionally, ``fn(samples, prompts,
+    outputs, **metadata)``."""
+    kwargs = {"samples": texts["samples"], "prompts": texts["prompts"], "outputs": texts["outputs"], **extra}
+    fits, takes_tokenizer = _keywords_fit(fn, kwargs)
+    if fits:
+        if takes_tokenizer and "tokenizer" not in kwargs:
+            kwargs["tokenizer"] = load_tokenizer(tokenizer) if tokenizer else None
+        return fn(**kwargs)
+    return fn(texts["samples"], texts["prompts"], texts["outputs"], **extra)
+
+
 def call_function(
     spec: FunctionSpec, fn: Callable[..., Any], columns: Mapping[str, np.ndarray], n: int, where: str
 ) -> dict[str, np.ndarray]:
@@ -138,7 +184,7 @@ def call_function(
     texts.setdefault("outputs", [""] * n)
     extra = {k: list(v) for k, v in columns.items() if k not in TRLX_ARGUMENTS}
     try:
-        result = fn(texts["samples"], texts["prompts"], texts["outputs"], **extra)
+        result = invoke_trlx(fn, texts, extra, spec.tokenizer)
     except USER_CODE_EXITS as exc:  # sys.exit() or an interrupt inside the function: its failure, not the run's
         read = ", ".join(f"{k}={v!r}" for k, v in spec.columns.items())
         raise UserCodeError(

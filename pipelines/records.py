@@ -5,7 +5,9 @@
 * :class:`Point` - one measurement (the whole dataset or one slice), tags
   holding the slice's key/values;
 * :class:`Metric` - one value with optional interval and samples;
-* :class:`MetricDef` - how to read a metric (direction, unit, group).
+* :class:`MetricDef` - how to read a metric (direction, unit, group);
+* :class:`Regression`, :class:`SignificanceResult`, :class:`RankEntry`, :class:`ScalingLaw`,
+  :class:`TrendPoint`, :class:`TrendSeries` - what comparisons of runs produce.
 
 Numbers are stored as Python floats; NaN is written as ``null`` in JSON and
 read back as NaN.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,8 +155,9 @@ class Run:
     """One execution of an evaluation job."""
 
     points: tuple[Point, ...]
-    id: str
-    timestamp: dt.datetime
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """calibrax's default: 12 random hex digits (evalpipe's own runs get time-ordered ids instead)."""
+    timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     commit: str | None = None
     branch: str | None = None
     environment: Mapping[str, Any] = field(default_factory=dict)
@@ -262,6 +266,69 @@ class SignificanceResult:
             significant=bool(data["significant"]),
             method=data["method"],
         )
+
+
+@dataclass(frozen=True)
+class RankEntry:
+    """One row of a ranking table: ``rank`` 1 is the best (equal values share a rank), ``delta_from_best`` is
+    ``value - best value`` (so never positive when higher is better, never negative when lower is better)."""
+
+    label: str
+    value: float
+    rank: int
+    is_best: bool
+    delta_from_best: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": _num(self.value),
+            "rank": int(self.rank),
+            "is_best": bool(self.is_best),
+            "delta_from_best": _num(self.delta_from_best),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RankEntry:
+        return cls(
+            label=data["label"],
+            value=_from_num(data["value"]),
+            rank=int(data["rank"]),
+            is_best=bool(data["is_best"]),
+            delta_from_best=_from_num(data["delta_from_best"]),
+        )
+
+
+@dataclass(frozen=True)
+class ScalingLaw:
+    """Power-law fit ``value = coefficient * size ** exponent`` over runs of different sizes; ``r_squared`` of
+    the least-squares line in log-log space; ``complexity`` names what the size measures (``"params"``)."""
+
+    coefficient: float
+    exponent: float
+    r_squared: float
+    complexity: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "coefficient": _num(self.coefficient),
+            "exponent": _num(self.exponent),
+            "r_squared": _num(self.r_squared),
+            "complexity": self.complexity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScalingLaw:
+        return cls(
+            coefficient=_from_num(data["coefficient"]),
+            exponent=_from_num(data["exponent"]),
+            r_squared=_from_num(data["r_squared"]),
+            complexity=data["complexity"],
+        )
+
+    def predict(self, size: float) -> float:
+        """The fitted value at ``size``."""
+        return float(self.coefficient * float(size) ** self.exponent)
 
 
 @dataclass(frozen=True)

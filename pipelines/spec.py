@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,13 @@ import fsspec
 import yaml
 
 from evaluators import catalog
-from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec
+from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec, is_dotted_path, user_backbone_loader
 from evaluators.sketch import ScoreSketch
 from evaluators.sketch import mean_and_std as sketch_mean_and_std
 from evaluators.sketch import summary as sketch_summary
 from evaluators.statistic import DerivedMetric, Direction
 from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.torchmetrics_backend import native_equivalent, torchmetrics_metric
 from pipelines.errors import SpecError
 from pipelines.functions import (
     FunctionSpec,
@@ -117,12 +119,17 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric entry: catalogue name, output key, parameters."""
+    """One metric entry: catalogue name, output key, parameters.
+
+    ``backend``: ``"evalpipe"``; ``"evalpipe (torchmetrics.<Class>)"`` for a torchmetrics class computed
+    natively; ``"torchmetrics"`` when torchmetrics itself runs (``name`` is then ``torchmetrics:<Class>``).
+    """
 
     name: str
     key: str
     params: dict[str, Any] = field(default_factory=dict)
     priority: str = "secondary"
+    backend: str = "evalpipe"
 
 
 @dataclass(frozen=True)
@@ -462,6 +469,9 @@ def _metric_entries(root: _Section, task: Task, allow_empty: bool = False) -> tu
         if isinstance(entry, dict) and "statistic" in entry:
             specs.append(_custom_statistic_entry(root, i, entry, task, keys))
             continue
+        if isinstance(entry, dict) and ("backend" in entry or "metric_class" in entry):
+            specs.append(_backend_entry(root, i, entry, task, keys))
+            continue
         if isinstance(entry, str):
             name, params, key, priority = entry, {}, None, "secondary"
         elif isinstance(entry, dict) and "name" in entry:
@@ -772,8 +782,10 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
                 "`backbone: {kind: bert, weights: <directory with config.json, model.safetensors, tokenizer.json>}`."
             )
         return None
-    kind = sec.get("kind", str, required=True, choices=tuple(BACKBONE_KINDS))
-    weights = sec.get("weights", str, required=True)
+    kind = sec.get("kind", str, required=True)
+    if kind not in BACKBONE_KINDS:
+        _user_backbone(root, sec, kind)
+    weights = sec.get("weights", str, required=kind in BACKBONE_KINDS) or ""
     dtype = sec.get("dtype", str, "float32", choices=DTYPES)
     batch_size = sec.get("batch_size", int, 64)
     max_length = sec.get("max_length", int, 256)
@@ -785,6 +797,62 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     return BackboneSpec(kind, weights, dtype, batch_size, max_length)
 
 
+def _user_backbone(root: _Section, sec: _Section, kind: str) -> None:
+    """Check a user backbone's dotted path: allowed module, importable, with a loader."""
+    if not is_dotted_path(kind):
+        raise SpecError(
+            f"{sec.where('kind')}: expected one of {', '.join(sorted(BACKBONE_KINDS))} or the dotted path of your own "
+            f"backbone class (package.module.Class){_suggest(kind, list(BACKBONE_KINDS))}; got {kind!r}."
+        )
+    allowed = root.value.get("allow_modules") or []
+    try:
+        import_function(kind, allowed_prefixes(allowed if isinstance(allowed, list) else []))
+        user_backbone_loader(kind)
+    except PermissionError as exc:
+        raise SpecError(f"{sec.where('kind')}: backbone {kind!r}: {exc}.") from None
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise SpecError(
+            f"{sec.where('kind')}: backbone {kind!r} cannot be loaded: {type(exc).__name__}: {exc}."
+        ) from None
+
+
+TORCHMETRICS_PREFIX = "torchmetrics:"
+"""``MetricSpec.name`` of a metric that torchmetrics runs: the prefix, then the class name."""
+
+AUTOTIMM_KEYS = ("stages", "prog_bar", "log_on_step", "log_on_epoch")
+"""Keys of AutoTimm's ``MetricConfig`` that say when a training loop logs a metric: accepted, not used."""
+
+
+def _backend_entry(root: _Section, i: int, entry: dict[str, Any], task: Task, keys: dict[str, int]) -> MetricSpec:
+    """An AutoTimm ``MetricConfig``: ``{name, backend: torchmetrics, metric_class, params}``. A class evalpipe
+    computes natively becomes that catalogue metric with torchmetrics' defaults; any other runs torchmetrics."""
+    sec = _Section(root.source, ("metrics", i), entry)
+    backend = sec.get("backend", str, "torchmetrics", choices=("torchmetrics",))
+    class_name = sec.get("metric_class", str, required=True)
+    params = sec.get("params", dict, {})
+    key = sec.get("name", str) or sec.get("as", str) or class_name
+    priority = sec.get("priority", str, "secondary", choices=PRIORITIES)
+    for ignored in AUTOTIMM_KEYS:
+        sec.get(ignored, (list, bool, str))
+    sec.finish()
+    if key in keys:
+        raise SpecError(f"{sec.where('name')}: metric key {key!r} is already used by metrics[{keys[key]}].")
+    keys[key] = i
+    native = native_equivalent(task, class_name, params)
+    if native is not None:
+        name, native_params = native
+        try:
+            catalog.build(name, task, native_params)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"{sec.where('params')}: {class_name}: {exc}.") from None
+        return MetricSpec(name, key, native_params, priority, f"evalpipe (torchmetrics.{class_name})")
+    try:
+        torchmetrics_metric(task, class_name, params, key)
+    except ValueError as exc:
+        raise SpecError(f"{sec.where('metric_class')}: {backend}: {exc}.") from None
+    return MetricSpec(TORCHMETRICS_PREFIX + class_name, key, dict(params), priority, backend)
+
+
 CUSTOM_PREFIX = "statistic:"
 """``MetricSpec.name`` of a user statistic class: the prefix, then its dotted path."""
 
@@ -793,6 +861,8 @@ def build_metric(metric: MetricSpec, task: Task) -> DerivedMetric:
     """The catalogue metric, or the user statistic class, that a metric entry names."""
     if metric.name.startswith(CUSTOM_PREFIX):
         return custom_statistic_metric(metric.name.removeprefix(CUSTOM_PREFIX), metric.key, metric.params)
+    if metric.name.startswith(TORCHMETRICS_PREFIX):
+        return torchmetrics_metric(task, metric.name.removeprefix(TORCHMETRICS_PREFIX), metric.params, metric.key)
     return catalog.build(metric.name, task, metric.params)
 
 
@@ -867,7 +937,10 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         columns = sec.get("columns", dict, {})
         key = sec.get("as", str)
         scores = sec.get("scores", bool, False)
+        tokenizer = sec.get("tokenizer", str)
         sec.finish()
+        if tokenizer is not None and "://" not in tokenizer and not os.path.isfile(tokenizer):
+            raise SpecError(f"{sec.where('tokenizer')}: no tokenizer file {tokenizer!r} (expected a tokenizer.json).")
         try:
             import_function(path, prefixes)
         except PermissionError as exc:
@@ -886,7 +959,7 @@ def _functions(root: _Section, metric_keys: set[str]) -> tuple[FunctionSpec, ...
         taken = {f"{key}.{o}" for o in outputs} & (metric_keys | {f"{f.key}.{o}" for f in out for o in f.outputs})
         if taken:
             raise SpecError(f"{sec.where()}: output keys {', '.join(sorted(taken))} are already used; set `as:`.")
-        out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores))
+        out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores, tokenizer))
     return tuple(out)
 
 

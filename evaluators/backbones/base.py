@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ class BackboneSpec:
         kind: registry name (``"bert"``: a BERT-family sentence encoder in Hugging Face layout;
             ``"cnn"``: a small convolutional image encoder, see :mod:`evaluators.backbones.cnn`;
             ``"inception"``: InceptionV3, torchvision's or the TF-FID one, for standard FID / KID / Inception
-            Score, see :mod:`evaluators.backbones.inception`).
+            Score, see :mod:`evaluators.backbones.inception`); or the dotted path of your own backbone,
+            ``package.module.Class`` (see :func:`load_backbone`).
         weights: directory URI (any fsspec URL) holding the checkpoint files (``cnn``, ``inception``: or the
             weights file itself).
         dtype: compute dtype of the matrix products, ``float32`` or ``bfloat16``.
@@ -49,8 +51,11 @@ class BackboneSpec:
     max_length: int = 256
 
     def __post_init__(self) -> None:
-        if self.kind not in BACKBONE_KINDS:
-            raise ValueError(f"unknown backbone kind {self.kind!r}; known: {', '.join(sorted(BACKBONE_KINDS))}")
+        if self.kind not in BACKBONE_KINDS and not is_dotted_path(self.kind):
+            raise ValueError(
+                f"unknown backbone kind {self.kind!r}; known: {', '.join(sorted(BACKBONE_KINDS))}, or the dotted path "
+                "of your own backbone class (package.module.Class)"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"backbone dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 1 <= self.batch_size <= 4096:
@@ -81,11 +86,34 @@ BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _ber
 """Backbone kind -> loader ((spec, read) -> loaded backbone)."""
 
 
+def is_dotted_path(kind: str) -> bool:
+    """Whether a backbone kind names a user backbone (``package.module.Class`` or ``package.module:Class``)."""
+    module, _, attribute = kind.partition(":") if ":" in kind else kind.rpartition(".")
+    return bool(module) and bool(attribute) and all(part.isidentifier() for part in [*module.split("."), attribute])
+
+
+def user_backbone_loader(kind: str) -> Callable[[BackboneSpec, Reader], Any]:
+    """The loader of a user backbone: the class's ``load(spec, read)`` classmethod, or the callable itself
+    (``(spec, read) -> backbone``). The job spec checks the module against the allowed prefixes first."""
+    module, _, attribute = kind.partition(":") if ":" in kind else kind.rpartition(".")
+    found = getattr(importlib.import_module(module), attribute)
+    loader = getattr(found, "load", found)
+    if not callable(loader):
+        raise TypeError(f"backbone {kind!r} is neither a class with load(spec, read) nor a callable")
+    return loader
+
+
 def load_backbone(spec: BackboneSpec, read: Reader | None = None) -> Any:
     """Load the backbone ``spec`` names (reads its weights once; the result is reused for every batch).
 
     A loaded backbone has ``extract(columns) -> {feature name: array [n, ...]}``, turning a batch's
-    raw ``predictions`` / ``targets`` columns into the features its task's statistics read.
-    ``read`` fetches checkpoint files (default: the local filesystem).
+    raw ``predictions`` / ``targets`` columns into the features its task's statistics read (text metrics read
+    ``candidate`` / ``reference`` embeddings ``[n, D]``; image metrics also ``candidate_logits`` and the rows'
+    ``candidate_key`` / ``reference_key``). ``read`` fetches checkpoint files (default: the local filesystem).
+    A user backbone (``kind: package.module.Class``) is built by ``Class.load(spec, read)``.
     """
-    return BACKBONE_KINDS[spec.kind](spec, read or local_reader(spec.weights))
+    loader = BACKBONE_KINDS.get(spec.kind) or user_backbone_loader(spec.kind)
+    backbone = loader(spec, read or local_reader(spec.weights))
+    if not callable(getattr(backbone, "extract", None)):
+        raise TypeError(f"backbone {spec.kind!r} loaded an object without extract(columns) -> features")
+    return backbone

@@ -5,7 +5,10 @@ update over the whole batch, then the same compute.
 """
 
 from evaluators.functional.calibration import (
+    adaptive_calibration_error,
+    brier_decomposition,
     brier_score,
+    classwise_ece,
     expected_calibration_error,
     maximum_calibration_error,
     reliability_diagram,
@@ -26,9 +29,20 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
+from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n, wer
 from evaluators.functional.detection import mean_average_precision
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
+from evaluators.functional.segmentation import (
+    dice_coefficient,
+    dice_score,
+    iou,
+    jaccard_index,
+    mean_iou,
+    mean_pixel_accuracy,
+    pixel_accuracy,
+    pixel_confusion_matrix,
+)
 from evaluators.functional.text import (
     bertscore_f1,
     bertscore_precision,
@@ -36,25 +50,24 @@ from evaluators.functional.text import (
     embedding_similarity,
     frechet_embedding_distance,
 )
-from evaluators.segmentation import (
-    dice_score,
-    jaccard_index,
-    mean_iou,
-    mean_pixel_accuracy,
-    pixel_accuracy,
-    pixel_confusion_matrix,
-)
 
 __all__ = [
     "accuracy",
+    "adaptive_calibration_error",
     "average_precision",
     "balanced_accuracy",
     "bertscore_f1",
     "bertscore_precision",
     "bertscore_recall",
+    "bleu",
+    "brier_decomposition",
     "brier_score",
+    "cer",
+    "chrf",
+    "classwise_ece",
     "cohen_kappa",
     "confusion_matrix",
+    "dice_coefficient",
     "dice_score",
     "embedding_similarity",
     "expected_calibration_error",
@@ -64,6 +77,7 @@ __all__ = [
     "fid",
     "frechet_embedding_distance",
     "inception_score",
+    "iou",
     "jaccard_index",
     "kid",
     "log_loss",
@@ -83,6 +97,9 @@ __all__ = [
     "reliability_diagram",
     "rmse",
     "roc_auc",
+    "rouge_l",
+    "rouge_n",
     "sensitivity",
     "specificity",
+    "wer",
 ]

@@ -1,0 +1,367 @@
+"""Corpus text metrics of candidate / reference string pairs, from counts that merge by addition.
+
+No backbone: each row's strings are tokenised the way the reference implementation does, and the row adds
+its counts to the state; the corpus score is computed from the summed counts, so it equals the reference run
+on all rows at once for any sharding. A row's ``weight`` multiplies its counts (weight 2 counts the pair twice).
+
+=================  =====================================================  ==================================
+metric             counts per row (state, float64)                        reference
+=================  =====================================================  ==================================
+``bleu``           hypothesis and reference lengths, matched and total    ``sacrebleu.corpus_bleu`` (13a
+                   n-grams for n = 1..4 (clipped by the reference)        tokenizer, ``exp`` smoothing)
+``chrf``           per character n-gram order 1..6: hypothesis,           ``sacrebleu.corpus_chrf``
+                   reference and matched n-grams                          (beta 2, whitespace removed)
+``wer`` / ``cer``  Levenshtein edits, reference length                    ``jiwer.wer`` / ``jiwer.cer``
+``rouge_n``,       weight, sums of per-pair F, precision and recall       ``rouge_score.RougeScorer``
+``rouge_l``        (fixed point)                                          (no stemmer), averaged over pairs
+=================  =====================================================  ==================================
+
+Scores are on the references' scales: BLEU and chrF in [0, 100] (sacrebleu), WER / CER as ratios (jiwer),
+ROUGE F in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import numpy as np
+
+from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind
+
+# --- tokenisers, written from the references' definitions ------------------------------------------------------
+
+_13A_RULES = (
+    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),  # punctuation and symbols
+    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),  # period and comma unless preceded by a digit
+    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),  # ... unless followed by a digit
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),  # dash after a digit
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def tokenize_13a(line: str) -> tuple[str, ...]:
+    """mteval-v13a tokenisation, as sacrebleu's default BLEU tokenizer (after its ``rstrip``)."""
+    line = line.rstrip().replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    line = f" {line} "
+    for pattern, replacement in _13A_RULES:
+        line = pattern.sub(replacement, line)
+    return tuple(line.split())
+
+
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+_VALID_TOKEN = re.compile(r"^[a-z0-9]+$")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's default tokenisation without stemming: lower case, runs of anything but ``[a-z0-9]`` split."""
+    return [t for t in re.split(r"\s+", _NON_ALPHANUMERIC.sub(" ", text.lower())) if _VALID_TOKEN.match(t)]
+
+
+def wer_words(text: str) -> list[str]:
+    """jiwer's default WER transform: runs of two or more whitespace characters become one space, strip, split on
+    spaces."""
+    return [w for w in re.sub(r"\s\s+", " ", text).strip().split(" ") if w]
+
+
+def cer_chars(text: str) -> list[str]:
+    """jiwer's default CER transform: strip, then characters (spaces included)."""
+    return list(text.strip())
+
+
+def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def levenshtein(a: Sequence[object], b: Sequence[object]) -> int:
+    """Edit distance (substitutions, deletions, insertions of one element each) between two sequences."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, 1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def _fixed_host(values: np.ndarray) -> np.ndarray:
+    """:func:`evaluators.calibration.to_fixed` on the host: float64 ``[...]`` -> int64 limbs ``[..., 2]``."""
+    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
+    hi = np.round(scaled)
+    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+# --- statistics ----------------------------------------------------------------------------------------------------
+
+
+def _rows(batch: Batch) -> list[tuple[str, str, float]]:
+    """``(candidate, reference, weight)`` of the rows that count (weight > 0)."""
+    weights = np.asarray(batch["weights"], np.float64)
+    out = []
+    for candidate, reference, w in zip(batch["predictions"], batch["targets"], weights, strict=True):
+        if w > 0:
+            out.append((str(candidate), str(reference), float(w)))
+    return out
+
+
+class _CountStatistic(Statistic):
+    """Host-side statistic whose state is one float64 vector of weighted counts (merged by addition)."""
+
+    jittable = False
+    bootstrap = False
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def zero(self) -> State:
+        return np.zeros(self.size, np.float64)
+
+    def counts(self, candidate: str, reference: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def update(self, state: State, batch: Batch) -> State:
+        out = np.array(state, np.float64, copy=True)
+        for candidate, reference, w in _rows(batch):
+            out += w * self.counts(candidate, reference)
+        return out
+
+
+@dataclass(frozen=True)
+class BleuCounts(_CountStatistic):
+    """``[hypothesis length, reference length, matches n=1..N, totals n=1..N]`` (13a tokens)."""
+
+    max_order: int = 4
+    lowercase: bool = False
+
+    @property
+    def size(self) -> int:
+        return 2 + 2 * self.max_order
+
+    def counts(self, candidate: str, reference: str) -> np.ndarray:
+        if self.lowercase:
+            candidate, reference = candidate.lower(), reference.lower()
+        hyp, ref = tokenize_13a(candidate), tokenize_13a(reference)
+        out = np.zeros(self.size)
+        out[0], out[1] = len(hyp), len(ref)
+        for n in range(1, self.max_order + 1):
+            h, r = ngram_counts(hyp, n), ngram_counts(ref, n)
+            out[1 + n] = sum(min(c, r[g]) for g, c in h.items() if g in r)
+            out[1 + self.max_order + n] = sum(h.values())
+        return out
+
+
+@dataclass(frozen=True)
+class ChrfCounts(_CountStatistic):
+    """Per character n-gram order: ``[hypothesis n-grams, reference n-grams, matches]`` (whitespace removed)."""
+
+    char_order: int = 6
+
+    @property
+    def size(self) -> int:
+        return 3 * self.char_order
+
+    def counts(self, candidate: str, reference: str) -> np.ndarray:
+        hyp, ref = "".join(candidate.split()), "".join(reference.split())
+        out = np.zeros(self.size)
+        for n in range(1, self.char_order + 1):
+            h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+            r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
+            # as sacrebleu: hypothesis n-grams count only when the reference has n-grams of that order
+            out[3 * (n - 1) : 3 * n] = (
+                sum(h.values()) if r else 0,
+                sum(r.values()),
+                sum(min(c, r[g]) for g, c in h.items()),
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class EditCounts(_CountStatistic):
+    """``[Levenshtein edits, reference length, hypothesis length]`` over words (``wer``) or characters (``cer``)."""
+
+    unit: str = "word"
+
+    @property
+    def size(self) -> int:
+        return 3
+
+    def counts(self, candidate: str, reference: str) -> np.ndarray:
+        split = wer_words if self.unit == "word" else cer_chars
+        hyp, ref = split(candidate), split(reference)
+        return np.array([levenshtein(ref, hyp), len(ref), len(hyp)], np.float64)
+
+
+@dataclass(frozen=True)
+class RougeSums(Statistic):
+    """``{"weight": float64, "sums": int64 [3, 2]}``: fixed-point sums of per-pair F, precision and recall of
+    ROUGE-``kind`` (``"1"``, ``"2"``, ... for n-grams, ``"L"`` for the longest common subsequence)."""
+
+    kind: str = "1"
+
+    jittable = False
+    bootstrap = False
+
+    def zero(self) -> State:
+        return {"weight": np.zeros((), np.float64), "sums": np.zeros((3, 2), np.int64)}
+
+    def scores(self, candidate: str, reference: str) -> tuple[float, float, float]:
+        """``(f, precision, recall)`` of one pair, as rouge-score's ``score(target=reference, prediction=candidate)``."""
+        hyp, ref = rouge_tokens(candidate), rouge_tokens(reference)
+        if self.kind == "L":
+            if not hyp or not ref:
+                return 0.0, 0.0, 0.0
+            lcs = _lcs_length(ref, hyp)
+            precision, recall = lcs / len(hyp), lcs / len(ref)
+        else:
+            n = int(self.kind)
+            h, r = ngram_counts(hyp, n), ngram_counts(ref, n)
+            overlap = sum(min(c, h[g]) for g, c in r.items())
+            precision, recall = overlap / max(sum(h.values()), 1), overlap / max(sum(r.values()), 1)
+        return _f1(precision, recall), precision, recall
+
+    def update(self, state: State, batch: Batch) -> State:
+        rows = _rows(batch)
+        if not rows:
+            return state
+        scores = np.array([self.scores(c, r) for c, r, _ in rows], np.float64)
+        w = np.array([w for _, _, w in rows], np.float64)
+        sums = _fixed_host(w[:, None] * scores).sum(axis=0)
+        return {"weight": state["weight"] + w.sum(), "sums": state["sums"] + sums}
+
+
+# --- metrics -------------------------------------------------------------------------------------------------------
+
+
+def _require_text(task: Task, name: str) -> None:
+    if task.kind is not TaskKind.TEXT:
+        raise ValueError(f"{name} is defined for text tasks (candidate and reference strings), not {task.kind}")
+
+
+def _bleu(max_order: int, state: State) -> dict[str, float]:
+    state = np.asarray(state, np.float64)
+    sys_len, ref_len = float(state[0]), float(state[1])
+    correct, total = state[2 : 2 + max_order], state[2 + max_order :]
+    bp = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0)
+    out = {".brevity_penalty": bp, ".sys_len": sys_len, ".ref_len": ref_len}
+    precisions = [0.0] * max_order
+    if any(correct):
+        smooth = 1.0
+        for n in range(max_order):
+            if total[n] == 0:
+                break
+            if correct[n] == 0:  # sacrebleu's default "exp" smoothing
+                smooth *= 2
+                precisions[n] = 100.0 / (smooth * total[n])
+            else:
+                precisions[n] = 100.0 * correct[n] / total[n]
+    logs = [math.log(p) if p > 0 else -9999999999.0 for p in precisions]
+    score = bp * math.exp(sum(logs) / max_order) if any(correct) else 0.0
+    out.update({f".precision_{n + 1}": p for n, p in enumerate(precisions)})
+    return {"": score, **out}
+
+
+def _chrf(order: int, beta: float, state: State) -> dict[str, float]:
+    state = np.asarray(state, np.float64)
+    factor = beta**2
+    avg_precision = avg_recall = 0.0
+    effective = 0
+    for i in range(order):
+        n_hyp, n_ref, n_match = state[3 * i : 3 * i + 3]
+        if n_hyp > 0 and n_ref > 0:
+            avg_precision += n_match / n_hyp
+            avg_recall += n_match / n_ref
+            effective += 1
+    if effective:
+        avg_precision, avg_recall = avg_precision / effective, avg_recall / effective
+    if avg_precision + avg_recall == 0:
+        return {"": 0.0}
+    return {"": 100.0 * (1 + factor) * avg_precision * avg_recall / (factor * avg_precision + avg_recall)}
+
+
+def _error_rate(state: State) -> dict[str, float]:
+    edits, ref_len, _ = (float(v) for v in state)
+    # jiwer: with no reference words at all the "rate" is the count of insertions
+    return {"": edits / ref_len if ref_len > 0 else edits, ".edits": edits, ".reference_length": ref_len}
+
+
+def _rouge(state: State) -> dict[str, float]:
+    weight = float(state["weight"])
+    if weight <= 0:
+        return {"": float("nan")}
+    f, precision, recall = from_fixed(np.asarray(state["sums"])) / weight
+    return {"": float(f), ".precision": float(precision), ".recall": float(recall)}
+
+
+def _check_order(name: str, value: int, highest: int) -> int:
+    if isinstance(value, bool) or int(value) != value or not 1 <= value <= highest:
+        raise ValueError(f"{name} must be an integer from 1 to {highest}, got {value!r}")
+    return int(value)
+
+
+def bleu(task: Task, *, max_order: int = 4, lowercase: bool = False) -> DerivedMetric:
+    """Corpus BLEU in [0, 100], sacrebleu's defaults (13a tokens, exp smoothing); also ``.precision_n``,
+    ``.brevity_penalty``, ``.sys_len``, ``.ref_len``."""
+    _require_text(task, "bleu")
+    order = _check_order("max_order", max_order, 9)
+    stat = BleuCounts(order, bool(lowercase))
+    return DerivedMetric("bleu", stat, partial(_bleu, order), Direction.HIGHER, unit="points")
+
+
+def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric:
+    """Corpus chrF in [0, 100] (sacrebleu's ``CHRF()``: character n-grams up to ``char_order``, whitespace
+    removed, F-beta of the precision and recall averaged over orders)."""
+    _require_text(task, "chrf")
+    order = _check_order("char_order", char_order, 12)
+    if not (isinstance(beta, int | float) and math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a positive number, got {beta!r}")
+    stat = ChrfCounts(order)
+    return DerivedMetric("chrf", stat, partial(_chrf, order, float(beta)), Direction.HIGHER, unit="points")
+
+
+def wer(task: Task) -> DerivedMetric:
+    """Word error rate: all word edits over all reference words (jiwer's corpus WER)."""
+    _require_text(task, "wer")
+    return DerivedMetric("wer", EditCounts("word"), _error_rate, Direction.LOWER)
+
+
+def cer(task: Task) -> DerivedMetric:
+    """Character error rate: all character edits over all reference characters (jiwer's corpus CER)."""
+    _require_text(task, "cer")
+    return DerivedMetric("cer", EditCounts("char"), _error_rate, Direction.LOWER)
+
+
+def rouge_n(task: Task, *, n: int = 1) -> DerivedMetric:
+    """Mean over pairs of ROUGE-n F (rouge-score, no stemming); also ``.precision`` and ``.recall``."""
+    _require_text(task, "rouge_n")
+    return DerivedMetric("rouge_n", RougeSums(str(_check_order("n", n, 9))), _rouge, Direction.HIGHER)
+
+
+def rouge_l(task: Task) -> DerivedMetric:
+    """Mean over pairs of ROUGE-L F (longest common subsequence, rouge-score); also ``.precision``, ``.recall``."""
+    _require_text(task, "rouge_l")
+    return DerivedMetric("rouge_l", RougeSums("L"), _rouge, Direction.HIGHER)

@@ -1,0 +1,156 @@
+"""Corpus text metrics against sacrebleu, jiwer and rouge-score run once on all rows: any sharding and merge
+order, edge rows (empty strings, whitespace only, unicode, punctuation, digits), integer weights as repeated
+rows, and a YAML text job without a backbone on the local and Ray runners."""
+
+from __future__ import annotations
+
+import jiwer
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sacrebleu
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rouge_score import rouge_scorer
+
+import evaluators.functional as F
+from evaluators.catalog import build
+from evaluators.task import Task
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from tests._data import make_shards, sharded_values
+from tests.conftest import write_job
+
+TEXT = Task("text")
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "Hello", "world", "3.5", "-", "4", "naïve", "café", "日本", "don't"]
+PUNCT = [",", ".", "!", "?", "(", ")", "&amp;", "-", "'"]
+
+
+def sentence(rng: np.random.Generator) -> str:
+    kind = rng.random()
+    if kind < 0.05:
+        return ""
+    if kind < 0.08:
+        return " \t "
+    words = [str(rng.choice(WORDS)) for _ in range(int(rng.integers(1, 12)))]
+    out = ""
+    for w in words:
+        out += w + (str(rng.choice(PUNCT)) if rng.random() < 0.2 else "") + (" " if rng.random() < 0.9 else "  ")
+    return out
+
+
+def pairs(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    refs = [sentence(rng) for _ in range(n)]
+    hyps = [r if rng.random() < 0.25 else sentence(rng) for r in refs]
+    return hyps, refs
+
+
+def references(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+    scores = [scorer.score(t, p) for p, t in zip(hyps, refs, strict=True)]
+    out = {
+        "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+        "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+        "rouge_n": float(np.mean([s["rouge1"].fmeasure for s in scores])),
+        "rouge_n2": float(np.mean([s["rouge2"].fmeasure for s in scores])),
+        "rouge_l": float(np.mean([s["rougeL"].fmeasure for s in scores])),
+    }
+    nonempty = [i for i, r in enumerate(refs) if r.strip()]
+    if nonempty:  # jiwer needs at least one reference word over the corpus
+        out["wer"] = jiwer.wer(refs, hyps)
+        out["cer"] = jiwer.cer(refs, hyps)
+    return out
+
+
+METRICS = {
+    "bleu": ("bleu", {}),
+    "chrf": ("chrf", {}),
+    "wer": ("wer", {}),
+    "cer": ("cer", {}),
+    "rouge_n": ("rouge_n", {}),
+    "rouge_n2": ("rouge_n", {"n": 2}),
+    "rouge_l": ("rouge_l", {}),
+}
+
+
+def sharded(hyps, refs, rng, weights=None) -> dict[str, float]:
+    metrics = {k: build(name, TEXT, params) for k, (name, params) in METRICS.items()}
+    columns = {"predictions": np.asarray(hyps, object), "targets": np.asarray(refs, object), "weights": weights}
+    shards = make_shards(rng, len(refs), pieces=5, max_rows=200)
+    values = sharded_values(list(metrics.values()), columns, shards, rng)
+    return {k: v[""] for k, v in zip(metrics, values, strict=True)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sharded_counts_equal_the_references_on_all_rows(seed):
+    rng = np.random.default_rng(seed)
+    hyps, refs = pairs(rng, 400)
+    values = sharded(hyps, refs, rng)
+    for key, expected in references(hyps, refs).items():
+        assert values[key] == pytest.approx(expected, rel=1e-9, abs=1e-12), key
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=30), st.text(max_size=30)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(0, 2**31),
+)
+def test_random_unicode_rows_equal_the_references(rows, seed):
+    hyps, refs = [h for h, _ in rows], [r for _, r in rows]
+    values = sharded(hyps, refs, np.random.default_rng(seed))
+    for key, expected in references(hyps, refs).items():
+        assert values[key] == pytest.approx(expected, rel=1e-9, abs=1e-12), (key, rows)
+
+
+def test_an_integer_weight_counts_a_pair_that_many_times():
+    rng = np.random.default_rng(4)
+    hyps, refs = pairs(rng, 60)
+    weights = rng.integers(1, 4, 60).astype(np.float64)
+    repeated = np.repeat(np.arange(60), weights.astype(int))
+    weighted = sharded(hyps, refs, rng, weights)
+    expanded = references([hyps[i] for i in repeated], [refs[i] for i in repeated])
+    for key, expected in expanded.items():
+        assert weighted[key] == pytest.approx(expected, rel=1e-9), key
+
+
+def test_functions_and_edge_values():
+    assert F.bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
+    assert F.bleu([""], ["a reference"]) == 0.0
+    assert F.wer(["a b c"], ["a x c d"]) == 0.5
+    # no reference word at all: jiwer's "rate" is the number of inserted words
+    assert F.wer(["two words"], [""]) == jiwer.wer([""], ["two words"]) == 2
+    assert F.rouge_l([""], [""]) == 0.0
+    with pytest.raises(ValueError, match="metric 'bleu' serves text tasks, not a binary task"):
+        build("bleu", Task("binary"))
+    with pytest.raises(ValueError, match="parameter 'max_order' of metric 'bleu' must be an integer >= 1 and <= 9"):
+        build("bleu", TEXT, {"max_order": 0})
+
+
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_text_job_without_a_backbone_equals_the_references(tmp_path, runner, request):
+    if runner == "ray":
+        request.getfixturevalue("ray_cluster")
+    rng = np.random.default_rng(9)
+    hyps, refs = pairs(rng, 900)
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        part = slice(300 * i, 300 * (i + 1))
+        table = pa.table({"candidate": hyps[part], "reference": refs[part]})
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet", row_group_size=120)
+    job = {
+        "name": "corpus-text",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": {"predictions": "candidate", "targets": "reference"}},
+        "task": "text",
+        "metrics": [{"name": name, **params, "as": key} for key, (name, params) in METRICS.items()],
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 250},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    values = {k: m.value for k, m in run.point("overall").metrics.items()}
+    for key, expected in references(hyps, refs).items():
+        assert values[key] == pytest.approx(expected, rel=1e-9), key

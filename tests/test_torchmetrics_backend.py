@@ -1,0 +1,262 @@
+"""``backend: torchmetrics``: torchmetrics objects as mergeable statistics, and the classes evalpipe computes
+natively, each against torchmetrics run once on all rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchmetrics
+from scipy.special import softmax
+
+from evaluators.catalog import build
+from evaluators.task import Task
+from evaluators.torchmetrics_backend import native_equivalent, torchmetrics_metric
+from pipelines import spec as spec_module
+from pipelines.errors import SpecError
+from pipelines.execute import run_job
+from pipelines.synthetic import concatenated, write_shards
+from tests._data import make_shards, sharded_values
+from tests.conftest import write_job
+
+C = 4
+
+
+def _multiclass(rng, n=2000):
+    logits = rng.normal(0, 1.5, (n, C))
+    y = np.array([rng.choice(C, p=row) for row in softmax(logits * 0.6, axis=1)])
+    return softmax(logits, axis=1).astype(np.float32), y
+
+
+def _binary(rng, n=2000):
+    y = (rng.random(n) < 0.35).astype(np.int64)
+    p = np.clip(0.35 + 0.3 * (y - 0.35) + rng.normal(0, 0.2, n), 0.001, 0.999).astype(np.float32)
+    return p, y
+
+
+def _reference(class_name: str, params: dict, preds: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    metric = getattr(torchmetrics, class_name)(**params)
+    metric.update(torch.from_numpy(preds), torch.from_numpy(targets))
+    return np.asarray(metric.compute(), np.float64)
+
+
+def _sharded(metric, preds, targets, rng) -> dict:
+    shards = make_shards(rng, len(targets), targets, pieces=5)
+    return sharded_values([metric], {"predictions": preds, "targets": targets, "weights": None}, shards, rng)[0]
+
+
+@pytest.mark.parametrize(
+    ("class_name", "params"),
+    [
+        ("AUROC", {"task": "multiclass", "average": "macro"}),  # a list ("cat") state
+        ("F1Score", {"task": "multiclass", "average": "weighted", "multidim_average": "global"}),
+        ("CalibrationError", {"task": "multiclass", "n_bins": 10, "norm": "max"}),
+        ("HammingDistance", {"task": "multiclass"}),
+    ],
+)
+def test_torchmetrics_objects_merged_from_shards_equal_one_object_on_all_rows(class_name, params):
+    rng = np.random.default_rng(7)
+    probs, y = _multiclass(rng)
+    task = Task("multiclass", C)
+    metric = torchmetrics_metric(task, class_name, params, "m")
+    # AUROC (thresholds=None) and CalibrationError keep every prediction: list states that grow with the rows
+    assert metric.statistic.bounded is (class_name not in ("AUROC", "CalibrationError"))
+    values = _sharded(metric, probs, y, rng)
+    expected = _reference(class_name, {**params, "num_classes": C}, probs, y)
+    assert values[""] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_per_class_vectors_come_back_as_indexed_values():
+    rng = np.random.default_rng(8)
+    probs, y = _multiclass(rng, 600)
+    metric = torchmetrics_metric(Task("multiclass", C), "Recall", {"task": "multiclass", "average": "none"}, "r")
+    values = _sharded(metric, probs, y, rng)
+    expected = _reference("Recall", {"task": "multiclass", "average": "none", "num_classes": C}, probs, y)
+    np.testing.assert_allclose([values[f"[{i}]"] for i in range(C)], expected, rtol=1e-6)
+
+
+def test_sample_weights_are_refused_by_torchmetrics_objects():
+    rng = np.random.default_rng(9)
+    probs, y = _multiclass(rng, 100)
+    metric = torchmetrics_metric(Task("multiclass", C), "HammingDistance", {"task": "multiclass"}, "h")
+    with pytest.raises(ValueError, match="takes no sample weights"):
+        sharded_values(
+            [metric], {"predictions": probs, "targets": y, "weights": np.full(100, 2.0)}, [np.arange(100)], rng
+        )
+
+
+MULTICLASS_NATIVE = [
+    ("Accuracy", {"task": "multiclass"}),
+    ("Accuracy", {"task": "multiclass", "top_k": 2}),
+    ("Accuracy", {"task": "multiclass", "average": "macro"}),
+    ("F1Score", {"task": "multiclass"}),
+    ("F1Score", {"task": "multiclass", "average": "weighted"}),
+    ("Precision", {"task": "multiclass", "average": "macro"}),
+    ("Recall", {"task": "multiclass", "average": "micro"}),
+    ("Specificity", {"task": "multiclass", "average": "macro"}),
+    ("MatthewsCorrCoef", {"task": "multiclass"}),
+    ("CohenKappa", {"task": "multiclass", "weights": "quadratic"}),
+    ("AUROC", {"task": "multiclass", "average": "macro"}),
+    ("AveragePrecision", {"task": "multiclass", "average": "macro"}),
+    ("CalibrationError", {"task": "multiclass", "n_bins": 10}),
+]
+BINARY_NATIVE = [
+    ("Accuracy", {"task": "binary"}),
+    ("F1Score", {"task": "binary"}),
+    ("Precision", {"task": "binary"}),
+    ("Recall", {"task": "binary"}),
+    ("Specificity", {"task": "binary"}),
+    ("MatthewsCorrCoef", {"task": "binary"}),
+    ("AUROC", {"task": "binary"}),
+    ("AveragePrecision", {"task": "binary"}),
+    ("CalibrationError", {"task": "binary"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "class_name", "params"),
+    [("multiclass", *e) for e in MULTICLASS_NATIVE] + [("binary", *e) for e in BINARY_NATIVE],
+)
+def test_native_equivalents_equal_torchmetrics(kind, class_name, params):
+    rng = np.random.default_rng(11)
+    if kind == "multiclass":
+        preds, y = _multiclass(rng)
+        task = Task("multiclass", C)
+        ref_params = {**params, "num_classes": C}
+    else:
+        preds, y = _binary(rng)
+        task, ref_params = Task("binary"), params
+    found = native_equivalent(task, class_name, params)
+    assert found is not None
+    name, native_params = found
+    values = _sharded(build(name, task, native_params), preds, y, rng)
+    expected = _reference(class_name, ref_params, preds, y)
+    assert values[""] == pytest.approx(float(expected), rel=1e-5, abs=1e-7)
+
+
+def test_parameters_without_a_native_counterpart_fall_back_to_torchmetrics():
+    task = Task("multiclass", C)
+    assert native_equivalent(task, "F1Score", {"task": "multiclass", "multidim_average": "samplewise"}) is None
+    assert native_equivalent(task, "CalibrationError", {"task": "multiclass", "norm": "max"}) is None
+    assert native_equivalent(task, "F1Score", {"task": "binary"}) is None
+    assert native_equivalent(task, "HammingDistance", {"task": "multiclass"}) is None
+    with pytest.raises(ValueError, match="has no metric class 'F1Scor'"):
+        torchmetrics_metric(task, "F1Scor", {}, "x")
+
+
+# --- AutoTimm's MetricConfig entries in a YAML job ----------------------------------------------------------------
+
+AUTOTIMM_CONFIGS = [
+    # the seed's configs, as AutoTimm writes them (MetricConfig fields as YAML keys)
+    {
+        "name": "accuracy",
+        "backend": "torchmetrics",
+        "metric_class": "Accuracy",
+        "params": {"task": "multiclass"},
+        "stages": ["train", "val", "test"],
+        "prog_bar": True,
+    },
+    {
+        "name": "top5_accuracy",
+        "backend": "torchmetrics",
+        "metric_class": "Accuracy",
+        "params": {"task": "multiclass", "top_k": 5},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "f1_macro",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+        "prog_bar": True,
+    },
+    {
+        "name": "f1_weighted",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "weighted"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "f1_per_class",
+        "backend": "torchmetrics",
+        "metric_class": "F1Score",
+        "params": {"task": "multiclass", "average": "none"},
+        "stages": ["test"],
+    },
+    {
+        "name": "precision",
+        "backend": "torchmetrics",
+        "metric_class": "Precision",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "recall",
+        "backend": "torchmetrics",
+        "metric_class": "Recall",
+        "params": {"task": "multiclass", "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    {
+        "name": "auroc",
+        "backend": "torchmetrics",
+        "metric_class": "AUROC",
+        "params": {"task": "multiclass", "num_classes": 10, "average": "macro"},
+        "stages": ["val", "test"],
+    },
+    # classes and parameters evalpipe has no native counterpart for: torchmetrics runs in each worker
+    {"name": "hamming", "backend": "torchmetrics", "metric_class": "HammingDistance", "params": {"task": "multiclass"}},
+    {
+        "name": "mce",
+        "backend": "torchmetrics",
+        "metric_class": "CalibrationError",
+        "params": {"task": "multiclass", "norm": "max", "n_bins": 10},
+    },
+]
+
+
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_autotimm_configs_pasted_into_a_job_equal_torchmetrics_on_all_rows(tmp_path, runner, request):
+    if runner == "ray":
+        request.getfixturevalue("ray_cluster")
+    paths = write_shards(str(tmp_path / "data"), "multiclass", 3_000, 4, seed=5, num_classes=10)
+    job = {
+        "name": "autotimm",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 10},
+        "metrics": AUTOTIMM_CONFIGS,
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 700},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    values = {k: m.value for k, m in run.point("overall").metrics.items()}
+    columns = concatenated(paths, ["probs", "label"])
+    probs = np.stack(columns["probs"]).astype(np.float32)
+    labels = columns["label"].astype(np.int64)
+    for config in AUTOTIMM_CONFIGS:
+        params = {**config["params"], "num_classes": 10}
+        expected = _reference(config["metric_class"], params, probs, labels)
+        if expected.ndim:
+            got = [values[f"{config['name']}[{i}]"] for i in range(10)]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+        else:
+            assert values[config["name"]] == pytest.approx(float(expected), rel=1e-5, abs=1e-7), config["name"]
+    backends = run.metadata["metric_backends"]
+    assert backends["f1_macro"] == "evalpipe (torchmetrics.F1Score)"
+    assert backends["hamming"] == backends["mce"] == "torchmetrics"
+    assert run.metadata["unbounded_metrics"] == ["mce"]
+
+
+def test_unknown_torchmetrics_class_is_a_spec_error_naming_the_entry(tmp_path):
+    write_shards(str(tmp_path / "data"), "multiclass", 100, 1, seed=5, num_classes=3)
+    job = {
+        "name": "autotimm-bad",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 3},
+        "metrics": [{"name": "f1", "backend": "torchmetrics", "metric_class": "F1Scor", "params": {}}],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(SpecError, match=r"metrics\[0\].metric_class.*torchmetrics has no metric class 'F1Scor'"):
+        spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
