@@ -75,6 +75,7 @@ class Accumulator:
         self._device = [i for i, s in enumerate(self.statistics) if s.jittable]
         self._host = [i for i, s in enumerate(self.statistics) if not s.jittable]
         device_stats = tuple(self.statistics[i] for i in self._device)
+        self._device_stats = device_stats
 
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
             return tuple(stat.update(state, batch) for stat, state in zip(device_stats, states, strict=True))
@@ -166,8 +167,9 @@ class Accumulator:
             return tuple(tree_to_numpy(current)) if to_host else tuple(current)
 
     def to_host(self, states: Sequence[State]) -> tuple[State, ...]:
-        """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy."""
-        return tuple(tree_to_numpy(s) for s in states)
+        """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy, in each statistic's
+        stored form (see :meth:`~evaluators.statistic.Statistic.stored`)."""
+        return tuple(stat.stored(tree_to_numpy(s)) for stat, s in zip(self.statistics, states, strict=True))
 
     def update(
         self, states: Sequence[State], columns: Mapping[str, np.ndarray], *, to_host: bool = True
@@ -202,8 +204,9 @@ class Accumulator:
     def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
+        stats = self._device_stats
         with jax.enable_x64(True):
-            current = tuple(jax.tree.map(_on_device, s) for s in states)
+            current = tuple(jax.tree.map(_on_device, st.working(s)) for st, s in zip(stats, states, strict=True))
             if n < step:
                 size = self._chunk_size(n, step)
                 chunk = {k: _pad(v, size) for k, v in cols.items()} if size != n else cols
@@ -218,7 +221,9 @@ class Accumulator:
                         lo, start, stop = stop - n, n - step, n
                     chunk = {k: v[start:stop] for k, v in cols.items()}
                     current = self._fused(current, chunk, np.array([lo, step], np.int32))
-            return list(tree_to_numpy(current)) if to_host else list(current)
+            if not to_host:
+                return list(current)
+            return [st.stored(tree_to_numpy(s)) for st, s in zip(stats, current, strict=True)]
 
 
 def _device_batch(batch: Mapping[str, jax.Array], bounds: jax.Array) -> dict[str, jax.Array]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import jax
@@ -94,17 +95,48 @@ def ranked_classes(task: Task) -> int:
     return 1 if task.kind is TaskKind.BINARY else task.classes
 
 
+WEIGHT_BITS = 32
+"""Bin counts are integers: a row of weight ``w`` adds ``round(w * 2**32)``. Integer sums do not depend on
+sharding or merge order; a bin holds up to 2**31 (about 2.1e9) rows of weight 1."""
+CLASS_SHIFT = 32
+"""A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
+_BIN_MASK = (1 << CLASS_SHIFT) - 1
+
+
+def fixed_weights(w: jax.Array) -> jax.Array:
+    """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
+    return jnp.round(w.astype(jnp.float64) * 2.0**WEIGHT_BITS).astype(jnp.int64)
+
+
+def _empty_cells() -> State:
+    return {"keys": np.zeros(0, np.int64), "counts": np.zeros((0, 2), np.int64), "ties": np.zeros(0, np.float64)}
+
+
+def is_sparse(state: Any) -> bool:
+    """Whether a ranking state is the stored sparse form (else the dense working form, or a run stored
+    before the sparse form)."""
+    return isinstance(state, dict) and "keys" in state
+
+
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
-    """Weighted histogram of scores by label, with each bin's smallest and largest score.
+    """Weighted counts of scores by label on a fine, fixed grid of score bins, occupied bins only.
 
-    State: ``{"counts": float64 [K, 2, B] (negatives, positives), "lo": float64 [K, B],
-    "hi": float64 [K, B]}``. A bin whose ``lo == hi`` holds one distinct score (true ties,
-    computed exactly); other bins hold distinct scores whose order within the bin is unknown.
+    Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
+    int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
+    :data:`WEIGHT_BITS`), "ties": float64 [m]}``, one cell per occupied (class, bin). ``ties`` is the
+    bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
+    when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
+    per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
+    merged state does not depend on sharding or merge order.
 
-    With ``track_ties=False`` (the bootstrap-replicate variant) ``lo``/``hi`` stay at
-    ``-inf``/``+inf``: every bin is treated as holding distinct scores (expected-order
-    interpolation) and the update is only the count scatter, several times cheaper per bucket.
+    Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
+    ``{"counts": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
+    lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
+
+    With ``track_ties=False`` (the bootstrap-replicate variant) the state is the dense float64
+    ``{"counts": [K, 2, B], "lo": -inf, "hi": +inf}`` in both forms, every bin treated as holding
+    distinct scores (expected-order interpolation), and the update is only the count scatter.
     """
 
     task: Task
@@ -112,12 +144,39 @@ class ScoreHistogram(Statistic):
     track_ties: bool = True
 
     def zero(self) -> State:
+        if self.track_ties:
+            return _empty_cells()
         k, b = ranked_classes(self.task), bin_count(self.precision_bits)
-        inf = np.inf if self.track_ties else -np.inf
         return {
             "counts": np.zeros((k, 2, b), np.float64),
-            "lo": np.full((k, b), inf),
-            "hi": np.full((k, b), -inf),
+            "lo": np.full((k, b), -np.inf),
+            "hi": np.full((k, b), np.inf),
+        }
+
+    def working(self, state: State) -> State:
+        if not is_sparse(state):
+            return state
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        keys = np.asarray(state["keys"])
+        cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
+        counts = np.zeros((k, 2, b), np.int64)
+        counts[cls, :, cell] = state["counts"]
+        lo, hi = np.full((k, b), np.inf), np.full((k, b), -np.inf)
+        ties = np.asarray(state["ties"])
+        lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
+        hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
+        return {"counts": counts, "lo": lo, "hi": hi}
+
+    def stored(self, state: State) -> State:
+        if not self.track_ties or is_sparse(state):
+            return state
+        counts, lo, hi = (np.asarray(state[key]) for key in ("counts", "lo", "hi"))
+        cls, cell = np.nonzero((lo <= hi) | (counts != 0).any(axis=1))
+        low, high = lo[cls, cell], hi[cls, cell]
+        return {
+            "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
+            "counts": np.ascontiguousarray(counts[cls, :, cell]),
+            "ties": np.where(low == high, low, np.nan),
         }
 
     def update(self, state: State, batch: Batch) -> State:
@@ -126,9 +185,9 @@ class ScoreHistogram(Statistic):
         cls = jnp.arange(k, dtype=jnp.int32)[None, :]
         bins = score_bins(scores, self.precision_bits)
         index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
-        counts = add_at(state["counts"], index, w)
         if not self.track_ties:
-            return {"counts": counts, "lo": state["lo"], "hi": state["hi"]}
+            return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
+        counts = add_at(state["counts"], index, fixed_weights(w))
         cell = (cls * b + bins).reshape(-1)
         s = order.astype(jnp.float64).reshape(-1)
         live = (w > 0).reshape(-1)
@@ -143,7 +202,37 @@ class ScoreHistogram(Statistic):
         return resample_with_extremes(stacked, weights)
 
     def merge(self, a: State, b: State) -> State:
+        if is_sparse(a):
+            return merge_cells(a, b)
         return merge_with_extremes(a, b)
+
+
+def merge_cells(a: State, b: State) -> State:
+    """Sorted-key union of two stored :class:`ScoreHistogram` states: counts add (integers), and a cell
+    stays tied only if both sides hold the same single score."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    if len(kb) == 0:
+        return a
+    if len(ka) == 0:
+        return b
+    if len(ka) == len(kb) and np.array_equal(ka, kb):
+        ta, tb = a["ties"], b["ties"]
+        return {"keys": ka, "counts": a["counts"] + b["counts"], "ties": np.where(ta == tb, ta, np.nan)}
+    keys = np.concatenate([ka, kb])
+    order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+    keys = keys[order]
+    first = np.empty(len(keys), bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.add.reduceat(np.concatenate([a["counts"], b["counts"]])[order], starts, axis=0)
+    ties = np.concatenate([a["ties"], b["ties"]])[order]
+    merged_ties = ties[starts]
+    second = np.flatnonzero(~first)  # a key present on both sides: its second entry
+    if len(second):
+        group = np.cumsum(first)[second] - 1
+        merged_ties[group] = np.where(ties[second] == merged_ties[group], merged_ties[group], np.nan)
+    return {"keys": keys[starts], "counts": counts, "ties": merged_ties}
 
 
 @dataclass(frozen=True)
@@ -203,13 +292,24 @@ Distribution = tuple[np.ndarray, np.ndarray, np.ndarray]
 cells holding a single distinct score."""
 
 
-def class_distributions(state: Any) -> list[Distribution]:
-    """One :data:`Distribution` per class, from either statistic."""
+def class_distributions(state: Any, classes: int | None = None) -> list[Distribution]:
+    """One :data:`Distribution` per class (``classes`` of them; read off the state when None), from
+    either statistic, in any stored form (sparse cells, or the dense histogram of older runs)."""
     if isinstance(state, tuple):
         return [(neg, pos, np.ones(len(neg), bool)) for _, neg, pos in state]
-    counts = state["counts"]
-    tied = state["lo"] == state["hi"]
-    return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
+    if not is_sparse(state):
+        counts = np.asarray(state["counts"], np.float64)
+        if np.issubdtype(np.asarray(state["counts"]).dtype, np.integer):
+            counts = counts / 2.0**WEIGHT_BITS
+        tied = state["lo"] == state["hi"]
+        return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
+    keys = np.asarray(state["keys"])
+    cls = keys >> CLASS_SHIFT
+    k = int(cls[-1]) + 1 if classes is None and len(keys) else classes or 0
+    bounds = np.searchsorted(cls, np.arange(k + 1))
+    counts = np.asarray(state["counts"]) / 2.0**WEIGHT_BITS
+    tied = ~np.isnan(state["ties"])
+    return [(counts[lo:hi, 0], counts[lo:hi, 1], tied[lo:hi]) for lo, hi in pairwise(bounds)]
 
 
 def pooled_distribution(state: Any) -> Distribution:
@@ -219,9 +319,23 @@ def pooled_distribution(state: Any) -> Distribution:
         for part in state:
             merged = ExactScoreCounts._merge_one(merged, part)
         return merged[1], merged[2], np.ones(len(merged[0]), bool)
-    counts = state["counts"]
-    tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
-    return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
+    if not is_sparse(state):
+        counts = np.asarray(state["counts"], np.float64)
+        if np.issubdtype(np.asarray(state["counts"]).dtype, np.integer):
+            counts = counts / 2.0**WEIGHT_BITS
+        tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
+        return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
+    if len(state["keys"]) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0, bool)
+    cells = np.asarray(state["keys"]) & _BIN_MASK
+    order = np.argsort(cells, kind="stable")
+    cells = cells[order]
+    starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    counts = np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0) / 2.0**WEIGHT_BITS
+    ties = np.asarray(state["ties"])[order]
+    with np.errstate(invalid="ignore"):
+        low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
+    return counts[:, 0], counts[:, 1], low == high
 
 
 @dataclass(frozen=True)
@@ -306,7 +420,8 @@ def _ranking(
         if report_bound:
             values[".error_bound"] = result.bound
         return values
-    per_class = [score_fn(*dist) for dist in class_distributions(state)]
+    distributions = class_distributions(state, ranked_classes(task))
+    per_class = [score_fn(*dist) for dist in distributions]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}
@@ -324,7 +439,7 @@ def _ranking(
     if average == "macro":
         weight = defined.astype(np.float64)
     elif average == "weighted":
-        weight = np.array([dist[1].sum() for dist in class_distributions(state)]) * defined
+        weight = np.array([dist[1].sum() for dist in distributions]) * defined
     else:
         raise ValueError(f"unknown average {average!r}; expected macro, weighted, micro or none")
     if weight.sum() == 0:

@@ -103,6 +103,19 @@ class Statistic(abc.ABC):
         """Combine two states. Default: leaf-wise sum (counts and sums)."""
         return tree_add(a, b)
 
+    def working(self, state: State) -> State:
+        """The form :meth:`update` takes, from a state in either form. Default: the state itself.
+
+        A statistic whose stored state is compact (occupied cells only, with a size that follows the
+        data) but whose compiled update needs fixed shapes converts the stored form here, and back in
+        :meth:`stored`; both are host-side and run once per work unit, not per batch.
+        """
+        return state
+
+    def stored(self, state: State) -> State:
+        """The form :meth:`merge` takes and checkpoints keep, from a host copy of the working form."""
+        return state
+
     def for_replicates(self) -> Statistic:
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
         return self
