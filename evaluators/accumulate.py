@@ -21,7 +21,7 @@ one shape per job and compiles once:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +75,6 @@ class Accumulator:
         self._device = [i for i, s in enumerate(self.statistics) if s.jittable]
         self._host = [i for i, s in enumerate(self.statistics) if not s.jittable]
         device_stats = tuple(self.statistics[i] for i in self._device)
-        self._device_stats = device_stats
 
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
             return tuple(stat.update(state, batch) for stat, state in zip(device_stats, states, strict=True))
@@ -91,8 +90,22 @@ class Accumulator:
             blocks = _int32_columns(blocks)
             return jax.lax.scan(lambda carry, block: (grouped(carry, block), None), states, blocks)[0]
 
+        # Statistics that take small batches into their stored form directly, and the fused update of
+        # the other device statistics for such batches.
+        self._small = [i for i in self._device if self.statistics[i].small_batch_rows() > 0]
+        self._small_rows = min((self.statistics[i].small_batch_rows() for i in self._small), default=0)
+        self._rest = [i for i in self._device if i not in self._small]
+        rest_stats = tuple(self.statistics[i] for i in self._rest)
+
+        def fused_rest(
+            states: tuple[State, ...], batch: Mapping[str, jax.Array], bounds: jax.Array
+        ) -> tuple[State, ...]:
+            batch = _device_batch(batch, bounds)
+            return tuple(stat.update(state, batch) for stat, state in zip(rest_stats, states, strict=True))
+
         # States are donated: each update writes its result into the previous state's buffers.
         self._fused = jax.jit(fused_rows, donate_argnums=0)
+        self._fused_rest = jax.jit(fused_rest, donate_argnums=0)
         self._sizes: set[int] = set()
         self._grouped = jax.jit(grouped_passes, donate_argnums=0)
 
@@ -184,16 +197,23 @@ class Accumulator:
         out = list(states)
         if n == 0:
             return tuple(out)
-        if self._device:
-            out_device = self._update_device([states[i] for i in self._device], cols, n, to_host)
-            for i, state in zip(self._device, out_device, strict=True):
+        small = self._small if n < self._small_rows else []
+        device = self._rest if small else self._device
+        if device:
+            fused = self._fused_rest if small else self._fused
+            stats = [self.statistics[i] for i in device]
+            out_device = self._update_device(stats, fused, [states[i] for i in device], cols, n, to_host)
+            for i, state in zip(device, out_device, strict=True):
                 out[i] = state
-        if self._host:
+        if self._host or small:
             host = {k: as_column(v) for k, v in cols.items()}
             weights = host.get("weights")
             host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
             for i in self._host:
                 out[i] = self.statistics[i].update(states[i], host)
+            for i in small:
+                stat = self.statistics[i]
+                out[i] = stat.update_stored(stat.stored(tree_to_numpy(states[i])), host)
         return tuple(out)
 
     def _chunk_size(self, rows: int, step: int) -> int:
@@ -201,17 +221,24 @@ class Accumulator:
         fits = [size for size in self._sizes if rows <= size <= step]
         return min(fits) if fits else _bucket(rows, step)
 
-    def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
+    def _update_device(
+        self,
+        stats: list[Statistic],
+        fused: Callable[..., tuple[State, ...]],
+        states: list[State],
+        cols: dict[str, np.ndarray],
+        n: int,
+        to_host: bool,
+    ) -> list[State]:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
-        stats = self._device_stats
         with jax.enable_x64(True):
             current = tuple(jax.tree.map(_on_device, st.working(s)) for st, s in zip(stats, states, strict=True))
             if n < step:
                 size = self._chunk_size(n, step)
                 chunk = {k: _pad(v, size) for k, v in cols.items()} if size != n else cols
                 self._sizes.add(size)
-                current = self._fused(current, chunk, np.array([0, n], np.int32))
+                current = fused(current, chunk, np.array([0, n], np.int32))
             else:
                 self._sizes.add(step)
                 for start in range(0, n, step):
@@ -220,7 +247,7 @@ class Accumulator:
                     if stop > n:  # the last full chunk again, counting only the rows not yet folded in
                         lo, start, stop = stop - n, n - step, n
                     chunk = {k: v[start:stop] for k, v in cols.items()}
-                    current = self._fused(current, chunk, np.array([lo, step], np.int32))
+                    current = fused(current, chunk, np.array([lo, step], np.int32))
             if not to_host:
                 return list(current)
             return [st.stored(tree_to_numpy(s)) for st, s in zip(stats, current, strict=True)]
@@ -247,6 +274,14 @@ def _int32_columns(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 
 def _on_device(x: np.ndarray | jax.Array) -> jax.Array:
     return x if isinstance(x, jax.Array) else jax.device_put(x)
+
+
+def padded_batch(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Host columns of ``n`` rows padded with zero rows (weight 0) to a power of four (at least 1,024), so
+    that a function compiled on them sees few shapes."""
+    n = len(next(iter(columns.values())))
+    size = _bucket(n, max(n, MIN_CHUNK_ROWS))
+    return {k: _pad(v, size) if size != n else v for k, v in columns.items()}
 
 
 def _pad(values: np.ndarray, rows: int) -> np.ndarray:

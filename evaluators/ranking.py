@@ -23,8 +23,9 @@ pairs, which is the sum of the per-class histograms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from itertools import pairwise
 from typing import Any
 
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from evaluators.accumulate import padded_batch
 from evaluators.classification import add_at, per_class_values, require_kind
 from evaluators.statistic import Batch, DerivedMetric, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
@@ -195,6 +197,14 @@ class ScoreHistogram(Statistic):
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
         return {"counts": counts, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
 
+    def small_batch_rows(self) -> int:
+        return max(1, SMALL_BATCH_CELLS // ranked_classes(self.task)) if self.track_ties else 0
+
+    def update_stored(self, state: State, batch: Batch) -> State:
+        with jax.enable_x64(True):
+            keys, label, weight, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
+        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], order[live]))
+
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
 
@@ -205,6 +215,44 @@ class ScoreHistogram(Statistic):
         if is_sparse(a):
             return merge_cells(a, b)
         return merge_with_extremes(a, b)
+
+
+SMALL_BATCH_CELLS = 1 << 14
+"""Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
+job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
+
+
+@cache
+def _row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
+    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, score float64,
+    live bool)``, one entry per (row, class)."""
+
+    def cells(batch: Batch) -> tuple[jax.Array, ...]:
+        scores, order, positive, w = one_vs_rest(statistic.task, batch)
+        cls = jnp.arange(scores.shape[1], dtype=jnp.int64)[None, :]
+        keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(jnp.int64)
+        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), order.astype(jnp.float64), w > 0)
+        return tuple(a.reshape(-1) for a in flat)
+
+    return jax.jit(cells)
+
+
+def compact_cells(keys: np.ndarray, label: np.ndarray, weight: np.ndarray, score: np.ndarray) -> State:
+    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts,
+    the tie value of single-score cells)."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    positive = label[order] == 1
+    w = weight[order]
+    counts = np.stack(
+        [np.add.reduceat(np.where(positive, 0, w), starts), np.add.reduceat(np.where(positive, w, 0), starts)], axis=1
+    )
+    s = score[order]
+    low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
+    return {"keys": keys[starts], "counts": counts, "ties": np.where(low == high, low, np.nan)}
 
 
 def merge_cells(a: State, b: State) -> State:

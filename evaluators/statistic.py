@@ -116,6 +116,16 @@ class Statistic(abc.ABC):
         """The form :meth:`merge` takes and checkpoints keep, from a host copy of the working form."""
         return state
 
+    def small_batch_rows(self) -> int:
+        """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
+        return 0
+
+    def update_stored(self, state: State, batch: Batch) -> State:
+        """Fold a small batch (host columns as :class:`~evaluators.accumulate.Accumulator` passes them to
+        host statistics) straight into the stored form: no working state of the full grid is built, so
+        the cost of a sliced job's many small per-slice batches follows their rows."""
+        raise NotImplementedError
+
     def for_replicates(self) -> Statistic:
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
         return self
