@@ -75,6 +75,18 @@ def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
     return jnp.where(p <= 0.5, code, 2 * half - 1 - code)
 
 
+def bin_positions(scores: jax.Array, precision_bits: int) -> jax.Array:
+    """Where each score lies within its :func:`score_bins` bin, in ``[0, 1)`` (0: the bin's lowest scores),
+    from the float32 bit pattern's remaining mantissa bits; 0.5 in the end bins (scores within 2**-40 of
+    0 or 1)."""
+    u = jnp.minimum(scores, 1 - scores).astype(jnp.float32)
+    shift = 23 - precision_bits
+    raw = jax.lax.bitcast_convert_type(u, jnp.int32)
+    frac = (raw & ((1 << shift) - 1)).astype(jnp.float64) / 2.0**shift
+    frac = jnp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
+    return jnp.where(scores <= 0.5, frac, 1.0 - frac)
+
+
 def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(probabilities, order, is_positive, weights)``, each ``[n, K]``, for ranking statistics.
 
@@ -111,7 +123,8 @@ def fixed_weights(w: jax.Array) -> jax.Array:
 
 
 def _empty_cells() -> State:
-    return {"keys": np.zeros(0, np.int64), "counts": np.zeros((0, 2), np.int64), "ties": np.zeros(0, np.float64)}
+    pairs = np.zeros((0, 2), np.int64)
+    return {"keys": np.zeros(0, np.int64), "counts": pairs, "sums": pairs, "ties": np.zeros(0, np.float64)}
 
 
 def is_sparse(state: Any) -> bool:
@@ -126,14 +139,16 @@ class ScoreHistogram(Statistic):
 
     Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
     int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
-    :data:`WEIGHT_BITS`), "ties": float64 [m]}``, one cell per occupied (class, bin). ``ties`` is the
+    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m]}``, one cell per occupied (class,
+    bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
+    the same fixed point, so a cell knows where its negatives and its positives lie on average. ``ties`` is the
     bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
     when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
     per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
     merged state does not depend on sharding or merge order.
 
     Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
-    ``{"counts": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
+    ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
     lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
 
     With ``track_ties=False`` (the bootstrap-replicate variant) the state is the dense float64
@@ -163,11 +178,13 @@ class ScoreHistogram(Statistic):
         cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
         counts = np.zeros((k, 2, b), np.int64)
         counts[cls, :, cell] = state["counts"]
+        sums = np.zeros((k, 2, b), np.int64)
+        sums[cls, :, cell] = state["sums"]
         lo, hi = np.full((k, b), np.inf), np.full((k, b), -np.inf)
         ties = np.asarray(state["ties"])
         lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
         hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
-        return {"counts": counts, "lo": lo, "hi": hi}
+        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi}
 
     def stored(self, state: State) -> State:
         if not self.track_ties or is_sparse(state):
@@ -178,6 +195,7 @@ class ScoreHistogram(Statistic):
         return {
             "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
             "counts": np.ascontiguousarray(counts[cls, :, cell]),
+            "sums": np.ascontiguousarray(np.asarray(state["sums"])[cls, :, cell]),
             "ties": np.where(low == high, low, np.nan),
         }
 
@@ -190,20 +208,26 @@ class ScoreHistogram(Statistic):
         if not self.track_ties:
             return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
         counts = add_at(state["counts"], index, fixed_weights(w))
+        sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
         cell = (cls * b + bins).reshape(-1)
         s = order.astype(jnp.float64).reshape(-1)
         live = (w > 0).reshape(-1)
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
-        return {"counts": counts, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
+        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
 
     def small_batch_rows(self) -> int:
-        return max(1, SMALL_BATCH_CELLS // ranked_classes(self.task)) if self.track_ties else 0
+        if not self.track_ties:
+            return 0
+        k = ranked_classes(self.task)
+        if k * bin_count(self.precision_bits) * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
+            return 1 << 62  # every batch: no working histogram of the whole grid
+        return max(1, SMALL_BATCH_CELLS // k)
 
     def update_stored(self, state: State, batch: Batch) -> State:
         with jax.enable_x64(True):
-            keys, label, weight, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
-        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], order[live]))
+            keys, label, weight, moment, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
+        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], moment[live], order[live]))
 
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
@@ -220,39 +244,52 @@ class ScoreHistogram(Statistic):
 SMALL_BATCH_CELLS = 1 << 14
 """Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
 job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
+WORKING_BYTES_PER_BIN = 48
+"""The working histogram's bytes per (class, bin): counts and sums for both labels, lowest and highest score."""
+MAX_WORKING_BYTES = 1 << 30
+"""Above this working-histogram size (more than about 280 classes at 10 bits) every batch is sorted into
+the stored form instead."""
 
 
 @cache
 def _row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
-    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, score float64,
-    live bool)``, one entry per (row, class)."""
+    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, weighted position
+    int64, score float64, live bool)``, one entry per (row, class)."""
 
     def cells(batch: Batch) -> tuple[jax.Array, ...]:
         scores, order, positive, w = one_vs_rest(statistic.task, batch)
         cls = jnp.arange(scores.shape[1], dtype=jnp.int64)[None, :]
         keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(jnp.int64)
-        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), order.astype(jnp.float64), w > 0)
+        moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
+        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), moment, order.astype(jnp.float64), w > 0)
         return tuple(a.reshape(-1) for a in flat)
 
     return jax.jit(cells)
 
 
-def compact_cells(keys: np.ndarray, label: np.ndarray, weight: np.ndarray, score: np.ndarray) -> State:
-    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts,
-    the tie value of single-score cells)."""
+def compact_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts
+    and weighted positions, the tie value of single-score cells)."""
     if len(keys) == 0:
         return _empty_cells()
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
     positive = label[order] == 1
-    w = weight[order]
-    counts = np.stack(
-        [np.add.reduceat(np.where(positive, 0, w), starts), np.add.reduceat(np.where(positive, w, 0), starts)], axis=1
-    )
+
+    def by_label(values: np.ndarray) -> np.ndarray:
+        v = values[order]
+        return np.stack(
+            [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)],
+            axis=1,
+        )
+
     s = score[order]
     low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
-    return {"keys": keys[starts], "counts": counts, "ties": np.where(low == high, low, np.nan)}
+    ties = np.where(low == high, low, np.nan)
+    return {"keys": keys[starts], "counts": by_label(weight), "sums": by_label(moment), "ties": ties}
 
 
 def merge_cells(a: State, b: State) -> State:
@@ -265,7 +302,8 @@ def merge_cells(a: State, b: State) -> State:
         return b
     if len(ka) == len(kb) and np.array_equal(ka, kb):
         ta, tb = a["ties"], b["ties"]
-        return {"keys": ka, "counts": a["counts"] + b["counts"], "ties": np.where(ta == tb, ta, np.nan)}
+        ties = np.where(ta == tb, ta, np.nan)
+        return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
     keys = np.concatenate([ka, kb])
     order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
     keys = keys[order]
@@ -274,13 +312,14 @@ def merge_cells(a: State, b: State) -> State:
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     counts = np.add.reduceat(np.concatenate([a["counts"], b["counts"]])[order], starts, axis=0)
+    sums = np.add.reduceat(np.concatenate([a["sums"], b["sums"]])[order], starts, axis=0)
     ties = np.concatenate([a["ties"], b["ties"]])[order]
     merged_ties = ties[starts]
     second = np.flatnonzero(~first)  # a key present on both sides: its second entry
     if len(second):
         group = np.cumsum(first)[second] - 1
         merged_ties[group] = np.where(ties[second] == merged_ties[group], merged_ties[group], np.nan)
-    return {"keys": keys[starts], "counts": counts, "ties": merged_ties}
+    return {"keys": keys[starts], "counts": counts, "sums": sums, "ties": merged_ties}
 
 
 @dataclass(frozen=True)
@@ -351,13 +390,34 @@ def class_distributions(state: Any, classes: int | None = None) -> list[Distribu
             counts = counts / 2.0**WEIGHT_BITS
         tied = state["lo"] == state["hi"]
         return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
-    keys = np.asarray(state["keys"])
-    cls = keys >> CLASS_SHIFT
-    k = int(cls[-1]) + 1 if classes is None and len(keys) else classes or 0
-    bounds = np.searchsorted(cls, np.arange(k + 1))
     counts = np.asarray(state["counts"]) / 2.0**WEIGHT_BITS
     tied = ~np.isnan(state["ties"])
-    return [(counts[lo:hi, 0], counts[lo:hi, 1], tied[lo:hi]) for lo, hi in pairwise(bounds)]
+    return [(counts[lo:hi, 0], counts[lo:hi, 1], tied[lo:hi]) for lo, hi in _class_ranges(state, classes)]
+
+
+def _class_ranges(state: State, classes: int | None) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each class's cells in a stored state."""
+    cls = np.asarray(state["keys"]) >> CLASS_SHIFT
+    k = int(cls[-1]) + 1 if classes is None and len(cls) else classes or 0
+    return list(pairwise(np.searchsorted(cls, np.arange(k + 1)).tolist()))
+
+
+def position_shift(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Per cell: mean position of the positives within the bin minus that of the negatives (0 where a cell
+    lacks either), from integer ``counts`` / ``sums [m, 2]``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    both = (counts > 0).all(axis=1)
+    return np.where(both, mean[:, 1] - mean[:, 0], 0.0)
+
+
+def class_shifts(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
+    """Per class, :func:`position_shift` of each cell of :func:`class_distributions` (None for states
+    without positions: exact counts, and runs stored before them)."""
+    if not is_sparse(state):
+        return [None] * len(class_distributions(state, classes))
+    shift = position_shift(np.asarray(state["counts"]), np.asarray(state["sums"]))
+    return [shift[lo:hi] for lo, hi in _class_ranges(state, classes)]
 
 
 def pooled_distribution(state: Any) -> Distribution:
@@ -373,17 +433,36 @@ def pooled_distribution(state: Any) -> Distribution:
             counts = counts / 2.0**WEIGHT_BITS
         tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
         return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
+    pooled = _pooled_cells(state)
+    counts = pooled["counts"] / 2.0**WEIGHT_BITS
+    return counts[:, 0], counts[:, 1], ~np.isnan(pooled["ties"])
+
+
+def pooled_shift(state: Any) -> np.ndarray | None:
+    """:func:`position_shift` of each cell of :func:`pooled_distribution` (None without positions)."""
+    if not is_sparse(state):
+        return None
+    pooled = _pooled_cells(state)
+    return position_shift(pooled["counts"], pooled["sums"])
+
+
+def _pooled_cells(state: State) -> State:
+    """A stored state with every class's cells of one bin added into one cell (tied if all hold one score)."""
     if len(state["keys"]) == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0, bool)
+        return _empty_cells()
     cells = np.asarray(state["keys"]) & _BIN_MASK
     order = np.argsort(cells, kind="stable")
     cells = cells[order]
     starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
-    counts = np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0) / 2.0**WEIGHT_BITS
     ties = np.asarray(state["ties"])[order]
     with np.errstate(invalid="ignore"):
         low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
-    return counts[:, 0], counts[:, 1], low == high
+    return {
+        "keys": cells[starts],
+        "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
+        "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
+        "ties": np.where(low == high, low, np.nan),
+    }
 
 
 @dataclass(frozen=True)
@@ -394,18 +473,26 @@ class RankingValue:
     bound: float
 
 
-def roc_auc_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
-    """Area under the ROC curve over ascending score cells; pairs within a cell count one half.
+def roc_auc_from_counts(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> RankingValue:
+    """Area under the ROC curve over ascending score cells.
 
-    For a tied cell (one distinct score) that is the exact value, as scikit-learn; for a
-    mixed cell it is the expectation over the unknown order, and the bound covers any order.
+    A pair (positive, negative) within a tied cell (one distinct score) counts one half, as
+    scikit-learn: exact. Within a mixed cell it counts ``1/2 + shift`` (clipped to [0, 1]), the
+    probability that the positive ranks above the negative when, within the bin, each label's
+    scores are any mixture of a linear density and one repeated score (``shift``: the mean
+    position of the cell's positives minus its negatives', :func:`position_shift`; 0 without
+    positions). The bound covers any order within mixed cells.
     """
     n_pos, n_neg = pos.sum(), neg.sum()
     if n_pos == 0 or n_neg == 0:
         return RankingValue(float("nan"), float("nan"))
     neg_below = np.cumsum(neg) - neg
-    area = float(np.sum(pos * (neg_below + 0.5 * neg)) / (n_pos * n_neg))
-    return RankingValue(area, float(0.5 * np.sum((pos * neg)[~tied]) / (n_pos * n_neg)))
+    inside = np.full(len(pos), 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
+    area = float(np.sum(pos * (neg_below + inside * neg)) / (n_pos * n_neg))
+    worst = np.maximum(inside, 1.0 - inside) * pos * neg
+    return RankingValue(area, float(np.sum(worst[~tied]) / (n_pos * n_neg)))
 
 
 def _harmonic_sum(a: np.ndarray, b: np.ndarray, p: np.ndarray, c: np.ndarray | float = 1.0) -> np.ndarray:
@@ -423,7 +510,9 @@ def _precision_integral(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarr
     return np.where(b > 0, p - (b - a) * np.log1p(p / safe_b), p)
 
 
-def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
+def average_precision_from_counts(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> RankingValue:
     """Step-wise average precision (scikit-learn's definition) over descending score cells.
 
     A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct
@@ -431,7 +520,7 @@ def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.nda
     ``i * n / (p + 1)`` of the cell's ``n`` negatives before it (exact for unit weights when
     ``n = 0``). The bound holds for any order and any weights: at most every positive at the
     cell's final precision with no negative before it, at least the integral of the precision
-    with every negative first.
+    with every negative first. ``shift`` (positions within cells) is not used.
     """
     total_pos = pos.sum()
     if total_pos == 0:
@@ -463,13 +552,14 @@ def _ranking(
     state: Any,
 ) -> dict[str, float]:
     if average == "micro":
-        result = score_fn(*pooled_distribution(state))
+        result = score_fn(*pooled_distribution(state), pooled_shift(state))
         values = {"": result.value}
         if report_bound:
             values[".error_bound"] = result.bound
         return values
     distributions = class_distributions(state, ranked_classes(task))
-    per_class = [score_fn(*dist) for dist in distributions]
+    shifts = class_shifts(state, ranked_classes(task))
+    per_class = [score_fn(*dist, shift) for dist, shift in zip(distributions, shifts, strict=True)]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}
