@@ -306,20 +306,30 @@ def merge_cells(a: State, b: State) -> State:
         return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
     keys = np.concatenate([ka, kb])
     order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
-    keys = keys[order]
+    sorted_keys = keys[order]
     first = np.empty(len(keys), bool)
     first[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    counts = np.add.reduceat(np.concatenate([a["counts"], b["counts"]])[order], starts, axis=0)
-    sums = np.add.reduceat(np.concatenate([a["sums"], b["sums"]])[order], starts, axis=0)
-    ties = np.concatenate([a["ties"], b["ties"]])[order]
-    merged_ties = ties[starts]
-    second = np.flatnonzero(~first)  # a key present on both sides: its second entry
-    if len(second):
-        group = np.cumsum(first)[second] - 1
-        merged_ties[group] = np.where(ties[second] == merged_ties[group], merged_ties[group], np.nan)
-    return {"keys": keys[starts], "counts": counts, "sums": sums, "ties": merged_ties}
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    slot = np.empty(len(keys), np.int64)  # each input cell's index in the union
+    slot[order] = np.cumsum(first) - 1
+    pa, pb = slot[: len(ka)], slot[len(ka) :]
+    m = int(np.count_nonzero(first))
+    out = {"keys": sorted_keys[first]}
+    # [m, 2] pairs through flat int64 views: 1-D fancy indexing is several times faster than row indexing
+    flat_a, flat_b = np.stack([2 * pa, 2 * pa + 1], axis=1).ravel(), np.stack([2 * pb, 2 * pb + 1], axis=1).ravel()
+    for name in ("counts", "sums"):
+        flat = np.zeros(2 * m, np.int64)
+        flat[flat_a] = np.asarray(a[name]).ravel()
+        flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
+        out[name] = flat.reshape(m, 2)
+    ties = np.full(m, np.nan)
+    ties[pa] = a["ties"]
+    in_a = np.zeros(m, bool)
+    in_a[pa] = True
+    tb = np.asarray(b["ties"])
+    ties[pb] = np.where(in_a[pb], np.where(ties[pb] == tb, tb, np.nan), tb)
+    out["ties"] = ties
+    return out
 
 
 @dataclass(frozen=True)
