@@ -271,3 +271,18 @@ def test_merged_binned_state_is_identical_whatever_the_sharding():
     for other in results[1:]:
         for key in ("keys", "counts", "sums", "ties"):
             np.testing.assert_array_equal(other[key], results[0][key])
+
+
+@pytest.mark.slow
+def test_bench_ranking_parts_run_on_small_sizes():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import bench_ranking
+
+    reduce = bench_ranking.reduce_figures(units=40, unit_rows=5000)
+    # the sparse merge and the dense one of the same units give the same value, from a far smaller state
+    assert reduce["sparse"]["roc_auc"] == reduce["dense"]["roc_auc"]
+    assert reduce["sparse"]["state_bytes_per_unit"] < reduce["dense"]["state_bytes_per_unit"] / 4
+    wide = bench_ranking.wide_figures(rows=300, classes=40)
+    assert 0 < wide["cells"] <= 300 * 40 and wide["state_mb"] < wide["dense_grid_mb"]
