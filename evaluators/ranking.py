@@ -190,12 +190,15 @@ class ScoreHistogram(Statistic):
         if not self.track_ties or is_sparse(state):
             return state
         counts, lo, hi = (np.asarray(state[key]) for key in ("counts", "lo", "hi"))
+        if not np.issubdtype(counts.dtype, np.integer):  # a checkpoint written before the sparse form
+            counts = np.round(counts * 2.0**WEIGHT_BITS).astype(np.int64)
+        sums = np.asarray(state["sums"]) if "sums" in state else np.zeros_like(counts)  # (no positions: all equal)
         cls, cell = np.nonzero((lo <= hi) | (counts != 0).any(axis=1))
         low, high = lo[cls, cell], hi[cls, cell]
         return {
             "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
             "counts": np.ascontiguousarray(counts[cls, :, cell]),
-            "sums": np.ascontiguousarray(np.asarray(state["sums"])[cls, :, cell]),
+            "sums": np.ascontiguousarray(sums[cls, :, cell]),
             "ties": np.where(low == high, low, np.nan),
         }
 
@@ -236,8 +239,8 @@ class ScoreHistogram(Statistic):
         return resample_with_extremes(stacked, weights)
 
     def merge(self, a: State, b: State) -> State:
-        if is_sparse(a):
-            return merge_cells(a, b)
+        if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
+            return merge_cells(self.stored(a), self.stored(b))
         return merge_with_extremes(a, b)
 
 

@@ -286,3 +286,24 @@ def test_bench_ranking_parts_run_on_small_sizes():
     assert reduce["sparse"]["state_bytes_per_unit"] < reduce["dense"]["state_bytes_per_unit"] / 4
     wide = bench_ranking.wide_figures(rows=300, classes=40)
     assert 0 < wide["cells"] <= 300 * 40 and wide["state_mb"] < wide["dense_grid_mb"]
+
+
+def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells():
+    rng = np.random.default_rng(4)
+    n = 4000
+    y = (rng.random(n) < 0.2).astype(np.int64)
+    s = np.round(expit(rng.normal(size=n) + y), 3)
+    stat = catalog.build("roc_auc", Task("binary")).statistic
+    acc = Accumulator([stat])
+    first, second = (
+        acc.update(acc.zero(), {"predictions": s[r], "targets": y[r]})[0] for r in np.split(np.arange(n), 2)
+    )
+    working = stat.working(first)
+    legacy = {"counts": working["counts"] / 2.0**WEIGHT_BITS, "lo": working["lo"], "hi": working["hi"]}
+    merged = stat.merge(legacy, second)
+    expected = stat.merge(first, second)
+    for key in ("keys", "counts", "ties"):
+        np.testing.assert_array_equal(merged[key], expected[key])
+    # the earlier histogram has no positions within bins: only the newer side's add up
+    no_positions = stat.merge({**first, "sums": np.zeros_like(first["sums"])}, second)
+    np.testing.assert_array_equal(merged["sums"], no_positions["sums"])
