@@ -21,7 +21,7 @@ one shape per job and compiles once:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -90,8 +90,22 @@ class Accumulator:
             blocks = _int32_columns(blocks)
             return jax.lax.scan(lambda carry, block: (grouped(carry, block), None), states, blocks)[0]
 
+        # Statistics that take small batches into their stored form directly, and the fused update of
+        # the other device statistics for such batches.
+        self._small = [i for i in self._device if self.statistics[i].small_batch_rows() > 0]
+        self._small_rows = min((self.statistics[i].small_batch_rows() for i in self._small), default=0)
+        self._rest = [i for i in self._device if i not in self._small]
+        rest_stats = tuple(self.statistics[i] for i in self._rest)
+
+        def fused_rest(
+            states: tuple[State, ...], batch: Mapping[str, jax.Array], bounds: jax.Array
+        ) -> tuple[State, ...]:
+            batch = _device_batch(batch, bounds)
+            return tuple(stat.update(state, batch) for stat, state in zip(rest_stats, states, strict=True))
+
         # States are donated: each update writes its result into the previous state's buffers.
         self._fused = jax.jit(fused_rows, donate_argnums=0)
+        self._fused_rest = jax.jit(fused_rest, donate_argnums=0)
         self._sizes: set[int] = set()
         self._grouped = jax.jit(grouped_passes, donate_argnums=0)
 
@@ -166,8 +180,9 @@ class Accumulator:
             return tuple(tree_to_numpy(current)) if to_host else tuple(current)
 
     def to_host(self, states: Sequence[State]) -> tuple[State, ...]:
-        """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy."""
-        return tuple(tree_to_numpy(s) for s in states)
+        """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy, in each statistic's
+        stored form (see :meth:`~evaluators.statistic.Statistic.stored`)."""
+        return tuple(stat.stored(tree_to_numpy(s)) for stat, s in zip(self.statistics, states, strict=True))
 
     def update(
         self, states: Sequence[State], columns: Mapping[str, np.ndarray], *, to_host: bool = True
@@ -182,16 +197,23 @@ class Accumulator:
         out = list(states)
         if n == 0:
             return tuple(out)
-        if self._device:
-            out_device = self._update_device([states[i] for i in self._device], cols, n, to_host)
-            for i, state in zip(self._device, out_device, strict=True):
+        small = self._small if n < self._small_rows else []
+        device = self._rest if small else self._device
+        if device:
+            fused = self._fused_rest if small else self._fused
+            stats = [self.statistics[i] for i in device]
+            out_device = self._update_device(stats, fused, [states[i] for i in device], cols, n, to_host)
+            for i, state in zip(device, out_device, strict=True):
                 out[i] = state
-        if self._host:
+        if self._host or small:
             host = {k: as_column(v) for k, v in cols.items()}
             weights = host.get("weights")
             host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
             for i in self._host:
                 out[i] = self.statistics[i].update(states[i], host)
+            for i in small:
+                stat = self.statistics[i]
+                out[i] = stat.update_stored(stat.stored(tree_to_numpy(states[i])), host)
         return tuple(out)
 
     def _chunk_size(self, rows: int, step: int) -> int:
@@ -199,16 +221,24 @@ class Accumulator:
         fits = [size for size in self._sizes if rows <= size <= step]
         return min(fits) if fits else _bucket(rows, step)
 
-    def _update_device(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
+    def _update_device(
+        self,
+        stats: list[Statistic],
+        fused: Callable[..., tuple[State, ...]],
+        states: list[State],
+        cols: dict[str, np.ndarray],
+        n: int,
+        to_host: bool,
+    ) -> list[State]:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
         with jax.enable_x64(True):
-            current = tuple(jax.tree.map(_on_device, s) for s in states)
+            current = tuple(jax.tree.map(_on_device, st.working(s)) for st, s in zip(stats, states, strict=True))
             if n < step:
                 size = self._chunk_size(n, step)
                 chunk = {k: _pad(v, size) for k, v in cols.items()} if size != n else cols
                 self._sizes.add(size)
-                current = self._fused(current, chunk, np.array([0, n], np.int32))
+                current = fused(current, chunk, np.array([0, n], np.int32))
             else:
                 self._sizes.add(step)
                 for start in range(0, n, step):
@@ -217,8 +247,10 @@ class Accumulator:
                     if stop > n:  # the last full chunk again, counting only the rows not yet folded in
                         lo, start, stop = stop - n, n - step, n
                     chunk = {k: v[start:stop] for k, v in cols.items()}
-                    current = self._fused(current, chunk, np.array([lo, step], np.int32))
-            return list(tree_to_numpy(current)) if to_host else list(current)
+                    current = fused(current, chunk, np.array([lo, step], np.int32))
+            if not to_host:
+                return list(current)
+            return [st.stored(tree_to_numpy(s)) for st, s in zip(stats, current, strict=True)]
 
 
 def _device_batch(batch: Mapping[str, jax.Array], bounds: jax.Array) -> dict[str, jax.Array]:
@@ -242,6 +274,14 @@ def _int32_columns(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 
 def _on_device(x: np.ndarray | jax.Array) -> jax.Array:
     return x if isinstance(x, jax.Array) else jax.device_put(x)
+
+
+def padded_batch(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Host columns of ``n`` rows padded with zero rows (weight 0) to a power of four (at least 1,024), so
+    that a function compiled on them sees few shapes."""
+    n = len(next(iter(columns.values())))
+    size = _bucket(n, max(n, MIN_CHUNK_ROWS))
+    return {k: _pad(v, size) if size != n else v for k, v in columns.items()}
 
 
 def _pad(values: np.ndarray, rows: int) -> np.ndarray:

@@ -23,15 +23,18 @@ pairs, which is the sum of the per-class histograms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from functools import cache, partial
+from itertools import pairwise
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from evaluators.accumulate import padded_batch
 from evaluators.classification import add_at, per_class_values, require_kind
 from evaluators.statistic import Batch, DerivedMetric, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
@@ -72,6 +75,18 @@ def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
     return jnp.where(p <= 0.5, code, 2 * half - 1 - code)
 
 
+def bin_positions(scores: jax.Array, precision_bits: int) -> jax.Array:
+    """Where each score lies within its :func:`score_bins` bin, in ``[0, 1)`` (0: the bin's lowest scores),
+    from the float32 bit pattern's remaining mantissa bits; 0.5 in the end bins (scores within 2**-40 of
+    0 or 1)."""
+    u = jnp.minimum(scores, 1 - scores).astype(jnp.float32)
+    shift = 23 - precision_bits
+    raw = jax.lax.bitcast_convert_type(u, jnp.int32)
+    frac = (raw & ((1 << shift) - 1)).astype(jnp.float64) / 2.0**shift
+    frac = jnp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
+    return jnp.where(scores <= 0.5, frac, 1.0 - frac)
+
+
 def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(probabilities, order, is_positive, weights)``, each ``[n, K]``, for ranking statistics.
 
@@ -94,30 +109,99 @@ def ranked_classes(task: Task) -> int:
     return 1 if task.kind is TaskKind.BINARY else task.classes
 
 
+WEIGHT_BITS = 32
+"""Bin counts are integers: a row of weight ``w`` adds ``round(w * 2**32)``. Integer sums do not depend on
+sharding or merge order; a bin holds up to 2**31 (about 2.1e9) rows of weight 1."""
+CLASS_SHIFT = 32
+"""A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
+_BIN_MASK = (1 << CLASS_SHIFT) - 1
+
+
+def fixed_weights(w: jax.Array) -> jax.Array:
+    """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
+    return jnp.round(w.astype(jnp.float64) * 2.0**WEIGHT_BITS).astype(jnp.int64)
+
+
+def _empty_cells() -> State:
+    pairs = np.zeros((0, 2), np.int64)
+    return {"keys": np.zeros(0, np.int64), "counts": pairs, "sums": pairs, "ties": np.zeros(0, np.float64)}
+
+
+def is_sparse(state: Any) -> bool:
+    """Whether a ranking state is the stored sparse form (else the dense working form, or a run stored
+    before the sparse form)."""
+    return isinstance(state, dict) and "keys" in state
+
+
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
-    """Weighted histogram of scores by label, with each bin's smallest and largest score.
+    """Weighted counts of scores by label on a fine, fixed grid of score bins, occupied bins only.
 
-    State: ``{"counts": float64 [K, 2, B] (negatives, positives), "lo": float64 [K, B],
-    "hi": float64 [K, B]}``. A bin whose ``lo == hi`` holds one distinct score (true ties,
-    computed exactly); other bins hold distinct scores whose order within the bin is unknown.
+    Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
+    int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
+    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m]}``, one cell per occupied (class,
+    bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
+    the same fixed point, so a cell knows where its negatives and its positives lie on average. ``ties`` is the
+    bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
+    when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
+    per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
+    merged state does not depend on sharding or merge order.
 
-    With ``track_ties=False`` (the bootstrap-replicate variant) ``lo``/``hi`` stay at
-    ``-inf``/``+inf``: every bin is treated as holding distinct scores (expected-order
-    interpolation) and the update is only the count scatter, several times cheaper per bucket.
+    Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
+    ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
+    lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
+
+    With ``track_ties=False`` (the bootstrap-replicate variant) the state is the dense float64
+    ``{"counts": [K, 2, B], "lo": -inf, "hi": +inf}`` in both forms, every bin treated as holding
+    distinct scores (expected-order interpolation), and the update is only the count scatter.
     """
+
+    undefined_leaves: ClassVar[tuple[str, ...]] = ("ties",)
 
     task: Task
     precision_bits: int = 10
     track_ties: bool = True
 
     def zero(self) -> State:
+        if self.track_ties:
+            return _empty_cells()
         k, b = ranked_classes(self.task), bin_count(self.precision_bits)
-        inf = np.inf if self.track_ties else -np.inf
         return {
             "counts": np.zeros((k, 2, b), np.float64),
-            "lo": np.full((k, b), inf),
-            "hi": np.full((k, b), -inf),
+            "lo": np.full((k, b), -np.inf),
+            "hi": np.full((k, b), np.inf),
+        }
+
+    def working(self, state: State) -> State:
+        if not is_sparse(state):
+            return state
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        keys = np.asarray(state["keys"])
+        cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
+        counts = np.zeros((k, 2, b), np.int64)
+        counts[cls, :, cell] = state["counts"]
+        sums = np.zeros((k, 2, b), np.int64)
+        sums[cls, :, cell] = state["sums"]
+        lo, hi = np.full((k, b), np.inf), np.full((k, b), -np.inf)
+        ties = np.asarray(state["ties"])
+        lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
+        hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
+        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi}
+
+    def stored(self, state: State) -> State:
+        if not self.track_ties or is_sparse(state):
+            return state
+        counts, lo, hi = (np.asarray(state[key]) for key in ("counts", "lo", "hi"))
+        if not np.issubdtype(counts.dtype, np.integer):  # a checkpoint written before the sparse form
+            counts = np.round(counts * 2.0**WEIGHT_BITS).astype(np.int64)
+        sums = np.asarray(state["sums"]) if "sums" in state else np.zeros_like(counts)  # (no positions: all equal)
+        cls, cell = np.nonzero((lo <= hi) | (counts != 0).any(axis=1))
+        low, high = lo[cls, cell], hi[cls, cell]
+        return {
+            "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
+            "counts": np.ascontiguousarray(counts[cls, :, cell]),
+            "sums": np.ascontiguousarray(sums[cls, :, cell]),
+            "ties": np.where(low == high, low, np.nan),
         }
 
     def update(self, state: State, batch: Batch) -> State:
@@ -126,15 +210,29 @@ class ScoreHistogram(Statistic):
         cls = jnp.arange(k, dtype=jnp.int32)[None, :]
         bins = score_bins(scores, self.precision_bits)
         index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
-        counts = add_at(state["counts"], index, w)
         if not self.track_ties:
-            return {"counts": counts, "lo": state["lo"], "hi": state["hi"]}
+            return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
+        counts = add_at(state["counts"], index, fixed_weights(w))
+        sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
         cell = (cls * b + bins).reshape(-1)
         s = order.astype(jnp.float64).reshape(-1)
         live = (w > 0).reshape(-1)
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
-        return {"counts": counts, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
+        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
+
+    def small_batch_rows(self) -> int:
+        if not self.track_ties:
+            return 0
+        k = ranked_classes(self.task)
+        if k * bin_count(self.precision_bits) * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
+            return 1 << 62  # every batch: no working histogram of the whole grid
+        return max(1, SMALL_BATCH_CELLS // k)
+
+    def update_stored(self, state: State, batch: Batch) -> State:
+        with jax.enable_x64(True):
+            keys, label, weight, moment, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
+        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], moment[live], order[live]))
 
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
@@ -143,7 +241,100 @@ class ScoreHistogram(Statistic):
         return resample_with_extremes(stacked, weights)
 
     def merge(self, a: State, b: State) -> State:
+        if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
+            return merge_cells(self.stored(a), self.stored(b))
         return merge_with_extremes(a, b)
+
+
+SMALL_BATCH_CELLS = 1 << 14
+"""Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
+job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
+WORKING_BYTES_PER_BIN = 48
+"""The working histogram's bytes per (class, bin): counts and sums for both labels, lowest and highest score."""
+MAX_WORKING_BYTES = 1 << 30
+"""Above this working-histogram size (more than about 280 classes at 10 bits) every batch is sorted into
+the stored form instead."""
+
+
+@cache
+def _row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
+    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, weighted position
+    int64, score float64, live bool)``, one entry per (row, class)."""
+
+    def cells(batch: Batch) -> tuple[jax.Array, ...]:
+        scores, order, positive, w = one_vs_rest(statistic.task, batch)
+        cls = jnp.arange(scores.shape[1], dtype=jnp.int64)[None, :]
+        keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(jnp.int64)
+        moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
+        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), moment, order.astype(jnp.float64), w > 0)
+        return tuple(a.reshape(-1) for a in flat)
+
+    return jax.jit(cells)
+
+
+def compact_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts
+    and weighted positions, the tie value of single-score cells)."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    positive = label[order] == 1
+
+    def by_label(values: np.ndarray) -> np.ndarray:
+        v = values[order]
+        return np.stack(
+            [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)],
+            axis=1,
+        )
+
+    s = score[order]
+    low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
+    ties = np.where(low == high, low, np.nan)
+    return {"keys": keys[starts], "counts": by_label(weight), "sums": by_label(moment), "ties": ties}
+
+
+def merge_cells(a: State, b: State) -> State:
+    """Sorted-key union of two stored :class:`ScoreHistogram` states: counts add (integers), and a cell
+    stays tied only if both sides hold the same single score."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    if len(kb) == 0:
+        return a
+    if len(ka) == 0:
+        return b
+    if len(ka) == len(kb) and np.array_equal(ka, kb):
+        ta, tb = a["ties"], b["ties"]
+        ties = np.where(ta == tb, ta, np.nan)
+        return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
+    keys = np.concatenate([ka, kb])
+    order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+    sorted_keys = keys[order]
+    first = np.empty(len(keys), bool)
+    first[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    slot = np.empty(len(keys), np.int64)  # each input cell's index in the union
+    slot[order] = np.cumsum(first) - 1
+    pa, pb = slot[: len(ka)], slot[len(ka) :]
+    m = int(np.count_nonzero(first))
+    out = {"keys": sorted_keys[first]}
+    # [m, 2] pairs through flat int64 views: 1-D fancy indexing is several times faster than row indexing
+    flat_a, flat_b = np.stack([2 * pa, 2 * pa + 1], axis=1).ravel(), np.stack([2 * pb, 2 * pb + 1], axis=1).ravel()
+    for name in ("counts", "sums"):
+        flat = np.zeros(2 * m, np.int64)
+        flat[flat_a] = np.asarray(a[name]).ravel()
+        flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
+        out[name] = flat.reshape(m, 2)
+    ties = np.full(m, np.nan)
+    ties[pa] = a["ties"]
+    in_a = np.zeros(m, bool)
+    in_a[pa] = True
+    tb = np.asarray(b["ties"])
+    ties[pb] = np.where(in_a[pb], np.where(ties[pb] == tb, tb, np.nan), tb)
+    out["ties"] = ties
+    return out
 
 
 @dataclass(frozen=True)
@@ -203,13 +394,45 @@ Distribution = tuple[np.ndarray, np.ndarray, np.ndarray]
 cells holding a single distinct score."""
 
 
-def class_distributions(state: Any) -> list[Distribution]:
-    """One :data:`Distribution` per class, from either statistic."""
+def class_distributions(state: Any, classes: int | None = None) -> list[Distribution]:
+    """One :data:`Distribution` per class (``classes`` of them; read off the state when None), from
+    either statistic, in any stored form (sparse cells, or the dense histogram of older runs)."""
     if isinstance(state, tuple):
         return [(neg, pos, np.ones(len(neg), bool)) for _, neg, pos in state]
-    counts = state["counts"]
-    tied = state["lo"] == state["hi"]
-    return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
+    if not is_sparse(state):
+        counts = np.asarray(state["counts"], np.float64)
+        if np.issubdtype(np.asarray(state["counts"]).dtype, np.integer):
+            counts = counts / 2.0**WEIGHT_BITS
+        tied = state["lo"] == state["hi"]
+        return [(counts[k, 0], counts[k, 1], tied[k]) for k in range(counts.shape[0])]
+    counts = np.asarray(state["counts"]) / 2.0**WEIGHT_BITS
+    tied = ~np.isnan(state["ties"])
+    return [(counts[lo:hi, 0], counts[lo:hi, 1], tied[lo:hi]) for lo, hi in _class_ranges(state, classes)]
+
+
+def _class_ranges(state: State, classes: int | None) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each class's cells in a stored state."""
+    cls = np.asarray(state["keys"]) >> CLASS_SHIFT
+    k = int(cls[-1]) + 1 if classes is None and len(cls) else classes or 0
+    return list(pairwise(np.searchsorted(cls, np.arange(k + 1)).tolist()))
+
+
+def position_shift(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Per cell: mean position of the positives within the bin minus that of the negatives (0 where a cell
+    lacks either), from integer ``counts`` / ``sums [m, 2]``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    both = (counts > 0).all(axis=1)
+    return np.where(both, mean[:, 1] - mean[:, 0], 0.0)
+
+
+def class_shifts(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
+    """Per class, :func:`position_shift` of each cell of :func:`class_distributions` (None for states
+    without positions: exact counts, and runs stored before them)."""
+    if not is_sparse(state):
+        return [None] * len(class_distributions(state, classes))
+    shift = position_shift(np.asarray(state["counts"]), np.asarray(state["sums"]))
+    return [shift[lo:hi] for lo, hi in _class_ranges(state, classes)]
 
 
 def pooled_distribution(state: Any) -> Distribution:
@@ -219,9 +442,42 @@ def pooled_distribution(state: Any) -> Distribution:
         for part in state:
             merged = ExactScoreCounts._merge_one(merged, part)
         return merged[1], merged[2], np.ones(len(merged[0]), bool)
-    counts = state["counts"]
-    tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
-    return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
+    if not is_sparse(state):
+        counts = np.asarray(state["counts"], np.float64)
+        if np.issubdtype(np.asarray(state["counts"]).dtype, np.integer):
+            counts = counts / 2.0**WEIGHT_BITS
+        tied = state["lo"].min(axis=0) == state["hi"].max(axis=0)
+        return counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), tied
+    pooled = _pooled_cells(state)
+    counts = pooled["counts"] / 2.0**WEIGHT_BITS
+    return counts[:, 0], counts[:, 1], ~np.isnan(pooled["ties"])
+
+
+def pooled_shift(state: Any) -> np.ndarray | None:
+    """:func:`position_shift` of each cell of :func:`pooled_distribution` (None without positions)."""
+    if not is_sparse(state):
+        return None
+    pooled = _pooled_cells(state)
+    return position_shift(pooled["counts"], pooled["sums"])
+
+
+def _pooled_cells(state: State) -> State:
+    """A stored state with every class's cells of one bin added into one cell (tied if all hold one score)."""
+    if len(state["keys"]) == 0:
+        return _empty_cells()
+    cells = np.asarray(state["keys"]) & _BIN_MASK
+    order = np.argsort(cells, kind="stable")
+    cells = cells[order]
+    starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    ties = np.asarray(state["ties"])[order]
+    with np.errstate(invalid="ignore"):
+        low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
+    return {
+        "keys": cells[starts],
+        "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
+        "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
+        "ties": np.where(low == high, low, np.nan),
+    }
 
 
 @dataclass(frozen=True)
@@ -232,18 +488,26 @@ class RankingValue:
     bound: float
 
 
-def roc_auc_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
-    """Area under the ROC curve over ascending score cells; pairs within a cell count one half.
+def roc_auc_from_counts(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> RankingValue:
+    """Area under the ROC curve over ascending score cells.
 
-    For a tied cell (one distinct score) that is the exact value, as scikit-learn; for a
-    mixed cell it is the expectation over the unknown order, and the bound covers any order.
+    A pair (positive, negative) within a tied cell (one distinct score) counts one half, as
+    scikit-learn: exact. Within a mixed cell it counts ``1/2 + shift`` (clipped to [0, 1]), the
+    probability that the positive ranks above the negative when, within the bin, each label's
+    scores are any mixture of a linear density and one repeated score (``shift``: the mean
+    position of the cell's positives minus its negatives', :func:`position_shift`; 0 without
+    positions). The bound covers any order within mixed cells.
     """
     n_pos, n_neg = pos.sum(), neg.sum()
     if n_pos == 0 or n_neg == 0:
         return RankingValue(float("nan"), float("nan"))
     neg_below = np.cumsum(neg) - neg
-    area = float(np.sum(pos * (neg_below + 0.5 * neg)) / (n_pos * n_neg))
-    return RankingValue(area, float(0.5 * np.sum((pos * neg)[~tied]) / (n_pos * n_neg)))
+    inside = np.full(len(pos), 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
+    area = float(np.sum(pos * (neg_below + inside * neg)) / (n_pos * n_neg))
+    worst = np.maximum(inside, 1.0 - inside) * pos * neg
+    return RankingValue(area, float(np.sum(worst[~tied]) / (n_pos * n_neg)))
 
 
 def _harmonic_sum(a: np.ndarray, b: np.ndarray, p: np.ndarray, c: np.ndarray | float = 1.0) -> np.ndarray:
@@ -261,7 +525,9 @@ def _precision_integral(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarr
     return np.where(b > 0, p - (b - a) * np.log1p(p / safe_b), p)
 
 
-def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray) -> RankingValue:
+def average_precision_from_counts(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> RankingValue:
     """Step-wise average precision (scikit-learn's definition) over descending score cells.
 
     A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct
@@ -269,7 +535,7 @@ def average_precision_from_counts(neg: np.ndarray, pos: np.ndarray, tied: np.nda
     ``i * n / (p + 1)`` of the cell's ``n`` negatives before it (exact for unit weights when
     ``n = 0``). The bound holds for any order and any weights: at most every positive at the
     cell's final precision with no negative before it, at least the integral of the precision
-    with every negative first.
+    with every negative first. ``shift`` (positions within cells) is not used.
     """
     total_pos = pos.sum()
     if total_pos == 0:
@@ -301,12 +567,14 @@ def _ranking(
     state: Any,
 ) -> dict[str, float]:
     if average == "micro":
-        result = score_fn(*pooled_distribution(state))
+        result = score_fn(*pooled_distribution(state), pooled_shift(state))
         values = {"": result.value}
         if report_bound:
             values[".error_bound"] = result.bound
         return values
-    per_class = [score_fn(*dist) for dist in class_distributions(state)]
+    distributions = class_distributions(state, ranked_classes(task))
+    shifts = class_shifts(state, ranked_classes(task))
+    per_class = [score_fn(*dist, shift) for dist, shift in zip(distributions, shifts, strict=True)]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}
@@ -324,7 +592,7 @@ def _ranking(
     if average == "macro":
         weight = defined.astype(np.float64)
     elif average == "weighted":
-        weight = np.array([dist[1].sum() for dist in class_distributions(state)]) * defined
+        weight = np.array([dist[1].sum() for dist in distributions]) * defined
     else:
         raise ValueError(f"unknown average {average!r}; expected macro, weighted, micro or none")
     if weight.sum() == 0:

@@ -90,6 +90,9 @@ class Statistic(abc.ABC):
     """Backbone features the update reads instead of raw columns (``candidate``, ``bertscore``...)."""
     bootstrap: ClassVar[bool] = True
     """False: too large to keep one state per bootstrap bucket; its metrics get no interval."""
+    undefined_leaves: ClassVar[tuple[str, ...]] = ()
+    """Names of state leaves (dict keys) that hold NaN by design, as a marker rather than a value (e.g. "this
+    bin holds more than one distinct score"); the check of merged states before a commit leaves them alone."""
 
     @abc.abstractmethod
     def zero(self) -> State:
@@ -102,6 +105,29 @@ class Statistic(abc.ABC):
     def merge(self, a: State, b: State) -> State:
         """Combine two states. Default: leaf-wise sum (counts and sums)."""
         return tree_add(a, b)
+
+    def working(self, state: State) -> State:
+        """The form :meth:`update` takes, from a state in either form. Default: the state itself.
+
+        A statistic whose stored state is compact (occupied cells only, with a size that follows the
+        data) but whose compiled update needs fixed shapes converts the stored form here, and back in
+        :meth:`stored`; both are host-side and run once per work unit, not per batch.
+        """
+        return state
+
+    def stored(self, state: State) -> State:
+        """The form :meth:`merge` takes and checkpoints keep, from a host copy of the working form."""
+        return state
+
+    def small_batch_rows(self) -> int:
+        """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
+        return 0
+
+    def update_stored(self, state: State, batch: Batch) -> State:
+        """Fold a small batch (host columns as :class:`~evaluators.accumulate.Accumulator` passes them to
+        host statistics) straight into the stored form: no working state of the full grid is built, so
+        the cost of a sliced job's many small per-slice batches follows their rows."""
+        raise NotImplementedError
 
     def for_replicates(self) -> Statistic:
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""

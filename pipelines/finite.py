@@ -5,7 +5,8 @@ backbone-feature checks of the worker); this module checks the merged result onc
 (an overflow, a user statistic, a value that slipped through) commits a non-finite number:
 
 * every floating leaf of every merged state is finite, except the ``lo`` / ``hi`` extremes of a statistic
-  that saw no row (``+inf`` / ``-inf`` by construction), and never NaN;
+  that saw no row (``+inf`` / ``-inf`` by construction), and never NaN (but for the leaves a statistic names in
+  ``undefined_leaves``, where NaN is a marker);
 * every metric value of every point is finite or NaN (NaN only where the metric's definition leaves the
   value undefined, e.g. the recall of a class absent from the targets), never ``+-inf``;
 * a job that reads a ``weights`` column has a positive total weight (with all weights 0, every metric is
@@ -51,8 +52,10 @@ def check_states(
             for path, leaf in _leaves(state, "state"):
                 if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
                     continue
-                extreme = path.rsplit(".", 1)[-1] in EXTREMES
-                if extreme and not np.isnan(leaf).any():
+                leaf_name = path.rsplit(".", 1)[-1]
+                if leaf_name in statistic.undefined_leaves:
+                    continue
+                if leaf_name in EXTREMES and not np.isnan(leaf).any():
                     continue
                 name = metric_keys.get(statistic, type(statistic).__name__)
                 where = ", ".join(f"{c}={v}" for c, v in key) or "overall"

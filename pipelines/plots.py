@@ -33,6 +33,8 @@ from evaluators.ranking import (
     ScoreHistogram,
     average_precision_from_counts,
     class_distributions,
+    class_shifts,
+    ranked_classes,
     roc_auc_from_counts,
 )
 from evaluators.statistic import DerivedMetric, Statistic
@@ -237,13 +239,14 @@ def roc_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | Non
     tasks, labelled with its area under the curve; the dashed diagonal is a random ranking.
     """
     key, task, state = _ranking_curves(stats, point, metric_key, "roc_auc")
-    distributions = class_distributions(state)
+    distributions = class_distributions(state, ranked_classes(task))
+    shifts = class_shifts(state, ranked_classes(task))
     fig = Figure(figsize=(6.0, 5.5), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1)
     for k, (neg, pos, tied) in enumerate(distributions):
         fpr, tpr = roc_points(neg, pos)
-        auc = roc_auc_from_counts(neg, pos, tied).value
+        auc = roc_auc_from_counts(neg, pos, tied, shifts[k]).value
         (line,) = ax.plot(fpr, tpr, linewidth=1.5, label=f"{_class_label(task, k)} (AUC {auc:.4f})")
         line.set_gid(f"roc[{k}]")
     ax.set_xlim(0, 1)
@@ -266,7 +269,7 @@ def precision_recall_figure(stats: RunStatistics, point: str = OVERALL, metric_k
     task the dotted line is the prevalence (precision of a random ranking).
     """
     _, task, state = _ranking_curves(stats, point, metric_key, "average_precision")
-    distributions = class_distributions(state)
+    distributions = class_distributions(state, ranked_classes(task))
     fig = Figure(figsize=(6.0, 5.5), layout="constrained")
     ax = fig.subplots()
     for k, (neg, pos, tied) in enumerate(distributions):

@@ -96,7 +96,12 @@ def unflatten_state(template: State, prefix: str, arrays: Mapping[str, np.ndarra
     if isinstance(template, tuple | list):
         return tuple(unflatten_state(leaf, f"{prefix}/{i}", arrays) for i, leaf in enumerate(template))
     if isinstance(template, dict):
-        return {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}
+        if all(isinstance(v, tuple | list | dict) or f"{prefix}/{k}" in arrays for k, v in template.items()):
+            return {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}
+        # a state stored in another layout of the same statistic (an older run's dense ranking histogram):
+        # its own leaves, which the statistic's finalize still reads
+        found = sorted({name[len(prefix) + 1 :].split("/")[0] for name in arrays if name.startswith(f"{prefix}/")})
+        return {k: arrays[f"{prefix}/{k}"] for k in found}
     return arrays[prefix]
 
 

@@ -9,6 +9,7 @@
     python scripts/bench.py segmentation [--images 2000] [--size 256] [--segmentation-classes 21]
     python scripts/bench.py ray | reduce [--units 10000] | memory [--shards 2]
     python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
+    python scripts/bench.py ranking [--parts reduce,wide,slices,multiclass]   # see scripts/bench_ranking.py
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -1133,7 +1134,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     for name, text in helps.items():
         _add_suite_arguments(sub.add_parser(name, help=text))
+    import bench_ranking
+
+    bench_ranking.add_arguments(sub.add_parser("ranking", help="the sparse ranking state: reduce, slices, classes"))
     args = parser.parse_args(argv)
+    if args.benchmark == "ranking":
+        print(json.dumps(bench_ranking.bench_ranking(args, _runner(args)), indent=2))
+        return
     single = {
         "slices": bench_slices,
         "backbone": bench_backbone,
