@@ -28,6 +28,7 @@ from evaluators.detection import first_mask_size_mismatch
 from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
+from pipelines import compile_cache
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import call_function, load_function
@@ -199,6 +200,7 @@ class UnitEvaluator:
     """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
 
     def __init__(self, spec: JobSpec) -> None:
+        compile_cache.enable()
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)

@@ -1,0 +1,116 @@
+"""Whole-process costs: compiles that stay constant as slices and replicates grow, imports a command
+does not need, and the persistent compilation cache's settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.monitoring
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from pipelines import compile_cache
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from pipelines.synthetic import binary_table
+from tests.conftest import write_job
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration")
+SLICES = {
+    "one": [{"column": "country"}],
+    "three": [{"column": "country"}, {"column": "device"}, {"columns": ["country", "device"], "min_count": 50}],
+}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compiles")
+    table = binary_table(np.random.default_rng(5), 6_000)
+    for i in range(3):
+        pq.write_table(table.slice(2_000 * i, 2_000), root / f"part-{i}.parquet", row_group_size=700)
+    return root, table
+
+
+@pytest.fixture
+def compile_counter(monkeypatch):
+    """``{event: count}`` of traces and XLA compiles from a clean in-memory cache, no persistent cache."""
+    counts = dict.fromkeys(COMPILE_EVENTS, 0)
+
+    def listen(event: str, _seconds: float, **_: object) -> None:
+        if event in counts:
+            counts[event] += 1
+
+    monkeypatch.setenv(compile_cache.SETTING, "off")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    previous = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+        jax.config.update("jax_compilation_cache_dir", previous)
+
+
+def _sliced_job(tmp_path: Path, data: Path, slices: str, replicates: int):
+    spec = {
+        "name": f"compiles-{slices}-{replicates}",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"}},
+        "task": "binary",
+        "metrics": ["accuracy", "f1_score", "roc_auc", "average_precision", "log_loss", "expected_calibration_error"],
+        "slices": SLICES[slices],
+        "confidence": {"replicates": replicates, "level": 0.9, "seed": 1, "buckets": 16},
+        "execution": {"runner": "local", "unit_rows": 2_000},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return spec_module.load(str(write_job(tmp_path / f"{spec['name']}.yaml", spec)))
+
+
+def test_compiles_do_not_grow_with_slices_or_replicates(tmp_path, shards, compile_counter):
+    data, table = shards
+    counts = {}
+    for slices, replicates in (("one", 5), ("three", 5), ("one", 40), ("three", 40)):
+        jax.clear_caches()
+        for event in compile_counter:
+            compile_counter[event] = 0
+        outcome = run_job(_sliced_job(tmp_path, data, slices, replicates), show_progress=False)
+        counts[slices, replicates] = dict(compile_counter)
+        overall = next(p for p in outcome.run.points if p.name == "overall").metrics
+        labels = table.column("label").to_numpy()
+        scores = table.column("score").to_numpy().astype(np.float64)
+        assert overall["accuracy"].value == pytest.approx(skm.accuracy_score(labels, scores > 0.5), abs=1e-12)
+        assert overall["accuracy"].lower < overall["accuracy"].value < overall["accuracy"].upper
+    first = counts["one", 5]
+    assert first[COMPILE_EVENTS[1]] > 0, "the job compiled nothing: the listener saw no compile events"
+    assert all(c == first for c in counts.values()), counts
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    return set(out.stdout.split())
+
+
+def test_cli_import_leaves_out_polars_matplotlib_jax_and_ray():
+    assert not {"polars", "matplotlib", "jax", "ray"} & _imported_after("import pipelines.cli")
+
+
+def test_results_import_leaves_out_jax_and_ray():
+    assert not {"jax", "ray", "matplotlib"} & _imported_after("import pipelines.results")
+
+
+def test_compile_cache_directory_settings(tmp_path):
+    home = {"HOME": str(tmp_path)}
+    assert compile_cache.cache_directory(home) == tmp_path / ".cache" / "evalpipe" / "xla"
+    assert compile_cache.cache_directory({**home, "XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "evalpipe" / "xla"
+    assert compile_cache.cache_directory({**home, compile_cache.SETTING: str(tmp_path / "c")}) == tmp_path / "c"
+    assert compile_cache.cache_directory({**home, compile_cache.SETTING: "off"}) is None
+    assert compile_cache.cache_directory({**home, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")}) is None
