@@ -33,7 +33,7 @@ def cache_directory(environ: Mapping[str, str] = os.environ) -> Path | None:
         return Path(setting).expanduser()
     if environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
     return Path(base).expanduser() / "evalpipe" / "xla"
 
 

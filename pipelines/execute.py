@@ -30,7 +30,6 @@ from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
-from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec
 from pipelines.storage import new_run_id, read_run, run_location, write_run
@@ -64,6 +63,8 @@ def instance_key(spec: JobSpec) -> str:
 
 
 def _refuse_existing(spec: JobSpec, instance: str) -> None:
+    from pipelines.results import list_runs  # polars: only for jobs that read earlier runs
+
     for info in list_runs(spec.output.uri, spec.name, storage_options=spec.output.storage_options):
         if info.instance == instance:
             raise UserError(
@@ -74,6 +75,8 @@ def _refuse_existing(spec: JobSpec, instance: str) -> None:
 
 def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regression, ...]]:
     """Attach the baseline comparison to the run's metadata; return the regressions."""
+    from pipelines.results import compare, latest_run  # polars: only for jobs that read earlier runs
+
     baseline = spec.baseline
     assert baseline is not None
     options = spec.output.storage_options

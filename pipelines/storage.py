@@ -36,7 +36,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
-from pipelines.worker import SliceKey
+from pipelines.slicing import SliceKey
 
 COMMIT_MARKER = "_COMMITTED"
 RUN_FILE = "run.json"

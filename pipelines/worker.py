@@ -34,11 +34,8 @@ from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
-from pipelines.slicing import assign
+from pipelines.slicing import SliceKey, assign
 from pipelines.spec import JobSpec, MetricSpec
-
-SliceKey = tuple[tuple[str, str], ...]
-"""``()`` for the whole dataset; ``(("country", "US"),)`` for a slice."""
 
 OVERALL: SliceKey = ()
 DISTINCT_SLICES_FACTOR = 10

@@ -110,7 +110,14 @@ def test_results_import_leaves_out_jax_and_ray():
 def test_compile_cache_directory_settings(tmp_path):
     home = {"HOME": str(tmp_path)}
     assert compile_cache.cache_directory(home) == tmp_path / ".cache" / "evalpipe" / "xla"
-    assert compile_cache.cache_directory({**home, "XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "evalpipe" / "xla"
+    assert (
+        compile_cache.cache_directory({**home, "XDG_CACHE_HOME": str(tmp_path / "x")})
+        == tmp_path / "x" / "evalpipe" / "xla"
+    )
     assert compile_cache.cache_directory({**home, compile_cache.SETTING: str(tmp_path / "c")}) == tmp_path / "c"
     assert compile_cache.cache_directory({**home, compile_cache.SETTING: "off"}) is None
     assert compile_cache.cache_directory({**home, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")}) is None
+
+
+def test_run_path_import_leaves_out_polars_matplotlib_and_ray():
+    assert not {"polars", "matplotlib", "ray"} & _imported_after("import pipelines.execute, pipelines.runners.local")
