@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
-from pipelines import planning
+from pipelines import planning, timing
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, UserError
 from pipelines.idf import resolve_idf
@@ -164,6 +164,9 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     """Evaluate ``spec`` and commit the run. Returns the run and its URI."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
+    import_seconds = timing.process_age_seconds()
+    timing.watch_compiles()
+    driver_compile = timing.compile_seconds()
     instance = instance_key(spec)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
@@ -171,6 +174,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     spec, idf_counts = resolve_idf(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
+    driver_compile = timing.compile_seconds() - driver_compile
 
     metrics = spec.derived_metrics()
     accumulator = Accumulator.for_metrics(m for _, m in metrics)
@@ -182,11 +186,11 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     scores: dict[int, pa.Table] = {}
     dropped: dict[str, int] = {}
     read_retries = 0
-    worker_cpu_seconds = 0.0
+    worker_cpu_seconds = worker_compile_seconds = 0.0
     store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
     def on_result(result: UnitResult, *, resumed: bool = False) -> None:
-        nonlocal rows_done, read_retries, worker_cpu_seconds
+        nonlocal rows_done, read_retries, worker_cpu_seconds, worker_compile_seconds
         if store is not None and not resumed:
             store.save(result)
         merger.add(result.index, result.partial)
@@ -199,6 +203,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         read_retries += result.read_retries
         if not resumed:
             worker_cpu_seconds += result.cpu_seconds
+            worker_compile_seconds += result.compile_seconds
         rows_done += result.rows
         progress.advance(result.rows)
 
@@ -208,11 +213,13 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     todo = [u for u in plan.units if u.index not in resumed]
     report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
     t_reduce = time.perf_counter()
+    reduce_compile = timing.compile_seconds()
     merged = report.merged if report.merged is not None else merger.result()
     points, slice_report = build_points(
         ", ".join(spec.data.paths), accumulator, metrics, merged, spec.slices, spec.confidence, replicate_accumulator
     )
     reduce_seconds = time.perf_counter() - t_reduce
+    driver_compile += timing.compile_seconds() - reduce_compile
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}
     run = Run(
@@ -247,8 +254,10 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
             **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {
+                **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),
+                "compile_seconds": round(worker_compile_seconds + driver_compile, 6),
                 "compute_seconds": round(report.compute_seconds, 6),
                 "worker_cpu_seconds": round(worker_cpu_seconds, 6),
                 "reduce_seconds": round(reduce_seconds, 6),
@@ -260,6 +269,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
     regressions: tuple[Regression, ...] = ()
     if spec.baseline is not None:
         run, regressions = _compare_with_baseline(spec, run)
+    t_commit = time.perf_counter()
     write_run(
         location,
         run,
@@ -271,6 +281,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
         extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
         if scores
         else None,
+        finish=lambda written: _with_process_timings(written, time.perf_counter() - t_commit),
     )
     if store is not None:
         try:
@@ -281,6 +292,17 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
                 f"({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
             )
     return RunOutcome(run, location.uri, regressions)
+
+
+def _with_process_timings(run: Run, commit_seconds: float) -> Run:
+    """``run`` with the commit's seconds so far (states, metrics and extra files written; ``run.json`` and
+    the manifest follow), the process's age and its CPU seconds added to ``metadata.timings``."""
+    timings = dict(run.metadata["timings"], commit_seconds=round(commit_seconds, 6))
+    age = timing.process_age_seconds()
+    if age is not None:
+        timings["process_seconds"] = round(age, 6)
+    timings["process_cpu_seconds"] = round(timing.process_cpu_seconds(), 6)
+    return dataclasses.replace(run, metadata={**run.metadata, "timings": timings})
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

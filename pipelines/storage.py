@@ -23,7 +23,7 @@ import io
 import json
 import secrets
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,8 +232,12 @@ def write_run(
     instance: str | None = None,
     exclusive_instance: bool = False,
     extra_files: Mapping[str, bytes] | None = None,
+    finish: Callable[[Run], Run] | None = None,
 ) -> None:
     """Write every file of the run, then commit it with the manifest.
+
+    ``finish`` (optional) returns the run to write as ``run.json``, called after every other file is
+    written (the run's timings then include the writing of the states).
 
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
@@ -242,7 +246,7 @@ def write_run(
     interrupted (SIGTERM, Ctrl-C) before the commit, the run's files are removed.
     """
     try:
-        _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
+        _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files, finish)
     except BaseException:
         # interrupted or failed before the commit: leave nothing behind (a committed run is left alone)
         with contextlib.suppress(Exception):
@@ -278,6 +282,7 @@ def _write_and_commit(
     instance: str | None,
     exclusive_instance: bool,
     extra_files: Mapping[str, bytes] | None,
+    finish: Callable[[Run], Run] | None = None,
 ) -> None:
     loc.fs.makedirs(loc.path, exist_ok=True)
     files: dict[str, int] = {}
@@ -289,6 +294,7 @@ def _write_and_commit(
     files[METRICS_FILE] = _write(loc, METRICS_FILE, table.getvalue())
     for name, payload in (extra_files or {}).items():
         files[name] = _write(loc, name, payload)
+    run = finish(run) if finish is not None else run
     files[RUN_FILE] = _write(loc, RUN_FILE, json.dumps(run.to_dict(), indent=1, allow_nan=False).encode())
     manifest = {
         "run_id": run.id,

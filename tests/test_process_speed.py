@@ -3,6 +3,7 @@ does not need, and the persistent compilation cache's settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,26 @@ def test_compile_cache_directory_settings(tmp_path):
 
 def test_run_path_import_leaves_out_polars_matplotlib_and_ray():
     assert not {"polars", "matplotlib", "ray"} & _imported_after("import pipelines.execute, pipelines.runners.local")
+
+
+def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
+    data, _ = shards
+    job = _sliced_job(tmp_path, data, "one", 5)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{compile_cache.SETTING: "off"})
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", job.source, "--runner", "local"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    (run_file,) = (tmp_path / "out").glob("*/*/run.json")
+    timings = json.loads(run_file.read_text())["metadata"]["timings"]
+    phases = ("import", "plan", "startup", "compute", "reduce", "commit")
+    assert all(timings[f"{p}_seconds"] >= 0 for p in phases), timings
+    # the phases follow one another: together no longer than the process (clock ticks of 10 ms)
+    assert sum(timings[f"{p}_seconds"] for p in phases) <= timings["process_seconds"] + 0.05, timings
+    assert timings["import_seconds"] > 0 and timings["process_cpu_seconds"] > 0
+    # a fresh process without the persistent cache compiles its updates while computing
+    assert 0 < timings["compile_seconds"] <= timings["compute_seconds"] + timings["reduce_seconds"], timings
