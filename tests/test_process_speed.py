@@ -145,3 +145,16 @@ def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
     assert timings["import_seconds"] > 0 and timings["process_cpu_seconds"] > 0
     # a fresh process without the persistent cache compiles its updates while computing
     assert 0 < timings["compile_seconds"] <= timings["compute_seconds"] + timings["reduce_seconds"], timings
+
+
+def test_top_class_is_numpys_argmax_with_ties_and_negative_scores():
+    from evaluators.task import Task, top_class
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2_000, 17)).astype(np.float32)
+    logits[::3, 4] = logits[::3].max(axis=1)  # ties: the first of the tied classes wins
+    logits[::3, 9] = logits[::3, 4]
+    logits[::7] = -1.5  # all classes tied
+    best, label = top_class(Task("multiclass", 17, "logits"), jax.numpy.asarray(logits))
+    np.testing.assert_array_equal(np.asarray(label), logits.argmax(axis=1))
+    np.testing.assert_array_equal(np.asarray(best), logits.max(axis=1).astype(np.float64))
