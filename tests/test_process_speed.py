@@ -4,6 +4,7 @@ does not need, and the persistent compilation cache's settings."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -189,3 +190,36 @@ def test_process_benchmark_runs_whole_processes_and_checks_values(tmp_path, caps
     assert set(result["table"]) == set(bench_process.TOOLS)
     assert all(row["wall_s"] > 0 and row["cpu_s"] > 0 for row in result["table"].values())
     assert "| evalpipe run (warm cache) |" in capsys.readouterr().out
+
+
+def test_resample_with_extremes_is_the_per_replicate_definition():
+    from evaluators.statistic import resample_with_extremes
+
+    rng = np.random.default_rng(8)
+    groups, replicates = 12, 9
+    stacked = {
+        "counts": rng.integers(0, 5, (groups, 2, 30)).astype(np.float64),
+        "lo": rng.normal(size=(groups, 30)),  # tracked extremes: differ by bucket
+        "hi": np.full((groups, 30), np.inf),  # untracked: the same in every bucket
+    }
+    weights = rng.poisson(1.0, (replicates, groups)).astype(np.float64)
+    weights[0] = 0.0  # a replicate that uses no bucket
+    got = resample_with_extremes(stacked, weights)
+    for b, state in enumerate(got):
+        used = weights[b] > 0
+        np.testing.assert_allclose(state["counts"], np.einsum("g,gij->ij", weights[b], stacked["counts"]))
+        lo = stacked["lo"][used].min(axis=0) if used.any() else np.full(30, np.inf)
+        hi = stacked["hi"][used].max(axis=0) if used.any() else np.full(30, -np.inf)
+        np.testing.assert_array_equal(state["lo"], lo)
+        np.testing.assert_array_equal(state["hi"], hi)
+
+
+def test_digamma_difference_is_the_finite_harmonic_sum():
+    from evaluators.ranking import digamma_difference
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(1e-3, 5, 200), rng.uniform(1, 1e6, 200), [1.0, 9.999, 10.0]])
+    p = rng.integers(0, 150, len(x)).astype(np.float64)
+    # psi(x + p) - psi(x) = sum_{k < p} 1 / (x + k) for integer p
+    exact = np.array([math.fsum(1.0 / (xi + k) for k in range(int(pi))) for xi, pi in zip(x, p, strict=True)])
+    np.testing.assert_allclose(digamma_difference(x, p), exact, rtol=1e-13, atol=1e-300)
