@@ -254,10 +254,15 @@ def _digamma_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(y, psi(x) - ln y)`` with ``y = x + n >= 10`` for float64 ``x > 0``: ``psi(x) = psi(x + n) -
     sum_{k<n} 1/(x + k)`` moves ``x`` to where the series is accurate to about 1e-16."""
     x = np.asarray(x, dtype=np.float64)
-    steps = np.ceil(np.clip(_ASYMPTOTIC_FROM - x, 0.0, _ASYMPTOTIC_FROM))
-    k = np.arange(int(_ASYMPTOTIC_FROM), dtype=np.float64).reshape((-1,) + (1,) * x.ndim)
-    rest = -np.sum(np.where(k < steps, 1.0 / (x + k), 0.0), axis=0)
-    y = x + steps
+    y = x.copy()
+    rest = np.zeros_like(x)
+    small = x < _ASYMPTOTIC_FROM  # usually few: x counts the rows ranked above a cell
+    if small.any():
+        xs = x[small]
+        steps = np.ceil(_ASYMPTOTIC_FROM - xs)
+        k = np.arange(int(_ASYMPTOTIC_FROM), dtype=np.float64)[:, None]
+        rest[small] = -np.sum(np.where(k < steps, 1.0 / (xs + k), 0.0), axis=0)
+        y[small] = xs + steps
     inv2 = 1.0 / (y * y)
     series = np.zeros_like(y)
     for coefficient in reversed(_DIGAMMA_SERIES):
