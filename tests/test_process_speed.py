@@ -157,7 +157,8 @@ def test_top_class_is_numpys_argmax_with_ties_and_negative_scores():
     logits[::3, 4] = logits[::3].max(axis=1)  # ties: the first of the tied classes wins
     logits[::3, 9] = logits[::3, 4]
     logits[::7] = -1.5  # all classes tied
-    best, label = top_class(Task("multiclass", 17, "logits"), jax.numpy.asarray(logits))
+    with jax.enable_x64(True):  # as inside the compiled updates
+        best, label = top_class(Task("multiclass", 17, "logits"), jax.numpy.asarray(logits))
     np.testing.assert_array_equal(np.asarray(label), logits.argmax(axis=1))
     np.testing.assert_array_equal(np.asarray(best), logits.max(axis=1).astype(np.float64))
 
