@@ -155,21 +155,39 @@ def merge_with_extremes(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]
 
 def resample_with_extremes(stacked: Mapping[str, np.ndarray], weights: np.ndarray) -> list[State]:
     """:meth:`Statistic.resample` for dict states of sums plus running extremes ``lo`` / ``hi``:
-    sums are weighted, extremes taken over the buckets a replicate uses (weight > 0)."""
-    out = []
-    for row in np.asarray(weights, np.float64):
-        used = row > 0
-        state = {}
-        for key, leaf in stacked.items():
-            leaf = np.asarray(leaf)
-            if key == "lo":
-                state[key] = leaf[used].min(axis=0) if used.any() else np.full(leaf.shape[1:], np.inf)
-            elif key == "hi":
-                state[key] = leaf[used].max(axis=0) if used.any() else np.full(leaf.shape[1:], -np.inf)
-            else:
-                state[key] = np.tensordot(row, leaf.astype(np.float64), axes=1)
-        out.append(state)
-    return out
+    sums are weighted, extremes taken over the buckets a replicate uses (weight > 0).
+
+    The sums of all ``B`` replicates come from one ``[B, G] @ [G, n]`` product; an extreme that is
+    the same in every bucket (a statistic that does not track it) is shared, not reduced per replicate.
+    """
+    w = np.asarray(weights, np.float64)
+    used = w > 0
+    replicates: dict[str, Callable[[int], np.ndarray]] = {}
+    for key, leaf in stacked.items():
+        leaf = np.asarray(leaf)
+        if key in ("lo", "hi"):
+            replicates[key] = _extreme_of_used(leaf, used, low=key == "lo")
+        else:
+            sums = (w @ leaf.reshape(leaf.shape[0], -1).astype(np.float64, copy=False)).reshape(
+                (w.shape[0], *leaf.shape[1:])
+            )
+            replicates[key] = sums.__getitem__
+    return [{key: take(b) for key, take in replicates.items()} for b in range(w.shape[0])]
+
+
+def _extreme_of_used(leaf: np.ndarray, used: np.ndarray, *, low: bool) -> Callable[[int], np.ndarray]:
+    """``b -> `` elementwise min (``low``) or max of ``leaf[g]`` (``[G, ...]``) over the buckets
+    with ``used[b, g]`` (``[B, G]`` bool); ``inf`` / ``-inf`` where replicate ``b`` uses none."""
+    empty = np.full(leaf.shape[1:], np.inf if low else -np.inf)
+    reduce = np.min if low else np.max
+    shared = leaf[0] if leaf.shape[0] and np.array_equal(leaf.min(axis=0), leaf.max(axis=0)) else None
+
+    def take(b: int) -> np.ndarray:
+        if not used[b].any():
+            return empty
+        return shared if shared is not None else reduce(leaf[used[b]], axis=0)
+
+    return take
 
 
 class Direction(enum.StrEnum):

@@ -137,8 +137,16 @@ def predicted_labels(task: Task, predictions: jax.Array) -> jax.Array:
 def top_class(task: Task, predictions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(highest score as float64, its class as int32)`` per row of ``[n, C]`` multiclass scores (the first
     class on a tie). Statistics that need the top class call this on the raw predictions, so that XLA computes
-    one ``argmax`` for all of them (widening to float64 after the ``max`` is exact)."""
-    return jnp.max(predictions, axis=-1).astype(jnp.float64), jnp.argmax(predictions, axis=-1).astype(jnp.int32)
+    one ``argmax`` for all of them (widening to float64 after the ``max`` is exact).
+
+    The class is the smallest index holding the row's maximum: a max and a min reduction, which XLA's CPU
+    backend vectorizes, where ``jnp.argmax`` (a reduction over (value, index) pairs) ran about 2x slower on
+    ``[8192, 100]``. Rows with NaN are refused before any update; the index is clipped into range regardless."""
+    best = jnp.max(predictions, axis=-1)
+    classes = predictions.shape[-1]
+    index = jax.lax.broadcasted_iota(jnp.int32, predictions.shape, predictions.ndim - 1)
+    first = jnp.min(jnp.where(predictions == best[..., None], index, classes), axis=-1)
+    return best.astype(jnp.float64), jnp.minimum(first, classes - 1)
 
 
 # --- host-side checks ------------------------------------------------------

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
-from pipelines import planning
+from pipelines import planning, timing
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
@@ -33,7 +33,6 @@ from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
-from pipelines.results import compare, latest_run, list_runs
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl
@@ -71,6 +70,8 @@ def instance_key(spec: JobSpec) -> str:
 
 
 def _refuse_existing(spec: JobSpec, instance: str) -> None:
+    from pipelines.results import list_runs  # polars: only for jobs that read earlier runs
+
     for info in list_runs(spec.output.uri, spec.name, storage_options=spec.output.storage_options):
         if info.instance == instance:
             raise UserError(
@@ -96,6 +97,8 @@ def metric_backends(spec: JobSpec) -> dict[str, object]:
 
 def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regression, ...]]:
     """Attach the baseline comparison to the run's metadata; return the regressions."""
+    from pipelines.results import compare, latest_run  # polars: only for jobs that read earlier runs
+
     baseline = spec.baseline
     assert baseline is not None
     options = spec.output.storage_options
@@ -198,6 +201,9 @@ def run_job(
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     bound_storage_calls()
+    import_seconds = timing.process_age_seconds()
+    timing.watch_compiles()
+    driver_compile = timing.compile_seconds()
     instance = instance_key(spec)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
@@ -206,6 +212,7 @@ def run_job(
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     spec, idf_counts = resolve_idf(spec, plan.files)
     plan_seconds = time.perf_counter() - t0
+    driver_compile = timing.compile_seconds() - driver_compile
 
     metrics = spec.derived_metrics()
     accumulator = Accumulator.for_metrics(m for _, m in metrics)
@@ -217,12 +224,12 @@ def run_job(
     scores: dict[int, pa.Table] = {}
     dropped: dict[str, int] = {}
     read_retries = 0
-    worker_cpu_seconds = 0.0
+    worker_cpu_seconds = worker_compile_seconds = 0.0
     weight_total: float | None = 0.0
     store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
     def on_result(result: UnitResult, *, resumed: bool = False) -> None:
-        nonlocal rows_done, read_retries, worker_cpu_seconds, weight_total
+        nonlocal rows_done, read_retries, worker_cpu_seconds, worker_compile_seconds, weight_total
         if store is not None and not resumed:
             store.save(result)
         merger.add(result.index, result.partial)
@@ -235,6 +242,7 @@ def run_job(
         read_retries += result.read_retries
         if not resumed:
             worker_cpu_seconds += result.cpu_seconds
+            worker_compile_seconds += result.compile_seconds
         rows_done += result.rows
         weight_total = None if weight_total is None or result.weight is None else weight_total + result.weight
         progress.advance(result.rows)
@@ -245,6 +253,7 @@ def run_job(
     todo = [u for u in plan.units if u.index not in resumed]
     report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
     t_reduce = time.perf_counter()
+    reduce_compile = timing.compile_seconds()
     merged = report.merged if report.merged is not None else merger.result()
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
@@ -259,6 +268,7 @@ def run_job(
     )
     check_values(points)
     reduce_seconds = time.perf_counter() - t_reduce
+    driver_compile += timing.compile_seconds() - reduce_compile
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}
     run = Run(
@@ -296,8 +306,10 @@ def run_job(
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
             **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {
+                **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
                 "plan_seconds": round(plan_seconds, 6),
                 "startup_seconds": round(report.startup_seconds, 6),
+                "compile_seconds": round(worker_compile_seconds + driver_compile, 6),
                 "compute_seconds": round(report.compute_seconds, 6),
                 "worker_cpu_seconds": round(worker_cpu_seconds, 6),
                 "reduce_seconds": round(reduce_seconds, 6),
@@ -309,6 +321,7 @@ def run_job(
     regressions: tuple[Regression, ...] = ()
     if spec.baseline is not None:
         run, regressions = _compare_with_baseline(spec, run)
+    t_commit = time.perf_counter()
     try:
         write_run(
             location,
@@ -322,6 +335,7 @@ def run_job(
             if scores
             else None,
             on_commit=None if stop is None else functools.partial(stop.committed, location.uri),
+            finish=lambda written: _with_process_timings(written, time.perf_counter() - t_commit),
         )
     except KeyboardInterrupt:
         if read_manifest(location) is None:
@@ -360,6 +374,17 @@ def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -
         "partial run); finished units are kept as checkpoints where the storage allowed, so running the job "
         "again recomputes only what is missing."
     )
+
+
+def _with_process_timings(run: Run, commit_seconds: float) -> Run:
+    """``run`` with the commit's seconds so far (states, metrics and extra files written; ``run.json`` and
+    the manifest follow), the process's age and its CPU seconds added to ``metadata.timings``."""
+    timings = dict(run.metadata["timings"], commit_seconds=round(commit_seconds, 6))
+    age = timing.process_age_seconds()
+    if age is not None:
+        timings["process_seconds"] = round(age, 6)
+    timings["process_cpu_seconds"] = round(timing.process_cpu_seconds(), 6)
+    return dataclasses.replace(run, metadata={**run.metadata, "timings": timings})
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

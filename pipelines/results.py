@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from evaluators.statistic import DerivedMetric, State
+from evaluators.statistic import State
 from pipelines.errors import UserError
 from pipelines.records import (
     MetricDirection,
@@ -38,7 +38,6 @@ from pipelines.records import (
     utc,
 )
 from pipelines.significance import bootstrap_difference_test
-from pipelines.spec import MetricSpec, metrics_of_recorded
 from pipelines.storage import (
     COMMIT_MARKER,
     METRICS_FILE,
@@ -50,7 +49,11 @@ from pipelines.storage import (
     open_run,
     read_run,
 )
-from pipelines.worker import SliceKey
+
+if TYPE_CHECKING:  # the spec module imports the metric catalogue, hence JAX: not needed to read runs
+    from evaluators.statistic import DerivedMetric
+    from pipelines.slicing import SliceKey
+    from pipelines.spec import MetricSpec
 
 
 @dataclass(frozen=True)
@@ -478,6 +481,8 @@ def load_statistics(run_uri: str, storage_options: Mapping[str, Any] | None = No
 
     Curves (ROC, precision-recall, reliability) are drawn from these: no pass over the data.
     """
+    from pipelines.spec import metrics_of_recorded
+
     run = read_run(run_uri, storage_options)
     loc = open_run(run_uri, storage_options)
     metrics = metrics_of_recorded(run.metadata["spec"], f"{run_uri}/run.json")

@@ -36,8 +36,8 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
+from pipelines.slicing import SliceKey
 from pipelines.storage_budget import CLEANUP_S, within
-from pipelines.worker import SliceKey
 
 COMMIT_MARKER = "_COMMITTED"
 RUN_FILE = "run.json"
@@ -242,9 +242,13 @@ def write_run(
     exclusive_instance: bool = False,
     extra_files: Mapping[str, bytes] | None = None,
     on_commit: Callable[[], None] | None = None,
+    finish: Callable[[Run], Run] | None = None,
 ) -> None:
     """Write every file of the run, then commit it with the manifest (``on_commit`` is called as soon as the
     manifest exists).
+
+    ``finish`` (optional) returns the run to write as ``run.json``, called after every other file is
+    written (the run's timings then include the writing of the states).
 
     ``instance`` (what identifies a rerun of the same inputs) goes into the manifest. With
     ``exclusive_instance`` the commit first creates ``{job}/_instances/{instance}.json`` only if
@@ -254,7 +258,7 @@ def write_run(
     before the commit, the run's files and its claim are removed.
     """
     try:
-        _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files)
+        _write_and_commit(loc, run, job, statistics, merged, instance, exclusive_instance, extra_files, finish)
         if on_commit is not None:
             on_commit()
     except BaseException:
@@ -299,6 +303,7 @@ def _write_and_commit(
     instance: str | None,
     exclusive_instance: bool,
     extra_files: Mapping[str, bytes] | None,
+    finish: Callable[[Run], Run] | None = None,
 ) -> None:
     loc.fs.makedirs(loc.path, exist_ok=True)
     files: dict[str, int] = {}
@@ -310,6 +315,7 @@ def _write_and_commit(
     files[METRICS_FILE] = _write(loc, METRICS_FILE, table.getvalue())
     for name, payload in (extra_files or {}).items():
         files[name] = _write(loc, name, payload)
+    run = finish(run) if finish is not None else run
     files[RUN_FILE] = _write(loc, RUN_FILE, json.dumps(run.to_dict(), indent=1, allow_nan=False).encode())
     manifest = {
         "run_id": run.id,

@@ -28,16 +28,14 @@ from evaluators.detection import first_mask_size_mismatch
 from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
+from pipelines import compile_cache, timing
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
-from pipelines.slicing import assign
+from pipelines.slicing import SliceKey, assign
 from pipelines.spec import JobSpec, MetricSpec
-
-SliceKey = tuple[tuple[str, str], ...]
-"""``()`` for the whole dataset; ``(("country", "US"),)`` for a slice."""
 
 OVERALL: SliceKey = ()
 DISTINCT_SLICES_FACTOR = 10
@@ -76,6 +74,8 @@ class UnitResult:
     """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
     weight: float | None = None
     """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
+    compile_seconds: float = 0.0
+    """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -242,6 +242,8 @@ class UnitEvaluator:
     """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
 
     def __init__(self, spec: JobSpec) -> None:
+        compile_cache.enable()
+        timing.watch_compiles()
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
@@ -299,10 +301,11 @@ class UnitEvaluator:
         """The unit's states. A transient storage error (see :func:`~pipelines.errors.is_transient_error`)
         makes it read the unit again from the start, after a doubling back-off, up to ``READ_ATTEMPTS``
         times; any other error is raised at once (it would fail the same way again)."""
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start, compile_start = time.perf_counter(), time.process_time(), timing.compile_seconds()
         for attempt in range(READ_ATTEMPTS):
             try:
-                return self._process(unit, start, cpu_start, attempt)
+                result = self._process(unit, start, cpu_start, attempt)
+                return dataclasses.replace(result, compile_seconds=timing.compile_seconds() - compile_start)
             except Exception as exc:
                 if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
                     raise

@@ -10,6 +10,11 @@
     python scripts/bench.py ray | reduce [--units 10000] | memory [--shards 2]
     python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
     python scripts/bench.py ranking [--parts reduce,wide,slices,multiclass]   # see scripts/bench_ranking.py
+    python scripts/bench.py process [--rows 10000000] [--shard-rows 500000] [--repeats 3] [--cpu 0]
+
+``process``: whole processes as a user times them, imports included (see ``scripts/bench_process.py``):
+``evalpipe run`` with a cold and a warm compilation cache against a NumPy one-pass process and a
+scikit-learn process, pinned to one core, alternating; fails if evalpipe's values differ from scikit-learn's.
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -1046,6 +1051,20 @@ def markdown(results: list[dict[str, object]], info: dict[str, str]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def bench_whole_processes(args: argparse.Namespace) -> None:
+    import bench_process
+
+    suite = binary_suite(args.rows, _data_dir(args), args.shard_rows)
+    result = bench_process.bench_process(suite, args.repeats, args.cpu)
+    info = machine()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "result": result}, indent=2))
+    print(bench_process.markdown(result, info))
+    if not result["values_match_sklearn"]["ok"]:
+        print(json.dumps(result["values_match_sklearn"], indent=2), file=sys.stderr)
+        raise SystemExit("evalpipe's values differ from scikit-learn's")
+
+
 def _runner(args: argparse.Namespace) -> Runner:
     cache = Path(args.data_dir or ROOT / "bench-data") / ".xla-cache"
     return Runner(cpus=(args.cpu,), inline=args.inline, cache_dir=cache)
@@ -1123,6 +1142,13 @@ def main(argv: list[str] | None = None) -> None:
     rowgroup.add_argument("--rows", type=int, default=20_000_000)
     rowgroup.add_argument("--budget-mb", type=float, default=64)
     rowgroup.add_argument("--repeats", type=int, default=3)
+    process = sub.add_parser("process", help="whole processes: evalpipe run vs NumPy one-pass vs scikit-learn")
+    process.add_argument("--rows", type=int, default=10_000_000)
+    process.add_argument("--shard-rows", type=int, default=500_000)
+    process.add_argument("--repeats", type=int, default=3)
+    process.add_argument("--cpu", type=int, default=0, help="the core every process is pinned to")
+    process.add_argument("--data-dir", default=None, help="where generated data lives (default: bench-data/)")
+    process.add_argument("--json", default=None, help="also write the result as JSON to this file")
     helps = {
         "binary": "10M binary predictions, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
         "multiclass": "1M rows x 100 classes, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
@@ -1147,6 +1173,9 @@ def main(argv: list[str] | None = None) -> None:
         "detection": bench_detection,
         "rowgroup": bench_rowgroup,
     }
+    if args.benchmark == "process":
+        bench_whole_processes(args)
+        return
     if args.benchmark in single:
         result = single[args.benchmark](args)
         print(json.dumps(result, indent=2))

@@ -1,0 +1,54 @@
+"""Where a process's time goes: its age, and the seconds JAX spends tracing, lowering, compiling
+and loading compiled executables from the persistent cache (summed over the process's life)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+        "/jax/compilation_cache/cache_retrieval_time_sec",
+    }
+)
+_compile_seconds = [0.0]
+_watching = [False]
+
+
+def _listen(event: str, seconds: float, **_: object) -> None:
+    if event in COMPILE_EVENTS:
+        _compile_seconds[0] += seconds
+
+
+def watch_compiles() -> None:
+    """Start summing JAX's compile events in this process (idempotent)."""
+    if not _watching[0]:
+        import jax.monitoring
+
+        jax.monitoring.register_event_duration_secs_listener(_listen)
+        _watching[0] = True
+
+
+def compile_seconds() -> float:
+    """Seconds of tracing, lowering, compiling and cache loading seen since :func:`watch_compiles`."""
+    return _compile_seconds[0]
+
+
+def process_age_seconds() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``), None where that is unknown."""
+    try:
+        with open("/proc/self/stat") as handle:
+            started_ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(uptime - started_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    return time.process_time()

@@ -1,0 +1,227 @@
+"""Whole-process costs: compiles that stay constant as slices and replicates grow, imports a command
+does not need, and the persistent compilation cache's settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.monitoring
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from pipelines import compile_cache
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from pipelines.synthetic import binary_table
+from tests.conftest import write_job
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "traces",
+    "/jax/core/compile/backend_compile_duration": "executables",
+    "/jax/compilation_cache/cache_retrieval_time_sec": "executables",  # a compile the persistent cache saved
+}
+SLICES = {
+    "one": [{"column": "country"}],
+    "three": [{"column": "country"}, {"column": "device"}, {"columns": ["country", "device"], "min_count": 50}],
+}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compiles")
+    table = binary_table(np.random.default_rng(5), 6_000)
+    for i in range(3):
+        pq.write_table(table.slice(2_000 * i, 2_000), root / f"part-{i}.parquet", row_group_size=700)
+    return root, table
+
+
+@pytest.fixture
+def compile_counter(monkeypatch):
+    """``{"traces": n, "executables": n}`` seen while the test runs: every trace, and every executable
+    compiled or loaded from a persistent cache (whether or not an earlier test in this process enabled one)."""
+    counts = dict.fromkeys(COMPILE_EVENTS.values(), 0)
+
+    def listen(event: str, _seconds: float, **_: object) -> None:
+        if event in COMPILE_EVENTS:
+            counts[COMPILE_EVENTS[event]] += 1
+
+    monkeypatch.setenv(compile_cache.SETTING, "off")
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def _sliced_job(tmp_path: Path, data: Path, slices: str, replicates: int):
+    spec = {
+        "name": f"compiles-{slices}-{replicates}",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"}},
+        "task": "binary",
+        "metrics": ["accuracy", "f1_score", "roc_auc", "average_precision", "log_loss", "expected_calibration_error"],
+        "slices": SLICES[slices],
+        "confidence": {"replicates": replicates, "level": 0.9, "seed": 1, "buckets": 16},
+        "execution": {"runner": "local", "unit_rows": 2_000},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return spec_module.load(str(write_job(tmp_path / f"{spec['name']}.yaml", spec)))
+
+
+def test_compiles_do_not_grow_with_slices_or_replicates(tmp_path, shards, compile_counter):
+    data, table = shards
+    counts = {}
+    for slices, replicates in (("one", 5), ("three", 5), ("one", 40), ("three", 40)):
+        jax.clear_caches()
+        for event in compile_counter:
+            compile_counter[event] = 0
+        outcome = run_job(_sliced_job(tmp_path, data, slices, replicates), show_progress=False)
+        counts[slices, replicates] = dict(compile_counter)
+        overall = next(p for p in outcome.run.points if p.name == "overall").metrics
+        labels = table.column("label").to_numpy()
+        scores = table.column("score").to_numpy().astype(np.float64)
+        assert overall["accuracy"].value == pytest.approx(skm.accuracy_score(labels, scores > 0.5), abs=1e-12)
+        assert overall["accuracy"].lower < overall["accuracy"].value < overall["accuracy"].upper
+    first = counts["one", 5]
+    assert first["executables"] > 0, "the job compiled nothing: the listener saw no compile events"
+    assert all(c == first for c in counts.values()), counts
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    return set(out.stdout.split())
+
+
+def test_cli_import_leaves_out_polars_matplotlib_jax_and_ray():
+    assert not {"polars", "matplotlib", "jax", "ray"} & _imported_after("import pipelines.cli")
+
+
+def test_results_import_leaves_out_jax_and_ray():
+    assert not {"jax", "ray", "matplotlib"} & _imported_after("import pipelines.results")
+
+
+def test_compile_cache_directory_settings(tmp_path):
+    home = {"HOME": str(tmp_path)}
+    assert compile_cache.cache_directory(home) == tmp_path / ".cache" / "evalpipe" / "xla"
+    assert (
+        compile_cache.cache_directory({**home, "XDG_CACHE_HOME": str(tmp_path / "x")})
+        == tmp_path / "x" / "evalpipe" / "xla"
+    )
+    assert compile_cache.cache_directory({**home, compile_cache.SETTING: str(tmp_path / "c")}) == tmp_path / "c"
+    assert compile_cache.cache_directory({**home, compile_cache.SETTING: "off"}) is None
+    assert compile_cache.cache_directory({**home, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")}) is None
+
+
+def test_run_path_import_leaves_out_polars_matplotlib_and_ray():
+    assert not {"polars", "matplotlib", "ray"} & _imported_after("import pipelines.execute, pipelines.runners.local")
+
+
+def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
+    data, _ = shards
+    job = _sliced_job(tmp_path, data, "one", 5)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{compile_cache.SETTING: "off"})
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", job.source, "--runner", "local"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    (run_file,) = (tmp_path / "out").glob("*/*/run.json")
+    timings = json.loads(run_file.read_text())["metadata"]["timings"]
+    phases = ("import", "plan", "startup", "compute", "reduce", "commit")
+    assert all(timings[f"{p}_seconds"] >= 0 for p in phases), timings
+    # the phases follow one another: together no longer than the process (clock ticks of 10 ms)
+    assert sum(timings[f"{p}_seconds"] for p in phases) <= timings["process_seconds"] + 0.05, timings
+    assert timings["import_seconds"] > 0 and timings["process_cpu_seconds"] > 0
+    # a fresh process without the persistent cache compiles its updates while computing
+    assert 0 < timings["compile_seconds"] <= timings["compute_seconds"] + timings["reduce_seconds"], timings
+
+
+def test_top_class_is_numpys_argmax_with_ties_and_negative_scores():
+    from evaluators.task import Task, top_class
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2_000, 17)).astype(np.float32)
+    logits[::3, 4] = logits[::3].max(axis=1)  # ties: the first of the tied classes wins
+    logits[::3, 9] = logits[::3, 4]
+    logits[::7] = -1.5  # all classes tied
+    with jax.enable_x64(True):  # as inside the compiled updates
+        best, label = top_class(Task("multiclass", 17, "logits"), jax.numpy.asarray(logits))
+    np.testing.assert_array_equal(np.asarray(label), logits.argmax(axis=1))
+    np.testing.assert_array_equal(np.asarray(best), logits.max(axis=1).astype(np.float64))
+
+
+def _bench_modules():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+    import bench_process
+
+    return bench, bench_process
+
+
+def test_numpy_one_pass_baseline_computes_the_metrics_sklearn_does(tmp_path):
+    bench, bench_process = _bench_modules()
+    suite = bench.binary_suite(6_000, tmp_path, shard_rows=2_000)
+    ours = bench_process.numpy_one_pass(suite)
+    reference = bench.sklearn_values(suite, bench.read_arrays(suite))
+    for key, want in reference.items():
+        # ROC-AUC from a linear 65,536-bin histogram; the rest exact up to summation order
+        assert ours[key] == pytest.approx(want, abs=1e-4 if key == "roc_auc" else 1e-9), key
+
+
+@pytest.mark.slow
+def test_process_benchmark_runs_whole_processes_and_checks_values(tmp_path, capsys):
+    bench, bench_process = _bench_modules()
+    out = tmp_path / "process.json"
+    args = ["--rows", "6000", "--shard-rows", "2000", "--repeats", "1", "--data-dir", str(tmp_path), "--json", str(out)]
+    bench.main(["process", *args])
+    result = json.loads(out.read_text())["result"]
+    assert result["values_match_sklearn"]["ok"]
+    assert set(result["table"]) == set(bench_process.TOOLS)
+    assert all(row["wall_s"] > 0 and row["cpu_s"] > 0 for row in result["table"].values())
+    assert "| evalpipe run (warm cache) |" in capsys.readouterr().out
+
+
+def test_resample_with_extremes_is_the_per_replicate_definition():
+    from evaluators.statistic import resample_with_extremes
+
+    rng = np.random.default_rng(8)
+    groups, replicates = 12, 9
+    stacked = {
+        "counts": rng.integers(0, 5, (groups, 2, 30)).astype(np.float64),
+        "lo": rng.normal(size=(groups, 30)),  # tracked extremes: differ by bucket
+        "hi": np.full((groups, 30), np.inf),  # untracked: the same in every bucket
+    }
+    weights = rng.poisson(1.0, (replicates, groups)).astype(np.float64)
+    weights[0] = 0.0  # a replicate that uses no bucket
+    got = resample_with_extremes(stacked, weights)
+    for b, state in enumerate(got):
+        used = weights[b] > 0
+        np.testing.assert_allclose(state["counts"], np.einsum("g,gij->ij", weights[b], stacked["counts"]))
+        lo = stacked["lo"][used].min(axis=0) if used.any() else np.full(30, np.inf)
+        hi = stacked["hi"][used].max(axis=0) if used.any() else np.full(30, -np.inf)
+        np.testing.assert_array_equal(state["lo"], lo)
+        np.testing.assert_array_equal(state["hi"], hi)
+
+
+def test_digamma_difference_is_the_finite_harmonic_sum():
+    from evaluators.ranking import digamma_difference
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(1e-3, 5, 200), rng.uniform(1, 1e6, 200), [1.0, 9.999, 10.0]])
+    p = rng.integers(0, 150, len(x)).astype(np.float64)
+    # psi(x + p) - psi(x) = sum_{k < p} 1 / (x + k) for integer p
+    exact = np.array([math.fsum(1.0 / (xi + k) for k in range(int(pi))) for xi, pi in zip(x, p, strict=True)])
+    np.testing.assert_allclose(digamma_difference(x, p), exact, rtol=1e-13, atol=1e-300)
