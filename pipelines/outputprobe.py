@@ -23,10 +23,18 @@ from pipelines.storage import join
 PROBE_PREFIX = "_probe-"
 
 
-def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str) -> bool:
+def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str, uri: str) -> bool:
     try:
-        return bool(fs.exists(bucket))
+        # exists() answers False for any error (s3fs); info() raises it, so a missing credential is told apart
+        return bool(fs.exists(bucket)) or bool(fs.info(bucket))
+    except FileNotFoundError:
+        return False
     except Exception as exc:
+        from pipelines.environment import describe
+
+        message = describe(exc)  # no credentials, or no right to look: say that, not "no such bucket"
+        if message is not None:
+            raise UserError(f"output.uri {uri!r}: {message}") from None
         if not is_storage_access_error(exc):
             raise
         return False
@@ -61,7 +69,7 @@ def probe_output(output: OutputSpec, job: str) -> None:
         raise UserError(f"output.uri {output.uri!r}: cannot open this location: {exc}.") from None
     if not isinstance(fs, LocalFileSystem):  # an object store: the first part of the path is the bucket
         bucket = root.strip("/").split("/", 1)[0]
-        if not _bucket_exists(fs, bucket):
+        if not _bucket_exists(fs, bucket, output.uri):
             if not output.create:
                 raise UserError(
                     f"output.uri {output.uri!r}: bucket {bucket!r} does not exist (or these credentials cannot see "
