@@ -180,10 +180,8 @@ def test_adaptive_calibration_error_on_continuous_scores_is_within_one_fine_bin_
 def test_multiclass_adaptive_calibration_error_uses_the_top_class():
     rng = np.random.default_rng(43)
     n, c = 1200, 5
-    probs = rng.dirichlet(np.ones(c) * 0.5, n)
-    probs = np.round(probs * 1000) / 1000
-    probs[:, -1] = 1 - probs[:, :-1].sum(axis=1)
-    probs = np.clip(probs, 0, 1)
+    # probabilities on a 1/1000 grid that sum to 1: counts of 1000 draws per row
+    probs = np.stack([rng.multinomial(1000, p) for p in rng.dirichlet(np.ones(c) * 0.5, n)]) / 1000
     y = rng.integers(0, c, n)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(float)
