@@ -235,6 +235,7 @@ def run_job(spec: JobSpec, *, progress_stream: TextIO | None = None, show_progre
             "units": len(plan.units),
             "attempts": report.attempts,
             "retried_units": list(report.retried_units),
+            **({"worker_failures": list(report.worker_failures)} if report.worker_failures else {}),
             "resumed_units": sorted(resumed),
             "read_retries": read_retries,
             **({"dropped_rows": _dropped_summary(dropped)} if spec.data.on_bad_rows == "drop" else {}),

@@ -151,3 +151,19 @@ def spend(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) 
     else:
         time.sleep(seconds)
     return {"words": [float(len(o.split())) for o in outputs]}
+
+
+def crash_until(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Words per output; on a batch whose ``poison`` value is ``<path>|<n>``, appends a line to ``<path>`` and
+    kills its own process while the file has at most ``n`` lines (so the first ``n`` tries die)."""
+    import os
+
+    poison = [p for p in kwargs["poison"] if p]
+    if poison:
+        path, _, times = poison[0].rpartition("|")
+        with open(path, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        with open(path) as handle:
+            if len(handle.read().splitlines()) <= int(times):
+                os._exit(1)
+    return {"words": [float(len(o.split())) for o in outputs]}
