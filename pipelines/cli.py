@@ -100,8 +100,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.execute import run_job
 
     job = spec_module.load(args.job, _overrides(args))
-    with _stop_on_sigterm():
-        outcome = run_job(job, show_progress=not args.quiet)
+    try:
+        with _stop_on_sigterm():
+            outcome = run_job(job, show_progress=not args.quiet)
+    except BaseException as exc:
+        # Drop what the failed run's frames still hold (readers, evaluators, actor handles) now, on this
+        # thread, rather than leaving it to a garbage collection during interpreter shutdown.
+        traceback.clear_frames(exc.__traceback__)
+        raise
     out.write(format_run(outcome.run) + "\n")
     out.write(f"run: {outcome.uri}\n")
     baseline = outcome.run.metadata.get("baseline")
