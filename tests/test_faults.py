@@ -416,7 +416,10 @@ def test_a_unit_that_hangs_is_stopped_after_unit_timeout_and_the_job_fails_namin
     thread, outcome = _in_thread(lambda: run_job(spec, show_progress=False))
     thread.join(timeout=120)
     assert not thread.is_alive(), "the job hung"
-    assert time.monotonic() - started < 60  # two attempts of 4 s, plus start-up; not the 120 s the unit would hold
+    # Each attempt would hold for 120 s if not stopped; replacement actors' start-up (slow on a loaded
+    # machine) is not unit time, so only an ending before the first attempt could end by itself shows
+    # that the unit was stopped.
+    assert time.monotonic() - started < 120
     error = outcome["error"]
     assert isinstance(error, JobFailed), repr(error)
     assert str(paths[1]) in str(error) and "did not finish within 4 s (execution.unit_timeout_s)" in str(error)
