@@ -45,6 +45,8 @@ IN_FLIGHT_PER_ACTOR = 2
 MAX_START_FAILURES = 3
 """Replacement actors that may die in a row while starting before the job gives up."""
 LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
+LOCAL_START_ATTEMPTS = 3
+"""Tries at starting a local cluster whose node did not register in time (a heavily loaded machine)."""
 
 
 def start_local_cluster(**kwargs: Any) -> None:
@@ -55,7 +57,16 @@ def start_local_cluster(**kwargs: Any) -> None:
     binds to 127.0.0.1 (as on macOS). ``EVALPIPE_RAY_NODE_IP`` picks another
     address.
     """
-    ray.init(include_dashboard=False, _node_ip_address=loopback_only(), **kwargs)
+    node_ip = loopback_only()
+    for attempt in range(LOCAL_START_ATTEMPTS):
+        try:
+            ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
+            return
+        except Exception as exc:
+            # Ray gives a new raylet 30 s to register (not configurable); a loaded machine can take longer.
+            if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_START_ATTEMPTS:
+                raise
+            ray.shutdown()
 
 
 def loopback_only() -> str:
