@@ -412,14 +412,12 @@ def test_a_unit_that_hangs_is_stopped_after_unit_timeout_and_the_job_fails_namin
     data = tmp_path / "data"
     paths = _text_data(data, "hold", ["", str(hold), ""])
     spec = _job(tmp_path, data, "hanging", "hold_while", "hold", unit_rows=200, max_attempts=2, unit_timeout_s=4)
-    started = time.monotonic()
     thread, outcome = _in_thread(lambda: run_job(spec, show_progress=False))
-    thread.join(timeout=120)
+    # No wall-clock bound on the job: replacement actors' start-up is not unit time and is slow on a loaded
+    # machine. The unit holds while `hold` exists (it is never removed), so a JobFailed for the timeout on
+    # both attempts is what shows the unit was stopped each time.
+    thread.join(timeout=600)
     assert not thread.is_alive(), "the job hung"
-    # Each attempt would hold for 120 s if not stopped; replacement actors' start-up (slow on a loaded
-    # machine) is not unit time, so only an ending before the first attempt could end by itself shows
-    # that the unit was stopped.
-    assert time.monotonic() - started < 120
     error = outcome["error"]
     assert isinstance(error, JobFailed), repr(error)
     assert str(paths[1]) in str(error) and "did not finish within 4 s (execution.unit_timeout_s)" in str(error)
