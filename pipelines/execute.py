@@ -296,6 +296,7 @@ def run_job(
             "units": len(plan.units),
             "attempts": report.attempts,
             "retried_units": list(report.retried_units),
+            **({"worker_failures": list(report.worker_failures)} if report.worker_failures else {}),
             "resumed_units": sorted(resumed),
             "read_retries": read_retries,
             **metric_backends(spec),

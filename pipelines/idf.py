@@ -11,6 +11,7 @@ int64 per vocabulary entry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -44,8 +45,9 @@ def resolve_idf(spec: JobSpec, files: Sequence[FileInfo]) -> tuple[JobSpec, dict
     documents = 0
     for info in files:
         part = UnitPart(info.path, 0, len(info.row_groups), info.rows, info.size, info.version)
-        for _, _, columns in read_part(part, roles, spec.data.storage_options, budget):
-            counts += document_frequency(tokenizer, config.vocab_size, columns["targets"])
-            documents += len(columns["targets"])
+        with contextlib.closing(read_part(part, roles, spec.data.storage_options, budget)) as groups:
+            for _, _, columns in groups:
+                counts += document_frequency(tokenizer, config.vocab_size, columns["targets"])
+                documents += len(columns["targets"])
     weights = idf_weights(counts, documents)
     return dataclasses.replace(spec, idf=weights), {"documents": documents, "tokens": int((counts > 0).sum())}

@@ -9,6 +9,7 @@ List columns of fixed length (class probabilities, multilabel targets) become
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from evaluators.detection import instance_masks
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -241,6 +243,19 @@ def decoded_bytes(meta: pq.FileMetaData, group: int, names: set[str]) -> int:
     )
 
 
+@contextlib.contextmanager
+def _source(part: UnitPart, storage_options: dict[str, Any]) -> Iterator[Any]:
+    """A readable file for ``part``: Arrow's own for a local path (its reads and read-ahead threads never call
+    back into Python, so none can be left waiting for the interpreter), the fsspec file otherwise."""
+    fs, path = url_to_fs(part.path, **storage_options)
+    if type(fs) is LocalFileSystem:
+        with pa.OSFile(path, "rb") as native:
+            yield native
+    else:
+        with fs.open(path, "rb") as handle:
+            yield handle
+
+
 def read_part(
     part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any], memory_budget: int | None = None
 ) -> Iterator[tuple[int, int, Columns]]:
@@ -249,47 +264,58 @@ def read_part(
     A row group whose needed columns decode to more than ``memory_budget`` bytes (from the footer) is
     read in slices of as many rows as fit, through a small read-ahead buffer, so memory stays near the
     budget whatever the writer chose; one whose single rows exceed the budget is refused.
+
+    The file, its Parquet readers and any batch iterator are closed when the generator ends, by an
+    error in it or in its consumer, or by ``close()`` (use it as ``with contextlib.closing(read_part(...))``
+    when the loop may stop early): nothing is left to the garbage collector.
     """
-    fs, path = url_to_fs(part.path, **storage_options)
     names = list(dict.fromkeys(roles.values()))
+    readers: list[pq.ParquetFile] = []
     try:
-        with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
-            meta = parquet.metadata
-            sizes = {g: decoded_bytes(meta, g, set(names)) for g in range(part.start, part.stop)}
-            oversize = memory_budget is not None and max(sizes.values(), default=0) > memory_budget
-            if oversize:
-                parquet = pq.ParquetFile(handle, metadata=meta, buffer_size=STREAM_BUFFER_BYTES, pre_buffer=False)
-            first_row = sum(meta.row_group(g).num_rows for g in range(part.start))
-            for group in range(part.start, part.stop):
-                where_group = f"{part.path} row group {group}"
-                rows = meta.row_group(group).num_rows
-                if oversize and sizes[group] > memory_budget:
-                    per_row = sizes[group] / max(rows, 1)
-                    if per_row > memory_budget:
-                        raise DataError(
-                            f"{where_group}: one row of columns {', '.join(names)} decodes to {per_row / 2**20:.1f} "
-                            f"MiB, more than execution.memory_budget_mb ({memory_budget / 2**20:g} MiB); raise the "
-                            "budget."
+        with _source(part, storage_options) as handle:
+            try:
+                parquet = pq.ParquetFile(handle)
+                readers.append(parquet)
+                meta = parquet.metadata
+                sizes = {g: decoded_bytes(meta, g, set(names)) for g in range(part.start, part.stop)}
+                oversize = memory_budget is not None and max(sizes.values(), default=0) > memory_budget
+                if oversize:
+                    parquet = pq.ParquetFile(handle, metadata=meta, buffer_size=STREAM_BUFFER_BYTES, pre_buffer=False)
+                    readers.append(parquet)
+                first_row = sum(meta.row_group(g).num_rows for g in range(part.start))
+                for group in range(part.start, part.stop):
+                    where_group = f"{part.path} row group {group}"
+                    rows = meta.row_group(group).num_rows
+                    if oversize and sizes[group] > memory_budget:
+                        per_row = sizes[group] / max(rows, 1)
+                        if per_row > memory_budget:
+                            raise DataError(
+                                f"{where_group}: one row of columns {', '.join(names)} decodes to {per_row / 2**20:.1f} "
+                                f"MiB, more than execution.memory_budget_mb ({memory_budget / 2**20:g} MiB); raise the "
+                                "budget."
+                            )
+                        batches = parquet.iter_batches(
+                            batch_size=max(1, int(memory_budget // (SLICES_PER_BUDGET * per_row))),
+                            row_groups=[group],
+                            columns=names,
+                            use_threads=False,
                         )
-                    slices = parquet.iter_batches(
-                        batch_size=max(1, int(memory_budget // (SLICES_PER_BUDGET * per_row))),
-                        row_groups=[group],
-                        columns=names,
-                        use_threads=False,
-                    )
-                    tables = (pa.Table.from_batches([batch]) for batch in slices)
-                else:
-                    tables = iter([parquet.read_row_group(group, columns=names)])
-                for table in tables:
-                    yield (
-                        group,
-                        first_row,
-                        {
-                            role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
-                            for role, col in roles.items()
-                        },
-                    )
-                    first_row += table.num_rows
+                    else:
+                        batches = (t for t in [parquet.read_row_group(group, columns=names)])
+                    with contextlib.closing(batches):
+                        for batch in batches:
+                            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+                            yield (
+                                group,
+                                first_row,
+                                {
+                                    role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
+                                    for role, col in roles.items()
+                                },
+                            )
+                            first_row += table.num_rows
+            finally:  # the readers first (a reader may hold read-ahead on the file), then the file
+                for reader in readers:
+                    reader.close(force=True)
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise DataError(f"{part.path}: cannot read row groups {part.start}-{part.stop - 1}: {exc}.") from None

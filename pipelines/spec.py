@@ -195,6 +195,9 @@ class ExecutionSpec:
     (an attempt, as when a worker dies); None: no limit."""
     beam: BeamSpec = field(default_factory=BeamSpec)
     """Pipeline options of the Beam runner (``execution.beam``, and flags after ``--``)."""
+    resource_wait_s: float = 600.0
+    """Ray runner: how long an actor may wait for the cluster to add a node with the CPUs/GPUs it asks for
+    (an autoscaling cluster); a cluster that can never provide them is refused at once."""
 
 
 @dataclass(frozen=True)
@@ -734,6 +737,7 @@ def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
     checkpoints = sec.get("checkpoints", bool, True)
     memory_budget_mb = sec.get("memory_budget_mb", float, 1024.0)
     unit_timeout_s = sec.get("unit_timeout_s", float)
+    resource_wait_s = sec.get("resource_wait_s", float, 600.0)
     beam = _beam(sec.section("beam"))
     sec.finish()
     _positive(sec, "actors", actors, _MAX_ACTORS, integer=True)
@@ -743,6 +747,7 @@ def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
     _positive(sec, "max_attempts", max_attempts, 20, integer=True)
     _positive(sec, "memory_budget_mb", memory_budget_mb, 10**7)
     _positive(sec, "unit_timeout_s", unit_timeout_s, 7 * 86400)
+    _positive(sec, "resource_wait_s", resource_wait_s, 7 * 86400)
     runner = overrides.get("runner") or runner
     if runner not in RUNNERS:
         raise SpecError(f"--runner: expected one of {', '.join(RUNNERS)}; got {runner!r}.")
@@ -759,6 +764,7 @@ def _execution(root: _Section, overrides: Mapping[str, Any]) -> ExecutionSpec:
         memory_budget_mb,
         unit_timeout_s=unit_timeout_s,
         beam=beam,
+        resource_wait_s=resource_wait_s,
     )
 
 

@@ -8,6 +8,7 @@ states.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -322,35 +323,35 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         for part in unit.parts:
-            for group, first_row, columns in read_part(
-                part, self.read_roles, self.spec.data.storage_options, self.memory_budget
-            ):
-                where = f"{part.path} row group {group}"
-                columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
-                n = len(columns["targets"])
-                if n == 0:
-                    continue
-                batch = dict(columns)
-                if self.functions:
-                    batch[_FILE] = np.full(n, unit_files.setdefault(part.path, len(unit_files)), np.int32)
-                    batch[_ROW] = np.arange(first_row, first_row + n, dtype=np.int64)
-                if self.replicate_accumulator is not None:
-                    conf = self.spec.confidence
-                    keys = row_keys(columns.get("row_id"), part.path, first_row, n)
-                    batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
-                batch = self._checked(batch, where, dropped, first_row)
-                n = len(batch["targets"])
-                if n == 0:
-                    continue
-                total += n
-                if weight is not None:
-                    weight += float(np.sum(batch["weights"], dtype=np.float64))
-                pending.append(batch)
-                pending_rows += n
-                pending_bytes += sum(_nbytes(v) for v in batch.values())
-                if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
-                    self._fold(partial, _concatenate(pending), _describe(unit))
-                    pending, pending_rows, pending_bytes = [], 0, 0
+            groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
+            with contextlib.closing(groups):  # an error below closes the file and its readers at once
+                for group, first_row, columns in groups:
+                    where = f"{part.path} row group {group}"
+                    columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
+                    n = len(columns["targets"])
+                    if n == 0:
+                        continue
+                    batch = dict(columns)
+                    if self.functions:
+                        batch[_FILE] = np.full(n, unit_files.setdefault(part.path, len(unit_files)), np.int32)
+                        batch[_ROW] = np.arange(first_row, first_row + n, dtype=np.int64)
+                    if self.replicate_accumulator is not None:
+                        conf = self.spec.confidence
+                        keys = row_keys(columns.get("row_id"), part.path, first_row, n)
+                        batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
+                    batch = self._checked(batch, where, dropped, first_row)
+                    n = len(batch["targets"])
+                    if n == 0:
+                        continue
+                    total += n
+                    if weight is not None:
+                        weight += float(np.sum(batch["weights"], dtype=np.float64))
+                    pending.append(batch)
+                    pending_rows += n
+                    pending_bytes += sum(_nbytes(v) for v in batch.values())
+                    if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
+                        self._fold(partial, _concatenate(pending), _describe(unit))
+                        pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
             self._fold(partial, _concatenate(pending), _describe(unit))
         acc, racc = self.accumulator, self.replicate_accumulator
@@ -515,15 +516,14 @@ class UnitEvaluator:
         into a throw-away state, so compilation counts as start-up rather than as the first unit's time."""
         if warmup is not None and warmup.parts and not self.features and self.replicate_accumulator is None:
             part = warmup.parts[0]
-            for _, _, columns in read_part(
-                dataclasses.replace(part, stop=min(part.stop, part.start + 1)),
-                self.read_roles,
-                self.spec.data.storage_options,
-                self.memory_budget,
-            ):
-                where = f"{part.path} row group {part.start}"
-                batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
-                if len(batch["targets"]):
-                    self._fold(Partial(), batch, where)
-                break
+            first = dataclasses.replace(part, stop=min(part.stop, part.start + 1))
+            with contextlib.closing(
+                read_part(first, self.read_roles, self.spec.data.storage_options, self.memory_budget)
+            ) as groups:
+                for _, _, columns in groups:
+                    where = f"{part.path} row group {part.start}"
+                    batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
+                    if len(batch["targets"]):
+                        self._fold(Partial(), batch, where)
+                    break
         return {"worker": self.worker, "statistics": len(self.accumulator.statistics)}

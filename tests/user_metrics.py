@@ -71,19 +71,24 @@ def _actor_name() -> str:
         return ""
 
 
-def stall_once_named(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
-    """As :func:`stall_once`, but ``<marker>/started`` holds the Ray actor's name (for ``ray.kill``)."""
+def _stall_first(marker: str, mark: str, outputs: list[str], what: str) -> dict[str, list[float]]:
+    """The first call anywhere writes ``mark`` to ``<marker>/started`` and stalls (for 120 s, until a test
+    removes ``what``); later calls return the words per output at once."""
     import time
     from pathlib import Path
 
-    started = Path(kwargs["marker"][0]) / "started"
     try:
-        with open(started, "x") as handle:
-            handle.write(_actor_name())
+        with open(Path(marker) / "started", "x") as handle:
+            handle.write(mark)
     except FileExistsError:
         return {"words": [float(len(o.split())) for o in outputs]}
     time.sleep(120)
-    raise RuntimeError("this actor should have been killed")
+    raise RuntimeError(f"this {what} should have been removed")
+
+
+def stall_once_named(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """As :func:`stall_once`, but ``<marker>/started`` holds the Ray actor's name (for ``ray.kill``)."""
+    return _stall_first(kwargs["marker"][0], _actor_name(), outputs, "actor")
 
 
 def crash_on_poison(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
@@ -179,3 +184,27 @@ def word_count(samples: list[str], prompts: list[str], outputs: list[str], **kwa
 
 def nan_scores(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
     return {"words": [float("nan")] + [1.0] * (len(samples) - 1)}
+
+
+def crash_until(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """Words per output; on a batch whose ``poison`` value is ``<path>|<n>``, appends a line to ``<path>`` and
+    kills its own process while the file has at most ``n`` lines (so the first ``n`` tries die)."""
+    import os
+
+    poison = [p for p in kwargs["poison"] if p]
+    if poison:
+        path, _, times = poison[0].rpartition("|")
+        with open(path, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        with open(path) as handle:
+            if len(handle.read().splitlines()) <= int(times):
+                os._exit(1)
+    return {"words": [float(len(o.split())) for o in outputs]}
+
+
+def stall_once_on_node(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[float]]:
+    """As :func:`stall_once`, but ``<marker>/started`` holds the id of the Ray node the actor runs on (so that
+    a test can remove that node)."""
+    import ray
+
+    return _stall_first(kwargs["marker"][0], ray.get_runtime_context().get_node_id(), outputs, "node")

@@ -36,6 +36,9 @@ class ExecutionReport:
     attempts: int
     retried_units: tuple[int, ...] = ()
     cluster: dict[str, Any] = field(default_factory=dict)
+    worker_failures: tuple[dict[str, Any], ...] = ()
+    """Workers lost mid-run: ``{"worker", "units" (in flight), "charged" (the unit charged an attempt, or
+    None), "why"}`` each."""
     merged: Partial | None = field(default=None, compare=False, repr=False)
     """The merge of every unit's states when the runner merged them itself (the results it passed to
     ``on_result`` then carry no states); None when the caller merges what ``on_result`` got."""

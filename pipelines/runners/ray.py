@@ -23,15 +23,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from pipelines.errors import JobFailed, UserError, is_transient_error
 from pipelines.planning import WorkUnit
@@ -40,7 +42,11 @@ from pipelines.spec import JobSpec
 from pipelines.worker import UnitEvaluator, UnitResult
 
 IN_FLIGHT_PER_ACTOR = 2
+MAX_START_FAILURES = 3
+"""Replacement actors that may die in a row while starting before the job gives up."""
 LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
+LOCAL_START_ATTEMPTS = 3
+"""Tries at starting a local cluster whose node did not register in time (a heavily loaded machine)."""
 
 
 def start_local_cluster(**kwargs: Any) -> None:
@@ -51,14 +57,28 @@ def start_local_cluster(**kwargs: Any) -> None:
     binds to 127.0.0.1 (as on macOS). ``EVALPIPE_RAY_NODE_IP`` picks another
     address.
     """
+    node_ip = loopback_only()
+    for attempt in range(LOCAL_START_ATTEMPTS):
+        try:
+            ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
+            return
+        except Exception as exc:
+            # Ray gives a new raylet 30 s to register (not configurable); a loaded machine can take longer.
+            if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_START_ATTEMPTS:
+                raise
+            ray.shutdown()
+
+
+def loopback_only() -> str:
+    """Make the Ray nodes this process starts bind loopback only; returns their node IP address
+    (``127.0.0.1`` unless ``EVALPIPE_RAY_NODE_IP`` says otherwise)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
         # Ray reads the variable once, when it is first imported: make a late setting count too.
         from ray._private import ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False
-    node_ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
-    ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
+    return os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
 
 
 def connect(address: str | None) -> bool:
@@ -92,18 +112,69 @@ class EvalActor:
         return self.evaluator.process(unit)
 
 
+def _asked(spec: JobSpec) -> dict[str, float]:
+    ex = spec.execution
+    return {k: v for k, v in (("CPU", ex.num_cpus), ("GPU", ex.num_gpus)) if v > 0}
+
+
+def _describe_resources(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items()) or "no CPUs or GPUs"
+
+
+def _scalable_node_types() -> list[dict[str, float]]:
+    """Resources of each node type an autoscaler may still add (from the cluster config it reports to
+    Ray's GCS, as Ray Data reads it); empty for a fixed cluster."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # a private API: a Ray without it is treated as a fixed cluster
+        return []
+    if config is None:
+        return []
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+
+
+def must_wait_for_resources(spec: JobSpec) -> bool:
+    """Whether an actor must wait for the cluster to add a node: False when some live node has the CPUs
+    and GPUs one actor asks for, True when only a node type the autoscaler may add has them.
+
+    Raises:
+        UserError: neither a node nor a node type can ever hold one actor.
+    """
+    asked = _asked(spec)
+
+    def fits(resources: dict[str, float]) -> bool:
+        return all(resources.get(k, 0.0) >= v for k, v in asked.items())
+
+    nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    if any(fits(n) for n in nodes):
+        return False
+    types = _scalable_node_types()
+    if any(fits(t) for t in types):
+        return True
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
+    raise UserError(
+        f"execution.num_cpus / execution.num_gpus: each actor asks for {_describe_resources(asked)}, but no node "
+        f"of the Ray cluster has that much (the largest has {_describe_resources(_cpu_gpu(largest))}) and the "
+        + (
+            f"autoscaler's node types ({'; '.join(_describe_resources(_cpu_gpu(t)) for t in types)}) offer none "
+            "that does"
+            if types
+            else "cluster cannot add nodes (no autoscaler reports node types)"
+        )
+        + "; lower the request or use a cluster that has such nodes."
+    )
+
+
+def _cpu_gpu(resources: dict[str, float]) -> dict[str, float]:
+    return {k: resources.get(k, 0.0) for k in ("CPU", "GPU")}
+
+
 def _actor_count(spec: JobSpec, units: int) -> int:
     ex = spec.execution
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    if ex.num_gpus > gpus:
-        raise UserError(
-            f"execution.num_gpus: each actor asks for {ex.num_gpus:g} GPU but the Ray cluster has {gpus:g} GPUs in all."
-        )
-    if ex.num_cpus > cpus:
-        raise UserError(
-            f"execution.num_cpus: each actor asks for {ex.num_cpus:g} CPUs but the Ray cluster has {cpus:g} in all."
-        )
     if ex.actors is not None:
         wanted = ex.actors
     elif ex.num_gpus > 0:
@@ -111,6 +182,31 @@ def _actor_count(spec: JobSpec, units: int) -> int:
     else:
         wanted = int(cpus // ex.num_cpus) if ex.num_cpus > 0 else int(cpus)
     return max(1, min(wanted, units))
+
+
+def _start(actors: list[Any], warmup: WorkUnit | None, spec: JobSpec, wait: bool) -> float:
+    """Wait until every actor is built and ready; returns the seconds spent waiting for the cluster to
+    add nodes (0 when it had them). The wait for nodes is bounded by ``execution.resource_wait_s``."""
+    refs = [a.ready.remote(warmup) for a in actors]
+    started = time.monotonic()
+    if wait:
+        ex = spec.execution
+        sys.stderr.write(
+            f"evalpipe: waiting up to {ex.resource_wait_s:g} s (execution.resource_wait_s) for the Ray cluster to "
+            f"add nodes with {_describe_resources(_asked(spec))} for each actor\n"
+        )
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=ex.resource_wait_s)
+        if len(ready) < len(refs):
+            raise JobFailed(
+                f"waited {ex.resource_wait_s:g} s (execution.resource_wait_s) for the Ray cluster to add nodes with "
+                f"{_describe_resources(_asked(spec))} for each of {len(refs)} actors; {len(ready)} could start. "
+                "Nothing was committed."
+            )
+    try:
+        ray.get(refs)
+    except RayTaskError as exc:
+        raise _unwrap(exc) from None
+    return time.monotonic() - started if wait else 0.0
 
 
 def _keeping_sigterm_handler(fn: Callable[[], bool]) -> bool:
@@ -146,114 +242,211 @@ def run_ray(
             ray.shutdown()
 
 
+@dataclass
+class _Scheduler:
+    """Which unit goes to which actor, and which unit is charged when an actor dies.
+
+    Normal units go up to :data:`IN_FLIGHT_PER_ACTOR` at a time to each ready actor. Units that were in
+    flight on an actor that died with several of them are *suspects*: none is charged; each is run again
+    alone, on an actor holding nothing else, so that a death is then the unit's own. A unit is charged an
+    attempt only when it alone was on the actor that died, when it ran past ``execution.unit_timeout_s``
+    (the unit the actor was executing, known exactly since an actor runs its units in order), or when
+    storage kept failing; a unit charged for a death or a timeout keeps running alone.
+    """
+
+    spec: JobSpec
+    queue: deque[WorkUnit]
+    suspects: deque[WorkUnit] = field(default_factory=deque)
+    in_flight: dict[Any, tuple[Any, WorkUnit]] = field(default_factory=dict)
+    alone: set[Any] = field(default_factory=set)
+    """Actors running a suspect (nothing else is given to them meanwhile). Actor handles hash and compare by
+    the actor's id, and a set or dict holding one keeps it alive: no key stands for two actors."""
+    busy_since: dict[Any, float] = field(default_factory=dict)
+    """actor -> when the unit it is executing started (set when a ready actor gets work)."""
+    charges: dict[int, int] = field(default_factory=dict)
+    retried: set[int] = field(default_factory=set)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    submitted: int = 0
+
+    def held(self, actor: Any) -> list[tuple[Any, WorkUnit]]:
+        """``(ref, unit)`` in flight on ``actor``, in the order it was given them (the order it runs them)."""
+        return [(ref, unit) for ref, (holder, unit) in self.in_flight.items() if holder is actor]
+
+    def submit(self, actor: Any, unit: WorkUnit) -> None:
+        if not self.held(actor):
+            self.busy_since[actor] = time.monotonic()
+        self.submitted += 1
+        self.in_flight[actor.process.remote(unit)] = (actor, unit)
+
+    def fill(self, actor: Any) -> None:
+        """Give a ready actor work: a suspect when it holds nothing, else normal units up to the limit."""
+        if actor in self.alone:
+            return
+        held = len(self.held(actor))
+        if held == 0 and self.suspects:
+            self.alone.add(actor)
+            self.submit(actor, self.suspects.popleft())
+            return
+        while self.queue and held < IN_FLIGHT_PER_ACTOR:
+            self.submit(actor, self.queue.popleft())
+            held += 1
+
+    def finished(self, actor: Any) -> None:
+        """``actor`` returned a unit: its next one, if any, starts now."""
+        self.alone.discard(actor)
+        self.busy_since[actor] = time.monotonic()
+
+    def charge(self, unit: WorkUnit, worker: str, why: str, *, alone: bool) -> None:
+        """Count a failed attempt against ``unit`` (and record it); give up after ``execution.max_attempts``."""
+        n = self.charges[unit.index] = self.charges.get(unit.index, 0) + 1
+        self.failures.append({"worker": worker, "units": [unit.index], "charged": unit.index, "why": why})
+        if n >= self.spec.execution.max_attempts:
+            raise JobFailed(
+                f"work unit {unit.index} ({unit.describe()}) failed {n} time{'s' if n != 1 else ''} "
+                f"(execution.max_attempts); "
+                f"{why}. Nothing was committed."
+            )
+        self.retried.add(unit.index)
+        if alone:
+            self.suspects.appendleft(unit)
+        else:
+            self.queue.append(unit)
+
+    def lost(self, actor: Any, worker: str, lost: list[WorkUnit], timed_out: bool) -> None:
+        """``actor`` died (or was stopped for running over ``execution.unit_timeout_s``) holding ``lost``,
+        in the order it was given them."""
+        ex = self.spec.execution
+        for unit in lost:
+            self.retried.add(unit.index)
+        if timed_out:
+            executing, waiting = lost[0], lost[1:]
+            self.queue.extendleft(reversed(waiting))  # never started: not charged
+            why = f"it did not finish within {ex.unit_timeout_s:g} s (execution.unit_timeout_s) each time"
+            self.charge(executing, worker, why, alone=True)
+        elif len(lost) == 1:
+            why = "its worker died each time it ran alone (killed, out of memory or its node lost)"
+            self.charge(lost[0], worker, why, alone=True)
+        else:
+            units = sorted(lost, key=lambda u: u.index)
+            self.suspects.extend(units)
+            self.failures.append(
+                {
+                    "worker": worker,
+                    "units": [u.index for u in units],
+                    "charged": None,
+                    "why": f"its worker died with {len(units)} units in flight; each is run again alone before "
+                    "any is charged",
+                }
+            )
+
+
 def _run(
     spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None], t0: float
 ) -> ExecutionReport:
     ex = spec.execution
+    wait = must_wait_for_resources(spec)
     remote_cls = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=0)(EvalActor)
     count = _actor_count(spec, len(units))
     spec_ref = ray.put(spec)
     prefix = f"evalpipe:{spec.name}:{uuid.uuid4().hex[:8]}"
-    spawned = 0
+    names: dict[Any, str] = {}
+    warmup = units[0] if units else None
 
     def spawn() -> Any:
         """A new actor, named ``evalpipe:<job>:<random>:<n>`` (so operators can find it in Ray's state API)."""
-        nonlocal spawned
-        spawned += 1
-        return remote_cls.options(name=f"{prefix}:{spawned}").remote(spec_ref)
+        name = f"{prefix}:{len(names) + 1}"
+        actor = remote_cls.options(name=name).remote(spec_ref)
+        names[actor] = name
+        return actor
 
     actors = [spawn() for _ in range(count)]
     try:
-        ray.get([a.ready.remote(units[0] if units else None) for a in actors])
-    except RayTaskError as exc:
-        raise _unwrap(exc) from None
+        waited = _start(actors, warmup, spec, wait)
+    except BaseException:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+        raise
     startup = time.perf_counter() - t0
     on_started()
     t1 = time.perf_counter()
 
-    queue: deque[WorkUnit] = deque(units)
-    attempts: dict[int, int] = {}
-    retried: set[int] = set()
-    in_flight: dict[Any, tuple[Any, WorkUnit]] = {}
-    busy_since: dict[int, float] = {}  # id(actor) -> when its current unit started
-    timed_out: set[int] = set()  # id(actor) of actors killed for a unit over execution.unit_timeout_s
-    total_attempts = 0
+    plan = _Scheduler(spec, deque(units))
+    starting: dict[Any, tuple[Any, float]] = {}  # ready() ref of a replacement -> (actor, when it was asked for)
+    timed_out: set[Any] = set()  # actors killed for a unit over execution.unit_timeout_s
+    start_failures = 0
+    done_units: set[int] = set()
 
-    def submit(actor: Any) -> None:
-        nonlocal total_attempts
-        unit = queue.popleft()
-        attempts[unit.index] = attempts.get(unit.index, 0) + 1
-        total_attempts += 1
-        if not any(a is actor for a, _ in in_flight.values()):
-            busy_since[id(actor)] = time.monotonic()
-        in_flight[actor.process.remote(unit)] = (actor, unit)
+    def replace(dead: Any) -> None:
+        """A fresh actor in ``dead``'s place; it gets work once it is ready, so its start-up (imports,
+        compilation) never counts as a unit's time."""
+        fresh = spawn()
+        actors[actors.index(dead)] = fresh
+        starting[fresh.ready.remote(warmup)] = (fresh, time.monotonic())
 
     def stop_overdue() -> None:
         """Kill each actor whose current unit has run longer than ``execution.unit_timeout_s``; its units
         come back as a dead actor's do."""
         now = time.monotonic()
-        for actor in {id(a): a for a, _ in in_flight.values()}.values():
-            if now - busy_since[id(actor)] > ex.unit_timeout_s and id(actor) not in timed_out:
-                timed_out.add(id(actor))
+        for actor in {a for a, _ in plan.in_flight.values()}:
+            if now - plan.busy_since[actor] > ex.unit_timeout_s and actor not in timed_out:
+                timed_out.add(actor)
                 ray.kill(actor, no_restart=True)
 
-    def requeue(unit: WorkUnit, why: str, front: bool) -> None:
-        """Put a failed unit back in the queue, or give up after ``execution.max_attempts``."""
-        if attempts[unit.index] >= ex.max_attempts:
-            raise JobFailed(
-                f"work unit {unit.index} ({unit.describe()}) failed {attempts[unit.index]} times "
-                f"(execution.max_attempts); {why}. Nothing was committed."
-            )
-        retried.add(unit.index)
-        if front:
-            queue.appendleft(unit)
-        else:
-            queue.append(unit)
+    def deliver(ref: Any, actor: Any, unit: WorkUnit) -> None:
+        result = ray.get(ref)
+        plan.finished(actor)
+        if unit.index not in done_units:
+            done_units.add(unit.index)
+            on_result(result)
 
     for actor in actors:
-        for _ in range(IN_FLIGHT_PER_ACTOR):
-            if queue:
-                submit(actor)
-
-    done_units: set[int] = set()
+        plan.fill(actor)
     try:
-        poll = None if ex.unit_timeout_s is None else min(1.0, ex.unit_timeout_s / 4)
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll)
-            if not ready:
+        while plan.in_flight or starting:
+            poll = 1.0 if starting else None
+            if ex.unit_timeout_s is not None:
+                poll = min(poll or 1.0, ex.unit_timeout_s / 4)
+            ready, _ = ray.wait([*plan.in_flight, *starting], num_returns=1, timeout=poll)
+            if ex.unit_timeout_s is not None:
                 stop_overdue()
+            _check_starting(starting, start_failures, ex.resource_wait_s)
+            if not ready:
                 continue
             ref = ready[0]
-            actor, unit = in_flight.pop(ref)
+            if ref in starting:
+                actor, _ = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayActorError:
+                    start_failures += 1
+                    replace(actor)
+                    continue
+                except RayTaskError as exc:
+                    raise _unwrap(exc) from None
+                start_failures = 0
+                plan.fill(actor)
+                continue
+            actor, unit = plan.in_flight[ref]
             try:
-                result = ray.get(ref)
-            except RayActorError:
-                # The actor died: requeue every unit it held, replace it.
-                lost = [unit]
-                for other, (holder, held) in list(in_flight.items()):
-                    if holder is actor:
-                        del in_flight[other]
-                        lost.append(held)
-                why = (
-                    f"it did not finish within {ex.unit_timeout_s:g} s (execution.unit_timeout_s) each time"
-                    if id(actor) in timed_out
-                    else "its worker died each time (killed, out of memory or its node lost)"
-                )
-                for u in lost:
-                    requeue(u, why, front=True)
-                actors[actors.index(actor)] = actor = spawn()
+                deliver(ref, actor, unit)
+                del plan.in_flight[ref]
+            except (RayActorError, ObjectLostError):  # the actor died, or its node with the result
+                lost = _collect_lost(plan, actor, deliver)
+                plan.lost(actor, names[actor], lost, actor in timed_out)
+                replace(actor)
             except RayTaskError as exc:
+                del plan.in_flight[ref]
+                plan.finished(actor)
                 cause = _unwrap(exc)
                 if not is_transient_error(cause):
                     raise cause from None
-                requeue(unit, f"storage kept failing; last error: {type(cause).__name__}: {cause}", front=False)
-            else:
-                busy_since[id(actor)] = time.monotonic()  # its next unit, if any, starts now
-                if unit.index not in done_units:
-                    done_units.add(unit.index)
-                    on_result(result)
-            while queue and sum(1 for a, _ in in_flight.values() if a is actor) < IN_FLIGHT_PER_ACTOR:
-                submit(actor)
+                why = f"storage kept failing; last error: {type(cause).__name__}: {cause}"
+                plan.charge(unit, names[actor], why, alone=False)
+            for a in actors:
+                if a not in timed_out and not any(a is pending for pending, _ in starting.values()):
+                    plan.fill(a)
+        if plan.queue or plan.suspects:
+            raise RuntimeError(f"units {sorted(u.index for u in (*plan.queue, *plan.suspects))} were never handed out")
     finally:
         for a in actors:
             ray.kill(a, no_restart=True)
@@ -263,7 +456,49 @@ def _run(
         workers=count,
         startup_seconds=startup,
         compute_seconds=time.perf_counter() - t1,
-        attempts=total_attempts,
-        retried_units=tuple(sorted(retried)),
-        cluster={"CPU": resources.get("CPU", 0.0), "GPU": resources.get("GPU", 0.0), "nodes": len(ray.nodes())},
+        attempts=plan.submitted,
+        retried_units=tuple(sorted(plan.retried)),
+        cluster={
+            "CPU": resources.get("CPU", 0.0),
+            "GPU": resources.get("GPU", 0.0),
+            "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+            **({"waited_for_nodes_seconds": round(waited, 3)} if wait else {}),
+        },
+        worker_failures=tuple(plan.failures),
     )
+
+
+def _collect_lost(plan: _Scheduler, actor: Any, deliver: Callable[[Any, Any, WorkUnit], None]) -> list[WorkUnit]:
+    """The units ``actor`` held when it died, in the order it was given them; those it finished before
+    dying are delivered instead."""
+    held = plan.held(actor)
+    for ref, _ in held:
+        del plan.in_flight[ref]
+    finished, _ = ray.wait([ref for ref, _ in held], num_returns=len(held), timeout=0)
+    lost = []
+    for ref, unit in held:
+        if ref in finished:
+            try:
+                deliver(ref, actor, unit)
+                continue
+            except (RayActorError, ObjectLostError):
+                pass
+        lost.append(unit)
+    plan.alone.discard(actor)
+    return lost
+
+
+def _check_starting(starting: dict[Any, tuple[Any, float]], failures: int, wait_s: float) -> None:
+    """Give up when replacement actors keep dying as they start, or cannot be placed in time."""
+    if failures > MAX_START_FAILURES:
+        raise JobFailed(
+            f"{failures} replacement workers in a row died while starting (imports, backbone loading); "
+            "nothing was committed."
+        )
+    now = time.monotonic()
+    for _, since in starting.values():
+        if now - since > wait_s:
+            raise JobFailed(
+                f"a replacement worker could not be started within {wait_s:g} s (execution.resource_wait_s): the "
+                "Ray cluster had no free CPUs/GPUs for it. Nothing was committed."
+            )
