@@ -68,6 +68,8 @@ METRICS: Mapping[str, Factory] = {
     # semantic segmentation (one pixel confusion matrix)
     "mean_iou": segmentation.mean_iou_metric,
     "jaccard_index": segmentation.jaccard_index_metric,
+    "iou": segmentation.jaccard_index_metric,  # calibrax's name
+    "dice_coefficient": segmentation.dice_score_metric,  # calibrax's name
     "dice_score": segmentation.dice_score_metric,
     "pixel_accuracy": segmentation.pixel_accuracy_metric,
     "mean_pixel_accuracy": segmentation.mean_pixel_accuracy_metric,
@@ -118,7 +120,16 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
     **dict.fromkeys(("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"), (TaskKind.REGRESSION,)),
     "mean_average_precision": (TaskKind.DETECTION,),
     **dict.fromkeys(
-        ("mean_iou", "jaccard_index", "dice_score", "pixel_accuracy", "mean_pixel_accuracy", "pixel_confusion_matrix"),
+        (
+            "mean_iou",
+            "jaccard_index",
+            "iou",
+            "dice_score",
+            "dice_coefficient",
+            "pixel_accuracy",
+            "mean_pixel_accuracy",
+            "pixel_confusion_matrix",
+        ),
         _PIXELS,
     ),
     **dict.fromkeys(

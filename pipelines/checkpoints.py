@@ -283,11 +283,13 @@ def job_directories(
     uri: str, job: str | None, storage_options: dict[str, Any] | None
 ) -> tuple[fsspec.AbstractFileSystem, str, str, list[str]]:
     """``(fs, root path, "s3://"-style protocol prefix or "", job names)`` under a results URI: ``job`` alone
-    when given, else every directory there (none when the URI does not exist)."""
+    when given, else every job directory there (none when the URI does not exist)."""
     fs, root = url_to_fs(uri, **(storage_options or {}))
     protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
     try:
-        jobs = [job] if job else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+        # job names start with a letter or digit: ``_outcomes`` and other evalpipe bookkeeping are no jobs
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+        jobs = [job] if job else sorted(n for n in names if not n.startswith("_"))
     except FileNotFoundError:
         jobs = []
     return fs, root, protocol, jobs

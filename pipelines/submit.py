@@ -5,11 +5,13 @@ outcome line the job logs last."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from pipelines.errors import JobFailed, UserError
@@ -40,6 +42,20 @@ def entrypoint(job: str, run_args: Sequence[str], commit: str | None, branch: st
     return shlex.join(words)
 
 
+def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Jobs API's ``Authorization`` header under Ray's token auth (``RAY_AUTH_MODE=token``): the token from
+    ``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``. Passed explicitly, so the
+    token of this command's environment is used even when Ray cached another one earlier in the process."""
+    env = os.environ if environ is None else environ
+    if env.get("RAY_AUTH_MODE") != "token":
+        return {}
+    token = env.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        token = path.read_text().strip() if path.is_file() else ""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def submit(
     address: str,
     job: str,
@@ -62,7 +78,7 @@ def submit(
     commit, branch = git_metadata(working_dir or ".")
     command = entrypoint(job, run_args, commit, branch)
     try:
-        client = JobSubmissionClient(address)
+        client = JobSubmissionClient(address, headers=auth_headers())
         runtime_env = {"working_dir": working_dir} if working_dir else None
         sid = client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=submission_id)
     except (ConnectionError, RuntimeError, ValueError) as exc:

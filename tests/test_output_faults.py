@@ -322,7 +322,12 @@ def test_a_full_disk_at_the_end_removes_what_the_run_wrote_and_says_so(tmp_path,
     _one_paragraph(err)
     assert "no space left on the device (ENOSPC)" in err and "were removed" in err
     left = [p for p in small_disk.rglob("*") if p.is_file()]
-    assert left == [], left  # the disk is as empty as before the run
+    # the disk is as empty as before the run, but for the run's outcome record (a few hundred bytes), which tells
+    # a scheduler that the run failed and why
+    outcomes = [p for p in left if p.parent.parent.name == "_outcomes"]
+    assert left == outcomes and len(outcomes) == 1, left
+    record = json.loads(outcomes[0].read_text())
+    assert record["status"] == "failed" and record["exit_code"] == 1 and "ENOSPC" in record["error"], record
 
 
 @pytest.fixture
