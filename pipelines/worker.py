@@ -37,6 +37,7 @@ from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
 from pipelines.slicing import SliceKey, assign
 from pipelines.spec import JobSpec, MetricSpec
+from pipelines.storage_budget import bound_storage_calls
 
 OVERALL: SliceKey = ()
 DISTINCT_SLICES_FACTOR = 10
@@ -245,6 +246,7 @@ class UnitEvaluator:
     def __init__(self, spec: JobSpec) -> None:
         compile_cache.enable()
         timing.watch_compiles()
+        bound_storage_calls()  # a worker's reads get the driver's S3 timeouts (a Ray actor is another process)
         self.spec = spec
         self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
         self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
