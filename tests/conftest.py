@@ -11,7 +11,10 @@ import yaml
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (``--dist loadgroup``), every test that starts Ray runs on one worker: they share its
-    session cluster, and two workers' clusters would not fit a small machine beside each other."""
+    session cluster, and two workers' clusters would not fit a small machine beside each other. (Without
+    pytest-xdist, as in the Beam environment, there is nothing to group.)"""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         if item.get_closest_marker("ray") is not None or "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
