@@ -19,6 +19,10 @@ from pipelines.outcome import parse_outcome
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 POLL_S = 1.0
+AGENT_WAIT_S = 60.0
+"""How long a submission is retried while the head answers that no job agent is up yet (a cluster that has
+just started, or a busy head): Ray's own answer says to try again later."""
+TRANSIENT = "No available agent to submit job"
 
 
 def git_metadata(directory: str) -> tuple[str | None, str | None]:
@@ -80,7 +84,7 @@ def submit(
     try:
         client = JobSubmissionClient(address, headers=auth_headers())
         runtime_env = {"working_dir": working_dir} if working_dir else None
-        sid = client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=submission_id)
+        sid = _submit_when_an_agent_is_up(client, command, runtime_env, submission_id)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--address {address}: the Ray Jobs API refused or could not be reached: {exc}") from None
     out.write(f"submitted {sid}: {command}\n")
@@ -100,3 +104,18 @@ def submit(
             f"job {sid} ended {status.rsplit('.', 1)[-1]} without an evalpipe outcome line; see its log above."
         )
     return int(outcome["exit_code"])
+
+
+def _submit_when_an_agent_is_up(client, command: str, runtime_env: dict | None, submission_id: str | None) -> str:
+    """``client.submit_job``, retried for up to ``AGENT_WAIT_S`` seconds while the head has no job agent yet;
+    any other refusal, or the same one after the wait, is raised."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    pause = 0.5
+    while True:
+        try:
+            return client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=submission_id)
+        except RuntimeError as exc:
+            if TRANSIENT not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)

@@ -3,14 +3,17 @@
     python3 scripts/dev.py example   # make .venv, install evalpipe, generate data, run a job on local Ray
     python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite in parallel
                                      # (pytest-xdist, one process per core; tests that start Ray share one
-                                     # process); then the Beam runner's tests in .venv-beam (Beam pins an
-                                     # older pyarrow). As root on Debian/Ubuntu it also apt-installs chromium
-                                     # for the HTML report test (EVALPIPE_NO_APT=1: skip it, the test skips)
+                                     # process) but for the tests marked ``slow``; then the Beam runner's
+                                     # tests in .venv-beam (Beam pins an older pyarrow). As root on
+                                     # Debian/Ubuntu it also apt-installs chromium for the HTML report test
+                                     # (EVALPIPE_NO_APT=1: skip it, the test skips)
+    python3 scripts/dev.py test --slow   # only the tests marked ``slow`` (minutes of work each; CI runs them)
+    python3 scripts/dev.py test --all    # both
     python3 scripts/dev.py lint      # ruff
 
 The virtual environment lives in ``.venv`` (or ``$EVALPIPE_VENV``) and is
 reinstalled when ``pyproject.toml`` changes. Extra arguments after ``test``
-go to pytest.
+go to pytest; naming test files or ``-m`` chooses the tests (no ``slow`` filter then).
 """
 
 from __future__ import annotations
@@ -100,12 +103,26 @@ def parallel(extra: list[str]) -> list[str]:
     return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "loadgroup"]
 
 
+def selection(extra: list[str]) -> tuple[list[str], list[str]]:
+    """``(marker options, pytest arguments)``: ``--slow`` runs only the tests marked ``slow``, ``--all`` every
+    test; by default the ``slow`` ones are left out, unless the arguments choose tests themselves (``-m``, a
+    test file or node id)."""
+    rest = [a for a in extra if a not in ("--slow", "--all")]
+    if "--all" in extra:
+        return [], rest
+    if "--slow" in extra:
+        return ["-m", "slow"], rest
+    chosen = any(a.startswith("-m") or ".py" in a for a in rest)
+    return ([] if chosen else ["-m", "not slow"]), rest
+
+
 def test(extra: list[str]) -> None:
-    """The suite in ``.venv``; then (for a full run) the Beam runner's tests in ``.venv-beam``, where
+    """The suite in ``.venv``; then (for a default run) the Beam runner's tests in ``.venv-beam``, where
     apache-beam is installed (in ``.venv`` they skip). ``EVALPIPE_SKIP_BEAM=1`` leaves the latter out."""
     ensure_env("dev")
     ensure_chromium()
-    run(PYTHON, "-m", "pytest", *parallel(extra), *extra)
+    markers, args = selection(extra)
+    run(PYTHON, "-m", "pytest", *parallel(args), *markers, *args)
     if extra or os.environ.get("EVALPIPE_SKIP_BEAM") == "1":
         return
     beam_python = ensure_env("beam-test", BEAM_VENV)

@@ -131,7 +131,7 @@ def test_functions_and_edge_values():
         build("bleu", TEXT, {"max_order": 0})
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_text_job_without_a_backbone_equals_the_references(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")

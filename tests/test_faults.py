@@ -71,6 +71,7 @@ def _wait_for(path, timeout=120):
     return path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_actor_killed_mid_unit_is_retried_and_the_run_equals_a_fault_free_run(tmp_path, ray_cluster):
     marker = tmp_path / "marker"
@@ -103,6 +104,7 @@ def test_actor_killed_mid_unit_is_retried_and_the_run_equals_a_fault_free_run(tm
     assert got == want and got["stall_once.words.count"] == 600
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_actor_removed_with_ray_kill_mid_unit_is_retried_and_the_run_equals_a_fault_free_run(tmp_path, ray_cluster):
     marker = tmp_path / "marker"
@@ -435,6 +437,7 @@ def _poison_beside_innocent(tmp_path, crashes, **execution):
     return spec, paths, tries
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_poison_unit_sharing_an_actor_is_the_only_one_charged_and_the_run_records_why(tmp_path, ray_cluster):
     spec, _, tries = _poison_beside_innocent(tmp_path, crashes=2, max_attempts=2)
@@ -452,6 +455,7 @@ def test_a_poison_unit_sharing_an_actor_is_the_only_one_charged_and_the_run_reco
     assert got["crash_until.words.count"] == 400
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_poison_unit_fails_the_job_alone_without_charging_its_innocent_neighbour(tmp_path, ray_cluster):
     spec, paths, tries = _poison_beside_innocent(tmp_path, crashes=99, max_attempts=1)

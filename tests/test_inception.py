@@ -349,6 +349,7 @@ def low_rank_frechet(x: np.ndarray, y: np.ndarray) -> float:
     return float(diff @ diff + np.sum(a * a) / n + np.sum(b * b) / m - 2 * trace_root)
 
 
+@pytest.mark.slow
 def test_image_job_with_inception_backbone_equals_references(tmp_path, fid_backbone):
     data = tmp_path / "shards"
     write_shards(str(data), "image", 48, 3, seed=9, row_group_rows=16)

@@ -180,6 +180,7 @@ def _start_head(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iter
     env = {**_ray_env(token), **(extra_env or {})}
     temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     dashboard_port = _free_port()
+    agent_port = _free_port()
     log = tmp_path / "ray-start.log"
     command = [
         str(BIN / "ray"),
@@ -191,7 +192,7 @@ def _start_head(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iter
         "--include-dashboard=true",
         f"--dashboard-host={HOST}",
         f"--dashboard-port={dashboard_port}",
-        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-listen-port={agent_port}",
         f"--ray-client-server-port={_free_port()}",
         "--num-cpus=2",
         "--num-gpus=0",
@@ -208,10 +209,14 @@ def _start_head(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iter
                 pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()}")
             try:
                 _api(head, "/api/version")
+                # jobs are handed to the node's job agent: a busy machine starts it after the dashboard
+                socket.create_connection((HOST, agent_port), timeout=5).close()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the Ray dashboard did not come up in {START_TIMEOUT_S} s:\n{log.read_text()}")
+                    pytest.fail(
+                        f"the Ray dashboard or job agent did not come up in {START_TIMEOUT_S} s:\n{log.read_text()}"
+                    )
                 time.sleep(0.5)
         yield head
     finally:
@@ -238,6 +243,7 @@ def _write_job(tmp_path: Path) -> tuple[Path, list[str], Path]:
     return job, paths, output
 
 
+@pytest.mark.slow
 def test_ray_job_submit_end_to_end(tmp_path: Path, ray_head: Head) -> None:
     job, paths, output = _write_job(tmp_path)
     submission_id = f"evalpipe-test-{secrets.token_hex(4)}"
@@ -384,6 +390,7 @@ def ray_head_with_secret(tmp_path: Path) -> Iterator[Head]:
     yield from _start_head(tmp_path, {"EVALPIPE_TEST_HEAD_SECRET": SENTINELS["head environment"]})
 
 
+@pytest.mark.slow
 def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
     tmp_path: Path, ray_head_with_secret: Head, s3_server
 ) -> None:
@@ -458,6 +465,7 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
         assert value not in logs and value not in rerun_logs, f"the {where} secret was logged"
 
 
+@pytest.mark.slow
 def test_evalpipe_submit_records_the_commit_and_returns_the_real_exit_code(
     tmp_path: Path, ray_head: Head, monkeypatch, capsys
 ) -> None:

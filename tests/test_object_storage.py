@@ -147,6 +147,7 @@ def _cli(args: list[str], env: dict, **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_both_commit_and_nothing_is_overwritten(tmp_path, s3):
     job = write_job(tmp_path / "job.yaml", _spec(tmp_path, s3, name="concurrent"))
     procs = [_cli(["run", str(job), "--quiet"], s3["env"]) for _ in range(2)]
@@ -177,6 +178,7 @@ def test_a_driver_killed_before_commit_leaves_no_visible_run(tmp_path, s3):
     assert list_runs("s3://results/evals", job="killed", storage_options=_options(s3)) == []
 
 
+@pytest.mark.slow
 def test_rerun_for_the_same_inputs_is_refused_when_configured(tmp_path, s3):
     spec = _spec(tmp_path, s3, name="once")
     spec["output"]["on_existing"] = "refuse"

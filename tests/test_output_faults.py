@@ -110,6 +110,7 @@ def _one_paragraph(err: str) -> None:
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_a_missing_output_bucket_is_refused_unless_the_spec_creates_it(tmp_path, moto, shards):
     moto.fs.mkdir("results")
     job = write_job(tmp_path / "typo.yaml", _spec(shards, "s3://evlas/evals", endpoint=moto.endpoint))
@@ -256,6 +257,7 @@ def _stop_at_commit(tmp_path: Path, spec: dict, sig: int) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+@pytest.mark.slow
 def test_a_refuse_claim_left_by_a_killed_run_is_taken_over_and_listed(tmp_path, shards):
     out = tmp_path / "out"
     spec = _spec(shards, str(out), name="once", on_existing="refuse")
@@ -365,6 +367,7 @@ def _start_held_run(
     return proc, hold
 
 
+@pytest.mark.slow
 def test_sigterm_with_the_s3_endpoint_frozen_at_the_commit_ends_the_driver_within_its_grace(tmp_path, moto, drivers):
     from pipelines.stopping import STOP_GRACE_S
 

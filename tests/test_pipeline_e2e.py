@@ -99,6 +99,7 @@ def sklearn_binary(paths):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_local_and_ray_runs_are_identical_and_equal_sklearn(tmp_path, binary_data, ray_cluster):
     root, paths = binary_data
@@ -118,6 +119,7 @@ def test_local_and_ray_runs_are_identical_and_equal_sklearn(tmp_path, binary_dat
     assert got["auc.error_bound"] < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_multiclass_job_local_equals_ray_equals_sklearn(tmp_path, ray_cluster):
     data = tmp_path / "mc"
@@ -174,6 +176,7 @@ def _cli(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 def test_cli_run_show_validate_and_commit_layout(tmp_path, binary_data):
     root, paths = binary_data
     job = binary_job(tmp_path, root, "local", metrics=["accuracy", "roc_auc"])

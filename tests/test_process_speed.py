@@ -76,6 +76,7 @@ def _sliced_job(tmp_path: Path, data: Path, slices: str, replicates: int):
     return spec_module.load(str(write_job(tmp_path / f"{spec['name']}.yaml", spec)))
 
 
+@pytest.mark.slow
 def test_compiles_do_not_grow_with_slices_or_replicates(tmp_path, shards, compile_counter):
     data, table = shards
     counts = {}

@@ -80,6 +80,7 @@ def _reference(truths, preds, keep):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_segmentation_job_equals_sklearn_on_local_and_ray(tmp_path, masks, ray_cluster):
     directory, truths, preds, site = masks

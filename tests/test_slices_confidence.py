@@ -103,6 +103,7 @@ def reference(table: pa.Table, mask: np.ndarray) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 def test_sliced_values_equal_sklearn_on_the_filtered_rows(tmp_path, dataset):
     table, layouts = dataset
     outcome = run_job(job(tmp_path, layouts["row-groups"], confidence=False), show_progress=False)
@@ -170,6 +171,7 @@ COUNT_METRICS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_values_and_intervals_do_not_depend_on_sharding_runner_or_actors(tmp_path, dataset, ray_cluster):
     _, layouts = dataset
@@ -238,12 +240,14 @@ def simulated_coverage() -> dict[str, float]:
     return {name: hits / datasets for name, hits in covered.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["accuracy", "auc", "ece"])
 def test_bootstrap_coverage_on_simulated_data_with_known_truth(name):
     coverage = simulated_coverage()[name]
     assert 0.91 <= coverage <= 0.99, (name, coverage)
 
 
+@pytest.mark.slow
 def test_intervals_when_statistics_share_a_replicate_statistic(tmp_path, dataset):
     """Exact and binned ROC-AUC both resample the same coarse histogram: each still gets its own interval, and
     both intervals equal those of jobs computing each metric alone."""

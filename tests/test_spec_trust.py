@@ -54,6 +54,7 @@ def _spec(shards: Path, out: Path, **fields) -> dict:
     return spec
 
 
+@pytest.mark.slow
 def test_env_values_never_reach_records_logs_or_error_messages(tmp_path, data):
     env = {"MY_TOKEN": SENTINEL, "DATA_ROOT": str(data)}
     out = tmp_path / "out"
@@ -86,6 +87,7 @@ def test_env_values_never_reach_records_logs_or_error_messages(tmp_path, data):
         assert "Traceback" not in failed.stderr
 
 
+@pytest.mark.slow
 def test_a_spec_may_only_narrow_the_operators_allow_list_and_never_reach_the_standard_library(tmp_path, data):
     marker = tmp_path / "called"
     code = tmp_path / "code"

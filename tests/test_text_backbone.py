@@ -52,6 +52,7 @@ def varied_sentences(count: int = 200) -> list[str]:
     return (special + base)[:count]
 
 
+@pytest.mark.slow
 def test_sentence_embeddings_match_sentence_transformers(encoder, reference_model):
     texts = varied_sentences(200)
     ours = encoder.embed(texts)
@@ -192,6 +193,7 @@ def _job(tmp_path, data, runner, actors=2, name="text"):
     return spec_module.load(str(write_job(tmp_path / runner / "job.yaml", spec)))
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_text_job_on_two_ray_actors_equals_local_and_reference(tmp_path, ray_cluster, reference_model):
     data = tmp_path / "pairs"
@@ -303,6 +305,7 @@ def test_an_empty_side_scores_zero_as_bert_score_sets_it(encoder, reference_mode
     )
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_text_job_with_empty_sides_equals_the_reference_on_both_runners(tmp_path, ray_cluster, reference_model):
     table = text_pairs_table(np.random.default_rng(21), 80)

@@ -217,7 +217,7 @@ AUTOTIMM_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_autotimm_configs_pasted_into_a_job_equal_torchmetrics_on_all_rows(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")

@@ -51,7 +51,7 @@ def _cosine_mean(paths):
     return float(cos.mean())
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_user_backbone_is_loaded_once_per_worker_and_feeds_the_text_metrics(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")
