@@ -138,7 +138,10 @@ def encode_statistics(
         "statistics": [{"type": type(st).__name__, "repr": repr(st)} for st in statistics],
     }
     if slice_rows is not None:
-        index["slice_rows"] = [[[list(pair) for pair in key], int(n)] for key, n in slice_rows.items()]
+        index["slice_rows"] = [
+            [[list(pair) for pair in key], int(slice_rows[key])]
+            for key in sorted(slice_rows, key=lambda k: (len(k), k))
+        ]
         index["bucket_slices"] = [[list(pair) for pair in key] for key in bucketed]
     return buffer.getvalue(), json.dumps(index, indent=1).encode()
 

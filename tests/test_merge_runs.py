@@ -25,6 +25,7 @@ from pipelines.results import RunInfo, load_run, load_statistics, merge_runs
 from pipelines.storage import STATISTICS_INDEX
 from pipelines.synthetic import write_shards
 from pipelines.window import select_window
+from pipelines.yamlsource import load_yaml
 from tests.conftest import write_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,3 +283,39 @@ def test_window_selection_takes_the_last_runs_or_days_newest_rerun_and_same_sett
     by_runs = select_window(runs, current, spec_module.WindowSpec(4, None, "w"), lambda r: r.timestamp.day != 18)
     assert by_runs.uris == tuple(r.uri for r in (_info(16), _info(17), runs[-1], current))
     assert by_runs.skipped == (_info(18).uri,)
+
+
+@pytest.mark.parametrize(
+    ("window", "named"),
+    [
+        ("{runs: 3, days: 7}", "window (line 8): give exactly one of `runs`"),
+        ("{}", "window (line 8): give exactly one of `runs`"),
+        ("{days: 0}", "window.days (line 8): expected an integer from above 0"),
+        ("{runs: -2}", "window.runs (line 8): expected an integer from above 0"),
+        ("{runs: seven}", "window.runs (line 8): expected an integer"),
+        ("{days: 7, name: nightly}", "window.name (line 8): window run name 'nightly' must differ"),
+        ("{days: 7, name: ../up}", "window.name (line 8): window run name '../up'"),
+        ("{weeks: 1}", "window.weeks (line 8): unknown key 'weeks'"),
+        ("7", "window (line 8): expected a mapping with `runs` or `days`"),
+    ],
+)
+def test_bad_window_values_are_refused_naming_the_key(tmp_path, capsys, window, named):
+    paths = write_shards(str(tmp_path / "data"), "binary", 100, 1)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"name: nightly\ndata:\n  path: {paths[0]}\n  columns: {{predictions: score, targets: label}}\n"
+        f"task: binary\nmetrics: [accuracy]\noutput: {{uri: {tmp_path / 'out'}}}\nwindow: {window}\n"
+    )
+    code, _, err = _cli(["validate", str(job)], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert named in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_window_names_default_to_days_and_runs():
+    source = (
+        "name: nightly\ndata: {path: x, columns: {predictions: p, targets: t}}\ntask: binary\nmetrics: [accuracy]\n"
+    )
+    for window, name in (("{days: 7}", "nightly-7d"), ("{runs: 30}", "nightly-30runs"), ("{runs: 2, name: w}", "w")):
+        spec = spec_module.parse(load_yaml(source + f"window: {window}\noutput: {{uri: o}}\n", "job.yaml"))
+        assert spec.window is not None and spec.window.name == name
