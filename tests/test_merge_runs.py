@@ -21,7 +21,7 @@ from pipelines import spec as spec_module
 from pipelines.errors import UserError
 from pipelines.execute import run_job
 from pipelines.records import Run
-from pipelines.results import RunInfo, load_run, load_statistics, merge_runs
+from pipelines.results import RunInfo, list_runs, load_run, load_statistics, merge_runs
 from pipelines.storage import STATISTICS_INDEX
 from pipelines.synthetic import write_shards
 from pipelines.window import select_window
@@ -319,3 +319,29 @@ def test_window_names_default_to_days_and_runs():
     for window, name in (("{days: 7}", "nightly-7d"), ("{runs: 30}", "nightly-30runs"), ("{runs: 2, name: w}", "w")):
         spec = spec_module.parse(load_yaml(source + f"window: {window}\noutput: {{uri: o}}\n", "job.yaml"))
         assert spec.window is not None and spec.window.name == name
+
+
+def test_a_window_that_cannot_merge_leaves_the_run_committed_and_exits_2(tmp_path, capsys):
+    paths = write_shards(str(tmp_path / "data"), "binary", 400, 2, seed=2)
+    out = tmp_path / "out"
+    jobs = []
+    for i, data in enumerate(([paths[0]], paths)):  # the second night reads the first night's file again
+        spec = {
+            "name": "nightly",
+            "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+            "task": "binary",
+            "metrics": ["accuracy"],
+            "execution": {"runner": "local"},
+            "output": {"uri": str(out)},
+            "window": {"runs": 7},
+        }
+        jobs.append(write_job(tmp_path / f"night-{i}.yaml", spec))
+    code, stdout, _ = _cli(["run", str(jobs[0]), "--quiet"], capsys)
+    assert code == 0 and f"window: {out}/nightly-7runs/" in stdout
+    code, stdout, err = _cli(["run", str(jobs[1]), "--quiet"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "committed, but its window run was not: input files listed by more than one run" in err
+    outcome = json.loads(stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    runs = [info.run_id for info in list_runs(str(out), "nightly")]
+    assert len(runs) == 2 and outcome["run_id"] == runs[-1] and outcome["status"] == "user_error"
+    assert len(list_runs(str(out), "nightly-7runs")) == 1
