@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="commit a run merged from committed runs' statistics (no data read)")
     merge.add_argument("runs", nargs="+", metavar="RUN_URI", help="runs to merge ({output}/{job}/{run id} or latest)")
     merge.add_argument("--name", required=True, help="job name of the merged run")
-    merge.add_argument("--output", help="results location to write to (default: the first run's)")
+    merge.add_argument("--output", help="results location to write to (default: the newest run's)")
     merge.add_argument("--allow-overlap", action="store_true", help="merge runs that read the same input file")
     merge.set_defaults(func=cmd_merge)
 

@@ -163,31 +163,11 @@ def _dropped(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
     return {"dropped_rows": {"rows": sum(s["rows"] for s in summaries), "by_reason": reasons}}
 
 
-def merge_runs(
-    run_uris: Sequence[str],
-    name: str,
-    *,
-    output: str | None = None,
-    allow_overlap: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> MergeOutcome:
-    """Commit a run named ``name`` whose statistics are the merge of the committed runs at ``run_uris``.
-
-    Args:
-        run_uris: ``{output}/{job}/{run id}`` (or ``{output}/{job}/latest``) of each run; at least one.
-        name: the merged run's job name: it goes to ``{output}/{name}/{run id}/``.
-        output: where to write (default: the output location of the first run).
-        allow_overlap: merge runs that list the same input file (its rows then count twice).
-        metadata: extra entries for the merged run's metadata (a window's settings).
-
-    Raises:
-        UserError: no runs, a bad name, runs whose settings differ, overlapping inputs, or a run stored
-            without the statistics a merge needs.
-    """
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    options = dict(storage_options or {})
+def _read_sources(
+    run_uris: Sequence[str], name: str, allow_overlap: bool, options: Mapping[str, Any]
+) -> tuple[list[tuple[str, Run]], dict[str, list[str]]]:
+    """The runs to merge as ``(uri, run)``, in the order a single run over all their files would merge them
+    (by first input file), and their overlapping inputs; refusals as :func:`merge_runs` lists them."""
     if not run_uris:
         raise UserError("merge: give at least one run URI ({output}/{job}/{run id}) to merge.")
     if not _NAME.fullmatch(name):
@@ -206,11 +186,61 @@ def merge_runs(
             f"{path} in runs {', '.join(readers)}). Merge runs over disjoint inputs, or pass --allow-overlap "
             "(merge_runs(..., allow_overlap=True)) to count them once per run."
         )
-    # the order a single run over all the files would merge them in: by first input file
     runs.sort(key=lambda r: (min((e["path"] for e in r[1].metadata.get("inputs", [])), default=""), r[1].timestamp))
-    spec = runs[-1][1].metadata["spec"]
-    metrics = metrics_of_recorded(spec, f"{runs[-1][0]}/run.json")
-    settings = run_settings(runs[-1][1], runs[-1][0])
+    return runs, overlap
+
+
+def _merged_metadata(runs: Sequence[tuple[str, Run]], name: str, overlap: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The merged run's metadata besides slices and timings: spec, inputs, rows, sources, shared settings."""
+    newest = max(runs, key=lambda r: r[1].timestamp)[1].metadata
+    return {
+        "job": name,
+        "description": f"Merged from {len(runs)} committed runs: " + ", ".join(u for u, _ in runs),
+        "spec_source": max(runs, key=lambda r: r[1].timestamp)[0],
+        "spec": _spec_of_merge(runs, name),
+        "inputs": [entry for _, run in runs for entry in run.metadata.get("inputs", [])],
+        "rows": sum(int(run.metadata.get("rows", 0)) for _, run in runs),
+        "units": sum(int(run.metadata.get("units", 0)) for _, run in runs),
+        "merged_from": [_source(uri, run) for uri, run in runs],
+        **({"overlapping_inputs": dict(overlap)} if overlap else {}),
+        **{
+            k: newest[k]
+            for k in ("metric_backends", "unbounded_metrics", "quantile_boundaries", "bootstrap")
+            if k in newest
+        },
+        **_dropped(runs),
+    }
+
+
+def merge_runs(
+    run_uris: Sequence[str],
+    name: str,
+    *,
+    output: str | None = None,
+    allow_overlap: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> MergeOutcome:
+    """Commit a run named ``name`` whose statistics are the merge of the committed runs at ``run_uris``.
+
+    Args:
+        run_uris: ``{output}/{job}/{run id}`` (or ``{output}/{job}/latest``) of each run; at least one.
+        name: the merged run's job name: it goes to ``{output}/{name}/{run id}/``.
+        output: where to write (default: the output location of the newest run).
+        allow_overlap: merge runs that list the same input file (its rows then count twice).
+        metadata: extra entries for the merged run's metadata (a window's settings).
+
+    Raises:
+        UserError: no runs, a bad name, runs whose settings differ, overlapping inputs, or a run stored
+            without the statistics a merge needs.
+    """
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    options = dict(storage_options or {})
+    runs, overlap = _read_sources(run_uris, name, allow_overlap, options)
+    newest_uri, newest = max(runs, key=lambda r: r[1].timestamp)
+    metrics = metrics_of_recorded(newest.metadata["spec"], f"{newest_uri}/run.json")
+    settings = run_settings(newest, newest_uri)
     slices, confidence = settings["slices"][0], settings["confidence"][0]
     acc = Accumulator.for_metrics(m for _, m in metrics)
     racc = acc.replicates() if confidence else None
@@ -223,39 +253,24 @@ def merge_runs(
     scenario = ", ".join(dict.fromkeys(p.scenario for _, run in runs for p in run.points[:1]))
     points, slice_report = build_points(scenario, acc, metrics, merged, slices, confidence, racc)
     check_values(points)
-    first_meta = runs[-1][1].metadata
     from pipelines.execute import library_versions  # the runner machinery: only once the inputs are checked
 
     run = Run(
         points=tuple(points),
         id=new_run_id(started),
         timestamp=started,
-        commit=runs[-1][1].commit,
-        branch=runs[-1][1].branch,
+        commit=newest.commit,
+        branch=newest.branch,
         environment={"libraries": library_versions(), "platform": platform.platform(), "runner": "merge"},
         metadata={
-            "job": name,
-            "description": f"Merged from {len(runs)} committed runs: " + ", ".join(u for u, _ in runs),
-            "spec_source": runs[-1][0],
-            "spec": _spec_of_merge(runs, name),
-            "inputs": [entry for _, run in runs for entry in run.metadata.get("inputs", [])],
-            "rows": sum(int(run.metadata.get("rows", 0)) for _, run in runs),
-            "units": sum(int(run.metadata.get("units", 0)) for _, run in runs),
-            "merged_from": [_source(uri, run) for uri, run in runs],
-            **({"overlapping_inputs": overlap} if overlap else {}),
-            **{
-                k: first_meta[k]
-                for k in ("metric_backends", "unbounded_metrics", "quantile_boundaries", "bootstrap")
-                if k in first_meta
-            },
-            **_dropped(runs),
+            **_merged_metadata(runs, name, overlap),
             **slice_report,
             **dict(metadata or {}),
             "timings": {"merge_seconds": round(time.perf_counter() - t0, 6)},
         },
         metric_defs=metric_defs(metrics, sorted({k for p in points for k in p.metrics})),
     )
-    target = output or uris[0].rsplit("/", 2)[0]
+    target = output or newest_uri.rsplit("/", 2)[0]
     location = run_location(target, name, run.id, options)
     write_run(
         location,
