@@ -1,4 +1,4 @@
-"""Command line: ``evalpipe run | validate | show | runs | compare | report`` (also ``python -m pipelines ...``).
+"""Command line: ``evalpipe run | validate | show | runs | compare | merge | report`` (also ``python -m pipelines ...``).
 
 Exit codes: 0 success, 2 user error (bad spec, data or path: one message, no
 traceback), 3 a metric regressed against the baseline (``compare``, or ``run``
@@ -147,6 +147,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 sys.stderr.write(
                     job.redact(f"evalpipe: SIGTERM received after run {outcome.uri} committed; the run is complete\n")
                 )
+            if outcome.window is not None and outcome.window.uri is not None:
+                out.write(job.redact(f"window: {outcome.window.uri}\n"))
+            elif outcome.window is not None:
+                raise UserError(f"run {outcome.uri} committed, but its window run was not: {outcome.window.error}")
     except BaseException as exc:
         # Drop what the failed run's frames still hold (readers, evaluators, actor handles) now, on this
         # thread, rather than leaving it to a garbage collection during interpreter shutdown.
@@ -364,6 +368,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.merge import merge_runs
+
+    outcome = merge_runs(args.runs, args.name, output=args.output, allow_overlap=args.allow_overlap)
+    out.write(format_run(outcome.run) + "\n")
+    out.write(f"merged {len(outcome.run.metadata['merged_from'])} runs: {outcome.uri}\n")
+    return 0
+
+
 def _version() -> str:
     from pipelines import __version__
 
@@ -450,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--output", help="passed to evalpipe run")
     submit.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this long")
     submit.set_defaults(func=cmd_submit)
+
+    merge = sub.add_parser("merge", help="commit a run merged from committed runs' statistics (no data read)")
+    merge.add_argument("runs", nargs="+", metavar="RUN_URI", help="runs to merge ({output}/{job}/{run id} or latest)")
+    merge.add_argument("--name", required=True, help="job name of the merged run")
+    merge.add_argument("--output", help="results location to write to (default: the newest run's)")
+    merge.add_argument("--allow-overlap", action="store_true", help="merge runs that read the same input file")
+    merge.set_defaults(func=cmd_merge)
 
     report = sub.add_parser("report", help="write one self-contained HTML page for a run")
     report.add_argument("run", help="run URI")

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +40,9 @@ from pipelines.storage import new_run_id, read_manifest, read_run, run_location,
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.worker import TOTAL_DROPPED, UnitResult
 
+if TYPE_CHECKING:
+    from pipelines.window import WindowOutcome
+
 LIBRARIES = ("evalpipe", "ray", "jax", "jaxlib", "numpy", "pyarrow", "polars", "fsspec", "pyyaml")
 
 
@@ -51,6 +54,8 @@ class RunOutcome:
     """Metrics worse than the ``baseline:`` run beyond tolerance (empty without a baseline)."""
     stopped: bool = False
     """SIGTERM came after the run committed (the run is complete all the same)."""
+    window: WindowOutcome | None = None
+    """The ``window:`` run committed after this one (None without ``window:``)."""
 
 
 SCORES_FILE = "scores.parquet"
@@ -330,6 +335,8 @@ def run_job(
             spec.name,
             accumulator.statistics,
             merged.states,
+            bucket_states=merged.bucket_states,
+            slice_rows=merged.rows,
             instance=instance,
             exclusive_instance=spec.output.on_existing == "refuse",
             extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
@@ -357,7 +364,15 @@ def run_job(
                     f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
                 )
             )
-    return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received)
+    window = commit_window(spec, run, location.uri) if spec.window is not None else None
+    return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received, window=window)
+
+
+def commit_window(spec: JobSpec, run: Run, uri: str) -> WindowOutcome:
+    """The ``window:`` run after ``run`` (see :mod:`pipelines.window`; polars is imported only for it)."""
+    from pipelines.window import commit_window as commit
+
+    return commit(spec, run, uri)
 
 
 def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -> str:

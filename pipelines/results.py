@@ -452,6 +452,15 @@ def _delta_pct(before: float, after: float) -> float:
     )
 
 
+def merge_runs(run_uris: Sequence[str], name: str, **options: Any) -> Any:
+    """Commit a run named ``name`` merged from the stored statistics of the committed runs ``run_uris``;
+    returns its :class:`~pipelines.merge.MergeOutcome` (``run``, ``uri``). Options and refusals: see
+    :func:`pipelines.merge.merge_runs`."""
+    from pipelines.merge import merge_runs as merge  # the metric catalogue (JAX): only when merging
+
+    return merge(run_uris, name, **options)
+
+
 # --- statistics ------------------------------------------------------------------------
 
 

@@ -238,6 +238,16 @@ class ConfidenceSpec:
 
 
 @dataclass(frozen=True)
+class WindowSpec:
+    """``window:``: after each run commits, a run merged from the job's last ``runs`` runs or ``days`` days
+    (see :mod:`pipelines.window`), committed as job ``name``."""
+
+    runs: int | None
+    days: int | None
+    name: str
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A validated job. ``recorded`` is the resolved spec fit to be written (no secrets)."""
 
@@ -255,6 +265,7 @@ class JobSpec:
     baseline: BaselineSpec | None = None
     backbone: BackboneSpec | None = None
     functions: tuple[FunctionSpec, ...] = ()
+    window: WindowSpec | None = None
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -996,6 +1007,36 @@ def _baseline(root: _Section) -> BaselineSpec | None:
     return BaselineSpec(run, tolerance, alpha)
 
 
+_MAX_WINDOW = 100_000
+
+
+def _window(root: _Section, job: str) -> WindowSpec | None:
+    """``window: {runs: N}`` or ``window: {days: N}`` (optionally ``name:``, default ``{job}-{N}runs`` /
+    ``{job}-{N}d``)."""
+    root.allowed.append("window")
+    if root.value.get("window") is None:
+        return None
+    sec = _Section(root.source, ("window",), root.value["window"], "a mapping with `runs` or `days`")
+    runs = sec.get("runs", int)
+    days = sec.get("days", int)
+    name = sec.get("name", str)
+    sec.finish()
+    if (runs is None) == (days is None):
+        raise SpecError(
+            f"{sec.where()}: give exactly one of `runs` (the last N runs of the job) or `days` (its runs of the "
+            f"last N days), e.g. window: {{days: 7}}; got {'both' if runs is not None else 'neither'}."
+        )
+    key, count = ("runs", runs) if runs is not None else ("days", days)
+    _positive(sec, key, count, _MAX_WINDOW, integer=True)
+    name = name or f"{job}-{count}{'runs' if key == 'runs' else 'd'}"
+    if not _NAME.fullmatch(name) or name == job:
+        raise SpecError(
+            f"{sec.where('name')}: window run name {name!r} must differ from the job's name and start with a letter "
+            "or digit, using only letters, digits, '.', '_' and '-' (at most 128 characters)."
+        )
+    return WindowSpec(runs, days, name)
+
+
 # --- entry points ----------------------------------------------------------------
 
 
@@ -1094,6 +1135,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     baseline = _baseline(root)
     backbone = _backbone(root, task, metrics)
     functions = _functions(root, {m.key for m in metrics})
+    window = _window(root, name)
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -1113,6 +1155,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         baseline=baseline,
         backbone=backbone,
         functions=functions,
+        window=window,
         source=source.name,
         recorded=recorded,
         env=env,
@@ -1148,3 +1191,25 @@ def metrics_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") -> 
         for f in recorded.get("functions") or []
     ]  # rebuilt from the record alone: user modules are not imported to read a run
     return [(m, build_metric(m, task)) for m in entries] + function_metrics(functions)
+
+
+def settings_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") -> dict[str, Any]:
+    """What decides the meaning of a run's statistics, from its recorded spec, as comparable values:
+    ``task``, ``columns`` (the roles set), ``metrics`` (name, key, parameters, backend; user functions),
+    ``slices``, ``confidence`` and ``backbone`` (its batch size left out: it only chunks the forward pass)."""
+    source = YamlSource(name, dict(recorded))
+    root = _Section(source, (), source.data)
+    task = _task(root)
+    entries = _metric_entries(root, task, allow_empty=bool(recorded.get("functions")))
+    columns = (recorded.get("data") or {}).get("columns") or {}
+    backbone = dict(recorded.get("backbone") or {})
+    backbone.pop("batch_size", None)
+    return {
+        "task": task,
+        "columns": sorted(columns),
+        "metrics": [(m.name, m.key, m.params, m.backend) for m in entries]
+        + [(f.get("function"), f.get("as"), f.get("outputs")) for f in recorded.get("functions") or []],
+        "slices": _slices(root),
+        "confidence": _confidence(root),
+        "backbone": backbone or None,
+    }

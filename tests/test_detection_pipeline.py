@@ -18,11 +18,22 @@ from tests.conftest import write_job
 pytest.importorskip("pycocotools")
 from tests.test_detection import SUMMARY_KEYS, coco_reference, random_images
 
+COLUMNS = {
+    "predictions": "boxes",
+    "scores": "scores",
+    "labels": "labels",
+    "targets": "gt_boxes",
+    "target_labels": "gt_labels",
+    "iscrowd": "crowd",
+    "area": "gt_area",
+    "image_id": "image_id",
+}
+"""The job's column roles for :func:`detection_table`."""
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    images = random_images(np.random.default_rng(11), n_images=60)
-    table = pa.table(
+
+def detection_table(images: list[dict]) -> pa.Table:
+    """One row per image of :func:`random_images`: list columns of boxes (xywh), scores, labels, crowd, area."""
+    return pa.table(
         {
             "image_id": [int(im["image_id"]) for im in images],
             "boxes": [np.asarray(im["pred_boxes"]).reshape(-1, 4).tolist() for im in images],
@@ -46,6 +57,12 @@ def shards(tmp_path_factory):
             ]
         ),
     )
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    images = random_images(np.random.default_rng(11), n_images=60)
+    table = detection_table(images)
     directory = tmp_path_factory.mktemp("detections")
     edges = np.linspace(0, len(table), 6).astype(int)  # 5 shards over every image
     for i, (a, b) in enumerate(itertools.pairwise(edges)):
@@ -58,16 +75,7 @@ def _job(tmp_path, directory, runner):
         "name": "detection",
         "data": {
             "path": str(directory),
-            "columns": {
-                "predictions": "boxes",
-                "scores": "scores",
-                "labels": "labels",
-                "targets": "gt_boxes",
-                "target_labels": "gt_labels",
-                "iscrowd": "crowd",
-                "area": "gt_area",
-                "image_id": "image_id",
-            },
+            "columns": COLUMNS,
         },
         "task": "detection",
         "metrics": [{"name": "mean_average_precision", "box_format": "xywh", "as": "map"}],

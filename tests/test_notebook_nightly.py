@@ -20,7 +20,7 @@ from sklearn import metrics as skm
 from pipelines import cli
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
-from pipelines.results import list_runs, load_run
+from pipelines.results import list_runs, load_run, merge_runs
 from pipelines.synthetic import concatenated, write_shards
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +86,32 @@ def test_each_night_reads_its_own_date_partition(nights):
         assert {p.name for p in run.points} >= {"overall", "country=US", "device=web"}
         aucs.append(overall["roc_auc"].value)
     assert len(set(aucs)) == len(NIGHTS)
+
+
+def test_each_night_commits_a_seven_day_window_run_merged_from_the_nights_so_far(nights):
+    results, runs = nights
+    windows = list_runs(str(results), f"{JOB}-7d")
+    assert len(windows) == len(NIGHTS)
+    for count, (info, (_, _, _, outcome)) in enumerate(zip(windows, runs, strict=True), start=1):
+        assert outcome.window is not None and outcome.window.uri == info.uri
+        window = load_run(info.uri)
+        sources = [source["uri"] for source in window.metadata["merged_from"]]
+        assert sources == [o.uri for _, _, _, o in runs[:count]]
+        assert window.metadata["window"] == {"job": JOB, "runs": None, "days": 7, "skipped": []}
+        assert window.point("overall").metrics["rows"].value == count * ROWS
+    last = load_run(windows[-1].uri)
+    paths = [p for _, _, night_paths, _ in runs for p in night_paths]
+    assert sorted(i["path"] for i in last.metadata["inputs"]) == sorted(paths)
+    data = concatenated(paths, ["score", "label"])
+    overall = last.point("overall").metrics
+    assert overall["accuracy"].value == pytest.approx(((data["score"] > 0.5) == data["label"]).mean(), abs=1e-12)
+    exact = skm.roc_auc_score(data["label"], data["score"])
+    assert abs(overall["roc_auc"].value - exact) <= overall["roc_auc.error_bound"].value
+    assert overall["roc_auc"].lower < overall["roc_auc"].value < overall["roc_auc"].upper
+    again = merge_runs([o.uri for _, _, _, o in runs], "again", output=str(results))
+    assert [(p.name, m) for p in again.run.points for m in p.metrics.items()] == [
+        (p.name, m) for p in last.points for m in p.metrics.items()
+    ]
 
 
 def test_trend_notebook_reads_back_the_runs(nights, tmp_path, monkeypatch):

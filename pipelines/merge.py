@@ -1,0 +1,284 @@
+"""Merging committed runs into a new run, from their stored statistics alone (no prediction is read again).
+
+Every run stores its merged sufficient statistics (``statistics.npz``): per slice the statistics' states, the
+bootstrap-bucket states of the replicate statistics and the rows. :func:`merge_runs` reads them back, merges the
+runs' partial results with the run's own ordered tree merge (:class:`~pipelines.reduce.OrderedMerger`), turns
+the result into points with the run's own reducer (:func:`~pipelines.reduce.build_points`: metrics, slices,
+intervals) and commits a new run through the same commit protocol as ``evalpipe run``.
+
+Runs merge only when their statistics mean the same thing: the same task, column roles, metrics with their
+parameters, slices (with the same quantile boundaries), confidence settings and row key, and backbone. An input
+file listed by two runs would count its rows twice: refused unless ``allow_overlap``.
+
+Exactness: bootstrap buckets depend on row keys alone (``row_id``, or file URL and row position), so the merged
+bucket states, and with them the intervals, are those of one run over all the runs' files. Statistics that merge
+by integer or fixed-point addition, or by concatenation in a canonical order (classification, calibration,
+segmentation, detection, corpus text and per-row text scores), give a merged run bit-identical to such a run.
+Float moments merged with Chan's formula (regression, embedding and FID feature moments) are bit-identical when
+the runs' merge tree is the single run's (the runs are merged in the order of their first input file, as a run
+merges its units: e.g. runs of one work unit each, over consecutive files) and agree to about 1e-15 otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators.accumulate import Accumulator
+from pipelines.errors import UserError
+from pipelines.finite import check_states, check_values, statistic_keys
+from pipelines.records import Run
+from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.results import resolve_run_uri
+from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
+from pipelines.storage import (
+    STATISTICS_FILE,
+    STATISTICS_INDEX,
+    StoredStatistics,
+    decode_stored,
+    new_run_id,
+    open_run,
+    read_run,
+    run_location,
+    write_run,
+)
+from pipelines.worker import Partial
+
+SETTINGS = ("task", "columns", "metrics", "slices", "confidence", "backbone")
+"""What two runs must share to be merged (see :func:`run_settings`)."""
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """The committed merged run and its URI."""
+
+    run: Run
+    uri: str
+
+
+def run_settings(run: Run, uri: str) -> dict[str, Any]:
+    """What decides the meaning of ``run``'s statistics (:data:`SETTINGS`, quantile boundaries within
+    ``slices``, the bootstrap row key within ``confidence``), as comparable values."""
+    settings = settings_of_recorded(run.metadata["spec"], f"{uri}/run.json")
+    settings["slices"] = (settings["slices"], run.metadata.get("quantile_boundaries"))
+    settings["confidence"] = (settings["confidence"], (run.metadata.get("bootstrap") or {}).get("row_key"))
+    return settings
+
+
+def _shown(value: Any, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_mergeable(runs: Sequence[tuple[str, Run]]) -> None:
+    """Raise :class:`UserError` naming what differs when ``runs`` (``(uri, run)``) cannot be merged: other
+    settings than the first run's, or metrics whose states depend on each run's whole input (BERTScore idf)."""
+    for uri, run in runs:
+        if run.metadata.get("bertscore_idf"):
+            raise UserError(
+                f"{uri}: its BERTScore metrics with idf: true weight tokens by the document frequencies of this "
+                "run's own references, so their statistics do not merge with another run's; merge runs of a job "
+                "without idf weighting."
+            )
+    first_uri, first = runs[0]
+    reference = run_settings(first, first_uri)
+    for uri, run in runs[1:]:
+        settings = run_settings(run, uri)
+        differ = [name for name in SETTINGS if settings[name] != reference[name]]
+        if differ:
+            details = "; ".join(
+                f"{name}: {_shown(reference[name])} in the first, {_shown(settings[name])} in this one"
+                for name in differ
+            )
+            raise UserError(
+                f"cannot merge run {uri} with run {first_uri}: their job settings differ in {', '.join(differ)} "
+                f"({details}). Runs merge only when task, column roles, metrics with their parameters, slices "
+                "(and quantile boundaries), confidence settings (and row key) and backbone are the same."
+            )
+
+
+def overlapping_inputs(runs: Sequence[tuple[str, Run]]) -> dict[str, list[str]]:
+    """Input file URL -> the URIs of the runs that list it, for files listed by more than one run."""
+    readers: dict[str, list[str]] = {}
+    for uri, run in runs:
+        for path in dict.fromkeys(entry["path"] for entry in run.metadata.get("inputs", [])):
+            readers.setdefault(path, []).append(uri)
+    return {path: uris for path, uris in readers.items() if len(uris) > 1}
+
+
+def _stored(uri: str, statistics: Sequence[Any], templates: Sequence[Any], options: Mapping[str, Any]) -> Partial:
+    loc = open_run(uri, options)
+    stored: StoredStatistics | None = decode_stored(
+        statistics, templates, loc.fs.cat_file(loc.file(STATISTICS_FILE)), loc.fs.cat_file(loc.file(STATISTICS_INDEX))
+    )
+    if stored is None:
+        raise UserError(
+            f"{uri}: this run's {STATISTICS_FILE} holds no rows per slice nor bootstrap-bucket states (it was "
+            "written by an evalpipe that could not merge runs yet); run its job again to merge it."
+        )
+    return Partial(stored.states, stored.bucket_states, stored.rows)
+
+
+def _spec_of_merge(runs: Sequence[tuple[str, Run]], name: str) -> dict[str, Any]:
+    """The newest run's recorded spec, named ``name``, reading every run's input paths (no baseline, no window)."""
+    spec = copy.deepcopy(dict(max(runs, key=lambda r: r[1].timestamp)[1].metadata["spec"]))
+    paths: list[str] = []
+    for _, run in runs:
+        path = (run.metadata["spec"].get("data") or {}).get("path")
+        for p in path if isinstance(path, list) else [path]:
+            if p is not None and p not in paths:
+                paths.append(p)
+    spec["name"] = name
+    spec.setdefault("data", {})["path"] = paths
+    for key in ("baseline", "window"):
+        spec.pop(key, None)
+    return spec
+
+
+def _source(uri: str, run: Run) -> dict[str, Any]:
+    return {
+        "run": run.id,
+        "uri": uri,
+        "job": run.metadata.get("job"),
+        "timestamp": run.timestamp.isoformat(),
+        "commit": run.commit,
+        "rows": run.metadata.get("rows"),
+        "inputs": [entry["path"] for entry in run.metadata.get("inputs", [])],
+    }
+
+
+def _dropped(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
+    summaries = [run.metadata["dropped_rows"] for _, run in runs if "dropped_rows" in run.metadata]
+    if not summaries:
+        return {}
+    reasons: dict[str, int] = {}
+    for summary in summaries:
+        for reason, count in summary["by_reason"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    return {"dropped_rows": {"rows": sum(s["rows"] for s in summaries), "by_reason": reasons}}
+
+
+def _read_sources(
+    run_uris: Sequence[str], name: str, allow_overlap: bool, options: Mapping[str, Any]
+) -> tuple[list[tuple[str, Run]], dict[str, list[str]]]:
+    """The runs to merge as ``(uri, run)``, in the order a single run over all their files would merge them
+    (by first input file), and their overlapping inputs; refusals as :func:`merge_runs` lists them."""
+    if not run_uris:
+        raise UserError("merge: give at least one run URI ({output}/{job}/{run id}) to merge.")
+    if not _NAME.fullmatch(name):
+        raise UserError(
+            f"merge --name {name!r}: a job name must start with a letter or digit and use only letters, digits, "
+            "'.', '_' and '-' (it becomes a directory name)."
+        )
+    uris = [resolve_run_uri(u.rstrip("/"), options) for u in run_uris]
+    runs = [(uri, read_run(uri, options)) for uri in uris]
+    check_mergeable(runs)
+    overlap = overlapping_inputs(runs)
+    if overlap and not allow_overlap:
+        path, readers = next(iter(overlap.items()))
+        raise UserError(
+            f"input files listed by more than one run would count their rows twice ({len(overlap)} in all; e.g. "
+            f"{path} in runs {', '.join(readers)}). Merge runs over disjoint inputs, or pass --allow-overlap "
+            "(merge_runs(..., allow_overlap=True)) to count them once per run."
+        )
+    runs.sort(key=lambda r: (min((e["path"] for e in r[1].metadata.get("inputs", [])), default=""), r[1].timestamp))
+    return runs, overlap
+
+
+def _merged_metadata(runs: Sequence[tuple[str, Run]], name: str, overlap: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The merged run's metadata besides slices and timings: spec, inputs, rows, sources, shared settings."""
+    newest = max(runs, key=lambda r: r[1].timestamp)[1].metadata
+    return {
+        "job": name,
+        "description": f"Merged from {len(runs)} committed runs: " + ", ".join(u for u, _ in runs),
+        "spec_source": max(runs, key=lambda r: r[1].timestamp)[0],
+        "spec": _spec_of_merge(runs, name),
+        "inputs": [entry for _, run in runs for entry in run.metadata.get("inputs", [])],
+        "rows": sum(int(run.metadata.get("rows", 0)) for _, run in runs),
+        "units": sum(int(run.metadata.get("units", 0)) for _, run in runs),
+        "merged_from": [_source(uri, run) for uri, run in runs],
+        **({"overlapping_inputs": dict(overlap)} if overlap else {}),
+        **{
+            k: newest[k]
+            for k in ("metric_backends", "unbounded_metrics", "quantile_boundaries", "bootstrap")
+            if k in newest
+        },
+        **_dropped(runs),
+    }
+
+
+def merge_runs(
+    run_uris: Sequence[str],
+    name: str,
+    *,
+    output: str | None = None,
+    allow_overlap: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> MergeOutcome:
+    """Commit a run named ``name`` whose statistics are the merge of the committed runs at ``run_uris``.
+
+    Args:
+        run_uris: ``{output}/{job}/{run id}`` (or ``{output}/{job}/latest``) of each run; at least one.
+        name: the merged run's job name: it goes to ``{output}/{name}/{run id}/``.
+        output: where to write (default: the output location of the newest run).
+        allow_overlap: merge runs that list the same input file (its rows then count twice).
+        metadata: extra entries for the merged run's metadata (a window's settings).
+
+    Raises:
+        UserError: no runs, a bad name, runs whose settings differ, overlapping inputs, or a run stored
+            without the statistics a merge needs.
+    """
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    options = dict(storage_options or {})
+    runs, overlap = _read_sources(run_uris, name, allow_overlap, options)
+    newest_uri, newest = max(runs, key=lambda r: r[1].timestamp)
+    metrics = metrics_of_recorded(newest.metadata["spec"], f"{newest_uri}/run.json")
+    settings = run_settings(newest, newest_uri)
+    slices, confidence = settings["slices"][0], settings["confidence"][0]
+    acc = Accumulator.for_metrics(m for _, m in metrics)
+    racc = acc.replicates() if confidence else None
+    templates = racc.zero_grouped(confidence.buckets) if racc is not None and confidence else ()
+    merger = OrderedMerger(acc, racc)
+    for i, (uri, _) in enumerate(runs):
+        merger.add(i, _stored(uri, acc.statistics, templates, options))
+    merged = merger.result()
+    check_states(acc.statistics, merged.states, statistic_keys(metrics))
+    scenario = ", ".join(dict.fromkeys(p.scenario for _, run in runs for p in run.points[:1]))
+    points, slice_report = build_points(scenario, acc, metrics, merged, slices, confidence, racc)
+    check_values(points)
+    from pipelines.execute import library_versions  # the runner machinery: only once the inputs are checked
+
+    run = Run(
+        points=tuple(points),
+        id=new_run_id(started),
+        timestamp=started,
+        commit=newest.commit,
+        branch=newest.branch,
+        environment={"libraries": library_versions(), "platform": platform.platform(), "runner": "merge"},
+        metadata={
+            **_merged_metadata(runs, name, overlap),
+            **slice_report,
+            **dict(metadata or {}),
+            "timings": {"merge_seconds": round(time.perf_counter() - t0, 6)},
+        },
+        metric_defs=metric_defs(metrics, sorted({k for p in points for k in p.metrics})),
+    )
+    target = output or newest_uri.rsplit("/", 2)[0]
+    location = run_location(target, name, run.id, options)
+    write_run(
+        location,
+        run,
+        name,
+        acc.statistics,
+        merged.states,
+        bucket_states=merged.bucket_states,
+        slice_rows=merged.rows,
+    )
+    return MergeOutcome(run, location.uri)
