@@ -255,6 +255,9 @@ class JobSpec:
     baseline: BaselineSpec | None = None
     backbone: BackboneSpec | None = None
     functions: tuple[FunctionSpec, ...] = ()
+    site: str | None = None
+    """``site:``: the results site (``evalpipe site``) regenerated after each committed run (output's storage
+    options)."""
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -1094,6 +1097,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     baseline = _baseline(root)
     backbone = _backbone(root, task, metrics)
     functions = _functions(root, {m.key for m in metrics})
+    site = root.get("site", str)
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -1113,6 +1117,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         baseline=baseline,
         backbone=backbone,
         functions=functions,
+        site=site,
         source=source.name,
         recorded=recorded,
         env=env,
