@@ -112,7 +112,7 @@ def trend_svg(job: JobIndex, metric: str, point: str = OVERALL) -> str:
     x is the run's position (one step per run, oldest left), y the metric's units; the first and last run's
     dates label the x axis, the lowest, middle and highest value the y axis.
     """
-    width, height, left, right, top, bottom = 640.0, 220.0, 62.0, 12.0, 10.0, 26.0
+    width, height, left, right, top, bottom = 480.0, 210.0, 64.0, 10.0, 10.0, 28.0
     points = series(job, metric, point)
     numbers = [v for _, t in points for v in t if _finite(v)]
     if not numbers:
@@ -147,24 +147,24 @@ def trend_svg(job: JobIndex, metric: str, point: str = OVERALL) -> str:
         )
         cy = y(value) if _finite(value) else height - bottom
         if regressed:
-            shape = f'<polygon points="{_triangle(x(i), cy, 6.0)}" fill="{VERMILLION}" stroke="#fff"/>'
+            shape = f'<polygon points="{_triangle(x(i), cy, 7.0)}" fill="{VERMILLION}" stroke="#fff"/>'
         else:
-            shape = f'<circle cx="{x(i):.1f}" cy="{cy:.1f}" r="3.5" fill="{BLUE}" stroke="#fff"/>'
+            shape = f'<circle cx="{x(i):.1f}" cy="{cy:.1f}" r="4" fill="{BLUE}" stroke="#fff"/>'
         parts.append(
             f'<g class="{"point regression" if regressed else "point"}" {data}><title>{_e(tip)}</title>{shape}</g>'
         )
     axis = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="{GREY}"/>']
     for v in (low + pad, (low + high) / 2, high - pad):
         axis.append(
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="12" fill="#1f2328">'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="14" fill="#1f2328">'
             f"{_e(format_number(v))}</text>"
             f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - right}" y2="{y(v):.1f}" stroke="#d0d7de" '
             'stroke-dasharray="3 3"/>'
         )
     first, last = points[0][0].timestamp[:10], points[-1][0].timestamp[:10]
-    axis.append(f'<text x="{left}" y="{height - 8}" font-size="12" fill="#1f2328">{_e(first)}</text>')
+    axis.append(f'<text x="{left}" y="{height - 8}" font-size="14" fill="#1f2328">{_e(first)}</text>')
     axis.append(
-        f'<text x="{width - right}" y="{height - 8}" text-anchor="end" font-size="12" fill="#1f2328">{_e(last)}</text>'
+        f'<text x="{width - right}" y="{height - 8}" text-anchor="end" font-size="14" fill="#1f2328">{_e(last)}</text>'
     )
     regressions = sum(p.regressed(point, metric) for p, _ in points)
     label = f"{metric} ({point}) over {len(points)} runs, {regressions} regressed"

@@ -24,14 +24,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli
+from pipelines.execute import run_job
 from pipelines.records import MetricDirection
 from pipelines.results import compare_all, list_runs, load_run, load_runs
+from pipelines.site import build_site
 from pipelines.site_index import INDEX_FILE, SiteIndex, run_tolerance
 from pipelines.synthetic import write_shards
 from tests.test_notebook_nightly import COMMIT, JOB, NIGHTLY, NIGHTS, ROWS, SHARDS
+from tests.test_object_storage import _load, _options, _spec
+from tests.test_object_storage import s3 as s3
 from tests.test_plots_report import PNG_SIGNATURE, _chromium, _headless, _with_scores
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
 
 PLANTED = "2026-11-21"  # the fourth night: the same model with noise on its logits
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?!data:)(?:[a-z][a-z0-9+.-]*:|//)|url\(|@import""", re.IGNORECASE)
@@ -75,6 +79,7 @@ def _pages(site: Path) -> list[Path]:
     return sorted(site.rglob("*.html"))
 
 
+@pytest.mark.slow
 def test_site_is_incremental_and_equals_a_full_rebuild(nights, tmp_path, capsys):
     results, site, codes = nights
     assert codes[-1] == 3  # the nightly gate caught the planted regression
@@ -97,6 +102,7 @@ def test_site_is_incremental_and_equals_a_full_rebuild(nights, tmp_path, capsys)
     assert capsys.readouterr().out.strip() == f"site: {rebuilt}/index.html (updated: 0 new runs)"
 
 
+@pytest.mark.slow
 def test_unknown_job_is_a_user_error(nights, tmp_path, capsys):
     results, _, _ = nights
     assert cli.main(["site", str(results), "-o", str(tmp_path / "s"), "--job", "churn-nightlly"]) == 2
@@ -149,6 +155,7 @@ def _render(binary: str, page: Path, profile: Path, width: int) -> dict:
     return json.loads(html.unescape(title.group(1)))
 
 
+@pytest.mark.slow
 def test_pages_render_in_chromium_with_the_regression_and_the_runs_values(nights, tmp_path):
     binary = _chromium()
     results, site, _ = nights
@@ -219,3 +226,38 @@ def test_pages_render_in_chromium_with_the_regression_and_the_runs_values(nights
         Path(target).mkdir(parents=True, exist_ok=True)
         for shot in shots.iterdir():
             shutil.copy(shot, target)
+
+
+@pytest.mark.slow
+def test_site_on_s3_is_updated_from_its_index(tmp_path, s3, capsys):
+    """Runs and site in one bucket of a loopback S3 server: the second regeneration reads one new run."""
+    job = _load(tmp_path, _spec(tmp_path, s3, name="site-s3"))
+    for _ in range(2):
+        run_job(job, show_progress=False)
+    site = "s3://results/site"
+    first = build_site("s3://results/evals", site, storage_options=_options(s3))
+    assert (first.rebuilt, first.new_runs, first.jobs_written) == (True, 2, ("site-s3",))
+    third = run_job(job, show_progress=False)
+    second = build_site("s3://results/evals", site, storage_options=_options(s3))
+    assert (second.rebuilt, second.new_runs) == (False, 1)
+    fs = s3["fs"]
+    fs.invalidate_cache()
+    index = SiteIndex.from_json(fs.cat(f"results/site/{INDEX_FILE}"))
+    assert index is not None
+    runs = list_runs("s3://results/evals", "site-s3", storage_options=_options(s3))
+    assert [r.run_id for r in index.jobs["site-s3"].runs] == [r.run_id for r in runs]
+    assert runs[-1].run_id == third.run.id
+    page = fs.cat("results/site/jobs/site-s3.html").decode()
+    assert f'data-run-id="{third.run.id}"' in page and not EXTERNAL.search(page)
+    auc = third.run.point("overall").metrics["auc"]
+    assert f'data-value="{auc.value!r}"' in page
+    assert fs.exists(f"results/site/runs/site-s3/{third.run.id}.html")
+
+
+def test_site_key_must_be_a_location(tmp_path, capsys):
+    spec = tmp_path / "job.yaml"
+    spec.write_text(NIGHTLY.read_text() + "site: [s3://a]\n")
+    assert cli.main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    line = len(NIGHTLY.read_text().splitlines()) + 1
+    assert f"{spec}: site (line {line}): expected a string, got list ['s3://a']." in err and "Traceback" not in err
