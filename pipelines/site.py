@@ -28,11 +28,20 @@ from fsspec.core import url_to_fs
 
 from pipelines import plots
 from pipelines.errors import UserError
-from pipelines.outcome import outcome_uri
+from pipelines.outcome import OUTCOMES_DIR, outcome_uri
 from pipelines.records import Run
 from pipelines.report import render_loaded
 from pipelines.results import RunInfo, list_runs
-from pipelines.site_index import EMPTY_JOB, INDEX_FILE, JobIndex, SiteIndex, last_run_file, run_tolerance, summarise
+from pipelines.site_index import (
+    EMPTY_JOB,
+    INDEX_FILE,
+    Failure,
+    JobIndex,
+    SiteIndex,
+    last_run_file,
+    run_tolerance,
+    summarise,
+)
 from pipelines.site_pages import index_page, job_page
 from pipelines.storage import join, read_run
 
@@ -117,29 +126,23 @@ def build_site(
     jobs = dict(index.jobs)
     written: list[str] = []
     added = 0
-    for name in dict.fromkeys(info.job for info in found):
+    for name in dict.fromkeys(
+        [*(info.job for info in found), *(jobs if job is None else [job] if job in jobs else [])]
+    ):
         new = [info for info in found if info.job == name]
         current = jobs.get(name, EMPTY_JOB)
-        if current.runs and (new[0].timestamp.isoformat(), new[0].run_id) < (
-            current.runs[-1].timestamp,
-            current.runs[-1].run_id,
-        ):
-            current = EMPTY_JOB  # a backfilled run: this job's part is rebuilt in time order
-            new = list_runs(results_uri, name, since, options)
-        previous = None
-        if current.runs:
-            text = _read_text(site_fs, join(site_root, last_run_file(name)))
-            previous = Run.from_dict(json.loads(text)) if text is not None else None
-        current, previous = _add_runs(current, previous, new, results_uri, site_uri, options, site_options, reports)
-        added += len(new)
-        jobs[name] = current
-        if previous is not None:
-            plots.write_bytes(
-                join(site_uri, last_run_file(name)), json.dumps(previous.to_dict()).encode("utf-8"), site_options
+        read = 0
+        if new:
+            current, read = _with_new_runs(
+                current, name, new, results_uri, site_uri, since, options, site_options, reports
             )
-        written.append(name)
+        failures = _new_failures(results_uri, name, current, options)
+        if read or failures:
+            jobs[name] = replace(current, failures=(*current.failures, *failures))
+            written.append(name)
+        added += read
     index = replace(index, jobs=jobs)
-    for name in written if not rebuilt else list(jobs):
+    for name in dict.fromkeys(written) if not rebuilt else list(jobs):
         plots.write_bytes(
             join(site_uri, "jobs", f"{name}.html"), job_page(name, jobs[name]).encode("utf-8"), site_options
         )
@@ -147,6 +150,56 @@ def build_site(
     plots.write_bytes(join(site_uri, INDEX_FILE), index.to_json().encode("utf-8"), site_options)  # last: a failed
     # regeneration leaves the previous index, and the next one reads the same new runs again
     return SiteBuild(site_uri, added, tuple(written), rebuilt)
+
+
+def _with_new_runs(
+    job: JobIndex,
+    name: str,
+    new: list[RunInfo],
+    results_uri: str,
+    site_uri: str,
+    since: dt.datetime | dt.date | str | None,
+    options: Mapping[str, Any],
+    site_options: Mapping[str, Any],
+    reports: bool,
+) -> tuple[JobIndex, int]:
+    """``job`` with the runs ``new`` added (a backfilled one rebuilds it from every run), the newest run kept in
+    the site's state; and how many runs were read."""
+    site_fs, site_root = url_to_fs(site_uri, **site_options)
+    if job.runs and (new[0].timestamp.isoformat(), new[0].run_id) < (job.runs[-1].timestamp, job.runs[-1].run_id):
+        job = replace(EMPTY_JOB, failures=job.failures)  # a backfilled run: rebuilt in time order
+        new = list_runs(results_uri, name, since, options)
+    previous = None
+    if job.runs:
+        text = _read_text(site_fs, join(site_root, last_run_file(name)))
+        previous = Run.from_dict(json.loads(text)) if text is not None else None
+    job, previous = _add_runs(job, previous, new, results_uri, site_uri, options, site_options, reports)
+    if previous is not None:
+        state = json.dumps(previous.to_dict()).encode("utf-8")
+        plots.write_bytes(join(site_uri, last_run_file(name)), state, site_options)
+    return job, len(new)
+
+
+def _new_failures(results_uri: str, job: str, known: JobIndex, options: Mapping[str, Any]) -> list[Failure]:
+    """The outcome records of ``job``'s runs that committed nothing, other than those ``known`` lists (one listing;
+    only records of run ids the index does not know are read)."""
+    fs, directory = url_to_fs(join(results_uri, OUTCOMES_DIR, job), **options)
+    try:
+        listed = sorted(fs.ls(directory, detail=False))
+    except FileNotFoundError:
+        return []
+    seen = {r.run_id for r in known.runs} | {f.run_id for f in known.failures}
+    found = []
+    for path in listed:
+        run_id = path.rsplit("/", 1)[-1].removesuffix(".json")
+        if run_id in seen or not path.endswith(".json"):
+            continue
+        text = _read_text(fs, path)
+        record = json.loads(text) if text is not None else {}
+        if record.get("run_uri") is None and record.get("status") not in (None, "committed", "regressed"):
+            error = record.get("error")
+            found.append(Failure(run_id, str(record["status"]), int(record.get("exit_code", 1)), error and error[:400]))
+    return found
 
 
 def _add_runs(

@@ -110,6 +110,23 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A run that started computing but committed nothing: its ``_outcomes`` record (:mod:`pipelines.outcome`)."""
+
+    run_id: str
+    status: str
+    exit_code: int
+    error: str | None
+
+    def to_list(self) -> list[Any]:
+        return [self.run_id, self.status, self.exit_code, self.error]
+
+    @classmethod
+    def from_list(cls, data: Sequence[Any]) -> Failure:
+        return cls(str(data[0]), str(data[1]), int(data[2]), data[3])
+
+
+@dataclass(frozen=True)
 class MetricInfo:
     """How a metric ranks: its direction and whether the job marks it primary."""
 
@@ -119,17 +136,20 @@ class MetricInfo:
 
 @dataclass(frozen=True)
 class JobIndex:
-    """One job's part of the index: its metrics (page order), points (page order) and runs (oldest first)."""
+    """One job's part of the index: its metrics (page order), points (page order), runs (oldest first) and the
+    runs that failed before committing."""
 
     metrics: Mapping[str, MetricInfo]
     points: tuple[str, ...]
     runs: tuple[RunSummary, ...]
+    failures: tuple[Failure, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": {k: [m.direction, m.primary] for k, m in self.metrics.items()},
             "points": list(self.points),
             "runs": [r.to_dict() for r in self.runs],
+            "failures": [f.to_list() for f in self.failures],
         }
 
     @classmethod
@@ -138,6 +158,7 @@ class JobIndex:
             {k: MetricInfo(v[0], bool(v[1])) for k, v in data["metrics"].items()},
             tuple(data["points"]),
             tuple(RunSummary.from_dict(r) for r in data["runs"]),
+            tuple(Failure.from_list(f) for f in data.get("failures", [])),
         )
 
     def primary_metrics(self) -> list[str]:

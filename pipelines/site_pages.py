@@ -292,23 +292,43 @@ def _heatmap(job: JobIndex, metric: str) -> str:
     )
 
 
-def _runs_table(job: JobIndex, job_name: str) -> str:
-    rows = []
-    for r in reversed(job.runs):
+def _id_time(run_id: str) -> str:
+    """``2026-11-23 14:12:33`` from a run id ``20261123T141233123Z-...`` (ids begin with their UTC time)."""
+    stamp = run_id[:15]
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
+
+
+def _runs_table(job: JobIndex) -> str:
+    rows: list[tuple[str, str]] = []
+    for r in job.runs:
         link = f'<a href="../{_e(r.report)}">{_e(r.run_id)}</a>' if r.report else _e(r.run_id)
         status = f'<span class="regressed">▼ {_e(r.status)}</span>' if r.status == "regressed" else _e(r.status)
         rows.append(
-            f'<tr data-run-id="{_e(r.run_id)}"><td class="name">{link}</td>'
-            f'<td class="num wide">{_e(r.timestamp[:19].replace("T", " "))}</td>'
-            f'<td class="name"><code>{_e((r.commit or "–")[:10])}</code></td>'
-            f'<td class="num">{_e(format_number(r.rows))}</td><td class="name">{status}</td>'
-            f'<td class="num">{r.regressions}</td></tr>'
+            (
+                r.run_id,
+                f'<tr data-run-id="{_e(r.run_id)}"><td class="name">{link}</td>'
+                f'<td class="num wide">{_e(r.timestamp[:19].replace("T", " "))}</td>'
+                f'<td class="name"><code>{_e((r.commit or "–")[:10])}</code></td>'
+                f'<td class="num">{_e(format_number(r.rows))}</td><td class="name">{status}</td>'
+                f'<td class="num">{r.regressions}</td></tr>',
+            )
         )
+    for f in job.failures:
+        rows.append(
+            (
+                f.run_id,
+                f'<tr data-run-id="{_e(f.run_id)}" class="failed"><td class="name">{_e(f.run_id)}</td>'
+                f'<td class="num wide">{_e(_id_time(f.run_id))}</td><td class="name">–</td><td class="num">–</td>'
+                f'<td class="name regressed" title="{_e(f.error or "")}">✕ {_e(f.status)} (exit {f.exit_code})</td>'
+                '<td class="num">–</td></tr>',
+            )
+        )
+    rows.sort(reverse=True)
     return (
         '<section id="runs"><h2>Runs</h2><div class="scroll"><table class="runs"><thead><tr>'
         '<th class="name">run id (report)</th><th class="num wide">time (UTC)</th><th class="name">commit</th>'
         '<th class="num">rows</th><th class="name">outcome</th><th class="num">values regressed</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+        f"<tbody>{''.join(row for _, row in rows)}</tbody></table></div></section>"
     )
 
 
@@ -326,6 +346,6 @@ def job_page(name: str, job: JobIndex) -> str:
         f'<section id="trends"><h2>Trends</h2><p class="note">Each metric of the whole dataset over the '
         f"{len(job.runs)} runs, oldest left: line the value, band the run's interval, ▼ a regression against "
         f'the run before.</p><div class="trends">{trends}</div></section>'
-        f"{_heatmap(job, primary[0]) if primary else ''}{_runs_table(job, name)}"
+        f"{_heatmap(job, primary[0]) if primary else ''}{_runs_table(job)}"
     )
     return _document(f"evalpipe results: {name}", body)

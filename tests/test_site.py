@@ -25,6 +25,7 @@ import pytest
 
 from pipelines import cli
 from pipelines.execute import run_job
+from pipelines.outcome import Outcome, outcome_id, write_outcome
 from pipelines.records import MetricDirection
 from pipelines.results import compare_all, list_runs, load_run, load_runs
 from pipelines.site import build_site
@@ -57,7 +58,10 @@ def nights(tmp_path_factory):
     base = tmp_path_factory.mktemp("site")
     preds, results, site = base / "preds", base / "results", base / "site"
     codes = []
+    failed = Outcome(1, JOB, outcome_id(), None, (), "the cluster lost its workers")
     for seed, day in enumerate((*NIGHTS, PLANTED), start=1):
+        if day == PLANTED:  # a night that failed before committing, then the planted one
+            assert write_outcome(str(results), {}, failed) is not None
         partition = preds / f"{dt.date.fromisoformat(day):%Y/%m/%d}"
         paths = write_shards(str(partition), "binary", ROWS, SHARDS, seed=seed)
         if day == PLANTED:
@@ -72,7 +76,7 @@ def nights(tmp_path_factory):
         ):
             argv += ["--set", assignment]
         codes.append(cli.main(argv))
-    return results, site, codes
+    return results, site, codes, failed
 
 
 def _pages(site: Path) -> list[Path]:
@@ -81,13 +85,18 @@ def _pages(site: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_site_is_incremental_and_equals_a_full_rebuild(nights, tmp_path, capsys):
-    results, site, codes = nights
+    results, site, codes, failed = nights
     assert codes[-1] == 3  # the nightly gate caught the planted regression
     runs = list_runs(str(results), JOB)
     assert len(runs) == 4
     index = SiteIndex.from_json((site / INDEX_FILE).read_text())
     assert index is not None and [r.run_id for r in index.jobs[JOB].runs] == [r.run_id for r in runs]
     assert [r.status for r in index.jobs[JOB].runs][-1] == "regressed"
+    assert [f.run_id for f in index.jobs[JOB].failures] == [failed.run_id]
+    page = (site / "jobs" / f"{JOB}.html").read_text()
+    rows = re.findall(r'<tr data-run-id="([^"]+)"', page)
+    assert rows == sorted([failed.run_id, *(r.run_id for r in runs)], reverse=True)  # newest first
+    assert f'<tr data-run-id="{failed.run_id}" class="failed">' in page and "failed (exit 1)" in page
 
     rebuilt = tmp_path / "rebuilt"
     capsys.readouterr()
@@ -104,7 +113,7 @@ def test_site_is_incremental_and_equals_a_full_rebuild(nights, tmp_path, capsys)
 
 @pytest.mark.slow
 def test_unknown_job_is_a_user_error(nights, tmp_path, capsys):
-    results, _, _ = nights
+    results, _, _, _ = nights
     assert cli.main(["site", str(results), "-o", str(tmp_path / "s"), "--job", "churn-nightlly"]) == 2
     err = capsys.readouterr().err
     assert "job 'churn-nightlly' not found (did you mean 'churn-nightly'?)" in err and "Traceback" not in err
@@ -158,7 +167,7 @@ def _render(binary: str, page: Path, profile: Path, width: int) -> dict:
 @pytest.mark.slow
 def test_pages_render_in_chromium_with_the_regression_and_the_runs_values(nights, tmp_path):
     binary = _chromium()
-    results, site, _ = nights
+    results, site, _, _ = nights
     pages = _pages(site)
     assert {p.relative_to(site).as_posix() for p in pages} >= {"index.html", f"jobs/{JOB}.html"}
     assert len([p for p in pages if p.parent.name == JOB]) == 4  # one report per run
