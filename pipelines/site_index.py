@@ -202,11 +202,14 @@ class SiteIndex:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SiteIndex | None:
-        """The index, or None when it is of another version (the site is then rebuilt)."""
-        data = json.loads(text)
-        if data.get("version") != INDEX_VERSION:
+        """The index, or None when it is of another version or unreadable (the site is then rebuilt)."""
+        try:
+            data = json.loads(text)
+            if data.get("version") != INDEX_VERSION:
+                return None
+            return cls(data["results"], {k: JobIndex.from_dict(j) for k, j in data["jobs"].items()})
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
-        return cls(data["results"], {k: JobIndex.from_dict(j) for k, j in data["jobs"].items()})
 
 
 # --- summarising a run ------------------------------------------------------------------------

@@ -40,6 +40,13 @@ nav { font-size: 0.9rem; margin-bottom: 0.5rem; }
   main { padding: 0.75rem; }
   th, td { padding: 0.25rem 0.35rem; }
   .wide { display: none; }
+  table.jobs, table.jobs tbody, table.jobs tr, table.jobs td { display: block; width: auto; }
+  table.jobs thead { display: none; }
+  table.jobs tr { border: 1px solid #d0d7de; margin-bottom: 0.5rem; }
+  table.jobs td { border: none; text-align: left; white-space: normal; }
+  table.jobs td[data-label]::before { content: attr(data-label) ": "; font-weight: 600; color: #57606a; }
+  table.jobs .ci { display: inline; margin-left: 0.4rem; }
+  table.runs td.name a { word-break: break-all; white-space: normal; }
 }
 """
 
@@ -180,7 +187,7 @@ def trend_svg(job: JobIndex, metric: str, point: str = OVERALL) -> str:
 
 def _change_cells(change: Change | None) -> str:
     if change is None:
-        return '<td class="num">–</td><td class="num">–</td><td class="name">–</td>'
+        return '<td class="num" data-label="change">–</td><td class="num" data-label="significance">–</td><td>–</td>'
     sign = "−" if change.worse_by > 0 else "+"  # worse_by > 0: worse, shown as a loss in the metric's sense
     delta = f"{sign}{format_number(abs(change.worse_by))}" if change.worse_by else "0"
     if change.p_value is not None:
@@ -195,21 +202,21 @@ def _change_cells(change: Change | None) -> str:
         else ("better" if change.worse_by < 0 else "ok")
     )
     return (
-        f'<td class="num">{_e(delta)}</td><td class="num">{_e(significance)}</td>'
+        f'<td class="num" data-label="change">{_e(delta)}</td><td class="num" data-label="significance">{_e(significance)}</td>'
         f'<td class="name" data-regressed="{str(change.regressed).lower()}">{verdict}</td>'
     )
 
 
 def _value_cell(triple: tuple | None) -> str:
     if triple is None:
-        return '<td class="num">–</td>'
+        return '<td class="num" data-label="latest">–</td>'
     value, lower, upper = triple
     interval = (
         f'<span class="ci">[{_e(format_number(lower))}, {_e(format_number(upper))}]</span>'
         if _finite(lower) and _finite(upper)
         else ""
     )
-    return f'<td class="num" data-value="{_attr(value)}">{_e(format_number(value))}{interval}</td>'
+    return f'<td class="num" data-label="latest" data-value="{_attr(value)}">{_e(format_number(value))}{interval}</td>'
 
 
 def index_page(index: SiteIndex) -> str:
@@ -232,9 +239,9 @@ def index_page(index: SiteIndex) -> str:
                 else ""
             )
             rows.append(
-                f'<tr data-job="{_e(name)}" data-metric="{_e(metric)}">{first}<td class="name">{_e(metric)}</td>'
+                f'<tr data-job="{_e(name)}" data-metric="{_e(metric)}">{first}<td class="name" data-label="metric">{_e(metric)}</td>'
                 f"{_value_cell(latest.values.get(OVERALL, {}).get(metric))}"
-                f"{_change_cells(latest.changes.get(OVERALL, {}).get(metric))}<td>{spark}</td></tr>"
+                f'{_change_cells(latest.changes.get(OVERALL, {}).get(metric))}<td class="spark">{spark}</td></tr>'
             )
     table = (
         '<div class="scroll"><table class="jobs"><thead><tr><th class="name">job</th><th class="name">metric</th>'
@@ -252,8 +259,7 @@ def index_page(index: SiteIndex) -> str:
 
 
 def _heatmap(job: JobIndex, metric: str) -> str:
-    runs = [r for r in job.runs if metric in r.values.get(OVERALL, {}) or any(metric in v for v in r.values.values())]
-    runs = runs[-HEATMAP_RUNS:]
+    runs = [r for r in job.runs if any(metric in v for v in r.values.values())][-HEATMAP_RUNS:]
     points = [p for p in job.points if any(metric in r.values.get(p, {}) for r in runs)]
     numbers = [r.values[p][metric][0] for r in runs for p in points if metric in r.values.get(p, {})]
     numbers = [v for v in numbers if _finite(v)]
@@ -327,7 +333,7 @@ def _runs_table(job: JobIndex) -> str:
     return (
         '<section id="runs"><h2>Runs</h2><div class="scroll"><table class="runs"><thead><tr>'
         '<th class="name">run id (report)</th><th class="num wide">time (UTC)</th><th class="name">commit</th>'
-        '<th class="num">rows</th><th class="name">outcome</th><th class="num">values regressed</th></tr></thead>'
+        '<th class="num">rows</th><th class="name">outcome</th><th class="num">regressed</th></tr></thead>'
         f"<tbody>{''.join(row for _, row in rows)}</tbody></table></div></section>"
     )
 

@@ -138,6 +138,8 @@ window.addEventListener("load", () => {
     tables: document.querySelectorAll("table").length,
     images: Array.from(document.images).filter((i) => i.complete && i.naturalWidth > 0).length,
     scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+    overflowing: Array.from(document.querySelectorAll("table.jobs, table.runs")).filter(
+      (t) => t.parentElement.scrollWidth > t.parentElement.clientWidth).length,
   });
 });
 </script>"""
@@ -182,6 +184,7 @@ def test_pages_render_in_chromium_with_the_regression_and_the_runs_values(nights
             site_root = site.resolve().as_uri()
             assert all(r.startswith(site_root) or r.startswith("data:") for r in probe["resources"]), probe
             assert probe["scroll"] <= probe["client"], (page, width, probe["scroll"], probe["client"])
+            assert probe["overflowing"] == 0, (page, width)  # the jobs and runs tables fit without scrolling
             seen[(page.relative_to(site).as_posix(), width)] = probe
 
     # every trend point is a run's own value, interval and all

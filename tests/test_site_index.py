@@ -110,6 +110,10 @@ def test_incremental_index_backfill_and_since(tmp_path):
     assert (rebuilt / INDEX_FILE).read_text() == (site / INDEX_FILE).read_text()
     assert (rebuilt / "jobs" / f"{JOB}.html").read_text() == (site / "jobs" / f"{JOB}.html").read_text()
 
+    (site / INDEX_FILE).write_text('{"version": 1, "results": ')  # a torn write: the site is rebuilt
+    assert build_site(str(results), str(site), reports=False).rebuilt
+    assert (site / INDEX_FILE).read_text() == (rebuilt / INDEX_FILE).read_text()
+
     since = build_site(str(results), str(site), since="2026-11-19", reports=False)
     assert (since.rebuilt, since.new_runs) == (True, 2)
     assert [r.run_id for r in _index(site).jobs[JOB].runs] == [r.id for r in runs[1:]]
