@@ -46,7 +46,7 @@ nav { font-size: 0.9rem; margin-bottom: 0.5rem; }
   table.jobs td { border: none; text-align: left; white-space: normal; }
   table.jobs td[data-label]::before { content: attr(data-label) ": "; font-weight: 600; color: #57606a; }
   table.jobs .ci { display: inline; margin-left: 0.4rem; }
-  table.runs td.name a { word-break: break-all; white-space: normal; }
+  table.runs td.name { word-break: break-all; white-space: normal; }
 }
 """
 
