@@ -1,4 +1,5 @@
-"""Command line: ``evalpipe run | validate | show | runs | compare | merge | report`` (also ``python -m pipelines ...``).
+"""Command line: ``evalpipe run | validate | show | runs | compare | merge | report | site`` (also
+``python -m pipelines ...``).
 
 Exit codes: 0 success, 2 user error (bad spec, data or path: one message, no
 traceback), 3 a metric regressed against the baseline (``compare``, or ``run``
@@ -13,11 +14,14 @@ import math
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, stop_on_sigterm
+
+if TYPE_CHECKING:
+    from pipelines.spec import JobSpec
 
 
 def _format_value(value: float | None) -> str:
@@ -377,6 +381,15 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.site import build_site
+
+    built = build_site(args.results, args.output, job=args.job, since=args.since, reports=not args.no_reports)
+    how = "rebuilt" if built.rebuilt else "updated"
+    out.write(f"site: {args.output.rstrip('/')}/index.html ({how}: {built.new_runs} new runs)\n")
+    return 0
+
+
 def _version() -> str:
     from pipelines import __version__
 
@@ -476,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, help="HTML file (any fsspec URL)")
     report.add_argument("--baseline", help="baseline run URI (default: the run's own baseline, if it had one)")
     report.set_defaults(func=cmd_report)
+
+    site = sub.add_parser("site", help="write or update a static results site (HTML) over every committed run")
+    site.add_argument("results", help="the jobs' output.uri (any fsspec URL)")
+    site.add_argument("-o", "--output", required=True, help="the site's directory (any fsspec URL)")
+    site.add_argument("--job", help="only add runs of this job")
+    site.add_argument("--since", help="only runs started at or after this ISO date/time (UTC)")
+    site.add_argument("--no-reports", action="store_true", help="no per-run report pages")
+    site.set_defaults(func=cmd_site)
     return parser
 
 
@@ -551,9 +572,23 @@ def _report_outcome(args: argparse.Namespace, code: int, error: str | None) -> N
     )
     if job is not None:
         write_outcome(job.output.uri, job.output.storage_options, outcome)
+        if job.site is not None and done is not None:
+            _regenerate_site(args, job)
     sys.stderr.flush()
     sys.stdout.write(log_line(outcome) + "\n")
     sys.stdout.flush()
+
+
+def _regenerate_site(args: argparse.Namespace, job: JobSpec) -> None:
+    """Update the job's results site after a committed run; a failure is reported and changes no exit code."""
+    from pipelines.site import build_site
+
+    try:
+        assert job.site is not None
+        built = build_site(job.output.uri, job.site, job=job.name, storage_options=job.output.storage_options)
+        sys.stdout.write(job.redact(f"site: {built.site.rstrip('/')}/index.html\n"))
+    except Exception as exc:  # the run is committed: the site can be regenerated later with evalpipe site
+        _say(args, f"evalpipe: the site was not regenerated ({type(exc).__name__}: {exc}); the run is committed.\n")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ tr.overall td { font-weight: 600; }
 tr.regressed td { background: #ffebe9; color: #82071e; font-weight: 600; }
 tr.improved td { background: #dafbe1; }
 p.note { color: #57606a; font-size: 0.9rem; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1.5rem; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 420px), 1fr)); gap: 1.5rem; }
 figure { margin: 0; }
 figure img { width: 100%; height: auto; border: 1px solid #d0d7de; }
 figcaption { font-size: 0.85rem; color: #57606a; margin-top: 0.25rem; }
@@ -85,8 +85,20 @@ def render_report(
     ``overall`` point) and the slices of the headline metric.
     """
     run = load_run(run_uri, storage_options)
-    stats = _statistics_or_none(run_uri, storage_options)
     baseline = load_run(baseline_uri, storage_options) if baseline_uri is not None else None
+    return render_loaded(run, run_uri, baseline, tolerance=tolerance, storage_options=storage_options)
+
+
+def render_loaded(
+    run: Run,
+    run_uri: str,
+    baseline: Run | None = None,
+    *,
+    tolerance: float | Mapping[str, float] = 0.0,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
+    """:func:`render_report` of runs already read; ``run_uri`` locates the run's stored statistics."""
+    stats = _statistics_or_none(run_uri, storage_options)
     comparisons = compare_all(baseline, run, tolerance) if baseline is not None else None
     return page(run, report_figures(run, stats), baseline, comparisons, tolerance, statistics=stats is not None)
 

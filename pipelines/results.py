@@ -15,7 +15,7 @@ import datetime as dt
 import difflib
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,7 @@ def list_runs(
     storage_options: Mapping[str, Any] | None = None,
     *,
     must_exist: bool = False,
+    skip: Container[str] = (),
 ) -> list[RunInfo]:
     """Committed runs under ``uri`` (the job spec's ``output.uri``), oldest first.
 
@@ -122,6 +123,8 @@ def list_runs(
         since: only runs started at or after this time (ISO string, date or datetime; UTC if naive).
         must_exist: raise :class:`UserError` when ``uri`` does not exist, or ``job`` has no committed run
             there (naming the jobs that have), rather than return an empty list (a misspelt name).
+        skip: ``{job}/{run id}`` names of runs already known: listed, but their manifests are not read and they
+            are left out (an incremental reader then reads only what is new).
     """
     try:
         fs, root = url_to_fs(uri, **(storage_options or {}))
@@ -145,7 +148,8 @@ def list_runs(
         return run_path, manifest, sizes
 
     found: list[RunInfo] = []
-    for listed in concurrently(read_manifest, sorted(fs.glob(pattern))):
+    markers = [m for m in sorted(fs.glob(pattern)) if "/".join(m.rsplit("/", 3)[-3:-1]) not in skip]
+    for listed in concurrently(read_manifest, markers):
         if listed is None:
             continue
         run_path, manifest, sizes = listed

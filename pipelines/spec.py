@@ -266,6 +266,9 @@ class JobSpec:
     backbone: BackboneSpec | None = None
     functions: tuple[FunctionSpec, ...] = ()
     window: WindowSpec | None = None
+    site: str | None = None
+    """``site:``: the results site (``evalpipe site``) regenerated after each committed run (output's storage
+    options)."""
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -1136,6 +1139,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     backbone = _backbone(root, task, metrics)
     functions = _functions(root, {m.key for m in metrics})
     window = _window(root, name)
+    site = root.get("site", str)
     root.finish()
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
@@ -1156,6 +1160,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         backbone=backbone,
         functions=functions,
         window=window,
+        site=site,
         source=source.name,
         recorded=recorded,
         env=env,
