@@ -364,6 +364,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.export_mlflow import export_run
+
+    done = export_run(args.run, args.tracking_uri)
+    state = "already in" if done.existed else "exported to"
+    out.write(f"{args.run}: {state} MLflow run {done.mlflow_run_id} (experiment {done.experiment!r})\n")
+    return 0
+
+
 def _version() -> str:
     from pipelines import __version__
 
@@ -456,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, help="HTML file (any fsspec URL)")
     report.add_argument("--baseline", help="baseline run URI (default: the run's own baseline, if it had one)")
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="copy a committed run into MLflow (params, metrics with intervals, report)")
+    export.add_argument("run", help="run URI: {output}/{job}/{run id}, or {output}/{job}/latest")
+    export.add_argument("--to", choices=("mlflow",), required=True, help="the tracking system")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's, MLFLOW_TRACKING_URI)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 
