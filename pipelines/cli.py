@@ -373,6 +373,15 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from pipelines.schema import job_schema
+
+    out.write(json.dumps(job_schema(), indent=2) + "\n")
+    return 0
+
+
 def _version() -> str:
     from pipelines import __version__
 
@@ -471,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", choices=("mlflow",), required=True, help="the tracking system")
     export.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's, MLFLOW_TRACKING_URI)")
     export.set_defaults(func=cmd_export)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of the job spec, for editors and CI")
+    schema.set_defaults(func=cmd_schema)
     return parser
 
 
