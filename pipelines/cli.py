@@ -160,11 +160,13 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.environment import check_backbone_weights
     from pipelines.execute import check_dataset
     from pipelines.outputprobe import probe_output
+    from pipelines.reference import load_reference
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
     check_backbone_weights(job)
     plan = check_dataset(job)
+    load_reference(job)  # `reference:` names a committed reference run that fits the job
     probe_output(job.output, job.name)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "

@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import scipy.linalg
 
 from pipelines import spec as spec_module
 from pipelines.errors import DataError, SpecError
@@ -25,23 +24,9 @@ from pipelines.execute import run_job
 from pipelines.results import load_statistics
 from pipelines.synthetic import write_shards
 from tests.conftest import write_job
+from tests.test_image_metrics import backbone_dir, numpy_kid, scipy_frechet  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = scipy.linalg.sqrtm(c1 @ c2).real
-    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(c1 + c2 - 2 * root))
-
-
-def numpy_kid(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2 with k(a, b) = (a . b / d + 1)^3, written out with off-diagonal masks."""
-    d = x.shape[1]
-    kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
-    m, n = len(x), len(y)
-    return float(kxx[~np.eye(m, dtype=bool)].mean() + kyy[~np.eye(n, dtype=bool)].mean() - 2 * kxy.mean())
 
 
 def _load(tmp_path: Path, name: str, spec: dict) -> spec_module.JobSpec:
@@ -61,26 +46,16 @@ def _overall(run) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def backbone_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cnn")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    script = str(ROOT / "scripts" / "make_cnn_backbone.py")
-    subprocess.run(
-        [sys.executable, script, str(out), "--seed", "0"], check=True, cwd=ROOT, env=env, capture_output=True
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def image_runs(tmp_path_factory, backbone_dir) -> dict:
+def image_runs(tmp_path_factory, request) -> dict:
     """A paired image run, a reference run of the same real images, and a run of the same generated images
     against that reference (all local, 200 rows in 4 shards)."""
+    weights = request.getfixturevalue("backbone_dir")  # scripts/make_cnn_backbone.py's, seed 0
     tmp = tmp_path_factory.mktemp("image-runs")
     data = tmp / "shards"
     write_shards(str(data), "image", 200, 4, seed=3, row_group_rows=25)
     common = {
         "task": "image",
-        "backbone": {"kind": "cnn", "weights": str(backbone_dir), "batch_size": 32},
+        "backbone": {"kind": "cnn", "weights": str(weights), "batch_size": 32},
         "metrics": ["fid", {"name": "kid", "subset_size": 80, "as": "kid"}],
         "execution": {"runner": "local", "unit_rows": 50},
         "output": {"uri": str(tmp / "out")},
@@ -116,7 +91,7 @@ def test_fid_and_kid_against_a_stored_reference_equal_the_paired_run(image_runs)
 
 
 @pytest.mark.slow
-def test_bad_references_are_refused_naming_the_reference(image_runs, backbone_dir):
+def test_bad_references_are_refused_naming_the_reference(image_runs):
     tmp, data, common = image_runs["tmp"], image_runs["data"], image_runs["common"]
     predictions = {"path": str(data), "columns": {"predictions": "generated"}}
 
@@ -131,7 +106,7 @@ def test_bad_references_are_refused_naming_the_reference(image_runs, backbone_di
     assert "no evalpipe run here" in refused("missing", str(tmp / "out" / "real-ref" / "nope"))
     assert "is not a reference run" in refused("not-ref", image_runs["paired"].uri)
     copy = tmp / "other-cnn"
-    shutil.copytree(backbone_dir, copy, dirs_exist_ok=True)
+    shutil.copytree(common["backbone"]["weights"], copy, dirs_exist_ok=True)
     other = {**common["backbone"], "weights": str(copy)}
     assert "not comparable" in refused("other-backbone", image_runs["ref"].uri, backbone=other)
     wider = ["fid", {"name": "kid", "subset_size": 50, "as": "kid"}]
@@ -176,7 +151,9 @@ def test_unpaired_feature_columns_of_different_sizes_equal_scipy(tmp_path, task,
     )
     assert ref.run.point("overall").metrics["rows"].value == 500
     gen = {"path": str(tmp_path / "gen"), "columns": {"predictions_features": "gen_f"}}
-    outcome = _run(tmp_path, "gen", {"data": gen, "reference": ref.uri, **common})
+    latest = ref.uri.rsplit("/", 1)[0] + "/latest"  # the reference job's newest run
+    outcome = _run(tmp_path, "gen", {"data": gen, "reference": latest, **common})
+    assert outcome.run.metadata["reference"]["run"] == ref.uri
     values = _overall(outcome.run)
     assert values["rows"] == 400
     fid_key = "fid" if task == "image" else "frechet_embedding_distance"
@@ -253,9 +230,10 @@ def test_cli_exit_2_for_a_missing_reference(tmp_path):
     }
     job = write_job(tmp_path / "job.yaml", spec)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr and "reference" in done.stderr and "no evalpipe run here" in done.stderr
+    for command in ("validate", "run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines", command, str(job)], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "reference" in done.stderr and "no evalpipe run here" in done.stderr
     assert not (tmp_path / "out" / "gen").exists() or not any((tmp_path / "out" / "gen").glob("*/_COMMITTED"))
