@@ -55,11 +55,12 @@ class _Raw:
 
 @dataclass
 class _Key:
+    """What the reader accepts under one key: JSON types, choices, whether it is required, its default."""
+
     types: set[str] = field(default_factory=set)
     enum: list[Any] | None = None
     required: bool = False
     default: Any = None
-    typed: bool = False
 
 
 class _Reader:
@@ -229,6 +230,7 @@ class _Reader:
         return tuple(path)
 
     def section_method(self, owner: _Section, method: str, node: ast.Call, env: dict[str, Any]) -> Any:
+        """``sec.get(...)``, ``sec.section(...)`` or ``sec.finish()`` on the mapping at ``owner.path``."""
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         ok, name = self.constant(node.args[0], env) if node.args else (False, None)
         if method == "finish":
@@ -245,7 +247,6 @@ class _Reader:
         entry = self.key(owner.path, name)
         entry.required |= bool(required[0] and required[1])
         ok, kind = self.constant(node.args[1], env) if len(node.args) > 1 else (False, None)
-        entry.typed = entry.typed or ok
         for k in (kind if isinstance(kind, tuple) else (kind,)) if ok else ():
             if k in _JSON_TYPES:
                 entry.types.add(_JSON_TYPES[k])
