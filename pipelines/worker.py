@@ -482,7 +482,7 @@ class UnitEvaluator:
         found: dict[str, np.ndarray] = feature_columns(columns, self.accumulator.statistics, where, self.roles)
         if self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features):
             self.backbone()
-            found.update(self._features({r: columns[r] for r in ("predictions", "targets") if r in columns}))
+            found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}
