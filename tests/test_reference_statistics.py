@@ -170,6 +170,11 @@ def test_unpaired_feature_columns_of_different_sizes_equal_scipy(tmp_path, task,
     both = {"path": str(tmp_path / "gen"), "columns": {"predictions_features": "gen_f", "targets_features": "gen_f"}}
     with pytest.raises(DataError, match=r"column 'gen_f' \(data.columns.predictions_features\) holds vectors of 6"):
         _run(tmp_path, "wide-paired", {"data": both, **wide})
+    if task == "image":  # a metric the reference job did not compute
+        real = {"path": str(tmp_path / "real"), "columns": {"targets_features": "real_f"}}
+        fid_only = _run(tmp_path, "fid-ref", {"data": real, **{**common, "metrics": metrics[:1]}})
+        with pytest.raises(SpecError, match=r"no reference statistics for metric 'kid' \(kid\); its metrics: fid"):
+            _run(tmp_path, "kid-job", {"data": gen, **common, "reference": fid_only.uri})
 
 
 # --- side combinations refused at load time ---------------------------------------------------------
