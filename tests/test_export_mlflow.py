@@ -17,7 +17,6 @@ from pipelines.synthetic import write_shards
 from tests.conftest import write_job
 
 ROOT = Path(__file__).resolve().parents[1]
-mlflow_tracking = pytest.importorskip("mlflow.tracking")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +46,7 @@ def file_store(tmp_path, monkeypatch) -> str:
 
 @pytest.mark.slow
 def test_export_reads_back_through_mlflows_client(committed, file_store, capsys):
+    mlflow_tracking = pytest.importorskip("mlflow.tracking")  # imported here: MLflow takes seconds to import
     run, uri = committed.run, committed.uri
     assert main(["export", uri, "--to", "mlflow", "--tracking-uri", file_store]) == 0
     printed = capsys.readouterr().out
