@@ -66,6 +66,8 @@ class KernelSubset(Statistic):
     subset_size: int = 1000
     jittable: ClassVar[bool] = False
     bootstrap: ClassVar[bool] = False
+    unpaired_sides: ClassVar[bool] = True
+    """A batch may hold one side only; a state of candidates merges with a stored state of references."""
     features: ClassVar[tuple[str, ...]] = ("candidate", "reference", "candidate_key", "reference_key")
 
     def zero(self) -> State:
@@ -81,8 +83,8 @@ class KernelSubset(Statistic):
     def update(self, state: State, batch: Batch) -> State:
         w = np.asarray(batch["weights"], np.float64)
         live = w > 0
-        out = {}
-        for side in SIDES:
+        out = dict(state)
+        for side in (s for s in SIDES if s in batch):  # a one-sided batch leaves the other side as it is
             features = np.asarray(batch[side], np.float32)
             if features.ndim != 2 or features.shape[1] != self.dimension:
                 raise ValueError(

@@ -187,7 +187,10 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
 
 def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     """Every problem of a batch of ``predictions`` / ``targets`` (``[n]`` or ``[n, C]`` arrays), with the
-    offending rows of each; empty for a clean batch."""
+    offending rows of each; empty for a clean batch. Image and text tasks may hold one side only (a reference
+    job, or a job against a stored reference) and precomputed feature columns (checked where they are read)."""
+    if task.kind in (TaskKind.IMAGE, TaskKind.TEXT):
+        return _side_problems(task, columns)
     preds = columns["predictions"]
     targets = columns["targets"]
     n = len(targets)
@@ -204,10 +207,6 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
             if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
                 problems += _rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
         return problems
-    if task.kind is TaskKind.TEXT:
-        return problems  # strings: nulls are refused when read
-    if task.kind is TaskKind.IMAGE:
-        return problems + _check_images("predictions", preds, n) + _check_images("targets", targets, n)
     if np.issubdtype(preds.dtype, np.floating):
         # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
         lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
@@ -285,6 +284,24 @@ def _rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:
     """``[BadRows]`` for the rows with any flagged element (``bad``: ``[n]`` or ``[n, ...]``), or ``[]``."""
     rows = bad.reshape(n, -1).any(axis=1) if bad.ndim > 1 else bad
     return [BadRows(role, what, rows)] if rows.any() else []
+
+
+def _side_problems(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
+    """Problems of an image or text batch whose sides (``predictions`` / ``targets``) may be absent."""
+    n = len(next(iter(columns.values())))
+    if "predictions" in columns and "targets" in columns and len(columns["predictions"]) != len(columns["targets"]):
+        return [
+            BadRows(
+                "predictions", f"have {len(columns['predictions'])} rows but targets have {len(columns['targets'])}"
+            )
+        ]
+    problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
+    if task.kind is TaskKind.TEXT:
+        return problems  # strings: nulls are refused when read
+    for role in ("predictions", "targets"):
+        if role in columns:
+            problems += _check_images(role, columns[role], n)
+    return problems
 
 
 def _check_images(role: str, values: np.ndarray, n: int) -> list[BadRows]:

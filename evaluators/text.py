@@ -143,6 +143,9 @@ class FeatureMoments(Statistic):
     dimension: int
     features: ClassVar[tuple[str, ...]] = ("candidate", "reference")
     bootstrap: ClassVar[bool] = False
+    unpaired_sides: ClassVar[bool] = True
+    """The two sides are independent sets: a batch may hold one side only (the other's count stays 0), and a
+    state of candidates merges with a stored state of references (``reference: RUN_URI``)."""
 
     def zero(self) -> State:
         h = self.dimension
@@ -153,20 +156,29 @@ class FeatureMoments(Statistic):
         }
 
     def update(self, state: State, batch: Batch) -> State:
+        w = jnp.asarray(batch["weights"], jnp.float64)
+        counts, means, comoments = [], [], []
         for side in self.features:
+            if side not in batch:  # a one-sided batch: this side adds nothing
+                counts.append(jnp.zeros((), jnp.float64))
+                means.append(jnp.zeros(self.dimension, jnp.float64))
+                comoments.append(jnp.zeros((self.dimension, self.dimension), jnp.float64))
+                continue
             shape = tuple(np.shape(batch[side]))
             if len(shape) != 2 or shape[1] != self.dimension:
                 raise ValueError(
                     f"the backbone's {side} features have shape {shape[1:]}, expected ({self.dimension},); set the "
                     "metric's `dimension` to the backbone's feature width"
                 )
-        w = jnp.asarray(batch["weights"], jnp.float64)
-        x = jnp.stack([jnp.asarray(batch["candidate"], jnp.float64), jnp.asarray(batch["reference"], jnp.float64)])
-        n_b = jnp.sum(w)
-        mean_b = jnp.einsum("n,snh->sh", w, x) / jnp.maximum(n_b, 1e-300)
-        centred = x - mean_b[:, None, :]
-        comoment_b = jnp.einsum("n,snh,sng->shg", w, centred, centred)
-        return _chan(state, {"count": jnp.stack([n_b, n_b]), "mean": mean_b, "comoment": comoment_b}, jnp)
+            x = jnp.asarray(batch[side], jnp.float64)
+            n_b = jnp.sum(w)
+            mean_b = (w @ x) / jnp.maximum(n_b, 1e-300)
+            centred = x - mean_b
+            counts.append(n_b)
+            means.append(mean_b)
+            comoments.append(jnp.einsum("n,nh,ng->hg", w, centred, centred))
+        batch_state = {"count": jnp.stack(counts), "mean": jnp.stack(means), "comoment": jnp.stack(comoments)}
+        return _chan(state, batch_state, jnp)
 
     def merge(self, a: State, b: State) -> State:
         return {k: np.asarray(v) for k, v in _chan(a, b, np).items()}

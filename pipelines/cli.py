@@ -1,4 +1,4 @@
-"""Command line: ``evalpipe run | validate | show | runs | compare | merge | report | site`` (also
+"""Command line: ``evalpipe run | validate | show | runs | compare | merge | report | site | export | schema`` (also
 ``python -m pipelines ...``).
 
 Exit codes: 0 success, 2 user error (bad spec, data or path: one message, no
@@ -168,11 +168,13 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.environment import check_backbone_weights
     from pipelines.execute import check_dataset
     from pipelines.outputprobe import probe_output
+    from pipelines.reference import load_reference
 
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
     check_backbone_weights(job)
     plan = check_dataset(job)
+    load_reference(job)  # `reference:` names a committed reference run that fits the job
     probe_output(job.output, job.name)
     out.write(
         f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
@@ -390,6 +392,24 @@ def cmd_site(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.export_mlflow import export_run
+
+    done = export_run(args.run, args.tracking_uri)
+    state = "already in" if done.existed else "exported to"
+    out.write(f"{args.run}: {state} MLflow run {done.mlflow_run_id} (experiment {done.experiment!r})\n")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from pipelines.schema import job_schema
+
+    out.write(json.dumps(job_schema(), indent=2) + "\n")
+    return 0
+
+
 def _version() -> str:
     from pipelines import __version__
 
@@ -497,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--since", help="only runs started at or after this ISO date/time (UTC)")
     site.add_argument("--no-reports", action="store_true", help="no per-run report pages")
     site.set_defaults(func=cmd_site)
+
+    export = sub.add_parser("export", help="copy a committed run into MLflow (params, metrics with intervals, report)")
+    export.add_argument("run", help="run URI: {output}/{job}/{run id}, or {output}/{job}/latest")
+    export.add_argument("--to", choices=("mlflow",), required=True, help="the tracking system")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's, MLFLOW_TRACKING_URI)")
+    export.set_defaults(func=cmd_export)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of the job spec, for editors and CI")
+    schema.set_defaults(func=cmd_schema)
     return parser
 
 

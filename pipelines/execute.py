@@ -33,6 +33,7 @@ from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Regression, Run
 from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl
@@ -216,6 +217,7 @@ def run_job(
     probe_output(spec.output, spec.name)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
     spec, idf_counts = resolve_idf(spec, plan.files)
+    reference = load_reference(spec)
     plan_seconds = time.perf_counter() - t0
     driver_compile = timing.compile_seconds() - driver_compile
 
@@ -260,12 +262,13 @@ def run_job(
     t_reduce = time.perf_counter()
     reduce_compile = timing.compile_seconds()
     merged = report.merged if report.merged is not None else merger.result()
+    merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
     points, slice_report = build_points(
         spec.redact(", ".join(spec.data.paths)),
         accumulator,
-        metrics,
+        [] if is_reference_job(spec) else metrics,  # a reference job stores statistics, no values
         merged,
         spec.slices,
         spec.confidence,
@@ -309,6 +312,7 @@ def run_job(
             **slice_report,
             **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
             **({"bertscore_idf": idf_counts} if idf_counts else {}),
+            **({"reference": reference.describe()} if reference is not None else {}),
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
             **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {

@@ -77,13 +77,21 @@ def _shown(value: Any, limit: int = 160) -> str:
 
 def check_mergeable(runs: Sequence[tuple[str, Run]]) -> None:
     """Raise :class:`UserError` naming what differs when ``runs`` (``(uri, run)``) cannot be merged: other
-    settings than the first run's, or metrics whose states depend on each run's whole input (BERTScore idf)."""
+    settings than the first run's, metrics whose states depend on each run's whole input (BERTScore idf), or
+    runs whose statistics include a stored reference set (``reference:``)."""
     for uri, run in runs:
         if run.metadata.get("bertscore_idf"):
             raise UserError(
                 f"{uri}: its BERTScore metrics with idf: true weight tokens by the document frequencies of this "
                 "run's own references, so their statistics do not merge with another run's; merge runs of a job "
                 "without idf weighting."
+            )
+        if run.metadata.get("reference"):
+            source = run.metadata["reference"].get("run", "a stored reference run")
+            raise UserError(
+                f"{uri}: its statistics include the reference set of {source} (reference:), which merging it with "
+                "another run would count twice. Merge the reference runs themselves (a job with only targets), or "
+                "runs that did not read a reference."
             )
     first_uri, first = runs[0]
     reference = run_settings(first, first_uri)

@@ -52,6 +52,11 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "a numeric column", _is_numeric
     if role == "row_id":
         return "any column", lambda t: True
+    if role.endswith("_features"):  # precomputed feature vectors of an image or text job
+        return (
+            "a list column of D numbers per row (list<float> or fixed_size_list)",
+            lambda t: _is_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)),
+        )
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
     if task.kind is TaskKind.DETECTION and role in ("masks", "target_masks"):

@@ -46,6 +46,7 @@ from pipelines.functions import (
     import_function,
     split_path,
 )
+from pipelines.sides import check_sides, one_side_allowed
 from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
 from pipelines.templating import env_values, redact, render
 from pipelines.yamlsource import Path, YamlSource, load_scalar, load_yaml
@@ -68,6 +69,7 @@ _BEAM_OPTION_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 """Beam pipeline options with a key of their own under ``execution.beam``; any other goes under ``options``."""
 _BEAM_OPTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FEATURE_ROLES = ("predictions_features", "targets_features")
 DETECTION_ROLES = ("scores", "labels", "target_labels", "iscrowd", "area", "image_id", "masks", "target_masks")
 BAD_ROW_POLICIES = ("fail", "drop")
 PRIORITIES = ("primary", "secondary", "tertiary")
@@ -83,8 +85,8 @@ _MAX_INTEGER = 2**63 - 1
 class Columns:
     """Parquet column names for each role."""
 
-    predictions: str
-    targets: str
+    predictions: str | None
+    targets: str | None
     weights: str | None = None
     row_id: str | None = None
     scores: str | None = None
@@ -98,6 +100,11 @@ class Columns:
     """Detection only: predicted box scores and labels, ground-truth labels, crowd flags, areas, image ids;
     predicted and ground-truth instance masks (``iou_type: segm``; without them, masks are read from
     ``predictions`` / ``targets``)."""
+    predictions_features: str | None = None
+    targets_features: str | None = None
+    """Image and text tasks: precomputed feature vectors (``list<float>`` ``[D]`` per row) of the generated /
+    real side, read instead of running a backbone. Image and text jobs may also leave out one side (see
+    :mod:`pipelines.sides`): ``predictions`` and ``targets`` are then None."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -269,6 +276,9 @@ class JobSpec:
     site: str | None = None
     """``site:``: the results site (``evalpipe site``) regenerated after each committed run (output's storage
     options)."""
+    reference: str | None = None
+    """A stored reference run (``reference: RUN_URI``) whose reference-side statistics this job's
+    predictions are compared with (FID, KID, Fréchet distance); see :mod:`pipelines.reference`."""
     source: str = "<spec>"
     recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -416,12 +426,13 @@ def _data(root: _Section) -> DataSpec:
     data = root.section("data", required=True)
     paths = _paths(data)
     cols = data.section("columns", required=True)
+    two_sided = not one_side_allowed(root.value.get("task"))  # image and text jobs may read one side
     columns = Columns(
-        predictions=cols.get("predictions", str, required=True),
-        targets=cols.get("targets", str, required=True),
+        predictions=cols.get("predictions", str, required=two_sided),
+        targets=cols.get("targets", str, required=two_sided),
         weights=cols.get("weights", str),
         row_id=cols.get("row_id", str),
-        **{role: cols.get(role, str) for role in DETECTION_ROLES},
+        **{role: cols.get(role, str) for role in (*DETECTION_ROLES, *FEATURE_ROLES)},
     )
     cols.finish()
     options = _storage_options(data)
@@ -1136,7 +1147,10 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     commit = root.get("commit", str)
     branch = root.get("branch", str)
     baseline = _baseline(root)
-    backbone = _backbone(root, task, metrics)
+    reference = root.get("reference", str)
+    built = [(m.key, build_metric(m, task)) for m in metrics]
+    check_sides(source, data.columns, task, built, reference, root.value.get("backbone"))
+    backbone = _backbone(root, task, metrics if data.columns.predictions or data.columns.targets else ())
     functions = _functions(root, {m.key for m in metrics})
     window = _window(root, name)
     site = root.get("site", str)
@@ -1161,6 +1175,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         functions=functions,
         window=window,
         site=site,
+        reference=reference,
         source=source.name,
         recorded=recorded,
         env=env,

@@ -35,6 +35,7 @@ from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
+from pipelines.sides import feature_columns
 from pipelines.slicing import SliceKey, assign
 from pipelines.spec import JobSpec, MetricSpec
 from pipelines.storage_budget import bound_storage_calls
@@ -236,6 +237,11 @@ def _concatenate(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     }
 
 
+def _row_count(columns: Mapping[str, Any]) -> int:
+    """Rows of a batch (all its columns have as many; an image or text job may lack either side's column)."""
+    return len(next(iter(columns.values())))
+
+
 def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
     return dict(columns) if rows is None else {k: v[rows] for k, v in columns.items()}
 
@@ -330,7 +336,7 @@ class UnitEvaluator:
                 for group, first_row, columns in groups:
                     where = f"{part.path} row group {group}"
                     columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
-                    n = len(columns["targets"])
+                    n = _row_count(columns)
                     if n == 0:
                         continue
                     batch = dict(columns)
@@ -342,7 +348,7 @@ class UnitEvaluator:
                         keys = row_keys(columns.get("row_id"), part.path, first_row, n)
                         batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
                     batch = self._checked(batch, where, dropped, first_row)
-                    n = len(batch["targets"])
+                    n = _row_count(batch)
                     if n == 0:
                         continue
                     total += n
@@ -400,7 +406,7 @@ class UnitEvaluator:
             )
             hint = " Set data.on_bad_rows: drop to leave such rows out and count them." if fixable else ""
             raise DataError(f"{where}: {described}.{hint}")
-        bad = np.zeros(len(batch["targets"]), bool)
+        bad = np.zeros(_row_count(batch), bool)
         for p in problems:
             dropped[p.reason] = dropped.get(p.reason, 0) + p.count
             bad |= p.rows
@@ -412,7 +418,7 @@ class UnitEvaluator:
         """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""
         acc, racc = self.accumulator, self.replicate_accumulator
         metric_columns = {r: columns[r] for r in self.roles}
-        n = len(metric_columns["targets"])
+        n = _row_count(metric_columns)
         if self.detection:
             metric_columns = detection_columns(metric_columns, self.roles, where)
         if self.features:
@@ -472,11 +478,11 @@ class UnitEvaluator:
     ) -> dict[str, np.ndarray]:
         """Raw columns -> the numeric features the statistics read: one backbone pass per batch (texts,
         images) and one call of each user function."""
-        n = len(columns["targets"])
-        found: dict[str, np.ndarray] = {}
-        if any(not name.startswith("fn:") for name in self.features):
+        n = _row_count(columns)
+        found: dict[str, np.ndarray] = feature_columns(columns, self.accumulator.statistics, where, self.roles)
+        if self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features):
             self.backbone()
-            found.update(self._features(columns))
+            found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}
@@ -491,7 +497,7 @@ class UnitEvaluator:
         check_finite_features(found, where)
         # catalogue statistics of plain columns (beside user functions) read the task's own columns
         out = dict(columns) if self.reads_columns else {}
-        out.update((name, found[name]) for name in self.features)
+        out.update((name, found[name]) for name in self.features if name in found)  # one-sided jobs: one side
         if "weights" in columns:
             out["weights"] = columns["weights"]
         return out
@@ -525,7 +531,7 @@ class UnitEvaluator:
                 for _, _, columns in groups:
                     where = f"{part.path} row group {part.start}"
                     batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
-                    if len(batch["targets"]):
+                    if _row_count(batch):
                         self._fold(Partial(), batch, where)
                     break
         return {"worker": self.worker, "statistics": len(self.accumulator.statistics)}

@@ -345,3 +345,15 @@ def test_a_window_that_cannot_merge_leaves_the_run_committed_and_exits_2(tmp_pat
     runs = [info.run_id for info in list_runs(str(out), "nightly")]
     assert len(runs) == 2 and outcome["run_id"] == runs[-1] and outcome["status"] == "user_error"
     assert len(list_runs(str(out), "nightly-7runs")) == 1
+
+
+def test_runs_that_read_a_stored_reference_are_refused() -> None:
+    """A run against ``reference:`` holds the reference set's statistics already: merging two would count it twice."""
+    from pipelines.merge import check_mergeable
+    from pipelines.records import Run
+
+    against = Run(points=(), metadata={"reference": {"run": "s3://evals/real/1", "rows": 5000}})
+    with pytest.raises(
+        UserError, match=r"s3://evals/gen/2: its statistics include the reference set of s3://evals/real/1"
+    ):
+        check_mergeable([("s3://evals/gen/1", Run(points=())), ("s3://evals/gen/2", against)])

@@ -420,18 +420,18 @@ class ImageEncoder:
         return features, logits
 
     def extract(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Features of a batch of an ``image`` task: ``predictions`` are generated images, ``targets`` real ones.
+        """Features of a batch of an ``image`` task: ``predictions`` are generated images, ``targets`` real ones
+        (either may be absent: then so are its side's features).
 
         Returns ``candidate`` / ``reference`` features ``[n, D]`` float32, ``candidate_logits`` ``[n, K]``
         float32, and ``candidate_key`` / ``reference_key`` ``[n, 2]`` int32: each row's 64-bit hash
         (:func:`row_hashes`, split by :func:`split_keys`) that picks KID's deterministic subset.
         """
-        candidate, candidate_logits = self.encode(columns["predictions"])
-        reference, _ = self.encode(columns["targets"])
-        return {
-            "candidate": candidate,
-            "reference": reference,
-            "candidate_logits": candidate_logits,
-            "candidate_key": split_keys(row_hashes(columns["predictions"])),
-            "reference_key": split_keys(row_hashes(columns["targets"])),
-        }
+        out: dict[str, np.ndarray] = {}
+        if "predictions" in columns:  # a reference job reads real images only, a job against a stored
+            out["candidate"], out["candidate_logits"] = self.encode(columns["predictions"])  # reference generated ones
+            out["candidate_key"] = split_keys(row_hashes(columns["predictions"]))
+        if "targets" in columns:
+            out["reference"], _ = self.encode(columns["targets"])
+            out["reference_key"] = split_keys(row_hashes(columns["targets"]))
+        return out
