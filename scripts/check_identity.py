@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.save).write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         print(f"saved the digests of {len(found)} jobs to {args.save}")
         return 0
-    saved = json.loads(Path(args.compare).read_text())
+    saved = {k: v for k, v in json.loads(Path(args.compare).read_text()).items() if k in {j.name for j in jobs}}
     lines = differences(saved, found)
     for name in sorted(set(saved) ^ set(found)):
         lines.append(f"{name}: only in {'the saved file' if name in saved else 'this run'}")
