@@ -73,6 +73,7 @@ without one, equal scores of different images are ordered by rank, then by their
 
 Example::
 
+    >>> import numpy as np
     >>> from evaluators.detection import evaluate_coco
     >>> image = {"pred_boxes": [[10, 10, 50, 50], [60, 60, 90, 90]], "pred_scores": [0.9, 0.4],
     ...          "pred_labels": [1, 1], "gt_boxes": [[12, 10, 50, 52]], "gt_labels": [1]}

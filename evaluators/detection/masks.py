@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.segmentation import MASK_MODES
+from evaluators.mask_png import MASK_MODES
 
 _RUN_BUDGET = 1 << 22
 """Mask runs looked up at once when counting the common pixels of (detection, ground truth) pairs."""
