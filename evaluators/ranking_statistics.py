@@ -218,7 +218,12 @@ class ScoreHistogram(Statistic):
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
-        return resample_with_extremes(stacked, weights)
+        replicates = resample_with_extremes(stacked, weights)
+        if self.track_ties:
+            return replicates
+        # extremes not tracked: every replicate keeps the zero state's (-inf, +inf), a replicate of no bucket too
+        zero = self.zero()
+        return [{**r, "lo": zero["lo"], "hi": zero["hi"]} for r in replicates]
 
     def merge(self, a: State, b: State) -> State:
         if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
