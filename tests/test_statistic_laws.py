@@ -367,6 +367,7 @@ def without_subnormals(batch: dict) -> dict:
     }
 
 
+@pytest.mark.slow  # eager updates op by op; the seeded test below checks the same laws once per statistic
 @pytest.mark.parametrize("name", NAMES)
 @FEWER
 @given(data=st.data())
