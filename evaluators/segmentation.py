@@ -48,9 +48,10 @@ These are dataset-level metrics: torchmetrics' ``segmentation.MeanIoU`` and ``se
 ``aggregation_level="samplewise"``) instead average per-image scores; on a single image, or with
 ``DiceScore(aggregation_level="global")``, they agree with the values here.
 
-Example (calibrax's)::
+Example (calibrax's functions, in :mod:`evaluators.functional.segmentation`)::
 
     >>> import numpy as np
+    >>> from evaluators.functional.segmentation import dice_coefficient, iou, mean_iou, pixel_accuracy
     >>> pred = np.array([1, 1, 0, 1, 0, 0, 1, 1])
     >>> gt = np.array([1, 0, 0, 1, 0, 1, 1, 1])
     >>> round(iou(pred, gt), 6), round(dice_coefficient(pred, gt), 6), pixel_accuracy(pred, gt)
@@ -61,19 +62,20 @@ Example (calibrax's)::
 
 from __future__ import annotations
 
-import inspect
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.accumulate import Accumulator
 from evaluators.classification import _confusion_matrix, add_at, per_class_values, safe_divide
+from evaluators.mask_png import MASK_MODES as MASK_MODES
+from evaluators.mask_png import decode_mask as decode_mask
+from evaluators.mask_png import decode_masks as decode_masks
+from evaluators.mask_png import encode_mask as encode_mask
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import BadRows, PredictionKind, Task, TaskKind
 
@@ -553,320 +555,3 @@ def _whole_rows(
         "targets": tgts.reshape(n * rows, width),
         "weights": np.repeat(w, rows),
     }
-
-
-# --- PNG masks ----------------------------------------------------------------------
-
-MASK_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")
-"""Pillow modes of single-channel images, read as one integer per pixel."""
-
-
-def decode_mask(payload: bytes) -> np.ndarray:
-    """One encoded single-channel image of class ids -> ``[H, W]`` array.
-
-    Expects a PNG (any format Pillow reads losslessly works) whose pixel values *are* the class ids: 8-bit
-    grayscale (``L``) or palette (``P``, the Pascal VOC layout: the palette index is the class id, the colours
-    are ignored) -> uint8; 16-bit grayscale -> int32; 1-bit -> uint8 0 / 1. Colour images (``RGB``, ``RGBA``,
-    ``LA``) are refused: their class ids would depend on a colour map.
-    """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(bytes(payload))) as image:
-        if image.mode not in MASK_MODES:
-            raise ValueError(
-                f"a mask must be a single-channel image of class ids (PNG mode L, P, I;16 or 1), got mode {image.mode!r}"
-            )
-        values = np.asarray(image)
-    if values.dtype == np.bool_ or values.dtype == np.uint8:
-        return values.astype(np.uint8, copy=False)
-    return values.astype(np.int32)
-
-
-def decode_masks(column: Sequence[bytes] | np.ndarray) -> np.ndarray:
-    """A column of encoded masks (see :func:`decode_mask`) -> ``[n, H, W]`` uint8 (all 8-bit) or int32.
-
-    All masks must share one size; for masks of different sizes decode them one by one and pass the list to
-    :func:`pixel_rows`.
-    """
-    masks = [decode_mask(v) for v in column]
-    if not masks:
-        return np.zeros((0, 0, 0), np.uint8)
-    shapes = {m.shape for m in masks}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"masks of {len(shapes)} different sizes {sorted(shapes)[:3]}; decode them with decode_mask and "
-            "pass the list to pixel_rows"
-        )
-    dtype = np.uint8 if all(m.dtype == np.uint8 for m in masks) else np.int32
-    return np.stack([m.astype(dtype, copy=False) for m in masks])
-
-
-def encode_mask(mask: np.ndarray) -> bytes:
-    """``[H, W]`` class ids (0 .. 65535) -> PNG bytes: 8-bit grayscale when every id fits, else 16-bit."""
-    from PIL import Image
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.size == 0:
-        raise ValueError(f"a mask is a non-empty [H, W] array, got shape {mask.shape}")
-    if mask.min() < 0 or mask.max() > 65535:
-        raise ValueError("PNG masks hold class ids in [0, 65535]")
-    array = mask.astype(np.uint8) if mask.max() <= 255 else mask.astype(np.uint16)
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
-
-
-# --- functional API -------------------------------------------------------------------
-
-
-@lru_cache(maxsize=64)
-def _accumulator(stat: PixelConfusion) -> Accumulator:
-    """One accumulator (one set of compiled updates) per statistic, reused across calls."""
-    return Accumulator([stat])
-
-
-def _infer_classes(preds: np.ndarray, tgts: np.ndarray, ignore_index: int | None) -> int:
-    if _is_scores(preds, tgts):
-        return int(preds.shape[-1])
-    valid = tgts[tgts != ignore_index] if ignore_index is not None else tgts
-    top = max(int(valid.max()) if valid.size else 0, int(preds.max()) if preds.size else 0)
-    return max(2, top + 1)
-
-
-def _evaluate(
-    factory: Any,
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None,
-    weights: Any,
-    threshold: float | None,
-    average: str | None = None,
-    **params: Any,
-) -> Any:
-    """Run ``factory``'s statistic over the masks through the accumulator and compute the metric.
-
-    ``average=None``: ``binary`` for class-id masks of two classes given without ``num_classes`` (calibrax's
-    ``iou(pred_mask, gt_mask)``), else ``macro``; factories without an ``average`` get none.
-    """
-    preds = np.asarray(predictions)
-    tgts = np.asarray(targets)
-    if tgts.ndim == 0:
-        raise ValueError("targets must be masks [n, ...], not a scalar")
-    scores = _is_scores(preds, tgts)
-    c = int(num_classes) if num_classes is not None else _infer_classes(preds, tgts, params.get("ignore_index"))
-    foreground = threshold is not None and not scores and np.issubdtype(preds.dtype, np.floating)
-    if foreground and c != 2:
-        raise ValueError(f"thresholded foreground scores need two classes, got num_classes={c}")
-    task = Task(TaskKind.BINARY, threshold=threshold) if foreground else Task(TaskKind.MULTICLASS, c)
-    if "average" in inspect.signature(factory).parameters:
-        if average is None:
-            average = "binary" if num_classes is None and not scores and c == 2 else "macro"
-        params["average"] = average
-    metric = factory(task, **params)
-    stat = metric.statistic
-    if foreground:
-        problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
-        if not problems and not np.isfinite(preds).all():
-            problems.append(f"predictions: {int((~np.isfinite(preds)).sum())} pixels with NaN or inf scores")
-        problems.extend(_check_ids("targets", tgts, c, stat.ignore_index))
-    else:
-        problems = check_masks(preds, tgts, c, stat.ignore_index)
-    if problems:
-        raise ValueError("; ".join(problems))
-    if weights is not None and np.size(weights) != len(tgts):
-        raise ValueError(f"{np.size(weights)} weights for {len(tgts)} images (weights are per image)")
-    acc = _accumulator(stat)
-    (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
-    values = metric.compute(state)
-    if "" in values:
-        return values[""]
-    return np.array([values[f"[{i}]"] for i in range(c)])
-
-
-def iou(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    average: str | None = None,
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> Any:
-    """Intersection over union of masks (calibrax's ``iou``).
-
-    Args:
-        predictions: class ids ``[n, ...]`` (e.g. ``[n, H, W]``; a 1-D array is a list of pixels), class scores
-            ``[n, ..., C]``, or with ``threshold`` foreground scores ``[n, ...]``.
-        targets: class ids ``[n, ...]``.
-        num_classes: C; default: the score width, or the largest class id + 1 (at least 2).
-        average: ``binary`` (class 1), ``micro``, ``macro``, ``weighted`` or ``none``; default ``binary`` for class-id
-            masks given without ``num_classes`` (calibrax), else ``macro``.
-        ignore_index: target value whose pixels are left out.
-        zero_division: value of a ratio whose denominator is 0.
-        weights: ``[n]`` per-image weights.
-        threshold: foreground scores ``[n, ...]`` (two classes) are class 1 where ``score > threshold``.
-
-    Returns:
-        a float, or float64 ``[C]`` for ``average="none"``.
-    """
-    return _evaluate(
-        mean_iou_metric,
-        predictions,
-        targets,
-        num_classes,
-        weights,
-        threshold,
-        average=average,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-    )
-
-
-jaccard_index = iou
-
-
-def mean_iou(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    average: str = "macro",
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> Any:
-    """Mean intersection over union (mIoU): :func:`iou` with ``average="macro"`` by default."""
-    return iou(
-        predictions,
-        targets,
-        num_classes,
-        average=average,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-        weights=weights,
-        threshold=threshold,
-    )
-
-
-def dice_coefficient(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    average: str | None = None,
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> Any:
-    """Dice coefficient 2 |A ∩ B| / (|A| + |B|) of masks (calibrax's ``dice_coefficient``); arguments as :func:`iou`."""
-    return _evaluate(
-        dice_score_metric,
-        predictions,
-        targets,
-        num_classes,
-        weights,
-        threshold,
-        average=average,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-    )
-
-
-def dice_score(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    average: str = "macro",
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> Any:
-    """Dice score with ``average="macro"`` by default (torchmetrics' ``DiceScore``); arguments as :func:`iou`."""
-    return dice_coefficient(
-        predictions,
-        targets,
-        num_classes,
-        average=average,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-        weights=weights,
-        threshold=threshold,
-    )
-
-
-def pixel_accuracy(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    average: str = "micro",
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> Any:
-    """Correct pixels / valid pixels (``micro``); ``macro`` / ``weighted`` / ``none`` reduce per-class accuracy
-    tp / (tp + fn). Arguments as :func:`iou`."""
-    return _evaluate(
-        pixel_accuracy_metric,
-        predictions,
-        targets,
-        num_classes,
-        weights,
-        threshold,
-        average=average,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-    )
-
-
-def mean_pixel_accuracy(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    ignore_index: int | None = None,
-    zero_division: float = 0.0,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> float:
-    """Mean per-class pixel accuracy (macro recall over the classes present). Arguments as :func:`iou`."""
-    return _evaluate(
-        mean_pixel_accuracy_metric,
-        predictions,
-        targets,
-        num_classes,
-        weights,
-        threshold,
-        ignore_index=ignore_index,
-        zero_division=zero_division,
-    )
-
-
-def pixel_confusion_matrix(
-    predictions: Any,
-    targets: Any,
-    num_classes: int | None = None,
-    *,
-    ignore_index: int | None = None,
-    normalize: str | None = None,
-    weights: Any = None,
-    threshold: float | None = None,
-) -> np.ndarray:
-    """float64 ``[C, C]`` weighted pixel counts (rows: true class, columns: predicted). Arguments as :func:`iou`."""
-    return _evaluate(
-        pixel_confusion_matrix_metric,
-        predictions,
-        targets,
-        num_classes,
-        weights,
-        threshold,
-        ignore_index=ignore_index,
-        normalize=normalize,
-    )

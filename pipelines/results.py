@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import io
-import json
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from pipelines.storage import (
     METRICS_SCHEMA,
     STATISTICS_FILE,
     STATISTICS_INDEX,
+    committed_manifest,
     decode_statistics,
     join,
     open_run,
@@ -137,25 +137,18 @@ def list_runs(
         _check_exists(fs, root, uri, job)
     pattern = join(root, job or "*", "*", COMMIT_MARKER)
 
-    def read_manifest(marker: str) -> tuple[str, dict[str, Any], dict[str, int]] | None:
+    def complete(marker: str) -> tuple[str, dict[str, Any]] | None:
         run_path = marker.rsplit("/", 1)[0]
-        try:
-            with fs.open(marker, "rb") as handle:
-                manifest = json.loads(handle.read())
-            sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(run_path, detail=True)}
-        except (FileNotFoundError, ValueError):
-            return None
-        return run_path, manifest, sizes
+        manifest = committed_manifest(fs, run_path)
+        return None if manifest is None else (run_path, manifest)
 
     found: list[RunInfo] = []
     markers = [m for m in sorted(fs.glob(pattern)) if "/".join(m.rsplit("/", 3)[-3:-1]) not in skip]
-    for listed in concurrently(read_manifest, markers):
+    for listed in concurrently(complete, markers):
         if listed is None:
-            continue
-        run_path, manifest, sizes = listed
-        files = manifest.get("files", {})
-        if any(sizes.get(name) != size for name, size in files.items()):
-            continue  # listed files missing or of another size: not a complete run
+            continue  # no readable manifest, or listed files missing or of another size: not a complete run
+        run_path, manifest = listed
+        files = manifest["files"]
         timestamp = utc(dt.datetime.fromisoformat(manifest["timestamp"]))
         if start is not None and timestamp < start:
             continue

@@ -447,15 +447,38 @@ def open_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> RunL
     return RunLocation(fs, path.rstrip("/"), uri.rstrip("/"))
 
 
+def committed_manifest(fs: fsspec.AbstractFileSystem, run_path: str) -> dict[str, Any] | None:
+    """The manifest of the complete run in directory ``run_path``, else None.
+
+    A run is complete when its ``_COMMITTED`` manifest reads as JSON with a ``files`` table and every file
+    it lists is there with the size it lists (a copy cut short, or a file removed or rewritten since the
+    commit, is no complete run). :func:`read_run` and :func:`~pipelines.results.list_runs` both use this.
+    """
+    try:
+        with fs.open(join(run_path, COMMIT_MARKER), "rb") as handle:
+            manifest = json.loads(handle.read())
+        sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(run_path, detail=True)}
+    except (FileNotFoundError, ValueError):
+        return None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or any(sizes.get(name) != size for name, size in files.items()):
+        return None
+    return manifest
+
+
 def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
     """The committed :class:`Run` at ``uri``.
 
     Raises:
-        UserError: no run there, or the run is not committed.
+        UserError: no run there, or the run is not committed or not complete (see :func:`committed_manifest`).
     """
     loc = open_run(uri, storage_options)
-    manifest = read_manifest(loc)
-    if manifest is None:
+    if committed_manifest(loc.fs, loc.path) is None:
+        if loc.fs.exists(loc.file(COMMIT_MARKER)):
+            raise UserError(
+                f"{uri}: this run is not complete: its {COMMIT_MARKER} manifest is unreadable, or a file it lists "
+                "is missing or of another size than it lists."
+            )
         if loc.fs.exists(loc.file(RUN_FILE)):
             raise UserError(
                 f"{uri}: this run is not committed (no {COMMIT_MARKER} manifest); it may have failed or still be running."

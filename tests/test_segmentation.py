@@ -21,6 +21,7 @@ from sklearn import metrics as skm
 
 from evaluators import segmentation as seg
 from evaluators.accumulate import Accumulator
+from evaluators.functional import segmentation as fseg
 from evaluators.task import Task, TaskKind
 
 torch = pytest.importorskip("torch")
@@ -145,12 +146,12 @@ def test_against_sklearn(seed: int, c: int) -> None:
     np.testing.assert_allclose(dice[1][""], acc[1][""], **SK_TOL)
 
     # The functional API gives the same numbers (class ids, and class scores through the argmax).
-    np.testing.assert_allclose(seg.mean_iou(preds, targets, c, ignore_index=IGNORE, weights=weights), iou[0][""])
+    np.testing.assert_allclose(fseg.mean_iou(preds, targets, c, ignore_index=IGNORE, weights=weights), iou[0][""])
     scores = scores_for(rng, preds, c)
     np.testing.assert_allclose(
-        seg.dice_score(scores, targets, ignore_index=IGNORE, weights=weights, average="none"), per_class(dice[3], c)
+        fseg.dice_score(scores, targets, ignore_index=IGNORE, weights=weights, average="none"), per_class(dice[3], c)
     )
-    np.testing.assert_allclose(seg.pixel_accuracy(scores, targets, ignore_index=IGNORE, weights=weights), acc[1][""])
+    np.testing.assert_allclose(fseg.pixel_accuracy(scores, targets, ignore_index=IGNORE, weights=weights), acc[1][""])
 
 
 @pytest.mark.parametrize(("seed", "c"), CASES)
@@ -171,9 +172,9 @@ def test_against_torchmetrics(seed: int, c: int) -> None:
         }
         for kind, t_preds in inputs.items():
             ours = {
-                "iou": seg.mean_iou(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
-                "dice": seg.dice_score(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
-                "acc": seg.pixel_accuracy(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
+                "iou": fseg.mean_iou(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
+                "dice": fseg.dice_score(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
+                "acc": fseg.pixel_accuracy(ours_inputs[kind], targets, c, average=average, ignore_index=IGNORE),
             }
             for name, reference in references.items():
                 reference.reset()
@@ -194,7 +195,7 @@ def test_against_torchmetrics_segmentation_package(c: int) -> None:
         metric = tm_seg.DiceScore(c, average=average, input_format="index", aggregation_level="global")
         metric.update(torch.from_numpy(preds), torch.from_numpy(targets))
         expected = metric.compute().double().numpy()
-        ours = seg.dice_score(preds, targets, c, average=average)
+        ours = fseg.dice_score(preds, targets, c, average=average)
         if average == "none":  # torchmetrics: NaN for a class absent from both; here zero_division
             np.testing.assert_allclose(ours[present], expected[present], **TM_TOL)
             assert np.isnan(expected[~present]).all() and (ours[~present] == 0).all()
@@ -204,12 +205,12 @@ def test_against_torchmetrics_segmentation_package(c: int) -> None:
     metric = tm_seg.MeanIoU(c, per_class=True, input_format="index")
     metric.update(one_p, one_t)
     expected = metric.compute().double().numpy().ravel()
-    ours = seg.mean_iou(preds[:1], targets[:1], c, average="none")
+    ours = fseg.mean_iou(preds[:1], targets[:1], c, average="none")
     seen = expected >= 0  # -1: absent from the image
     np.testing.assert_allclose(ours[seen], expected[seen], **TM_TOL)
     metric = tm_seg.MeanIoU(c, input_format="index")
     metric.update(one_p, one_t)
-    np.testing.assert_allclose(seg.mean_iou(preds[:1], targets[:1], c), float(metric.compute()), **TM_TOL)
+    np.testing.assert_allclose(fseg.mean_iou(preds[:1], targets[:1], c), float(metric.compute()), **TM_TOL)
 
 
 @pytest.mark.parametrize("ignore", [0, 2])
@@ -224,20 +225,20 @@ def test_ignore_index_inside_the_classes(ignore: int) -> None:
     for average in ("macro", "micro", "weighted"):
         labels = present if average == "macro" else others
         ref = skm.jaccard_score(y, p, labels=labels, average=average, zero_division=0)
-        ours = seg.mean_iou(preds, targets, c, average=average, ignore_index=ignore)
+        ours = fseg.mean_iou(preds, targets, c, average=average, ignore_index=ignore)
         np.testing.assert_allclose(ours, ref, **SK_TOL)
         ref = skm.f1_score(y, p, labels=labels, average=average, zero_division=0)
         np.testing.assert_allclose(
-            seg.dice_score(preds, targets, c, average=average, ignore_index=ignore), ref, **SK_TOL
+            fseg.dice_score(preds, targets, c, average=average, ignore_index=ignore), ref, **SK_TOL
         )
         reference = tm_cls.MulticlassJaccardIndex(c, average=average, ignore_index=ignore)
         expected = float(reference(torch.from_numpy(preds), torch.from_numpy(targets)))
         np.testing.assert_allclose(ours, expected, **TM_TOL)
     np.testing.assert_allclose(
-        seg.pixel_accuracy(preds, targets, c, ignore_index=ignore), skm.accuracy_score(y, p), **SK_TOL
+        fseg.pixel_accuracy(preds, targets, c, ignore_index=ignore), skm.accuracy_score(y, p), **SK_TOL
     )
     ref = skm.jaccard_score(y, p, labels=list(range(c)), average=None, zero_division=0)
-    np.testing.assert_allclose(seg.mean_iou(preds, targets, c, average="none", ignore_index=ignore), ref, **SK_TOL)
+    np.testing.assert_allclose(fseg.mean_iou(preds, targets, c, average="none", ignore_index=ignore), ref, **SK_TOL)
 
 
 def test_fractional_weights_and_zero_weight_images() -> None:
@@ -247,7 +248,7 @@ def test_fractional_weights_and_zero_weight_images() -> None:
     weights = rng.uniform(0.1, 3.0, 8)
     y, p, sw = flat_valid(preds, targets, weights)
     np.testing.assert_allclose(
-        seg.mean_iou(preds, targets, c, ignore_index=IGNORE, weights=weights),
+        fseg.mean_iou(preds, targets, c, ignore_index=IGNORE, weights=weights),
         skm.jaccard_score(y, p, average="macro", sample_weight=sw),
         rtol=1e-12,
     )
@@ -261,7 +262,7 @@ def test_fractional_weights_and_zero_weight_images() -> None:
     (base,) = acc.update(acc.zero(), seg.pixel_rows(preds, targets, weights))
     (padded,) = acc.update(acc.zero(), seg.pixel_rows(all_p, all_t, all_w))
     np.testing.assert_array_equal(base, padded)
-    assert seg.mean_iou(all_p, all_t, c, ignore_index=IGNORE, weights=all_w) == seg.mean_iou(
+    assert fseg.mean_iou(all_p, all_t, c, ignore_index=IGNORE, weights=all_w) == fseg.mean_iou(
         preds, targets, c, ignore_index=IGNORE, weights=weights
     )
 
@@ -331,8 +332,8 @@ def test_png_masks_round_trip() -> None:
     pred_png = np.array([seg.encode_mask(m) for m in preds], dtype=object)
     for average in ("macro", "none"):
         np.testing.assert_array_equal(
-            seg.mean_iou(seg.decode_masks(pred_png), decoded, c, average=average, ignore_index=IGNORE),
-            seg.mean_iou(preds, targets, c, average=average, ignore_index=IGNORE),
+            fseg.mean_iou(seg.decode_masks(pred_png), decoded, c, average=average, ignore_index=IGNORE),
+            fseg.mean_iou(preds, targets, c, average=average, ignore_index=IGNORE),
         )
 
     # Masks of different sizes go through pixel_rows as a list.
@@ -356,13 +357,13 @@ def test_png_masks_round_trip() -> None:
 def test_calibrax_examples_and_binary_masks() -> None:
     pred = np.array([1, 1, 0, 1, 0, 0, 1, 1])
     gt = np.array([1, 0, 0, 1, 0, 1, 1, 1])
-    assert seg.iou(pred, gt) == pytest.approx(skm.jaccard_score(gt, pred), abs=1e-15)
-    assert seg.jaccard_index(pred, gt) == seg.iou(pred, gt)
-    assert seg.dice_coefficient(pred, gt) == pytest.approx(skm.f1_score(gt, pred), abs=1e-15)
-    assert seg.pixel_accuracy(pred, gt) == pytest.approx(skm.accuracy_score(gt, pred), abs=1e-15)
+    assert fseg.iou(pred, gt) == pytest.approx(skm.jaccard_score(gt, pred), abs=1e-15)
+    assert fseg.jaccard_index(pred, gt) == fseg.iou(pred, gt)
+    assert fseg.dice_coefficient(pred, gt) == pytest.approx(skm.f1_score(gt, pred), abs=1e-15)
+    assert fseg.pixel_accuracy(pred, gt) == pytest.approx(skm.accuracy_score(gt, pred), abs=1e-15)
     pm, gm = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 1, 0, 2, 2])
-    assert seg.iou(pm, gm, num_classes=3, average="macro") == pytest.approx(5 / 9, abs=1e-15)
-    assert seg.dice_coefficient(pm, gm, num_classes=3, average="macro") == pytest.approx(2 / 3, abs=1e-15)
+    assert fseg.iou(pm, gm, num_classes=3, average="macro") == pytest.approx(5 / 9, abs=1e-15)
+    assert fseg.dice_coefficient(pm, gm, num_classes=3, average="macro") == pytest.approx(2 / 3, abs=1e-15)
 
     # Foreground probability maps of a binary task, thresholded as p > threshold.
     rng = np.random.default_rng(9)
@@ -370,7 +371,7 @@ def test_calibrax_examples_and_binary_masks() -> None:
     probs[0, :3] = 0.5  # exactly on the threshold: background
     gt = (rng.random((5, 30, 41)) < probs).astype(np.int64)
     hard = (probs > 0.5).astype(np.int64)
-    assert seg.iou(probs, gt, threshold=0.5) == pytest.approx(skm.jaccard_score(gt.ravel(), hard.ravel()), abs=1e-12)
+    assert fseg.iou(probs, gt, threshold=0.5) == pytest.approx(skm.jaccard_score(gt.ravel(), hard.ravel()), abs=1e-12)
     task = Task(TaskKind.BINARY, threshold=0.5)
     metric = seg.mean_iou_metric(task, average="binary")
     (value,) = evaluate_all([metric], {"predictions": probs, "targets": gt})
@@ -388,7 +389,7 @@ def test_checks_and_parameters() -> None:
     targets = np.zeros((2, 4, 5), np.int64)
     targets[0, 0, 0] = 7
     with pytest.raises(ValueError, match="1 pixels with class ids outside"):
-        seg.mean_iou(preds, targets, 5)
+        fseg.mean_iou(preds, targets, 5)
     assert seg.check_masks(preds, targets, 8) == []
     assert seg.check_masks(np.zeros((2, 4, 5, 3)), targets, 3) != []
     with pytest.raises(ValueError, match="average"):
@@ -405,4 +406,4 @@ def test_checks_and_parameters() -> None:
     assert seg.dice_score_metric(None, num_classes=4, ignore_index=IGNORE).statistic == seg.PixelConfusion(4, IGNORE)
     # Nothing valid: zero_division.
     empty = np.full((1, 3, 3), IGNORE)
-    assert seg.mean_iou(np.zeros((1, 3, 3), np.int64), empty, 3, ignore_index=IGNORE, zero_division=1.0) == 1.0
+    assert fseg.mean_iou(np.zeros((1, 3, 3), np.int64), empty, 3, ignore_index=IGNORE, zero_division=1.0) == 1.0

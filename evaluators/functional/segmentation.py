@@ -10,24 +10,278 @@
 (0.666667, 0.8, 0.75)
 """
 
-from evaluators.segmentation import (
-    dice_coefficient,
-    dice_score,
-    iou,
-    jaccard_index,
-    mean_iou,
-    mean_pixel_accuracy,
-    pixel_accuracy,
-    pixel_confusion_matrix,
-)
+from __future__ import annotations
 
-__all__ = [
-    "dice_coefficient",
-    "dice_score",
-    "iou",
-    "jaccard_index",
-    "mean_iou",
-    "mean_pixel_accuracy",
-    "pixel_accuracy",
-    "pixel_confusion_matrix",
-]
+import inspect
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from evaluators.accumulate import Accumulator
+from evaluators.segmentation import (
+    PixelConfusion,
+    _check_ids,
+    _is_scores,
+    check_masks,
+    dice_score_metric,
+    mean_iou_metric,
+    mean_pixel_accuracy_metric,
+    pixel_accuracy_metric,
+    pixel_confusion_matrix_metric,
+    pixel_rows,
+)
+from evaluators.task import Task, TaskKind
+
+
+@lru_cache(maxsize=64)
+def _accumulator(stat: PixelConfusion) -> Accumulator:
+    """One accumulator (one set of compiled updates) per statistic, reused across calls."""
+    return Accumulator([stat])
+
+
+def _infer_classes(preds: np.ndarray, tgts: np.ndarray, ignore_index: int | None) -> int:
+    if _is_scores(preds, tgts):
+        return int(preds.shape[-1])
+    valid = tgts[tgts != ignore_index] if ignore_index is not None else tgts
+    top = max(int(valid.max()) if valid.size else 0, int(preds.max()) if preds.size else 0)
+    return max(2, top + 1)
+
+
+def _evaluate(
+    factory: Any,
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None,
+    weights: Any,
+    threshold: float | None,
+    average: str | None = None,
+    **params: Any,
+) -> Any:
+    """Run ``factory``'s statistic over the masks through the accumulator and compute the metric.
+
+    ``average=None``: ``binary`` for class-id masks of two classes given without ``num_classes`` (calibrax's
+    ``iou(pred_mask, gt_mask)``), else ``macro``; factories without an ``average`` get none.
+    """
+    preds = np.asarray(predictions)
+    tgts = np.asarray(targets)
+    if tgts.ndim == 0:
+        raise ValueError("targets must be masks [n, ...], not a scalar")
+    scores = _is_scores(preds, tgts)
+    c = int(num_classes) if num_classes is not None else _infer_classes(preds, tgts, params.get("ignore_index"))
+    foreground = threshold is not None and not scores and np.issubdtype(preds.dtype, np.floating)
+    if foreground and c != 2:
+        raise ValueError(f"thresholded foreground scores need two classes, got num_classes={c}")
+    task = Task(TaskKind.BINARY, threshold=threshold) if foreground else Task(TaskKind.MULTICLASS, c)
+    if "average" in inspect.signature(factory).parameters:
+        if average is None:
+            average = "binary" if num_classes is None and not scores and c == 2 else "macro"
+        params["average"] = average
+    metric = factory(task, **params)
+    stat = metric.statistic
+    if foreground:
+        problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
+        if not problems and not np.isfinite(preds).all():
+            problems.append(f"predictions: {int((~np.isfinite(preds)).sum())} pixels with NaN or inf scores")
+        problems.extend(_check_ids("targets", tgts, c, stat.ignore_index))
+    else:
+        problems = check_masks(preds, tgts, c, stat.ignore_index)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if weights is not None and np.size(weights) != len(tgts):
+        raise ValueError(f"{np.size(weights)} weights for {len(tgts)} images (weights are per image)")
+    acc = _accumulator(stat)
+    (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
+    values = metric.compute(state)
+    if "" in values:
+        return values[""]
+    return np.array([values[f"[{i}]"] for i in range(c)])
+
+
+def iou(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str | None = None,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Intersection over union of masks (calibrax's ``iou``).
+
+    Args:
+        predictions: class ids ``[n, ...]`` (e.g. ``[n, H, W]``; a 1-D array is a list of pixels), class scores
+            ``[n, ..., C]``, or with ``threshold`` foreground scores ``[n, ...]``.
+        targets: class ids ``[n, ...]``.
+        num_classes: C; default: the score width, or the largest class id + 1 (at least 2).
+        average: ``binary`` (class 1), ``micro``, ``macro``, ``weighted`` or ``none``; default ``binary`` for class-id
+            masks given without ``num_classes`` (calibrax), else ``macro``.
+        ignore_index: target value whose pixels are left out.
+        zero_division: value of a ratio whose denominator is 0.
+        weights: ``[n]`` per-image weights.
+        threshold: foreground scores ``[n, ...]`` (two classes) are class 1 where ``score > threshold``.
+
+    Returns:
+        a float, or float64 ``[C]`` for ``average="none"``.
+    """
+    return _evaluate(
+        mean_iou_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+jaccard_index = iou
+
+
+def mean_iou(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Mean intersection over union (mIoU): :func:`iou` with ``average="macro"`` by default."""
+    return iou(
+        predictions,
+        targets,
+        num_classes,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+        weights=weights,
+        threshold=threshold,
+    )
+
+
+def dice_coefficient(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str | None = None,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Dice coefficient 2 |A ∩ B| / (|A| + |B|) of masks (calibrax's ``dice_coefficient``); arguments as :func:`iou`."""
+    return _evaluate(
+        dice_score_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def dice_score(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "macro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Dice score with ``average="macro"`` by default (torchmetrics' ``DiceScore``); arguments as :func:`iou`."""
+    return dice_coefficient(
+        predictions,
+        targets,
+        num_classes,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+        weights=weights,
+        threshold=threshold,
+    )
+
+
+def pixel_accuracy(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    average: str = "micro",
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Correct pixels / valid pixels (``micro``); ``macro`` / ``weighted`` / ``none`` reduce per-class accuracy
+    tp / (tp + fn). Arguments as :func:`iou`."""
+    return _evaluate(
+        pixel_accuracy_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        average=average,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def mean_pixel_accuracy(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int | None = None,
+    zero_division: float = 0.0,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> float:
+    """Mean per-class pixel accuracy (macro recall over the classes present). Arguments as :func:`iou`."""
+    return _evaluate(
+        mean_pixel_accuracy_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        ignore_index=ignore_index,
+        zero_division=zero_division,
+    )
+
+
+def pixel_confusion_matrix(
+    predictions: Any,
+    targets: Any,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int | None = None,
+    normalize: str | None = None,
+    weights: Any = None,
+    threshold: float | None = None,
+) -> np.ndarray:
+    """float64 ``[C, C]`` weighted pixel counts (rows: true class, columns: predicted). Arguments as :func:`iou`."""
+    return _evaluate(
+        pixel_confusion_matrix_metric,
+        predictions,
+        targets,
+        num_classes,
+        weights,
+        threshold,
+        ignore_index=ignore_index,
+        normalize=normalize,
+    )

@@ -1,0 +1,374 @@
+"""The statistics of ROC-AUC and average precision: :class:`ScoreHistogram` (``mode: binned``) and
+:class:`ExactScoreCounts` (``mode: exact``), with the score binning and the sparse cell form of the
+histogram's state. The values read off their merged states are in :mod:`evaluators.ranking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators.accumulate import padded_batch
+from evaluators.classification import add_at
+from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
+from evaluators.task import (
+    Task,
+    TaskKind,
+    class_probabilities,
+    positive_scores,
+    valid_weights,
+)
+
+_MIN_EXPONENT = 40
+REPLICATE_PRECISION_BITS = 5
+"""Bootstrap replicates of ranking metrics use 2,498-bin histograms; intervals are re-centred on
+the full-resolution value, so only the spread comes from the coarser bins."""  # scores closer than 2**-40 to 0 or 1 share the end bins
+
+
+def bin_count(precision_bits: int) -> int:
+    """Number of histogram bins for a given mantissa precision."""
+    return 2 * (((127 - 1) << precision_bits) - ((127 - _MIN_EXPONENT) << precision_bits) + 1)
+
+
+def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
+    """Monotone bin index in ``[0, bin_count)`` of probabilities in ``[0, 1]``.
+
+    The index is read from the float32 bit pattern of ``u = min(p, 1 - p)``
+    (``1 - p`` is exact in ``p``'s own float type for ``p >= 0.5``; ``u`` is
+    rounded to float32 only afterwards, so that scores near 1 keep the same
+    relative resolution as scores near 0), keeping ``precision_bits`` bits of
+    mantissa.
+    """
+    p = scores
+    u = jnp.minimum(p, 1 - p).astype(jnp.float32)
+    shift = 23 - precision_bits
+    lo = (127 - _MIN_EXPONENT) << precision_bits
+    hi = (127 - 1) << precision_bits
+    half = hi - lo + 1
+    code = jnp.clip(jax.lax.bitcast_convert_type(u, jnp.int32) >> shift, lo, hi) - lo
+    return jnp.where(p <= 0.5, code, 2 * half - 1 - code)
+
+
+def bin_positions(scores: jax.Array, precision_bits: int) -> jax.Array:
+    """Where each score lies within its :func:`score_bins` bin, in ``[0, 1)`` (0: the bin's lowest scores),
+    from the float32 bit pattern's remaining mantissa bits; 0.5 in the end bins (scores within 2**-40 of
+    0 or 1)."""
+    u = jnp.minimum(scores, 1 - scores).astype(jnp.float32)
+    shift = 23 - precision_bits
+    raw = jax.lax.bitcast_convert_type(u, jnp.int32)
+    frac = (raw & ((1 << shift) - 1)).astype(jnp.float64) / 2.0**shift
+    frac = jnp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
+    return jnp.where(scores <= 0.5, frac, 1.0 - frac)
+
+
+def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(probabilities, order, is_positive, weights)``, each ``[n, K]``, for ranking statistics.
+
+    ``order`` ranks rows as the score the user wrote does: the raw prediction for binary and
+    multilabel tasks (a logit keeps its order where its sigmoid saturates to 1.0), the class
+    probability for multiclass tasks.
+    """
+    targets, w = valid_weights(task, jnp.asarray(batch["targets"]), batch["weights"])
+    preds = jnp.asarray(batch["predictions"])
+    if task.kind is TaskKind.BINARY:
+        return positive_scores(task, preds)[:, None], preds[:, None], targets[:, None], w[:, None]
+    if task.kind is TaskKind.MULTICLASS:
+        probs = class_probabilities(task, preds)
+        positive = (targets[:, None] == jnp.arange(task.classes)[None, :]).astype(jnp.int32)
+        return probs, probs, positive, jnp.broadcast_to(w[:, None], probs.shape)
+    return positive_scores(task, preds), preds, targets, w
+
+
+def ranked_classes(task: Task) -> int:
+    return 1 if task.kind is TaskKind.BINARY else task.classes
+
+
+WEIGHT_BITS = 32
+"""Bin counts are integers: a row of weight ``w`` adds ``round(w * 2**32)``. Integer sums do not depend on
+sharding or merge order; a bin holds up to 2**31 (about 2.1e9) rows of weight 1."""
+CLASS_SHIFT = 32
+"""A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
+_BIN_MASK = (1 << CLASS_SHIFT) - 1
+
+
+def fixed_weights(w: jax.Array) -> jax.Array:
+    """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
+    return jnp.round(w.astype(jnp.float64) * 2.0**WEIGHT_BITS).astype(jnp.int64)
+
+
+def _empty_cells() -> State:
+    pairs = np.zeros((0, 2), np.int64)
+    return {"keys": np.zeros(0, np.int64), "counts": pairs, "sums": pairs, "ties": np.zeros(0, np.float64)}
+
+
+def is_sparse(state: Any) -> bool:
+    """Whether a ranking state is the stored sparse form (else the dense working form, or a run stored
+    before the sparse form)."""
+    return isinstance(state, dict) and "keys" in state
+
+
+@dataclass(frozen=True)
+class ScoreHistogram(Statistic):
+    """Weighted counts of scores by label on a fine, fixed grid of score bins, occupied bins only.
+
+    Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
+    int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
+    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m]}``, one cell per occupied (class,
+    bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
+    the same fixed point, so a cell knows where its negatives and its positives lie on average. ``ties`` is the
+    bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
+    when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
+    per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
+    merged state does not depend on sharding or merge order.
+
+    Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
+    ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
+    lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
+
+    With ``track_ties=False`` (the bootstrap-replicate variant) the state is the dense float64
+    ``{"counts": [K, 2, B], "lo": -inf, "hi": +inf}`` in both forms, every bin treated as holding
+    distinct scores (expected-order interpolation), and the update is only the count scatter.
+    """
+
+    undefined_leaves: ClassVar[tuple[str, ...]] = ("ties",)
+
+    task: Task
+    precision_bits: int = 10
+    track_ties: bool = True
+
+    def zero(self) -> State:
+        if self.track_ties:
+            return _empty_cells()
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        return {
+            "counts": np.zeros((k, 2, b), np.float64),
+            "lo": np.full((k, b), -np.inf),
+            "hi": np.full((k, b), np.inf),
+        }
+
+    def working(self, state: State) -> State:
+        if not is_sparse(state):
+            return state
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        keys = np.asarray(state["keys"])
+        cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
+        counts = np.zeros((k, 2, b), np.int64)
+        counts[cls, :, cell] = state["counts"]
+        sums = np.zeros((k, 2, b), np.int64)
+        sums[cls, :, cell] = state["sums"]
+        lo, hi = np.full((k, b), np.inf), np.full((k, b), -np.inf)
+        ties = np.asarray(state["ties"])
+        lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
+        hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
+        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi}
+
+    def stored(self, state: State) -> State:
+        if not self.track_ties or is_sparse(state):
+            return state
+        counts, lo, hi = (np.asarray(state[key]) for key in ("counts", "lo", "hi"))
+        if not np.issubdtype(counts.dtype, np.integer):  # a checkpoint written before the sparse form
+            counts = np.round(counts * 2.0**WEIGHT_BITS).astype(np.int64)
+        sums = np.asarray(state["sums"]) if "sums" in state else np.zeros_like(counts)  # (no positions: all equal)
+        cls, cell = np.nonzero((lo <= hi) | (counts != 0).any(axis=1))
+        low, high = lo[cls, cell], hi[cls, cell]
+        return {
+            "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
+            "counts": np.ascontiguousarray(counts[cls, :, cell]),
+            "sums": np.ascontiguousarray(sums[cls, :, cell]),
+            "ties": np.where(low == high, low, np.nan),
+        }
+
+    def update(self, state: State, batch: Batch) -> State:
+        scores, order, positive, w = one_vs_rest(self.task, batch)
+        k, _, b = state["counts"].shape
+        cls = jnp.arange(k, dtype=jnp.int32)[None, :]
+        bins = score_bins(scores, self.precision_bits)
+        index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
+        if not self.track_ties:
+            return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
+        counts = add_at(state["counts"], index, fixed_weights(w))
+        sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
+        cell = (cls * b + bins).reshape(-1)
+        s = order.astype(jnp.float64).reshape(-1)
+        live = (w > 0).reshape(-1)
+        lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
+        hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
+        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
+
+    def small_batch_rows(self) -> int:
+        if not self.track_ties:
+            return 0
+        k = ranked_classes(self.task)
+        if k * bin_count(self.precision_bits) * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
+            return 1 << 62  # every batch: no working histogram of the whole grid
+        return max(1, SMALL_BATCH_CELLS // k)
+
+    def update_stored(self, state: State, batch: Batch) -> State:
+        with jax.enable_x64(True):
+            keys, label, weight, moment, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
+        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], moment[live], order[live]))
+
+    def for_replicates(self) -> Statistic:
+        return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        replicates = resample_with_extremes(stacked, weights)
+        if self.track_ties:
+            return replicates
+        # extremes not tracked: every replicate keeps the zero state's (-inf, +inf), a replicate of no bucket too
+        zero = self.zero()
+        return [{**r, "lo": zero["lo"], "hi": zero["hi"]} for r in replicates]
+
+    def merge(self, a: State, b: State) -> State:
+        if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
+            return merge_cells(self.stored(a), self.stored(b))
+        return merge_with_extremes(a, b)
+
+
+SMALL_BATCH_CELLS = 1 << 14
+"""Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
+job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
+WORKING_BYTES_PER_BIN = 48
+"""The working histogram's bytes per (class, bin): counts and sums for both labels, lowest and highest score."""
+MAX_WORKING_BYTES = 1 << 30
+"""Above this working-histogram size (more than about 280 classes at 10 bits) every batch is sorted into
+the stored form instead."""
+
+
+@cache
+def _row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
+    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, weighted position
+    int64, score float64, live bool)``, one entry per (row, class)."""
+
+    def cells(batch: Batch) -> tuple[jax.Array, ...]:
+        scores, order, positive, w = one_vs_rest(statistic.task, batch)
+        cls = jnp.arange(scores.shape[1], dtype=jnp.int64)[None, :]
+        keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(jnp.int64)
+        moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
+        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), moment, order.astype(jnp.float64), w > 0)
+        return tuple(a.reshape(-1) for a in flat)
+
+    return jax.jit(cells)
+
+
+def compact_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts
+    and weighted positions, the tie value of single-score cells)."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    positive = label[order] == 1
+
+    def by_label(values: np.ndarray) -> np.ndarray:
+        v = values[order]
+        return np.stack(
+            [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)],
+            axis=1,
+        )
+
+    s = score[order]
+    low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
+    ties = np.where(low == high, low, np.nan)
+    return {"keys": keys[starts], "counts": by_label(weight), "sums": by_label(moment), "ties": ties}
+
+
+def merge_cells(a: State, b: State) -> State:
+    """Sorted-key union of two stored :class:`ScoreHistogram` states: counts add (integers), and a cell
+    stays tied only if both sides hold the same single score."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    if len(kb) == 0:
+        return a
+    if len(ka) == 0:
+        return b
+    if len(ka) == len(kb) and np.array_equal(ka, kb):
+        ta, tb = a["ties"], b["ties"]
+        ties = np.where(ta == tb, ta, np.nan)
+        return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
+    keys = np.concatenate([ka, kb])
+    order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+    sorted_keys = keys[order]
+    first = np.empty(len(keys), bool)
+    first[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    slot = np.empty(len(keys), np.int64)  # each input cell's index in the union
+    slot[order] = np.cumsum(first) - 1
+    pa, pb = slot[: len(ka)], slot[len(ka) :]
+    m = int(np.count_nonzero(first))
+    out = {"keys": sorted_keys[first]}
+    # [m, 2] pairs through flat int64 views: 1-D fancy indexing is several times faster than row indexing
+    flat_a, flat_b = np.stack([2 * pa, 2 * pa + 1], axis=1).ravel(), np.stack([2 * pb, 2 * pb + 1], axis=1).ravel()
+    for name in ("counts", "sums"):
+        flat = np.zeros(2 * m, np.int64)
+        flat[flat_a] = np.asarray(a[name]).ravel()
+        flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
+        out[name] = flat.reshape(m, 2)
+    ties = np.full(m, np.nan)
+    ties[pa] = a["ties"]
+    in_a = np.zeros(m, bool)
+    in_a[pa] = True
+    tb = np.asarray(b["ties"])
+    ties[pb] = np.where(in_a[pb], np.where(ties[pb] == tb, tb, np.nan), tb)
+    out["ties"] = ties
+    return out
+
+
+@dataclass(frozen=True)
+class ExactScoreCounts(Statistic):
+    """Distinct scores with their negative and positive weights, per class.
+
+    State: a tuple over classes of ``(scores [m], negatives [m], positives [m])``
+    float64 arrays, scores sorted ascending and distinct.
+    """
+
+    task: Task
+    jittable = False
+
+    def zero(self) -> State:
+        empty = np.zeros(0, np.float64)
+        return tuple((empty, empty, empty) for _ in range(ranked_classes(self.task)))
+
+    def update(self, state: State, batch: Batch) -> State:
+        with jax.enable_x64(True):
+            _, scores, positive, w = (np.asarray(a) for a in one_vs_rest(self.task, batch))
+        out = []
+        for k, part in enumerate(state):
+            keep = w[:, k] > 0
+            s = scores[keep, k].astype(np.float64)
+            pos = positive[keep, k].astype(np.float64)
+            wk = w[keep, k]
+            new = _distinct(s, wk * (1.0 - pos), wk * pos)
+            out.append(self._merge_one(part, new))
+        return tuple(out)
+
+    def merge(self, a: State, b: State) -> State:
+        return tuple(self._merge_one(x, y) for x, y in zip(a, b, strict=True))
+
+    def for_replicates(self) -> Statistic:
+        return ScoreHistogram(self.task, REPLICATE_PRECISION_BITS, track_ties=False)
+
+    @staticmethod
+    def _merge_one(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        if len(a[0]) == 0:
+            return b
+        if len(b[0]) == 0:
+            return a
+        return _distinct(*(np.concatenate([x, y]) for x, y in zip(a, b, strict=True)))
+
+
+def _distinct(scores: np.ndarray, neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    uniq, inverse = np.unique(scores, return_inverse=True)
+    return (
+        uniq,
+        np.bincount(inverse, weights=neg, minlength=len(uniq)),
+        np.bincount(inverse, weights=pos, minlength=len(uniq)),
+    )

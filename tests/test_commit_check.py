@@ -1,0 +1,72 @@
+"""``read_run`` and ``list_runs`` apply one commit check: a run directory that one of them refuses (no
+manifest, a manifest cut short, a listed file missing, cut short or rewritten), the other refuses too."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines import spec as spec_module
+from pipelines.errors import UserError
+from pipelines.execute import run_job
+from pipelines.results import list_runs
+from pipelines.storage import COMMIT_MARKER, METRICS_FILE, RUN_FILE, STATISTICS_FILE, read_run
+from pipelines.synthetic import write_shards
+from tests.conftest import write_job
+
+
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _rewritten(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + b"\n")
+
+
+BROKEN = {
+    "no-manifest": lambda run: (run / COMMIT_MARKER).unlink(),  # a driver that died before committing
+    "manifest-cut-short": lambda run: _cut_short(run / COMMIT_MARKER),
+    "metrics-cut-short": lambda run: _cut_short(run / METRICS_FILE),  # a copy still under way
+    "statistics-missing": lambda run: (run / STATISTICS_FILE).unlink(),
+    "run-rewritten": lambda run: _rewritten(run / RUN_FILE),
+}
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("commit")
+    write_shards(str(tmp / "data"), "binary", 300, 2, seed=1)
+    spec = {
+        "name": "job",
+        "data": {"path": str(tmp / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp / "out")},
+    }
+    return Path(run_job(spec_module.load(str(write_job(tmp / "job.yaml", spec))), show_progress=False).uri)
+
+
+def test_read_run_and_list_runs_refuse_the_same_incomplete_runs(committed, tmp_path):
+    out = tmp_path / "out"
+    for name, damage in BROKEN.items():
+        copy = out / "job" / f"{committed.name[:-6]}{name[:6]}"
+        shutil.copytree(committed, copy)
+        damage(copy)
+    shutil.copytree(committed, out / "job" / committed.name)
+
+    (listed,) = list_runs(str(out))
+    assert listed.run_id == committed.name and listed.uri == str(out / "job" / committed.name)
+    assert read_run(listed.uri).id == committed.name
+    for run in (out / "job").iterdir():
+        if run.name == committed.name:
+            continue
+        with pytest.raises(UserError) as error:
+            read_run(str(run))
+        message = str(error.value)
+        if (run / COMMIT_MARKER).exists():
+            assert "not complete" in message and "missing or of another size" in message, run.name
+        else:
+            assert "not committed" in message, run.name
