@@ -52,6 +52,11 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "a numeric column", _is_numeric
     if role == "row_id":
         return "any column", lambda t: True
+    if role == "query_id":
+        return (
+            "an integer or string column",
+            lambda t: pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t),
+        )
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
     if task.kind is TaskKind.DETECTION and role in ("masks", "target_masks"):

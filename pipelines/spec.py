@@ -98,6 +98,8 @@ class Columns:
     """Detection only: predicted box scores and labels, ground-truth labels, crowd flags, areas, image ids;
     predicted and ground-truth instance masks (``iou_type: segm``; without them, masks are read from
     ``predictions`` / ``targets``)."""
+    query_id: str | None = None
+    """Ranking only: the query id of each row (one row per item); a query's rows are contiguous in one file."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -408,6 +410,7 @@ def _data(root: _Section) -> DataSpec:
         weights=cols.get("weights", str),
         row_id=cols.get("row_id", str),
         **{role: cols.get(role, str) for role in DETECTION_ROLES},
+        query_id=cols.get("query_id", str),
     )
     cols.finish()
     options = _storage_options(data)
@@ -1084,6 +1087,11 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
                 f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes, or masks for "
                 "iou_type: segm; optional: iscrowd, area, image_id, masks, target_masks)."
             )
+    if (task.kind is TaskKind.RANKING) != (data.columns.query_id is not None):
+        raise SpecError(
+            f"{source.where(('data', 'columns'))}: a ranking task needs `query_id` (the column of query ids; "
+            "predictions: item scores, targets: relevance), and only a ranking task takes it."
+        )
     metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
     slices = _slices(root)
     confidence = _confidence(root)

@@ -33,6 +33,14 @@ from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n,
 from evaluators.functional.detection import mean_average_precision
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
+from evaluators.functional.retrieval import (
+    hit_rate,
+    mean_reciprocal_rank,
+    ndcg,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+)
 from evaluators.functional.segmentation import (
     dice_coefficient,
     dice_score,
@@ -76,6 +84,7 @@ __all__ = [
     "fbeta_score",
     "fid",
     "frechet_embedding_distance",
+    "hit_rate",
     "inception_score",
     "iou",
     "jaccard_index",
@@ -87,13 +96,18 @@ __all__ = [
     "mean_average_precision",
     "mean_iou",
     "mean_pixel_accuracy",
+    "mean_reciprocal_rank",
     "mse",
+    "ndcg",
+    "ndcg_at_k",
     "pearson_corrcoef",
     "pixel_accuracy",
     "pixel_confusion_matrix",
     "precision",
+    "precision_at_k",
     "r2",
     "recall",
+    "recall_at_k",
     "reliability_diagram",
     "rmse",
     "roc_auc",
