@@ -74,6 +74,10 @@ class Accumulator:
         self.statistics: tuple[Statistic, ...] = tuple(dict.fromkeys(statistics))
         self._device = [i for i, s in enumerate(self.statistics) if s.jittable]
         self._host = [i for i, s in enumerate(self.statistics) if not s.jittable]
+        self._host_columns = {c for i in self._host for c in self.statistics[i].columns} - {
+            c for i in self._device for c in self.statistics[i].columns
+        }
+        """Extra columns only host statistics read (query ids, group labels): never sent to the device."""
         device_stats = tuple(self.statistics[i] for i in self._device)
 
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
@@ -202,7 +206,9 @@ class Accumulator:
         if device:
             fused = self._fused_rest if small else self._fused
             stats = [self.statistics[i] for i in device]
-            out_device = self._update_device(stats, fused, [states[i] for i in device], cols, n, to_host)
+            # strings (query ids, group labels) and columns only host statistics read stay on the host
+            on_device = {k: v for k, v in cols.items() if k not in self._host_columns and v.dtype.kind not in "OUS"}
+            out_device = self._update_device(stats, fused, [states[i] for i in device], on_device, n, to_host)
             for i, state in zip(device, out_device, strict=True):
                 out[i] = state
         if self._host or small:

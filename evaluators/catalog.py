@@ -20,6 +20,7 @@ from evaluators import (
     corpus_text,
     detection,
     domains,
+    fairness,
     image,
     ranking,
     regression,
@@ -130,6 +131,12 @@ METRICS: Mapping[str, Factory] = {
     "recall_at_k": retrieval.recall_at_k,
     "mean_reciprocal_rank": retrieval.mean_reciprocal_rank,
     "hit_rate": retrieval.hit_rate,
+    # group fairness of a binary classifier (per-group confusion counts)
+    "demographic_parity_difference": fairness.demographic_parity_difference,
+    "demographic_parity_ratio": fairness.demographic_parity_ratio,
+    "disparate_impact_ratio": fairness.disparate_impact_ratio,
+    "equalized_odds_difference": fairness.equalized_odds_difference,
+    "equal_opportunity_difference": fairness.equal_opportunity_difference,
     # generated vs real images (a backbone turns images into features)
     "fid": image.fid,
     "kid": image.kid,
@@ -184,6 +191,16 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
     "frechet_embedding_distance": (TaskKind.TEXT,),
     **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l"), (TaskKind.TEXT,)),
     **dict.fromkeys(("fid", "kid", "inception_score"), (TaskKind.IMAGE,)),
+    **dict.fromkeys(
+        (
+            "demographic_parity_difference",
+            "demographic_parity_ratio",
+            "disparate_impact_ratio",
+            "equalized_odds_difference",
+            "equal_opportunity_difference",
+        ),
+        (TaskKind.BINARY,),
+    ),
 }
 """The task kinds each metric serves (segmentation metrics also read the pixels of binary / multiclass label
 columns). :func:`build` refuses any other task, before the metric's own checks."""

@@ -136,6 +136,7 @@ class QuerySums(Statistic):
 
     jittable = False
     bootstrap = False
+    columns = (QUERY,)
 
     def zero(self) -> State:
         return {

@@ -88,6 +88,9 @@ class Statistic(abc.ABC):
     """Whether ``update`` can run under ``jax.jit`` on fixed-shape padded batches."""
     features: ClassVar[tuple[str, ...]] = ()
     """Backbone features the update reads instead of raw columns (``candidate``, ``bertscore``...)."""
+    columns: ClassVar[tuple[str, ...]] = ()
+    """Batch columns the update reads besides ``predictions`` / ``targets`` / ``weights`` (``data.columns`` roles,
+    such as ``query_id``); a job that lacks one is refused before any data is read."""
     bootstrap: ClassVar[bool] = True
     """False: too large to keep one state per bootstrap bucket; its metrics get no interval."""
     undefined_leaves: ClassVar[tuple[str, ...]] = ()

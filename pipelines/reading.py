@@ -52,7 +52,7 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
         return "a numeric column", _is_numeric
     if role == "row_id":
         return "any column", lambda t: True
-    if role == "query_id":
+    if role in ("query_id", "sensitive"):
         return (
             "an integer or string column",
             lambda t: pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t),

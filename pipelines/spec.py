@@ -100,6 +100,8 @@ class Columns:
     ``predictions`` / ``targets``)."""
     query_id: str | None = None
     """Ranking only: the query id of each row (one row per item); a query's rows are contiguous in one file."""
+    sensitive: str | None = None
+    """Fairness metrics: the group label (sensitive feature) of each row."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -411,6 +413,7 @@ def _data(root: _Section) -> DataSpec:
         row_id=cols.get("row_id", str),
         **{role: cols.get(role, str) for role in DETECTION_ROLES},
         query_id=cols.get("query_id", str),
+        sensitive=cols.get("sensitive", str),
     )
     cols.finish()
     options = _storage_options(data)
@@ -1093,6 +1096,13 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
             "predictions: item scores, targets: relevance), and only a ranking task takes it."
         )
     metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
+    for entry in (m for m in metrics if m.name in catalog.METRICS):
+        missing = [r for r in build_metric(entry, task).statistic.columns if getattr(data.columns, r, None) is None]
+        if missing:
+            raise SpecError(
+                f"{source.where(('data', 'columns'))}: metric {entry.key!r} reads the column role "
+                f"{', '.join(missing)}; map it to a column (for example `{missing[0]}: group`)."
+            )
     slices = _slices(root)
     confidence = _confidence(root)
     execution = _execution(root, overrides)

@@ -31,6 +31,13 @@ from evaluators.functional.classification import (
 )
 from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n, wer
 from evaluators.functional.detection import mean_average_precision
+from evaluators.functional.fairness import (
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    disparate_impact_ratio,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
 from evaluators.functional.retrieval import (
@@ -75,9 +82,14 @@ __all__ = [
     "classwise_ece",
     "cohen_kappa",
     "confusion_matrix",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
     "dice_coefficient",
     "dice_score",
+    "disparate_impact_ratio",
     "embedding_similarity",
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
     "expected_calibration_error",
     "explained_variance",
     "f1_score",

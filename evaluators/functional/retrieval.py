@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from evaluators import catalog
-from evaluators.accumulate import Accumulator
+from evaluators.functional._common import with_columns
 from evaluators.retrieval import QUERY
 from evaluators.task import Task, TaskKind
 
@@ -24,14 +21,8 @@ from evaluators.task import Task, TaskKind
 def _ranking(
     name: str, predictions: Any, targets: Any, query_ids: Sequence[Any], weights: Any, params: dict
 ) -> dict[str, Any]:
-    scores, relevance, queries = np.asarray(predictions), np.asarray(targets), np.asarray(query_ids)
-    if not len(scores) == len(relevance) == len(queries):
-        raise ValueError(f"{len(scores)} scores, {len(relevance)} relevance values and {len(queries)} query ids")
-    metric = catalog.build(name, Task(TaskKind.RANKING), params)
-    acc = Accumulator.for_metrics([metric])
-    columns = {"predictions": scores, "targets": relevance, QUERY: queries, "weights": weights}
-    (state,) = acc.to_host(acc.update(acc.zero(), columns))
-    return metric.compute(state)
+    columns = {"predictions": predictions, "targets": targets, QUERY: query_ids, "weights": weights}
+    return with_columns(name, Task(TaskKind.RANKING), columns, params)
 
 
 def ndcg(predictions: Any, targets: Any, query_ids: Sequence[Any], *, weights: Any = None) -> float:
