@@ -124,6 +124,7 @@ METRICS: Mapping[str, Factory] = {
     "cer": corpus_text.cer,
     "rouge_n": corpus_text.rouge_n,
     "rouge_l": corpus_text.rouge_l,
+    "distinct_n": corpus_text.distinct_n,
     # ranking / retrieval (per-query values summed over queries)
     "ndcg": retrieval.ndcg,
     "ndcg_at_k": retrieval.ndcg_at_k,
@@ -189,7 +190,7 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
         ("embedding_similarity", "bertscore_precision", "bertscore_recall", "bertscore_f1"), (TaskKind.TEXT,)
     ),
     "frechet_embedding_distance": (TaskKind.TEXT,),
-    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l"), (TaskKind.TEXT,)),
+    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l", "distinct_n"), (TaskKind.TEXT,)),
     **dict.fromkeys(("fid", "kid", "inception_score"), (TaskKind.IMAGE,)),
     **dict.fromkeys(
         (

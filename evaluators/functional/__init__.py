@@ -29,7 +29,7 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
-from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n, wer
+from evaluators.functional.corpus_text import bleu, cer, chrf, distinct_n, rouge_l, rouge_n, wer
 from evaluators.functional.detection import mean_average_precision
 from evaluators.functional.fairness import (
     demographic_parity_difference,
@@ -87,6 +87,7 @@ __all__ = [
     "dice_coefficient",
     "dice_score",
     "disparate_impact_ratio",
+    "distinct_n",
     "embedding_similarity",
     "equal_opportunity_difference",
     "equalized_odds_difference",
