@@ -12,7 +12,8 @@ leaf        shape / dtype            meaning
                                      true positives of each group
 ==========  =======================  ==========================================================
 
-Its size follows the number of groups, never the rows. Predicted labels follow the task (``p > threshold``, logits
+Its size follows the number of groups, never the rows. Bootstrap buckets share one label axis (``counts``
+``[buckets, G, 4]``), so a replicate's counts are one weighted sum over buckets. Predicted labels follow the task (``p > threshold``, logits
 through the sigmoid, or labels as given). Rates are fairlearn's: ``selection_rate`` = predicted positive over all,
 ``true_positive_rate`` = TP / (TP + FN), ``false_positive_rate`` = FP / (FP + TN), **0 when the group has no row of
 the class** (a group with one class); differences are max - min over groups, ratios min / max (NaN when every
@@ -49,27 +50,47 @@ class GroupConfusion(Statistic):
     task: Task
 
     jittable = False
-    bootstrap = False
     columns = (SENSITIVE,)
 
     def zero(self) -> State:
         return {"groups": np.zeros(0, "<U1"), "counts": np.zeros((0, 4), np.float64)}
 
-    def update(self, state: State, batch: Batch) -> State:
-        weights = np.asarray(batch["weights"], np.float64)
-        labels = np.asarray(batch[SENSITIVE])
-        if not len(labels):
-            return state
-        names, group = np.unique(labels.astype(str), return_inverse=True)
+    def zero_grouped(self, groups: int) -> State:
+        """One label axis shared by the ``groups`` bootstrap buckets: ``counts`` is ``[groups, G, 4]``."""
+        return {"groups": np.zeros(0, "<U1"), "counts": np.zeros((groups, 0, 4), np.float64)}
+
+    def _counts(self, batch: Batch, bucket: np.ndarray, buckets: int) -> State:
+        """``{"groups": [G], "counts": [buckets, G, 4]}`` of the rows of ``batch`` in ``bucket`` (int ``[n]``)."""
+        names, group = np.unique(np.asarray(batch[SENSITIVE]).astype(str), return_inverse=True)
         cell = 2 * (np.asarray(batch["targets"]) > 0) + predicted_positive(self.task, batch["predictions"])
-        counts = np.bincount(group * 4 + cell, weights, minlength=4 * len(names)).reshape(len(names), 4)
-        return self.merge(state, {"groups": names, "counts": counts})
+        index = (bucket * len(names) + group) * 4 + cell
+        weights = np.asarray(batch["weights"], np.float64)
+        counts = np.bincount(index, weights, minlength=4 * len(names) * buckets)
+        return {"groups": names, "counts": counts.reshape(buckets, len(names), 4)}
+
+    def update(self, state: State, batch: Batch) -> State:
+        if not len(batch[SENSITIVE]):
+            return state
+        found = self._counts(batch, np.zeros(len(batch[SENSITIVE]), np.int64), 1)
+        return self.merge(state, {"groups": found["groups"], "counts": found["counts"][0]})
+
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        if not len(batch[SENSITIVE]):
+            return stacked
+        return self.merge(stacked, self._counts(batch, np.asarray(group, np.int64), stacked["counts"].shape[0]))
 
     def merge(self, a: State, b: State) -> State:
+        """Counts of equal labels added (``counts`` ``[G, 4]``, or ``[buckets, G, 4]`` for bucket states)."""
         names, index = np.unique(np.concatenate([a["groups"], b["groups"]]), return_inverse=True)
-        counts = np.zeros((len(names), 4), np.float64)
-        np.add.at(counts, index, np.concatenate([a["counts"], b["counts"]]))
+        lead = np.shape(a["counts"])[:-2]
+        counts = np.zeros((*lead, len(names), 4), np.float64)
+        counts[..., index[: len(a["groups"])], :] += a["counts"]  # labels are unique within each side
+        counts[..., index[len(a["groups"]) :], :] += b["counts"]
         return {"groups": names, "counts": counts}
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        mixed = np.tensordot(np.asarray(weights, np.float64), np.asarray(stacked["counts"], np.float64), axes=1)
+        return [{"groups": stacked["groups"], "counts": c} for c in mixed]
 
 
 def _rates(state: State) -> dict[str, np.ndarray]:
@@ -88,7 +109,9 @@ def _rates(state: State) -> dict[str, np.ndarray]:
 
 def _disparity(rates: tuple[str, ...], ratio: bool, state: State) -> dict[str, float]:
     """Worst case over ``rates`` of max - min (or min / max) over groups, with each group's rates."""
-    groups = [str(g) for g in np.asarray(state["groups"])]
+    present = np.asarray(state["counts"], np.float64).sum(axis=1) > 0  # a bootstrap replicate may miss a group
+    state = {"groups": np.asarray(state["groups"])[present], "counts": np.asarray(state["counts"])[present]}
+    groups = [str(g) for g in state["groups"]]
     if not groups:
         return {"": float("nan")}
     per_group = _rates(state)

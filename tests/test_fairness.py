@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scipy.special import expit
 
 import evaluators.functional as F
+from evaluators.accumulate import Accumulator
 from evaluators.catalog import build
 from evaluators.fairness import SENSITIVE
 from evaluators.task import Task
@@ -162,3 +163,41 @@ def test_a_fairness_metric_without_its_column_is_refused(tmp_path):
         spec_module.SpecError, match="metric 'demographic_parity_difference' reads the column role sensitive"
     ):
         spec_module.load(str(job))
+
+
+def test_bootstrap_replicates_equal_fairlearn_with_the_replicate_weights():
+    """Bucket states from the grouped update, resampled with integer weights per bucket: each replicate equals
+    fairlearn with each row weighted by its bucket's weight."""
+    rng = np.random.default_rng(11)
+    rows = data(rng, 500, ["a", "b", "c", "only-neg", "only-pos"])
+    predicted = (rows["logits"] > 0).astype(np.int64)
+    bucket = rng.integers(0, 8, len(predicted))
+    task = Task("binary", prediction="labels")
+    metrics = [build(name, task) for name in NAMES]
+    racc = Accumulator.for_metrics(metrics).replicates()
+    columns = {"predictions": predicted, "targets": rows["targets"], SENSITIVE: rows[SENSITIVE]}
+    halves = [
+        racc.update_grouped(racc.zero_grouped(8), {k: v[part] for k, v in columns.items()}, bucket[part])
+        for part in (slice(0, 230), slice(230, None))
+    ]
+    (stacked,) = racc.merge(*halves)
+    weights = rng.poisson(1.0, (5, 8))
+    for b, state in enumerate(racc.statistics[0].resample(stacked, weights)):
+        row_weights = weights[b, bucket].astype(np.float64)
+        keep = row_weights > 0  # fairlearn keeps a group whose rows all weigh 0; a replicate does not
+        expected = fairlearn_values(rows["targets"][keep], predicted[keep], rows[SENSITIVE][keep], row_weights[keep])
+        for metric in metrics:
+            assert metric.compute(state)[""] == pytest.approx(expected[metric.name], abs=1e-12), (b, metric.name)
+
+
+def test_a_fairness_job_has_bootstrap_intervals(tmp_path):
+    rows = data(np.random.default_rng(12), 900, ["a", "b", "c"])
+    (tmp_path / "data").mkdir()
+    table = pa.table({"score": expit(rows["logits"]), "label": rows["targets"], "group": list(rows[SENSITIVE])})
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet", row_group_size=300)
+    job = _job(tmp_path, "local", {"predictions": "score", "targets": "label", "sensitive": "group"})
+    job["confidence"] = {"replicates": 50}
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    for name in NAMES:
+        metric = run.point("overall").metrics[name]
+        assert metric.lower is not None and metric.lower <= metric.value <= metric.upper, name

@@ -1,4 +1,6 @@
-"""Group fairness of binary predictions as functions of predictions, targets and group labels.
+"""Group fairness of binary predictions as functions of predictions, targets and group labels, each
+``name(predictions, targets, sensitive_features, *, prediction=None, threshold=0.5, weights=None)`` equal to
+fairlearn's ``name(targets, predictions, sensitive_features=..., sample_weight=weights)``.
 
 >>> demographic_parity_difference([1, 1, 0, 0, 1, 1], [1, 0, 0, 1, 1, 0], ["a", "a", "a", "b", "b", "b"])
 0.0
@@ -8,92 +10,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from evaluators.fairness import SENSITIVE
 from evaluators.functional._common import infer_task, with_columns
 
 
-def _fairness(
-    name: str,
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    prediction: str | None,
-    threshold: float,
-    weights: Any,
-) -> float:
-    task = infer_task(predictions, targets, task="binary", prediction=prediction, threshold=threshold)
-    columns = {"predictions": predictions, "targets": targets, SENSITIVE: sensitive_features, "weights": weights}
-    return float(with_columns(name, task, columns)[""])
+def _function(name: str, doc: str) -> Callable[..., float]:
+    def fairness_metric(
+        predictions: Any,
+        targets: Any,
+        sensitive_features: Sequence[Any],
+        *,
+        prediction: str | None = None,
+        threshold: float = 0.5,
+        weights: Any = None,
+    ) -> float:
+        task = infer_task(predictions, targets, task="binary", prediction=prediction, threshold=threshold)
+        columns = {"predictions": predictions, "targets": targets, SENSITIVE: sensitive_features, "weights": weights}
+        return float(with_columns(name, task, columns)[""])
+
+    fairness_metric.__name__ = fairness_metric.__qualname__ = name
+    fairness_metric.__doc__ = doc
+    return fairness_metric
 
 
-def demographic_parity_difference(
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    *,
-    prediction: str | None = None,
-    threshold: float = 0.5,
-    weights: Any = None,
-) -> float:
-    """fairlearn's ``demographic_parity_difference(targets, predictions, sensitive_features=...)``."""
-    args = (predictions, targets, sensitive_features, prediction, threshold, weights)
-    return _fairness("demographic_parity_difference", *args)
-
-
-def demographic_parity_ratio(
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    *,
-    prediction: str | None = None,
-    threshold: float = 0.5,
-    weights: Any = None,
-) -> float:
-    """fairlearn's ``demographic_parity_ratio``."""
-    return _fairness(
-        "demographic_parity_ratio", predictions, targets, sensitive_features, prediction, threshold, weights
-    )
-
-
-def disparate_impact_ratio(
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    *,
-    prediction: str | None = None,
-    threshold: float = 0.5,
-    weights: Any = None,
-) -> float:
-    """calibrax's name of :func:`demographic_parity_ratio`."""
-    return _fairness("disparate_impact_ratio", predictions, targets, sensitive_features, prediction, threshold, weights)
-
-
-def equalized_odds_difference(
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    *,
-    prediction: str | None = None,
-    threshold: float = 0.5,
-    weights: Any = None,
-) -> float:
-    """fairlearn's ``equalized_odds_difference`` (the worse of the TPR and FPR differences)."""
-    args = (predictions, targets, sensitive_features, prediction, threshold, weights)
-    return _fairness("equalized_odds_difference", *args)
-
-
-def equal_opportunity_difference(
-    predictions: Any,
-    targets: Any,
-    sensitive_features: Sequence[Any],
-    *,
-    prediction: str | None = None,
-    threshold: float = 0.5,
-    weights: Any = None,
-) -> float:
-    """fairlearn's ``equal_opportunity_difference`` (the TPR difference)."""
-    args = (predictions, targets, sensitive_features, prediction, threshold, weights)
-    return _fairness("equal_opportunity_difference", *args)
+demographic_parity_difference = _function(
+    "demographic_parity_difference", "Largest minus smallest selection rate over groups (fairlearn)."
+)
+demographic_parity_ratio = _function(
+    "demographic_parity_ratio", "Smallest over largest selection rate over groups (fairlearn)."
+)
+disparate_impact_ratio = _function("disparate_impact_ratio", "calibrax's name of the demographic parity ratio.")
+equalized_odds_difference = _function(
+    "equalized_odds_difference", "The larger of the TPR and FPR differences over groups (fairlearn)."
+)
+equal_opportunity_difference = _function(
+    "equal_opportunity_difference", "Largest minus smallest true positive rate over groups (fairlearn)."
+)
