@@ -164,7 +164,7 @@ class QuerySums(Statistic):
                 "two work units or two slices); write each query's rows next to each other in one file"
             )
         values = per_query(starts, rows[:, 0], rows[:, 1], self.k)
-        relevant = np.add.reduceat(rows[:, 1] > 0, starts)
+        relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
         return {
             **state,
             "keys": seen,
