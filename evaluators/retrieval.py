@@ -256,7 +256,8 @@ def _check_k(k: int | None, optional: bool) -> int | None:
     return int(k)
 
 
-def _mean_of(index: int, state: State) -> dict[str, float]:
+def _mean_of(statistic: QuerySums, index: int, state: State) -> dict[str, float]:
+    state = statistic.stored(state)  # a state straight from updates may still hold its last query open
     weight, queries, empty = (float(v) for v in np.asarray(state["counts"], np.float64))
     value = float(from_fixed(np.asarray(state["sums"])[index]) / weight) if weight > 0 else float("nan")
     return {"": value, ".queries": queries, ".queries_without_relevant": empty}
@@ -264,7 +265,8 @@ def _mean_of(index: int, state: State) -> dict[str, float]:
 
 def _metric(name: str, task: Task, value: str, k: int | None) -> DerivedMetric:
     _require_ranking(task, name)
-    return DerivedMetric(name, QuerySums(k), partial(_mean_of, VALUES.index(value)), Direction.HIGHER)
+    statistic = QuerySums(k)
+    return DerivedMetric(name, statistic, partial(_mean_of, statistic, VALUES.index(value)), Direction.HIGHER)
 
 
 def ndcg(task: Task) -> DerivedMetric:

@@ -172,6 +172,17 @@ def test_states_are_exactly_equal_for_any_batches_and_unit_merge_order(seed, uni
         assert metric.compute(merged[acc.index(metric.statistic)])[""] == expected[key], key
 
 
+def test_a_collection_updated_batch_by_batch_equals_one_pass():
+    from evaluators.stateful import MetricCollection
+
+    data = queries(np.random.default_rng(13), 30, ties=True)
+    collection = MetricCollection([{"name": n, **p, "as": key} for key, (n, p) in METRICS.items()], task="ranking")
+    for rows in np.array_split(np.arange(len(data[QUERY])), 4):  # cuts through queries
+        collection.update(**{k: v[rows] for k, v in data.items()})
+    values = collection.compute()
+    assert {key: values[key] for key in METRICS} == pytest.approx(one_pass(data), rel=1e-12)
+
+
 def test_state_size_follows_queries_not_items():
     stat = retrieval.QuerySums(10)
     small = queries(np.random.default_rng(6), 50, ties=False)
