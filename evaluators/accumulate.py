@@ -74,6 +74,10 @@ class Accumulator:
         self.statistics: tuple[Statistic, ...] = tuple(dict.fromkeys(statistics))
         self._device = [i for i, s in enumerate(self.statistics) if s.jittable]
         self._host = [i for i, s in enumerate(self.statistics) if not s.jittable]
+        self._host_columns = {c for i in self._host for c in self.statistics[i].columns} - {
+            c for i in self._device for c in self.statistics[i].columns
+        }
+        """Extra columns only host statistics read (query ids, group labels): never sent to the device."""
         device_stats = tuple(self.statistics[i] for i in self._device)
 
         def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
@@ -134,7 +138,7 @@ class Accumulator:
 
     def zero_grouped(self, groups: int) -> tuple[State, ...]:
         """``groups`` zero states stacked on a leading axis (one per group, e.g. bootstrap bucket)."""
-        return tuple(jax.tree.map(lambda x: np.stack([np.asarray(x)] * groups), s.zero()) for s in self.statistics)
+        return tuple(s.zero_grouped(groups) for s in self.statistics)
 
     def update_grouped(
         self, stacked: Sequence[State], columns: Mapping[str, np.ndarray], group: np.ndarray, *, to_host: bool = True
@@ -145,18 +149,29 @@ class Accumulator:
         at ``[j // GROUP_ROWS, g, j % GROUP_ROWS]``). One compiled call scans over
         ``GROUP_PASSES`` blocks (fewer for the remainder, one at a time), each block updating every
         group at once through the vmapped update, so there are only two compiled shapes whatever
-        the group sizes. Jittable statistics only. With ``to_host=False`` the states stay device
-        arrays (no copy between successive updates; device-array inputs are consumed);
-        :meth:`to_host` copies them back.
+        the group sizes. Host statistics fold the rows with their own :meth:`~evaluators.statistic.Statistic.
+        update_grouped`. With ``to_host=False`` the device states stay device arrays (no copy between
+        successive updates; device-array inputs are consumed); :meth:`to_host` copies them back.
         """
-        if self._host:
-            raise ValueError("grouped updates need jittable statistics")
         cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}  # cast inside the compiled update
         n = len(next(iter(cols.values())))
         if n == 0:
             return tuple(stacked)
         weights = cols.get("weights")
         cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
+        out = list(stacked)
+        for i in self._host:
+            out[i] = self.statistics[i].update_grouped({k: as_column(v) for k, v in cols.items()}, stacked[i], group)
+        if self._device:
+            device = self._update_grouped_device([stacked[i] for i in self._device], cols, group, n, to_host)
+            for i, state in zip(self._device, device, strict=True):
+                out[i] = state
+        return tuple(out)
+
+    def _update_grouped_device(
+        self, stacked: list[State], cols: dict[str, np.ndarray], group: np.ndarray, n: int, to_host: bool
+    ) -> tuple[State, ...]:
+        cols = self._device_columns(cols)
         groups = jax.tree.leaves(stacked[0])[0].shape[0]
         counts = np.bincount(group, minlength=groups)
         small = group.astype(np.int16) if groups <= np.iinfo(np.int16).max else group
@@ -178,6 +193,11 @@ class Accumulator:
                 current = self._grouped(current, {k: v[start : start + step] for k, v in blocks.items()})
                 start += step
             return tuple(tree_to_numpy(current)) if to_host else tuple(current)
+
+    def _device_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The columns the compiled update gets: not strings (query ids, group labels), nor the columns only host
+        statistics read."""
+        return {k: v for k, v in cols.items() if k not in self._host_columns and v.dtype.kind not in "OUS"}
 
     def to_host(self, states: Sequence[State]) -> tuple[State, ...]:
         """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy, in each statistic's
@@ -202,7 +222,9 @@ class Accumulator:
         if device:
             fused = self._fused_rest if small else self._fused
             stats = [self.statistics[i] for i in device]
-            out_device = self._update_device(stats, fused, [states[i] for i in device], cols, n, to_host)
+            out_device = self._update_device(
+                stats, fused, [states[i] for i in device], self._device_columns(cols), n, to_host
+            )
             for i, state in zip(device, out_device, strict=True):
                 out[i] = state
         if self._host or small:

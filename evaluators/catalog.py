@@ -20,9 +20,11 @@ from evaluators import (
     corpus_text,
     detection,
     domains,
+    fairness,
     image,
     ranking,
     regression,
+    retrieval,
     segmentation,
     text,
 )
@@ -30,6 +32,41 @@ from evaluators.statistic import DerivedMetric
 from evaluators.task import Task, TaskKind
 
 Factory = Callable[..., DerivedMetric]
+
+
+def _mean_average_precision(
+    task: Task | None,
+    *,
+    k: int | None = None,
+    iou_thresholds: Any = None,
+    max_detection_thresholds: Any = None,
+    box_format: str = "xyxy",
+    iou_type: str = "bbox",
+    class_metrics: bool = False,
+) -> DerivedMetric:
+    """calibrax's one name for two metrics: COCO mAP of a detection task (:func:`evaluators.detection.
+    mean_average_precision`), retrieval MAP of a ranking task (:func:`evaluators.retrieval.mean_average_precision`,
+    ``k`` only)."""
+    detection_params = {
+        "iou_thresholds": iou_thresholds,
+        "max_detection_thresholds": max_detection_thresholds,
+        "box_format": box_format,
+        "iou_type": iou_type,
+        "class_metrics": class_metrics,
+    }
+    if task is not None and TaskKind(task.kind) is TaskKind.RANKING:
+        defaults = {"box_format": "xyxy", "iou_type": "bbox", "class_metrics": False}
+        given = [key for key, value in detection_params.items() if value != defaults.get(key)]
+        if given:
+            raise ValueError(f"mean_average_precision of a ranking task takes only k, not {', '.join(given)}")
+        return retrieval.mean_average_precision(task, k=k)
+    if k is not None:
+        raise ValueError(
+            "parameter 'k' of mean_average_precision is for ranking tasks (a detection task's cut-offs "
+            "are max_detection_thresholds)"
+        )
+    return detection.mean_average_precision(task, **detection_params)
+
 
 METRICS: Mapping[str, Factory] = {
     # classification (one confusion matrix)
@@ -63,8 +100,8 @@ METRICS: Mapping[str, Factory] = {
     "r2": regression.r2,
     "explained_variance": regression.explained_variance,
     "pearson_corrcoef": regression.pearson_corrcoef,
-    # object detection (COCO)
-    "mean_average_precision": detection.mean_average_precision,
+    # object detection (COCO); ranking tasks: retrieval MAP
+    "mean_average_precision": _mean_average_precision,
     # semantic segmentation (one pixel confusion matrix)
     "mean_iou": segmentation.mean_iou_metric,
     "jaccard_index": segmentation.jaccard_index_metric,
@@ -87,6 +124,20 @@ METRICS: Mapping[str, Factory] = {
     "cer": corpus_text.cer,
     "rouge_n": corpus_text.rouge_n,
     "rouge_l": corpus_text.rouge_l,
+    "distinct_n": corpus_text.distinct_n,
+    # ranking / retrieval (per-query values summed over queries)
+    "ndcg": retrieval.ndcg,
+    "ndcg_at_k": retrieval.ndcg_at_k,
+    "precision_at_k": retrieval.precision_at_k,
+    "recall_at_k": retrieval.recall_at_k,
+    "mean_reciprocal_rank": retrieval.mean_reciprocal_rank,
+    "hit_rate": retrieval.hit_rate,
+    # group fairness of a binary classifier (per-group confusion counts)
+    "demographic_parity_difference": fairness.demographic_parity_difference,
+    "demographic_parity_ratio": fairness.demographic_parity_ratio,
+    "disparate_impact_ratio": fairness.disparate_impact_ratio,
+    "equalized_odds_difference": fairness.equalized_odds_difference,
+    "equal_opportunity_difference": fairness.equal_opportunity_difference,
     # generated vs real images (a backbone turns images into features)
     "fid": image.fid,
     "kid": image.kid,
@@ -118,7 +169,10 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
         _SINGLE_LABEL,
     ),
     **dict.fromkeys(("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"), (TaskKind.REGRESSION,)),
-    "mean_average_precision": (TaskKind.DETECTION,),
+    "mean_average_precision": (TaskKind.DETECTION, TaskKind.RANKING),
+    **dict.fromkeys(
+        ("ndcg", "ndcg_at_k", "precision_at_k", "recall_at_k", "mean_reciprocal_rank", "hit_rate"), (TaskKind.RANKING,)
+    ),
     **dict.fromkeys(
         (
             "mean_iou",
@@ -136,8 +190,18 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
         ("embedding_similarity", "bertscore_precision", "bertscore_recall", "bertscore_f1"), (TaskKind.TEXT,)
     ),
     "frechet_embedding_distance": (TaskKind.TEXT,),
-    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l"), (TaskKind.TEXT,)),
+    **dict.fromkeys(("bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l", "distinct_n"), (TaskKind.TEXT,)),
     **dict.fromkeys(("fid", "kid", "inception_score"), (TaskKind.IMAGE,)),
+    **dict.fromkeys(
+        (
+            "demographic_parity_difference",
+            "demographic_parity_ratio",
+            "disparate_impact_ratio",
+            "equalized_odds_difference",
+            "equal_opportunity_difference",
+        ),
+        (TaskKind.BINARY,),
+    ),
 }
 """The task kinds each metric serves (segmentation metrics also read the pixels of binary / multiclass label
 columns). :func:`build` refuses any other task, before the metric's own checks."""
@@ -171,6 +235,7 @@ PARAMETERS: Mapping[str, domains.Domain] = {
     "dimension": domains.number(1, integer=True),
     "subset_size": domains.number(2, integer=True),
     "classes": domains.number(2, integer=True),
+    "k": domains.number(1, integer=True, optional=True),
 }
 """The domain of every metric parameter, by name (a name means the same wherever it appears). String
 parameters list their own choices when a value is not one of them."""

@@ -14,7 +14,14 @@ metric             counts per row (state, float64)                        refere
 ``wer`` / ``cer``  Levenshtein edits, reference length                    ``jiwer.wer`` / ``jiwer.cer``
 ``rouge_n``,       weight, sums of per-pair F, precision and recall       ``rouge_score.RougeScorer``
 ``rouge_l``        (fixed point)                                          (no stemmer), averaged over pairs
+``distinct_n``     the set of distinct candidate n-grams (64-bit           distinct / total n-grams over all
+                   digests, sorted) and the weighted n-gram total          candidates (calibrax, whitespace)
 =================  =====================================================  ==================================
+
+``distinct_n`` is the one state here that is not a fixed vector: a set of n-grams merges only as a set. It holds
+one 8-byte BLAKE2b digest per distinct n-gram (a few MB for a million distinct bigrams), never the texts; two
+different n-grams share a digest with probability below ``m**2 / 2**65`` for ``m`` distinct n-grams (3e-8 at a
+million), which would count them as one.
 
 Scores are on the references' scales: BLEU and chrF in [0, 100] (sacrebleu), WER / CER as ratios (jiwer),
 ROUGE F in [0, 1].
@@ -22,6 +29,7 @@ ROUGE F in [0, 1].
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter
@@ -254,6 +262,41 @@ class RougeSums(Statistic):
         return {"weight": state["weight"] + w.sum(), "sums": state["sums"] + sums}
 
 
+@dataclass(frozen=True)
+class DistinctNgrams(Statistic):
+    """``{"digests": uint64 [m] sorted, "total": float64}``: the distinct whitespace n-grams of the candidates
+    (n-grams never cross two texts) and the weighted count of all of them."""
+
+    n: int = 1
+
+    jittable = False
+    bootstrap = False
+
+    def zero(self) -> State:
+        return {"digests": np.zeros(0, np.uint64), "total": np.zeros((), np.float64)}
+
+    def update(self, state: State, batch: Batch) -> State:
+        weights = np.asarray(batch["weights"], np.float64)
+        digests: set[int] = set()
+        total = 0.0
+        for text, w in zip(batch["predictions"], weights, strict=True):
+            if w <= 0:
+                continue
+            tokens = str(text).split()
+            grams = [" ".join(tokens[i : i + self.n]) for i in range(len(tokens) - self.n + 1)]
+            total += w * len(grams)
+            digests.update(_digest(g) for g in grams)
+        found = np.fromiter(digests, np.uint64, count=len(digests))
+        return self.merge(state, {"digests": found, "total": np.asarray(total)})
+
+    def merge(self, a: State, b: State) -> State:
+        return {"digests": np.union1d(a["digests"], b["digests"]).astype(np.uint64), "total": a["total"] + b["total"]}
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 # --- metrics -------------------------------------------------------------------------------------------------------
 
 
@@ -365,3 +408,15 @@ def rouge_l(task: Task) -> DerivedMetric:
     """Mean over pairs of ROUGE-L F (longest common subsequence, rouge-score); also ``.precision``, ``.recall``."""
     _require_text(task, "rouge_l")
     return DerivedMetric("rouge_l", RougeSums("L"), _rouge, Direction.HIGHER)
+
+
+def _distinct(state: State) -> dict[str, float]:
+    distinct, total = float(len(state["digests"])), float(state["total"])
+    return {"": distinct / total if total > 0 else 0.0, ".distinct": distinct, ".total": total}
+
+
+def distinct_n(task: Task, *, n: int = 1) -> DerivedMetric:
+    """Distinct n-grams over all n-grams of the candidate texts (whitespace tokens, calibrax's ``distinct_n`` over
+    the corpus; 0 without any n-gram); also ``.distinct`` and ``.total``."""
+    _require_text(task, "distinct_n")
+    return DerivedMetric("distinct_n", DistinctNgrams(_check_order("n", n, 9)), _distinct, Direction.HIGHER)

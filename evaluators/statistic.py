@@ -88,6 +88,9 @@ class Statistic(abc.ABC):
     """Whether ``update`` can run under ``jax.jit`` on fixed-shape padded batches."""
     features: ClassVar[tuple[str, ...]] = ()
     """Backbone features the update reads instead of raw columns (``candidate``, ``bertscore``...)."""
+    columns: ClassVar[tuple[str, ...]] = ()
+    """Batch columns the update reads besides ``predictions`` / ``targets`` / ``weights`` (``data.columns`` roles,
+    such as ``query_id``); a job that lacks one is refused before any data is read."""
     bootstrap: ClassVar[bool] = True
     """False: too large to keep one state per bootstrap bucket; its metrics get no interval."""
     undefined_leaves: ClassVar[tuple[str, ...]] = ()
@@ -128,6 +131,18 @@ class Statistic(abc.ABC):
         host statistics) straight into the stored form: no working state of the full grid is built, so
         the cost of a sliced job's many small per-slice batches follows their rows."""
         raise NotImplementedError
+
+    def zero_grouped(self, groups: int) -> State:
+        """``groups`` zero states on a leading axis (one per bootstrap bucket)."""
+        import jax  # a pytree of any structure (named tuples included)
+
+        return jax.tree.map(lambda x: np.stack([np.asarray(x)] * groups), self.zero())
+
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        """Host statistics with ``bootstrap``: ``stacked`` (from :meth:`zero_grouped`) with each row of ``batch``
+        folded into the state of its group (``group``: int ``[n]``). Jittable statistics are updated by the
+        accumulator's compiled, vmapped :meth:`update` instead."""
+        raise NotImplementedError(f"{type(self).__name__} has no grouped host update")
 
     def for_replicates(self) -> Statistic:
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""

@@ -14,6 +14,8 @@ regression     ``[n]`` float                               ``[n]`` float
 text           ``[n]`` candidate strings                   ``[n]`` reference strings
 segmentation   ``[n]`` class-id masks (PNG or pixel lists)  ``[n]`` class-id masks
 detection      ``[n]`` per-image box lists (+ scores, labels) ``[n]`` per-image box lists (+ labels)
+ranking        ``[n]`` item scores, beside a ``query_id``  ``[n]`` relevance >= 0 (graded
+               column of query ids                        or 0 / 1)
 image          ``[n]`` generated images: encoded PNG/JPEG   ``[n]`` real images, same forms
                bytes, or ``[n, S*S*3]`` pixels (uint8 in
                [0, 255] or float in [0, 1], row-major
@@ -44,6 +46,7 @@ class TaskKind(enum.StrEnum):
     IMAGE = "image"
     SEGMENTATION = "segmentation"
     DETECTION = "detection"
+    RANKING = "ranking"
 
 
 class PredictionKind(enum.StrEnum):
@@ -207,6 +210,8 @@ def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
             if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
                 problems += _rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
         return problems
+    if task.kind is TaskKind.RANKING:
+        return problems + _check_ranking(preds, targets, n)
     if np.issubdtype(preds.dtype, np.floating):
         # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
         lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
@@ -329,6 +334,18 @@ def _check_images(role: str, values: np.ndarray, n: int) -> list[BadRows]:
     else:
         return [BadRows(role, f"expected numeric pixel values, got {values.dtype}")]
     return _rows(role, what, bad, n)
+
+
+def _check_ranking(scores: np.ndarray, relevance: np.ndarray, n: int) -> list[BadRows]:
+    """Item scores: finite numbers; relevance: finite numbers >= 0."""
+    problems: list[BadRows] = []
+    for role, values in (("predictions", scores), ("targets", relevance)):
+        if values.ndim != 1 or values.dtype.kind not in "biuf":
+            return [BadRows(role, f"expected one number per row, got {values.dtype} of shape {values.shape[1:]}")]
+    if scores.dtype.kind == "f":
+        problems += _rows("predictions", "with NaN or inf", ~np.isfinite(scores), n)
+    bad = ~np.isfinite(relevance) | (relevance < 0) if relevance.dtype.kind == "f" else relevance < 0
+    return problems + _rows("targets", "with a relevance that is negative, NaN or inf", bad, n)
 
 
 def _check_labels(task: Task, role: str, values: np.ndarray, n: int) -> list[BadRows]:

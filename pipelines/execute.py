@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
+from evaluators.task import TaskKind
 from pipelines import planning, timing
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
@@ -133,7 +134,12 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     """
     per_worker = planning.BACKBONE_UNITS_PER_WORKER if spec.backbone else 1
     plan = planning.plan(
-        spec.data.paths, spec.data.storage_options, spec.execution.unit_rows, spec.execution.actors or 1, per_worker
+        spec.data.paths,
+        spec.data.storage_options,
+        spec.execution.unit_rows,
+        spec.execution.actors or 1,
+        per_worker,
+        whole_files=spec.task.kind is TaskKind.RANKING,  # a query's rows are ranked together, in one unit
     )
     roles = spec.data.columns.roles()
     for info in plan.files:

@@ -9,6 +9,7 @@ merge results in the same order whichever worker finished first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
@@ -159,8 +160,16 @@ def read_footers(paths: Sequence[str], storage_options: dict[str, Any], threads:
         return tuple(pool.map(lambda item: read_footer(*item), listed))
 
 
-def pack_units(files: Sequence[FileInfo], unit_rows: int) -> tuple[WorkUnit, ...]:
-    """Pack row groups into units of about ``unit_rows`` rows (never splitting a row group)."""
+def pack_units(files: Sequence[FileInfo], unit_rows: int, whole_files: bool = False) -> tuple[WorkUnit, ...]:
+    """Pack row groups into units of about ``unit_rows`` rows (never splitting a row group; with
+    ``whole_files``, never splitting a file: a ranking job ranks each query's rows, which one file holds)."""
+    if whole_files:
+        groups = {f.path: len(f.row_groups) for f in files}
+        units = pack_units([dataclasses.replace(f, row_groups=(f.rows,)) for f in files], unit_rows)
+        return tuple(
+            dataclasses.replace(u, parts=tuple(dataclasses.replace(p, stop=groups[p.path]) for p in u.parts))
+            for u in units
+        )
     units: list[WorkUnit] = []
     parts: list[UnitPart] = []
     rows = 0
@@ -213,10 +222,16 @@ def sized_unit_rows(rows: int, unit_rows: int, workers: int, units_per_worker: i
 
 
 def plan(
-    paths: Sequence[str], storage_options: dict[str, Any], unit_rows: int, workers: int = 1, units_per_worker: int = 1
+    paths: Sequence[str],
+    storage_options: dict[str, Any],
+    unit_rows: int,
+    workers: int = 1,
+    units_per_worker: int = 1,
+    whole_files: bool = False,
 ) -> Plan:
     """List and read the footers of ``paths``; pack units of at most ``unit_rows`` rows, smaller when needed to
-    give each of ``workers`` workers ``units_per_worker`` units (see :func:`sized_unit_rows`)."""
+    give each of ``workers`` workers ``units_per_worker`` units (see :func:`sized_unit_rows`); ``whole_files``:
+    a file is never split between units."""
     files = read_footers(paths, storage_options)
     rows = sum(f.rows for f in files)
-    return Plan(files, pack_units(files, sized_unit_rows(rows, unit_rows, workers, units_per_worker)))
+    return Plan(files, pack_units(files, sized_unit_rows(rows, unit_rows, workers, units_per_worker), whole_files))

@@ -57,6 +57,11 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
             "a list column of D numbers per row (list<float> or fixed_size_list)",
             lambda t: _is_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)),
         )
+    if role in ("query_id", "sensitive"):
+        return (
+            "an integer or string column",
+            lambda t: pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t),
+        )
     if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
         return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
     if task.kind is TaskKind.DETECTION and role in ("masks", "target_masks"):

@@ -16,8 +16,10 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
+from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.statistic import DerivedMetric, State
 from pipelines.bootstrap import basic_interval, percentile_interval, poisson_weights
+from pipelines.errors import DataError
 from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
 from pipelines.slicing import SliceSpec
 from pipelines.spec import ConfidenceSpec, MetricSpec
@@ -36,7 +38,11 @@ def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Pa
     rows = dict(a.rows)
     for key, n in b.rows.items():
         rows[key] = rows.get(key, 0) + n
-    return Partial(_merge_maps(acc, a.states, b.states), _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
+    try:
+        states = _merge_maps(acc, a.states, b.states)
+    except QueryRowsError as exc:  # a ranking query in two work units
+        raise DataError(f"data.columns.{QUERY}: {exc}.") from None
+    return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
 
 
 class OrderedMerger:

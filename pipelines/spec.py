@@ -105,6 +105,10 @@ class Columns:
     """Image and text tasks: precomputed feature vectors (``list<float>`` ``[D]`` per row) of the generated /
     real side, read instead of running a backbone. Image and text jobs may also leave out one side (see
     :mod:`pipelines.sides`): ``predictions`` and ``targets`` are then None."""
+    query_id: str | None = None
+    """Ranking only: the query id of each row (one row per item); a query's rows are contiguous in one file."""
+    sensitive: str | None = None
+    """Fairness metrics: the group label (sensitive feature) of each row."""
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the roles that are set."""
@@ -433,6 +437,8 @@ def _data(root: _Section) -> DataSpec:
         weights=cols.get("weights", str),
         row_id=cols.get("row_id", str),
         **{role: cols.get(role, str) for role in (*DETECTION_ROLES, *FEATURE_ROLES)},
+        query_id=cols.get("query_id", str),
+        sensitive=cols.get("sensitive", str),
     )
     cols.finish()
     options = _storage_options(data)
@@ -1139,7 +1145,19 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
                 f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes, or masks for "
                 "iou_type: segm; optional: iscrowd, area, image_id, masks, target_masks)."
             )
+    if (task.kind is TaskKind.RANKING) != (data.columns.query_id is not None):
+        raise SpecError(
+            f"{source.where(('data', 'columns'))}: a ranking task needs `query_id` (the column of query ids; "
+            "predictions: item scores, targets: relevance), and only a ranking task takes it."
+        )
     metrics = _metric_entries(root, task, allow_empty=bool(root.value.get("functions")))
+    for entry in (m for m in metrics if m.name in catalog.METRICS):
+        missing = [r for r in build_metric(entry, task).statistic.columns if getattr(data.columns, r, None) is None]
+        if missing:
+            raise SpecError(
+                f"{source.where(('data', 'columns'))}: metric {entry.key!r} reads the column role "
+                f"{', '.join(missing)}; map it to a column (for example `{missing[0]}: group`)."
+            )
     slices = _slices(root)
     confidence = _confidence(root)
     execution = _execution(root, overrides)

@@ -253,6 +253,29 @@ def segmentation_table(
     return _with_ids_and_country(rng, rows, start_id, columns)
 
 
+def ranking_table(rng: np.random.Generator, rows: int, start_id: int = 0, items: int = 10) -> pa.Table:
+    """Columns: row_id, query_id (int64; a query's ``items`` rows are contiguous and its id is its first row's
+    id), score (float32), relevance (int8, graded 0..3, a tenth of the queries without a relevant item),
+    country (one per query)."""
+    sizes = np.full(-(-rows // items), items)
+    sizes[-1] -= sizes.sum() - rows
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    query = np.repeat(start_id + starts, sizes)
+    relevance = (rng.random(rows) < 0.3) * rng.integers(1, 4, rows)
+    relevance[np.repeat(rng.random(len(sizes)) < 0.1, sizes)] = 0
+    score = (1.0 / (1.0 + np.exp(-(0.8 * relevance + rng.normal(0.0, 1.0, rows))))).astype(np.float32)
+    country = np.repeat(rng.choice(len(COUNTRIES), size=len(sizes)), sizes)
+    return pa.table(
+        {
+            "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
+            "query_id": pa.array(query.astype(np.int64)),
+            "score": pa.array(score),
+            "relevance": pa.array(relevance.astype(np.int8)),
+            "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+        }
+    )
+
+
 def _with_ids_and_country(rng: np.random.Generator, rows: int, start_id: int, columns: dict[str, pa.Array]) -> pa.Table:
     """``row_id``, then ``columns``, then a random ``country`` slice column."""
     country = rng.choice(len(COUNTRIES), size=rows)
@@ -295,8 +318,12 @@ def write_shards(
             table = image_table(rng, n, start)
         elif kind == "segmentation":
             table = segmentation_table(rng, n, start, size=size, num_classes=num_classes, encoding=encoding)
+        elif kind == "ranking":
+            table = ranking_table(rng, n, start)
         else:
-            raise ValueError(f"kind must be 'binary', 'multiclass', 'text', 'image' or 'segmentation', got {kind!r}")
+            raise ValueError(
+                f"kind must be 'binary', 'multiclass', 'text', 'image', 'segmentation' or 'ranking', got {kind!r}"
+            )
         path = os.path.join(directory, f"part-{i:05d}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows)
         paths.append(path)

@@ -26,6 +26,7 @@ import pyarrow as pa
 from evaluators.accumulate import Accumulator
 from evaluators.backbones import Reader, load_backbone
 from evaluators.detection import first_mask_size_mismatch
+from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
@@ -315,6 +316,9 @@ class UnitEvaluator:
             try:
                 result = self._process(unit, start, cpu_start, attempt)
                 return dataclasses.replace(result, compile_seconds=timing.compile_seconds() - compile_start)
+            except QueryRowsError as exc:
+                column = self.roles.get(QUERY)
+                raise DataError(f"{_describe(unit)}: column {column!r} (data.columns.{QUERY}): {exc}.") from None
             except Exception as exc:
                 if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
                     raise

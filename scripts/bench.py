@@ -10,6 +10,7 @@
     python scripts/bench.py ray | reduce [--units 10000] | memory [--shards 2]
     python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
     python scripts/bench.py ranking [--parts reduce,wide,slices,multiclass]   # see scripts/bench_ranking.py
+    python scripts/bench.py families [--parts ranking,fairness,text]   # see scripts/bench_families.py
     python scripts/bench.py process [--rows 10000000] [--shard-rows 500000] [--repeats 3] [--cpu 0]
 
 ``process``: whole processes as a user times them, imports included (see ``scripts/bench_process.py``):
@@ -1163,9 +1164,15 @@ def main(argv: list[str] | None = None) -> None:
     import bench_ranking
 
     bench_ranking.add_arguments(sub.add_parser("ranking", help="the sparse ranking state: reduce, slices, classes"))
+    import bench_families
+
+    bench_families.add_arguments(sub.add_parser("families", help="ranking, fairness, corpus text vs references"))
     args = parser.parse_args(argv)
     if args.benchmark == "ranking":
         print(json.dumps(bench_ranking.bench_ranking(args, _runner(args)), indent=2))
+        return
+    if args.benchmark == "families":
+        print(json.dumps(bench_families.bench_families(args), indent=2))
         return
     single = {
         "slices": bench_slices,

@@ -2,6 +2,7 @@
 
 python scripts/make_data.py binary example-data/binary --rows 200000 --shards 12
 python scripts/make_data.py multiclass example-data/multiclass --rows 100000 --shards 10 --classes 10
+python scripts/make_data.py ranking example-data/ranking --rows 1000000 --shards 10 (10 items per query)
 python scripts/make_data.py segmentation example-data/masks --rows 2000 --shards 10 --classes 21 --row-group-rows 64
 """
 
@@ -14,7 +15,7 @@ from pipelines.synthetic import write_shards
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("binary", "multiclass", "text", "image", "segmentation"))
+    parser.add_argument("kind", choices=("binary", "multiclass", "text", "image", "segmentation", "ranking"))
     parser.add_argument("directory")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=12)

@@ -50,3 +50,12 @@ def test_reduce_and_memory(tmp_path):
     (memory,) = _run(tmp_path, "memory", *common, "--shards", "1")
     assert set(memory["table"]) == {"1 shards", "10 shards"}
     assert memory["table"]["10 shards"]["rows"] == 10 * memory["table"]["1 shards"]["rows"]
+
+
+def test_families_match_their_references(capsys):
+    bench.main(
+        ["families", "--ranking-rows", "3000", "--queries", "300", "--fairness-rows", "3000", "--text-rows", "60"]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"ranking", "fairness", "text bleu", "text wer"}
+    assert result["ranking"]["references"]["scikit-learn ndcg_score"]["max_abs_difference"] <= 1e-9

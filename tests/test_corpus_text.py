@@ -46,6 +46,13 @@ def pairs(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
     return hyps, refs
 
 
+def distinct(hyps: list[str], n: int) -> float:
+    """Distinct-n over the corpus, hand-derived as calibrax's per-text definition: whitespace tokens, n-grams
+    within each text, distinct over all."""
+    grams = [tuple(t.split()[i : i + n]) for t in hyps for i in range(len(t.split()) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
 def references(hyps: list[str], refs: list[str]) -> dict[str, float]:
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
     scores = [scorer.score(t, p) for p, t in zip(hyps, refs, strict=True)]
@@ -55,6 +62,8 @@ def references(hyps: list[str], refs: list[str]) -> dict[str, float]:
         "rouge_n": float(np.mean([s["rouge1"].fmeasure for s in scores])),
         "rouge_n2": float(np.mean([s["rouge2"].fmeasure for s in scores])),
         "rouge_l": float(np.mean([s["rougeL"].fmeasure for s in scores])),
+        "distinct_n": distinct(hyps, 1),
+        "distinct_n2": distinct(hyps, 2),
     }
     nonempty = [i for i, r in enumerate(refs) if r.strip()]
     if nonempty:  # jiwer needs at least one reference word over the corpus
@@ -71,6 +80,8 @@ METRICS = {
     "rouge_n": ("rouge_n", {}),
     "rouge_n2": ("rouge_n", {"n": 2}),
     "rouge_l": ("rouge_l", {}),
+    "distinct_n": ("distinct_n", {}),
+    "distinct_n2": ("distinct_n", {"n": 2}),
 }
 
 
@@ -125,6 +136,9 @@ def test_functions_and_edge_values():
     # no reference word at all: jiwer's "rate" is the number of inserted words
     assert F.wer(["two words"], [""]) == jiwer.wer([""], ["two words"]) == 2
     assert F.rouge_l([""], [""]) == 0.0
+    assert F.distinct_n(["the the cat", "the cat"], n=1) == 2 / 5
+    assert F.distinct_n(["the the cat", "the cat"], n=2) == 2 / 3  # n-grams never cross two texts
+    assert F.distinct_n(["", "one"], n=2) == 0.0
     with pytest.raises(ValueError, match="metric 'bleu' serves text tasks, not binary"):
         build("bleu", Task("binary"))
     with pytest.raises(ValueError, match="parameter 'max_order' of metric 'bleu' must be an integer >= 1 and <= 9"):

@@ -281,7 +281,7 @@ def _validate(tmp_path, task, metrics) -> subprocess.CompletedProcess:
 def test_validate_refuses_a_metric_outside_its_task_and_parameters_outside_their_domain(tmp_path):
     result = _validate(tmp_path, "binary", ["mean_average_precision"])
     assert result.returncode == 2, result.stderr
-    assert "metrics[0]" in result.stderr and "serves detection tasks, not binary" in result.stderr
+    assert "metrics[0]" in result.stderr and "serves detection, ranking tasks, not binary" in result.stderr
     assert "metrics for a binary task: accuracy" in result.stderr and "Traceback" not in result.stderr
     cases = [
         ({"log_loss": {"eps": 2}}, "parameter 'eps' of metric 'log_loss' must be a finite number > 0 and < 0.5"),

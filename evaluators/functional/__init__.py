@@ -29,10 +29,25 @@ from evaluators.functional.classification import (
     sensitivity,
     specificity,
 )
-from evaluators.functional.corpus_text import bleu, cer, chrf, rouge_l, rouge_n, wer
+from evaluators.functional.corpus_text import bleu, cer, chrf, distinct_n, rouge_l, rouge_n, wer
 from evaluators.functional.detection import mean_average_precision
+from evaluators.functional.fairness import (
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    disparate_impact_ratio,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
+from evaluators.functional.retrieval import (
+    hit_rate,
+    mean_reciprocal_rank,
+    ndcg,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+)
 from evaluators.functional.segmentation import (
     dice_coefficient,
     dice_score,
@@ -67,15 +82,22 @@ __all__ = [
     "classwise_ece",
     "cohen_kappa",
     "confusion_matrix",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
     "dice_coefficient",
     "dice_score",
+    "disparate_impact_ratio",
+    "distinct_n",
     "embedding_similarity",
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
     "expected_calibration_error",
     "explained_variance",
     "f1_score",
     "fbeta_score",
     "fid",
     "frechet_embedding_distance",
+    "hit_rate",
     "inception_score",
     "iou",
     "jaccard_index",
@@ -87,13 +109,18 @@ __all__ = [
     "mean_average_precision",
     "mean_iou",
     "mean_pixel_accuracy",
+    "mean_reciprocal_rank",
     "mse",
+    "ndcg",
+    "ndcg_at_k",
     "pearson_corrcoef",
     "pixel_accuracy",
     "pixel_confusion_matrix",
     "precision",
+    "precision_at_k",
     "r2",
     "recall",
+    "recall_at_k",
     "reliability_diagram",
     "rmse",
     "roc_auc",

@@ -134,3 +134,22 @@ def backbone_metric(
     acc = Accumulator([metric.statistic])
     state = acc.update(acc.zero(), {k: features[k] for k in metric.statistic.features})[0]
     return metric.compute(state)
+
+
+def with_columns(name: str, task: Task, columns: dict[str, Any], params: dict[str, Any] | None = None) -> dict:
+    """Values of catalogue metric ``name`` over one batch of ``columns`` (roles -> ``[n]`` arrays, extra roles such
+    as ``query_id`` or ``sensitive`` included): the batch goes through the pipeline's row checks, one update and
+    the stored form, as in a work unit."""
+    from evaluators.accumulate import Accumulator
+
+    lengths = {role: len(values) for role, values in columns.items() if values is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns of different lengths: {lengths}")
+    metric = catalog.build(name, task, params)
+    arrays = {role: np.asarray(values) for role, values in columns.items() if values is not None}
+    problems = check_batch(task, {**arrays, "weights": arrays.get("weights")})
+    if problems:
+        raise ValueError("; ".join(problems))
+    acc = Accumulator([metric.statistic])
+    (state,) = acc.to_host(acc.update(acc.zero(), arrays))
+    return metric.compute(state)

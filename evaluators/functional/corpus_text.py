@@ -64,3 +64,12 @@ def rouge_n(predictions: Sequence[str], targets: Sequence[str], *, n: int = 1, w
 def rouge_l(predictions: Sequence[str], targets: Sequence[str], *, weights: Any = None) -> float:
     """Mean ROUGE-L F over pairs (rouge-score, no stemming)."""
     return float(_corpus("rouge_l", predictions, targets, weights, {})[""])
+
+
+def distinct_n(
+    predictions: Sequence[str], targets: Sequence[str] | None = None, *, n: int = 1, weights: Any = None
+) -> float:
+    """Distinct n-grams over all n-grams of the candidates (calibrax's ``distinct_n`` over the corpus); ``targets``
+    are not read."""
+    references = [""] * len(predictions) if targets is None else targets
+    return float(_corpus("distinct_n", predictions, references, weights, {"n": n})[""])

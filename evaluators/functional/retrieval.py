@@ -1,0 +1,66 @@
+"""Ranking / retrieval metrics as functions of item scores, relevance and query ids (one row per item).
+
+The rows of one query must be contiguous (see :mod:`evaluators.retrieval`).
+
+>>> ndcg([0.9, 0.1, 0.8, 0.3], [1, 0, 0, 1], ["a", "a", "b", "b"])
+0.8154648767857288
+>>> mean_reciprocal_rank([0.9, 0.1, 0.8, 0.3], [0, 1, 0, 1], ["a", "a", "b", "b"])
+0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evaluators.functional._common import with_columns
+from evaluators.retrieval import QUERY
+from evaluators.task import Task, TaskKind
+
+
+def _ranking(
+    name: str, predictions: Any, targets: Any, query_ids: Sequence[Any], weights: Any, params: dict
+) -> dict[str, Any]:
+    columns = {"predictions": predictions, "targets": targets, QUERY: query_ids, "weights": weights}
+    return with_columns(name, Task(TaskKind.RANKING), columns, params)
+
+
+def ndcg(predictions: Any, targets: Any, query_ids: Sequence[Any], *, weights: Any = None) -> float:
+    """Mean nDCG over queries (scikit-learn ``ndcg_score`` per query, ties averaged)."""
+    return float(_ranking("ndcg", predictions, targets, query_ids, weights, {})[""])
+
+
+def ndcg_at_k(predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int = 10, weights: Any = None) -> float:
+    """Mean nDCG@k over queries (scikit-learn ``ndcg_score(k=k)`` per query, ties averaged)."""
+    return float(_ranking("ndcg_at_k", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def mean_average_precision(
+    predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int | None = None, weights: Any = None
+) -> float:
+    """Retrieval MAP (@k): torchmetrics ``retrieval_average_precision`` averaged over queries."""
+    return float(_ranking("mean_average_precision", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def precision_at_k(
+    predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int = 10, weights: Any = None
+) -> float:
+    """Mean precision@k over queries (over ``min(k, items)``)."""
+    return float(_ranking("precision_at_k", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def recall_at_k(predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int = 10, weights: Any = None) -> float:
+    """Mean recall@k over queries."""
+    return float(_ranking("recall_at_k", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def mean_reciprocal_rank(
+    predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int | None = None, weights: Any = None
+) -> float:
+    """Mean reciprocal rank of the first relevant item (within the top ``k``)."""
+    return float(_ranking("mean_reciprocal_rank", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def hit_rate(predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int = 10, weights: Any = None) -> float:
+    """Fraction of queries with a relevant item in the top ``k``."""
+    return float(_ranking("hit_rate", predictions, targets, query_ids, weights, {"k": k})[""])

@@ -1,0 +1,305 @@
+"""Ranking / retrieval metrics of ``(query id, item score, relevance)`` rows, from per-query values summed over
+queries.
+
+A ranking task's batch has ``predictions`` (item scores, float ``[n]``), ``targets`` (relevance, a number >= 0
+``[n]``; graded for nDCG, relevant means > 0 elsewhere) and ``query_id`` (``[n]`` integers or strings). Each
+query's items are ranked inside the statistic, so **the rows of one query must be contiguous** (one run of rows,
+in one file: planning keeps a ranking job's files whole). A query found in two runs, two work units or two
+slices is refused (:class:`QueryRowsError`), never half-counted.
+
+State (one per ``k``; every metric with the same ``k`` shares it), bounded by queries, not items:
+
+==============  ===========================  ======================================================================
+leaf            shape / dtype                meaning
+==============  ===========================  ======================================================================
+``keys``        ``[q]`` uint64, sorted       one key per finished query (integers as their bits, strings by an
+                                             8-byte BLAKE2b digest): a query met twice is refused
+``sums``        ``[6, 2]`` int64             fixed-point sums over queries of weight x (nDCG, AP, precision,
+                                             recall, reciprocal rank, hit), order-free and exact under merging
+``counts``      ``[3]`` float64              total query weight, queries, queries without a relevant item
+``open_key``    ``[0]`` or ``[1]`` uint64    the last query of the batches seen so far, which the next batch may
+``open_rows``   ``[m, 3]`` float64           continue: its rows (score, relevance, weight); finished when the
+                                             unit's state is stored (:meth:`QuerySums.stored`) or merged
+==============  ===========================  ======================================================================
+
+Conventions, as the references:
+
+* ranks: items by descending score; equal scores keep their row order (the earlier row ranks higher), except
+  in nDCG, where tied items share the mean gain of their tie group (scikit-learn ``ndcg_score``, torchmetrics);
+* nDCG uses linear gains (``relevance / log2(rank + 1)``, scikit-learn), the ideal DCG over the top ``k`` of the
+  ideal order; a query without a relevant item scores 0 in every metric (scikit-learn; torchmetrics'
+  ``empty_target_action="neg"``) and is counted in ``.queries_without_relevant``;
+* ``precision_at_k`` divides by ``min(k, items)`` (calibrax; torchmetrics ``adaptive_k=True``);
+  ``mean_average_precision`` with ``k`` averages the precision at the relevant items found in the top ``k``
+  (torchmetrics ``retrieval_average_precision(top_k=k)``), without ``k`` over all relevant items;
+* a query's weight is the weight of its rows (they must agree); zero-weight rows are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.task import Task, TaskKind
+
+QUERY = "query_id"
+"""The batch key (and ``data.columns`` role) of the query ids."""
+VALUES = ("ndcg", "average_precision", "precision", "recall", "reciprocal_rank", "hit")
+"""Per-query values, in the order of the state's ``sums`` rows."""
+
+
+class QueryRowsError(ValueError):
+    """Rows of one query that cannot be ranked together: not one contiguous run, or of different weights."""
+
+
+def _fixed(values: np.ndarray) -> np.ndarray:
+    """float64 ``[...]`` -> int64 limbs ``[..., 2]`` (the host form of :func:`evaluators.calibration.to_fixed`)."""
+    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
+    hi = np.round(scaled)
+    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
+
+
+def _key(value: object) -> int:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(np.int64(value).view(np.uint64))
+    return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
+
+
+def runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, keys)`` of the runs of equal consecutive ids: int64 ``[r]`` first rows, uint64 ``[r]`` keys."""
+    ids = np.asarray(ids)
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    if ids.dtype.kind == "f":
+        raise ValueError("query ids must be integers or strings, not floating-point numbers")
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    if ids.dtype.kind in "iu":
+        return starts, ids[starts].astype(np.int64).view(np.uint64)
+    return starts, np.fromiter((_key(v) for v in ids[starts]), np.uint64, count=len(starts))
+
+
+def per_query(starts: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int | None) -> np.ndarray:
+    """float64 ``[q, 6]``: the :data:`VALUES` of each query, whose rows are ``[starts[i], starts[i + 1])``.
+
+    Vectorised over queries: one sort by (query, descending score, row).
+    """
+    n, q = len(scores), len(starts)
+    sizes = np.diff(np.append(starts, n))
+    group = np.repeat(np.arange(q), sizes)
+    first = np.repeat(starts, sizes)
+    order = np.lexsort((np.arange(n), -scores, group))
+    s, r = scores[order], relevance[order]
+    pos = np.arange(n) - first
+    top = pos < k if k is not None else np.ones(n, bool)
+    discount = np.where(top, 1.0 / np.log2(pos + 2.0), 0.0)
+    found = (r > 0) & top
+    hits = np.bincount(group, found, minlength=q)
+    relevant = np.bincount(group, r > 0, minlength=q)
+    shown = np.minimum(sizes, k) if k is not None else sizes
+    within = np.cumsum(found)
+    within = within - np.repeat(within[starts] - found[starts], sizes)  # relevant found so far in the query
+    precisions = np.bincount(group, np.where(found, within / (pos + 1.0), 0.0), minlength=q)
+    reciprocal = np.maximum.reduceat(np.where(found, 1.0 / (pos + 1.0), 0.0), starts) if n else np.zeros(0)
+    # DCG with tied scores sharing their mean gain (scikit-learn's _tie_averaged_dcg)
+    tie_start = np.ones(n, bool)
+    tie_start[1:] = (group[1:] != group[:-1]) | (s[1:] != s[:-1])
+    tie = np.cumsum(tie_start) - 1
+    mean_gain = np.bincount(tie, r) / np.bincount(tie)
+    dcg = np.bincount(group[tie_start], mean_gain * np.bincount(tie, discount), minlength=q)
+    ideal = relevance[np.lexsort((-relevance, group))]
+    idcg = np.bincount(group, ideal * discount, minlength=q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.stack(
+            [
+                np.where(idcg > 0, dcg / idcg, 0.0),
+                np.where(hits > 0, precisions / hits, 0.0),
+                hits / shown,
+                np.where(relevant > 0, hits / relevant, 0.0),
+                reciprocal,
+                (hits > 0).astype(np.float64),
+            ],
+            axis=1,
+        )
+
+
+@dataclass(frozen=True)
+class QuerySums(Statistic):
+    """Sums over queries of the :data:`VALUES` at cut-off ``k`` (None: the whole list); see the module."""
+
+    k: int | None = None
+
+    jittable = False
+    bootstrap = False
+    columns = (QUERY,)
+
+    def zero(self) -> State:
+        return {
+            "keys": np.zeros(0, np.uint64),
+            "sums": np.zeros((len(VALUES), 2), np.int64),
+            "counts": np.zeros(3, np.float64),
+            "open_key": np.zeros(0, np.uint64),
+            "open_rows": np.zeros((0, 3), np.float64),
+        }
+
+    def _add(self, state: State, starts: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> State:
+        """``state`` with finished queries ``keys`` (their rows ``rows[starts[i]:starts[i + 1]]``) added."""
+        if not len(keys):
+            return state
+        sizes = np.diff(np.append(starts, len(rows)))
+        weights = rows[starts, 2]
+        if np.any(rows[:, 2] != np.repeat(weights, sizes)):
+            raise QueryRowsError("the rows of a query carry different weights; expected one weight per query")
+        sorted_keys = np.sort(keys)
+        seen = np.concatenate([state["keys"], sorted_keys])
+        seen.sort(kind="stable")
+        if len(seen) > 1 and np.any(seen[1:] == seen[:-1]):
+            raise QueryRowsError(
+                "the rows of a query are not contiguous (the same query id appears in two separate runs of rows, "
+                "two work units or two slices); write each query's rows next to each other in one file"
+            )
+        values = per_query(starts, rows[:, 0], rows[:, 1], self.k)
+        relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
+        return {
+            **state,
+            "keys": seen,
+            "sums": state["sums"] + _fixed(weights[:, None] * values).sum(axis=0),
+            "counts": state["counts"] + [weights.sum(), len(keys), float(np.sum(relevant == 0))],
+        }
+
+    def _closed(self, state: State) -> State:
+        """``state`` with its open query finished."""
+        rows = np.asarray(state["open_rows"], np.float64)
+        if not len(rows):
+            return state
+        key = np.asarray(state["open_key"], np.uint64)
+        state = {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3), np.float64)}
+        return self._add(state, np.zeros(1, np.int64), key, rows)
+
+    def update(self, state: State, batch: Batch) -> State:
+        weights = np.asarray(batch["weights"], np.float64)
+        keep = weights > 0
+        ids = np.asarray(batch[QUERY])[keep]
+        if not len(ids):
+            return state
+        rows = np.stack(
+            [
+                np.asarray(batch["predictions"], np.float64)[keep],
+                np.asarray(batch["targets"], np.float64)[keep],
+                weights[keep],
+            ],
+            axis=1,
+        )
+        starts, keys = runs(ids)
+        open_rows = np.asarray(state["open_rows"], np.float64)
+        if len(open_rows):
+            if int(state["open_key"][0]) == int(keys[0]):  # the batch continues the open query
+                starts = np.concatenate([[0], starts[1:] + len(open_rows)])
+            else:
+                starts = np.concatenate([[0], starts + len(open_rows)])
+                keys = np.concatenate([state["open_key"], keys])
+            rows = np.concatenate([open_rows, rows])
+        last = starts[-1]
+        done = self._add(
+            {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3))},
+            starts[:-1],
+            keys[:-1],
+            rows[:last],
+        )
+        if np.any(done["keys"] == keys[-1]):
+            raise QueryRowsError(
+                f"query {ids[-1]!r}: its rows are not contiguous (they appear in two separate runs of rows); "
+                "write each query's rows next to each other in one file"
+            )
+        return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:]}
+
+    def stored(self, state: State) -> State:
+        return self._closed(state)
+
+    def merge(self, a: State, b: State) -> State:
+        a, b = self._closed(a), self._closed(b)
+        keys = np.concatenate([a["keys"], b["keys"]])
+        keys.sort(kind="stable")
+        if len(keys) > 1 and np.any(keys[1:] == keys[:-1]):
+            raise QueryRowsError(
+                f"{int(np.sum(keys[1:] == keys[:-1]))} queries have rows in two work units or two slices; a query's "
+                "rows must be contiguous in one file (planning keeps each file of a ranking job in one work unit), "
+                "and a slice column must be constant within a query"
+            )
+        return {
+            "keys": keys,
+            "sums": a["sums"] + b["sums"],
+            "counts": a["counts"] + b["counts"],
+            "open_key": np.zeros(0, np.uint64),
+            "open_rows": np.zeros((0, 3), np.float64),
+        }
+
+
+# --- metrics -------------------------------------------------------------------------------------------------------
+
+
+def _require_ranking(task: Task, name: str) -> None:
+    if task.kind is not TaskKind.RANKING:
+        raise ValueError(f"{name} is defined for ranking tasks (query id, item score, relevance), not {task.kind}")
+
+
+def _check_k(k: int | None, optional: bool) -> int | None:
+    if k is None and optional:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int | float) or int(k) != k or k < 1:
+        raise ValueError(f"k must be an integer >= 1{' or None' if optional else ''}, got {k!r}")
+    return int(k)
+
+
+def _mean_of(statistic: QuerySums, index: int, state: State) -> dict[str, float]:
+    state = statistic.stored(state)  # a state straight from updates may still hold its last query open
+    weight, queries, empty = (float(v) for v in np.asarray(state["counts"], np.float64))
+    value = float(from_fixed(np.asarray(state["sums"])[index]) / weight) if weight > 0 else float("nan")
+    return {"": value, ".queries": queries, ".queries_without_relevant": empty}
+
+
+def _metric(name: str, task: Task, value: str, k: int | None) -> DerivedMetric:
+    _require_ranking(task, name)
+    statistic = QuerySums(k)
+    return DerivedMetric(name, statistic, partial(_mean_of, statistic, VALUES.index(value)), Direction.HIGHER)
+
+
+def ndcg(task: Task) -> DerivedMetric:
+    """Mean over queries of nDCG over each query's whole list (scikit-learn ``ndcg_score``, tie-averaged)."""
+    return _metric("ndcg", task, "ndcg", None)
+
+
+def ndcg_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
+    """Mean over queries of nDCG of the top ``k`` (scikit-learn ``ndcg_score(k=k)``, tie-averaged)."""
+    return _metric("ndcg_at_k", task, "ndcg", _check_k(k, False))
+
+
+def mean_average_precision(task: Task, *, k: int | None = None) -> DerivedMetric:
+    """Mean over queries of average precision (of the top ``k``; None: of the whole list), torchmetrics'
+    ``retrieval_average_precision``."""
+    return _metric("mean_average_precision", task, "average_precision", _check_k(k, True))
+
+
+def precision_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
+    """Mean over queries of the relevant items among the top ``k`` over ``min(k, items)``."""
+    return _metric("precision_at_k", task, "precision", _check_k(k, False))
+
+
+def recall_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
+    """Mean over queries of the relevant items among the top ``k`` over the query's relevant items."""
+    return _metric("recall_at_k", task, "recall", _check_k(k, False))
+
+
+def mean_reciprocal_rank(task: Task, *, k: int | None = None) -> DerivedMetric:
+    """Mean over queries of 1 / rank of the first relevant item (0 when none is in the top ``k``)."""
+    return _metric("mean_reciprocal_rank", task, "reciprocal_rank", _check_k(k, True))
+
+
+def hit_rate(task: Task, *, k: int = 10) -> DerivedMetric:
+    """Fraction of queries (by weight) with a relevant item among the top ``k``."""
+    return _metric("hit_rate", task, "hit", _check_k(k, False))

@@ -1,0 +1,203 @@
+"""Fairness metrics against fairlearn on generated data (groups with one class, string and integer labels,
+probabilities, logits and labels, sample weights), under any sharding and merge order; a YAML binary job with a
+sensitive column on the local and Ray runners; a fairness metric without its column is refused."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fairlearn import metrics as fl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import expit
+
+import evaluators.functional as F
+from evaluators.accumulate import Accumulator
+from evaluators.catalog import build
+from evaluators.fairness import SENSITIVE
+from evaluators.task import Task
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from tests._data import make_shards, sharded_values
+from tests.conftest import write_job
+
+NAMES = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+)
+
+
+def fairlearn_values(y, predicted, groups, weights=None) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fairlearn warns on groups with one class (their rate is 0)
+        out = {
+            name: float(getattr(fl, name)(y, predicted, sensitive_features=groups, sample_weight=weights))
+            for name in NAMES
+        }
+        frame = fl.MetricFrame(
+            metrics={
+                "selection_rate": fl.selection_rate,
+                "true_positive_rate": fl.true_positive_rate,
+                "false_positive_rate": fl.false_positive_rate,
+            },
+            y_true=y,
+            y_pred=predicted,
+            sensitive_features=groups,
+            sample_params={
+                name: {"sample_weight": weights}
+                for name in ("selection_rate", "true_positive_rate", "false_positive_rate")
+            }
+            if weights is not None
+            else None,
+        )
+    for group, row in frame.by_group.iterrows():
+        for rate, value in row.items():
+            out[f".{rate}[{group}]"] = float(value)
+    return out
+
+
+def data(rng: np.random.Generator, n: int, labels: list) -> dict[str, np.ndarray]:
+    """Binary rows in groups ``labels`` of skewed sizes; the last group has only positives, the one before only
+    negatives."""
+    groups = np.asarray(labels, object)[
+        rng.choice(len(labels), n, p=np.arange(1, len(labels) + 1) / sum(range(1, len(labels) + 1)))
+    ]
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    y[groups == labels[-1]] = 1
+    y[groups == labels[-2]] = 0
+    logits = rng.normal(size=n) + (2 * y - 1) * rng.uniform(0, 2, n) + (groups == labels[0]) * 0.7
+    return {"targets": y, "logits": logits, SENSITIVE: groups}
+
+
+@pytest.mark.parametrize(("seed", "kind"), [(0, "probabilities"), (1, "logits"), (2, "labels")])
+def test_sharded_values_equal_fairlearn(seed, kind):
+    rng = np.random.default_rng(seed)
+    rows = data(rng, 600, ["DE", "FR", "日本", "US", "only-neg", "only-pos"])
+    y, groups = rows["targets"], rows[SENSITIVE]
+    predictions = {
+        "probabilities": expit(rows["logits"]),
+        "logits": rows["logits"],
+        "labels": (rows["logits"] > 0).astype(np.int64),
+    }[kind]
+    weights = rng.integers(1, 4, len(y)).astype(np.float64) if seed == 1 else None
+    task = Task("binary", prediction=kind, threshold=0.5)
+    metrics = [build(name, task) for name in NAMES]
+    columns = {"predictions": predictions, "targets": y, SENSITIVE: groups, "weights": weights}
+    values = sharded_values(metrics, columns, make_shards(rng, len(y), y, pieces=5, max_rows=200), rng)
+    expected = fairlearn_values(y, (rows["logits"] > 0).astype(np.int64), groups, weights)
+    for name, got in zip(NAMES, values, strict=True):
+        assert got[""] == pytest.approx(expected[name], abs=1e-12), name
+        for key, value in got.items():
+            if key.startswith("."):
+                assert value == pytest.approx(expected[key], abs=1e-12) if key != ".groups" else value == 6, key
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 3)), min_size=2, max_size=40),
+    st.integers(0, 2**31),
+)
+def test_any_rows_and_sharding_equal_fairlearn(rows, seed):
+    y, predicted, groups = (np.array(column) for column in zip(*rows, strict=True))
+    rng = np.random.default_rng(seed)
+    task = Task("binary", prediction="labels")
+    metrics = [build(name, task) for name in NAMES]
+    columns = {"predictions": predicted, "targets": y, SENSITIVE: groups, "weights": None}
+    values = sharded_values(metrics, columns, make_shards(rng, len(y), y, pieces=3, max_rows=50), rng)
+    expected = fairlearn_values(y, predicted, groups)
+    for name, got in zip(NAMES, values, strict=True):
+        assert got[""] == pytest.approx(expected[name], abs=1e-12, nan_ok=True), (name, rows)
+
+
+def test_functions_and_edges():
+    # every selection rate 0: the ratio is NaN (0 / 0), as fairlearn's
+    assert math.isnan(F.demographic_parity_ratio([0, 0, 0, 0], [1, 0, 1, 0], ["a", "a", "b", "b"]))
+    assert F.disparate_impact_ratio([1, 1, 0, 1], [1, 0, 1, 0], ["a", "a", "b", "b"]) == 0.5
+    assert F.equal_opportunity_difference([0.9, 0.2, 0.7, 0.8], [1, 1, 1, 0], [1, 1, 2, 2]) == 0.5
+    with pytest.raises(ValueError, match="metric 'demographic_parity_ratio' serves binary tasks, not multiclass"):
+        build("demographic_parity_ratio", Task("multiclass", num_classes=3))
+
+
+def _job(tmp_path, runner: str, columns: dict) -> dict:
+    return {
+        "name": "fairness",
+        "data": {"path": f"{tmp_path}/data/*.parquet", "columns": columns},
+        "task": "binary",
+        "metrics": ["accuracy", *NAMES],
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 300},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+
+
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_fairness_job_equals_fairlearn(tmp_path, runner, request):
+    if runner == "ray":
+        request.getfixturevalue("ray_cluster")
+    rows = data(np.random.default_rng(7), 1200, ["a", "b", "c", "d"])
+    scores = expit(rows["logits"]).astype(np.float32)
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        part = slice(400 * i, 400 * (i + 1))
+        table = pa.table({"score": scores[part], "label": rows["targets"][part], "group": list(rows[SENSITIVE][part])})
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet", row_group_size=150)
+    columns = {"predictions": "score", "targets": "label", "sensitive": "group"}
+    job = write_job(tmp_path / "job.yaml", _job(tmp_path, runner, columns))
+    run = run_job(spec_module.load(str(job)), show_progress=False).run
+    values = {k: m.value for k, m in run.point("overall").metrics.items()}
+    expected = fairlearn_values(rows["targets"], (scores > 0.5).astype(np.int64), rows[SENSITIVE])
+    for name in NAMES:
+        assert values[name] == pytest.approx(expected[name], abs=1e-12), name
+    assert values["demographic_parity_difference.selection_rate[b]"] == pytest.approx(expected[".selection_rate[b]"])
+
+
+def test_a_fairness_metric_without_its_column_is_refused(tmp_path):
+    job = write_job(tmp_path / "job.yaml", _job(tmp_path, "local", {"predictions": "score", "targets": "label"}))
+    with pytest.raises(
+        spec_module.SpecError, match="metric 'demographic_parity_difference' reads the column role sensitive"
+    ):
+        spec_module.load(str(job))
+
+
+def test_bootstrap_replicates_equal_fairlearn_with_the_replicate_weights():
+    """Bucket states from the grouped update, resampled with integer weights per bucket: each replicate equals
+    fairlearn with each row weighted by its bucket's weight."""
+    rng = np.random.default_rng(11)
+    rows = data(rng, 500, ["a", "b", "c", "only-neg", "only-pos"])
+    predicted = (rows["logits"] > 0).astype(np.int64)
+    bucket = rng.integers(0, 8, len(predicted))
+    task = Task("binary", prediction="labels")
+    metrics = [build(name, task) for name in NAMES]
+    racc = Accumulator.for_metrics(metrics).replicates()
+    columns = {"predictions": predicted, "targets": rows["targets"], SENSITIVE: rows[SENSITIVE]}
+    halves = [
+        racc.update_grouped(racc.zero_grouped(8), {k: v[part] for k, v in columns.items()}, bucket[part])
+        for part in (slice(0, 230), slice(230, None))
+    ]
+    (stacked,) = racc.merge(*halves)
+    weights = rng.poisson(1.0, (5, 8))
+    for b, state in enumerate(racc.statistics[0].resample(stacked, weights)):
+        row_weights = weights[b, bucket].astype(np.float64)
+        keep = row_weights > 0  # fairlearn keeps a group whose rows all weigh 0; a replicate does not
+        expected = fairlearn_values(rows["targets"][keep], predicted[keep], rows[SENSITIVE][keep], row_weights[keep])
+        for metric in metrics:
+            assert metric.compute(state)[""] == pytest.approx(expected[metric.name], abs=1e-12), (b, metric.name)
+
+
+def test_a_fairness_job_has_bootstrap_intervals(tmp_path):
+    rows = data(np.random.default_rng(12), 900, ["a", "b", "c"])
+    (tmp_path / "data").mkdir()
+    table = pa.table({"score": expit(rows["logits"]), "label": rows["targets"], "group": list(rows[SENSITIVE])})
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet", row_group_size=300)
+    job = _job(tmp_path, "local", {"predictions": "score", "targets": "label", "sensitive": "group"})
+    job["confidence"] = {"replicates": 50}
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    for name in NAMES:
+        metric = run.point("overall").metrics[name]
+        assert metric.lower is not None and metric.lower <= metric.value <= metric.upper, name
