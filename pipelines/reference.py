@@ -23,7 +23,6 @@ from typing import Any
 
 from evaluators.statistic import DerivedMetric, State, Statistic
 from pipelines.errors import SpecError, UserError
-from pipelines.results import load_statistics, resolve_run_uri
 from pipelines.sides import unpaired
 from pipelines.spec import JobSpec, MetricSpec
 from pipelines.storage import read_run
@@ -75,6 +74,8 @@ def load_reference(spec: JobSpec) -> ReferenceStatistics | None:
     name = f"{spec.source}: reference"
     options = spec.output.storage_options
     try:
+        from pipelines.results import resolve_run_uri  # polars: only for jobs that read a reference
+
         uri = resolve_run_uri(spec.reference, options)
         run = read_run(uri, options)
     except UserError as exc:
@@ -97,6 +98,8 @@ def load_reference(spec: JobSpec) -> ReferenceStatistics | None:
             f"{name}: {uri} computed its features with backbone {theirs}, this job with {ours}; features of "
             "different backbones are not comparable (run the reference job with this job's backbone)."
         )
+    from pipelines.results import load_statistics
+
     stored = load_statistics(uri, options)
     states = {}
     for metric_spec, metric in spec.derived_metrics():

@@ -86,6 +86,7 @@ def _job(tmp_path, directory, runner):
     return spec_module.load(str(write_job(tmp_path / runner / "job.yaml", spec)))
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_detection_job_equals_pycocotools_on_local_and_ray(tmp_path, shards, ray_cluster):
     directory, images = shards

@@ -477,6 +477,7 @@ def test_segm_only_job_reads_masks_from_predictions_and_targets(tmp_path, shards
     assert run.metadata["units"] >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_box_and_mask_job_on_local_and_ray(tmp_path, shards, ray_cluster) -> None:
     directory, images, rows = shards

@@ -107,7 +107,7 @@ def spoiled_masks(tmp_path):
     return tmp_path / "data", truths, preds
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_segmentation_ids_out_of_range_exit_2_or_are_dropped_and_counted(tmp_path, spoiled_masks, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")
@@ -190,7 +190,7 @@ def _weighted_job(tmp_path, data, runner="local", **data_extra) -> dict:
     }
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_nan_inf_and_negative_weights_exit_2_or_are_dropped_and_counted(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")
@@ -344,6 +344,7 @@ def scored_texts(tmp_path):
     return data, score, label, texts
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_function_calling_sys_exit_on_a_ray_actor_is_a_user_code_error(tmp_path, scored_texts, ray_cluster):
     _fails(
@@ -376,7 +377,7 @@ def test_huge_or_complex_user_scores_exit_2_naming_the_function(tmp_path, scored
     _fails(tmp_path, _function_job(tmp_path, scored_texts[0], function), DataError, f"user_metrics.{function}", needle)
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_a_catalogue_metric_beside_a_user_function_reads_the_task_columns(tmp_path, scored_texts, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")

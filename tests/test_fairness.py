@@ -136,7 +136,7 @@ def _job(tmp_path, runner: str, columns: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_fairness_job_equals_fairlearn(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")

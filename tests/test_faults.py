@@ -124,6 +124,7 @@ def test_actor_removed_with_ray_kill_mid_unit_is_retried_and_the_run_equals_a_fa
     assert got["stall_once_named.words.count"] == 600
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_unit_that_kills_its_worker_every_time_fails_after_max_attempts_naming_its_file(tmp_path, ray_cluster):
     attempts = tmp_path / "attempts"
@@ -141,6 +142,7 @@ def test_a_unit_that_kills_its_worker_every_time_fails_after_max_attempts_naming
     assert not _committed(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_user_function_that_raises_fails_fast_without_retry_naming_shard_and_column(tmp_path, ray_cluster):
     calls = tmp_path / "calls"

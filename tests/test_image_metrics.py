@@ -324,6 +324,7 @@ def test_image_job_equals_references_from_decoded_images(local_values, image_dat
     assert local_values["kid"] == pytest.approx(numpy_kid(picked["candidate"], picked["reference"]), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_image_job_on_two_ray_actors_equals_local(tmp_path, ray_cluster, local_values, image_data, backbone_dir):
     run = run_job(_job(tmp_path, image_data, backbone_dir, "ray"), show_progress=False).run

@@ -246,7 +246,7 @@ def _job(tmp_path, runner: str, data_dir) -> dict:
     }
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_ranking_job_equals_the_references(tmp_path, runner, request):
     if runner == "ray":
         request.getfixturevalue("ray_cluster")
