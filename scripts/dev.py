@@ -2,8 +2,8 @@
 
     python3 scripts/dev.py example   # make .venv, install evalpipe, generate data, run a job on local Ray
     python3 scripts/dev.py test      # make .venv, install evalpipe[dev], run the test suite in parallel
-                                     # (pytest-xdist, one process per core; tests that start Ray share one
-                                     # process) but for the tests marked ``slow``; then the Beam runner's
+                                     # (pytest-xdist, one process per core; the Ray tests of a process share
+                                     # its local cluster) but for the tests marked ``slow``; then the Beam runner's
                                      # tests in .venv-beam (Beam pins an older pyarrow). As root on
                                      # Debian/Ubuntu it also apt-installs chromium for the HTML report test
                                      # (EVALPIPE_NO_APT=1: skip it, the test skips)
@@ -96,11 +96,10 @@ def ensure_chromium() -> None:
 
 
 def parallel(extra: list[str]) -> list[str]:
-    """pytest-xdist options: one worker per core (at most 4), tests marked ``ray`` grouped onto one worker
-    (they share its session's Ray cluster, see tests/conftest.py); none when the arguments choose already."""
+    """pytest-xdist options: one worker per core (at most 4); none when the arguments choose already."""
     if any(a == "-n" or a.startswith(("-n", "--numprocesses", "-p")) for a in extra):
         return []
-    return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "loadgroup"]
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
 
 
 def selection(extra: list[str]) -> tuple[list[str], list[str]]:

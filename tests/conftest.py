@@ -9,20 +9,10 @@ import pytest
 import yaml
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), every test that starts Ray runs on one worker: they share its
-    session cluster, and two workers' clusters would not fit a small machine beside each other. (Without
-    pytest-xdist, as in the Beam environment, there is nothing to group.)"""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("ray") is not None or "ray_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("ray"))
-
-
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster (2 CPUs, loopback only) shared by the tests that use the Ray runner."""
+    """A local Ray cluster (2 CPUs, loopback only) shared by the tests of this pytest process that use the Ray
+    runner (under pytest-xdist, each worker that runs such a test starts its own)."""
     import ray
 
     from pipelines.runners.ray import start_local_cluster
