@@ -18,6 +18,7 @@ from evaluators import (
     calibration,
     classification,
     corpus_text,
+    coverage,
     detection,
     domains,
     fairness,
@@ -132,6 +133,7 @@ METRICS: Mapping[str, Factory] = {
     "recall_at_k": retrieval.recall_at_k,
     "mean_reciprocal_rank": retrieval.mean_reciprocal_rank,
     "hit_rate": retrieval.hit_rate,
+    "coverage": coverage.coverage,
     # group fairness of a binary classifier (per-group confusion counts)
     "demographic_parity_difference": fairness.demographic_parity_difference,
     "demographic_parity_ratio": fairness.demographic_parity_ratio,
@@ -171,7 +173,8 @@ TASKS: Mapping[str, tuple[TaskKind, ...]] = {
     **dict.fromkeys(("mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"), (TaskKind.REGRESSION,)),
     "mean_average_precision": (TaskKind.DETECTION, TaskKind.RANKING),
     **dict.fromkeys(
-        ("ndcg", "ndcg_at_k", "precision_at_k", "recall_at_k", "mean_reciprocal_rank", "hit_rate"), (TaskKind.RANKING,)
+        ("ndcg", "ndcg_at_k", "precision_at_k", "recall_at_k", "mean_reciprocal_rank", "hit_rate", "coverage"),
+        (TaskKind.RANKING,),
     ),
     **dict.fromkeys(
         (
@@ -236,6 +239,7 @@ PARAMETERS: Mapping[str, domains.Domain] = {
     "subset_size": domains.number(2, integer=True),
     "classes": domains.number(2, integer=True),
     "k": domains.number(1, integer=True, optional=True),
+    "catalog_size": domains.number(1, integer=True, optional=True),
 }
 """The domain of every metric parameter, by name (a name means the same wherever it appears). String
 parameters list their own choices when a value is not one of them."""

@@ -14,7 +14,7 @@ empty batches and zero weights) and compares the value with a reference implemen
 * ``jit``:          the compiled, padded update (as workers run it) equals the plain eager update;
 * ``resample``:     :meth:`~evaluators.statistic.Statistic.resample` of bucket states equals the explicit
   merges (bucket ``g`` merged ``weights[b, g]`` times into replicate ``b``), and the grouped (per-bucket)
-  update equals one update per bucket;
+  update equals one update per bucket (a host grouped update: each bucket read back by ``resample``);
 * ``reference``:    the value read off the merged state equals a reference function of all rows.
 
 States compare bit for bit (``rtol=0``: counts, fixed-point sums) or within ``rtol`` relative to the largest
@@ -109,7 +109,7 @@ class StatisticTester:
 
     def state(self, batch: Batch) -> State:
         """The stored state of one update of ``batch`` from zero, as a worker computes it."""
-        return self.update(self.statistic.zero(), batch)
+        return self.statistic.stored(self.update(self.statistic.zero(), batch))
 
     def update(self, state: State, batch: Batch) -> State:
         """``state`` with ``batch`` folded in, as a worker folds it (compiled, padded; host statistics eager)."""
@@ -220,6 +220,12 @@ class StatisticTester:
             for g, bucket in enumerate(buckets):
                 got = replicate.statistic.stored(jax.tree.map(lambda x, g=g: np.asarray(x)[g], grouped))
                 replicate._assert_compiled_same(f"resample: grouped update, bucket {g}", got, bucket)
+        elif type(replicate.statistic).update_grouped is not Statistic.update_grouped:  # a host grouped update
+            acc = replicate._accumulator
+            group = np.repeat(np.arange(len(batches)), [len(next(iter(b.values()))) for b in batches])
+            (grouped,) = acc.to_host(acc.update_grouped(acc.zero_grouped(len(batches)), concatenate(batches), group))
+            for g, alone in enumerate(replicate.statistic.resample(grouped, np.eye(len(batches), dtype=np.int64))):
+                replicate.assert_same(f"resample: grouped update, bucket {g}", alone, buckets[g])
         stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *buckets)
         replicates = replicate.statistic.resample(stacked, np.asarray(weights))
         for b, row in enumerate(np.asarray(weights)):

@@ -57,6 +57,29 @@ class QueryRowsError(ValueError):
     """Rows of one query that cannot be ranked together: not one contiguous run, or of different weights."""
 
 
+NOT_CONTIGUOUS = (
+    "the rows of a query are not contiguous (the same query id appears in two separate runs of rows, two work units "
+    "or two slices); write each query's rows next to each other in one file"
+)
+
+
+def reopened(query: object) -> QueryRowsError:
+    """The error of a batch whose last query was already finished earlier."""
+    return QueryRowsError(
+        f"query {query!r}: its rows are not contiguous (they appear in two separate runs of rows); "
+        "write each query's rows next to each other in one file"
+    )
+
+
+def split_across(repeated: int) -> QueryRowsError:
+    """The error of a merge that meets ``repeated`` queries on both sides."""
+    return QueryRowsError(
+        f"{repeated} queries have rows in two work units or two slices; a query's rows must be contiguous in one "
+        "file (planning keeps each file of a ranking job in one work unit), and a slice column must be constant "
+        "within a query"
+    )
+
+
 def _fixed(values: np.ndarray) -> np.ndarray:
     """float64 ``[...]`` -> int64 limbs ``[..., 2]`` (the host form of :func:`evaluators.calibration.to_fixed`)."""
     scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
@@ -64,7 +87,8 @@ def _fixed(values: np.ndarray) -> np.ndarray:
     return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
 
 
-def _key(value: object) -> int:
+def id_key(value: object) -> int:
+    """uint64 key of one id: an integer as its bits, anything else by an 8-byte BLAKE2b digest of its text."""
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return int(np.int64(value).view(np.uint64))
     return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
@@ -81,7 +105,45 @@ def runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.concatenate([[0], change]).astype(np.int64)
     if ids.dtype.kind in "iu":
         return starts, ids[starts].astype(np.int64).view(np.uint64)
-    return starts, np.fromiter((_key(v) for v in ids[starts]), np.uint64, count=len(starts))
+    return starts, np.fromiter((id_key(v) for v in ids[starts]), np.uint64, count=len(starts))
+
+
+def union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(sorted union, number of keys in both)`` of two sorted uint64 key arrays, each without repeats."""
+    keys = np.concatenate([a, b]).astype(np.uint64, copy=False)
+    keys.sort(kind="stable")
+    repeated = keys[1:] == keys[:-1] if len(keys) > 1 else np.zeros(0, bool)
+    return keys, int(np.count_nonzero(repeated))
+
+
+def continued(
+    open_key: np.ndarray, open_rows: np.ndarray, starts: np.ndarray, keys: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(starts, keys, rows)`` of a batch's runs (:func:`runs`) with the open query's rows (``[m, ...]``, key
+    ``open_key`` ``[0]`` or ``[1]``) in front, joined to the batch's first run when the batch continues it. The
+    last run is the new open query; the others are finished."""
+    if not len(open_rows):
+        return starts, keys, rows
+    if int(open_key[0]) == int(keys[0]):  # the batch continues the open query
+        starts = np.concatenate([[0], starts[1:] + len(open_rows)])
+    else:
+        starts = np.concatenate([[0], starts + len(open_rows)])
+        keys = np.concatenate([np.asarray(open_key, np.uint64), keys])
+    return starts, keys, np.concatenate([open_rows, rows])
+
+
+def query_sums(starts: np.ndarray, rows: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per finished query (rows ``rows[starts[i]:starts[i + 1]]``, columns score, relevance, weight, ...):
+    ``(int64 [q, 6, 2] fixed-point weight x :data:`VALUES`, float64 [q, 3] weight, 1, whether no item is
+    relevant)``."""
+    sizes = np.diff(np.append(starts, len(rows)))
+    weights = rows[starts, 2]
+    if np.any(rows[:, 2] != np.repeat(weights, sizes)):
+        raise QueryRowsError("the rows of a query carry different weights; expected one weight per query")
+    values = per_query(starts, rows[:, 0], rows[:, 1], k)
+    relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
+    counts = np.stack([weights, np.ones(len(starts)), (relevant == 0).astype(np.float64)], axis=1)
+    return _fixed(weights[:, None] * values), counts
 
 
 def per_query(starts: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int | None) -> np.ndarray:
@@ -135,7 +197,6 @@ class QuerySums(Statistic):
     k: int | None = None
 
     jittable = False
-    bootstrap = False
     columns = (QUERY,)
 
     def zero(self) -> State:
@@ -151,30 +212,20 @@ class QuerySums(Statistic):
         """``state`` with finished queries ``keys`` (their rows ``rows[starts[i]:starts[i + 1]]``) added."""
         if not len(keys):
             return state
-        sizes = np.diff(np.append(starts, len(rows)))
-        weights = rows[starts, 2]
-        if np.any(rows[:, 2] != np.repeat(weights, sizes)):
-            raise QueryRowsError("the rows of a query carry different weights; expected one weight per query")
-        sorted_keys = np.sort(keys)
-        seen = np.concatenate([state["keys"], sorted_keys])
-        seen.sort(kind="stable")
-        if len(seen) > 1 and np.any(seen[1:] == seen[:-1]):
-            raise QueryRowsError(
-                "the rows of a query are not contiguous (the same query id appears in two separate runs of rows, "
-                "two work units or two slices); write each query's rows next to each other in one file"
-            )
-        values = per_query(starts, rows[:, 0], rows[:, 1], self.k)
-        relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
+        seen, repeated = union_keys(state["keys"], np.sort(keys))
+        if repeated:
+            raise QueryRowsError(NOT_CONTIGUOUS)
+        sums, counts = query_sums(starts, rows, self.k)
         return {
             **state,
             "keys": seen,
-            "sums": state["sums"] + _fixed(weights[:, None] * values).sum(axis=0),
-            "counts": state["counts"] + [weights.sum(), len(keys), float(np.sum(relevant == 0))],
+            "sums": state["sums"] + sums.sum(axis=0),
+            "counts": state["counts"] + counts.sum(0),
         }
 
     def _closed(self, state: State) -> State:
         """``state`` with its open query finished."""
-        rows = np.asarray(state["open_rows"], np.float64)
+        rows = np.asarray(state.get("open_rows", np.zeros((0, 3))), np.float64)  # (a bootstrap replicate has none)
         if not len(rows):
             return state
         key = np.asarray(state["open_key"], np.uint64)
@@ -195,15 +246,7 @@ class QuerySums(Statistic):
             ],
             axis=1,
         )
-        starts, keys = runs(ids)
-        open_rows = np.asarray(state["open_rows"], np.float64)
-        if len(open_rows):
-            if int(state["open_key"][0]) == int(keys[0]):  # the batch continues the open query
-                starts = np.concatenate([[0], starts[1:] + len(open_rows)])
-            else:
-                starts = np.concatenate([[0], starts + len(open_rows)])
-                keys = np.concatenate([state["open_key"], keys])
-            rows = np.concatenate([open_rows, rows])
+        starts, keys, rows = continued(state["open_key"], state["open_rows"], *runs(ids), rows)
         last = starts[-1]
         done = self._add(
             {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3))},
@@ -212,10 +255,7 @@ class QuerySums(Statistic):
             rows[:last],
         )
         if np.any(done["keys"] == keys[-1]):
-            raise QueryRowsError(
-                f"query {ids[-1]!r}: its rows are not contiguous (they appear in two separate runs of rows); "
-                "write each query's rows next to each other in one file"
-            )
+            raise reopened(ids[-1])
         return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:]}
 
     def stored(self, state: State) -> State:
@@ -223,14 +263,9 @@ class QuerySums(Statistic):
 
     def merge(self, a: State, b: State) -> State:
         a, b = self._closed(a), self._closed(b)
-        keys = np.concatenate([a["keys"], b["keys"]])
-        keys.sort(kind="stable")
-        if len(keys) > 1 and np.any(keys[1:] == keys[:-1]):
-            raise QueryRowsError(
-                f"{int(np.sum(keys[1:] == keys[:-1]))} queries have rows in two work units or two slices; a query's "
-                "rows must be contiguous in one file (planning keeps each file of a ranking job in one work unit), "
-                "and a slice column must be constant within a query"
-            )
+        keys, repeated = union_keys(a["keys"], b["keys"])
+        if repeated:
+            raise split_across(repeated)
         return {
             "keys": keys,
             "sums": a["sums"] + b["sums"],
@@ -238,6 +273,80 @@ class QuerySums(Statistic):
             "open_key": np.zeros(0, np.uint64),
             "open_rows": np.zeros((0, 3), np.float64),
         }
+
+    def for_replicates(self) -> Statistic:
+        return QueryBucketSums(self.k)
+
+
+@dataclass(frozen=True)
+class QueryBucketSums(Statistic):
+    """:class:`QuerySums` kept per bootstrap bucket, without the query keys (the job's :class:`QuerySums` refuses
+    split queries). The pipeline buckets a ranking job's rows by query id, so each query lies in one bucket.
+
+    Stored state: ``{"sums": int64 [6, 2], "counts": float64 [3]}`` as :class:`QuerySums`, with a leading ``[G]``
+    axis for the ``G`` buckets (:meth:`zero_grouped`); while batches are folded in, also ``open_key`` and
+    ``open_rows`` ``[m, 4]`` (score, relevance, weight, bucket) of the last query, which the next batch may continue.
+    A replicate (:meth:`resample`) adds bucket sums with integer weights, so it is exact.
+    """
+
+    k: int | None = None
+
+    jittable = False
+    columns = (QUERY,)
+
+    def zero(self) -> State:
+        return {"sums": np.zeros((len(VALUES), 2), np.int64), "counts": np.zeros(3, np.float64)}
+
+    def zero_grouped(self, groups: int) -> State:
+        return {"sums": np.zeros((groups, len(VALUES), 2), np.int64), "counts": np.zeros((groups, 3), np.float64)}
+
+    def _add(self, state: State, starts: np.ndarray, rows: np.ndarray) -> State:
+        if not len(starts):
+            return state
+        sums, counts = query_sums(starts, rows, self.k)
+        if np.ndim(state["sums"]) == 2:  # one bucket
+            return {**state, "sums": state["sums"] + sums.sum(axis=0), "counts": state["counts"] + counts.sum(0)}
+        bucket = rows[starts, 3].astype(np.int64)
+        out = {**state, "sums": np.array(state["sums"], copy=True), "counts": np.array(state["counts"], copy=True)}
+        np.add.at(out["sums"], bucket, sums)
+        np.add.at(out["counts"], bucket, counts)
+        return out
+
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        weights = np.asarray(batch["weights"], np.float64)
+        keep = weights > 0
+        ids = np.asarray(batch[QUERY])[keep]
+        if not len(ids):
+            return stacked
+        columns = (batch["predictions"], batch["targets"], weights, np.asarray(group))
+        rows = np.stack([np.asarray(c, np.float64)[keep] for c in columns], axis=1)
+        empty = (np.zeros(0, np.uint64), np.zeros((0, 4)))
+        open_key, open_rows = (stacked.get(name, e) for name, e in zip(("open_key", "open_rows"), empty, strict=True))
+        starts, keys, rows = continued(open_key, open_rows, *runs(ids), rows)
+        done = self._add({"sums": stacked["sums"], "counts": stacked["counts"]}, starts[:-1], rows[: starts[-1]])
+        return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[starts[-1] :]}
+
+    def update(self, state: State, batch: Batch) -> State:
+        return self.update_grouped(batch, state, np.zeros(len(batch["weights"]), np.int64))
+
+    def stored(self, state: State) -> State:
+        rows = np.asarray(state.get("open_rows", np.zeros((0, 4))), np.float64)
+        return self._add(
+            {"sums": state["sums"], "counts": state["counts"]}, np.zeros(min(len(rows), 1), np.int64), rows
+        )
+
+    def merge(self, a: State, b: State) -> State:
+        a, b = self.stored(a), self.stored(b)
+        return {"sums": a["sums"] + b["sums"], "counts": a["counts"] + b["counts"]}
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        stacked = self.stored(stacked)
+        w = np.asarray(weights, np.float64)
+        if np.any(w != np.round(w)):
+            raise ValueError("bootstrap weights of ranking metrics must be whole numbers")
+        sums = np.tensordot(w.astype(np.int64), np.asarray(stacked["sums"], np.int64), axes=1)  # exact
+        counts = np.tensordot(w, np.asarray(stacked["counts"], np.float64), axes=1)
+        return [{"sums": s, "counts": c} for s, c in zip(sums, counts, strict=True)]
 
 
 # --- metrics -------------------------------------------------------------------------------------------------------
@@ -248,7 +357,7 @@ def _require_ranking(task: Task, name: str) -> None:
         raise ValueError(f"{name} is defined for ranking tasks (query id, item score, relevance), not {task.kind}")
 
 
-def _check_k(k: int | None, optional: bool) -> int | None:
+def check_k(k: int | None, optional: bool) -> int | None:
     if k is None and optional:
         return None
     if isinstance(k, bool) or not isinstance(k, int | float) or int(k) != k or k < 1:
@@ -276,30 +385,30 @@ def ndcg(task: Task) -> DerivedMetric:
 
 def ndcg_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
     """Mean over queries of nDCG of the top ``k`` (scikit-learn ``ndcg_score(k=k)``, tie-averaged)."""
-    return _metric("ndcg_at_k", task, "ndcg", _check_k(k, False))
+    return _metric("ndcg_at_k", task, "ndcg", check_k(k, False))
 
 
 def mean_average_precision(task: Task, *, k: int | None = None) -> DerivedMetric:
     """Mean over queries of average precision (of the top ``k``; None: of the whole list), torchmetrics'
     ``retrieval_average_precision``."""
-    return _metric("mean_average_precision", task, "average_precision", _check_k(k, True))
+    return _metric("mean_average_precision", task, "average_precision", check_k(k, True))
 
 
 def precision_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
     """Mean over queries of the relevant items among the top ``k`` over ``min(k, items)``."""
-    return _metric("precision_at_k", task, "precision", _check_k(k, False))
+    return _metric("precision_at_k", task, "precision", check_k(k, False))
 
 
 def recall_at_k(task: Task, *, k: int = 10) -> DerivedMetric:
     """Mean over queries of the relevant items among the top ``k`` over the query's relevant items."""
-    return _metric("recall_at_k", task, "recall", _check_k(k, False))
+    return _metric("recall_at_k", task, "recall", check_k(k, False))
 
 
 def mean_reciprocal_rank(task: Task, *, k: int | None = None) -> DerivedMetric:
     """Mean over queries of 1 / rank of the first relevant item (0 when none is in the top ``k``)."""
-    return _metric("mean_reciprocal_rank", task, "reciprocal_rank", _check_k(k, True))
+    return _metric("mean_reciprocal_rank", task, "reciprocal_rank", check_k(k, True))
 
 
 def hit_rate(task: Task, *, k: int = 10) -> DerivedMetric:
     """Fraction of queries (by weight) with a relevant item among the top ``k``."""
-    return _metric("hit_rate", task, "hit", _check_k(k, False))
+    return _metric("hit_rate", task, "hit", check_k(k, False))

@@ -1,7 +1,9 @@
 """One-pass Poisson bootstrap over hash buckets of stable row keys.
 
 Every row gets a key: the ``data.columns.row_id`` value, or (file URL, row
-position in the file) when there is no id column. The key's 64-bit hash
+position in the file) when there is no id column; in a ranking job, its query id
+(:func:`key_role`), so that a query's rows share a bucket and replicates resample
+whole queries. The key's 64-bit hash
 (SplitMix64 of the key and the seed) puts the row in one of ``G`` buckets;
 each work unit keeps one statistic state per (slice, bucket). Replicate ``b``
 weights bucket ``g`` by ``W[b, g] ~ Poisson(1)`` drawn from the seed, so
@@ -21,6 +23,9 @@ import hashlib
 
 import numpy as np
 
+from evaluators.retrieval import QUERY
+from evaluators.task import Task, TaskKind
+
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -35,6 +40,12 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def key_role(task: Task) -> str:
+    """The ``data.columns`` role whose values key the buckets: ``query_id`` for ranking tasks (their statistics
+    are sums over queries), else ``row_id``."""
+    return QUERY if task.kind is TaskKind.RANKING else "row_id"
 
 
 def row_keys(ids: np.ndarray | None, path: str, first_row: int, n: int) -> np.ndarray:

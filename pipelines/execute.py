@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from evaluators.accumulate import Accumulator
 from evaluators.task import TaskKind
 from pipelines import planning, timing
+from pipelines.bootstrap import key_role
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
@@ -191,7 +192,7 @@ def bootstrap_settings(spec: JobSpec) -> dict[str, object]:
     """What pairs the replicates of two runs (see :mod:`pipelines.significance`)."""
     conf = spec.confidence
     assert conf is not None
-    row_id = spec.data.columns.roles().get("row_id")
+    row_id = spec.data.columns.roles().get(key_role(spec.task))
     return {
         "seed": conf.seed,
         "buckets": conf.buckets,

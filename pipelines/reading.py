@@ -57,7 +57,7 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
             "a list column of D numbers per row (list<float> or fixed_size_list)",
             lambda t: _is_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)),
         )
-    if role in ("query_id", "sensitive"):
+    if role in ("query_id", "item_id", "sensitive"):
         return (
             "an integer or string column",
             lambda t: pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t),

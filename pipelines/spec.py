@@ -107,6 +107,8 @@ class Columns:
     :mod:`pipelines.sides`): ``predictions`` and ``targets`` are then None."""
     query_id: str | None = None
     """Ranking only: the query id of each row (one row per item); a query's rows are contiguous in one file."""
+    item_id: str | None = None
+    """Ranking ``coverage`` only: the item id of each row (integers or strings)."""
     sensitive: str | None = None
     """Fairness metrics: the group label (sensitive feature) of each row."""
 
@@ -438,6 +440,7 @@ def _data(root: _Section) -> DataSpec:
         row_id=cols.get("row_id", str),
         **{role: cols.get(role, str) for role in (*DETECTION_ROLES, *FEATURE_ROLES)},
         query_id=cols.get("query_id", str),
+        item_id=cols.get("item_id", str),
         sensitive=cols.get("sensitive", str),
     )
     cols.finish()
@@ -1156,7 +1159,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
         if missing:
             raise SpecError(
                 f"{source.where(('data', 'columns'))}: metric {entry.key!r} reads the column role "
-                f"{', '.join(missing)}; map it to a column (for example `{missing[0]}: group`)."
+                f"{', '.join(missing)}; map it to a column (`{missing[0]}: <column name>`)."
             )
     slices = _slices(root)
     confidence = _confidence(root)

@@ -256,7 +256,7 @@ def segmentation_table(
 def ranking_table(rng: np.random.Generator, rows: int, start_id: int = 0, items: int = 10) -> pa.Table:
     """Columns: row_id, query_id (int64; a query's ``items`` rows are contiguous and its id is its first row's
     id), score (float32), relevance (int8, graded 0..3, a tenth of the queries without a relevant item),
-    country (one per query)."""
+    country (one per query), item_id (int64, from a catalogue of ``rows // 10`` items, popular ones more often)."""
     sizes = np.full(-(-rows // items), items)
     sizes[-1] -= sizes.sum() - rows
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -265,6 +265,7 @@ def ranking_table(rng: np.random.Generator, rows: int, start_id: int = 0, items:
     relevance[np.repeat(rng.random(len(sizes)) < 0.1, sizes)] = 0
     score = (1.0 / (1.0 + np.exp(-(0.8 * relevance + rng.normal(0.0, 1.0, rows))))).astype(np.float32)
     country = np.repeat(rng.choice(len(COUNTRIES), size=len(sizes)), sizes)
+    item = np.minimum(rng.zipf(1.3, rows), max(1, rows // 10)) - 1
     return pa.table(
         {
             "row_id": pa.array(np.arange(start_id, start_id + rows, dtype=np.int64)),
@@ -272,6 +273,7 @@ def ranking_table(rng: np.random.Generator, rows: int, start_id: int = 0, items:
             "score": pa.array(score),
             "relevance": pa.array(relevance.astype(np.int8)),
             "country": pa.array(np.asarray(COUNTRIES, dtype=object)[country]),
+            "item_id": pa.array(item.astype(np.int64)),
         }
     )
 

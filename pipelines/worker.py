@@ -31,7 +31,7 @@ from evaluators.segmentation import decode_mask, pixel_rows
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
 from pipelines import compile_cache, timing
-from pipelines.bootstrap import buckets, row_keys
+from pipelines.bootstrap import buckets, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.planning import WorkUnit
@@ -349,7 +349,7 @@ class UnitEvaluator:
                         batch[_ROW] = np.arange(first_row, first_row + n, dtype=np.int64)
                     if self.replicate_accumulator is not None:
                         conf = self.spec.confidence
-                        keys = row_keys(columns.get("row_id"), part.path, first_row, n)
+                        keys = row_keys(columns.get(key_role(self.spec.task)), part.path, first_row, n)
                         batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
                     batch = self._checked(batch, where, dropped, first_row)
                     n = _row_count(batch)

@@ -41,6 +41,7 @@ from evaluators.functional.fairness import (
 from evaluators.functional.image import fid, inception_score, kid
 from evaluators.functional.regression import explained_variance, mae, mse, pearson_corrcoef, r2, rmse
 from evaluators.functional.retrieval import (
+    coverage,
     hit_rate,
     mean_reciprocal_rank,
     ndcg,
@@ -82,6 +83,7 @@ __all__ = [
     "classwise_ece",
     "cohen_kappa",
     "confusion_matrix",
+    "coverage",
     "demographic_parity_difference",
     "demographic_parity_ratio",
     "dice_coefficient",

@@ -6,6 +6,8 @@ The rows of one query must be contiguous (see :mod:`evaluators.retrieval`).
 0.8154648767857288
 >>> mean_reciprocal_rank([0.9, 0.1, 0.8, 0.3], [0, 1, 0, 1], ["a", "a", "b", "b"])
 0.5
+>>> coverage([0.9, 0.1, 0.8, 0.3], ["x", "y", "x", "z"], ["a", "a", "b", "b"], k=1, catalog_size=4)
+0.25
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from evaluators.coverage import ITEM
 from evaluators.functional._common import with_columns
 from evaluators.retrieval import QUERY
 from evaluators.task import Task, TaskKind
@@ -64,3 +69,25 @@ def mean_reciprocal_rank(
 def hit_rate(predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int = 10, weights: Any = None) -> float:
     """Fraction of queries with a relevant item in the top ``k``."""
     return float(_ranking("hit_rate", predictions, targets, query_ids, weights, {"k": k})[""])
+
+
+def coverage(
+    predictions: Any,
+    item_ids: Sequence[Any],
+    query_ids: Sequence[Any],
+    *,
+    k: int = 10,
+    catalog_size: int | None = None,
+    weights: Any = None,
+) -> float:
+    """Catalogue coverage: distinct items in some query's top ``k`` over ``catalog_size`` (None: the distinct
+    items among the rows)."""
+    columns = {
+        "predictions": predictions,
+        "targets": np.zeros(len(predictions)),
+        QUERY: query_ids,
+        ITEM: item_ids,
+        "weights": weights,
+    }
+    params = {"k": k, "catalog_size": catalog_size}
+    return float(with_columns("coverage", Task(TaskKind.RANKING), columns, params)[""])
