@@ -23,6 +23,11 @@ one 8-byte BLAKE2b digest per distinct n-gram (a few MB for a million distinct b
 different n-grams share a digest with probability below ``m**2 / 2**65`` for ``m`` distinct n-grams (3e-8 at a
 million), which would count them as one.
 
+Bootstrap intervals: every state but ``distinct_n``'s is a vector of sums, kept per bootstrap bucket of rows and
+added with the replicate's Poisson counts (ROUGE's fixed-point sums in integers), so a replicate's value is the
+reference's on the rows repeated that many times. ``distinct_n`` has none (a set does not split into buckets that
+add).
+
 Scores are on the references' scales: BLEU and chrF in [0, 100] (sacrebleu), WER / CER as ratios (jiwer),
 ROUGE F in [0, 1].
 """
@@ -40,7 +45,7 @@ from functools import lru_cache, partial
 import numpy as np
 
 from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
 # --- tokenisers, written from the references' definitions ------------------------------------------------------
@@ -126,21 +131,27 @@ def _f1(precision: float, recall: float) -> float:
 # --- statistics ----------------------------------------------------------------------------------------------------
 
 
-def _rows(batch: Batch) -> list[tuple[str, str, float]]:
-    """``(candidate, reference, weight)`` of the rows that count (weight > 0)."""
+def _rows(batch: Batch) -> list[tuple[str, str, float, int]]:
+    """``(candidate, reference, weight, row)`` of the rows that count (weight > 0)."""
     weights = np.asarray(batch["weights"], np.float64)
     out = []
-    for candidate, reference, w in zip(batch["predictions"], batch["targets"], weights, strict=True):
+    for i, (candidate, reference, w) in enumerate(zip(batch["predictions"], batch["targets"], weights, strict=True)):
         if w > 0:
-            out.append((str(candidate), str(reference), float(w)))
+            out.append((str(candidate), str(reference), float(w), i))
     return out
+
+
+def _ungrouped(statistic: Statistic, state: State, batch: Batch) -> State:
+    """``update`` as the grouped update with one bucket (the same additions in the same order)."""
+    stacked = {k: np.asarray(v)[None] for k, v in state.items()} if isinstance(state, dict) else np.asarray(state)[None]
+    out = statistic.update_grouped(batch, stacked, np.zeros(len(batch["weights"]), np.int64))
+    return {k: v[0] for k, v in out.items()} if isinstance(out, dict) else out[0]
 
 
 class _CountStatistic(Statistic):
     """Host-side statistic whose state is one float64 vector of weighted counts (merged by addition)."""
 
     jittable = False
-    bootstrap = False
 
     @property
     def size(self) -> int:
@@ -153,9 +164,13 @@ class _CountStatistic(Statistic):
         raise NotImplementedError
 
     def update(self, state: State, batch: Batch) -> State:
-        out = np.array(state, np.float64, copy=True)
-        for candidate, reference, w in _rows(batch):
-            out += w * self.counts(candidate, reference)
+        return _ungrouped(self, state, batch)
+
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        """``stacked`` ``[G, size]`` with each row's counts added to its bucket's."""
+        out = np.array(stacked, np.float64, copy=True)
+        for candidate, reference, w, i in _rows(batch):
+            out[group[i]] += w * self.counts(candidate, reference)
         return out
 
 
@@ -232,7 +247,6 @@ class RougeSums(Statistic):
     kind: str = "1"
 
     jittable = False
-    bootstrap = False
 
     def zero(self) -> State:
         return {"weight": np.zeros((), np.float64), "sums": np.zeros((3, 2), np.int64)}
@@ -253,13 +267,23 @@ class RougeSums(Statistic):
         return _f1(precision, recall), precision, recall
 
     def update(self, state: State, batch: Batch) -> State:
+        return _ungrouped(self, state, batch)
+
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        """``{"weight": [G], "sums": [G, 3, 2]}`` with each row's weight and fixed-point values added to its bucket's."""
         rows = _rows(batch)
         if not rows:
-            return state
-        scores = np.array([self.scores(c, r) for c, r, _ in rows], np.float64)
-        w = np.array([w for _, _, w in rows], np.float64)
-        sums = _fixed_host(w[:, None] * scores).sum(axis=0)
-        return {"weight": state["weight"] + w.sum(), "sums": state["sums"] + sums}
+            return stacked
+        scores = np.array([self.scores(c, r) for c, r, _, _ in rows], np.float64)
+        w = np.array([w for _, _, w, _ in rows], np.float64)
+        bucket = np.asarray(group)[[i for _, _, _, i in rows]]
+        weight, sums = np.array(stacked["weight"], np.float64, copy=True), np.array(stacked["sums"], copy=True)
+        np.add.at(weight, bucket, w)
+        np.add.at(sums, bucket, _fixed_host(w[:, None] * scores))
+        return {"weight": weight, "sums": sums}
+
+    def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
+        return resample_sums(stacked, weights)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from functools import partial
 import numpy as np
 
 from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
 QUERY = "query_id"
@@ -340,13 +340,7 @@ class QueryBucketSums(Statistic):
         return {"sums": a["sums"] + b["sums"], "counts": a["counts"] + b["counts"]}
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
-        stacked = self.stored(stacked)
-        w = np.asarray(weights, np.float64)
-        if np.any(w != np.round(w)):
-            raise ValueError("bootstrap weights of ranking metrics must be whole numbers")
-        sums = np.tensordot(w.astype(np.int64), np.asarray(stacked["sums"], np.int64), axes=1)  # exact
-        counts = np.tensordot(w, np.asarray(stacked["counts"], np.float64), axes=1)
-        return [{"sums": s, "counts": c} for s, c in zip(sums, counts, strict=True)]
+        return resample_sums(self.stored(stacked), weights)
 
 
 # --- metrics -------------------------------------------------------------------------------------------------------

@@ -159,6 +159,19 @@ class Statistic(abc.ABC):
         return [tree_map_leaves(lambda x, b=b: x[b], mixed) for b in range(np.shape(weights)[0])]
 
 
+def resample_sums(stacked: Mapping[str, np.ndarray], weights: np.ndarray) -> list[State]:
+    """:meth:`Statistic.resample` for dict states of sums whose integer leaves (fixed-point sums) must stay exact:
+    those are weighted in int64 (``weights`` must be whole numbers, as Poisson counts are), the others in float64."""
+    w = np.asarray(weights, np.float64)
+    if np.any(w != np.round(w)):
+        raise ValueError("bootstrap weights of fixed-point sums must be whole numbers")
+    mixed = {
+        key: np.tensordot(w.astype(np.int64) if np.issubdtype(np.asarray(leaf).dtype, np.integer) else w, leaf, axes=1)
+        for key, leaf in stacked.items()
+    }
+    return [{key: leaf[b] for key, leaf in mixed.items()} for b in range(w.shape[0])]
+
+
 def merge_with_extremes(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> State:
     """:meth:`Statistic.merge` for dict states of sums plus running extremes ``lo`` / ``hi``."""
     out = {}

@@ -6,6 +6,8 @@ runner and Ray."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,12 @@ def _write_example_data(tmp_path) -> None:
 def test_a_coverage_job_without_item_ids_is_refused(tmp_path):
     job = _example_job(tmp_path, "local")
     del job["data"]["columns"]["item_id"]
+    path = write_job(tmp_path / "job.yaml", job)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "validate", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "data.columns" in result.stderr and "reads the column role item_id" in result.stderr
     with pytest.raises(spec_module.SpecError, match=r"data.columns.*metric 'coverage@3' reads the column role item_id"):
         spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
 
