@@ -39,6 +39,7 @@ from evaluators.retrieval import (
     check_k,
     continued,
     id_key,
+    positive_rows,
     reopened,
     runs,
     split_across,
@@ -103,12 +104,9 @@ class ShownItems(Statistic):
         return {**state, "keys": seen, "shown": shown, "items": every}
 
     def update(self, state: State, batch: Batch) -> State:
-        weights = np.asarray(batch["weights"], np.float64)
-        keep = weights > 0
-        ids = np.asarray(batch[QUERY])[keep]
+        ids, rows, keep = positive_rows(batch, (batch["predictions"], batch["weights"]))
         if not len(ids):
             return state
-        rows = np.stack([np.asarray(batch["predictions"], np.float64)[keep], weights[keep]], axis=1)
         items = item_keys(batch[ITEM])[keep]
         starts, keys = runs(ids)
         _, _, items = continued(state["open_key"], state["open_items"], starts, keys, items)

@@ -38,8 +38,10 @@ Conventions, as the references:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +116,14 @@ def union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
     keys.sort(kind="stable")
     repeated = keys[1:] == keys[:-1] if len(keys) > 1 else np.zeros(0, bool)
     return keys, int(np.count_nonzero(repeated))
+
+
+def positive_rows(batch: Batch, columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids [k], rows float64 [k, c], keep bool [n])``: the query ids and ``columns`` (each ``[n]``) of the rows of
+    positive weight (the others count nowhere)."""
+    keep = np.asarray(batch["weights"], np.float64) > 0
+    rows = np.stack([np.asarray(c, np.float64)[keep] for c in columns], axis=1)
+    return np.asarray(batch[QUERY])[keep], rows, keep
 
 
 def continued(
@@ -233,19 +243,9 @@ class QuerySums(Statistic):
         return self._add(state, np.zeros(1, np.int64), key, rows)
 
     def update(self, state: State, batch: Batch) -> State:
-        weights = np.asarray(batch["weights"], np.float64)
-        keep = weights > 0
-        ids = np.asarray(batch[QUERY])[keep]
+        ids, rows, _ = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"]))
         if not len(ids):
             return state
-        rows = np.stack(
-            [
-                np.asarray(batch["predictions"], np.float64)[keep],
-                np.asarray(batch["targets"], np.float64)[keep],
-                weights[keep],
-            ],
-            axis=1,
-        )
         starts, keys, rows = continued(state["open_key"], state["open_rows"], *runs(ids), rows)
         last = starts[-1]
         done = self._add(
@@ -313,13 +313,9 @@ class QueryBucketSums(Statistic):
         return out
 
     def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
-        weights = np.asarray(batch["weights"], np.float64)
-        keep = weights > 0
-        ids = np.asarray(batch[QUERY])[keep]
+        ids, rows, _ = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"], group))
         if not len(ids):
             return stacked
-        columns = (batch["predictions"], batch["targets"], weights, np.asarray(group))
-        rows = np.stack([np.asarray(c, np.float64)[keep] for c in columns], axis=1)
         empty = (np.zeros(0, np.uint64), np.zeros((0, 4)))
         open_key, open_rows = (stacked.get(name, e) for name, e in zip(("open_key", "open_rows"), empty, strict=True))
         starts, keys, rows = continued(open_key, open_rows, *runs(ids), rows)

@@ -5,7 +5,6 @@ runner and Ray."""
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from pipelines.execute import run_job
 from pipelines.synthetic import ranking_table
 from tests._data import merge_randomly
 from tests.conftest import write_job
-from tests.test_retrieval import groups, queries
+from tests.test_retrieval import groups, queries, unit_states
 
 RANKING = Task("ranking")
 
@@ -100,17 +99,7 @@ def test_states_are_exactly_equal_for_any_batches_and_unit_merge_order(seed, uni
     stat = ShownItems(int(rng.integers(1, 5)))
     acc = Accumulator([stat])
     (whole,) = acc.to_host(acc.update(acc.zero(), data))
-    starts = retrieval.runs(data[QUERY])[0]
-    n = len(data[QUERY])
-    bounds = np.unique(np.concatenate([[0, n], rng.choice(starts, min(units, len(starts)), replace=False)]))
-    states = []
-    for lo, hi in itertools.pairwise(bounds):
-        cuts = np.unique(np.concatenate([[lo, hi], rng.integers(lo, hi + 1, 3)]))
-        state = acc.zero()
-        for a, b in itertools.pairwise(cuts):
-            state = acc.update(state, {key: v[a:b] for key, v in data.items()})
-        states.append(acc.to_host(state))
-    (merged,) = merge_randomly(acc, states, rng)
+    (merged,) = merge_randomly(acc, unit_states(acc, data, units, rng), rng)
     for leaf in ("keys", "shown", "items"):
         assert np.array_equal(merged[leaf], whole[leaf]), leaf
     assert len(whole["shown"]) <= len(whole["items"]) <= 60  # bounded by the catalogue, not the rows

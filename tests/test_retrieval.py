@@ -147,6 +147,22 @@ def test_query_weights_equal_scikit_learns_sample_weight():
     assert got == pytest.approx(ndcg_score(relevance, scores, k=3, sample_weight=w), rel=1e-12)
 
 
+def unit_states(acc: Accumulator, data: dict[str, np.ndarray], units: int, rng: np.random.Generator) -> list:
+    """Stored states of up to ``units`` work units cut at query boundaries, each fed in batches cut at random rows
+    (inside queries too)."""
+    starts = retrieval.runs(data[QUERY])[0]
+    n = len(data[QUERY])
+    bounds = np.unique(np.concatenate([[0, n], rng.choice(starts, min(units, len(starts)), replace=False)]))
+    states = []
+    for lo, hi in itertools.pairwise(bounds):
+        cuts = np.unique(np.concatenate([[lo, hi], rng.integers(lo, hi + 1, 3)]))
+        state = acc.zero()
+        for a, b in itertools.pairwise(cuts):
+            state = acc.update(state, {k: v[a:b] for k, v in data.items()})
+        states.append(acc.to_host(state))
+    return states
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 6))
 def test_states_are_exactly_equal_for_any_batches_and_unit_merge_order(seed, units):
@@ -155,19 +171,9 @@ def test_states_are_exactly_equal_for_any_batches_and_unit_merge_order(seed, uni
     rng = np.random.default_rng(seed)
     data = queries(rng, int(rng.integers(1, 40)), ties=bool(seed % 2))
     expected = one_pass(data)
-    starts = retrieval.runs(data[QUERY])[0]
-    n = len(data[QUERY])
-    bounds = np.unique(np.concatenate([[0, n], rng.choice(starts, min(units, len(starts)), replace=False)]))
     metrics = {key: build(name, RANKING, params) for key, (name, params) in METRICS.items()}
     acc = Accumulator.for_metrics(metrics.values())
-    states = []
-    for lo, hi in itertools.pairwise(bounds):
-        cuts = np.unique(np.concatenate([[lo, hi], rng.integers(lo, hi + 1, 3)]))
-        state = acc.zero()
-        for a, b in itertools.pairwise(cuts):
-            state = acc.update(state, {k: v[a:b] for k, v in data.items()})
-        states.append(acc.to_host(state))
-    merged = merge_randomly(acc, states, rng)
+    merged = merge_randomly(acc, unit_states(acc, data, units, rng), rng)
     for key, metric in metrics.items():
         assert metric.compute(merged[acc.index(metric.statistic)])[""] == expected[key], key
 
