@@ -33,6 +33,10 @@ Conventions, as the references:
   ``mean_average_precision`` with ``k`` averages the precision at the relevant items found in the top ``k``
   (torchmetrics ``retrieval_average_precision(top_k=k)``), without ``k`` over all relevant items;
 * a query's weight is the weight of its rows (they must agree); zero-weight rows are left out.
+
+Bootstrap intervals: the pipeline buckets a ranking job's rows by query id, and :class:`QueryBucketSums` keeps the
+``sums`` and ``counts`` per bucket (no keys), so a replicate reweights whole queries, exactly (integer sums).
+Catalogue coverage, which also ranks per query, is in :mod:`evaluators.coverage`.
 """
 
 from __future__ import annotations
