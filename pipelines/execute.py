@@ -192,13 +192,13 @@ def bootstrap_settings(spec: JobSpec) -> dict[str, object]:
     """What pairs the replicates of two runs (see :mod:`pipelines.significance`)."""
     conf = spec.confidence
     assert conf is not None
-    row_id = spec.data.columns.roles().get(key_role(spec.task))
+    key_column = spec.data.columns.roles().get(key_role(spec.task))
     return {
         "seed": conf.seed,
         "buckets": conf.buckets,
         "replicates": conf.replicates,
         "level": conf.level,
-        "row_key": f"column:{row_id}" if row_id else "file+position",
+        "row_key": f"column:{key_column}" if key_column else "file+position",
     }
 
 
