@@ -186,25 +186,42 @@ def test_text_statistics_keep_the_laws(statistic, metric):
     StatisticTester(statistic).check_all(batches, finalize=lambda s: derived.compute(s)[""], reference=reference)
 
 
-def test_a_text_job_reports_intervals(tmp_path):
-    rng = np.random.default_rng(8)
-    hyps, refs = text_refs.pairs(rng, 400)
-    (tmp_path / "text").mkdir()
-    pq.write_table(
-        pa.table({"candidate": hyps, "reference": refs}), tmp_path / "text" / "part-0.parquet", row_group_size=150
-    )
-    job = {
+def _text_job(tmp_path, runner: str) -> dict:
+    """A text job over 400 pairs in two files, with bootstrap intervals."""
+    if not (tmp_path / "text").exists():
+        hyps, refs = text_refs.pairs(np.random.default_rng(8), 400)
+        (tmp_path / "text").mkdir()
+        for i in range(2):
+            table = pa.table({"candidate": hyps[200 * i : 200 * (i + 1)], "reference": refs[200 * i : 200 * (i + 1)]})
+            pq.write_table(table, tmp_path / "text" / f"part-{i}.parquet", row_group_size=90)
+    return {
         "name": "corpus-text",
         "data": {"path": f"{tmp_path}/text", "columns": {"predictions": "candidate", "targets": "reference"}},
         "task": "text",
         "metrics": [{"name": name, **params, "as": key} for key, (name, params) in text_refs.METRICS.items()],
         "confidence": {"replicates": 50, "buckets": 16},
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp_path / "out")},
+        "execution": {"runner": runner, "actors": 2, "unit_rows": 150},
+        "output": {"uri": str(tmp_path / f"out-{runner}")},
     }
+
+
+def test_a_text_job_reports_intervals(tmp_path):
+    job = _text_job(tmp_path, "local")
     run = run_job(spec_module.load(str(write_job(tmp_path / "text.yaml", job))), show_progress=False).run
     overall = run.point("overall").metrics
     for key in TEXT_KEYS:
         assert overall[key].lower <= overall[key].value <= overall[key].upper, key
         assert overall[key].lower < overall[key].upper, key
     assert overall["distinct_n"].lower is None
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_text_intervals_are_the_same_on_ray(tmp_path):
+    runs_ = [
+        run_job(spec_module.load(str(write_job(tmp_path / f"{r}.yaml", _text_job(tmp_path, r)))), show_progress=False)
+        for r in ("local", "ray")
+    ]
+    local, ray = ({k: (m.value, m.lower, m.upper) for k, m in r.run.point("overall").metrics.items()} for r in runs_)
+    assert local == ray
