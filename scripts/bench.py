@@ -876,16 +876,17 @@ def _reduce(suite: Suite, units: int) -> dict[str, object]:
 
     from evaluators.accumulate import Accumulator
     from evaluators.statistic import tree_map_leaves
-    from pipelines.reduce import OrderedMerger, build_points
+    from pipelines.job_statistics import job_statistics
+    from pipelines.reduce import build_points
     from pipelines.spec import load
-    from pipelines.worker import OVERALL, Partial
+    from pipelines.unit_result import OVERALL, OrderedMerger, Partial
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "job.yaml"
         path.write_text(yaml.safe_dump(suite.job(Path(tmp) / "out"), sort_keys=False))
         spec = load(str(path))
-    metrics = spec.derived_metrics()
-    acc = Accumulator.for_metrics(m for _, m in metrics)
+    statistics = job_statistics(spec)
+    metrics, acc = statistics.metrics, statistics.accumulator
     table = pq.read_table(suite.paths()[0], columns=list(suite.columns.values()))
     columns = {role: _numpy(table.column(name)) for role, name in suite.columns.items()}
     states = acc.update(acc.zero(), columns)

@@ -3,7 +3,7 @@
 Figures, each against a baseline measured in the same invocation:
 
 * ``reduce``: merging ``--units`` (10,000) unit states of the binned ranking statistic in plan order
-  (:class:`~pipelines.reduce.OrderedMerger`), the states cycling through 16 distinct real units of
+  (:class:`~pipelines.unit_result.OrderedMerger`), the states cycling through 16 distinct real units of
   ``--unit-rows`` continuous scores; baseline: the same merge of the dense histograms (their working
   form, as runs stored them before the sparse form). Goal: under 1 s.
 * ``slices``: a job of the binary metrics plus average precision on ``--slice-rows`` (1M) rows with a
@@ -43,8 +43,7 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
     from evaluators import catalog
     from evaluators.accumulate import Accumulator
     from evaluators.task import Task
-    from pipelines.reduce import OrderedMerger
-    from pipelines.worker import OVERALL, Partial
+    from pipelines.unit_result import OVERALL, OrderedMerger, Partial
 
     metric = catalog.build("roc_auc", Task("binary"))
     stat = metric.statistic

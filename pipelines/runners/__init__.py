@@ -5,7 +5,7 @@
 * ``beam``: an Apache Beam pipeline (the only module importing apache_beam), on
   the DirectRunner, Dataflow, Flink...
 
-All call ``on_result`` with every unit's :class:`~pipelines.worker.UnitResult`;
+All call ``on_result`` with every unit's :class:`~pipelines.unit_result.UnitResult`;
 the caller merges them in unit order, so all give identical records. (The Beam
 runner can instead merge the states inside its pipeline, in the same order; it
 then returns them as :attr:`ExecutionReport.merged`.)
@@ -20,7 +20,7 @@ from typing import Any
 from pipelines.errors import UserError
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
-from pipelines.worker import Partial, UnitResult
+from pipelines.unit_result import Partial, UnitResult
 
 OnResult = Callable[[UnitResult], None]
 
