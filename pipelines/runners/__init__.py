@@ -1,4 +1,4 @@
-"""Runners: where work units are evaluated.
+"""Runners: where work units are evaluated, each found by name in :data:`pipelines.spec_execution.RUNNER_TABLE`.
 
 * ``local``: in this process, no Ray;
 * ``ray``: long-lived actors on a Ray cluster (the only module importing ray);
@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import UserError
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
+from pipelines.spec_execution import RUNNER_TABLE
 from pipelines.unit_result import Partial, UnitResult
 
 OnResult = Callable[[UnitResult], None]
@@ -47,22 +47,6 @@ class ExecutionReport:
 def execute(
     spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None]
 ) -> ExecutionReport:
-    """Evaluate ``units`` with the runner the spec names."""
-    if spec.execution.runner == "local":
-        from pipelines.runners.local import run_local
-
-        return run_local(spec, units, on_result, on_started)
-    if spec.execution.runner == "beam":
-        try:
-            from pipelines.runners.beam import run_beam
-        except ImportError as exc:
-            if not (exc.name or "").startswith("apache_beam"):
-                raise
-            raise UserError(
-                "execution.runner: beam needs Apache Beam, which is not installed here: "
-                "pip install 'evalpipe[beam]' (see the README for the versions that work together)."
-            ) from None
-        return run_beam(spec, units, on_result, on_started)
-    from pipelines.runners.ray import run_ray
-
-    return run_ray(spec, units, on_result, on_started)
+    """Evaluate ``units`` with the runner the spec names (found in :data:`~pipelines.spec_execution.RUNNER_TABLE`)."""
+    run = RUNNER_TABLE[spec.execution.runner].load(spec.execution.runner)
+    return run(spec, units, on_result, on_started)

@@ -52,7 +52,8 @@ from pipelines.errors import JobFailed, UserError
 from pipelines.job_statistics import job_statistics
 from pipelines.planning import WorkUnit
 from pipelines.runners import ExecutionReport, OnResult
-from pipelines.spec import BEAM_RUNNERS, JobSpec
+from pipelines.spec import JobSpec
+from pipelines.spec_execution import BEAM_RUNNERS
 from pipelines.unit_result import Partial, UnitResult, fold_right, merge_partials
 from pipelines.worker import UnitEvaluator
 
