@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from evaluators.accumulate import Accumulator
-from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.statistic import State
 from pipelines.errors import DataError
+
+if TYPE_CHECKING:  # storage and the results API read these types without loading JAX
+    import pyarrow as pa
+
+    from evaluators.accumulate import Accumulator
 
 SliceKey = tuple[tuple[str, str], ...]
 """One slice: ``((column, value), ...)`` in slice-entry order; ``()`` is the overall slice."""
@@ -74,6 +76,8 @@ def _merge_maps(acc: Accumulator | None, a: dict, b: dict) -> dict:
 
 def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial) -> Partial:
     """Merge two partial results; a slice or bucket missing on one side is taken as is."""
+    from evaluators.retrieval import QUERY, QueryRowsError  # loads JAX, which any merge has loaded already
+
     rows = dict(a.rows)
     for key, n in b.rows.items():
         rows[key] = rows.get(key, 0) + n
