@@ -96,7 +96,8 @@ def _write_sliced_data(directory: Path, rows: int, values: int) -> None:
 
 
 def slices_figures(rows: int, values: int, repeats: int) -> dict[str, Any]:
-    from bench import BINARY_METRICS, _measure, _median
+    from bench_jobs import measure_job, median
+    from bench_suites import BINARY_METRICS
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -119,8 +120,8 @@ def slices_figures(rows: int, values: int, repeats: int) -> dict[str, Any]:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in jobs}
         for _ in range(repeats):
             for name, job in jobs.items():
-                runs[name].append(_measure(job, work, name))
-    table = {name: _median(r) for name, r in runs.items()}
+                runs[name].append(measure_job(job, work, name))
+    table = {name: median(r) for name, r in runs.items()}
     figures = _ratio({"rows": rows, "slice_values": values}, table, "sliced", "plain", 10.0)
     return {**figures, "goal_peak_rss_mb": 1536.0}
 
@@ -132,15 +133,16 @@ def _ratio(sizes: dict[str, int], table: dict[str, Any], measured: str, baseline
 
 
 def multiclass_figures(rows: int, classes: int, repeats: int, runner: Any) -> dict[str, Any]:
-    from bench import _payload, _summary, multiclass_suite
+    from bench_harness import summary
+    from bench_suites import multiclass_suite, suite_payload
 
     suite = multiclass_suite(rows, classes)
-    payload = _payload(suite)
+    payload = suite_payload(suite)
     with tempfile.TemporaryDirectory() as tmp:
         job = suite.job(Path(tmp) / "out")
         read = [runner({"tool": "read", "suite": payload}) for _ in range(repeats)]
         evalpipe = [runner({"tool": "evalpipe", "suite": payload, "job": job}, cached=True) for _ in range(repeats)]
-    table = {"raw read": _summary(read, rows), "evalpipe": _summary(evalpipe, rows)}
+    table = {"raw read": summary(read, rows), "evalpipe": summary(evalpipe, rows)}
     return _ratio({"rows": rows, "classes": classes}, table, "evalpipe", "raw read", 2.0)
 
 
