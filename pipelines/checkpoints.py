@@ -45,7 +45,7 @@ from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
 from pipelines.storage import flatten_state, join, unflatten_state
-from pipelines.worker import Partial, SliceKey, UnitResult
+from pipelines.unit_result import Partial, SliceKey, UnitResult
 
 CHECKPOINTS_DIR = "_checkpoints"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import traceback
 from collections.abc import Sequence
@@ -18,97 +17,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
+from pipelines.run_text import format_run, format_value, metric_rows, write_table
 from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, stop_on_sigterm
 
 if TYPE_CHECKING:
     from pipelines.spec import JobSpec
-
-
-def _format_value(value: float | None) -> str:
-    if value is None:
-        return ""
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    if abs(value) >= 1e6 or abs(value) < 1e-4:
-        return f"{value:.6g}"
-    return f"{value:.6f}".rstrip("0").rstrip(".")
-
-
-def _vector_group(key: str) -> tuple[str, str] | None:
-    """``("confusion_matrix[…]", "")``-style group of a vector entry ``name[i]rest``; None for a scalar."""
-    if "[" not in key or "]" not in key:
-        return None
-    head, tail = key.split("[", 1)
-    return head, tail.split("]", 1)[1]
-
-
-def metric_rows(
-    run: Run, metrics: Sequence[str] | None = None, points: Sequence[str] | None = None
-) -> list[tuple[str, str, float, float | None, float | None]]:
-    """``(point, metric, value, lower, upper)`` of ``run``, filtered by point names and metric keys or base
-    names (``f1_score`` selects ``f1_score[2]``; ``roc_auc`` selects ``roc_auc.error_bound``)."""
-    from pipelines.results import check_names
-
-    check_names(run, metrics, points)
-    wanted = set(metrics) if metrics else None
-    rows = []
-    for point in run.points:
-        if points and point.name not in points:
-            continue
-        for name, metric in point.metrics.items():
-            bases = {name, name.split("[", 1)[0], name.split("[", 1)[0].split(".", 1)[0]}
-            if wanted is None or bases & wanted:
-                rows.append((point.name, name, metric.value, metric.lower, metric.upper))
-    return rows
-
-
-def format_run(
-    run: Run,
-    max_metrics: int = 200,
-    *,
-    expand: bool = False,
-    metrics: Sequence[str] | None = None,
-    points: Sequence[str] | None = None,
-) -> str:
-    """A plain text table: point, metric, value, interval. Vector entries (``name[i]``) collapse into one
-    row per vector (its length and first values) unless ``expand``."""
-    entries: list[tuple[str, str, str, str]] = []
-    vectors: dict[tuple[str, str], list[float]] = {}
-    shown = hidden = 0
-    for point, name, value, lower, upper in metric_rows(run, metrics, points):
-        group = None if expand else _vector_group(name)
-        if group is not None:
-            label = f"{group[0]}[…]{group[1]}"
-            if (point, label) not in vectors:
-                vectors[(point, label)] = []
-                entries.append((point, label, "", ""))
-            vectors[(point, label)].append(value)
-            continue
-        if shown >= max_metrics:
-            hidden += 1
-            continue
-        interval = (
-            f"[{_format_value(lower)}, {_format_value(upper)}]" if lower is not None and upper is not None else ""
-        )
-        entries.append((point, name, _format_value(value), interval))
-        shown += 1
-    table = [("point", "metric", "value", "interval")]
-    for point, name, value, interval in entries:
-        values = vectors.get((point, name))
-        if values is not None:
-            first = ", ".join(_format_value(v) for v in values[:4])
-            value = f"{len(values)} values: {first}{', …' if len(values) > 4 else ''}"
-        table.append((point, name, value, interval))
-    widths = [max(len(r[i]) for r in table) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    if hidden:
-        lines.append(f"... {hidden} more values in metrics.parquet (evalpipe show RUN --metric NAME selects some)")
-    if vectors:
-        lines.append(f"({len(vectors)} vectors collapsed: evalpipe show RUN --all lists every entry)")
-    return "\n".join(lines)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -222,7 +135,7 @@ def _primary(run: Run) -> str:
         return "-"
     keys = [k for k, d in run.metric_defs.items() if str(d.priority) == "primary" and k in overall.metrics]
     keys = keys or [k for k in overall.metrics if k != "rows"]
-    return f"{keys[0]}={_format_value(overall.metrics[keys[0]].value)}" if keys else "-"
+    return f"{keys[0]}={format_value(overall.metrics[keys[0]].value)}" if keys else "-"
 
 
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
@@ -238,7 +151,7 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
         rows.append(
             (info.job, info.run_id, started, str(run.metadata.get("rows", "?")), commit, _primary(run), info.uri)
         )
-    _table(rows, out)
+    write_table(rows, out)
     out.write(f"{len(runs)} committed runs\n")
     return 0
 
@@ -258,7 +171,7 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
         for o in others:
             written = o.last_written.strftime("%Y-%m-%d %H:%M:%S") if o.last_written else "?"
             rows.append((o.kind, o.job, str(o.files), f"{o.bytes / 1e6:.1f}", written, o.uri))
-        _table(rows, out)
+        write_table(rows, out)
         out.write(f"{len(others)} uncommitted run directories and stale refuse-claims (readers ignore them)\n")
     if args.delete and others:
         # a stale claim is stale by its lease; a run directory may still be being written, so it waits as long
@@ -272,7 +185,7 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
     for c in leftovers:
         written = c.last_written.strftime("%Y-%m-%d %H:%M:%S") if c.last_written else "?"
         rows.append((c.job, str(c.units), f"{c.bytes / 1e6:.1f}", written, c.uri))
-    _table(rows, out)
+    write_table(rows, out)
     out.write(f"{len(leftovers)} checkpoint directories of runs that have not committed\n")
     if args.delete:
         old = [c for c in leftovers if c.last_written is not None and c.last_written < cutoff]
@@ -280,14 +193,6 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
             remove_checkpoints(c)
         out.write(f"removed {len(old)} last written more than {args.older_than:g} h ago\n")
     return 0
-
-
-def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-        if i == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
 
 
 def _tolerance(text: str | None) -> float | dict[str, float]:
@@ -325,8 +230,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
             (
                 c.point,
                 c.metric,
-                _format_value(c.baseline),
-                _format_value(c.current),
+                format_value(c.baseline),
+                format_value(c.current),
                 f"{c.worse_by:.3g}",
                 p,
                 "REGRESSED" if c.regressed else "",

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, TextIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evaluators.accumulate import Accumulator
 from evaluators.task import TaskKind
 from pipelines import planning, timing
 from pipelines.bootstrap import key_role
@@ -29,19 +28,20 @@ from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
 from pipelines.idf import resolve_idf
+from pipelines.job_statistics import job_statistics
 from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_schema
 from pipelines.records import Regression, Run
-from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.reduce import build_points, metric_defs
 from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
-from pipelines.worker import TOTAL_DROPPED, UnitResult
+from pipelines.unit_result import TOTAL_DROPPED, OrderedMerger, UnitResult
 
 if TYPE_CHECKING:
     from pipelines.window import WindowOutcome
@@ -228,9 +228,8 @@ def run_job(
     plan_seconds = time.perf_counter() - t0
     driver_compile = timing.compile_seconds() - driver_compile
 
-    metrics = spec.derived_metrics()
-    accumulator = Accumulator.for_metrics(m for _, m in metrics)
-    replicate_accumulator = accumulator.replicates() if spec.confidence else None
+    statistics = job_statistics(spec)
+    metrics, accumulator, replicate_accumulator = statistics.metrics, statistics.accumulator, statistics.replicates
     merger = OrderedMerger(accumulator, replicate_accumulator)
     progress = Progress(len(plan.units), plan.rows, stream=progress_stream or sys.stderr, enabled=show_progress)
     rows_done = 0

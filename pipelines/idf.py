@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from evaluators.backbones.bert import BertConfig, document_frequency, idf_weights, load_tokenizer
+from pipelines.backbone_files import fsspec_reader
 from pipelines.planning import FileInfo, UnitPart
 from pipelines.reading import read_part
 from pipelines.spec import JobSpec
-from pipelines.worker import fsspec_reader
 
 
 def needs_idf(spec: JobSpec) -> bool:

@@ -2,7 +2,7 @@
 
 Every run stores its merged sufficient statistics (``statistics.npz``): per slice the statistics' states, the
 bootstrap-bucket states of the replicate statistics and the rows. :func:`merge_runs` reads them back, merges the
-runs' partial results with the run's own ordered tree merge (:class:`~pipelines.reduce.OrderedMerger`), turns
+runs' partial results with the run's own ordered tree merge (:class:`~pipelines.unit_result.OrderedMerger`), turns
 the result into points with the run's own reducer (:func:`~pipelines.reduce.build_points`: metrics, slices,
 intervals) and commits a new run through the same commit protocol as ``evalpipe run``.
 
@@ -29,11 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.accumulate import Accumulator
 from pipelines.errors import UserError
 from pipelines.finite import check_states, check_values, statistic_keys
+from pipelines.job_statistics import JobStatistics
 from pipelines.records import Run
-from pipelines.reduce import OrderedMerger, build_points, metric_defs
+from pipelines.reduce import build_points, metric_defs
 from pipelines.results import resolve_run_uri
 from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
 from pipelines.storage import (
@@ -47,7 +47,7 @@ from pipelines.storage import (
     run_location,
     write_run,
 )
-from pipelines.worker import Partial
+from pipelines.unit_result import OrderedMerger, Partial
 
 SETTINGS = ("task", "columns", "metrics", "slices", "confidence", "backbone")
 """What two runs must share to be merged (see :func:`run_settings`)."""
@@ -250,8 +250,8 @@ def merge_runs(
     metrics = metrics_of_recorded(newest.metadata["spec"], f"{newest_uri}/run.json")
     settings = run_settings(newest, newest_uri)
     slices, confidence = settings["slices"][0], settings["confidence"][0]
-    acc = Accumulator.for_metrics(m for _, m in metrics)
-    racc = acc.replicates() if confidence else None
+    statistics = JobStatistics.of(metrics, confidence)
+    acc, racc = statistics.accumulator, statistics.replicates
     templates = racc.zero_grouped(confidence.buckets) if racc is not None and confidence else ()
     merger = OrderedMerger(acc, racc)
     for i, (uri, _) in enumerate(runs):

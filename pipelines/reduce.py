@@ -1,10 +1,6 @@
-"""Merging unit states in a fixed order, and turning merged states into records.
+"""Turning merged states into records (points, metric values, intervals, metric definitions).
 
-Results arrive in any order (fast workers take more units, retries finish
-late); :class:`OrderedMerger` merges them in unit-index order as a balanced
-binary tree, so the floating-point result depends only on the plan, never on
-scheduling. Memory: O(log units) merged states plus results waiting for an
-earlier unit.
+The merge itself, in plan order, is :class:`pipelines.unit_result.OrderedMerger`.
 """
 
 from __future__ import annotations
@@ -16,79 +12,12 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
-from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.statistic import DerivedMetric, State
 from pipelines.bootstrap import basic_interval, percentile_interval, poisson_weights
-from pipelines.errors import DataError
 from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
 from pipelines.slicing import SliceSpec
 from pipelines.spec import ConfidenceSpec, MetricSpec
-from pipelines.worker import OVERALL, Partial, SliceKey
-
-
-def _merge_maps(acc: Accumulator | None, a: dict, b: dict) -> dict:
-    out = dict(a)
-    for key, states in b.items():
-        out[key] = acc.merge(out[key], states) if key in out else states
-    return out
-
-
-def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial) -> Partial:
-    """Merge two partial results; a slice or bucket missing on one side is taken as is."""
-    rows = dict(a.rows)
-    for key, n in b.rows.items():
-        rows[key] = rows.get(key, 0) + n
-    try:
-        states = _merge_maps(acc, a.states, b.states)
-    except QueryRowsError as exc:  # a ranking query in two work units
-        raise DataError(f"data.columns.{QUERY}: {exc}.") from None
-    return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
-
-
-class OrderedMerger:
-    """Merge per-unit partial results in index order ``0, 1, 2, ...`` as a binary tree."""
-
-    def __init__(self, acc: Accumulator, racc: Accumulator | None = None) -> None:
-        self.acc = acc
-        self.racc = racc
-        self.next_index = 0
-        self.waiting: dict[int, Partial] = {}
-        self.stack: list[tuple[int, Partial]] = []  # (level, merged partial)
-
-    def _merge(self, a: Partial, b: Partial) -> Partial:
-        return merge_partials(self.acc, self.racc, a, b)
-
-    def add(self, index: int, partial: Partial) -> None:
-        if index < self.next_index or index in self.waiting:
-            return  # a duplicate (a retried unit that also finished): identical states, keep one
-        self.waiting[index] = partial
-        while self.next_index in self.waiting:
-            self._push(self.waiting.pop(self.next_index))
-            self.next_index += 1
-
-    def _push(self, partial: Partial) -> None:
-        level = 0
-        while self.stack and self.stack[-1][0] == level:
-            _, left = self.stack.pop()
-            partial = self._merge(left, partial)
-            level += 1
-        self.stack.append((level, partial))
-
-    def result(self) -> Partial:
-        if self.waiting:
-            raise RuntimeError(f"units missing before {min(self.waiting)}: results incomplete")
-        return fold_right(self.acc, self.racc, [partial for _, partial in self.stack])
-
-
-def fold_right(acc: Accumulator, racc: Accumulator | None, partials: Sequence[Partial]) -> Partial:
-    """The last step of the ordered merge: ``p0 + (p1 + (... + pn))``; no partials: the empty overall one."""
-    merged: Partial | None = None
-    for partial in reversed(partials):
-        merged = partial if merged is None else merge_partials(acc, racc, partial, merged)
-    return merged if merged is not None else Partial({OVERALL: acc.zero()}, {}, {OVERALL: 0})
-
-
-# --- records ---------------------------------------------------------------------
+from pipelines.unit_result import OVERALL, Partial, SliceKey
 
 
 def flatten_values(key: str, values: Mapping[str, Any]) -> dict[str, float]:

@@ -26,7 +26,7 @@ from pipelines.errors import SpecError, UserError
 from pipelines.sides import unpaired
 from pipelines.spec import JobSpec, MetricSpec
 from pipelines.storage import read_run
-from pipelines.worker import Partial
+from pipelines.unit_result import Partial
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,8 @@ from pipelines.storage import (
 
 if TYPE_CHECKING:  # the spec module imports the metric catalogue, hence JAX: not needed to read runs
     from evaluators.statistic import DerivedMetric
-    from pipelines.slicing import SliceKey
     from pipelines.spec import MetricSpec
+    from pipelines.unit_result import SliceKey
 
 
 @dataclass(frozen=True)

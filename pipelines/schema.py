@@ -1,10 +1,10 @@
 """A JSON Schema (draft 2020-12) of the job spec, derived from the spec reader itself: ``evalpipe schema``.
 
 :mod:`pipelines.spec` reads every mapping of a job spec through one small vocabulary, and that vocabulary
-is what this module reads, from the reader's source code, starting at ``_parse``:
+is what this module reads, from the reader's source code (:data:`SPEC_MODULES`), starting at ``_parse``:
 
 * ``sec.get("key", kind, default, required=..., choices=...)``: a key, its YAML type(s), default and choices;
-* ``sec.section("key")`` and ``_Section(source, ("key", i), value)``: a nested mapping, or a list of them;
+* ``sec.section("key")`` and ``Section(source, ("key", i), value)``: a nested mapping, or a list of them;
 * ``sec.allowed.append("key")`` / ``.extend([...])``: a key read by hand (any value);
 * ``sec.finish()``: the mapping refuses unknown keys (``additionalProperties: false``);
 * ``raw = sec.value.get("key")`` then ``if isinstance(raw, T)`` / ``if raw is None: raise``: the key also
@@ -12,7 +12,8 @@ is what this module reads, from the reader's source code, starting at ``_parse``
 
 Names bound from module constants (``for key, kind in _BEAM_OPTION_KEYS.items()``, comprehensions over
 ``DETECTION_ROLES``) are iterated; helpers that receive a section are followed into. So a key added to the
-reader appears in the schema with no second list to keep in step. The schema is a linting aid for editors
+reader appears in the schema with no second list to keep in step. A helper imported from another module of
+:data:`SPEC_MODULES` is followed into that module. The schema is a linting aid for editors
 and CI: the reader stays the authority (it also checks values against each other, metric parameters against
 the catalogue, ranges and placeholders), so a spec the schema accepts may still be refused, never the reverse
 for the keys and types it describes. Metric entries take several forms and are left open.
@@ -21,17 +22,21 @@ for the keys and types it describes. Metric entries take several forms and are l
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
+
+from pipelines import spec_yaml
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 _CONST_CALLS = {"tuple", "list", "sorted", "set", "dict", "items", "keys", "values"}
 ITEM = "*"
 """Path segment of a list item."""
+SPEC_MODULES = ("pipelines.spec", "pipelines.spec_execution", "pipelines.spec_metrics", "pipelines.spec_slices")
+"""The modules of the spec reader; the first holds ``_parse``."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,31 @@ class _Key:
 class _Reader:
     """Walks the reader's functions, recording what each mapping of the spec may hold."""
 
-    def __init__(self, tree: ast.Module, namespace: Mapping[str, Any]) -> None:
-        self.functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
-        self.namespace = dict(namespace)
+    def __init__(self, trees: Mapping[str, ast.Module], namespaces: Mapping[str, Mapping[str, Any]]) -> None:
+        self.functions = {
+            (module, f.name): f for module, tree in trees.items() for f in tree.body if isinstance(f, ast.FunctionDef)
+        }
+        self.namespaces = {module: dict(namespace) for module, namespace in namespaces.items()}
+        self.module = SPEC_MODULES[0]
+        """The module whose function is being walked: its names resolve in its own namespace."""
         self.keys: dict[tuple[str, ...], dict[str, _Key]] = {}
         self.origins: dict[tuple[str, ...], set[str]] = {}
         self.closed: set[tuple[str, ...]] = set()
-        self.seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+        self.seen: set[tuple[tuple[str, str], tuple[tuple[str, Any], ...]]] = set()
         self.function = ""
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        return self.namespaces[self.module]
+
+    def resolve(self, name: str) -> tuple[str, str] | None:
+        """The reader function a call of ``name`` in the current module runs: ``(module, function name)``,
+        following an import from another reader module; None for any other callable."""
+        if (self.module, name) in self.functions:
+            return self.module, name
+        target = self.namespace.get(name)
+        found = (getattr(target, "__module__", None), getattr(target, "__name__", None))
+        return found if found in self.functions else None  # type: ignore[return-value]
 
     # --- recording -------------------------------------------------------------------------------------
 
@@ -203,7 +225,7 @@ class _Reader:
                     if kind in _JSON_TYPES:
                         self.key(subject.path[:-1], subject.path[-1]).types.add(_JSON_TYPES[kind])
             return None
-        if isinstance(func, ast.Name) and func.id == "_Section" and len(node.args) >= 2:
+        if isinstance(func, ast.Name) and self.namespace.get(func.id) is spec_yaml.Section and len(node.args) >= 2:
             path = self.literal_path(node.args[1], env)
             for arg in node.args[2:]:
                 self.value(arg, env)
@@ -214,8 +236,9 @@ class _Reader:
             return None
         args = [self.value(a, env) for a in node.args]
         keywords = {k.arg: self.value(k.value, env) for k in node.keywords}  # ``**{...}`` under None
-        if isinstance(func, ast.Name) and func.id in self.functions:
-            self.follow(func.id, args, keywords)
+        target = self.resolve(func.id) if isinstance(func, ast.Name) else None
+        if target is not None:
+            self.follow(target, args, keywords)
         elif not isinstance(func, ast.Name):
             self.value(func, env)
         return None
@@ -261,20 +284,21 @@ class _Reader:
 
     # --- statements --------------------------------------------------------------------------------------
 
-    def follow(self, name: str, args: list[Any], keywords: dict[str, Any]) -> None:
-        """Walk the module function ``name`` when it receives a section (or a raw mapping) of the spec."""
-        node = self.functions[name]
+    def follow(self, function: tuple[str, str], args: list[Any], keywords: dict[str, Any]) -> None:
+        """Walk the reader function ``(module, name)`` when it receives a section (or a raw mapping) of the spec."""
+        node = self.functions[function]
+        name = function[1]
         params = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
         env = dict(zip(params, args, strict=False)) | {k: v for k, v in keywords.items() if k in params}
         tracked = tuple(sorted((k, v) for k, v in env.items() if isinstance(v, _Section | _Mapping | _Raw)))
         if not tracked and name != "_parse":
             return
-        if (name, tracked) in self.seen:
+        if (function, tracked) in self.seen:
             return
-        self.seen.add((name, tracked))
-        caller, self.function = self.function, name
+        self.seen.add((function, tracked))
+        caller, self.function, module, self.module = self.function, name, self.module, function[0]
         self.block(node.body, env)
-        self.function = caller
+        self.function, self.module = caller, module
 
     def block(self, statements: list[ast.stmt], env: dict[str, Any]) -> None:
         for statement in statements:
@@ -377,14 +401,15 @@ def _nullable(shapes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"anyOf": [*shapes, {"type": "null"}]}
 
 
-def job_schema(source: str | None = None, module: ModuleType | None = None) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a job spec, read from the spec reader's source (``source``: that
-    source text, default the installed :mod:`pipelines.spec`'s; ``module``: where its names resolve)."""
-    if module is None:
-        from pipelines import spec as module
-    tree = ast.parse(source if source is not None else inspect.getsource(module))
-    reader = _Reader(tree, vars(module))
-    reader.follow("_parse", [], {})
+def job_schema(sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a job spec, read from the spec reader's source (:data:`SPEC_MODULES`;
+    ``sources``: module name -> source text read instead of that installed module's, whose names still
+    resolve in the installed module)."""
+    modules = {name: importlib.import_module(name) for name in SPEC_MODULES}
+    sources = dict(sources or {})
+    trees = {name: ast.parse(sources.get(name) or inspect.getsource(module)) for name, module in modules.items()}
+    reader = _Reader(trees, {name: vars(module) for name, module in modules.items()})
+    reader.follow((SPEC_MODULES[0], "_parse"), [], {})
     return {
         "$schema": DRAFT,
         "title": "evalpipe job spec",

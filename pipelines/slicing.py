@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-SliceKey = tuple[tuple[str, str], ...]
+from pipelines.unit_result import SliceKey
 
 FILTER_OPS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
 

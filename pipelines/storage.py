@@ -36,8 +36,8 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
-from pipelines.slicing import SliceKey
 from pipelines.storage_budget import CLEANUP_S, within
+from pipelines.unit_result import SliceKey
 
 COMMIT_MARKER = "_COMMITTED"
 RUN_FILE = "run.json"

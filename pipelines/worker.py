@@ -15,76 +15,36 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import jax
 import numpy as np
 import pyarrow as pa
 
-from evaluators.accumulate import Accumulator
-from evaluators.backbones import Reader, load_backbone
+from evaluators.backbones import load_backbone
 from evaluators.detection import first_mask_size_mismatch
 from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.segmentation import decode_mask, pixel_rows
-from evaluators.statistic import DerivedMetric, State
 from evaluators.task import TaskKind, find_bad_rows
 from pipelines import compile_cache, timing
+from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
+from pipelines.job_statistics import BATCH_ROWS, job_statistics
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
 from pipelines.sides import feature_columns
-from pipelines.slicing import SliceKey, assign
-from pipelines.spec import JobSpec, MetricSpec
+from pipelines.slicing import assign
+from pipelines.spec import JobSpec
 from pipelines.storage_budget import bound_storage_calls
+from pipelines.unit_result import OVERALL, TOTAL_DROPPED, Partial, SliceKey, UnitResult
 
-OVERALL: SliceKey = ()
 DISTINCT_SLICES_FACTOR = 10
 """A unit refuses more than ``max_slices * DISTINCT_SLICES_FACTOR`` distinct values of one slice entry."""
 
 
-@dataclass
-class Partial:
-    """Mergeable partial result: states per slice, bootstrap-bucket states per slice (each leaf with a
-    leading ``[buckets]`` axis), and rows per slice."""
-
-    states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
-    bucket_states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
-    rows: dict[SliceKey, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """States of one work unit, in the accumulators' statistic order."""
-
-    index: int
-    key: str
-    partial: Partial
-    rows: int
-    seconds: float
-    worker: str
-    backbone_loads: int = 0
-    """How many times this worker has loaded its backbone so far (1 when it holds one)."""
-    scores: pa.Table | None = None
-    """Per-row scores of user functions that asked for them (``file``, ``row``, [``row_id``], ``key.output``...)."""
-    dropped: dict[str, int] = field(default_factory=dict)
-    """Rows left out under ``data.on_bad_rows: drop``, per reason (``"predictions: with NaN or inf"``)."""
-    read_retries: int = 0
-    """Times this unit was read again after a transient storage error."""
-    cpu_seconds: float = 0.0
-    """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
-    weight: float | None = None
-    """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
-    compile_seconds: float = 0.0
-    """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
-
-
 _BUCKET = "bootstrap:bucket"
-TOTAL_DROPPED = "rows"
-"""Key of :attr:`UnitResult.dropped` that counts the rows left out (each once, whatever its reasons)."""
 READ_ATTEMPTS = 4
 """Attempts at reading a unit when storage fails transiently (connection reset, timeout, throttling)."""
 READ_BACKOFF_S = 0.5
@@ -94,19 +54,6 @@ FOLD_BYTES = 1 << 24
 into one large array first."""
 backoff_sleep = time.sleep
 """How the worker waits between reads (a module attribute, so a test can record the waits)."""
-BATCH_ROWS = 1 << 18
-"""Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
-updates (a unit's rows are folded in file order whatever the row-group size)."""
-
-
-def fsspec_reader(root: str) -> Reader:
-    """Checkpoint files under ``root`` (any fsspec URL; ``""``: ``root`` itself)."""
-
-    def read(name: str) -> bytes:
-        with fsspec.open(f"{root.rstrip('/')}/{name}" if name else root, "rb") as handle:
-            return handle.read()
-
-    return read
 
 
 DETECTION_NAMES = {
@@ -255,9 +202,10 @@ class UnitEvaluator:
         timing.watch_compiles()
         bound_storage_calls()  # a worker's reads get the driver's S3 timeouts (a Ray actor is another process)
         self.spec = spec
-        self.metrics: list[tuple[MetricSpec, DerivedMetric]] = spec.derived_metrics()
-        self.accumulator = Accumulator.for_metrics(m for _, m in self.metrics)
-        self.replicate_accumulator = self.accumulator.replicates() if spec.confidence else None
+        statistics = job_statistics(spec)
+        self.metrics = statistics.metrics
+        self.accumulator = statistics.accumulator
+        self.replicate_accumulator = statistics.replicates
         roles = spec.data.columns.roles()
         row_id = roles.pop("row_id", None)
         self.roles = roles

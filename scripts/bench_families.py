@@ -1,7 +1,7 @@
 """``python scripts/bench.py families``: ranking, fairness and corpus text metrics against their references.
 
 Each part times, in this process and on the same arrays, evalpipe's statistics (the update a work unit runs,
-batches of :data:`pipelines.worker.BATCH_ROWS` rows, then the stored form and the compute) against the reference
+batches of :data:`pipelines.job_statistics.BATCH_ROWS` rows, then the stored form and the compute) against the reference
 library run once on all rows, fails if the values differ (beyond 1e-9; 1e-6 for torchmetrics, which computes in
 float32), and reports the ratio and the size of the state:
 
@@ -48,7 +48,7 @@ def _evalpipe(metrics: dict[str, Any], columns: dict[str, np.ndarray]) -> tuple[
     """Headline values of ``metrics`` over ``columns`` folded in worker-sized batches, and the stored states'
     bytes."""
     from evaluators.accumulate import Accumulator
-    from pipelines.worker import BATCH_ROWS
+    from pipelines.job_statistics import BATCH_ROWS
 
     acc = Accumulator.for_metrics(metrics.values())
     states = acc.zero()

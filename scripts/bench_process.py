@@ -32,17 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench import (
-    ONE_CORE_XLA_FLAGS,
-    ROOT,
-    THREAD_VARIABLES,
-    Suite,
-    _payload,
-    _suite_from,
-    compare_values,
-    read_arrays,
-    sklearn_values,
-)
+from bench_harness import compare_values
+from bench_suites import ONE_CORE_XLA_FLAGS, ROOT, THREAD_VARIABLES, Suite, suite_from, suite_payload
+from bench_tools import read_arrays, sklearn_values
 
 SLICE_ROWS = 1 << 16
 AUC_BINS = 1 << 16
@@ -107,7 +99,7 @@ def _from_statistics(counts: np.ndarray, sums: np.ndarray, ece: np.ndarray, hist
 def tool_main(tool: str, payload: str) -> None:
     """Entry point of a baseline process: prints ``{"values": ..., "in_process_s": ...}`` as JSON."""
     start = time.perf_counter()
-    suite = _suite_from(json.loads(payload))
+    suite = suite_from(json.loads(payload))
     values = numpy_one_pass(suite) if tool == "numpy" else sklearn_values(suite, read_arrays(suite))
     values = {k: float(v) for k, v in values.items()}
     print(json.dumps({"values": values, "in_process_s": time.perf_counter() - start}))
@@ -166,7 +158,7 @@ def bench_process(suite: Suite, repeats: int, cpu: int) -> dict[str, object]:
     import yaml
 
     env = one_core_env()
-    payload = json.dumps(_payload(suite))
+    payload = json.dumps(suite_payload(suite))
     script = str(Path(__file__).resolve())
     runs: dict[str, list[dict[str, object]]] = {name: [] for name in TOOLS}
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,7 @@
 Figures, each against a baseline measured in the same invocation:
 
 * ``reduce``: merging ``--units`` (10,000) unit states of the binned ranking statistic in plan order
-  (:class:`~pipelines.reduce.OrderedMerger`), the states cycling through 16 distinct real units of
+  (:class:`~pipelines.unit_result.OrderedMerger`), the states cycling through 16 distinct real units of
   ``--unit-rows`` continuous scores; baseline: the same merge of the dense histograms (their working
   form, as runs stored them before the sparse form). Goal: under 1 s.
 * ``slices``: a job of the binary metrics plus average precision on ``--slice-rows`` (1M) rows with a
@@ -43,8 +43,7 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
     from evaluators import catalog
     from evaluators.accumulate import Accumulator
     from evaluators.task import Task
-    from pipelines.reduce import OrderedMerger
-    from pipelines.worker import OVERALL, Partial
+    from pipelines.unit_result import OVERALL, OrderedMerger, Partial
 
     metric = catalog.build("roc_auc", Task("binary"))
     stat = metric.statistic
@@ -97,7 +96,8 @@ def _write_sliced_data(directory: Path, rows: int, values: int) -> None:
 
 
 def slices_figures(rows: int, values: int, repeats: int) -> dict[str, Any]:
-    from bench import BINARY_METRICS, _measure, _median
+    from bench_jobs import measure_job, median
+    from bench_suites import BINARY_METRICS
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -120,8 +120,8 @@ def slices_figures(rows: int, values: int, repeats: int) -> dict[str, Any]:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in jobs}
         for _ in range(repeats):
             for name, job in jobs.items():
-                runs[name].append(_measure(job, work, name))
-    table = {name: _median(r) for name, r in runs.items()}
+                runs[name].append(measure_job(job, work, name))
+    table = {name: median(r) for name, r in runs.items()}
     figures = _ratio({"rows": rows, "slice_values": values}, table, "sliced", "plain", 10.0)
     return {**figures, "goal_peak_rss_mb": 1536.0}
 
@@ -133,15 +133,16 @@ def _ratio(sizes: dict[str, int], table: dict[str, Any], measured: str, baseline
 
 
 def multiclass_figures(rows: int, classes: int, repeats: int, runner: Any) -> dict[str, Any]:
-    from bench import _payload, _summary, multiclass_suite
+    from bench_harness import summary
+    from bench_suites import multiclass_suite, suite_payload
 
     suite = multiclass_suite(rows, classes)
-    payload = _payload(suite)
+    payload = suite_payload(suite)
     with tempfile.TemporaryDirectory() as tmp:
         job = suite.job(Path(tmp) / "out")
         read = [runner({"tool": "read", "suite": payload}) for _ in range(repeats)]
         evalpipe = [runner({"tool": "evalpipe", "suite": payload, "job": job}, cached=True) for _ in range(repeats)]
-    table = {"raw read": _summary(read, rows), "evalpipe": _summary(evalpipe, rows)}
+    table = {"raw read": summary(read, rows), "evalpipe": summary(evalpipe, rows)}
     return _ratio({"rows": rows, "classes": classes}, table, "evalpipe", "raw read", 2.0)
 
 

@@ -22,9 +22,9 @@ from pipelines.cli import main as cli_main
 from pipelines.errors import DataError, SpecError, UserError
 from pipelines.execute import check_dataset, run_job
 from pipelines.quantiles import resolve_quantiles
-from pipelines.reduce import OrderedMerger
 from pipelines.synthetic import binary_table, write_shards
-from pipelines.worker import Partial, UnitEvaluator
+from pipelines.unit_result import OrderedMerger, Partial
+from pipelines.worker import UnitEvaluator
 from tests.conftest import image_job_spec, write_job
 
 # Beam starts its worker processes with subprocess (fork, then exec at once), which JAX warns about.

@@ -11,6 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench
+import bench_harness
+import bench_suites
 
 pytest.importorskip("sklearn")
 pytest.importorskip("torchmetrics")
@@ -31,15 +33,17 @@ def test_suites_match_sklearn(tmp_path, capsys):
     ):
         (result,) = _run(tmp_path, *args)
         assert result["values_match_sklearn"]["ok"], result["values_match_sklearn"]
-        assert set(result["table"]) == set(bench.TOOLS)
+        assert set(result["table"]) == set(bench_harness.TOOLS)
         assert all(row["wall_s"] > 0 and row["peak_rss_mb"] > 0 for row in result["table"].values())
     assert "| segmentation | evalpipe |" in capsys.readouterr().out
 
 
 def test_values_check_catches_a_difference():
-    suite = bench.Suite("binary", 1, Path("."), {}, {}, ({"name": "roc_auc", "as": "roc_auc"},), 1)
-    assert bench.compare_values(suite, {"roc_auc": 0.9, "roc_auc.error_bound": 0.01}, {"roc_auc": 0.905})["ok"]
-    assert not bench.compare_values(suite, {"roc_auc": 0.9, "roc_auc.error_bound": 0.001}, {"roc_auc": 0.905})["ok"]
+    suite = bench_suites.Suite("binary", 1, Path("."), {}, {}, ({"name": "roc_auc", "as": "roc_auc"},), 1)
+    assert bench_harness.compare_values(suite, {"roc_auc": 0.9, "roc_auc.error_bound": 0.01}, {"roc_auc": 0.905})["ok"]
+    assert not bench_harness.compare_values(suite, {"roc_auc": 0.9, "roc_auc.error_bound": 0.001}, {"roc_auc": 0.905})[
+        "ok"
+    ]
 
 
 def test_reduce_and_memory(tmp_path):

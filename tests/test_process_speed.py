@@ -169,17 +169,18 @@ def test_top_class_is_numpys_argmax_with_ties_and_negative_scores():
 
 def _bench_modules():
     sys.path.insert(0, str(ROOT / "scripts"))
-    import bench
     import bench_process
+    import bench_suites
+    import bench_tools
 
-    return bench, bench_process
+    return bench_suites, bench_tools, bench_process
 
 
 def test_numpy_one_pass_baseline_computes_the_metrics_sklearn_does(tmp_path):
-    bench, bench_process = _bench_modules()
-    suite = bench.binary_suite(6_000, tmp_path, shard_rows=2_000)
+    bench_suites, bench_tools, bench_process = _bench_modules()
+    suite = bench_suites.binary_suite(6_000, tmp_path, shard_rows=2_000)
     ours = bench_process.numpy_one_pass(suite)
-    reference = bench.sklearn_values(suite, bench.read_arrays(suite))
+    reference = bench_tools.sklearn_values(suite, bench_tools.read_arrays(suite))
     for key, want in reference.items():
         # ROC-AUC from a linear 65,536-bin histogram; the rest exact up to summation order
         assert ours[key] == pytest.approx(want, abs=1e-4 if key == "roc_auc" else 1e-9), key
@@ -187,7 +188,9 @@ def test_numpy_one_pass_baseline_computes_the_metrics_sklearn_does(tmp_path):
 
 @pytest.mark.slow
 def test_process_benchmark_runs_whole_processes_and_checks_values(tmp_path, capsys):
-    bench, bench_process = _bench_modules()
+    _, _, bench_process = _bench_modules()
+    import bench
+
     out = tmp_path / "process.json"
     args = ["--rows", "6000", "--shard-rows", "2000", "--repeats", "1", "--data-dir", str(tmp_path), "--json", str(out)]
     bench.main(["process", *args])

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipelines import spec as spec_module
+from pipelines import spec_execution
 from pipelines.cli import main
 from pipelines.schema import DRAFT, job_schema
 
@@ -71,13 +72,16 @@ def test_malformed_specs_are_rejected(validator, change, where):
 
 
 def test_a_key_added_to_the_reader_appears_in_the_schema():
-    source = inspect.getsource(spec_module)
+    execution_source = inspect.getsource(spec_execution)
     anchor = '    runner = sec.get("runner", str, "ray", choices=RUNNERS)\n'
-    assert source.count(anchor) == 1
-    changed = source.replace(anchor, anchor + '    sec.get("probe_limit", int, 7)\n')
+    assert execution_source.count(anchor) == 1
+    changed_execution = execution_source.replace(anchor, anchor + '    sec.get("probe_limit", int, 7)\n')
     anchor = '    commit = root.get("commit", str)\n'
-    changed = changed.replace(anchor, anchor + '    root.get("probe_flag", bool, required=True)\n')
-    before, after = job_schema(), job_schema(changed)
+    changed_spec = inspect.getsource(spec_module).replace(
+        anchor, anchor + '    root.get("probe_flag", bool, required=True)\n'
+    )
+    before = job_schema()
+    after = job_schema({"pipelines.spec_execution": changed_execution, "pipelines.spec": changed_spec})
     assert "probe_limit" not in json.dumps(before) and "probe_flag" not in json.dumps(before)
     execution = next(s for s in after["properties"]["execution"]["anyOf"] if s.get("type") == "object")
     assert execution["properties"]["probe_limit"] == {"type": ["integer", "null"], "default": 7}

@@ -16,7 +16,7 @@ from pipelines.execute import run_job
 from pipelines.reduce import build_points
 from pipelines.significance import bootstrap_difference_test, compare_runs, compare_slices
 from pipelines.spec import ConfidenceSpec, MetricSpec
-from pipelines.worker import Partial
+from pipelines.unit_result import Partial
 from tests.conftest import write_job
 
 ACCURACY = catalog.build("accuracy", Task("binary"))

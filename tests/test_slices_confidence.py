@@ -22,7 +22,7 @@ from pipelines.execute import run_job
 from pipelines.reduce import build_points
 from pipelines.spec import ConfidenceSpec, MetricSpec
 from pipelines.synthetic import binary_table
-from pipelines.worker import Partial
+from pipelines.unit_result import Partial
 from tests.conftest import write_job
 
 METRICS = [

@@ -1,11 +1,11 @@
-"""Runners: where work units are evaluated.
+"""Runners: where work units are evaluated, each found by name in :data:`pipelines.spec_execution.RUNNER_TABLE`.
 
 * ``local``: in this process, no Ray;
 * ``ray``: long-lived actors on a Ray cluster (the only module importing ray);
 * ``beam``: an Apache Beam pipeline (the only module importing apache_beam), on
   the DirectRunner, Dataflow, Flink...
 
-All call ``on_result`` with every unit's :class:`~pipelines.worker.UnitResult`;
+All call ``on_result`` with every unit's :class:`~pipelines.unit_result.UnitResult`;
 the caller merges them in unit order, so all give identical records. (The Beam
 runner can instead merge the states inside its pipeline, in the same order; it
 then returns them as :attr:`ExecutionReport.merged`.)
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import UserError
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
-from pipelines.worker import Partial, UnitResult
+from pipelines.spec_execution import RUNNER_TABLE
+from pipelines.unit_result import Partial, UnitResult
 
 OnResult = Callable[[UnitResult], None]
 
@@ -47,22 +47,6 @@ class ExecutionReport:
 def execute(
     spec: JobSpec, units: Sequence[WorkUnit], on_result: OnResult, on_started: Callable[[], None]
 ) -> ExecutionReport:
-    """Evaluate ``units`` with the runner the spec names."""
-    if spec.execution.runner == "local":
-        from pipelines.runners.local import run_local
-
-        return run_local(spec, units, on_result, on_started)
-    if spec.execution.runner == "beam":
-        try:
-            from pipelines.runners.beam import run_beam
-        except ImportError as exc:
-            if not (exc.name or "").startswith("apache_beam"):
-                raise
-            raise UserError(
-                "execution.runner: beam needs Apache Beam, which is not installed here: "
-                "pip install 'evalpipe[beam]' (see the README for the versions that work together)."
-            ) from None
-        return run_beam(spec, units, on_result, on_started)
-    from pipelines.runners.ray import run_ray
-
-    return run_ray(spec, units, on_result, on_started)
+    """Evaluate ``units`` with the runner the spec names (found in :data:`~pipelines.spec_execution.RUNNER_TABLE`)."""
+    run = RUNNER_TABLE[spec.execution.runner].load(spec.execution.runner)
+    return run(spec, units, on_result, on_started)

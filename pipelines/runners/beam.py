@@ -7,11 +7,11 @@ The only module importing ``apache_beam`` (``pip install 'evalpipe[beam]'``).
   loaded on the first unit that needs it and then kept), as each Ray actor does; every DoFn instance of
   that process shares it, one unit at a time. ``process()`` evaluates one unit with the same code as the
   local and Ray runners.
-* Each unit's :class:`~pipelines.worker.UnitResult` goes back to the driver as one file under a results
+* Each unit's :class:`~pipelines.unit_result.UnitResult` goes back to the driver as one file under a results
   directory: a local temporary directory for the DirectRunner, ``{temp_location}/evalpipe/...`` (which
   the workers and the driver both reach: ``gs://``, ``s3://``...) otherwise. The driver reads the files
   as they appear and hands each result to ``on_result``, which merges them in unit order
-  (:class:`~pipelines.reduce.OrderedMerger`), so records are bit-identical to the other runners.
+  (:class:`~pipelines.unit_result.OrderedMerger`), so records are bit-identical to the other runners.
 * With ``execution.beam.combine: beam`` the states are merged inside the pipeline instead, by
   :class:`OrderedPartialCombineFn` (``CombineGlobally``), and only the merged states come back (the
   units' files then carry rows, scores and timings, no states). Its accumulator keeps the units' states
@@ -49,11 +49,13 @@ from apache_beam.options.pipeline_options import (
 from fsspec.core import url_to_fs
 
 from pipelines.errors import JobFailed, UserError
+from pipelines.job_statistics import job_statistics
 from pipelines.planning import WorkUnit
-from pipelines.reduce import fold_right, merge_partials
 from pipelines.runners import ExecutionReport, OnResult
-from pipelines.spec import BEAM_RUNNERS, JobSpec
-from pipelines.worker import Partial, UnitEvaluator, UnitResult
+from pipelines.spec import JobSpec
+from pipelines.spec_execution import BEAM_RUNNERS
+from pipelines.unit_result import Partial, UnitResult, fold_right, merge_partials
+from pipelines.worker import UnitEvaluator
 
 METRICS_NAMESPACE = "evalpipe"
 ABORT = "abort"
@@ -69,7 +71,7 @@ _Block = tuple[int, int]
 
 class OrderedPartialCombineFn(beam.CombineFn):
     """``(unit index, Partial)`` -> the merge of every unit's partial, equal bit for bit to
-    :class:`~pipelines.reduce.OrderedMerger` fed the same units.
+    :class:`~pipelines.unit_result.OrderedMerger` fed the same units.
 
     The driver merges units as a balanced binary tree over indices ``0 .. units - 1``. The accumulator
     here holds complete aligned blocks of that tree, ``{(level, k): merged partial of units
@@ -90,10 +92,8 @@ class OrderedPartialCombineFn(beam.CombineFn):
 
     def _accs(self) -> tuple[Any, Any]:
         if self._accumulators is None:
-            from evaluators.accumulate import Accumulator
-
-            acc = Accumulator.for_metrics(m for _, m in self.spec.derived_metrics())
-            self._accumulators = (acc, acc.replicates() if self.spec.confidence else None)
+            statistics = job_statistics(self.spec)
+            self._accumulators = (statistics.accumulator, statistics.replicates)
         return self._accumulators
 
     def _merge(self, left: Partial, right: Partial) -> Partial:

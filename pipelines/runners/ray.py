@@ -39,7 +39,8 @@ from pipelines.errors import JobFailed, UserError, is_transient_error
 from pipelines.planning import WorkUnit
 from pipelines.runners import ExecutionReport, OnResult
 from pipelines.spec import JobSpec
-from pipelines.worker import UnitEvaluator, UnitResult
+from pipelines.unit_result import UnitResult
+from pipelines.worker import UnitEvaluator
 
 IN_FLIGHT_PER_ACTOR = 2
 MAX_START_FAILURES = 3

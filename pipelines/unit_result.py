@@ -1,0 +1,131 @@
+"""The result of one work unit, and merging such results in plan order.
+
+A worker turns a work unit into a :class:`UnitResult`: the unit's states per slice (a :class:`Partial`),
+its row counts and what it cost. Results arrive in any order (fast workers take more units, retries
+finish late); :class:`OrderedMerger` merges them in unit-index order as a balanced binary tree, so the
+floating-point result depends only on the plan, never on scheduling. Memory: O(log units) merged states
+plus results waiting for an earlier unit.
+
+The driver, the runners, checkpoints, storage and the results API read these types; only the runners
+import the worker that makes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from evaluators.statistic import State
+from pipelines.errors import DataError
+
+if TYPE_CHECKING:  # storage and the results API read these types without loading JAX
+    import pyarrow as pa
+
+    from evaluators.accumulate import Accumulator
+
+SliceKey = tuple[tuple[str, str], ...]
+"""One slice: ``((column, value), ...)`` in slice-entry order; ``()`` is the overall slice."""
+OVERALL: SliceKey = ()
+TOTAL_DROPPED = "rows"
+"""Key of :attr:`UnitResult.dropped` that counts the rows left out (each once, whatever its reasons)."""
+
+
+@dataclass
+class Partial:
+    """Mergeable partial result: states per slice, bootstrap-bucket states per slice (each leaf with a
+    leading ``[buckets]`` axis), and rows per slice."""
+
+    states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
+    bucket_states: dict[SliceKey, tuple[State, ...]] = field(default_factory=dict)
+    rows: dict[SliceKey, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """States of one work unit, in the accumulators' statistic order."""
+
+    index: int
+    key: str
+    partial: Partial
+    rows: int
+    seconds: float
+    worker: str
+    backbone_loads: int = 0
+    """How many times this worker has loaded its backbone so far (1 when it holds one)."""
+    scores: pa.Table | None = None
+    """Per-row scores of user functions that asked for them (``file``, ``row``, [``row_id``], ``key.output``...)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows left out under ``data.on_bad_rows: drop``, per reason (``"predictions: with NaN or inf"``)."""
+    read_retries: int = 0
+    """Times this unit was read again after a transient storage error."""
+    cpu_seconds: float = 0.0
+    """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
+    weight: float | None = None
+    """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
+    compile_seconds: float = 0.0
+    """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
+
+
+def _merge_maps(acc: Accumulator | None, a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, states in b.items():
+        out[key] = acc.merge(out[key], states) if key in out else states
+    return out
+
+
+def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial) -> Partial:
+    """Merge two partial results; a slice or bucket missing on one side is taken as is."""
+    from evaluators.retrieval import QUERY, QueryRowsError  # loads JAX, which any merge has loaded already
+
+    rows = dict(a.rows)
+    for key, n in b.rows.items():
+        rows[key] = rows.get(key, 0) + n
+    try:
+        states = _merge_maps(acc, a.states, b.states)
+    except QueryRowsError as exc:  # a ranking query in two work units
+        raise DataError(f"data.columns.{QUERY}: {exc}.") from None
+    return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
+
+
+class OrderedMerger:
+    """Merge per-unit partial results in index order ``0, 1, 2, ...`` as a binary tree."""
+
+    def __init__(self, acc: Accumulator, racc: Accumulator | None = None) -> None:
+        self.acc = acc
+        self.racc = racc
+        self.next_index = 0
+        self.waiting: dict[int, Partial] = {}
+        self.stack: list[tuple[int, Partial]] = []  # (level, merged partial)
+
+    def _merge(self, a: Partial, b: Partial) -> Partial:
+        return merge_partials(self.acc, self.racc, a, b)
+
+    def add(self, index: int, partial: Partial) -> None:
+        if index < self.next_index or index in self.waiting:
+            return  # a duplicate (a retried unit that also finished): identical states, keep one
+        self.waiting[index] = partial
+        while self.next_index in self.waiting:
+            self._push(self.waiting.pop(self.next_index))
+            self.next_index += 1
+
+    def _push(self, partial: Partial) -> None:
+        level = 0
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            partial = self._merge(left, partial)
+            level += 1
+        self.stack.append((level, partial))
+
+    def result(self) -> Partial:
+        if self.waiting:
+            raise RuntimeError(f"units missing before {min(self.waiting)}: results incomplete")
+        return fold_right(self.acc, self.racc, [partial for _, partial in self.stack])
+
+
+def fold_right(acc: Accumulator, racc: Accumulator | None, partials: Sequence[Partial]) -> Partial:
+    """The last step of the ordered merge: ``p0 + (p1 + (... + pn))``; no partials: the empty overall one."""
+    merged: Partial | None = None
+    for partial in reversed(partials):
+        merged = partial if merged is None else merge_partials(acc, racc, partial, merged)
+    return merged if merged is not None else Partial({OVERALL: acc.zero()}, {}, {OVERALL: 0})
