@@ -26,7 +26,6 @@ import pyarrow as pa
 from evaluators.accumulate import Accumulator
 from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import Reader, load_backbone
-from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.statistic import DerivedMetric, State
 from evaluators.task import find_bad_rows
 from pipelines import compile_cache, timing
@@ -246,10 +245,11 @@ class UnitEvaluator:
             try:
                 result = self._process(unit, start, cpu_start, attempt)
                 return dataclasses.replace(result, compile_seconds=timing.compile_seconds() - compile_start)
-            except QueryRowsError as exc:
-                column = self.roles.get(QUERY)
-                raise DataError(f"{_describe(unit)}: column {column!r} (data.columns.{QUERY}): {exc}.") from None
             except Exception as exc:
+                role = self.adapter.refused_role(exc)
+                if role is not None:
+                    column = self.roles.get(role)
+                    raise DataError(f"{_describe(unit)}: column {column!r} (data.columns.{role}): {exc}.") from None
                 if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
                     raise
                 backoff_sleep(READ_BACKOFF_S * 2**attempt)

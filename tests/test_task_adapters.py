@@ -8,13 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from evaluators.adapters import ADAPTERS, InputError, Ragged, adapter_for, roles_problem
 from evaluators.adapters.detection import STATISTIC_NAMES
 from evaluators.detection import InstanceMasks
 from evaluators.task import Task, TaskKind
+from pipelines import spec as spec_module
+from pipelines.errors import DataError
+from pipelines.execute import run_job
 from pipelines.reading import column_type, expected_type, ragged
+from tests.conftest import write_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,3 +133,30 @@ def test_segmentation_adapter_expands_images_into_pixel_rows_with_their_buckets(
             "f",
             5,
         )
+
+
+def test_a_query_split_inside_a_file_is_refused_naming_its_column(tmp_path):
+    (tmp_path / "data").mkdir()
+    table = pa.table(
+        {
+            "score": [0.9, 0.1, 0.5, 0.7],
+            "rel": [1, 0, 0, 1],
+            "qid": ["a", "b", "a", "b"],  # query a's rows are not one contiguous run
+        }
+    )
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet")
+    job = {
+        "name": "split-query",
+        "data": {
+            "path": f"{tmp_path}/data/*.parquet",
+            "columns": {"predictions": "score", "targets": "rel", "query_id": "qid"},
+        },
+        "task": "ranking",
+        "metrics": ["ndcg"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(
+        DataError, match=r"^work unit 0 \(.*part-0.parquet\): column 'qid' \(data.columns.query_id\): .*contiguous"
+    ):
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)

@@ -158,3 +158,8 @@ class TaskAdapter:
         """One slice's batch -> the statistics' rows, with each row's bootstrap bucket (``bucket``: int
         ``[n]`` per input row, or None). Default: as they are."""
         return columns, bucket
+
+    def refused_role(self, error: Exception) -> str | None:
+        """The role whose rows the task's statistics refused with ``error`` (rows they cannot count
+        together), or None for any other error. Default: None."""
+        return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from evaluators.adapters.base import GROUPS, ColumnKind, TaskAdapter
+from evaluators.retrieval import QUERY, QueryRowsError
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,7 @@ class RankingAdapter(TaskAdapter):
 
     def own_kind(self, role: str) -> ColumnKind:
         return GROUPS if role == "query_id" else super().own_kind(role)
+
+    def refused_role(self, error: Exception) -> str | None:
+        """``query_id`` for rows of a query that cannot be ranked together (split, or of different weights)."""
+        return QUERY if isinstance(error, QueryRowsError) else None
