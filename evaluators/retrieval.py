@@ -43,7 +43,8 @@ from functools import partial
 
 import numpy as np
 
-from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
+from evaluators.kernels import from_fixed
+from evaluators.kernels import to_fixed_host as _fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
@@ -55,13 +56,6 @@ VALUES = ("ndcg", "average_precision", "precision", "recall", "reciprocal_rank",
 
 class QueryRowsError(ValueError):
     """Rows of one query that cannot be ranked together: not one contiguous run, or of different weights."""
-
-
-def _fixed(values: np.ndarray) -> np.ndarray:
-    """float64 ``[...]`` -> int64 limbs ``[..., 2]`` (the host form of :func:`evaluators.calibration.to_fixed`)."""
-    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
-    hi = np.round(scaled)
-    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
 
 
 def _key(value: object) -> int:
