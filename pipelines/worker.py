@@ -27,7 +27,6 @@ from evaluators.accumulate import Accumulator
 from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import Reader, load_backbone
 from evaluators.statistic import DerivedMetric, State
-from evaluators.task import find_bad_rows
 from pipelines import compile_cache, timing
 from pipelines.bootstrap import buckets, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
@@ -327,7 +326,7 @@ class UnitEvaluator:
         :class:`DataError` naming the column, the problem and the count of offending rows. The task adapter
         decodes the read columns first (``first_row``: the batch's first row in its file, to name a bad row)."""
         batch = _adapted(self.adapter.decode, batch, self.roles, where, first_row)
-        problems = find_bad_rows(self.spec.task, {r: batch[r] for r in self.roles})
+        problems = self.adapter.bad_rows({r: batch[r] for r in self.roles})
         if not problems:
             return batch
         fixable = all(p.rows is not None for p in problems)

@@ -3,8 +3,9 @@ the conversion of the columns a reader hands over into the batch the task's stat
 
 The pipeline is task-agnostic: it asks :func:`adapter_for` for the job's adapter and calls it at fixed
 points (see :class:`~evaluators.adapters.base.TaskAdapter`): which roles to read as per-row lists,
-:meth:`decode` right after reading, :meth:`batch` on checked rows, :meth:`expand` per slice. A new task adds
-its adapter module here and one line to :data:`ADAPTERS`.
+:meth:`decode` right after reading, :meth:`bad_rows` to find the rows it must refuse or drop, :meth:`batch` on
+checked rows, :meth:`expand` per slice, :meth:`refused_role` to name the column of rows the statistics refuse.
+A new task adds its adapter module here and one line to :data:`ADAPTERS`.
 
 Adapters work on numpy and Python values only (no storage library): a reader describes its column types as
 :class:`~evaluators.adapters.base.ColumnType`, hands list columns of varying length over as

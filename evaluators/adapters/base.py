@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evaluators.task import PredictionKind, Task
+from evaluators.task import BadRows, PredictionKind, Task, check_weights
 
 Columns = dict[str, Any]
 """Role -> ``[n, ...]`` array (or object array of per-row values, or :class:`Ragged`): one batch of rows."""
@@ -140,6 +140,22 @@ class TaskAdapter:
         if role == "predictions" and self.task.prediction is not PredictionKind.LABELS:
             return NUMERIC
         return LABELS
+
+    def bad_rows(self, columns: Columns) -> list[BadRows]:
+        """Every problem of a batch of checked-in rows (``predictions`` and ``targets`` ``[n, ...]``, optional
+        ``weights`` ``[n]``), with the offending rows of each; empty for a clean batch. Rows of both sides
+        must match in number and weights must be finite and >= 0; then :meth:`value_problems`."""
+        preds = columns["predictions"]
+        targets = columns["targets"]
+        n = len(targets)
+        if len(preds) != n:
+            return [BadRows("predictions", f"have {len(preds)} rows but targets have {n}")]
+        problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
+        return problems + self.value_problems(preds, targets, columns, n)
+
+    def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
+        """Problems of the task's own values in ``n`` rows (NaN scores, labels out of range...). Default: none."""
+        return []
 
     def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:
         """Those of ``roles`` whose columns are read as :class:`Ragged` per-row lists (default none)."""

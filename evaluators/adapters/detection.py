@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from evaluators.adapters.base import BINARY, STRUCT, ColumnKind, Columns, InputError, Ragged, TaskAdapter
 from evaluators.detection import first_mask_size_mismatch, instance_masks
+from evaluators.task import BadRows, flagged_rows
 
 MASK_LISTS = (
     "instance masks, list<struct<size: list<int>, counts: string or list<int>>> (COCO RLE, compressed or "
@@ -57,6 +58,15 @@ class DetectionAdapter(TaskAdapter):
         if role not in _PER_ROW:
             return PER_IMAGE
         return super().own_kind(role)
+
+    def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
+        """Per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked by
+        the statistic."""
+        problems: list[BadRows] = []
+        for role, values in columns.items():
+            if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
+                problems += flagged_rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
+        return problems
 
     def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:
         return frozenset(r for r in roles if r not in _PER_ROW)
@@ -125,3 +135,13 @@ def _instance_masks(column: Ragged, where: str) -> np.ndarray:
                 "PNG, all of the image's size."
             ) from None
     return out
+
+
+def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
+    as decoded instance masks, are not numbers and pass)."""
+    return np.fromiter(
+        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
+        bool,
+        count=len(values),
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from evaluators.adapters.base import GROUPS, ColumnKind, TaskAdapter
+import numpy as np
+
+from evaluators.adapters.base import GROUPS, ColumnKind, Columns, TaskAdapter
 from evaluators.retrieval import QUERY, QueryRowsError
+from evaluators.task import BadRows, flagged_rows
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,19 @@ class RankingAdapter(TaskAdapter):
     def refused_role(self, error: Exception) -> str | None:
         """``query_id`` for rows of a query that cannot be ranked together (split, or of different weights)."""
         return QUERY if isinstance(error, QueryRowsError) else None
+
+    def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
+        """Item scores: finite numbers; relevance: finite numbers >= 0."""
+        return _check_ranking(predictions, targets, n)
+
+
+def _check_ranking(scores: np.ndarray, relevance: np.ndarray, n: int) -> list[BadRows]:
+    """Item scores: finite numbers; relevance: finite numbers >= 0."""
+    problems: list[BadRows] = []
+    for role, values in (("predictions", scores), ("targets", relevance)):
+        if values.ndim != 1 or values.dtype.kind not in "biuf":
+            return [BadRows(role, f"expected one number per row, got {values.dtype} of shape {values.shape[1:]}")]
+    if scores.dtype.kind == "f":
+        problems += flagged_rows("predictions", "with NaN or inf", ~np.isfinite(scores), n)
+    bad = ~np.isfinite(relevance) | (relevance < 0) if relevance.dtype.kind == "f" else relevance < 0
+    return problems + flagged_rows("targets", "with a relevance that is negative, NaN or inf", bad, n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from evaluators.adapters.base import (
     InputError,
     TaskAdapter,
 )
-from evaluators.segmentation import decode_mask, pixel_rows
+from evaluators.segmentation import bad_mask_rows, decode_mask, pixel_rows
+from evaluators.task import BadRows
 
 MASKS = ColumnKind(
     "single-channel PNG masks of class ids (binary), class ids per pixel (list of integers) or 8-bit class "
@@ -36,6 +38,10 @@ class SegmentationAdapter(TaskAdapter):
 
     def own_kind(self, role: str) -> ColumnKind:
         return MASKS if role in _SIDES else super().own_kind(role)
+
+    def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
+        """Masks of one size per image, integer class ids in range (see :func:`~evaluators.segmentation.bad_mask_rows`)."""
+        return bad_mask_rows(predictions, targets, self.task.classes, self.task.ignore_index)
 
     def decode(self, columns: Columns, roles: Mapping[str, str], where: str, first_row: int) -> Columns:
         out = dict(columns)
