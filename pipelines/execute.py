@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluators.accumulate import Accumulator
-from evaluators.task import TaskKind
+from evaluators.adapters import adapter_for
 from pipelines import planning, timing
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
@@ -139,7 +139,7 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
         spec.execution.unit_rows,
         spec.execution.actors or 1,
         per_worker,
-        whole_files=spec.task.kind is TaskKind.RANKING,  # a query's rows are ranked together, in one unit
+        whole_files=adapter_for(spec.task).whole_files,  # a ranking query's rows are ranked together, in one unit
     )
     roles = spec.data.columns.roles()
     for info in plan.files:

@@ -28,7 +28,7 @@ def test_every_task_kind_has_an_adapter():
     assert set(ADAPTERS) == set(TaskKind)
 
 
-@pytest.mark.parametrize("module", ["worker.py", "reading.py"])
+@pytest.mark.parametrize("module", ["worker.py", "reading.py", "execute.py"])
 def test_reader_and_worker_have_no_task_branches(module):
     tree = ast.parse((ROOT / "pipelines" / module).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}

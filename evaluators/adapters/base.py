@@ -121,6 +121,11 @@ class TaskAdapter:
     """Roles a job of this task must map to a column (beside ``predictions`` and ``targets``)."""
     own_roles: ClassVar[tuple[str, ...]] = ()
     """Roles only this task takes: a job of another task that maps one is refused with :meth:`roles_hint`."""
+    whole_files: ClassVar[bool] = False
+    """Rows are counted in groups (a ranking query) that must not be split: a file is never shared between
+    work units."""
+    one_sided: ClassVar[bool] = False
+    """A job may read one side only (a reference job, or one against a stored reference)."""
 
     def roles_hint(self, missing: Collection[str]) -> str:
         """The spec error (after ``data.columns``'s location) for a job that lacks ``missing`` of the needed

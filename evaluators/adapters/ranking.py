@@ -20,6 +20,7 @@ class RankingAdapter(TaskAdapter):
 
     needed_roles: ClassVar[tuple[str, ...]] = ("query_id",)
     own_roles: ClassVar[tuple[str, ...]] = ("query_id",)
+    whole_files: ClassVar[bool] = True  # a query's rows are ranked together, in one unit
 
     def roles_hint(self, missing: Collection[str]) -> str:
         return (

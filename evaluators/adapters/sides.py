@@ -5,6 +5,7 @@ reference); the backbone turns the raw sides into features."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,6 +23,8 @@ TEXTS = ColumnKind("a string column", lambda t: t.is_string)
 class SidedAdapter(TaskAdapter):
     """A task whose batches may hold one side only (and precomputed feature columns, checked where they are
     read)."""
+
+    one_sided: ClassVar[bool] = True
 
     def bad_rows(self, columns: Columns) -> list[BadRows]:
         """Problems of a batch whose sides (``predictions`` / ``targets``) may be absent: sides of different
