@@ -25,11 +25,10 @@ from evaluators.calibration import (
     CalibrationBins,
     bin_index,
     check_bins,
-    from_fixed,
     require_probabilities,
-    to_fixed,
 )
-from evaluators.classification import per_class_values, safe_divide
+from evaluators.classification import per_class_values
+from evaluators.kernels import from_fixed, safe_divide, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
 

@@ -21,7 +21,10 @@ from functools import partial
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.classification import require_kind, safe_divide
+from evaluators.classification import require_kind
+from evaluators.kernels import FIXED_POINT_BITS as FIXED_POINT_BITS
+from evaluators.kernels import FIXED_POINT_LOW_BITS as FIXED_POINT_LOW_BITS
+from evaluators.kernels import fixed_sum, from_fixed, safe_divide, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import (
     Task,
@@ -33,41 +36,6 @@ from evaluators.task import (
 )
 
 _PROBABILISTIC = (TaskKind.BINARY, TaskKind.MULTICLASS)
-
-
-FIXED_POINT_BITS = 32
-FIXED_POINT_LOW_BITS = 20
-"""Bounded per-row sums (losses, squared errors, confidences) are accumulated as integers:
-each value ``v`` becomes two int64 limbs, ``hi = round(v * 2**32)`` and
-``lo = round((v * 2**32 - hi) * 2**20)``, so a row is kept to 2**-52 (float64's own precision
-near 1). Integer addition is exact, so the sums, and everything computed from them, do not
-depend on sharding or merge order. ``hi`` holds up to 2**31 (about 2.1e9) units in all, e.g. a
-billion rows at log loss 2."""
-
-
-def to_fixed(values: jnp.ndarray) -> jnp.ndarray:
-    """Float values -> int64 fixed point, ``[..., 2]`` (hi, lo limbs)."""
-    return jnp.stack(_limbs(values), axis=-1)
-
-
-def _limbs(values: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    scaled = values.astype(jnp.float64) * 2.0**FIXED_POINT_BITS
-    hi = jnp.round(scaled)
-    lo = jnp.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
-    return hi.astype(jnp.int64), lo.astype(jnp.int64)
-
-
-def fixed_sum(values: jnp.ndarray) -> jnp.ndarray:
-    """``jnp.sum(to_fixed(values), axis=0)`` for ``[n]`` values: int64 ``[2]``, one row reduction per limb
-    (a reduction over the leading axis of ``[n, 2]`` is several times slower)."""
-    hi, lo = _limbs(values)
-    return jnp.stack([jnp.sum(hi), jnp.sum(lo)])
-
-
-def from_fixed(values: np.ndarray) -> np.ndarray:
-    """Fixed-point sums ``[..., 2]`` (int64, or float64 after re-weighting) -> floats ``[...]``."""
-    values = np.asarray(values, np.float64)
-    return (values[..., 0] + values[..., 1] / 2.0**FIXED_POINT_LOW_BITS) / 2.0**FIXED_POINT_BITS
 
 
 def _weighted_sum_zero() -> State:

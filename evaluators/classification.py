@@ -25,37 +25,12 @@ from functools import partial
 import jax.numpy as jnp
 import numpy as np
 
+from evaluators.kernels import add_at, safe_divide
+from evaluators.kernels import scatter_add as scatter_add
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
-
-
-def scatter_add(size: int, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
-    """Weighted bincount: ``out[i] = sum(values[index == i])``, float64 ``[size]``."""
-    return jnp.zeros(size, jnp.float64).at[index.reshape(-1)].add(values.reshape(-1).astype(jnp.float64))
-
-
-SMALL_BINCOUNT = 16
-"""Up to this many cells, :func:`add_at` sums each cell's masked values (vectorised passes) instead of
-scattering row by row."""
-
-
-def add_at(state: jnp.ndarray, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
-    """``state`` plus the weighted bincount of flat ``index`` (``state.flat[i] += sum(values[index == i])``).
-
-    The sums go straight into the state's buffer (the fused update donates its states, so XLA adds in
-    place instead of building a zero array of the state's size per chunk); a state of at most
-    ``SMALL_BINCOUNT`` cells takes one masked sum per cell. Indices past the end are dropped. XLA picks
-    the order in which rows are added; sums of exact weights (integers, halves) do not depend on it.
-    """
-    flat = state.reshape(-1)
-    index = index.reshape(-1)
-    values = values.reshape(-1).astype(flat.dtype)
-    if flat.shape[0] <= SMALL_BINCOUNT:
-        cells = [jnp.sum(jnp.where(index == i, values, 0)) for i in range(flat.shape[0])]
-        return (flat + jnp.stack(cells)).reshape(state.shape)
-    return flat.at[index].add(values).reshape(state.shape)
 
 
 @dataclass(frozen=True)
@@ -166,15 +141,6 @@ def class_counts(task: Task, cm: np.ndarray) -> ClassCounts:
     fn = cm.sum(axis=1) - tp
     tn = cm.sum() - tp - fp - fn
     return ClassCounts(tp=tp, fp=fp, fn=fn, tn=tn)
-
-
-def safe_divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:
-    """``num / den`` with ``zero_division`` where ``den == 0``."""
-    num = np.asarray(num, np.float64)
-    den = np.asarray(den, np.float64)
-    out = np.full(np.broadcast(num, den).shape, float(zero_division))
-    np.divide(num, den, out=out, where=den != 0)
-    return out
 
 
 def per_class_values(values: np.ndarray) -> dict[str, float]:
@@ -294,7 +260,9 @@ def _cohen_kappa(weights: str | None, cm: np.ndarray) -> dict[str, float]:
     return {"": float(1.0 - (w * cm).sum() / den)}
 
 
-def _confusion_matrix(normalize: str | None, cm: np.ndarray) -> dict[str, object]:
+def normalized_confusion(normalize: str | None, cm: np.ndarray) -> dict[str, object]:
+    """A confusion matrix (``[C, C]`` or ``[L, 2, 2]``) as counts or normalized over ``true`` rows, ``pred``
+    columns or ``all`` cells (a zero total gives 0), under the key ``""``."""
     cm = np.asarray(cm, np.float64)
     if normalize in (None, "none"):
         out = cm
@@ -430,7 +398,7 @@ def cohen_kappa(task: Task, *, weights: str | None = None) -> DerivedMetric:
 def confusion_matrix(task: Task, *, normalize: str | None = None) -> DerivedMetric:
     """``[C, C]`` counts (rows: true class, columns: predicted); ``[L, 2, 2]`` for multilabel."""
     require_kind(task, "confusion_matrix", *_CLASSIFICATION)
-    _confusion_matrix(normalize, np.eye(2))
+    normalized_confusion(normalize, np.eye(2))
     return DerivedMetric(
-        "confusion_matrix", ConfusionCounts(task), partial(_confusion_matrix, normalize), direction=Direction.INFO
+        "confusion_matrix", ConfusionCounts(task), partial(normalized_confusion, normalize), direction=Direction.INFO
     )

@@ -44,7 +44,8 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
+from evaluators.kernels import from_fixed
+from evaluators.kernels import to_fixed_host as _fixed_host
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -115,13 +116,6 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
             current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
         previous = current
     return previous[-1]
-
-
-def _fixed_host(values: np.ndarray) -> np.ndarray:
-    """:func:`evaluators.calibration.to_fixed` on the host: float64 ``[...]`` -> int64 limbs ``[..., 2]``."""
-    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
-    hi = np.round(scaled)
-    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
 
 
 def _f1(precision: float, recall: float) -> float:

@@ -12,8 +12,8 @@ features instead of images:
 
 Statistics never keep all features:
 
-* ``fid``: :class:`~evaluators.text.FeatureMoments` (count, mean, centred co-moment per side; Chan's merge)
-  and :func:`~evaluators.text.frechet_distance`, shared with the text metrics.
+* ``fid``: :class:`~evaluators.frechet.FeatureMoments` (count, mean, centred co-moment per side; Chan's merge)
+  and :func:`~evaluators.frechet.frechet_distance`, shared with the text metrics.
 * ``kid``: :class:`KernelSubset` keeps at most ``subset_size`` rows per side, those with the smallest keys.
   The kept rows are a function of the data alone (not of sharding, order or worker count), and a
   pseudo-random sample of it: keys are hashes. Host-side, no bootstrap intervals.
@@ -43,9 +43,9 @@ import numpy as np
 
 from evaluators.backbones.cnn import join_keys
 from evaluators.classification import require_kind
+from evaluators.frechet import FeatureMoments, frechet_value
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
-from evaluators.text import FeatureMoments, _frechet
 
 SIDES = ("candidate", "reference")
 
@@ -207,7 +207,7 @@ def fid(task: Task, *, dimension: int = 64) -> DerivedMetric:
     _require_image(task, "fid")
     stat = FeatureMoments(_positive("fid", "dimension", dimension))
     return DerivedMetric(
-        "fid", stat, _frechet, Direction.LOWER, description="Fréchet distance of generated vs real image features"
+        "fid", stat, frechet_value, Direction.LOWER, description="Fréchet distance of generated vs real image features"
     )
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.accumulate import padded_batch
-from evaluators.classification import add_at
+from evaluators.kernels import add_at
 from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
     Task,

@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.calibration import FIXED_POINT_BITS, FIXED_POINT_LOW_BITS, from_fixed
+from evaluators.kernels import from_fixed
+from evaluators.kernels import to_fixed_host as _fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -84,13 +85,6 @@ def split_across(repeated: int) -> QueryRowsError:
         "file (planning keeps each file of a ranking job in one work unit), and a slice column must be constant "
         "within a query"
     )
-
-
-def _fixed(values: np.ndarray) -> np.ndarray:
-    """float64 ``[...]`` -> int64 limbs ``[..., 2]`` (the host form of :func:`evaluators.calibration.to_fixed`)."""
-    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
-    hi = np.round(scaled)
-    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
 
 
 def id_key(value: object) -> int:

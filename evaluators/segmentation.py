@@ -71,7 +71,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.classification import _confusion_matrix, add_at, per_class_values, safe_divide
+from evaluators.classification import normalized_confusion, per_class_values
+from evaluators.kernels import add_at, safe_divide
 from evaluators.mask_png import MASK_MODES as MASK_MODES
 from evaluators.mask_png import decode_mask as decode_mask
 from evaluators.mask_png import decode_masks as decode_masks
@@ -337,16 +338,17 @@ def pixel_confusion_matrix_metric(
 ) -> DerivedMetric:
     """``[C, C]`` pixel counts (rows: true class, columns: predicted); ``normalize``: none, true, pred or all."""
     stat = pixel_confusion(task, num_classes, ignore_index)
-    _confusion_matrix(normalize, np.eye(2))  # validates ``normalize`` early
+    normalized_confusion(normalize, np.eye(2))  # validates ``normalize`` early
     return DerivedMetric(
-        "pixel_confusion_matrix", stat, partial(_confusion_matrix, normalize), direction=Direction.INFO
+        "pixel_confusion_matrix", stat, partial(normalized_confusion, normalize), direction=Direction.INFO
     )
 
 
 # --- host-side checks and reshaping ------------------------------------------------
 
 
-def _is_scores(predictions: np.ndarray, targets: np.ndarray) -> bool:
+def is_scores(predictions: np.ndarray, targets: np.ndarray) -> bool:
+    """Whether ``predictions`` are class scores (one axis more than the class-id ``targets``)."""
     return predictions.ndim == targets.ndim + 1
 
 
@@ -364,7 +366,7 @@ def check_masks(
     preds = np.asarray(predictions)
     tgts = np.asarray(targets)
     problems: list[str] = []
-    if _is_scores(preds, tgts):
+    if is_scores(preds, tgts):
         if preds.shape[:-1] != tgts.shape or preds.shape[-1] != num_classes:
             return [
                 f"predictions: class scores of shape {preds.shape} do not match targets {tgts.shape} + ({num_classes},)"
@@ -376,12 +378,14 @@ def check_masks(
     elif preds.shape != tgts.shape:
         return [f"predictions of shape {preds.shape} do not match targets of shape {tgts.shape}"]
     else:
-        problems.extend(_check_ids("predictions", preds, num_classes, None))
-    problems.extend(_check_ids("targets", tgts, num_classes, ignore_index))
+        problems.extend(check_ids("predictions", preds, num_classes, None))
+    problems.extend(check_ids("targets", tgts, num_classes, ignore_index))
     return problems
 
 
-def _check_ids(role: str, values: np.ndarray, num_classes: int, ignore_index: int | None) -> list[str]:
+def check_ids(role: str, values: np.ndarray, num_classes: int, ignore_index: int | None) -> list[str]:
+    """Problems of a class-id mask array: ids that are not integers, or outside ``[0, num_classes)`` (and not
+    ``ignore_index``)."""
     if np.issubdtype(values.dtype, np.floating):
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
@@ -508,7 +512,7 @@ def pixel_rows(
     out_p, out_t, out_w = [], [], []
     start = 0
     for preds, tgts, count in zip(pred_list, target_list, counts, strict=True):
-        scores = _is_scores(preds, tgts)
+        scores = is_scores(preds, tgts)
         if (preds.shape[:-1] if scores else preds.shape) != tgts.shape:
             raise ValueError(f"predictions of shape {preds.shape[1:]} do not match targets of shape {tgts.shape[1:]}")
         pixels = int(np.prod(tgts.shape[1:], dtype=np.int64))

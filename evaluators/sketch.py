@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.classification import scatter_add
+from evaluators.kernels import scatter_add
 from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 
 ALPHA = 0.01

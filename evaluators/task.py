@@ -190,69 +190,13 @@ def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:
 
 def find_bad_rows(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
     """Every problem of a batch of ``predictions`` / ``targets`` (``[n]`` or ``[n, C]`` arrays), with the
-    offending rows of each; empty for a clean batch. Image and text tasks may hold one side only (a reference
-    job, or a job against a stored reference) and precomputed feature columns (checked where they are read)."""
-    if task.kind in (TaskKind.IMAGE, TaskKind.TEXT):
-        return _side_problems(task, columns)
-    preds = columns["predictions"]
-    targets = columns["targets"]
-    n = len(targets)
-    if len(preds) != n:
-        return [BadRows("predictions", f"have {len(preds)} rows but targets have {n}")]
-    problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
-    if task.kind is TaskKind.SEGMENTATION:
-        from evaluators.segmentation import bad_mask_rows  # segmentation builds on this module
+    offending rows of each; empty for a clean batch: the task adapter's
+    :meth:`~evaluators.adapters.base.TaskAdapter.bad_rows`. Image and text tasks may hold one side only (a
+    reference job, or a job against a stored reference) and precomputed feature columns (checked where they
+    are read)."""
+    from evaluators.adapters import adapter_for  # the adapters build on this module
 
-        return problems + bad_mask_rows(preds, targets, task.classes, task.ignore_index)
-    if task.kind is TaskKind.DETECTION:
-        # per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked downstream
-        for role, values in columns.items():
-            if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
-                problems += _rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
-        return problems
-    if task.kind is TaskKind.RANKING:
-        return problems + _check_ranking(preds, targets, n)
-    if np.issubdtype(preds.dtype, np.floating):
-        # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
-        lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
-        all_finite = bool(np.isfinite(lo) and np.isfinite(hi))
-        finite = None if all_finite else np.isfinite(preds)
-        if finite is not None:
-            problems += _rows("predictions", "with NaN or inf", ~finite, n)
-        if task.kind is not TaskKind.REGRESSION and task.prediction is PredictionKind.PROBABILITIES:
-            logits = "(declare `prediction: logits` if these are logits)"
-            if not (lo >= 0 and hi <= 1):
-                outside = (preds < 0) | (preds > 1)
-                if finite is not None and outside.any():
-                    outside &= finite  # +-inf is counted once, as NaN or inf
-                problems += _rows("predictions", f"with probabilities outside [0, 1] {logits}", outside, n)
-            if task.kind is TaskKind.MULTICLASS and preds.ndim == 2:
-                off = _off_one(preds, SUM_TOLERANCE)
-                problems += _rows("predictions", f"whose class probabilities do not sum to 1 {logits}", off, n)
-    if task.kind is TaskKind.REGRESSION:
-        if np.issubdtype(targets.dtype, np.floating):
-            problems += _rows("targets", "with NaN or inf", ~np.isfinite(targets), n)
-        return problems
-    problems.extend(_check_labels(task, "targets", targets, n))
-    if task.prediction is PredictionKind.LABELS:
-        problems.extend(_check_labels(task, "predictions", preds, n))
-    if task.kind is TaskKind.MULTICLASS and task.has_scores and (preds.ndim != 2 or preds.shape[1] != task.classes):
-        problems.append(
-            BadRows("predictions", f"expected {task.classes} class scores per row, got shape {preds.shape[1:]}")
-        )
-    if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
-        problems.append(BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}"))
-    return problems
-
-
-def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
-    """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
-    as decoded instance masks, are not numbers and pass)."""
-    return np.fromiter(
-        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
-        bool,
-        count=len(values),
-    )
+    return adapter_for(task).bad_rows(columns)
 
 
 def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
@@ -262,100 +206,10 @@ def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
     if values.dtype.kind not in "biuf":
         return [BadRows("weights", f"expected numeric weights, got {values.dtype}")]
     bad = ~np.isfinite(values) | (values < 0) if values.dtype.kind == "f" else values < 0
-    return _rows("weights", "with a NaN, infinite or negative weight", bad, n)
+    return flagged_rows("weights", "with a NaN, infinite or negative weight", bad, n)
 
 
-SUM_TOLERANCE = 1e-3
-"""Class probabilities of a row may sum to 1 within this (in float64)."""
-
-
-def _off_one(preds: np.ndarray, tolerance: float) -> np.ndarray:
-    """Rows whose float64 sum is further than ``tolerance`` from 1. Rows are summed in their own dtype
-    first (no float64 copy of the batch); only rows within rounding of the tolerance are summed again in
-    float64, so the answer is the float64 one."""
-    if preds.dtype == np.float64 or preds.shape[1] == 0:
-        return np.abs(preds.sum(axis=1, dtype=np.float64) - 1.0) > tolerance
-    sums = preds.sum(axis=1)
-    slack = preds.shape[1] * float(np.finfo(preds.dtype).eps) * 4.0  # bound on the own-dtype rounding
-    distance = np.abs(sums.astype(np.float64) - 1.0)
-    off = distance > tolerance
-    near = np.flatnonzero(np.abs(distance - tolerance) <= slack)
-    if len(near):
-        off[near] = np.abs(preds[near].sum(axis=1, dtype=np.float64) - 1.0) > tolerance
-    return off
-
-
-def _rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:
+def flagged_rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:
     """``[BadRows]`` for the rows with any flagged element (``bad``: ``[n]`` or ``[n, ...]``), or ``[]``."""
     rows = bad.reshape(n, -1).any(axis=1) if bad.ndim > 1 else bad
     return [BadRows(role, what, rows)] if rows.any() else []
-
-
-def _side_problems(task: Task, columns: dict[str, np.ndarray]) -> list[BadRows]:
-    """Problems of an image or text batch whose sides (``predictions`` / ``targets``) may be absent."""
-    n = len(next(iter(columns.values())))
-    if "predictions" in columns and "targets" in columns and len(columns["predictions"]) != len(columns["targets"]):
-        return [
-            BadRows(
-                "predictions", f"have {len(columns['predictions'])} rows but targets have {len(columns['targets'])}"
-            )
-        ]
-    problems = check_weights(columns["weights"], n) if columns.get("weights") is not None else []
-    if task.kind is TaskKind.TEXT:
-        return problems  # strings: nulls are refused when read
-    for role in ("predictions", "targets"):
-        if role in columns:
-            problems += _check_images(role, columns[role], n)
-    return problems
-
-
-def _check_images(role: str, values: np.ndarray, n: int) -> list[BadRows]:
-    """Encoded images (an object array of bytes) or ``[n, S*S*3]`` pixels: uint8-range integers or [0, 1] floats."""
-    if values.dtype == object:
-        bad = np.fromiter(
-            (not isinstance(v, bytes | bytearray | memoryview) or len(v) == 0 for v in values), bool, count=n
-        )
-        return _rows(role, "that are not non-empty encoded image bytes", bad, n)
-    if values.ndim != 2:
-        return [
-            BadRows(
-                role, f"expected encoded image bytes or a list of S*S*3 pixel values per row, got shape {values.shape}"
-            )
-        ]
-    side = int(np.sqrt(values.shape[1] / 3))
-    if side < 1 or 3 * side * side != values.shape[1]:
-        return [BadRows(role, f"{values.shape[1]} pixel values per row is not S*S*3 for a square RGB image")]
-    if np.issubdtype(values.dtype, np.floating):
-        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
-        what = "with pixel values outside [0, 1] or NaN (float pixels are read as [0, 1] intensities)"
-    elif np.issubdtype(values.dtype, np.integer):
-        bad = (values < 0) | (values > 255)
-        what = "with pixel values outside [0, 255]"
-    else:
-        return [BadRows(role, f"expected numeric pixel values, got {values.dtype}")]
-    return _rows(role, what, bad, n)
-
-
-def _check_ranking(scores: np.ndarray, relevance: np.ndarray, n: int) -> list[BadRows]:
-    """Item scores: finite numbers; relevance: finite numbers >= 0."""
-    problems: list[BadRows] = []
-    for role, values in (("predictions", scores), ("targets", relevance)):
-        if values.ndim != 1 or values.dtype.kind not in "biuf":
-            return [BadRows(role, f"expected one number per row, got {values.dtype} of shape {values.shape[1:]}")]
-    if scores.dtype.kind == "f":
-        problems += _rows("predictions", "with NaN or inf", ~np.isfinite(scores), n)
-    bad = ~np.isfinite(relevance) | (relevance < 0) if relevance.dtype.kind == "f" else relevance < 0
-    return problems + _rows("targets", "with a relevance that is negative, NaN or inf", bad, n)
-
-
-def _check_labels(task: Task, role: str, values: np.ndarray, n: int) -> list[BadRows]:
-    problems: list[BadRows] = []
-    if np.issubdtype(values.dtype, np.floating):
-        problems += _rows(role, "whose labels are not integers", ~np.isfinite(values) | (values != np.round(values)), n)
-    elif not np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_:
-        return [BadRows(role, f"expected integer labels, got {values.dtype}")]
-    upper = 2 if task.kind in (TaskKind.BINARY, TaskKind.MULTILABEL) else task.classes
-    bad = (values < 0) | (values >= upper)
-    if task.ignore_index is not None and role == "targets":
-        bad &= values != task.ignore_index
-    return problems + _rows(role, f"with labels outside [0, {upper - 1}]", bad, n)

@@ -11,20 +11,20 @@ and hands the statistics numeric features instead of strings:
   (when a BERTScore metric sets ``idf: true``; the pipeline counts document frequencies first).
 
 Statistics never keep features: per-row scores go into :class:`ScoreMoments` (count, exact
-fixed-point sums, extremes and a histogram), embeddings into :class:`FeatureMoments` (count,
-mean, centred co-moment matrix; Chan's parallel merge).
+fixed-point sums, extremes and a histogram), embeddings into :class:`~evaluators.frechet.FeatureMoments`
+(count, mean, centred co-moment matrix; Chan's parallel merge).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.calibration import fixed_sum, from_fixed
-from evaluators.classification import require_kind, scatter_add
+from evaluators.classification import require_kind
+from evaluators.frechet import FeatureMoments, frechet_value
+from evaluators.kernels import fixed_sum, from_fixed, scatter_add
 from evaluators.statistic import (
     Batch,
     DerivedMetric,
@@ -131,93 +131,6 @@ def _mean_and_std(state: State) -> dict[str, float | np.ndarray]:
     return {k: summary[k] for k in ("", ".std") if k in summary}
 
 
-@dataclass(frozen=True)
-class FeatureMoments(Statistic):
-    """Mean and covariance of candidate and reference embeddings (for the Fréchet distance).
-
-    State: ``{"count": float64 [2], "mean": float64 [2, H], "comoment": float64 [2, H, H]}`` for
-    (candidate, reference): weights, means and centred co-moment sums ``sum w (x - mean)(x - mean)^T``.
-    Merged with Chan's parallel formula. Too large to keep per bootstrap bucket: no intervals.
-    """
-
-    dimension: int
-    features: ClassVar[tuple[str, ...]] = ("candidate", "reference")
-    bootstrap: ClassVar[bool] = False
-    unpaired_sides: ClassVar[bool] = True
-    """The two sides are independent sets: a batch may hold one side only (the other's count stays 0), and a
-    state of candidates merges with a stored state of references (``reference: RUN_URI``)."""
-
-    def zero(self) -> State:
-        h = self.dimension
-        return {
-            "count": np.zeros(2, np.float64),
-            "mean": np.zeros((2, h), np.float64),
-            "comoment": np.zeros((2, h, h), np.float64),
-        }
-
-    def update(self, state: State, batch: Batch) -> State:
-        w = jnp.asarray(batch["weights"], jnp.float64)
-        counts, means, comoments = [], [], []
-        for side in self.features:
-            if side not in batch:  # a one-sided batch: this side adds nothing
-                counts.append(jnp.zeros((), jnp.float64))
-                means.append(jnp.zeros(self.dimension, jnp.float64))
-                comoments.append(jnp.zeros((self.dimension, self.dimension), jnp.float64))
-                continue
-            shape = tuple(np.shape(batch[side]))
-            if len(shape) != 2 or shape[1] != self.dimension:
-                raise ValueError(
-                    f"the backbone's {side} features have shape {shape[1:]}, expected ({self.dimension},); set the "
-                    "metric's `dimension` to the backbone's feature width"
-                )
-            x = jnp.asarray(batch[side], jnp.float64)
-            n_b = jnp.sum(w)
-            mean_b = (w @ x) / jnp.maximum(n_b, 1e-300)
-            centred = x - mean_b
-            counts.append(n_b)
-            means.append(mean_b)
-            comoments.append(jnp.einsum("n,nh,ng->hg", w, centred, centred))
-        batch_state = {"count": jnp.stack(counts), "mean": jnp.stack(means), "comoment": jnp.stack(comoments)}
-        return _chan(state, batch_state, jnp)
-
-    def merge(self, a: State, b: State) -> State:
-        return {k: np.asarray(v) for k, v in _chan(a, b, np).items()}
-
-
-def _chan(a: State, b: State, xp: object) -> State:
-    """Chan et al.'s parallel merge of (count, mean, centred co-moment) per set."""
-    na, nb = a["count"], b["count"]
-    n = na + nb
-    safe = xp.where(n > 0, n, 1.0)
-    delta = b["mean"] - a["mean"]
-    mean = a["mean"] + delta * (nb / safe)[:, None]
-    correction = xp.einsum("sh,sg->shg", delta, delta) * (na * nb / safe)[:, None, None]
-    return {"count": n, "mean": mean, "comoment": a["comoment"] + b["comoment"] + correction}
-
-
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)`` (float64, symmetric eigendecompositions).
-
-    Uses ``tr((C1 C2)^1/2) = sum sqrt(eig(C1^1/2 C2 C1^1/2))``, which needs only symmetric
-    eigendecompositions (stable where ``scipy.linalg.sqrtm`` of ``C1 C2`` is not).
-    """
-    vals, vecs = np.linalg.eigh(cov1)
-    root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    inner = np.linalg.eigvalsh(root1 @ cov2 @ root1)
-    trace_root = float(np.sum(np.sqrt(np.clip(inner, 0, None))))
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root)
-
-
-def _frechet(state: State) -> dict[str, float]:
-    count = np.asarray(state["count"])
-    if (count < 2).any():
-        return {"": float("nan")}
-    cov = np.asarray(state["comoment"]) / (count - 1.0)[:, None, None]
-    mean = np.asarray(state["mean"])
-    return {"": frechet_distance(mean[0], cov[0], mean[1], cov[1])}
-
-
 def _require_text(task: Task, name: str) -> None:
     require_kind(task, name, TaskKind.TEXT)
 
@@ -254,4 +167,4 @@ def bertscore_f1(task: Task, *, idf: bool = False) -> DerivedMetric:
 def frechet_embedding_distance(task: Task, *, dimension: int = 384) -> DerivedMetric:
     """Fréchet distance between the candidate and reference embedding distributions (lower is better)."""
     _require_text(task, "frechet_embedding_distance")
-    return DerivedMetric("frechet_embedding_distance", FeatureMoments(int(dimension)), _frechet, Direction.LOWER)
+    return DerivedMetric("frechet_embedding_distance", FeatureMoments(int(dimension)), frechet_value, Direction.LOWER)

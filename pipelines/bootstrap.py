@@ -23,8 +23,8 @@ import hashlib
 
 import numpy as np
 
-from evaluators.retrieval import QUERY
-from evaluators.task import Task, TaskKind
+from evaluators.adapters import adapter_for
+from evaluators.task import Task
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -43,9 +43,9 @@ def _text_hash(text: str) -> int:
 
 
 def key_role(task: Task) -> str:
-    """The ``data.columns`` role whose values key the buckets: ``query_id`` for ranking tasks (their statistics
-    are sums over queries), else ``row_id``."""
-    return QUERY if task.kind is TaskKind.RANKING else "row_id"
+    """The ``data.columns`` role whose values key the buckets (the task adapter's): ``query_id`` for ranking
+    tasks (their statistics are sums over queries), else ``row_id``."""
+    return adapter_for(task).bucket_key_role
 
 
 def row_keys(ids: np.ndarray | None, path: str, first_row: int, n: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evaluators.task import TaskKind
+from evaluators.adapters import adapter_for
 from pipelines import planning, timing
 from pipelines.bootstrap import key_role
 from pipelines.checkpoints import CheckpointStore
@@ -140,7 +140,7 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
         spec.execution.unit_rows,
         spec.execution.actors or 1,
         per_worker,
-        whole_files=spec.task.kind is TaskKind.RANKING,  # a query's rows are ranked together, in one unit
+        whole_files=adapter_for(spec.task).whole_files,  # a ranking query's rows are ranked together, in one unit
     )
     roles = spec.data.columns.roles()
     for info in plan.files:

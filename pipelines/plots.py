@@ -26,8 +26,9 @@ from matplotlib.axes import Axes
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from evaluators.calibration import CalibrationBins, from_fixed
-from evaluators.classification import ConfusionCounts, safe_divide
+from evaluators.calibration import CalibrationBins
+from evaluators.classification import ConfusionCounts, normalized_confusion
+from evaluators.curves import binned_calibration_error, precision_recall_points, reliability_bins, roc_points
 from evaluators.ranking import (
     ExactScoreCounts,
     ScoreHistogram,
@@ -101,88 +102,7 @@ def _class_label(task: Task, k: int) -> str:
     return f"label {k}" if task.kind is TaskKind.MULTILABEL else f"class {k}"
 
 
-# --- curves from per-cell weights -----------------------------------------------------------
-
-
-def _descending_cells(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-empty cells of ascending-score weights, highest score first."""
-    neg = np.asarray(neg, np.float64)
-    pos = np.asarray(pos, np.float64)
-    if neg.ndim != 1 or neg.shape != pos.shape:
-        raise ValueError(f"neg and pos must be 1-D arrays of one length, got shapes {neg.shape} and {pos.shape}")
-    keep = (neg + pos) > 0
-    return neg[keep][::-1], pos[keep][::-1]
-
-
-def roc_points(neg: np.ndarray, pos: np.ndarray, *, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """ROC curve ``(fpr, tpr)`` of per-cell weights, as :func:`sklearn.metrics.roc_curve`.
-
-    Args:
-        neg, pos: ``[m]`` negative and positive weights per score cell, cells in ascending score
-            order (a distinct score, or a histogram bin); empty cells are skipped.
-        drop_intermediate: drop points collinear with their neighbours (scikit-learn's rule).
-
-    Returns:
-        ``fpr``, ``tpr``: ``[p]`` rates in ``[0, 1]``, from ``(0, 0)`` (threshold above every score)
-        to ``(1, 1)``, one point per threshold in decreasing order. A cell holding several distinct
-        scores (a histogram bin) is one step, i.e. the straight segment expected over their
-        unknown order. NaN rates where there are no negatives (``fpr``) or no positives (``tpr``).
-    """
-    n, p = _descending_cells(neg, pos)
-    fps, tps = np.cumsum(n), np.cumsum(p)
-    if drop_intermediate and len(fps) > 2:
-        corner = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
-        keep = np.concatenate([[True], corner, [True]])
-        fps, tps = fps[keep], tps[keep]
-    fps, tps = np.concatenate([[0.0], fps]), np.concatenate([[0.0], tps])
-    fpr = fps / fps[-1] if fps[-1] > 0 else np.full_like(fps, np.nan)
-    tpr = tps / tps[-1] if tps[-1] > 0 else np.full_like(tps, np.nan)
-    return fpr, tpr
-
-
-def precision_recall_points(
-    neg: np.ndarray, pos: np.ndarray, *, drop_intermediate: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Precision-recall curve ``(recall, precision)`` of per-cell weights.
-
-    Args:
-        neg, pos: ``[m]`` negative and positive weights per score cell, cells in ascending score
-            order; empty cells are skipped.
-        drop_intermediate: keep only the first and last point of each run of equal recall
-            (scikit-learn's rule).
-
-    Returns:
-        ``recall``, ``precision``: ``[p]`` arrays, one point per threshold in decreasing order,
-        starting at ``(0, 1)``: scikit-learn's :func:`~sklearn.metrics.precision_recall_curve`
-        read backwards. Precision is 0 where nothing is predicted positive; recall is 1
-        everywhere when there are no positives (as scikit-learn). The step-wise average
-        precision is ``sum(diff(recall) * precision[1:])``.
-    """
-    n, p = _descending_cells(neg, pos)
-    fps, tps = np.cumsum(n), np.cumsum(p)
-    if drop_intermediate and len(fps) > 2:
-        keep = np.concatenate([[True], np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])), [True]])
-        fps, tps = fps[keep], tps[keep]
-    precision = safe_divide(tps, tps + fps, 0.0)
-    recall = tps / tps[-1] if len(tps) and tps[-1] > 0 else np.ones_like(tps)
-    return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision])
-
-
 # --- figures from statistics ----------------------------------------------------------------
-
-
-def reliability_bins(state: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(edges [n + 1], confidence [n], accuracy [n], weight [n])`` of a ``CalibrationBins`` state.
-
-    ``confidence`` and ``accuracy`` are the weighted means of each bin (NaN for an empty bin);
-    ``weight`` the bin's total row weight; bins are equal-width over ``[0, 1]``.
-    """
-    count, conf, acc = state
-    count = np.asarray(count, np.float64)
-    edges = np.linspace(0.0, 1.0, len(count) + 1)
-    confidence = safe_divide(from_fixed(conf), count, float("nan"))
-    accuracy = safe_divide(acc, count, float("nan"))
-    return edges, confidence, accuracy, count
 
 
 def reliability_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | None = None) -> Figure:
@@ -198,8 +118,7 @@ def reliability_figure(stats: RunStatistics, point: str = OVERALL, metric_key: s
     edges, confidence, accuracy, weight = reliability_bins(stats.state(spec.key, point))
     binary = _task(metric).kind is TaskKind.BINARY
     filled = weight > 0
-    total = weight.sum()
-    ece = float(np.sum(weight[filled] * np.abs(accuracy[filled] - confidence[filled])) / total) if total else math.nan
+    ece = binned_calibration_error(confidence, accuracy, weight)
 
     fig = Figure(figsize=(6.0, 6.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
@@ -233,7 +152,7 @@ def _legend(ax: Axes, entries: int, **kwargs: Any) -> None:
 def roc_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | None = None) -> Figure:
     """ROC curves (true positive rate against false positive rate) of one point.
 
-    Computed with :func:`roc_points` from the stored ranking statistic (``ScoreHistogram`` or
+    Computed with :func:`~evaluators.curves.roc_points` from the stored ranking statistic (``ScoreHistogram`` or
     ``ExactScoreCounts``) of ``metric_key``, or of the first ``roc_auc`` metric (else any ranking
     metric). One curve per class (one-vs-rest) for multiclass tasks, per label for multilabel
     tasks, labelled with its area under the curve; the dashed diagonal is a random ranking.
@@ -263,7 +182,7 @@ def roc_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | Non
 def precision_recall_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | None = None) -> Figure:
     """Precision-recall curves of one point, as steps (precision held up to each threshold's recall).
 
-    Computed with :func:`precision_recall_points` from the stored ranking statistic of
+    Computed with :func:`~evaluators.curves.precision_recall_points` from the stored ranking statistic of
     ``metric_key``, or of the first ``average_precision`` metric (else any ranking metric). One
     curve per class (one-vs-rest) or label, labelled with its average precision; for a binary
     task the dotted line is the prevalence (precision of a random ranking).
@@ -316,7 +235,7 @@ def confusion_figure(
     if counts.ndim != 2:
         raise ValueError(f"metric {spec.key!r} holds per-label 2x2 matrices (multilabel task), not one matrix")
     classes = counts.shape[0]
-    shown = safe_divide(counts, counts.sum(axis=1, keepdims=True), 0.0) if normalize else counts
+    shown = normalized_confusion("true", counts)[""] if normalize else counts
     size = min(12.0, 3.5 + 0.45 * classes)
     fig = Figure(figsize=(size + 1.2, size), layout="constrained")
     ax = fig.subplots()

@@ -20,12 +20,13 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from evaluators.detection import instance_masks
-from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.adapters import ColumnType, Ragged, adapter_for
+from evaluators.adapters.base import BINARY, BOOLEAN, FIXED_BINARY, FLOATING, INTEGER, LIST, OTHER, STRING, STRUCT
+from evaluators.task import Task
 from pipelines.errors import DataError
 from pipelines.planning import FileInfo, UnitPart
 
-Columns = dict[str, np.ndarray | pa.Array]
+Columns = dict[str, np.ndarray | pa.Array | Ragged]
 TEXT_PREFIX = "slice:"
 """Roles with this prefix (slice columns) of string type stay Arrow arrays: slicing encodes them
 with Arrow's hash-based dictionary encoding instead of building a Python string per row."""
@@ -35,71 +36,31 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
-def _is_numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+_KINDS = (
+    (pa.types.is_integer, INTEGER),
+    (pa.types.is_floating, FLOATING),
+    (pa.types.is_boolean, BOOLEAN),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), STRING),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), BINARY),
+    (pa.types.is_fixed_size_binary, FIXED_BINARY),
+)
 
 
-def _is_label(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)
+def column_type(t: pa.DataType) -> ColumnType:
+    """An Arrow type as the task adapters describe column types (element type of a list, field names of
+    a struct)."""
+    if _is_list(t):
+        return ColumnType(LIST, value=column_type(t.value_type))
+    if pa.types.is_struct(t):
+        return ColumnType(STRUCT, fields=tuple(t.field(i).name for i in range(t.num_fields)))
+    return ColumnType(next((kind for test, kind in _KINDS if test(t)), OTHER))
 
 
 def expected_type(role: str, task: Task) -> tuple[str, Any]:
-    """``(description, predicate)`` of the Arrow type a role's column must have."""
-    per_row = task.kind is TaskKind.MULTILABEL or (
-        task.kind is TaskKind.MULTICLASS and role == "predictions" and task.prediction is not PredictionKind.LABELS
-    )
-    if role in ("weights",):
-        return "a numeric column", _is_numeric
-    if role == "row_id":
-        return "any column", lambda t: True
-    if role.endswith("_features"):  # precomputed feature vectors of an image or text job
-        return (
-            "a list column of D numbers per row (list<float> or fixed_size_list)",
-            lambda t: _is_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)),
-        )
-    if role in ("query_id", "item_id", "sensitive"):
-        return (
-            "an integer or string column",
-            lambda t: pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t),
-        )
-    if task.kind is TaskKind.TEXT and role in ("predictions", "targets"):
-        return "a string column", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
-    if task.kind is TaskKind.DETECTION and role in ("masks", "target_masks"):
-        return f"a list column per image of {MASK_LISTS}", is_mask_list
-    if task.kind is TaskKind.DETECTION and role not in ("weights", "image_id"):
-        return (
-            f"a list column per image (boxes: list of 4 numbers per box, or 4k numbers; masks: {MASK_LISTS})",
-            _is_list,
-        )
-    if task.kind is TaskKind.SEGMENTATION and role in ("predictions", "targets"):
-        return (
-            "single-channel PNG masks of class ids (binary), class ids per pixel (list of integers) or 8-bit class "
-            "ids per pixel as raw bytes (fixed_size_binary)",
-            lambda t: (
-                pa.types.is_binary(t)
-                or pa.types.is_large_binary(t)
-                or pa.types.is_fixed_size_binary(t)
-                or (_is_list(t) and _is_label(t.value_type))
-            ),
-        )
-    if task.kind is TaskKind.IMAGE and role in ("predictions", "targets"):
-        return (
-            "encoded image bytes (binary) or S*S*3 pixel values per row (list or fixed_size_list of numbers)",
-            lambda t: (
-                pa.types.is_binary(t)
-                or pa.types.is_large_binary(t)
-                or (_is_list(t) and (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)))
-            ),
-        )
-    if per_row and role in ("predictions", "targets"):
-        width = task.classes
-        return (
-            f"a list column of {width} numbers per row (list<float> or fixed_size_list)",
-            lambda t: _is_list(t) and _is_numeric(t.value_type),
-        )
-    if task.kind is TaskKind.REGRESSION or (role == "predictions" and task.prediction is not PredictionKind.LABELS):
-        return "a numeric column", _is_numeric
-    return "an integer label column", _is_label
+    """``(description, predicate)`` of the Arrow type a role's column must have (the task adapter's
+    column kind of the role)."""
+    kind = adapter_for(task).column_kind(role)
+    return kind.description, lambda t: kind.accepts(column_type(t))
 
 
 def check_schema(info: FileInfo, roles: Mapping[str, str], task: Task) -> None:
@@ -170,61 +131,20 @@ def raw_bytes(array: pa.FixedSizeBinaryArray) -> np.ndarray:
     return data[array.offset * width :].reshape(len(array), width)
 
 
-def ragged(array: pa.ChunkedArray, *, where: str) -> np.ndarray:
-    """A list column of varying lengths -> object array of per-row float64 arrays (nested lists flattened
-    per row: ``[[x, y, w, h], ...]`` -> ``[4k]``)."""
+def ragged(array: pa.ChunkedArray, *, where: str) -> Ragged:
+    """A list column of varying lengths -> its per-row Python lists and its type, for the task adapter to
+    decode (:meth:`~evaluators.adapters.base.TaskAdapter.decode`)."""
     if array.null_count:
         raise DataError(f"{where}: {array.null_count} rows are null; expected a (possibly empty) list in every row.")
-    if is_mask_list(array.type):
-        return _instance_masks(array, where=where)
-    out = np.empty(len(array), object)
-    for i, row in enumerate(array.to_pylist()):
-        out[i] = np.asarray(row, np.float64).reshape(-1)
-    return out
-
-
-MASK_LISTS = (
-    "instance masks, list<struct<size: list<int>, counts: string or list<int>>> (COCO RLE, compressed or "
-    "not) or list<binary> (one PNG per instance)"
-)
-
-
-def is_mask_list(t: pa.DataType) -> bool:
-    """Per-image instance masks (detection, ``iou_type: segm``): a list of COCO RLE structs or of PNG bytes."""
-    if not _is_list(t):
-        return False
-    value = t.value_type
-    return pa.types.is_struct(value) or pa.types.is_binary(value) or pa.types.is_large_binary(value)
-
-
-def _instance_masks(array: pa.ChunkedArray, *, where: str) -> np.ndarray:
-    """A mask list column -> object array of per-row :class:`~evaluators.detection.InstanceMasks` (runs)."""
-    value = array.type.value_type
-    if pa.types.is_struct(value):
-        fields = [value.field(i).name for i in range(value.num_fields)]
-        if "size" not in fields or "counts" not in fields:
-            raise DataError(
-                f"{where}: the masks are structs with fields {', '.join(fields)}; expected COCO RLE structs with "
-                "the fields size ([height, width]) and counts (compressed RLE string or run lengths)."
-            )
-    out = np.empty(len(array), object)
-    for i, row in enumerate(array.to_pylist()):
-        try:
-            out[i] = instance_masks(row)
-        except ValueError as exc:
-            raise DataError(
-                f"{where}, row {i}: {exc}. A row holds one mask per instance, each a COCO RLE struct {{size: "
-                "[height, width], counts: compressed string or run lengths} or the bytes of a single-channel "
-                "PNG, all of the image's size."
-            ) from None
-    return out
+    return Ragged(array.to_pylist(), column_type(array.type))
 
 
 RAGGED_PREFIX = "ragged:"
-"""Roles with this prefix are per-row lists of varying length (detection boxes): see :func:`ragged`."""
+"""Roles with this prefix are per-row lists of varying length (detection boxes, instance masks): see
+:func:`ragged`."""
 
 
-def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array:
+def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array | Ragged:
     if role.startswith(RAGGED_PREFIX):
         return ragged(array, where=where)
     if role.startswith(TEXT_PREFIX) and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):

@@ -3,7 +3,7 @@
 A *reference job* (an image or text job with a reference side only, see :mod:`pipelines.sides`) commits
 a run whose ``statistics.npz`` holds the reference side of its distribution statistics: for ``fid`` /
 ``frechet_embedding_distance`` the count, mean ``[D]`` and centred co-moment ``[D, D]`` of the real
-features (:class:`~evaluators.text.FeatureMoments`), for ``kid`` the kept subset of real features
+features (:class:`~evaluators.frechet.FeatureMoments`), for ``kid`` the kept subset of real features
 (:class:`~evaluators.image.KernelSubset`); the candidate side of these states is empty. Its points
 hold row counts only.
 

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.adapters import ADAPTERS
 from evaluators.backbones.cnn import row_hashes, split_keys
 from evaluators.statistic import DerivedMetric, Statistic
 from evaluators.task import Task, TaskKind
 from pipelines.errors import DataError, SpecError
 from pipelines.yamlsource import YamlSource
 
-SIDED_TASKS = (TaskKind.IMAGE, TaskKind.TEXT)
+SIDED_TASKS = tuple(kind for kind, adapter in ADAPTERS.items() if adapter.one_sided)
 _SIDE_FEATURES = {
     "predictions": ("candidate", "candidate_key", "candidate_logits"),
     "predictions_features": ("candidate", "candidate_key"),

@@ -30,6 +30,7 @@ from typing import Any
 import fsspec
 
 from evaluators import catalog
+from evaluators.adapters import roles_problem
 from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec, is_dotted_path, user_backbone_loader
 from evaluators.statistic import DerivedMetric
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -440,19 +441,9 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     description = recorded.get("description") or ""  # placeholders kept: the description is written into runs
     data = _data(root)
     task = _task(root)
-    if task.kind is TaskKind.DETECTION:
-        missing = [r for r in ("scores", "labels", "target_labels") if getattr(data.columns, r) is None]
-        if missing:
-            raise SpecError(
-                f"{source.where(('data', 'columns'))}: a detection task needs columns for "
-                f"{', '.join(missing)} (predictions: predicted boxes, targets: ground-truth boxes, or masks for "
-                "iou_type: segm; optional: iscrowd, area, image_id, masks, target_masks)."
-            )
-    if (task.kind is TaskKind.RANKING) != (data.columns.query_id is not None):
-        raise SpecError(
-            f"{source.where(('data', 'columns'))}: a ranking task needs `query_id` (the column of query ids; "
-            "predictions: item scores, targets: relevance), and only a ranking task takes it."
-        )
+    roles_wrong = roles_problem(task, data.columns.roles())
+    if roles_wrong is not None:
+        raise SpecError(f"{source.where(('data', 'columns'))}: {roles_wrong}")
     metrics = _read_metrics(root, task, allow_empty=bool(root.value.get("functions")))
     for entry in (m for m in metrics if m.name in catalog.METRICS):
         missing = [r for r in build_metric(entry, task).statistic.columns if getattr(data.columns, r, None) is None]

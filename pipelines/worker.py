@@ -14,18 +14,15 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 import pyarrow as pa
 
+from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import load_backbone
-from evaluators.detection import first_mask_size_mismatch
-from evaluators.retrieval import QUERY, QueryRowsError
-from evaluators.segmentation import decode_mask, pixel_rows
-from evaluators.task import TaskKind, find_bad_rows
 from pipelines import compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
@@ -40,6 +37,7 @@ from pipelines.spec import JobSpec
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.unit_result import OVERALL, TOTAL_DROPPED, Partial, SliceKey, UnitResult
 
+_T = TypeVar("_T")
 DISTINCT_SLICES_FACTOR = 10
 """A unit refuses more than ``max_slices * DISTINCT_SLICES_FACTOR`` distinct values of one slice entry."""
 
@@ -54,42 +52,6 @@ FOLD_BYTES = 1 << 24
 into one large array first."""
 backoff_sleep = time.sleep
 """How the worker waits between reads (a module attribute, so a test can record the waits)."""
-
-
-DETECTION_NAMES = {
-    "predictions": "pred_boxes",
-    "scores": "pred_scores",
-    "labels": "pred_labels",
-    "targets": "gt_boxes",
-    "target_labels": "gt_labels",
-    "iscrowd": "gt_iscrowd",
-    "area": "gt_area",
-    "masks": "pred_masks",
-    "target_masks": "gt_masks",
-}
-"""Detection roles -> the columns :class:`evaluators.detection.CocoDetectionStatistic` reads."""
-
-
-def detection_columns(columns: Mapping[str, Any], roles: Mapping[str, str], where: str) -> dict[str, Any]:
-    """Detection role columns -> the statistic's columns (:data:`DETECTION_NAMES`). Without ``masks`` /
-    ``target_masks`` roles, ``iou_type: segm`` reads its masks from ``predictions`` / ``targets``. An image
-    whose predicted and ground-truth masks differ in size is a :class:`DataError` naming both columns."""
-    out = {DETECTION_NAMES.get(k, k): v for k, v in columns.items()}
-    out.setdefault("pred_masks", out["pred_boxes"])
-    out.setdefault("gt_masks", out["gt_boxes"])
-    found = first_mask_size_mismatch(out["pred_masks"], out["gt_masks"])
-    if found is not None:
-        row, pred, gt = found
-        pred_role = "masks" if "masks" in roles else "predictions"
-        gt_role = "target_masks" if "target_masks" in roles else "targets"
-        ids = columns.get("image_id")
-        image = f"image_id {ids[row]}" if ids is not None else f"the image in row {row} of the batch"
-        raise DataError(
-            f"{where}: the masks of {image} are {pred[0]}x{pred[1]} (height x width) in column {roles[pred_role]!r} "
-            f"(data.columns.{pred_role}) but {gt[0]}x{gt[1]} in column {roles[gt_role]!r} "
-            f"(data.columns.{gt_role}); every mask of an image, predicted or ground truth, has the image's size."
-        )
-    return out
 
 
 _FILE = "score:file"
@@ -107,30 +69,13 @@ def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.
     return pa.table({"file": pa.array(paths, pa.string()), **{k: pa.array(v) for k, v in columns.items()}})
 
 
-def _masks(column: np.ndarray) -> np.ndarray | list[np.ndarray]:
-    """A mask column after :func:`decoded_masks`: per-image arrays as a list; pixel lists ``[n, P]`` as they are."""
-    return list(column) if column.dtype == object else column
-
-
-def decoded_masks(column: np.ndarray, role: str, name: str, where: str, first_row: int) -> np.ndarray:
-    """A segmentation mask column as read: encoded images per row (object array of bytes) -> an object array of
-    decoded ``[H, W]`` arrays; pixel lists ``[n, P]`` come back as they are. A payload that is no image (raw
-    bytes without a shape, a colour image) is a :class:`DataError` naming the file, column and row."""
-    if column.dtype != object:
-        return column
-    out = np.empty(len(column), object)
-    for i, payload in enumerate(column):
-        try:
-            out[i] = decode_mask(bytes(payload))
-        except Exception as exc:  # PIL raises UnidentifiedImageError, OSError or ValueError
-            raise DataError(
-                f"{where}: column {name!r} (data.columns.{role}), row {first_row + i} of the file: cannot read "
-                f"the mask ({type(exc).__name__}: {exc}). A mask is a single-channel PNG (or another lossless "
-                "single-channel image) of class ids in a binary column, a list of class ids per pixel "
-                "(list<int>), or 8-bit class ids per pixel as fixed_size_binary; raw bytes in a variable-length "
-                "binary column carry no shape or dtype and are not read: store them as fixed_size_binary or PNG."
-            ) from None
-    return out
+def _adapted(step: Callable[..., _T], *args: Any) -> _T:
+    """One step of the task adapter; its :class:`~evaluators.adapters.InputError` (bad data, the message
+    naming file, column and row) becomes a :class:`DataError`."""
+    try:
+        return step(*args)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _nbytes(values: Any) -> int:
@@ -138,22 +83,6 @@ def _nbytes(values: Any) -> int:
     if isinstance(values, np.ndarray) and values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
         return sum(v.nbytes for v in values)
     return int(values.nbytes)
-
-
-def _mask_pixel_rows(
-    columns: dict[str, np.ndarray], bucket: np.ndarray | None
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Images -> fixed-width pixel rows (each inside one image); an image's bucket repeats over its rows,
-    so the bootstrap still resamples images."""
-    predictions, targets = _masks(columns["predictions"]), _masks(columns["targets"])
-    rows = pixel_rows(predictions, targets, columns.get("weights"))
-    if bucket is not None:
-        width = rows["targets"].shape[1]
-        pixels = (
-            [np.asarray(t).size for t in targets] if isinstance(targets, list) else [targets[0].size] * len(targets)
-        )
-        bucket = np.repeat(bucket, [-(-p // width) for p in pixels])
-    return rows, bucket
 
 
 def check_finite_features(features: Mapping[str, np.ndarray], where: str) -> None:
@@ -209,10 +138,9 @@ class UnitEvaluator:
         roles = spec.data.columns.roles()
         row_id = roles.pop("row_id", None)
         self.roles = roles
-        self.read_roles = dict(roles)
-        self.detection = spec.task.kind is TaskKind.DETECTION
-        if self.detection:
-            self.read_roles = {(r if r in ("weights", "image_id") else RAGGED_PREFIX + r): c for r, c in roles.items()}
+        self.adapter = adapter_for(spec.task)
+        ragged = self.adapter.ragged_roles(roles)
+        self.read_roles = {(RAGGED_PREFIX + r if r in ragged else r): c for r, c in roles.items()}
         for spec_entry in spec.slices:
             for column in spec_entry.needed_columns():
                 self.read_roles[f"{TEXT_PREFIX}{column}"] = column
@@ -264,10 +192,11 @@ class UnitEvaluator:
             try:
                 result = self._process(unit, start, cpu_start, attempt)
                 return dataclasses.replace(result, compile_seconds=timing.compile_seconds() - compile_start)
-            except QueryRowsError as exc:
-                column = self.roles.get(QUERY)
-                raise DataError(f"{_describe(unit)}: column {column!r} (data.columns.{QUERY}): {exc}.") from None
             except Exception as exc:
+                role = self.adapter.refused_role(exc)
+                if role is not None:
+                    column = self.roles.get(role)
+                    raise DataError(f"{_describe(unit)}: column {column!r} (data.columns.{role}): {exc}.") from None
                 if attempt + 1 == READ_ATTEMPTS or not is_transient_error(exc):
                     raise
                 backoff_sleep(READ_BACKOFF_S * 2**attempt)
@@ -342,12 +271,10 @@ class UnitEvaluator:
         self, batch: dict[str, Any], where: str, dropped: dict[str, int], first_row: int = 0
     ) -> dict[str, Any]:
         """The batch without bad rows (``on_bad_rows: drop``, counted in ``dropped``), or a
-        :class:`DataError` naming the column, the problem and the count of offending rows. Segmentation
-        masks are decoded first (``first_row``: the batch's first row in its file, to name a bad mask)."""
-        if self.spec.task.kind is TaskKind.SEGMENTATION:
-            for role in ("predictions", "targets"):
-                batch[role] = decoded_masks(batch[role], role, self.roles[role], where, first_row)
-        problems = find_bad_rows(self.spec.task, {r: batch[r] for r in self.roles})
+        :class:`DataError` naming the column, the problem and the count of offending rows. The task adapter
+        decodes the read columns first (``first_row``: the batch's first row in its file, to name a bad row)."""
+        batch = _adapted(self.adapter.decode, batch, self.roles, where, first_row)
+        problems = self.adapter.bad_rows({r: batch[r] for r in self.roles})
         if not problems:
             return batch
         fixable = all(p.rows is not None for p in problems)
@@ -371,8 +298,7 @@ class UnitEvaluator:
         acc, racc = self.accumulator, self.replicate_accumulator
         metric_columns = {r: columns[r] for r in self.roles}
         n = _row_count(metric_columns)
-        if self.detection:
-            metric_columns = detection_columns(metric_columns, self.roles, where)
+        metric_columns = _adapted(self.adapter.batch, metric_columns, self.roles, where)
         if self.features:
             metric_columns = self._extract(metric_columns, columns, where)
         for key, rows in self.groups(columns, where).items():
@@ -383,8 +309,7 @@ class UnitEvaluator:
             bucket = None
             if racc is not None:
                 bucket = columns[_BUCKET] if rows is None else columns[_BUCKET][rows]
-            if self.spec.task.kind is TaskKind.SEGMENTATION:
-                subset, bucket = _mask_pixel_rows(subset, bucket)
+            subset, bucket = _adapted(self.adapter.expand, subset, bucket)
             try:
                 partial.states[key] = acc.update(partial.states.get(key) or acc.zero(), subset, to_host=False)
                 partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))

@@ -29,6 +29,7 @@ from sklearn import metrics as skm
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
+from evaluators.curves import precision_recall_points, roc_points
 from evaluators.ranking import class_distributions
 from evaluators.task import Task
 from pipelines import spec as spec_module
@@ -37,10 +38,8 @@ from pipelines.plots import (
     confusion_figure,
     png_bytes,
     precision_recall_figure,
-    precision_recall_points,
     reliability_figure,
     roc_figure,
-    roc_points,
     save_png,
     slices_figure,
     trend_figure,

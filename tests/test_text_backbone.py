@@ -12,7 +12,7 @@ import scipy.linalg
 
 from evaluators.accumulate import Accumulator
 from evaluators.backbones import BackboneSpec, load_backbone
-from evaluators.text import FeatureMoments, frechet_distance
+from evaluators.frechet import FeatureMoments, frechet_distance
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
 from pipelines.synthetic import text_pairs_table, write_shards

@@ -21,10 +21,10 @@ import numpy as np
 from evaluators.accumulate import Accumulator
 from evaluators.segmentation import (
     PixelConfusion,
-    _check_ids,
-    _is_scores,
+    check_ids,
     check_masks,
     dice_score_metric,
+    is_scores,
     mean_iou_metric,
     mean_pixel_accuracy_metric,
     pixel_accuracy_metric,
@@ -41,7 +41,7 @@ def _accumulator(stat: PixelConfusion) -> Accumulator:
 
 
 def _infer_classes(preds: np.ndarray, tgts: np.ndarray, ignore_index: int | None) -> int:
-    if _is_scores(preds, tgts):
+    if is_scores(preds, tgts):
         return int(preds.shape[-1])
     valid = tgts[tgts != ignore_index] if ignore_index is not None else tgts
     top = max(int(valid.max()) if valid.size else 0, int(preds.max()) if preds.size else 0)
@@ -67,7 +67,7 @@ def _evaluate(
     tgts = np.asarray(targets)
     if tgts.ndim == 0:
         raise ValueError("targets must be masks [n, ...], not a scalar")
-    scores = _is_scores(preds, tgts)
+    scores = is_scores(preds, tgts)
     c = int(num_classes) if num_classes is not None else _infer_classes(preds, tgts, params.get("ignore_index"))
     foreground = threshold is not None and not scores and np.issubdtype(preds.dtype, np.floating)
     if foreground and c != 2:
@@ -83,7 +83,7 @@ def _evaluate(
         problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
         if not problems and not np.isfinite(preds).all():
             problems.append(f"predictions: {int((~np.isfinite(preds)).sum())} pixels with NaN or inf scores")
-        problems.extend(_check_ids("targets", tgts, c, stat.ignore_index))
+        problems.extend(check_ids("targets", tgts, c, stat.ignore_index))
     else:
         problems = check_masks(preds, tgts, c, stat.ignore_index)
     if problems:

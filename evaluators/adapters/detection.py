@@ -1,0 +1,147 @@
+"""Inputs of a detection task: one row per image, each role a per-image list (boxes, scores, labels, crowd
+flags, areas, instance masks), read as :class:`~evaluators.adapters.base.Ragged` rows and turned into the
+columns of :class:`evaluators.detection.CocoDetectionStatistic`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from evaluators.adapters.base import BINARY, STRUCT, ColumnKind, Columns, InputError, Ragged, TaskAdapter
+from evaluators.detection import first_mask_size_mismatch, instance_masks
+from evaluators.task import BadRows, flagged_rows
+
+MASK_LISTS = (
+    "instance masks, list<struct<size: list<int>, counts: string or list<int>>> (COCO RLE, compressed or "
+    "not) or list<binary> (one PNG per instance)"
+)
+INSTANCE_MASKS = ColumnKind(f"a list column per image of {MASK_LISTS}", lambda t: t.list_of(STRUCT, BINARY))
+PER_IMAGE = ColumnKind(
+    f"a list column per image (boxes: list of 4 numbers per box, or 4k numbers; masks: {MASK_LISTS})",
+    lambda t: t.is_list,
+)
+STATISTIC_NAMES = {
+    "predictions": "pred_boxes",
+    "scores": "pred_scores",
+    "labels": "pred_labels",
+    "targets": "gt_boxes",
+    "target_labels": "gt_labels",
+    "iscrowd": "gt_iscrowd",
+    "area": "gt_area",
+    "masks": "pred_masks",
+    "target_masks": "gt_masks",
+}
+"""Detection roles -> the columns :class:`evaluators.detection.CocoDetectionStatistic` reads."""
+_PER_ROW = ("weights", "image_id")
+"""Roles with one value per image (not a list)."""
+
+
+@dataclass(frozen=True)
+class DetectionAdapter(TaskAdapter):
+    """Boxes (``[4k]`` numbers per image) or instance masks (COCO RLE structs or PNG bytes per instance)."""
+
+    needed_roles: ClassVar[tuple[str, ...]] = ("scores", "labels", "target_labels")
+
+    def roles_hint(self, missing: Collection[str]) -> str:
+        return (
+            f"a detection task needs columns for {', '.join(missing)} (predictions: predicted boxes, targets: "
+            "ground-truth boxes, or masks for iou_type: segm; optional: iscrowd, area, image_id, masks, "
+            "target_masks)."
+        )
+
+    def own_kind(self, role: str) -> ColumnKind:
+        if role in ("masks", "target_masks"):
+            return INSTANCE_MASKS
+        if role not in _PER_ROW:
+            return PER_IMAGE
+        return super().own_kind(role)
+
+    def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
+        """Per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked by
+        the statistic."""
+        problems: list[BadRows] = []
+        for role, values in columns.items():
+            if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
+                problems += flagged_rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
+        return problems
+
+    def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:
+        return frozenset(r for r in roles if r not in _PER_ROW)
+
+    def decode(self, columns: Columns, roles: Mapping[str, str], where: str, first_row: int) -> Columns:
+        """:class:`Ragged` rows -> object arrays of per-image float64 ``[4k]`` arrays (nested lists flattened
+        per row: ``[[x, y, w, h], ...]`` -> ``[4k]``), or of :class:`~evaluators.detection.InstanceMasks`
+        for a mask list column."""
+        out = dict(columns)
+        for role, values in columns.items():
+            if isinstance(values, Ragged):
+                out[role] = _per_image(values, f"{where}, column {roles[role]!r}")
+        return out
+
+    def batch(self, columns: Columns, roles: Mapping[str, str], where: str) -> Columns:
+        """Role columns -> the statistic's columns (:data:`STATISTIC_NAMES`). Without ``masks`` /
+        ``target_masks`` roles, ``iou_type: segm`` reads its masks from ``predictions`` / ``targets``. An image
+        whose predicted and ground-truth masks differ in size is an :class:`InputError` naming both columns."""
+        out = {STATISTIC_NAMES.get(k, k): v for k, v in columns.items()}
+        out.setdefault("pred_masks", out["pred_boxes"])
+        out.setdefault("gt_masks", out["gt_boxes"])
+        found = first_mask_size_mismatch(out["pred_masks"], out["gt_masks"])
+        if found is not None:
+            row, pred, gt = found
+            pred_role = "masks" if "masks" in roles else "predictions"
+            gt_role = "target_masks" if "target_masks" in roles else "targets"
+            ids = columns.get("image_id")
+            image = f"image_id {ids[row]}" if ids is not None else f"the image in row {row} of the batch"
+            raise InputError(
+                f"{where}: the masks of {image} are {pred[0]}x{pred[1]} (height x width) in column "
+                f"{roles[pred_role]!r} (data.columns.{pred_role}) but {gt[0]}x{gt[1]} in column "
+                f"{roles[gt_role]!r} (data.columns.{gt_role}); every mask of an image, predicted or ground "
+                "truth, has the image's size."
+            )
+        return out
+
+
+def _per_image(column: Ragged, where: str) -> np.ndarray:
+    """One ragged column -> an object array with one value per image (``where`` names file and column)."""
+    if INSTANCE_MASKS.accepts(column.type):
+        return _instance_masks(column, where)
+    out = np.empty(len(column), object)
+    for i, row in enumerate(column.rows):
+        out[i] = np.asarray(row, np.float64).reshape(-1)
+    return out
+
+
+def _instance_masks(column: Ragged, where: str) -> np.ndarray:
+    """A mask list column -> object array of per-row :class:`~evaluators.detection.InstanceMasks` (runs)."""
+    value = column.type.value
+    if value is not None and value.kind == STRUCT:
+        fields = value.fields
+        if "size" not in fields or "counts" not in fields:
+            raise InputError(
+                f"{where}: the masks are structs with fields {', '.join(fields)}; expected COCO RLE structs with "
+                "the fields size ([height, width]) and counts (compressed RLE string or run lengths)."
+            )
+    out = np.empty(len(column), object)
+    for i, row in enumerate(column.rows):
+        try:
+            out[i] = instance_masks(row)
+        except ValueError as exc:
+            raise InputError(
+                f"{where}, row {i}: {exc}. A row holds one mask per instance, each a COCO RLE struct {{size: "
+                "[height, width], counts: compressed string or run lengths} or the bytes of a single-channel "
+                "PNG, all of the image's size."
+            ) from None
+    return out
+
+
+def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
+    as decoded instance masks, are not numbers and pass)."""
+    return np.fromiter(
+        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
+        bool,
+        count=len(values),
+    )
