@@ -22,8 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import require_kind
-from evaluators.kernels import FIXED_POINT_BITS as FIXED_POINT_BITS
-from evaluators.kernels import FIXED_POINT_LOW_BITS as FIXED_POINT_LOW_BITS
 from evaluators.kernels import fixed_sum, from_fixed, safe_divide, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import (

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.kernels import add_at, safe_divide
-from evaluators.kernels import scatter_add as scatter_add
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
 
