@@ -63,7 +63,13 @@ def _in_thread(fn):
     return thread, outcome
 
 
-def _wait_for(path, timeout=600):
+HANG_BOUND_S = 900
+"""How long a test waits for a job before calling it hung: a bound for a broken run, not a timing. Jobs whose actors
+die start several fresh actors, each taking a minute or more on a loaded two-core machine (one such job took 210 s at
+load 10)."""
+
+
+def _wait_for(path, timeout=HANG_BOUND_S):
     """The text of ``path`` once a unit has written it (an event; the bound only ends a broken run: a loaded
     machine can take minutes to start the cluster's actors)."""
     deadline = time.monotonic() + timeout
@@ -114,7 +120,7 @@ def test_actor_removed_with_ray_kill_mid_unit_is_retried_and_the_run_equals_a_fa
     name = _wait_for(marker / "started")
     assert name.startswith("evalpipe:killed:"), name
     ray_cluster.kill(ray_cluster.get_actor(name), no_restart=True)
-    thread.join(timeout=240)
+    thread.join(timeout=HANG_BOUND_S)
     assert not thread.is_alive(), "the job hung after its actor was removed"
     faulty = outcome["value"]
     clean = run_job(_job(tmp_path, data, "clean", "stall_once_named"), show_progress=False).run
@@ -132,7 +138,7 @@ def test_a_unit_that_kills_its_worker_every_time_fails_after_max_attempts_naming
     paths = _text_data(data, "poison", ["", str(attempts), ""])
     spec = _job(tmp_path, data, "poisoned", "crash_on_poison", "poison", max_attempts=2, unit_rows=200)
     thread, outcome = _in_thread(lambda: run_job(spec, show_progress=False))
-    thread.join(timeout=240)
+    thread.join(timeout=HANG_BOUND_S)
     assert not thread.is_alive(), "the job hung on a unit that kills its worker"
     error = outcome["error"]
     assert isinstance(error, JobFailed), repr(error)
@@ -420,7 +426,7 @@ def test_a_unit_that_hangs_is_stopped_after_unit_timeout_and_the_job_fails_namin
     # No wall-clock bound on the job: replacement actors' start-up is not unit time and is slow on a loaded
     # machine. The unit holds while `hold` exists (it is never removed), so a JobFailed for the timeout on
     # both attempts is what shows the unit was stopped each time.
-    thread.join(timeout=600)
+    thread.join(timeout=HANG_BOUND_S)
     assert not thread.is_alive(), "the job hung"
     error = outcome["error"]
     assert isinstance(error, JobFailed), repr(error)
@@ -462,7 +468,7 @@ def test_a_poison_unit_sharing_an_actor_is_the_only_one_charged_and_the_run_reco
 def test_a_poison_unit_fails_the_job_alone_without_charging_its_innocent_neighbour(tmp_path, ray_cluster):
     spec, paths, tries = _poison_beside_innocent(tmp_path, crashes=99, max_attempts=1)
     thread, outcome = _in_thread(lambda: run_job(spec, show_progress=False))
-    thread.join(timeout=240)
+    thread.join(timeout=HANG_BOUND_S)
     assert not thread.is_alive(), "the job hung on a unit that kills its worker"
     error = outcome["error"]
     assert isinstance(error, JobFailed), repr(error)

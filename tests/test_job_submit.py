@@ -425,7 +425,6 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
         assert status in ("PENDING", "RUNNING") and time.monotonic() < deadline, f"{status}; logs:\n{logs}"
         time.sleep(0.3)
         fs.invalidate_cache()
-    started = time.monotonic()
     stop = subprocess.run(
         [str(BIN / "ray"), "job", "stop", f"--address={head.address}", stopped_id],
         env=head.env,
@@ -434,10 +433,13 @@ def test_ray_job_stop_commits_nothing_leaves_no_upload_and_no_secret_is_written(
         timeout=60,
     )
     assert stop.returncode == 0, stop.stderr
-    status = _wait_status(head, stopped_id, timeout=30)
-    elapsed = time.monotonic() - started
+    # The held unit never finishes on its own (`hold` still exists), so a STOPPED job with evalpipe's SIGTERM
+    # paragraph is the proof that the stop ended it. The wall time of `ray job stop` itself (a Ray client process
+    # that imports Ray, then waits for the job) is not bounded here: it was 33 s at load 13. evalpipe's own bound
+    # from SIGTERM to exit is tested in test_output_faults.
+    status = _wait_status(head, stopped_id, timeout=60)
     logs = _api(head, f"/api/jobs/{stopped_id}/logs")["logs"]
-    assert status == "STOPPED" and elapsed < 15, (status, elapsed, logs)
+    assert status == "STOPPED" and hold.exists(), (status, logs)
     assert "stopped (SIGTERM); nothing was committed" in logs, logs
 
     fs.invalidate_cache()
