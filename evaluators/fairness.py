@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from scipy.special import expit
 
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -39,6 +38,8 @@ def predicted_positive(task: Task, predictions: np.ndarray) -> np.ndarray:
     """bool ``[n]``: the rows a binary task predicts positive (host form of :func:`evaluators.task.predicted_labels`)."""
     if task.prediction is PredictionKind.LABELS:
         return np.asarray(predictions) > 0
+    from scipy.special import expit  # here, not at import: scipy.special costs ~0.5 s CPU to import
+
     scores = np.asarray(predictions, np.float64)
     return (expit(scores) if task.prediction is PredictionKind.LOGITS else scores) > task.threshold
 
