@@ -38,10 +38,12 @@ def predicted_positive(task: Task, predictions: np.ndarray) -> np.ndarray:
     """bool ``[n]``: the rows a binary task predicts positive (host form of :func:`evaluators.task.predicted_labels`)."""
     if task.prediction is PredictionKind.LABELS:
         return np.asarray(predictions) > 0
-    from scipy.special import expit  # here, not at import: scipy.special costs ~0.5 s CPU to import
-
     scores = np.asarray(predictions, np.float64)
-    return (expit(scores) if task.prediction is PredictionKind.LOGITS else scores) > task.threshold
+    if task.prediction is PredictionKind.LOGITS:
+        from scipy.special import expit  # here, not at import: scipy.special costs ~0.5 s CPU to import
+
+        scores = expit(scores)
+    return scores > task.threshold
 
 
 @dataclass(frozen=True)
