@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from scipy.special import expit
 
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -40,7 +39,11 @@ def predicted_positive(task: Task, predictions: np.ndarray) -> np.ndarray:
     if task.prediction is PredictionKind.LABELS:
         return np.asarray(predictions) > 0
     scores = np.asarray(predictions, np.float64)
-    return (expit(scores) if task.prediction is PredictionKind.LOGITS else scores) > task.threshold
+    if task.prediction is PredictionKind.LOGITS:
+        from scipy.special import expit  # here, not at import: scipy.special costs ~0.5 s CPU to import
+
+        scores = expit(scores)
+    return scores > task.threshold
 
 
 @dataclass(frozen=True)

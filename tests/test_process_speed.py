@@ -99,11 +99,18 @@ def test_compiles_do_not_grow_with_slices_or_replicates(tmp_path, shards, compil
     assert all(c == first for c in counts.values()), counts
 
 
+def _run_python(statement: str) -> str:
+    """stdout of a fresh interpreter running ``statement``, then printing the names of all modules it imported
+    (top-level packages and ``scipy.special``) on the last line."""
+    shown = "m.split('.')[0] if not m.startswith('scipy.special') else 'scipy.special'"
+    code = f"import sys\n{statement}\nprint(' '.join(sorted({{{shown} for m in sys.modules}})))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=240)
+    return out.stdout
+
+
 def _imported_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
-    return set(out.stdout.split())
+    return set(_run_python(statement).splitlines()[-1].split())
 
 
 def test_cli_import_leaves_out_polars_matplotlib_jax_and_ray():
@@ -128,6 +135,31 @@ def test_compile_cache_directory_settings(tmp_path):
 
 def test_run_path_import_leaves_out_polars_matplotlib_and_ray():
     assert not {"polars", "matplotlib", "ray"} & _imported_after("import pipelines.execute, pipelines.runners.local")
+
+
+def test_local_run_of_a_binary_job_leaves_out_unused_libraries(tmp_path, shards):
+    """A whole ``evalpipe run`` of a binary job on the local runner: no polars (reading results back), no
+    scipy.special (logit predictions only), no matplotlib or Ray; and its table is the run's."""
+    data, table = shards
+    job = {
+        "name": "imports",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "log_loss", "demographic_parity_difference"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    job["data"]["columns"]["sensitive"] = "country"
+    path = write_job(tmp_path / "imports.yaml", job)
+    command = f"from pipelines.cli import main; main(['run', {str(path)!r}, '--runner', 'local', '--quiet'])"
+    stdout = _run_python(command)
+    lines = stdout.splitlines()
+    imported = set(lines[-1].split())
+    assert not {"polars", "matplotlib", "ray"} & imported
+    assert "scipy.special" not in imported and "jax" in imported
+    accuracy = next(line.split() for line in lines if line.startswith("overall") and " accuracy " in f" {line} ")
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
+    assert float(accuracy[2]) == pytest.approx(skm.accuracy_score(labels, scores > 0.5), rel=1e-5)
 
 
 def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
