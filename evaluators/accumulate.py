@@ -233,9 +233,10 @@ class Accumulator:
             host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
             for i in self._host:
                 out[i] = self.statistics[i].update(states[i], host)
+            device_host = self._device_columns(host) if small else {}  # what the device update would get
             for i in small:
                 stat = self.statistics[i]
-                out[i] = stat.update_stored(stat.stored(tree_to_numpy(states[i])), host)
+                out[i] = stat.update_stored(stat.stored(tree_to_numpy(states[i])), device_host)
         return tuple(out)
 
     def _chunk_size(self, rows: int, step: int) -> int:

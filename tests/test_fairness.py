@@ -15,6 +15,7 @@ from fairlearn import metrics as fl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import expit
+from sklearn import metrics as skm
 
 import evaluators.functional as F
 from evaluators.accumulate import Accumulator
@@ -130,7 +131,8 @@ def _job(tmp_path, runner: str, columns: dict) -> dict:
         "name": "fairness",
         "data": {"path": f"{tmp_path}/data/*.parquet", "columns": columns},
         "task": "binary",
-        "metrics": ["accuracy", *NAMES],
+        # roc_auc / average_precision: device statistics that take small batches directly, beside a string column
+        "metrics": ["accuracy", "roc_auc", "average_precision", *NAMES],
         "execution": {"runner": runner, "actors": 2, "unit_rows": 300},
         "output": {"uri": str(tmp_path / "out")},
     }
@@ -155,6 +157,8 @@ def test_fairness_job_equals_fairlearn(tmp_path, runner, request):
     for name in NAMES:
         assert values[name] == pytest.approx(expected[name], abs=1e-12), name
     assert values["demographic_parity_difference.selection_rate[b]"] == pytest.approx(expected[".selection_rate[b]"])
+    assert values["roc_auc"] == pytest.approx(skm.roc_auc_score(rows["targets"], scores), abs=1e-6)
+    assert values["average_precision"] == pytest.approx(skm.average_precision_score(rows["targets"], scores), abs=1e-6)
 
 
 def test_a_fairness_metric_without_its_column_is_refused(tmp_path):
