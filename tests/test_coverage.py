@@ -73,15 +73,19 @@ def test_coverage_equals_the_items_of_each_top_k(seed, strings, k, catalog_size)
     expected = reference(data, weights, k, catalog_size)
     assert values[""] == expected
     assert values[".queries"] == np.count_nonzero(weights[retrieval.runs(data[QUERY])[0]] > 0)
-    got = F.coverage(data["predictions"], data[ITEM], data[QUERY], k=k, catalog_size=catalog_size, weights=weights)
+    got = F.coverage(
+        data["predictions"], data["targets"], data[QUERY], data[ITEM], k=k, catalog_size=catalog_size, weights=weights
+    )
     assert got == expected
 
 
 def test_small_cases_by_hand():
     scores, queries_ = [0.5, 0.5, 0.1, 0.9, 0.2], ["a", "a", "a", "b", "b"]
-    assert F.coverage(scores, [1, 2, 3, 4, 1], queries_, k=1) == 2 / 4  # tie: the earlier row (item 1) ranks first
-    assert F.coverage(scores, [1, 2, 3, 4, 1], queries_, k=2) == 3 / 4
-    assert F.coverage(scores, ["x", "y", "x", "y", "x"], queries_, k=1, catalog_size=10) == 2 / 10
+    assert (
+        F.coverage(scores, np.zeros(5), queries_, [1, 2, 3, 4, 1], k=1) == 2 / 4
+    )  # tie: the earlier row (item 1) ranks first
+    assert F.coverage(scores, np.zeros(5), queries_, [1, 2, 3, 4, 1], k=2) == 3 / 4
+    assert F.coverage(scores, np.ones(5), queries_, ["x", "y", "x", "y", "x"], k=1, catalog_size=10) == 2 / 10
     with pytest.raises(ValueError, match="parameter 'catalog_size' of metric 'coverage' must be"):
         build("coverage", RANKING, {"catalog_size": 0})
     with pytest.raises(ValueError, match="metric 'coverage' serves ranking tasks, not binary"):

@@ -157,8 +157,10 @@ def test_fairness_job_equals_fairlearn(tmp_path, runner, request):
     for name in NAMES:
         assert values[name] == pytest.approx(expected[name], abs=1e-12), name
     assert values["demographic_parity_difference.selection_rate[b]"] == pytest.approx(expected[".selection_rate[b]"])
-    assert values["roc_auc"] == pytest.approx(skm.roc_auc_score(rows["targets"], scores), abs=1e-6)
-    assert values["average_precision"] == pytest.approx(skm.average_precision_score(rows["targets"], scores), abs=1e-6)
+    # the binned default's guarantee: within the reported bound of scikit-learn
+    for name, reference in (("roc_auc", skm.roc_auc_score), ("average_precision", skm.average_precision_score)):
+        bound = values[f"{name}.error_bound"]
+        assert abs(values[name] - reference(rows["targets"], scores)) <= bound < 1e-3, name
 
 
 def test_a_fairness_metric_without_its_column_is_refused(tmp_path):

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from evaluators.coverage import ITEM
 from evaluators.functional._common import with_columns
 from evaluators.retrieval import QUERY
@@ -73,21 +71,17 @@ def hit_rate(predictions: Any, targets: Any, query_ids: Sequence[Any], *, k: int
 
 def coverage(
     predictions: Any,
-    item_ids: Sequence[Any],
+    targets: Any,
     query_ids: Sequence[Any],
+    item_ids: Sequence[Any],
     *,
     k: int = 10,
     catalog_size: int | None = None,
     weights: Any = None,
 ) -> float:
     """Catalogue coverage: distinct items in some query's top ``k`` over ``catalog_size`` (None: the distinct
-    items among the rows)."""
-    columns = {
-        "predictions": predictions,
-        "targets": np.zeros(len(predictions)),
-        QUERY: query_ids,
-        ITEM: item_ids,
-        "weights": weights,
-    }
+    items among the rows). ``targets`` (relevance) are checked as a ranking job checks them but do not enter the
+    value: coverage counts what is shown, relevant or not."""
+    columns = {"predictions": predictions, "targets": targets, QUERY: query_ids, ITEM: item_ids, "weights": weights}
     params = {"k": k, "catalog_size": catalog_size}
     return float(with_columns("coverage", Task(TaskKind.RANKING), columns, params)[""])
