@@ -6,7 +6,7 @@ The rows of one query must be contiguous (see :mod:`evaluators.retrieval`).
 0.8154648767857288
 >>> mean_reciprocal_rank([0.9, 0.1, 0.8, 0.3], [0, 1, 0, 1], ["a", "a", "b", "b"])
 0.5
->>> coverage([0.9, 0.1, 0.8, 0.3], ["x", "y", "x", "z"], ["a", "a", "b", "b"], k=1, catalog_size=4)
+>>> coverage([0.9, 0.1, 0.8, 0.3], [1, 0, 0, 1], ["a", "a", "b", "b"], ["x", "y", "x", "z"], k=1, catalog_size=4)
 0.25
 """
 
