@@ -119,7 +119,8 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
         values = array.flatten()
         if values.null_count:
             raise DataError(f"{where}: {values.null_count} list elements are null; expected numbers.")
-        flat = values.to_numpy(zero_copy_only=False)
+        numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+        flat = fixed_width_numbers(values) if numeric else values.to_numpy(zero_copy_only=False)
         return flat.reshape(n, width)
     return array.to_numpy(zero_copy_only=False)
 
