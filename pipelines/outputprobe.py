@@ -55,6 +55,20 @@ def _missing_directories(fs: fsspec.AbstractFileSystem, directory: str) -> list[
     return missing
 
 
+def _write_marker(fs: fsspec.AbstractFileSystem, directory: str, marker: str, tries: int = 20) -> None:
+    """Create ``directory`` and an empty ``marker`` in it. Another run of the same job probing at the same
+    moment may remove the directories it created (it leaves the location as it found it) while this one
+    creates its own or writes its marker, so a step that finds its directory gone is tried again."""
+    for attempt in range(tries):
+        try:
+            fs.makedirs(directory, exist_ok=True)
+            fs.pipe_file(marker, b"")
+            return
+        except (FileNotFoundError, FileExistsError):  # a directory vanished between two steps of this one
+            if attempt == tries - 1:
+                raise
+
+
 def probe_output(output: OutputSpec, job: str) -> None:
     """Check that runs of ``job`` can be written under ``output.uri`` (creating the bucket when
     ``output.create`` says so).
@@ -87,11 +101,8 @@ def probe_output(output: OutputSpec, job: str) -> None:
     marker = join(directory, PROBE_PREFIX + secrets.token_hex(6))
     created = _missing_directories(fs, directory)
     try:
-        fs.makedirs(directory, exist_ok=True)
-        fs.pipe_file(marker, b"")
+        _write_marker(fs, directory, marker)
         fs.rm(marker)
-        for path in created:  # leave the location as it was
-            fs.rmdir(path)
     except Exception as exc:
         if not is_storage_access_error(exc):
             raise
@@ -101,3 +112,8 @@ def probe_output(output: OutputSpec, job: str) -> None:
             f"output.uri {output.uri!r}: cannot write runs there: creating and removing the marker file {marker} "
             f"failed with {type(exc).__name__}: {exc}. Check that the location is a writable directory or bucket."
         ) from None
+    for path in created:  # leave the location as it was, unless another run of the job is using it now
+        try:
+            fs.rmdir(path)
+        except OSError:
+            break

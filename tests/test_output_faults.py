@@ -146,6 +146,21 @@ def test_an_output_that_cannot_be_written_is_found_before_computing(tmp_path, sh
     assert blocker.read_text() == "not a directory"
 
 
+def test_runs_of_one_job_probing_a_fresh_output_at_once_all_pass_and_leave_no_marker(tmp_path):
+    """Nightly jobs started together probe the same fresh ``{output}/{job}``: one run removing the directory
+    it created must not fail another run's marker, and no marker file is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipelines.outputprobe import probe_output
+    from pipelines.spec import OutputSpec
+
+    output = OutputSpec(uri=str(tmp_path / "out"))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: probe_output(output, "nightly"), range(400)))
+    assert outcomes == [None] * 400
+    assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []
+
+
 SITE = '''
 import os
 import time
