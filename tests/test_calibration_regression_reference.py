@@ -313,6 +313,21 @@ def test_regression_constant_target(exact):
     assert np.isnan(got["pearson_corrcoef"])
 
 
+@pytest.mark.parametrize("weights", [None, "zeros"])
+def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights):
+    # no row, or only rows of weight 0: scikit-learn refuses both; every metric of the moments is NaN (r2 and
+    # explained variance too, not force_finite's 0 or 1 of a constant target)
+    n = 0 if weights is None else 3
+    y, p = np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64) + 1.0
+    w = None if weights is None else np.zeros(n)
+    with pytest.raises(ValueError):
+        skm.r2_score(y, p, sample_weight=w)
+    values = evaluate([build(m, Task("regression")) for m in REGRESSION_METRICS], p, y, w)
+    for metric, value in zip(REGRESSION_METRICS, values, strict=True):
+        assert np.isnan(value[""]), metric
+    assert np.isnan(F.r2(p, y, weights=w)) and np.isnan(F.explained_variance(p, y, weights=w))
+
+
 # --- functional API ------------------------------------------------------------------------------------
 
 TARGETS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
