@@ -477,6 +477,20 @@ def test_functional_multilabel_and_ignore_index():
     )
 
 
+def test_a_class_seen_only_in_rows_of_weight_0_is_absent():
+    """Weight 0 means the row counts nowhere: class 2 below is absent from the macro average (scikit-learn, which
+    counts it present, gives F1 0 to it); equal to scikit-learn on the rows of positive weight."""
+    y, p, w = np.array([1, 0, 0, 0, 2]), np.array([1, 0, 1, 0, 1]), np.array([1.0, 1, 1, 1, 0])
+    kept = w > 0
+    for name, sk in (("f1_score", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+        got = getattr(F, name)(p, y, weights=w, num_classes=3)
+        assert got == pytest.approx(sk(y[kept], p[kept], average="macro"), abs=1e-12), name
+    assert F.f1_score(p, y, weights=w, num_classes=3) != pytest.approx(
+        skm.f1_score(y, p, average="macro", sample_weight=w)
+    )
+    assert F.balanced_accuracy(p, y, weights=w, num_classes=3) == skm.balanced_accuracy_score(y, p, sample_weight=w)
+
+
 def test_undefined_combinations_raise():
     for name in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
         with pytest.raises(ValueError, match="not multilabel"):
