@@ -25,6 +25,7 @@ from evaluators.calibration import (
     CalibrationBins,
     bin_index,
     check_bins,
+    fold_ones,
     require_probabilities,
 )
 from evaluators.classification import per_class_values
@@ -125,7 +126,7 @@ def equal_mass_groups(weight: np.ndarray, num_bins: int) -> np.ndarray:
 
 
 def _adaptive_ece(num_bins: int, state: State) -> dict[str, float]:
-    count, conf, acc = state
+    count, conf, acc = fold_ones(state, ADAPTIVE_FINE_BINS)  # a confidence of 1 in the last fine bin
     total = float(count.sum())
     if total <= 0:
         return {"": float("nan")}

@@ -9,7 +9,9 @@ Confidence and accuracy follow torchmetrics' calibration error:
   top class is the target.
 
 Bins are ``n_bins`` equal-width intervals ``[i/n, (i+1)/n)`` of ``[0, 1]``,
-the last one closed.
+the last one closed; the expected and maximum calibration error, as
+torchmetrics' (``torch.bucketize(..., right=True)`` puts 1 past the last
+edge), count a confidence of exactly 1 in a bin of its own after them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.kernels import fixed_sum, from_fixed, safe_divide, to_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
     Task,
     TaskKind,
@@ -121,28 +123,61 @@ def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.
 
 @dataclass(frozen=True)
 class CalibrationBins(Statistic):
-    """Per-bin weight, confidence sum and accuracy sum.
+    """Per-bin weight, confidence sum and accuracy sum over ``n_bins`` equal-width bins and one more slot, last,
+    for the confidences of exactly 1 (at or above 1), which torchmetrics' calibration error bins on their own.
 
-    State: ``(weight float64 [n_bins], confidence sum int64 fixed point [n_bins, 2],
-    accuracy sum float64 [n_bins])``.
+    State: ``(weight float64 [n_bins + 1], confidence sum int64 fixed point [n_bins + 1, 2],
+    accuracy sum float64 [n_bins + 1])``; :func:`fold_ones` gives the ``n_bins`` bins with the slot in the last.
     """
 
     task: Task
     n_bins: int = 15
 
     def zero(self) -> State:
-        return (np.zeros(self.n_bins), np.zeros((self.n_bins, 2), np.int64), np.zeros(self.n_bins))
+        slots = self.n_bins + 1
+        return (np.zeros(slots), np.zeros((slots, 2), np.int64), np.zeros(slots))
 
     def update(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
-        index = bin_index(confidence, self.n_bins)
+        slots = self.n_bins + 1
+        index = jnp.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
         count, conf, acc = state
-        sums = jnp.zeros((self.n_bins, 2), jnp.float64).at[index].add(jnp.stack([w, w * correct], axis=-1))
+        sums = jnp.zeros((slots, 2), jnp.float64).at[index].add(jnp.stack([w, w * correct], axis=-1))
         return (
             count + sums[:, 0],
-            conf + jnp.zeros((self.n_bins, 2), jnp.int64).at[index].add(to_fixed(w * confidence)),
+            conf + jnp.zeros((slots, 2), jnp.int64).at[index].add(to_fixed(w * confidence)),
             acc + sums[:, 1],
         )
+
+    def merge(self, a: State, b: State) -> State:
+        return tree_add(self._with_ones_slot(a), self._with_ones_slot(b))
+
+    def _with_ones_slot(self, state: State) -> State:
+        """``state`` (or a stack of states on leading axes) with the slot of confidences of 1: a state of
+        ``n_bins`` slots, as runs stored before the slot existed, gets an empty one (its confidences of 1 stay
+        in its last bin)."""
+        count, conf, acc = (np.asarray(x) for x in state)
+        if count.shape[-1] == self.n_bins + 1:
+            return (count, conf, acc)
+        return (
+            np.concatenate([count, np.zeros_like(count[..., :1])], axis=-1),
+            np.concatenate([conf, np.zeros_like(conf[..., :1, :])], axis=-2),
+            np.concatenate([acc, np.zeros_like(acc[..., :1])], axis=-1),
+        )
+
+
+def fold_ones(state: State, n_bins: int) -> State:
+    """A :class:`CalibrationBins` state as its ``n_bins`` bins: the slot of confidences of exactly 1 added to the
+    last bin, ``[(n-1)/n, 1]`` (scikit-learn's ``calibration_curve``); a state of ``n_bins`` slots (stored before
+    the slot existed, its confidences of 1 in the last bin already) as it is."""
+    count, conf, acc = (np.asarray(x) for x in state)
+    if count.shape[-1] == n_bins:
+        return (count, conf, acc)
+    return (
+        np.concatenate([count[..., :-2], count[..., -2:].sum(-1, keepdims=True)], axis=-1),
+        np.concatenate([conf[..., :-2, :], conf[..., -2:, :].sum(-2, keepdims=True)], axis=-2),
+        np.concatenate([acc[..., :-2], acc[..., -2:].sum(-1, keepdims=True)], axis=-1),
+    )
 
 
 COMPARED_EDGES = 64
@@ -174,7 +209,7 @@ def _bin_gaps(state: State) -> tuple[np.ndarray, np.ndarray]:
     return gap, nonempty
 
 
-def _ece(state: np.ndarray) -> dict[str, float]:
+def _ece(state: State) -> dict[str, float]:
     count = state[0]
     gap, _ = _bin_gaps(state)
     total = count.sum()
@@ -208,13 +243,13 @@ def _debiased_ece(state: State) -> dict[str, float]:
     return {"": float(np.sum(count * (2.0 * np.abs(gap) - folded)) / total)}
 
 
-def _mce(state: np.ndarray) -> dict[str, float]:
+def _mce(state: State) -> dict[str, float]:
     gap, nonempty = _bin_gaps(state)
     return {"": float(gap[nonempty].max()) if nonempty.any() else float("nan")}
 
 
-def _reliability(state: State) -> dict[str, object]:
-    count, conf, acc = state
+def _reliability(n_bins: int, state: State) -> dict[str, object]:
+    count, conf, acc = fold_ones(state, n_bins)
     conf = from_fixed(conf)
     return {
         ".confidence": safe_divide(conf, count, float("nan")),
@@ -267,4 +302,4 @@ def reliability_diagram(task: Task, *, num_bins: int | None = None, n_bins: int 
     """Per-bin mean confidence, accuracy and weight: the data of a reliability diagram."""
     require_probabilities(task, "reliability_diagram")
     stat = CalibrationBins(task, check_bins(num_bins, n_bins))
-    return DerivedMetric("reliability_diagram", stat, partial(_reliability), Direction.INFO)
+    return DerivedMetric("reliability_diagram", stat, partial(_reliability, stat.n_bins), Direction.INFO)

@@ -129,6 +129,11 @@ class ClassCounts:
         """Classes that occur in the targets or in the predictions."""
         return (self.tp + self.fp + self.fn) > 0
 
+    @property
+    def counted(self) -> bool:
+        """Whether any row (element, for multilabel) was counted: not every one ignored or of weight 0."""
+        return bool((self.tp + self.fp + self.fn + self.tn).sum() > 0)
+
 
 def class_counts(task: Task, cm: np.ndarray) -> ClassCounts:
     """Per-class counts from a ``ConfusionCounts`` state."""
@@ -154,8 +159,11 @@ def average_ratio(
     average: str,
     zero_division: float,
 ) -> dict[str, float]:
-    """Average a per-class ratio ``num / den`` the scikit-learn way."""
+    """Average a per-class ratio ``num / den`` the scikit-learn way. Without a counted row every average is NaN
+    (undefined: scikit-learn refuses empty input); per class (``none``) a zero denominator takes ``zero_division``."""
     values = safe_divide(num, den, zero_division)
+    if average != "none" and not counts.counted:
+        return {"": float("nan")}
     if average == "binary":
         return {"": float(values[1])}
     if average == "micro":
@@ -206,14 +214,14 @@ def _accuracy(task: Task, average: str, cm: np.ndarray) -> dict[str, float]:
 
 
 def _subset_accuracy(state: np.ndarray) -> dict[str, float]:
-    return {"": float(safe_divide(state[1], state[0], 0.0))}
+    return {"": float(safe_divide(state[1], state[0], np.nan))}  # NaN without a counted row
 
 
 def _balanced_accuracy(task: Task, adjusted: bool, cm: np.ndarray) -> dict[str, float]:
     c = class_counts(task, cm)
     has_support = c.support > 0
-    if not has_support.any():
-        return {"": 0.0}
+    if not has_support.any():  # no counted row
+        return {"": float("nan")}
     recall = c.tp[has_support] / c.support[has_support]
     score = float(recall.mean())
     if adjusted:
@@ -228,6 +236,8 @@ def _matthews(cm: np.ndarray) -> dict[str, float]:
     t_sum = cm.sum(axis=1)
     p_sum = cm.sum(axis=0)
     n = cm.sum()
+    if n == 0:  # no counted row
+        return {"": float("nan")}
     correct = np.trace(cm)
     cov_ytyp = correct * n - t_sum @ p_sum
     cov_ypyp = n * n - p_sum @ p_sum
@@ -278,6 +288,8 @@ def normalized_confusion(normalize: str | None, cm: np.ndarray) -> dict[str, obj
 
 def _top_k_accuracy(average: str, state: np.ndarray) -> dict[str, float]:
     support, hits = state
+    if average != "none" and not support.sum() > 0:  # no counted row
+        return {"": float("nan")}
     if average == "micro":
         return {"": float(safe_divide(hits.sum(), support.sum(), 0.0))}
     recall = safe_divide(hits, support, 0.0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.calibration import fold_ones
 from evaluators.kernels import from_fixed, safe_divide
 
 
@@ -77,15 +78,20 @@ def precision_recall_points(
     return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision])
 
 
-def reliability_bins(state: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(edges [n + 1], confidence [n], accuracy [n], weight [n])`` of a ``CalibrationBins`` state.
+def reliability_bins(
+    state: Any, n_bins: int, *, ones_apart: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(edges [n + 1], confidence [n], accuracy [n], weight [n])`` of a ``CalibrationBins`` state of ``n_bins``.
 
     ``confidence`` and ``accuracy`` are the weighted means of each bin (NaN for an empty bin);
-    ``weight`` the bin's total row weight; bins are equal-width over ``[0, 1]``.
+    ``weight`` the bin's total row weight; bins are equal-width over ``[0, 1]``, confidences of exactly 1 in the
+    last, or with ``ones_apart`` in one more bin ``[1, 1]`` of their own (the calibration error's bins) where
+    the state keeps them apart.
     """
-    count, conf, acc = state
+    apart = ones_apart and np.shape(state[0])[-1] == n_bins + 1
+    count, conf, acc = state if apart else fold_ones(state, n_bins)
     count = np.asarray(count, np.float64)
-    edges = np.linspace(0.0, 1.0, len(count) + 1)
+    edges = np.concatenate([np.linspace(0.0, 1.0, n_bins + 1), [1.0] * apart])
     confidence = safe_divide(from_fixed(conf), count, float("nan"))
     accuracy = safe_divide(acc, count, float("nan"))
     return edges, confidence, accuracy, count

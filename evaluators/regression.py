@@ -134,8 +134,11 @@ def _mae_value(state: State) -> dict[str, float]:
     return {"": m.abs_error / m.weight if m.weight > 0 else float("nan")}
 
 
-def _one_minus_ratio(num: float, den: float) -> float:
+def _one_minus_ratio(weight: float, num: float, den: float) -> float:
+    # No counted row: undefined (NaN), as every other metric of these moments.
     # scikit-learn's force_finite: a constant target scores 1 if predicted exactly, else 0.
+    if weight <= 0:
+        return float("nan")
     if den == 0:
         return 1.0 if num == 0 else 0.0
     return 1.0 - num / den
@@ -143,12 +146,12 @@ def _one_minus_ratio(num: float, den: float) -> float:
 
 def _r2_value(state: State) -> dict[str, float]:
     m = _moments(state)
-    return {"": _one_minus_ratio(_mse(m) * m.weight, m.m2_target)}
+    return {"": _one_minus_ratio(m.weight, _mse(m) * m.weight, m.m2_target)}
 
 
 def _explained_variance_value(state: State) -> dict[str, float]:
     m = _moments(state)
-    return {"": _one_minus_ratio(m.m2_resid, m.m2_target)}
+    return {"": _one_minus_ratio(m.weight, m.m2_resid, m.m2_target)}
 
 
 def _pearson_value(state: State) -> dict[str, float]:

@@ -38,7 +38,9 @@ the flattened valid pixels give the same numbers):
 * ``none``: one value per class, all ``C`` classes, keys ``"[i]"``; an absent class takes ``zero_division``;
 * ``binary``: the value of class 1 (two classes), calibrax's ``iou(pred_mask, gt_mask)``.
 
-A ratio with a zero denominator takes ``zero_division`` (default 0.0, as both references).
+A ratio with a zero denominator takes ``zero_division`` (default 0.0, as both references); without a counted
+pixel (every one ignored, or images of weight 0) every average is NaN, undefined (torchmetrics' JaccardIndex
+gives NaN, scikit-learn refuses empty input), and ``none`` gives ``zero_division`` per class.
 
 ``ignore_index``: target pixels with that value are dropped. When it is also a class id in ``[0, C)``, that class
 is left out of the ``macro``, ``micro`` and ``weighted`` reductions too (as torchmetrics' JaccardIndex, and as
@@ -187,6 +189,8 @@ def reduce_ratio(
     values = safe_divide(num, den, zero_division)
     if average == "none":
         return per_class_values(values)
+    if not counts.support.sum() > 0:  # no counted pixel
+        return {"": float("nan")}
     if average == "binary":
         return {"": float(values[1])}
     used = counts.used

@@ -211,5 +211,5 @@ def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
 
 def flagged_rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:
     """``[BadRows]`` for the rows with any flagged element (``bad``: ``[n]`` or ``[n, ...]``), or ``[]``."""
-    rows = bad.reshape(n, -1).any(axis=1) if bad.ndim > 1 else bad
+    rows = bad.any(axis=tuple(range(1, bad.ndim))) if bad.ndim > 1 else bad  # also for n = 0
     return [BadRows(role, what, rows)] if rows.any() else []

@@ -115,10 +115,11 @@ def reliability_figure(stats: RunStatistics, point: str = OVERALL, metric_key: s
     ECE of these bins in the title. Bottom: the row weight of each bin (bars over the bin edges).
     """
     spec, metric = _find_metric(stats, (CalibrationBins,), "calibration statistic", metric_key)
-    edges, confidence, accuracy, weight = reliability_bins(stats.state(spec.key, point))
+    state, n_bins = stats.state(spec.key, point), metric.statistic.n_bins
+    edges, confidence, accuracy, weight = reliability_bins(state, n_bins)
     binary = _task(metric).kind is TaskKind.BINARY
     filled = weight > 0
-    ece = binned_calibration_error(confidence, accuracy, weight)
+    ece = binned_calibration_error(*reliability_bins(state, n_bins, ones_apart=True)[1:])
 
     fig = Figure(figsize=(6.0, 6.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])

@@ -52,7 +52,7 @@ def numpy_one_pass(suite: Suite) -> dict[str, float]:
 
     counts = np.zeros(4)  # tn, fp, fn, tp
     sums = np.zeros(2)  # log loss, squared error
-    ece = np.zeros((3, ECE_BINS))  # rows, confidence, correct
+    ece = np.zeros((3, ECE_BINS + 1))  # rows, confidence, correct; the last bin: confidences of exactly 1
     hist = np.zeros((2, AUC_BINS))
     columns = [suite.columns["predictions"], suite.columns["targets"]]
     for path in suite.paths():
@@ -65,10 +65,10 @@ def numpy_one_pass(suite: Suite) -> dict[str, float]:
             clipped = np.clip(p, np.finfo(np.float64).eps, 1 - np.finfo(np.float64).eps)
             sums[0] -= np.sum(np.where(y == 1, np.log(clipped), np.log1p(-clipped)))
             sums[1] += np.sum((p - y) ** 2)
-            index = np.minimum((p * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-            ece[0] += np.bincount(index, minlength=ECE_BINS)
-            ece[1] += np.bincount(index, weights=p, minlength=ECE_BINS)
-            ece[2] += np.bincount(index, weights=y.astype(np.float64), minlength=ECE_BINS)
+            index = np.where(p >= 1.0, ECE_BINS, np.minimum((p * ECE_BINS).astype(np.int64), ECE_BINS - 1))
+            ece[0] += np.bincount(index, minlength=ECE_BINS + 1)
+            ece[1] += np.bincount(index, weights=p, minlength=ECE_BINS + 1)
+            ece[2] += np.bincount(index, weights=y.astype(np.float64), minlength=ECE_BINS + 1)
             cell = np.minimum((p * AUC_BINS).astype(np.int64), AUC_BINS - 1)
             hist += np.bincount(y * AUC_BINS + cell, minlength=2 * AUC_BINS).reshape(2, AUC_BINS)
     return _from_statistics(counts, sums, ece, hist)

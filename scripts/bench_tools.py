@@ -36,12 +36,15 @@ def numpy_column(column: object) -> np.ndarray:
 
 
 def _ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
-    """L1 calibration error over equal-width bins (as torchmetrics and evalpipe)."""
+    """L1 calibration error over equal-width bins, confidences of exactly 1 in one more bin (as torchmetrics and
+    evalpipe)."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
-    count = np.bincount(index, minlength=n_bins)
+    index = np.where(confidence >= 1.0, n_bins, index)
+    count = np.bincount(index, minlength=n_bins + 1)
     gap = np.abs(
-        np.bincount(index, weights=correct, minlength=n_bins) - np.bincount(index, weights=confidence, minlength=n_bins)
+        np.bincount(index, weights=correct, minlength=n_bins + 1)
+        - np.bincount(index, weights=confidence, minlength=n_bins + 1)
     )
     return float(gap.sum() / count.sum())
 

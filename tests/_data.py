@@ -285,28 +285,32 @@ def per_class(values: Mapping[str, object], count: int, suffix: str = "") -> np.
 
 
 def calibration_by_hand(
-    confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None, n_bins: int
+    confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None, n_bins: int, *, ones_apart: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (weight, confidence sum, correct sum), by a plain loop over rows.
 
     Bin ``i`` holds ``edges[i] <= c < edges[i + 1]`` with ``edges =
     np.linspace(0, 1, n_bins + 1)`` (the edges ``sklearn.calibration.calibration_curve``
-    uses too), the last bin also holds ``c == 1``.
+    uses too), the last bin also holds ``c == 1``; with ``ones_apart`` ``c == 1`` is in one more bin
+    (``n_bins + 1`` in all) of its own instead, as torchmetrics' calibration error bins it
+    (``torch.bucketize(c, edges, right=True) - 1``).
     """
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    count = np.zeros(n_bins)
-    conf_sum = np.zeros(n_bins)
-    correct_sum = np.zeros(n_bins)
+    count = np.zeros(n_bins + ones_apart)
+    conf_sum = np.zeros(n_bins + ones_apart)
+    correct_sum = np.zeros(n_bins + ones_apart)
     w = np.ones(len(confidence)) if weights is None else weights
     for c, a, wi in zip(confidence.tolist(), correct.tolist(), w.tolist(), strict=True):
-        for i in range(n_bins):
-            if edges[i] <= c < edges[i + 1] or (i == n_bins - 1 and c == edges[n_bins]):
-                count[i] += wi
-                conf_sum[i] += wi * c
-                correct_sum[i] += wi * a
+        for i in range(n_bins + ones_apart):
+            if edges[i] <= c < edges[i + 1] if i < n_bins else c == 1.0:
+                break
+            if i == n_bins - 1 and c == edges[n_bins] and not ones_apart:
                 break
         else:
             raise AssertionError(f"confidence {c} outside [0, 1]")
+        count[i] += wi
+        conf_sum[i] += wi * c
+        correct_sum[i] += wi * a
     return count, conf_sum, correct_sum
 
 

@@ -9,11 +9,12 @@ order; the references see the concatenated rows.
 * ``brier_score``: ``sklearn.metrics.brier_score_loss``; for multiclass with
   ``scale_by_half=False``, i.e. the unscaled mean of ``sum_c (p_c - onehot_c)^2``
   (also derived by hand);
-* ECE / MCE / reliability diagram: torchmetrics is not installed, so they are
-  derived by a plain loop over rows from the definition (binary: confidence p,
-  "accuracy" the target; multiclass: top-1 probability and whether the top-1
-  class is the target; ``n_bins`` equal-width bins ``[edges[i], edges[i+1])``,
-  last closed). The edges are ``np.linspace(0, 1, n_bins + 1)``, as in
+* ECE / MCE / reliability diagram: derived by a plain loop over rows from the
+  definition (binary: confidence p, "accuracy" the target; multiclass: top-1
+  probability and whether the top-1 class is the target; ``n_bins`` equal-width
+  bins ``[edges[i], edges[i+1])``, the diagram's last closed, while ECE and MCE
+  give a confidence of exactly 1 a bin of its own, as torchmetrics does; also
+  checked against torchmetrics itself). The edges are ``np.linspace(0, 1, n_bins + 1)``, as in
   ``sklearn.calibration.calibration_curve`` (checked against it): a score on a
   bin edge whose float value is not exactly ``i / n_bins`` (0.3 with 10 bins:
   linspace gives 0.30000000000000004) falls in the lower bin;
@@ -34,6 +35,7 @@ from sklearn.calibration import calibration_curve
 
 import evaluators.functional as F
 from evaluators.accumulate import Accumulator, evaluate
+from evaluators.calibration import fold_ones
 from evaluators.catalog import build
 from evaluators.task import Task, TaskKind
 from tests._data import (
@@ -139,12 +141,12 @@ def calibration_reference(name: str, params: dict, c: Case):
         by_hand = np.average(((c.scores - onehot) ** 2).sum(axis=1), weights=c.w)
         assert sk == pytest.approx(by_hand, rel=1e-12)
         return sk
-    count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, params.get("n_bins", 15))
-    ece, mce = ece_mce_by_hand(count, conf_sum, correct_sum)
-    if name == "expected_calibration_error":
-        return ece
-    if name == "maximum_calibration_error":
-        return mce
+    n_bins = params.get("n_bins", 15)
+    if name in ("expected_calibration_error", "maximum_calibration_error"):
+        count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, n_bins, ones_apart=True)
+        ece, mce = ece_mce_by_hand(count, conf_sum, correct_sum)
+        return ece if name == "expected_calibration_error" else mce
+    count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, n_bins)
     with np.errstate(invalid="ignore"):
         return {".count": count, ".confidence": conf_sum / count, ".accuracy": correct_sum / count}
 
@@ -199,7 +201,68 @@ def test_scores_on_bin_edges():
     np.testing.assert_allclose(diagram[".count"], count, rtol=1e-12)
     np.testing.assert_allclose(diagram[".confidence"], conf / count, rtol=1e-12)
     np.testing.assert_allclose(diagram[".accuracy"], correct / count, rtol=1e-12)
+    count, conf, correct = calibration_by_hand(p, y, w, 10, ones_apart=True)
     assert ece[""] == pytest.approx(ece_mce_by_hand(count, conf, correct)[0], rel=RTOL)
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 10, 15])
+def test_calibration_error_equals_torchmetrics_with_confidences_of_exactly_1(n_bins):
+    """torchmetrics bins a confidence of exactly 1 on its own (``bucketize(right=True)`` past the last edge): one-hot
+    and saturated softmax rows, and binary scores of 0 and 1. Multiclass in float32, as torchmetrics rounds
+    confidences to float32 first (a float64 confidence within float32 rounding of 1 is 1 there, not here)."""
+    torch = pytest.importorskip("torch")
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    rng = np.random.default_rng(n_bins)
+    p = rng.random(600)
+    p[rng.random(600) < 0.2], p[rng.random(600) < 0.1] = 1.0, 0.0
+    y = (rng.random(600) < 0.9 * p).astype(int)
+    probs = softmax(rng.normal(size=(600, 4)) * rng.choice([1.0, 60.0], size=(600, 1)), axis=1).astype(np.float32)
+    yc = rng.integers(0, 4, 600)
+    assert (p == 1).sum() > 50 and (probs.max(axis=1) == 1).sum() > 50
+    for norm, fn in (("l1", F.expected_calibration_error), ("max", F.maximum_calibration_error)):
+        binary = tmc.binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=n_bins, norm=norm)
+        assert fn(p, y, n_bins=n_bins) == pytest.approx(float(binary), rel=1e-12, abs=1e-15)
+        multi = tmc.multiclass_calibration_error(torch.tensor(probs), torch.tensor(yc), 4, n_bins=n_bins, norm=norm)
+        assert fn(probs, yc, n_bins=n_bins) == pytest.approx(float(multi), abs=1e-6)
+    # the reliability diagram keeps n_bins bins, confidences of 1 in the last (scikit-learn's calibration_curve)
+    diagram = F.reliability_diagram(p, y, n_bins=n_bins)
+    count, _, correct = calibration_by_hand(p, y.astype(float), None, n_bins)
+    np.testing.assert_array_equal(diagram["count"], count)
+    prob_true, _ = calibration_curve(y, p, n_bins=n_bins)
+    np.testing.assert_allclose(diagram["accuracy"][count > 0], (correct / count)[count > 0], rtol=1e-12)
+    np.testing.assert_allclose(diagram["accuracy"][count > 0], prob_true, rtol=1e-12)
+
+
+def test_a_state_stored_without_the_slot_of_ones_still_merges_and_reads():
+    """Runs stored before confidences of 1 had a slot of their own kept ``n_bins`` bins, those in the last: such a
+    state (and a stack of bucket states) merges with a new one, the old rows of 1 staying in the last bin, and
+    reads as its own bins; the hand derivation counts them the same way."""
+    rng = np.random.default_rng(3)
+    p = np.where(rng.random(400) < 0.25, 1.0, rng.random(400))
+    y = (rng.random(400) < p).astype(int)
+    old_rows, new_rows = slice(0, 150), slice(150, 400)
+    metrics = [build(m, Task("binary"), {"n_bins": 10}) for m in ("expected_calibration_error", "reliability_diagram")]
+    stat = metrics[0].statistic
+    assert metrics[1].statistic == stat
+    acc = Accumulator([stat])
+    (old,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[old_rows], "targets": y[old_rows]}))
+    (new,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[new_rows], "targets": y[new_rows]}))
+    stored = fold_ones(old, 10)  # the older layout
+    assert stored[0].shape == (10,) and old[0].shape == (11,)
+    old_bins = [np.append(x, 0.0) for x in calibration_by_hand(p[old_rows], y[old_rows], None, 10)]
+    new_bins = calibration_by_hand(p[new_rows], y[new_rows], None, 10, ones_apart=True)
+    expected = ece_mce_by_hand(*(a + b for a, b in zip(old_bins, new_bins, strict=True)))[0]
+    for merged in (stat.merge(stored, new), stat.merge(new, stored)):
+        assert metrics[0].compute(merged)[""] == pytest.approx(expected, rel=RTOL)
+    count, _, correct = calibration_by_hand(p[old_rows], y[old_rows], None, 10)
+    np.testing.assert_array_equal(metrics[1].compute(stored)[".count"], count)
+    np.testing.assert_allclose(metrics[1].compute(stored)[".accuracy"], correct / count, rtol=1e-12)
+    stacked = tuple(np.stack([leaf, leaf]) for leaf in stored)
+    assert [leaf.shape for leaf in stat.merge(stacked, tuple(np.stack([leaf, leaf]) for leaf in new))] == [
+        (2, 11),
+        (2, 11, 2),
+        (2, 11),
+    ]
 
 
 def test_calibration_error_of_a_perfectly_calibrated_binary_model_is_zero():
@@ -217,7 +280,7 @@ def test_debiased_ece_subtracts_the_folded_normal_bias_of_each_bin():
     y = (rng.random(3000) < 0.3).astype(int)
     p = np.clip(rng.beta(2, 4, 3000) + 0.1 * y, 0, 1)
     metric = build("expected_calibration_error", Task("binary"), {"n_bins": 10})
-    count, conf, correct = calibration_by_hand(p, y, np.ones(3000), 10)
+    count, conf, correct = calibration_by_hand(p, y, np.ones(3000), 10, ones_apart=True)
     expected = 0.0
     for n, c, a in zip(count, conf, correct, strict=True):
         if n == 0:
@@ -311,6 +374,21 @@ def test_regression_constant_target(exact):
     for metric in ("mse", "rmse", "mae", "r2", "explained_variance"):
         assert got[metric] == pytest.approx(regression_reference(metric, y, p, None), abs=ATOL), metric
     assert np.isnan(got["pearson_corrcoef"])
+
+
+@pytest.mark.parametrize("weights", [None, "zeros"])
+def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights):
+    # no row, or only rows of weight 0: scikit-learn refuses both; every metric of the moments is NaN (r2 and
+    # explained variance too, not force_finite's 0 or 1 of a constant target)
+    n = 0 if weights is None else 3
+    y, p = np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64) + 1.0
+    w = None if weights is None else np.zeros(n)
+    with pytest.raises(ValueError):
+        skm.r2_score(y, p, sample_weight=w)
+    values = evaluate([build(m, Task("regression")) for m in REGRESSION_METRICS], p, y, w)
+    for metric, value in zip(REGRESSION_METRICS, values, strict=True):
+        assert np.isnan(value[""]), metric
+    assert np.isnan(F.r2(p, y, weights=w)) and np.isnan(F.explained_variance(p, y, weights=w))
 
 
 # --- functional API ------------------------------------------------------------------------------------

@@ -477,6 +477,54 @@ def test_functional_multilabel_and_ignore_index():
     )
 
 
+def test_a_class_seen_only_in_rows_of_weight_0_is_absent():
+    """Weight 0 means the row counts nowhere: class 2 below is absent from the macro average (scikit-learn, which
+    counts it present, gives F1 0 to it); equal to scikit-learn on the rows of positive weight."""
+    y, p, w = np.array([1, 0, 0, 0, 2]), np.array([1, 0, 1, 0, 1]), np.array([1.0, 1, 1, 1, 0])
+    kept = w > 0
+    for name, sk in (("f1_score", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+        got = getattr(F, name)(p, y, weights=w, num_classes=3)
+        assert got == pytest.approx(sk(y[kept], p[kept], average="macro"), abs=1e-12), name
+    assert F.f1_score(p, y, weights=w, num_classes=3) != pytest.approx(
+        skm.f1_score(y, p, average="macro", sample_weight=w)
+    )
+    assert F.balanced_accuracy(p, y, weights=w, num_classes=3) == skm.balanced_accuracy_score(y, p, sample_weight=w)
+
+
+@pytest.mark.parametrize(
+    ("kind", "predictions", "targets"),
+    [
+        ("multiclass", np.array([0, 2, 1]), np.array([9, 9, 9])),  # every row ignored
+        ("binary", np.array([0.2, 0.9]), np.array([9, 9])),
+        ("multilabel", np.array([[1, 0], [0, 1]]), np.full((2, 2), 9)),
+    ],
+)
+def test_no_counted_row_is_nan_for_every_average(kind, predictions, targets):
+    """Every row ignored (or of weight 0): scikit-learn refuses the empty rows, so no averaged value is a number
+    (not zero_division's 0 or 1); per class a zero denominator still takes zero_division."""
+    with pytest.raises(ValueError):
+        skm.precision_score([], [], zero_division=1.0)
+    kw = {"task": kind, "ignore_index": 9, "num_classes": 3 if kind == "multiclass" else None}
+    averages = ["binary"] if kind == "binary" else ["micro", "macro", "weighted"]
+    for name in ("precision", "recall", "f1_score", "specificity", "accuracy"):
+        extra = {} if name == "accuracy" else {"zero_division": 1.0}
+        for average in averages:
+            value = getattr(F, name)(predictions, targets, average=average, **extra, **kw)
+            assert np.isnan(value), (name, average)
+    if kind != "multilabel":
+        for name in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
+            assert np.isnan(getattr(F, name)(predictions, targets, **kw)), name
+    per_class = F.recall(predictions, targets, average="none", zero_division=1.0, **kw)
+    assert np.all(per_class == 1.0)
+    weights = np.zeros(len(predictions))
+    assert np.isnan(
+        F.f1_score(predictions, np.zeros_like(predictions), weights=weights, task=kind, average=averages[0])
+    )
+    if kind == "multiclass":
+        scores = np.eye(3)[predictions]
+        assert np.isnan(F.accuracy(scores, targets, top_k=2, ignore_index=9))
+
+
 def test_undefined_combinations_raise():
     for name in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
         with pytest.raises(ValueError, match="not multilabel"):

@@ -145,6 +145,28 @@ def test_functions_and_edge_values():
         build("bleu", TEXT, {"max_order": 0})
 
 
+def test_functions_refuse_the_rows_a_job_refuses():
+    """A negative or NaN weight, a missing text and a corpus without a row of positive weight raise as a job stops
+    with exit 2, never a number (a weight of -1 would cancel its row's edits: wer 0 over these two rows)."""
+    hyps, refs = ["a b", "c"], ["a x", "d"]
+    assert F.wer(hyps, refs, weights=np.array([1.0, 0.0])) == 0.5 == jiwer.wer(refs[:1], hyps[:1])
+    assert F.wer(hyps, refs, weights=np.array([1.0, 0.5])) == pytest.approx((1 + 0.5) / (2 + 0.5))
+    for weights in ([1.0, -1.0], [np.nan, 1.0], [1.0, np.inf]):
+        with pytest.raises(ValueError, match="weights: 1 rows with a NaN, infinite or negative weight"):
+            F.wer(hyps, refs, weights=np.array(weights))
+    with pytest.raises(ValueError, match="predictions: 1 rows that are not strings"):
+        F.bleu(["the cat", None], refs)
+    with pytest.raises(ValueError, match="targets: 1 rows that are not strings"):
+        F.rouge_l(hyps, ["a x", 7])
+    with pytest.raises(IndexError):  # sacrebleu has no score for an empty corpus
+        sacrebleu.corpus_bleu([], [[]])
+    for fn in (F.bleu, F.chrf, F.wer, F.cer, F.rouge_n, F.rouge_l, F.distinct_n):
+        with pytest.raises(ValueError, match="no row with a positive weight"):
+            fn([], [])
+        with pytest.raises(ValueError, match="no row with a positive weight"):
+            fn(hyps, refs, weights=np.zeros(2))
+
+
 @pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
 def test_text_job_without_a_backbone_equals_the_references(tmp_path, runner, request):
     if runner == "ray":

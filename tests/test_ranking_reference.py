@@ -322,3 +322,33 @@ def test_score_bins_are_monotone_and_relatively_narrow_near_0_half_and_1():
         rel = np.abs(u[1:] - u[:-1]) / np.minimum(u[1:], u[:-1])
     assert same.sum() > 1000
     assert np.all(rel[same] <= 2.0**-10 * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_undefined_classes_are_nan_and_left_out_of_the_averages(mode):
+    """A binary task whose rows are all of one class: ROC-AUC NaN (scikit-learn's value too), average precision NaN
+    without a positive (scikit-learn returns 0 with a warning), never a number scikit-learn does not give. A
+    multiclass class absent from the targets: NaN per class, left out of the averages."""
+    from evaluators import functional as F
+
+    p = np.array([0.1, 0.4, 0.4, 0.9])
+    for y in (np.ones(4, int), np.zeros(4, int)):
+        assert np.isnan(skm.roc_auc_score(y, p))
+        assert np.isnan(F.roc_auc(p, y, mode=mode))
+    assert skm.average_precision_score(np.zeros(4, int), p) == 0.0
+    assert np.isnan(F.average_precision(p, np.zeros(4, int), mode=mode))
+    assert F.average_precision(p, np.ones(4, int), mode=mode) == skm.average_precision_score(np.ones(4, int), p) == 1
+    y = np.array([0, 1, 0, 1, 0, 1])
+    scores = np.array(
+        [[0.5, 0.3, 0.2], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2], [0.3, 0.4, 0.3], [0.7, 0.2, 0.1], [0.1, 0.5, 0.4]]
+    )
+    for name in ("roc_auc", "average_precision"):
+        per_class = [SK[name](y == k, scores[:, k]) for k in (0, 1)]
+        got = getattr(F, name)(scores, y, mode=mode, average="none")
+        np.testing.assert_allclose(got[:2], per_class, atol=1e-12)
+        assert np.isnan(got[2])
+        assert getattr(F, name)(scores, y, mode=mode) == pytest.approx(np.mean(per_class), abs=1e-12)
+        assert getattr(F, name)(scores, y, mode=mode, average="weighted") == pytest.approx(
+            np.mean(per_class), abs=1e-12
+        )
+    assert np.isnan(skm.roc_auc_score(y, scores, multi_class="ovr", labels=[0, 1, 2]))

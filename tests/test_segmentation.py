@@ -404,6 +404,11 @@ def test_checks_and_parameters() -> None:
     task = Task(TaskKind.MULTICLASS, 4, ignore_index=IGNORE)
     assert seg.mean_iou_metric(task).statistic == seg.PixelConfusion(4, IGNORE)
     assert seg.dice_score_metric(None, num_classes=4, ignore_index=IGNORE).statistic == seg.PixelConfusion(4, IGNORE)
-    # Nothing valid: zero_division.
+    # Nothing valid: every average is undefined, NaN (torchmetrics' macro JaccardIndex too; scikit-learn refuses
+    # empty input), whatever zero_division; per class, zero_division.
     empty = np.full((1, 3, 3), IGNORE)
-    assert fseg.mean_iou(np.zeros((1, 3, 3), np.int64), empty, 3, ignore_index=IGNORE, zero_division=1.0) == 1.0
+    nothing = np.zeros((1, 3, 3), np.int64)
+    for metric in (fseg.mean_iou, fseg.dice_score, fseg.pixel_accuracy, fseg.mean_pixel_accuracy):
+        assert np.isnan(metric(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0)), metric
+    none = fseg.mean_iou(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0, average="none")
+    np.testing.assert_array_equal(none, [1.0, 1.0, 1.0])

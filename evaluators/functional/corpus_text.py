@@ -15,16 +15,32 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import evaluate
-from evaluators.task import Task, TaskKind
+from evaluators.task import Task, TaskKind, check_batch
+
+
+def _texts(role: str, values: Sequence[str]) -> np.ndarray:
+    """``[n]`` object array of the strings of ``values``; a row that is no string (None: a missing text, which a
+    job refuses when it reads a null) raises ``ValueError`` with the count of such rows."""
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{role}: {len(bad)} rows that are not strings (first: row {bad[0]}, {values[bad[0]]!r})")
+    return np.asarray(list(values), dtype=object).reshape(len(values))
 
 
 def _corpus(name: str, predictions: Sequence[str], targets: Sequence[str], weights: Any, params: dict) -> dict:
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} candidates for {len(targets)} references")
-    metric = catalog.build(name, Task(TaskKind.TEXT), params)
-    candidates = np.asarray([str(p) for p in predictions], dtype=object)
-    references = np.asarray([str(t) for t in targets], dtype=object)
-    return evaluate([metric], candidates, references, weights)[0]
+    task = Task(TaskKind.TEXT)
+    metric = catalog.build(name, task, params)
+    columns = {"predictions": _texts("predictions", predictions), "targets": _texts("targets", targets)}
+    columns["weights"] = None if weights is None else np.asarray(weights)
+    problems = check_batch(task, columns)  # the pipeline's own row checks (weights)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not len(predictions) or (weights is not None and not np.any(columns["weights"] > 0)):
+        # as a job whose files are all empty or whose weights are all 0 (sacrebleu fails on an empty corpus)
+        raise ValueError(f"{name}: no row with a positive weight, the corpus score is undefined")
+    return evaluate([metric], columns["predictions"], columns["targets"], columns["weights"])[0]
 
 
 def bleu(
