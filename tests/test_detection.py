@@ -486,3 +486,11 @@ def test_malformed_boxes_and_areas_raise(change: dict, message: str) -> None:
     image = _image(0, [[10, 10, 40, 40]], [1], [[12, 10, 38, 42]], [0.9], [1])
     with pytest.raises(ValueError, match=message):
         evaluate_coco([{**image, **change}], box_format="xywh")
+
+
+def test_functional_image_counts_must_agree() -> None:
+    from evaluators.functional import mean_average_precision as functional_map
+
+    target = {"boxes": [[10, 10, 50, 50]], "labels": [1]}
+    with pytest.raises(ValueError, match="predictions hold 0 images but targets 1"):
+        functional_map([], [target])
