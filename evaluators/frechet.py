@@ -83,16 +83,23 @@ def chan_merge(a: State, b: State, xp: object) -> State:
     return {"count": n, "mean": mean, "comoment": a["comoment"] + b["comoment"] + correction}
 
 
+def _psd_root(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root ``[H, H]`` of a covariance ``[H, H]`` (negative rounding eigenvalues as 0)."""
+    vals, vecs = np.linalg.eigh(cov)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)`` (float64, symmetric eigendecompositions).
 
-    Uses ``tr((C1 C2)^1/2) = sum sqrt(eig(C1^1/2 C2 C1^1/2))``, which needs only symmetric
-    eigendecompositions (stable where ``scipy.linalg.sqrtm`` of ``C1 C2`` is not).
+    Uses ``tr((C1 C2)^1/2) = sum sqrt(eig(C1^1/2 C2 C1^1/2))`` = the sum of the singular values of
+    ``C1^1/2 C2^1/2``, which needs only symmetric eigendecompositions and one SVD (stable where
+    ``scipy.linalg.sqrtm`` of ``C1 C2`` is not). The SVD resolves each small singular value to about
+    ``eps * |C|^1/2``, where square roots of the eigenvalues of ``C1^1/2 C2 C1^1/2`` would turn the rounding
+    noise of a singular covariance (fewer rows than features) into about 1e-8 each: identical 3 x 16 sets
+    gave -5.7e-7 that way, and give 0 to about 1e-14 of the trace this way.
     """
-    vals, vecs = np.linalg.eigh(cov1)
-    root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    inner = np.linalg.eigvalsh(root1 @ cov2 @ root1)
-    trace_root = float(np.sum(np.sqrt(np.clip(inner, 0, None))))
+    trace_root = float(np.sum(np.linalg.svd(_psd_root(cov1) @ _psd_root(cov2), compute_uv=False)))
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root)
 

@@ -66,6 +66,35 @@ def select_slices(
     return kept, dropped
 
 
+def occupied_buckets(racc: Accumulator, bucket_states: tuple[State, ...], groups: int) -> int:
+    """How many of the ``groups`` bootstrap buckets hold rows of a slice: those where some numeric leaf of a
+    statistic's bucket states (leading ``[groups]`` axis) differs from the statistic's zero state. The buckets
+    are the resampled clusters, so with fewer than two every replicate is one state scaled and its interval
+    would have width 0. Statistics whose bucket states do not have their zero state's shape (a label axis
+    shared by the buckets) say nothing; with none that does, every bucket counts as occupied."""
+    occupied = np.zeros(groups, bool)
+    compared = False
+
+    def visit(leaf: Any, zero: Any) -> None:
+        if isinstance(leaf, Mapping):
+            for name, value in leaf.items():
+                visit(value, zero[name])
+            return
+        if isinstance(leaf, list | tuple):
+            for value, empty in zip(leaf, zero, strict=True):
+                visit(value, empty)
+            return
+        array, empty = np.asarray(leaf), np.asarray(zero)
+        if array.dtype.kind in "biuf" and array.shape == (groups, *empty.shape):
+            nonlocal compared
+            compared = True
+            occupied[:] |= (array != empty).reshape(groups, -1).any(axis=1)
+
+    for stat, state in zip(racc.statistics, bucket_states, strict=True):
+        visit(state, stat.zero())
+    return int(occupied.sum()) if compared else groups
+
+
 def _replicate_values(
     acc: Accumulator,
     racc: Accumulator,
@@ -124,11 +153,15 @@ def build_points(
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
             percentile_keys = {spec.key for spec, metric in metrics if metric.interval_values is not None}
+            one_cluster = False
             if confidence and racc is not None and key in buckets_by_slice:
                 replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
+                one_cluster = occupied_buckets(racc, buckets_by_slice[key], confidence.buckets) < 2
             for name, value in point_values.items():
                 if name in replicas and not name.endswith(".error_bound"):
-                    if name in percentile_keys:
+                    if one_cluster:  # one resampled unit (a slice of one row): no interval, as scipy's bootstrap
+                        lower, upper = float("nan"), float("nan")
+                    elif name in percentile_keys:
                         lower, upper = percentile_interval(replicas[name], confidence.level)
                     else:
                         lower, upper = basic_interval(replicas[name], confidence.level, value, centre.get(name, value))

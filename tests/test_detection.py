@@ -407,3 +407,90 @@ def test_state_is_compact() -> None:
         assert state[key].dtype == blank[key].dtype == leaf.dtype
         assert blank[key].shape == leaf.shape
     assert tuple(COCOeval(iouType="bbox").params.iouThrs.tolist()) == COCO_IOU_THRESHOLDS
+
+
+def _image(image_id: int, gt: list, gt_labels: list, preds: list, scores: list, labels: list, crowd=None) -> dict:
+    gt_boxes = np.asarray(gt, np.float64).reshape(-1, 4)
+    return {
+        "image_id": image_id,
+        "gt_boxes": gt_boxes,
+        "gt_labels": np.asarray(gt_labels, np.int64),
+        "gt_iscrowd": np.zeros(len(gt_boxes), np.int64) if crowd is None else np.asarray(crowd, np.int64),
+        "gt_area": gt_boxes[:, 2] * gt_boxes[:, 3],
+        "pred_boxes": np.asarray(preds, np.float64).reshape(-1, 4),
+        "pred_scores": np.asarray(scores, np.float64),
+        "pred_labels": np.asarray(labels, np.int64),
+    }
+
+
+def test_edge_images_match_pycocotools() -> None:
+    """Images without ground truth or without detections, detections only on images without ground truth,
+    a crowd region, zero-area boxes, duplicate detections with tied scores and a category only among the
+    detections: the twelve values equal pycocotools'."""
+    cases = {
+        "no ground truth in one image": [
+            _image(1, [[10, 10, 40, 40]], [1], [[12, 10, 38, 42]], [0.9], [1]),
+            _image(2, [], [], [[0, 0, 20, 20], [5, 5, 30, 30]], [0.95, 0.3], [1, 1]),
+        ],
+        "no detections in one image": [
+            _image(1, [[10, 10, 40, 40]], [1], [[12, 10, 38, 42]], [0.9], [1]),
+            _image(2, [[0, 0, 20, 20]], [1], [], [], []),
+        ],
+        "detections only where no ground truth": [
+            _image(1, [[10, 10, 40, 40]], [1], [], [], []),
+            _image(2, [], [], [[10, 10, 40, 40]], [0.9], [1]),
+        ],
+        "crowd region": [
+            _image(
+                1,
+                [[10, 10, 40, 40], [0, 0, 100, 100]],
+                [1, 1],
+                [[12, 10, 38, 42], [0, 0, 100, 100], [60, 60, 10, 10]],
+                [0.9, 0.8, 0.7],
+                [1, 1, 1],
+                crowd=[0, 1],
+            )
+        ],
+        "zero-area boxes": [
+            _image(1, [[10, 10, 40, 40], [5, 5, 0, 4]], [1, 1], [[10, 10, 40, 40], [5, 5, 0, 4]], [0.9, 0.5], [1, 1])
+        ],
+        "duplicates with tied scores": [
+            _image(1, [[10, 10, 40, 40]], [1], [[10, 10, 40, 40]] * 3, [0.5] * 3, [1] * 3),
+            _image(2, [[0, 0, 4, 4]], [1], [[0, 0, 3, 3], [80, 80, 9, 9]], [0.5, 0.5], [1, 1]),
+        ],
+        "category only among detections": [
+            _image(1, [[10, 10, 40, 40]], [1], [[12, 10, 38, 42], [60, 60, 30, 30]], [0.9, 0.95], [1, 2])
+        ],
+    }
+    for name, images in cases.items():
+        ev = coco_reference(images)
+        values = evaluate_coco(images, box_format="xywh")
+        got = np.array([values[k] for k in SUMMARY_KEYS])
+        np.testing.assert_allclose(got, ev.stats, atol=TOLERANCE, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pred_boxes": np.array([[np.nan, 10, 40, 40]])}, "pred_boxes of row 0 holds a NaN or infinite"),
+        ({"gt_boxes": np.array([[10, 10, np.inf, 40]])}, "gt_boxes of row 0 holds a NaN or infinite"),
+        ({"pred_boxes": np.array([[10, 10, 40]])}, r"pred_boxes of row 0 must hold boxes as \[k, 4\]"),
+        ({"gt_boxes": np.arange(7.0)}, r"gt_boxes of row 0 must hold boxes as \[k, 4\] .* got shape \[7\]"),
+        ({"gt_area": np.array([np.nan])}, "gt_area of row 0 must be finite and non-negative"),
+        ({"gt_area": np.array([-1.0])}, "gt_area of row 0 must be finite and non-negative"),
+    ],
+)
+def test_malformed_boxes_and_areas_raise(change: dict, message: str) -> None:
+    """A box that is not 4 finite numbers or an area that is NaN or negative is an error, not a match
+    that silently never happens (pycocotools gives 0 for a NaN box)."""
+    image = _image(0, [[10, 10, 40, 40]], [1], [[12, 10, 38, 42]], [0.9], [1])
+    with pytest.raises(ValueError, match=message):
+        evaluate_coco([{**image, **change}], box_format="xywh")
+
+
+def test_functional_image_counts_must_agree() -> None:
+    from evaluators.functional import mean_average_precision as functional_map
+
+    target = {"boxes": [[10, 10, 50, 50]], "labels": [1]}
+    with pytest.raises(ValueError, match="predictions hold 0 images but targets 1"):
+        functional_map([], [target])

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import spec as spec_module
-from pipelines.errors import SpecError
+from pipelines.errors import DataError, SpecError
 from pipelines.execute import run_job
+from pipelines.results import list_runs
 from tests.conftest import write_job
 
 pytest.importorskip("pycocotools")
@@ -113,3 +114,36 @@ def test_detection_needs_score_and_label_columns(tmp_path, shards):
         SpecError, match=r"data\.columns.*detection task needs columns for scores, labels, target_labels"
     ):
         spec_module.load(str(write_job(tmp_path / "bad.yaml", spec)))
+
+
+@pytest.mark.parametrize(
+    ("column", "change", "needle"),
+    [
+        (
+            "gt_area",
+            lambda rows: [[-a - 1.0 for a in rows[2]], *rows[3:]],
+            "column 'gt_area' (data.columns.area): 1 rows with a negative area",
+        ),
+        (
+            "boxes",
+            lambda rows: [[box[:3] for box in rows[2]] or [[1.0, 2.0, 3.0]], *rows[3:]],
+            "column 'boxes' (data.columns.predictions): 1 rows with boxes of other than 4 numbers",
+        ),
+    ],
+)
+def test_negative_areas_and_short_boxes_are_bad_rows(tmp_path, column, change, needle):
+    """A negative ``area`` (left every area range before: the object silently out of the evaluation) or a box
+    of other than 4 numbers fails the job naming the file, column and row count (exit 2), writing nothing."""
+    table = detection_table(random_images(np.random.default_rng(3), n_images=6))
+    rows = table.column(column).to_pylist()
+    rows = [*rows[:2], *change(rows)]
+    table = table.set_column(
+        table.schema.get_field_index(column), column, pa.array(rows, table.schema.field(column).type)
+    )
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    job = _job(tmp_path, tmp_path / "data", "local")
+    with pytest.raises(DataError) as caught:
+        run_job(job, show_progress=False)
+    assert needle in str(caught.value) and "part.parquet" in str(caught.value)
+    assert not list_runs(str(tmp_path / "out"))

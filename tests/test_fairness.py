@@ -126,6 +126,46 @@ def test_functions_and_edges():
         build("demographic_parity_ratio", Task("multiclass", num_classes=3))
 
 
+def test_edge_groups_against_fairlearn():
+    """A single group, a group without positives, and a group whose every row has weight 0 (fairlearn's
+    rates then raise; here the group takes no part, as the rows of weight 0 everywhere): equal to fairlearn
+    on the rows that count."""
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 1, 0])
+    predicted = np.array([1, 0, 0, 1, 1, 1, 0, 0, 1, 1])
+    groups = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2, object)
+    for name, value in fairlearn_values(y[:8], predicted[:8], groups[:8]).items():  # "b" has no positive
+        if name in NAMES:
+            assert getattr(F, name)(predicted[:8], y[:8], groups[:8], prediction="labels") == value, name
+    for name, value in fairlearn_values(y, predicted, np.array(["a"] * 10)).items():  # one group
+        if name in NAMES:
+            assert getattr(F, name)(predicted, y, ["a"] * 10, prediction="labels") == value, name
+    weights = np.r_[np.ones(4), [2.0, 1.0, 0.5, 1.0], [0.0, 0.0]]
+    expected = fairlearn_values(y[:8], predicted[:8], groups[:8], weights[:8])
+    for name in NAMES:
+        got = getattr(F, name)(predicted, y, groups, prediction="labels", weights=weights)
+        assert got == pytest.approx(expected[name], abs=1e-15), name
+
+
+def test_group_labels_that_would_be_misread_raise():
+    """``1`` and ``"1"`` are two groups to fairlearn but would share the name ``"1"``; a missing label is refused
+    by fairlearn too: both are errors, not a number over wrongly formed groups (before: 0.0 where fairlearn
+    gives 0.5 for the equalized odds difference of ``[1] * 4 + ["1"] * 4``)."""
+    y = [1, 1, 0, 0, 1, 0, 0, 0]
+    predicted = [1, 0, 0, 1, 1, 1, 0, 0]
+    reference = fairlearn_values(y, predicted, np.array([1] * 4 + ["1"] * 4, object))
+    assert reference["equalized_odds_difference"] == 0.5
+    for groups in ([1] * 4 + ["1"] * 4, np.array([1.0] * 4 + [1] * 4, object)):
+        with pytest.raises(ValueError, match=r"sensitive_features: \d distinct group labels read as \d groups"):
+            F.equalized_odds_difference(predicted, y, groups, prediction="labels")
+    for missing in (None, float("nan")):
+        with pytest.raises(ValueError, match=r"sensitive_features: 1 rows have no group label \(None or NaN\)"):
+            F.demographic_parity_difference(predicted, y, ["a"] * 7 + [missing], prediction="labels")
+    # one type throughout: integer, string and bool labels give fairlearn's values
+    for groups in ([0] * 4 + [1] * 4, ["0"] * 4 + ["1"] * 4, [True] * 4 + [False] * 4):
+        expected = fairlearn_values(y, predicted, groups)["equalized_odds_difference"]
+        assert F.equalized_odds_difference(predicted, y, groups, prediction="labels") == expected
+
+
 def _job(tmp_path, runner: str, columns: dict) -> dict:
     return {
         "name": "fairness",

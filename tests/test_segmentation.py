@@ -412,3 +412,25 @@ def test_checks_and_parameters() -> None:
         assert np.isnan(metric(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0)), metric
     none = fseg.mean_iou(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0, average="none")
     np.testing.assert_array_equal(none, [1.0, 1.0, 1.0])
+
+
+def test_image_all_ignored_and_bad_weights() -> None:
+    """An image whose every target pixel is ``ignore_index`` adds nothing (scikit-learn on the other images'
+    pixels); a NaN, infinite or negative image weight is an error, not a NaN or sign-flipped value."""
+    rng = np.random.default_rng(21)
+    c = 4
+    preds, targets = make_masks(rng, 4, 9, 13, c)
+    targets[1] = IGNORE
+    y, p, _ = flat_valid(preds, targets)
+    np.testing.assert_allclose(
+        fseg.mean_iou(preds, targets, c, ignore_index=IGNORE), skm.jaccard_score(y, p, average="macro"), **SK_TOL
+    )
+    np.testing.assert_allclose(
+        fseg.dice_score(preds, targets, c, ignore_index=IGNORE), skm.f1_score(y, p, average="macro"), **SK_TOL
+    )
+    for bad in (-1.0, np.nan, np.inf):
+        weights = np.ones(4)
+        weights[2] = bad
+        for metric in (fseg.mean_iou, fseg.dice_score, fseg.pixel_accuracy):
+            with pytest.raises(ValueError, match="weights: 1 rows with a NaN, infinite or negative weight"):
+                metric(preds, targets, c, ignore_index=IGNORE, weights=weights)

@@ -266,3 +266,47 @@ def test_intervals_when_statistics_share_a_replicate_statistic(tmp_path, dataset
                 continue
             assert want.lower is not None
             assert (got.value, got.lower, got.upper) == (want.value, want.lower, want.upper), (point.name, name)
+
+
+def test_a_slice_of_one_row_has_no_interval_and_an_undefined_metric_none_either(tmp_path):
+    """A slice whose rows sit in one bootstrap bucket (one row) is one resampled unit: every replicate is the
+    same state scaled, so its interval is NaN (scipy's bootstrap refuses a sample of one) where it was
+    ``[value, value]``. A metric undefined in every replicate (ROC-AUC of a slice of positives only) is NaN with
+    a NaN interval; the other slices keep the basic interval of their replicates."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+    group = np.array(["big"] * n, object)
+    group[0] = "one"
+    group[1:41] = "positives"
+    y[1:41] = 1
+    (tmp_path / "data").mkdir()
+    table = pa.table({"score": p, "label": y, "group": list(group), "row_id": np.arange(n)})
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "edge-slices",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"},
+        },
+        "task": "binary",
+        "metrics": ["accuracy", "roc_auc", "log_loss"],
+        "slices": [{"column": "group"}],
+        "confidence": {"replicates": 200, "level": 0.9, "seed": 3, "buckets": 64, "samples": True},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    one = run.point("group=one").metrics
+    assert one["accuracy"].value == float((p[0] > 0.5) == y[0])
+    assert one["log_loss"].value == pytest.approx(skm.log_loss(y[:1], p[:1], labels=[0, 1]), rel=1e-12)
+    for name in ("accuracy", "log_loss"):
+        samples = np.asarray(one[name].samples)
+        assert np.isfinite(samples).sum() > 100 and len(np.unique(samples[np.isfinite(samples)])) == 1
+        assert np.isnan(one[name].lower) and np.isnan(one[name].upper), name
+    positives = run.point("group=positives").metrics["roc_auc"]
+    assert np.isnan(positives.value) and np.isnan(positives.lower) and np.isnan(positives.upper)
+    big = run.point("group=big").metrics["accuracy"]
+    finite = np.asarray(big.samples)
+    lo, hi = np.quantile(finite - big.value, [0.05, 0.95])
+    assert (big.lower, big.upper) == pytest.approx((big.value - hi, big.value - lo), abs=1e-15)

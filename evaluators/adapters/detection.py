@@ -66,6 +66,13 @@ class DetectionAdapter(TaskAdapter):
         for role, values in columns.items():
             if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
                 problems += flagged_rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
+                if role in ("predictions", "targets"):
+                    ragged = _ragged_rows(values, lambda v: v.size % 4 != 0)
+                    problems += flagged_rows(role, "with boxes of other than 4 numbers", ragged, n)
+                if role == "area":
+                    problems += flagged_rows(
+                        role, "with a negative area", _ragged_rows(values, lambda v: (v < 0).any()), n
+                    )
         return problems
 
     def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:
@@ -137,11 +144,15 @@ def _instance_masks(column: Ragged, where: str) -> np.ndarray:
     return out
 
 
+def _ragged_rows(values: np.ndarray, bad: Any) -> np.ndarray:
+    """bool ``[n]``: rows of an object array of per-row float arrays for which ``bad(row)`` holds (rows that are
+    not float arrays, such as decoded instance masks, pass)."""
+    return np.fromiter(
+        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and bool(bad(v)) for v in values), bool, count=len(values)
+    )
+
+
 def _ragged_nonfinite(values: np.ndarray) -> np.ndarray:
     """bool ``[n]``: rows of an object array of per-row number arrays that hold a NaN or inf (other rows, such
     as decoded instance masks, are not numbers and pass)."""
-    return np.fromiter(
-        (isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all() for v in values),
-        bool,
-        count=len(values),
-    )
+    return _ragged_rows(values, lambda v: not np.isfinite(v).all())

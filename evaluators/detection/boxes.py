@@ -79,7 +79,14 @@ def _shapes(value: Any, key: str, row: int, box_format: str, masks: bool) -> np.
             raise ValueError(f"{key} of row {row}: {exc}") from None
     if isinstance(value, InstanceMasks):
         raise ValueError(f"{key} of row {row} holds instance masks; evaluate masks with iou_type='segm'")
-    return to_xywh(_floats(value), box_format)
+    boxes = np.asarray(value if value is not None else (), np.float64)
+    if not (boxes.size == 0 or (boxes.ndim == 1 and boxes.size % 4 == 0) or (boxes.ndim == 2 and boxes.shape[1] == 4)):
+        raise ValueError(
+            f"{key} of row {row} must hold boxes as [k, 4] or 4 * k flat numbers, got shape {list(boxes.shape)}"
+        )
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{key} of row {row} holds a NaN or infinite coordinate")
+    return to_xywh(boxes, box_format)
 
 
 def _count_and_area(shapes: np.ndarray | InstanceMasks) -> tuple[int, np.ndarray]:
@@ -125,6 +132,8 @@ def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
         gc = np.zeros(m, bool) if crowd is None else _floats(crowd) != 0
         area = None if area_col is None else area_col[i]
         ga = mask_area if area is None else _floats(area)
+        if area is not None and not (np.isfinite(ga) & (ga >= 0)).all():
+            raise ValueError(f"gt_area of row {i} must be finite and non-negative")
         if not m == len(gl) == len(gc) == len(ga):
             raise ValueError(f"row {i}: {gt_key}, gt_labels, gt_iscrowd and gt_area differ in length")
         for key, value in zip(parts, (np.full(k, i), ps, pl, pa, np.full(m, i), gl, gc, ga), strict=True):

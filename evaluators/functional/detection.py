@@ -26,6 +26,10 @@ def mean_average_precision(
     torchmetrics) or a list of COCO RLE dicts, PNG bytes or 2-D arrays, one per instance (see
     :mod:`evaluators.detection`).
     """
+    if len(predictions) != len(targets):
+        raise ValueError(
+            f"predictions hold {len(predictions)} images but targets {len(targets)}; give one dict per image to each"
+        )
     images = []
     for i, (pred, target) in enumerate(zip(predictions, targets, strict=True)):
         image = {

@@ -13,8 +13,31 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from evaluators.fairness import SENSITIVE
 from evaluators.functional._common import infer_task, with_columns
+
+
+def check_group_labels(sensitive_features: Sequence[Any]) -> None:
+    """Raise :class:`ValueError` for group labels the per-group counts would silently misread: a missing label
+    (``None`` or NaN, which fairlearn refuses and a Parquet column cannot hold), or distinct labels that the
+    counts, which name groups by their labels as strings, would take for one group or split (``1`` and ``"1"``:
+    fairlearn keeps two groups)."""
+    values = list(np.asarray(sensitive_features, dtype=object).reshape(-1))
+    missing = sum(v is None or (isinstance(v, float | np.floating) and np.isnan(v)) for v in values)
+    if missing:
+        raise ValueError(f"sensitive_features: {missing} rows have no group label (None or NaN)")
+    try:
+        distinct = len(set(values))
+    except TypeError:
+        raise ValueError("sensitive_features must hold one integer or string group label per row") from None
+    named = len(np.unique(np.asarray(sensitive_features).astype(str)))
+    if named != distinct:
+        raise ValueError(
+            f"sensitive_features: {distinct} distinct group labels read as {named} groups (labels of mixed types, "
+            "such as 1 and '1', or 1 and 1.0 in an object array); give every group a label of one type"
+        )
 
 
 def _function(name: str, doc: str) -> Callable[..., float]:
@@ -27,6 +50,7 @@ def _function(name: str, doc: str) -> Callable[..., float]:
         threshold: float = 0.5,
         weights: Any = None,
     ) -> float:
+        check_group_labels(sensitive_features)
         task = infer_task(predictions, targets, task="binary", prediction=prediction, threshold=threshold)
         columns = {"predictions": predictions, "targets": targets, SENSITIVE: sensitive_features, "weights": weights}
         return float(with_columns(name, task, columns)[""])

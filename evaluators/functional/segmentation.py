@@ -31,7 +31,7 @@ from evaluators.segmentation import (
     pixel_confusion_matrix_metric,
     pixel_rows,
 )
-from evaluators.task import Task, TaskKind
+from evaluators.task import Task, TaskKind, check_weights
 
 
 @lru_cache(maxsize=64)
@@ -90,6 +90,10 @@ def _evaluate(
         raise ValueError("; ".join(problems))
     if weights is not None and np.size(weights) != len(tgts):
         raise ValueError(f"{np.size(weights)} weights for {len(tgts)} images (weights are per image)")
+    if weights is not None:
+        problems = [bad.message() for bad in check_weights(np.asarray(weights).reshape(-1), len(tgts))]
+        if problems:
+            raise ValueError("; ".join(problems))
     acc = _accumulator(stat)
     (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
     values = metric.compute(state)
@@ -202,7 +206,8 @@ def dice_score(
     weights: Any = None,
     threshold: float | None = None,
 ) -> Any:
-    """Dice score with ``average="macro"`` by default (torchmetrics' ``DiceScore``); arguments as :func:`iou`."""
+    """Dice score of the pooled pixels with ``average="macro"`` by default (torchmetrics' ``DiceScore`` with
+    ``aggregation_level="global"``); arguments as :func:`iou`."""
     return dice_coefficient(
         predictions,
         targets,
