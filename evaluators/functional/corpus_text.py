@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators import catalog
-from evaluators.accumulate import evaluate
-from evaluators.task import Task, TaskKind, check_batch
+from evaluators.functional._common import with_columns
+from evaluators.task import Task, TaskKind
 
 
 def _texts(role: str, values: Sequence[str]) -> np.ndarray:
@@ -30,17 +29,13 @@ def _texts(role: str, values: Sequence[str]) -> np.ndarray:
 def _corpus(name: str, predictions: Sequence[str], targets: Sequence[str], weights: Any, params: dict) -> dict:
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} candidates for {len(targets)} references")
-    task = Task(TaskKind.TEXT)
-    metric = catalog.build(name, task, params)
-    columns = {"predictions": _texts("predictions", predictions), "targets": _texts("targets", targets)}
-    columns["weights"] = None if weights is None else np.asarray(weights)
-    problems = check_batch(task, columns)  # the pipeline's own row checks (weights)
-    if problems:
-        raise ValueError("; ".join(problems))
-    if not len(predictions) or (weights is not None and not np.any(columns["weights"] > 0)):
-        # as a job whose files are all empty or whose weights are all 0 (sacrebleu fails on an empty corpus)
+    w = None if weights is None else np.asarray(weights, np.float64)
+    if not len(predictions) or (w is not None and not (w > 0).any() and (w >= 0).all()):
+        # as a job whose files are all empty or whose weights are all 0 (sacrebleu fails on an empty corpus);
+        # negative or NaN weights are left to the row checks
         raise ValueError(f"{name}: no row with a positive weight, the corpus score is undefined")
-    return evaluate([metric], columns["predictions"], columns["targets"], columns["weights"])[0]
+    columns = {"predictions": _texts("predictions", predictions), "targets": _texts("targets", targets), "weights": w}
+    return with_columns(name, Task(TaskKind.TEXT), columns, params)
 
 
 def bleu(
