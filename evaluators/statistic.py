@@ -67,6 +67,16 @@ def tree_map_leaves(fn: Callable[[np.ndarray], np.ndarray], state: State) -> Sta
     return fn(np.asarray(state))
 
 
+def tree_leaves(state: State) -> list[np.ndarray]:
+    """Every leaf of a state as a numpy array: tuples in order, dicts by sorted key (so two states of one
+    statistic pair their leaves whatever order their dicts were built in)."""
+    if isinstance(state, tuple):
+        return [leaf for x in state for leaf in tree_leaves(x)]
+    if isinstance(state, dict):
+        return [leaf for k in sorted(state) for leaf in tree_leaves(state[k])]
+    return [np.asarray(state)]
+
+
 def tree_to_numpy(state: State) -> State:
     """Copy every leaf to a host numpy array."""
     if isinstance(state, tuple):

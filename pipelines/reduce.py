@@ -12,7 +12,7 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator
-from evaluators.statistic import DerivedMetric, State
+from evaluators.statistic import DerivedMetric, State, tree_leaves
 from pipelines.bootstrap import basic_interval, percentile_interval, poisson_weights
 from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
 from pipelines.slicing import SliceSpec
@@ -74,24 +74,15 @@ def occupied_buckets(racc: Accumulator, bucket_states: tuple[State, ...], groups
     shared by the buckets) say nothing; with none that does, every bucket counts as occupied."""
     occupied = np.zeros(groups, bool)
     compared = False
-
-    def visit(leaf: Any, zero: Any) -> None:
-        if isinstance(leaf, Mapping):
-            for name, value in leaf.items():
-                visit(value, zero[name])
-            return
-        if isinstance(leaf, list | tuple):
-            for value, empty in zip(leaf, zero, strict=True):
-                visit(value, empty)
-            return
-        array, empty = np.asarray(leaf), np.asarray(zero)
-        if array.dtype.kind in "biuf" and array.shape == (groups, *empty.shape):
-            nonlocal compared
-            compared = True
-            occupied[:] |= (array != empty).reshape(groups, -1).any(axis=1)
-
     for stat, state in zip(racc.statistics, bucket_states, strict=True):
-        visit(state, stat.zero())
+        zero = tree_leaves(stat.zero())
+        leaves = tree_leaves(state)
+        if len(leaves) != len(zero):
+            continue
+        for leaf, empty in zip(leaves, zero, strict=True):
+            if leaf.dtype.kind in "biuf" and leaf.shape == (groups, *empty.shape):
+                compared = True
+                occupied |= (leaf != empty).reshape(groups, -1).any(axis=1)
     return int(occupied.sum()) if compared else groups
 
 
