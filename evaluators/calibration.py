@@ -17,6 +17,7 @@ edge), count a confidence of exactly 1 in a bin of its own after them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -156,28 +157,32 @@ class CalibrationBins(Statistic):
         """``state`` (or a stack of states on leading axes) with the slot of confidences of 1: a state of
         ``n_bins`` slots, as runs stored before the slot existed, gets an empty one (its confidences of 1 stay
         in its last bin)."""
-        count, conf, acc = (np.asarray(x) for x in state)
-        if count.shape[-1] == self.n_bins + 1:
-            return (count, conf, acc)
-        return (
-            np.concatenate([count, np.zeros_like(count[..., :1])], axis=-1),
-            np.concatenate([conf, np.zeros_like(conf[..., :1, :])], axis=-2),
-            np.concatenate([acc, np.zeros_like(acc[..., :1])], axis=-1),
-        )
+        if np.shape(state[0])[-1] == self.n_bins + 1:
+            return state
+        return _along_bins(state, lambda x, axis: np.concatenate([x, np.zeros_like(np.take(x, [0], axis))], axis))
 
 
 def fold_ones(state: State, n_bins: int) -> State:
     """A :class:`CalibrationBins` state as its ``n_bins`` bins: the slot of confidences of exactly 1 added to the
     last bin, ``[(n-1)/n, 1]`` (scikit-learn's ``calibration_curve``); a state of ``n_bins`` slots (stored before
     the slot existed, its confidences of 1 in the last bin already) as it is."""
-    count, conf, acc = (np.asarray(x) for x in state)
-    if count.shape[-1] == n_bins:
-        return (count, conf, acc)
-    return (
-        np.concatenate([count[..., :-2], count[..., -2:].sum(-1, keepdims=True)], axis=-1),
-        np.concatenate([conf[..., :-2, :], conf[..., -2:, :].sum(-2, keepdims=True)], axis=-2),
-        np.concatenate([acc[..., :-2], acc[..., -2:].sum(-1, keepdims=True)], axis=-1),
-    )
+    if np.shape(state[0])[-1] == n_bins:
+        return tuple(np.asarray(x) for x in state)
+
+    def fold(x: np.ndarray, axis: int) -> np.ndarray:
+        last_two = np.take(x, [n_bins - 1, n_bins], axis).sum(axis, keepdims=True)
+        return np.concatenate([np.take(x, np.arange(n_bins - 1), axis), last_two], axis)
+
+    return _along_bins(state, fold)
+
+
+_BIN_AXES = (-1, -2, -1)
+"""The bin axis of each leaf of a :class:`CalibrationBins` state (weight, confidence sum pairs, accuracy sum)."""
+
+
+def _along_bins(state: State, fn: Callable[[np.ndarray, int], np.ndarray]) -> State:
+    """``fn(leaf, bin axis)`` for each leaf of a :class:`CalibrationBins` state (or a stack of them)."""
+    return tuple(fn(np.asarray(leaf), axis) for leaf, axis in zip(state, _BIN_AXES, strict=True))
 
 
 COMPARED_EDGES = 64
