@@ -25,9 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import require_kind
-from evaluators.kernels import fixed_sum, from_fixed, safe_divide, to_fixed
+from evaluators.kernels import add_rows, array_namespace, fixed_sum, from_fixed, safe_divide, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
+    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -45,7 +46,7 @@ def _weighted_sum_zero() -> State:
 
 def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
     weight, total = state
-    return weight + jnp.sum(w), total + fixed_sum(w * values)
+    return weight + array_namespace(w).sum(w), total + fixed_sum(w * values)
 
 
 def require_probabilities(task: Task, name: str) -> None:
@@ -70,17 +71,21 @@ class LogLossSum(Statistic):
     def zero(self) -> State:
         return _weighted_sum_zero()
 
+    def runs_on_host(self) -> bool:
+        return self.task.prediction is not PredictionKind.LOGITS
+
     def update(self, state: State, batch: Batch) -> State:
-        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
-        preds = jnp.asarray(batch["predictions"])
+        xp = array_namespace(batch["weights"])
+        targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])
+        preds = xp.asarray(batch["predictions"])
         if self.task.kind is TaskKind.BINARY:
-            p = jnp.clip(positive_scores(self.task, preds).astype(jnp.float64), self.eps, 1 - self.eps)
+            p = xp.clip(positive_scores(self.task, preds).astype(xp.float64), self.eps, 1 - self.eps)
             # one logarithm per row, of the probability given to the true class (as scikit-learn)
-            loss = -jnp.log(jnp.where(targets == 1, p, 1 - p))
+            loss = -xp.log(xp.where(targets == 1, p, 1 - p))
         else:
-            probs = class_probabilities(self.task, preds).astype(jnp.float64)
-            p = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
-            loss = -jnp.log(jnp.clip(p, self.eps, 1 - self.eps))
+            probs = class_probabilities(self.task, preds).astype(xp.float64)
+            p = xp.take_along_axis(probs, targets[:, None].astype(xp.int32), axis=1)[:, 0]
+            loss = -xp.log(xp.clip(p, self.eps, 1 - self.eps))
         return _add_weighted(state, w, loss)
 
 
@@ -96,11 +101,16 @@ class BrierSum(Statistic):
     def zero(self) -> State:
         return _weighted_sum_zero()
 
+    def runs_on_host(self) -> bool:
+        # the multiclass sum of squares is a dot product, whose order of additions is the backend's
+        return self.task.kind is TaskKind.BINARY and self.task.prediction is not PredictionKind.LOGITS
+
     def update(self, state: State, batch: Batch) -> State:
-        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
-        preds = jnp.asarray(batch["predictions"])
+        xp = array_namespace(batch["weights"])
+        targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])
+        preds = xp.asarray(batch["predictions"])
         if self.task.kind is TaskKind.BINARY:
-            p = positive_scores(self.task, preds).astype(jnp.float64)
+            p = positive_scores(self.task, preds).astype(xp.float64)
             err = (p - targets) ** 2
         else:
             probs = class_probabilities(self.task, preds).astype(jnp.float64)
@@ -113,13 +123,14 @@ class BrierSum(Statistic):
 
 def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """``(confidence, accuracy, weight)``, each ``[n]``, as torchmetrics' calibration error."""
-    targets, w = valid_weights(task, jnp.asarray(batch["targets"]), batch["weights"])
-    preds = jnp.asarray(batch["predictions"])
+    xp = array_namespace(batch["weights"])
+    targets, w = valid_weights(task, xp.asarray(batch["targets"]), batch["weights"])
+    preds = xp.asarray(batch["predictions"])
     if task.kind is TaskKind.BINARY:
-        return positive_scores(task, preds).astype(jnp.float64), targets.astype(jnp.float64), w
+        return positive_scores(task, preds).astype(xp.float64), targets.astype(xp.float64), w
     # the top class as the confusion counts find it (for probabilities XLA computes it once for both)
     confidence, label = top_class(task, class_probabilities(task, preds))
-    return confidence, (label == targets).astype(jnp.float64), w
+    return confidence, (label == targets).astype(xp.float64), w
 
 
 @dataclass(frozen=True)
@@ -138,15 +149,19 @@ class CalibrationBins(Statistic):
         slots = self.n_bins + 1
         return (np.zeros(slots), np.zeros((slots, 2), np.int64), np.zeros(slots))
 
+    def runs_on_host(self) -> bool:
+        return self.task.prediction is not PredictionKind.LOGITS
+
     def update(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
+        xp = array_namespace(w)
         slots = self.n_bins + 1
-        index = jnp.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
+        index = xp.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
         count, conf, acc = state
-        sums = jnp.zeros((slots, 2), jnp.float64).at[index].add(jnp.stack([w, w * correct], axis=-1))
+        sums = add_rows(xp.zeros((slots, 2), xp.float64), index, xp.stack([w, w * correct], axis=-1))
         return (
             count + sums[:, 0],
-            conf + jnp.zeros((slots, 2), jnp.int64).at[index].add(to_fixed(w * confidence)),
+            conf + add_rows(xp.zeros((slots, 2), xp.int64), index, to_fixed(w * confidence)),
             acc + sums[:, 1],
         )
 
@@ -194,11 +209,12 @@ def bin_index(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
     """Bin of each confidence among ``n_bins`` equal-width bins of [0, 1] (``[i/n, (i+1)/n)``, the last
     closed; values outside [0, 1] go to the end bins): ``searchsorted(edges, c, side="right") - 1``,
     clipped, with the edges of ``linspace(0, 1, n_bins + 1)``."""
-    edges = jnp.linspace(0.0, 1.0, n_bins + 1, dtype=jnp.float64)
+    xp = array_namespace(confidence)
+    edges = xp.linspace(0.0, 1.0, n_bins + 1, dtype=xp.float64)
     if n_bins <= COMPARED_EDGES:
         inner = edges[1:-1]
-        return jnp.sum(confidence[:, None] >= inner[None, :], axis=1, dtype=jnp.int32)
-    return jnp.clip(jnp.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+        return xp.sum(confidence[:, None] >= inner[None, :], axis=1, dtype=xp.int32)
+    return xp.clip(xp.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
 
 
 def _mean_of_sums(state: State) -> dict[str, float]:

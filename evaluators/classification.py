@@ -25,9 +25,9 @@ from functools import partial
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.kernels import add_at, safe_divide
+from evaluators.kernels import add_at, array_namespace, safe_divide
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
+from evaluators.task import PredictionKind, Task, TaskKind, class_probabilities, predicted_labels, valid_weights
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
 
@@ -47,15 +47,19 @@ class ConfusionCounts(Statistic):
         shape = (c, 2, 2) if self.task.kind is TaskKind.MULTILABEL else (c, c)
         return np.zeros(shape, np.float64)
 
+    def runs_on_host(self) -> bool:
+        return self.task.prediction is not PredictionKind.LOGITS
+
     def update(self, state: State, batch: Batch) -> State:
         c = self.task.classes
-        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
-        preds = predicted_labels(self.task, jnp.asarray(batch["predictions"]))
+        xp = array_namespace(batch["weights"])
+        targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])
+        preds = predicted_labels(self.task, xp.asarray(batch["predictions"]))
         if self.task.kind is TaskKind.MULTILABEL:
-            label = jnp.arange(c, dtype=jnp.int32)[None, :]
-            index = label * 4 + targets.astype(jnp.int32) * 2 + preds
+            label = xp.arange(c, dtype=xp.int32)[None, :]
+            index = label * 4 + targets.astype(xp.int32) * 2 + preds
             return add_at(state, index, w)
-        index = targets.astype(jnp.int32) * c + preds
+        index = targets.astype(xp.int32) * c + preds
         return add_at(state, index, w)
 
 

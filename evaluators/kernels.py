@@ -6,9 +6,17 @@ as integers: each value ``v`` becomes two int64 limbs, ``hi = round(v * 2**32)``
 ``lo = round((v * 2**32 - hi) * 2**20)``, so a row is kept to 2**-52 (float64's own precision near 1).
 Integer addition is exact, so the sums, and everything computed from them, do not depend on sharding or
 merge order. ``hi`` holds up to 2**31 (about 2.1e9) units in all, e.g. a billion rows at log loss 2.
+
+Array namespace: the kernels (and the updates of statistics that :meth:`~evaluators.statistic.Statistic.runs_on_host`)
+take the namespace of their inputs from :func:`array_namespace`: ``jax.numpy`` inside the compiled update, NumPy
+on host arrays. The two give the same bits for the same rows (integer and fixed-point sums are exact, and the
+float steps are the same correctly rounded operations), which ``tests/test_host_updates.py`` checks.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,23 +26,35 @@ FIXED_POINT_LOW_BITS = 20
 """Scale of the high limb (``2**32``) and of the low limb below it (``2**20``): see the module docstring."""
 
 
-def to_fixed(values: jnp.ndarray) -> jnp.ndarray:
+def array_namespace(*arrays: Any) -> ModuleType:
+    """NumPy when every argument is a host value (NumPy array or scalar, Python number), else ``jax.numpy``
+    (traced or device arrays)."""
+    if all(isinstance(a, np.ndarray | np.generic | int | float) for a in arrays):
+        return np
+    import jax.numpy
+
+    return jax.numpy
+
+
+def to_fixed(values: Any) -> Any:
     """Float values -> int64 fixed point, ``[..., 2]`` (hi, lo limbs)."""
-    return jnp.stack(_limbs(values), axis=-1)
+    return array_namespace(values).stack(_limbs(values), axis=-1)
 
 
-def _limbs(values: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    scaled = values.astype(jnp.float64) * 2.0**FIXED_POINT_BITS
-    hi = jnp.round(scaled)
-    lo = jnp.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
-    return hi.astype(jnp.int64), lo.astype(jnp.int64)
+def _limbs(values: Any) -> tuple[Any, Any]:
+    xp = array_namespace(values)
+    scaled = values.astype(xp.float64) * 2.0**FIXED_POINT_BITS
+    hi = xp.round(scaled)
+    lo = xp.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
+    return hi.astype(xp.int64), lo.astype(xp.int64)
 
 
-def fixed_sum(values: jnp.ndarray) -> jnp.ndarray:
-    """``jnp.sum(to_fixed(values), axis=0)`` for ``[n]`` values: int64 ``[2]``, one row reduction per limb
+def fixed_sum(values: Any) -> Any:
+    """``sum(to_fixed(values), axis=0)`` for ``[n]`` values: int64 ``[2]``, one row reduction per limb
     (a reduction over the leading axis of ``[n, 2]`` is several times slower)."""
+    xp = array_namespace(values)
     hi, lo = _limbs(values)
-    return jnp.stack([jnp.sum(hi), jnp.sum(lo)])
+    return xp.stack([xp.sum(hi), xp.sum(lo)])
 
 
 def to_fixed_host(values: np.ndarray) -> np.ndarray:
@@ -61,14 +81,17 @@ SMALL_BINCOUNT = 16
 scattering row by row."""
 
 
-def add_at(state: jnp.ndarray, index: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+def add_at(state: Any, index: Any, values: Any) -> Any:
     """``state`` plus the weighted bincount of flat ``index`` (``state.flat[i] += sum(values[index == i])``).
 
     The sums go straight into the state's buffer (the fused update donates its states, so XLA adds in
     place instead of building a zero array of the state's size per chunk); a state of at most
     ``SMALL_BINCOUNT`` cells takes one masked sum per cell. Indices past the end are dropped. XLA picks
     the order in which rows are added; sums of exact weights (integers, halves) do not depend on it.
+    On host arrays (NumPy) the result is a new array: see :func:`host_add_at`.
     """
+    if array_namespace(index, values) is np:
+        return host_add_at(np.asarray(state), index, values)
     flat = state.reshape(-1)
     index = index.reshape(-1)
     values = values.reshape(-1).astype(flat.dtype)
@@ -76,6 +99,35 @@ def add_at(state: jnp.ndarray, index: jnp.ndarray, values: jnp.ndarray) -> jnp.n
         cells = [jnp.sum(jnp.where(index == i, values, 0)) for i in range(flat.shape[0])]
         return (flat + jnp.stack(cells)).reshape(state.shape)
     return flat.at[index].add(values).reshape(state.shape)
+
+
+def add_rows(state: Any, index: Any, values: Any) -> Any:
+    """``state`` ``[m, k]`` plus ``values`` ``[n, k]`` added to rows ``index`` ``[n]`` (``state[index[i]] +=
+    values[i]``; indices past the end dropped)."""
+    if array_namespace(index, values) is np:
+        return host_add_at(np.asarray(state), index, values)
+    return state.at[index].add(values.astype(state.dtype))
+
+
+def host_add_at(state: np.ndarray, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`add_at` on the host: a new array, ``state`` plus the bincount of flat ``index`` weighted by
+    ``values`` (indices outside the state dropped). ``values`` with one more axis than ``index`` (``[n, k]``
+    for ``[n]``) add rows of a state of shape ``[m, k]`` (``state[index[i]] += values[i]``). Integer states add
+    exactly (``np.add.at``); float states through a float64 bincount."""
+    out = np.array(state, copy=True)
+    by_row = np.ndim(values) == np.ndim(index) + 1
+    rows = out.reshape(out.shape[0], -1) if by_row else out.reshape(-1, 1)
+    index = np.asarray(index).reshape(-1)
+    values = np.asarray(values).reshape(len(index), -1)
+    keep = (index >= 0) & (index < rows.shape[0])
+    if not keep.all():
+        index, values = index[keep], values[keep]
+    if np.issubdtype(rows.dtype, np.integer):
+        np.add.at(rows, index, values.astype(rows.dtype))
+    else:
+        for column in range(rows.shape[1]):
+            rows[:, column] += np.bincount(index, weights=values[:, column], minlength=rows.shape[0])
+    return out
 
 
 def safe_divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:

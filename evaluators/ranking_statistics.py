@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any, ClassVar
 
 import jax
@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators.accumulate import padded_batch
-from evaluators.kernels import add_at
+from evaluators.kernels import add_at, array_namespace
 from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
+    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -46,25 +47,34 @@ def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
     mantissa.
     """
     p = scores
-    u = jnp.minimum(p, 1 - p).astype(jnp.float32)
+    xp = array_namespace(p)
+    u = xp.minimum(p, 1 - p).astype(xp.float32)
     shift = 23 - precision_bits
     lo = (127 - _MIN_EXPONENT) << precision_bits
     hi = (127 - 1) << precision_bits
     half = hi - lo + 1
-    code = jnp.clip(jax.lax.bitcast_convert_type(u, jnp.int32) >> shift, lo, hi) - lo
-    return jnp.where(p <= 0.5, code, 2 * half - 1 - code)
+    code = xp.clip(_float32_bits(u) >> shift, lo, hi) - lo
+    return xp.where(p <= 0.5, code, 2 * half - 1 - code)
+
+
+def _float32_bits(u: Any) -> Any:
+    """The int32 bit patterns of float32 values (host or traced)."""
+    if array_namespace(u) is np:
+        return np.asarray(u).view(np.int32)
+    return jax.lax.bitcast_convert_type(u, jnp.int32)
 
 
 def bin_positions(scores: jax.Array, precision_bits: int) -> jax.Array:
     """Where each score lies within its :func:`score_bins` bin, in ``[0, 1)`` (0: the bin's lowest scores),
     from the float32 bit pattern's remaining mantissa bits; 0.5 in the end bins (scores within 2**-40 of
     0 or 1)."""
-    u = jnp.minimum(scores, 1 - scores).astype(jnp.float32)
+    xp = array_namespace(scores)
+    u = xp.minimum(scores, 1 - scores).astype(xp.float32)
     shift = 23 - precision_bits
-    raw = jax.lax.bitcast_convert_type(u, jnp.int32)
-    frac = (raw & ((1 << shift) - 1)).astype(jnp.float64) / 2.0**shift
-    frac = jnp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
-    return jnp.where(scores <= 0.5, frac, 1.0 - frac)
+    raw = _float32_bits(u)
+    frac = (raw & ((1 << shift) - 1)).astype(xp.float64) / 2.0**shift
+    frac = xp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
+    return xp.where(scores <= 0.5, frac, 1.0 - frac)
 
 
 def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -74,14 +84,15 @@ def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Arr
     multilabel tasks (a logit keeps its order where its sigmoid saturates to 1.0), the class
     probability for multiclass tasks.
     """
-    targets, w = valid_weights(task, jnp.asarray(batch["targets"]), batch["weights"])
-    preds = jnp.asarray(batch["predictions"])
+    xp = array_namespace(batch["weights"])
+    targets, w = valid_weights(task, xp.asarray(batch["targets"]), batch["weights"])
+    preds = xp.asarray(batch["predictions"])
     if task.kind is TaskKind.BINARY:
         return positive_scores(task, preds)[:, None], preds[:, None], targets[:, None], w[:, None]
     if task.kind is TaskKind.MULTICLASS:
         probs = class_probabilities(task, preds)
-        positive = (targets[:, None] == jnp.arange(task.classes)[None, :]).astype(jnp.int32)
-        return probs, probs, positive, jnp.broadcast_to(w[:, None], probs.shape)
+        positive = (targets[:, None] == xp.arange(task.classes)[None, :]).astype(xp.int32)
+        return probs, probs, positive, xp.broadcast_to(w[:, None], probs.shape)
     return positive_scores(task, preds), preds, targets, w
 
 
@@ -99,7 +110,8 @@ _BIN_MASK = (1 << CLASS_SHIFT) - 1
 
 def fixed_weights(w: jax.Array) -> jax.Array:
     """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
-    return jnp.round(w.astype(jnp.float64) * 2.0**WEIGHT_BITS).astype(jnp.int64)
+    xp = array_namespace(w)
+    return xp.round(w.astype(xp.float64) * 2.0**WEIGHT_BITS).astype(xp.int64)
 
 
 def _empty_cells() -> State:
@@ -209,9 +221,16 @@ class ScoreHistogram(Statistic):
             return 1 << 62  # every batch: no working histogram of the whole grid
         return max(1, SMALL_BATCH_CELLS // k)
 
+    def runs_on_host(self) -> bool:
+        return self.track_ties and self.task.prediction is not PredictionKind.LOGITS
+
     def update_stored(self, state: State, batch: Batch) -> State:
-        with jax.enable_x64(True):
-            keys, label, weight, moment, order, live = (np.asarray(a) for a in _row_cells(self)(padded_batch(batch)))
+        if self.runs_on_host():
+            keys, label, weight, moment, order, live = row_cells(self, batch)
+        else:  # (sigmoid and softmax: the compiled update's own functions)
+            with jax.enable_x64(True):
+                compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
+                keys, label, weight, moment, order, live = compiled
         return merge_cells(state, compact_cells(keys[live], label[live], weight[live], moment[live], order[live]))
 
     def for_replicates(self) -> Statistic:
@@ -241,20 +260,23 @@ MAX_WORKING_BYTES = 1 << 30
 the stored form instead."""
 
 
+def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
+    """A batch -> flat ``(keys int64, label int32, weight int64, weighted position int64, score float64,
+    live bool)``, one entry per (row, class); NumPy for host columns, traced under :func:`_compiled_row_cells`."""
+    scores, order, positive, w = one_vs_rest(statistic.task, batch)
+    xp = array_namespace(w)
+    cls = xp.arange(scores.shape[1], dtype=xp.int64)[None, :]
+    keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(xp.int64)
+    moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
+    flat = (keys, positive.astype(xp.int32), fixed_weights(w), moment, order.astype(xp.float64), w > 0)
+    return tuple(a.reshape(-1) for a in flat)
+
+
 @cache
-def _row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
-    """Compiled: a padded host batch -> flat ``(keys int64, label int32, weight int64, weighted position
-    int64, score float64, live bool)``, one entry per (row, class)."""
-
-    def cells(batch: Batch) -> tuple[jax.Array, ...]:
-        scores, order, positive, w = one_vs_rest(statistic.task, batch)
-        cls = jnp.arange(scores.shape[1], dtype=jnp.int64)[None, :]
-        keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(jnp.int64)
-        moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
-        flat = (keys, positive.astype(jnp.int32), fixed_weights(w), moment, order.astype(jnp.float64), w > 0)
-        return tuple(a.reshape(-1) for a in flat)
-
-    return jax.jit(cells)
+def _compiled_row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[jax.Array, ...]]:
+    """:func:`row_cells` compiled, for a padded host batch of a statistic that does not :meth:`~ScoreHistogram.
+    runs_on_host` (logits: the compiled update's sigmoid and softmax)."""
+    return jax.jit(partial(row_cells, statistic))
 
 
 def compact_cells(

@@ -132,6 +132,12 @@ class Statistic(abc.ABC):
         """The form :meth:`merge` takes and checkpoints keep, from a host copy of the working form."""
         return state
 
+    def runs_on_host(self) -> bool:
+        """Whether :meth:`update_stored` folds host (NumPy) columns without JAX, to the same state bit for bit
+        as the compiled update of the same rows. A job whose statistics all do runs without importing JAX (see
+        :class:`~evaluators.accumulate.Accumulator`). Default: no."""
+        return False
+
     def small_batch_rows(self) -> int:
         """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
         return 0
@@ -139,8 +145,13 @@ class Statistic(abc.ABC):
     def update_stored(self, state: State, batch: Batch) -> State:
         """Fold a small batch (host columns as :class:`~evaluators.accumulate.Accumulator` passes them to
         host statistics) straight into the stored form: no working state of the full grid is built, so
-        the cost of a sliced job's many small per-slice batches follows their rows."""
-        raise NotImplementedError
+        the cost of a sliced job's many small per-slice batches follows their rows.
+
+        Default, for statistics that :meth:`runs_on_host`: :meth:`update` on the host columns, between
+        :meth:`working` and :meth:`stored`."""
+        if not self.runs_on_host():
+            raise NotImplementedError(f"{type(self).__name__} has no host update")
+        return self.stored(self.update(self.working(state), batch))
 
     def zero_grouped(self, groups: int) -> State:
         """``groups`` zero states on a leading axis (one per bootstrap bucket)."""

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evaluators.kernels import array_namespace
+
 
 class TaskKind(enum.StrEnum):
     BINARY = "binary"
@@ -107,11 +109,12 @@ def valid_weights(task: Task, targets: jax.Array, weights: jax.Array) -> tuple[j
     weights have the shape of ``targets`` (``[n]``, or ``[n, L]`` for
     multilabel).
     """
-    w = weights if targets.ndim == 1 else jnp.broadcast_to(weights[:, None], targets.shape)
+    xp = array_namespace(targets, weights)
+    w = weights if targets.ndim == 1 else xp.broadcast_to(weights[:, None], targets.shape)
     if task.ignore_index is None:
         return targets, w
     keep = targets != task.ignore_index
-    return jnp.where(keep, targets, 0), jnp.where(keep, w, 0.0)
+    return xp.where(keep, targets, 0), xp.where(keep, w, 0.0)
 
 
 def positive_scores(task: Task, predictions: jax.Array) -> jax.Array:
@@ -131,10 +134,10 @@ def class_probabilities(task: Task, predictions: jax.Array) -> jax.Array:
 def predicted_labels(task: Task, predictions: jax.Array) -> jax.Array:
     """Hard predicted labels: ``[n]`` int (binary, multiclass) or ``[n, L]`` (multilabel)."""
     if task.prediction is PredictionKind.LABELS:
-        return predictions.astype(jnp.int32)
+        return predictions.astype(np.int32)
     if task.kind is TaskKind.MULTICLASS:
         return top_class(task, predictions)[1]
-    return (positive_scores(task, predictions) > task.threshold).astype(jnp.int32)
+    return (positive_scores(task, predictions) > task.threshold).astype(np.int32)
 
 
 def top_class(task: Task, predictions: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -145,6 +148,8 @@ def top_class(task: Task, predictions: jax.Array) -> tuple[jax.Array, jax.Array]
     The class is the smallest index holding the row's maximum: a max and a min reduction, which XLA's CPU
     backend vectorizes, where ``jnp.argmax`` (a reduction over (value, index) pairs) ran about 2x slower on
     ``[8192, 100]``. Rows with NaN are refused before any update; the index is clipped into range regardless."""
+    if array_namespace(predictions) is np:
+        return np.max(predictions, axis=-1).astype(np.float64), np.argmax(predictions, axis=-1).astype(np.int32)
     best = jnp.max(predictions, axis=-1)
     classes = predictions.shape[-1]
     index = jax.lax.broadcasted_iota(jnp.int32, predictions.shape, predictions.ndim - 1)
