@@ -101,15 +101,19 @@ class SubsetMatch(Statistic):
     def zero(self) -> State:
         return np.zeros(2, np.float64)
 
+    def runs_on_host(self) -> bool:
+        return self.task.prediction is not PredictionKind.LOGITS
+
     def update(self, state: State, batch: Batch) -> State:
-        targets = jnp.asarray(batch["targets"])
-        preds = predicted_labels(self.task, jnp.asarray(batch["predictions"]))
+        xp = array_namespace(batch["weights"])
+        targets = xp.asarray(batch["targets"])
+        preds = predicted_labels(self.task, xp.asarray(batch["predictions"]))
         if self.task.ignore_index is not None:
-            same = jnp.all((preds == targets) | (targets == self.task.ignore_index), axis=1)
+            same = xp.all((preds == targets) | (targets == self.task.ignore_index), axis=1)
         else:
-            same = jnp.all(preds == targets, axis=1)
-        w = batch["weights"].astype(jnp.float64)
-        return state + jnp.stack([jnp.sum(w), jnp.sum(w * same)])
+            same = xp.all(preds == targets, axis=1)
+        w = batch["weights"].astype(xp.float64)
+        return state + xp.stack([xp.sum(w), xp.sum(w * same)])
 
 
 # --- reading metrics off confusion counts ------------------------------------

@@ -1,0 +1,183 @@
+"""The host (NumPy) update of a small job's rows and the compiled update give the same states, bit for bit.
+
+An accumulator folds its first ``HOST_ROWS`` rows on the host when every statistic runs there; these tests
+fold the same batches once with ``host_rows`` large enough for all of them and once with ``host_rows=0`` (the
+compiled update only), and compare every leaf of every stored state exactly, on edge rows drawn on purpose:
+scores of exactly 0, 1, 0.5 and the threshold, scores a float32 ulp either side of a bin edge, ignored targets,
+zero weights, integer and half weights, float32 and float64 scores, boolean and int8 labels. They also check
+that a mixed sequence (host first, then compiled) equals either, and that the metrics read off the host states
+equal scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+from evaluators import catalog
+from evaluators.accumulate import HOST_ROWS, Accumulator
+from evaluators.statistic import tree_leaves
+from evaluators.task import PredictionKind, Task, TaskKind
+
+BINARY_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "accuracy",
+    "f1_score",
+    "matthews_corrcoef",
+    "log_loss",
+    "brier_score",
+    "expected_calibration_error",
+    "confusion_matrix",
+)
+MULTICLASS_METRICS = ("roc_auc", "accuracy", "f1_score", "log_loss", "expected_calibration_error")
+MULTILABEL_METRICS = ("accuracy", "f1_score", "roc_auc")
+LABEL_METRICS = ("accuracy", "f1_score", "cohen_kappa", "confusion_matrix")
+
+
+def _statistics(task: Task, names: tuple[str, ...]) -> list:
+    return list(dict.fromkeys(catalog.build(name, task).statistic for name in names))
+
+
+@functools.cache
+def _compiled_only(statistics: tuple) -> Accumulator:
+    """One compiled-only accumulator per set of statistics for the whole module (its compiles are kept)."""
+    return Accumulator(statistics, host_rows=0)
+
+
+def _fold(statistics: list, batches: list[dict[str, np.ndarray]], host_rows: int) -> tuple:
+    acc = _compiled_only(tuple(statistics)) if host_rows == 0 else Accumulator(statistics, host_rows=host_rows)
+    states = acc.zero()
+    for batch in batches:
+        states = acc.update(states, batch, to_host=False)
+    return acc.to_host(states)
+
+
+def _assert_same_bits(a: tuple, b: tuple, statistics: list) -> None:
+    for x, y, stat in zip(a, b, statistics, strict=True):
+        leaves_x, leaves_y = tree_leaves(x), tree_leaves(y)
+        assert len(leaves_x) == len(leaves_y), type(stat).__name__
+        for u, v in zip(leaves_x, leaves_y, strict=True):
+            assert u.dtype == v.dtype and u.shape == v.shape, type(stat).__name__
+            bits = [np.atleast_1d(leaf).view(np.uint8) for leaf in (u, v)]
+            np.testing.assert_array_equal(*bits, err_msg=type(stat).__name__)
+
+
+def _check_paths(statistics: list, batches: list[dict[str, np.ndarray]]) -> tuple:
+    """Host only and compiled only fold the batches to the same bits; returns the host states."""
+    assert all(s.runs_on_host() for s in statistics if s.jittable)
+    host = _fold(statistics, batches, sum(len(b["targets"]) for b in batches))
+    _assert_same_bits(host, _fold(statistics, batches, 0), statistics)
+    return host
+
+
+EDGE_SCORES = np.array(
+    [0.0, 1.0, 0.5, 0.25, 0.75, 1e-30, 1 - 2**-24, 2**-24, np.nextafter(np.float32(0.5), 1), 1 / 15, 14 / 15],
+    np.float64,
+)
+
+
+@st.composite
+def binary_batches(draw: st.DrawFn) -> list[dict[str, np.ndarray]]:
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    sizes = draw(st.lists(st.integers(1, 300), min_size=1, max_size=3))
+    weighted = draw(st.sampled_from(["none", "integers", "halves"]))
+    label_dtype = draw(st.sampled_from([np.int8, np.int64, np.bool_]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    batches = []
+    for n in sizes:
+        scores = np.where(rng.random(n) < 0.4, rng.choice(EDGE_SCORES, n), rng.random(n)).astype(dtype)
+        batch = {"predictions": scores, "targets": rng.integers(0, 2, n).astype(label_dtype)}
+        if weighted != "none":
+            w = rng.integers(0, 4, n).astype(np.float64)
+            batch["weights"] = w / 2 if weighted == "halves" else w
+        batches.append(batch)
+    return batches
+
+
+@settings(max_examples=30, deadline=None)
+@given(binary_batches())
+def test_binary_scores_fold_to_the_same_bits_on_the_host_and_compiled(batches):
+    _check_paths(_statistics(Task("binary"), BINARY_METRICS), batches)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400), st.sampled_from([3, 5]))
+def test_multiclass_probabilities_fold_to_the_same_bits(seed, n, classes):
+    rng = np.random.default_rng(seed)
+    raw = rng.random((n, classes))
+    raw[rng.random(n) < 0.2] = 1.0  # ties for the top class: the first one counts
+    probs = (raw / raw.sum(axis=1, keepdims=True)).astype(np.float32)
+    batch = {"predictions": probs, "targets": rng.integers(0, classes, n)}
+    task = Task("multiclass", num_classes=classes)
+    _check_paths(_statistics(task, MULTICLASS_METRICS), [batch])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400))
+def test_multilabel_and_ignored_targets_fold_to_the_same_bits(seed, n):
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, (n, 4))
+    targets[rng.random((n, 4)) < 0.1] = -1
+    batch = {"predictions": rng.choice(EDGE_SCORES, (n, 4)), "targets": targets}
+    task = Task("multilabel", num_classes=4, ignore_index=-1)
+    _check_paths(_statistics(task, MULTILABEL_METRICS), [batch])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400))
+def test_predicted_labels_fold_to_the_same_bits(seed, n):
+    rng = np.random.default_rng(seed)
+    batch = {"predictions": rng.integers(0, 4, n), "targets": rng.integers(0, 4, n)}
+    task = Task("multiclass", num_classes=4, prediction=PredictionKind.LABELS)
+    _check_paths(_statistics(task, LABEL_METRICS), [batch])
+
+
+def test_a_job_past_the_host_rows_switches_to_the_compiled_update_with_the_same_bits():
+    rng = np.random.default_rng(3)
+    batches = [
+        {"predictions": rng.choice(EDGE_SCORES, n).astype(np.float32), "targets": rng.integers(0, 2, n)}
+        for n in (700, 1_000, 300)
+    ]
+    statistics = _statistics(Task("binary"), BINARY_METRICS)
+    everything_on_host = _fold(statistics, batches, 2_000)
+    _assert_same_bits(everything_on_host, _fold(statistics, batches, 700), statistics)  # host, compiled, compiled
+    _assert_same_bits(everything_on_host, _fold(statistics, batches, 0), statistics)
+
+
+def test_host_states_give_scikit_learns_values():
+    rng = np.random.default_rng(7)
+    n = 5_000
+    labels = rng.integers(0, 2, n)
+    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
+    scores[:50] = 0.5  # the threshold itself: predicted negative (scores above it are positive)
+    task = Task("binary")
+    metrics = [catalog.build(name, task) for name in ("accuracy", "f1_score", "log_loss", "brier_score", "roc_auc")]
+    acc = Accumulator.for_metrics(metrics)
+    states = acc.update(acc.zero(), {"predictions": scores, "targets": labels})
+    computed = {m.name: m.compute(states[acc.index(m.statistic)]) for m in metrics}
+    value = {name: values[""] for name, values in computed.items()}
+    predicted = scores > 0.5
+    assert value["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted), abs=1e-12)
+    assert value["f1_score"] == pytest.approx(skm.f1_score(labels, predicted), abs=1e-12)
+    assert value["log_loss"] == pytest.approx(skm.log_loss(labels, scores), rel=1e-12)
+    assert value["brier_score"] == pytest.approx(skm.brier_score_loss(labels, scores), rel=1e-12)
+    bound = computed["roc_auc"][".error_bound"]  # the binned mode's guaranteed bound (ties at 0, 0.5 and 1 here)
+    assert 0 < bound < 1e-3
+    assert abs(value["roc_auc"] - skm.roc_auc_score(labels, scores)) <= bound
+
+
+def test_logits_and_interval_buckets_take_the_compiled_update():
+    logits = Task("binary", prediction=PredictionKind.LOGITS)
+    assert not any(s.runs_on_host() for s in _statistics(logits, ("accuracy", "log_loss", "roc_auc")))
+    assert not catalog.build("brier_score", Task("multiclass", num_classes=3)).statistic.runs_on_host()
+    probabilities = _statistics(Task(TaskKind.BINARY), BINARY_METRICS)
+    replicates = Accumulator(probabilities).replicates()
+    assert replicates is not None and replicates._host_rows_left == 0
+    assert Accumulator(probabilities)._host_rows_left == HOST_ROWS
