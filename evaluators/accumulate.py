@@ -98,6 +98,13 @@ class Accumulator:
         self._rest = [i for i in self._device if i not in self._small]
         self._sizes: set[int] = set()
 
+    def expect_rows(self, rows: int) -> None:
+        """The caller is about to fold about ``rows`` more rows (a work unit): when they would not fit in what is
+        left of :data:`HOST_ROWS`, every batch from now on takes the compiled update (its import and compile pay
+        off over that many rows), instead of the host folding some first."""
+        if rows > self._host_rows_left:
+            self._host_rows_left = 0
+
     @functools.cached_property
     def _compiled(self) -> _Compiled:
         """The compiled updates of the device statistics, built (and JAX imported) on first use."""

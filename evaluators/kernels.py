@@ -109,6 +109,11 @@ def add_rows(state: Any, index: Any, values: Any) -> Any:
     return state.at[index].add(values.astype(state.dtype))
 
 
+EXACT_FLOAT_SUM = 2.0**52
+"""Integer values whose absolute sum is below this (with room for the rounding of that sum itself) add exactly in
+float64, so :func:`host_add_at` bins them with ``np.bincount`` (several times faster than ``np.add.at``)."""
+
+
 def host_add_at(state: np.ndarray, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """:func:`add_at` on the host: a new array, ``state`` plus the bincount of flat ``index`` weighted by
     ``values`` (indices outside the state dropped). ``values`` with one more axis than ``index`` (``[n, k]``
@@ -122,8 +127,11 @@ def host_add_at(state: np.ndarray, index: np.ndarray, values: np.ndarray) -> np.
     keep = (index >= 0) & (index < rows.shape[0])
     if not keep.all():
         index, values = index[keep], values[keep]
-    if np.issubdtype(rows.dtype, np.integer):
+    if np.issubdtype(rows.dtype, np.integer) and np.abs(values).sum(axis=0, dtype=np.float64).max() >= EXACT_FLOAT_SUM:
         np.add.at(rows, index, values.astype(rows.dtype))
+    elif np.issubdtype(rows.dtype, np.integer):  # every partial sum below 2**52: exact in float64
+        for column in range(rows.shape[1]):
+            rows[:, column] += np.bincount(index, weights=values[:, column], minlength=rows.shape[0]).astype(np.int64)
     else:
         for column in range(rows.shape[1]):
             rows[:, column] += np.bincount(index, weights=values[:, column], minlength=rows.shape[0])

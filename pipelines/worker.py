@@ -211,6 +211,7 @@ class UnitEvaluator:
         weight: float | None = 0.0 if "weights" in self.roles else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
+        self.accumulator.expect_rows(unit.rows)
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
@@ -400,6 +401,7 @@ class UnitEvaluator:
         traces and compiles the update for the job's column types by folding that unit's first row group
         into a throw-away state, so compilation counts as start-up rather than as the first unit's time."""
         if warmup is not None and warmup.parts and not self.features and self.replicate_accumulator is None:
+            self.accumulator.expect_rows(warmup.rows)
             part = warmup.parts[0]
             first = dataclasses.replace(part, stop=min(part.stop, part.start + 1))
             with contextlib.closing(
