@@ -10,8 +10,9 @@ merge order. ``hi`` holds up to 2**31 (about 2.1e9) units in all, e.g. a billion
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
+
+from evaluators.lazyjax import jnp
 
 FIXED_POINT_BITS = 32
 FIXED_POINT_LOW_BITS = 20

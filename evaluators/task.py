@@ -32,9 +32,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+from evaluators.lazyjax import jax, jnp
 
 
 class TaskKind(enum.StrEnum):
