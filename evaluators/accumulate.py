@@ -25,10 +25,9 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from evaluators.lazyjax import jax, jnp
 from evaluators.statistic import DerivedMetric, State, Statistic, tree_to_numpy
 
 MIN_CHUNK_ROWS = 1 << 10

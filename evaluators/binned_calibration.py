@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.calibration import (
@@ -30,6 +29,7 @@ from evaluators.calibration import (
 )
 from evaluators.classification import per_class_values
 from evaluators.kernels import from_fixed, safe_divide, to_fixed
+from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.kernels import add_rows, array_namespace, fixed_sum, from_fixed, safe_divide, to_fixed
+from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
     PredictionKind,

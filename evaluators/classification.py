@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.kernels import add_at, array_namespace, safe_divide
+from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind, class_probabilities, predicted_labels, valid_weights
 

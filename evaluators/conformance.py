@@ -50,11 +50,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.accumulate import Accumulator, as_column
+from evaluators.lazyjax import jax, jnp
 from evaluators.statistic import Batch, State, Statistic, tree_to_numpy
 
 LAWS = ("identity", "commutative", "associative", "partition", "jit", "resample", "reference")

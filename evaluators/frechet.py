@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax.numpy as jnp
 import numpy as np
 
+from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, State, Statistic
 
 

@@ -37,13 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.backbones.cnn import join_keys
 from evaluators.classification import require_kind
 from evaluators.frechet import FeatureMoments, frechet_value
+from evaluators.lazyjax import jax, jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 

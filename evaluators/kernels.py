@@ -18,8 +18,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
+
+from evaluators.lazyjax import jnp
 
 FIXED_POINT_BITS = 32
 FIXED_POINT_LOW_BITS = 20
@@ -31,9 +32,7 @@ def array_namespace(*arrays: Any) -> ModuleType:
     (traced or device arrays)."""
     if all(isinstance(a, np.ndarray | np.generic | int | float) for a in arrays):
         return np
-    import jax.numpy
-
-    return jax.numpy
+    return jnp
 
 
 def to_fixed(values: Any) -> Any:

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, ClassVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.accumulate import padded_batch
 from evaluators.kernels import add_at, array_namespace
+from evaluators.lazyjax import jax, jnp
 from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 from evaluators.task import (
     PredictionKind,

@@ -69,12 +69,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import normalized_confusion, per_class_values
 from evaluators.kernels import add_at, safe_divide
+from evaluators.lazyjax import jax, jnp
 from evaluators.mask_png import MASK_MODES as MASK_MODES
 from evaluators.mask_png import decode_mask as decode_mask
 from evaluators.mask_png import decode_masks as decode_masks

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.kernels import scatter_add
+from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
 
 ALPHA = 0.01

@@ -32,11 +32,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.kernels import array_namespace
+from evaluators.lazyjax import jax, jnp
 
 
 class TaskKind(enum.StrEnum):

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.frechet import FeatureMoments, frechet_value
 from evaluators.kernels import fixed_sum, from_fixed, scatter_add
+from evaluators.lazyjax import jnp
 from evaluators.statistic import (
     Batch,
     DerivedMetric,

@@ -20,6 +20,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from evaluators import lazyjax
+
 SETTING = "EVALPIPE_COMPILE_CACHE"
 _OFF = frozenset({"off", "0", "false", "no", "none"})
 
@@ -35,6 +37,12 @@ def cache_directory(environ: Mapping[str, str] = os.environ) -> Path | None:
         return None
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
     return Path(base).expanduser() / "evalpipe" / "xla"
+
+
+def enable_on_import() -> None:
+    """:func:`enable` now if JAX is imported, else right after the first use of JAX imports it (before its
+    first compile), reading ``EVALPIPE_COMPILE_CACHE`` then: a job that never compiles never imports JAX."""
+    lazyjax.when_imported(enable)
 
 
 def enable(environ: Mapping[str, str] = os.environ) -> Path | None:

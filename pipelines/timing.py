@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 
+from evaluators import lazyjax
+
 COMPILE_EVENTS = frozenset(
     {
         "/jax/core/compile/jaxpr_trace_duration",
@@ -24,7 +26,12 @@ def _listen(event: str, seconds: float, **_: object) -> None:
 
 
 def watch_compiles() -> None:
-    """Start summing JAX's compile events in this process (idempotent)."""
+    """Sum JAX's compile events in this process from now on, or from JAX's import if it is not imported yet
+    (this does not import it: a job that never compiles never pays for JAX). Idempotent."""
+    lazyjax.when_imported(_register)
+
+
+def _register() -> None:
     if not _watching[0]:
         import jax.monitoring
 

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import jax
 import numpy as np
 import pyarrow as pa
 
 from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import load_backbone
+from evaluators.lazyjax import jax
 from pipelines import compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
@@ -127,7 +127,7 @@ class UnitEvaluator:
     """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
 
     def __init__(self, spec: JobSpec) -> None:
-        compile_cache.enable()
+        compile_cache.enable_on_import()
         timing.watch_compiles()
         bound_storage_calls()  # a worker's reads get the driver's S3 timeouts (a Ray actor is another process)
         self.spec = spec

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
 
+from evaluators import lazyjax
+from evaluators.lazyjax import jnp as deferred_jnp
 from pipelines import compile_cache
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
@@ -24,6 +27,12 @@ from pipelines.synthetic import binary_table
 from tests.conftest import write_job
 
 ROOT = Path(__file__).resolve().parent.parent
+RUN_PATH = (
+    "import pipelines.execute, pipelines.runners.local, pipelines.worker, evaluators.catalog, "
+    "evaluators.accumulate, evaluators.functional"
+)
+"""The modules a run and the functional API import: none of them imports JAX until an update needs it."""
+JAX_MODULES = {"jax", "jaxlib", "ml_dtypes"}
 COMPILE_EVENTS = {
     "/jax/core/compile/jaxpr_trace_duration": "traces",
     "/jax/core/compile/backend_compile_duration": "executables",
@@ -135,6 +144,53 @@ def test_compile_cache_directory_settings(tmp_path):
 
 def test_run_path_import_leaves_out_polars_matplotlib_and_ray():
     assert not {"polars", "matplotlib", "ray"} & _imported_after("import pipelines.execute, pipelines.runners.local")
+
+
+def test_run_path_import_leaves_out_jax():
+    assert not JAX_MODULES & _imported_after(RUN_PATH)
+
+
+def test_first_update_imports_jax_with_the_compile_cache_and_compile_listener_on(tmp_path, monkeypatch):
+    """The settings that wait for JAX (the persistent cache, the compile-time listener) apply from its import,
+    before the first compile: the cache directory gets the update's executables, and its compile time counts."""
+    rng = np.random.default_rng(11)
+    targets, scores = rng.integers(0, 2, 500), rng.random(500)
+    np.save(tmp_path / "targets.npy", targets)
+    np.save(tmp_path / "scores.npy", scores)
+    monkeypatch.setenv(compile_cache.SETTING, str(tmp_path / "xla"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    statement = f"""
+import json
+import numpy as np
+{RUN_PATH}
+from pipelines import compile_cache, timing
+compile_cache.enable_on_import()
+timing.watch_compiles()
+before = sorted(m for m in sys.modules if m.split(".")[0] in {sorted(JAX_MODULES)})
+value = evaluators.functional.f1_score(np.load({str(tmp_path / "scores.npy")!r}), np.load({str(tmp_path / "targets.npy")!r}))
+import jax
+seen = {{"before": before, "value": float(value), "cache": jax.config.jax_compilation_cache_dir}}
+print(json.dumps({{**seen, "compile_seconds": timing.compile_seconds()}}))
+"""
+    lines = _run_python(statement).splitlines()
+    seen = json.loads(lines[-2])
+    assert seen["before"] == [] and set(lines[-1].split()) >= JAX_MODULES
+    assert seen["value"] == pytest.approx(skm.f1_score(targets, scores > 0.5), abs=1e-12)
+    assert seen["cache"] == str(tmp_path / "xla") and any((tmp_path / "xla").iterdir())
+    assert seen["compile_seconds"] > 0
+
+
+def test_deferred_jax_pickles_by_reference_and_traces():
+    """A function holding the stand-in (pickled by value, as Ray ships a statistic's closures) gets the same
+    stand-in back; under ``jax.jit`` and ``enable_x64`` it is the module."""
+    from ray import cloudpickle
+
+    assert pickle.loads(pickle.dumps(lazyjax.jnp)) is lazyjax.jnp
+    shipped = cloudpickle.loads(cloudpickle.dumps(lambda x: deferred_jnp.sum(x * x, dtype=deferred_jnp.float64)))
+    x = np.arange(5.0)
+    with lazyjax.jax.enable_x64(True):
+        assert float(lazyjax.jax.jit(shipped)(x)) == 30.0
+        assert lazyjax.jnp.asarray(x).dtype == np.float64
 
 
 def test_local_run_of_a_binary_job_leaves_out_unused_libraries(tmp_path, shards):

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.backbones.base import BackboneSpec, Reader
+from evaluators.lazyjax import jax, jnp
 
 Params = dict[str, Any]
 MIN_LENGTH = 16

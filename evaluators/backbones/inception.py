@@ -61,12 +61,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from evaluators.backbones.base import BackboneSpec, Reader
 from evaluators.backbones.cnn import ImageEncoder, Params, read_tensors, resize, to_unit_range
+from evaluators.lazyjax import jax, jnp
 
 ARCHITECTURE = "inception-v3"
 VARIANTS = ("fid", "torchvision")

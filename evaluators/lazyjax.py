@@ -1,0 +1,86 @@
+"""``jax`` and ``jax.numpy``, imported on first use.
+
+Importing JAX costs a process 0.5-0.8 s of CPU (``ml_dtypes`` and ``jaxlib`` initialisation), which a
+small job that never compiles anything should not pay. Modules of evalpipe that use JAX import it as::
+
+    from evaluators.lazyjax import jax, jnp
+
+and get two stand-ins that import the real module on the first attribute read (``jnp.sum``,
+``jax.Array``, ``jax.jit``) and from then on hold every attribute read as a plain attribute of their
+own, so a hot ``isinstance(x, jax.Array)`` costs what it does on the module. Annotations are not
+evaluated (``from __future__ import annotations``), so ``x: jax.Array`` imports nothing.
+
+:func:`when_imported` runs process-wide settings (the persistent compilation cache, compile-time
+listeners) once JAX is imported, before anything is compiled.
+
+A stand-in pickles by reference to this module (so a function or statistic pickled with one, for a
+Ray actor, unpickles to the same stand-in there).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+_pending: dict[Callable[[], object], None] = {}
+"""Hooks waiting for JAX's import, in the order they were registered (a dict: each hook once)."""
+_lock = threading.RLock()
+
+
+def imported() -> bool:
+    """Whether JAX is imported in this process (by a stand-in or by anything else)."""
+    return "jax" in sys.modules
+
+
+def when_imported(hook: Callable[[], object]) -> None:
+    """Call ``hook()`` now if JAX is imported, else once right after the first stand-in imports it
+    (before its first use). Registering one hook several times before the import calls it once."""
+    with _lock:
+        if not imported():
+            _pending[hook] = None
+            return
+    hook()
+
+
+def _run_pending() -> None:
+    with _lock:
+        while _pending:
+            hook = next(iter(_pending))
+            del _pending[hook]
+            hook()
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for the module named ``__name__`` until an attribute of it is read."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__") and attribute.endswith("__"):
+            # copy, pickle and inspect probe dunders (``__reduce_ex__`` aside, which is a method of the
+            # type): they must not import JAX, and the real module's would lie about this object
+            raise AttributeError(attribute)
+        module = importlib.import_module(self.__name__)
+        _run_pending()
+        value = getattr(module, attribute)
+        setattr(self, attribute, value)  # later reads are ordinary attribute reads
+        return value
+
+    def __reduce__(self) -> str:
+        return _NAMES[self.__name__]
+
+    def __repr__(self) -> str:
+        return f"<deferred module {self.__name__!r}>"
+
+
+_NAMES = {"jax": "jax", "jax.numpy": "jnp"}
+"""Each stand-in's module name -> its name in this module (what it pickles as)."""
+
+if TYPE_CHECKING:
+    import jax as jax
+    import jax.numpy as jnp
+else:
+    jax = _Deferred("jax")
+    jnp = _Deferred("jax.numpy")
