@@ -11,11 +11,12 @@
     python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
     python scripts/bench.py ranking [--parts reduce,wide,slices,multiclass]   # see scripts/bench_ranking.py
     python scripts/bench.py families [--parts ranking,fairness,text]   # see scripts/bench_families.py
-    python scripts/bench.py process [--rows 10000000] [--shard-rows 500000] [--repeats 3] [--cpu 0]
+    python scripts/bench.py process [--rows 10000000] [--shard-rows 500000] [--small-rows 2000] [--repeats 3] [--cpu 0]
 
 ``process``: whole processes as a user times them, imports included (see ``scripts/bench_process.py``):
 ``evalpipe run`` with a cold and a warm compilation cache against a NumPy one-pass process and a
 scikit-learn process, pinned to one core, alternating; fails if evalpipe's values differ from scikit-learn's.
+A second table does the same on a small job (``--small-rows`` rows in one shard; 0 skips it): the fixed cost.
 
 ``slices``: binary predictions, the 11 binary catalogue metrics. Baseline: the plain job
 (overall only). Measured: the same job with 8 slices (5 countries, 3 devices) plus the overall
@@ -66,15 +67,18 @@ from bench_suites import ROOT, binary_suite, multiclass_suite, segmentation_suit
 def bench_whole_processes(args: argparse.Namespace) -> None:
     import bench_process
 
-    suite = binary_suite(args.rows, _data_dir(args), args.shard_rows)
-    result = bench_process.bench_process(suite, args.repeats, args.cpu)
+    suites = [binary_suite(args.rows, _data_dir(args), args.shard_rows)]
+    if args.small_rows:  # the fixed cost of a process: a small job, one shard
+        suites.append(binary_suite(args.small_rows, _data_dir(args), args.small_rows))
+    results = [bench_process.bench_process(suite, args.repeats, args.cpu) for suite in suites]
     info = machine()
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "result": result}, indent=2))
-    print(bench_process.markdown(result, info))
-    if not result["values_match_sklearn"]["ok"]:
-        print(json.dumps(result["values_match_sklearn"], indent=2), file=sys.stderr)
-        raise SystemExit("evalpipe's values differ from scikit-learn's")
+        Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    print("\n\n".join(bench_process.markdown(result, info) for result in results))
+    for result in results:
+        if not result["values_match_sklearn"]["ok"]:
+            print(json.dumps(result["values_match_sklearn"], indent=2), file=sys.stderr)
+            raise SystemExit("evalpipe's values differ from scikit-learn's")
 
 
 def _runner(args: argparse.Namespace) -> Runner:
@@ -157,10 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     process = sub.add_parser("process", help="whole processes: evalpipe run vs NumPy one-pass vs scikit-learn")
     process.add_argument("--rows", type=int, default=10_000_000)
     process.add_argument("--shard-rows", type=int, default=500_000)
+    process.add_argument("--small-rows", type=int, default=2_000, help="rows of the small job (0: none)")
     process.add_argument("--repeats", type=int, default=3)
     process.add_argument("--cpu", type=int, default=0, help="the core every process is pinned to")
     process.add_argument("--data-dir", default=None, help="where generated data lives (default: bench-data/)")
-    process.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    process.add_argument("--json", default=None, help="also write the results as JSON to this file")
     helps = {
         "binary": "10M binary predictions, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
         "multiclass": "1M rows x 100 classes, 11 metrics: evalpipe vs raw read, scikit-learn, torchmetrics",
