@@ -235,11 +235,21 @@ class Accumulator:
             host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
             for i in self._host:
                 out[i] = self.statistics[i].update(states[i], host)
-            device_host = self._device_columns(host) if stored else {}  # what the device update would get
-            for i in stored:
-                stat = self.statistics[i]
-                out[i] = stat.update_stored(stat.stored(tree_to_numpy(states[i])), device_host)
+            if stored:
+                self._update_stored(stored, out, self._device_columns(host), n)
         return tuple(out)
+
+    def _update_stored(self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], n: int) -> None:
+        """Fold ``cols`` into the stored form of statistics ``stored`` (indices; ``out`` updated in place), in
+        chunks of the compiled update's size: temporaries of a few MB, which the allocator reuses."""
+        width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
+        step = chunk_rows_for(width)
+        for i in stored:
+            stat = self.statistics[i]
+            state = stat.stored(tree_to_numpy(out[i]))
+            for start in range(0, n, step):
+                state = stat.update_stored(state, {k: v[start : start + step] for k, v in cols.items()})
+            out[i] = state
 
     def _chunk_size(self, rows: int, step: int) -> int:
         """Padded size for a batch of ``rows < step`` rows: a size already compiled if one holds it."""
