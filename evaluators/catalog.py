@@ -9,30 +9,44 @@ before any data is read.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from evaluators import (
-    binned_calibration,
-    calibration,
-    classification,
-    corpus_text,
-    coverage,
-    detection,
-    domains,
-    fairness,
-    image,
-    ranking,
-    regression,
-    retrieval,
-    segmentation,
-    text,
-)
+from evaluators import domains
 from evaluators.statistic import DerivedMetric
 from evaluators.task import Task, TaskKind
 
 Factory = Callable[..., DerivedMetric]
+
+
+@dataclass(frozen=True)
+class FamilyFactory:
+    """The factory ``name`` of the metric family module ``evaluators.<family>``, imported when a metric of the
+    family is first built or inspected: a job imports the families of its own metrics only."""
+
+    family: str
+    name: str
+
+    def resolve(self) -> Factory:
+        return getattr(importlib.import_module(f"evaluators.{self.family}"), self.name)
+
+    def __call__(self, task: Task | None, **params: Any) -> DerivedMetric:
+        return self.resolve()(task, **params)
+
+
+def _family(family: str, *names: str, **renamed: str) -> dict[str, Factory]:
+    """Catalogue entries of one family: ``names`` are the module's factory names, ``renamed`` maps a catalogue name
+    to a factory of another name."""
+    return {name: FamilyFactory(family, factory) for name, factory in {**{n: n for n in names}, **renamed}.items()}
+
+
+def factory(name: str) -> Factory:
+    """The factory of metric ``name`` itself (its module imported), for its signature and docstring."""
+    entry = METRICS[name]
+    return entry.resolve() if isinstance(entry, FamilyFactory) else entry
 
 
 def _mean_average_precision(
@@ -60,90 +74,84 @@ def _mean_average_precision(
         given = [key for key, value in detection_params.items() if value != defaults.get(key)]
         if given:
             raise ValueError(f"mean_average_precision of a ranking task takes only k, not {', '.join(given)}")
-        return retrieval.mean_average_precision(task, k=k)
+        return FamilyFactory("retrieval", "mean_average_precision")(task, k=k)
     if k is not None:
         raise ValueError(
             "parameter 'k' of mean_average_precision is for ranking tasks (a detection task's cut-offs "
             "are max_detection_thresholds)"
         )
-    return detection.mean_average_precision(task, **detection_params)
+    return FamilyFactory("detection", "mean_average_precision")(task, **detection_params)
 
 
 METRICS: Mapping[str, Factory] = {
     # classification (one confusion matrix)
-    "accuracy": classification.accuracy,
-    "balanced_accuracy": classification.balanced_accuracy,
-    "precision": classification.precision,
-    "recall": classification.recall,
-    "sensitivity": classification.sensitivity,
-    "specificity": classification.specificity,
-    "f1_score": classification.f1_score,
-    "fbeta_score": classification.fbeta_score,
-    "matthews_corrcoef": classification.matthews_corrcoef,
-    "cohen_kappa": classification.cohen_kappa,
-    "confusion_matrix": classification.confusion_matrix,
+    **_family(
+        "classification",
+        "accuracy",
+        "balanced_accuracy",
+        "precision",
+        "recall",
+        "sensitivity",
+        "specificity",
+        "f1_score",
+        "fbeta_score",
+        "matthews_corrcoef",
+        "cohen_kappa",
+        "confusion_matrix",
+    ),
     # ranking (one score histogram)
-    "roc_auc": ranking.roc_auc,
-    "average_precision": ranking.average_precision,
+    **_family("ranking", "roc_auc", "average_precision"),
     # probabilities and calibration
-    "log_loss": calibration.log_loss,
-    "brier_score": calibration.brier_score,
-    "expected_calibration_error": calibration.expected_calibration_error,
-    "maximum_calibration_error": calibration.maximum_calibration_error,
-    "reliability_diagram": calibration.reliability_diagram,
-    "brier_decomposition": binned_calibration.brier_decomposition,
-    "classwise_ece": binned_calibration.classwise_ece,
-    "adaptive_calibration_error": binned_calibration.adaptive_calibration_error,
+    **_family(
+        "calibration",
+        "log_loss",
+        "brier_score",
+        "expected_calibration_error",
+        "maximum_calibration_error",
+        "reliability_diagram",
+    ),
+    **_family("binned_calibration", "brier_decomposition", "classwise_ece", "adaptive_calibration_error"),
     # regression (one set of moments)
-    "mse": regression.mse,
-    "rmse": regression.rmse,
-    "mae": regression.mae,
-    "r2": regression.r2,
-    "explained_variance": regression.explained_variance,
-    "pearson_corrcoef": regression.pearson_corrcoef,
+    **_family("regression", "mse", "rmse", "mae", "r2", "explained_variance", "pearson_corrcoef"),
     # object detection (COCO); ranking tasks: retrieval MAP
     "mean_average_precision": _mean_average_precision,
     # semantic segmentation (one pixel confusion matrix)
-    "mean_iou": segmentation.mean_iou_metric,
-    "jaccard_index": segmentation.jaccard_index_metric,
-    "iou": segmentation.jaccard_index_metric,  # calibrax's name
-    "dice_coefficient": segmentation.dice_score_metric,  # calibrax's name
-    "dice_score": segmentation.dice_score_metric,
-    "pixel_accuracy": segmentation.pixel_accuracy_metric,
-    "mean_pixel_accuracy": segmentation.mean_pixel_accuracy_metric,
-    "pixel_confusion_matrix": segmentation.pixel_confusion_matrix_metric,
+    **_family(
+        "segmentation",
+        mean_iou="mean_iou_metric",
+        jaccard_index="jaccard_index_metric",
+        iou="jaccard_index_metric",
+        dice_coefficient="dice_score_metric",
+        dice_score="dice_score_metric",
+        pixel_accuracy="pixel_accuracy_metric",
+        mean_pixel_accuracy="mean_pixel_accuracy_metric",
+        pixel_confusion_matrix="pixel_confusion_matrix_metric",
+    ),
     # text pairs (a backbone turns strings into features)
-    "embedding_similarity": text.embedding_similarity,
-    "bertscore_precision": text.bertscore_precision,
-    "bertscore_recall": text.bertscore_recall,
-    "bertscore_f1": text.bertscore_f1,
-    "frechet_embedding_distance": text.frechet_embedding_distance,
+    **_family(
+        "text",
+        "embedding_similarity",
+        "bertscore_precision",
+        "bertscore_recall",
+        "bertscore_f1",
+        "frechet_embedding_distance",
+    ),
     # text pairs without a backbone (corpus counts)
-    "bleu": corpus_text.bleu,
-    "chrf": corpus_text.chrf,
-    "wer": corpus_text.wer,
-    "cer": corpus_text.cer,
-    "rouge_n": corpus_text.rouge_n,
-    "rouge_l": corpus_text.rouge_l,
-    "distinct_n": corpus_text.distinct_n,
+    **_family("corpus_text", "bleu", "chrf", "wer", "cer", "rouge_n", "rouge_l", "distinct_n"),
     # ranking / retrieval (per-query values summed over queries)
-    "ndcg": retrieval.ndcg,
-    "ndcg_at_k": retrieval.ndcg_at_k,
-    "precision_at_k": retrieval.precision_at_k,
-    "recall_at_k": retrieval.recall_at_k,
-    "mean_reciprocal_rank": retrieval.mean_reciprocal_rank,
-    "hit_rate": retrieval.hit_rate,
-    "coverage": coverage.coverage,
+    **_family("retrieval", "ndcg", "ndcg_at_k", "precision_at_k", "recall_at_k", "mean_reciprocal_rank", "hit_rate"),
+    **_family("coverage", "coverage"),
     # group fairness of a binary classifier (per-group confusion counts)
-    "demographic_parity_difference": fairness.demographic_parity_difference,
-    "demographic_parity_ratio": fairness.demographic_parity_ratio,
-    "disparate_impact_ratio": fairness.disparate_impact_ratio,
-    "equalized_odds_difference": fairness.equalized_odds_difference,
-    "equal_opportunity_difference": fairness.equal_opportunity_difference,
+    **_family(
+        "fairness",
+        "demographic_parity_difference",
+        "demographic_parity_ratio",
+        "disparate_impact_ratio",
+        "equalized_odds_difference",
+        "equal_opportunity_difference",
+    ),
     # generated vs real images (a backbone turns images into features)
-    "fid": image.fid,
-    "kid": image.kid,
-    "inception_score": image.inception_score,
+    **_family("image", "fid", "kid", "inception_score"),
 }
 
 
@@ -269,7 +277,7 @@ def closest(name: str, candidates: Any) -> str:
 
 def parameters(name: str) -> dict[str, inspect.Parameter]:
     """Keyword parameters a metric accepts (besides the task)."""
-    signature = inspect.signature(METRICS[name])
+    signature = inspect.signature(factory(name))
     return {p.name: p for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 

@@ -191,7 +191,7 @@ def metric_defs(metrics: Sequence[tuple[MetricSpec, DerivedMetric]], keys: Itera
                     direction=direction,
                     group=metric.name,
                     priority=MetricPriority(spec.priority),
-                    description=metric.description or _first_line(catalog.METRICS[spec.name].__doc__),
+                    description=metric.description or _first_line(catalog.factory(spec.name).__doc__),
                 )
                 break
     return defs

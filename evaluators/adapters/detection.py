@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evaluators.adapters.base import BINARY, STRUCT, ColumnKind, Columns, InputError, Ragged, TaskAdapter
-from evaluators.detection import first_mask_size_mismatch, instance_masks
 from evaluators.task import BadRows, flagged_rows
 
 MASK_LISTS = (
@@ -95,6 +94,8 @@ class DetectionAdapter(TaskAdapter):
         out = {STATISTIC_NAMES.get(k, k): v for k, v in columns.items()}
         out.setdefault("pred_masks", out["pred_boxes"])
         out.setdefault("gt_masks", out["gt_boxes"])
+        from evaluators.detection import first_mask_size_mismatch  # (the detection family: imported by its jobs only)
+
         found = first_mask_size_mismatch(out["pred_masks"], out["gt_masks"])
         if found is not None:
             row, pred, gt = found
@@ -123,6 +124,8 @@ def _per_image(column: Ragged, where: str) -> np.ndarray:
 
 def _instance_masks(column: Ragged, where: str) -> np.ndarray:
     """A mask list column -> object array of per-row :class:`~evaluators.detection.InstanceMasks` (runs)."""
+    from evaluators.detection import instance_masks
+
     value = column.type.value
     if value is not None and value.kind == STRUCT:
         fields = value.fields

@@ -21,7 +21,6 @@ from evaluators.adapters.base import (
     InputError,
     TaskAdapter,
 )
-from evaluators.segmentation import bad_mask_rows, decode_mask, pixel_rows
 from evaluators.task import BadRows
 
 MASKS = ColumnKind(
@@ -41,6 +40,8 @@ class SegmentationAdapter(TaskAdapter):
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Masks of one size per image, integer class ids in range (see :func:`~evaluators.segmentation.bad_mask_rows`)."""
+        from evaluators.segmentation import bad_mask_rows  # (the segmentation family: imported by its jobs only)
+
         return bad_mask_rows(predictions, targets, self.task.classes, self.task.ignore_index)
 
     def decode(self, columns: Columns, roles: Mapping[str, str], where: str, first_row: int) -> Columns:
@@ -53,6 +54,8 @@ class SegmentationAdapter(TaskAdapter):
         """Images -> fixed-width pixel rows (each inside one image); an image's bucket repeats over its rows,
         so the bootstrap still resamples images."""
         predictions, targets = _masks(columns["predictions"]), _masks(columns["targets"])
+        from evaluators.segmentation import pixel_rows
+
         rows = pixel_rows(predictions, targets, columns.get("weights"))
         if bucket is not None:
             width = rows["targets"].shape[1]
@@ -74,6 +77,8 @@ def decoded_masks(column: np.ndarray, role: str, name: str, where: str, first_ro
     bytes without a shape, a colour image) is an :class:`InputError` naming the file, column and row."""
     if column.dtype != object:
         return column
+    from evaluators.segmentation import decode_mask
+
     out = np.empty(len(column), object)
     for i, payload in enumerate(column):
         try:
