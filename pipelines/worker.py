@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import load_backbone
-from pipelines import compile_cache, timing
+from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
@@ -291,7 +291,8 @@ class UnitEvaluator:
             bad |= p.rows
         dropped[TOTAL_DROPPED] = dropped.get(TOTAL_DROPPED, 0) + int(bad.sum())
         keep = np.flatnonzero(~bad)
-        return {k: v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep] for k, v in batch.items()}
+        rows = arrow_columns.numeric(keep, pa.int64())
+        return {k: v.take(rows) if isinstance(v, pa.Array) else v[keep] for k, v in batch.items()}
 
     def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
         """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""
