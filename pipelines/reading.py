@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -108,13 +107,13 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
         if pa.types.is_fixed_size_list(array.type):
             width = array.type.list_size
         else:
-            lengths = pc.list_value_length(array)
-            lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-            if n and lo != hi:
+            lengths = np.diff(arrow_columns.numbers(array.offsets))
+            width = int(lengths.max()) if n else 0
+            if n and lengths.min() != width:
                 raise DataError(
-                    f"{where}: list rows have different lengths ({lo} to {hi}); expected the same in every row."
+                    f"{where}: list rows have different lengths ({lengths.min()} to {width}); expected the same in "
+                    "every row."
                 )
-            width = hi or 0
         values = array.flatten()
         if values.null_count:
             raise DataError(f"{where}: {values.null_count} list elements are null; expected numbers.")

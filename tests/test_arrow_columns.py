@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import arrow_columns
+from pipelines.errors import DataError
+from pipelines.reading import to_numpy
 from pipelines.storage import METRICS_SCHEMA
 
 NOW = dt.datetime(2026, 12, 3, 20, 11, 30, 222123, tzinfo=dt.UTC)
@@ -96,3 +98,12 @@ def test_to_numpy_is_pyarrows(array, piece):
         got = arrow_columns.to_numpy(given)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+
+
+def test_list_columns_read_through_their_offsets():
+    rows = [[1.0, 2.0], [3.0], [4.0, 5.0], [6.0, 7.0], [8.0, 9.0]]
+    array = pa.array(rows)
+    np.testing.assert_array_equal(to_numpy(array[2:], where="f"), np.array(rows[2:]))  # a slice: offsets start at 3
+    assert to_numpy(array[:0], where="f").shape == (0, 0)
+    with pytest.raises(DataError, match=r"f: list rows have different lengths \(1 to 2\)"):
+        to_numpy(array[:3], where="f")

@@ -314,3 +314,45 @@ def test_local_run_of_a_binary_job_imports_no_pandas_and_stores_its_records(tmp_
         for name, metric in point.metrics.items()
     ]
     assert stored.equals(pa.Table.from_pylist(records, schema=METRICS_SCHEMA))
+
+
+def test_library_versions_are_importlib_metadatas():
+    from importlib import metadata
+
+    from pipelines.execute import LIBRARIES, installed_version, library_versions
+
+    versions = library_versions()
+    for name in LIBRARIES:
+        try:
+            want = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            assert name not in versions
+            continue
+        assert installed_version(name) == versions[name] == want, name
+    with pytest.raises(metadata.PackageNotFoundError):
+        installed_version("evalpipe-no-such-package")
+
+
+def test_git_revision_is_gits_commit_and_branch(tmp_path, shards):
+    from pipelines.execute import git_revision
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    job = {
+        "name": "revision",
+        "data": {"path": str(shards[0]), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    spec = spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("EVALPIPE_COMMIT", "GIT_DIR", "GIT_WORK_TREE"):  # the checkout of the job file, not another
+            patch.delenv(name, raising=False)
+        git("init", "-q", "-b", "nightly-x")
+        assert git_revision(spec) == (None, None)  # no commit yet
+        git("-c", "user.name=e", "-c", "user.email=e@example.com", "commit", "-q", "--allow-empty", "-m", "first")
+        assert git_revision(spec) == (git("rev-parse", "HEAD").strip(), "nightly-x")
+        git("checkout", "-q", "--detach")
+        assert git_revision(spec) == (git("rev-parse", "HEAD").strip(), "HEAD")
