@@ -104,9 +104,17 @@ def booleans(array: pa.BooleanArray) -> np.ndarray:
     return bits[array.offset : array.offset + len(array)].astype(bool)
 
 
+TEXT_SAMPLE_ROWS = 1024
+"""Rows at the head of a string column that tell a column of few distinct values from one of many."""
+
+
 def texts(array: pa.Array) -> np.ndarray:
-    """A string column without nulls -> object ``[n]`` of ``str``, through Arrow's dictionary encoding (each
-    distinct value decoded once)."""
+    """A string column without nulls -> object ``[n]`` of ``str``. A column of few distinct values (groups,
+    labels: at most half of the first :data:`TEXT_SAMPLE_ROWS` distinct) goes through Arrow's dictionary
+    encoding, each distinct value decoded once; another (free text) is decoded row by row."""
+    head = array[:TEXT_SAMPLE_ROWS].to_pylist()
+    if 2 * len(set(head)) > len(head):
+        return np.asarray(array.to_pylist(), dtype=object)
     encoded = array.dictionary_encode()
     return np.asarray(encoded.dictionary.to_pylist(), dtype=object)[numbers(encoded.indices)]
 

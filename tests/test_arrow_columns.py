@@ -84,6 +84,7 @@ def _arrays():
     yield pa.array(rng.random(300) < 0.3)
     yield pa.array(words)
     yield pa.array(words, pa.large_string())
+    yield pa.array([f"row {i} ü€" for i in range(300)])  # many distinct values: decoded row by row
     yield pa.array([], pa.string())
     yield pa.array([1.5, None])  # nulls: pyarrow's own conversion
     yield pa.array([dt.date(2026, 1, 2)])  # another type: pyarrow's own conversion
