@@ -5,8 +5,9 @@ convert through pandas' machinery), and that imports pandas wherever it is insta
 process that never uses it. Read and built here from their buffers (``np.frombuffer``,
 ``pa.Array.from_buffers``, ``pa.MapArray.from_arrays``), the same arrays come out (same dtype or type,
 values and nulls) without pandas. Built: the types evalpipe writes on its run path, ``int32``/``int64``/
-``float64``, ``string``, ``timestamp`` and ``map<string, string>``; read: numbers, booleans and strings
-without nulls (other types go through ``to_numpy``).
+``float64``, ``string``, ``timestamp`` and ``map<string, string>`` from Python values, and numbers, booleans
+and text from numpy arrays; read: numbers, booleans and strings without nulls (other types go through
+pyarrow's own conversions).
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ def string_maps(values: Sequence[Iterable[tuple[str, str]] | Mapping[str, str]],
     pairs = [pair for r in rows for pair in r]
     keys, items = strings([k for k, _ in pairs]), strings([i for _, i in pairs])
     return pa.MapArray.from_arrays(numeric(offsets, pa.int32()), keys, items, type=arrow_type)
+
+
+def from_numpy(values: np.ndarray) -> pa.Array:
+    """``pa.array(values)`` for a 1-d array without nulls: numbers, booleans and text (``str`` objects) from
+    their buffers; other dtypes through ``pa.array`` itself."""
+    kind = values.dtype.kind
+    if kind in "iuf":
+        data = np.ascontiguousarray(values)
+        return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), len(data), [None, pa.py_buffer(data)])
+    if kind == "b":
+        return pa.Array.from_buffers(
+            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
+        )
+    if kind == "U" or (kind == "O" and all(isinstance(v, str) for v in values)):
+        return strings(values.tolist())
+    return pa.array(values)
 
 
 def column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:

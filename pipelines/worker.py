@@ -66,7 +66,8 @@ def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.
             merged.setdefault(k, []).append(v)
     columns = {k: np.concatenate(v) for k, v in merged.items()}
     paths = np.asarray(files, dtype=object)[columns.pop("file")]
-    return pa.table({"file": pa.array(paths, pa.string()), **{k: pa.array(v) for k, v in columns.items()}})
+    arrays = [arrow_columns.strings(paths.tolist()), *map(arrow_columns.from_numpy, columns.values())]
+    return pa.Table.from_arrays(arrays, names=["file", *columns])
 
 
 def _adapted(step: Callable[..., _T], *args: Any) -> _T:

@@ -108,3 +108,28 @@ def test_list_columns_read_through_their_offsets():
     assert to_numpy(array[:0], where="f").shape == (0, 0)
     with pytest.raises(DataError, match=r"f: list rows have different lengths \(1 to 2\)"):
         to_numpy(array[:3], where="f")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.5, math.nan, -2.0]),
+        np.array([1.5, 2.5], np.float32),
+        np.arange(10, dtype=np.int16)[::3],  # not contiguous
+        np.array([3, 2**40], np.uint64),
+        np.array([True, False, True] * 5),
+        np.array(["US", "ü€", ""], dtype=object),
+        np.array(["US", "DE"]),
+        np.array([1, "a"], dtype=object),  # mixed objects: pyarrow's own conversion (and its error)
+        np.array(["2026-01-02"], dtype="datetime64[D]"),
+    ],
+    ids=str,
+)
+def test_from_numpy_is_pyarrows_array(values):
+    try:
+        want = pa.array(values)
+    except pa.ArrowException as error:
+        with pytest.raises(type(error)):
+            arrow_columns.from_numpy(values)
+        return
+    _same(arrow_columns.from_numpy(values), want)
