@@ -78,7 +78,7 @@ def from_numpy(values: np.ndarray) -> pa.Array:
     their buffers; other dtypes through ``pa.array`` itself."""
     kind = values.dtype.kind
     if kind in "iuf":
-        data = np.ascontiguousarray(values)
+        data = np.ascontiguousarray(values, values.dtype.newbyteorder("="))  # Arrow's buffers: native order
         return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), len(data), [None, pa.py_buffer(data)])
     if kind == "b":
         return pa.Array.from_buffers(
@@ -112,11 +112,15 @@ def numbers(array: pa.Array) -> np.ndarray:
     Arrow's buffer, as ``to_numpy`` returns."""
     kind = "f" if pa.types.is_floating(array.type) else "i" if pa.types.is_signed_integer(array.type) else "u"
     dtype = np.dtype(f"<{kind}{array.type.bit_width // 8}")
+    if not len(array):  # an empty column may come without a data buffer
+        return np.zeros(0, dtype)
     return np.frombuffer(array.buffers()[1], dtype, count=array.offset + len(array))[array.offset :]
 
 
 def booleans(array: pa.BooleanArray) -> np.ndarray:
     """A boolean column without nulls -> bool ``[n]`` (Arrow packs 8 rows a byte, least significant bit first)."""
+    if not len(array):
+        return np.zeros(0, bool)
     bits = np.unpackbits(np.frombuffer(array.buffers()[1], np.uint8), bitorder="little")
     return bits[array.offset : array.offset + len(array)].astype(bool)
 

@@ -133,3 +133,8 @@ def test_from_numpy_is_pyarrows_array(values):
             arrow_columns.from_numpy(values)
         return
     _same(arrow_columns.from_numpy(values), want)
+
+
+def test_from_numpy_of_a_big_endian_array_is_its_values():
+    values = np.array([1.25, -3.0, 2**60])
+    _same(arrow_columns.from_numpy(values.astype(">f8")), pa.array(values))  # pa.array refuses byte-swapped input
