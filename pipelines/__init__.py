@@ -3,9 +3,18 @@
 Nothing here knows any one metric's arithmetic: that lives in ``evaluators``.
 """
 
-from importlib import metadata as _metadata
+from __future__ import annotations
 
-try:
-    __version__ = _metadata.version("evalpipe")
-except _metadata.PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    """``__version__``, looked up on first use (``importlib.metadata`` is not imported by every command)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("evalpipe")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version

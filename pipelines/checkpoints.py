@@ -143,7 +143,7 @@ def decode_result(
             for s, raw in enumerate(header["bucket_states"])
         }
     rows = {key_of(raw): int(n) for raw, n in header["slice_rows"]}
-    scores = pq.read_table(pa.BufferReader(arrays["scores"].tobytes())) if "scores" in arrays else None
+    scores = pq.ParquetFile(pa.BufferReader(arrays["scores"].tobytes())).read() if "scores" in arrays else None
     return UnitResult(
         unit.index,
         unit.key,

@@ -315,15 +315,23 @@ def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _version() -> str:
-    from pipelines import __version__
+class _ShowVersion(argparse.Action):
+    """``--version``: prints ``evalpipe {version}`` and exits; the installed version is looked up only then
+    (reading package metadata is not free, and every other command goes without it)."""
 
-    return __version__
+    def __init__(self, option_strings: list[str], dest: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from pipelines import __version__
+
+        print(f"evalpipe {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalpipe", description="Distributed batch evaluation of ML predictions.")
-    parser.add_argument("--version", action="version", version=f"evalpipe {_version()}")
+    parser.add_argument("--version", action=_ShowVersion)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="evaluate a job and commit the run")

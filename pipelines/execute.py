@@ -152,12 +152,28 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     return plan
 
 
+def installed_version(name: str) -> str:
+    """``importlib.metadata.version(name)``, read from the headers at the top of the package's metadata file
+    instead of parsing all of it as an e-mail (numpy's and jax's run to thousands of lines of licences).
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: ``name`` is not installed.
+    """
+    dist = metadata.distribution(name)
+    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+        if line.startswith("Version:"):
+            return line.partition(":")[2].strip()
+        if not line:  # the end of the headers
+            break
+    return dist.version
+
+
 @functools.cache
 def _installed_versions() -> tuple[tuple[str, str], ...]:
     found = []
     for name in LIBRARIES:
         try:
-            found.append((name, metadata.version(name)))
+            found.append((name, installed_version(name)))
         except metadata.PackageNotFoundError:
             continue
     return tuple(found)
@@ -178,14 +194,18 @@ def git_revision(spec: JobSpec) -> tuple[str | None, str | None]:
         return os.environ["EVALPIPE_COMMIT"], os.environ.get("EVALPIPE_BRANCH") or None
     directory = os.path.dirname(os.path.abspath(spec.source)) if "://" not in spec.source else os.getcwd()
 
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=5, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() or None
-
-    return git("rev-parse", "HEAD"), git("rev-parse", "--abbrev-ref", "HEAD")
+    try:  # one git process answers both
+        out = subprocess.run(
+            ["git", "-C", directory, "rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    commit, _, branch = out.stdout.strip().partition("\n")
+    return commit.strip() or None, branch.strip() or None
 
 
 def bootstrap_settings(spec: JobSpec) -> dict[str, object]:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluators.backbones.bert import BertConfig, document_frequency, idf_weights, load_tokenizer
 from pipelines.backbone_files import fsspec_reader
 from pipelines.planning import FileInfo, UnitPart
 from pipelines.reading import read_part
@@ -35,6 +34,8 @@ def resolve_idf(spec: JobSpec, files: Sequence[FileInfo]) -> tuple[JobSpec, dict
     (``{"documents": M, "tokens": distinct tokens seen}``); ``spec`` itself and None when none needs them."""
     if not needs_idf(spec):
         return spec, None
+    from evaluators.backbones.bert import BertConfig, document_frequency, idf_weights, load_tokenizer  # idf jobs only
+
     assert spec.backbone is not None
     read = fsspec_reader(spec.backbone.weights)
     config = BertConfig.from_json(json.loads(read("config.json")))

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from pipelines import arrow_columns
 from pipelines.errors import DataError
 from pipelines.planning import FileInfo
 from pipelines.spec import JobSpec
@@ -33,14 +34,14 @@ def quantile_boundaries(values: np.ndarray, buckets: int) -> tuple[float, ...]:
 def _read_column(info: FileInfo, column: str, storage_options: dict) -> np.ndarray:
     fs, path = url_to_fs(info.path, **storage_options)
     with fs.open(path, "rb") as handle:
-        array = pq.read_table(handle, columns=[column]).column(column)
+        array = pq.ParquetFile(handle).read(columns=[column]).column(column)
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
         raise DataError(f"{info.path}: column {column!r} has type {array.type}; `quantiles:` buckets need numbers.")
     if array.null_count:
         raise DataError(
             f"{info.path}: column {column!r} has {array.null_count} null rows; expected a value in every row."
         )
-    return array.to_numpy().astype(np.float64, copy=False)
+    return arrow_columns.to_numpy(array).astype(np.float64, copy=False)
 
 
 def resolve_quantiles(spec: JobSpec, files: Sequence[FileInfo]) -> tuple[JobSpec, dict[str, list[float]]]:

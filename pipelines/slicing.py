@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pipelines import arrow_columns
 from pipelines.unit_result import SliceKey
 
 FILTER_OPS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
@@ -107,7 +108,7 @@ def _as_text(values: np.ndarray) -> np.ndarray:
 
 
 def _numpy(values: np.ndarray | pa.Array) -> np.ndarray:
-    return values.to_numpy(zero_copy_only=False) if isinstance(values, pa.Array) else values
+    return arrow_columns.to_numpy(values) if isinstance(values, pa.Array) else values
 
 
 def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dict[SliceKey, np.ndarray]:
@@ -127,8 +128,8 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
         if isinstance(values, pa.Array) and spec.boundaries is None:
             # Strings: Arrow's hash-based dictionary encoding (no Python object per row).
             encoded = values.dictionary_encode()
-            inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            text = _as_text(encoded.dictionary.to_numpy(zero_copy_only=False))
+            inverse = arrow_columns.to_numpy(encoded.indices).astype(np.int64)
+            text = _as_text(arrow_columns.to_numpy(encoded.dictionary))
             size = len(text)
             codes = codes * size + inverse
             labels.append(text)
@@ -145,8 +146,8 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
         elif values.dtype == object:
             # Strings: hash-based dictionary encoding (sorting strings is slow).
             encoded = pa.array(values).dictionary_encode()
-            inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            text = _as_text(encoded.dictionary.to_numpy(zero_copy_only=False))
+            inverse = arrow_columns.to_numpy(encoded.indices).astype(np.int64)
+            text = _as_text(arrow_columns.to_numpy(encoded.dictionary))
             size = len(text)
         else:
             uniq, inverse = np.unique(values, return_inverse=True)

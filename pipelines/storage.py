@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from evaluators.statistic import State, Statistic
+from pipelines import arrow_columns
 from pipelines.errors import UserError
 from pipelines.records import Run, utc
 from pipelines.storage_budget import CLEANUP_S, within
@@ -250,7 +251,7 @@ METRICS_SCHEMA = pa.schema(
 
 
 def metrics_table(run: Run, job: str) -> pa.Table:
-    """Long format: one row per point x metric."""
+    """Long format: one row per point x metric (built without pandas: :mod:`pipelines.arrow_columns`)."""
     rows: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -282,7 +283,7 @@ def metrics_table(run: Run, job: str) -> pa.Table:
             rows["lower"].append(metric.lower)
             rows["upper"].append(metric.upper)
             rows["direction"].append(str(definition.direction) if definition else "higher")
-    return pa.table(rows, schema=METRICS_SCHEMA)
+    return arrow_columns.table(rows, METRICS_SCHEMA)
 
 
 # --- writing and committing -----------------------------------------------------------

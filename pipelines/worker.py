@@ -23,7 +23,7 @@ import pyarrow as pa
 from evaluators.adapters import InputError, adapter_for
 from evaluators.backbones import load_backbone
 from evaluators.lazyjax import jax
-from pipelines import compile_cache, timing
+from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
@@ -66,7 +66,8 @@ def _scores_table(records: list[dict[str, np.ndarray]], files: list[str]) -> pa.
             merged.setdefault(k, []).append(v)
     columns = {k: np.concatenate(v) for k, v in merged.items()}
     paths = np.asarray(files, dtype=object)[columns.pop("file")]
-    return pa.table({"file": pa.array(paths, pa.string()), **{k: pa.array(v) for k, v in columns.items()}})
+    arrays = [arrow_columns.strings(paths.tolist()), *map(arrow_columns.from_numpy, columns.values())]
+    return pa.Table.from_arrays(arrays, names=["file", *columns])
 
 
 def _adapted(step: Callable[..., _T], *args: Any) -> _T:
@@ -292,7 +293,8 @@ class UnitEvaluator:
             bad |= p.rows
         dropped[TOTAL_DROPPED] = dropped.get(TOTAL_DROPPED, 0) + int(bad.sum())
         keep = np.flatnonzero(~bad)
-        return {k: v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep] for k, v in batch.items()}
+        rows = arrow_columns.numeric(keep, pa.int64())
+        return {k: v.take(rows) if isinstance(v, pa.Array) else v[keep] for k, v in batch.items()}
 
     def _fold(self, partial: Partial, columns: dict[str, np.ndarray], where: str) -> None:
         """Fold a batch of validated rows into every slice's state (device arrays until the unit ends)."""

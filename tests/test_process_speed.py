@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import jax.monitoring
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
@@ -23,6 +24,7 @@ from evaluators.lazyjax import jnp as deferred_jnp
 from pipelines import compile_cache
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
+from pipelines.storage import METRICS_FILE, METRICS_SCHEMA, read_run
 from pipelines.synthetic import binary_table
 from tests.conftest import write_job
 
@@ -324,3 +326,93 @@ def test_digamma_difference_is_the_finite_harmonic_sum():
     # psi(x + p) - psi(x) = sum_{k < p} 1 / (x + k) for integer p
     exact = np.array([math.fsum(1.0 / (xi + k) for k in range(int(pi))) for xi, pi in zip(x, p, strict=True)])
     np.testing.assert_allclose(digamma_difference(x, p), exact, rtol=1e-13, atol=1e-300)
+
+
+def test_local_run_of_a_binary_job_imports_no_pandas_and_stores_its_records(tmp_path, shards):
+    """A whole ``evalpipe run`` of a binary job sliced by a string column, on the local runner, never imports
+    pandas (pyarrow imports it for ``pa.array``/``pa.table``/``to_numpy`` where it is installed); its
+    ``metrics.parquet`` holds the run's records, written as pyarrow's own conversion writes them."""
+    data, table = shards
+    job = {
+        "name": "no-pandas",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "log_loss"],
+        "slices": [{"column": "country"}],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    path = write_job(tmp_path / "no-pandas.yaml", job)
+    command = f"from pipelines.cli import main; main(['run', {str(path)!r}, '--runner', 'local', '--quiet'])"
+    assert "pandas" not in _imported_after(command)
+
+    (run_dir,) = (tmp_path / "out" / "no-pandas").iterdir()
+    run = read_run(str(run_dir))
+    overall = next(p for p in run.points if p.name == "overall").metrics
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy().astype(np.float64)
+    assert overall["accuracy"].value == pytest.approx(skm.accuracy_score(labels, scores > 0.5), abs=1e-12)
+    assert overall["log_loss"].value == pytest.approx(skm.log_loss(labels, scores), rel=1e-9)
+    assert len(run.points) == 1 + len(set(table.column("country").to_pylist()))
+
+    stored = pq.read_table(run_dir / METRICS_FILE)
+    assert stored.schema == METRICS_SCHEMA
+    records = [
+        {
+            "run_id": run.id,
+            "timestamp": run.timestamp,
+            "job": "no-pandas",
+            "commit": run.commit,
+            "point": point.name,
+            "tags": list(point.tags.items()),
+            "metric": name,
+            "value": metric.value,
+            "lower": metric.lower,
+            "upper": metric.upper,
+            "direction": str(run.metric_defs[name].direction),
+        }
+        for point in run.points
+        for name, metric in point.metrics.items()
+    ]
+    assert stored.equals(pa.Table.from_pylist(records, schema=METRICS_SCHEMA))
+
+
+def test_library_versions_are_importlib_metadatas():
+    from importlib import metadata
+
+    from pipelines.execute import LIBRARIES, installed_version, library_versions
+
+    versions = library_versions()
+    for name in LIBRARIES:
+        try:
+            want = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            assert name not in versions
+            continue
+        assert installed_version(name) == versions[name] == want, name
+    with pytest.raises(metadata.PackageNotFoundError):
+        installed_version("evalpipe-no-such-package")
+
+
+def test_git_revision_is_gits_commit_and_branch(tmp_path, shards):
+    from pipelines.execute import git_revision
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    job = {
+        "name": "revision",
+        "data": {"path": str(shards[0]), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    spec = spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("EVALPIPE_COMMIT", "GIT_DIR", "GIT_WORK_TREE"):  # the checkout of the job file, not another
+            patch.delenv(name, raising=False)
+        git("init", "-q", "-b", "nightly-x")
+        assert git_revision(spec) == (None, None)  # no commit yet
+        git("-c", "user.name=e", "-c", "user.email=e@example.com", "commit", "-q", "--allow-empty", "-m", "first")
+        assert git_revision(spec) == (git("rev-parse", "HEAD").strip(), "nightly-x")
+        git("checkout", "-q", "--detach")
+        assert git_revision(spec) == (git("rev-parse", "HEAD").strip(), "HEAD")
