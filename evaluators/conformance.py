@@ -11,7 +11,8 @@ empty batches and zero weights) and compares the value with a reference implemen
 * ``associative``:  ``merge(merge(a, b), c) == merge(a, merge(b, c))``;
 * ``partition``:    any split of the rows into parts, updated separately and merged in any tree order, or
   folded part after part into one state, gives the state of one update over all rows;
-* ``jit``:          the compiled, padded update (as workers run it) equals the plain eager update;
+* ``jit``:          the compiled, padded update (as workers run it) equals the plain eager update, and the NumPy
+                    update of a small job's rows equals it bit for bit (statistics that ``runs_on_host``);
 * ``resample``:     :meth:`~evaluators.statistic.Statistic.resample` of bucket states equals the explicit
   merges (bucket ``g`` merged ``weights[b, g]`` times into replicate ``b``), and the grouped (per-bucket)
   update equals one update per bucket (a host grouped update: each bucket read back by ``resample``);
@@ -189,7 +190,12 @@ class StatisticTester:
         Give batches without subnormal floats: compiled XLA code and eager ops may treat those differently."""
         if not self.statistic.jittable:
             return
-        self._assert_compiled_same("jit: compiled update vs eager update", self.state(batch), self.eager_state(batch))
+        compiled = self.state(batch)
+        self._assert_compiled_same("jit: compiled update vs eager update", compiled, self.eager_state(batch))
+        if self.statistic.runs_on_host():  # a small job's rows: the same bits from NumPy
+            host = Accumulator([self.statistic], host_rows=len(next(iter(batch.values()))))
+            (state,) = host.update((self.statistic.zero(),), batch)
+            self.assert_same("host: NumPy update vs compiled update", self.statistic.stored(state), compiled)
 
     def _assert_compiled_same(self, law: str, got: State, expected: State) -> None:
         """:meth:`assert_same`, within ``jit_atol`` when set (states of two differently compiled programs)."""
@@ -315,7 +321,7 @@ _ACCUMULATORS: dict[Statistic, Accumulator] = {}
 
 
 def _accumulator(statistic: Statistic) -> Accumulator:
-    """One accumulator per statistic, so that its update compiles once per padded shape."""
+    """One accumulator per statistic, always compiled, so that its update compiles once per padded shape."""
     if statistic not in _ACCUMULATORS:
-        _ACCUMULATORS[statistic] = Accumulator([statistic])
+        _ACCUMULATORS[statistic] = Accumulator([statistic], host_rows=0)
     return _ACCUMULATORS[statistic]

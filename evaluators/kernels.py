@@ -59,9 +59,7 @@ def fixed_sum(values: Any) -> Any:
 def to_fixed_host(values: np.ndarray) -> np.ndarray:
     """:func:`to_fixed` on the host (numpy, for statistics updated outside the compiled update): float64
     ``[...]`` -> int64 limbs ``[..., 2]``."""
-    scaled = np.asarray(values, np.float64) * 2.0**FIXED_POINT_BITS
-    hi = np.round(scaled)
-    return np.stack([hi, np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)], axis=-1).astype(np.int64)
+    return to_fixed(np.asarray(values, np.float64))
 
 
 def from_fixed(values: np.ndarray) -> np.ndarray:
