@@ -197,14 +197,25 @@ def roc_auc_from_counts(
     position of the cell's positives minus its negatives', :func:`position_shift`; 0 without
     positions). The bound covers any order within mixed cells.
     """
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos == 0 or n_neg == 0:
-        return RankingValue(float("nan"), float("nan"))
-    neg_below = np.cumsum(neg) - neg
-    inside = np.full(len(pos), 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
-    area = float(np.sum(pos * (neg_below + inside * neg)) / (n_pos * n_neg))
-    worst = np.maximum(inside, 1.0 - inside) * pos * neg
-    return RankingValue(area, float(np.sum(worst[~tied]) / (n_pos * n_neg)))
+    value, bound = roc_auc_rows(neg[None], pos[None], tied, shift)
+    return RankingValue(float(value[0]), float(bound[0]))
+
+
+def roc_auc_rows(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`roc_auc_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``, e.g. the bootstrap
+    replicates of one state) at once: ``(values [R], bounds [R])``; ``tied`` and ``shift`` are ``[m]``, shared."""
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    inside = np.full(neg.shape[1], 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
+    pairs = n_pos * n_neg
+    defined = pairs > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = np.sum(pos * (neg_below + inside * neg), axis=1) / pairs
+        worst = np.maximum(inside, 1.0 - inside) * pos * neg
+        bound = np.sum(np.where(tied, 0.0, worst), axis=1) / pairs
+    return np.where(defined, area, np.nan), np.where(defined, bound, np.nan)
 
 
 _ASYMPTOTIC_FROM = 10.0
@@ -265,26 +276,38 @@ def average_precision_from_counts(
     cell's final precision with no negative before it, at least the integral of the precision
     with every negative first. ``shift`` (positions within cells) is not used.
     """
-    total_pos = pos.sum()
-    if total_pos == 0:
-        return RankingValue(float("nan"), float("nan"))
-    pos_d, neg_d, tied_d = pos[::-1], neg[::-1], tied[::-1]
-    tp = np.cumsum(pos_d)
-    fp = np.cumsum(neg_d)
+    value, bound = average_precision_rows(neg[None], pos[None], tied, shift)
+    return RankingValue(float(value[0]), float(bound[0]))
+
+
+def average_precision_rows(
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`average_precision_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``) at once:
+    ``(values [R], bounds [R])``; ``tied`` is ``[m]``, shared. Each cell's term is computed as one row alone
+    would compute it, so a row's value does not depend on the others."""
+    total_pos = pos.sum(axis=1)
+    pos_d, neg_d, tied_d = pos[:, ::-1], neg[:, ::-1], np.broadcast_to(tied[::-1], pos.shape)
+    tp = np.cumsum(pos_d, axis=1)
+    fp = np.cumsum(neg_d, axis=1)
     has = pos_d > 0
     contribution = np.zeros_like(pos_d)
     contribution[has] = pos_d[has] * tp[has] / (tp[has] + fp[has])
     open_cells = has & ~tied_d
-    if not open_cells.any():
-        return RankingValue(float(contribution.sum() / total_pos), 0.0)
-    p, n = pos_d[open_cells], neg_d[open_cells]
-    tp0, fp0 = tp[open_cells] - p, fp[open_cells] - n
-    expected = _harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
-    contribution[open_cells] = expected
-    best = p * (tp0 + p) / (tp0 + fp0 + p)
-    worst = _precision_integral(tp0, tp0 + fp0 + n, p)
-    bound = max(float(np.sum(best - expected)), float(np.sum(expected - worst)))
-    return RankingValue(float(contribution.sum() / total_pos), max(bound, 0.0) / total_pos)
+    best_gap = np.zeros_like(pos_d)
+    worst_gap = np.zeros_like(pos_d)
+    if open_cells.any():
+        p, n = pos_d[open_cells], neg_d[open_cells]
+        tp0, fp0 = tp[open_cells] - p, fp[open_cells] - n
+        expected = _harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
+        contribution[open_cells] = expected
+        best_gap[open_cells] = p * (tp0 + p) / (tp0 + fp0 + p) - expected
+        worst_gap[open_cells] = expected - _precision_integral(tp0, tp0 + fp0 + n, p)
+    bound = np.maximum(np.maximum(best_gap.sum(axis=1), worst_gap.sum(axis=1)), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value, bound = contribution.sum(axis=1) / total_pos, bound / total_pos
+    defined = total_pos > 0
+    return np.where(defined, value, np.nan), np.where(defined, bound, np.nan)
 
 
 def _ranking(
@@ -331,6 +354,23 @@ def _ranking(
     return values
 
 
+def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, stacked: Any) -> dict | None:
+    """:func:`_ranking` of each replicate of a binary task's untracked dense histogram (counts ``[R, 1, 2, B]``,
+    :meth:`~evaluators.ranking_statistics.ScoreHistogram.resample_stacked`) at once; None for other states."""
+    if task.kind is not TaskKind.BINARY or not isinstance(stacked, dict) or is_sparse(stacked):
+        return None
+    counts = np.asarray(stacked["counts"], np.float64)
+    if counts.ndim != 4 or np.issubdtype(np.asarray(stacked["counts"]).dtype, np.integer):
+        return None
+    tied = (np.asarray(stacked["lo"]) == np.asarray(stacked["hi"]))[0]
+    values, bounds = rows_fn(np.ascontiguousarray(counts[:, 0, 0]), np.ascontiguousarray(counts[:, 0, 1]), tied)
+    return {"": values, ".error_bound": bounds} if report_bound else {"": values}
+
+
+_ROWS = {roc_auc_from_counts: roc_auc_rows, average_precision_from_counts: average_precision_rows}
+"""Each ranking score function's form over rows."""
+
+
 def _ranking_metric(name: str, score_fn: Any, task: Task, average: str | None, mode: str, precision_bits: int):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -349,7 +389,9 @@ def _ranking_metric(name: str, score_fn: Any, task: Task, average: str | None, m
         statistic = ExactScoreCounts(task)
     else:
         raise ValueError(f"mode must be 'binned' or 'exact', got {mode!r}")
-    return DerivedMetric(name, statistic, partial(_ranking, task, avg, score_fn, mode == "binned"))
+    binned = mode == "binned"
+    rows = partial(_ranking_rows, task, avg, _ROWS[score_fn], binned)
+    return DerivedMetric(name, statistic, partial(_ranking, task, avg, score_fn, binned), interval_rows=rows)
 
 
 def roc_auc(task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10) -> DerivedMetric:

@@ -15,7 +15,14 @@ import numpy as np
 from evaluators.accumulate import padded_batch
 from evaluators.kernels import add_at, array_namespace
 from evaluators.lazyjax import jax, jnp
-from evaluators.statistic import Batch, State, Statistic, merge_with_extremes, resample_with_extremes
+from evaluators.statistic import (
+    Batch,
+    State,
+    Statistic,
+    merge_with_extremes,
+    replicate_sums,
+    resample_with_extremes,
+)
 from evaluators.task import (
     PredictionKind,
     Task,
@@ -242,6 +249,12 @@ class ScoreHistogram(Statistic):
         # extremes not tracked: every replicate keeps the zero state's (-inf, +inf), a replicate of no bucket too
         zero = self.zero()
         return [{**r, "lo": zero["lo"], "hi": zero["hi"]} for r in replicates]
+
+    def resample_stacked(self, stacked: State, weights: np.ndarray) -> State | None:
+        if self.track_ties:
+            return None
+        zero = self.zero()  # (extremes not tracked: every replicate keeps the zero state's)
+        return {"counts": replicate_sums(stacked["counts"], weights), "lo": zero["lo"], "hi": zero["hi"]}
 
     def merge(self, a: State, b: State) -> State:
         if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version

@@ -169,6 +169,11 @@ class Statistic(abc.ABC):
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
         return self
 
+    def resample_stacked(self, stacked: State, weights: np.ndarray) -> State | None:
+        """The replicates of :meth:`resample` as one state whose leaves carry a leading ``[B]`` axis where the
+        replicates differ, for metrics with ``interval_rows``; None (the default) where not offered."""
+        return None
+
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         """Bootstrap replicates: ``out[b] = sum_g weights[b, g] * state_g`` in the merge's sense.
 
@@ -217,11 +222,16 @@ def resample_with_extremes(stacked: Mapping[str, np.ndarray], weights: np.ndarra
         if key in ("lo", "hi"):
             replicates[key] = _extreme_of_used(leaf, used, low=key == "lo")
         else:
-            sums = (w @ leaf.reshape(leaf.shape[0], -1).astype(np.float64, copy=False)).reshape(
-                (w.shape[0], *leaf.shape[1:])
-            )
-            replicates[key] = sums.__getitem__
+            replicates[key] = replicate_sums(leaf, w).__getitem__
     return [{key: take(b) for key, take in replicates.items()} for b in range(w.shape[0])]
+
+
+def replicate_sums(leaf: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Float64 ``[B, ...]``: the bucket states ``leaf`` (``[G, ...]``) weighted by ``weights`` (``[B, G]``), all
+    ``B`` replicates from one ``[B, G] @ [G, n]`` product."""
+    leaf = np.asarray(leaf)
+    w = np.asarray(weights, np.float64)
+    return (w @ leaf.reshape(leaf.shape[0], -1).astype(np.float64, copy=False)).reshape((w.shape[0], *leaf.shape[1:]))
 
 
 def _extreme_of_used(leaf: np.ndarray, used: np.ndarray, *, low: bool) -> Callable[[int], np.ndarray]:
@@ -270,6 +280,10 @@ class DerivedMetric:
             that an interval suits (a mean, not an extreme). When set, intervals are percentile
             intervals of its replicates, only for the keys it returns; the reported values stay
             ``finalize``'s, which match the reference libraries.
+        interval_rows: optional host function giving the interval values of many states at once, stacked on a
+            leading ``[R]`` axis as :meth:`Statistic.resample_stacked` gives them: ``{suffix: [R] values}``,
+            each row equal to that state's own value, or None for a state it does not take (the reducer then
+            computes one state at a time).
     """
 
     name: str
@@ -279,6 +293,7 @@ class DerivedMetric:
     unit: str = ""
     description: str = ""
     interval_values: Finalize | None = None
+    interval_rows: Callable[[State], Mapping[str, np.ndarray] | None] | None = None
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""

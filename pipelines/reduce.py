@@ -98,15 +98,23 @@ def _replicate_values(
     w = weights
     replicas: dict[str, list[float]] = {}
     centre: dict[str, float] = {}
+    replicates = w.shape[0]
     for i, stat in enumerate(racc.statistics):
-        replicate_states = stat.resample(bucket_states[i], w)
+        stacked = stat.resample_stacked(bucket_states[i], w)
+        one_by_one: list[State] | None = None
         full = stat.resample(bucket_states[i], np.ones((1, groups)))[0]
         for spec, metric in metrics:
             if metric.statistic.for_replicates() != stat:
                 continue
-            for b, state in enumerate(replicate_states):
-                for name, value in flatten_values(spec.key, metric.compute_for_interval(state)).items():
-                    replicas.setdefault(name, [float("nan")] * len(replicate_states))[b] = value
+            rows = metric.interval_rows(stacked) if stacked is not None and metric.interval_rows else None
+            if rows is not None:  # every replicate at once
+                for suffix, column in rows.items():
+                    replicas[spec.key + suffix] = [float(v) for v in column]
+            else:
+                one_by_one = stat.resample(bucket_states[i], w) if one_by_one is None else one_by_one
+                for b, state in enumerate(one_by_one):
+                    for name, value in flatten_values(spec.key, metric.compute_for_interval(state)).items():
+                        replicas.setdefault(name, [float("nan")] * replicates)[b] = value
             centre.update(flatten_values(spec.key, metric.compute(full)))
     return {k: np.asarray(v) for k, v in replicas.items()}, centre
 
