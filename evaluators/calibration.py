@@ -28,7 +28,6 @@ from evaluators.kernels import add_rows, array_namespace, fixed_sum, from_fixed,
 from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
-    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -72,7 +71,7 @@ class LogLossSum(Statistic):
         return _weighted_sum_zero()
 
     def runs_on_host(self) -> bool:
-        return self.task.prediction is not PredictionKind.LOGITS
+        return self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])
@@ -103,7 +102,7 @@ class BrierSum(Statistic):
 
     def runs_on_host(self) -> bool:
         # the multiclass sum of squares is a dot product, whose order of additions is the backend's
-        return self.task.kind is TaskKind.BINARY and self.task.prediction is not PredictionKind.LOGITS
+        return self.task.kind is TaskKind.BINARY and self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])
@@ -150,7 +149,7 @@ class CalibrationBins(Statistic):
         return (np.zeros(slots), np.zeros((slots, 2), np.int64), np.zeros(slots))
 
     def runs_on_host(self) -> bool:
-        return self.task.prediction is not PredictionKind.LOGITS
+        return self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)

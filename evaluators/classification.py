@@ -27,7 +27,7 @@ import numpy as np
 from evaluators.kernels import add_at, array_namespace, safe_divide
 from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import PredictionKind, Task, TaskKind, class_probabilities, predicted_labels, valid_weights
+from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
 
@@ -48,7 +48,7 @@ class ConfusionCounts(Statistic):
         return np.zeros(shape, np.float64)
 
     def runs_on_host(self) -> bool:
-        return self.task.prediction is not PredictionKind.LOGITS
+        return self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
         c = self.task.classes
@@ -102,7 +102,7 @@ class SubsetMatch(Statistic):
         return np.zeros(2, np.float64)
 
     def runs_on_host(self) -> bool:
-        return self.task.prediction is not PredictionKind.LOGITS
+        return self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])

@@ -44,7 +44,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from evaluators.kernels import from_fixed, to_fixed_host
+from evaluators.kernels import from_fixed, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -272,7 +272,7 @@ class RougeSums(Statistic):
         bucket = np.asarray(group)[[i for _, _, _, i in rows]]
         weight, sums = np.array(stacked["weight"], np.float64, copy=True), np.array(stacked["sums"], copy=True)
         np.add.at(weight, bucket, w)
-        np.add.at(sums, bucket, to_fixed_host(w[:, None] * scores))
+        np.add.at(sums, bucket, to_fixed(w[:, None] * scores))
         return {"weight": weight, "sums": sums}
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:

@@ -56,12 +56,6 @@ def fixed_sum(values: Any) -> Any:
     return xp.stack([xp.sum(hi), xp.sum(lo)])
 
 
-def to_fixed_host(values: np.ndarray) -> np.ndarray:
-    """:func:`to_fixed` on the host (numpy, for statistics updated outside the compiled update): float64
-    ``[...]`` -> int64 limbs ``[..., 2]``."""
-    return to_fixed(np.asarray(values, np.float64))
-
-
 def from_fixed(values: np.ndarray) -> np.ndarray:
     """Fixed-point sums ``[..., 2]`` (int64, or float64 after re-weighting) -> floats ``[...]``."""
     values = np.asarray(values, np.float64)

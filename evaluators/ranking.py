@@ -367,11 +367,9 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
     return {"": values, ".error_bound": bounds} if report_bound else {"": values}
 
 
-_ROWS = {roc_auc_from_counts: roc_auc_rows, average_precision_from_counts: average_precision_rows}
-"""Each ranking score function's form over rows."""
-
-
-def _ranking_metric(name: str, score_fn: Any, task: Task, average: str | None, mode: str, precision_bits: int):
+def _ranking_metric(
+    name: str, score_fn: Any, rows_fn: Any, task: Task, average: str | None, mode: str, precision_bits: int
+):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
         raise ValueError(f"{name} needs scores or probabilities, not predicted labels")
@@ -390,17 +388,19 @@ def _ranking_metric(name: str, score_fn: Any, task: Task, average: str | None, m
     else:
         raise ValueError(f"mode must be 'binned' or 'exact', got {mode!r}")
     binned = mode == "binned"
-    rows = partial(_ranking_rows, task, avg, _ROWS[score_fn], binned)
+    rows = partial(_ranking_rows, task, avg, rows_fn, binned)
     return DerivedMetric(name, statistic, partial(_ranking, task, avg, score_fn, binned), interval_rows=rows)
 
 
 def roc_auc(task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass)."""
-    return _ranking_metric("roc_auc", roc_auc_from_counts, task, average, mode, precision_bits)
+    return _ranking_metric("roc_auc", roc_auc_from_counts, roc_auc_rows, task, average, mode, precision_bits)
 
 
 def average_precision(
     task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve."""
-    return _ranking_metric("average_precision", average_precision_from_counts, task, average, mode, precision_bits)
+    return _ranking_metric(
+        "average_precision", average_precision_from_counts, average_precision_rows, task, average, mode, precision_bits
+    )

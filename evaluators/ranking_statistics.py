@@ -24,7 +24,6 @@ from evaluators.statistic import (
     resample_with_extremes,
 )
 from evaluators.task import (
-    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -228,7 +227,7 @@ class ScoreHistogram(Statistic):
         return max(1, SMALL_BATCH_CELLS // k)
 
     def runs_on_host(self) -> bool:
-        return self.track_ties and self.task.prediction is not PredictionKind.LOGITS
+        return self.track_ties and self.task.converts_on_host
 
     def update_stored(self, state: State, batch: Batch) -> State:
         if self.runs_on_host():

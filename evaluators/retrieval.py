@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.kernels import from_fixed, to_fixed_host
+from evaluators.kernels import from_fixed, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -150,7 +150,7 @@ def query_sums(starts: np.ndarray, rows: np.ndarray, k: int | None) -> tuple[np.
     values = per_query(starts, rows[:, 0], rows[:, 1], k)
     relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
     counts = np.stack([weights, np.ones(len(starts)), (relevant == 0).astype(np.float64)], axis=1)
-    return to_fixed_host(weights[:, None] * values), counts
+    return to_fixed(weights[:, None] * values), counts
 
 
 def per_query(starts: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int | None) -> np.ndarray:

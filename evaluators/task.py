@@ -97,6 +97,13 @@ class Task:
         """True when predictions carry scores (not hard labels)."""
         return self.prediction is not PredictionKind.LABELS
 
+    @property
+    def converts_on_host(self) -> bool:
+        """Whether the conversions below (:func:`positive_scores`, :func:`class_probabilities`,
+        :func:`predicted_labels`) give NumPy the compiled update's bits: probabilities and labels pass through,
+        logits take JAX's sigmoid or softmax, whose last bits differ from any NumPy formula."""
+        return self.prediction is not PredictionKind.LOGITS
+
 
 # --- pure conversions used inside updates ---------------------------------
 
