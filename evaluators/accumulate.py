@@ -218,7 +218,7 @@ class Accumulator:
         on_host = n <= self._host_rows_left
         if on_host:
             self._host_rows_left -= n
-        small = self._small if not on_host and n < self._small_rows else []
+        small = self._small if not on_host and self._takes_stored(states, n) else []
         stored = self._device if on_host else small  # folded into their stored form on the host
         device = [] if on_host else self._rest if small else self._device
         if device:
@@ -239,13 +239,18 @@ class Accumulator:
                 self._update_stored(stored, out, self._device_columns(host), n)
         return tuple(out)
 
+    def _takes_stored(self, states: Sequence[State], n: int) -> bool:
+        """Whether the statistics that can take batches into their stored form do so for this batch: it is
+        small, or one of their states must stay in stored form (then all of them take it)."""
+        return n < self._small_rows or any(self.statistics[i].folds_on_host(states[i]) for i in self._small)
+
     def _update_stored(self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], n: int) -> None:
         """Fold ``cols`` into the stored form of statistics ``stored`` (indices; ``out`` updated in place), in
         chunks of the compiled update's size: temporaries of a few MB, which the allocator reuses."""
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
-        step = chunk_rows_for(width)
         for i in stored:
             stat = self.statistics[i]
+            step = max(chunk_rows_for(width), stat.stored_chunk_values // width)
             state = stat.stored(tree_to_numpy(out[i]))
             for start in range(0, n, step):
                 state = stat.update_stored(state, {k: v[start : start + step] for k, v in cols.items()})

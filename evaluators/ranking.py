@@ -34,6 +34,7 @@ from evaluators.classification import per_class_values, require_kind
 from evaluators.ranking_statistics import (
     _BIN_MASK,
     CLASS_SHIFT,
+    EXACT_CELLS,
     REPLICATE_PRECISION_BITS,
     SMALL_BATCH_CELLS,
     WEIGHT_BITS,
@@ -43,11 +44,14 @@ from evaluators.ranking_statistics import (
     bin_count,
     bin_positions,
     compact_cells,
+    exact_row_cells,
     fixed_weights,
+    is_exact,
     is_sparse,
     merge_cells,
     one_vs_rest,
     ranked_classes,
+    rounded_rows,
     score_bins,
 )
 from evaluators.statistic import DerivedMetric, State, Statistic
@@ -58,6 +62,7 @@ from evaluators.task import (
 
 __all__ = [
     "CLASS_SHIFT",
+    "EXACT_CELLS",
     "REPLICATE_PRECISION_BITS",
     "SMALL_BATCH_CELLS",
     "WEIGHT_BITS",
@@ -73,7 +78,9 @@ __all__ = [
     "class_shifts",
     "compact_cells",
     "digamma_difference",
+    "exact_row_cells",
     "fixed_weights",
+    "is_exact",
     "is_sparse",
     "merge_cells",
     "one_vs_rest",
@@ -159,10 +166,15 @@ def pooled_shift(state: Any) -> np.ndarray | None:
 
 
 def _pooled_cells(state: State) -> State:
-    """A stored state with every class's cells of one bin added into one cell (tied if all hold one score)."""
+    """A stored state with every class's cells of one bin added into one cell (tied if all hold one score);
+    of an exact state, every class's cells of one score."""
     if len(state["keys"]) == 0:
         return _empty_cells()
     cells = np.asarray(state["keys"]) & _BIN_MASK
+    if is_exact(state):
+        pooled = {**state, "keys": cells}
+        order = np.argsort(np.asarray(state["ties"]), kind="stable")
+        return exact_cells_merged(pooled, order)
     order = np.argsort(cells, kind="stable")
     cells = cells[order]
     starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
@@ -174,6 +186,18 @@ def _pooled_cells(state: State) -> State:
         "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
         "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
         "ties": np.where(low == high, low, np.nan),
+    }
+
+
+def exact_cells_merged(state: State, order: np.ndarray) -> State:
+    """An exact state's cells in ``order`` (ascending scores), those of one score added into one cell."""
+    keys, ties = np.asarray(state["keys"])[order], np.asarray(state["ties"])[order]
+    starts = np.flatnonzero(np.concatenate([[True], ties[1:] != ties[:-1]]))
+    return {
+        "keys": keys[starts],
+        "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
+        "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
+        "ties": ties[starts],
     }
 
 
@@ -310,22 +334,52 @@ def average_precision_rows(
     return np.where(defined, value, np.nan), np.where(defined, bound, np.nan)
 
 
+def auc_rounding_bound(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> float:
+    """How far ROC-AUC can move because weights were rounded to the fixed point: ``rounded`` (negatives',
+    positives') entries, each off by at most ``2**-33``, against the weight totals ``neg.sum()``, ``pos.sum()``
+    (first order, with 1% to spare)."""
+    e_neg, e_pos = np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if not (n_pos > 0 and n_neg > 0):
+        return 0.0
+    return float(2.02 * (e_pos / n_pos + e_neg / n_neg))
+
+
+def ap_rounding_bound(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> float:
+    """As :func:`auc_rounding_bound`, for average precision: each positive's precision moves by at most
+    ``(e_pos + e_neg) / TP``, and the weighted sum of ``1 / TP`` over positives is at most ``1 + ln(P / w_min)``
+    with ``w_min >= 2**-32``."""
+    e_neg, e_pos = np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)
+    n_pos = pos.sum()
+    if not n_pos > 0:
+        return 0.0
+    harmonic = 1.0 + max(float(np.log(n_pos * 2.0**WEIGHT_BITS)), 0.0)
+    return float(1.01 * (2.0 * e_pos + (e_pos + e_neg) * harmonic) / n_pos)
+
+
 def _ranking(
     task: Task,
     average: str,
     score_fn: Any,
+    rounding_fn: Any,
     report_bound: bool,
     state: Any,
 ) -> dict[str, float]:
+    rounded = rounded_rows(state) if is_sparse(state) else np.zeros(2, np.int64)
+
+    def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None) -> RankingValue:
+        result = score_fn(neg, pos, tied, shift)
+        return RankingValue(result.value, result.bound + rounding_fn(neg, pos, rounded))
+
     if average == "micro":
-        result = score_fn(*pooled_distribution(state), pooled_shift(state))
+        result = scored(*pooled_distribution(state), pooled_shift(state))
         values = {"": result.value}
         if report_bound:
             values[".error_bound"] = result.bound
         return values
     distributions = class_distributions(state, ranked_classes(task))
     shifts = class_shifts(state, ranked_classes(task))
-    per_class = [score_fn(*dist, shift) for dist, shift in zip(distributions, shifts, strict=True)]
+    per_class = [scored(*dist, shift) for dist, shift in zip(distributions, shifts, strict=True)]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}
@@ -368,7 +422,15 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
 
 
 def _ranking_metric(
-    name: str, score_fn: Any, rows_fn: Any, task: Task, average: str | None, mode: str, precision_bits: int
+    name: str,
+    score_fn: Any,
+    rounding_fn: Any,
+    rows_fn: Any,
+    task: Task,
+    average: str | None,
+    mode: str,
+    precision_bits: int,
+    exact_cells: int,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -382,25 +444,59 @@ def _ranking_metric(
     if mode == "binned":
         if not 4 <= precision_bits <= 16:
             raise ValueError(f"precision_bits must be between 4 and 16, got {precision_bits}")
-        statistic: Statistic = ScoreHistogram(task, int(precision_bits))
+        if not 0 <= exact_cells <= 1 << 28:
+            raise ValueError(f"exact_cells must be between 0 and {1 << 28}, got {exact_cells}")
+        statistic: Statistic = ScoreHistogram(task, int(precision_bits), exact_cells=int(exact_cells))
     elif mode == "exact":
         statistic = ExactScoreCounts(task)
     else:
         raise ValueError(f"mode must be 'binned' or 'exact', got {mode!r}")
     binned = mode == "binned"
     rows = partial(_ranking_rows, task, avg, rows_fn, binned)
-    return DerivedMetric(name, statistic, partial(_ranking, task, avg, score_fn, binned), interval_rows=rows)
+    value = partial(_ranking, task, avg, score_fn, rounding_fn, binned)
+    return DerivedMetric(name, statistic, value, interval_rows=rows)
 
 
-def roc_auc(task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10) -> DerivedMetric:
-    """Area under the ROC curve (one-vs-rest for multiclass)."""
-    return _ranking_metric("roc_auc", roc_auc_from_counts, roc_auc_rows, task, average, mode, precision_bits)
+def roc_auc(
+    task: Task,
+    *,
+    average: str | None = None,
+    mode: str = "binned",
+    precision_bits: int = 10,
+    exact_cells: int = EXACT_CELLS,
+) -> DerivedMetric:
+    """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
+    at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond."""
+    return _ranking_metric(
+        "roc_auc",
+        roc_auc_from_counts,
+        auc_rounding_bound,
+        roc_auc_rows,
+        task,
+        average,
+        mode,
+        precision_bits,
+        exact_cells,
+    )
 
 
 def average_precision(
-    task: Task, *, average: str | None = None, mode: str = "binned", precision_bits: int = 10
+    task: Task,
+    *,
+    average: str | None = None,
+    mode: str = "binned",
+    precision_bits: int = 10,
+    exact_cells: int = EXACT_CELLS,
 ) -> DerivedMetric:
-    """Average precision, the step-wise area under the precision-recall curve."""
+    """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""
     return _ranking_metric(
-        "average_precision", average_precision_from_counts, average_precision_rows, task, average, mode, precision_bits
+        "average_precision",
+        average_precision_from_counts,
+        ap_rounding_bound,
+        average_precision_rows,
+        task,
+        average,
+        mode,
+        precision_bits,
+        exact_cells,
     )

@@ -130,6 +130,18 @@ def is_sparse(state: Any) -> bool:
     return isinstance(state, dict) and "keys" in state
 
 
+def is_exact(state: Any) -> bool:
+    """Whether a stored sparse state holds every distinct score of its rows exactly: no cell of several
+    distinct scores (NaN tie), so each cell is one score (a bin may then hold several cells)."""
+    return is_sparse(state) and not np.isnan(np.asarray(state["ties"])).any()
+
+
+EXACT_CELLS = 1 << 20
+"""A :class:`ScoreHistogram` state keeps one cell per distinct (class, score) of its rows, exact, while the
+rows hold at most this many (about 48 MB); beyond, one cell per occupied (class, bin). Whether a state is
+exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding."""
+
+
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
     """Weighted counts of scores by label on a fine, fixed grid of score bins, occupied bins only.
@@ -144,6 +156,13 @@ class ScoreHistogram(Statistic):
     per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
     merged state does not depend on sharding or merge order.
 
+    While its rows hold at most ``exact_cells`` distinct (class, score) pairs the state is *exact*: one
+    cell per distinct score (ascending by class, then score; a bin may hold several cells), each with its
+    score in ``ties``, so the values equal scikit-learn's. A merge or update whose rows exceed that
+    number turns the state into one cell per bin (:func:`collapse_cells`); as that depends only on the
+    rows, not on how they were sharded, merges stay associative and commutative. Batches are folded into
+    an exact state on the host (:meth:`folds_on_host`); the compiled update only ever sees binned states.
+
     Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
     ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
     lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
@@ -154,14 +173,16 @@ class ScoreHistogram(Statistic):
     """
 
     undefined_leaves: ClassVar[tuple[str, ...]] = ("ties",)
+    stored_chunk_values: ClassVar[int] = 1 << 19  # each merge into an exact state rewrites it
 
     task: Task
     precision_bits: int = 10
     track_ties: bool = True
+    exact_cells: int = EXACT_CELLS
 
     def zero(self) -> State:
         if self.track_ties:
-            return _empty_cells()
+            return {**_empty_cells(), "rounded": np.zeros(2, np.int64)}
         k, b = ranked_classes(self.task), bin_count(self.precision_bits)
         return {
             "counts": np.zeros((k, 2, b), np.float64),
@@ -171,7 +192,8 @@ class ScoreHistogram(Statistic):
 
     def working(self, state: State) -> State:
         if not is_sparse(state):
-            return state
+            return {**state, "rounded": rounded_rows(state)} if self.track_ties else state
+        state = collapse_cells(state)
         k, b = ranked_classes(self.task), bin_count(self.precision_bits)
         keys = np.asarray(state["keys"])
         cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
@@ -183,7 +205,7 @@ class ScoreHistogram(Statistic):
         ties = np.asarray(state["ties"])
         lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
         hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
-        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi}
+        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi, "rounded": rounded_rows(state)}
 
     def stored(self, state: State) -> State:
         if not self.track_ties or is_sparse(state):
@@ -199,6 +221,7 @@ class ScoreHistogram(Statistic):
             "counts": np.ascontiguousarray(counts[cls, :, cell]),
             "sums": np.ascontiguousarray(sums[cls, :, cell]),
             "ties": np.where(low == high, low, np.nan),
+            "rounded": rounded_rows(state),
         }
 
     def update(self, state: State, batch: Batch) -> State:
@@ -209,14 +232,18 @@ class ScoreHistogram(Statistic):
         index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
         if not self.track_ties:
             return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
-        counts = add_at(state["counts"], index, fixed_weights(w))
+        fixed = fixed_weights(w)
+        counts = add_at(state["counts"], index, fixed)
+        inexact = (fixed.astype(jnp.float64) != w * 2.0**WEIGHT_BITS) & (w > 0)
+        label = positive.astype(bool)
+        rounded = state["rounded"] + jnp.stack([jnp.sum(inexact & ~label), jnp.sum(inexact & label)])
         sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
         cell = (cls * b + bins).reshape(-1)
-        s = order.astype(jnp.float64).reshape(-1)
+        s = order.astype(jnp.float64).reshape(-1) + 0.0  # (as row_cells)
         live = (w > 0).reshape(-1)
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
-        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b)}
+        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b), "rounded": rounded}
 
     def small_batch_rows(self) -> int:
         if not self.track_ties:
@@ -231,12 +258,18 @@ class ScoreHistogram(Statistic):
 
     def update_stored(self, state: State, batch: Batch) -> State:
         if self.runs_on_host():
-            keys, label, weight, moment, order, live = row_cells(self, batch)
+            keys, label, weight, moment, order, live, inexact = row_cells(self, batch)
         else:  # (sigmoid and softmax: the compiled update's own functions)
             with jax.enable_x64(True):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
-                keys, label, weight, moment, order, live = compiled
-        return merge_cells(state, compact_cells(keys[live], label[live], weight[live], moment[live], order[live]))
+                keys, label, weight, moment, order, live, inexact = compiled
+        rows = exact_row_cells(keys[live], label[live], weight[live], moment[live], order[live])
+        inexact = inexact & live
+        rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
+        return merge_cells(state, rows, self.exact_cells)
+
+    def folds_on_host(self, state: State) -> bool:
+        return self.track_ties and is_exact(state)
 
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
@@ -257,7 +290,7 @@ class ScoreHistogram(Statistic):
 
     def merge(self, a: State, b: State) -> State:
         if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
-            return merge_cells(self.stored(a), self.stored(b))
+            return merge_cells(self.stored(a), self.stored(b), self.exact_cells)
         return merge_with_extremes(a, b)
 
 
@@ -273,13 +306,17 @@ the stored form instead."""
 
 def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """A batch -> flat ``(keys int64, label int32, weight int64, weighted position int64, score float64,
-    live bool)``, one entry per (row, class); NumPy for host columns, traced under :func:`_compiled_row_cells`."""
+    live bool, weight rounded bool)``, one entry per (row, class); NumPy for host columns, traced under
+    :func:`_compiled_row_cells`."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     xp = array_namespace(w)
     cls = xp.arange(scores.shape[1], dtype=xp.int64)[None, :]
     keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(xp.int64)
     moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
-    flat = (keys, positive.astype(xp.int32), fixed_weights(w), moment, order.astype(xp.float64), w > 0)
+    score = order.astype(xp.float64) + 0.0  # -0.0 -> 0.0: one bit pattern per distinct score
+    fixed = fixed_weights(w)
+    inexact = fixed.astype(xp.float64) != w * 2.0**WEIGHT_BITS
+    flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)
     return tuple(a.reshape(-1) for a in flat)
 
 
@@ -290,39 +327,167 @@ def _compiled_row_cells(statistic: ScoreHistogram) -> Callable[[Batch], tuple[ja
     return jax.jit(partial(row_cells, statistic))
 
 
+def _starts(*sorted_columns: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal values (in all ``sorted_columns`` together) begins."""
+    change = np.zeros(len(sorted_columns[0]), bool)
+    change[0] = True
+    for c in sorted_columns:
+        change[1:] |= c[1:] != c[:-1]
+    return np.flatnonzero(change)
+
+
+def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per run: ``[negatives' sum, positives' sum]`` of rows ``values[order]`` (int64 ``[runs, 2]``)."""
+    v, positive = values[order], label[order] == 1
+    return np.stack(
+        [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)], axis=1
+    )
+
+
 def compact_cells(
     keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
 ) -> State:
-    """Rows' cells ``[r]`` -> the stored :class:`ScoreHistogram` state (sorted keys, summed integer counts
-    and weighted positions, the tie value of single-score cells)."""
+    """Rows' cells ``[r]`` -> a binned :class:`ScoreHistogram` state, one cell per key (summed integer
+    counts and weighted positions, the tie value of single-score cells)."""
     if len(keys) == 0:
         return _empty_cells()
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    positive = label[order] == 1
-
-    def by_label(values: np.ndarray) -> np.ndarray:
-        v = values[order]
-        return np.stack(
-            [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)],
-            axis=1,
-        )
-
+    starts = _starts(keys)
     s = score[order]
     low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
     ties = np.where(low == high, low, np.nan)
-    return {"keys": keys[starts], "counts": by_label(weight), "sums": by_label(moment), "ties": ties}
+    counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
+    return {"keys": keys[starts], "counts": counts, "sums": sums, "ties": ties}
 
 
-def merge_cells(a: State, b: State) -> State:
-    """Sorted-key union of two stored :class:`ScoreHistogram` states: counts add (integers), and a cell
-    stays tied only if both sides hold the same single score."""
+def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """The permutation that sorts cells by class, then score (so by key too: bins are monotone in the score).
+    ``presorted``: ``score`` is made of sorted runs (a merge), which the stable sort merges in linear time."""
+    order = np.argsort(score, kind="stable" if presorted else None)
+    cls = keys[order] >> CLASS_SHIFT
+    if len(cls) and cls.min() != cls.max():
+        narrow = cls.astype(np.int16) if cls.max() < 1 << 15 else cls  # radix sort for 16-bit keys
+        order = order[np.argsort(narrow, kind="stable")]
+    return order
+
+
+def exact_row_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> an exact :class:`ScoreHistogram` state: one cell per distinct (class, score),
+    ascending, with the rows' summed integer counts and weighted positions and the score as its tie."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = _class_score_order(keys, score)
+    k, s = keys[order], score[order]
+    starts = _starts(k, s)
+    counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
+    return {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
+
+
+def collapse_cells(state: State) -> State:
+    """An exact state -> one cell per key (bin): counts and positions add, and a cell of several scores
+    gets a NaN tie. A state of one cell per key is returned as it is."""
+    keys = np.asarray(state["keys"])
+    if len(keys) < 2 or not (keys[1:] == keys[:-1]).any():
+        return state
+    starts = _starts(keys)
+    ties = np.asarray(state["ties"])
+    low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
+    return {
+        "keys": keys[starts],
+        "counts": np.add.reduceat(np.asarray(state["counts"]), starts, axis=0),
+        "sums": np.add.reduceat(np.asarray(state["sums"]), starts, axis=0),
+        "ties": np.where(low == high, low, np.nan),
+    }
+
+
+def _merge_exact(a: State, b: State) -> State:
+    """Union of two exact states by (class, score); counts and positions of a score in both add."""
+    slot_a, slot_b = _merged_slots(a, b)
+    n = len(slot_a) + len(slot_b)
+    merged: dict[str, np.ndarray] = {}
+    for name, dtype in (("keys", np.int64), ("ties", np.float64)):
+        merged[name] = np.empty(n, dtype)
+        merged[name][slot_a], merged[name][slot_b] = a[name], b[name]
+    for name in ("counts", "sums"):
+        flat = np.empty(n, np.complex128)  # (int64 pairs, see _pair_view)
+        flat[slot_a], flat[slot_b] = _pair_view(a[name]), _pair_view(b[name])
+        merged[name] = flat.view(np.int64).reshape(-1, 2)
+    starts = _starts(merged["keys"], merged["ties"])
+    if len(starts) == n:
+        return merged
+    return {
+        "keys": merged["keys"][starts],
+        "counts": _add_runs(merged["counts"], starts),
+        "sums": _add_runs(merged["sums"], starts),
+        "ties": merged["ties"][starts],
+    }
+
+
+def _merged_slots(a: State, b: State) -> tuple[np.ndarray, np.ndarray]:
+    """Where each cell of two exact states (each ascending by class, then score) goes in their merged order
+    (a cell of both: ``a``'s first), by binary search: linear in the cells, no sort."""
     ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
-    if len(kb) == 0:
-        return a
-    if len(ka) == 0:
-        return b
+    ta, tb = np.asarray(a["ties"]), np.asarray(b["ties"])
+    ca, cb = ka >> CLASS_SHIFT, kb >> CLASS_SHIFT
+    if ca[0] == ca[-1] == cb[0] == cb[-1]:  # one class (binary)
+        return np.arange(len(ka)) + np.searchsorted(tb, ta, "left"), np.arange(len(kb)) + np.searchsorted(
+            ta, tb, "right"
+        )
+    before_a = np.searchsorted(cb, ca, "left")  # b's cells of lower classes
+    before_b = np.searchsorted(ca, cb, "left")
+    classes_b = cb[_starts(cb)]
+    for c in classes_b[np.isin(classes_b, ca[_starts(ca)])]:  # within a class both hold: by score
+        ra = slice(*np.searchsorted(ca, [c, c + 1]))
+        rb = slice(*np.searchsorted(cb, [c, c + 1]))
+        before_a[ra] += np.searchsorted(tb[rb], ta[ra], "left")
+        before_b[rb] += np.searchsorted(ta[ra], tb[rb], "right")
+    return np.arange(len(ka)) + before_a, np.arange(len(kb)) + before_b
+
+
+def _pair_view(pairs: np.ndarray) -> np.ndarray:
+    """int64 ``[m, 2]`` as ``[m]`` 16-byte items (the same bytes): 1-D fancy indexing moves each pair at once,
+    several times faster than row indexing."""
+    return np.ascontiguousarray(pairs, np.int64).view(np.complex128).reshape(-1)
+
+
+def _add_runs(pairs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Integer sums of ``pairs [m, 2]`` over the runs beginning at ``starts``."""
+    return np.stack([np.add.reduceat(pairs[:, 0], starts), np.add.reduceat(pairs[:, 1], starts)], axis=1)
+
+
+def merge_cells(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+    """:func:`merge_cell_forms`, with the two sides' :func:`rounded_rows` added."""
+    cells = merge_cell_forms(a, b, exact_cells)
+    return {**cells, "rounded": rounded_rows(a) + rounded_rows(b)}
+
+
+def rounded_rows(state: State) -> np.ndarray:
+    """int64 ``[2]``: how many (row, class) entries of negatives and of positives had a weight that the fixed
+    point rounded (each by at most ``2**-(WEIGHT_BITS + 1)``); zeros for states stored before this count."""
+    return np.asarray(state["rounded"]) if "rounded" in state else np.zeros(2, np.int64)
+
+
+def merge_cell_forms(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+    """Merge two stored :class:`ScoreHistogram` states. Two exact states give their union while it holds at
+    most ``exact_cells`` cells, and one cell per bin beyond (:func:`collapse_cells`); otherwise both sides
+    are taken to one cell per bin and merged by sorted-key union: counts add (integers), and a cell stays
+    tied only if both sides hold the same single score."""
+    if len(a["keys"]) == 0:
+        return b if len(b["keys"]) <= exact_cells else collapse_cells(b)
+    if len(b["keys"]) == 0:
+        return a if len(a["keys"]) <= exact_cells else collapse_cells(a)
+    if is_exact(a) and is_exact(b):
+        union = _merge_exact(a, b)
+        return union if len(union["keys"]) <= exact_cells else collapse_cells(union)
+    return _merge_binned(collapse_cells(a), collapse_cells(b))
+
+
+def _merge_binned(a: State, b: State) -> State:
+    """Sorted-key union of two states of one cell per key."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
     if len(ka) == len(kb) and np.array_equal(ka, kb):
         ta, tb = a["ties"], b["ties"]
         ties = np.where(ta == tb, ta, np.nan)

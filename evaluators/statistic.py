@@ -106,6 +106,9 @@ class Statistic(abc.ABC):
     undefined_leaves: ClassVar[tuple[str, ...]] = ()
     """Names of state leaves (dict keys) that hold NaN by design, as a marker rather than a value (e.g. "this
     bin holds more than one distinct score"); the check of merged states before a commit leaves them alone."""
+    stored_chunk_values: ClassVar[int] = 0
+    """(row, column) values per :meth:`update_stored` call at least (0: the compiled update's chunk): a statistic
+    whose stored update costs in proportion to its state, not only to the batch, takes larger chunks."""
 
     @abc.abstractmethod
     def zero(self) -> State:
@@ -141,6 +144,11 @@ class Statistic(abc.ABC):
     def small_batch_rows(self) -> int:
         """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
         return 0
+
+    def folds_on_host(self, state: State) -> bool:
+        """Whether the next batch must go to :meth:`update_stored` whatever its size, because ``state`` (stored
+        form) is one the compiled update cannot continue (an exact ranking state). Default: no."""
+        return False
 
     def update_stored(self, state: State, batch: Batch) -> State:
         """Fold a small batch (host columns as :class:`~evaluators.accumulate.Accumulator` passes them to

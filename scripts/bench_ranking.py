@@ -42,6 +42,7 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
     """Sparse and dense merges of ``units`` unit states of the default ROC-AUC statistic."""
     from evaluators import catalog
     from evaluators.accumulate import Accumulator
+    from evaluators.ranking_statistics import collapse_cells
     from evaluators.task import Task
     from pipelines.unit_result import OVERALL, OrderedMerger, Partial
 
@@ -71,6 +72,8 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
         merge_s = time.perf_counter() - start
         start = time.perf_counter()
         value = metric.compute(merged if name == "sparse" else stat.stored(merged))[""]
+        if name == "sparse":  # the dense histograms hold one cell per bin: the value of the collapsed state
+            out["binned_roc_auc"] = metric.compute(collapse_cells(merged))[""]
         out[name] = {
             "merge_s": merge_s,
             "metrics_s": time.perf_counter() - start,

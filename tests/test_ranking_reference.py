@@ -297,7 +297,7 @@ def test_error_bound_is_attained_by_ties_within_one_bin():
     y = np.array([0, 1, 0, 1, 1, 0])
     scores = 0.5 + np.array([1, 2, 3, 4, 5, 6]) * 1e-9  # float32 collapses them to 0.5
     task = Task("binary")
-    [auc] = evaluate([catalog.build("roc_auc", task)], scores, y)
+    [auc] = evaluate([catalog.build("roc_auc", task, {"exact_cells": 0})], scores, y)  # binned from the first row
     assert auc[""] == 0.5
     assert auc[".error_bound"] == 0.5
     assert abs(auc[""] - skm.roc_auc_score(y, scores)) <= auc[".error_bound"]

@@ -47,7 +47,7 @@ def test_stored_state_holds_the_occupied_bins_with_integer_counts():
     y = (rng.random(n) < 0.1).astype(np.int8)
     scores = expit(rng.normal(size=n) + 2.0 * y - 2.0)
     w = rng.choice([0.0, 0.5, 1.0, 3.0], n)
-    stat = catalog.build("roc_auc", Task("binary")).statistic
+    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0}).statistic  # binned from the first row
     assert isinstance(stat, ScoreHistogram)
     acc = Accumulator([stat])
     (state,) = acc.update(acc.zero(), {"predictions": scores, "targets": y, "weights": w})
@@ -183,6 +183,7 @@ def _densify(npz: bytes, index: bytes, statistics: list[ScoreHistogram | None]) 
                 continue
             prefix = f"s{s}/t{t}"
             sparse = {k: arrays.pop(f"{prefix}/{k}") for k in ("keys", "counts", "sums", "ties")}
+            arrays.pop(f"{prefix}/rounded", None)  # (counted since)
             working = stat.working(sparse)
             arrays[f"{prefix}/counts"] = working["counts"] / 2.0**WEIGHT_BITS
             arrays[f"{prefix}/lo"], arrays[f"{prefix}/hi"] = working["lo"], working["hi"]
@@ -204,7 +205,12 @@ def test_a_run_stored_with_the_dense_histogram_still_loads(tmp_path: Path):
         "name": "legacy-ranking",
         "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
         "task": "binary",
-        "metrics": ["roc_auc", "average_precision", "accuracy"],
+        # one cell per bin from the first row, as the dense histograms of older runs held
+        "metrics": [
+            {"name": "roc_auc", "as": "roc_auc", "exact_cells": 0},
+            {"name": "average_precision", "as": "average_precision", "exact_cells": 0},
+            "accuracy",
+        ],
         "slices": [{"column": "country"}],
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
@@ -284,8 +290,8 @@ def test_bench_ranking_parts_run_on_small_sizes():
     import bench_ranking
 
     reduce = bench_ranking.reduce_figures(units=40, unit_rows=5000)
-    # the sparse merge and the dense one of the same units give the same value, from a far smaller state
-    assert reduce["sparse"]["roc_auc"] == reduce["dense"]["roc_auc"]
+    # the sparse merge and the dense one of the same units give the same binned value, from a far smaller state
+    assert reduce["binned_roc_auc"] == reduce["dense"]["roc_auc"]
     assert reduce["sparse"]["state_bytes_per_unit"] < reduce["dense"]["state_bytes_per_unit"] / 4
     wide = bench_ranking.wide_figures(rows=300, classes=40)
     assert 0 < wide["cells"] <= 300 * 40 and wide["state_mb"] < wide["dense_grid_mb"]

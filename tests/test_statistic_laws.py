@@ -151,12 +151,58 @@ CONFIGS = {
         MC, (("accuracy", (("top_k", 2),)), ("accuracy", (("average", "macro"), ("top_k", 2)))), "multiclass", True
     ),
     "SubsetMatch": Config(ML, (("accuracy", ()),), "multilabel", True),
+    # the default: exact while at most EXACT_CELLS distinct scores, so scikit-learn's values
     "ScoreHistogram-binary": Config(
-        BIN, (("roc_auc", (("precision_bits", 6),)), ("average_precision", (("precision_bits", 6),))), "binary", True
+        BIN,
+        (("roc_auc", (("precision_bits", 6),)), ("average_precision", (("precision_bits", 6),))),
+        "binary",
+        True,
+        reference=lambda b: {
+            "roc_auc": skm.roc_auc_score(b["targets"], b["predictions"], sample_weight=_w(b)),
+            "average_precision": skm.average_precision_score(b["targets"], b["predictions"], sample_weight=_w(b)),
+        },
+    ),
+    # exact cells up to 12 distinct scores, one cell per bin beyond: batches of 0-40 rows cross the limit
+    "ScoreHistogram-binary-exact-12": Config(
+        BIN,
+        (
+            ("roc_auc", (("precision_bits", 6), ("exact_cells", 12))),
+            ("average_precision", (("precision_bits", 6), ("exact_cells", 12))),
+        ),
+        "binary",
+        True,
+    ),
+    # binned from the first row: the compiled update of the working histogram
+    "ScoreHistogram-binary-binned": Config(
+        BIN,
+        (
+            ("roc_auc", (("precision_bits", 6), ("exact_cells", 0))),
+            ("average_precision", (("precision_bits", 6), ("exact_cells", 0))),
+        ),
+        "binary",
+        True,
     ),
     "ScoreHistogram-multiclass": Config(
         MC,
         (("roc_auc", (("precision_bits", 5),)), ("average_precision", (("average", "none"), ("precision_bits", 5)))),
+        "multiclass",
+        True,
+    ),
+    "ScoreHistogram-multiclass-exact-20": Config(
+        MC,
+        (
+            ("roc_auc", (("precision_bits", 5), ("exact_cells", 20))),
+            ("average_precision", (("average", "none"), ("precision_bits", 5), ("exact_cells", 20))),
+        ),
+        "multiclass",
+        True,
+    ),
+    "ScoreHistogram-multiclass-binned": Config(
+        MC,
+        (
+            ("roc_auc", (("precision_bits", 5), ("exact_cells", 0))),
+            ("average_precision", (("average", "none"), ("precision_bits", 5), ("exact_cells", 0))),
+        ),
         "multiclass",
         True,
     ),
