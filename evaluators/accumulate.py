@@ -108,7 +108,9 @@ class Accumulator:
     def _compiled(self) -> _Compiled:
         """The compiled updates of the device statistics, built (and JAX imported) on first use."""
         return _Compiled.of(
-            tuple(self.statistics[i] for i in self._device), tuple(self.statistics[i] for i in self._rest)
+            tuple(self.statistics[i] for i in self._device),
+            tuple(self.statistics[i] for i in self._rest),
+            tuple(self.statistics[i] for i in self._small),
         )
 
     @classmethod
@@ -236,7 +238,13 @@ class Accumulator:
             for i in self._host:
                 out[i] = self.statistics[i].update(states[i], host)
             if stored:
-                self._update_stored(stored, out, self._device_columns(host), n)
+                # a large batch taken on the host only because a state had to stay stored (an exact ranking
+                # state) goes on through the compiled update once no state does
+                folded = self._update_stored(stored, out, self._device_columns(host), n, until_compiled=not on_host)
+                if folded < n:
+                    self._update_rest(
+                        stored, out, {k: v[folded:] for k, v in self._device_columns(cols).items()}, to_host
+                    )
         return tuple(out)
 
     def _takes_stored(self, states: Sequence[State], n: int) -> bool:
@@ -244,17 +252,39 @@ class Accumulator:
         small, or one of their states must stay in stored form (then all of them take it)."""
         return n < self._small_rows or any(self.statistics[i].folds_on_host(states[i]) for i in self._small)
 
-    def _update_stored(self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], n: int) -> None:
-        """Fold ``cols`` into the stored form of statistics ``stored`` (indices; ``out`` updated in place), in
-        chunks of the compiled update's size: temporaries of a few MB, which the allocator reuses."""
-        width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
-        for i in stored:
-            stat = self.statistics[i]
-            step = max(chunk_rows_for(width), stat.stored_chunk_values // width)
-            state = stat.stored(tree_to_numpy(out[i]))
-            for start in range(0, n, step):
-                state = stat.update_stored(state, {k: v[start : start + step] for k, v in cols.items()})
+    def _update_rest(self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], to_host: bool) -> None:
+        """Fold ``cols`` into statistics ``stored`` (``out`` updated in place) through their own compiled update."""
+        stats = [self.statistics[i] for i in stored]
+        n = len(next(iter(cols.values())))
+        states = self._update_device(stats, self._compiled.fused_small, [out[i] for i in stored], cols, n, to_host)
+        for i, state in zip(stored, states, strict=True):
             out[i] = state
+
+    def _update_stored(
+        self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], n: int, *, until_compiled: bool
+    ) -> int:
+        """Fold ``cols`` into the stored form of statistics ``stored`` (indices; ``out`` updated in place), in
+        chunks of the compiled update's size (or more, :attr:`~evaluators.statistic.Statistic.stored_chunk_values`):
+        temporaries of a few MB, which the allocator reuses. ``until_compiled``: stop after the chunk that
+        leaves no state that :meth:`~evaluators.statistic.Statistic.folds_on_host`, when the rest is not a small
+        batch. Returns how many rows were folded."""
+        width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
+        stats = [self.statistics[i] for i in stored]
+        step = max(chunk_rows_for(width), *(stat.stored_chunk_values // width for stat in stats))
+        for i, stat in zip(stored, stats, strict=True):
+            out[i] = stat.stored(tree_to_numpy(out[i]))
+        for start in range(0, n, step):
+            chunk = {k: v[start : start + step] for k, v in cols.items()}
+            for i, stat in zip(stored, stats, strict=True):
+                out[i] = stat.update_stored(out[i], chunk)
+            rest = n - start - step
+            if (
+                until_compiled
+                and rest >= self._small_rows
+                and not any(s.folds_on_host(out[i]) for i, s in zip(stored, stats, strict=True))
+            ):
+                return start + step
+        return n
 
     def _chunk_size(self, rows: int, step: int) -> int:
         """Padded size for a batch of ``rows < step`` rows: a size already compiled if one holds it."""
@@ -302,11 +332,13 @@ class _Compiled:
     """``(states, batch, bounds [lo, hi)) -> states``: every device statistic, rows outside ``[lo, hi)`` weight 0."""
     fused_rest: Callable[..., tuple[State, ...]]
     """The same for the device statistics that do not take small batches into their stored form."""
+    fused_small: Callable[..., tuple[State, ...]]
+    """The same for those that do (the rest of a batch they began in stored form)."""
     grouped: Callable[..., tuple[State, ...]]
     """``(stacked states, blocks [P, G, GROUP_ROWS]) -> stacked states``: the vmapped update, scanned over blocks."""
 
     @classmethod
-    def of(cls, device: tuple[Statistic, ...], rest: tuple[Statistic, ...]) -> _Compiled:
+    def of(cls, device: tuple[Statistic, ...], rest: tuple[Statistic, ...], small: tuple[Statistic, ...]) -> _Compiled:
         def updates(stats: tuple[Statistic, ...]) -> Callable[..., tuple[State, ...]]:
             def fused(states: tuple[State, ...], batch: Mapping[str, jax.Array]) -> tuple[State, ...]:
                 return tuple(stat.update(state, batch) for stat, state in zip(stats, states, strict=True))
@@ -325,6 +357,7 @@ class _Compiled:
         return cls(
             fused=jax.jit(rows(updates(device)), donate_argnums=0),
             fused_rest=jax.jit(rows(updates(rest)), donate_argnums=0),
+            fused_small=jax.jit(rows(updates(small)), donate_argnums=0),
             grouped=jax.jit(grouped_passes, donate_argnums=0),
         )
 

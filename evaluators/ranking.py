@@ -334,6 +334,11 @@ def average_precision_rows(
     return np.where(defined, value, np.nan), np.where(defined, bound, np.nan)
 
 
+FLOAT_ERROR_PER_CELL = 8 * 2.0**-52
+"""What the bound adds per cell for the value's float64 evaluation (cumulative sums and ratios over the cells), so
+that it holds for the computed number, not only for the exact arithmetic on the state."""
+
+
 def auc_rounding_bound(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> float:
     """How far ROC-AUC can move because weights were rounded to the fixed point: ``rounded`` (negatives',
     positives') entries, each off by at most ``2**-33``, against the weight totals ``neg.sum()``, ``pos.sum()``
@@ -369,7 +374,8 @@ def _ranking(
 
     def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None) -> RankingValue:
         result = score_fn(neg, pos, tied, shift)
-        return RankingValue(result.value, result.bound + rounding_fn(neg, pos, rounded))
+        evaluation = FLOAT_ERROR_PER_CELL * (np.count_nonzero((neg > 0) | (pos > 0)) + 1)  # float64 sums over cells
+        return RankingValue(result.value, result.bound + rounding_fn(neg, pos, rounded) + evaluation)
 
     if average == "micro":
         result = scored(*pooled_distribution(state), pooled_shift(state))

@@ -225,4 +225,8 @@ def test_bertscore_matching_with_all_padding_sides(lengths, seed, weighted):
         wr = np.ones(r) if rw is None else rw[row, :r]
         p, rec = (sim.max(1) * wc).sum() / wc.sum(), (sim.max(0) * wr).sum() / wr.sum()
         f = 2 * p * rec / (p + rec) if p + rec > 0 else 0.0
-        np.testing.assert_allclose(got[row], [p, rec, f], atol=1e-5)
+        np.testing.assert_allclose(got[row, :2], [p, rec], atol=1e-5)
+        # F from float32 precision and recall: an error of 1e-5 in them moves F by that much times the condition
+        # number of 2pr/(p+r), large where p + r is near 0 (e.g. p = 0.48, r = -0.47: F = -44)
+        condition = 1.0 + (abs(p) + abs(rec)) / abs(p + rec) if p + rec > 0 else 1.0
+        np.testing.assert_allclose(got[row, 2], f, atol=1e-5 * condition**2)

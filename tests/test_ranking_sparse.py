@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy.special import expit
@@ -28,7 +29,7 @@ from sklearn import metrics as skm
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.ranking import CLASS_SHIFT, WEIGHT_BITS, ScoreHistogram, bin_count, is_sparse, score_bins
+from evaluators.ranking import CLASS_SHIFT, WEIGHT_BITS, ScoreHistogram, bin_count, is_exact, is_sparse, score_bins
 from evaluators.task import Task
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
@@ -150,10 +151,30 @@ KINDS = {
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_binned_value_lies_within_its_bound_of_sklearn(kind, seed):
+def test_default_values_equal_sklearns_within_1e_6(kind, seed):
+    # the default state keeps every distinct score (at most EXACT_CELLS of them): exact but for the weights'
+    # fixed point, whose effect the bound covers
     scores, y, w = KINDS[kind](np.random.default_rng(seed))
     task = Task("binary")
     metrics = [catalog.build("roc_auc", task), catalog.build("average_precision", task)]
+    auc, ap = evaluate(metrics, scores, y, w)
+    reference = (
+        skm.roc_auc_score(y, scores, sample_weight=w),
+        skm.average_precision_score(y, scores, sample_weight=w),
+    )
+    for got, expected in zip((auc, ap), reference, strict=True):
+        assert abs(got[""] - expected) <= 1e-6
+        assert abs(got[""] - expected) <= got[".error_bound"] + 1e-15
+        assert got[".error_bound"] < 1e-6  # float64 evaluation over the cells, and the weights' fixed point
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_binned_value_lies_within_its_bound_of_sklearn(kind, seed):
+    scores, y, w = KINDS[kind](np.random.default_rng(seed))
+    task = Task("binary")
+    binned = {"exact_cells": 0}  # one cell per bin from the first row: the state of more than EXACT_CELLS scores
+    metrics = [catalog.build("roc_auc", task, binned), catalog.build("average_precision", task, binned)]
     auc, ap = evaluate(metrics, scores, y, w)
     reference = (
         skm.roc_auc_score(y, scores, sample_weight=w),
@@ -166,6 +187,33 @@ def test_binned_value_lies_within_its_bound_of_sklearn(kind, seed):
     # scores share bins with continuous ones
     if kind != "mixture":
         assert abs(auc[""] - reference[0]) <= 1e-6
+
+
+def test_a_job_of_mixed_rounded_and_continuous_shards_equals_sklearn_whatever_the_sharding(tmp_path: Path):
+    """Through the pipeline: the mixture of rounded and continuous score shards, weighted, read as 1 and as 6
+    Parquet files, gives scikit-learn's values within 1e-6 and the same bits either way."""
+    scores, y, _ = _mixture(np.random.default_rng(11))
+    w = np.random.default_rng(12).uniform(0.1, 3.0, len(y))
+    table = pa.table({"score": scores, "label": y, "w": w})
+    values = []
+    for files in (1, 6):
+        data = tmp_path / f"data{files}"
+        data.mkdir()
+        for i, rows in enumerate(np.array_split(np.arange(len(y)), files)):
+            pq.write_table(table.take(rows), data / f"part-{i}.parquet")
+        spec = {
+            "name": f"mixture-{files}",
+            "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "weights": "w"}},
+            "task": "binary",
+            "metrics": ["roc_auc", "average_precision"],
+            "execution": {"runner": "local"},
+            "output": {"uri": str(tmp_path / "out")},
+        }
+        run = run_job(spec_module.load(str(write_job(tmp_path / f"job{files}.yaml", spec))), show_progress=False)
+        values.append({k: m.value for k, m in run.run.point("overall").metrics.items()})
+    assert values[0] == values[1]
+    assert abs(values[0]["roc_auc"] - skm.roc_auc_score(y, scores, sample_weight=w)) <= 1e-6
+    assert abs(values[0]["average_precision"] - skm.average_precision_score(y, scores, sample_weight=w)) <= 1e-6
 
 
 # --- runs stored before the sparse form ------------------------------------------------------------
@@ -256,14 +304,15 @@ def test_a_run_stored_with_the_dense_histogram_still_loads(tmp_path: Path):
     assert comparisons and not any(c.regressed for c in comparisons)
 
 
-def test_merged_binned_state_is_identical_whatever_the_sharding():
+@pytest.mark.parametrize("exact_cells", [0, 3_000, 1 << 20], ids=["binned", "exact-then-binned", "exact"])
+def test_merged_state_is_identical_whatever_the_sharding(exact_cells):
     rng = np.random.default_rng(8)
     n = 20_000
     y = (rng.random(n) < 0.06).astype(np.int64)
     s = expit(rng.normal(size=n) + 1.5 * y - 2.0)
     s[: n // 2] = np.round(s[: n // 2], 2)
     w = rng.uniform(0.1, 3.0, n)  # arbitrary float weights: the integer counts still add exactly
-    stat = catalog.build("roc_auc", Task("binary")).statistic
+    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": exact_cells}).statistic
     acc = Accumulator([stat])
     results = []
     for pieces in (1, 3, 17):
@@ -278,8 +327,9 @@ def test_merged_binned_state_is_identical_whatever_the_sharding():
             merged = stat.merge(other, merged)
         results.append(merged)
     for other in results[1:]:
-        for key in ("keys", "counts", "sums", "ties"):
+        for key in ("keys", "counts", "sums", "ties", "rounded"):
             np.testing.assert_array_equal(other[key], results[0][key])
+    assert is_exact(results[0]) == (exact_cells == 1 << 20)
 
 
 @pytest.mark.slow
