@@ -220,7 +220,7 @@ class Accumulator:
         on_host = n <= self._host_rows_left
         if on_host:
             self._host_rows_left -= n
-        small = self._small if not on_host and self._takes_stored(states, n) else []
+        small = self._small if not on_host and self._takes_stored(states, cols, n) else []
         stored = self._device if on_host else small  # folded into their stored form on the host
         device = [] if on_host else self._rest if small else self._device
         if device:
@@ -247,10 +247,10 @@ class Accumulator:
                     )
         return tuple(out)
 
-    def _takes_stored(self, states: Sequence[State], n: int) -> bool:
+    def _takes_stored(self, states: Sequence[State], cols: dict[str, np.ndarray], n: int) -> bool:
         """Whether the statistics that can take batches into their stored form do so for this batch: it is
         small, or one of their states must stay in stored form (then all of them take it)."""
-        return n < self._small_rows or any(self.statistics[i].folds_on_host(states[i]) for i in self._small)
+        return n < self._small_rows or any(self.statistics[i].folds_on_host(states[i], cols) for i in self._small)
 
     def _update_rest(self, stored: list[int], out: list[State], cols: dict[str, np.ndarray], to_host: bool) -> None:
         """Fold ``cols`` into statistics ``stored`` (``out`` updated in place) through their own compiled update."""
@@ -277,11 +277,11 @@ class Accumulator:
             chunk = {k: v[start : start + step] for k, v in cols.items()}
             for i, stat in zip(stored, stats, strict=True):
                 out[i] = stat.update_stored(out[i], chunk)
-            rest = n - start - step
+            rest = {k: v[start + step :] for k, v in cols.items()}
             if (
                 until_compiled
-                and rest >= self._small_rows
-                and not any(s.folds_on_host(out[i]) for i, s in zip(stored, stats, strict=True))
+                and n - start - step >= self._small_rows
+                and not any(s.folds_on_host(out[i], rest) for i, s in zip(stored, stats, strict=True))
             ):
                 return start + step
         return n

@@ -126,7 +126,7 @@ class StatisticTester:
         columns = {k: as_column(v) for k, v in batch.items() if k != "weights"}
         weights = batch.get("weights")
         columns["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
-        if stat.folds_on_host(stat.zero()):  # (an exact ranking state: the accumulator folds it there too)
+        if stat.folds_on_host(stat.zero(), columns):  # (an exact ranking state: the accumulator folds it there too)
             return stat.update_stored(stat.zero(), columns)
         with jax.enable_x64(True), jax.disable_jit():
             state = jax.tree.map(jnp.asarray, stat.working(stat.zero()))

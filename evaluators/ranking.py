@@ -2,15 +2,13 @@
 
 Two statistics hold the score distribution of positives and negatives:
 
-* :class:`ScoreHistogram` (default, ``mode: binned``): a fixed histogram whose
-  bins follow the float32 bit pattern of ``min(p, 1 - p)``, so bins are
-  relatively narrow near 0, 1 and 0.5 alike (``2**-precision_bits`` of the
-  distance to the nearer end; about 2.4e-4 wide around 0.5 with the default
-  10 bits). State: float64 ``[K, 2, B]`` with ``B = 79,874`` bins at 10 bits,
-  about 1.3 MB per class, whatever the number of rows. Rows whose scores share
-  a bin count as tied, so the value can differ from the exact one; the exact
-  value is guaranteed to lie within the reported ``.error_bound`` (computed
-  from the state by ordering each bin's rows best-first and worst-first).
+* :class:`ScoreHistogram` (default, ``mode: binned``): sorted integer cells, one per distinct (class, score)
+  while the rows hold at most ``exact_cells`` (2**20) of them, so the values equal scikit-learn's; beyond, one
+  per occupied bin of a fixed grid whose bins follow the float32 bit pattern of ``min(p, 1 - p)`` (bins
+  ``2**-precision_bits`` of the distance to the nearer end wide; about 2.4e-4 around 0.5 at the default 10
+  bits, 79,874 bins per class). Rows whose scores share a bin then count as in unknown order, and the exact
+  value is guaranteed to lie within the reported ``.error_bound`` (computed from the state by ordering each
+  bin's rows best-first and worst-first; it also covers the weights' fixed point and float64 evaluation).
 * :class:`ExactScoreCounts` (``mode: exact``): the distinct scores with their
   positive and negative weights. Equal to scikit-learn (ties handled the same
   way); the state grows with the number of distinct scores, 24 bytes each per

@@ -24,6 +24,7 @@ from evaluators.statistic import (
     resample_with_extremes,
 )
 from evaluators.task import (
+    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -136,20 +137,22 @@ def is_exact(state: Any) -> bool:
     return is_sparse(state) and not np.isnan(np.asarray(state["ties"])).any()
 
 
-EXACT_CELLS = 1 << 20
+EXACT_CELLS = 1 << 18
 """A :class:`ScoreHistogram` state keeps one cell per distinct (class, score) of its rows, exact, while the
-rows hold at most this many (about 48 MB); beyond, one cell per occupied (class, bin). Whether a state is
+rows hold at most this many (262,144; about 12 MB); beyond, one cell per occupied (class, bin). Whether a state is
 exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding."""
 
 
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
-    """Weighted counts of scores by label on a fine, fixed grid of score bins, occupied bins only.
+    """Weighted counts of scores by label: every distinct score while there are few enough, else the occupied
+    bins of a fine, fixed grid.
 
     Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
     int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
-    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m]}``, one cell per occupied (class,
-    bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
+    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m], "rounded": int64 [2]}``, cells
+    sorted by class and score; ``rounded`` counts the (row, class) entries of each label whose weight the
+    fixed point rounded (:func:`rounded_rows`). Binned, one cell per occupied (class, bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
     the same fixed point, so a cell knows where its negatives and its positives lie on average. ``ties`` is the
     bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
     when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
@@ -173,7 +176,7 @@ class ScoreHistogram(Statistic):
     """
 
     undefined_leaves: ClassVar[tuple[str, ...]] = ("ties",)
-    stored_chunk_values: ClassVar[int] = 1 << 19  # each merge into an exact state rewrites it
+    stored_chunk_values: ClassVar[int] = 1 << 18  # each merge into an exact state rewrites it
 
     task: Task
     precision_bits: int = 10
@@ -268,8 +271,27 @@ class ScoreHistogram(Statistic):
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
         return merge_cells(state, rows, self.exact_cells)
 
-    def folds_on_host(self, state: State) -> bool:
-        return self.track_ties and is_exact(state)
+    def folds_on_host(self, state: State, batch: Batch) -> bool:
+        return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)
+
+    def _exceeds_exact_cells(self, batch: Batch) -> bool:
+        """Whether the rows of ``batch`` alone hold more than ``exact_cells`` distinct (class, score) pairs, so
+        that any state holding them is binned: then the compiled update may take the batch. Counted as the
+        distinct live prediction values, a lower bound (no count for multiclass logits, whose order is the
+        softmax)."""
+        predictions = np.asarray(batch["predictions"])
+        softmax_order = self.task.kind is TaskKind.MULTICLASS and self.task.prediction is PredictionKind.LOGITS
+        if predictions.size <= self.exact_cells or softmax_order:
+            return False
+        weights = batch.get("weights")
+        weights = np.ones(len(predictions)) if weights is None else np.asarray(weights)
+        _, w = valid_weights(self.task, np.asarray(batch["targets"]), weights)
+        live = w > 0
+        if predictions.ndim > live.ndim:
+            live = np.broadcast_to(live[:, None], predictions.shape)
+        values = np.sort(predictions[live].astype(np.float64, copy=False), kind="quicksort")
+        distinct = int(len(values) > 0) + int(np.count_nonzero(values[1:] != values[:-1]))
+        return distinct > self.exact_cells
 
     def for_replicates(self) -> Statistic:
         return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
@@ -408,43 +430,44 @@ def _merge_exact(a: State, b: State) -> State:
     slot_a, slot_b = _merged_slots(a, b)
     n = len(slot_a) + len(slot_b)
     merged: dict[str, np.ndarray] = {}
-    for name, dtype in (("keys", np.int64), ("ties", np.float64)):
-        merged[name] = np.empty(n, dtype)
-        merged[name][slot_a], merged[name][slot_b] = a[name], b[name]
-    for name in ("counts", "sums"):
-        flat = np.empty(n, np.complex128)  # (int64 pairs, see _pair_view)
-        flat[slot_a], flat[slot_b] = _pair_view(a[name]), _pair_view(b[name])
-        merged[name] = flat.view(np.int64).reshape(-1, 2)
-    starts = _starts(merged["keys"], merged["ties"])
-    if len(starts) == n:
-        return merged
-    return {
-        "keys": merged["keys"][starts],
-        "counts": _add_runs(merged["counts"], starts),
-        "sums": _add_runs(merged["sums"], starts),
-        "ties": merged["ties"][starts],
-    }
+    for name, dtype in (("keys", np.int64), ("ties", np.float64), ("counts", np.complex128), ("sums", np.complex128)):
+        column = np.empty(n, dtype)  # (int64 pairs as 16-byte items, see _pair_view)
+        side_a, side_b = (a[name], b[name]) if dtype != np.complex128 else (_pair_view(a[name]), _pair_view(b[name]))
+        column[slot_a], column[slot_b] = side_a, side_b
+        merged[name] = column
+    ties = merged["ties"]
+    again = np.flatnonzero((ties[1:] == ties[:-1]) & (merged["keys"][1:] == merged["keys"][:-1])) + 1
+    if len(again):  # a score on both sides: the pair is adjacent (a's first); b's counts go into a's cell
+        keep = np.ones(n, bool)
+        keep[again] = False
+        for name in ("counts", "sums"):
+            flat = merged[name].view(np.int64)
+            for half in (0, 1):
+                flat[2 * (again - 1) + half] += flat[2 * again + half]
+        merged = {name: column[keep] for name, column in merged.items()}
+    merged["counts"], merged["sums"] = (merged[k].view(np.int64).reshape(-1, 2) for k in ("counts", "sums"))
+    return merged
 
 
 def _merged_slots(a: State, b: State) -> tuple[np.ndarray, np.ndarray]:
     """Where each cell of two exact states (each ascending by class, then score) goes in their merged order
-    (a cell of both: ``a``'s first), by binary search: linear in the cells, no sort."""
+    (a cell of both: ``a``'s first), by binary search of one side's cells in the other's: no sort."""
     ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
     ta, tb = np.asarray(a["ties"]), np.asarray(b["ties"])
     ca, cb = ka >> CLASS_SHIFT, kb >> CLASS_SHIFT
     if ca[0] == ca[-1] == cb[0] == cb[-1]:  # one class (binary)
-        return np.arange(len(ka)) + np.searchsorted(tb, ta, "left"), np.arange(len(kb)) + np.searchsorted(
-            ta, tb, "right"
-        )
-    before_a = np.searchsorted(cb, ca, "left")  # b's cells of lower classes
-    before_b = np.searchsorted(ca, cb, "left")
-    classes_b = cb[_starts(cb)]
-    for c in classes_b[np.isin(classes_b, ca[_starts(ca)])]:  # within a class both hold: by score
-        ra = slice(*np.searchsorted(ca, [c, c + 1]))
-        rb = slice(*np.searchsorted(cb, [c, c + 1]))
-        before_a[ra] += np.searchsorted(tb[rb], ta[ra], "left")
-        before_b[rb] += np.searchsorted(ta[ra], tb[rb], "right")
-    return np.arange(len(ka)) + before_a, np.arange(len(kb)) + before_b
+        before_b = np.searchsorted(ta, tb, "right")
+    else:
+        before_b = np.searchsorted(ca, cb, "left")  # a's cells of lower classes
+        classes_b = cb[_starts(cb)]
+        for c in classes_b[np.isin(classes_b, ca[_starts(ca)])]:  # within a class both hold: by score
+            ra = slice(*np.searchsorted(ca, [c, c + 1]))
+            rb = slice(*np.searchsorted(cb, [c, c + 1]))
+            before_b[rb] += np.searchsorted(ta[ra], tb[rb], "right")
+    slot_b = before_b + np.arange(len(kb))
+    taken = np.zeros(len(ka) + len(kb), bool)
+    taken[slot_b] = True
+    return np.flatnonzero(~taken), slot_b
 
 
 def _pair_view(pairs: np.ndarray) -> np.ndarray:

@@ -145,9 +145,9 @@ class Statistic(abc.ABC):
         """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
         return 0
 
-    def folds_on_host(self, state: State) -> bool:
-        """Whether the next batch must go to :meth:`update_stored` whatever its size, because ``state`` (stored
-        form) is one the compiled update cannot continue (an exact ranking state). Default: no."""
+    def folds_on_host(self, state: State, batch: Batch) -> bool:
+        """Whether ``batch`` must go to :meth:`update_stored` whatever its size, because ``state`` (stored form) is
+        one the compiled update cannot continue with these rows (an exact ranking state). Default: no."""
         return False
 
     def update_stored(self, state: State, batch: Batch) -> State:

@@ -187,22 +187,28 @@ def test_logits_and_interval_buckets_take_the_compiled_update():
     assert Accumulator(probabilities)._host_rows_left == HOST_ROWS
 
 
-@pytest.mark.parametrize("exact_cells", [1_000, 1 << 20, 1 << 22])
-def test_a_batch_whose_exact_ranking_state_turns_binned_midway_goes_on_compiled_with_the_same_bits(exact_cells):
-    # 10 classes: the host folds 52,428-row chunks; after the first the state holds more than 1,000 cells, so the
-    # rest of the batch takes the compiled update of the ranking statistic alone (the others took it whole)
+@pytest.mark.parametrize(
+    ("exact_cells", "exact"),
+    [(1_000, False), (1 << 20, False), (1 << 22, True)],
+    ids=["compiled-from-the-first-batch", "binned-midway", "exact"],
+)
+def test_an_exact_ranking_state_turns_binned_whichever_path_with_the_same_bits(exact_cells, exact):
+    # 10 classes, batches of 60k and 100k rows (600k and 1M distinct scores). 1,000 cells: each batch alone holds
+    # more, so the compiled update takes it. 2^20: the first batch is folded exact on the host, and so is the
+    # second (it alone holds fewer) until its first 65,536-row chunk makes the union exceed 2^20; the rest of
+    # that batch takes the compiled update of the ranking statistic alone (the others took it whole).
     rng = np.random.default_rng(21)
-    n, classes = 200_000, 10
-    logits = rng.normal(size=(n, classes))
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    batch = {"predictions": probabilities, "targets": rng.integers(0, classes, n)}
+    classes = 10
+    batches = []
+    for n in (60_000, 100_000):
+        logits = rng.normal(size=(n, classes))
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        batches.append({"predictions": probabilities, "targets": rng.integers(0, classes, n)})
     task = Task("multiclass", num_classes=classes)
     statistics = [
         catalog.build(name, task, {"exact_cells": exact_cells} if name == "roc_auc" else {}).statistic
         for name in ("roc_auc", "accuracy")
     ]
-    host = _fold(statistics, [batch], n)
-    compiled = _fold(statistics, [batch], 0)
-    _assert_same_bits(host, compiled, statistics)
-    ranking = host[0]
-    assert is_exact(ranking) == (exact_cells > n * classes)
+    host = _fold(statistics, batches, 160_000)
+    _assert_same_bits(host, _fold(statistics, batches, 0), statistics)
+    assert is_exact(host[0]) == exact
