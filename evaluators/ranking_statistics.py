@@ -137,10 +137,12 @@ def is_exact(state: Any) -> bool:
     return is_sparse(state) and not np.isnan(np.asarray(state["ties"])).any()
 
 
-EXACT_CELLS = 1 << 18
+EXACT_CELLS = 250_000
 """A :class:`ScoreHistogram` state keeps one cell per distinct (class, score) of its rows, exact, while the
-rows hold at most this many (262,144; about 12 MB); beyond, one cell per occupied (class, bin). Whether a state is
-exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding."""
+rows hold at most this many (about 12 MB); beyond, one cell per occupied (class, bin). Whether a state is
+exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding. A little
+below the 262,144-row batches a worker folds, so that a batch of continuous scores is seen to exceed it and
+takes the compiled update."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,10 @@ class ScoreHistogram(Statistic):
             with jax.enable_x64(True):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
                 keys, label, weight, moment, order, live, inexact = compiled
-        rows = exact_row_cells(keys[live], label[live], weight[live], moment[live], order[live])
+        # rows into a binned state (or more distinct scores than an exact one may hold) need one cell per bin only
+        binned = not is_exact(state) or self._exceeds_exact_cells(batch)
+        cells = compact_cells if binned else exact_row_cells
+        rows = cells(keys[live], label[live], weight[live], moment[live], order[live])
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
         return merge_cells(state, rows, self.exact_cells)
