@@ -421,7 +421,9 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
     if counts.ndim != 4 or np.issubdtype(np.asarray(stacked["counts"]).dtype, np.integer):
         return None
     tied = (np.asarray(stacked["lo"]) == np.asarray(stacked["hi"]))[0]
-    values, bounds = rows_fn(np.ascontiguousarray(counts[:, 0, 0]), np.ascontiguousarray(counts[:, 0, 1]), tied)
+    neg, pos = np.ascontiguousarray(counts[:, 0, 0]), np.ascontiguousarray(counts[:, 0, 1])
+    values, bounds = rows_fn(neg, pos, tied)
+    bounds = bounds + FLOAT_ERROR_PER_CELL * (np.count_nonzero((neg > 0) | (pos > 0), axis=1) + 1)  # as _ranking
     return {"": values, ".error_bound": bounds} if report_bound else {"": values}
 
 
