@@ -3,7 +3,7 @@
 Two statistics hold the score distribution of positives and negatives:
 
 * :class:`ScoreHistogram` (default, ``mode: binned``): sorted integer cells, one per distinct (class, score)
-  while the rows hold at most ``exact_cells`` (2**20) of them, so the values equal scikit-learn's; beyond, one
+  while the rows hold at most ``exact_cells`` (250,000) of them, so the values equal scikit-learn's; beyond, one
   per occupied bin of a fixed grid whose bins follow the float32 bit pattern of ``min(p, 1 - p)`` (bins
   ``2**-precision_bits`` of the distance to the nearer end wide; about 2.4e-4 around 0.5 at the default 10
   bits, 79,874 bins per class). Rows whose scores share a bin then count as in unknown order, and the exact

@@ -198,6 +198,7 @@ class ScoreHistogram(Statistic):
     def working(self, state: State) -> State:
         if not is_sparse(state):
             return {**state, "rounded": rounded_rows(state)} if self.track_ties else state
+        rounded = rounded_rows(state)
         state = collapse_cells(state)
         k, b = ranked_classes(self.task), bin_count(self.precision_bits)
         keys = np.asarray(state["keys"])
@@ -210,7 +211,7 @@ class ScoreHistogram(Statistic):
         ties = np.asarray(state["ties"])
         lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
         hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
-        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi, "rounded": rounded_rows(state)}
+        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi, "rounded": rounded}
 
     def stored(self, state: State) -> State:
         if not self.track_ties or is_sparse(state):
@@ -244,7 +245,7 @@ class ScoreHistogram(Statistic):
         rounded = state["rounded"] + jnp.stack([jnp.sum(inexact & ~label), jnp.sum(inexact & label)])
         sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
         cell = (cls * b + bins).reshape(-1)
-        s = order.astype(jnp.float64).reshape(-1) + 0.0  # (as row_cells)
+        s = _without_negative_zero(order.astype(jnp.float64).reshape(-1))  # (as row_cells)
         live = (w > 0).reshape(-1)
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
@@ -331,6 +332,12 @@ MAX_WORKING_BYTES = 1 << 30
 the stored form instead."""
 
 
+def _without_negative_zero(scores: Any) -> Any:
+    """-0.0 as 0.0: one bit pattern per distinct score (``x + 0.0`` would do on the host, but XLA drops it)."""
+    xp = array_namespace(scores)
+    return xp.where(scores == 0, 0.0, scores)
+
+
 def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """A batch -> flat ``(keys int64, label int32, weight int64, weighted position int64, score float64,
     live bool, weight rounded bool)``, one entry per (row, class); NumPy for host columns, traced under
@@ -340,7 +347,7 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     cls = xp.arange(scores.shape[1], dtype=xp.int64)[None, :]
     keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(xp.int64)
     moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
-    score = order.astype(xp.float64) + 0.0  # -0.0 -> 0.0: one bit pattern per distinct score
+    score = _without_negative_zero(order.astype(xp.float64))
     fixed = fixed_weights(w)
     inexact = fixed.astype(xp.float64) != w * 2.0**WEIGHT_BITS
     flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)

@@ -81,7 +81,7 @@ def _check_paths(statistics: list, batches: list[dict[str, np.ndarray]]) -> tupl
 
 
 EDGE_SCORES = np.array(
-    [0.0, 1.0, 0.5, 0.25, 0.75, 1e-30, 1 - 2**-24, 2**-24, np.nextafter(np.float32(0.5), 1), 1 / 15, 14 / 15],
+    [0.0, -0.0, 1.0, 0.5, 0.25, 0.75, 1e-30, 1 - 2**-24, 2**-24, np.nextafter(np.float32(0.5), 1), 1 / 15, 14 / 15],
     np.float64,
 )
 

@@ -332,6 +332,28 @@ def test_merged_state_is_identical_whatever_the_sharding(exact_cells):
     assert is_exact(results[0]) == (exact_cells == 1 << 20)
 
 
+def test_a_state_turned_binned_by_the_compiled_update_keeps_its_count_of_rounded_weights():
+    # three rounded weights (0.1), two scores in one bin, then a batch that alone holds more than exact_cells
+    # scores: folded into the state by the compiled update, or merged with it, the states are the same bits
+    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": 1000}).statistic
+    rng = np.random.default_rng(4)
+    small = {
+        "predictions": np.array([0.30001, 0.30002, 0.9]),
+        "targets": np.array([0, 1, 1]),
+        "weights": np.full(3, 0.1),
+    }
+    large = {"predictions": rng.random(20_000), "targets": rng.integers(0, 2, 20_000), "weights": np.full(20_000, 0.1)}
+    acc = Accumulator([stat], host_rows=0)
+    (first,) = acc.update(acc.zero(), small)
+    assert is_exact(first) and first["rounded"].tolist() == [1, 2]
+    (folded,) = acc.update((first,), large)
+    (alone,) = acc.update(acc.zero(), large)
+    merged = stat.merge(first, alone)
+    for key in ("keys", "counts", "sums", "ties", "rounded"):
+        np.testing.assert_array_equal(folded[key], merged[key])
+    assert folded["rounded"].sum() == 20_003
+
+
 @pytest.mark.slow
 def test_bench_ranking_parts_run_on_small_sizes():
     import sys
