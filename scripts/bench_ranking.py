@@ -42,7 +42,7 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
     """Sparse and dense merges of ``units`` unit states of the default ROC-AUC statistic."""
     from evaluators import catalog
     from evaluators.accumulate import Accumulator
-    from evaluators.ranking_statistics import collapse_cells
+    from evaluators.ranking_cells import collapse_cells
     from evaluators.task import Task
     from pipelines.unit_result import OVERALL, OrderedMerger, Partial
 

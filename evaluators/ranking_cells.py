@@ -1,0 +1,232 @@
+"""The sparse cell form of a ranking state (:class:`~evaluators.ranking_statistics.ScoreHistogram`): rows sorted
+into cells, exact (one cell per distinct class and score) or binned (one per class and bin), and the merge of
+two states. NumPy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evaluators.statistic import State
+
+WEIGHT_BITS = 32
+"""Bin counts are integers: a row of weight ``w`` adds ``round(w * 2**32)``. Integer sums do not depend on
+sharding or merge order; a bin holds up to 2**31 (about 2.1e9) rows of weight 1."""
+CLASS_SHIFT = 32
+"""A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
+_BIN_MASK = (1 << CLASS_SHIFT) - 1
+
+
+def _empty_cells() -> State:
+    pairs = np.zeros((0, 2), np.int64)
+    return {"keys": np.zeros(0, np.int64), "counts": pairs, "sums": pairs, "ties": np.zeros(0, np.float64)}
+
+
+def is_sparse(state: Any) -> bool:
+    """Whether a ranking state is the stored sparse form (else the dense working form, or a run stored
+    before the sparse form)."""
+    return isinstance(state, dict) and "keys" in state
+
+
+def is_exact(state: Any) -> bool:
+    """Whether a stored sparse state holds every distinct score of its rows exactly: no cell of several
+    distinct scores (NaN tie), so each cell is one score (a bin may then hold several cells)."""
+    return is_sparse(state) and not np.isnan(np.asarray(state["ties"])).any()
+
+
+EXACT_CELLS = 250_000
+"""A :class:`ScoreHistogram` state keeps one cell per distinct (class, score) of its rows, exact, while the
+rows hold at most this many (about 12 MB); beyond, one cell per occupied (class, bin). Whether a state is
+exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding. A little
+below the 262,144-row batches a worker folds, so that a batch of continuous scores is seen to exceed it and
+takes the compiled update."""
+
+
+def _starts(*sorted_columns: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal values (in all ``sorted_columns`` together) begins."""
+    change = np.zeros(len(sorted_columns[0]), bool)
+    change[0] = True
+    for c in sorted_columns:
+        change[1:] |= c[1:] != c[:-1]
+    return np.flatnonzero(change)
+
+
+def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per run: ``[negatives' sum, positives' sum]`` of rows ``values[order]`` (int64 ``[runs, 2]``)."""
+    v, positive = values[order], label[order] == 1
+    return np.stack(
+        [np.add.reduceat(np.where(positive, 0, v), starts), np.add.reduceat(np.where(positive, v, 0), starts)], axis=1
+    )
+
+
+def compact_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> a binned :class:`ScoreHistogram` state, one cell per key (summed integer
+    counts and weighted positions, the tie value of single-score cells)."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = _starts(keys)
+    s = score[order]
+    low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
+    ties = np.where(low == high, low, np.nan)
+    counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
+    return {"keys": keys[starts], "counts": counts, "sums": sums, "ties": ties}
+
+
+def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """The permutation that sorts cells by class, then score (so by key too: bins are monotone in the score).
+    ``presorted``: ``score`` is made of sorted runs (a merge), which the stable sort merges in linear time."""
+    order = np.argsort(score, kind="stable" if presorted else None)
+    cls = keys[order] >> CLASS_SHIFT
+    if len(cls) and cls.min() != cls.max():
+        narrow = cls.astype(np.int16) if cls.max() < 1 << 15 else cls  # radix sort for 16-bit keys
+        order = order[np.argsort(narrow, kind="stable")]
+    return order
+
+
+def exact_row_cells(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+) -> State:
+    """Rows' cells ``[r]`` -> an exact :class:`ScoreHistogram` state: one cell per distinct (class, score),
+    ascending, with the rows' summed integer counts and weighted positions and the score as its tie."""
+    if len(keys) == 0:
+        return _empty_cells()
+    order = _class_score_order(keys, score)
+    k, s = keys[order], score[order]
+    starts = _starts(k, s)
+    counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
+    return {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
+
+
+def collapse_cells(state: State) -> State:
+    """An exact state -> one cell per key (bin): counts and positions add, and a cell of several scores
+    gets a NaN tie. A state of one cell per key is returned as it is."""
+    keys = np.asarray(state["keys"])
+    if len(keys) < 2 or not (keys[1:] == keys[:-1]).any():
+        return state
+    starts = _starts(keys)
+    ties = np.asarray(state["ties"])
+    low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
+    return {
+        "keys": keys[starts],
+        "counts": np.add.reduceat(np.asarray(state["counts"]), starts, axis=0),
+        "sums": np.add.reduceat(np.asarray(state["sums"]), starts, axis=0),
+        "ties": np.where(low == high, low, np.nan),
+    }
+
+
+def _merge_exact(a: State, b: State) -> State:
+    """Union of two exact states by (class, score); counts and positions of a score in both add."""
+    slot_a, slot_b = _merged_slots(a, b)
+    n = len(slot_a) + len(slot_b)
+    merged: dict[str, np.ndarray] = {}
+    for name, dtype in (("keys", np.int64), ("ties", np.float64), ("counts", np.complex128), ("sums", np.complex128)):
+        column = np.empty(n, dtype)  # (int64 pairs as 16-byte items, see _pair_view)
+        side_a, side_b = (a[name], b[name]) if dtype != np.complex128 else (_pair_view(a[name]), _pair_view(b[name]))
+        column[slot_a], column[slot_b] = side_a, side_b
+        merged[name] = column
+    ties = merged["ties"]
+    again = np.flatnonzero((ties[1:] == ties[:-1]) & (merged["keys"][1:] == merged["keys"][:-1])) + 1
+    if len(again):  # a score on both sides: the pair is adjacent (a's first); b's counts go into a's cell
+        keep = np.ones(n, bool)
+        keep[again] = False
+        for name in ("counts", "sums"):
+            flat = merged[name].view(np.int64)
+            for half in (0, 1):
+                flat[2 * (again - 1) + half] += flat[2 * again + half]
+        merged = {name: column[keep] for name, column in merged.items()}
+    merged["counts"], merged["sums"] = (merged[k].view(np.int64).reshape(-1, 2) for k in ("counts", "sums"))
+    return merged
+
+
+def _merged_slots(a: State, b: State) -> tuple[np.ndarray, np.ndarray]:
+    """Where each cell of two exact states (each ascending by class, then score) goes in their merged order
+    (a cell of both: ``a``'s first), by binary search of one side's cells in the other's: no sort."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    ta, tb = np.asarray(a["ties"]), np.asarray(b["ties"])
+    ca, cb = ka >> CLASS_SHIFT, kb >> CLASS_SHIFT
+    if ca[0] == ca[-1] == cb[0] == cb[-1]:  # one class (binary)
+        before_b = np.searchsorted(ta, tb, "right")
+    else:
+        before_b = np.searchsorted(ca, cb, "left")  # a's cells of lower classes
+        classes_b = cb[_starts(cb)]
+        for c in classes_b[np.isin(classes_b, ca[_starts(ca)])]:  # within a class both hold: by score
+            ra = slice(*np.searchsorted(ca, [c, c + 1]))
+            rb = slice(*np.searchsorted(cb, [c, c + 1]))
+            before_b[rb] += np.searchsorted(ta[ra], tb[rb], "right")
+    slot_b = before_b + np.arange(len(kb))
+    taken = np.zeros(len(ka) + len(kb), bool)
+    taken[slot_b] = True
+    return np.flatnonzero(~taken), slot_b
+
+
+def _pair_view(pairs: np.ndarray) -> np.ndarray:
+    """int64 ``[m, 2]`` as ``[m]`` 16-byte items (the same bytes): 1-D fancy indexing moves each pair at once,
+    several times faster than row indexing."""
+    return np.ascontiguousarray(pairs, np.int64).view(np.complex128).reshape(-1)
+
+
+def merge_cells(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+    """:func:`merge_cell_forms`, with the two sides' :func:`rounded_rows` added."""
+    cells = merge_cell_forms(a, b, exact_cells)
+    return {**cells, "rounded": rounded_rows(a) + rounded_rows(b)}
+
+
+def rounded_rows(state: State) -> np.ndarray:
+    """int64 ``[2]``: how many (row, class) entries of negatives and of positives had a weight that the fixed
+    point rounded (each by at most ``2**-(WEIGHT_BITS + 1)``); zeros for states stored before this count."""
+    return np.asarray(state["rounded"]) if "rounded" in state else np.zeros(2, np.int64)
+
+
+def merge_cell_forms(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+    """Merge two stored :class:`ScoreHistogram` states. Two exact states give their union while it holds at
+    most ``exact_cells`` cells, and one cell per bin beyond (:func:`collapse_cells`); otherwise both sides
+    are taken to one cell per bin and merged by sorted-key union: counts add (integers), and a cell stays
+    tied only if both sides hold the same single score."""
+    if len(a["keys"]) == 0:
+        return b if len(b["keys"]) <= exact_cells else collapse_cells(b)
+    if len(b["keys"]) == 0:
+        return a if len(a["keys"]) <= exact_cells else collapse_cells(a)
+    if is_exact(a) and is_exact(b):
+        union = _merge_exact(a, b)
+        return union if len(union["keys"]) <= exact_cells else collapse_cells(union)
+    return _merge_binned(collapse_cells(a), collapse_cells(b))
+
+
+def _merge_binned(a: State, b: State) -> State:
+    """Sorted-key union of two states of one cell per key."""
+    ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    if len(ka) == len(kb) and np.array_equal(ka, kb):
+        ta, tb = a["ties"], b["ties"]
+        ties = np.where(ta == tb, ta, np.nan)
+        return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
+    keys = np.concatenate([ka, kb])
+    order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+    sorted_keys = keys[order]
+    first = np.empty(len(keys), bool)
+    first[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    slot = np.empty(len(keys), np.int64)  # each input cell's index in the union
+    slot[order] = np.cumsum(first) - 1
+    pa, pb = slot[: len(ka)], slot[len(ka) :]
+    m = int(np.count_nonzero(first))
+    out = {"keys": sorted_keys[first]}
+    # [m, 2] pairs through flat int64 views: 1-D fancy indexing is several times faster than row indexing
+    flat_a, flat_b = np.stack([2 * pa, 2 * pa + 1], axis=1).ravel(), np.stack([2 * pb, 2 * pb + 1], axis=1).ravel()
+    for name in ("counts", "sums"):
+        flat = np.zeros(2 * m, np.int64)
+        flat[flat_a] = np.asarray(a[name]).ravel()
+        flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
+        out[name] = flat.reshape(m, 2)
+    ties = np.full(m, np.nan)
+    ties[pa] = a["ties"]
+    in_a = np.zeros(m, bool)
+    in_a[pa] = True
+    tb = np.asarray(b["ties"])
+    ties[pb] = np.where(in_a[pb], np.where(ties[pb] == tb, tb, np.nan), tb)
+    out["ties"] = ties
+    return out
