@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
+from evaluators.ranking_cells import _starts
 from evaluators.ranking_statistics import (
     _BIN_MASK,
     CLASS_SHIFT,
@@ -175,7 +176,7 @@ def _pooled_cells(state: State) -> State:
         return exact_cells_merged(pooled, order)
     order = np.argsort(cells, kind="stable")
     cells = cells[order]
-    starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    starts = _starts(cells)
     ties = np.asarray(state["ties"])[order]
     with np.errstate(invalid="ignore"):
         low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
@@ -190,7 +191,7 @@ def _pooled_cells(state: State) -> State:
 def exact_cells_merged(state: State, order: np.ndarray) -> State:
     """An exact state's cells in ``order`` (ascending scores), those of one score added into one cell."""
     keys, ties = np.asarray(state["keys"])[order], np.asarray(state["ties"])[order]
-    starts = np.flatnonzero(np.concatenate([[True], ties[1:] != ties[:-1]]))
+    starts = _starts(ties)
     return {
         "keys": keys[starts],
         "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
