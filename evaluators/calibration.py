@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 
@@ -66,12 +67,22 @@ class LogLossSum(Statistic):
 
     task: Task
     eps: float = float(np.finfo(np.float64).eps)
+    jittable: ClassVar[bool] = False
+    """NumPy's logarithm in every update, so that the bits never depend on which path folded a batch: XLA's
+    ``log`` and NumPy's vectorised one may end a few rows one unit apart in the last place (as on CPUs with
+    AVX-512), and the fixed-point sum keeps that unit."""
 
     def zero(self) -> State:
         return _weighted_sum_zero()
 
-    def runs_on_host(self) -> bool:
-        return self.task.converts_on_host
+    def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
+        weight, total = (np.array(leaf) for leaf in stacked)
+        order = np.argsort(group, kind="stable")
+        bounds = np.flatnonzero(np.diff(group[order])) + 1
+        for rows in np.split(order, bounds) if len(order) else ():
+            g = group[rows[0]]
+            weight[g], total[g] = self.update((weight[g], total[g]), {k: v[rows] for k, v in batch.items()})
+        return weight, total
 
     def update(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])

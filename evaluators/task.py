@@ -126,6 +126,10 @@ def valid_weights(task: Task, targets: jax.Array, weights: jax.Array) -> tuple[j
 def positive_scores(task: Task, predictions: jax.Array) -> jax.Array:
     """Probabilities of the positive class: ``[n]`` (binary) or ``[n, L]`` (multilabel)."""
     if task.prediction is PredictionKind.LOGITS:
+        if isinstance(predictions, np.ndarray):  # a host update: NumPy throughout
+            x = predictions.astype(np.float64)
+            e = np.exp(-np.abs(x))
+            return np.where(x >= 0, 1.0, e) / (1.0 + e)
         return jax.nn.sigmoid(predictions.astype(jnp.float64))
     return predictions
 
@@ -133,6 +137,9 @@ def positive_scores(task: Task, predictions: jax.Array) -> jax.Array:
 def class_probabilities(task: Task, predictions: jax.Array) -> jax.Array:
     """``[n, C]`` class probabilities of a multiclass task."""
     if task.prediction is PredictionKind.LOGITS:
+        if isinstance(predictions, np.ndarray):  # a host update: NumPy throughout
+            e = np.exp(predictions.astype(np.float64) - predictions.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
         return jax.nn.softmax(predictions.astype(jnp.float64), axis=-1)
     return predictions
 
