@@ -22,7 +22,7 @@ one shape per job and compiles once:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,8 +133,17 @@ class Accumulator:
     def zero(self) -> tuple[State, ...]:
         return tuple(s.zero() for s in self.statistics)
 
-    def merge(self, a: Sequence[State], b: Sequence[State]) -> tuple[State, ...]:
-        return tuple(s.merge(x, y) for s, x, y in zip(self.statistics, a, b, strict=True))
+    def merge(self, a: Sequence[State], b: Sequence[State], skip: Collection[int] = ()) -> tuple[State, ...]:
+        """Statistic-wise merge; the statistics at indices ``skip`` keep ``a``'s state (merged elsewhere, all at
+        once: see :attr:`order_free`)."""
+        return tuple(
+            x if i in skip else s.merge(x, y) for i, (s, x, y) in enumerate(zip(self.statistics, a, b, strict=True))
+        )
+
+    @functools.cached_property
+    def order_free(self) -> tuple[int, ...]:
+        """Indices of the statistics whose merge :meth:`~evaluators.statistic.Statistic.merges_in_any_order`."""
+        return tuple(i for i, s in enumerate(self.statistics) if s.merges_in_any_order())
 
     def zero_grouped(self, groups: int) -> tuple[State, ...]:
         """``groups`` zero states stacked on a leading axis (one per group, e.g. bootstrap bucket)."""

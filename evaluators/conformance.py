@@ -182,6 +182,9 @@ class StatisticTester:
         self.assert_same(
             "partition: parts merged in a random tree order", merge_in_random_order(self, states, rng), whole
         )
+        if self.statistic.merges_in_any_order():
+            shuffled = [states[i] for i in rng.permutation(len(states))]
+            self.assert_same("partition: merge_all of the parts", self.statistic.merge_all(shuffled), whole, rtol=0)
         folded = self.statistic.zero()
         for rows in parts:
             folded = self.update(folded, take(batch, rows))

@@ -5,7 +5,7 @@ histogram's state. The values read off their merged states are in :mod:`evaluato
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from evaluators.ranking_cells import (
     is_exact,
     is_sparse,
     merge_cells,
+    merge_many_cells,
     rounded_rows,
 )
 from evaluators.statistic import (
@@ -301,6 +302,14 @@ class ScoreHistogram(Statistic):
         if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
             return merge_cells(self.stored(a), self.stored(b), self.exact_cells)
         return merge_with_extremes(a, b)
+
+    def merges_in_any_order(self) -> bool:
+        return self.track_ties  # integer counts and a tie per cell: the merged state is a function of the rows
+
+    def merge_all(self, states: Sequence[State]) -> State:
+        if self.track_ties:
+            return merge_many_cells([self.stored(s) for s in states], self.exact_cells)
+        return super().merge_all(states)
 
 
 SMALL_BATCH_CELLS = 1 << 14

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -121,6 +122,17 @@ class Statistic(abc.ABC):
     def merge(self, a: State, b: State) -> State:
         """Combine two states. Default: leaf-wise sum (counts and sums)."""
         return tree_add(a, b)
+
+    def merges_in_any_order(self) -> bool:
+        """Whether the merged state is the same whatever the grouping and order of the merges, bit for bit (integer
+        sums, set unions), so that :meth:`merge_all` may take many states at once. Default False: floating sums
+        are merged pairwise in plan order."""
+        return False
+
+    def merge_all(self, states: Sequence[State]) -> State:
+        """The merge of one or more states. Default: :meth:`merge` from left to right; a statistic that
+        :meth:`merges_in_any_order` may do better (one pass over all of them)."""
+        return functools.reduce(self.merge, states)
 
     def working(self, state: State) -> State:
         """The form :meth:`update` takes, from a state in either form. Default: the state itself.

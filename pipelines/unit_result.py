@@ -67,29 +67,90 @@ class UnitResult:
     """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
 
 
-def _merge_maps(acc: Accumulator | None, a: dict, b: dict) -> dict:
+def _merge_maps(acc: Accumulator | None, a: dict, b: dict, skip: bool) -> dict:
     out = dict(a)
     for key, states in b.items():
-        out[key] = acc.merge(out[key], states) if key in out else states
+        out[key] = acc.merge(out[key], states, acc.order_free if skip else ()) if key in out else states
     return out
 
 
-def merge_partials(acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial) -> Partial:
-    """Merge two partial results; a slice or bucket missing on one side is taken as is."""
+def merge_partials(
+    acc: Accumulator, racc: Accumulator | None, a: Partial, b: Partial, *, skip_order_free: bool = False
+) -> Partial:
+    """Merge two partial results; a slice or bucket missing on one side is taken as is. ``skip_order_free``: the
+    accumulators' :attr:`~evaluators.accumulate.Accumulator.order_free` statistics keep ``a``'s state (the caller
+    merges them all at once)."""
     from evaluators.retrieval import QUERY, QueryRowsError  # loads JAX, which any merge has loaded already
 
     rows = dict(a.rows)
     for key, n in b.rows.items():
         rows[key] = rows.get(key, 0) + n
     try:
-        states = _merge_maps(acc, a.states, b.states)
+        states = _merge_maps(acc, a.states, b.states, skip_order_free)
     except QueryRowsError as exc:  # a ranking query in two work units
         raise DataError(f"data.columns.{QUERY}: {exc}.") from None
-    return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states), rows)
+    return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states, skip_order_free), rows)
+
+
+POOL_STATES = 64
+""":class:`OrderedMerger` merges the pooled states of an order-free statistic (one slice) once this many wait..."""
+POOL_BYTES = 1 << 28
+"""... or once they hold this many bytes (256 MiB)."""
+
+
+class _Pools:
+    """States of the order-free statistics (:attr:`~evaluators.accumulate.Accumulator.order_free`) per slice,
+    merged many at a time (:meth:`~evaluators.statistic.Statistic.merge_all`) instead of pairwise in the tree."""
+
+    def __init__(self, acc: Accumulator | None) -> None:
+        self.acc = acc
+        self.free = acc.order_free if acc is not None else ()
+        self.pools: dict[tuple[SliceKey, int], list[State]] = {}
+        self.bytes: dict[tuple[SliceKey, int], int] = {}
+
+    def take(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
+        """Pool the order-free states of ``states``; what is left for the tree (their places hold None)."""
+        if not self.free:
+            return states
+        out = {}
+        for key, row in states.items():
+            row = list(row)
+            for i in self.free:
+                pool, at = self.pools.setdefault((key, i), []), (key, i)
+                pool.append(row[i])
+                self.bytes[at] = self.bytes.get(at, 0) + _nbytes(row[i])
+                if len(pool) >= POOL_STATES or self.bytes[at] >= POOL_BYTES:
+                    pool[:] = [self._merge_all(i, pool)]
+                    self.bytes[at] = _nbytes(pool[0])
+                row[i] = None
+            out[key] = tuple(row)
+        return out
+
+    def put_back(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
+        """``states`` from the tree with each pooled statistic's merged state in its place."""
+        if not self.free:
+            return states
+        out = {}
+        for key, row in states.items():
+            row = list(row)
+            for i in self.free:
+                row[i] = self._merge_all(i, self.pools[key, i])
+            out[key] = tuple(row)
+        return out
+
+    def _merge_all(self, i: int, states: list[State]) -> State:
+        assert self.acc is not None
+        return self.acc.statistics[i].merge_all(states)
+
+
+def _nbytes(state: State) -> int:
+    return sum(getattr(leaf, "nbytes", 0) for leaf in state.values()) if isinstance(state, dict) else 0
 
 
 class OrderedMerger:
-    """Merge per-unit partial results in index order ``0, 1, 2, ...`` as a binary tree."""
+    """Merge per-unit partial results in index order ``0, 1, 2, ...`` as a binary tree. The states of statistics
+    whose merge does not depend on order (:attr:`~evaluators.accumulate.Accumulator.order_free`: the ranking
+    histogram's integer cells) are pooled and merged many at a time instead, which gives the same bits."""
 
     def __init__(self, acc: Accumulator, racc: Accumulator | None = None) -> None:
         self.acc = acc
@@ -97,16 +158,19 @@ class OrderedMerger:
         self.next_index = 0
         self.waiting: dict[int, Partial] = {}
         self.stack: list[tuple[int, Partial]] = []  # (level, merged partial)
+        self.pools, self.bucket_pools = _Pools(acc), _Pools(racc)
 
     def _merge(self, a: Partial, b: Partial) -> Partial:
-        return merge_partials(self.acc, self.racc, a, b)
+        return merge_partials(self.acc, self.racc, a, b, skip_order_free=True)
 
     def add(self, index: int, partial: Partial) -> None:
         if index < self.next_index or index in self.waiting:
             return  # a duplicate (a retried unit that also finished): identical states, keep one
         self.waiting[index] = partial
         while self.next_index in self.waiting:
-            self._push(self.waiting.pop(self.next_index))
+            unit = self.waiting.pop(self.next_index)
+            states, bucket_states = self.pools.take(unit.states), self.bucket_pools.take(unit.bucket_states)
+            self._push(Partial(states, bucket_states, unit.rows))
             self.next_index += 1
 
     def _push(self, partial: Partial) -> None:
@@ -120,12 +184,20 @@ class OrderedMerger:
     def result(self) -> Partial:
         if self.waiting:
             raise RuntimeError(f"units missing before {min(self.waiting)}: results incomplete")
-        return fold_right(self.acc, self.racc, [partial for _, partial in self.stack])
+        merged = fold_right(self.acc, self.racc, [partial for _, partial in self.stack], skip_order_free=True)
+        if not self.stack:
+            return merged
+        states, bucket_states = self.pools.put_back(merged.states), self.bucket_pools.put_back(merged.bucket_states)
+        return Partial(states, bucket_states, merged.rows)
 
 
-def fold_right(acc: Accumulator, racc: Accumulator | None, partials: Sequence[Partial]) -> Partial:
+def fold_right(
+    acc: Accumulator, racc: Accumulator | None, partials: Sequence[Partial], *, skip_order_free: bool = False
+) -> Partial:
     """The last step of the ordered merge: ``p0 + (p1 + (... + pn))``; no partials: the empty overall one."""
     merged: Partial | None = None
     for partial in reversed(partials):
-        merged = partial if merged is None else merge_partials(acc, racc, partial, merged)
+        merged = (
+            partial if merged is None else merge_partials(acc, racc, partial, merged, skip_order_free=skip_order_free)
+        )
     return merged if merged is not None else Partial({OVERALL: acc.zero()}, {}, {OVERALL: 0})

@@ -55,9 +55,10 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
 
     class _Dense:  # the pre-sparse merge: leaf-wise sums and extremes of the whole grid
         statistics = acc.statistics
+        order_free = ()  # the dense float histograms merge pairwise in plan order
 
         @staticmethod
-        def merge(a: tuple, b: tuple) -> tuple:
+        def merge(a: tuple, b: tuple, skip: tuple = ()) -> tuple:
             from evaluators.statistic import merge_with_extremes
 
             return (merge_with_extremes(a[0], b[0]),)
