@@ -29,6 +29,7 @@ from evaluators.kernels import add_rows, array_namespace, fixed_sum, from_fixed,
 from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
+    PredictionKind,
     Task,
     TaskKind,
     class_probabilities,
@@ -93,6 +94,9 @@ class LogLossSum(Statistic):
             # one logarithm per row, of the probability given to the true class (as scikit-learn)
             loss = -xp.log(xp.where(targets == 1, p, 1 - p))
         else:
+            if self.task.prediction is not PredictionKind.LOGITS:  # the true class's column only, then float64
+                preds = xp.take_along_axis(preds, targets[:, None].astype(xp.int32), axis=1)
+                targets = xp.zeros_like(targets)
             probs = class_probabilities(self.task, preds).astype(xp.float64)
             p = xp.take_along_axis(probs, targets[:, None].astype(xp.int32), axis=1)[:, 0]
             loss = -xp.log(xp.clip(p, self.eps, 1 - self.eps))

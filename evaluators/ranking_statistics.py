@@ -263,21 +263,21 @@ class ScoreHistogram(Statistic):
         return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)
 
     def _exceeds_exact_cells(self, batch: Batch) -> bool:
-        """Whether the rows of ``batch`` alone hold more than ``exact_cells`` distinct (class, score) pairs, so
-        that any state holding them is binned: then the compiled update may take the batch. Counted as the
-        distinct live prediction values, a lower bound (no count for multiclass logits, whose order is the
-        softmax)."""
+        """Whether the rows of ``batch`` alone certainly hold more than ``exact_cells`` distinct (class, score)
+        pairs, so that any state holding them is binned: then the compiled update may take the batch. Counted as
+        the distinct predictions of the live rows among the first ``2 * exact_cells`` values, a lower bound (False
+        when unsure; no count for multiclass logits, whose order is the softmax)."""
         predictions = np.asarray(batch["predictions"])
         softmax_order = self.task.kind is TaskKind.MULTICLASS and self.task.prediction is PredictionKind.LOGITS
         if predictions.size <= self.exact_cells or softmax_order:
             return False
+        width = predictions.size // max(len(predictions), 1)
+        rows = min(len(predictions), -(-2 * self.exact_cells // width))  # a prefix of about 2 * exact_cells values
         weights = batch.get("weights")
-        weights = np.ones(len(predictions)) if weights is None else np.asarray(weights)
-        _, w = valid_weights(self.task, np.asarray(batch["targets"]), weights)
-        live = w > 0
-        if predictions.ndim > live.ndim:
-            live = np.broadcast_to(live[:, None], predictions.shape)
-        values = np.sort(predictions[live].astype(np.float64, copy=False), kind="quicksort")
+        weights = np.ones(rows) if weights is None else np.asarray(weights)[:rows]
+        _, w = valid_weights(self.task, np.asarray(batch["targets"])[:rows], weights)
+        # (cells order rows by the prediction as written, a binary logit too; float32 sorts as it is)
+        values = np.sort(predictions[:rows][w > 0].reshape(-1), kind="quicksort")
         distinct = int(len(values) > 0) + int(np.count_nonzero(values[1:] != values[:-1]))
         return distinct > self.exact_cells
 
