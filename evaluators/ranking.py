@@ -61,7 +61,9 @@ from evaluators.task import (
 
 __all__ = [
     "CLASS_SHIFT",
+    "DEFAULT_PRECISION_BITS",
     "EXACT_CELLS",
+    "GRID_CELLS",
     "REPLICATE_PRECISION_BITS",
     "SMALL_BATCH_CELLS",
     "WEIGHT_BITS",
@@ -76,6 +78,7 @@ __all__ = [
     "class_distributions",
     "class_shifts",
     "compact_cells",
+    "default_precision_bits",
     "digamma_difference",
     "exact_row_cells",
     "fixed_weights",
@@ -428,6 +431,21 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
     return {"": values, ".error_bound": bounds} if report_bound else {"": values}
 
 
+DEFAULT_PRECISION_BITS = 10
+GRID_CELLS = 1 << 23
+"""The default precision is the finest (at most :data:`DEFAULT_PRECISION_BITS`) whose grid of (class, bin) cells
+holds at most this many: 10 bits up to 105 classes; 1,000 classes get 6 bits, so that a binned state (48 bytes per
+occupied cell) of 100,000 rows stays near 40 MB and the compiled histogram takes the batches."""
+
+
+def default_precision_bits(task: Task) -> int:
+    """``precision_bits`` of a binned ranking metric that does not set it (see :data:`GRID_CELLS`)."""
+    bits = DEFAULT_PRECISION_BITS
+    while bits > 4 and ranked_classes(task) * bin_count(bits) > GRID_CELLS:
+        bits -= 1
+    return bits
+
+
 def _ranking_metric(
     name: str,
     score_fn: Any,
@@ -436,7 +454,7 @@ def _ranking_metric(
     task: Task,
     average: str | None,
     mode: str,
-    precision_bits: int,
+    precision_bits: int | None,
     exact_cells: int,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
@@ -449,6 +467,7 @@ def _ranking_metric(
     if task.kind is TaskKind.MULTICLASS and avg == "micro":
         raise ValueError(f"{name} with average 'micro' is defined for binary and multilabel tasks only")
     if mode == "binned":
+        precision_bits = default_precision_bits(task) if precision_bits is None else precision_bits
         if not 4 <= precision_bits <= 16:
             raise ValueError(f"precision_bits must be between 4 and 16, got {precision_bits}")
         if not 0 <= exact_cells <= 1 << 28:
@@ -469,11 +488,12 @@ def roc_auc(
     *,
     average: str | None = None,
     mode: str = "binned",
-    precision_bits: int = 10,
+    precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
 ) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
-    at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond."""
+    at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond (None:
+    :func:`default_precision_bits`)."""
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
@@ -492,7 +512,7 @@ def average_precision(
     *,
     average: str | None = None,
     mode: str = "binned",
-    precision_bits: int = 10,
+    precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""

@@ -388,3 +388,28 @@ def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells()
     # the earlier histogram has no positions within bins: only the newer side's add up
     no_positions = stat.merge({**first, "sums": np.zeros_like(first["sums"])}, second)
     np.testing.assert_array_equal(merged["sums"], no_positions["sums"])
+
+
+def test_the_default_precision_coarsens_only_for_grids_beyond_2_23_cells():
+    from evaluators.ranking import GRID_CELLS, default_precision_bits
+
+    # bin_count(10) = 79,874: 105 classes hold 8,386,770 cells (<= 2**23 = 8,388,608), 106 classes do not
+    assert bin_count(10) == 79_874 and 105 * 79_874 <= GRID_CELLS < 106 * 79_874
+    assert [default_precision_bits(Task("multiclass", c)) for c in (3, 105, 106, 1000)] == [10, 10, 9, 6]
+    assert default_precision_bits(Task("binary")) == 10
+    metric = catalog.build("roc_auc", Task("multiclass", 1000))
+    assert metric.statistic.precision_bits == 6 and metric.statistic.small_batch_rows() < 1 << 62  # compiled grid
+    assert catalog.build("roc_auc", Task("multiclass", 1000), {"precision_bits": 9}).statistic.precision_bits == 9
+
+
+def test_a_wide_binned_task_equals_sklearn_within_its_reported_bound():
+    classes, n = 300, 4_000  # 1.2M (class, score) pairs: binned, at the 8 bits of a 300-class task
+    rng = np.random.default_rng(11)
+    probs = rng.dirichlet(np.full(classes, 0.3), n)
+    targets = np.concatenate([np.arange(classes), rng.integers(0, classes, n - classes)])  # every class present
+    probs[np.arange(n), targets] += rng.random(n)  # some signal
+    probs /= probs.sum(axis=1, keepdims=True)
+    (got,) = evaluate([catalog.build("roc_auc", Task("multiclass", classes))], probs, targets)
+    expected = skm.roc_auc_score(targets, probs, multi_class="ovr", average="macro", labels=np.arange(classes))
+    assert 0 < got[".error_bound"] < 1e-2
+    assert abs(got[""] - expected) <= got[".error_bound"]

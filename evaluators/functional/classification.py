@@ -99,7 +99,7 @@ def roc_auc(
     *,
     average: str | None = None,
     mode: str = "binned",
-    precision_bits: int = 10,
+    precision_bits: int | None = None,
     **kw: Any,
 ) -> Any:
     """Area under the ROC curve; ``mode="exact"`` for scikit-learn's exact value."""
@@ -112,7 +112,7 @@ def average_precision(
     *,
     average: str | None = None,
     mode: str = "binned",
-    precision_bits: int = 10,
+    precision_bits: int | None = None,
     **kw: Any,
 ) -> Any:
     """Average precision (step-wise area under the precision-recall curve)."""
