@@ -11,6 +11,7 @@
     python scripts/bench.py rowgroup [--rows 20000000] [--budget-mb 64] [--repeats 3]
     python scripts/bench.py ranking [--parts reduce,wide,slices,multiclass]   # see scripts/bench_ranking.py
     python scripts/bench.py families [--parts ranking,fairness,text]   # see scripts/bench_families.py
+    python scripts/bench.py fused [--rows 4000000] [--repeats 7] [--cpu 0]   # see scripts/bench_fused.py
     python scripts/bench.py process [--rows 10000000] [--shard-rows 500000] [--small-rows 2000] [--repeats 3] [--cpu 0]
 
 ``process``: whole processes as a user times them, imports included (see ``scripts/bench_process.py``):
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -183,7 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     import bench_families
 
     bench_families.add_arguments(sub.add_parser("families", help="ranking, fairness, corpus text vs references"))
+    import bench_fused
+
+    bench_fused.add_arguments(sub.add_parser("fused", help="the fused compiled update vs the sum of its parts"))
     args = parser.parse_args(argv)
+    if args.benchmark == "fused":
+        from bench_suites import ONE_CORE_XLA_FLAGS, THREAD_VARIABLES
+
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"), XLA_FLAGS=ONE_CORE_XLA_FLAGS)
+        print(json.dumps(bench_fused.bench_fused(args), indent=2))
+        return
     if args.benchmark == "ranking":
         print(json.dumps(bench_ranking.bench_ranking(args, _runner(args)), indent=2))
         return

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from evaluators import catalog
-from evaluators.accumulate import HOST_ROWS, Accumulator
+from evaluators.accumulate import HOST_ROWS, Accumulator, evaluate
 from evaluators.ranking import is_exact
 from evaluators.statistic import tree_leaves
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -212,3 +212,43 @@ def test_an_exact_ranking_state_turns_binned_whichever_path_with_the_same_bits(e
     host = _fold(statistics, batches, 160_000)
     _assert_same_bits(host, _fold(statistics, batches, 0), statistics)
     assert is_exact(host[0]) == exact
+
+
+@pytest.mark.parametrize("prediction", ["probabilities", "logits"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_log_loss_of_a_long_batch_is_sklearns_and_the_state_of_its_pieces(kind, prediction):
+    """Log loss is always folded with NumPy, a long batch in cache-sized steps (``HOST_CHUNK_ROWS``): the state
+    equals folding uneven pieces one by one, bit for bit, and the value is scikit-learn's."""
+    from scipy.special import expit, softmax
+
+    from evaluators.calibration import HOST_CHUNK_ROWS
+
+    rng = np.random.default_rng(21)
+    n = 3 * HOST_CHUNK_ROWS + 777
+    if kind == "binary":
+        raw = rng.normal(size=n) * 3
+        targets = (rng.random(n) < expit(raw)).astype(np.int8)
+        probs = expit(raw)
+        task = Task("binary", prediction=PredictionKind(prediction))
+        predictions = raw if prediction == "logits" else probs.astype(np.float32)
+        probs = probs if prediction == "logits" else predictions.astype(np.float64)
+    else:
+        raw = rng.normal(size=(n, 5)) * 2
+        targets = rng.integers(0, 5, n)
+        probs = softmax(raw, axis=1)
+        task = Task("multiclass", 5, prediction=PredictionKind(prediction))
+        predictions = raw if prediction == "logits" else probs
+    weights = rng.choice([0.0, 0.5, 1.0, 2.0, 3.0], n)  # sums exact in any order
+    stat = catalog.build("log_loss", task).statistic
+    assert not stat.jittable
+    whole = stat.update(stat.zero(), {"predictions": predictions, "targets": targets, "weights": weights})
+    pieces = stat.zero()
+    for rows in np.split(np.arange(n), [5, HOST_CHUNK_ROWS + 3, 2 * HOST_CHUNK_ROWS + 1000]):
+        pieces = stat.update(
+            pieces, {"predictions": predictions[rows], "targets": targets[rows], "weights": weights[rows]}
+        )
+    for a, b in zip(whole, pieces, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    (value,) = evaluate([catalog.build("log_loss", task)], predictions, targets, weights)
+    labels = None if kind == "binary" else np.arange(5)
+    assert value == pytest.approx(skm.log_loss(targets, probs, sample_weight=weights, labels=labels), rel=1e-12)
