@@ -251,4 +251,4 @@ def test_log_loss_of_a_long_batch_is_sklearns_and_the_state_of_its_pieces(kind, 
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     (value,) = evaluate([catalog.build("log_loss", task)], predictions, targets, weights)
     labels = None if kind == "binary" else np.arange(5)
-    assert value == pytest.approx(skm.log_loss(targets, probs, sample_weight=weights, labels=labels), rel=1e-12)
+    assert value[""] == pytest.approx(skm.log_loss(targets, probs, sample_weight=weights, labels=labels), rel=1e-12)
