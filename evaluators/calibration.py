@@ -61,6 +61,17 @@ HOST_CHUNK_ROWS = 1 << 14
 core's cache instead of streaming the batch through memory once per operation."""
 
 
+def in_cache_steps(update_rows: Callable[[State, Batch], State], state: State, batch: Batch) -> State:
+    """``update_rows(state, batch)``; on host arrays longer than :data:`HOST_CHUNK_ROWS`, one step per that many rows
+    (a sum over rows: the same integer sums, 3-6x faster than whole-batch NumPy operations)."""
+    n = len(batch["weights"])
+    if n <= HOST_CHUNK_ROWS or array_namespace(batch["weights"]) is not np:
+        return update_rows(state, batch)
+    for first in range(0, n, HOST_CHUNK_ROWS):
+        state = update_rows(state, {k: v[first : first + HOST_CHUNK_ROWS] for k, v in batch.items()})
+    return state
+
+
 @dataclass(frozen=True)
 class LogLossSum(Statistic):
     """Weighted sum of negative log-likelihoods.
@@ -91,12 +102,7 @@ class LogLossSum(Statistic):
         return weight, total
 
     def update(self, state: State, batch: Batch) -> State:
-        n = len(batch["weights"])
-        if n <= HOST_CHUNK_ROWS or array_namespace(batch["weights"]) is not np:
-            return self._update_rows(state, batch)
-        for first in range(0, n, HOST_CHUNK_ROWS):  # chunks whose temporaries stay in cache (3x faster)
-            state = self._update_rows(state, {k: v[first : first + HOST_CHUNK_ROWS] for k, v in batch.items()})
-        return state
+        return in_cache_steps(self._update_rows, state, batch)
 
     def _update_rows(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])
@@ -133,12 +139,7 @@ class BrierSum(Statistic):
         return self.task.kind is TaskKind.BINARY and self.task.converts_on_host
 
     def update(self, state: State, batch: Batch) -> State:
-        n = len(batch["weights"])
-        if n <= HOST_CHUNK_ROWS or array_namespace(batch["weights"]) is not np:
-            return self._update_rows(state, batch)
-        for first in range(0, n, HOST_CHUNK_ROWS):  # chunks whose temporaries stay in cache (3x faster)
-            state = self._update_rows(state, {k: v[first : first + HOST_CHUNK_ROWS] for k, v in batch.items()})
-        return state
+        return in_cache_steps(self._update_rows, state, batch)
 
     def _update_rows(self, state: State, batch: Batch) -> State:
         xp = array_namespace(batch["weights"])

@@ -12,7 +12,7 @@ import the worker that makes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -110,33 +110,32 @@ class _Pools:
 
     def take(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
         """Pool the order-free states of ``states``; what is left for the tree (their places hold None)."""
-        if not self.free:
-            return states
-        out = {}
-        for key, row in states.items():
-            row = list(row)
-            for i in self.free:
-                pool, at = self.pools.setdefault((key, i), []), (key, i)
-                pool.append(row[i])
-                self.bytes[at] = self.bytes.get(at, 0) + _nbytes(row[i])
-                if len(pool) >= POOL_STATES or self.bytes[at] >= POOL_BYTES:
-                    pool[:] = [self._merge_all(i, pool)]
-                    self.bytes[at] = _nbytes(pool[0])
-                row[i] = None
-            out[key] = tuple(row)
-        return out
+        return self._replaced(states, self._pooled)
 
     def put_back(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
         """``states`` from the tree with each pooled statistic's merged state in its place."""
+        return self._replaced(states, lambda key, i, _: self._merge_all(i, self.pools[key, i]))
+
+    def _replaced(self, states: dict[SliceKey, tuple[State, ...]], new: Callable) -> dict[SliceKey, tuple[State, ...]]:
+        """``states`` with each order-free statistic's state ``s`` of slice ``key`` replaced by ``new(key, i, s)``."""
         if not self.free:
             return states
         out = {}
         for key, row in states.items():
             row = list(row)
             for i in self.free:
-                row[i] = self._merge_all(i, self.pools[key, i])
+                row[i] = new(key, i, row[i])
             out[key] = tuple(row)
         return out
+
+    def _pooled(self, key: SliceKey, i: int, state: State) -> None:
+        at = (key, i)
+        pool = self.pools.setdefault(at, [])
+        pool.append(state)
+        self.bytes[at] = self.bytes.get(at, 0) + _nbytes(state)
+        if len(pool) >= POOL_STATES or self.bytes[at] >= POOL_BYTES:
+            pool[:] = [self._merge_all(i, pool)]
+            self.bytes[at] = _nbytes(pool[0])
 
     def _merge_all(self, i: int, states: list[State]) -> State:
         assert self.acc is not None
