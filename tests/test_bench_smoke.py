@@ -63,3 +63,18 @@ def test_families_match_their_references(capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"ranking", "fairness", "text bleu", "text wer"}
     assert result["ranking"]["references"]["scikit-learn ndcg_score"]["max_abs_difference"] <= 1e-9
+
+
+def test_fused_update_part_runs_at_toy_size():
+    import argparse
+    import os
+
+    import bench_fused
+
+    before = os.sched_getaffinity(0)
+    try:
+        result = bench_fused.bench_fused(argparse.Namespace(rows=3000, repeats=1, cpu=min(before)))
+    finally:
+        os.sched_setaffinity(0, before)
+    assert result["statistics"] == ["ConfusionCounts", "ScoreHistogram", "BrierSum", "CalibrationBins"]
+    assert result["fused_s"] > 0 and result["sum_of_parts_s"] == pytest.approx(sum(result["parts_s"].values()))
