@@ -48,6 +48,8 @@ MAX_START_FAILURES = 3
 LOCAL_NODE_IP_ENV = "EVALPIPE_RAY_NODE_IP"
 LOCAL_START_ATTEMPTS = 3
 """Tries at starting a local cluster whose node did not register in time (a heavily loaded machine)."""
+GCS_PORT_WAIT_S = 120
+"""Seconds a local cluster's start waits for the GCS server's port (Ray's default: 30)."""
 
 
 def start_local_cluster(**kwargs: Any) -> None:
@@ -59,13 +61,17 @@ def start_local_cluster(**kwargs: Any) -> None:
     address.
     """
     node_ip = loopback_only()
+    # Ray waits 30 s for its GCS server to write its port; on a machine whose cores are all busy that has run out
+    # (an explicit RAY_gcs_server_port_wait_time_s is kept)
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_PORT_WAIT_S))
     for attempt in range(LOCAL_START_ATTEMPTS):
         try:
             ray.init(include_dashboard=False, _node_ip_address=node_ip, **kwargs)
             return
         except Exception as exc:
             # Ray gives a new raylet 30 s to register (not configurable); a loaded machine can take longer.
-            if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_START_ATTEMPTS:
+            slow = any(sign in str(exc) for sign in ("timed out during startup", "Timed out waiting for file"))
+            if not slow or attempt + 1 == LOCAL_START_ATTEMPTS:
                 raise
             ray.shutdown()
 
