@@ -256,9 +256,9 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
             exact = merge_cell_forms(exact, state, exact_cells)
             if len(exact["keys"]) <= exact_cells and is_exact(exact):
                 continue
-            state = exact
-        if exact is not None and state is not exact:
-            binned.append(collapse_cells(exact))
+            state = exact  # the union needs bins
+        elif exact is not None:
+            binned.append(collapse_cells(exact))  # a binned state: the union so far needs bins too
         exact = None
         binned.append(collapse_cells(state))
     rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
