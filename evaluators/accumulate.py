@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluators.lazyjax import jax, jnp
+from evaluators.lazyjax import accelerator_possible, jax, jnp
 from evaluators.statistic import DerivedMetric, State, Statistic, tree_to_numpy
 
 MIN_CHUNK_ROWS = 1 << 10
@@ -43,6 +43,10 @@ HOST_ROWS = 1 << 18
 batches, up to this many rows, with NumPy: a small job (or a small functional call) neither imports nor compiles
 JAX (about 1 s of a process's start). Later batches take the compiled update, several times faster per row. Both
 give the same states, bit for bit."""
+ALL_ROWS = 1 << 62
+"""``host_rows`` of an accumulator whose statistics all :meth:`~evaluators.statistic.Statistic.folds_fast_on_host`,
+in a process where JAX has no accelerator to use (:func:`~evaluators.lazyjax.accelerator_possible`): every row on
+the host."""
 GROUP_ROWS = 256
 GROUP_PASSES = 4
 """Rows per group in one grouped (bootstrap-bucket) block, and blocks per compiled call."""
@@ -81,13 +85,18 @@ class Accumulator:
         statistics: distinct statistics, in a fixed order; states are tuples
             in the same order.
         host_rows: how many rows to fold on the host before the compiled update takes over (0: none; the
-            tests of the two updates' equality set it).
+            tests of the two updates' equality set it). Default: every row (:data:`ALL_ROWS`) when each
+            statistic :meth:`~evaluators.statistic.Statistic.folds_fast_on_host` and JAX has no accelerator
+            here, else :data:`HOST_ROWS`.
     """
 
-    def __init__(self, statistics: Iterable[Statistic], *, host_rows: int = HOST_ROWS) -> None:
+    def __init__(self, statistics: Iterable[Statistic], *, host_rows: int | None = None) -> None:
         self.statistics: tuple[Statistic, ...] = tuple(dict.fromkeys(statistics))
         self._device = [i for i, s in enumerate(self.statistics) if s.jittable]
         runs_on_host = all(self.statistics[i].runs_on_host() for i in self._device)
+        if host_rows is None:
+            fast = all(self.statistics[i].folds_fast_on_host() for i in self._device)
+            host_rows = ALL_ROWS if fast and not accelerator_possible() else HOST_ROWS
         self._host_rows_left = host_rows if runs_on_host else 0
         """Rows still to fold on the host (see :data:`HOST_ROWS`); 0: every batch takes the compiled update."""
         self._host = [i for i, s in enumerate(self.statistics) if not s.jittable]

@@ -24,7 +24,7 @@ from functools import partial
 
 import numpy as np
 
-from evaluators.kernels import add_at, array_namespace, safe_divide
+from evaluators.kernels import add_at, array_namespace, in_cache_steps, safe_divide
 from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
@@ -50,7 +50,13 @@ class ConfusionCounts(Statistic):
     def runs_on_host(self) -> bool:
         return self.task.converts_on_host
 
+    def folds_fast_on_host(self) -> bool:
+        return self.task.kind is TaskKind.BINARY and self.runs_on_host()
+
     def update(self, state: State, batch: Batch) -> State:
+        return in_cache_steps(self._update_rows, state, batch)
+
+    def _update_rows(self, state: State, batch: Batch) -> State:
         c = self.task.classes
         xp = array_namespace(batch["weights"])
         targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])

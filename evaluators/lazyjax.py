@@ -20,6 +20,8 @@ Ray actor, unpickles to the same stand-in there).
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 import threading
 import types
@@ -34,6 +36,22 @@ _lock = threading.RLock()
 def imported() -> bool:
     """Whether JAX is imported in this process (by a stand-in or by anything else)."""
     return "jax" in sys.modules
+
+
+ACCELERATOR_MODULES = ("jax_plugins", "libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin")
+"""Modules whose presence means JAX may find an accelerator: the namespace of its PJRT plugins (CUDA, ROCm), the
+TPU runtime, and the CUDA and ROCm plugin packages themselves."""
+
+
+def accelerator_possible() -> bool:
+    """Whether JAX might run on an accelerator in this process, found without importing it: JAX is imported
+    with a non-CPU default backend, or else an accelerator plugin is installed (:data:`ACCELERATOR_MODULES`) and
+    ``JAX_PLATFORMS`` does not name the CPU alone."""
+    if imported():
+        return sys.modules["jax"].default_backend() != "cpu"
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return False
+    return any(importlib.util.find_spec(name) is not None for name in ACCELERATOR_MODULES)
 
 
 def when_imported(hook: Callable[[], object]) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evaluators.accumulate import padded_batch
-from evaluators.kernels import add_at, array_namespace
+from evaluators.kernels import HOST_CHUNK_ROWS, add_at, array_namespace
 from evaluators.lazyjax import jax, jnp
 from evaluators.ranking_cells import (
     _BIN_MASK,
@@ -244,20 +244,61 @@ class ScoreHistogram(Statistic):
     def runs_on_host(self) -> bool:
         return self.track_ties and self.task.converts_on_host
 
+    def folds_fast_on_host(self) -> bool:
+        return self.runs_on_host() and ranked_classes(self.task) == 1  # (counted over the grid, _grid_update)
+
     def update_stored(self, state: State, batch: Batch) -> State:
+        # rows into a binned state (or more distinct scores than an exact one may hold) need one cell per bin only
+        binned = not is_exact(state) or self._exceeds_exact_cells(batch)
+        if binned and self.runs_on_host() and self._fills_grid(batch):
+            return merge_cells(state, self._grid_update(batch), self.exact_cells)
         if self.runs_on_host():
             keys, label, weight, moment, order, live, inexact = row_cells(self, batch)
         else:  # (sigmoid and softmax: the compiled update's own functions)
             with jax.enable_x64(True):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
                 keys, label, weight, moment, order, live, inexact = compiled
-        # rows into a binned state (or more distinct scores than an exact one may hold) need one cell per bin only
-        binned = not is_exact(state) or self._exceeds_exact_cells(batch)
         cells = compact_cells if binned else exact_row_cells
         rows = cells(keys[live], label[live], weight[live], moment[live], order[live])
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
         return merge_cells(state, rows, self.exact_cells)
+
+    def _fills_grid(self, batch: Batch) -> bool:
+        """Whether ``batch`` holds at least :data:`GRID_ROWS_PER_CELL` (row, class) entries per cell of the
+        (class, bin) grid, so that :meth:`_grid_update` counts it faster than a sort."""
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        return len(batch["predictions"]) * k >= GRID_ROWS_PER_CELL * k * b
+
+    def _grid_update(self, batch: Batch) -> State:
+        """Host rows -> a binned stored state (with its ``rounded`` count), counted over the dense (class, bin)
+        grid in steps of :data:`~evaluators.kernels.HOST_CHUNK_ROWS` rows whose temporaries stay in cache:
+        integer ``add.at`` of counts and positions, ``minimum.at`` / ``maximum.at`` of each cell's scores. The
+        state :func:`compact_cells` sorts the same rows into, and the compiled update's."""
+        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        counts, sums = np.zeros(2 * k * b, np.int64), np.zeros(2 * k * b, np.int64)
+        low, high = np.full(k * b, np.inf), np.full(k * b, -np.inf)
+        rounded = np.zeros(2, np.int64)
+        n = len(batch["predictions"])
+        for first in range(0, n, HOST_CHUNK_ROWS):
+            step = {name: column[first : first + HOST_CHUNK_ROWS] for name, column in batch.items()}
+            cell, positive, weight, moment, score, inexact = _grid_rows(self, step)
+            pair = 2 * cell + positive
+            np.add.at(counts, pair, weight)
+            np.add.at(sums, pair, moment)
+            np.minimum.at(low, cell, score)
+            np.maximum.at(high, cell, score)
+            if inexact is not None:
+                rounded += np.count_nonzero(inexact & ~positive), np.count_nonzero(inexact & positive)
+        occupied = np.flatnonzero(low <= high)
+        low, high = low[occupied], high[occupied]
+        return {
+            "keys": ((occupied // b) << CLASS_SHIFT) | (occupied % b),
+            "counts": counts.reshape(-1, 2)[occupied],
+            "sums": sums.reshape(-1, 2)[occupied],
+            "ties": np.where(low == high, low, np.nan),
+            "rounded": rounded,
+        }
 
     def folds_on_host(self, state: State, batch: Batch) -> bool:
         return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)
@@ -315,6 +356,9 @@ class ScoreHistogram(Statistic):
 SMALL_BATCH_CELLS = 1 << 14
 """Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
 job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
+GRID_ROWS_PER_CELL = 1 / 8
+"""A host batch of a binned :class:`ScoreHistogram` with at least this many (row, class) entries per cell of
+the (class, bin) grid is counted over that grid (:meth:`ScoreHistogram._grid_update`) rather than sorted."""
 WORKING_BYTES_PER_BIN = 48
 """The working histogram's bytes per (class, bin): counts and sums for both labels, lowest and highest score."""
 MAX_WORKING_BYTES = 1 << 30
@@ -342,6 +386,43 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     inexact = fixed.astype(xp.float64) != w * 2.0**WEIGHT_BITS
     flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)
     return tuple(a.reshape(-1) for a in flat)
+
+
+def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
+    """Host rows -> flat ``(grid cell (class * bins + bin), positive bool, weight int64, weighted position int64,
+    score float64, weight rounded bool or None)`` of the live (row, class) entries: :func:`row_cells` for NumPy in
+    fewer passes (the bin and the position share one float32 bit pattern; rows of weight 1, the common case, take
+    ``2**32`` and the position's exact fixed point without rounding), the same integers."""
+    scores, order, positive, w = one_vs_rest(statistic.task, batch)
+    bits = statistic.precision_bits
+    shift, lo, hi = 23 - bits, (127 - _MIN_EXPONENT) << bits, (127 - 1) << bits
+    raw = np.minimum(scores, 1 - scores).astype(np.float32).view(np.int32)  # (as score_bins and bin_positions)
+    top = raw >> shift
+    upper = scores > 0.5
+    code = np.clip(top, lo, hi) - lo
+    cell = np.where(upper, 2 * (hi - lo + 1) - 1 - code, code)
+    if scores.shape[1] > 1:
+        cell = cell + np.arange(scores.shape[1]) * bin_count(bits)
+    frac = (raw & ((1 << shift) - 1)) * 2.0**-shift
+    frac[top < lo] = 0.5
+    position = np.where(upper, 1.0 - frac, frac)
+    score = order.astype(np.float64)
+    score[score == 0] = 0.0  # -0.0 as 0.0 (as row_cells)
+    live = w > 0
+    columns = [cell, positive == 1, w, position, score]  # (a label counts as positive as row_cells' does)
+    cell, positive, w, position, score = (c.reshape(-1) if live.all() else c[live] for c in columns)
+    if (w == 1).all():  # a position is a multiple of 2**-shift (or 1/2): times 2**32, an integer already
+        return (
+            cell,
+            positive,
+            np.full(len(w), 1 << WEIGHT_BITS),
+            (position * 2.0**WEIGHT_BITS).astype(np.int64),
+            score,
+            None,
+        )
+    fixed = fixed_weights(w)
+    inexact = fixed.astype(np.float64) != w * 2.0**WEIGHT_BITS
+    return cell, positive, fixed, fixed_weights(w * position), score, inexact
 
 
 @cache

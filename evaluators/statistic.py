@@ -153,6 +153,12 @@ class Statistic(abc.ABC):
         :class:`~evaluators.accumulate.Accumulator`). Default: no."""
         return False
 
+    def folds_fast_on_host(self) -> bool:
+        """Whether, besides :meth:`runs_on_host`, its NumPy update costs about what its compiled update does per
+        row on a CPU (within 2x, measured by ``scripts/bench.py process``), so that a job on the CPU whose
+        statistics all do folds every row with NumPy: no JAX import, no trace, no compile. Default: no."""
+        return False
+
     def small_batch_rows(self) -> int:
         """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
         return 0

@@ -35,8 +35,9 @@ from sklearn.calibration import calibration_curve
 
 import evaluators.functional as F
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.calibration import fold_ones
+from evaluators.calibration import bin_index, fold_ones
 from evaluators.catalog import build
+from evaluators.lazyjax import jax
 from evaluators.task import Task, TaskKind
 from tests._data import (
     Case,
@@ -203,6 +204,28 @@ def test_scores_on_bin_edges():
     np.testing.assert_allclose(diagram[".accuracy"], correct / count, rtol=1e-12)
     count, conf, correct = calibration_by_hand(p, y, w, 10, ones_apart=True)
     assert ece[""] == pytest.approx(ece_mce_by_hand(count, conf, correct)[0], rel=RTOL)
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
+def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_bins):
+    """The host bin (floor of c * n, moved one bin where the linspace edge says otherwise) and the compiled one
+    (edge compares, or a search) are ``searchsorted(edges, c, side="right") - 1`` clipped, on every edge and the
+    floats either side of it, outside [0, 1], and on the smallest subnormal."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    c = np.concatenate(
+        [
+            np.random.default_rng(n_bins).random(5_000),
+            edges,
+            np.nextafter(edges, 2.0),
+            np.nextafter(edges, -1.0),
+            np.arange(101) / 100,
+            [-0.5, -0.0, 1.5, 5e-324],
+        ]
+    )
+    expected = np.clip(np.searchsorted(edges, c, side="right") - 1, 0, n_bins - 1)
+    np.testing.assert_array_equal(bin_index(c, n_bins), expected)
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(np.asarray(jax.jit(bin_index, static_argnums=1)(c, n_bins)), expected)
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 10, 15])

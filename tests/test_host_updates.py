@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from evaluators import catalog
-from evaluators.accumulate import HOST_ROWS, Accumulator, evaluate
+from evaluators.accumulate import ALL_ROWS, HOST_ROWS, Accumulator, evaluate
+from evaluators.lazyjax import accelerator_possible
 from evaluators.ranking import is_exact
 from evaluators.statistic import tree_leaves
 from evaluators.task import PredictionKind, Task, TaskKind
@@ -143,6 +144,47 @@ def test_predicted_labels_fold_to_the_same_bits(seed, n):
     _check_paths(_statistics(task, LABEL_METRICS), [batch])
 
 
+@pytest.mark.parametrize("task", [Task("binary"), Task("multiclass", num_classes=3), Task("multilabel", num_classes=2)])
+@pytest.mark.parametrize("weighted", ["none", "halves", "fractions"])
+def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bits(task, weighted):
+    # 24,000 rows: at least GRID_ROWS_PER_CELL (row, class) entries per cell of the 79,874-bin grid of each class,
+    # so a binned ranking state counts them over the grid (add.at / minimum.at), not by a sort; edge scores (0, -0,
+    # 1, 1/2, a float32 ulp past 1/2, within 2**-40 of 0 and 1) and a third of the rows continuous
+    rng = np.random.default_rng(11)
+    n = 24_000
+    shape = (n,) if task.kind is TaskKind.BINARY else (n, task.classes)
+    scores = np.where(rng.random(shape) < 0.6, rng.choice(EDGE_SCORES, shape), rng.random(shape))
+    if task.kind is TaskKind.MULTICLASS:  # (rows of zeros and ones, normalised: tied probabilities)
+        scores = np.where(rng.random(shape) < 0.5, np.round(scores * 4), scores)
+        scores[scores.sum(axis=1) == 0, 0] = 1.0
+        scores = scores / scores.sum(axis=1, keepdims=True)
+        targets = rng.integers(0, task.classes, n)
+    else:
+        targets = rng.integers(0, 2, shape)
+    batch = {"predictions": scores.astype(np.float32), "targets": targets}
+    if weighted != "none":
+        w = rng.integers(0, 4, n) / 2
+        batch["weights"] = w if weighted == "halves" else w * rng.random(n)  # fractions: rounded to the fixed point
+    ranking = [catalog.build("roc_auc", task, {"exact_cells": cells}).statistic for cells in (0, 50)]
+    assert all(s._fills_grid(batch) for s in ranking)
+    host = _check_paths(ranking, [batch])  # (integer counts: the same bits whatever the weights)
+    assert all(is_exact(s) is False and len(s["keys"]) > 1000 for s in host)
+    if weighted == "fractions":
+        assert all(s["rounded"].sum() > 0 for s in host)
+    else:  # and the other statistics, whose float sums add exactly with these weights
+        _check_paths(
+            _statistics(
+                task,
+                MULTICLASS_METRICS
+                if task.kind is TaskKind.MULTICLASS
+                else BINARY_METRICS[:-1]
+                if task.kind is TaskKind.BINARY
+                else MULTILABEL_METRICS,
+            ),
+            [batch],
+        )
+
+
 def test_a_job_past_the_host_rows_switches_to_the_compiled_update_with_the_same_bits():
     rng = np.random.default_rng(3)
     batches = [
@@ -184,7 +226,11 @@ def test_logits_and_interval_buckets_take_the_compiled_update():
     probabilities = _statistics(Task(TaskKind.BINARY), BINARY_METRICS)
     replicates = Accumulator(probabilities).replicates()
     assert replicates is not None and replicates._host_rows_left == 0
-    assert Accumulator(probabilities)._host_rows_left == HOST_ROWS
+    # every binary statistic folds as fast with NumPy: on a machine without an accelerator, every row on the host
+    assert Accumulator(probabilities)._host_rows_left == (HOST_ROWS if accelerator_possible() else ALL_ROWS)
+    multiclass = _statistics(Task("multiclass", num_classes=3), ("accuracy", "roc_auc"))
+    assert all(s.runs_on_host() for s in multiclass)
+    assert Accumulator(multiclass)._host_rows_left == HOST_ROWS  # the first rows only: compiled is faster beyond
 
 
 @pytest.mark.parametrize(
@@ -221,7 +267,7 @@ def test_log_loss_of_a_long_batch_is_sklearns_and_the_state_of_its_pieces(kind, 
     equals folding uneven pieces one by one, bit for bit, and the value is scikit-learn's."""
     from scipy.special import expit, softmax
 
-    from evaluators.calibration import HOST_CHUNK_ROWS
+    from evaluators.kernels import HOST_CHUNK_ROWS
 
     rng = np.random.default_rng(21)
     n = 3 * HOST_CHUNK_ROWS + 777

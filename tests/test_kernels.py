@@ -11,6 +11,7 @@ import pytest
 from evaluators.kernels import (
     SMALL_BINCOUNT,
     add_at,
+    fixed_bincount,
     fixed_sum,
     from_fixed,
     safe_divide,
@@ -47,6 +48,17 @@ def test_add_at_equals_numpy_add_at(cells):
     np.testing.assert_array_equal(
         np.asarray(scatter_add(cells, jnp.asarray(index), jnp.asarray(weights))), np.bincount(index, weights, cells)
     )
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6], ids=["bincount", "add-at"])
+def test_fixed_bincount_is_the_integer_sum_of_each_index_fixed_points(scale):
+    # scale 1e6: 2,000 values sum beyond 2**52 fixed-point units, so the float64 bincount would not be exact
+    rng = np.random.default_rng(5)
+    values = rng.normal(scale=scale, size=2_000)
+    index = rng.integers(0, 16, 2_000)
+    expected = np.zeros((16, 2), np.int64)
+    np.add.at(expected, index, to_fixed(values))
+    np.testing.assert_array_equal(fixed_bincount(index, values, 16), expected)
 
 
 def test_safe_divide_takes_the_zero_division_value_where_the_denominator_is_zero():
