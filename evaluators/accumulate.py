@@ -154,6 +154,16 @@ class Accumulator:
             x if i in skip else s.merge(x, y) for i, (s, x, y) in enumerate(zip(self.statistics, a, b, strict=True))
         )
 
+    def merge_all(self, states: Sequence[Sequence[State]]) -> tuple[State, ...]:
+        """The merge of one or more state tuples: each statistic whose merge
+        :meth:`~evaluators.statistic.Statistic.merges_in_any_order` takes them all at once, the others pairwise from
+        left to right (the bits of folding :meth:`merge` over them)."""
+        columns = list(zip(*states, strict=True))
+        return tuple(
+            s.merge_all(column) if i in self.order_free else functools.reduce(s.merge, column)
+            for i, (s, column) in enumerate(zip(self.statistics, columns, strict=True))
+        )
+
     @functools.cached_property
     def order_free(self) -> tuple[int, ...]:
         """Indices of the statistics whose merge :meth:`~evaluators.statistic.Statistic.merges_in_any_order`."""

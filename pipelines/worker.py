@@ -388,10 +388,7 @@ class UnitEvaluator:
         if not keys:
             return
         acc, racc = self.accumulator, self.replicate_accumulator
-        merged = partial.states[keys[0]]
-        for key in keys[1:]:
-            merged = acc.merge(merged, partial.states[key])
-        partial.states[OVERALL] = merged
+        partial.states[OVERALL] = acc.merge_all([partial.states[key] for key in keys])
         if racc is not None:
             stacked = partial.bucket_states[keys[0]]
             for key in keys[1:]:

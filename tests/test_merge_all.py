@@ -69,6 +69,26 @@ def test_merge_all_equals_pairwise_merges_in_any_order(task, params, rows):
         assert not is_exact(pairwise)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.sampled_from([10, 60, 200, 5_000]), st.sampled_from([1, 3]))
+def test_many_exact_states_join_in_one_union_with_the_pairwise_bits(seed, count, exact_cells, classes):
+    # many small exact states sharing scores (two decimals), joined all at once while their union may stay exact,
+    # or crossing exact_cells anywhere in the sequence
+    task = Task("binary") if classes == 1 else Task("multiclass", classes)
+    stat = catalog.build("roc_auc", task, {"exact_cells": exact_cells}).statistic
+    acc = Accumulator([stat])
+    rng = np.random.default_rng(seed)
+    states = []
+    for _ in range(count):
+        n = int(rng.integers(0, 30))
+        if classes == 1:
+            rows = {"predictions": np.round(rng.random(n), 2), "targets": rng.integers(0, 2, n)}
+        else:
+            rows = {"predictions": _multiclass_rows(rng, n, classes)["predictions"], "targets": rng.integers(0, 3, n)}
+        states.append(acc.update(acc.zero(), rows)[0])
+    _assert_same_cells(stat.merge_all(states), functools.reduce(stat.merge, states))
+
+
 def test_sparse_windows_merge_by_sorted_unions_with_the_same_bits():
     """States whose cells lie far apart (a window many times their cells) take the sorted-union path."""
     stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0}).statistic
