@@ -222,6 +222,67 @@ def test_local_run_of_a_binary_job_leaves_out_unused_libraries(tmp_path, shards)
     assert float(accuracy[2]) == pytest.approx(skm.accuracy_score(labels, scores > 0.5), rel=1e-5)
 
 
+@pytest.mark.skipif(lazyjax.accelerator_possible(), reason="JAX may use an accelerator here: compiled past HOST_ROWS")
+def test_a_binary_job_past_the_host_rows_folds_every_row_without_jax_on_a_cpu(tmp_path):
+    """400,000 rows, past the 262,144 a worker folds on the host before switching to the compiled update: every
+    statistic of the binary suite folds as fast with NumPy, so with no accelerator the whole job imports no JAX;
+    the values are scikit-learn's (ROC-AUC binned: within its bound)."""
+    rng = np.random.default_rng(8)
+    table = binary_table(rng, 400_000)
+    pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=100_000)
+    names = ["accuracy", "f1_score", "log_loss", "brier_score", "roc_auc", "expected_calibration_error"]
+    job = {
+        "name": "no-jax",
+        "data": {"path": str(tmp_path), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": names,
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    path = write_job(tmp_path / "no-jax.yaml", job)
+    stdout = _run_python(f"from pipelines.cli import main; main(['run', {str(path)!r}, '--quiet'])")
+    assert not JAX_MODULES & set(stdout.splitlines()[-1].split())
+    (run_dir,) = (tmp_path / "out" / "no-jax").glob("2*")
+    (overall,) = (p for p in read_run(str(run_dir)).points if p.name == "overall")
+    values = {name: metric.value for name, metric in overall.metrics.items()}
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
+    assert values["accuracy"] == pytest.approx(skm.accuracy_score(labels, scores > 0.5), rel=1e-12)
+    # scikit-learn on the float64 scores: on float32 ones it clips log loss at float32's epsilon and squares in float32
+    scores = scores.astype(np.float64)
+    assert values["log_loss"] == pytest.approx(skm.log_loss(labels, scores), rel=1e-12)
+    assert values["brier_score"] == pytest.approx(skm.brier_score_loss(labels, scores), rel=1e-12)
+    assert abs(values["roc_auc"] - skm.roc_auc_score(labels, scores)) <= values["roc_auc.error_bound"]
+    # torchmetrics' binary calibration error: 15 bins by a search of the edges, a confidence of exactly 1 on its own
+    bins = np.where(scores >= 1, 15, np.clip(np.searchsorted(np.linspace(0, 1, 16), scores, "right") - 1, 0, 14))
+    count, confidence, accuracy = (np.bincount(bins, w, 16) for w in (None, scores, labels.astype(np.float64)))
+    gaps = np.abs(accuracy - confidence)[count > 0] / count[count > 0]
+    expected_ece = float(np.sum(gaps * count[count > 0]) / count.sum())
+    assert values["expected_calibration_error"] == pytest.approx(expected_ece, rel=1e-9)
+
+
+def test_an_installed_accelerator_plugin_keeps_the_compiled_update_unless_jax_platforms_is_cpu():
+    """Found without importing JAX: a module of an accelerator's plugin (here any importable one stands for it)
+    means JAX may run on a device, and a binary job takes the compiled update past the first rows; ``JAX_PLATFORMS=cpu``
+    says it will not."""
+    statement = """
+import os
+from evaluators import catalog, lazyjax
+from evaluators.accumulate import ALL_ROWS, HOST_ROWS, Accumulator
+from evaluators.task import Task
+stats = [catalog.build(name, Task("binary")).statistic for name in ("accuracy", "roc_auc", "log_loss")]
+os.environ.pop("JAX_PLATFORMS", None)
+seen = [lazyjax.accelerator_possible(), Accumulator(stats)._host_rows_left == ALL_ROWS]
+lazyjax.ACCELERATOR_MODULES = ("json",)
+seen += [lazyjax.accelerator_possible(), Accumulator(stats)._host_rows_left == HOST_ROWS]
+os.environ["JAX_PLATFORMS"] = "cpu"
+seen += [lazyjax.accelerator_possible(), Accumulator(stats)._host_rows_left == ALL_ROWS]
+print(seen)
+"""
+    lines = _run_python(statement).splitlines()
+    assert lines[-2] == "[False, True, True, True, False, True]"
+    assert not JAX_MODULES & set(lines[-1].split())
+
+
 def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
     data, _ = shards
     job = _sliced_job(tmp_path, data, "one", 5)
