@@ -280,6 +280,41 @@ class Accumulator:
                     )
         return tuple(out)
 
+    @functools.cached_property
+    def folds_groups_on_host(self) -> bool:
+        """Whether every statistic :meth:`~evaluators.statistic.Statistic.folds_groups_on_host`."""
+        return all(s.folds_groups_on_host() for s in self.statistics)
+
+    def update_groups(
+        self,
+        states: Sequence[Sequence[State] | None],
+        columns: Mapping[str, np.ndarray],
+        rows: Sequence[np.ndarray | None],
+    ) -> list[tuple[State, ...]] | None:
+        """Fold each group's rows (``rows[g]``: indices into ``columns``; None: all of them) into ``states[g]`` (None:
+        a zero state) with one pass per statistic over the batch (:meth:`~evaluators.statistic.Statistic.
+        rows_by_group`): the states that :meth:`update` of each group's rows on the host gives (integer and
+        fixed-point leaves bit for bit). None, and nothing folded, unless every statistic folds groups on the
+        host and the rows fit in what is left of :data:`HOST_ROWS` (then :meth:`update` each group)."""
+        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}
+        n = len(next(iter(cols.values())))
+        index = [np.arange(n) if r is None else np.asarray(r, np.int64) for r in rows]
+        total = sum(len(i) for i in index)
+        if not self.folds_groups_on_host or total > self._host_rows_left:
+            return None
+        self._host_rows_left -= total
+        group = np.repeat(np.arange(len(index)), [len(i) for i in index])
+        taken = np.concatenate(index) if index else np.zeros(0, np.int64)
+        host = {k: as_column(v[taken]) for k, v in cols.items()}
+        weights = host.get("weights")
+        host["weights"] = np.ones(total, np.float64) if weights is None else np.asarray(weights, np.float64)
+        out = [list(self.zero() if s is None else s) for s in states]
+        for i, stat in enumerate(self.statistics):
+            parts = stat.rows_by_group(host, group, len(index))
+            for state, part in zip(out, parts, strict=True):
+                state[i] = stat.merge(stat.stored(tree_to_numpy(state[i])), part)
+        return [tuple(state) for state in out]
+
     def _takes_stored(self, states: Sequence[State], cols: dict[str, np.ndarray], n: int) -> bool:
         """Whether the statistics that can take batches into their stored form do so for this batch: it is
         small, or one of their states must stay in stored form (then all of them take it)."""

@@ -54,6 +54,12 @@ def _weighted_sum_zero() -> State:
     return (np.zeros((), np.float64), np.zeros(2, np.int64))
 
 
+def _sums_by_group(group: np.ndarray, groups: int, w: np.ndarray, values: np.ndarray) -> list[State]:
+    """Per group, the ``(weight, fixed-point sum)`` of :func:`_add_weighted` over its rows alone."""
+    weight, total = np.bincount(group, w, groups), fixed_bincount(group, w * values, groups)
+    return [(weight[g], total[g]) for g in range(groups)]
+
+
 def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
     weight, total = state
     return weight + array_namespace(w).sum(w), total + fixed_sum(w * values)
@@ -97,7 +103,17 @@ class LogLossSum(Statistic):
     def update(self, state: State, batch: Batch) -> State:
         return in_cache_steps(self._update_rows, state, batch)
 
+    def folds_groups_on_host(self) -> bool:
+        return True
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        return _sums_by_group(group, groups, *self._weighted_losses(batch))
+
     def _update_rows(self, state: State, batch: Batch) -> State:
+        return _add_weighted(state, *self._weighted_losses(batch))
+
+    def _weighted_losses(self, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """``(weight, loss)`` per row."""
         xp = array_namespace(batch["weights"])
         targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])
         preds = xp.asarray(batch["predictions"])
@@ -112,7 +128,7 @@ class LogLossSum(Statistic):
             probs = class_probabilities(self.task, preds).astype(xp.float64)
             p = xp.take_along_axis(probs, targets[:, None].astype(xp.int32), axis=1)[:, 0]
             loss = -xp.log(xp.clip(p, self.eps, 1 - self.eps))
-        return _add_weighted(state, w, loss)
+        return w, loss
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,17 @@ class BrierSum(Statistic):
     def update(self, state: State, batch: Batch) -> State:
         return in_cache_steps(self._update_rows, state, batch)
 
+    def folds_groups_on_host(self) -> bool:
+        return self.runs_on_host()
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        return _sums_by_group(group, groups, *self._weighted_errors(batch))
+
     def _update_rows(self, state: State, batch: Batch) -> State:
+        return _add_weighted(state, *self._weighted_errors(batch))
+
+    def _weighted_errors(self, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """``(weight, squared error)`` per row."""
         xp = array_namespace(batch["weights"])
         targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), batch["weights"])
         preds = xp.asarray(batch["predictions"])
@@ -150,7 +176,7 @@ class BrierSum(Statistic):
             # instead of a one-hot array
             p_true = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
             err = jnp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0
-        return _add_weighted(state, w, err)
+        return w, err
 
 
 def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
@@ -189,6 +215,17 @@ class CalibrationBins(Statistic):
 
     def update(self, state: State, batch: Batch) -> State:
         return in_cache_steps(self._update_rows, state, batch)
+
+    def folds_groups_on_host(self) -> bool:
+        return self.runs_on_host()
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        slots = self.n_bins + 1
+        confidence, correct, w = confidence_and_accuracy(self.task, batch)
+        cell = group * slots + np.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
+        count, acc = (np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct))
+        conf = fixed_bincount(cell, w * confidence, groups * slots).reshape(groups, slots, 2)
+        return [(count[g], conf[g], acc[g]) for g in range(groups)]
 
     def _update_rows(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)

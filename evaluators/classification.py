@@ -56,6 +56,18 @@ class ConfusionCounts(Statistic):
     def update(self, state: State, batch: Batch) -> State:
         return in_cache_steps(self._update_rows, state, batch)
 
+    def folds_groups_on_host(self) -> bool:
+        return self.runs_on_host() and self.task.kind is not TaskKind.MULTILABEL
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        c = self.task.classes
+        targets, w = valid_weights(self.task, np.asarray(batch["targets"]), batch["weights"])
+        index = targets.astype(np.int64) * c + predicted_labels(self.task, np.asarray(batch["predictions"]))
+        keep = (index >= 0) & (index < c * c)  # (as add_at: a cell outside the matrix is dropped)
+        cell = (group * (c * c) + index)[keep]
+        counts = np.bincount(cell, w[keep], groups * c * c).reshape(groups, c, c)
+        return list(counts)
+
     def _update_rows(self, state: State, batch: Batch) -> State:
         c = self.task.classes
         xp = array_namespace(batch["weights"])

@@ -259,8 +259,10 @@ def _digamma_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if small.any():
         xs = x[small]
         steps = np.ceil(_ASYMPTOTIC_FROM - xs)
-        k = np.arange(int(_ASYMPTOTIC_FROM), dtype=np.float64)[:, None]
-        rest[small] = -np.sum(np.where(k < steps, 1.0 / (xs + k), 0.0), axis=0)
+        total = np.zeros_like(xs)
+        for k in range(int(_ASYMPTOTIC_FROM)):  # one term at a time: the same order of additions whatever len(xs)
+            total += np.where(k < steps, 1.0 / (xs + k), 0.0)  # (a reduction could sum a column of one pairwise)
+        rest[small] = -total
         y[small] = xs + steps
     inv2 = 1.0 / (y * y)
     series = np.zeros_like(y)

@@ -102,6 +102,25 @@ def exact_row_cells(
     return {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
 
 
+def exact_cells_by_group(
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, group: np.ndarray
+) -> tuple[State, np.ndarray]:
+    """Rows' cells ``[r]`` with each row's group -> the cells of :func:`exact_row_cells` for every group at once
+    (one sort by group, class and score), and the index at which each group's cells start (``[groups + 1]``: group
+    ``g`` holds cells ``bounds[g]:bounds[g + 1]``)."""
+    groups = int(group.max()) + 1 if len(group) else 0
+    if len(keys) == 0:
+        return _empty_cells(), np.zeros(groups + 1, np.int64)
+    order = _class_score_order(keys, score)
+    narrow = group.astype(np.int16) if groups <= 1 << 15 else group  # radix sort for 16-bit keys
+    order = order[np.argsort(narrow[order], kind="stable")]
+    g, k, s = group[order], keys[order], score[order]
+    starts = _starts(g, k, s)
+    counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
+    cells = {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
+    return cells, np.searchsorted(g[starts], np.arange(groups + 1))
+
+
 def collapse_cells(state: State) -> State:
     """An exact state -> one cell per key (bin): counts and positions add, and a cell of several scores
     gets a NaN tie. A state of one cell per key is returned as it is."""

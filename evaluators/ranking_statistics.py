@@ -23,6 +23,7 @@ from evaluators.ranking_cells import (
     _empty_cells,
     collapse_cells,
     compact_cells,
+    exact_cells_by_group,
     exact_row_cells,
     is_exact,
     is_sparse,
@@ -263,6 +264,25 @@ class ScoreHistogram(Statistic):
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
         return merge_cells(state, rows, self.exact_cells)
+
+    def folds_groups_on_host(self) -> bool:
+        return self.runs_on_host()
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        keys, label, weight, moment, score, live, inexact = row_cells(self, batch)
+        entry_group = np.repeat(group, ranked_classes(self.task))  # (row_cells: the [n, K] entries row by row)
+        rounded = inexact & live
+        rounded = np.bincount(2 * entry_group[rounded] + (label[rounded] == 1), minlength=2 * groups)
+        columns = (keys[live], label[live], weight[live], moment[live], score[live], entry_group[live])
+        cells, bounds = exact_cells_by_group(*columns)
+        out = []
+        for g in range(groups):
+            first, last = (bounds[g], bounds[g + 1]) if g + 1 < len(bounds) else (0, 0)
+            state = {name: column[first:last] for name, column in cells.items()}
+            if last - first > self.exact_cells:  # (the rows need bins: what merging them would make of them)
+                state = collapse_cells(state)
+            out.append({**state, "rounded": rounded[2 * g : 2 * g + 2].astype(np.int64)})
+        return out
 
     def _fills_grid(self, batch: Batch) -> bool:
         """Whether ``batch`` holds at least :data:`GRID_ROWS_PER_CELL` (row, class) entries per cell of the

@@ -159,6 +159,19 @@ class Statistic(abc.ABC):
         statistics all do folds every row with NumPy: no JAX import, no trace, no compile. Default: no."""
         return False
 
+    def folds_groups_on_host(self) -> bool:
+        """Whether :meth:`rows_by_group` takes host batches (then also :meth:`runs_on_host`, or not jittable).
+        Default: no."""
+        return False
+
+    def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
+        """The state of each group's rows alone, ``groups`` of them (``group``: int ``[n]`` in ``[0, groups)``), from
+        one pass over the host batch: ``merge(state, rows_by_group(...)[g])`` is the state that :meth:`update` (or
+        :meth:`update_stored`) of group ``g``'s rows gives, integer and fixed-point leaves bit for bit (float sums
+        of weights may round differently). It spares a sliced job one update per slice and batch. Only for a
+        statistic that :meth:`folds_groups_on_host`."""
+        raise NotImplementedError(f"{type(self).__name__} folds no groups at once")
+
     def small_batch_rows(self) -> int:
         """Batches of fewer rows than this go to :meth:`update_stored` instead of the fused update (0: never)."""
         return 0

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from evaluators.adapters import InputError, adapter_for
+from evaluators.adapters import InputError, TaskAdapter, adapter_for
 from evaluators.backbones import load_backbone
 from evaluators.lazyjax import jax
 from pipelines import arrow_columns, compile_cache, timing
@@ -304,7 +304,10 @@ class UnitEvaluator:
         metric_columns = _adapted(self.adapter.batch, metric_columns, self.roles, where)
         if self.features:
             metric_columns = self._extract(metric_columns, columns, where)
-        for key, rows in self.groups(columns, where).items():
+        groups = self.groups(columns, where)
+        if self._fold_groups(partial, metric_columns, groups, n):
+            return
+        for key, rows in groups.items():
             if key == OVERALL and self.partition is not None:
                 partial.rows[key] = partial.rows.get(key, 0) + n
                 continue
@@ -323,6 +326,31 @@ class UnitEvaluator:
             except USER_CODE_EXITS as exc:
                 self._blame_user_statistic(subset, exc, where)
                 raise
+
+    def _fold_groups(
+        self, partial: Partial, columns: dict[str, np.ndarray], groups: dict[SliceKey, np.ndarray | None], n: int
+    ) -> bool:
+        """A sliced batch folded into all its slices' states in one pass per statistic
+        (:meth:`~evaluators.accumulate.Accumulator.update_groups`); False, with nothing folded, where that does not
+        apply (no slices, bootstrap buckets, a task that expands rows, or statistics that fold no groups)."""
+        if (
+            self.replicate_accumulator is not None
+            or len(groups) < 2
+            or type(self.adapter).expand is not TaskAdapter.expand
+        ):
+            return False
+        keyed = {key: rows for key, rows in groups.items() if not (key == OVERALL and self.partition is not None)}
+        states = self.accumulator.update_groups(
+            [partial.states.get(key) for key in keyed], columns, list(keyed.values())
+        )
+        if states is None:
+            return False
+        if OVERALL not in keyed:  # (its state is merged from the partition's at the end of the unit)
+            partial.rows[OVERALL] = partial.rows.get(OVERALL, 0) + n
+        for (key, rows), state in zip(keyed.items(), states, strict=True):
+            partial.states[key] = state
+            partial.rows[key] = partial.rows.get(key, 0) + (n if rows is None else len(rows))
+        return True
 
     def _blame_user_statistic(self, columns: Mapping[str, Any], exc: BaseException, where: str) -> None:
         """When a statistic update fails and the job has user statistic classes, find the one that

@@ -185,6 +185,42 @@ def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bi
         )
 
 
+@pytest.mark.parametrize("exact_cells", [None, 0, 60], ids=["exact", "binned", "crossing"])
+@pytest.mark.parametrize("weighted", ["none", "halves"])
+def test_groups_folded_at_once_equal_each_group_folded_alone(exact_cells, weighted):
+    """``Accumulator.update_groups`` (a sliced batch in one pass per statistic) gives each group the bits of
+    :meth:`update` of its rows alone: overlapping groups, the whole batch (None), an empty group, states that exist
+    already and states that do not; ranking cells exact, binned from the first row, or crossing ``exact_cells``."""
+    task = Task("binary")
+    params = {} if exact_cells is None else {"exact_cells": exact_cells}
+    statistics = [catalog.build(name, task).statistic for name in BINARY_METRICS if name != "roc_auc"]
+    statistics.append(catalog.build("roc_auc", task, params).statistic)
+    acc = Accumulator(statistics, host_rows=ALL_ROWS)
+    assert acc.folds_groups_on_host
+    rng = np.random.default_rng(13)
+
+    def batch(n: int) -> dict[str, np.ndarray]:
+        scores = np.where(rng.random(n) < 0.5, rng.choice(EDGE_SCORES, n), np.round(rng.random(n), 3))
+        out = {"predictions": scores.astype(np.float32), "targets": rng.integers(0, 2, n).astype(np.int8)}
+        if weighted == "halves":
+            out["weights"] = rng.integers(0, 4, n) / 2
+        return out
+
+    first, second = batch(400), batch(500)
+    rows = [None, np.flatnonzero(second["predictions"] > 0.5), np.arange(0, 500, 3), np.zeros(0, np.int64)]
+    before = [acc.update(acc.zero(), first), None, acc.update(acc.zero(), first), None]
+    grouped = acc.update_groups(before, second, rows)
+    assert grouped is not None
+    for state, previous, taken in zip(grouped, before, rows, strict=True):
+        subset = second if taken is None else {k: v[taken] for k, v in second.items()}
+        alone = acc.update(acc.zero() if previous is None else previous, subset)
+        _assert_same_bits(state, alone, list(acc.statistics))
+    computed = [m.compute(grouped[1][acc.index(m.statistic)]) for m in [catalog.build("accuracy", task)]]
+    subset = second["predictions"][rows[1]] > 0.5
+    w = second.get("weights", np.ones(500))[rows[1]]
+    assert computed[0][""] == pytest.approx(skm.accuracy_score(second["targets"][rows[1]], subset, sample_weight=w))
+
+
 def test_a_job_past_the_host_rows_switches_to_the_compiled_update_with_the_same_bits():
     rng = np.random.default_rng(3)
     batches = [
