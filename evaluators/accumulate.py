@@ -308,11 +308,12 @@ class Accumulator:
         host = {k: as_column(v[taken]) for k, v in cols.items()}
         weights = host.get("weights")
         host["weights"] = np.ones(total, np.float64) if weights is None else np.asarray(weights, np.float64)
-        out = [list(self.zero() if s is None else s) for s in states]
+        out: list[list[State | None]] = [[None] * len(self.statistics) if s is None else list(s) for s in states]
         for i, stat in enumerate(self.statistics):
             parts = stat.rows_by_group(host, group, len(index))
             for state, part in zip(out, parts, strict=True):
-                state[i] = stat.merge(stat.stored(tree_to_numpy(state[i])), part)
+                # (a group without a state: its rows' state is the merge of a zero state with it, integer sums)
+                state[i] = part if state[i] is None else stat.merge(stat.stored(tree_to_numpy(state[i])), part)
         return [tuple(state) for state in out]
 
     def _takes_stored(self, states: Sequence[State], cols: dict[str, np.ndarray], n: int) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
 from evaluators.ranking_cells import _starts
+from evaluators.ranking_many import FLOAT_ERROR_PER_CELL, binary_values, position_shift
 from evaluators.ranking_statistics import (
     _BIN_MASK,
     CLASS_SHIFT,
@@ -121,15 +122,6 @@ def _class_ranges(state: State, classes: int | None) -> list[tuple[int, int]]:
     cls = np.asarray(state["keys"]) >> CLASS_SHIFT
     k = int(cls[-1]) + 1 if classes is None and len(cls) else classes or 0
     return list(pairwise(np.searchsorted(cls, np.arange(k + 1)).tolist()))
-
-
-def position_shift(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """Per cell: mean position of the positives within the bin minus that of the negatives (0 where a cell
-    lacks either), from integer ``counts`` / ``sums [m, 2]``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-    both = (counts > 0).all(axis=1)
-    return np.where(both, mean[:, 1] - mean[:, 0], 0.0)
 
 
 def class_shifts(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
@@ -227,20 +219,29 @@ def roc_auc_from_counts(
     return RankingValue(float(value[0]), float(bound[0]))
 
 
+def row_sums(x: np.ndarray) -> np.ndarray:
+    """Sums of the rows of ``x`` (``[R, m]``), added left to right: a row's sum is the same with zeros appended,
+    so rows of different lengths padded into one array give the sums each gives alone (NumPy's pairwise sum
+    groups the terms by the row's length)."""
+    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(x.shape[0], x.dtype)
+
+
 def roc_auc_rows(
     neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`roc_auc_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``, e.g. the bootstrap
-    replicates of one state) at once: ``(values [R], bounds [R])``; ``tied`` and ``shift`` are ``[m]``, shared."""
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    """:func:`roc_auc_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``: the bootstrap replicates of
+    one state, or the cells of many states, each padded with empty cells) at once: ``(values [R], bounds [R])``;
+    ``tied`` and ``shift`` are ``[m]`` (shared) or ``[R, m]``. A row's value is the same whatever the other rows
+    and however many empty cells pad it."""
+    n_pos, n_neg = row_sums(pos), row_sums(neg)
     neg_below = np.cumsum(neg, axis=1) - neg
     inside = np.full(neg.shape[1], 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
     pairs = n_pos * n_neg
     defined = pairs > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        area = np.sum(pos * (neg_below + inside * neg), axis=1) / pairs
+        area = row_sums(pos * (neg_below + inside * neg)) / pairs
         worst = np.maximum(inside, 1.0 - inside) * pos * neg
-        bound = np.sum(np.where(tied, 0.0, worst), axis=1) / pairs
+        bound = row_sums(np.where(tied, 0.0, worst)) / pairs
     return np.where(defined, area, np.nan), np.where(defined, bound, np.nan)
 
 
@@ -312,10 +313,11 @@ def average_precision_rows(
     neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`average_precision_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``) at once:
-    ``(values [R], bounds [R])``; ``tied`` is ``[m]``, shared. Each cell's term is computed as one row alone
-    would compute it, so a row's value does not depend on the others."""
-    total_pos = pos.sum(axis=1)
-    pos_d, neg_d, tied_d = pos[:, ::-1], neg[:, ::-1], np.broadcast_to(tied[::-1], pos.shape)
+    ``(values [R], bounds [R])``; ``tied`` is ``[m]`` (shared) or ``[R, m]``. Each cell's term is computed as one
+    row alone would compute it and the terms are added left to right (:func:`row_sums`), so a row's value does not
+    depend on the others, nor on empty cells padding it."""
+    total_pos = row_sums(pos)
+    pos_d, neg_d, tied_d = pos[:, ::-1], neg[:, ::-1], np.broadcast_to(tied[..., ::-1], pos.shape)
     tp = np.cumsum(pos_d, axis=1)
     fp = np.cumsum(neg_d, axis=1)
     has = pos_d > 0
@@ -331,55 +333,79 @@ def average_precision_rows(
         contribution[open_cells] = expected
         best_gap[open_cells] = p * (tp0 + p) / (tp0 + fp0 + p) - expected
         worst_gap[open_cells] = expected - _precision_integral(tp0, tp0 + fp0 + n, p)
-    bound = np.maximum(np.maximum(best_gap.sum(axis=1), worst_gap.sum(axis=1)), 0.0)
+    bound = np.maximum(np.maximum(row_sums(best_gap), row_sums(worst_gap)), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        value, bound = contribution.sum(axis=1) / total_pos, bound / total_pos
+        value, bound = row_sums(contribution) / total_pos, bound / total_pos
     defined = total_pos > 0
     return np.where(defined, value, np.nan), np.where(defined, bound, np.nan)
 
 
-FLOAT_ERROR_PER_CELL = 8 * 2.0**-52
-"""What the bound adds per cell for the value's float64 evaluation (cumulative sums and ratios over the cells), so
-that it holds for the computed number, not only for the exact arithmetic on the state."""
-
-
 def auc_rounding_bound(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> float:
     """How far ROC-AUC can move because weights were rounded to the fixed point: ``rounded`` (negatives',
-    positives') entries, each off by at most ``2**-33``, against the weight totals ``neg.sum()``, ``pos.sum()``
+    positives') entries, each off by at most ``2**-33``, against the weight totals of ``neg`` and ``pos``
     (first order, with 1% to spare)."""
-    e_neg, e_pos = np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if not (n_pos > 0 and n_neg > 0):
-        return 0.0
-    return float(2.02 * (e_pos / n_pos + e_neg / n_neg))
+    return float(auc_rounding_rows(neg[None], pos[None], np.asarray(rounded)[None])[0])
+
+
+def auc_rounding_rows(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """:func:`auc_rounding_bound` of each row of ``neg`` / ``pos`` (``[R, m]``) with its ``rounded`` (``[R, 2]``)."""
+    e_neg, e_pos = (np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)).T
+    n_pos, n_neg = row_sums(pos), row_sums(neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = 2.02 * (e_pos / n_pos + e_neg / n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), bound, 0.0)
 
 
 def ap_rounding_bound(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> float:
     """As :func:`auc_rounding_bound`, for average precision: each positive's precision moves by at most
     ``(e_pos + e_neg) / TP``, and the weighted sum of ``1 / TP`` over positives is at most ``1 + ln(P / w_min)``
     with ``w_min >= 2**-32``."""
-    e_neg, e_pos = np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)
-    n_pos = pos.sum()
-    if not n_pos > 0:
-        return 0.0
-    harmonic = 1.0 + max(float(np.log(n_pos * 2.0**WEIGHT_BITS)), 0.0)
-    return float(1.01 * (2.0 * e_pos + (e_pos + e_neg) * harmonic) / n_pos)
+    return float(ap_rounding_rows(neg[None], pos[None], np.asarray(rounded)[None])[0])
+
+
+def ap_rounding_rows(neg: np.ndarray, pos: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """:func:`ap_rounding_bound` of each row of ``neg`` / ``pos`` (``[R, m]``) with its ``rounded`` (``[R, 2]``)."""
+    e_neg, e_pos = (np.asarray(rounded, np.float64) * 2.0 ** -(WEIGHT_BITS + 1)).T
+    n_pos = row_sums(pos)
+    defined = n_pos > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        harmonic = 1.0 + np.maximum(np.log(np.where(defined, n_pos, 1.0) * 2.0**WEIGHT_BITS), 0.0)
+        bound = 1.01 * (2.0 * e_pos + (e_pos + e_neg) * harmonic) / n_pos
+    return np.where(defined, bound, 0.0)
+
+
+def _ranking_many(
+    task: Task, average: str, rows_fn: Any, rounding_rows: Any, report_bound: bool, states: list[Any]
+) -> list[dict[str, float]] | None:
+    """:func:`_ranking` of many states at once (:func:`~evaluators.ranking_many.binary_values`) when the task is
+    binary and every state is in the stored sparse form; else None."""
+    if task.kind is not TaskKind.BINARY or not all(is_sparse(s) for s in states):
+        return None
+    values, bounds = binary_values(rows_fn, rounding_rows, states)
+    if not report_bound:
+        return [{"": v} for v in values.tolist()]
+    return [{"": v, ".error_bound": b} for v, b in zip(values.tolist(), bounds.tolist(), strict=True)]
 
 
 def _ranking(
     task: Task,
     average: str,
     score_fn: Any,
-    rounding_fn: Any,
+    rows_fn: Any,
+    rounding_rows: Any,
     report_bound: bool,
     state: Any,
 ) -> dict[str, float]:
+    alone = _ranking_many(task, average, rows_fn, rounding_rows, report_bound, [state])
+    if alone is not None:  # (the path of a run's slices, read many at a time)
+        return alone[0]
     rounded = rounded_rows(state) if is_sparse(state) else np.zeros(2, np.int64)
 
     def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None) -> RankingValue:
         result = score_fn(neg, pos, tied, shift)
         evaluation = FLOAT_ERROR_PER_CELL * (np.count_nonzero((neg > 0) | (pos > 0)) + 1)  # float64 sums over cells
-        return RankingValue(result.value, result.bound + rounding_fn(neg, pos, rounded) + evaluation)
+        rounding = rounding_rows(neg[None], pos[None], np.asarray(rounded)[None])[0]
+        return RankingValue(result.value, float(result.bound + rounding + evaluation))
 
     if average == "micro":
         result = scored(*pooled_distribution(state), pooled_shift(state))
@@ -451,7 +477,7 @@ def default_precision_bits(task: Task) -> int:
 def _ranking_metric(
     name: str,
     score_fn: Any,
-    rounding_fn: Any,
+    rounding_rows: Any,
     rows_fn: Any,
     task: Task,
     average: str | None,
@@ -481,8 +507,9 @@ def _ranking_metric(
         raise ValueError(f"mode must be 'binned' or 'exact', got {mode!r}")
     binned = mode == "binned"
     rows = partial(_ranking_rows, task, avg, rows_fn, binned)
-    value = partial(_ranking, task, avg, score_fn, rounding_fn, binned)
-    return DerivedMetric(name, statistic, value, interval_rows=rows)
+    value = partial(_ranking, task, avg, score_fn, rows_fn, rounding_rows, binned)
+    many = partial(_ranking_many, task, avg, rows_fn, rounding_rows, binned)
+    return DerivedMetric(name, statistic, value, interval_rows=rows, finalize_many=many)
 
 
 def roc_auc(
@@ -499,7 +526,7 @@ def roc_auc(
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
-        auc_rounding_bound,
+        auc_rounding_rows,
         roc_auc_rows,
         task,
         average,
@@ -521,7 +548,7 @@ def average_precision(
     return _ranking_metric(
         "average_precision",
         average_precision_from_counts,
-        ap_rounding_bound,
+        ap_rounding_rows,
         average_precision_rows,
         task,
         average,

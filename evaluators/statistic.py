@@ -323,6 +323,8 @@ class DerivedMetric:
             leading ``[R]`` axis as :meth:`Statistic.resample_stacked` gives them: ``{suffix: [R] values}``,
             each row equal to that state's own value, or None for a state it does not take (the reducer then
             computes one state at a time).
+        finalize_many: optional host function giving ``finalize`` of many states at once (a run's slices), each
+            equal to that state's own, or None for states it does not take (then one state at a time).
     """
 
     name: str
@@ -333,10 +335,19 @@ class DerivedMetric:
     description: str = ""
     interval_values: Finalize | None = None
     interval_rows: Callable[[State], Mapping[str, np.ndarray] | None] | None = None
+    finalize_many: Callable[[list[State]], Sequence[Mapping[str, Any]] | None] | None = None
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""
         return dict(self.finalize(tree_to_numpy(state)))
+
+    def compute_many(self, states: Sequence[State]) -> list[dict[str, Any]]:
+        """:meth:`compute` of each of ``states`` (a run's slices), in one pass where ``finalize_many`` takes them."""
+        if self.finalize_many is not None and states:
+            values = self.finalize_many([tree_to_numpy(s) for s in states])
+            if values is not None:
+                return [dict(v) for v in values]
+        return [self.compute(s) for s in states]
 
     def compute_for_interval(self, state: State) -> dict[str, Any]:
         """Values whose bootstrap replicates give the interval: ``interval_values`` when set, else ``compute``."""

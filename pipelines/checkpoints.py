@@ -44,6 +44,7 @@ from pipelines.fingerprint import code_identity, tree_identity
 from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
+from pipelines.stacked_arrays import stack_arrays, unstack_arrays
 from pipelines.storage import flatten_state, join, unflatten_state
 from pipelines.unit_result import Partial, SliceKey, UnitResult
 
@@ -113,7 +114,7 @@ def encode_result(result: UnitResult) -> bytes:
         arrays["scores"] = np.frombuffer(buffer.getvalue(), np.uint8)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     out = io.BytesIO()
-    np.savez(out, **arrays)
+    np.savez(out, **stack_arrays(arrays))
     return out.getvalue()
 
 
@@ -122,7 +123,7 @@ def decode_result(
 ) -> UnitResult:
     """Inverse of :func:`encode_result`, for ``unit`` (whose index may differ from the stored one)."""
     with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+        arrays = unstack_arrays({k: data[k] for k in data.files})
     header: dict[str, Any] = json.loads(arrays.pop("header").tobytes())
     if header["key"] != unit.key:
         raise ValueError(f"checkpoint holds unit {header['key']}, not {unit.key}")

@@ -136,19 +136,21 @@ def build_points(
     kept, dropped = select_slices(merged.rows, slices)
     weights = poisson_weights(confidence.replicates, confidence.buckets, confidence.seed) if confidence else None
     buckets_by_slice = merged.bucket_states
-    small: list[str] = []
+    small = [
+        key for key in kept if (entry := _entry_of(key, slices)) is not None and merged.rows[key] < entry.min_count
+    ]
+    below = set(small)
+    valued = [key for key in kept if key not in below]
+    values_by_key: dict[SliceKey, dict[str, float]] = {key: {} for key in valued}
+    for spec, metric in metrics:  # each metric over every slice at once (ranking values: one pass for all)
+        column = metric.compute_many([merged.states[key][acc.index(metric.statistic)] for key in valued])
+        for key, computed in zip(valued, column, strict=True):
+            values_by_key[key].update(flatten_values(spec.key, computed))
     points = []
     for key in kept:
-        entry = _entry_of(key, slices)
         values: dict[str, Metric] = {}
-        if entry is not None and merged.rows[key] < entry.min_count:
-            small.append(slice_name(key))
-        else:
-            point_values: dict[str, float] = {}
-            for spec, metric in metrics:
-                point_values.update(
-                    flatten_values(spec.key, metric.compute(merged.states[key][acc.index(metric.statistic)]))
-                )
+        if key in values_by_key:
+            point_values = values_by_key[key]
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
             percentile_keys = {spec.key for spec, metric in metrics if metric.interval_values is not None}
@@ -174,7 +176,7 @@ def build_points(
     if dropped:
         report["dropped_slices"] = dropped
     if small:
-        report["below_min_count"] = small
+        report["below_min_count"] = [slice_name(key) for key in small]
     return points, report
 
 

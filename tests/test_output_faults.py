@@ -272,6 +272,22 @@ def _stop_at_commit(tmp_path: Path, spec: dict, sig: int) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def test_the_last_unit_to_finish_is_not_checkpointed_when_it_was_quick(tmp_path, shards):
+    """Stopped at the commit, a run leaves checkpoints of every unit but the last to finish (its unit took far
+    less than ``LAST_UNIT_CHECKPOINT_S``); the same job again reuses those and computes that one unit."""
+    from pipelines import spec as spec_module
+    from pipelines.execute import run_job
+
+    out = tmp_path / "out"
+    spec = _spec(shards, str(out), name="lastunit")
+    stopped = _stop_at_commit(tmp_path, spec, signal.SIGTERM)  # (the writer thread finishes its writes on exit)
+    assert stopped.returncode == 143, stopped.stderr
+    assert len(list((out / "lastunit" / "_checkpoints").glob("*/*.npz"))) == 2  # of 3 units
+    run = run_job(spec_module.load(str(write_job(tmp_path / "again.yaml", spec))), show_progress=False).run
+    assert run.metadata["resumed_units"] == [0, 1]
+    assert run.metadata["attempts"] == 1  # unit 2 alone was computed
+
+
 @pytest.mark.slow
 def test_a_refuse_claim_left_by_a_killed_run_is_taken_over_and_listed(tmp_path, shards):
     out = tmp_path / "out"

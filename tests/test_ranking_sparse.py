@@ -35,6 +35,7 @@ from pipelines import spec as spec_module
 from pipelines.execute import run_job
 from pipelines.plots import precision_recall_figure, roc_figure
 from pipelines.results import compare_all, load_statistics
+from pipelines.stacked_arrays import unstack_arrays
 from pipelines.storage import COMMIT_MARKER, STATISTICS_FILE, STATISTICS_INDEX
 from pipelines.synthetic import binary_table
 from tests.conftest import write_job
@@ -224,7 +225,7 @@ def _densify(npz: bytes, index: bytes, statistics: list[ScoreHistogram | None]) 
     kept before the sparse form (``counts [K, 2, B]``, ``lo`` / ``hi [K, B]``)."""
     meta = json.loads(index)
     with np.load(io.BytesIO(npz)) as data:
-        arrays = {k: data[k] for k in data.files}
+        arrays = unstack_arrays({k: data[k] for k in data.files})  # (one array per slice, as runs stored them)
     for s in range(len(meta["slices"])):
         for t, stat in enumerate(statistics):
             if stat is None:
