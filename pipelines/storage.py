@@ -271,25 +271,38 @@ def metrics_table(run: Run, job: str) -> pa.Table:
             "direction",
         )
     }
-    timestamp = utc(run.timestamp)
-    for point in run.points:
-        for name, metric in point.metrics.items():
-            definition = run.metric_defs.get(name)
-            rows["run_id"].append(run.id)
-            rows["timestamp"].append(timestamp)
-            rows["job"].append(job)
-            rows["commit"].append(run.commit)
-            rows["point"].append(point.name)
-            rows["tags"].append(list(point.tags.items()))
-            rows["metric"].append(name)
-            rows["value"].append(metric.value)
-            rows["lower"].append(metric.lower)
-            rows["upper"].append(metric.upper)
-            rows["direction"].append(str(definition.direction) if definition else "higher")
+    directions = {name: str(definition.direction) for name, definition in run.metric_defs.items()}
+    for point in run.points:  # (column by column: a run of 1,000 slices has 15,000 rows)
+        metrics = point.metrics
+        rows["point"] += [point.name] * len(metrics)
+        tags = list(point.tags.items())
+        rows["tags"] += [tags] * len(metrics)
+        rows["metric"] += metrics.keys()
+        rows["value"] += [m.value for m in metrics.values()]
+        rows["lower"] += [m.lower for m in metrics.values()]
+        rows["upper"] += [m.upper for m in metrics.values()]
+        rows["direction"] += [directions.get(name, "higher") for name in metrics]
+    n = len(rows["metric"])
+    rows |= {
+        "run_id": [run.id] * n,
+        "timestamp": [utc(run.timestamp)] * n,
+        "job": [job] * n,
+        "commit": [run.commit] * n,
+    }
     return arrow_columns.table(rows, METRICS_SCHEMA)
 
 
 # --- writing and committing -----------------------------------------------------------
+
+
+def run_json(run: Run) -> bytes:
+    """``run.json``: the run's record, indented, with one point per line (JSON's indenting encoder is pure
+    Python: a run of 1,000 slices took 0.06 s with every value on a line of its own)."""
+    record = run.to_dict()
+    points = record.pop("points")
+    head = json.dumps(record, indent=1, allow_nan=False)
+    lines = "".join(f"\n  {json.dumps(point, allow_nan=False)}," for point in points)[:-1]
+    return (head[:-2] + ',\n "points": [' + (lines + "\n " if points else "") + "]\n}").encode()
 
 
 def _write(loc: RunLocation, name: str, payload: bytes) -> int:
@@ -415,7 +428,7 @@ def _write_and_commit(
     for name, payload in (extra_files or {}).items():
         files[name] = _write(loc, name, payload)
     run = finish(run) if finish is not None else run
-    files[RUN_FILE] = _write(loc, RUN_FILE, json.dumps(run.to_dict(), indent=1, allow_nan=False).encode())
+    files[RUN_FILE] = _write(loc, RUN_FILE, run_json(run))
     manifest = {
         "run_id": run.id,
         "job": job,
