@@ -114,7 +114,7 @@ def encode_result(result: UnitResult) -> bytes:
         arrays["scores"] = np.frombuffer(buffer.getvalue(), np.uint8)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     out = io.BytesIO()
-    np.savez(out, **stack_arrays(arrays))
+    np.savez(out, **stack_arrays(arrays, planes=False))  # (not compressed: no byte planes)
     return out.getvalue()
 
 
