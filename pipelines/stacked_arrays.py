@@ -11,7 +11,9 @@ one group of three arrays:
 * ``{letter}*/{rest}~shapes``: int64 ``[members, ndim]``, each member's shape;
 * ``{letter}*/{rest}~members``: int64 ``[members]``, each member's ``n``.
 
-Every other array is stored as it is, and archives written before groups existed read back unchanged.
+Every other array is stored as it is: the arrays of a group averaging more than :data:`GROUPED_BYTES` too (a few
+large arrays cost nothing per member, and copying them into one would). Archives written before groups existed read
+back unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import numpy as np
 
 GROUP = "*"
 """Stands for the member number in a group's names."""
+
+GROUPED_BYTES = 1 << 16
+"""Like arrays are grouped while they average at most this many bytes."""
 
 _VALUES, _PLANES, _DTYPE, _SHAPES, _MEMBERS = "~values", "~planes", "~dtype", "~shapes", "~members"
 
@@ -49,7 +54,9 @@ def stack_arrays(arrays: Mapping[str, np.ndarray], *, planes: bool = True) -> di
         groups.setdefault((letter, rest), []).append((n, name, np.asarray(array)))
     for (letter, rest), members in groups.items():
         first = members[0][2]
-        if len(members) < 2 or any(a.dtype != first.dtype or a.ndim != first.ndim for _, _, a in members):
+        alike = all(a.dtype == first.dtype and a.ndim == first.ndim for _, _, a in members)
+        small = sum(a.nbytes for _, _, a in members) <= GROUPED_BYTES * len(members)
+        if len(members) < 2 or not alike or not small:
             out.update({name: array for _, name, array in members})
             continue
         base = f"{letter}{GROUP}/{rest}"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipelines.stacked_arrays import stack_arrays, unstack_arrays
+from pipelines.stacked_arrays import GROUPED_BYTES, stack_arrays, unstack_arrays
 
 DTYPES = st.sampled_from([np.float64, np.float32, np.int64, np.int32, np.int8, np.bool_])
 LEAVES = st.sampled_from(["t0/keys", "t0/counts", "t1/0", "t1/1~at", "t2/sums"])
@@ -51,9 +51,10 @@ def test_like_arrays_of_many_slices_become_three_arrays_and_unlike_ones_stay_apa
     arrays = {f"s{s}/t0/keys": np.arange(s, dtype=np.int64) for s in range(1000)}
     arrays |= {"s0/t1/x": np.zeros(2), "s1/t1/x": np.zeros(2, np.float32)}  # two dtypes: kept one by one
     arrays["b3/t0/keys"] = np.ones((2, 2))  # alone in its group
+    arrays |= {f"b{s}/t1/hi": np.full(GROUPED_BYTES // 8 + 1, np.inf) for s in range(3)}  # large: kept as they are
     stacked = stack_arrays(arrays)
     group = ["s*/t0/keys~planes", "s*/t0/keys~dtype", "s*/t0/keys~shapes", "s*/t0/keys~members"]
-    assert sorted(stacked) == sorted([*group, "s0/t1/x", "s1/t1/x", "b3/t0/keys"])
+    assert sorted(stacked) == sorted([*group, "s0/t1/x", "s1/t1/x", "b3/t0/keys", "b0/t1/hi", "b1/t1/hi", "b2/t1/hi"])
     assert stacked["s*/t0/keys~planes"].shape == (8, sum(range(1000)))  # the bytes of each place of the int64s
     assert stacked["s*/t0/keys~planes"][7:].max() == 0  # (a plane of zeros: what deflate packs best)
     assert unstack_arrays(dict(stack_arrays({}))) == {}
