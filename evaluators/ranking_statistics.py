@@ -333,13 +333,16 @@ class ScoreHistogram(Statistic):
         if predictions.size <= self.exact_cells or softmax_order:
             return False
         width = predictions.size // max(len(predictions), 1)
-        rows = min(len(predictions), -(-2 * self.exact_cells // width))  # a prefix of about 2 * exact_cells values
-        weights = batch.get("weights")
-        weights = np.ones(rows) if weights is None else np.asarray(weights)[:rows]
-        _, w = valid_weights(self.task, np.asarray(batch["targets"])[:rows], weights)
-        # (cells order rows by the prediction as written, a binary logit too; float32 sorts as it is)
-        values = np.sort(predictions[:rows][w > 0].reshape(-1), kind="quicksort")
-        distinct = int(len(values) > 0) + int(np.count_nonzero(values[1:] != values[:-1]))
+        for share in PREFIX_SHARES:  # (a shorter prefix first: continuous scores exceed it, at a fraction of the sort)
+            rows = min(len(predictions), -(-int(share * self.exact_cells) // width))
+            weights = batch.get("weights")
+            weights = np.ones(rows) if weights is None else np.asarray(weights)[:rows]
+            _, w = valid_weights(self.task, np.asarray(batch["targets"])[:rows], weights)
+            # (cells order rows by the prediction as written, a binary logit too; float32 sorts as it is)
+            values = np.sort(predictions[:rows][w > 0].reshape(-1), kind="quicksort")
+            distinct = int(len(values) > 0) + int(np.count_nonzero(values[1:] != values[:-1]))
+            if distinct > self.exact_cells or rows == len(predictions):
+                break
         return distinct > self.exact_cells
 
     def for_replicates(self) -> Statistic:
@@ -373,6 +376,10 @@ class ScoreHistogram(Statistic):
         return super().merge_all(states)
 
 
+PREFIX_SHARES = (1.25, 2.0)
+"""A batch is known to hold more than ``exact_cells`` distinct scores when a prefix of this many times
+``exact_cells`` values does; the longer prefix is sorted only when the shorter one falls short (the answer is the
+longer prefix's either way: it holds the shorter one)."""
 SMALL_BATCH_CELLS = 1 << 14
 """Batches of fewer (row, class) cells than this are sorted into the stored form on the host (a sliced
 job's per-slice batches) instead of scattered into a working histogram of the whole grid."""
