@@ -37,16 +37,19 @@ def _binary_data(rows: int) -> Path:
 
 
 def measure_job(job_yaml: str, workdir: Path, name: str) -> dict[str, float]:
-    """Run the job ``job_yaml`` in a fresh process: its wall time (the job alone) and peak RSS."""
+    """Run the job ``job_yaml`` in a fresh process: its wall time (the job alone), the whole process's wall time
+    (imports and start-up included, timed from outside) and peak RSS."""
     path = workdir / f"{name}.yaml"
     path.write_text(job_yaml)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(path)], env=env, capture_output=True, text=True, check=False
     )
+    process_wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_wall_s": process_wall}
 
 
 def median(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -8,7 +8,8 @@ Figures, each against a baseline measured in the same invocation:
   form, as runs stored them before the sparse form). Goal: under 1 s.
 * ``slices``: a job of the binary metrics plus average precision on ``--slice-rows`` (1M) rows with a
   slice column of ``--slice-values`` (1,000) values, each job in a fresh process (compilation counted);
-  baseline: the same job without slices. Goals: at most 10x the wall time, at most 1.5 GB peak RSS.
+  baseline: the same job without slices. Goals: at most 10x the wall time, at most 1.5 GB peak RSS. Both the job's
+  own wall time (``wall_ratio``) and the whole process's, imports included (``process_wall_ratio``), are reported.
 * ``multiclass``: the multiclass suite (``--multiclass-rows`` x ``--classes``, the binary suite's metrics,
   macro) on the local runner against the raw read of its columns, both in fresh pinned processes.
   Goal: at most 2x.
@@ -127,7 +128,8 @@ def slices_figures(rows: int, values: int, repeats: int) -> dict[str, Any]:
                 runs[name].append(measure_job(job, work, name))
     table = {name: median(r) for name, r in runs.items()}
     figures = _ratio({"rows": rows, "slice_values": values}, table, "sliced", "plain", 10.0)
-    return {**figures, "goal_peak_rss_mb": 1536.0}
+    process_ratio = table["sliced"]["process_wall_s"] / table["plain"]["process_wall_s"]
+    return {**figures, "process_wall_ratio": process_ratio, "goal_peak_rss_mb": 1536.0}
 
 
 def _ratio(sizes: dict[str, int], table: dict[str, Any], measured: str, baseline: str, goal: float) -> dict[str, Any]:
