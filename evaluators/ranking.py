@@ -30,7 +30,7 @@ import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
 from evaluators.ranking_cells import _starts
-from evaluators.ranking_many import FLOAT_ERROR_PER_CELL, binary_values, position_shift
+from evaluators.ranking_many import binary_values, evaluation_bound, position_shift
 from evaluators.ranking_statistics import (
     _BIN_MASK,
     CLASS_SHIFT,
@@ -403,9 +403,8 @@ def _ranking(
 
     def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None) -> RankingValue:
         result = score_fn(neg, pos, tied, shift)
-        evaluation = FLOAT_ERROR_PER_CELL * (np.count_nonzero((neg > 0) | (pos > 0)) + 1)  # float64 sums over cells
         rounding = rounding_rows(neg[None], pos[None], np.asarray(rounded)[None])[0]
-        return RankingValue(result.value, float(result.bound + rounding + evaluation))
+        return RankingValue(result.value, float(result.bound + rounding + evaluation_bound(neg, pos)))
 
     if average == "micro":
         result = scored(*pooled_distribution(state), pooled_shift(state))
@@ -455,7 +454,7 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
     tied = (np.asarray(stacked["lo"]) == np.asarray(stacked["hi"]))[0]
     neg, pos = np.ascontiguousarray(counts[:, 0, 0]), np.ascontiguousarray(counts[:, 0, 1])
     values, bounds = rows_fn(neg, pos, tied)
-    bounds = bounds + FLOAT_ERROR_PER_CELL * (np.count_nonzero((neg > 0) | (pos > 0), axis=1) + 1)  # as _ranking
+    bounds = bounds + evaluation_bound(neg, pos)  # as _ranking
     return {"": values, ".error_bound": bounds} if report_bound else {"": values}
 
 

@@ -333,11 +333,11 @@ class ScoreHistogram(Statistic):
         if predictions.size <= self.exact_cells or softmax_order:
             return False
         width = predictions.size // max(len(predictions), 1)
+        targets, weights = np.asarray(batch["targets"]), batch.get("weights")
         for share in PREFIX_SHARES:  # (a shorter prefix first: continuous scores exceed it, at a fraction of the sort)
             rows = min(len(predictions), -(-int(share * self.exact_cells) // width))
-            weights = batch.get("weights")
-            weights = np.ones(rows) if weights is None else np.asarray(weights)[:rows]
-            _, w = valid_weights(self.task, np.asarray(batch["targets"])[:rows], weights)
+            given = np.ones(rows) if weights is None else np.asarray(weights)[:rows]
+            _, w = valid_weights(self.task, targets[:rows], given)
             # (cells order rows by the prediction as written, a binary logit too; float32 sorts as it is)
             values = np.sort(predictions[:rows][w > 0].reshape(-1), kind="quicksort")
             distinct = int(len(values) > 0) + int(np.count_nonzero(values[1:] != values[:-1]))

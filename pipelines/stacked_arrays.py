@@ -3,7 +3,7 @@
 A run with 1,000 slices holds 13 arrays per slice; written one archive member each, the members' headers and
 compressor set-ups cost more than their contents (0.5 s for 13,000 arrays). Arrays named ``{letter}{n}/{rest}``
 (``s12/t0/counts``: slice 12's statistic 0) that share ``rest``, dtype and number of dimensions are stored as
-one group of three arrays:
+one group of a few arrays:
 
 * ``{letter}*/{rest}~values``: their flattened contents, concatenated in the order of ``~members``; for a dtype
   of several bytes, ``~planes`` instead (uint8 ``[itemsize, n]``: the first byte of every value, then the second...,

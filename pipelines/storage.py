@@ -255,22 +255,7 @@ METRICS_SCHEMA = pa.schema(
 
 def metrics_table(run: Run, job: str) -> pa.Table:
     """Long format: one row per point x metric (built without pandas: :mod:`pipelines.arrow_columns`)."""
-    rows: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "run_id",
-            "timestamp",
-            "job",
-            "commit",
-            "point",
-            "tags",
-            "metric",
-            "value",
-            "lower",
-            "upper",
-            "direction",
-        )
-    }
+    rows: dict[str, list[Any]] = {k: [] for k in ("point", "tags", "metric", "value", "lower", "upper", "direction")}
     directions = {name: str(definition.direction) for name, definition in run.metric_defs.items()}
     for point in run.points:  # (column by column: a run of 1,000 slices has 15,000 rows)
         metrics = point.metrics
