@@ -372,7 +372,7 @@ class Accumulator:
         width = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in cols.values())
         step = chunk_rows_for(width)
         with jax.enable_x64(True):
-            current = tuple(jax.tree.map(_on_device, st.working(s)) for st, s in zip(stats, states, strict=True))
+            current = tuple(st.working_on_device(s) for st, s in zip(stats, states, strict=True))
             if n < step:
                 size = self._chunk_size(n, step)
                 chunk = {k: _pad(v, size) for k, v in cols.items()} if size != n else cols

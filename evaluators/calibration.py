@@ -222,7 +222,7 @@ class CalibrationBins(Statistic):
     def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
         slots = self.n_bins + 1
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
-        cell = group * slots + np.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
+        cell = group * slots + calibration_slot(confidence, self.n_bins)
         count, acc = (np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct))
         conf = fixed_bincount(cell, w * confidence, groups * slots).reshape(groups, slots, 2)
         return [(count[g], conf[g], acc[g]) for g in range(groups)]
@@ -231,7 +231,7 @@ class CalibrationBins(Statistic):
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         xp = array_namespace(w)
         slots = self.n_bins + 1
-        index = xp.where(confidence >= 1.0, self.n_bins, bin_index(confidence, self.n_bins))
+        index = calibration_slot(confidence, self.n_bins)
         count, conf, acc = state
         if xp is np:  # (the bincounts add_rows takes on the host, without its [n, 2] stacks)
             return (
@@ -284,6 +284,20 @@ def _along_bins(state: State, fn: Callable[[np.ndarray, int], np.ndarray]) -> St
 COMPARED_EDGES = 64
 """Up to this many bins, a row's bin is the count of inner edges at or below it (vectorised compares);
 above, a binary search."""
+
+
+def calibration_slot(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
+    """:func:`bin_index`, and ``n_bins`` (the slot of :class:`CalibrationBins` for confidences of 1) where
+    ``confidence >= 1``. On the host in one pass of fewer operations than the two (the same integers)."""
+    xp = array_namespace(confidence)
+    if xp is not np:
+        return xp.where(confidence >= 1.0, n_bins, bin_index(confidence, n_bins))
+    edges = np.append(np.linspace(0.0, 1.0, n_bins + 1), np.nan)  # (the slot's edge is 1; nothing is >= NaN)
+    scaled = np.multiply(confidence, n_bins, dtype=np.float64)
+    guess = np.minimum(np.maximum(scaled, 0.0, out=scaled), n_bins, out=scaled).astype(np.intp)  # floor, in [0, n]
+    guess -= confidence < edges[guess]  # (the edge of floor(c * n), moved by one where it is not c's)
+    guess += confidence >= edges[guess + 1]
+    return np.maximum(guess, 0, out=guess)  # (below 0: bin 0)
 
 
 def bin_index(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:

@@ -138,7 +138,7 @@ def fixed_bincount(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarr
     ``[0, size)``: int64 ``[size, 2]``, each limb's sums by a float64 bincount while they are exact
     (:data:`EXACT_FLOAT_SUM`), else by ``np.add.at``; the same integers either way."""
     out = np.zeros((size, 2), np.int64)
-    scaled = values.astype(np.float64) * 2.0**FIXED_POINT_BITS
+    scaled = np.multiply(values, 2.0**FIXED_POINT_BITS, dtype=np.float64)
     hi = np.round(scaled)  # the limbs of _limbs, still as (integer) floats
     lo = np.round((scaled - hi) * 2.0**FIXED_POINT_LOW_BITS)
     # |hi| <= |scaled| + 1/2 and |lo| <= 2**(FIXED_POINT_LOW_BITS - 1): a bound on every partial sum of both

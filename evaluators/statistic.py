@@ -21,6 +21,8 @@ rows carry weight 0, so every statistic must be weighted).
 Example::
 
     >>> import numpy as np
+
+from evaluators.lazyjax import jax
     >>> from evaluators.accumulate import Accumulator
     >>> from evaluators.classification import ConfusionCounts
     >>> from evaluators.task import Task
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from evaluators.lazyjax import jax
 
 State = Any
 """A pytree (nested tuples / dicts) of numpy or JAX arrays."""
@@ -142,6 +146,12 @@ class Statistic(abc.ABC):
         :meth:`stored`; both are host-side and run once per work unit, not per batch.
         """
         return state
+
+    def working_on_device(self, state: State) -> State:
+        """:meth:`working` with every leaf a device array of its own, for the compiled update, which is handed
+        its states' buffers (donated) and writes its result into them. Default: :meth:`working`'s host leaves
+        copied to the device (device leaves as they are)."""
+        return jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jax.device_put(x), self.working(state))
 
     def stored(self, state: State) -> State:
         """The form :meth:`merge` takes and checkpoints keep, from a host copy of the working form."""

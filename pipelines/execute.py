@@ -27,6 +27,7 @@ from pipelines.bootstrap import key_role
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
+from pipelines.host_memory import keep_freed_memory
 from pipelines.idf import resolve_idf
 from pipelines.job_statistics import job_statistics
 from pipelines.outputprobe import probe_output
@@ -238,6 +239,7 @@ def run_job(
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     bound_storage_calls()
+    keep_freed_memory()  # (the reduce's temporaries too: see pipelines.host_memory)
     import_seconds = timing.process_age_seconds()
     timing.watch_compiles()
     driver_compile = timing.compile_seconds()

@@ -28,6 +28,7 @@ from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
+from pipelines.host_memory import keep_freed_memory
 from pipelines.job_statistics import BATCH_ROWS, job_statistics
 from pipelines.planning import WorkUnit
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
@@ -129,6 +130,7 @@ class UnitEvaluator:
 
     def __init__(self, spec: JobSpec) -> None:
         compile_cache.enable_on_import()
+        keep_freed_memory()  # (batch after batch, the same temporaries: see pipelines.host_memory)
         timing.watch_compiles()
         bound_storage_calls()  # a worker's reads get the driver's S3 timeouts (a Ray actor is another process)
         self.spec = spec

@@ -35,7 +35,7 @@ from sklearn.calibration import calibration_curve
 
 import evaluators.functional as F
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.calibration import bin_index, fold_ones
+from evaluators.calibration import bin_index, calibration_slot, fold_ones
 from evaluators.catalog import build
 from evaluators.lazyjax import jax
 from evaluators.task import Task, TaskKind
@@ -226,6 +226,34 @@ def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_b
     np.testing.assert_array_equal(bin_index(c, n_bins), expected)
     with jax.enable_x64(True):
         np.testing.assert_array_equal(np.asarray(jax.jit(bin_index, static_argnums=1)(c, n_bins)), expected)
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
+def test_slot_of_a_confidence_is_its_bin_or_the_slot_of_ones_on_host_and_compiled(n_bins):
+    """:func:`calibration_slot` (the host's one pass) is the search of the edges, clipped, with ``n_bins`` for
+    confidences of 1 and above, on every edge and the floats either side of it, outside [0, 1] (far outside
+    too), in float32 and float64, and on the smallest subnormals."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    c = np.concatenate(
+        [
+            np.random.default_rng(n_bins).random(5_000),
+            edges,
+            np.nextafter(edges, 2.0),
+            np.nextafter(edges, -1.0),
+            np.arange(101) / 100,
+            [-0.5, -0.0, 1.5, 5e-324, -5e-324, -1e300, 1e300, np.nextafter(1.0, 0.0), 1.0],
+        ]
+    )
+    with np.errstate(over="ignore"):
+        narrow = c.astype(np.float32)  # (+-1e300: +-inf)
+    for values in (c, narrow):
+        expected = np.where(
+            values >= 1.0, n_bins, np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
+        )
+        np.testing.assert_array_equal(calibration_slot(values, n_bins), expected)
+        with jax.enable_x64(True):
+            compiled = jax.jit(calibration_slot, static_argnums=1)(values, n_bins)
+        np.testing.assert_array_equal(np.asarray(compiled), expected)
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 10, 15])
