@@ -454,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("arguments after `--` are Apache Beam pipeline options, taken by `run` and `validate` only")
     args.beam_args = beam_args
     args.process = process  # the whole process (``evalpipe``, ``python -m pipelines``): may end it on SIGTERM
+    if process and args.command in ("run", "merge"):
+        from pipelines.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # before pyarrow or XLA start a thread: every thread then allocates from the main heap
     from pipelines.storage_budget import bound_storage_calls
 
     bound_storage_calls()
