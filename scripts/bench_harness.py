@@ -55,6 +55,8 @@ class Runner:
             f"cpus = {list(cpus) if cpus else None!r}\n"
             "if cpus: os.sched_setaffinity(0, cpus)\n"
             f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
+            # (evalpipe's process sets its allocator first thing, as `evalpipe run` does: pipelines.host_memory)
+            f"if {task['tool'] == 'evalpipe'!r}: __import__('pipelines.host_memory').host_memory.keep_freed_memory()\n"
             "import bench_tools\n"
             "print('\\n' + json.dumps(bench_tools.measure(json.loads(sys.argv[1]))))\n"
         )

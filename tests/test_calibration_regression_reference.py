@@ -206,22 +206,23 @@ def test_scores_on_bin_edges():
     assert ece[""] == pytest.approx(ece_mce_by_hand(count, conf, correct)[0], rel=RTOL)
 
 
+def _confidences_at_the_edges(n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, confidences)``: the bins' edges, and random confidences with every edge, the floats either side
+    of it, outside [0, 1] (far outside too), signed zeros and the smallest subnormals."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    extremes = [-0.5, -0.0, 1.5, 5e-324, -5e-324, -1e300, 1e300, np.nextafter(1.0, 0.0), 1.0]
+    rows = np.random.default_rng(n_bins).random(5_000)
+    return edges, np.concatenate(
+        [rows, edges, np.nextafter(edges, 2.0), np.nextafter(edges, -1.0), np.arange(101) / 100, extremes]
+    )
+
+
 @pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
 def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_bins):
     """The host bin (floor of c * n, moved one bin where the linspace edge says otherwise) and the compiled one
     (edge compares, or a search) are ``searchsorted(edges, c, side="right") - 1`` clipped, on every edge and the
-    floats either side of it, outside [0, 1], and on the smallest subnormal."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    c = np.concatenate(
-        [
-            np.random.default_rng(n_bins).random(5_000),
-            edges,
-            np.nextafter(edges, 2.0),
-            np.nextafter(edges, -1.0),
-            np.arange(101) / 100,
-            [-0.5, -0.0, 1.5, 5e-324],
-        ]
-    )
+    floats either side of it, outside [0, 1], and on the smallest subnormals."""
+    edges, c = _confidences_at_the_edges(n_bins)
     expected = np.clip(np.searchsorted(edges, c, side="right") - 1, 0, n_bins - 1)
     np.testing.assert_array_equal(bin_index(c, n_bins), expected)
     with jax.enable_x64(True):
@@ -231,19 +232,8 @@ def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_b
 @pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
 def test_slot_of_a_confidence_is_its_bin_or_the_slot_of_ones_on_host_and_compiled(n_bins):
     """:func:`calibration_slot` (the host's one pass) is the search of the edges, clipped, with ``n_bins`` for
-    confidences of 1 and above, on every edge and the floats either side of it, outside [0, 1] (far outside
-    too), in float32 and float64, and on the smallest subnormals."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    c = np.concatenate(
-        [
-            np.random.default_rng(n_bins).random(5_000),
-            edges,
-            np.nextafter(edges, 2.0),
-            np.nextafter(edges, -1.0),
-            np.arange(101) / 100,
-            [-0.5, -0.0, 1.5, 5e-324, -5e-324, -1e300, 1e300, np.nextafter(1.0, 0.0), 1.0],
-        ]
-    )
+    confidences of 1 and above, on the same confidences, in float32 and float64."""
+    edges, c = _confidences_at_the_edges(n_bins)
     with np.errstate(over="ignore"):
         narrow = c.astype(np.float32)  # (+-1e300: +-inf)
     for values in (c, narrow):
