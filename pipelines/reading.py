@@ -143,6 +143,13 @@ RAGGED_PREFIX = "ragged:"
 :func:`ragged`."""
 
 
+def _named(role: str, column: str) -> str:
+    """A read column as an error names it: the column and the YAML key that asked for it."""
+    if role.startswith(TEXT_PREFIX):
+        return f"column {column!r} (slices)"
+    return f"column {column!r} (data.columns.{role.removeprefix(RAGGED_PREFIX)})"
+
+
 def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array | Ragged:
     if role.startswith(RAGGED_PREFIX):
         return ragged(array, where=where)
@@ -238,7 +245,7 @@ def read_part(
                                 group,
                                 first_row,
                                 {
-                                    role: _column(role, table.column(col), where=f"{where_group}, column {col!r}")
+                                    role: _column(role, table.column(col), where=f"{where_group}: {_named(role, col)}")
                                     for role, col in roles.items()
                                 },
                             )

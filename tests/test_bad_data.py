@@ -107,6 +107,31 @@ def test_bad_labels_are_named(tmp_path, binary, values, needle):
     _fails(tmp_path, _job(tmp_path, data), f"{paths[1]} row group 0", "column 'label' (data.columns.targets)", needle)
 
 
+@pytest.mark.parametrize(
+    ("column", "key"),
+    [("score", "data.columns.predictions"), ("label", "data.columns.targets"), ("segment", "slices")],
+)
+def test_null_values_are_named_with_file_row_group_column_and_yaml_key(tmp_path, binary, column, key):
+    """A null in a scored column, or in a slice column, is one paragraph naming the file, the row group, the column
+    and the YAML key that asked for it; nothing is committed."""
+    data, paths = binary
+    table = pq.read_table(paths[3])
+    table = table.append_column("segment", pa.array(["a", "b"] * (table.num_rows // 2)))
+    values = table.column(column).to_pylist()
+    values[777] = None  # (row group 1)
+    table = table.set_column(
+        table.schema.get_field_index(column), column, pa.array(values, table.schema.field(column).type)
+    )
+    pq.write_table(table, paths[3], row_group_size=GROUP)
+    for path in paths[:3]:
+        other = pq.read_table(path)
+        other = other.append_column("segment", pa.array(["a", "b"] * (other.num_rows // 2)))
+        pq.write_table(other, path, row_group_size=GROUP)
+    job = _job(tmp_path, data)
+    job.write_text(job.read_text() + "slices: [{column: segment}]\n")
+    _fails(tmp_path, job, f"{paths[3]} row group 1", f"column {column!r} ({key})", "1 rows are null")
+
+
 def test_multiclass_probabilities_that_do_not_sum_to_one(tmp_path):
     data = tmp_path / "data"
     paths = write_shards(str(data), "multiclass", 2_000, 2, seed=3, num_classes=4, row_group_rows=GROUP)
