@@ -21,8 +21,6 @@ rows carry weight 0, so every statistic must be weighted).
 Example::
 
     >>> import numpy as np
-
-from evaluators.lazyjax import jax
     >>> from evaluators.accumulate import Accumulator
     >>> from evaluators.classification import ConfusionCounts
     >>> from evaluators.task import Task

@@ -50,13 +50,14 @@ class Runner:
         if self.inline:
             return measure(task)
         env = self.env(cached)
+        # evalpipe's process sets its allocator first thing, as `evalpipe run` does (pipelines.host_memory)
+        allocator = "from pipelines.host_memory import keep_freed_memory\nkeep_freed_memory()\n"
         code = (
             "import json, os, sys\n"
             f"cpus = {list(cpus) if cpus else None!r}\n"
             "if cpus: os.sched_setaffinity(0, cpus)\n"
             f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
-            # (evalpipe's process sets its allocator first thing, as `evalpipe run` does: pipelines.host_memory)
-            f"if {task['tool'] == 'evalpipe'!r}: __import__('pipelines.host_memory').host_memory.keep_freed_memory()\n"
+            f"{allocator if task['tool'] == 'evalpipe' else ''}"
             "import bench_tools\n"
             "print('\\n' + json.dumps(bench_tools.measure(json.loads(sys.argv[1]))))\n"
         )
