@@ -30,7 +30,15 @@ import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
 from evaluators.ranking_cells import _starts
-from evaluators.ranking_many import binary_values, evaluation_bound, position_shift
+from evaluators.ranking_many import binary_values, evaluation_bound
+from evaluators.ranking_positions import (
+    digamma_difference,
+    harmonic_sum,
+    mean_positions,
+    position_shift,
+    positioned_precision_sum,
+    precision_integral,
+)
 from evaluators.ranking_statistics import (
     _BIN_MASK,
     CLASS_SHIFT,
@@ -77,7 +85,7 @@ __all__ = [
     "bin_count",
     "bin_positions",
     "class_distributions",
-    "class_shifts",
+    "class_positions",
     "compact_cells",
     "default_precision_bits",
     "digamma_difference",
@@ -85,10 +93,11 @@ __all__ = [
     "fixed_weights",
     "is_exact",
     "is_sparse",
+    "mean_positions",
     "merge_cells",
     "one_vs_rest",
     "pooled_distribution",
-    "pooled_shift",
+    "pooled_positions",
     "position_shift",
     "ranked_classes",
     "roc_auc",
@@ -124,13 +133,13 @@ def _class_ranges(state: State, classes: int | None) -> list[tuple[int, int]]:
     return list(pairwise(np.searchsorted(cls, np.arange(k + 1)).tolist()))
 
 
-def class_shifts(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
-    """Per class, :func:`position_shift` of each cell of :func:`class_distributions` (None for states
+def class_positions(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
+    """Per class, :func:`mean_positions` (``[m, 2]``) of each cell of :func:`class_distributions` (None for states
     without positions: exact counts, and runs stored before them)."""
     if not is_sparse(state):
         return [None] * len(class_distributions(state, classes))
-    shift = position_shift(np.asarray(state["counts"]), np.asarray(state["sums"]))
-    return [shift[lo:hi] for lo, hi in _class_ranges(state, classes)]
+    positions = mean_positions(np.asarray(state["counts"]), np.asarray(state["sums"]))
+    return [positions[lo:hi] for lo, hi in _class_ranges(state, classes)]
 
 
 def pooled_distribution(state: Any) -> Distribution:
@@ -151,12 +160,12 @@ def pooled_distribution(state: Any) -> Distribution:
     return counts[:, 0], counts[:, 1], ~np.isnan(pooled["ties"])
 
 
-def pooled_shift(state: Any) -> np.ndarray | None:
-    """:func:`position_shift` of each cell of :func:`pooled_distribution` (None without positions)."""
+def pooled_positions(state: Any) -> np.ndarray | None:
+    """:func:`mean_positions` of each cell of :func:`pooled_distribution` (None without positions)."""
     if not is_sparse(state):
         return None
     pooled = _pooled_cells(state)
-    return position_shift(pooled["counts"], pooled["sums"])
+    return mean_positions(pooled["counts"], pooled["sums"])
 
 
 def _pooled_cells(state: State) -> State:
@@ -204,7 +213,7 @@ class RankingValue:
 
 
 def roc_auc_from_counts(
-    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None = None
 ) -> RankingValue:
     """Area under the ROC curve over ascending score cells.
 
@@ -212,10 +221,10 @@ def roc_auc_from_counts(
     scikit-learn: exact. Within a mixed cell it counts ``1/2 + shift`` (clipped to [0, 1]), the
     probability that the positive ranks above the negative when, within the bin, each label's
     scores are any mixture of a linear density and one repeated score (``shift``: the mean
-    position of the cell's positives minus its negatives', :func:`position_shift`; 0 without
-    positions). The bound covers any order within mixed cells.
+    position of the cell's positives minus its negatives', :func:`position_shift` of ``positions``
+    ``[m, 2]``, :func:`mean_positions`; 0 without positions). The bound covers any order within mixed cells.
     """
-    value, bound = roc_auc_rows(neg[None], pos[None], tied, shift)
+    value, bound = roc_auc_rows(neg[None], pos[None], tied, positions)
     return RankingValue(float(value[0]), float(bound[0]))
 
 
@@ -227,15 +236,18 @@ def row_sums(x: np.ndarray) -> np.ndarray:
 
 
 def roc_auc_rows(
-    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`roc_auc_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``: the bootstrap replicates of
     one state, or the cells of many states, each padded with empty cells) at once: ``(values [R], bounds [R])``;
-    ``tied`` and ``shift`` are ``[m]`` (shared) or ``[R, m]``. A row's value is the same whatever the other rows
-    and however many empty cells pad it."""
+    ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 2]`` or ``[R, m, 2]``. A row's value is the same
+    whatever the other rows and however many empty cells pad it."""
     n_pos, n_neg = row_sums(pos), row_sums(neg)
     neg_below = np.cumsum(neg, axis=1) - neg
-    inside = np.full(neg.shape[1], 0.5) if shift is None else np.clip(0.5 + np.where(tied, 0.0, shift), 0.0, 1.0)
+    if positions is None:
+        inside = np.full(neg.shape[1], 0.5)
+    else:
+        inside = np.clip(0.5 + np.where(tied, 0.0, position_shift(positions)), 0.0, 1.0)
     pairs = n_pos * n_neg
     defined = pairs > 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -245,77 +257,31 @@ def roc_auc_rows(
     return np.where(defined, area, np.nan), np.where(defined, bound, np.nan)
 
 
-_ASYMPTOTIC_FROM = 10.0
-# Coefficients of y**-2k in the asymptotic series psi(y) ~ ln y - 1/(2y) - sum_k B_2k / (2k y**2k).
-_DIGAMMA_SERIES = (-1 / 12, 1 / 120, -1 / 252, 1 / 240, -1 / 132, 691 / 32760)
-
-
-def _digamma_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(y, psi(x) - ln y)`` with ``y = x + n >= 10`` for float64 ``x > 0``: ``psi(x) = psi(x + n) -
-    sum_{k<n} 1/(x + k)`` moves ``x`` to where the series is accurate to about 1e-16."""
-    x = np.asarray(x, dtype=np.float64)
-    y = x.copy()
-    rest = np.zeros_like(x)
-    small = x < _ASYMPTOTIC_FROM  # usually few: x counts the rows ranked above a cell
-    if small.any():
-        xs = x[small]
-        steps = np.ceil(_ASYMPTOTIC_FROM - xs)
-        total = np.zeros_like(xs)
-        for k in range(int(_ASYMPTOTIC_FROM)):  # one term at a time: the same order of additions whatever len(xs)
-            total += np.where(k < steps, 1.0 / (xs + k), 0.0)  # (a reduction could sum a column of one pairwise)
-        rest[small] = -total
-        y[small] = xs + steps
-    inv2 = 1.0 / (y * y)
-    series = np.zeros_like(y)
-    for coefficient in reversed(_DIGAMMA_SERIES):
-        series = (series + coefficient) * inv2
-    return y, rest - 0.5 / y + series
-
-
-def digamma_difference(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``psi(x + p) - psi(x)`` elementwise for float64 ``x > 0``, ``p >= 0``, in NumPy (no compile
-    per shape); the logarithms' difference goes through ``log1p`` so that small ``p / x`` keeps its digits."""
-    y_hi, rest_hi = _digamma_parts(np.asarray(x, dtype=np.float64) + p)
-    y_lo, rest_lo = _digamma_parts(x)
-    return np.log1p((y_hi - y_lo) / y_lo) + (rest_hi - rest_lo)
-
-
-def _harmonic_sum(a: np.ndarray, b: np.ndarray, p: np.ndarray, c: np.ndarray | float = 1.0) -> np.ndarray:
-    """``sum_{i=1..p} (a + i) / (b + c i)`` in closed form (digamma), elementwise."""
-    bc = b / c
-    return (p - (bc - a) * digamma_difference(bc + 1, p)) / c
-
-
-def _precision_integral(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``integral_0^p (a + x) / (b + x) dx``: a lower bound of ``sum_i w_i (a + W_i) / (b + W_i)``
-    for any positive weights ``w_i`` summing to ``p`` (``W_i`` their running sum)."""
-    safe_b = np.where(b > 0, b, 1.0)
-    return np.where(b > 0, p - (b - a) * np.log1p(p / safe_b), p)
-
-
 def average_precision_from_counts(
-    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None = None
 ) -> RankingValue:
     """Step-wise average precision (scikit-learn's definition) over descending score cells.
 
-    A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct
-    scores in unknown order, the i-th of ``p`` positives is taken to have the expected
-    ``i * n / (p + 1)`` of the cell's ``n`` negatives before it (exact for unit weights when
-    ``n = 0``). The bound holds for any order and any weights: at most every positive at the
-    cell's final precision with no negative before it, at least the integral of the precision
-    with every negative first. ``shift`` (positions within cells) is not used.
+    A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct scores in unknown
+    order, each label's rows are taken to fill an interval around their mean position within the bin
+    (``positions`` ``[m, 2]``, :func:`mean_positions`; :func:`positioned_precision_sum`): a single row of
+    each label is ordered by its position. Without positions (bootstrap replicates, runs stored before them),
+    the i-th of ``p`` positives is taken to have the expected ``i * n / (p + 1)`` of the cell's ``n``
+    negatives before it (exact for unit weights when ``n = 0``). The bound holds for any order and any
+    weights: at most every positive at the cell's final precision with no negative before it, at least the
+    integral of the precision with every negative first.
     """
-    value, bound = average_precision_rows(neg[None], pos[None], tied, shift)
+    value, bound = average_precision_rows(neg[None], pos[None], tied, positions)
     return RankingValue(float(value[0]), float(bound[0]))
 
 
 def average_precision_rows(
-    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None = None
+    neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`average_precision_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``) at once:
-    ``(values [R], bounds [R])``; ``tied`` is ``[m]`` (shared) or ``[R, m]``. Each cell's term is computed as one
-    row alone would compute it and the terms are added left to right (:func:`row_sums`), so a row's value does not
-    depend on the others, nor on empty cells padding it."""
+    ``(values [R], bounds [R])``; ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 2]`` or
+    ``[R, m, 2]``. Each cell's term is computed as one row alone would compute it and the terms are added left to
+    right (:func:`row_sums`), so a row's value does not depend on the others, nor on empty cells padding it."""
     total_pos = row_sums(pos)
     pos_d, neg_d, tied_d = pos[:, ::-1], neg[:, ::-1], np.broadcast_to(tied[..., ::-1], pos.shape)
     tp = np.cumsum(pos_d, axis=1)
@@ -329,10 +295,14 @@ def average_precision_rows(
     if open_cells.any():
         p, n = pos_d[open_cells], neg_d[open_cells]
         tp0, fp0 = tp[open_cells] - p, fp[open_cells] - n
-        expected = _harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
+        if positions is None:
+            expected = harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
+        else:
+            at = np.broadcast_to(positions[..., ::-1, :], (*pos.shape, 2))[open_cells]
+            expected = positioned_precision_sum(tp0, fp0, p, n, at[:, 1], at[:, 0])
         contribution[open_cells] = expected
         best_gap[open_cells] = p * (tp0 + p) / (tp0 + fp0 + p) - expected
-        worst_gap[open_cells] = expected - _precision_integral(tp0, tp0 + fp0 + n, p)
+        worst_gap[open_cells] = expected - precision_integral(tp0, tp0 + fp0 + n, p)
     bound = np.maximum(np.maximum(row_sums(best_gap), row_sums(worst_gap)), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         value, bound = row_sums(contribution) / total_pos, bound / total_pos
@@ -401,20 +371,20 @@ def _ranking(
         return alone[0]
     rounded = rounded_rows(state) if is_sparse(state) else np.zeros(2, np.int64)
 
-    def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, shift: np.ndarray | None) -> RankingValue:
-        result = score_fn(neg, pos, tied, shift)
+    def scored(neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None) -> RankingValue:
+        result = score_fn(neg, pos, tied, positions)
         rounding = rounding_rows(neg[None], pos[None], np.asarray(rounded)[None])[0]
         return RankingValue(result.value, float(result.bound + rounding + evaluation_bound(neg, pos)))
 
     if average == "micro":
-        result = scored(*pooled_distribution(state), pooled_shift(state))
+        result = scored(*pooled_distribution(state), pooled_positions(state))
         values = {"": result.value}
         if report_bound:
             values[".error_bound"] = result.bound
         return values
     distributions = class_distributions(state, ranked_classes(task))
-    shifts = class_shifts(state, ranked_classes(task))
-    per_class = [scored(*dist, shift) for dist, shift in zip(distributions, shifts, strict=True)]
+    positions = class_positions(state, ranked_classes(task))
+    per_class = [scored(*dist, at) for dist, at in zip(distributions, positions, strict=True)]
     if task.kind is TaskKind.BINARY:
         chosen = per_class[0]
         values = {"": chosen.value}

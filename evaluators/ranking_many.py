@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from evaluators.ranking_cells import rounded_rows
+from evaluators.ranking_positions import mean_positions
 from evaluators.ranking_statistics import WEIGHT_BITS
 from evaluators.statistic import State
 
 RowsFn = Callable[..., tuple[np.ndarray, np.ndarray]]
-"""``(neg [R, m], pos [R, m], tied [R, m], shift [R, m]) -> (values [R], bounds [R])``."""
+"""``(neg [R, m], pos [R, m], tied [R, m], positions [R, m, 2]) -> (values [R], bounds [R])``."""
 RoundingRowsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(neg [R, m], pos [R, m], rounded [R, 2]) -> bounds [R]``."""
 
@@ -40,15 +41,6 @@ array, so that the row functions' temporaries stay in cache (the values of a 1,0
 in batches of 4M cells, 0.30 s in these)."""
 PADDING = 1.25
 """A batch's rows are at most this many times as long as its shortest state (plus 64 cells)."""
-
-
-def position_shift(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """Per cell: mean position of the positives within the bin minus that of the negatives (0 where a cell
-    lacks either), from integer ``counts`` / ``sums [m, 2]``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-    both = (counts > 0).all(axis=1)
-    return np.where(both, mean[:, 1] - mean[:, 0], 0.0)
 
 
 def size_batches(sizes: np.ndarray) -> list[np.ndarray]:
@@ -91,10 +83,15 @@ def _padded_values(
     starts = np.cumsum(sizes) - sizes
     at = np.repeat(np.arange(rows) * width - starts, sizes) + np.arange(len(ties))  # flat places in [rows, width]
     weights = counts / 2.0**WEIGHT_BITS
-    neg, pos, shift = np.zeros(rows * width), np.zeros(rows * width), np.zeros(rows * width)
+    neg, pos, positions = np.zeros(rows * width), np.zeros(rows * width), np.full((rows * width, 2), np.nan)
     tied = np.ones(rows * width, bool)  # empty cells: one score (none), no weight
-    neg[at], pos[at], tied[at], shift[at] = weights[:, 0], weights[:, 1], ~np.isnan(ties), position_shift(counts, sums)
-    neg, pos, tied, shift = (a.reshape(rows, width) for a in (neg, pos, tied, shift))
-    values, bounds = rows_fn(neg, pos, tied, shift)
+    neg[at], pos[at], tied[at], positions[at] = (
+        weights[:, 0],
+        weights[:, 1],
+        ~np.isnan(ties),
+        mean_positions(counts, sums),
+    )
+    neg, pos, tied = (a.reshape(rows, width) for a in (neg, pos, tied))
+    values, bounds = rows_fn(neg, pos, tied, positions.reshape(rows, width, 2))
     rounded = np.stack([rounded_rows(s) for s in states]) if rows else np.zeros((0, 2), np.int64)
     return values, bounds + rounding_rows(neg, pos, rounded) + evaluation_bound(neg, pos)

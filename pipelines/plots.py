@@ -34,7 +34,7 @@ from evaluators.ranking import (
     ScoreHistogram,
     average_precision_from_counts,
     class_distributions,
-    class_shifts,
+    class_positions,
     ranked_classes,
     roc_auc_from_counts,
 )
@@ -160,13 +160,13 @@ def roc_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | Non
     """
     key, task, state = _ranking_curves(stats, point, metric_key, "roc_auc")
     distributions = class_distributions(state, ranked_classes(task))
-    shifts = class_shifts(state, ranked_classes(task))
+    positions = class_positions(state, ranked_classes(task))
     fig = Figure(figsize=(6.0, 5.5), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1)
     for k, (neg, pos, tied) in enumerate(distributions):
         fpr, tpr = roc_points(neg, pos)
-        auc = roc_auc_from_counts(neg, pos, tied, shifts[k]).value
+        auc = roc_auc_from_counts(neg, pos, tied, positions[k]).value
         (line,) = ax.plot(fpr, tpr, linewidth=1.5, label=f"{_class_label(task, k)} (AUC {auc:.4f})")
         line.set_gid(f"roc[{k}]")
     ax.set_xlim(0, 1)
@@ -190,11 +190,12 @@ def precision_recall_figure(stats: RunStatistics, point: str = OVERALL, metric_k
     """
     _, task, state = _ranking_curves(stats, point, metric_key, "average_precision")
     distributions = class_distributions(state, ranked_classes(task))
+    positions = class_positions(state, ranked_classes(task))
     fig = Figure(figsize=(6.0, 5.5), layout="constrained")
     ax = fig.subplots()
     for k, (neg, pos, tied) in enumerate(distributions):
         recall, precision = precision_recall_points(neg, pos, drop_intermediate=True)
-        ap = average_precision_from_counts(neg, pos, tied).value
+        ap = average_precision_from_counts(neg, pos, tied, positions[k]).value
         (line,) = ax.plot(
             recall, precision, drawstyle="steps-pre", linewidth=1.5, label=f"{_class_label(task, k)} (AP {ap:.4f})"
         )

@@ -285,9 +285,13 @@ def test_a_run_stored_with_the_dense_histogram_still_loads(tmp_path: Path):
         state = dense.state("roc_auc", point)
         assert not is_sparse(state) and state["counts"].dtype == np.float64
         for key in ("roc_auc", "average_precision"):
-            # an older run has no positions within bins: its values are those of positions all equal
-            without_positions = {**sparse.state(key, point), "sums": np.zeros_like(sparse.state(key, point)["sums"])}
+            # an older run has no positions within bins: its values are those of the same cells without them (the
+            # dense grid they fill); ROC-AUC's equal those of positions all equal
+            without_positions = ranking.working(sparse.state(key, point))
             before = sparse.metric(key).compute(without_positions)
+            if key == "roc_auc":
+                zero = {**sparse.state(key, point), "sums": np.zeros_like(sparse.state(key, point)["sums"])}
+                assert sparse.metric(key).compute(zero) == pytest.approx(before, rel=1e-12, abs=1e-15)
             after = dense.metric(key).compute(dense.state(key, point))
             assert set(before) == set(after)
             for suffix, value in before.items():
