@@ -114,8 +114,11 @@ def positioned_precision_sum(
     alpha = np.where((hp > 0) & (hn == 0), 0.5, alpha)  # (a positive exactly at mn: half of them before it)
     k1, k2 = k_end - k0, p - k_end
     c = 1.0 + n * beta
+    # (an empty linear part may start where alpha + beta i < 0 with many negatives: its digamma argument then need not
+    # be positive, so it gets a harmless one; a part that has positives starts at a positive denominator)
+    linear_start = np.where(k1 > 0, tp0 + fp0 + n * alpha + c * k0, 0.0)
     return (
         harmonic_sum(tp0, tp0 + fp0, k0)
-        + harmonic_sum(tp0 + k0, tp0 + fp0 + n * alpha + c * k0, k1, c)
+        + harmonic_sum(tp0 + k0, linear_start, k1, c)
         + harmonic_sum(tp0 + k_end, tp0 + fp0 + n + k_end, k2)
     )
