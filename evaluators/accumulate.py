@@ -250,6 +250,22 @@ class Accumulator:
         out = list(states)
         if n == 0:
             return tuple(out)
+        out = self._updated(out, cols, n, to_host)
+        if "weights" in cols:  # (unweighted rows count in units an int64 holds 2**31 of per cell)
+            for stat, state in zip(self.statistics, out, strict=True):
+                stat.refuse_state(state)
+        return tuple(out)
+
+    def _refuse_weights(self, cols: Mapping[str, np.ndarray]) -> None:
+        weights = cols.get("weights")
+        if weights is not None:
+            for stat in self.statistics:
+                stat.refuse_weights(np.asarray(weights, np.float64))
+
+    def _updated(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
+        """:meth:`update` of a batch of ``n > 0`` rows, once each statistic took its weights."""
+        self._refuse_weights(cols)
+        out = list(states)
         on_host = n <= self._host_rows_left
         if on_host:
             self._host_rows_left -= n
@@ -278,7 +294,7 @@ class Accumulator:
                     self._update_rest(
                         stored, out, {k: v[folded:] for k, v in self._device_columns(cols).items()}, to_host
                     )
-        return tuple(out)
+        return out
 
     @functools.cached_property
     def folds_groups_on_host(self) -> bool:
@@ -306,6 +322,7 @@ class Accumulator:
         group = np.repeat(np.arange(len(index)), [len(i) for i in index])
         taken = np.concatenate(index) if index else np.zeros(0, np.int64)
         host = {k: as_column(v[taken]) for k, v in cols.items()}
+        self._refuse_weights(host)
         weights = host.get("weights")
         host["weights"] = np.ones(total, np.float64) if weights is None else np.asarray(weights, np.float64)
         out: list[list[State | None]] = [[None] * len(self.statistics) if s is None else list(s) for s in states]

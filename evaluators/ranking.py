@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
-from evaluators.ranking_cells import _starts
+from evaluators.ranking_cells import _starts, summed_runs
 from evaluators.ranking_many import binary_values, evaluation_bound
 from evaluators.ranking_positions import (
     digamma_difference,
@@ -186,8 +186,8 @@ def _pooled_cells(state: State) -> State:
         low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
     return {
         "keys": cells[starts],
-        "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
-        "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
+        "counts": summed_runs(np.asarray(state["counts"])[order], starts),
+        "sums": summed_runs(np.asarray(state["sums"])[order], starts),
         "ties": np.where(low == high, low, np.nan),
     }
 
@@ -198,8 +198,8 @@ def exact_cells_merged(state: State, order: np.ndarray) -> State:
     starts = _starts(ties)
     return {
         "keys": keys[starts],
-        "counts": np.add.reduceat(np.asarray(state["counts"])[order], starts, axis=0),
-        "sums": np.add.reduceat(np.asarray(state["sums"])[order], starts, axis=0),
+        "counts": summed_runs(np.asarray(state["counts"])[order], starts),
+        "sums": summed_runs(np.asarray(state["sums"])[order], starts),
         "ties": ties[starts],
     }
 

@@ -17,6 +17,52 @@ CLASS_SHIFT = 32
 """A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
 _BIN_MASK = (1 << CLASS_SHIFT) - 1
 
+BATCH_WEIGHT_LIMIT = 2.0**31
+"""The rows of one batch folded into a ranking state weigh less than this in all: ``2**31`` times ``2**WEIGHT_BITS`` is
+``2**63``, so no sum of a batch's fixed-point weights leaves int64, and a cell that does while batches and states add
+up turns negative (checked: :func:`check_counts`)."""
+
+
+class WeightRangeError(ValueError):
+    """Weights whose fixed-point sums do not fit a ranking state's int64 counts."""
+
+
+SCALE_ADVICE = (
+    "ROC-AUC and average precision count weights exactly, in units of 2^-32 in int64, so the rows counted together "
+    "(one batch, and one score cell of the merged job) may weigh at most 2^31 (2,147,483,648); both metrics, and every "
+    "weighted mean, are unchanged when all weights are divided by the same number: divide them by their mean, for "
+    "instance"
+)
+
+
+def check_batch_weight(total: float) -> None:
+    """Refuse a batch whose rows weigh ``total`` (``>= 0``) when that reaches :data:`BATCH_WEIGHT_LIMIT`."""
+    if not total < BATCH_WEIGHT_LIMIT:
+        raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
+
+
+def check_counts(counts: np.ndarray) -> None:
+    """Refuse integer ``counts`` (any shape) that an int64 overflow turned negative: sums of non-negative values below
+    ``2**63`` each, taken two at a time, overflow exactly when their sum is negative."""
+    if np.asarray(counts).size and np.asarray(counts).min() < 0:
+        raise WeightRangeError(f"the weights of one score cell add up beyond 2^31; {SCALE_ADVICE}")
+
+
+def summed_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``np.add.reduceat(values, starts, axis=0)`` of non-negative int64 values, refused (:class:`WeightRangeError`)
+    where a run's sum could leave int64: checked by the largest value times the longest run, and where that bound is
+    too loose, against the same sums in float64."""
+    summed = np.add.reduceat(values, starts, axis=0)
+    if not len(values):
+        return summed
+    longest = int(np.diff(starts, append=len(values)).max())
+    if int(values.max()) * longest < 1 << 63:
+        return summed
+    approximate = np.add.reduceat(values.astype(np.float64), starts, axis=0)
+    if (approximate >= 2.0**63).any() or (summed < 0).any():
+        raise WeightRangeError(f"the weights of one score cell add up beyond 2^31; {SCALE_ADVICE}")
+    return summed
+
 
 def _empty_cells() -> State:
     pairs = np.zeros((0, 2), np.int64)
@@ -154,8 +200,8 @@ def collapse_cells(state: State) -> State:
     low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
     return {
         "keys": keys[starts],
-        "counts": np.add.reduceat(np.asarray(state["counts"]), starts, axis=0),
-        "sums": np.add.reduceat(np.asarray(state["sums"]), starts, axis=0),
+        "counts": summed_runs(np.asarray(state["counts"]), starts),
+        "sums": summed_runs(np.asarray(state["sums"]), starts),
         "ties": np.where(low == high, low, np.nan),
     }
 
@@ -179,6 +225,7 @@ def _merge_exact(a: State, b: State) -> State:
             flat = merged[name].view(np.int64)
             for half in (0, 1):
                 flat[2 * (again - 1) + half] += flat[2 * again + half]
+                check_counts(flat[2 * (again - 1) + half])
         merged = {name: column[keep] for name, column in merged.items()}
     merged["counts"], merged["sums"] = (merged[k].view(np.int64).reshape(-1, 2) for k in ("counts", "sums"))
     return merged
@@ -244,7 +291,9 @@ def _merge_binned(a: State, b: State) -> State:
     if len(ka) == len(kb) and np.array_equal(ka, kb):
         ta, tb = a["ties"], b["ties"]
         ties = np.where(ta == tb, ta, np.nan)
-        return {"keys": ka, "counts": a["counts"] + b["counts"], "sums": a["sums"] + b["sums"], "ties": ties}
+        counts = a["counts"] + b["counts"]
+        check_counts(counts)
+        return {"keys": ka, "counts": counts, "sums": a["sums"] + b["sums"], "ties": ties}
     keys = np.concatenate([ka, kb])
     order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
     sorted_keys = keys[order]
@@ -263,6 +312,7 @@ def _merge_binned(a: State, b: State) -> State:
         flat[flat_a] = np.asarray(a[name]).ravel()
         flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
         out[name] = flat.reshape(m, 2)
+    check_counts(out["counts"])
     ties = np.full(m, np.nan)
     ties[pa] = a["ties"]
     in_a = np.zeros(m, bool)
@@ -329,7 +379,7 @@ def _union_exact(states: list[State]) -> State:
     merged = {"keys": keys[starts], "ties": ties[starts]}
     for name in ("counts", "sums"):
         pairs = np.concatenate([_pair_view(s[name]) for s in states])[order].view(np.int64).reshape(-1, 2)
-        merged[name] = np.add.reduceat(pairs, starts, axis=0) if len(starts) < len(keys) else pairs
+        merged[name] = summed_runs(pairs, starts) if len(starts) < len(keys) else pairs
     return merged
 
 
@@ -366,6 +416,8 @@ def _add_binned(states: list[State]) -> State:
             seen = total[slot]
             seen.view(np.int64).reshape(-1, 2).__iadd__(np.asarray(state[name], np.int64))
             total[slot] = seen
+            if name == "counts":  # each state's add: an overflow is seen before the next add (and sums <= counts)
+                check_counts(seen.view(np.int64))
         tie = np.ascontiguousarray(state["ties"], np.float64).view(np.int64)
         seen = ties[slot]  # a tie stays while every side holds that one score (NaN: several, stays NaN)
         ties[slot] = np.where((seen == _NO_CELL) | (seen == tie), tie, _NAN_BITS)

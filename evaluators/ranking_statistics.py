@@ -21,6 +21,8 @@ from evaluators.ranking_cells import (
     EXACT_CELLS,
     WEIGHT_BITS,
     _empty_cells,
+    check_batch_weight,
+    check_counts,
     collapse_cells,
     compact_cells,
     distinct_lower_bound,
@@ -243,6 +245,19 @@ class ScoreHistogram(Statistic):
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
         return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b), "rounded": rounded}
+
+    def refuse_weights(self, weights: np.ndarray) -> None:
+        if self.track_ties:  # (bootstrap replicates count in float64)
+            check_batch_weight(float(np.sum(weights)))
+
+    def refuse_state(self, state: State) -> None:
+        if not self.track_ties:
+            return
+        counts = state["counts"]
+        if array_namespace(counts) is np:
+            check_counts(counts)
+        elif bool(jnp.min(counts) < 0):  # (a working grid on the device: one number comes back)
+            check_counts(np.array([-1]))
 
     def small_batch_rows(self) -> int:
         if not self.track_ties:

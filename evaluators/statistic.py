@@ -125,6 +125,16 @@ class Statistic(abc.ABC):
         """Combine two states. Default: leaf-wise sum (counts and sums)."""
         return tree_add(a, b)
 
+    def refuse_weights(self, weights: np.ndarray) -> None:
+        """Raise where this statistic cannot count a batch of these ``weights`` (float64 ``[n]``, finite, >= 0)
+        exactly. Default: it can."""
+        return None
+
+    def refuse_state(self, state: State) -> None:
+        """Raise where a weighted batch took ``state`` beyond what this statistic counts exactly (an integer sum
+        that overflowed). Default: nothing to check."""
+        return None
+
     def merges_in_any_order(self) -> bool:
         """Whether the merged state is the same whatever the grouping and order of the merges, bit for bit (integer
         sums, set unions), so that :meth:`merge_all` may take many states at once. Default False: floating sums

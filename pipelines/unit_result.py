@@ -12,7 +12,8 @@ import the worker that makes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,10 +87,23 @@ def merge_partials(
     for key, n in b.rows.items():
         rows[key] = rows.get(key, 0) + n
     try:
-        states = _merge_maps(acc, a.states, b.states, skip_order_free)
+        with refused_weights():
+            states = _merge_maps(acc, a.states, b.states, skip_order_free)
     except QueryRowsError as exc:  # a ranking query in two work units
         raise DataError(f"data.columns.{QUERY}: {exc}.") from None
     return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states, skip_order_free), rows)
+
+
+@contextlib.contextmanager
+def refused_weights() -> Iterator[None]:
+    """Weights whose exact sums overflow where states merge (:class:`~evaluators.ranking_cells.WeightRangeError`) as
+    the :class:`~pipelines.errors.DataError` of ``data.columns.weights``."""
+    from evaluators.ranking_cells import WeightRangeError
+
+    try:
+        yield
+    except WeightRangeError as exc:
+        raise DataError(f"data.columns.weights: {exc}.") from None
 
 
 POOL_STATES = 64
@@ -139,7 +153,8 @@ class _Pools:
 
     def _merge_all(self, i: int, states: list[State]) -> State:
         assert self.acc is not None
-        return self.acc.statistics[i].merge_all(states)
+        with refused_weights():
+            return self.acc.statistics[i].merge_all(states)
 
 
 def _nbytes(state: State) -> int:

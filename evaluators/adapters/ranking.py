@@ -34,7 +34,7 @@ class RankingAdapter(TaskAdapter):
 
     def refused_role(self, error: Exception) -> str | None:
         """``query_id`` for rows of a query that cannot be ranked together (split, or of different weights)."""
-        return QUERY if isinstance(error, QueryRowsError) else None
+        return QUERY if isinstance(error, QueryRowsError) else super().refused_role(error)
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Item scores: finite numbers; relevance: finite numbers >= 0."""

@@ -1,0 +1,171 @@
+"""Weights beyond what ROC-AUC and average precision count exactly are refused, never summed into a wrapped int64.
+
+The ranking cells count weights in fixed point (units of ``2**-32`` in int64), so a cell holds at most ``2**31`` of
+weight. Beyond, an int64 sum wraps: before this check a row of weight ``2**31 + 1`` gave NaN, and weights in the
+thousands on a million rows gave ROC-AUC 0.30 against scikit-learn's 0.61, with a tiny error bound.
+
+* a batch whose rows weigh ``2**31`` or more in all is refused before it is counted (functional API, local runner:
+  exit 2 naming the file, column and YAML key, nothing committed);
+* cells that overflow where batches of one unit, or the states of several units, add up are refused where it
+  happens: in a unit's working grid (host and compiled paths), in pairwise and many-state merges, and in sums of
+  many cells of one score, including sums that wrap twice (and so come back positive);
+* weights below the limit still equal scikit-learn, and the same weights divided by a constant give the same values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from evaluators import catalog
+from evaluators.accumulate import Accumulator, evaluate
+from evaluators.ranking_cells import (
+    WeightRangeError,
+    merge_cells,
+    merge_many_cells,
+    summed_runs,
+)
+from evaluators.task import Task
+from pipelines import spec as spec_module
+from pipelines.errors import DataError
+from pipelines.execute import run_job
+from pipelines.results import list_runs
+from tests.conftest import write_job
+
+
+def _ranking(name: str = "roc_auc", task: Task | None = None):
+    return catalog.build(name, task or Task("binary"))
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "average_precision"])
+def test_one_heavy_row_is_refused_in_the_functional_api(name):
+    scores, labels = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    with pytest.raises(WeightRangeError, match=r"one batch weigh 2\.14748e\+09.*divide them by their mean"):
+        evaluate([_ranking(name)], scores, labels, np.array([1.0, 1.0, 1.0, 2.0**31 + 1]))
+
+
+def test_weights_below_the_limit_equal_scikit_learn_and_do_not_depend_on_their_scale():
+    rng = np.random.default_rng(3)
+    scores = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9], 20_000)
+    labels = (rng.random(20_000) < 0.5).astype(int)
+    weights = rng.random(20_000) * 1e4  # about 1e8 in all
+    for name, reference in (("roc_auc", skm.roc_auc_score), ("average_precision", skm.average_precision_score)):
+        value = evaluate([_ranking(name)], scores, labels, weights)[0][""]
+        assert value == pytest.approx(reference(labels, scores, sample_weight=weights), abs=1e-12)
+        with pytest.raises(WeightRangeError):
+            evaluate([_ranking(name)], scores, labels, weights * 100)  # 1e10 in all
+        scaled = evaluate([_ranking(name)], scores, labels, weights / 1e4)[0][""]
+        assert scaled == pytest.approx(value, abs=1e-12)
+
+
+@pytest.mark.parametrize("host_rows", [None, 0], ids=["host", "compiled"])
+@pytest.mark.parametrize("task", [Task("binary"), Task("multiclass", 3)], ids=["binary", "multiclass"])
+def test_a_cell_that_overflows_across_batches_of_one_unit_is_refused(host_rows, task):
+    """Three batches, each under the limit, put 1.5e9 of weight each into one score cell: the second overflows."""
+    acc = Accumulator([_ranking(task=task).statistic], host_rows=host_rows)
+    n = 20_000
+    if task.classes > 2:
+        predictions = np.tile(np.array([[0.2, 0.3, 0.5]]), (n, 1))
+        targets = np.arange(n) % 3
+    else:
+        predictions, targets = np.full(n, 0.25), np.arange(n) % 2
+    batch = {"predictions": predictions, "targets": targets, "weights": np.full(n, 1.5e9 / n)}
+    state = acc.update(acc.zero(), batch, to_host=False)
+    with pytest.raises(WeightRangeError, match="one score cell add up beyond 2\\^31"):
+        for _ in range(2):
+            state = acc.update(state, batch, to_host=False)
+
+
+def _cells(count: int, tie: float, key: int = 7) -> dict:
+    """A stored state of one cell (negatives only) of ``count`` fixed-point units."""
+    return {
+        "keys": np.array([key], np.int64),
+        "counts": np.array([[count, 0]], np.int64),
+        "sums": np.array([[0, 0]], np.int64),
+        "ties": np.array([tie]),
+        "rounded": np.zeros(2, np.int64),
+    }
+
+
+def test_merges_refuse_cells_whose_sum_leaves_int64():
+    big = 3 << 61  # 1.5 * 2**62: two of them pass 2**63
+    with pytest.raises(WeightRangeError):
+        merge_cells(_cells(big, 0.25), _cells(big, 0.25))  # exact states, one score
+    with pytest.raises(WeightRangeError):
+        merge_cells(_cells(big, 0.25), _cells(big, np.nan))  # binned
+    with pytest.raises(WeightRangeError):
+        merge_many_cells([_cells(big, np.nan), _cells(1 << 32, np.nan), _cells(big, np.nan)])
+    fine = merge_many_cells([_cells(1 << 60, np.nan)] * 5)
+    assert int(fine["counts"][0, 0]) == 5 << 60
+
+
+def test_a_sum_of_many_cells_that_wraps_twice_is_refused():
+    """Three cells of 0x7 << 60 add up to 0x15 << 60: modulo 2**64 that is 0x5 << 60, positive again, so the sign
+    alone would not show it."""
+    values = np.array([[7 << 60, 0]] * 3, np.int64)
+    assert np.add.reduceat(values, [0], axis=0)[0, 0] > 0  # what an unchecked sum gives
+    with pytest.raises(WeightRangeError):
+        summed_runs(values, np.array([0]))
+    with pytest.raises(WeightRangeError):
+        merge_many_cells([_cells(7 << 60, 0.5)] * 3)  # exact states of one score, joined all at once
+
+
+def test_a_job_whose_batches_weigh_too_much_exits_2_naming_the_column(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        table = pa.table(
+            {
+                "score": rng.random(3000),
+                "label": (rng.random(3000) < 0.5).astype(np.int8),
+                "w": np.full(3000, 2e6),
+            }
+        )
+        pq.write_table(table, data / f"part-{i}.parquet")
+    job = write_job(
+        tmp_path / "job.yaml",
+        {
+            "name": "heavy",
+            "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "weights": "w"}},
+            "task": "binary",
+            "metrics": ["roc_auc", "average_precision", "accuracy"],
+            "execution": {"runner": "local"},
+            "output": {"uri": str(tmp_path / "out")},
+        },
+    )
+    with pytest.raises(DataError) as caught:
+        run_job(spec_module.load(str(job)), show_progress=False)
+    message = str(caught.value)
+    for needle in ("part-0.parquet", "column 'w' (data.columns.weights)", "one batch weigh 1.2e+10", "2^31"):
+        assert needle in message, message
+    assert not list_runs(str(tmp_path / "out"))
+
+
+def test_a_job_whose_units_overflow_one_cell_together_exits_2(tmp_path):
+    """Each unit's rows weigh 1e9 (under the limit); the units' negatives at score 0 weigh 4e9 together."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        n = 100_000
+        scores = np.where(rng.random(n) < 0.5, 0.0, rng.random(n)).astype(np.float32)
+        table = pa.table({"score": scores, "label": (rng.random(n) < 0.3).astype(np.int8), "w": np.full(n, 1e4)})
+        pq.write_table(table, data / f"part-{i}.parquet")
+    job = write_job(
+        tmp_path / "job.yaml",
+        {
+            "name": "heavy-cells",
+            "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "weights": "w"}},
+            "task": "binary",
+            "metrics": ["roc_auc"],
+            "execution": {"runner": "local", "unit_rows": 100_000},
+            "output": {"uri": str(tmp_path / "out")},
+        },
+    )
+    with pytest.raises(DataError, match=r"data\.columns\.weights: the weights of one score cell add up beyond 2\^31"):
+        run_job(spec_module.load(str(job)), show_progress=False)
+    assert not list_runs(str(tmp_path / "out"))
