@@ -21,7 +21,7 @@ from evaluators.ranking_cells import (
     EXACT_CELLS,
     WEIGHT_BITS,
     _empty_cells,
-    check_batch_weight,
+    check_batch_weights,
     check_counts,
     collapse_cells,
     compact_cells,
@@ -248,7 +248,7 @@ class ScoreHistogram(Statistic):
 
     def refuse_weights(self, weights: np.ndarray) -> None:
         if self.track_ties:  # (bootstrap replicates count in float64)
-            check_batch_weight(float(np.sum(weights)))
+            check_batch_weights(weights)
 
     def refuse_state(self, state: State) -> None:
         if not self.track_ties:
