@@ -35,23 +35,12 @@ SCALE_ADVICE = (
 )
 
 
-SMALLEST_WEIGHT = 2.0**-33
-"""A positive weight below this rounds to 0 in the fixed point: the row would count nowhere."""
-
-
 def check_batch_weights(weights: np.ndarray) -> None:
-    """Refuse a batch whose ``weights`` (float64 ``[n]``, finite, ``>= 0``) sum to :data:`BATCH_WEIGHT_LIMIT` or more,
-    or hold a positive weight below :data:`SMALLEST_WEIGHT`."""
+    """Refuse a batch whose ``weights`` (float64 ``[n]``, finite, ``>= 0``) sum to :data:`BATCH_WEIGHT_LIMIT` or
+    more. (A positive weight below ``2**-33`` rounds to 0: counted in ``rounded`` and covered by the bound.)"""
     total = float(np.sum(weights))
     if not total < BATCH_WEIGHT_LIMIT:
         raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
-    vanishing = np.count_nonzero((weights > 0) & (weights < SMALLEST_WEIGHT))
-    if vanishing:
-        raise WeightRangeError(
-            f"{vanishing} rows of one batch have a positive weight below 2^-33 (1.2e-10), which the fixed point of "
-            "ROC-AUC and average precision rounds to 0; both metrics, and every weighted mean, are unchanged when all "
-            "weights are multiplied by the same number: multiply them (or set such weights to 0)"
-        )
 
 
 def check_counts(counts: np.ndarray) -> None:
