@@ -113,18 +113,12 @@ def test_a_sum_of_many_cells_that_wraps_twice_is_refused():
         merge_many_cells([_cells(7 << 60, 0.5)] * 3)  # exact states of one score, joined all at once
 
 
-def test_a_job_whose_batches_weigh_too_much_exits_2_naming_the_column(tmp_path):
+def _weighted_job(tmp_path, shards: list[pa.Table], metrics: list[str], **execution) -> DataError:
+    """The :class:`DataError` of a local job over ``shards`` (columns ``score``, ``label``, ``w``), which commits
+    nothing."""
     data = tmp_path / "data"
     data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        table = pa.table(
-            {
-                "score": rng.random(3000),
-                "label": (rng.random(3000) < 0.5).astype(np.int8),
-                "w": np.full(3000, 2e6),
-            }
-        )
+    for i, table in enumerate(shards):
         pq.write_table(table, data / f"part-{i}.parquet")
     job = write_job(
         tmp_path / "job.yaml",
@@ -132,40 +126,37 @@ def test_a_job_whose_batches_weigh_too_much_exits_2_naming_the_column(tmp_path):
             "name": "heavy",
             "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "weights": "w"}},
             "task": "binary",
-            "metrics": ["roc_auc", "average_precision", "accuracy"],
-            "execution": {"runner": "local"},
+            "metrics": metrics,
+            "execution": {"runner": "local", **execution},
             "output": {"uri": str(tmp_path / "out")},
         },
     )
     with pytest.raises(DataError) as caught:
         run_job(spec_module.load(str(job)), show_progress=False)
-    message = str(caught.value)
+    assert not list_runs(str(tmp_path / "out"))
+    return caught.value
+
+
+def test_a_job_whose_batches_weigh_too_much_exits_2_naming_the_column(tmp_path):
+    rng = np.random.default_rng(0)
+    shards = [
+        pa.table(
+            {"score": rng.random(3000), "label": (rng.random(3000) < 0.5).astype(np.int8), "w": np.full(3000, 2e6)}
+        )
+        for _ in range(2)
+    ]
+    message = str(_weighted_job(tmp_path, shards, ["roc_auc", "average_precision", "accuracy"]))
     for needle in ("part-0.parquet", "column 'w' (data.columns.weights)", "one batch weigh 1.2e+10", "2^31"):
         assert needle in message, message
-    assert not list_runs(str(tmp_path / "out"))
 
 
 def test_a_job_whose_units_overflow_one_cell_together_exits_2(tmp_path):
     """Each unit's rows weigh 1e9 (under the limit); the units' negatives at score 0 weigh 4e9 together."""
-    data = tmp_path / "data"
-    data.mkdir()
     rng = np.random.default_rng(1)
-    for i in range(8):
+    shards = []
+    for _ in range(8):
         n = 100_000
         scores = np.where(rng.random(n) < 0.5, 0.0, rng.random(n)).astype(np.float32)
-        table = pa.table({"score": scores, "label": (rng.random(n) < 0.3).astype(np.int8), "w": np.full(n, 1e4)})
-        pq.write_table(table, data / f"part-{i}.parquet")
-    job = write_job(
-        tmp_path / "job.yaml",
-        {
-            "name": "heavy-cells",
-            "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label", "weights": "w"}},
-            "task": "binary",
-            "metrics": ["roc_auc"],
-            "execution": {"runner": "local", "unit_rows": 100_000},
-            "output": {"uri": str(tmp_path / "out")},
-        },
-    )
-    with pytest.raises(DataError, match=r"data\.columns\.weights: the weights of one score cell add up beyond 2\^31"):
-        run_job(spec_module.load(str(job)), show_progress=False)
-    assert not list_runs(str(tmp_path / "out"))
+        shards.append(pa.table({"score": scores, "label": (rng.random(n) < 0.3).astype(np.int8), "w": np.full(n, 1e4)}))
+    message = str(_weighted_job(tmp_path, shards, ["roc_auc"], unit_rows=100_000))
+    assert message.startswith("data.columns.weights: the weights of one score cell add up beyond 2^31"), message
