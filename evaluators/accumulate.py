@@ -250,6 +250,7 @@ class Accumulator:
         out = list(states)
         if n == 0:
             return tuple(out)
+        self._refuse_weights(cols)
         out = self._updated(out, cols, n, to_host)
         if "weights" in cols:  # (unweighted rows count in units an int64 holds 2**31 of per cell)
             for stat, state in zip(self.statistics, out, strict=True):
@@ -257,14 +258,14 @@ class Accumulator:
         return tuple(out)
 
     def _refuse_weights(self, cols: Mapping[str, np.ndarray]) -> None:
-        weights = cols.get("weights")
-        if weights is not None:
+        """Each statistic's :meth:`~evaluators.statistic.Statistic.refuse_weights` of the batch's weights, if any."""
+        if cols.get("weights") is not None:
+            weights = np.asarray(cols["weights"], np.float64)
             for stat in self.statistics:
-                stat.refuse_weights(np.asarray(weights, np.float64))
+                stat.refuse_weights(weights)
 
     def _updated(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
-        """:meth:`update` of a batch of ``n > 0`` rows, once each statistic took its weights."""
-        self._refuse_weights(cols)
+        """The states of :meth:`update` for a batch of ``n > 0`` rows."""
         out = list(states)
         on_host = n <= self._host_rows_left
         if on_host:

@@ -43,11 +43,17 @@ def check_batch_weights(weights: np.ndarray) -> None:
         raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
 
 
+def cell_overflow() -> WeightRangeError:
+    """The error of a cell whose weights add up beyond what its int64 count holds."""
+    return WeightRangeError(f"the weights of one score cell add up beyond 2^31; {SCALE_ADVICE}")
+
+
 def check_counts(counts: np.ndarray) -> None:
     """Refuse integer ``counts`` (any shape) that an int64 overflow turned negative: sums of non-negative values below
     ``2**63`` each, taken two at a time, overflow exactly when their sum is negative."""
-    if np.asarray(counts).size and np.asarray(counts).min() < 0:
-        raise WeightRangeError(f"the weights of one score cell add up beyond 2^31; {SCALE_ADVICE}")
+    counts = np.asarray(counts)
+    if counts.size and counts.min() < 0:
+        raise cell_overflow()
 
 
 def summed_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -62,7 +68,7 @@ def summed_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         return summed
     approximate = np.add.reduceat(values.astype(np.float64), starts, axis=0)
     if (approximate >= 2.0**63).any() or (summed < 0).any():
-        raise WeightRangeError(f"the weights of one score cell add up beyond 2^31; {SCALE_ADVICE}")
+        raise cell_overflow()
     return summed
 
 
@@ -227,7 +233,8 @@ def _merge_exact(a: State, b: State) -> State:
             flat = merged[name].view(np.int64)
             for half in (0, 1):
                 flat[2 * (again - 1) + half] += flat[2 * again + half]
-                check_counts(flat[2 * (again - 1) + half])
+                if name == "counts":  # (sums <= counts)
+                    check_counts(flat[2 * (again - 1) + half])
         merged = {name: column[keep] for name, column in merged.items()}
     merged["counts"], merged["sums"] = (merged[k].view(np.int64).reshape(-1, 2) for k in ("counts", "sums"))
     return merged

@@ -21,6 +21,7 @@ from evaluators.ranking_cells import (
     EXACT_CELLS,
     WEIGHT_BITS,
     _empty_cells,
+    cell_overflow,
     check_batch_weights,
     check_counts,
     collapse_cells,
@@ -257,7 +258,7 @@ class ScoreHistogram(Statistic):
         if array_namespace(counts) is np:
             check_counts(counts)
         elif bool(jnp.min(counts) < 0):  # (a working grid on the device: one number comes back)
-            check_counts(np.array([-1]))
+            raise cell_overflow()
 
     def small_batch_rows(self) -> int:
         if not self.track_ties:
