@@ -303,14 +303,17 @@ def calibration_slot(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
 def bin_index(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
     """Bin of each confidence among ``n_bins`` equal-width bins of [0, 1] (``[i/n, (i+1)/n)``, the last
     closed; values outside [0, 1] go to the end bins): ``searchsorted(edges, c, side="right") - 1``,
-    clipped, with the edges of ``linspace(0, 1, n_bins + 1)``."""
+    clipped, with the edges of NumPy's ``linspace(0, 1, n_bins + 1)`` (float64) on every device. (An XLA
+    ``linspace`` rounds its edges by how it runs: on a GPU, op by op, the edge 0.3 came out as 0.3 and compiled as
+    NumPy's 0.30000000000000004, so confidences of exactly 0.3 changed bins.)"""
     xp = array_namespace(confidence)
-    edges = xp.linspace(0.0, 1.0, n_bins + 1, dtype=xp.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
     if xp is np:  # (the same bins as the search below: the edge of floor(c * n), moved by one where it is not c's)
         guess = np.clip(np.floor(confidence * n_bins), 0, n_bins - 1).astype(np.intp)
         guess -= confidence < edges[guess]
         guess += confidence >= edges[guess + 1]
         return np.clip(guess, 0, n_bins - 1)
+    edges = xp.asarray(edges)
     if n_bins <= COMPARED_EDGES:  # (the same bins as the search below; faster compiled)
         inner = edges[1:-1]
         return xp.sum(confidence[:, None] >= inner[None, :], axis=1, dtype=xp.int32)

@@ -257,8 +257,11 @@ class ScoreHistogram(Statistic):
         counts = state["counts"]
         if array_namespace(counts) is np:
             check_counts(counts)
-        elif bool(jnp.min(counts) < 0):  # (a working grid on the device: one number comes back)
-            raise cell_overflow()
+        else:  # a working grid on the device: one number comes back, reduced as int64 (JAX's default truncates)
+            with jax.enable_x64(True):
+                negative = bool(jnp.min(counts) < 0)
+            if negative:
+                raise cell_overflow()
 
     def small_batch_rows(self) -> int:
         if not self.track_ties:

@@ -271,6 +271,7 @@ from evaluators.accumulate import ALL_ROWS, HOST_ROWS, Accumulator
 from evaluators.task import Task
 stats = [catalog.build(name, Task("binary")).statistic for name in ("accuracy", "roc_auc", "log_loss")]
 os.environ.pop("JAX_PLATFORMS", None)
+lazyjax.ACCELERATOR_MODULES = ("no_plugin_of_this_name",)  # (as on a machine without one, wherever this runs)
 seen = [lazyjax.accelerator_possible(), Accumulator(stats)._host_rows_left == ALL_ROWS]
 lazyjax.ACCELERATOR_MODULES = ("json",)
 seen += [lazyjax.accelerator_possible(), Accumulator(stats)._host_rows_left == HOST_ROWS]
@@ -281,6 +282,39 @@ print(seen)
     lines = _run_python(statement).splitlines()
     assert lines[-2] == "[False, True, True, True, False, True]"
     assert not JAX_MODULES & set(lines[-1].split())
+
+
+@pytest.mark.parametrize(
+    ("flags", "platforms", "expected"),
+    [
+        (None, None, "--xla_gpu_deterministic_ops=true"),
+        (
+            "--xla_cpu_multi_thread_eigen=false",
+            None,
+            "--xla_cpu_multi_thread_eigen=false --xla_gpu_deterministic_ops=true",
+        ),
+        ("--xla_gpu_deterministic_ops=false", None, "--xla_gpu_deterministic_ops=false"),
+        ("--xla_gpu_exclude_nondeterministic_ops=true", None, "--xla_gpu_exclude_nondeterministic_ops=true"),
+        (None, "cpu", None),
+    ],
+)
+def test_where_a_gpu_is_possible_xla_scatters_deterministically_unless_the_flags_say_otherwise(
+    flags, platforms, expected
+):
+    """Before JAX's first import (an installed plugin stands in for a GPU), the stand-in adds XLA's deterministic
+    flag to ``XLA_FLAGS``, keeping the flags already set; flags that name determinism and ``JAX_PLATFORMS=cpu`` are
+    left alone. JAX starts with the flag (XLA would abort on an unknown one) and computes."""
+    statement = f"""
+import os
+for name, value in (("XLA_FLAGS", {flags!r}), ("JAX_PLATFORMS", {platforms!r})):
+    os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
+from evaluators import lazyjax
+lazyjax.ACCELERATOR_MODULES = ("json",)
+print(int(lazyjax.jnp.arange(4).sum()), os.environ.get("XLA_FLAGS"))
+"""
+    assert _run_python(statement).splitlines()[-2] == f"6 {expected}"
 
 
 def test_run_json_timings_cover_the_whole_process(tmp_path, shards):

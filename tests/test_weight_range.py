@@ -79,6 +79,32 @@ def test_a_cell_that_overflows_across_batches_of_one_unit_is_refused(host_rows, 
             state = acc.update(state, batch, to_host=False)
 
 
+@pytest.mark.parametrize("host_rows", [None, 0], ids=["host", "compiled"])
+@pytest.mark.parametrize(("classes", "decimals"), [(3, 3), (100, None)], ids=["exact-cells", "binned-on-device"])
+def test_fractional_weights_far_below_the_limit_pass_the_check_of_a_working_grid(host_rows, classes, decimals):
+    """A working grid's counts (units of 2**-32: a cell of more than half a unit of weight holds more than 2**31)
+    are checked as int64 wherever they are: rounded scores (exact cells) and 600,000 continuous (class, score) pairs
+    (a binned grid kept on the device; its check once truncated the counts to int32 and refused every such job) with
+    weights U(0.1, 3), folded in three batches, give scikit-learn's one-vs-rest ROC-AUC instead of a refusal."""
+    rng = np.random.default_rng(5)
+    n = 6_000
+    targets = rng.integers(0, classes, n)
+    raw = rng.random((n, classes)) + np.eye(classes)[targets]
+    predictions = raw / raw.sum(axis=1, keepdims=True)
+    if decimals is not None:
+        predictions = predictions.round(decimals)  # ties: cells of many rows
+    weights = rng.uniform(0.1, 3.0, n)
+    metric = _ranking(task=Task("multiclass", classes))
+    acc = Accumulator([metric.statistic], host_rows=host_rows)
+    state = acc.zero()
+    for part in np.array_split(np.arange(n), 3):
+        batch = {"predictions": predictions[part], "targets": targets[part], "weights": weights[part]}
+        state = acc.update(state, batch, to_host=False)
+    value = metric.compute(acc.to_host(state)[0])
+    per_class = [skm.roc_auc_score(targets == c, predictions[:, c], sample_weight=weights) for c in range(classes)]
+    assert value[""] == pytest.approx(np.mean(per_class), abs=1e-12 if decimals else value[".error_bound"])
+
+
 def _cells(count: int, tie: float, key: int = 7) -> dict:
     """A stored state of one cell (negatives only) of ``count`` fixed-point units."""
     return {
