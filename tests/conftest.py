@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluators import lazyjax
+
+lazyjax.prefer_deterministic_ops()  # (on a GPU, XLA's deterministic scatter, as in evalpipe's own processes)
+
 
 @pytest.fixture(scope="session")
 def ray_cluster():

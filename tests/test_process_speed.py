@@ -298,18 +298,22 @@ print(seen)
         (None, "cpu", None),
     ],
 )
+@pytest.mark.parametrize("imported_first", [False, True], ids=["stand-in-first", "jax-imported-first"])
 def test_where_a_gpu_is_possible_xla_scatters_deterministically_unless_the_flags_say_otherwise(
-    flags, platforms, expected
+    flags, platforms, expected, imported_first
 ):
-    """Before JAX's first import (an installed plugin stands in for a GPU), the stand-in adds XLA's deterministic
-    flag to ``XLA_FLAGS``, keeping the flags already set; flags that name determinism and ``JAX_PLATFORMS=cpu`` are
-    left alone. JAX starts with the flag (XLA would abort on an unknown one) and computes."""
+    """Before JAX's first backend starts (an installed plugin stands in for a GPU; JAX itself may be imported), the
+    stand-in adds XLA's deterministic flag to ``XLA_FLAGS``, keeping the flags already set; flags that name
+    determinism and ``JAX_PLATFORMS=cpu`` are left alone. JAX starts with the flag (XLA would abort on an unknown
+    one) and computes."""
     statement = f"""
 import os
 for name, value in (("XLA_FLAGS", {flags!r}), ("JAX_PLATFORMS", {platforms!r})):
     os.environ.pop(name, None)
     if value is not None:
         os.environ[name] = value
+if {imported_first!r}:
+    import jax.numpy
 from evaluators import lazyjax
 lazyjax.ACCELERATOR_MODULES = ("json",)
 print(int(lazyjax.jnp.arange(4).sum()), os.environ.get("XLA_FLAGS"))
