@@ -93,6 +93,22 @@ def prefer_deterministic_ops(environ: MutableMapping[str, str] = os.environ) -> 
     return True
 
 
+GPU_MEMORY_SETTINGS = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_ALLOCATOR")
+"""The variables by which JAX is told how much of a GPU's memory to take."""
+
+
+def share_gpu_memory(num_gpus: float, environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """For a process given ``num_gpus`` < 1 of a GPU (Ray actors sharing one card): JAX takes 75% of a GPU's memory
+    when its backend starts, so the next process on that card would find too little; JAX's documentation advises a
+    smaller ``XLA_PYTHON_CLIENT_MEM_FRACTION`` for several processes on one GPU. Sets it to the process's share of
+    that 75% (``0.375`` for half a GPU) unless one of :data:`GPU_MEMORY_SETTINGS` is set already; returns the value
+    set, or None. Call it before JAX's backend starts."""
+    if not 0 < num_gpus < 1 or any(name in environ for name in GPU_MEMORY_SETTINGS):
+        return None
+    environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = share = f"{0.75 * num_gpus:.4g}"
+    return share
+
+
 def when_imported(hook: Callable[[], object]) -> None:
     """Call ``hook()`` now if JAX is imported, else once right after the first stand-in imports it
     (before its first use). Registering one hook several times before the import calls it once."""

@@ -321,6 +321,18 @@ print(int(lazyjax.jnp.arange(4).sum()), os.environ.get("XLA_FLAGS"))
     assert _run_python(statement).splitlines()[-2] == f"6 {expected}"
 
 
+def test_actors_sharing_a_gpu_take_their_share_of_its_memory():
+    """Half a GPU: half of JAX's 75%; a whole GPU, none, or memory settings of the operator's own: nothing set."""
+    environ: dict[str, str] = {}
+    assert lazyjax.share_gpu_memory(0.5, environ) == "0.375"
+    assert environ == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.375"}
+    assert lazyjax.share_gpu_memory(0.25, {}) == "0.1875"
+    for gpus, settings in ((1.0, {}), (2.0, {}), (0.0, {}), (0.5, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"})):
+        environ = dict(settings)
+        assert lazyjax.share_gpu_memory(gpus, environ) is None
+        assert environ == settings
+
+
 def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
     data, _ = shards
     job = _sliced_job(tmp_path, data, "one", 5)

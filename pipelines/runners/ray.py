@@ -35,6 +35,7 @@ from typing import Any
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
+from evaluators import lazyjax
 from pipelines.errors import JobFailed, UserError, is_transient_error
 from pipelines.planning import WorkUnit
 from pipelines.runners import ExecutionReport, OnResult
@@ -110,6 +111,7 @@ class EvalActor:
     """Actor body: one evaluator built at construction, then many units."""
 
     def __init__(self, spec: JobSpec) -> None:
+        lazyjax.share_gpu_memory(spec.execution.num_gpus)  # (before JAX starts: actors sharing one GPU)
         self.evaluator = UnitEvaluator(spec)
 
     def ready(self, warmup: WorkUnit | None = None) -> dict[str, Any]:
