@@ -258,11 +258,11 @@ class Accumulator:
         return tuple(out)
 
     def _refuse_weights(self, cols: Mapping[str, np.ndarray]) -> None:
-        """Each statistic's :meth:`~evaluators.statistic.Statistic.refuse_weights` of the batch's weights, if any."""
+        """Each statistic's :meth:`~evaluators.statistic.Statistic.refuse_batch` of a weighted batch."""
         if cols.get("weights") is not None:
-            weights = np.asarray(cols["weights"], np.float64)
+            batch = {**cols, "weights": np.asarray(cols["weights"], np.float64)}
             for stat in self.statistics:
-                stat.refuse_weights(weights)
+                stat.refuse_batch(batch)
 
     def _updated(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
         """The states of :meth:`update` for a batch of ``n > 0`` rows."""

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 
 from evaluators.calibration import (
     CalibrationBins,
+    FixedPointSums,
     bin_index,
     check_bins,
     fold_ones,
@@ -39,7 +41,7 @@ fine-bin edges, so rows whose confidences lie within one fine bin (1/4096 wide) 
 
 
 @dataclass(frozen=True)
-class ClasswiseBins(Statistic):
+class ClasswiseBins(FixedPointSums, Statistic):
     """Per class ``k`` and bin ``b``: weight, sum of ``p_k`` and sum of ``[y == k]``.
 
     State: ``(weight float64 [K, n_bins], probability sum int64 fixed point [K, n_bins, 2],
@@ -49,6 +51,7 @@ class ClasswiseBins(Statistic):
 
     task: Task
     n_bins: int = 15
+    summed: ClassVar[str] = "the classwise calibration bins' probability"
 
     @property
     def classes(self) -> int:

@@ -26,12 +26,15 @@ import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.kernels import (
+    FIXED_SUM_LIMIT,
     add_rows,
     array_namespace,
     fixed_bincount,
     fixed_sum,
     from_fixed,
     in_cache_steps,
+    refuse_batch_sums,
+    refuse_wrapped_sums,
     safe_divide,
     to_fixed,
 )
@@ -65,6 +68,46 @@ def _add_weighted(state: State, w: jnp.ndarray, values: jnp.ndarray) -> State:
     return weight + array_namespace(w).sum(w), total + fixed_sum(w * values)
 
 
+class FixedPointSums:
+    """Mixed into a statistic whose state's second leaf sums weight x value of non-negative values in fixed point
+    (``[..., 2]`` int64, :func:`~evaluators.kernels.to_fixed`): batches that weigh too much, and sums that leave
+    int64 across batches and merges, are refused (:class:`~evaluators.kernels.WeightRangeError`) instead of
+    wrapping into a wrong value."""
+
+    summed: ClassVar[str] = "this metric"
+    """What the sums are, for the error message."""
+
+    def largest_row_value(self) -> float:
+        """The largest value one row adds per unit of weight."""
+        return 1.0
+
+    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(weight, value)`` per row of a host batch, where :meth:`largest_row_value` is far above what rows
+        usually add; None where that bound is the sum (values of 1, or probabilities that sum to 1)."""
+        return None
+
+    def refuse_batch(self, batch: Batch) -> None:
+        """The batch's weights times :meth:`largest_row_value` while that stays below the limit; past it, the
+        weighted values themselves (so heavy weights on small losses still count)."""
+        weights = batch["weights"]
+        if float(np.sum(weights)) * self.largest_row_value() < FIXED_SUM_LIMIT:
+            return
+        rows = self.row_values(batch)
+        if rows is None:
+            refuse_batch_sums(weights, self.largest_row_value(), self.summed)
+        else:
+            w, values = (np.asarray(a, np.float64) for a in rows)
+            refuse_batch_sums(w * values, 1.0, self.summed)
+
+    def refuse_state(self, state: State) -> None:
+        refuse_wrapped_sums(state[1], self.summed)
+
+    def merge(self, a: State, b: State) -> State:
+        merged = tree_add(a, b)
+        self.refuse_state(merged)
+        return merged
+
+
 def require_probabilities(task: Task, name: str) -> None:
     require_kind(task, name, *_PROBABILISTIC)
     if not task.has_scores:
@@ -72,7 +115,7 @@ def require_probabilities(task: Task, name: str) -> None:
 
 
 @dataclass(frozen=True)
-class LogLossSum(Statistic):
+class LogLossSum(FixedPointSums, Statistic):
     """Weighted sum of negative log-likelihoods.
 
     State: ``(weight float64, loss sum int64 fixed point)``; see :func:`to_fixed`.
@@ -88,8 +131,16 @@ class LogLossSum(Statistic):
     ``log`` and NumPy's vectorised one may end a few rows one unit apart in the last place (as on CPUs with
     AVX-512), and the fixed-point sum keeps that unit."""
 
+    summed: ClassVar[str] = "log loss"
+
     def zero(self) -> State:
         return _weighted_sum_zero()
+
+    def largest_row_value(self) -> float:
+        return -math.log(min(self.eps, 0.5))  # (probabilities are clipped to [eps, 1 - eps])
+
+    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        return self._weighted_losses(batch)
 
     def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
         weight, total = (np.array(leaf) for leaf in stacked)
@@ -132,16 +183,23 @@ class LogLossSum(Statistic):
 
 
 @dataclass(frozen=True)
-class BrierSum(Statistic):
+class BrierSum(FixedPointSums, Statistic):
     """Weighted sum of squared probability errors. State: ``(weight float64, sum int64 fixed point)``.
 
     Binary: ``(p - y)^2``; multiclass: ``sum_c (p_c - [y == c])^2``.
     """
 
     task: Task
+    summed: ClassVar[str] = "the Brier score"
 
     def zero(self) -> State:
         return _weighted_sum_zero()
+
+    def largest_row_value(self) -> float:
+        return 1.0 if self.task.kind is TaskKind.BINARY else 2.0
+
+    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        return self._weighted_errors(batch)
 
     def runs_on_host(self) -> bool:
         # the multiclass sum of squares is a dot product, whose order of additions is the backend's
@@ -175,7 +233,8 @@ class BrierSum(Statistic):
             # sum_c (p_c - [y == c])^2 = sum_c p_c^2 - 2 p_y + 1: a row-wise dot product (vectorised)
             # instead of a one-hot array
             p_true = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
-            err = jnp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0
+            # (never below 0: a sum of squares; a rounding below it would read as a wrapped sum)
+            err = jnp.maximum(jnp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0, 0.0)
         return w, err
 
 
@@ -192,7 +251,7 @@ def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.
 
 
 @dataclass(frozen=True)
-class CalibrationBins(Statistic):
+class CalibrationBins(FixedPointSums, Statistic):
     """Per-bin weight, confidence sum and accuracy sum over ``n_bins`` equal-width bins and one more slot, last,
     for the confidences of exactly 1 (at or above 1), which torchmetrics' calibration error bins on their own.
 
@@ -202,6 +261,11 @@ class CalibrationBins(Statistic):
 
     task: Task
     n_bins: int = 15
+    summed: ClassVar[str] = "the calibration bins' confidence"
+
+    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        confidence, _, w = confidence_and_accuracy(self.task, batch)
+        return w, confidence
 
     def zero(self) -> State:
         slots = self.n_bins + 1
@@ -247,7 +311,7 @@ class CalibrationBins(Statistic):
         )
 
     def merge(self, a: State, b: State) -> State:
-        return tree_add(self._with_ones_slot(a), self._with_ones_slot(b))
+        return super().merge(self._with_ones_slot(a), self._with_ones_slot(b))
 
     def _with_ones_slot(self, state: State) -> State:
         """``state`` (or a stack of states on leading axes) with the slot of confidences of 1: a state of

@@ -31,6 +31,49 @@ FIXED_POINT_LOW_BITS = 20
 """Scale of the high limb (``2**32``) and of the low limb below it (``2**20``): see the module docstring."""
 
 
+class WeightRangeError(ValueError):
+    """Weights whose fixed-point sums (counts, weighted losses, confidences) do not fit int64."""
+
+
+FIXED_SUM_LIMIT = 2.0**31
+"""The largest sum a fixed-point high limb holds: ``2**31`` in units of ``2**-32`` is ``2**63``."""
+
+SCALE_ADVICE = (
+    "the metric, and every weighted mean, is unchanged when all weights are divided by the same number: divide them "
+    "by their mean, for instance"
+)
+
+
+def refuse_batch_sums(weights: np.ndarray, largest: float, what: str) -> None:
+    """Refuse a batch whose ``weights`` (float64 ``[n]``, ``>= 0``) times the ``largest`` value a row adds per unit
+    of weight may reach :data:`FIXED_SUM_LIMIT` (then no fixed-point sum within the batch can leave int64)."""
+    total = float(np.sum(weights))
+    if not total * largest < FIXED_SUM_LIMIT:
+        raise WeightRangeError(
+            f"the rows of one batch weigh {total:.6g} in all; {what} adds weight x value (at most {largest:g} a row) "
+            f"exactly, in units of 2^-32 in int64, so one batch may weigh at most 2^31 / {largest:g} "
+            f"({FIXED_SUM_LIMIT / largest:.4g}); {SCALE_ADVICE}"
+        )
+
+
+def refuse_wrapped_sums(sums: Any, what: str) -> None:
+    """Refuse fixed-point sums ``[..., 2]`` of non-negative values whose high limb turned negative: two such sums
+    below ``2**63`` each overflow int64 exactly when their sum is negative. A device array is checked as int64 (one
+    number comes back)."""
+    if array_namespace(sums) is np:
+        wrapped = bool(np.asarray(sums)[..., 0].min(initial=0) < 0)
+    else:
+        from evaluators.lazyjax import jax, jnp
+
+        with jax.enable_x64(True):
+            wrapped = bool(jnp.min(sums[..., 0], initial=0) < 0)
+    if wrapped:
+        raise WeightRangeError(
+            f"the weighted values of {what} add up beyond 2^31; they are summed exactly, in units of 2^-32 in int64; "
+            f"{SCALE_ADVICE}"
+        )
+
+
 def array_namespace(*arrays: Any) -> ModuleType:
     """NumPy when every argument is a host value (NumPy array or scalar, Python number), else ``jax.numpy``
     (traced or device arrays)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.kernels import WeightRangeError
 from evaluators.statistic import State
 
 WEIGHT_BITS = 32
@@ -21,10 +22,6 @@ BATCH_WEIGHT_LIMIT = 2.0**31
 """The rows of one batch folded into a ranking state weigh less than this in all: ``2**31`` times ``2**WEIGHT_BITS`` is
 ``2**63``, so no sum of a batch's fixed-point weights leaves int64, and a cell that does while batches and states add
 up turns negative (checked: :func:`check_counts`)."""
-
-
-class WeightRangeError(ValueError):
-    """Weights whose fixed-point sums do not fit a ranking state's int64 counts."""
 
 
 SCALE_ADVICE = (

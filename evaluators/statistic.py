@@ -130,6 +130,11 @@ class Statistic(abc.ABC):
         exactly. Default: it can."""
         return None
 
+    def refuse_batch(self, batch: Batch) -> None:
+        """Raise where this statistic cannot count a weighted batch exactly (host columns; ``weights`` float64
+        ``[n]``, finite, >= 0). Default: :meth:`refuse_weights` of its weights."""
+        self.refuse_weights(batch["weights"])
+
     def refuse_state(self, state: State) -> None:
         """Raise where a weighted batch took ``state`` beyond what this statistic counts exactly (an integer sum
         that overflowed). Default: nothing to check."""

@@ -96,9 +96,9 @@ def merge_partials(
 
 @contextlib.contextmanager
 def refused_weights() -> Iterator[None]:
-    """Weights whose exact sums overflow where states merge (:class:`~evaluators.ranking_cells.WeightRangeError`) as
+    """Weights whose exact sums overflow where states merge (:class:`~evaluators.kernels.WeightRangeError`) as
     the :class:`~pipelines.errors.DataError` of ``data.columns.weights``."""
-    from evaluators.ranking_cells import WeightRangeError
+    from evaluators.kernels import WeightRangeError
 
     try:
         yield

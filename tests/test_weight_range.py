@@ -230,3 +230,91 @@ def test_a_weighted_job_beyond_exact_cells_equals_scikit_learn_on_the_local_runn
         bound = metrics[f"{name}.error_bound"].value
         assert 0 < bound < 1e-3
         assert abs(metrics[name].value - expected) <= bound, (name, metrics[name].value, expected, bound)
+
+
+# --- fixed-point sums of log loss, Brier score and calibration bins ------------------------------------------
+
+FIXED_SUM_METRICS = ("log_loss", "brier_score", "expected_calibration_error", "classwise_ece")
+
+
+def _calibration_rows(rng: np.random.Generator, n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    targets = rng.integers(0, classes, n)
+    if classes == 2:
+        return np.clip(0.25 + 0.5 * targets + rng.normal(0, 0.2, n), 0.001, 0.999), targets
+    raw = rng.random((n, classes)) + np.eye(classes)[targets]
+    return raw / raw.sum(axis=1, keepdims=True), targets
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_heavy_weights_on_small_losses_are_counted_where_their_sums_fit(classes):
+    """The rows weigh 2e8 in all, past 2^31 / 36 (the largest log loss a row can add): the batch's own weighted
+    losses (about 1e8) decide, and log loss and the Brier score equal scikit-learn, whatever the weights' scale."""
+    rng = np.random.default_rng(7)
+    scores, targets = _calibration_rows(rng, 4_000, classes)
+    weights = rng.uniform(0.5, 1.5, 4_000) * 5e4
+    for name, reference in (("log_loss", skm.log_loss), ("brier_score", None)):
+        metric = catalog.build(name, Task("binary") if classes == 2 else Task("multiclass", classes))
+        value = evaluate([metric], scores, targets, weights)[0][""]
+        if reference is not None:
+            expected = reference(targets, scores, sample_weight=weights, labels=list(range(classes)))
+        elif classes == 2:
+            expected = skm.brier_score_loss(targets, scores, sample_weight=weights)
+        else:
+            expected = np.average(np.sum((scores - np.eye(classes)[targets]) ** 2, axis=1), weights=weights)
+        assert value == pytest.approx(expected, rel=1e-9)
+        assert evaluate([metric], scores, targets, weights / 5e4)[0][""] == pytest.approx(value, rel=1e-9)
+
+
+def _one_cell_batch(name: str, share: float) -> dict[str, np.ndarray]:
+    """40 binary rows, every score 0.95 (one bin of each calibration statistic), weighted so that the largest sum a
+    state holds grows by ``share * 2**31`` with each batch."""
+    targets = np.arange(40) % 2
+    scores = np.full(40, 0.95)
+    largest_cell = {  # what the rows add, per unit of weight, to the state's largest fixed-point sum
+        "log_loss": -np.log(np.where(targets == 1, scores, 1 - scores)).sum(),
+        "brier_score": ((scores - targets) ** 2).sum(),
+        "expected_calibration_error": scores.sum(),  # (a binary task's confidence: the positive score)
+        "classwise_ece": scores.sum(),  # (class 1's probabilities, in one bin)
+    }[name]
+    return {"predictions": scores, "targets": targets, "weights": np.full(40, share * 2.0**31 / largest_cell)}
+
+
+@pytest.mark.parametrize("host_rows", [None, 0], ids=["host", "compiled"])
+@pytest.mark.parametrize("name", FIXED_SUM_METRICS)
+def test_fixed_point_sums_beyond_int64_are_refused_in_a_batch_and_across_batches(host_rows, name):
+    """One batch whose weighted values pass 2^31 is refused before it is counted; batches under it each, whose sums
+    pass it together, are refused where they do (a wrapped sum once gave a negative log loss)."""
+    metric = catalog.build(name, Task("binary"))
+    with pytest.raises(WeightRangeError, match="one batch weigh"):
+        evaluate([metric], **_one_cell_batch(name, 1.2))
+    acc = Accumulator([metric.statistic], host_rows=host_rows)
+    batch = _one_cell_batch(name, 0.8)
+    state = acc.update(acc.zero(), batch, to_host=False)
+    with pytest.raises(WeightRangeError, match="add up beyond 2\\^31"):
+        for _ in range(3):
+            state = acc.update(state, batch, to_host=False)
+
+
+@pytest.mark.parametrize("name", FIXED_SUM_METRICS)
+def test_merges_refuse_fixed_point_sums_that_leave_int64(name):
+    """Two states of 0.4 * 2^31 merge (and compute as one batch of both would); two of 0.6 * 2^31 are refused."""
+    metric = catalog.build(name, Task("binary"))
+    stat, acc = metric.statistic, Accumulator([metric.statistic])
+    (light,) = acc.update(acc.zero(), _one_cell_batch(name, 0.4))
+    batch = _one_cell_batch(name, 0.4)
+    both = {k: np.concatenate([v, v]) for k, v in batch.items()}
+    assert metric.compute(stat.merge(light, light))[""] == pytest.approx(evaluate([metric], **both)[0][""], rel=1e-12)
+    (heavy,) = acc.update(acc.zero(), _one_cell_batch(name, 0.6))
+    with pytest.raises(WeightRangeError, match="add up beyond 2\\^31"):
+        stat.merge(heavy, heavy)
+
+
+def test_a_log_loss_job_whose_weighted_losses_overflow_exits_2_naming_the_column(tmp_path):
+    rng = np.random.default_rng(10)
+    shards = []
+    for _ in range(2):
+        scores, targets = _calibration_rows(rng, 3000, 2)
+        shards.append(pa.table({"score": scores, "label": targets.astype(np.int8), "w": np.full(3000, 1e7)}))
+    message = str(_weighted_job(tmp_path, shards, ["log_loss", "accuracy"]))
+    for needle in ("part-0.parquet", "column 'w' (data.columns.weights)", "log loss", "2^31"):
+        assert needle in message, message

@@ -185,7 +185,7 @@ class TaskAdapter:
     def refused_role(self, error: Exception) -> str | None:
         """The role whose rows the task's statistics refused with ``error`` (rows they cannot count
         together), or None for any other error. Default: ``weights`` for weights whose exact sums would overflow
-        (:class:`~evaluators.ranking_cells.WeightRangeError`), else None."""
-        from evaluators.ranking_cells import WeightRangeError
+        (:class:`~evaluators.kernels.WeightRangeError`), else None."""
+        from evaluators.kernels import WeightRangeError
 
         return "weights" if isinstance(error, WeightRangeError) else None
