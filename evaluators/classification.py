@@ -27,7 +27,7 @@ import numpy as np
 from evaluators.kernels import add_at, array_namespace, in_cache_steps, safe_divide
 from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import Task, TaskKind, class_probabilities, predicted_labels, valid_weights
+from evaluators.task import Task, TaskKind, predicted_labels, valid_weights
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
 
@@ -98,7 +98,9 @@ class TopKHits(Statistic):
     def update(self, state: State, batch: Batch) -> State:
         c = self.task.classes
         targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
-        scores = class_probabilities(self.task, jnp.asarray(batch["predictions"]))
+        # the raw scores: a softmax keeps each row's order but can tie what it underflows to 0 (logits of 0, -800
+        # and -900 with target 2: a miss at k=2, as scikit-learn and torchmetrics rank the logits, not a hit)
+        scores = jnp.asarray(batch["predictions"])
         target_score = jnp.take_along_axis(scores, targets[:, None].astype(jnp.int32), axis=1)
         # A class ranks ahead of the target when its score is higher or, on a
         # tie, when its index is higher: scikit-learn reverses a stable

@@ -35,6 +35,7 @@ from sklearn.utils.multiclass import unique_labels
 
 import evaluators.functional as F
 from evaluators import catalog
+from evaluators.accumulate import evaluate
 from evaluators.task import Task, TaskKind
 from tests._data import (
     Case,
@@ -243,7 +244,7 @@ def _specificity_from_mcm(mcm: np.ndarray, average: str, present: np.ndarray, zd
 
 
 def _top_k_reference(c: Case, k: int, average: str):
-    # scikit-learn ranks the raw scores (logits or probabilities; softmax keeps order and ties)
+    # scikit-learn ranks the raw scores (logits or probabilities; a softmax keeps their order)
     scores = c.predictions[c.keep]
     labels = list(range(c.task.classes))
     if average == "micro":
@@ -475,6 +476,18 @@ def test_functional_multilabel_and_ignore_index():
     assert F.recall(PREDS_HARD, yb, ignore_index=-100) == pytest.approx(
         skm.recall_score(yb[keep], PREDS_HARD[keep]), abs=1e-12
     )
+
+
+def test_top_k_of_saturated_logits_ranks_the_logits():
+    """Logits far apart underflow to probabilities of exactly 0, which tie: ranked by the logits (as scikit-learn and
+    torchmetrics rank them), the target below two others is a miss at k=2, not a hit by the tie rule."""
+    logits = np.array([[0.0, -800.0, -900.0], [5.0, 1.0, 0.0], [-1000.0, 0.0, -1000.5], [0.0, -745.0, -746.0]])
+    targets = np.array([2, 0, 0, 1])
+    for k in (1, 2):
+        metric = catalog.build("accuracy", Task("multiclass", 3, prediction="logits"), {"top_k": k})
+        expected = skm.top_k_accuracy_score(targets, logits, k=k, labels=[0, 1, 2])
+        assert evaluate([metric], logits, targets)[0][""] == pytest.approx(expected, abs=1e-15)
+    assert expected == 0.75  # (k=2: rows 1, 2 and 3 hit; row 0's target is last)
 
 
 def test_a_class_seen_only_in_rows_of_weight_0_is_absent():
