@@ -417,6 +417,31 @@ def test_regression_constant_target(exact):
     assert np.isnan(got["pearson_corrcoef"])
 
 
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("batches", [1, 4])
+def test_a_weighted_constant_target_has_no_spread_in_any_number_of_batches(exact, batches):
+    """Fractional weights (zeros first) on a constant target: its weighted mean is the constant itself, so r2 and
+    explained variance read scikit-learn's unweighted force_finite values (1 if predicted exactly, else 0) and the
+    correlation is undefined. (The mean as sum(w * y) / sum(w) once left a variance of 1e-30: R^2 -1e30, Pearson
+    -0.02 in 4 batches; scikit-learn's weighted r2 is itself -1.3e30 on these rows.) A constant prediction leaves
+    the correlation undefined too."""
+    rng = np.random.default_rng(3)
+    y = np.full(3001, 2.5)
+    p = y.copy() if exact else y + rng.normal(0, 0.3, 3001)
+    w = np.concatenate([np.zeros(3), rng.uniform(0.1, 3.0, 2998)])
+    metrics = [build(m, Task("regression")) for m in REGRESSION_METRICS]
+    acc = Accumulator.for_metrics(metrics)
+    states = acc.zero()
+    for rows in np.array_split(np.arange(3001), batches):
+        states = acc.update(states, {"predictions": p[rows], "targets": y[rows], "weights": w[rows]})
+    got = {m.name: m.compute(states[acc.index(m.statistic)])[""] for m in metrics}
+    for metric in ("r2", "explained_variance"):
+        assert got[metric] == regression_reference(metric, y, p, None), metric
+    assert np.isnan(got["pearson_corrcoef"])
+    (moments,) = acc.update(acc.zero(), {"predictions": y, "targets": p, "weights": w})  # (one shared statistic)
+    assert np.isnan(metrics[-1].compute(moments)[""])  # pearson_corrcoef of a constant prediction
+
+
 @pytest.mark.parametrize("weights", [None, "zeros"])
 def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights):
     # no row, or only rows of weight 0: scikit-learn refuses both; every metric of the moments is NaN (r2 and
