@@ -264,6 +264,18 @@ class Accumulator:
             for stat in self.statistics:
                 stat.refuse_batch(batch)
 
+    def _refuse_group_weights(self, host: Mapping[str, np.ndarray], index: Sequence[np.ndarray]) -> None:
+        """:meth:`_refuse_weights` of each group's rows (``host``: the groups' rows one after another, ``index``:
+        each group's rows). The groups' rows joined are checked first: a group holds part of them, so when they
+        pass every group does; else each group on its own (slices overlap: the overall group holds every row)."""
+        try:
+            self._refuse_weights(host)
+        except Exception:
+            start = 0
+            for rows in index:
+                self._refuse_weights({k: v[start : start + len(rows)] for k, v in host.items()})
+                start += len(rows)
+
     def _updated(self, states: list[State], cols: dict[str, np.ndarray], n: int, to_host: bool) -> list[State]:
         """The states of :meth:`update` for a batch of ``n > 0`` rows."""
         out = list(states)
@@ -323,7 +335,7 @@ class Accumulator:
         group = np.repeat(np.arange(len(index)), [len(i) for i in index])
         taken = np.concatenate(index) if index else np.zeros(0, np.int64)
         host = {k: as_column(v[taken]) for k, v in cols.items()}
-        self._refuse_weights(host)
+        self._refuse_group_weights(host, index)
         weights = host.get("weights")
         host["weights"] = np.ones(total, np.float64) if weights is None else np.asarray(weights, np.float64)
         out: list[list[State | None]] = [[None] * len(self.statistics) if s is None else list(s) for s in states]

@@ -61,6 +61,18 @@ class ClasswiseBins(FixedPointSums, Statistic):
         k, b = self.classes, self.n_bins
         return (np.zeros((k, b)), np.zeros((k, b, 2), np.int64), np.zeros((k, b)))
 
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        _, w = valid_weights(self.task, np.asarray(batch["targets"]), np.asarray(batch["weights"]))
+        preds = np.asarray(batch["predictions"])
+        if self.task.kind is TaskKind.BINARY:
+            p = positive_scores(self.task, preds).astype(np.float64)
+            probs = np.stack([1.0 - p, p], axis=1)
+        else:
+            probs = class_probabilities(self.task, preds).astype(np.float64)
+        k, b = self.classes, self.n_bins
+        cell = (bin_index(probs.reshape(-1), b).reshape(probs.shape) + np.arange(k)[None, :] * b).reshape(-1)
+        return np.bincount(cell, (w[:, None] * probs).reshape(-1), k * b)
+
     def update(self, state: State, batch: Batch) -> State:
         targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
         preds = jnp.asarray(batch["predictions"])

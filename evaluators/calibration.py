@@ -33,7 +33,7 @@ from evaluators.kernels import (
     fixed_sum,
     from_fixed,
     in_cache_steps,
-    refuse_batch_sums,
+    refuse_cell_sums,
     refuse_wrapped_sums,
     safe_divide,
     to_fixed,
@@ -81,23 +81,17 @@ class FixedPointSums:
         """The largest value one row adds per unit of weight."""
         return 1.0
 
-    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(weight, value)`` per row of a host batch, where :meth:`largest_row_value` is far above what rows
-        usually add; None where that bound is the sum (values of 1, or probabilities that sum to 1)."""
-        return None
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        """A host batch's weighted values summed into each of the state's fixed-point cells (float64 ``[cells]``),
+        with NumPy: what the update would add to each."""
+        raise NotImplementedError
 
     def refuse_batch(self, batch: Batch) -> None:
-        """The batch's weights times :meth:`largest_row_value` while that stays below the limit; past it, the
-        weighted values themselves (so heavy weights on small losses still count)."""
-        weights = batch["weights"]
-        if float(np.sum(weights)) * self.largest_row_value() < FIXED_SUM_LIMIT:
+        """The batch's weights times :meth:`largest_row_value` while that stays below the limit; past it, the sum
+        each cell would get (so heavy weights on small values, or spread over many cells, still count)."""
+        if float(np.sum(batch["weights"])) * self.largest_row_value() < FIXED_SUM_LIMIT:
             return
-        rows = self.row_values(batch)
-        if rows is None:
-            refuse_batch_sums(weights, self.largest_row_value(), self.summed)
-        else:
-            w, values = (np.asarray(a, np.float64) for a in rows)
-            refuse_batch_sums(w * values, 1.0, self.summed)
+        refuse_cell_sums(self.cell_sums(batch), self.summed)
 
     def refuse_state(self, state: State) -> None:
         refuse_wrapped_sums(state[1], self.summed)
@@ -106,6 +100,11 @@ class FixedPointSums:
         merged = tree_add(a, b)
         self.refuse_state(merged)
         return merged
+
+
+def _host_batch(batch: Batch) -> dict[str, np.ndarray]:
+    """A batch's columns as NumPy arrays (the conversions then take their NumPy paths)."""
+    return {k: np.asarray(v) for k, v in batch.items()}
 
 
 def require_probabilities(task: Task, name: str) -> None:
@@ -139,8 +138,9 @@ class LogLossSum(FixedPointSums, Statistic):
     def largest_row_value(self) -> float:
         return -math.log(min(self.eps, 0.5))  # (probabilities are clipped to [eps, 1 - eps])
 
-    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        return self._weighted_losses(batch)
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        w, loss = self._weighted_losses(_host_batch(batch))
+        return np.array([np.sum(w * loss)])
 
     def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
         weight, total = (np.array(leaf) for leaf in stacked)
@@ -198,8 +198,15 @@ class BrierSum(FixedPointSums, Statistic):
     def largest_row_value(self) -> float:
         return 1.0 if self.task.kind is TaskKind.BINARY else 2.0
 
-    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        return self._weighted_errors(batch)
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        batch = _host_batch(batch)
+        if self.task.kind is TaskKind.BINARY:
+            w, err = self._weighted_errors(batch)
+        else:  # (the update's dot product is compiled; on the host, the same sum of squares)
+            targets, w = valid_weights(self.task, batch["targets"], batch["weights"])
+            probs = class_probabilities(self.task, batch["predictions"]).astype(np.float64)
+            err = np.sum((probs - (np.arange(probs.shape[1]) == targets[:, None])) ** 2, axis=1)
+        return np.array([np.sum(w * err)])
 
     def runs_on_host(self) -> bool:
         # the multiclass sum of squares is a dot product, whose order of additions is the backend's
@@ -263,9 +270,9 @@ class CalibrationBins(FixedPointSums, Statistic):
     n_bins: int = 15
     summed: ClassVar[str] = "the calibration bins' confidence"
 
-    def row_values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        confidence, _, w = confidence_and_accuracy(self.task, batch)
-        return w, confidence
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        confidence, _, w = confidence_and_accuracy(self.task, _host_batch(batch))
+        return np.bincount(calibration_slot(confidence, self.n_bins), w * confidence, self.n_bins + 1)
 
     def zero(self) -> State:
         slots = self.n_bins + 1

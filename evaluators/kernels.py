@@ -44,15 +44,14 @@ SCALE_ADVICE = (
 )
 
 
-def refuse_batch_sums(weights: np.ndarray, largest: float, what: str) -> None:
-    """Refuse a batch whose ``weights`` (float64 ``[n]``, ``>= 0``) times the ``largest`` value a row adds per unit
-    of weight may reach :data:`FIXED_SUM_LIMIT` (then no fixed-point sum within the batch can leave int64)."""
-    total = float(np.sum(weights))
-    if not total * largest < FIXED_SUM_LIMIT:
+def refuse_cell_sums(cell_sums: np.ndarray, what: str) -> None:
+    """Refuse a batch whose weighted values, summed per fixed-point cell (float64 ``[cells]``, each ``>= 0``), reach
+    :data:`FIXED_SUM_LIMIT` in some cell."""
+    largest = float(np.max(cell_sums, initial=0.0))
+    if not largest < FIXED_SUM_LIMIT:
         raise WeightRangeError(
-            f"the rows of one batch weigh {total:.6g} in all; {what} adds weight x value (at most {largest:g} a row) "
-            f"exactly, in units of 2^-32 in int64, so one batch may weigh at most 2^31 / {largest:g} "
-            f"({FIXED_SUM_LIMIT / largest:.4g}); {SCALE_ADVICE}"
+            f"the weighted values of {what} in one batch add up to {largest:.6g} in one sum; they are summed exactly, "
+            f"in units of 2^-32 in int64, so each sum holds less than 2^31 (2,147,483,648); {SCALE_ADVICE}"
         )
 
 

@@ -61,7 +61,8 @@ def _shifted_mean(x: jnp.ndarray, w: jnp.ndarray, total: jnp.ndarray) -> jnp.nda
     a weighted constant target then had a variance of 1e-30, a Pearson correlation of -0.02 and an R^2 of -1e30.)"""
     if x.shape[0] == 0:
         return jnp.sum(w * x) / total
-    shift = x[jnp.argmax(w > 0)]
+    counted = w > 0
+    shift = jnp.where(jnp.any(counted), x[jnp.argmax(counted)], 0.0)  # (no counted row: no shift)
     return shift + jnp.sum(w * (x - shift)) / total
 
 

@@ -442,6 +442,18 @@ def test_a_weighted_constant_target_has_no_spread_in_any_number_of_batches(exact
     assert np.isnan(metrics[-1].compute(moments)[""])  # pearson_corrcoef of a constant prediction
 
 
+def test_a_batch_of_zero_weights_changes_nothing_whatever_its_values():
+    """A batch whose rows all weigh 0 (huge values among them) adds nothing: the moments equal the other batch's."""
+    metrics = [build(m, Task("regression")) for m in REGRESSION_METRICS]
+    acc = Accumulator.for_metrics(metrics)
+    y, p = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
+    empty = {"predictions": np.array([2.0, 1.0]), "targets": np.array([-1e300, 3.0]), "weights": np.zeros(2)}
+    both = acc.update(acc.update(acc.zero(), empty), {"predictions": p, "targets": y, "weights": np.ones(3)})
+    alone = acc.update(acc.zero(), {"predictions": p, "targets": y, "weights": np.ones(3)})
+    for metric in metrics:
+        assert metric.compute(both[0]) == metric.compute(alone[0]), metric.name
+
+
 @pytest.mark.parametrize("weights", [None, "zeros"])
 def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights):
     # no row, or only rows of weight 0: scikit-learn refuses both; every metric of the moments is NaN (r2 and

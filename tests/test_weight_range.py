@@ -285,7 +285,7 @@ def test_fixed_point_sums_beyond_int64_are_refused_in_a_batch_and_across_batches
     """One batch whose weighted values pass 2^31 is refused before it is counted; batches under it each, whose sums
     pass it together, are refused where they do (a wrapped sum once gave a negative log loss)."""
     metric = catalog.build(name, Task("binary"))
-    with pytest.raises(WeightRangeError, match="one batch weigh"):
+    with pytest.raises(WeightRangeError, match="in one batch add up to"):
         evaluate([metric], **_one_cell_batch(name, 1.2))
     acc = Accumulator([metric.statistic], host_rows=host_rows)
     batch = _one_cell_batch(name, 0.8)
@@ -318,3 +318,38 @@ def test_a_log_loss_job_whose_weighted_losses_overflow_exits_2_naming_the_column
     message = str(_weighted_job(tmp_path, shards, ["log_loss", "accuracy"]))
     for needle in ("part-0.parquet", "column 'w' (data.columns.weights)", "log loss", "2^31"):
         assert needle in message, message
+
+
+@pytest.mark.parametrize("name", FIXED_SUM_METRICS)
+def test_weights_past_the_limit_in_all_but_not_in_any_one_sum_are_counted(name):
+    """Each bin (or class and bin) is a sum of its own: 3e9 of weight in all, spread so that no bin's sum reaches
+    2^31, is counted, and equals the same rows with the weights divided by 3e9 (log loss and the Brier score hold one
+    sum: small losses keep theirs under the limit)."""
+    rng = np.random.default_rng(11)
+    n = 10_000
+    targets = rng.integers(0, 2, n)
+    scores = np.where(targets == 1, rng.uniform(0.9, 0.999, n), rng.uniform(0.001, 0.1, n))
+    scores[: n // 2] = rng.uniform(0.0, 1.0, n // 2)  # (half the rows over every bin)
+    scores[: n // 2] = np.where(targets[: n // 2] == 1, scores[: n // 2], 1 - scores[: n // 2])  # (and confident)
+    weights = rng.uniform(0.5, 1.5, n)
+    weights *= (1.4e9 if name in ("log_loss", "brier_score") else 3e9) / weights.sum()
+    metric = catalog.build(name, Task("binary"))
+    value = evaluate([metric], scores, targets, weights)[0][""]
+    assert value == pytest.approx(evaluate([metric], scores, targets, weights / 3e9)[0][""], rel=1e-9)
+
+
+def test_overlapping_slices_each_under_the_limit_are_counted():
+    """A sliced batch folds the overall group and each slice from one pass (the overall group holds every row): the
+    rows joined weigh twice what they do, but each group's sums are under the limit, so nothing is refused."""
+    rng = np.random.default_rng(12)
+    scores, targets = _calibration_rows(rng, 1_000, 2)
+    weights = np.full(1_000, 1.2e9 / 1_000)
+    metrics = [catalog.build(name, Task("binary")) for name in ("log_loss", "roc_auc", "expected_calibration_error")]
+    acc = Accumulator.for_metrics(metrics)
+    batch = {"predictions": scores, "targets": targets, "weights": weights}
+    grouped = acc.update_groups([None, None], batch, [None, np.arange(1_000)])
+    assert grouped is not None
+    alone = acc.update(acc.zero(), batch)
+    for metric in metrics:
+        i = acc.index(metric.statistic)
+        assert metric.compute(grouped[0][i]) == metric.compute(grouped[1][i]) == metric.compute(alone[i])
