@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluators.kernels import WeightRangeError
 from evaluators.lazyjax import accelerator_possible, jax, jnp
 from evaluators.statistic import DerivedMetric, State, Statistic, tree_to_numpy
 
@@ -270,7 +271,7 @@ class Accumulator:
         pass every group does; else each group on its own (slices overlap: the overall group holds every row)."""
         try:
             self._refuse_weights(host)
-        except Exception:
+        except WeightRangeError:
             start = 0
             for rows in index:
                 self._refuse_weights({k: v[start : start + len(rows)] for k, v in host.items()})
