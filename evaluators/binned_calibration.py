@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
+from types import ModuleType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -61,29 +62,28 @@ class ClasswiseBins(FixedPointSums, Statistic):
         k, b = self.classes, self.n_bins
         return (np.zeros((k, b)), np.zeros((k, b, 2), np.int64), np.zeros((k, b)))
 
-    def cell_sums(self, batch: Batch) -> np.ndarray:
-        _, w = valid_weights(self.task, np.asarray(batch["targets"]), np.asarray(batch["weights"]))
-        preds = np.asarray(batch["predictions"])
+    def _cells(self, batch: Batch, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
+        """``(targets [n], weights [n], class probabilities [n, K], each (row, class)'s cell [n * K])`` with
+        ``xp`` (NumPy for a host check, ``jax.numpy`` in the update)."""
+        targets, w = valid_weights(self.task, xp.asarray(batch["targets"]), xp.asarray(batch["weights"]))
+        preds = xp.asarray(batch["predictions"])
         if self.task.kind is TaskKind.BINARY:
-            p = positive_scores(self.task, preds).astype(np.float64)
-            probs = np.stack([1.0 - p, p], axis=1)
+            p = positive_scores(self.task, preds).astype(xp.float64)
+            probs = xp.stack([1.0 - p, p], axis=1)
         else:
-            probs = class_probabilities(self.task, preds).astype(np.float64)
+            probs = class_probabilities(self.task, preds).astype(xp.float64)
         k, b = self.classes, self.n_bins
-        cell = (bin_index(probs.reshape(-1), b).reshape(probs.shape) + np.arange(k)[None, :] * b).reshape(-1)
-        return np.bincount(cell, (w[:, None] * probs).reshape(-1), k * b)
+        cell = (bin_index(probs.reshape(-1), b).reshape(probs.shape) + xp.arange(k)[None, :] * b).reshape(-1)
+        return targets, w, probs, cell
+
+    def cell_sums(self, batch: Batch) -> np.ndarray:
+        _, w, probs, cell = self._cells(batch, np)
+        return np.bincount(cell, (w[:, None] * probs).reshape(-1), self.classes * self.n_bins)
 
     def update(self, state: State, batch: Batch) -> State:
-        targets, w = valid_weights(self.task, jnp.asarray(batch["targets"]), batch["weights"])
-        preds = jnp.asarray(batch["predictions"])
-        if self.task.kind is TaskKind.BINARY:
-            p = positive_scores(self.task, preds).astype(jnp.float64)
-            probs = jnp.stack([1.0 - p, p], axis=1)
-        else:
-            probs = class_probabilities(self.task, preds).astype(jnp.float64)
+        targets, w, probs, cell = self._cells(batch, jnp)
         k, b = self.classes, self.n_bins
         hits = (targets[:, None] == jnp.arange(k)[None, :]).astype(jnp.float64)
-        cell = (bin_index(probs.reshape(-1), b).reshape(probs.shape) + jnp.arange(k)[None, :] * b).reshape(-1)
         weight = jnp.broadcast_to(w[:, None], probs.shape)
         count, prob_sum, hit_sum = state
         return (
