@@ -205,13 +205,30 @@ class CheckpointStore:
         self._written.append(path)
         try:
             try:
-                self.fs.pipe_file(path, payload)
+                self._put(path, payload)
             except FileNotFoundError:  # a run of the same key committed meanwhile and removed the directory
                 self.fs.makedirs(self.directory, exist_ok=True)
-                self.fs.pipe_file(path, payload)
+                self._put(path, payload)
         except OSError:  # a full disk: leave no broken checkpoint behind
             with contextlib.suppress(Exception):
                 self.fs.rm(path)
+            raise
+
+    def _put(self, path: str, payload: bytes) -> None:
+        """Write a checkpoint whole or not at all: an object store's put is; a local file is written beside it
+        (``.part``, which :meth:`load` does not read) and renamed, so a driver killed mid-write leaves no cut-short
+        checkpoint to reject, and its unit is not computed again."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if "file" not in protocols and "local" not in protocols:
+            self.fs.pipe_file(path, payload)
+            return
+        part = f"{path}.part"
+        try:
+            self.fs.pipe_file(part, payload)
+            self.fs.mv(part, path)
+        except BaseException:  # (a full disk: no part left behind either)
+            with contextlib.suppress(Exception):
+                self.fs.rm(part)
             raise
 
     def discard_written(self) -> int:

@@ -364,6 +364,29 @@ def test_two_runs_of_one_key_share_its_checkpoints_without_failing_each_other(tm
     assert not Path(run_b.directory).exists()
 
 
+def test_a_local_checkpoint_appears_whole_or_not_at_all(tmp_path):
+    """A local checkpoint is written beside its name and renamed: the directory never holds a cut-short ``.npz``
+    (a driver killed mid-write once left one, rejected on resume, so a finished unit was computed again), and a
+    ``.part`` left by such a kill is not read."""
+    from evaluators.accumulate import Accumulator
+    from pipelines.checkpoints import CheckpointStore
+    from pipelines.execute import check_dataset, instance_key
+
+    write_shards(str(tmp_path / "data"), "binary", 3_000, 2, seed=3)
+    spec = _binary_job(tmp_path, str(tmp_path / "data" / "*.parquet"), "whole")
+    units = check_dataset(spec).units
+    evaluator = worker.UnitEvaluator(spec)
+    acc = Accumulator.for_metrics(m for _, m in spec.derived_metrics())
+    store = CheckpointStore(spec, instance_key(spec), acc, None)
+    store.save(evaluator.process(units[0]))
+    store.wait()
+    (written,) = Path(store.directory).iterdir()
+    assert written.name == f"{units[0].key}.npz"
+    (Path(store.directory) / f"{units[1].key}.npz.part").write_bytes(written.read_bytes()[:100])
+    assert set(store.load(units)) == {0}
+    store.clear()
+
+
 def test_checkpoints_of_a_run_that_never_committed_are_listed_and_removed_once_old(tmp_path, capsys):
     from pipelines.cli import main
 
