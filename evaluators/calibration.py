@@ -199,13 +199,7 @@ class BrierSum(FixedPointSums, Statistic):
         return 1.0 if self.task.kind is TaskKind.BINARY else 2.0
 
     def cell_sums(self, batch: Batch) -> np.ndarray:
-        batch = _host_batch(batch)
-        if self.task.kind is TaskKind.BINARY:
-            w, err = self._weighted_errors(batch)
-        else:  # (the update's dot product is compiled; on the host, the same sum of squares)
-            targets, w = valid_weights(self.task, batch["targets"], batch["weights"])
-            probs = class_probabilities(self.task, batch["predictions"]).astype(np.float64)
-            err = np.sum((probs - (np.arange(probs.shape[1]) == targets[:, None])) ** 2, axis=1)
+        w, err = self._weighted_errors(_host_batch(batch))
         return np.array([np.sum(w * err)])
 
     def runs_on_host(self) -> bool:
@@ -236,12 +230,12 @@ class BrierSum(FixedPointSums, Statistic):
             p = positive_scores(self.task, preds).astype(xp.float64)
             err = (p - targets) ** 2
         else:
-            probs = class_probabilities(self.task, preds).astype(jnp.float64)
+            probs = class_probabilities(self.task, preds).astype(xp.float64)
             # sum_c (p_c - [y == c])^2 = sum_c p_c^2 - 2 p_y + 1: a row-wise dot product (vectorised)
             # instead of a one-hot array
-            p_true = jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
+            p_true = xp.take_along_axis(probs, targets[:, None].astype(xp.int32), axis=1)[:, 0]
             # (never below 0: a sum of squares; a rounding below it would read as a wrapped sum)
-            err = jnp.maximum(jnp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0, 0.0)
+            err = xp.maximum(xp.einsum("nc,nc->n", probs, probs) - 2.0 * p_true + 1.0, 0.0)
         return w, err
 
 

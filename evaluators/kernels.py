@@ -55,18 +55,22 @@ def refuse_cell_sums(cell_sums: np.ndarray, what: str) -> None:
         )
 
 
-def refuse_wrapped_sums(sums: Any, what: str) -> None:
-    """Refuse fixed-point sums ``[..., 2]`` of non-negative values whose high limb turned negative: two such sums
-    below ``2**63`` each overflow int64 exactly when their sum is negative. A device array is checked as int64 (one
-    number comes back)."""
-    if array_namespace(sums) is np:
-        wrapped = bool(np.asarray(sums)[..., 0].min(initial=0) < 0)
-    else:
-        from evaluators.lazyjax import jax, jnp
+def has_negative(values: Any) -> bool:
+    """Whether integer ``values`` (host or device array, any shape) hold a negative number: sums of non-negative
+    int64 values below ``2**63``, taken two at a time, overflow exactly when theirs is. A device array is reduced
+    as int64 on the device (JAX's default would truncate it to int32) and one number comes back."""
+    if array_namespace(values) is np:
+        return bool(np.asarray(values).min(initial=0) < 0)
+    from evaluators.lazyjax import jax, jnp
 
-        with jax.enable_x64(True):
-            wrapped = bool(jnp.min(sums[..., 0], initial=0) < 0)
-    if wrapped:
+    with jax.enable_x64(True):
+        return bool(jnp.min(values, initial=0) < 0)
+
+
+def refuse_wrapped_sums(sums: Any, what: str) -> None:
+    """Refuse fixed-point sums ``[..., 2]`` of non-negative values whose high limb turned negative
+    (:func:`has_negative`)."""
+    if has_negative(sums[..., 0]):
         raise WeightRangeError(
             f"the weighted values of {what} add up beyond 2^31; they are summed exactly, in units of 2^-32 in int64; "
             f"{SCALE_ADVICE}"

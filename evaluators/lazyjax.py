@@ -66,8 +66,9 @@ DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
 state's float sums (weights, confusion matrices) come out in the same bits on every run and every device order.
 Measured on an H200 without it: three runs of one weighted 100-class job gave different bits in their confusion
 and calibration sums, and zero-weight rows changed a weighted confusion matrix in its last bits; with it, the runs
-were bit-identical and took no longer (compute 2.4-2.9 s against 2.7-2.8 s on 400,000 rows). ``XLA_FLAGS`` that already name ``xla_gpu_deterministic_ops`` or ``xla_gpu_exclude_nondeterministic_ops``
-are left as they are (``--xla_gpu_deterministic_ops=false`` opts out)."""
+were bit-identical and took no longer (compute 2.4-2.9 s against 2.7-2.8 s on 400,000 rows). ``XLA_FLAGS`` that
+already name ``xla_gpu_deterministic_ops`` or ``xla_gpu_exclude_nondeterministic_ops`` are left as they are
+(``--xla_gpu_deterministic_ops=false`` opts out)."""
 
 
 def _backends_started() -> bool:

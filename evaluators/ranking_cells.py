@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.kernels import WeightRangeError
+from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError, has_negative
 from evaluators.statistic import State
 
 WEIGHT_BITS = 32
@@ -18,7 +18,7 @@ CLASS_SHIFT = 32
 """A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
 _BIN_MASK = (1 << CLASS_SHIFT) - 1
 
-BATCH_WEIGHT_LIMIT = 2.0**31
+BATCH_WEIGHT_LIMIT = FIXED_SUM_LIMIT
 """The rows of one batch folded into a ranking state weigh less than this in all: ``2**31`` times ``2**WEIGHT_BITS`` is
 ``2**63``, so no sum of a batch's fixed-point weights leaves int64, and a cell that does while batches and states add
 up turns negative (checked: :func:`check_counts`)."""
@@ -48,8 +48,7 @@ def cell_overflow() -> WeightRangeError:
 def check_counts(counts: np.ndarray) -> None:
     """Refuse integer ``counts`` (any shape) that an int64 overflow turned negative: sums of non-negative values below
     ``2**63`` each, taken two at a time, overflow exactly when their sum is negative."""
-    counts = np.asarray(counts)
-    if counts.size and counts.min() < 0:
+    if has_negative(counts):
         raise cell_overflow()
 
 
