@@ -349,7 +349,8 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
     waiting: list[State] = []  # exact states not yet in that union: joined all at once (one sort, not one per state)
     binned: list[State] = []
     for state in states:
-        if exact is not None and len(state["keys"]) <= exact_cells and is_exact(state):
+        state_exact = is_exact(state)  # (a state that is not holds one cell per key already)
+        if exact is not None and len(state["keys"]) <= exact_cells and state_exact:
             waiting.append(state)
             if sum(len(s["keys"]) for s in waiting) <= exact_cells:
                 continue
@@ -360,7 +361,7 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
         elif exact is not None:  # a binned state: the union so far needs bins too
             binned.append(collapse_cells(_union_exact([exact, *waiting])))
         exact = None
-        binned.append(collapse_cells(state))
+        binned.append(collapse_cells(state) if state_exact else state)
     if exact is not None and waiting:
         exact = _union_exact([exact, *waiting])
         if len(exact["keys"]) > exact_cells:
@@ -386,6 +387,21 @@ def _union_exact(states: list[State]) -> State:
         pairs = np.concatenate([_pair_view(s[name]) for s in states])[order].view(np.int64).reshape(-1, 2)
         merged[name] = summed_runs(pairs, starts) if len(starts) < len(keys) else pairs
     return merged
+
+
+def _add_ties(ties: np.ndarray, slot: np.ndarray, tie: np.ndarray) -> None:
+    """Add one state's cell ties (float64 ``[m]``) at ``slot`` into ``ties`` (float64 bits, :data:`_NO_CELL` where no
+    state has been): a tie stays while every side holds that one score, and a cell of several scores (NaN) is NaN.
+    Only the state's single-score cells (in a binned state, usually few) are compared."""
+    single = np.flatnonzero(tie == tie)
+    if not len(single):
+        ties[slot] = _NAN_BITS
+        return
+    at, score = slot[single], tie[single].view(np.int64)
+    seen = ties[at]
+    kept = np.where((seen == _NO_CELL) | (seen == score), score, _NAN_BITS)
+    ties[slot] = _NAN_BITS
+    ties[at] = kept
 
 
 def _add_binned(states: list[State]) -> State:
@@ -423,9 +439,7 @@ def _add_binned(states: list[State]) -> State:
             total[slot] = seen
             if name == "counts":  # each state's add: an overflow is seen before the next add (and sums <= counts)
                 check_counts(seen.view(np.int64))
-        tie = np.ascontiguousarray(state["ties"], np.float64).view(np.int64)
-        seen = ties[slot]  # a tie stays while every side holds that one score (NaN: several, stays NaN)
-        ties[slot] = np.where((seen == _NO_CELL) | (seen == tie), tie, _NAN_BITS)
+        _add_ties(ties, slot, np.asarray(state["ties"], np.float64))
     occupied = np.flatnonzero(ties != _NO_CELL)
     cls, rest = np.divmod(occupied, span)
     return {
