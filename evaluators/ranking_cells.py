@@ -329,11 +329,8 @@ def _merge_binned(a: State, b: State) -> State:
 
 
 _NAN_BITS = np.array(np.nan).view(np.int64).item()
-_NO_CELL = np.array(0x7FF0_0000_0000_0001, np.int64).item()
-"""Bits of a float64 NaN that no tie holds (a tie is a score, or the quiet NaN of several scores): a cell no state
-has reached yet."""
 MERGE_WINDOW_FACTOR = 8
-""":func:`merge_many_cells` adds binned states into dense arrays over the (class, bin) window they span while
+""":func:`merge_many_cells` adds states into dense arrays over the (class, bin) window they span while
 that window holds at most this many times their cells; a sparser window is merged by sorted-key unions."""
 
 
@@ -341,34 +338,23 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
     """The merge of many stored states, equal to folding :func:`merge_cells` over them in any order (the merged
     state is a function of the rows alone).
 
-    Exact states are joined while their union stays exact; once the rows are known to need bins (a binned input,
-    or a union beyond ``exact_cells``), every state is taken to one cell per bin and added into dense int64 arrays
-    over the window of (class, bin) keys they span: one scatter-add per state instead of a sorted union of the
-    whole merged state per pair (10,000 unit states of ~9,000 cells: ~4x faster)."""
-    exact: State | None = _empty_cells()  # the union of the exact states so far; None once the rows need bins
-    waiting: list[State] = []  # exact states not yet in that union: joined all at once (one sort, not one per state)
-    binned: list[State] = []
-    for state in states:
-        state_exact = is_exact(state)  # (a state that is not holds one cell per key already)
-        if exact is not None and len(state["keys"]) <= exact_cells and state_exact:
-            waiting.append(state)
-            if sum(len(s["keys"]) for s in waiting) <= exact_cells:
-                continue
-            exact, waiting = _union_exact([exact, *waiting]), []
-            if len(exact["keys"]) <= exact_cells:
-                continue
-            state = exact  # the union needs bins
-        elif exact is not None:  # a binned state: the union so far needs bins too
-            binned.append(collapse_cells(_union_exact([exact, *waiting])))
-        exact = None
-        binned.append(collapse_cells(state) if state_exact else state)
-    if exact is not None and waiting:
-        exact = _union_exact([exact, *waiting])
-        if len(exact["keys"]) > exact_cells:
-            binned, exact = [collapse_cells(exact)], None
+    States that are all exact are joined while their union stays exact (one sort of all their cells). Once the rows
+    are known to need bins (a binned input, or more distinct scores than ``exact_cells``, seen without a sort by
+    :func:`distinct_lower_bound`), every state's cells are added into dense int64 arrays over the window of (class,
+    bin) keys they span (:func:`_add_cells`), a chunk of states at a time: no sort, and no collapse of each exact
+    state first (1,000 slice states of 1,000 cells: ~2.8x faster than joining them)."""
     rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
-    cells = exact if exact is not None else _add_binned(binned)
-    return {**cells, "rounded": rounded}
+    states = [s for s in states if len(s["keys"])]
+    if all(is_exact(s) for s in states):
+        total = sum(len(s["keys"]) for s in states)
+        if total <= exact_cells or distinct_lower_bound(_concatenated(states, "ties")) <= exact_cells:
+            union = _union_exact(states)
+            return {**(union if len(union["keys"]) <= exact_cells else collapse_cells(union)), "rounded": rounded}
+    return {**_add_cells(states), "rounded": rounded}
+
+
+def _concatenated(states: list[State], name: str) -> np.ndarray:
+    return np.concatenate([np.asarray(s[name]) for s in states])
 
 
 def _union_exact(states: list[State]) -> State:
@@ -389,62 +375,59 @@ def _union_exact(states: list[State]) -> State:
     return merged
 
 
-def _add_ties(ties: np.ndarray, slot: np.ndarray, tie: np.ndarray) -> None:
-    """Add one state's cell ties (float64 ``[m]``) at ``slot`` into ``ties`` (float64 bits, :data:`_NO_CELL` where no
-    state has been): a tie stays while every side holds that one score, and a cell of several scores (NaN) is NaN.
-    Only the state's single-score cells (in a binned state, usually few) are compared."""
-    single = np.flatnonzero(tie == tie)
-    if not len(single):
-        ties[slot] = _NAN_BITS
-        return
-    at, score = slot[single], tie[single].view(np.int64)
-    seen = ties[at]
-    kept = np.where((seen == _NO_CELL) | (seen == score), score, _NAN_BITS)
-    ties[slot] = _NAN_BITS
-    ties[at] = kept
-
-
-def _add_binned(states: list[State]) -> State:
-    """Sum of binned states (one cell per key each) over their dense key window, or by sorted-key unions when that
-    window is sparse."""
-    states = [s for s in states if len(s["keys"])]
-    if len(states) < 2:
-        return {k: states[0][k] for k in ("keys", "counts", "sums", "ties")} if states else _empty_cells()
+def _add_cells(states: list[State]) -> State:
+    """The binned sum of stored states (exact or binned, each ascending by key; a key may repeat in an exact state):
+    one cell per key, whose counts and positions add and whose tie stays while every cell of that key holds the same
+    single score (compared as bits: the ties' lowest and highest bits are equal). Added in dense arrays over the (class, bin) window the keys span, or by sorted-key
+    unions where that window is sparse."""
+    if not states:
+        return _empty_cells()
     keys = [np.asarray(s["keys"]) for s in states]
     cls_lo = min(int(k[0]) >> CLASS_SHIFT for k in keys)
     cls_hi = max(int(k[-1]) >> CLASS_SHIFT for k in keys)
-    if cls_lo == cls_hi:  # one class: keys ascend with the bin
-        bins = keys
-        bin_lo, bin_hi = min(int(k[0]) & _BIN_MASK for k in keys), max(int(k[-1]) & _BIN_MASK for k in keys)
-    else:
-        bins = [k & _BIN_MASK for k in keys]
-        bin_lo, bin_hi = min(int(b.min()) for b in bins), max(int(b.max()) for b in bins)
+    one_class = cls_lo == cls_hi  # keys ascend with the bin
+    bins = keys if one_class else [k & _BIN_MASK for k in keys]
+    bin_lo, bin_hi = min(int(b.min()) for b in bins), max(int(b.max()) for b in bins)
     span = bin_hi - bin_lo + 1
     window = (cls_hi - cls_lo + 1) * span
     if window > MERGE_WINDOW_FACTOR * sum(len(k) for k in keys):
-        merged = states[0]
+        merged = collapse_cells(states[0])
         for state in states[1:]:
-            merged = _merge_binned(merged, state)
+            merged = _merge_binned(merged, collapse_cells(state))
         return merged
-    counts, sums = np.zeros(window, np.complex128), np.zeros(window, np.complex128)  # int64 pairs (_pair_view)
-    ties = np.full(window, _NO_CELL, np.int64)  # each cell's tie as float64 bits
-    origin = (cls_lo << CLASS_SHIFT | bin_lo) if cls_lo == cls_hi else bin_lo
-    for state, k, b in zip(states, keys, bins, strict=True):
-        slot = b - origin
-        if cls_hi != cls_lo:
-            slot += ((k >> CLASS_SHIFT) - cls_lo) * span
+    origin = (cls_lo << CLASS_SHIFT | bin_lo) if one_class else bin_lo
+
+    def slots(k: np.ndarray) -> np.ndarray:
+        slot = k - origin if one_class else (k & _BIN_MASK) - origin
+        return slot if one_class else slot + ((k >> CLASS_SHIFT) - cls_lo) * span
+
+    counts, sums = np.zeros((window, 2), np.int64), np.zeros((window, 2), np.int64)
+    int64 = np.iinfo(np.int64)
+    low, high = np.full(window, int64.max, np.int64), np.full(window, int64.min, np.int64)  # the ties' bits
+    occupied = np.zeros(window, bool)
+    unchecked = 0  # the sum of the largest counts added since the counts were last seen non-negative
+    for state in states:
+        slot = slots(np.asarray(state["keys"]))
+        largest = int(np.max(state["counts"], initial=0))
+        if unchecked + largest >= 1 << 63:
+            check_counts(counts)
+            unchecked = 0
+        unchecked += largest
         for total, name in ((counts, "counts"), (sums, "sums")):
-            seen = total[slot]
-            seen.view(np.int64).reshape(-1, 2).__iadd__(np.asarray(state[name], np.int64))
-            total[slot] = seen
-            if name == "counts":  # each state's add: an overflow is seen before the next add (and sums <= counts)
-                check_counts(seen.view(np.int64))
-        _add_ties(ties, slot, np.asarray(state["ties"], np.float64))
-    occupied = np.flatnonzero(ties != _NO_CELL)
-    cls, rest = np.divmod(occupied, span)
+            added = np.asarray(state[name], np.int64)
+            np.add.at(total[:, 0], slot, added[:, 0])
+            np.add.at(total[:, 1], slot, added[:, 1])
+        tie = np.ascontiguousarray(state["ties"], np.float64).view(np.int64)
+        np.minimum.at(low, slot, tie)
+        np.maximum.at(high, slot, tie)
+        occupied[slot] = True
+    check_counts(counts)  # (counts below 2**63 before adds whose largest counts sum below 2**63 read negative after
+    # them exactly when a cell passed 2**63; sums <= counts)
+    at = np.flatnonzero(occupied)
+    cls, rest = np.divmod(at, span)
     return {
         "keys": ((cls + cls_lo) << CLASS_SHIFT) | (rest + bin_lo),
-        "counts": counts[occupied].view(np.int64).reshape(-1, 2),
-        "sums": sums[occupied].view(np.int64).reshape(-1, 2),
-        "ties": ties[occupied].view(np.float64),
+        "counts": counts[at],
+        "sums": sums[at],
+        "ties": np.where(low[at] == high[at], low[at], _NAN_BITS).view(np.float64),
     }
