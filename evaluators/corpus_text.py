@@ -44,7 +44,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from evaluators.kernels import from_fixed, to_fixed
+from evaluators.kernels import WeightBoundedSums, from_fixed, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -233,13 +233,14 @@ class EditCounts(_CountStatistic):
 
 
 @dataclass(frozen=True)
-class RougeSums(Statistic):
+class RougeSums(WeightBoundedSums, Statistic):
     """``{"weight": float64, "sums": int64 [3, 2]}``: fixed-point sums of per-pair F, precision and recall of
     ROUGE-``kind`` (``"1"``, ``"2"``, ... for n-grams, ``"L"`` for the longest common subsequence)."""
 
     kind: str = "1"
 
     jittable = False
+    summed = "the ROUGE scores"
 
     def zero(self) -> State:
         return {"weight": np.zeros((), np.float64), "sums": np.zeros((3, 2), np.int64)}
@@ -274,6 +275,11 @@ class RougeSums(Statistic):
         np.add.at(weight, bucket, w)
         np.add.at(sums, bucket, to_fixed(w[:, None] * scores))
         return {"weight": weight, "sums": sums}
+
+    def merge(self, a: State, b: State) -> State:
+        merged = super().merge(a, b)
+        self.refuse_state(merged)
+        return merged
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         return resample_sums(stacked, weights)

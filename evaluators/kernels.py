@@ -55,6 +55,38 @@ def refuse_cell_sums(cell_sums: np.ndarray, what: str) -> None:
         )
 
 
+class WeightBoundedSums:
+    """Mixed into a statistic whose fixed-point sums add weight x a value in ``[-1, 1]`` (text scores, per-query
+    retrieval values): while the weights add up below :data:`FIXED_SUM_LIMIT` no such sum can leave int64, so a
+    batch or state that weighs more is refused (:class:`WeightRangeError`) instead of wrapping into a wrong value.
+    Its ``merge`` calls :meth:`refuse_state` on the merged state."""
+
+    summed: str = "this metric"
+    """What the sums are, for the error message."""
+
+    def state_weight(self, state: State) -> Any:
+        """The state's total weight (any shape: bootstrap buckets are checked one by one)."""
+        return state["weight"]
+
+    def refuse_weights(self, weights: np.ndarray) -> None:
+        refuse_weight_total(np.sum(weights), self.summed)
+
+    def refuse_state(self, state: State) -> None:
+        refuse_weight_total(self.state_weight(state), self.summed)
+
+
+def refuse_weight_total(total: Any, what: str) -> None:
+    """Refuse weights that add up (float64, any shape, host or device; the largest counts) to
+    :data:`FIXED_SUM_LIMIT` or more: the fixed-point sums of ``what``, values in ``[-1, 1]`` times these weights,
+    could then leave int64."""
+    largest = float(np.max(np.asarray(total, np.float64), initial=0.0))
+    if not largest < FIXED_SUM_LIMIT:
+        raise WeightRangeError(
+            f"the weights of {what} add up to {largest:.6g}; its weighted values are summed exactly, in units of "
+            f"2^-32 in int64, so the weights may add up to less than 2^31 (2,147,483,648); {SCALE_ADVICE}"
+        )
+
+
 def has_negative(values: Any) -> bool:
     """Whether integer ``values`` (host or device array, any shape) hold a negative number: sums of non-negative
     int64 values below ``2**63``, taken two at a time, overflow exactly when theirs is. A device array is reduced

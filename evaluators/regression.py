@@ -2,7 +2,7 @@
 
 :class:`RegressionMoments` keeps the total weight, the means of target,
 prediction and residual, their centred second moments, the target-prediction
-co-moment, and the absolute-error sum. Centred moments merge with the
+co-moment, the absolute-error sum and the number of rows of positive weight. Centred moments merge with the
 parallel formula of Chan, Golub and LeVeque, which stays accurate where raw
 power sums would cancel (large means, small variances).
 """
@@ -19,9 +19,12 @@ from evaluators.lazyjax import jnp
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
+STORED_BEFORE_ROWS = np.array(2.0)
+"""The ``rows`` of a state stored before the moments counted them: two or more, all that :func:`r2` asks."""
+
 
 class Moments(NamedTuple):
-    """Float64 scalars (0-d arrays)."""
+    """Float64 scalars (0-d arrays). ``rows``: how many rows of positive weight (R^2 is undefined below two)."""
 
     weight: np.ndarray
     mean_target: np.ndarray
@@ -32,6 +35,7 @@ class Moments(NamedTuple):
     m2_resid: np.ndarray
     c_target_pred: np.ndarray
     abs_error: np.ndarray
+    rows: np.ndarray = STORED_BEFORE_ROWS
 
 
 def _merge_moments(xp, a: Moments, b: Moments) -> Moments:
@@ -52,6 +56,7 @@ def _merge_moments(xp, a: Moments, b: Moments) -> Moments:
         m2_resid=a.m2_resid + b.m2_resid + dr * dr * factor,
         c_target_pred=a.c_target_pred + b.c_target_pred + dt * dp * factor,
         abs_error=a.abs_error + b.abs_error,
+        rows=a.rows + b.rows,
     )
 
 
@@ -94,6 +99,7 @@ class RegressionMoments(Statistic):
             m2_resid=jnp.sum(w * dr * dr),
             c_target_pred=jnp.sum(w * dy * dp),
             abs_error=jnp.sum(w * jnp.abs(r)),
+            rows=jnp.sum(w > 0).astype(jnp.float64),
         )
         return tuple(_merge_moments(jnp, Moments(*state), batch_moments))
 
@@ -118,6 +124,7 @@ class RegressionMoments(Statistic):
                 m2_resid=k * m.m2_resid,
                 c_target_pred=k * m.c_target_pred,
                 abs_error=k * m.abs_error,
+                rows=k * m.rows,
             )
             total = _merge_moments(np, total, scaled)
         return [tuple(np.asarray(field[b]) for field in total) for b in range(weights.shape[0])]
@@ -157,6 +164,8 @@ def _one_minus_ratio(weight: float, num: float, den: float) -> float:
 
 def _r2_value(state: State) -> dict[str, float]:
     m = _moments(state)
+    if m.rows < 2:  # scikit-learn: "R^2 score is not well-defined with less than two samples" (NaN)
+        return {"": float("nan")}
     return {"": _one_minus_ratio(m.weight, _mse(m) * m.weight, m.m2_target)}
 
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.kernels import from_fixed, to_fixed
+from evaluators.kernels import WeightBoundedSums, from_fixed, refuse_weight_total, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -198,13 +198,23 @@ def per_query(starts: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: 
 
 
 @dataclass(frozen=True)
-class QuerySums(Statistic):
+class QuerySums(WeightBoundedSums, Statistic):
     """Sums over queries of the :data:`VALUES` at cut-off ``k`` (None: the whole list); see the module."""
 
     k: int | None = None
 
     jittable = False
     columns = (QUERY,)
+    summed = "the per-query values"
+
+    def state_weight(self, state: State) -> Any:
+        return np.asarray(state["counts"])[..., 0]
+
+    def refuse_batch(self, batch: Batch) -> None:
+        """A query weighs once (its rows carry its weight): the weights at each run's first row add up."""
+        ids = np.asarray(batch[QUERY])
+        if len(ids):
+            refuse_weight_total(np.sum(np.asarray(batch["weights"], np.float64)[runs(ids)[0]]), self.summed)
 
     def zero(self) -> State:
         return {
@@ -263,20 +273,22 @@ class QuerySums(Statistic):
         keys, repeated = union_keys(a["keys"], b["keys"])
         if repeated:
             raise split_across(repeated)
-        return {
+        merged = {
             "keys": keys,
             "sums": a["sums"] + b["sums"],
             "counts": a["counts"] + b["counts"],
             "open_key": np.zeros(0, np.uint64),
             "open_rows": np.zeros((0, 3), np.float64),
         }
+        self.refuse_state(merged)
+        return merged
 
     def for_replicates(self) -> Statistic:
         return QueryBucketSums(self.k)
 
 
 @dataclass(frozen=True)
-class QueryBucketSums(Statistic):
+class QueryBucketSums(WeightBoundedSums, Statistic):
     """:class:`QuerySums` kept per bootstrap bucket, without the query keys (the job's :class:`QuerySums` refuses
     split queries). The pipeline buckets a ranking job's rows by query id, so each query lies in one bucket.
 
@@ -290,6 +302,9 @@ class QueryBucketSums(Statistic):
 
     jittable = False
     columns = (QUERY,)
+    summed = QuerySums.summed
+    state_weight = QuerySums.state_weight
+    refuse_batch = QuerySums.refuse_batch
 
     def zero(self) -> State:
         return {"sums": np.zeros((len(VALUES), 2), np.int64), "counts": np.zeros(3, np.float64)}
@@ -330,7 +345,9 @@ class QueryBucketSums(Statistic):
 
     def merge(self, a: State, b: State) -> State:
         a, b = self.stored(a), self.stored(b)
-        return {"sums": a["sums"] + b["sums"], "counts": a["counts"] + b["counts"]}
+        merged = {"sums": a["sums"] + b["sums"], "counts": a["counts"] + b["counts"]}
+        self.refuse_state(merged)
+        return merged
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         return resample_sums(self.stored(stacked), weights)

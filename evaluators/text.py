@@ -23,7 +23,7 @@ import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.frechet import FeatureMoments, frechet_value
-from evaluators.kernels import fixed_sum, from_fixed, scatter_add
+from evaluators.kernels import WeightBoundedSums, fixed_sum, from_fixed, scatter_add
 from evaluators.lazyjax import jnp
 from evaluators.statistic import (
     Batch,
@@ -53,7 +53,7 @@ def row_scores(score: str, batch: Batch, idf: bool = False) -> jnp.ndarray:
 
 
 @dataclass(frozen=True)
-class ScoreMoments(Statistic):
+class ScoreMoments(WeightBoundedSums, Statistic):
     """Distribution of a per-row score in ``[-1, 1]``.
 
     State: ``{"weight": float64, "sums": int64 [2, 2]`` (fixed-point sum of score and of its
@@ -93,8 +93,14 @@ class ScoreMoments(Statistic):
             "histogram": state["histogram"] + scatter_add(HISTOGRAM_BINS, index, w),
         }
 
+    @property
+    def summed(self) -> str:  # type: ignore[override]
+        return f"the {self.score} scores"
+
     def merge(self, a: State, b: State) -> State:
-        return merge_with_extremes(a, b)
+        merged = merge_with_extremes(a, b)
+        self.refuse_state(merged)
+        return merged
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         return resample_with_extremes(stacked, weights)

@@ -94,9 +94,16 @@ def flatten_state(state: State, prefix: str, out: dict[str, np.ndarray]) -> None
 
 
 def unflatten_state(template: State, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
-    """Inverse of :func:`flatten_state`, shaped like ``template``."""
+    """Inverse of :func:`flatten_state`, shaped like ``template``. A tuple stored before its statistic's state gained
+    trailing array leaves (the regression moments' row count) comes back without them: the statistic reads it."""
     if isinstance(template, tuple | list):
-        return tuple(unflatten_state(leaf, f"{prefix}/{i}", arrays) for i, leaf in enumerate(template))
+        leaves = []
+        for i, leaf in enumerate(template):
+            name = f"{prefix}/{i}"
+            if not isinstance(leaf, tuple | list | dict) and name not in arrays:
+                break
+            leaves.append(unflatten_state(leaf, name, arrays))
+        return tuple(leaves)
     if isinstance(template, dict):
         if all(isinstance(v, tuple | list | dict) or f"{prefix}/{k}" in arrays for k, v in template.items()):
             return {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}

@@ -469,6 +469,58 @@ def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights)
     assert np.isnan(F.r2(p, y, weights=w)) and np.isnan(F.explained_variance(p, y, weights=w))
 
 
+@pytest.mark.parametrize("predictions", [[2.5], [1.0]])
+def test_r2_of_one_row_is_undefined_as_in_sklearn_in_one_batch_or_merged(predictions):
+    """One row: scikit-learn's R^2 is NaN ("not well-defined with less than two samples"), its explained variance
+    force_finite's 1; the moments once gave R^2 0 (or 1). A zero-weight row beside it, or an empty batch merged in,
+    leaves it one row; a second row makes it defined."""
+    import warnings
+
+    y, p = np.array([1.0]), np.array(predictions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = {m: regression_reference(m, y, p, None) for m in ("r2", "explained_variance", "mse", "mae")}
+    assert np.isnan(expected["r2"]) and expected["explained_variance"] == 1.0
+    metrics = [build(m, Task("regression")) for m in expected]
+    acc = Accumulator.for_metrics(metrics)
+    one = {"predictions": p, "targets": y, "weights": np.ones(1)}
+    with_zero = {"predictions": np.append(p, 9.0), "targets": np.append(y, -4.0), "weights": np.array([1.0, 0.0])}
+    empty = {"predictions": np.zeros(0), "targets": np.zeros(0), "weights": np.zeros(0)}
+    for states in (
+        acc.update(acc.zero(), one),
+        acc.update(acc.zero(), with_zero),
+        acc.merge(acc.update(acc.zero(), empty), acc.update(acc.zero(), one)),
+    ):
+        got = {m.name: m.compute(states[acc.index(m.statistic)])[""] for m in metrics}
+        np.testing.assert_equal(got, expected)
+    two = {"predictions": np.append(p, 3.0), "targets": np.append(y, 2.0), "weights": np.ones(2)}
+    merged = acc.merge(acc.update(acc.zero(), one), acc.update(acc.zero(), {k: v[1:] for k, v in two.items()}))
+    r2 = metrics[0].compute(merged[acc.index(metrics[0].statistic)])[""]
+    assert r2 == pytest.approx(skm.r2_score(two["targets"], two["predictions"]), rel=RTOL)
+
+
+def test_regression_moments_stored_before_the_row_count_still_load_merge_and_compute():
+    """Runs stored before the moments counted rows hold nine leaves: they decode, merge with new states and give the
+    values they gave (R^2 as two or more rows)."""
+    from pipelines.storage import decode_statistics, encode_statistics
+    from pipelines.unit_result import OVERALL
+
+    metrics = [build(m, Task("regression")) for m in REGRESSION_METRICS]
+    acc = Accumulator.for_metrics(metrics)
+    y, p = np.array([1.0, 2.0, 4.0, 7.0]), np.array([1.5, 2.0, 3.0, 6.0])
+    (state,) = acc.update(acc.zero(), {"predictions": p, "targets": y, "weights": np.ones(4)})
+    old = tuple(state[:9])
+    npz, index = encode_statistics(acc.statistics, {OVERALL: (old,)})
+    (loaded,) = decode_statistics(acc.statistics, npz, index)[OVERALL]
+    assert len(loaded) == 9
+    for metric in metrics:
+        assert metric.compute(loaded) == pytest.approx(metric.compute(state)), metric.name
+    assert metrics[3].compute(loaded)[""] == pytest.approx(skm.r2_score(y, p), rel=RTOL)
+    (more,) = acc.update(acc.zero(), {"predictions": p[:1], "targets": y[:1] + 1.0, "weights": np.ones(1)})
+    r2 = metrics[3].compute(acc.statistics[0].merge(loaded, more))[""]
+    assert r2 == pytest.approx(skm.r2_score(np.append(y, 2.0), np.append(p, 1.5)), rel=RTOL)
+
+
 # --- functional API ------------------------------------------------------------------------------------
 
 TARGETS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
