@@ -16,9 +16,11 @@ edge), count a confidence of exactly 1 in a bin of its own after them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from typing import ClassVar
 
@@ -240,7 +242,8 @@ class BrierSum(FixedPointSums, Statistic):
 
 
 def confidence_and_accuracy(task: Task, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """``(confidence, accuracy, weight)``, each ``[n]``, as torchmetrics' calibration error."""
+    """``(confidence, accuracy, weight)``, each ``[n]``, as torchmetrics' calibration error (binned with the edges
+    of the predictions' dtype: :func:`edges_dtype`)."""
     xp = array_namespace(batch["weights"])
     targets, w = valid_weights(task, xp.asarray(batch["targets"]), batch["weights"])
     preds = xp.asarray(batch["predictions"])
@@ -266,7 +269,8 @@ class CalibrationBins(FixedPointSums, Statistic):
 
     def cell_sums(self, batch: Batch) -> np.ndarray:
         confidence, _, w = confidence_and_accuracy(self.task, _host_batch(batch))
-        return np.bincount(calibration_slot(confidence, self.n_bins), w * confidence, self.n_bins + 1)
+        slot = calibration_slot(confidence, self.n_bins, edges_dtype(np.asarray(batch["predictions"])))
+        return np.bincount(slot, w * confidence, self.n_bins + 1)
 
     def zero(self) -> State:
         slots = self.n_bins + 1
@@ -287,7 +291,7 @@ class CalibrationBins(FixedPointSums, Statistic):
     def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
         slots = self.n_bins + 1
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
-        cell = group * slots + calibration_slot(confidence, self.n_bins)
+        cell = group * slots + calibration_slot(confidence, self.n_bins, edges_dtype(batch["predictions"]))
         count, acc = (np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct))
         conf = fixed_bincount(cell, w * confidence, groups * slots).reshape(groups, slots, 2)
         return [(count[g], conf[g], acc[g]) for g in range(groups)]
@@ -296,7 +300,7 @@ class CalibrationBins(FixedPointSums, Statistic):
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         xp = array_namespace(w)
         slots = self.n_bins + 1
-        index = calibration_slot(confidence, self.n_bins)
+        index = calibration_slot(confidence, self.n_bins, edges_dtype(batch["predictions"]))
         count, conf, acc = state
         if xp is np:  # (the bincounts add_rows takes on the host, without its [n, 2] stacks)
             return (
@@ -351,13 +355,13 @@ COMPARED_EDGES = 64
 above, a binary search."""
 
 
-def calibration_slot(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
+def calibration_slot(confidence: jnp.ndarray, n_bins: int, dtype: str = "float64") -> jnp.ndarray:
     """:func:`bin_index`, and ``n_bins`` (the slot of :class:`CalibrationBins` for confidences of 1) where
     ``confidence >= 1``. On the host in one pass of fewer operations than the two (the same integers)."""
     xp = array_namespace(confidence)
     if xp is not np:
-        return xp.where(confidence >= 1.0, n_bins, bin_index(confidence, n_bins))
-    edges = np.append(np.linspace(0.0, 1.0, n_bins + 1), np.nan)  # (the slot's edge is 1; nothing is >= NaN)
+        return xp.where(confidence >= 1.0, n_bins, bin_index(confidence, n_bins, dtype))
+    edges = np.append(bin_edges(n_bins, dtype), np.nan)  # (the slot's edge is 1; nothing is >= NaN)
     scaled = np.multiply(confidence, n_bins, dtype=np.float64)
     guess = np.minimum(np.maximum(scaled, 0.0, out=scaled), n_bins, out=scaled).astype(np.intp)  # floor, in [0, n]
     guess -= confidence < edges[guess]  # (the edge of floor(c * n), moved by one where it is not c's)
@@ -365,14 +369,39 @@ def calibration_slot(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
     return np.maximum(guess, 0, out=guess)  # (below 0: bin 0)
 
 
-def bin_index(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
-    """Bin of each confidence among ``n_bins`` equal-width bins of [0, 1] (``[i/n, (i+1)/n)``, the last
-    closed; values outside [0, 1] go to the end bins): ``searchsorted(edges, c, side="right") - 1``,
-    clipped, with the edges of NumPy's ``linspace(0, 1, n_bins + 1)`` (float64) on every device. (An XLA
-    ``linspace`` rounds its edges by how it runs: on a GPU, op by op, the edge 0.3 came out as 0.3 and compiled as
-    NumPy's 0.30000000000000004, so confidences of exactly 0.3 changed bins.)"""
+@functools.cache
+def bin_edges(n_bins: int, dtype: str = "float64") -> np.ndarray:
+    """The ``n_bins + 1`` edges of torchmetrics' calibration bins, ``torch.linspace(0, 1, n_bins + 1)`` in the
+    confidences' ``dtype`` (``"float32"`` or ``"float64"``), as float64 values: edge ``i`` is ``i * step`` below the
+    middle and ``1 - (n_bins - i) * step`` from it on, each rounded once (PyTorch's CPU kernel, whose fused
+    multiply-add rounds once), with ``step = 1 / n_bins`` rounded to ``dtype``. So a confidence of exactly 0.7
+    (the float nearest 7/10) starts the bin ``[0.7, 0.8)`` of 10, as in torchmetrics; NumPy's ``linspace`` puts that
+    edge one unit above 0.7 (0.7000000000000001) and the confidence one bin lower. Checked against ``torch.linspace``
+    for up to 1,000 bins in both dtypes (``tests/test_calibration_regression_reference.py``)."""
+    kind = np.float32 if dtype == "float32" else np.float64
+    step = kind(1) / kind(n_bins)
+    halfway = (n_bins + 1) // 2
+    edges = [
+        float(step * kind(i)) if i < halfway else float(kind(Fraction(1) - Fraction(float(step)) * (n_bins - i)))
+        for i in range(n_bins + 1)
+    ]
+    out = np.array(edges, np.float64)
+    out.flags.writeable = False
+    return out
+
+
+def edges_dtype(predictions: jnp.ndarray) -> str:
+    """``"float32"`` for float32 predictions, else ``"float64"``: the dtype torchmetrics builds its bin edges in."""
+    return "float32" if predictions.dtype == np.float32 else "float64"
+
+
+def bin_index(confidence: jnp.ndarray, n_bins: int, dtype: str = "float64") -> jnp.ndarray:
+    """Bin of each confidence among ``n_bins`` equal-width bins of [0, 1] (``[edge_i, edge_i+1)``, the last
+    closed; values outside [0, 1] go to the end bins): ``searchsorted(edges, c, side="right") - 1``, clipped, with
+    the edges of :func:`bin_edges` (torchmetrics') as constants on every device. (An XLA ``linspace`` rounds its edges
+    by how it runs: on a GPU, op by op, an edge came out one unit off its compiled value.)"""
     xp = array_namespace(confidence)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = bin_edges(n_bins, dtype)
     if xp is np:  # (the same bins as the search below: the edge of floor(c * n), moved by one where it is not c's)
         guess = np.clip(np.floor(confidence * n_bins), 0, n_bins - 1).astype(np.intp)
         guess -= confidence < edges[guess]

@@ -284,18 +284,26 @@ def per_class(values: Mapping[str, object], count: int, suffix: str = "") -> np.
     return np.array([values[f"[{i}]{suffix}"] for i in range(count)], np.float64)
 
 
+def torch_edges(n_bins: int, dtype: object = np.float64) -> np.ndarray:
+    """torchmetrics' calibration bin edges, ``torch.linspace(0, 1, n_bins + 1)`` in ``dtype`` (float32, else
+    float64), as float64 values: PyTorch itself computes them here, the reference for evalpipe's own edges."""
+    import torch
+
+    kind = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+    return torch.linspace(0, 1, n_bins + 1, dtype=kind).numpy().astype(np.float64)
+
+
 def calibration_by_hand(
     confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None, n_bins: int, *, ones_apart: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (weight, confidence sum, correct sum), by a plain loop over rows.
 
-    Bin ``i`` holds ``edges[i] <= c < edges[i + 1]`` with ``edges =
-    np.linspace(0, 1, n_bins + 1)`` (the edges ``sklearn.calibration.calibration_curve``
-    uses too), the last bin also holds ``c == 1``; with ``ones_apart`` ``c == 1`` is in one more bin
-    (``n_bins + 1`` in all) of its own instead, as torchmetrics' calibration error bins it
-    (``torch.bucketize(c, edges, right=True) - 1``).
+    Bin ``i`` holds ``edges[i] <= c < edges[i + 1]`` with torchmetrics' edges, ``torch.linspace(0, 1, n_bins + 1)``
+    in the confidences' dtype (float32 or float64: :func:`torch_edges`), the last bin also holds ``c == 1``; with
+    ``ones_apart`` ``c == 1`` is in one more bin (``n_bins + 1`` in all) of its own instead, as torchmetrics'
+    calibration error bins it (``torch.bucketize(c, edges, right=True) - 1``).
     """
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = torch_edges(n_bins, np.asarray(confidence).dtype)
     count = np.zeros(n_bins + ones_apart)
     conf_sum = np.zeros(n_bins + ones_apart)
     correct_sum = np.zeros(n_bins + ones_apart)

@@ -26,14 +26,14 @@ from torchmetrics.functional.classification import binary_calibration_error
 import evaluators.functional as F
 from evaluators.catalog import build
 from evaluators.task import Task
-from tests._data import make_shards, sharded_values, weights_for
+from tests._data import make_shards, sharded_values, torch_edges, weights_for
 
 RTOL = 1e-9
 
 
 def bins_of(values: np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-width bin of each value, ``[edges[i], edges[i+1])`` with the last bin closed."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    """Equal-width bin of each value, ``[edges[i], edges[i+1])`` with the last bin closed (torchmetrics' edges)."""
+    edges = torch_edges(n_bins)
     return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
 
 

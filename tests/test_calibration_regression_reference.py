@@ -14,10 +14,9 @@ order; the references see the concatenated rows.
   probability and whether the top-1 class is the target; ``n_bins`` equal-width
   bins ``[edges[i], edges[i+1])``, the diagram's last closed, while ECE and MCE
   give a confidence of exactly 1 a bin of its own, as torchmetrics does; also
-  checked against torchmetrics itself). The edges are ``np.linspace(0, 1, n_bins + 1)``, as in
-  ``sklearn.calibration.calibration_curve`` (checked against it): a score on a
-  bin edge whose float value is not exactly ``i / n_bins`` (0.3 with 10 bins:
-  linspace gives 0.30000000000000004) falls in the lower bin;
+  checked against torchmetrics itself). The edges are torchmetrics', ``torch.linspace(0, 1,
+  n_bins + 1)`` in the predictions' dtype (computed by PyTorch in the tests): a score exactly on
+  an edge (0.7 of 10 bins) starts its bin there, where NumPy's linspace edge is one unit above it;
 * regression: scikit-learn's ``mean_squared_error``, ``root_mean_squared_error``,
   ``mean_absolute_error``, ``r2_score``, ``explained_variance_score`` (all with
   ``sample_weight``), ``scipy.stats.pearsonr`` (weighted: ``np.cov`` with
@@ -35,7 +34,7 @@ from sklearn.calibration import calibration_curve
 
 import evaluators.functional as F
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.calibration import bin_index, calibration_slot, fold_ones
+from evaluators.calibration import bin_edges, bin_index, calibration_slot, fold_ones
 from evaluators.catalog import build
 from evaluators.lazyjax import jax
 from evaluators.task import Task, TaskKind
@@ -53,6 +52,7 @@ from tests._data import (
     sharded_values,
     spec_id,
     spec_key,
+    torch_edges,
     weights_for,
 )
 
@@ -189,8 +189,9 @@ def test_reliability_diagram_matches_sklearn_calibration_curve():
 
 
 def test_scores_on_bin_edges():
-    """Scores on the 1/100 grid sit on 10-bin edges, including 0.3, 0.6 and 0.7, whose linspace edges are
-    one ulp above the float 0.3 / 0.6 / 0.7 (so those scores fall in the bin below), and on 0, 0.5 and 1."""
+    """Scores on the 1/100 grid sit on 10-bin edges, including 0.3 (whose float64 edge is one unit above it, in
+    PyTorch as in NumPy: the bin below) and 0.7 (whose edge is the float 0.7 in PyTorch, one unit below NumPy's: its
+    own bin), and on 0, 0.5 and 1."""
     rng = np.random.default_rng(6)
     y = (rng.random(2000) < 0.4).astype(int)
     p = np.round(np.clip(rng.beta(2, 3, 2000) + 0.2 * y, 0, 1), 2)
@@ -206,10 +207,11 @@ def test_scores_on_bin_edges():
     assert ece[""] == pytest.approx(ece_mce_by_hand(count, conf, correct)[0], rel=RTOL)
 
 
-def _confidences_at_the_edges(n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(edges, confidences)``: the bins' edges, and random confidences with every edge, the floats either side
-    of it, outside [0, 1] (far outside too), signed zeros and the smallest subnormals."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+def _confidences_at_the_edges(n_bins: int, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, confidences)``: torchmetrics' edges in ``dtype`` (computed by PyTorch), and random confidences with
+    every edge, the floats either side of it, the 1/100 grid, outside [0, 1] (far outside too), signed zeros and the
+    smallest subnormals."""
+    edges = torch_edges(n_bins, np.dtype(dtype))
     extremes = [-0.5, -0.0, 1.5, 5e-324, -5e-324, -1e300, 1e300, np.nextafter(1.0, 0.0), 1.0]
     rows = np.random.default_rng(n_bins).random(5_000)
     return edges, np.concatenate(
@@ -218,10 +220,18 @@ def _confidences_at_the_edges(n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
+def test_bin_edges_are_torch_linspace_in_either_dtype(n_bins):
+    for dtype in ("float32", "float64"):
+        np.testing.assert_array_equal(bin_edges(n_bins, dtype), torch_edges(n_bins, np.dtype(dtype)))
+    if n_bins == 10:  # the float 0.7 starts the bin [0.7, 0.8), where NumPy's linspace edge (0.7000000000000001)
+        assert bin_edges(10)[7] == 0.7 != np.linspace(0, 1, 11)[7]  # would put it one bin lower
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
 def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_bins):
-    """The host bin (floor of c * n, moved one bin where the linspace edge says otherwise) and the compiled one
-    (edge compares, or a search) are ``searchsorted(edges, c, side="right") - 1`` clipped, on every edge and the
-    floats either side of it, outside [0, 1], and on the smallest subnormals."""
+    """The host bin (floor of c * n, moved one bin where the edge says otherwise) and the compiled one (edge
+    compares, or a search) are ``searchsorted(edges, c, side="right") - 1`` clipped, on every edge and the floats
+    either side of it, outside [0, 1], and on the smallest subnormals."""
     edges, c = _confidences_at_the_edges(n_bins)
     expected = np.clip(np.searchsorted(edges, c, side="right") - 1, 0, n_bins - 1)
     np.testing.assert_array_equal(bin_index(c, n_bins), expected)
@@ -230,20 +240,42 @@ def test_bin_of_a_confidence_is_the_search_of_the_edges_on_host_and_compiled(n_b
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 33, 64, 65, 100, 1000])
-def test_slot_of_a_confidence_is_its_bin_or_the_slot_of_ones_on_host_and_compiled(n_bins):
-    """:func:`calibration_slot` (the host's one pass) is the search of the edges, clipped, with ``n_bins`` for
-    confidences of 1 and above, on the same confidences, in float32 and float64."""
-    edges, c = _confidences_at_the_edges(n_bins)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_slot_of_a_confidence_is_its_bin_or_the_slot_of_ones_on_host_and_compiled(n_bins, dtype):
+    """:func:`calibration_slot` (the host's one pass) is the search of the edges of the confidences' dtype, clipped,
+    with ``n_bins`` for confidences of 1 and above."""
+    edges, c = _confidences_at_the_edges(n_bins, dtype)
     with np.errstate(over="ignore"):
-        narrow = c.astype(np.float32)  # (+-1e300: +-inf)
-    for values in (c, narrow):
-        expected = np.where(
-            values >= 1.0, n_bins, np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
-        )
-        np.testing.assert_array_equal(calibration_slot(values, n_bins), expected)
-        with jax.enable_x64(True):
-            compiled = jax.jit(calibration_slot, static_argnums=1)(values, n_bins)
-        np.testing.assert_array_equal(np.asarray(compiled), expected)
+        values = c.astype(dtype)  # (float32: +-1e300 are +-inf)
+    expected = np.where(values >= 1.0, n_bins, np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1))
+    np.testing.assert_array_equal(calibration_slot(values, n_bins, dtype), expected)
+    with jax.enable_x64(True):
+        compiled = jax.jit(calibration_slot, static_argnums=(1, 2))(values, n_bins, dtype)
+    np.testing.assert_array_equal(np.asarray(compiled), expected)
+
+
+@pytest.mark.parametrize("n_bins", [5, 10, 15, 20])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_calibration_error_equals_torchmetrics_on_confidences_rounded_onto_the_edges(n_bins, dtype):
+    """Predictions rounded to two decimals sit on bin edges (0.6 of 5 bins, 0.7 and 0.9 of 10, 0.2 and 0.4 of 15 in
+    float32): binned as torchmetrics bins them (its edges in the predictions' dtype), binary in both dtypes and
+    multiclass in float32 (torchmetrics rounds multiclass confidences to float32)."""
+    torch = pytest.importorskip("torch")
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    rng = np.random.default_rng(n_bins)
+    p = np.round(rng.random(3000), 2).astype(dtype)
+    p[:4] = [0.7, 0.65, 0.6, 0.9]
+    y = (rng.random(3000) < p).astype(int)
+    probs = np.round(softmax(rng.normal(size=(3000, 3)) * 2, axis=1), 2)
+    probs[:, 2] = 1.0 - probs[:, 0] - probs[:, 1]  # (rows of two decimals summing to 1)
+    probs = probs.astype(np.float32)
+    yc = rng.integers(0, 3, 3000)
+    for norm, fn in (("l1", F.expected_calibration_error), ("max", F.maximum_calibration_error)):
+        binary = tmc.binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=n_bins, norm=norm)
+        assert fn(p, y, n_bins=n_bins) == pytest.approx(float(binary), rel=1e-5, abs=1e-7), norm
+        if dtype == "float32":
+            multi = tmc.multiclass_calibration_error(torch.tensor(probs), torch.tensor(yc), 3, n_bins=n_bins, norm=norm)
+            assert fn(probs, yc, n_bins=n_bins) == pytest.approx(float(multi), rel=1e-5, abs=1e-7), norm
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 10, 15])

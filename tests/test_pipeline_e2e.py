@@ -16,6 +16,7 @@ from pipelines import spec as spec_module
 from pipelines.execute import run_job
 from pipelines.storage import COMMIT_MARKER, read_run
 from pipelines.synthetic import binary_table, concatenated, write_shards
+from tests._data import torch_edges
 from tests.conftest import write_job
 
 BINARY_METRICS = [
@@ -75,7 +76,7 @@ def sklearn_binary(paths):
     hard = (p > 0.5).astype(np.int64)
     cm = skm.confusion_matrix(y, hard, labels=[0, 1])
     conf, acc = p, y.astype(np.float64)
-    bins = np.minimum((np.searchsorted(np.linspace(0, 1, 11), conf, side="right") - 1), 9)
+    bins = np.minimum((np.searchsorted(torch_edges(10, cols["score"].dtype), conf, side="right") - 1), 9)
     ece = sum(
         abs(acc[bins == b].mean() - conf[bins == b].mean()) * (bins == b).sum() for b in range(10) if (bins == b).any()
     ) / len(p)

@@ -48,6 +48,7 @@ from pipelines.report import format_number, render_report, write_report
 from pipelines.results import RunStatistics, compare_all, load_run, load_statistics, trend
 from pipelines.spec import MetricSpec
 from pipelines.synthetic import binary_table, multiclass_table
+from tests._data import torch_edges
 from tests.conftest import write_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
@@ -253,7 +254,7 @@ def test_multiclass_curves_are_one_vs_rest_per_class():
 @pytest.mark.parametrize("point", ["overall", "country=DE"])
 def test_reliability_figure_plots_hand_computed_bin_means(stats, runs, point):
     score, label = _columns(runs.good_table, point)
-    edges = np.linspace(0.0, 1.0, N_BINS + 1)
+    edges = torch_edges(N_BINS, runs.good_table.schema.field("score").type.to_pandas_dtype())  # (the column's dtype)
     index = np.clip(np.searchsorted(edges, score, side="right") - 1, 0, N_BINS - 1)
     filled = [b for b in range(N_BINS) if (index == b).any()]
     confidence = [score[index == b].mean() for b in filled]

@@ -26,6 +26,7 @@ from pipelines import spec as spec_module
 from pipelines.execute import run_job
 from pipelines.storage import METRICS_FILE, METRICS_SCHEMA, read_run
 from pipelines.synthetic import binary_table
+from tests._data import torch_edges
 from tests.conftest import write_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,7 +254,8 @@ def test_a_binary_job_past_the_host_rows_folds_every_row_without_jax_on_a_cpu(tm
     assert values["brier_score"] == pytest.approx(skm.brier_score_loss(labels, scores), rel=1e-12)
     assert abs(values["roc_auc"] - skm.roc_auc_score(labels, scores)) <= values["roc_auc.error_bound"]
     # torchmetrics' binary calibration error: 15 bins by a search of the edges, a confidence of exactly 1 on its own
-    bins = np.where(scores >= 1, 15, np.clip(np.searchsorted(np.linspace(0, 1, 16), scores, "right") - 1, 0, 14))
+    edges = torch_edges(15, table.column("score").to_numpy().dtype)  # (the column's dtype)
+    bins = np.where(scores >= 1, 15, np.clip(np.searchsorted(edges, scores, "right") - 1, 0, 14))
     count, confidence, accuracy = (np.bincount(bins, w, 16) for w in (None, scores, labels.astype(np.float64)))
     gaps = np.abs(accuracy - confidence)[count > 0] / count[count > 0]
     expected_ece = float(np.sum(gaps * count[count > 0]) / count.sum())

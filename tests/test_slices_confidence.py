@@ -23,6 +23,7 @@ from pipelines.reduce import build_points
 from pipelines.spec import ConfidenceSpec, MetricSpec
 from pipelines.synthetic import binary_table
 from pipelines.unit_result import Partial
+from tests._data import torch_edges
 from tests.conftest import write_job
 
 METRICS = [
@@ -90,7 +91,8 @@ def reference(table: pa.Table, mask: np.ndarray) -> dict[str, float]:
     p = table.column("score").to_numpy().astype(np.float64)[mask]
     y = table.column("label").to_numpy().astype(np.int64)[mask]
     hard = (p > 0.5).astype(int)
-    bins = np.minimum(np.searchsorted(np.linspace(0, 1, 11), p, side="right") - 1, 9)
+    edges = torch_edges(10, table.schema.field("score").type.to_pandas_dtype())  # (the column's dtype)
+    bins = np.minimum(np.searchsorted(edges, p, side="right") - 1, 9)
     ece = sum(abs(y[bins == b].mean() - p[bins == b].mean()) * (bins == b).sum() for b in set(bins)) / len(p)
     return {
         "accuracy": skm.accuracy_score(y, hard),
