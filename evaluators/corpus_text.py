@@ -44,7 +44,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from evaluators.kernels import WeightBoundedSums, from_fixed, to_fixed
+from evaluators.kernels import WeightBoundedSums, WeightRangeError, from_fixed, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -297,6 +297,17 @@ class DistinctNgrams(Statistic):
 
     def zero(self) -> State:
         return {"digests": np.zeros(0, np.uint64), "total": np.zeros((), np.float64)}
+
+    def refuse_weights(self, weights: np.ndarray) -> None:
+        """A row of weight ``w`` counts as ``w`` copies of its text: the distinct n-grams stay, their total grows
+        ``w``-fold. A fraction of a copy has no such reading (weights of 0.5 gave distinct-n of 2), so weights must
+        be whole numbers."""
+        fractional = weights != np.floor(weights)
+        if fractional.any():
+            raise WeightRangeError(
+                f"distinct_n counts a row of weight w as w copies of its text, so its weights must be whole numbers; "
+                f"{int(fractional.sum())} rows weigh a fraction (the first: {float(weights[fractional][0])!r})"
+            )
 
     def update(self, state: State, batch: Batch) -> State:
         weights = np.asarray(batch["weights"], np.float64)

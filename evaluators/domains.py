@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,11 @@ class Domain:
 
 
 def _is_number(value: Any, integer: bool) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A real number other than a boolean: Python's or NumPy's (``np.int64(3)`` from an array is a ``top_k``)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
         return False
     if integer:
-        return isinstance(value, int) or (math.isfinite(value) and float(value).is_integer())
+        return isinstance(value, Integral) or (math.isfinite(value) and float(value).is_integer())
     return math.isfinite(value)
 
 

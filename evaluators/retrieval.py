@@ -42,6 +42,8 @@ Catalogue coverage, which also ranks per query, is in :mod:`evaluators.coverage`
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -61,6 +63,9 @@ VALUES = ("ndcg", "average_precision", "precision", "recall", "reciprocal_rank",
 
 class QueryRowsError(ValueError):
     """Rows of one query that cannot be ranked together: not one contiguous run, or of different weights."""
+
+
+DIFFERENT_WEIGHTS = "the rows of a query carry different weights; expected one weight per query"
 
 
 NOT_CONTIGUOUS = (
@@ -119,8 +124,14 @@ def positive_rows(batch: Batch, columns: Sequence[Any]) -> tuple[np.ndarray, np.
     """``(ids [k], rows float64 [k, c], keep bool [n])``: the query ids and ``columns`` (each ``[n]``) of the rows of
     positive weight (the others count nowhere)."""
     keep = np.asarray(batch["weights"], np.float64) > 0
+    ids = np.asarray(batch[QUERY])
+    if keep.any() and not keep.all():  # a query weighs 0 in all its rows or in none (its rows carry its weight)
+        starts, _ = runs(ids)
+        kept = np.add.reduceat(keep.astype(np.int64), starts)
+        if np.any((kept > 0) & (kept < np.diff(starts, append=len(ids)))):
+            raise QueryRowsError(DIFFERENT_WEIGHTS)
     rows = np.stack([np.asarray(c, np.float64)[keep] for c in columns], axis=1)
-    return np.asarray(batch[QUERY])[keep], rows, keep
+    return ids[keep], rows, keep
 
 
 def continued(
@@ -146,7 +157,7 @@ def query_sums(starts: np.ndarray, rows: np.ndarray, k: int | None) -> tuple[np.
     sizes = np.diff(np.append(starts, len(rows)))
     weights = rows[starts, 2]
     if np.any(rows[:, 2] != np.repeat(weights, sizes)):
-        raise QueryRowsError("the rows of a query carry different weights; expected one weight per query")
+        raise QueryRowsError(DIFFERENT_WEIGHTS)
     values = per_query(starts, rows[:, 0], rows[:, 1], k)
     relevant = np.add.reduceat((rows[:, 1] > 0).astype(np.int64), starts)
     counts = np.stack([weights, np.ones(len(starts)), (relevant == 0).astype(np.float64)], axis=1)
@@ -361,12 +372,19 @@ def _require_ranking(task: Task, name: str) -> None:
         raise ValueError(f"{name} is defined for ranking tasks (query id, item score, relevance), not {task.kind}")
 
 
+LARGEST_K = 1 << 62
+"""A cut-off beyond any list: larger ``k`` (which takes the whole list as well) is taken as this."""
+
+
 def check_k(k: int | None, optional: bool) -> int | None:
+    """``k`` as a Python int (NumPy integers and whole floats accepted; beyond :data:`LARGEST_K`, that), or None
+    where ``optional``; anything else is refused."""
     if k is None and optional:
         return None
-    if isinstance(k, bool) or not isinstance(k, int | float) or int(k) != k or k < 1:
+    whole = isinstance(k, numbers.Integral) or (isinstance(k, numbers.Real) and math.isfinite(k) and k == int(k))
+    if isinstance(k, bool | np.bool_) or not whole or k < 1:
         raise ValueError(f"k must be an integer >= 1{' or None' if optional else ''}, got {k!r}")
-    return int(k)
+    return min(int(k), LARGEST_K)
 
 
 def _mean_of(statistic: QuerySums, index: int, state: State) -> dict[str, float]:

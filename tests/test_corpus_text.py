@@ -190,3 +190,15 @@ def test_text_job_without_a_backbone_equals_the_references(tmp_path, runner, req
     values = {k: m.value for k, m in run.point("overall").metrics.items()}
     for key, expected in references(hyps, refs).items():
         assert values[key] == pytest.approx(expected, rel=1e-9), key
+
+
+def test_distinct_n_counts_whole_weights_as_copies_and_refuses_fractions():
+    """A row of weight 2 is two copies of its text (the total doubles, the distinct n-grams stay); a fraction of a
+    copy has no such reading (0.5 gave distinct-1 of 2.0), so it is refused, naming the weights."""
+    from evaluators.kernels import WeightRangeError
+
+    assert (
+        F.distinct_n(["a b", "a b c"], weights=[2, 1]) == pytest.approx(3 / 7) == F.distinct_n(["a b", "a b", "a b c"])
+    )
+    with pytest.raises(WeightRangeError, match="weights must be whole numbers; 1 rows weigh a fraction"):
+        F.distinct_n(["a b c d"], weights=[0.5])

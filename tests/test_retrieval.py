@@ -226,6 +226,39 @@ def test_functions_catalogue_and_edges():
         build("hit_rate", RANKING, {"k": 0})
 
 
+def test_scores_at_or_below_0_rank_like_any_others_where_torchmetrics_drops_their_relevance():
+    """Logits or other signed scores: items are ranked by score whatever its sign (the definitions, and scikit-learn's
+    nDCG). torchmetrics' average precision, reciprocal rank, precision and recall take an item of score <= 0 as not
+    relevant (``target = where(preds > 0, target, 0)``), so there they give 0 here; derived by hand instead."""
+    scores, relevance, query = [-0.2, -0.5, -0.9], [1, 0, 1], ["q"] * 3
+    assert FR.mean_average_precision(scores, relevance, query) == pytest.approx((1 / 1 + 2 / 3) / 2, rel=1e-12)
+    assert FR.mean_reciprocal_rank(scores, relevance, query) == 1.0
+    assert FR.precision_at_k(scores, relevance, query, k=2) == 0.5
+    assert FR.recall_at_k(scores, relevance, query, k=2) == 0.5
+    assert FR.ndcg(scores, relevance, query) == pytest.approx(ndcg_score([relevance], [scores]), rel=1e-12)
+    shifted = [s + 1.0 for s in scores]  # the same order, all positive: torchmetrics agrees there
+    torch_ap = tm.retrieval_average_precision(torch.tensor(shifted), torch.tensor(relevance, dtype=torch.bool))
+    assert FR.mean_average_precision(shifted, relevance, query) == pytest.approx(float(torch_ap), rel=1e-6)
+    assert FR.mean_average_precision(scores, relevance, query) == FR.mean_average_precision(shifted, relevance, query)
+
+
+def test_a_query_weighs_0_in_all_its_rows_or_in_none():
+    """A weight is the query's: weights of 0 on some of its rows (which would drop those items and rank the rest)
+    are refused as weights that differ; 0 on all of them leaves the query out."""
+    scores, relevance, query = [0.9, 0.1, 0.8, 0.3], [1, 0, 0, 1], ["a", "a", "b", "b"]
+    with pytest.raises(QueryRowsError, match="different weights"):
+        FR.ndcg(scores, relevance, query, weights=[0, 1, 1, 1])
+    alone = FR.ndcg(scores[2:], relevance[2:], query[2:])
+    assert FR.ndcg(scores, relevance, query, weights=[0, 0, 1, 1]) == alone == pytest.approx(1 / np.log2(3))
+
+
+def test_k_may_be_a_numpy_integer_or_beyond_any_list():
+    scores, relevance, query = [0.1, 0.5], [1, 0], ["a", "a"]
+    assert FR.precision_at_k(scores, relevance, query, k=np.int64(1)) == 0.0
+    whole = FR.ndcg(scores, relevance, query)
+    assert FR.ndcg_at_k(scores, relevance, query, k=10**30) == FR.ndcg_at_k(scores, relevance, query, k=2) == whole
+
+
 def _write_queries(path, data, files, row_group_size=7) -> None:
     """Queries in ``files`` files (whole queries each), row groups cutting through queries."""
     starts = retrieval.runs(data[QUERY])[0]
