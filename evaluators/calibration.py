@@ -265,11 +265,28 @@ class CalibrationBins(FixedPointSums, Statistic):
 
     task: Task
     n_bins: int = 15
+    closed: str = "left"
+    """``"left"``: torchmetrics' bins ``[edge_i, edge_i+1)`` (its edges, :func:`bin_edges`), the calibration errors';
+    ``"right"``: scikit-learn's ``calibration_curve``, ``(edge_i, edge_i+1]`` with NumPy's edges (the first bin closed),
+    the reliability diagram's. The two differ only for a confidence on an inner edge."""
     summed: ClassVar[str] = "the calibration bins' confidence"
+
+    def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
+        """Runs stored before the reliability diagram closed its bins on the right kept one state of left-closed
+        bins (its repr without ``closed``) for the calibration errors and the diagram alike: the calibration errors'
+        own, which the diagram reads only ``approximately`` (a confidence on an inner edge one bin higher)."""
+        legacy = f"CalibrationBins(task={self.task!r}, n_bins={self.n_bins!r})"
+        return (repr(self), legacy) if self.closed == "left" or approximately else (repr(self),)
+
+    def slots(self, confidence: jnp.ndarray, predictions: jnp.ndarray) -> jnp.ndarray:
+        """Each confidence's slot: its bin, or ``n_bins`` for confidences of 1 (and above)."""
+        if self.closed == "right":
+            return right_closed_slot(confidence, self.n_bins)
+        return calibration_slot(confidence, self.n_bins, edges_dtype(predictions))
 
     def cell_sums(self, batch: Batch) -> np.ndarray:
         confidence, _, w = confidence_and_accuracy(self.task, _host_batch(batch))
-        slot = calibration_slot(confidence, self.n_bins, edges_dtype(np.asarray(batch["predictions"])))
+        slot = self.slots(confidence, np.asarray(batch["predictions"]))
         return np.bincount(slot, w * confidence, self.n_bins + 1)
 
     def zero(self) -> State:
@@ -291,7 +308,7 @@ class CalibrationBins(FixedPointSums, Statistic):
     def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
         slots = self.n_bins + 1
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
-        cell = group * slots + calibration_slot(confidence, self.n_bins, edges_dtype(batch["predictions"]))
+        cell = group * slots + self.slots(confidence, batch["predictions"])
         count, acc = (np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct))
         conf = fixed_bincount(cell, w * confidence, groups * slots).reshape(groups, slots, 2)
         return [(count[g], conf[g], acc[g]) for g in range(groups)]
@@ -300,7 +317,7 @@ class CalibrationBins(FixedPointSums, Statistic):
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         xp = array_namespace(w)
         slots = self.n_bins + 1
-        index = calibration_slot(confidence, self.n_bins, edges_dtype(batch["predictions"]))
+        index = self.slots(confidence, batch["predictions"])
         count, conf, acc = state
         if xp is np:  # (the bincounts add_rows takes on the host, without its [n, 2] stacks)
             return (
@@ -367,6 +384,21 @@ def calibration_slot(confidence: jnp.ndarray, n_bins: int, dtype: str = "float64
     guess -= confidence < edges[guess]  # (the edge of floor(c * n), moved by one where it is not c's)
     guess += confidence >= edges[guess + 1]
     return np.maximum(guess, 0, out=guess)  # (below 0: bin 0)
+
+
+def right_closed_slot(confidence: jnp.ndarray, n_bins: int) -> jnp.ndarray:
+    """scikit-learn's ``calibration_curve`` bin of each confidence, ``searchsorted(edges[1:-1], c)`` with NumPy's
+    ``linspace(0, 1, n_bins + 1)`` edges (a confidence on an inner edge in the bin below it), and ``n_bins`` for
+    confidences of 1 and above (the last bin's, once :func:`fold_ones` adds that slot to it)."""
+    xp = array_namespace(confidence)
+    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    if xp is np:
+        return np.where(confidence >= 1.0, n_bins, np.searchsorted(inner, confidence, side="left"))
+    if n_bins <= COMPARED_EDGES:
+        index = xp.sum(confidence[:, None] > xp.asarray(inner)[None, :], axis=1, dtype=xp.int32)
+    else:
+        index = xp.searchsorted(xp.asarray(inner), confidence, side="left").astype(xp.int32)
+    return xp.where(confidence >= 1.0, n_bins, index)
 
 
 @functools.cache
@@ -519,5 +551,5 @@ def maximum_calibration_error(task: Task, *, num_bins: int | None = None, n_bins
 def reliability_diagram(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:
     """Per-bin mean confidence, accuracy and weight: the data of a reliability diagram."""
     require_probabilities(task, "reliability_diagram")
-    stat = CalibrationBins(task, check_bins(num_bins, n_bins))
+    stat = CalibrationBins(task, check_bins(num_bins, n_bins), closed="right")  # (scikit-learn's bins)
     return DerivedMetric("reliability_diagram", stat, partial(_reliability, stat.n_bins), Direction.INFO)

@@ -140,6 +140,13 @@ class Statistic(abc.ABC):
         that overflowed). Default: nothing to check."""
         return None
 
+    def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
+        """The ``repr`` under which runs stored states that this statistic reads as its own (``statistics.json``),
+        this one first: a statistic that gained a field lists the repr it had before, so runs stored then still load.
+        ``approximately``: also states it can be read from for display (plots), where not every row falls as it would
+        now. Default: its own."""
+        return (repr(self),)
+
     def merges_in_any_order(self) -> bool:
         """Whether the merged state is the same whatever the grouping and order of the merges, bit for bit (integer
         sums, set unions), so that :meth:`merge_all` may take many states at once. Default False: floating sums

@@ -39,6 +39,7 @@ from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
 from pipelines.storage import (
     STATISTICS_FILE,
     STATISTICS_INDEX,
+    StoredLayoutError,
     StoredStatistics,
     decode_stored,
     new_run_id,
@@ -121,9 +122,15 @@ def overlapping_inputs(runs: Sequence[tuple[str, Run]]) -> dict[str, list[str]]:
 
 def _stored(uri: str, statistics: Sequence[Any], templates: Sequence[Any], options: Mapping[str, Any]) -> Partial:
     loc = open_run(uri, options)
-    stored: StoredStatistics | None = decode_stored(
-        statistics, templates, loc.fs.cat_file(loc.file(STATISTICS_FILE)), loc.fs.cat_file(loc.file(STATISTICS_INDEX))
-    )
+    try:
+        stored: StoredStatistics | None = decode_stored(
+            statistics,
+            templates,
+            loc.fs.cat_file(loc.file(STATISTICS_FILE)),
+            loc.fs.cat_file(loc.file(STATISTICS_INDEX)),
+        )
+    except StoredLayoutError as exc:
+        raise UserError(f"{uri}: {exc}; run its job again to merge it.") from None
     if stored is None:
         raise UserError(
             f"{uri}: this run's {STATISTICS_FILE} holds no rows per slice nor bootstrap-bucket states (it was "

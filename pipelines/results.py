@@ -497,7 +497,7 @@ def load_statistics(run_uri: str, storage_options: Mapping[str, Any] | None = No
         npz = handle.read()
     with loc.fs.open(loc.file(STATISTICS_INDEX), "rb") as handle:
         index = handle.read()
-    decoded = decode_statistics(statistics, npz, index)
+    decoded = decode_statistics(statistics, npz, index, approximately=True)  # (curves of older runs too)
     states = {
         key: {spec.key: per_stat[statistics.index(m.statistic)] for spec, m in metrics}
         for key, per_stat in decoded.items()

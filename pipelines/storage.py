@@ -201,12 +201,47 @@ def _slice_key(raw: Sequence[Sequence[str]]) -> SliceKey:
     return tuple((k, v) for k, v in raw)
 
 
-def decode_statistics(statistics: Sequence[Statistic], npz: bytes, index: bytes) -> dict[SliceKey, tuple[State, ...]]:
-    """Inverse of :func:`encode_statistics`, given the same statistics (rebuilt from the run's spec)."""
+class StoredLayoutError(ValueError):
+    """A run's stored states are not those of the statistics this evalpipe builds for its metrics."""
+
+
+def stored_positions(
+    statistics: Sequence[Statistic], meta: Mapping[str, Any], approximately: bool = False
+) -> list[int] | None:
+    """Where each of ``statistics`` (rebuilt from a run's spec by this evalpipe) has its state among those the run
+    stored (``meta``: its ``statistics.json``): the same places where the stored statistics are these, else by the
+    reprs a statistic was stored under (:meth:`~evaluators.statistic.Statistic.stored_reprs`: the calibration errors
+    and the reliability diagram of older runs share one state). None where some statistic has no stored state."""
+    stored = [entry.get("repr") for entry in meta.get("statistics", [])]
+    if not stored or stored == [repr(st) for st in statistics]:
+        return list(range(len(statistics)))
+    positions = []
+    for st in statistics:
+        found = next((stored.index(r) for r in st.stored_reprs(approximately) if r in stored), None)
+        if found is None:
+            return list(range(len(statistics))) if len(stored) == len(statistics) else None
+        positions.append(found)
+    return positions
+
+
+def decode_statistics(
+    statistics: Sequence[Statistic], npz: bytes, index: bytes, approximately: bool = False
+) -> dict[SliceKey, tuple[State, ...]]:
+    """Inverse of :func:`encode_statistics`, given the same statistics (rebuilt from the run's spec); a run stored
+    when some of them were stored otherwise is read through :func:`stored_positions` (``approximately``: for
+    display)."""
     meta = json.loads(index)
     arrays = _npz_arrays(npz)
+    positions = stored_positions(statistics, meta, approximately)
+    if positions is None:
+        raise ValueError(
+            f"the stored statistics {[e.get('repr') for e in meta.get('statistics', [])]} do not hold those of this "
+            f"run's metrics, {[repr(st) for st in statistics]}"
+        )
     return {
-        _slice_key(key): tuple(unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))
+        _slice_key(key): tuple(
+            unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in zip(positions, statistics, strict=True)
+        )
         for s, key in enumerate(meta["slices"])
     }
 
@@ -229,6 +264,11 @@ def decode_stored(
     meta = json.loads(index)
     if "slice_rows" not in meta:
         return None
+    if stored_positions(statistics, meta) != list(range(len(statistics))):
+        raise StoredLayoutError(
+            "its statistics were stored as other statistics than this evalpipe builds for its metrics (the "
+            "reliability diagram's bins close on the right since, as scikit-learn's calibration_curve)"
+        )
     arrays = _npz_arrays(npz)
     states = {
         _slice_key(key): tuple(unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))

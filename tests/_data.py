@@ -294,15 +294,33 @@ def torch_edges(n_bins: int, dtype: object = np.float64) -> np.ndarray:
 
 
 def calibration_by_hand(
-    confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None, n_bins: int, *, ones_apart: bool = False
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    weights: np.ndarray | None,
+    n_bins: int,
+    *,
+    ones_apart: bool = False,
+    closed: str = "left",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (weight, confidence sum, correct sum), by a plain loop over rows.
 
     Bin ``i`` holds ``edges[i] <= c < edges[i + 1]`` with torchmetrics' edges, ``torch.linspace(0, 1, n_bins + 1)``
     in the confidences' dtype (float32 or float64: :func:`torch_edges`), the last bin also holds ``c == 1``; with
     ``ones_apart`` ``c == 1`` is in one more bin (``n_bins + 1`` in all) of its own instead, as torchmetrics'
-    calibration error bins it (``torch.bucketize(c, edges, right=True) - 1``).
+    calibration error bins it (``torch.bucketize(c, edges, right=True) - 1``). ``closed="right"``: scikit-learn's
+    ``calibration_curve`` instead, bin ``i`` holding ``edges[i] < c <= edges[i + 1]`` (the first also ``c == 0``)
+    with ``np.linspace(0, 1, n_bins + 1)``, as the reliability diagram bins.
     """
+    if closed == "right":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        index = [next(i for i in range(n_bins) if c <= edges[i + 1] or i == n_bins - 1) for c in confidence.tolist()]
+        count, conf_sum, correct_sum = (np.zeros(n_bins) for _ in range(3))
+        w = np.ones(len(confidence)) if weights is None else weights
+        for i, c, a, wi in zip(index, confidence.tolist(), correct.tolist(), w.tolist(), strict=True):
+            count[i] += wi
+            conf_sum[i] += wi * c
+            correct_sum[i] += wi * a
+        return count, conf_sum, correct_sum
     edges = torch_edges(n_bins, np.asarray(confidence).dtype)
     count = np.zeros(n_bins + ones_apart)
     conf_sum = np.zeros(n_bins + ones_apart)

@@ -147,7 +147,7 @@ def calibration_reference(name: str, params: dict, c: Case):
         count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, n_bins, ones_apart=True)
         ece, mce = ece_mce_by_hand(count, conf_sum, correct_sum)
         return ece if name == "expected_calibration_error" else mce
-    count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, n_bins)
+    count, conf_sum, correct_sum = calibration_by_hand(*confidence_and_correct(c), c.w, n_bins, closed="right")
     with np.errstate(invalid="ignore"):
         return {".count": count, ".confidence": conf_sum / count, ".accuracy": correct_sum / count}
 
@@ -188,6 +188,29 @@ def test_reliability_diagram_matches_sklearn_calibration_curve():
         np.testing.assert_allclose(diagram[".confidence"][nonempty], prob_pred, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reliability_diagram_equals_calibration_curve_on_scores_on_the_edges(dtype):
+    """Scores rounded to two decimals (0.5 and 0.7 among them) sit on inner edges: the diagram closes its bins on the
+    right, with NumPy's edges, as calibration_curve, so each bin holds the same rows (p = 0.5 with 2 bins: the first
+    bin, which the calibration error's left-closed bins put in the second)."""
+    p = np.array([0.25, 0.5, 0.5, 0.75])
+    y = np.array([0, 1, 0, 1])
+    diagram = F.reliability_diagram(p.astype(dtype), y, n_bins=2)
+    prob_true, prob_pred = calibration_curve(y, p.astype(dtype), n_bins=2)
+    np.testing.assert_array_equal(diagram["count"], [3, 1])
+    np.testing.assert_allclose(diagram["accuracy"], prob_true, rtol=1e-12)
+    np.testing.assert_allclose(diagram["confidence"], prob_pred, rtol=1e-6 if dtype == "float32" else 1e-12)
+    rng = np.random.default_rng(9)
+    p = np.round(rng.random(3000), 2).astype(dtype)
+    y = (rng.random(3000) < p).astype(int)
+    for n_bins in (2, 5, 10, 15, 20):
+        diagram = F.reliability_diagram(p, y, n_bins=n_bins)
+        prob_true, prob_pred = calibration_curve(y, p, n_bins=n_bins)
+        filled = diagram["count"] > 0
+        np.testing.assert_allclose(diagram["accuracy"][filled], prob_true, rtol=1e-12)
+        np.testing.assert_allclose(diagram["confidence"][filled], prob_pred, rtol=1e-6 if dtype == "float32" else 1e-12)
+
+
 def test_scores_on_bin_edges():
     """Scores on the 1/100 grid sit on 10-bin edges, including 0.3 (whose float64 edge is one unit above it, in
     PyTorch as in NumPy: the bin below) and 0.7 (whose edge is the float 0.7 in PyTorch, one unit below NumPy's: its
@@ -199,7 +222,7 @@ def test_scores_on_bin_edges():
     w = weights_for(rng, 2000)
     metrics = [build(m, Task("binary"), {"n_bins": 10}) for m in ("reliability_diagram", "expected_calibration_error")]
     diagram, ece = evaluate(metrics, p, y, w)
-    count, conf, correct = calibration_by_hand(p, y, w, 10)
+    count, conf, correct = calibration_by_hand(p, y, w, 10, closed="right")
     np.testing.assert_allclose(diagram[".count"], count, rtol=1e-12)
     np.testing.assert_allclose(diagram[".confidence"], conf / count, rtol=1e-12)
     np.testing.assert_allclose(diagram[".accuracy"], correct / count, rtol=1e-12)
@@ -299,7 +322,7 @@ def test_calibration_error_equals_torchmetrics_with_confidences_of_exactly_1(n_b
         assert fn(probs, yc, n_bins=n_bins) == pytest.approx(float(multi), abs=1e-6)
     # the reliability diagram keeps n_bins bins, confidences of 1 in the last (scikit-learn's calibration_curve)
     diagram = F.reliability_diagram(p, y, n_bins=n_bins)
-    count, _, correct = calibration_by_hand(p, y.astype(float), None, n_bins)
+    count, _, correct = calibration_by_hand(p, y.astype(float), None, n_bins, closed="right")
     np.testing.assert_array_equal(diagram["count"], count)
     prob_true, _ = calibration_curve(y, p, n_bins=n_bins)
     np.testing.assert_allclose(diagram["accuracy"][count > 0], (correct / count)[count > 0], rtol=1e-12)
@@ -315,8 +338,7 @@ def test_a_state_stored_without_the_slot_of_ones_still_merges_and_reads():
     y = (rng.random(400) < p).astype(int)
     old_rows, new_rows = slice(0, 150), slice(150, 400)
     metrics = [build(m, Task("binary"), {"n_bins": 10}) for m in ("expected_calibration_error", "reliability_diagram")]
-    stat = metrics[0].statistic
-    assert metrics[1].statistic == stat
+    stat = metrics[0].statistic  # (runs of that layout kept one state for both: the diagram reads it as it was)
     acc = Accumulator([stat])
     (old,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[old_rows], "targets": y[old_rows]}))
     (new,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[new_rows], "targets": y[new_rows]}))
@@ -336,6 +358,44 @@ def test_a_state_stored_without_the_slot_of_ones_still_merges_and_reads():
         (2, 11, 2),
         (2, 11),
     ]
+
+
+def test_runs_stored_with_one_state_for_the_calibration_error_and_the_diagram_still_load():
+    """Before the diagram closed its bins on the right, one left-closed state (stored under a repr without
+    ``closed``) served the calibration errors and the diagram: reading such a run for display gives both that state;
+    reading it to merge runs refuses it (its diagram's rows on inner edges lie one bin higher), naming why."""
+    import json
+
+    from pipelines.storage import StoredLayoutError, decode_statistics, decode_stored, encode_statistics
+    from pipelines.unit_result import OVERALL
+
+    ece, diagram = (
+        build(m, Task("binary"), {"n_bins": 10}) for m in ("expected_calibration_error", "reliability_diagram")
+    )
+    assert ece.statistic != diagram.statistic
+    rng = np.random.default_rng(4)
+    p, y = np.round(rng.random(500), 2), rng.integers(0, 2, 500)
+    acc = Accumulator([ece.statistic])
+    (state,) = acc.to_host(acc.update(acc.zero(), {"predictions": p, "targets": y}))
+    npz, index = encode_statistics(acc.statistics, {OVERALL: (state,)}, slice_rows={OVERALL: 500})
+    meta = json.loads(index)
+    meta["statistics"][0]["repr"] = (  # the repr that evalpipe stored then (printed by that version)
+        "CalibrationBins(task=Task(kind=<TaskKind.BINARY: 'binary'>, num_classes=2, prediction=<PredictionKind."
+        "PROBABILITIES: 'probabilities'>, threshold=0.5, ignore_index=None), n_bins=10)"
+    )
+    assert meta["statistics"][0]["repr"] == ece.statistic.stored_reprs()[1]  # (the repr such runs stored)
+    old = json.dumps(meta).encode()
+    both = decode_statistics([ece.statistic, diagram.statistic], npz, old, approximately=True)[OVERALL]
+    for leaf_a, leaf_b, leaf in zip(*both, state, strict=True):
+        np.testing.assert_array_equal(leaf_a, leaf)
+        np.testing.assert_array_equal(leaf_b, leaf)
+    assert ece.compute(both[0])[""] == ece.compute(state)[""]
+    with pytest.raises(ValueError, match="do not hold those of this run's metrics"):
+        decode_statistics([ece.statistic, diagram.statistic], npz, old)
+    with pytest.raises(StoredLayoutError, match="close on the right"):
+        decode_stored([ece.statistic, diagram.statistic], [], npz, old)
+    (alone,) = decode_stored([ece.statistic], [], npz, old).states[OVERALL]  # the calibration error's own
+    np.testing.assert_array_equal(alone[0], state[0])
 
 
 def test_calibration_error_of_a_perfectly_calibrated_binary_model_is_zero():
@@ -572,6 +632,7 @@ def test_functional_calibration_calibrax_example():
     assert F.expected_calibration_error(PREDS_SOFT, TARGETS, n_bins=5) == pytest.approx(ece, rel=RTOL)
     assert F.maximum_calibration_error(PREDS_SOFT, TARGETS, n_bins=5) == pytest.approx(mce, rel=RTOL)
     diagram = F.reliability_diagram(PREDS_SOFT, TARGETS, n_bins=5)
+    count, conf, correct = calibration_by_hand(PREDS_SOFT, TARGETS, None, 5, closed="right")
     assert set(diagram) == {"confidence", "accuracy", "count"}
     np.testing.assert_array_equal(diagram["count"], count)
     with np.errstate(invalid="ignore"):

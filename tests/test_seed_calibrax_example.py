@@ -77,11 +77,16 @@ def test_calibration_block(values):
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
     soft = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.3, 0.1, 0.85, 0.15])
     assert values["brier_score"] == pytest.approx(skm.brier_score_loss(y, soft))
-    # 10 bins (calibrax's default) over the example's float32 scores (jnp.array): 0.3f and 0.6f lie just above
-    # their bins' lower edges, 0.7f just below 0.7, so the bins are 1 {0.1, 0.15}, 2 {0.2}, 3 {0.3}, 4 {0.4},
-    # 6 {0.6, 0.7}, 8 {0.8, 0.85}, 9 {0.9}; |sum(target - confidence)| per bin, over 10 rows:
-    gaps = [0.25, 0.2, 0.3, 0.6, abs(1 - 0.6 - 0.7), abs(2 - 0.8 - 0.85), 0.1]
+    # 10 bins (calibrax's default) over the example's float32 scores (jnp.array), with torchmetrics' float32 edges
+    # (torch.linspace): each score starts or lies in its own decile, 0.7f (just below 0.7) on the edge 7 as torch
+    # computes it, so the bins are 1 {0.1, 0.15}, 2 {0.2}, 3 {0.3}, 4 {0.4}, 6 {0.6}, 7 {0.7}, 8 {0.8, 0.85},
+    # 9 {0.9}; |sum(target - confidence)| per bin, over 10 rows:
+    gaps = [0.25, 0.2, 0.3, 0.6, 0.6, 0.3, abs(2 - 0.8 - 0.85), 0.1]
     assert values["ece"] == pytest.approx(sum(gaps) / 10)
+    torch = pytest.importorskip("torch")
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    reference = tmc.binary_calibration_error(torch.tensor(soft.astype(np.float32)), torch.tensor(y), n_bins=10)
+    assert values["ece"] == pytest.approx(float(reference), rel=1e-6)
     cal_y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     well = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     over = np.array([0.05, 0.05, 0.1, 0.1, 0.9, 0.9, 0.95, 0.95, 0.9, 0.95])

@@ -250,20 +250,14 @@ CONFIGS = {
     ),
     "CalibrationBins-binary": Config(
         BIN,
-        (
-            ("expected_calibration_error", (("n_bins", 10),)),
-            ("maximum_calibration_error", (("n_bins", 10),)),
-            ("reliability_diagram", (("n_bins", 10),)),
-        ),
+        (("expected_calibration_error", (("n_bins", 10),)), ("maximum_calibration_error", (("n_bins", 10),))),
         "binary",
         True,
     ),
-    "CalibrationBins-multiclass": Config(
-        MC,
-        (("expected_calibration_error", (("n_bins", 7),)), ("reliability_diagram", (("n_bins", 7),))),
-        "multiclass",
-        True,
-    ),
+    "CalibrationBins-multiclass": Config(MC, (("expected_calibration_error", (("n_bins", 7),)),), "multiclass", True),
+    # the reliability diagram's bins close on the right (scikit-learn's calibration_curve)
+    "CalibrationBins-right-binary": Config(BIN, (("reliability_diagram", (("n_bins", 10),)),), "binary", True),
+    "CalibrationBins-right-multiclass": Config(MC, (("reliability_diagram", (("n_bins", 7),)),), "multiclass", True),
     "ClasswiseBins-binary": Config(
         BIN, (("classwise_ece", (("n_bins", 8),)), ("brier_decomposition", (("n_bins", 8),))), "binary", True
     ),
