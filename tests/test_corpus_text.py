@@ -202,3 +202,21 @@ def test_distinct_n_counts_whole_weights_as_copies_and_refuses_fractions():
     )
     with pytest.raises(WeightRangeError, match="weights must be whole numbers; 1 rows weigh a fraction"):
         F.distinct_n(["a b c d"], weights=[0.5])
+
+
+def test_long_texts_take_the_row_by_row_alignment_and_equal_the_references():
+    """Pairs whose alignment table reaches ``VECTOR_CELLS`` are aligned with NumPy row by row (the insertions' chain
+    as a running minimum, the LCS's as a running maximum): the same integers as the plain loop, so WER and CER equal
+    jiwer's and ROUGE-L rouge-score's on long texts, short ones beside them."""
+    from evaluators.corpus_text import VECTOR_CELLS
+
+    rng = np.random.default_rng(11)
+    words = ["a", "b", "c", "d", "the", "cat", "日本", "-"]
+    hyps = [" ".join(rng.choice(words, int(n))) for n in (700, 90, 3, 0, 400)]
+    refs = [" ".join(rng.choice(words, int(n))) for n in (650, 120, 4, 5, 1)]
+    assert len(hyps[0]) * len(refs[0]) > len(hyps[0].split()) * len(refs[0].split()) >= VECTOR_CELLS
+    assert F.wer(hyps, refs) == pytest.approx(jiwer.wer(refs, hyps), rel=1e-12)
+    assert F.cer(hyps, refs) == pytest.approx(jiwer.cer(refs, hyps), rel=1e-12)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs, strict=True)])
+    assert F.rouge_l(hyps, refs) == pytest.approx(expected, rel=1e-12)
