@@ -423,7 +423,9 @@ def bin_edges(n_bins: int, dtype: str = "float64") -> np.ndarray:
 
 
 def edges_dtype(predictions: jnp.ndarray) -> str:
-    """``"float32"`` for float32 predictions, else ``"float64"``: the dtype torchmetrics builds its bin edges in."""
+    """``"float32"`` for float32 predictions, else ``"float64"``: the dtype torchmetrics builds its bin edges in for
+    binary predictions. (Its multiclass calibration error rounds every confidence to float32 first, so float64
+    multiclass confidences on an edge may fall one bin apart from it: evalpipe bins them as given.)"""
     return "float32" if predictions.dtype == np.float32 else "float64"
 
 

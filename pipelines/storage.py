@@ -219,7 +219,10 @@ def stored_positions(
     for st in statistics:
         found = next((stored.index(r) for r in st.stored_reprs(approximately) if r in stored), None)
         if found is None:
-            return list(range(len(statistics))) if len(stored) == len(statistics) else None
+            # (reprs that name nothing known, as of a user's own statistics, keep their places; a run holding an
+            # older form of these statistics does not)
+            older = {r for other in statistics for r in other.stored_reprs(approximately=True)[1:]}
+            return list(range(len(statistics))) if len(stored) == len(statistics) and not older & set(stored) else None
         positions.append(found)
     return positions
 

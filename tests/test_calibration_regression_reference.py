@@ -396,6 +396,13 @@ def test_runs_stored_with_one_state_for_the_calibration_error_and_the_diagram_st
         decode_stored([ece.statistic, diagram.statistic], [], npz, old)
     (alone,) = decode_stored([ece.statistic], [], npz, old).states[OVERALL]  # the calibration error's own
     np.testing.assert_array_equal(alone[0], state[0])
+    # a run whose one calibration metric was the diagram: read for display, refused for a merge
+    (shown,) = decode_statistics([diagram.statistic], npz, old, approximately=True)[OVERALL]
+    np.testing.assert_array_equal(shown[0], state[0])
+    with pytest.raises(StoredLayoutError, match="close on the right"):
+        decode_stored([diagram.statistic], [], npz, old)
+    with pytest.raises(ValueError, match="do not hold those of this run's metrics"):
+        decode_statistics([diagram.statistic], npz, old)
 
 
 def test_calibration_error_of_a_perfectly_calibrated_binary_model_is_zero():
