@@ -371,7 +371,7 @@ def _union_exact(states: list[State]) -> State:
     states = [s for s in states if len(s["keys"])]
     if len(states) < 2:
         return {k: states[0][k] for k in ("keys", "counts", "sums", "ties")} if states else _empty_cells()
-    keys, ties = (np.concatenate([np.asarray(s[name]) for s in states]) for name in ("keys", "ties"))
+    keys, ties = _concatenated(states, "keys"), _concatenated(states, "ties")
     order = _class_score_order(keys, ties, presorted=True)
     keys, ties = keys[order], ties[order]
     starts = _starts(keys, ties)
