@@ -49,8 +49,6 @@ from evaluators.ranking_statistics import (
     ExactScoreCounts,
     ScoreHistogram,
     _empty_cells,
-    bin_count,
-    bin_positions,
     compact_cells,
     exact_row_cells,
     fixed_weights,
@@ -60,6 +58,13 @@ from evaluators.ranking_statistics import (
     one_vs_rest,
     ranked_classes,
     rounded_rows,
+)
+from evaluators.score_grid import (
+    DEFAULT_SCORE_DECIMALS,
+    MAX_SCORE_DECIMALS,
+    bin_count,
+    bin_positions,
+    cell_count,
     score_bins,
 )
 from evaluators.statistic import DerivedMetric, State, Statistic
@@ -435,10 +440,11 @@ holds at most this many: 10 bits up to 105 classes; 1,000 classes get 6 bits, so
 occupied cell) of 100,000 rows stays near 40 MB and the compiled histogram takes the batches."""
 
 
-def default_precision_bits(task: Task) -> int:
-    """``precision_bits`` of a binned ranking metric that does not set it (see :data:`GRID_CELLS`)."""
+def default_precision_bits(task: Task, score_decimals: int = DEFAULT_SCORE_DECIMALS) -> int:
+    """``precision_bits`` of a binned ranking metric that does not set it (see :data:`GRID_CELLS`), with the cells
+    of ``score_decimals`` counted."""
     bits = DEFAULT_PRECISION_BITS
-    while bits > 4 and ranked_classes(task) * bin_count(bits) > GRID_CELLS:
+    while bits > 4 and ranked_classes(task) * cell_count(bits, score_decimals) > GRID_CELLS:
         bits -= 1
     return bits
 
@@ -453,6 +459,7 @@ def _ranking_metric(
     mode: str,
     precision_bits: int | None,
     exact_cells: int,
+    score_decimals: int,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -464,12 +471,17 @@ def _ranking_metric(
     if task.kind is TaskKind.MULTICLASS and avg == "micro":
         raise ValueError(f"{name} with average 'micro' is defined for binary and multilabel tasks only")
     if mode == "binned":
-        precision_bits = default_precision_bits(task) if precision_bits is None else precision_bits
+        if not 0 <= score_decimals <= MAX_SCORE_DECIMALS:
+            raise ValueError(f"score_decimals must be between 0 and {MAX_SCORE_DECIMALS}, got {score_decimals}")
+        if precision_bits is None:
+            precision_bits = default_precision_bits(task, int(score_decimals))
         if not 4 <= precision_bits <= 16:
             raise ValueError(f"precision_bits must be between 4 and 16, got {precision_bits}")
         if not 0 <= exact_cells <= 1 << 28:
             raise ValueError(f"exact_cells must be between 0 and {1 << 28}, got {exact_cells}")
-        statistic: Statistic = ScoreHistogram(task, int(precision_bits), exact_cells=int(exact_cells))
+        statistic: Statistic = ScoreHistogram(
+            task, int(precision_bits), exact_cells=int(exact_cells), score_decimals=int(score_decimals)
+        )
     elif mode == "exact":
         statistic = ExactScoreCounts(task)
     else:
@@ -488,10 +500,11 @@ def roc_auc(
     mode: str = "binned",
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
+    score_decimals: int = DEFAULT_SCORE_DECIMALS,
 ) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
     at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond (None:
-    :func:`default_precision_bits`)."""
+    :func:`default_precision_bits`), where scores of at most ``score_decimals`` decimals keep cells of their own."""
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
@@ -502,6 +515,7 @@ def roc_auc(
         mode,
         precision_bits,
         exact_cells,
+        score_decimals,
     )
 
 
@@ -512,6 +526,7 @@ def average_precision(
     mode: str = "binned",
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
+    score_decimals: int = DEFAULT_SCORE_DECIMALS,
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""
     return _ranking_metric(
@@ -524,4 +539,5 @@ def average_precision(
         mode,
         precision_bits,
         exact_cells,
+        score_decimals,
     )

@@ -34,6 +34,14 @@ from evaluators.ranking_cells import (
     merge_many_cells,
     rounded_rows,
 )
+from evaluators.score_grid import (
+    _MIN_EXPONENT,
+    DEFAULT_SCORE_DECIMALS,
+    bin_positions,
+    cell_count,
+    decimal_offsets,
+    score_cells,
+)
 from evaluators.statistic import (
     Batch,
     State,
@@ -51,55 +59,9 @@ from evaluators.task import (
     valid_weights,
 )
 
-_MIN_EXPONENT = 40
 REPLICATE_PRECISION_BITS = 5
 """Bootstrap replicates of ranking metrics use 2,498-bin histograms; intervals are re-centred on
-the full-resolution value, so only the spread comes from the coarser bins."""  # scores closer than 2**-40 to 0 or 1 share the end bins
-
-
-def bin_count(precision_bits: int) -> int:
-    """Number of histogram bins for a given mantissa precision."""
-    return 2 * (((127 - 1) << precision_bits) - ((127 - _MIN_EXPONENT) << precision_bits) + 1)
-
-
-def score_bins(scores: jax.Array, precision_bits: int) -> jax.Array:
-    """Monotone bin index in ``[0, bin_count)`` of probabilities in ``[0, 1]``.
-
-    The index is read from the float32 bit pattern of ``u = min(p, 1 - p)``
-    (``1 - p`` is exact in ``p``'s own float type for ``p >= 0.5``; ``u`` is
-    rounded to float32 only afterwards, so that scores near 1 keep the same
-    relative resolution as scores near 0), keeping ``precision_bits`` bits of
-    mantissa.
-    """
-    p = scores
-    xp = array_namespace(p)
-    u = xp.minimum(p, 1 - p).astype(xp.float32)
-    shift = 23 - precision_bits
-    lo = (127 - _MIN_EXPONENT) << precision_bits
-    hi = (127 - 1) << precision_bits
-    half = hi - lo + 1
-    code = xp.clip(_float32_bits(u) >> shift, lo, hi) - lo
-    return xp.where(p <= 0.5, code, 2 * half - 1 - code)
-
-
-def _float32_bits(u: Any) -> Any:
-    """The int32 bit patterns of float32 values (host or traced)."""
-    if array_namespace(u) is np:
-        return np.asarray(u).view(np.int32)
-    return jax.lax.bitcast_convert_type(u, jnp.int32)
-
-
-def bin_positions(scores: jax.Array, precision_bits: int) -> jax.Array:
-    """Where each score lies within its :func:`score_bins` bin, in ``[0, 1)`` (0: the bin's lowest scores),
-    from the float32 bit pattern's remaining mantissa bits; 0.5 in the end bins (scores within 2**-40 of
-    0 or 1)."""
-    xp = array_namespace(scores)
-    u = xp.minimum(scores, 1 - scores).astype(xp.float32)
-    shift = 23 - precision_bits
-    raw = _float32_bits(u)
-    frac = (raw & ((1 << shift) - 1)).astype(xp.float64) / 2.0**shift
-    frac = xp.where((raw >> shift) < (127 - _MIN_EXPONENT) << precision_bits, 0.5, frac)
-    return xp.where(scores <= 0.5, frac, 1.0 - frac)
+the full-resolution value, so only the spread comes from the coarser bins."""
 
 
 def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -170,11 +132,25 @@ class ScoreHistogram(Statistic):
     precision_bits: int = 10
     track_ties: bool = True
     exact_cells: int = EXACT_CELLS
+    score_decimals: int = DEFAULT_SCORE_DECIMALS
+    """Scores with at most this many decimals keep cells of their own when binned (:mod:`evaluators.score_grid`);
+    0: bins only, the cells of runs stored before this field."""
+
+    def cell_count(self) -> int:
+        """Cells of a class's grid (``B`` of the working state): :func:`~evaluators.score_grid.cell_count`."""
+        return cell_count(self.precision_bits, self.score_decimals)
+
+    def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
+        """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
+        ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
+        this one's cells they would not be in order)."""
+        legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
+        return (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
 
     def zero(self) -> State:
         if self.track_ties:
             return {**_empty_cells(), "rounded": np.zeros(2, np.int64)}
-        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        k, b = ranked_classes(self.task), self.cell_count()
         return {
             "counts": np.zeros((k, 2, b), np.float64),
             "lo": np.full((k, b), -np.inf),
@@ -187,7 +163,7 @@ class ScoreHistogram(Statistic):
             return state if not self.track_ties or "rounded" in state else {**state, "rounded": rounded_rows(state)}
         rounded = rounded_rows(state)
         state = collapse_cells(state)
-        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        k, b = ranked_classes(self.task), self.cell_count()
         keys = np.asarray(state["keys"])
         cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
         counts = np.zeros((k, 2, b), np.int64)
@@ -204,7 +180,7 @@ class ScoreHistogram(Statistic):
         if self.track_ties and is_sparse(state) and len(state["keys"]) == 0:
             # a unit's first batch: the empty grid made where the update runs (no host copy to allocate, fill and
             # transfer: 96 MB for 100 classes at 8 bits), with the state's count of rounded weights
-            grid = _empty_working(ranked_classes(self.task), bin_count(self.precision_bits))()
+            grid = _empty_working(ranked_classes(self.task), self.cell_count())()
             return {**grid, "rounded": jax.device_put(rounded_rows(state))}
         return super().working_on_device(state)
 
@@ -229,7 +205,7 @@ class ScoreHistogram(Statistic):
         scores, order, positive, w = one_vs_rest(self.task, batch)
         k, _, b = state["counts"].shape
         cls = jnp.arange(k, dtype=jnp.int32)[None, :]
-        bins = score_bins(scores, self.precision_bits)
+        bins = score_cells(scores, order, self.precision_bits, self.score_decimals)
         index = (cls * 2 + positive.astype(jnp.int32)) * b + bins
         if not self.track_ties:
             return {"counts": add_at(state["counts"], index, w), "lo": state["lo"], "hi": state["hi"]}
@@ -259,7 +235,7 @@ class ScoreHistogram(Statistic):
         if not self.track_ties:
             return 0
         k = ranked_classes(self.task)
-        if k * bin_count(self.precision_bits) * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
+        if k * self.cell_count() * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
             return 1 << 62  # every batch: no working histogram of the whole grid
         return max(1, SMALL_BATCH_CELLS // k)
 
@@ -308,7 +284,7 @@ class ScoreHistogram(Statistic):
     def _fills_grid(self, batch: Batch) -> bool:
         """Whether ``batch`` holds at least :data:`GRID_ROWS_PER_CELL` (row, class) entries per cell of the
         (class, bin) grid, so that :meth:`_grid_update` counts it faster than a sort."""
-        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        k, b = ranked_classes(self.task), self.cell_count()
         return len(batch["predictions"]) * k >= GRID_ROWS_PER_CELL * k * b
 
     def _grid_update(self, batch: Batch) -> State:
@@ -316,7 +292,7 @@ class ScoreHistogram(Statistic):
         grid in steps of :data:`~evaluators.kernels.HOST_CHUNK_ROWS` rows whose temporaries stay in cache:
         integer ``add.at`` of counts and positions, ``minimum.at`` / ``maximum.at`` of each cell's scores. The
         state :func:`compact_cells` sorts the same rows into, and the compiled update's."""
-        k, b = ranked_classes(self.task), bin_count(self.precision_bits)
+        k, b = ranked_classes(self.task), self.cell_count()
         counts, sums = np.zeros(2 * k * b, np.int64), np.zeros(2 * k * b, np.int64)
         low, high = np.full(k * b, np.inf), np.full(k * b, -np.inf)
         rounded = np.zeros(2, np.int64)
@@ -370,7 +346,8 @@ class ScoreHistogram(Statistic):
         return distinct > self.exact_cells
 
     def for_replicates(self) -> Statistic:
-        return ScoreHistogram(self.task, min(self.precision_bits, REPLICATE_PRECISION_BITS), track_ties=False)
+        bits = min(self.precision_bits, REPLICATE_PRECISION_BITS)
+        return ScoreHistogram(self.task, bits, track_ties=False, score_decimals=0)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         replicates = resample_with_extremes(stacked, weights)
@@ -448,7 +425,8 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     xp = array_namespace(w)
     cls = xp.arange(scores.shape[1], dtype=xp.int64)[None, :]
-    keys = (cls << CLASS_SHIFT) | score_bins(scores, statistic.precision_bits).astype(xp.int64)
+    cells = score_cells(scores, order, statistic.precision_bits, statistic.score_decimals)
+    keys = (cls << CLASS_SHIFT) | cells.astype(xp.int64)
     moment = fixed_weights(w * bin_positions(scores, statistic.precision_bits))
     score = _without_negative_zero(order.astype(xp.float64))
     fixed = fixed_weights(w)
@@ -458,9 +436,9 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
 
 
 def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
-    """Host rows -> flat ``(grid cell (class * bins + bin), positive bool, weight int64, weighted position int64,
+    """Host rows -> flat ``(grid cell (class * cells + cell), positive bool, weight int64, weighted position int64,
     score float64, weight rounded bool or None)`` of the live (row, class) entries: :func:`row_cells` for NumPy in
-    fewer passes (the bin and the position share one float32 bit pattern; rows of weight 1, the common case, take
+    fewer passes (the cell's bin and the position share one float32 bit pattern; rows of weight 1, the common case, take
     ``2**32`` and the position's exact fixed point without rounding), the same integers."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     bits = statistic.precision_bits
@@ -470,8 +448,10 @@ def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     upper = scores > 0.5
     code = np.clip(top, lo, hi) - lo
     cell = np.where(upper, 2 * (hi - lo + 1) - 1 - code, code)
+    if statistic.score_decimals:
+        cell += decimal_offsets(order, statistic.score_decimals)
     if scores.shape[1] > 1:
-        cell = cell + np.arange(scores.shape[1]) * bin_count(bits)
+        cell = cell + np.arange(scores.shape[1]) * statistic.cell_count()
     frac = (raw & ((1 << shift) - 1)) * 2.0**-shift
     frac[top < lo] = 0.5
     position = np.where(upper, 1.0 - frac, frac)
@@ -533,7 +513,7 @@ class ExactScoreCounts(Statistic):
         return tuple(self._merge_one(x, y) for x, y in zip(a, b, strict=True))
 
     def for_replicates(self) -> Statistic:
-        return ScoreHistogram(self.task, REPLICATE_PRECISION_BITS, track_ties=False)
+        return ScoreHistogram(self.task, REPLICATE_PRECISION_BITS, track_ties=False, score_decimals=0)
 
     @staticmethod
     def _merge_one(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:

@@ -269,8 +269,10 @@ def decode_stored(
         return None
     if stored_positions(statistics, meta) != list(range(len(statistics))):
         raise StoredLayoutError(
-            "its statistics were stored as other statistics than this evalpipe builds for its metrics (the "
-            "reliability diagram's bins close on the right since, as scikit-learn's calibration_curve)"
+            "its statistics were stored as other statistics than this evalpipe builds for its metrics (since then, "
+            "the reliability diagram's bins close on the right, as scikit-learn's calibration_curve, and the binned "
+            "cells of ROC-AUC and average precision give scores of at most score_decimals decimals cells of their "
+            "own)"
         )
     arrays = _npz_arrays(npz)
     states = {

@@ -23,7 +23,7 @@ from evaluators import catalog
 from evaluators.accumulate import evaluate
 from evaluators.functional import average_precision
 from evaluators.ranking_positions import harmonic_sum, positioned_precision_sum, precision_integral, spread
-from evaluators.ranking_statistics import bin_positions, score_bins
+from evaluators.score_grid import bin_positions, score_bins
 from evaluators.task import Task
 
 

@@ -29,7 +29,8 @@ from sklearn import metrics as skm
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.ranking import CLASS_SHIFT, WEIGHT_BITS, ScoreHistogram, bin_count, is_exact, is_sparse, score_bins
+from evaluators.ranking import CLASS_SHIFT, WEIGHT_BITS, ScoreHistogram, bin_count, is_exact, is_sparse
+from evaluators.score_grid import cell_count, score_cells
 from evaluators.task import Task
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
@@ -55,20 +56,20 @@ def test_stored_state_holds_the_occupied_bins_with_integer_counts():
     (state,) = acc.update(acc.zero(), {"predictions": scores, "targets": y, "weights": w})
     assert is_sparse(state) and state["counts"].dtype == np.int64
     with jax.enable_x64(True):
-        bins = np.asarray(score_bins(scores, stat.precision_bits))
+        bins = np.asarray(score_cells(scores, scores, stat.precision_bits, stat.score_decimals))
     live = w > 0
     occupied = np.unique(bins[live])
-    np.testing.assert_array_equal(state["keys"], occupied)  # class 0: key == bin, ascending
+    np.testing.assert_array_equal(state["keys"], occupied)  # class 0: key == cell, ascending
     fixed = np.round(w * 2.0**WEIGHT_BITS).astype(np.int64)
     for label in (0, 1):
-        expected = np.bincount(bins, np.where(y == label, fixed, 0).astype(np.float64), bin_count(10))
+        expected = np.bincount(bins, np.where(y == label, fixed, 0).astype(np.float64), stat.cell_count())
         np.testing.assert_array_equal(state["counts"][:, label], expected[occupied].astype(np.int64))
     # a bin is tied exactly when its live rows share one score
     for cell, tie in zip(state["keys"][:200], state["ties"][:200], strict=True):
         distinct = np.unique(scores[live & (bins == cell)])
         assert (len(distinct) == 1 and tie == distinct[0]) or (len(distinct) > 1 and np.isnan(tie))
     stored = sum(a.nbytes for a in state.values())
-    dense = bin_count(10) * (2 + 2 + 2) * 8  # the working histogram: counts and sums [2, B], lo and hi [B]
+    dense = stat.cell_count() * (2 + 2 + 2) * 8  # the working histogram: counts and sums [2, B], lo and hi [B]
     assert stored < dense / 4
 
 
@@ -184,10 +185,8 @@ def test_binned_value_lies_within_its_bound_of_sklearn(kind, seed):
     for got, expected in zip((auc, ap), reference, strict=True):
         assert 0 <= got[".error_bound"] < 0.01
         assert abs(got[""] - expected) <= got[".error_bound"] + 1e-12
-    # the positions within bins order positives and negatives: ROC-AUC within 1e-6 but where rounded
-    # scores share bins with continuous ones
-    if kind != "mixture":
-        assert abs(auc[""] - reference[0]) <= 1e-6
+    # the positions within bins order positives and negatives, and rounded scores have cells of their own
+    assert abs(auc[""] - reference[0]) <= 1e-6
 
 
 def test_a_job_of_mixed_rounded_and_continuous_shards_equals_sklearn_whatever_the_sharding(tmp_path: Path):
@@ -398,12 +397,16 @@ def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells()
 def test_the_default_precision_coarsens_only_for_grids_beyond_2_23_cells():
     from evaluators.ranking import GRID_CELLS, default_precision_bits
 
-    # bin_count(10) = 79,874: 105 classes hold 8,386,770 cells (<= 2**23 = 8,388,608), 106 classes do not
-    assert bin_count(10) == 79_874 and 105 * 79_874 <= GRID_CELLS < 106 * 79_874
-    assert [default_precision_bits(Task("multiclass", c)) for c in (3, 105, 106, 1000)] == [10, 10, 9, 6]
+    # bin_count(10) = 79,874 bins and 4 * 1,001 cells of the rounded scores of 3 decimals: 83,878 cells a class;
+    # 100 classes hold 8,387,800 cells (<= 2**23 = 8,388,608), 101 classes do not
+    assert bin_count(10) == 79_874 and cell_count(10, 3) == 79_874 + 4 * 1_001
+    assert 100 * 83_878 <= GRID_CELLS < 101 * 83_878
+    assert [default_precision_bits(Task("multiclass", c)) for c in (3, 100, 101, 1000)] == [10, 10, 9, 5]
+    # without the rounded scores' cells: 105 classes at 10 bits, 1,000 at 6 (1,000 * 4,994 cells)
+    assert [default_precision_bits(Task("multiclass", c), 0) for c in (105, 106, 1000)] == [10, 9, 6]
     assert default_precision_bits(Task("binary")) == 10
     metric = catalog.build("roc_auc", Task("multiclass", 1000))
-    assert metric.statistic.precision_bits == 6 and metric.statistic.small_batch_rows() < 1 << 62  # compiled grid
+    assert metric.statistic.precision_bits == 5 and metric.statistic.small_batch_rows() < 1 << 62  # compiled grid
     assert catalog.build("roc_auc", Task("multiclass", 1000), {"precision_bits": 9}).statistic.precision_bits == 9
 
 
