@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
-from evaluators.ranking_cells import _starts, summed_runs
+from evaluators.ranking_cells import _starts, summed_leaves, summed_runs
 from evaluators.ranking_many import binary_values, evaluation_bound
 from evaluators.ranking_positions import (
+    cell_positions,
     digamma_difference,
     harmonic_sum,
     mean_positions,
@@ -69,6 +70,7 @@ from evaluators.score_grid import (
 )
 from evaluators.statistic import DerivedMetric, State, Statistic
 from evaluators.task import (
+    PredictionKind,
     Task,
     TaskKind,
 )
@@ -139,11 +141,12 @@ def _class_ranges(state: State, classes: int | None) -> list[tuple[int, int]]:
 
 
 def class_positions(state: Any, classes: int | None = None) -> list[np.ndarray | None]:
-    """Per class, :func:`mean_positions` (``[m, 2]``) of each cell of :func:`class_distributions` (None for states
-    without positions: exact counts, and runs stored before them)."""
+    """Per class, :func:`cell_positions` (``[m, 3]``: each label's mean position and the positives' unit) of each
+    cell of :func:`class_distributions` (None for states without positions: exact counts, and runs stored before
+    them)."""
     if not is_sparse(state):
         return [None] * len(class_distributions(state, classes))
-    positions = mean_positions(np.asarray(state["counts"]), np.asarray(state["sums"]))
+    positions = _positions(state)
     return [positions[lo:hi] for lo, hi in _class_ranges(state, classes)]
 
 
@@ -166,11 +169,17 @@ def pooled_distribution(state: Any) -> Distribution:
 
 
 def pooled_positions(state: Any) -> np.ndarray | None:
-    """:func:`mean_positions` of each cell of :func:`pooled_distribution` (None without positions)."""
+    """:func:`cell_positions` of each cell of :func:`pooled_distribution` (None without positions)."""
     if not is_sparse(state):
         return None
     pooled = _pooled_cells(state)
-    return mean_positions(pooled["counts"], pooled["sums"])
+    return _positions(pooled)
+
+
+def _positions(state: State) -> np.ndarray:
+    """:func:`cell_positions` of a stored state's cells (units of 1 for a state stored before its squares)."""
+    squares = np.asarray(state["squares"]) if "squares" in state else None
+    return cell_positions(np.asarray(state["counts"]), np.asarray(state["sums"]), squares)
 
 
 def _pooled_cells(state: State) -> State:
@@ -189,24 +198,16 @@ def _pooled_cells(state: State) -> State:
     ties = np.asarray(state["ties"])[order]
     with np.errstate(invalid="ignore"):
         low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
-    return {
-        "keys": cells[starts],
-        "counts": summed_runs(np.asarray(state["counts"])[order], starts),
-        "sums": summed_runs(np.asarray(state["sums"])[order], starts),
-        "ties": np.where(low == high, low, np.nan),
-    }
+    summed = {name: summed_runs(np.asarray(state[name])[order], starts) for name in summed_leaves(state)}
+    return {"keys": cells[starts], **summed, "ties": np.where(low == high, low, np.nan)}
 
 
 def exact_cells_merged(state: State, order: np.ndarray) -> State:
     """An exact state's cells in ``order`` (ascending scores), those of one score added into one cell."""
     keys, ties = np.asarray(state["keys"])[order], np.asarray(state["ties"])[order]
     starts = _starts(ties)
-    return {
-        "keys": keys[starts],
-        "counts": summed_runs(np.asarray(state["counts"])[order], starts),
-        "sums": summed_runs(np.asarray(state["sums"])[order], starts),
-        "ties": ties[starts],
-    }
+    summed = {name: summed_runs(np.asarray(state[name])[order], starts) for name in summed_leaves(state)}
+    return {"keys": keys[starts], **summed, "ties": ties[starts]}
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def roc_auc_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`roc_auc_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``: the bootstrap replicates of
     one state, or the cells of many states, each padded with empty cells) at once: ``(values [R], bounds [R])``;
-    ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 2]`` or ``[R, m, 2]``. A row's value is the same
+    ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 2 or 3]`` or ``[R, m, 2 or 3]`` (the positives' unit
+    unused). A row's value is the same
     whatever the other rows and however many empty cells pad it."""
     n_pos, n_neg = row_sums(pos), row_sums(neg)
     neg_below = np.cumsum(neg, axis=1) - neg
@@ -269,8 +271,9 @@ def average_precision_from_counts(
 
     A tied cell is one step, as scikit-learn treats equal scores. In a cell of distinct scores in unknown
     order, each label's rows are taken to fill an interval around their mean position within the bin
-    (``positions`` ``[m, 2]``, :func:`mean_positions`; :func:`positioned_precision_sum`): a single row of
-    each label is ordered by its position. Without positions (bootstrap replicates, runs stored before them),
+    (``positions`` ``[m, 3]``, :func:`cell_positions`; :func:`positioned_precision_sum`, counted in rows of the cell's
+    positives' unit weight, so that the value does not depend on the weights' scale): a single row of each label is
+    ordered by its position. Without positions (bootstrap replicates, runs stored before them),
     the i-th of ``p`` positives is taken to have the expected ``i * n / (p + 1)`` of the cell's ``n``
     negatives before it (exact for unit weights when ``n = 0``). The bound holds for any order and any
     weights: at most every positive at the cell's final precision with no negative before it, at least the
@@ -284,8 +287,8 @@ def average_precision_rows(
     neg: np.ndarray, pos: np.ndarray, tied: np.ndarray, positions: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`average_precision_from_counts` of each row of ``neg`` / ``pos`` (float64 ``[R, m]``) at once:
-    ``(values [R], bounds [R])``; ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 2]`` or
-    ``[R, m, 2]``. Each cell's term is computed as one row alone would compute it and the terms are added left to
+    ``(values [R], bounds [R])``; ``tied`` is ``[m]`` (shared) or ``[R, m]``, ``positions`` ``[m, 3]`` or
+    ``[R, m, 3]`` (``[..., 2]``: units of 1). Each cell's term is computed as one row alone would compute it and the terms are added left to
     right (:func:`row_sums`), so a row's value does not depend on the others, nor on empty cells padding it."""
     total_pos = row_sums(pos)
     pos_d, neg_d, tied_d = pos[:, ::-1], neg[:, ::-1], np.broadcast_to(tied[..., ::-1], pos.shape)
@@ -303,8 +306,9 @@ def average_precision_rows(
         if positions is None:
             expected = harmonic_sum(tp0, tp0 + fp0, p, 1.0 + n / (p + 1.0))
         else:
-            at = np.broadcast_to(positions[..., ::-1, :], (*pos.shape, 2))[open_cells]
-            expected = positioned_precision_sum(tp0, fp0, p, n, at[:, 1], at[:, 0])
+            at = np.broadcast_to(positions[..., ::-1, :], (*pos.shape, positions.shape[-1]))[open_cells]
+            unit = at[:, 2] if at.shape[1] > 2 else np.ones(len(p))  # (in rows of the cell's positives' unit)
+            expected = unit * positioned_precision_sum(tp0 / unit, fp0 / unit, p / unit, n / unit, at[:, 1], at[:, 0])
         contribution[open_cells] = expected
         best_gap[open_cells] = p * (tp0 + p) / (tp0 + fp0 + p) - expected
         worst_gap[open_cells] = expected - precision_integral(tp0, tp0 + fp0 + n, p)
@@ -440,6 +444,13 @@ holds at most this many: 10 bits up to 105 classes; 1,000 classes get 6 bits, so
 occupied cell) of 100,000 rows stays near 40 MB and the compiled histogram takes the batches."""
 
 
+def default_score_decimals(task: Task) -> int:
+    """``score_decimals`` of a binned ranking metric that does not set it: :data:`DEFAULT_SCORE_DECIMALS` for
+    probabilities, 0 for logits (no rounded scores to keep: a logit is ordered as written, and a multiclass
+    probability is the softmax's)."""
+    return 0 if task.prediction is PredictionKind.LOGITS else DEFAULT_SCORE_DECIMALS
+
+
 def default_precision_bits(task: Task, score_decimals: int = DEFAULT_SCORE_DECIMALS) -> int:
     """``precision_bits`` of a binned ranking metric that does not set it (see :data:`GRID_CELLS`), with the cells
     of ``score_decimals`` counted."""
@@ -459,7 +470,7 @@ def _ranking_metric(
     mode: str,
     precision_bits: int | None,
     exact_cells: int,
-    score_decimals: int,
+    score_decimals: int | None,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -471,6 +482,8 @@ def _ranking_metric(
     if task.kind is TaskKind.MULTICLASS and avg == "micro":
         raise ValueError(f"{name} with average 'micro' is defined for binary and multilabel tasks only")
     if mode == "binned":
+        if score_decimals is None:
+            score_decimals = default_score_decimals(task)
         if not 0 <= score_decimals <= MAX_SCORE_DECIMALS:
             raise ValueError(f"score_decimals must be between 0 and {MAX_SCORE_DECIMALS}, got {score_decimals}")
         if precision_bits is None:
@@ -500,11 +513,12 @@ def roc_auc(
     mode: str = "binned",
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
-    score_decimals: int = DEFAULT_SCORE_DECIMALS,
+    score_decimals: int | None = None,
 ) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
     at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond (None:
-    :func:`default_precision_bits`), where scores of at most ``score_decimals`` decimals keep cells of their own."""
+    :func:`default_precision_bits`), where scores of at most ``score_decimals`` decimals keep cells of their own (None:
+    :func:`default_score_decimals`)."""
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
@@ -526,7 +540,7 @@ def average_precision(
     mode: str = "binned",
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
-    score_decimals: int = DEFAULT_SCORE_DECIMALS,
+    score_decimals: int | None = None,
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""
     return _ranking_metric(

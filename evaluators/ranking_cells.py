@@ -74,6 +74,45 @@ def _empty_cells() -> State:
     return {"keys": np.zeros(0, np.int64), "counts": pairs, "sums": pairs, "ties": np.zeros(0, np.float64)}
 
 
+SUMMED = ("counts", "sums", "squares")
+"""The leaves of a cell that add when cells merge (int64 ``[m, 2]`` each). ``squares`` (the positives' squared
+weights) is held only where it says more than the counts do (:func:`canonical_squares`)."""
+UNIT_SQUARE_SHIFT = 16
+"""A positive row of weight 1 adds ``2**32`` to its cell's count and ``2**16`` to the high limb of its squares
+(:func:`~evaluators.ranking_statistics.square_limbs`, in units of ``2**-(2 * 32 - 16)``): squares of rows of weight 1
+are the counts shifted right by 16."""
+
+
+def summed_leaves(state: State) -> tuple[str, ...]:
+    """The :data:`SUMMED` leaves ``state`` holds."""
+    return tuple(name for name in SUMMED if name in state)
+
+
+def implied_squares(counts: np.ndarray) -> np.ndarray:
+    """int64 ``[m, 2]``: the squares of cells whose positive rows all weigh 1, from their ``counts [m, 2]``."""
+    counts = np.asarray(counts, np.int64)
+    return np.stack([counts[:, 1] >> UNIT_SQUARE_SHIFT, np.zeros(len(counts), np.int64)], axis=1)
+
+
+def with_squares(state: State) -> State:
+    """``state`` with its ``squares`` leaf: held, or implied by the counts (:func:`implied_squares`)."""
+    return state if "squares" in state else {**state, "squares": implied_squares(state["counts"])}
+
+
+def canonical_squares(state: State) -> State:
+    """``state`` without its ``squares`` where the counts imply them (every positive row of weight 1, the common
+    case: the state stays 48 bytes a cell), so that whether a state holds them is a function of its rows, and
+    states of unweighted rows merge as fast as before they were counted."""
+    if "squares" not in state or not np.array_equal(state["squares"], implied_squares(state["counts"])):
+        return state
+    return {name: leaf for name, leaf in state.items() if name != "squares"}
+
+
+def _alike(states: list[State]) -> list[State]:
+    """``states`` all with their ``squares`` where any holds them, else as they are."""
+    return [with_squares(s) for s in states] if any("squares" in s for s in states) else states
+
+
 def is_sparse(state: Any) -> bool:
     """Whether a ranking state is the stored sparse form (else the dense working form, or a run stored
     before the sparse form)."""
@@ -134,10 +173,11 @@ def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, val
 
 
 def compact_cells(
-    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, square: np.ndarray
 ) -> State:
-    """Rows' cells ``[r]`` -> a binned :class:`ScoreHistogram` state, one cell per key (summed integer
-    counts and weighted positions, the tie value of single-score cells)."""
+    """Rows' cells ``[r]`` (``square``: ``[r, 2]``, see :func:`~evaluators.ranking_statistics.square_limbs`) -> a
+    binned :class:`ScoreHistogram` state, one cell per key (summed integer counts, weighted positions and positives'
+    squared weights, the tie value of single-score cells)."""
     if len(keys) == 0:
         return _empty_cells()
     order = np.argsort(keys, kind="stable")
@@ -147,7 +187,17 @@ def compact_cells(
     low, high = np.minimum.reduceat(s, starts), np.maximum.reduceat(s, starts)
     ties = np.where(low == high, low, np.nan)
     counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
-    return {"keys": keys[starts], "counts": counts, "sums": sums, "ties": ties}
+    return _with_row_squares(
+        {"keys": keys[starts], "counts": counts, "sums": sums, "ties": ties}, square, order, starts
+    )
+
+
+def _with_row_squares(cells: State, square: np.ndarray | None, order: np.ndarray, starts: np.ndarray) -> State:
+    """``cells`` with the summed ``square`` of their rows (rows ``order``, runs from ``starts``) where they say more
+    than the counts; ``square`` None: every weight is 1."""
+    if square is None:
+        return cells
+    return canonical_squares({**cells, "squares": np.add.reduceat(square[order], starts, axis=0)})
 
 
 def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = False) -> np.ndarray:
@@ -162,21 +212,30 @@ def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = Fa
 
 
 def exact_row_cells(
-    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray
+    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, square: np.ndarray
 ) -> State:
     """Rows' cells ``[r]`` -> an exact :class:`ScoreHistogram` state: one cell per distinct (class, score),
-    ascending, with the rows' summed integer counts and weighted positions and the score as its tie."""
+    ascending, with the rows' summed integer counts, weighted positions and positives' squared weights, and the
+    score as its tie."""
     if len(keys) == 0:
         return _empty_cells()
     order = _class_score_order(keys, score)
     k, s = keys[order], score[order]
     starts = _starts(k, s)
     counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
-    return {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
+    return _with_row_squares(
+        {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}, square, order, starts
+    )
 
 
 def exact_cells_by_group(
-    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, group: np.ndarray
+    keys: np.ndarray,
+    label: np.ndarray,
+    weight: np.ndarray,
+    moment: np.ndarray,
+    score: np.ndarray,
+    square: np.ndarray,
+    group: np.ndarray,
 ) -> tuple[State, np.ndarray]:
     """Rows' cells ``[r]`` with each row's group -> the cells of :func:`exact_row_cells` for every group at once
     (one sort by group, class and score), and the index at which each group's cells start (``[groups + 1]``: group
@@ -191,6 +250,8 @@ def exact_cells_by_group(
     starts = _starts(g, k, s)
     counts, sums = _rows_by_label(order, starts, label, weight), _rows_by_label(order, starts, label, moment)
     cells = {"keys": k[starts], "counts": counts, "sums": sums, "ties": s[starts]}
+    if square is not None:  # (each group's own are canonical_squares of its cells)
+        cells["squares"] = np.add.reduceat(square[order], starts, axis=0)
     return cells, np.searchsorted(g[starts], np.arange(groups + 1))
 
 
@@ -203,12 +264,8 @@ def collapse_cells(state: State) -> State:
     starts = _starts(keys)
     ties = np.asarray(state["ties"])
     low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)
-    return {
-        "keys": keys[starts],
-        "counts": summed_runs(np.asarray(state["counts"]), starts),
-        "sums": summed_runs(np.asarray(state["sums"]), starts),
-        "ties": np.where(low == high, low, np.nan),
-    }
+    collapsed = {name: summed_runs(np.asarray(state[name]), starts) for name in summed_leaves(state)}
+    return canonical_squares({"keys": keys[starts], **collapsed, "ties": np.where(low == high, low, np.nan)})
 
 
 def _merge_exact(a: State, b: State) -> State:
@@ -216,24 +273,26 @@ def _merge_exact(a: State, b: State) -> State:
     slot_a, slot_b = _merged_slots(a, b)
     n = len(slot_a) + len(slot_b)
     merged: dict[str, np.ndarray] = {}
-    for name, dtype in (("keys", np.int64), ("ties", np.float64), ("counts", np.complex128), ("sums", np.complex128)):
-        column = np.empty(n, dtype)  # (int64 pairs as 16-byte items, see _pair_view)
-        side_a, side_b = (a[name], b[name]) if dtype != np.complex128 else (_pair_view(a[name]), _pair_view(b[name]))
-        column[slot_a], column[slot_b] = side_a, side_b
+    summed = summed_leaves(a)
+    for name in ("keys", "ties", *summed):
+        pairs = name in summed  # (int64 pairs as 16-byte items, see _pair_view)
+        column = np.empty(n, np.complex128 if pairs else np.asarray(a[name]).dtype)
+        column[slot_a], column[slot_b] = (_pair_view(a[name]), _pair_view(b[name])) if pairs else (a[name], b[name])
         merged[name] = column
     ties = merged["ties"]
     again = np.flatnonzero((ties[1:] == ties[:-1]) & (merged["keys"][1:] == merged["keys"][:-1])) + 1
     if len(again):  # a score on both sides: the pair is adjacent (a's first); b's counts go into a's cell
         keep = np.ones(n, bool)
         keep[again] = False
-        for name in ("counts", "sums"):
+        for name in summed:
             flat = merged[name].view(np.int64)
             for half in (0, 1):
                 flat[2 * (again - 1) + half] += flat[2 * again + half]
                 if name == "counts":  # (sums <= counts)
                     check_counts(flat[2 * (again - 1) + half])
         merged = {name: column[keep] for name, column in merged.items()}
-    merged["counts"], merged["sums"] = (merged[k].view(np.int64).reshape(-1, 2) for k in ("counts", "sums"))
+    for name in summed:
+        merged[name] = merged[name].view(np.int64).reshape(-1, 2)
     return merged
 
 
@@ -286,20 +345,20 @@ def merge_cell_forms(a: State, b: State, exact_cells: int = EXACT_CELLS) -> Stat
     if len(b["keys"]) == 0:
         return a if len(a["keys"]) <= exact_cells else collapse_cells(a)
     if is_exact(a) and is_exact(b):
-        union = _merge_exact(a, b)
-        return union if len(union["keys"]) <= exact_cells else collapse_cells(union)
-    return _merge_binned(collapse_cells(a), collapse_cells(b))
+        union = _merge_exact(*_alike([a, b]))
+        return canonical_squares(union) if len(union["keys"]) <= exact_cells else collapse_cells(union)
+    return canonical_squares(_merge_binned(*_alike([collapse_cells(a), collapse_cells(b)])))
 
 
 def _merge_binned(a: State, b: State) -> State:
     """Sorted-key union of two states of one cell per key."""
     ka, kb = np.asarray(a["keys"]), np.asarray(b["keys"])
+    summed = summed_leaves(a)
     if len(ka) == len(kb) and np.array_equal(ka, kb):
         ta, tb = a["ties"], b["ties"]
-        ties = np.where(ta == tb, ta, np.nan)
-        counts = a["counts"] + b["counts"]
-        check_counts(counts)
-        return {"keys": ka, "counts": counts, "sums": a["sums"] + b["sums"], "ties": ties}
+        out = {"keys": ka, **{name: a[name] + b[name] for name in summed}, "ties": np.where(ta == tb, ta, np.nan)}
+        check_counts(out["counts"])
+        return out
     keys = np.concatenate([ka, kb])
     order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
     sorted_keys = keys[order]
@@ -313,7 +372,7 @@ def _merge_binned(a: State, b: State) -> State:
     out = {"keys": sorted_keys[first]}
     # [m, 2] pairs through flat int64 views: 1-D fancy indexing is several times faster than row indexing
     flat_a, flat_b = np.stack([2 * pa, 2 * pa + 1], axis=1).ravel(), np.stack([2 * pb, 2 * pb + 1], axis=1).ravel()
-    for name in ("counts", "sums"):
+    for name in summed:
         flat = np.zeros(2 * m, np.int64)
         flat[flat_a] = np.asarray(a[name]).ravel()
         flat[flat_b] += np.asarray(b[name]).ravel()  # a key appears at most once per side
@@ -349,19 +408,25 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
     ~9,000 cells: ~4x faster than sorted unions), exact ones among them cell by cell (:func:`_add_cells`: no sort,
     and no collapse of each state first; 1,000 slice states of 1,000 cells: ~3x faster than joining them)."""
     rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
-    states = [s for s in states if len(s["keys"])]
+    states = _alike([s for s in states if len(s["keys"])])
     exact = [is_exact(s) for s in states]
     if all(exact):
         total = sum(len(s["keys"]) for s in states)
         if total <= exact_cells or distinct_lower_bound(_concatenated(states, "ties")) <= exact_cells:
             union = _union_exact(states)
-            return {**(union if len(union["keys"]) <= exact_cells else collapse_cells(union)), "rounded": rounded}
+            cells = canonical_squares(union) if len(union["keys"]) <= exact_cells else collapse_cells(union)
+            return {**cells, "rounded": rounded}
     cells = _add_cells(states) if any(exact) else _add_binned(states)
-    return {**cells, "rounded": rounded}
+    return {**canonical_squares(cells), "rounded": rounded}
 
 
 def _concatenated(states: list[State], name: str) -> np.ndarray:
     return np.concatenate([np.asarray(s[name]) for s in states])
+
+
+def _cells_of(state: State) -> State:
+    """A stored state's cell leaves (without its ``rounded`` count)."""
+    return {k: state[k] for k in ("keys", "ties", *summed_leaves(state))}
 
 
 def _union_exact(states: list[State]) -> State:
@@ -370,13 +435,13 @@ def _union_exact(states: list[State]) -> State:
     pairwise with :func:`_merge_exact` gives."""
     states = [s for s in states if len(s["keys"])]
     if len(states) < 2:
-        return {k: states[0][k] for k in ("keys", "counts", "sums", "ties")} if states else _empty_cells()
+        return _cells_of(states[0]) if states else _empty_cells()
     keys, ties = _concatenated(states, "keys"), _concatenated(states, "ties")
     order = _class_score_order(keys, ties, presorted=True)
     keys, ties = keys[order], ties[order]
     starts = _starts(keys, ties)
     merged = {"keys": keys[starts], "ties": ties[starts]}
-    for name in ("counts", "sums"):
+    for name in summed_leaves(states[0]):
         pairs = np.concatenate([_pair_view(s[name]) for s in states])[order].view(np.int64).reshape(-1, 2)
         merged[name] = summed_runs(pairs, starts) if len(starts) < len(keys) else pairs
     return merged
@@ -424,7 +489,7 @@ def _by_unions(states: list[State]) -> State:
     """Sorted-key unions of the states, each taken to one cell per key (a sparse window)."""
     merged = collapse_cells(states[0])
     for state in states[1:]:
-        merged = _merge_binned(merged, collapse_cells(state))
+        merged = _merge_binned(*_alike([merged, collapse_cells(state)]))
     return merged
 
 
@@ -432,15 +497,15 @@ def _add_binned(states: list[State]) -> State:
     """Sum of binned states (one cell per key each) over their dense key window, by gathers and scatters of whole
     int64 pairs, or by sorted-key unions when that window is sparse."""
     if len(states) < 2:
-        return {k: states[0][k] for k in ("keys", "counts", "sums", "ties")} if states else _empty_cells()
+        return _cells_of(states[0]) if states else _empty_cells()
     window = _KeyWindow.of(states)
     if window is None:
         return _by_unions(states)
-    counts, sums = np.zeros(window.size, np.complex128), np.zeros(window.size, np.complex128)  # int64 pairs
+    totals = {name: np.zeros(window.size, np.complex128) for name in summed_leaves(states[0])}  # int64 pairs
     ties = np.full(window.size, _NO_CELL, np.int64)  # each cell's tie as float64 bits
     for state in states:
         slot = window.slots(np.asarray(state["keys"]))
-        for total, name in ((counts, "counts"), (sums, "sums")):
+        for name, total in totals.items():
             seen = total[slot]
             seen.view(np.int64).reshape(-1, 2).__iadd__(np.asarray(state[name], np.int64))
             total[slot] = seen
@@ -448,12 +513,8 @@ def _add_binned(states: list[State]) -> State:
                 check_counts(seen.view(np.int64))
         _add_ties(ties, slot, np.asarray(state["ties"], np.float64))
     occupied = np.flatnonzero(ties != _NO_CELL)
-    return {
-        "keys": window.keys(occupied),
-        "counts": counts[occupied].view(np.int64).reshape(-1, 2),
-        "sums": sums[occupied].view(np.int64).reshape(-1, 2),
-        "ties": ties[occupied].view(np.float64),
-    }
+    summed = {name: total[occupied].view(np.int64).reshape(-1, 2) for name, total in totals.items()}
+    return {"keys": window.keys(occupied), **summed, "ties": ties[occupied].view(np.float64)}
 
 
 def _add_ties(ties: np.ndarray, slot: np.ndarray, tie: np.ndarray) -> None:
@@ -479,7 +540,8 @@ def _add_cells(states: list[State]) -> State:
     window = _KeyWindow.of(states) if states else None
     if window is None:
         return _by_unions(states) if states else _empty_cells()
-    counts, sums = np.zeros((window.size, 2), np.int64), np.zeros((window.size, 2), np.int64)
+    totals = {name: np.zeros((window.size, 2), np.int64) for name in summed_leaves(states[0])}
+    counts = totals["counts"]
     int64 = np.iinfo(np.int64)
     low, high = np.full(window.size, int64.max, np.int64), np.full(window.size, int64.min, np.int64)  # ties' bits
     occupied = np.zeros(window.size, bool)
@@ -491,7 +553,7 @@ def _add_cells(states: list[State]) -> State:
             check_counts(counts)
             unchecked = 0
         unchecked += largest
-        for total, name in ((counts, "counts"), (sums, "sums")):
+        for name, total in totals.items():
             added = np.asarray(state[name], np.int64)
             np.add.at(total[:, 0], slot, added[:, 0])
             np.add.at(total[:, 1], slot, added[:, 1])
@@ -502,9 +564,10 @@ def _add_cells(states: list[State]) -> State:
     check_counts(counts)  # (counts below 2**63 before adds whose largest counts sum below 2**63 read negative after
     # them exactly when a cell passed 2**63; sums <= counts)
     at = np.flatnonzero(occupied)
+    # (1-D gathers of whole pairs: faster)
+    summed = {name: _pair_view(total)[at].view(np.int64).reshape(-1, 2) for name, total in totals.items()}
     return {
         "keys": window.keys(at),
-        "counts": _pair_view(counts)[at].view(np.int64).reshape(-1, 2),  # (1-D gathers of whole pairs: faster)
-        "sums": _pair_view(sums)[at].view(np.int64).reshape(-1, 2),
+        **summed,
         "ties": np.where(low[at] == high[at], low[at], _NAN_BITS).view(np.float64),
     }

@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from evaluators.ranking_cells import rounded_rows
-from evaluators.ranking_positions import mean_positions
+from evaluators.ranking_positions import cell_positions
 from evaluators.ranking_statistics import WEIGHT_BITS
 from evaluators.statistic import State
 
 RowsFn = Callable[..., tuple[np.ndarray, np.ndarray]]
-"""``(neg [R, m], pos [R, m], tied [R, m], positions [R, m, 2]) -> (values [R], bounds [R])``."""
+"""``(neg [R, m], pos [R, m], tied [R, m], positions [R, m, 3]) -> (values [R], bounds [R])``."""
 RoundingRowsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(neg [R, m], pos [R, m], rounded [R, 2]) -> bounds [R]``."""
 
@@ -79,19 +79,25 @@ def _padded_values(
     rows, width = len(states), int(sizes.max())
     counts = np.concatenate([np.asarray(s["counts"]).reshape(-1, 2) for s in states])
     sums = np.concatenate([np.asarray(s["sums"]).reshape(-1, 2) for s in states])
+    squares = np.concatenate([_squares(s) for s in states])
     ties = np.concatenate([np.asarray(s["ties"]) for s in states])
     starts = np.cumsum(sizes) - sizes
     at = np.repeat(np.arange(rows) * width - starts, sizes) + np.arange(len(ties))  # flat places in [rows, width]
     weights = counts / 2.0**WEIGHT_BITS
-    neg, pos, positions = np.zeros(rows * width), np.zeros(rows * width), np.full((rows * width, 2), np.nan)
+    neg, pos, positions = np.zeros(rows * width), np.zeros(rows * width), np.full((rows * width, 3), np.nan)
     tied = np.ones(rows * width, bool)  # empty cells: one score (none), no weight
     neg[at], pos[at], tied[at], positions[at] = (
         weights[:, 0],
         weights[:, 1],
         ~np.isnan(ties),
-        mean_positions(counts, sums),
+        cell_positions(counts, sums, squares),
     )
     neg, pos, tied = (a.reshape(rows, width) for a in (neg, pos, tied))
-    values, bounds = rows_fn(neg, pos, tied, positions.reshape(rows, width, 2))
+    values, bounds = rows_fn(neg, pos, tied, positions.reshape(rows, width, 3))
     rounded = np.stack([rounded_rows(s) for s in states]) if rows else np.zeros((0, 2), np.int64)
     return values, bounds + rounding_rows(neg, pos, rounded) + evaluation_bound(neg, pos)
+
+
+def _squares(state: State) -> np.ndarray:
+    """A stored state's ``squares`` (``[m, 2]``), or zeros (units of 1) for a state stored before them."""
+    return np.asarray(state["squares"]).reshape(-1, 2) if "squares" in state else np.zeros((len(state["keys"]), 2))

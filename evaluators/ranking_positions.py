@@ -67,6 +67,27 @@ def mean_positions(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / counts, np.nan)
 
 
+def cell_positions(counts: np.ndarray, sums: np.ndarray, squares: np.ndarray | None) -> np.ndarray:
+    """float64 ``[m, 3]``: :func:`mean_positions` and :func:`positive_units` of each cell."""
+    return np.concatenate([mean_positions(counts, sums), positive_units(counts, squares)[:, None]], axis=1)
+
+
+def positive_units(counts: np.ndarray, squares: np.ndarray | None) -> np.ndarray:
+    """float64 ``[m]``: each cell's positives' squared weights over their weight, ``sum w**2 / sum w``: the weight of
+    one row where they all weigh the same (1 for unit weights), so that the cell holds ``sum w / unit`` rows'
+    worth of positives (``(sum w)**2 / sum w**2``, the effective number of rows). From int64 ``counts [m, 2]`` (fixed
+    point, ``2**-32``) and ``squares [m, 2]`` (the two limbs of
+    :func:`~evaluators.ranking_statistics.square_limbs`, ``2**-48``); 1 where the squares are unknown (a state stored
+    before them) or rounded to 0 (weights below about ``1e-7``), and where the cell has no positives."""
+    if squares is None:
+        return np.ones(len(counts))
+    squares = np.asarray(squares, np.float64)
+    total = (squares[:, 0] + squares[:, 1] * 2.0**-32) * 2.0**16  # (sum w**2 * 2**16) * 2**16: in the counts' unit
+    weight = np.asarray(counts[:, 1], np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((total > 0) & (weight > 0), total / weight, 1.0)
+
+
 def position_shift(positions: np.ndarray) -> np.ndarray:
     """``[..., m]``: the positives' mean position minus the negatives' (:func:`mean_positions`, ``[..., m, 2]``), 0 where
     a cell lacks either label."""
@@ -76,8 +97,9 @@ def position_shift(positions: np.ndarray) -> np.ndarray:
 
 def spread(mean: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Half-width of the interval that a label's rows in a cell are taken to fill evenly: the widest centred on their
-    mean position within the bin where they weigh more than one row of weight 1, else 0 (one row: its position)."""
-    return np.where(weight > 1.0, np.minimum(mean, 1.0 - mean), 0.0)
+    mean position within the bin where they weigh two rows or more (``weight`` in rows), 0 for one row (its
+    position), and in proportion between (the effective number of rows of unequal weights)."""
+    return np.clip(weight - 1.0, 0.0, 1.0) * np.minimum(mean, 1.0 - mean)
 
 
 def positioned_precision_sum(

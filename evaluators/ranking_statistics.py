@@ -19,8 +19,10 @@ from evaluators.ranking_cells import (
     _BIN_MASK,
     CLASS_SHIFT,
     EXACT_CELLS,
+    UNIT_SQUARE_SHIFT,
     WEIGHT_BITS,
     _empty_cells,
+    canonical_squares,
     check_batch_weights,
     check_counts,
     collapse_cells,
@@ -33,6 +35,8 @@ from evaluators.ranking_cells import (
     merge_cells,
     merge_many_cells,
     rounded_rows,
+    summed_leaves,
+    with_squares,
 )
 from evaluators.score_grid import (
     _MIN_EXPONENT,
@@ -93,21 +97,43 @@ def fixed_weights(w: jax.Array) -> jax.Array:
     return xp.round(w.astype(xp.float64) * 2.0**WEIGHT_BITS).astype(xp.int64)
 
 
+SQUARE_BITS = 2 * WEIGHT_BITS - UNIT_SQUARE_SHIFT  # 48: a weight of 1 is 2**16 in the high limb, its count >> 16
+"""A positive row's squared weight ``w**2`` is counted in units of ``2**-48`` (``1e-6`` squared is 281 units), as
+two int64 limbs (:func:`square_limbs`), so that the sums are exact integers and merge in any order."""
+SQUARED_WEIGHT_LIMIT = 2.0**16
+"""Weights above this count as this much in the squares (the cells' values read them only as an estimate), so that
+a cell's squares stay within int64: below ``2**16`` times its weight, itself below ``2**31``."""
+
+
+def square_limbs(w: jax.Array, positive: jax.Array) -> jax.Array:
+    """int64 ``[..., 2]``: ``(floor(q), round((q - floor(q)) * 2**32))`` with ``q = min(w, 2**16)**2 * 2**16`` for
+    positive entries (``positive`` bool), 0 for the others: the squared weight in units of ``2**-48`` as a high and a
+    low limb; a cell adds each limb apart (:func:`~evaluators.ranking_positions.positive_units` reads them)."""
+    xp = array_namespace(w)
+    capped = xp.minimum(w.astype(xp.float64), SQUARED_WEIGHT_LIMIT)
+    q = capped * capped * 2.0 ** (SQUARE_BITS - 32)
+    high = xp.floor(q)
+    low = xp.round((q - high) * 2.0**32)
+    return xp.stack([xp.where(positive, high, 0.0), xp.where(positive, low, 0.0)], axis=-1).astype(xp.int64)
+
+
 @dataclass(frozen=True)
 class ScoreHistogram(Statistic):
     """Weighted counts of scores by label: every distinct score while there are few enough, else the occupied
     bins of a fine, fixed grid.
 
     Stored state (what :meth:`merge` takes, checkpoints and ``statistics.npz`` keep): ``{"keys":
-    int64 [m] (class << 32 | bin, ascending), "counts": int64 [m, 2] (negatives, positives; see
-    :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m], "rounded": int64 [2]}``, cells
-    sorted by class and score; ``rounded`` counts the (row, class) entries of each label whose weight the
-    fixed point rounded (:func:`rounded_rows`). Binned, one cell per occupied (class, bin). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in
-    the same fixed point, so a cell knows where its negatives and its positives lie on average. ``ties`` is the
-    bin's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
-    when it holds several (order within the bin unknown). Its size follows the data (about 32 bytes
-    per occupied bin), not the grid; merging is a sorted union of keys with integer sums, so the
-    merged state does not depend on sharding or merge order.
+    int64 [m] (class << 32 | cell, ascending; :func:`~evaluators.score_grid.score_cells`), "counts": int64 [m, 2]
+    (negatives, positives; see :data:`WEIGHT_BITS`), "sums": int64 [m, 2], "ties": float64 [m], "squares": int64
+    [m, 2], "rounded": int64 [2]}``, cells sorted by class and score; ``rounded`` counts the (row, class) entries of
+    each label whose weight the fixed point rounded (:func:`rounded_rows`). Binned, one cell per occupied (class,
+    cell). ``sums`` adds each row's weight times its position within the bin (:func:`bin_positions`), in the same
+    fixed point, so a cell knows where its negatives and its positives lie on average; ``squares`` adds each
+    positive row's squared weight (:func:`square_limbs`), so a cell knows how many rows' worth its positives are.
+    ``ties`` is the cell's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
+    when it holds several (order within the cell unknown). Its size follows the data (64 bytes per occupied cell),
+    not the grid; merging is a sorted union of keys with integer sums, so the merged state does not depend on
+    sharding or merge order.
 
     While its rows hold at most ``exact_cells`` distinct (class, score) pairs the state is *exact*: one
     cell per distinct score (ascending by class, then score; a bin may hold several cells), each with its
@@ -117,8 +143,9 @@ class ScoreHistogram(Statistic):
     an exact state on the host (:meth:`folds_on_host`); the compiled update only ever sees binned states.
 
     Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
-    ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "lo": float64 [K, B], "hi": float64 [K, B]}`` with each bin's
-    lowest and highest score; :meth:`stored` keeps its occupied bins at the end of the unit.
+    ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "squares": int64 [K, 2, B] (limbs), "lo": float64 [K, B],
+    "hi": float64 [K, B]}`` over the ``B`` cells of a class (:meth:`cell_count`) with each cell's lowest and highest
+    score; :meth:`stored` keeps its occupied cells at the end of the unit.
 
     With ``track_ties=False`` (the bootstrap-replicate variant) the state is the dense float64
     ``{"counts": [K, 2, B], "lo": -inf, "hi": +inf}`` in both forms, every bin treated as holding
@@ -162,19 +189,19 @@ class ScoreHistogram(Statistic):
             # (a device state keeps its count as it is: reading it would wait for the update in flight)
             return state if not self.track_ties or "rounded" in state else {**state, "rounded": rounded_rows(state)}
         rounded = rounded_rows(state)
-        state = collapse_cells(state)
+        state = with_squares(collapse_cells(state))  # (the compiled update adds the squares of every batch)
         k, b = ranked_classes(self.task), self.cell_count()
         keys = np.asarray(state["keys"])
         cls, cell = keys >> CLASS_SHIFT, keys & _BIN_MASK
-        counts = np.zeros((k, 2, b), np.int64)
-        counts[cls, :, cell] = state["counts"]
-        sums = np.zeros((k, 2, b), np.int64)
-        sums[cls, :, cell] = state["sums"]
+        dense = {}
+        for name in summed_leaves(state):
+            dense[name] = np.zeros((k, 2, b), np.int64)
+            dense[name][cls, :, cell] = state[name]
         lo, hi = np.full((k, b), np.inf), np.full((k, b), -np.inf)
         ties = np.asarray(state["ties"])
         lo[cls, cell] = np.where(np.isnan(ties), -np.inf, ties)
         hi[cls, cell] = np.where(np.isnan(ties), np.inf, ties)
-        return {"counts": counts, "sums": sums, "lo": lo, "hi": hi, "rounded": rounded}
+        return {**dense, "lo": lo, "hi": hi, "rounded": rounded}
 
     def working_on_device(self, state: State) -> State:
         if self.track_ties and is_sparse(state) and len(state["keys"]) == 0:
@@ -193,13 +220,13 @@ class ScoreHistogram(Statistic):
         sums = np.asarray(state["sums"]) if "sums" in state else np.zeros_like(counts)  # (no positions: all equal)
         cls, cell = np.nonzero((lo <= hi) | (counts != 0).any(axis=1))
         low, high = lo[cls, cell], hi[cls, cell]
-        return {
+        summed = {"counts": counts, "sums": sums, **({"squares": state["squares"]} if "squares" in state else {})}
+        cells = {
             "keys": (cls.astype(np.int64) << CLASS_SHIFT) | cell,
-            "counts": np.ascontiguousarray(counts[cls, :, cell]),
-            "sums": np.ascontiguousarray(sums[cls, :, cell]),
+            **{name: np.ascontiguousarray(np.asarray(leaf)[cls, :, cell]) for name, leaf in summed.items()},
             "ties": np.where(low == high, low, np.nan),
-            "rounded": rounded_rows(state),
         }
+        return {**canonical_squares(cells), "rounded": rounded_rows(state)}
 
     def update(self, state: State, batch: Batch) -> State:
         scores, order, positive, w = one_vs_rest(self.task, batch)
@@ -215,12 +242,14 @@ class ScoreHistogram(Statistic):
         label = positive.astype(bool)
         rounded = state["rounded"] + jnp.stack([jnp.sum(inexact & ~label), jnp.sum(inexact & label)])
         sums = add_at(state["sums"], index, fixed_weights(w * bin_positions(scores, self.precision_bits)))
+        squares = _add_squares(self.task, state["squares"], batch, bins, positive, w)
         cell = (cls * b + bins).reshape(-1)
         s = _without_negative_zero(order.astype(jnp.float64).reshape(-1))  # (as row_cells)
         live = (w > 0).reshape(-1)
         lo = state["lo"].reshape(-1).at[cell].min(jnp.where(live, s, jnp.inf), mode="promise_in_bounds")
         hi = state["hi"].reshape(-1).at[cell].max(jnp.where(live, s, -jnp.inf), mode="promise_in_bounds")
-        return {"counts": counts, "sums": sums, "lo": lo.reshape(k, b), "hi": hi.reshape(k, b), "rounded": rounded}
+        lo, hi = lo.reshape(k, b), hi.reshape(k, b)
+        return {"counts": counts, "sums": sums, "squares": squares, "lo": lo, "hi": hi, "rounded": rounded}
 
     def refuse_weights(self, weights: np.ndarray) -> None:
         if self.track_ties:  # (bootstrap replicates count in float64)
@@ -251,13 +280,14 @@ class ScoreHistogram(Statistic):
         if binned and self.runs_on_host() and self._fills_grid(batch):
             return merge_cells(state, self._grid_update(batch), self.exact_cells)
         if self.runs_on_host():
-            keys, label, weight, moment, order, live, inexact = row_cells(self, batch)
+            keys, label, weight, moment, order, live, inexact, square = row_cells(self, batch)
         else:  # (sigmoid and softmax: the compiled update's own functions)
             with jax.enable_x64(True):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
-                keys, label, weight, moment, order, live, inexact = compiled
+                keys, label, weight, moment, order, live, inexact, square = compiled
         cells = compact_cells if binned else exact_row_cells
-        rows = cells(keys[live], label[live], weight[live], moment[live], order[live])
+        square = None if (weight[live] == 1 << WEIGHT_BITS).all() else square[live]  # (weights of 1: implied)
+        rows = cells(keys[live], label[live], weight[live], moment[live], order[live], square)
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
         return merge_cells(state, rows, self.exact_cells)
@@ -266,11 +296,11 @@ class ScoreHistogram(Statistic):
         return self.runs_on_host()
 
     def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
-        keys, label, weight, moment, score, live, inexact = row_cells(self, batch)
+        keys, label, weight, moment, score, live, inexact, square = row_cells(self, batch)
         entry_group = np.repeat(group, ranked_classes(self.task))  # (row_cells: the [n, K] entries row by row)
         rounded = inexact & live
         rounded = np.bincount(2 * entry_group[rounded] + (label[rounded] == 1), minlength=2 * groups)
-        columns = (keys[live], label[live], weight[live], moment[live], score[live], entry_group[live])
+        columns = (keys[live], label[live], weight[live], moment[live], score[live], square[live], entry_group[live])
         cells, bounds = exact_cells_by_group(*columns)
         out = []
         for g in range(groups):
@@ -278,6 +308,7 @@ class ScoreHistogram(Statistic):
             state = {name: column[first:last] for name, column in cells.items()}
             if last - first > self.exact_cells:  # (the rows need bins: what merging them would make of them)
                 state = collapse_cells(state)
+            state = canonical_squares(state)
             out.append({**state, "rounded": rounded[2 * g : 2 * g + 2].astype(np.int64)})
         return out
 
@@ -293,29 +324,38 @@ class ScoreHistogram(Statistic):
         integer ``add.at`` of counts and positions, ``minimum.at`` / ``maximum.at`` of each cell's scores. The
         state :func:`compact_cells` sorts the same rows into, and the compiled update's."""
         k, b = ranked_classes(self.task), self.cell_count()
-        counts, sums = np.zeros(2 * k * b, np.int64), np.zeros(2 * k * b, np.int64)
+        counts, sums, squares = (np.zeros(2 * k * b, np.int64) for _ in range(3))
         low, high = np.full(k * b, np.inf), np.full(k * b, -np.inf)
         rounded = np.zeros(2, np.int64)
+        weighted = False
         n = len(batch["predictions"])
         for first in range(0, n, HOST_CHUNK_ROWS):
             step = {name: column[first : first + HOST_CHUNK_ROWS] for name, column in batch.items()}
-            cell, positive, weight, moment, score, inexact = _grid_rows(self, step)
+            cell, positive, weight, moment, score, inexact, square = _grid_rows(self, step)
+            if square is not None and not weighted:  # the rows so far all weighed 1: their squares are implied
+                weighted = True
+                squares[0::2] = counts[1::2] >> UNIT_SQUARE_SHIFT
             pair = 2 * cell + positive
             np.add.at(counts, pair, weight)
             np.add.at(sums, pair, moment)
             np.minimum.at(low, cell, score)
             np.maximum.at(high, cell, score)
+            if weighted and square is None:  # (weights of 1: the high limb of each positive's square)
+                np.add.at(squares, 2 * cell[positive], 1 << UNIT_SQUARE_SHIFT)
+            elif weighted:
+                np.add.at(squares, 2 * cell, square[:, 0])
+                np.add.at(squares, 2 * cell + 1, square[:, 1])
             if inexact is not None:
                 rounded += np.count_nonzero(inexact & ~positive), np.count_nonzero(inexact & positive)
         occupied = np.flatnonzero(low <= high)
         low, high = low[occupied], high[occupied]
-        return {
+        summed = {"counts": counts, "sums": sums, **({"squares": squares} if weighted else {})}
+        cells = {
             "keys": ((occupied // b) << CLASS_SHIFT) | (occupied % b),
-            "counts": counts.reshape(-1, 2)[occupied],
-            "sums": sums.reshape(-1, 2)[occupied],
+            **{name: leaf.reshape(-1, 2)[occupied] for name, leaf in summed.items()},
             "ties": np.where(low == high, low, np.nan),
-            "rounded": rounded,
         }
+        return {**canonical_squares(cells), "rounded": rounded}
 
     def folds_on_host(self, state: State, batch: Batch) -> bool:
         return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)
@@ -387,8 +427,9 @@ job's per-slice batches) instead of scattered into a working histogram of the wh
 GRID_ROWS_PER_CELL = 1 / 8
 """A host batch of a binned :class:`ScoreHistogram` with at least this many (row, class) entries per cell of
 the (class, bin) grid is counted over that grid (:meth:`ScoreHistogram._grid_update`) rather than sorted."""
-WORKING_BYTES_PER_BIN = 48
-"""The working histogram's bytes per (class, bin): counts and sums for both labels, lowest and highest score."""
+WORKING_BYTES_PER_BIN = 64
+"""The working histogram's bytes per (class, cell): counts and sums for both labels, the positives' squared weights,
+lowest and highest score."""
 MAX_WORKING_BYTES = 1 << 30
 """Above this working-histogram size (more than about 280 classes at 10 bits) every batch is sorted into
 the stored form instead."""
@@ -405,11 +446,28 @@ def _empty_working(classes: int, bins: int) -> Callable[[], State]:
             return {
                 "counts": counts,
                 "sums": jnp.zeros_like(counts),
+                "squares": jnp.zeros_like(counts),
                 "lo": jnp.full((classes, bins), jnp.inf, jnp.float64),
                 "hi": jnp.full((classes, bins), -jnp.inf, jnp.float64),
             }
 
     return jax.jit(empty)
+
+
+def _add_squares(task: Task, squares: jax.Array, batch: Batch, cells: jax.Array, positive: jax.Array, w: jax.Array):
+    """``squares`` (working, int64 ``[K, 2, B]``: limbs by class and cell) plus the squared weights of the batch's
+    positive entries (``cells``, ``positive``, ``w``: ``[n, K]``). A multiclass row has one positive entry, its
+    target's: only those are added (one entry a row instead of ``K``)."""
+    k, _, b = squares.shape
+    if task.kind is TaskKind.MULTICLASS:
+        target = jnp.clip(jnp.asarray(batch["targets"]).astype(jnp.int32), 0, k - 1)[:, None]
+        cell, weight = jnp.take_along_axis(cells, target, axis=1), w[:, :1]  # (w: the row's weight, 0 if ignored)
+        limbs = square_limbs(weight, jnp.take_along_axis(positive, target, axis=1) == 1)
+    else:
+        target = jnp.arange(k, dtype=jnp.int32)[None, :]
+        cell, limbs = cells, square_limbs(w, positive == 1)
+    squares = add_at(squares, (target * 2) * b + cell, limbs[..., 0])
+    return add_at(squares, (target * 2 + 1) * b + cell, limbs[..., 1])
 
 
 def _without_negative_zero(scores: Any) -> Any:
@@ -420,8 +478,8 @@ def _without_negative_zero(scores: Any) -> Any:
 
 def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """A batch -> flat ``(keys int64, label int32, weight int64, weighted position int64, score float64,
-    live bool, weight rounded bool)``, one entry per (row, class); NumPy for host columns, traced under
-    :func:`_compiled_row_cells`."""
+    live bool, weight rounded bool, squared weight int64 [., 2] (:func:`square_limbs`))``, one entry per (row, class);
+    NumPy for host columns, traced under :func:`_compiled_row_cells`."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     xp = array_namespace(w)
     cls = xp.arange(scores.shape[1], dtype=xp.int64)[None, :]
@@ -432,12 +490,13 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     fixed = fixed_weights(w)
     inexact = fixed.astype(xp.float64) != w * 2.0**WEIGHT_BITS
     flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)
-    return tuple(a.reshape(-1) for a in flat)
+    return (*(a.reshape(-1) for a in flat), square_limbs(w, positive == 1).reshape(-1, 2))
 
 
 def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """Host rows -> flat ``(grid cell (class * cells + cell), positive bool, weight int64, weighted position int64,
-    score float64, weight rounded bool or None)`` of the live (row, class) entries: :func:`row_cells` for NumPy in
+    score float64, weight rounded bool or None, squared weight int64 [., 2] or None)`` of the live (row, class) entries
+    (None: every weight is 1): :func:`row_cells` for NumPy in
     fewer passes (the cell's bin and the position share one float32 bit pattern; rows of weight 1, the common case, take
     ``2**32`` and the position's exact fixed point without rounding), the same integers."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
@@ -468,10 +527,11 @@ def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
             (position * 2.0**WEIGHT_BITS).astype(np.int64),
             score,
             None,
+            None,
         )
     fixed = fixed_weights(w)
     inexact = fixed.astype(np.float64) != w * 2.0**WEIGHT_BITS
-    return cell, positive, fixed, fixed_weights(w * position), score, inexact
+    return cell, positive, fixed, fixed_weights(w * position), score, inexact, square_limbs(w, positive)
 
 
 @cache

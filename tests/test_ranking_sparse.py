@@ -100,8 +100,10 @@ def test_small_and_large_batches_give_identical_states(task):
         state = acc.update(state, batch, to_host=False)
     (folded,) = acc.to_host(state)
     assert len(whole["keys"]) > 1000
-    for key in ("keys", "counts", "sums", "ties"):
-        np.testing.assert_array_equal(folded[key], whole[key])
+    assert set(folded) == set(whole)  # (squares where some weight is not 1)
+    for key in ("keys", "counts", "sums", "ties", "squares"):
+        if key in whole:
+            np.testing.assert_array_equal(folded[key], whole[key])
     classes = np.asarray(whole["keys"]) >> CLASS_SHIFT
     assert set(np.unique(classes)) == set(range(1 if task.kind.value == "binary" else task.classes))
 
@@ -231,7 +233,8 @@ def _densify(npz: bytes, index: bytes, statistics: list[ScoreHistogram | None]) 
                 continue
             prefix = f"s{s}/t{t}"
             sparse = {k: arrays.pop(f"{prefix}/{k}") for k in ("keys", "counts", "sums", "ties")}
-            arrays.pop(f"{prefix}/rounded", None)  # (counted since)
+            for since in ("rounded", "squares"):  # (counted since)
+                arrays.pop(f"{prefix}/{since}", None)
             working = stat.working(sparse)
             arrays[f"{prefix}/counts"] = working["counts"] / 2.0**WEIGHT_BITS
             arrays[f"{prefix}/lo"], arrays[f"{prefix}/hi"] = working["lo"], working["hi"]
@@ -331,7 +334,8 @@ def test_merged_state_is_identical_whatever_the_sharding(exact_cells):
             merged = stat.merge(other, merged)
         results.append(merged)
     for other in results[1:]:
-        for key in ("keys", "counts", "sums", "ties", "rounded"):
+        assert set(other) == set(results[0]) and "squares" in other  # (weighted rows)
+        for key in ("keys", "counts", "sums", "ties", "squares", "rounded"):
             np.testing.assert_array_equal(other[key], results[0][key])
     assert is_exact(results[0]) == (exact_cells == 1 << 20)
 
@@ -353,7 +357,8 @@ def test_a_state_turned_binned_by_the_compiled_update_keeps_its_count_of_rounded
     (folded,) = acc.update((first,), large)
     (alone,) = acc.update(acc.zero(), large)
     merged = stat.merge(first, alone)
-    for key in ("keys", "counts", "sums", "ties", "rounded"):
+    assert set(folded) == set(merged) and "squares" in folded  # (weights of 0.1)
+    for key in ("keys", "counts", "sums", "ties", "squares", "rounded"):
         np.testing.assert_array_equal(folded[key], merged[key])
     assert folded["rounded"].sum() == 20_003
 
