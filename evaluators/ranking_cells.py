@@ -173,7 +173,12 @@ def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, val
 
 
 def compact_cells(
-    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, square: np.ndarray
+    keys: np.ndarray,
+    label: np.ndarray,
+    weight: np.ndarray,
+    moment: np.ndarray,
+    score: np.ndarray,
+    square: np.ndarray | None,
 ) -> State:
     """Rows' cells ``[r]`` (``square``: ``[r, 2]``, see :func:`~evaluators.ranking_statistics.square_limbs`) -> a
     binned :class:`ScoreHistogram` state, one cell per key (summed integer counts, weighted positions and positives'
@@ -212,7 +217,12 @@ def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = Fa
 
 
 def exact_row_cells(
-    keys: np.ndarray, label: np.ndarray, weight: np.ndarray, moment: np.ndarray, score: np.ndarray, square: np.ndarray
+    keys: np.ndarray,
+    label: np.ndarray,
+    weight: np.ndarray,
+    moment: np.ndarray,
+    score: np.ndarray,
+    square: np.ndarray | None,
 ) -> State:
     """Rows' cells ``[r]`` -> an exact :class:`ScoreHistogram` state: one cell per distinct (class, score),
     ascending, with the rows' summed integer counts, weighted positions and positives' squared weights, and the
@@ -234,7 +244,7 @@ def exact_cells_by_group(
     weight: np.ndarray,
     moment: np.ndarray,
     score: np.ndarray,
-    square: np.ndarray,
+    square: np.ndarray | None,
     group: np.ndarray,
 ) -> tuple[State, np.ndarray]:
     """Rows' cells ``[r]`` with each row's group -> the cells of :func:`exact_row_cells` for every group at once

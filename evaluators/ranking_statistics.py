@@ -286,7 +286,8 @@ class ScoreHistogram(Statistic):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
                 keys, label, weight, moment, order, live, inexact, square = compiled
         cells = compact_cells if binned else exact_row_cells
-        square = None if (weight[live] == 1 << WEIGHT_BITS).all() else square[live]  # (weights of 1: implied)
+        if square is not None:  # (weights of 1: implied by the counts)
+            square = None if (weight[live] == 1 << WEIGHT_BITS).all() else square[live]
         rows = cells(keys[live], label[live], weight[live], moment[live], order[live], square)
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
@@ -300,7 +301,8 @@ class ScoreHistogram(Statistic):
         entry_group = np.repeat(group, ranked_classes(self.task))  # (row_cells: the [n, K] entries row by row)
         rounded = inexact & live
         rounded = np.bincount(2 * entry_group[rounded] + (label[rounded] == 1), minlength=2 * groups)
-        columns = (keys[live], label[live], weight[live], moment[live], score[live], square[live], entry_group[live])
+        square = None if square is None else square[live]
+        columns = (keys[live], label[live], weight[live], moment[live], score[live], square, entry_group[live])
         cells, bounds = exact_cells_by_group(*columns)
         out = []
         for g in range(groups):
@@ -478,7 +480,8 @@ def _without_negative_zero(scores: Any) -> Any:
 
 def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """A batch -> flat ``(keys int64, label int32, weight int64, weighted position int64, score float64,
-    live bool, weight rounded bool, squared weight int64 [., 2] (:func:`square_limbs`))``, one entry per (row, class);
+    live bool, weight rounded bool, squared weight int64 [., 2] (:func:`square_limbs`; None for host rows that all
+    weigh 1))``, one entry per (row, class);
     NumPy for host columns, traced under :func:`_compiled_row_cells`."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     xp = array_namespace(w)
@@ -490,7 +493,8 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     fixed = fixed_weights(w)
     inexact = fixed.astype(xp.float64) != w * 2.0**WEIGHT_BITS
     flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)
-    return (*(a.reshape(-1) for a in flat), square_limbs(w, positive == 1).reshape(-1, 2))
+    unit = xp is np and bool((w == 1).all())  # (host rows of weight 1: squares implied by the counts)
+    return (*(a.reshape(-1) for a in flat), None if unit else square_limbs(w, positive == 1).reshape(-1, 2))
 
 
 def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:

@@ -28,7 +28,6 @@ _MIN_EXPONENT = 40  # scores closer than 2**-40 to 0 or 1 share the end bins
 DEFAULT_SCORE_DECIMALS = 3
 """Scores with at most this many decimals keep cells of their own beyond ``exact_cells`` (``score_decimals``)."""
 MAX_SCORE_DECIMALS = 5
-_SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 
 
 def bin_count(precision_bits: int) -> int:
@@ -84,32 +83,58 @@ def decimal_offsets(order: Any, decimals: int) -> Any:
     ``x`` of ``order``, with ``m`` its nearest rounded score's index (``round(x * 10**decimals)``, clipped to ``[0,
     10**decimals]``) and ``a <= b`` that rounded score's float64 and float32 values (:func:`rounded_values`, exact
     tables: a nearest index off by one still counts ``x`` in the right interval). Constant below 0 and above 1;
-    subnormal values count as 0 (the compiled update's comparisons flush them), so they share 0's cell."""
+    subnormal values of ``order``'s dtype count as 0 (the compiled update's comparisons flush them), so they share
+    0's cell. Float32 values on the host compare in float32 (:func:`float32_thresholds`), the same answers."""
     xp = array_namespace(order)
     scale = 10**decimals
-    low, high = rounded_values(decimals)
-    x = order.astype(xp.float64)
+    floating = xp.issubdtype(order.dtype, xp.floating)
+    tiny = float(np.finfo(order.dtype).tiny) if floating else 0.0
     if xp is not np:
-        x = xp.where(xp.abs(x) < _SMALLEST_NORMAL, 0.0, x)  # (as XLA reads them anyway)
+        low, high = rounded_values(decimals)
+        x = xp.where(xp.abs(order) < tiny, 0.0, order).astype(xp.float64)  # (as XLA may read them anyway)
         m = xp.clip(xp.rint(x * scale), 0, scale).astype(xp.int32)
         a, b = jnp.asarray(low)[m], jnp.asarray(high)[m]
         return 4 * m + (x >= a).astype(xp.int32) + (x > a) + (x >= b) + (x > b)
-    t = np.rint(x * scale)
+    x = order if order.dtype == np.float32 else order.astype(np.float64)
+    t = np.rint(x * x.dtype.type(scale))
     np.clip(t, 0, scale, out=t)
     m = t.astype(np.intp)
     near_zero = np.flatnonzero(m == 0)  # (usually few: where a subnormal may be)
     if len(near_zero):
-        flat = x.reshape(-1) if x is not order else x.reshape(-1).copy()
-        flat[near_zero] = np.where(np.abs(flat[near_zero]) < _SMALLEST_NORMAL, 0.0, flat[near_zero])
+        flat = x.reshape(-1).copy()
+        flat[near_zero] = np.where(np.abs(flat[near_zero]) < tiny, 0.0, flat[near_zero])
         x = flat.reshape(x.shape)
-    a, b = low.take(m), high.take(m)  # (1-D gathers: several times faster than one of pairs)
-    steps = (x >= a).astype(np.int32)
-    steps += x > a
-    steps += x >= b
-    steps += x > b
+    if x.dtype == np.float32:
+        bounds = float32_thresholds(decimals)  # x >= a, x > a, x >= b, x > b as x >= each
+        steps = (x >= bounds[0].take(m)).astype(np.int32)
+        for bound in bounds[1:]:
+            steps += x >= bound.take(m)
+    else:
+        low, high = rounded_values(decimals)
+        a, b = low.take(m), high.take(m)  # (1-D gathers: several times faster than one of pairs)
+        steps = (x >= a).astype(np.int32)
+        steps += x > a
+        steps += x >= b
+        steps += x > b
     m *= 4
     m += steps
     return m.astype(np.int32)
+
+
+@cache
+def float32_thresholds(decimals: int) -> np.ndarray:
+    """float32 ``[4, 10**decimals + 1]``: for each rounded score's ``a <= b`` (:func:`rounded_values`), the least
+    float32 ``>= a``, ``> a``, ``>= b`` and ``> b``: a float32 ``x`` is ``>= a`` exactly when it is ``>=`` the first,
+    and so on (each comparison of a float32 with a float64, made with float32 alone)."""
+    rows = []
+    for value in rounded_values(decimals):
+        nearest = value.astype(np.float32)
+        at_least = np.where(nearest < value, np.nextafter(nearest, np.float32(np.inf)), nearest)
+        above = np.where(nearest <= value, np.nextafter(nearest, np.float32(np.inf)), nearest)
+        rows += [at_least, above]
+    table = np.stack(rows).astype(np.float32)
+    table.flags.writeable = False
+    return table
 
 
 @cache

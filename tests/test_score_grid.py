@@ -90,6 +90,32 @@ def test_cells_follow_the_scores_and_a_rounded_score_has_its_own(decimals, bits)
     np.testing.assert_array_equal(np.asarray(compiled), cells)
 
 
+@pytest.mark.parametrize("decimals", [1, 2, 3])
+def test_float32_cells_follow_the_scores_on_the_host_and_compiled_alike(decimals):
+    import jax
+
+    rng = np.random.default_rng(decimals + 10)
+    rounded = (np.arange(10**decimals + 1) / 10**decimals).astype(np.float32)
+    parts = [
+        rounded,
+        np.nextafter(rounded, np.float32(-1)),
+        np.nextafter(rounded, np.float32(2)),
+        rng.random(20_000).astype(np.float32),
+        np.array([0.0, 1.0, 0.5, 1e-40, 1e-30], np.float32),  # 1e-40: a float32 subnormal, counted as 0
+    ]
+    values = np.unique(np.concatenate(parts))
+    values = values[(values >= 0) & (values <= 1)]
+    cells = score_cells(values, values, 10, decimals)
+    subnormal = (values > 0) & (values < np.finfo(np.float32).tiny)
+    assert subnormal.any() and (cells[subnormal] == cells[values == 0]).all()
+    _assert_cells_follow(values[~subnormal], cells[~subnormal], set(rounded.astype(np.float64).tolist()))
+    with jax.enable_x64(True):
+        compiled = jax.jit(lambda x: score_cells(x, x, 10, decimals))(values)
+    np.testing.assert_array_equal(np.asarray(compiled), cells)
+    wide = values[~subnormal].astype(np.float64)  # the same scores in float64: the same cells
+    np.testing.assert_array_equal(score_cells(wide, wide, 10, decimals), cells[~subnormal])
+
+
 def test_logit_cells_follow_the_logits():
     # binary and multilabel logits order by the logit: rounded values between 0 and 1 get cells, the rest keep bins
     rng = np.random.default_rng(3)
