@@ -18,6 +18,8 @@ sharding or merge order; a bin holds up to 2**31 (about 2.1e9) rows of weight 1.
 CLASS_SHIFT = 32
 """A stored cell's key is ``class << 32 | bin``: cells sort by class, then by score."""
 _BIN_MASK = (1 << CLASS_SHIFT) - 1
+Column = np.ndarray
+"""One value per (row, class) entry of a batch (``[r]``; ``square``: ``[r, 2]``)."""
 
 BATCH_WEIGHT_LIMIT = FIXED_SUM_LIMIT
 """The rows of one batch folded into a ranking state weigh less than this in all: ``2**31`` times ``2**WEIGHT_BITS`` is
@@ -173,12 +175,7 @@ def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, val
 
 
 def compact_cells(
-    keys: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray,
-    moment: np.ndarray,
-    score: np.ndarray,
-    square: np.ndarray | None,
+    keys: Column, label: Column, weight: Column, moment: Column, score: Column, square: Column | None
 ) -> State:
     """Rows' cells ``[r]`` (``square``: ``[r, 2]``, see :func:`~evaluators.ranking_statistics.square_limbs`) -> a
     binned :class:`ScoreHistogram` state, one cell per key (summed integer counts, weighted positions and positives'
@@ -217,12 +214,7 @@ def _class_score_order(keys: np.ndarray, score: np.ndarray, presorted: bool = Fa
 
 
 def exact_row_cells(
-    keys: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray,
-    moment: np.ndarray,
-    score: np.ndarray,
-    square: np.ndarray | None,
+    keys: Column, label: Column, weight: Column, moment: Column, score: Column, square: Column | None
 ) -> State:
     """Rows' cells ``[r]`` -> an exact :class:`ScoreHistogram` state: one cell per distinct (class, score),
     ascending, with the rows' summed integer counts, weighted positions and positives' squared weights, and the
@@ -239,13 +231,7 @@ def exact_row_cells(
 
 
 def exact_cells_by_group(
-    keys: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray,
-    moment: np.ndarray,
-    score: np.ndarray,
-    square: np.ndarray | None,
-    group: np.ndarray,
+    keys: Column, label: Column, weight: Column, moment: Column, score: Column, square: Column | None, group: Column
 ) -> tuple[State, np.ndarray]:
     """Rows' cells ``[r]`` with each row's group -> the cells of :func:`exact_row_cells` for every group at once
     (one sort by group, class and score), and the index at which each group's cells start (``[groups + 1]``: group
