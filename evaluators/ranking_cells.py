@@ -79,6 +79,8 @@ def _empty_cells() -> State:
 SUMMED = ("counts", "sums", "squares")
 """The leaves of a cell that add when cells merge (int64 ``[m, 2]`` each). ``squares`` (the positives' squared
 weights) is held only where it says more than the counts do (:func:`canonical_squares`)."""
+LIMB_BITS = 32
+"""The low limb of the squares holds ``2**-32`` of the high one's unit."""
 UNIT_SQUARE_SHIFT = 16
 """A positive row of weight 1 adds ``2**32`` to its cell's count and ``2**16`` to the high limb of its squares
 (:func:`~evaluators.ranking_statistics.square_limbs`, in units of ``2**-(2 * 32 - 16)``): squares of rows of weight 1
@@ -91,9 +93,19 @@ def summed_leaves(state: State) -> tuple[str, ...]:
 
 
 def implied_squares(counts: np.ndarray) -> np.ndarray:
-    """int64 ``[m, 2]``: the squares of cells whose positive rows all weigh 1, from their ``counts [m, 2]``."""
-    counts = np.asarray(counts, np.int64)
-    return np.stack([counts[:, 1] >> UNIT_SQUARE_SHIFT, np.zeros(len(counts), np.int64)], axis=1)
+    """int64 ``[m, 2]``: the squares of cells whose positive rows all weigh 1, from their ``counts [m, 2]``: the
+    positives' count over ``2**16`` as two limbs (exact, so that it adds like the counts: the squares a state stored
+    before them is read with, units of 1)."""
+    positives = np.asarray(counts, np.int64)[:, 1]
+    low = (positives & ((1 << UNIT_SQUARE_SHIFT) - 1)) << (LIMB_BITS - UNIT_SQUARE_SHIFT)
+    return np.stack([positives >> UNIT_SQUARE_SHIFT, low], axis=1)
+
+
+def carried(squares: np.ndarray) -> np.ndarray:
+    """Squares' limbs with the low limb's carry moved into the high one (low limb below ``2**32``): the one pair of
+    limbs of each total, whichever sums of rows and states made it."""
+    squares = np.asarray(squares, np.int64)
+    return np.stack([squares[:, 0] + (squares[:, 1] >> LIMB_BITS), squares[:, 1] & ((1 << LIMB_BITS) - 1)], axis=1)
 
 
 def with_squares(state: State) -> State:
@@ -102,12 +114,15 @@ def with_squares(state: State) -> State:
 
 
 def canonical_squares(state: State) -> State:
-    """``state`` without its ``squares`` where the counts imply them (every positive row of weight 1, the common
-    case: the state stays 48 bytes a cell), so that whether a state holds them is a function of its rows, and
-    states of unweighted rows merge as fast as before they were counted."""
-    if "squares" not in state or not np.array_equal(state["squares"], implied_squares(state["counts"])):
+    """``state`` with its ``squares`` :func:`carried`, and without them where the counts imply them (every positive
+    row of weight 1, the common case: the state stays 48 bytes a cell), so that whether a state holds them, and their
+    bits, are a function of its rows; states of unweighted rows merge as fast as before they were counted."""
+    if "squares" not in state:
         return state
-    return {name: leaf for name, leaf in state.items() if name != "squares"}
+    squares = carried(state["squares"])
+    if np.array_equal(squares, implied_squares(state["counts"])):
+        return {name: leaf for name, leaf in state.items() if name != "squares"}
+    return {**state, "squares": squares}
 
 
 def _alike(states: list[State]) -> list[State]:

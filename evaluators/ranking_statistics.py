@@ -167,6 +167,9 @@ class ScoreHistogram(Statistic):
         """Cells of a class's grid (``B`` of the working state): :func:`~evaluators.score_grid.cell_count`."""
         return cell_count(self.precision_bits, self.score_decimals)
 
+    def optional_leaves(self) -> tuple[str, ...]:
+        return ("squares",) if self.track_ties else ()  # (held where some weight is not 1: canonical_squares)
+
     def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
         """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
@@ -286,8 +289,7 @@ class ScoreHistogram(Statistic):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
                 keys, label, weight, moment, order, live, inexact, square = compiled
         cells = compact_cells if binned else exact_row_cells
-        if square is not None:  # (weights of 1: implied by the counts)
-            square = None if (weight[live] == 1 << WEIGHT_BITS).all() else square[live]
+        square = None if square is None else square[live]  # (None: weights of 1, implied by the counts)
         rows = cells(keys[live], label[live], weight[live], moment[live], order[live], square)
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)

@@ -99,10 +99,12 @@ def decimal_offsets(order: Any, decimals: int) -> Any:
     t = np.rint(x * x.dtype.type(scale))
     np.clip(t, 0, scale, out=t)
     m = t.astype(np.intp)
-    near_zero = np.flatnonzero(m == 0)  # (usually few: where a subnormal may be)
+    near_zero = np.flatnonzero(m <= int(np.ceil(tiny * scale)))  # (usually few: where a subnormal may be)
     if len(near_zero):
         flat = x.reshape(-1).copy()
-        flat[near_zero] = np.where(np.abs(flat[near_zero]) < tiny, 0.0, flat[near_zero])
+        flushed = near_zero[np.abs(flat[near_zero]) < tiny]
+        flat[flushed] = 0.0
+        m.reshape(-1)[flushed] = 0  # (0's own index: a flushed value is 0)
         x = flat.reshape(x.shape)
     if x.dtype == np.float32:
         bounds = float32_thresholds(decimals)  # x >= a, x > a, x >= b, x > b as x >= each

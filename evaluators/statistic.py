@@ -140,6 +140,11 @@ class Statistic(abc.ABC):
         that overflowed). Default: nothing to check."""
         return None
 
+    def optional_leaves(self) -> tuple[str, ...]:
+        """Leaves of a dict state that it holds only at times (not in :meth:`zero`), which storage keeps and reads back
+        where they are. Default: none."""
+        return ()
+
     def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
         """The ``repr`` under which runs stored states that this statistic reads as its own (``statistics.json``),
         this one first: a statistic that gained a field lists the repr it had before, so runs stored then still load.

@@ -45,7 +45,7 @@ from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
 from pipelines.spec import JobSpec
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
-from pipelines.storage import flatten_state, join, unflatten_state
+from pipelines.storage import flatten_state, join, stored_state, unflatten_state
 from pipelines.unit_result import Partial, SliceKey, UnitResult
 
 CHECKPOINTS_DIR = "_checkpoints"
@@ -132,7 +132,7 @@ def decode_result(
         return tuple((c, v) for c, v in raw)
 
     states = {
-        key_of(raw): tuple(unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(acc.statistics))
+        key_of(raw): tuple(stored_state(st, f"s{s}/t{i}", arrays) for i, st in enumerate(acc.statistics))
         for s, raw in enumerate(header["states"])
     }
     bucket_states: dict[SliceKey, tuple[State, ...]] = {}

@@ -93,9 +93,18 @@ def flatten_state(state: State, prefix: str, out: dict[str, np.ndarray]) -> None
         out[prefix] = np.asarray(state)
 
 
-def unflatten_state(template: State, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
-    """Inverse of :func:`flatten_state`, shaped like ``template``. A tuple stored before its statistic's state gained
-    trailing array leaves (the regression moments' row count) comes back without them: the statistic reads it."""
+def stored_state(statistic: Statistic, prefix: str, arrays: Mapping[str, np.ndarray]) -> State:
+    """The state of ``statistic`` stored under ``prefix``: :func:`unflatten_state` of its zero state, with the leaves
+    it holds only at times (:meth:`~evaluators.statistic.Statistic.optional_leaves`) where they were stored."""
+    return unflatten_state(statistic.zero(), prefix, arrays, statistic.optional_leaves())
+
+
+def unflatten_state(
+    template: State, prefix: str, arrays: Mapping[str, np.ndarray], optional: tuple[str, ...] = ()
+) -> State:
+    """Inverse of :func:`flatten_state`, shaped like ``template`` (a dict also with those of its ``optional`` leaves
+    that were stored). A tuple stored before its statistic's state gained trailing array leaves (the regression
+    moments' row count) comes back without them: the statistic reads it."""
     if isinstance(template, tuple | list):
         leaves = []
         for i, leaf in enumerate(template):
@@ -106,7 +115,8 @@ def unflatten_state(template: State, prefix: str, arrays: Mapping[str, np.ndarra
         return tuple(leaves)
     if isinstance(template, dict):
         if all(isinstance(v, tuple | list | dict) or f"{prefix}/{k}" in arrays for k, v in template.items()):
-            return {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}
+            state = {k: unflatten_state(template[k], f"{prefix}/{k}", arrays) for k in template}
+            return {**state, **{k: arrays[f"{prefix}/{k}"] for k in optional if f"{prefix}/{k}" in arrays}}
         # a state stored in another layout of the same statistic (an older run's dense ranking histogram):
         # its own leaves, which the statistic's finalize still reads
         found = sorted({name[len(prefix) + 1 :].split("/")[0] for name in arrays if name.startswith(f"{prefix}/")})
@@ -243,7 +253,7 @@ def decode_statistics(
         )
     return {
         _slice_key(key): tuple(
-            unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in zip(positions, statistics, strict=True)
+            stored_state(st, f"s{s}/t{i}", arrays) for i, st in zip(positions, statistics, strict=True)
         )
         for s, key in enumerate(meta["slices"])
     }
@@ -276,7 +286,7 @@ def decode_stored(
         )
     arrays = _npz_arrays(npz)
     states = {
-        _slice_key(key): tuple(unflatten_state(st.zero(), f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))
+        _slice_key(key): tuple(stored_state(st, f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))
         for s, key in enumerate(meta["slices"])
     }
     bucket_states = {

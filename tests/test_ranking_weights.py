@@ -113,3 +113,75 @@ def test_squares_are_kept_only_where_a_weight_is_not_1_and_merge_either_way():
         assert set(merged) == set(whole)
         for key in whole:
             np.testing.assert_array_equal(merged[key], whole[key])
+
+
+def _weighted_state(statistic, rows, seed, weights=None):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.3).astype(np.int8)
+    s = np.round(rng.random(rows), 4)
+    w = rng.uniform(0.1, 3.0, rows) if weights is None else weights(rows)
+    acc = Accumulator([statistic])
+    return acc.to_host(acc.update(acc.zero(), {"predictions": s, "targets": y, "weights": w}))[0]
+
+
+def test_stored_runs_and_checkpoints_keep_the_squares():
+    # the squares are a leaf the zero state does not hold: storage reads them back where they were stored
+    from types import SimpleNamespace
+
+    from pipelines.checkpoints import decode_result, encode_result
+    from pipelines.storage import decode_statistics, decode_stored, encode_statistics, stored_state
+    from pipelines.unit_result import OVERALL, Partial, UnitResult
+
+    metric = catalog.build("average_precision", Task("binary"), {"exact_cells": 100})
+    state = _weighted_state(metric.statistic, 5_000, 1)
+    assert "squares" in state
+    npz, index = encode_statistics([metric.statistic], {OVERALL: (state,)}, slice_rows={OVERALL: 5_000})
+    unit = UnitResult(0, "unit-0", Partial({OVERALL: (state,)}, {}, {OVERALL: 5_000}), 5_000, 0.1, "here")
+    checkpoint = decode_result(
+        encode_result(unit), SimpleNamespace(index=0, key="unit-0"), Accumulator([metric.statistic]), None, 0
+    )
+    for loaded in (
+        decode_statistics([metric.statistic], npz, index)[OVERALL][0],
+        decode_stored([metric.statistic], [], npz, index).states[OVERALL][0],
+        checkpoint.partial.states[OVERALL][0],
+    ):
+        assert set(loaded) == set(state)
+        np.testing.assert_array_equal(loaded["squares"], state["squares"])
+        assert metric.compute(loaded) == metric.compute(state)
+    unit = _weighted_state(metric.statistic, 5_000, 1, weights=np.ones)
+    arrays = {"s0/t0/" + k: np.asarray(v) for k, v in unit.items()}
+    assert set(stored_state(metric.statistic, "s0/t0", arrays)) == set(unit)  # (none stored: none read)
+
+
+def test_weights_that_round_to_one_keep_their_squares_on_every_path():
+    # 1 + 1e-12 is 2**32 in the fixed point of the counts, not in the squares: every path keeps the same squares
+    rng = np.random.default_rng(2)
+    n = 40_000
+    batch = {
+        "predictions": rng.random(n),
+        "targets": (rng.random(n) < 0.3).astype(np.int8),
+        "weights": np.full(n, 1 + 1e-12),
+    }
+    statistic = catalog.build("average_precision", Task("binary"), {"exact_cells": 1000}).statistic
+    acc = Accumulator([statistic])
+    (whole,) = acc.to_host(acc.update(acc.zero(), batch))
+    state = acc.zero()
+    for rows in np.array_split(np.arange(n), 40):  # small batches: sorted on the host
+        state = acc.update(state, {k: v[rows] for k, v in batch.items()})
+    (pieces,) = acc.to_host(state)
+    assert "squares" in whole and set(pieces) == set(whole)
+    for key in whole:
+        np.testing.assert_array_equal(pieces[key], whole[key])
+
+
+def test_states_stored_before_the_squares_merge_in_any_order():
+    # a weighted state without squares (stored before them) is read with the squares its counts imply, exactly
+    # additive, so every order of merges gives the same bits
+    statistic = catalog.build("average_precision", Task("binary"), {"exact_cells": 0}).statistic
+    old_a, old_b = ({k: v for k, v in _weighted_state(statistic, 3_000, s).items() if k != "squares"} for s in (3, 4))
+    new = _weighted_state(statistic, 3_000, 5)
+    first = statistic.merge(statistic.merge(old_a, old_b), new)
+    for merged in (statistic.merge(old_a, statistic.merge(old_b, new)), statistic.merge_all([new, old_b, old_a])):
+        assert set(merged) == set(first)
+        for key in first:
+            np.testing.assert_array_equal(merged[key], first[key])

@@ -27,7 +27,7 @@ from sklearn import metrics as skm
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator, evaluate
-from evaluators.score_grid import cell_count, rounded_values, score_bins, score_cells
+from evaluators.score_grid import cell_count, decimal_offsets, rounded_values, score_bins, score_cells
 from evaluators.task import Task
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
@@ -114,6 +114,19 @@ def test_float32_cells_follow_the_scores_on_the_host_and_compiled_alike(decimals
     np.testing.assert_array_equal(np.asarray(compiled), cells)
     wide = values[~subnormal].astype(np.float64)  # the same scores in float64: the same cells
     np.testing.assert_array_equal(score_cells(wide, wide, 10, decimals), cells[~subnormal])
+
+
+@pytest.mark.parametrize("decimals", [3, 4, 5])
+def test_float16_subnormals_count_as_0_on_the_host_and_compiled_alike(decimals):
+    import jax
+
+    values = np.array([0.0, 1e-7, 3e-6, 5.5e-5, 6.2e-5, 1e-4, 0.5], np.float16)  # float16 subnormals below 6.1e-5
+    cells = score_cells(values, values, 10, decimals)
+    with jax.enable_x64(True):
+        compiled = jax.jit(lambda x: score_cells(x, x, 10, decimals))(values)
+    np.testing.assert_array_equal(np.asarray(compiled), cells)
+    offsets = decimal_offsets(values, decimals)
+    assert (offsets[:4] == offsets[0]).all() and offsets[4] > offsets[0]  # (the bins see float32 values)
 
 
 def test_logit_cells_follow_the_logits():
