@@ -101,6 +101,13 @@ def implied_squares(counts: np.ndarray) -> np.ndarray:
     return np.stack([positives >> UNIT_SQUARE_SHIFT, low], axis=1)
 
 
+def squared_weight_sums(squares: np.ndarray) -> np.ndarray:
+    """float64 ``[m]``: each cell's ``sum w**2`` from its ``squares`` limbs ``[m, 2]``, in the counts' unit (times
+    ``2**32``, as :data:`WEIGHT_BITS`): the high limb counts ``2**-16`` of ``w**2``, the low one ``2**-48``."""
+    squares = np.asarray(squares, np.float64)
+    return (squares[:, 0] + squares[:, 1] * 2.0**-LIMB_BITS) * 2.0 ** (WEIGHT_BITS - UNIT_SQUARE_SHIFT)
+
+
 def carried(squares: np.ndarray) -> np.ndarray:
     """Squares' limbs with the low limb's carry moved into the high one (low limb below ``2**32``): the one pair of
     limbs of each total, whichever sums of rows and states made it."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluators.ranking_cells import squared_weight_sums
+
 _ASYMPTOTIC_FROM = 10.0
 # Coefficients of y**-2k in the asymptotic series psi(y) ~ ln y - 1/(2y) - sum_k B_2k / (2k y**2k).
 _DIGAMMA_SERIES = (-1 / 12, 1 / 120, -1 / 252, 1 / 240, -1 / 132, 691 / 32760)
@@ -81,8 +83,7 @@ def positive_units(counts: np.ndarray, squares: np.ndarray | None) -> np.ndarray
     before them) or rounded to 0 (weights below about ``1e-7``), and where the cell has no positives."""
     if squares is None:
         return np.ones(len(counts))
-    squares = np.asarray(squares, np.float64)
-    total = (squares[:, 0] + squares[:, 1] * 2.0**-32) * 2.0**16  # (sum w**2 * 2**16) * 2**16: in the counts' unit
+    total = squared_weight_sums(squares)
     weight = np.asarray(counts[:, 1], np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((total > 0) & (weight > 0), total / weight, 1.0)

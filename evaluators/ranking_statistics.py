@@ -19,6 +19,7 @@ from evaluators.ranking_cells import (
     _BIN_MASK,
     CLASS_SHIFT,
     EXACT_CELLS,
+    LIMB_BITS,
     UNIT_SQUARE_SHIFT,
     WEIGHT_BITS,
     _empty_cells,
@@ -30,6 +31,7 @@ from evaluators.ranking_cells import (
     distinct_lower_bound,
     exact_cells_by_group,
     exact_row_cells,
+    implied_squares,
     is_exact,
     is_sparse,
     merge_cells,
@@ -111,9 +113,9 @@ def square_limbs(w: jax.Array, positive: jax.Array) -> jax.Array:
     low limb; a cell adds each limb apart (:func:`~evaluators.ranking_positions.positive_units` reads them)."""
     xp = array_namespace(w)
     capped = xp.minimum(w.astype(xp.float64), SQUARED_WEIGHT_LIMIT)
-    q = capped * capped * 2.0 ** (SQUARE_BITS - 32)
+    q = capped * capped * 2.0 ** (SQUARE_BITS - LIMB_BITS)
     high = xp.floor(q)
-    low = xp.round((q - high) * 2.0**32)
+    low = xp.round((q - high) * 2.0**LIMB_BITS)
     return xp.stack([xp.where(positive, high, 0.0), xp.where(positive, low, 0.0)], axis=-1).astype(xp.int64)
 
 
@@ -131,7 +133,8 @@ class ScoreHistogram(Statistic):
     fixed point, so a cell knows where its negatives and its positives lie on average; ``squares`` adds each
     positive row's squared weight (:func:`square_limbs`), so a cell knows how many rows' worth its positives are.
     ``ties`` is the cell's single distinct score when it holds one (its rows are true ties, computed exactly), NaN
-    when it holds several (order within the cell unknown). Its size follows the data (64 bytes per occupied cell),
+    when it holds several (order within the cell unknown). Its size follows the data (48 bytes per occupied cell, 64
+    with ``squares``, held only where some positive row's weight is not 1: :func:`canonical_squares`),
     not the grid; merging is a sorted union of keys with integer sums, so the merged state does not depend on
     sharding or merge order.
 
@@ -328,32 +331,31 @@ class ScoreHistogram(Statistic):
         integer ``add.at`` of counts and positions, ``minimum.at`` / ``maximum.at`` of each cell's scores. The
         state :func:`compact_cells` sorts the same rows into, and the compiled update's."""
         k, b = ranked_classes(self.task), self.cell_count()
-        counts, sums, squares = (np.zeros(2 * k * b, np.int64) for _ in range(3))
+        counts, sums = np.zeros(2 * k * b, np.int64), np.zeros(2 * k * b, np.int64)
+        squares = None  # (until a chunk's weights are not all 1: implied by the counts before)
         low, high = np.full(k * b, np.inf), np.full(k * b, -np.inf)
         rounded = np.zeros(2, np.int64)
-        weighted = False
         n = len(batch["predictions"])
         for first in range(0, n, HOST_CHUNK_ROWS):
             step = {name: column[first : first + HOST_CHUNK_ROWS] for name, column in batch.items()}
             cell, positive, weight, moment, score, inexact, square = _grid_rows(self, step)
-            if square is not None and not weighted:  # the rows so far all weighed 1: their squares are implied
-                weighted = True
-                squares[0::2] = counts[1::2] >> UNIT_SQUARE_SHIFT
+            if square is not None and squares is None:  # the rows so far all weighed 1: their squares are implied
+                squares = implied_squares(counts.reshape(-1, 2)).reshape(-1)
             pair = 2 * cell + positive
             np.add.at(counts, pair, weight)
             np.add.at(sums, pair, moment)
             np.minimum.at(low, cell, score)
             np.maximum.at(high, cell, score)
-            if weighted and square is None:  # (weights of 1: the high limb of each positive's square)
+            if squares is not None and square is None:  # (weights of 1: the high limb of each positive's square)
                 np.add.at(squares, 2 * cell[positive], 1 << UNIT_SQUARE_SHIFT)
-            elif weighted:
+            elif squares is not None:
                 np.add.at(squares, 2 * cell, square[:, 0])
                 np.add.at(squares, 2 * cell + 1, square[:, 1])
             if inexact is not None:
                 rounded += np.count_nonzero(inexact & ~positive), np.count_nonzero(inexact & positive)
         occupied = np.flatnonzero(low <= high)
         low, high = low[occupied], high[occupied]
-        summed = {"counts": counts, "sums": sums, **({"squares": squares} if weighted else {})}
+        summed = {"counts": counts, "sums": sums, **({"squares": squares} if squares is not None else {})}
         cells = {
             "keys": ((occupied // b) << CLASS_SHIFT) | (occupied % b),
             **{name: leaf.reshape(-1, 2)[occupied] for name, leaf in summed.items()},
