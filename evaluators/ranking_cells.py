@@ -1,6 +1,6 @@
 """The sparse cell form of a ranking state (:class:`~evaluators.ranking_statistics.ScoreHistogram`): rows sorted
 into cells, exact (one cell per distinct class and score) or binned (one per class and bin), and the merge of
-two states. NumPy only."""
+two states. NumPy only, but for :func:`square_limbs` (host or traced)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError, has_negative
+from evaluators.distinct import distinct_lower_bound
+from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError, array_namespace, has_negative
 from evaluators.statistic import State
 
 WEIGHT_BITS = 32
@@ -83,8 +84,28 @@ LIMB_BITS = 32
 """The low limb of the squares holds ``2**-32`` of the high one's unit."""
 UNIT_SQUARE_SHIFT = 16
 """A positive row of weight 1 adds ``2**32`` to its cell's count and ``2**16`` to the high limb of its squares
-(:func:`~evaluators.ranking_statistics.square_limbs`, in units of ``2**-(2 * 32 - 16)``): squares of rows of weight 1
+(:func:`square_limbs`, in units of ``2**-(2 * 32 - 16)``): squares of rows of weight 1
 are the counts shifted right by 16."""
+
+
+SQUARE_BITS = 2 * WEIGHT_BITS - UNIT_SQUARE_SHIFT  # 48: a weight of 1 is 2**16 in the high limb, its count >> 16
+"""A positive row's squared weight ``w**2`` is counted in units of ``2**-48`` (``1e-6`` squared is 281 units), as
+two int64 limbs (:func:`square_limbs`), so that the sums are exact integers and merge in any order."""
+SQUARED_WEIGHT_LIMIT = 2.0**16
+"""Weights above this count as this much in the squares (the cells' values read them only as an estimate), so that
+a cell's squares stay within int64: below ``2**16`` times its weight, itself below ``2**31``."""
+
+
+def square_limbs(w: Any, positive: Any) -> Any:
+    """int64 ``[..., 2]``: ``(floor(q), round((q - floor(q)) * 2**32))`` with ``q = min(w, 2**16)**2 * 2**16`` for
+    positive entries (``positive`` bool), 0 for the others: the squared weight in units of ``2**-48`` as a high and a
+    low limb; a cell adds each limb apart (:func:`~evaluators.ranking_positions.positive_units` reads them)."""
+    xp = array_namespace(w)
+    capped = xp.minimum(w.astype(xp.float64), SQUARED_WEIGHT_LIMIT)
+    q = capped * capped * 2.0 ** (SQUARE_BITS - LIMB_BITS)
+    high = xp.floor(q)
+    low = xp.round((q - high) * 2.0**LIMB_BITS)
+    return xp.stack([xp.where(positive, high, 0.0), xp.where(positive, low, 0.0)], axis=-1).astype(xp.int64)
 
 
 def summed_leaves(state: State) -> tuple[str, ...]:
@@ -157,28 +178,6 @@ below the 262,144-row batches a worker folds, so that a batch of continuous scor
 takes the compiled update."""
 
 
-DISTINCT_HASH_BITS = 23
-""":func:`distinct_lower_bound` marks hashes in a table of ``2**23`` flags (8 MB): 262,144 distinct values collide
-in about 4,000 of them."""
-_HASH_MULTIPLIERS = {4: np.uint32(0x9E37_79B1), 8: np.uint64(0x9E37_79B9_7F4A_7C15)}
-"""Odd multipliers near ``2**32`` and ``2**64`` over the golden ratio: their products spread every input bit into the
-top bits."""
-
-
-def distinct_lower_bound(values: np.ndarray) -> int:
-    """At most the number of distinct values in ``values`` (any shape; a numeric dtype of at most 8 bytes), in
-    linear time: the number of distinct multiplicative hashes of their bit patterns (-0.0 taken as 0.0), which
-    equal values share. Close to the true count for values that are mostly distinct, where a sort costs 5x more."""
-    flat = values.reshape(-1)
-    if flat.dtype.kind == "f":
-        flat = flat + flat.dtype.type(0)  # -0.0 + 0.0 is 0.0: one bit pattern per value
-    size = max(flat.dtype.itemsize, 4)
-    bits = flat.view(f"u{flat.dtype.itemsize}").astype(f"u{size}", copy=False)
-    seen = np.zeros(1 << DISTINCT_HASH_BITS, bool)
-    seen[(bits * _HASH_MULTIPLIERS[size]) >> (8 * size - DISTINCT_HASH_BITS)] = True
-    return int(np.count_nonzero(seen))
-
-
 def _starts(*sorted_columns: np.ndarray) -> np.ndarray:
     """Indices where a run of equal values (in all ``sorted_columns`` together) begins."""
     change = np.zeros(len(sorted_columns[0]), bool)
@@ -199,7 +198,7 @@ def _rows_by_label(order: np.ndarray, starts: np.ndarray, label: np.ndarray, val
 def compact_cells(
     keys: Column, label: Column, weight: Column, moment: Column, score: Column, square: Column | None
 ) -> State:
-    """Rows' cells ``[r]`` (``square``: ``[r, 2]``, see :func:`~evaluators.ranking_statistics.square_limbs`) -> a
+    """Rows' cells ``[r]`` (``square``: ``[r, 2]``, see :func:`square_limbs`) -> a
     binned :class:`ScoreHistogram` state, one cell per key (summed integer counts, weighted positions and positives'
     squared weights, the tie value of single-score cells)."""
     if len(keys) == 0:

@@ -79,7 +79,7 @@ def positive_units(counts: np.ndarray, squares: np.ndarray | None) -> np.ndarray
     one row where they all weigh the same (1 for unit weights), so that the cell holds ``sum w / unit`` rows'
     worth of positives (``(sum w)**2 / sum w**2``, the effective number of rows). From int64 ``counts [m, 2]`` (fixed
     point, ``2**-32``) and ``squares [m, 2]`` (the two limbs of
-    :func:`~evaluators.ranking_statistics.square_limbs`, ``2**-48``); 1 where the squares are unknown (a state stored
+    :func:`~evaluators.ranking_cells.square_limbs`, ``2**-48``); 1 where the squares are unknown (a state stored
     before them) or rounded to 0 (weights below about ``1e-7``), and where the cell has no positives."""
     if squares is None:
         return np.ones(len(counts))

@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evaluators.accumulate import padded_batch
+from evaluators.distinct import distinct_lower_bound
 from evaluators.kernels import HOST_CHUNK_ROWS, add_at, array_namespace
 from evaluators.lazyjax import jax, jnp
 from evaluators.ranking_cells import (
     _BIN_MASK,
     CLASS_SHIFT,
     EXACT_CELLS,
-    LIMB_BITS,
     UNIT_SQUARE_SHIFT,
     WEIGHT_BITS,
     _empty_cells,
@@ -28,7 +28,6 @@ from evaluators.ranking_cells import (
     check_counts,
     collapse_cells,
     compact_cells,
-    distinct_lower_bound,
     exact_cells_by_group,
     exact_row_cells,
     implied_squares,
@@ -37,6 +36,7 @@ from evaluators.ranking_cells import (
     merge_cells,
     merge_many_cells,
     rounded_rows,
+    square_limbs,
     summed_leaves,
     with_squares,
 )
@@ -97,26 +97,6 @@ def fixed_weights(w: jax.Array) -> jax.Array:
     """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
     xp = array_namespace(w)
     return xp.round(w.astype(xp.float64) * 2.0**WEIGHT_BITS).astype(xp.int64)
-
-
-SQUARE_BITS = 2 * WEIGHT_BITS - UNIT_SQUARE_SHIFT  # 48: a weight of 1 is 2**16 in the high limb, its count >> 16
-"""A positive row's squared weight ``w**2`` is counted in units of ``2**-48`` (``1e-6`` squared is 281 units), as
-two int64 limbs (:func:`square_limbs`), so that the sums are exact integers and merge in any order."""
-SQUARED_WEIGHT_LIMIT = 2.0**16
-"""Weights above this count as this much in the squares (the cells' values read them only as an estimate), so that
-a cell's squares stay within int64: below ``2**16`` times its weight, itself below ``2**31``."""
-
-
-def square_limbs(w: jax.Array, positive: jax.Array) -> jax.Array:
-    """int64 ``[..., 2]``: ``(floor(q), round((q - floor(q)) * 2**32))`` with ``q = min(w, 2**16)**2 * 2**16`` for
-    positive entries (``positive`` bool), 0 for the others: the squared weight in units of ``2**-48`` as a high and a
-    low limb; a cell adds each limb apart (:func:`~evaluators.ranking_positions.positive_units` reads them)."""
-    xp = array_namespace(w)
-    capped = xp.minimum(w.astype(xp.float64), SQUARED_WEIGHT_LIMIT)
-    q = capped * capped * 2.0 ** (SQUARE_BITS - LIMB_BITS)
-    high = xp.floor(q)
-    low = xp.round((q - high) * 2.0**LIMB_BITS)
-    return xp.stack([xp.where(positive, high, 0.0), xp.where(positive, low, 0.0)], axis=-1).astype(xp.int64)
 
 
 @dataclass(frozen=True)

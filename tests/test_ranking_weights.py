@@ -19,8 +19,8 @@ from sklearn import metrics as skm
 
 from evaluators import catalog
 from evaluators.accumulate import Accumulator, evaluate
+from evaluators.ranking_cells import SQUARE_BITS, SQUARED_WEIGHT_LIMIT, square_limbs
 from evaluators.ranking_positions import positive_units
-from evaluators.ranking_statistics import SQUARE_BITS, SQUARED_WEIGHT_LIMIT, square_limbs
 from evaluators.task import Task
 
 
