@@ -494,8 +494,9 @@ class _KeyWindow:
         )
 
     def slots(self, keys: np.ndarray) -> np.ndarray:
-        slot = (keys & _BIN_MASK) - self.bin_lo
-        return slot if self.size == self.span else slot + ((keys >> CLASS_SHIFT) - self.cls_lo) * self.span
+        if self.size == self.span:  # one class: the keys less the window's first
+            return keys - ((self.cls_lo << CLASS_SHIFT) | self.bin_lo)
+        return (keys & _BIN_MASK) - self.bin_lo + ((keys >> CLASS_SHIFT) - self.cls_lo) * self.span
 
     def keys(self, slots: np.ndarray) -> np.ndarray:
         cls, rest = np.divmod(slots, self.span)

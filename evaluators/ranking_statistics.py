@@ -484,42 +484,37 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
 def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     """Host rows -> flat ``(grid cell (class * cells + cell), positive bool, weight int64, weighted position int64,
     score float64, weight rounded bool or None, squared weight int64 [., 2] or None)`` of the live (row, class) entries
-    (None: every weight is 1): :func:`row_cells` for NumPy in
-    fewer passes (the cell's bin and the position share one float32 bit pattern; rows of weight 1, the common case, take
-    ``2**32`` and the position's exact fixed point without rounding), the same integers."""
+    (None: every weight is 1): :func:`row_cells` for NumPy in fewer passes (the cell's bin and the position share one
+    float32 bit pattern, and the position's fixed point is that pattern's low bits, shifted; rows of weight 1, the
+    common case, take ``2**32`` and that fixed point without rounding), the same integers."""
     scores, order, positive, w = one_vs_rest(statistic.task, batch)
     bits = statistic.precision_bits
     shift, lo, hi = 23 - bits, (127 - _MIN_EXPONENT) << bits, (127 - 1) << bits
-    raw = np.minimum(scores, 1 - scores).astype(np.float32).view(np.int32)  # (as score_bins and bin_positions)
-    top = raw >> shift
+    raw = np.minimum(scores, 1 - scores).astype(np.float32, copy=False).view(np.int32)  # (as score_bins)
     upper = scores > 0.5
-    code = np.clip(top, lo, hi) - lo
-    cell = np.where(upper, 2 * (hi - lo + 1) - 1 - code, code)
+    top = raw >> shift
+    below = top < lo  # (position 1/2, as bin_positions)
+    np.clip(top, lo, hi, out=top)
+    top -= lo
+    cell = np.where(upper, 2 * (hi - lo + 1) - 1 - top, top)
     if statistic.score_decimals:
         cell += decimal_offsets(order, statistic.score_decimals)
     if scores.shape[1] > 1:
         cell = cell + np.arange(scores.shape[1]) * statistic.cell_count()
-    frac = (raw & ((1 << shift) - 1)) * 2.0**-shift
-    frac[top < lo] = 0.5
-    position = np.where(upper, 1.0 - frac, frac)
-    score = order.astype(np.float64)
-    score[score == 0] = 0.0  # -0.0 as 0.0 (as row_cells)
+    # the position in its bin times 2**WEIGHT_BITS: the bits below the bin's, or 1/2 below the lowest bin
+    position = (raw & ((1 << shift) - 1)).astype(np.int64) << (WEIGHT_BITS - shift)
+    position[below] = 1 << (WEIGHT_BITS - 1)
+    position = np.where(upper, (1 << WEIGHT_BITS) - position, position)
+    score = np.add(order, 0.0, dtype=np.float64)  # (-0.0 as 0.0, as row_cells)
     live = w > 0
     columns = [cell, positive == 1, w, position, score]  # (a label counts as positive as row_cells' does)
     cell, positive, w, position, score = (c.reshape(-1) if live.all() else c[live] for c in columns)
-    if (w == 1).all():  # a position is a multiple of 2**-shift (or 1/2): times 2**32, an integer already
-        return (
-            cell,
-            positive,
-            np.full(len(w), 1 << WEIGHT_BITS),
-            (position * 2.0**WEIGHT_BITS).astype(np.int64),
-            score,
-            None,
-            None,
-        )
+    if (w == 1).all():
+        return cell, positive, np.full(len(w), 1 << WEIGHT_BITS), position, score, None, None
     fixed = fixed_weights(w)
     inexact = fixed.astype(np.float64) != w * 2.0**WEIGHT_BITS
-    return cell, positive, fixed, fixed_weights(w * position), score, inexact, square_limbs(w, positive)
+    moment = fixed_weights(w * (position * 2.0**-WEIGHT_BITS))
+    return cell, positive, fixed, moment, score, inexact, square_limbs(w, positive)
 
 
 @cache

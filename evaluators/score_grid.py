@@ -106,11 +106,13 @@ def decimal_offsets(order: Any, decimals: int) -> Any:
         flat[flushed] = 0.0
         m.reshape(-1)[flushed] = 0  # (0's own index: a flushed value is 0)
         x = flat.reshape(x.shape)
-    if x.dtype == np.float32:
-        bounds = float32_thresholds(decimals)  # x >= a, x > a, x >= b, x > b as x >= each
-        steps = (x >= bounds[0].take(m)).astype(np.int32)
-        for bound in bounds[1:]:
-            steps += x >= bound.take(m)
+    if x.dtype == np.float32:  # (x >= a) + (x > a) + (x >= b) + (x > b) = 4 [x > c] + ties [x == c]
+        least, ties = float32_steps(decimals)
+        c = least.take(m)
+        steps = (x > c).astype(np.int32)
+        steps *= 4
+        equal = np.flatnonzero(x.reshape(-1) == c.reshape(-1))  # (usually few, but for rounded scores)
+        steps.reshape(-1)[equal] = ties.take(m.reshape(-1)[equal])
     else:
         low, high = rounded_values(decimals)
         a, b = low.take(m), high.take(m)  # (1-D gathers: several times faster than one of pairs)
@@ -137,6 +139,23 @@ def float32_thresholds(decimals: int) -> np.ndarray:
     table = np.stack(rows).astype(np.float32)
     table.flags.writeable = False
     return table
+
+
+@cache
+def float32_steps(decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(least, ties)``: float32 ``[10**decimals + 1]``, the least of :func:`float32_thresholds` for each rounded
+    score, and int32, how many of its four thresholds equal that least one. The other thresholds are the next float32
+    above it (a float32 and a float64 rounding of one score lie within half a float32 step of each other), so a
+    float32 ``x`` is at or above all four when ``x > least``, at or above ``ties`` of them when ``x == least``, and
+    below all of them otherwise."""
+    table = float32_thresholds(decimals)
+    least = table[0]
+    above = np.nextafter(least, np.float32(np.inf))
+    if not ((table == least) | (table == above)).all():  # (checked for every table there is: a guard)
+        raise AssertionError(f"float32 thresholds of {decimals} decimals span more than two float32 values")
+    ties = (table == least).sum(axis=0).astype(np.int32)
+    ties.flags.writeable = False
+    return least, ties
 
 
 @cache

@@ -70,8 +70,13 @@ class UnitResult:
 
 def _merge_maps(acc: Accumulator | None, a: dict, b: dict, skip: bool) -> dict:
     out = dict(a)
+    skipped = acc.order_free if skip and acc is not None else ()
+    every = skipped and len(skipped) == len(acc.statistics)  # every state is merged elsewhere: a's are kept
     for key, states in b.items():
-        out[key] = acc.merge(out[key], states, acc.order_free if skip else ()) if key in out else states
+        if key not in out:
+            out[key] = states
+        elif not every:
+            out[key] = acc.merge(out[key], states, skipped)
     return out
 
 

@@ -90,7 +90,7 @@ def test_cells_follow_the_scores_and_a_rounded_score_has_its_own(decimals, bits)
     np.testing.assert_array_equal(np.asarray(compiled), cells)
 
 
-@pytest.mark.parametrize("decimals", [1, 2, 3])
+@pytest.mark.parametrize("decimals", [1, 2, 3, 4, 5])
 def test_float32_cells_follow_the_scores_on_the_host_and_compiled_alike(decimals):
     import jax
 
