@@ -130,6 +130,8 @@ def positive_rows(batch: Batch, columns: Sequence[Any]) -> tuple[np.ndarray, np.
         kept = np.add.reduceat(keep.astype(np.int64), starts)
         if np.any((kept > 0) & (kept < np.diff(starts, append=len(ids)))):
             raise QueryRowsError(DIFFERENT_WEIGHTS)
+        if len(runs(ids[keep])[0]) < np.count_nonzero(kept):  # a query of weight 0 between two runs of another
+            raise QueryRowsError(NOT_CONTIGUOUS)
     rows = np.stack([np.asarray(c, np.float64)[keep] for c in columns], axis=1)
     return ids[keep], rows, keep
 

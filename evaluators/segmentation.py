@@ -434,10 +434,10 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
         images = [(predictions.reshape(n, -1), np.asarray(targets).reshape(n, -1))]
         size = np.zeros(n, bool)
     else:
-        pairs = zip(predictions, targets, strict=True)
-        images = [(np.asarray(p).reshape(1, -1), np.asarray(t).reshape(1, -1)) for p, t in pairs]
-        size = np.array([p.size != t.size for p, t in images], bool)
-    problems = [BadRows("predictions", "whose mask differs in size from the target mask", size)] if size.any() else []
+        pairs = [(np.asarray(p), np.asarray(t)) for p, t in zip(predictions, targets, strict=True)]
+        images = [(p.reshape(1, -1), t.reshape(1, -1)) for p, t in pairs]
+        size = np.array([not _same_pixels(p, t) for p, t in pairs], bool)
+    problems = [BadRows("predictions", "whose mask differs in shape from the target mask", size)] if size.any() else []
     for role, index, ignore in (("predictions", 0, None), ("targets", 1, ignore_index)):
         dtypes = {image[index].dtype for image in images}
         if any(d.kind not in "biuf" for d in dtypes):
@@ -450,6 +450,14 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
         if outside.any():
             problems.append(BadRows(role, f"with {_range_text(num_classes, ignore)}", outside))
     return problems
+
+
+def _same_pixels(prediction: np.ndarray, target: np.ndarray) -> bool:
+    """Whether one image's class-id masks cover the same pixels: the same count, and the same shape where both have
+    one (an id list or ``fixed_size_binary`` mask is flat: it takes the other's shape)."""
+    if prediction.size != target.size:
+        return False
+    return prediction.shape == target.shape or min(prediction.ndim, target.ndim) <= 1
 
 
 def _id_flags(values: np.ndarray, num_classes: int, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -111,9 +111,19 @@ def _concatenate(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {
         k: pa.concat_arrays([b[k] for b in batches])
         if isinstance(batches[0][k], pa.Array)
-        else np.concatenate([b[k] for b in batches])
+        else _joined([b[k] for b in batches])
         for k in batches[0]
     }
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One column of a unit's files, joined. Integers stay integers: ``uint64`` in one file beside signed integers in
+    another (which NumPy would join as float64, rounding ids and labels) are joined as int64 bits, the bits a query
+    id's key is made of (a label past int64's range reads as a negative, out-of-range id)."""
+    kinds = {a.dtype.kind for a in arrays}
+    if kinds == {"i", "u"} and np.result_type(*(a.dtype for a in arrays)).kind == "f":
+        arrays = [a.astype(np.int64) for a in arrays]
+    return np.concatenate(arrays)
 
 
 def _row_count(columns: Mapping[str, Any]) -> int:

@@ -314,3 +314,33 @@ def test_a_ranking_spec_needs_the_query_column(tmp_path):
     del job["data"]["columns"]["query_id"]
     with pytest.raises(spec_module.SpecError, match=r"data.columns.*a ranking task needs `query_id`"):
         spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+
+
+def test_query_ids_of_uint64_and_int64_files_in_one_unit_stay_integers(tmp_path):
+    """A unit joins its files' columns: uint64 ids beside int64 ones (which NumPy would join as float64) keep their
+    integer keys, and the values are the single files' ones."""
+    data = queries(np.random.default_rng(12), 30, ties=False)
+    ids = np.unique(data[QUERY], return_inverse=True)[1]
+    half = int(retrieval.runs(ids)[0][15])
+    (tmp_path / "data").mkdir()
+    for i, (lo, hi, dtype) in enumerate(((0, half, pa.int64()), (half, len(ids), pa.uint64()))):
+        table = pa.table(
+            {"score": data["predictions"][lo:hi], "rel": data["targets"][lo:hi], "qid": pa.array(ids[lo:hi], dtype)}
+        )
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+    job = _job(tmp_path, "local", tmp_path / "data")
+    job["execution"]["unit_rows"] = 10**6  # both files in one unit
+    result = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
+    assert result.run.metadata["units"] == 1
+    values = {k: m.value for k, m in result.run.point("overall").metrics.items()}
+    for key, expected in references({**data, QUERY: ids}, ties=False).items():
+        assert values[key] == pytest.approx(expected, rel=1e-9), key
+
+
+def test_a_query_split_by_a_query_of_weight_0_is_refused():
+    """Rows of weight 0 count nowhere, but they still lie between a query's rows: ``a, b, a`` with ``b`` at weight
+    0 is a query in two runs of rows."""
+    scores, relevance, query = [0.9, 0.1, 0.8], [1, 0, 0], ["a", "b", "a"]
+    with pytest.raises(QueryRowsError, match="not contiguous"):
+        FR.ndcg(scores, relevance, query, weights=[1, 0, 1])
+    assert FR.ndcg(scores, relevance, ["a", "b", "b"], weights=[1, 0, 0]) == 1.0

@@ -97,3 +97,42 @@ def test_segmentation_job_equals_sklearn_on_local_and_ray(tmp_path, masks, ray_c
     a, b = local.point("overall").metrics["mean_iou"], ray_run.point("overall").metrics["mean_iou"]
     assert (a.value, a.lower, a.upper) == (b.value, b.lower, b.upper)  # intervals too: bit for bit
     assert a.lower < a.value < a.upper
+
+
+def _run_masks(tmp_path, table: pa.Table):
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet")
+    spec = {
+        "name": "masks",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "predicted", "targets": "mask"}},
+        "task": {"kind": "segmentation", "num_classes": 3},
+        "metrics": ["mean_iou", "pixel_accuracy"],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return spec_module.load(str(write_job(tmp_path / "job.yaml", spec)))
+
+
+def test_masks_of_one_pixel_count_but_other_shapes_are_refused(tmp_path):
+    """A 2 x 3 predicted mask beside a 3 x 2 true one has as many pixels, not the same ones: refused, exit 2."""
+    from pipelines.errors import DataError
+
+    mask = np.array([[0, 1, 2], [1, 1, 0]], np.uint8)
+    table = pa.table({"predicted": [encode_mask(mask)], "mask": [encode_mask(mask.reshape(3, 2))]})
+    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 rows whose mask differs in shape"):
+        run_job(_run_masks(tmp_path, table), show_progress=False)
+
+
+def test_an_id_list_beside_a_png_mask_reads_in_row_major_order(tmp_path):
+    rng = np.random.default_rng(4)
+    truths = [rng.integers(0, 3, (4, 5)).astype(np.uint8) for _ in range(3)]
+    preds = [np.where(rng.random(t.shape) < 0.7, t, rng.integers(0, 3, t.shape)).astype(np.uint8) for t in truths]
+    table = pa.table(
+        {
+            "predicted": [encode_mask(p) for p in preds],
+            "mask": pa.array([t.reshape(-1).tolist() for t in truths], pa.list_(pa.int32())),
+        }
+    )
+    values = run_job(_run_masks(tmp_path, table), show_progress=False).run.point("overall").metrics
+    t, p = np.concatenate([x.ravel() for x in truths]), np.concatenate([x.ravel() for x in preds])
+    assert values["mean_iou"].value == pytest.approx(skm.jaccard_score(t, p, average="macro"), abs=1e-12)
+    assert values["pixel_accuracy"].value == pytest.approx(skm.accuracy_score(t, p), abs=1e-12)

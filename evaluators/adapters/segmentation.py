@@ -54,6 +54,8 @@ class SegmentationAdapter(TaskAdapter):
         """Images -> fixed-width pixel rows (each inside one image); an image's bucket repeats over its rows,
         so the bootstrap still resamples images."""
         predictions, targets = _masks(columns["predictions"]), _masks(columns["targets"])
+        if isinstance(predictions, list) or isinstance(targets, list):  # per image, in row-major order: a flat id
+            predictions, targets = _flat(predictions), _flat(targets)  # list beside a decoded [H, W] mask
         from evaluators.segmentation import pixel_rows
 
         rows = pixel_rows(predictions, targets, columns.get("weights"))
@@ -64,6 +66,11 @@ class SegmentationAdapter(TaskAdapter):
             )
             bucket = np.repeat(bucket, [-(-p // width) for p in pixels])
         return rows, bucket
+
+
+def _flat(masks: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+    """Each image's class ids as one row-major ``[P]`` array (views where they can be)."""
+    return [np.asarray(mask).reshape(-1) for mask in masks]
 
 
 def _masks(column: np.ndarray) -> np.ndarray | list[np.ndarray]:
