@@ -400,6 +400,14 @@ def test_checks_and_parameters() -> None:
         seg.mean_iou_metric(None)
     with pytest.raises(ValueError, match="not regression"):
         seg.mean_iou_metric(Task(TaskKind.REGRESSION), num_classes=3)
+    # num_classes is a whole number; without it, the ids give it (finite, and not past 65,536 classes)
+    for count in (3.5, 0, True):
+        with pytest.raises(ValueError, match="num_classes must be a whole number"):
+            fseg.mean_iou(preds, preds, count)
+    with pytest.raises(ValueError, match="1 pixels with NaN or inf values"):
+        fseg.iou(np.array([[0.2, np.nan]]), np.array([[0, 1]]), threshold=0.5)
+    with pytest.raises(ValueError, match="class ids up to 4294967297: pass num_classes"):
+        fseg.iou(np.array([[0, 1]]), np.array([[0, 2**32 + 1]]))
     # The task supplies C and ignore_index; the same settings share one statistic.
     task = Task(TaskKind.MULTICLASS, 4, ignore_index=IGNORE)
     assert seg.mean_iou_metric(task).statistic == seg.PixelConfusion(4, IGNORE)

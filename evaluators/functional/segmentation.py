@@ -40,12 +40,32 @@ def _accumulator(stat: PixelConfusion) -> Accumulator:
     return Accumulator([stat])
 
 
+INFERRED_CLASSES_LIMIT = 1 << 16
+"""Without ``num_classes``, the class count is read from the largest id, up to this many classes."""
+
+
 def _infer_classes(preds: np.ndarray, tgts: np.ndarray, ignore_index: int | None) -> int:
     if is_scores(preds, tgts):
         return int(preds.shape[-1])
     valid = tgts[tgts != ignore_index] if ignore_index is not None else tgts
-    top = max(int(valid.max()) if valid.size else 0, int(preds.max()) if preds.size else 0)
-    return max(2, top + 1)
+    tops = []
+    for role, values in (("predictions", preds), ("targets", valid)):
+        if values.size and values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(f"{role}: {int((~np.isfinite(values)).sum())} pixels with NaN or inf values")
+        tops.append(int(values.max()) if values.size else 0)
+    if max(tops) >= INFERRED_CLASSES_LIMIT:
+        raise ValueError(
+            f"class ids up to {max(tops)}: pass num_classes (the class count is read from the ids up to "
+            f"{INFERRED_CLASSES_LIMIT:,} classes)"
+        )
+    return max(2, max(tops) + 1)
+
+
+def _class_count(num_classes: Any) -> int:
+    """``num_classes`` as given: a whole number of at least 1."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 1:
+        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    return int(num_classes)
 
 
 def _evaluate(
@@ -68,7 +88,11 @@ def _evaluate(
     if tgts.ndim == 0:
         raise ValueError("targets must be masks [n, ...], not a scalar")
     scores = is_scores(preds, tgts)
-    c = int(num_classes) if num_classes is not None else _infer_classes(preds, tgts, params.get("ignore_index"))
+    c = (
+        _class_count(num_classes)
+        if num_classes is not None
+        else _infer_classes(preds, tgts, params.get("ignore_index"))
+    )
     foreground = threshold is not None and not scores and np.issubdtype(preds.dtype, np.floating)
     if foreground and c != 2:
         raise ValueError(f"thresholded foreground scores need two classes, got num_classes={c}")
