@@ -254,7 +254,8 @@ def _balanced_accuracy(task: Task, adjusted: bool, cm: np.ndarray) -> dict[str, 
     score = float(recall.mean())
     if adjusted:
         chance = 1.0 / has_support.sum()
-        # One class present: chance is 1 and the adjusted score is undefined (NaN, as scikit-learn).
+        # One class present: chance is 1 and the adjusted score is undefined: NaN (scikit-learn divides by 0: -inf,
+        # or NaN for a perfect score)
         score = (score - chance) / (1.0 - chance) if chance < 1.0 else float("nan")
     return {"": score}
 
@@ -268,8 +269,10 @@ def _matthews(cm: np.ndarray) -> dict[str, float]:
         return {"": float("nan")}
     correct = np.trace(cm)
     cov_ytyp = correct * n - t_sum @ p_sum
-    cov_ypyp = n * n - p_sum @ p_sum
-    cov_ytyt = n * n - t_sum @ t_sum
+    # n^2 - sum_i s_i^2 as sum_i s_i (n - s_i), n = sum_i s_i: never below 0, and exactly 0 where one class holds every
+    # row (n^2 - s @ s of weighted counts left rounding noise there, whose sign gave NaN or ~1e-9 instead of 0)
+    cov_ypyp = p_sum @ (p_sum.sum() - p_sum)
+    cov_ytyt = t_sum @ (t_sum.sum() - t_sum)
     if cov_ypyp * cov_ytyt == 0:
         return {"": 0.0}
     return {"": float(cov_ytyp / np.sqrt(cov_ytyt * cov_ypyp))}

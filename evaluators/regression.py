@@ -176,7 +176,7 @@ def _explained_variance_value(state: State) -> dict[str, float]:
 
 def _pearson_value(state: State) -> dict[str, float]:
     m = _moments(state)
-    den = np.sqrt(m.m2_target * m.m2_pred)
+    den = np.sqrt(m.m2_target) * np.sqrt(m.m2_pred)  # (their product may leave float64's range: 1e80-scale values)
     return {"": m.c_target_pred / den if den > 0 else float("nan")}
 
 

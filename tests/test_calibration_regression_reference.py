@@ -290,7 +290,9 @@ def test_calibration_error_equals_torchmetrics_on_confidences_rounded_onto_the_e
     p[:4] = [0.7, 0.65, 0.6, 0.9]
     y = (rng.random(3000) < p).astype(int)
     probs = np.round(softmax(rng.normal(size=(3000, 3)) * 2, axis=1), 2)
-    probs[:, 2] = 1.0 - probs[:, 0] - probs[:, 1]  # (rows of two decimals summing to 1)
+    # (rows of two decimals summing to 1; a float rounding below 0 clipped: such a value read as a logit would softmax
+    # the whole batch, torchmetrics' rule, and move the confidences off the edges)
+    probs[:, 2] = np.clip(1.0 - probs[:, 0] - probs[:, 1], 0.0, 1.0)
     probs = probs.astype(np.float32)
     yc = rng.integers(0, 3, 3000)
     for norm, fn in (("l1", F.expected_calibration_error), ("max", F.maximum_calibration_error)):
@@ -674,3 +676,12 @@ def test_functional_regression():
     assert F.r2(p, y, weights=w) == pytest.approx(skm.r2_score(y, p, sample_weight=w), rel=RTOL)
     assert F.explained_variance(p, y) == pytest.approx(skm.explained_variance_score(y, p), rel=RTOL)
     assert F.pearson_corrcoef(p, y) == pytest.approx(scipy.stats.pearsonr(y, p).statistic, rel=RTOL)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e80, 1e150])
+def test_pearson_at_extreme_scales_equals_scipy(scale):
+    """The moments' product left float64's range (1e80-scale values gave 0, 1e-100 NaN); their square roots do not."""
+    rng = np.random.default_rng(5)
+    t = rng.normal(size=5000) * scale
+    p = t + 0.5 * rng.normal(size=5000) * scale
+    assert F.pearson_corrcoef(p, t) == pytest.approx(scipy.stats.pearsonr(p, t)[0], abs=1e-12)

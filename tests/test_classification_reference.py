@@ -548,3 +548,35 @@ def test_undefined_combinations_raise():
         catalog.build("accuracy", Task("multiclass", 3, prediction="labels"), {"top_k": 2})
     with pytest.raises(catalog.UnknownMetricError, match="did you mean 'average'"):
         catalog.build("recall", Task("binary"), {"averge": "macro"})
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mcc_of_one_target_class_with_fractional_weights_is_sklearns_0(seed):
+    """All targets in one class: MCC's denominator is 0 by definition; with fractional weights ``n^2 - t @ t`` left
+    rounding noise, whose sign gave NaN or about 1e-9 (scikit-learn: 0)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 12))
+    pred, w = rng.integers(0, 5, n), rng.random(n) * 3
+    for y in (np.ones(n, int), pred.copy()):
+        expected = skm.matthews_corrcoef(y, pred, sample_weight=w)
+        assert F.matthews_corrcoef(pred, y, weights=w, num_classes=5) == pytest.approx(expected, abs=1e-12)
+
+
+def test_probabilities_a_rounding_outside_0_1_are_refused_not_read_as_logits():
+    """One value of ``1.0000001`` among probabilities used to turn the whole batch into logits (accuracy 0.52
+    instead of 0.75); values well outside [0, 1] are still logits."""
+    rng = np.random.default_rng(0)
+    p = rng.random(1000)
+    y = (rng.random(1000) < p).astype(int)
+    for nudged in (1.0000001, -1e-12):
+        q = p.copy()
+        q[0] = nudged
+        with pytest.raises(ValueError, match=r"1 values outside \[0, 1\].*prediction='logits'"):
+            F.accuracy(q, y)
+    probs = rng.dirichlet(np.ones(4), 200)
+    probs[0, 0] = -1e-12
+    with pytest.raises(ValueError, match="clip probabilities"):
+        F.log_loss(probs, rng.integers(0, 4, 200))
+    logits = np.log(p / (1 - p))
+    assert F.accuracy(logits, y) == skm.accuracy_score(y, p >= 0.5)
+    assert F.accuracy(q, y, prediction="logits") == skm.accuracy_score(y, q >= 0)

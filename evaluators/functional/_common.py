@@ -30,7 +30,8 @@ def infer_task(
     * 1-D integer predictions: labels (multiclass when ``num_classes > 2`` or
       a label above 1 occurs, else binary);
     * 1-D float predictions: binary probabilities, or logits when some value
-      lies outside [0, 1].
+      lies outside [0, 1] (by more than :data:`NEARLY_PROBABILITIES`: a value just outside it, beside the
+      others within it, is refused as ambiguous).
     """
     preds = np.asarray(predictions)
     tgts = np.asarray(targets)
@@ -52,6 +53,7 @@ def infer_task(
         if np.issubdtype(preds.dtype, np.integer) or preds.dtype == np.bool_:
             prediction = PredictionKind.LABELS
         elif preds.size and (np.nanmin(preds) < 0 or np.nanmax(preds) > 1):
+            _refuse_nearly_probabilities(preds)
             prediction = PredictionKind.LOGITS
         else:
             prediction = PredictionKind.PROBABILITIES
@@ -61,6 +63,23 @@ def infer_task(
         elif kind is TaskKind.MULTICLASS:
             num_classes = preds.shape[1] if preds.ndim == 2 else int(max(preds.max(), tgts.max())) + 1
     return Task(kind, num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+NEARLY_PROBABILITIES = 1e-3
+"""Float predictions within this much of [0, 1], some of them outside it, are neither read as probabilities nor as
+logits: :func:`infer_task` asks which they are."""
+
+
+def _refuse_nearly_probabilities(preds: np.ndarray) -> None:
+    """Refuse predictions that look like probabilities with rounding outside [0, 1] (``1.0000001``): read as logits,
+    every metric would silently change."""
+    low, high = float(np.nanmin(preds)), float(np.nanmax(preds))
+    if low >= -NEARLY_PROBABILITIES and high <= 1 + NEARLY_PROBABILITIES:
+        outside = int(np.count_nonzero((preds < 0) | (preds > 1)))
+        raise ValueError(
+            f"predictions: {outside} values outside [0, 1] by at most {max(-low, high - 1):.3g}, the rest within it: "
+            "clip probabilities to [0, 1], or pass prediction='logits' for logits"
+        )
 
 
 _PER_CLASS = re.compile(r"^\[(\d+)\]$")
