@@ -200,6 +200,9 @@ def average_ratio(
         return per_class_values(values)
     if average == "weighted":
         support = counts.support
+        if not support.sum() > 0:  # no positive target in any label: scikit-learn's plain mean, NaN values left out
+            kept = values[~np.isnan(values)]
+            return {"": float(kept.mean()) if kept.size else float("nan")}
         return {"": float(safe_divide((values * support).sum(), support.sum(), zero_division))}
     if average == "macro":
         keep = np.ones_like(counts.present) if task.kind is TaskKind.MULTILABEL else counts.present

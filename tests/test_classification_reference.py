@@ -580,3 +580,28 @@ def test_probabilities_a_rounding_outside_0_1_are_refused_not_read_as_logits():
     logits = np.log(p / (1 - p))
     assert F.accuracy(logits, y) == skm.accuracy_score(y, p >= 0.5)
     assert F.accuracy(q, y, prediction="logits") == skm.accuracy_score(y, q >= 0)
+
+
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_average_without_any_positive_target_is_sklearns_plain_mean(seed, zero_division):
+    """Multilabel targets without a positive in any label weigh every label 0: scikit-learn then takes the plain
+    mean of the labels' values (1.0 here before, from ``zero_division``, where scikit-learn gave 0.5)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.random((30, 4))
+    targets = np.zeros((30, 4), int)
+    w = rng.random(30) + 0.1
+    predicted = (scores >= 0.5).astype(int)
+    for fn, reference in ((F.precision, skm.precision_score), (F.recall, skm.recall_score), (F.f1_score, skm.f1_score)):
+        got = fn(scores, targets, average="weighted", zero_division=zero_division, weights=w)
+        expected = reference(targets, predicted, average="weighted", zero_division=zero_division, sample_weight=w)
+        assert got == pytest.approx(expected, abs=1e-12), fn.__name__
+
+
+@pytest.mark.parametrize("kappa_weights", [None, "linear", "quadratic"])
+def test_cohen_kappa_takes_sample_weights_beside_its_own_weighting(kappa_weights):
+    rng = np.random.default_rng(7)
+    y, pred, w = rng.integers(0, 4, 200), rng.integers(0, 4, 200), rng.random(200) * 2
+    expected = skm.cohen_kappa_score(y, pred, weights=kappa_weights, sample_weight=w)
+    got = F.cohen_kappa(pred, y, weights=kappa_weights, sample_weight=w, num_classes=4)
+    assert got == pytest.approx(expected, abs=1e-12)

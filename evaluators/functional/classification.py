@@ -82,10 +82,12 @@ def matthews_corrcoef(predictions: Any, targets: Any, **kw: Any) -> Any:
     return compute("matthews_corrcoef", predictions, targets, **kw)
 
 
-def cohen_kappa(predictions: Any, targets: Any, *, weights: str | None = None, **kw: Any) -> Any:
-    """Cohen's kappa; ``weights``: None, ``"linear"`` or ``"quadratic"``."""
-    # ``weights`` here is kappa's weighting, not the sample weights that ``compute(weights=...)`` takes
-    return compute("cohen_kappa", predictions, targets, metric_params={"weights": weights}, **kw)
+def cohen_kappa(
+    predictions: Any, targets: Any, *, weights: str | None = None, sample_weight: Any = None, **kw: Any
+) -> Any:
+    """Cohen's kappa; ``weights``: None, ``"linear"`` or ``"quadratic"`` (kappa's weighting, as scikit-learn's
+    ``cohen_kappa_score``); ``sample_weight``: per-row weights ``[n]`` (the ``weights`` of the other functions)."""
+    return compute("cohen_kappa", predictions, targets, weights=sample_weight, metric_params={"weights": weights}, **kw)
 
 
 def confusion_matrix(predictions: Any, targets: Any, *, normalize: str | None = None, **kw: Any) -> Any:
