@@ -131,12 +131,22 @@ class RegressionMoments(Statistic):
 
 
 def _moments(state: State) -> Moments:
-    return Moments(*(float(x) for x in state))
+    m = Moments(*(float(x) for x in state))
+    if not np.isfinite(m).all():  # (a job refuses such states before this, naming the columns)
+        raise ValueError(
+            "the regression moments left float64's range: targets or predictions whose squares pass 1e308 "
+            "(about 1e154 in absolute value); scale them down"
+        )
+    return m
 
 
 def _mse(m: Moments) -> float:
-    # sum w (y - p)^2 = M2_resid + W * mean_resid^2
-    return (m.m2_resid + m.weight * m.mean_resid**2) / m.weight if m.weight > 0 else float("nan")
+    # sum w (y - p)^2 = M2_resid + W * mean_resid^2; beyond float64's range inf, as NumPy's (a Python float's power
+    # raises OverflowError instead; a job refuses such values before they are published)
+    if not m.weight > 0:
+        return float("nan")
+    with np.errstate(over="ignore"):
+        return float((m.m2_resid + m.weight * np.float64(m.mean_resid) ** 2) / m.weight)
 
 
 def _mse_value(state: State) -> dict[str, float]:

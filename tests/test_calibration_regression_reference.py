@@ -685,3 +685,13 @@ def test_pearson_at_extreme_scales_equals_scipy(scale):
     t = rng.normal(size=5000) * scale
     p = t + 0.5 * rng.normal(size=5000) * scale
     assert F.pearson_corrcoef(p, t) == pytest.approx(scipy.stats.pearsonr(p, t)[0], abs=1e-12)
+
+
+def test_regression_beyond_float64s_range_is_refused_in_a_sentence():
+    """Squares past 1e308 left the moments inf or NaN (the functions raised Python's OverflowError, or gave NaN);
+    a job refuses them before commit (exit 2), the functions with a ValueError that says why."""
+    rng = np.random.default_rng(5)
+    t = rng.normal(size=200) * 1e160
+    for fn in (F.mse, F.rmse, F.r2, F.explained_variance, F.pearson_corrcoef):
+        with pytest.raises(ValueError, match="left float64's range"):
+            fn(t + rng.normal(size=200) * 1e160, t)
