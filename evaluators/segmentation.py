@@ -422,7 +422,7 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
         predictions, targets: ``[n, P]`` class ids per pixel, or object arrays / sequences of ``n`` per-image
             arrays (decoded masks) of any sizes.
 
-    Returns the problems (see :class:`~evaluators.task.BadRows`): rows whose masks differ in size, whose ids
+    Returns the problems (see :class:`~evaluators.task.BadRows`): rows whose masks differ in shape (:func:`_same_pixels`), whose ids
     are not integers, or hold ids that :func:`out_of_range` flags (predictions: any id outside ``[0, C)``,
     targets: besides ``ignore_index``).
     """
@@ -432,19 +432,21 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
             shapes = f"{predictions.shape} do not match targets of shape {np.shape(targets)}"
             return [BadRows("predictions", f"pixel masks of shape {shapes}")]
         images = [(predictions.reshape(n, -1), np.asarray(targets).reshape(n, -1))]
-        size = np.zeros(n, bool)
+        mismatched = np.zeros(n, bool)
     else:
         pairs = [(np.asarray(p), np.asarray(t)) for p, t in zip(predictions, targets, strict=True)]
         images = [(p.reshape(1, -1), t.reshape(1, -1)) for p, t in pairs]
-        size = np.array([not _same_pixels(p, t) for p, t in pairs], bool)
-    problems = [BadRows("predictions", "whose mask differs in shape from the target mask", size)] if size.any() else []
+        mismatched = np.array([not _same_pixels(p, t) for p, t in pairs], bool)
+    problems = []
+    if mismatched.any():
+        problems.append(BadRows("predictions", "whose mask differs in shape from the target mask", mismatched))
     for role, index, ignore in (("predictions", 0, None), ("targets", 1, ignore_index)):
         dtypes = {image[index].dtype for image in images}
         if any(d.kind not in "biuf" for d in dtypes):
             return [BadRows(role, f"expected integer class ids, got {', '.join(sorted(map(str, dtypes)))}")]
         flags = [_id_flags(image[index], num_classes, ignore) for image in images]
-        fractional = np.concatenate([f for f, _ in flags]) & ~size
-        outside = np.concatenate([o for _, o in flags]) & ~size
+        fractional = np.concatenate([f for f, _ in flags]) & ~mismatched
+        outside = np.concatenate([o for _, o in flags]) & ~mismatched
         if fractional.any():
             problems.append(BadRows(role, "whose class ids are not integers", fractional))
         if outside.any():
