@@ -38,7 +38,9 @@ from evaluators.retrieval import (
     QueryRowsError,
     check_k,
     continued,
+    goes_on,
     id_key,
+    last_key,
     positive_rows,
     reopened,
     runs,
@@ -105,21 +107,27 @@ class ShownItems(Statistic):
 
     def update(self, state: State, batch: Batch) -> State:
         ids, rows, keep = positive_rows(batch, (batch["predictions"], batch["weights"]))
-        if not len(ids):
+        every = np.asarray(batch[QUERY])
+        if not len(every):
             return state
-        items = item_keys(batch[ITEM])[keep]
-        starts, keys = runs(ids)
-        _, _, items = continued(state["open_key"], state["open_items"], starts, keys, items)
-        starts, keys, rows = continued(state["open_key"], state["open_rows"], starts, keys, rows)
-        last = starts[-1]
-        done = self._add({**state, **_empty_open()}, starts[:-1], keys[:-1], rows[:last], items[:last])
-        if np.any(done["keys"] == keys[-1]):
-            raise reopened(ids[-1])
-        return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:], "open_items": items[last:]}
+        if not goes_on(state["open_key"], state["open_rows"], every, keep):
+            state = self.stored(state)
+        if len(ids):
+            items = item_keys(batch[ITEM])[keep]
+            starts, keys = runs(ids)
+            _, _, items = continued(state["open_key"], state["open_items"], starts, keys, items)
+            starts, keys, rows = continued(state["open_key"], state["open_rows"], starts, keys, rows)
+            last = starts[-1]
+            done = self._add({**state, **_empty_open()}, starts[:-1], keys[:-1], rows[:last], items[:last])
+            if np.any(done["keys"] == keys[-1]):
+                raise reopened(ids[-1])
+            state = {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:], "open_items": items[last:]}
+        weighing_0 = last_key(every, keep)
+        return state if weighing_0 is None else {**self.stored(state), "open_key": weighing_0}
 
     def stored(self, state: State) -> State:
         if not len(state["open_rows"]):
-            return state
+            return {**state, **_empty_open()} if len(state["open_key"]) else state
         return self._add(
             {**state, **_empty_open()},
             np.zeros(1, np.int64),

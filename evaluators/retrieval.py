@@ -136,6 +136,27 @@ def positive_rows(batch: Batch, columns: Sequence[Any]) -> tuple[np.ndarray, np.
     return ids[keep], rows, keep
 
 
+def goes_on(open_key: np.ndarray, open_rows: np.ndarray, ids: np.ndarray, keep: np.ndarray) -> bool:
+    """Whether a batch of query ids ``ids`` (``[n]``, ``n >= 1``; ``keep`` bool ``[n]``: its rows of positive weight)
+    continues the query left open by the batches before it (``open_key`` ``[0]`` or ``[1]``, ``open_rows`` ``[m, ...]``;
+    a key without rows: that query weighed 0): its first row is of that query, and of positive weight. A batch
+    that does not continue it finishes it (a row of another query lies between), even where weight 0 leaves that
+    row out. Refused (``QueryRowsError``) where the first row is of that query but weighs 0 and the query's earlier
+    rows did not, or the other way round."""
+    if not len(open_key):
+        return False
+    same = int(runs(ids[:1])[1][0]) == int(open_key[0])
+    if same and bool(keep[0]) != bool(len(open_rows)):
+        raise QueryRowsError(DIFFERENT_WEIGHTS)
+    return same and bool(len(open_rows))
+
+
+def last_key(ids: np.ndarray, keep: np.ndarray) -> np.ndarray | None:
+    """uint64 ``[1]``: the key of the query of a batch's last row where that row weighs 0 (the next batch may go on
+    with that query: :func:`goes_on` checks it weighs 0 there too), else None."""
+    return None if keep[-1] else runs(ids[-1:])[1]
+
+
 def continued(
     open_key: np.ndarray, open_rows: np.ndarray, starts: np.ndarray, keys: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,27 +277,33 @@ class QuerySums(WeightBoundedSums, Statistic):
     def _closed(self, state: State) -> State:
         """``state`` with its open query finished."""
         rows = np.asarray(state.get("open_rows", np.zeros((0, 3))), np.float64)  # (a bootstrap replicate has none)
-        if not len(rows):
+        key = np.asarray(state.get("open_key", np.zeros(0, np.uint64)), np.uint64)
+        if not len(key):
             return state
-        key = np.asarray(state["open_key"], np.uint64)
         state = {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3), np.float64)}
-        return self._add(state, np.zeros(1, np.int64), key, rows)
+        return self._add(state, np.zeros(1, np.int64), key, rows) if len(rows) else state
 
     def update(self, state: State, batch: Batch) -> State:
-        ids, rows, _ = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"]))
-        if not len(ids):
+        ids, rows, keep = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"]))
+        every = np.asarray(batch[QUERY])
+        if not len(every):
             return state
-        starts, keys, rows = continued(state["open_key"], state["open_rows"], *runs(ids), rows)
-        last = starts[-1]
-        done = self._add(
-            {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3))},
-            starts[:-1],
-            keys[:-1],
-            rows[:last],
-        )
-        if np.any(done["keys"] == keys[-1]):
-            raise reopened(ids[-1])
-        return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:]}
+        if not goes_on(state["open_key"], state["open_rows"], every, keep):
+            state = self._closed(state)
+        if len(ids):
+            starts, keys, rows = continued(state["open_key"], state["open_rows"], *runs(ids), rows)
+            last = starts[-1]
+            done = self._add(
+                {**state, "open_key": np.zeros(0, np.uint64), "open_rows": np.zeros((0, 3))},
+                starts[:-1],
+                keys[:-1],
+                rows[:last],
+            )
+            if np.any(done["keys"] == keys[-1]):
+                raise reopened(ids[-1])
+            state = {**done, "open_key": keys[-1:].copy(), "open_rows": rows[last:]}
+        weighing_0 = last_key(every, keep)
+        return state if weighing_0 is None else {**self._closed(state), "open_key": weighing_0}
 
     def stored(self, state: State) -> State:
         return self._closed(state)
@@ -338,14 +365,22 @@ class QueryBucketSums(WeightBoundedSums, Statistic):
         return out
 
     def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
-        ids, rows, _ = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"], group))
-        if not len(ids):
+        ids, rows, keep = positive_rows(batch, (batch["predictions"], batch["targets"], batch["weights"], group))
+        every = np.asarray(batch[QUERY])
+        if not len(every):
             return stacked
         empty = (np.zeros(0, np.uint64), np.zeros((0, 4)))
         open_key, open_rows = (stacked.get(name, e) for name, e in zip(("open_key", "open_rows"), empty, strict=True))
-        starts, keys, rows = continued(open_key, open_rows, *runs(ids), rows)
-        done = self._add({"sums": stacked["sums"], "counts": stacked["counts"]}, starts[:-1], rows[: starts[-1]])
-        return {**done, "open_key": keys[-1:].copy(), "open_rows": rows[starts[-1] :]}
+        if not goes_on(open_key, open_rows, every, keep):
+            stacked, open_key, open_rows = self.stored(stacked), *empty
+        if len(ids):
+            starts, keys, rows = continued(open_key, open_rows, *runs(ids), rows)
+            done = self._add({"sums": stacked["sums"], "counts": stacked["counts"]}, starts[:-1], rows[: starts[-1]])
+            stacked = {**done, "open_key": keys[-1:].copy(), "open_rows": rows[starts[-1] :]}
+        weighing_0 = last_key(every, keep)
+        return (
+            stacked if weighing_0 is None else {**self.stored(stacked), "open_key": weighing_0, "open_rows": empty[1]}
+        )
 
     def update(self, state: State, batch: Batch) -> State:
         return self.update_grouped(batch, state, np.zeros(len(batch["weights"]), np.int64))

@@ -344,3 +344,76 @@ def test_a_query_split_by_a_query_of_weight_0_is_refused():
     with pytest.raises(QueryRowsError, match="not contiguous"):
         FR.ndcg(scores, relevance, query, weights=[1, 0, 1])
     assert FR.ndcg(scores, relevance, ["a", "b", "b"], weights=[1, 0, 0]) == 1.0
+
+
+def _outcome(stat, batches: list[dict[str, np.ndarray]]):
+    """The stored state of ``batches`` fed in turn, or the error's type."""
+    state = stat.zero()
+    try:
+        for batch in batches:
+            state = stat.update(state, batch)
+        return stat.stored(state)
+    except QueryRowsError:
+        return QueryRowsError
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31))
+def test_rows_of_weight_0_at_a_batch_boundary_are_judged_as_in_one_batch(seed):
+    """A query of weight 0 between two runs of another query, or a query of weight 0 in some rows only, is refused
+    wherever the batches are cut (also where the weight-0 rows open or close a batch); batches cut anywhere give the
+    state of one pass otherwise, for every statistic that follows queries across batches."""
+    from evaluators.coverage import ITEM, ShownItems
+
+    rng = np.random.default_rng(seed)
+    ids, weights = [], []
+    for _ in range(rng.integers(1, 7)):
+        size = int(rng.integers(1, 4))
+        ids += [int(rng.integers(0, 4))] * size
+        weights += [float(rng.choice([0.0, 1.0, 2.0]))] * size
+    weights = np.array(weights)
+    if rng.random() < 0.2:  # one row's weight set apart from its query's
+        weights[rng.integers(0, len(weights))] = float(rng.choice([0.0, 3.0]))
+    n = len(ids)
+    data = {
+        QUERY: np.array(ids),
+        ITEM: rng.integers(0, 6, n),
+        "predictions": rng.random(n),
+        "targets": rng.integers(0, 2, n).astype(np.float64),
+        "weights": weights,
+    }
+    refused = _outcome(retrieval.QuerySums(None), [data]) is QueryRowsError
+    for stat in (retrieval.QuerySums(None), retrieval.QueryBucketSums(2), ShownItems(k=2)):
+        if refused and isinstance(stat, retrieval.QueryBucketSums):
+            continue  # (it keeps no query keys: the job's QuerySums refuses a split query)
+        whole = _outcome(stat, [data])
+        for cuts in itertools.chain(itertools.combinations(range(1, n), 1), itertools.combinations(range(1, n), 2)):
+            bounds = (0, *cuts, n)
+            batches = [{k: v[a:b] for k, v in data.items()} for a, b in itertools.pairwise(bounds)]
+            cut = _outcome(stat, batches)
+            if whole is QueryRowsError or cut is QueryRowsError:
+                assert cut is whole, (stat, ids, weights.tolist(), cuts)
+                continue
+            assert set(cut) == set(whole), (stat, cuts)
+            for name in whole:
+                np.testing.assert_array_equal(cut[name], whole[name], err_msg=f"{stat} {name} {cuts}")
+
+
+def test_a_query_split_by_a_query_of_weight_0_at_a_batch_start_is_refused():
+    """``a | b a`` with ``b`` at weight 0: the second batch's first kept row is ``a`` again, but ``b`` lies between."""
+    stat = retrieval.QuerySums(None)
+    batch = {
+        QUERY: np.array(["a", "b", "a"], object),
+        "predictions": np.array([0.9, 0.1, 0.8]),
+        "targets": np.array([1.0, 0, 0]),
+        "weights": np.array([1.0, 0, 1]),
+    }
+    first, second = ({k: v[s] for k, v in batch.items()} for s in (slice(0, 1), slice(1, 3)))
+    with pytest.raises(QueryRowsError, match="not contiguous"):
+        stat.stored(stat.update(stat.update(stat.zero(), first), second))
+    trailing = {k: v[[0, 0, 1]] for k, v in batch.items()}  # `a a b` then `a`: b weighs 0 at the batch's end
+    with pytest.raises(QueryRowsError, match="not contiguous"):
+        stat.stored(stat.update(stat.update(stat.zero(), trailing), {k: v[2:] for k, v in batch.items()}))
+    zero_then_one = {k: v[[1]] for k, v in batch.items()}  # `b` at weight 0, then `b` at weight 1
+    with pytest.raises(QueryRowsError, match="different weights"):
+        stat.update(stat.update(stat.zero(), zero_then_one), {**zero_then_one, "weights": np.array([1.0])})
