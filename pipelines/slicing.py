@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -87,23 +88,40 @@ class SliceSpec:
 
 
 def bucket_label(boundaries: Sequence[float], index: int) -> str:
-    """``"[18, 65)"`` for bucket ``index`` of ``boundaries`` (first and last open-ended)."""
-    lo = boundaries[index - 1] if index > 0 else -math.inf
-    hi = boundaries[index] if index < len(boundaries) else math.inf
-    return f"[{_num(lo)}, {_num(hi)})"
+    """``"[18, 65)"`` for bucket ``index`` of ``boundaries`` (first and last open-ended): each boundary in six
+    significant digits, or as many more as it takes for boundaries that differ to read differently."""
+    texts = _boundary_texts(tuple(float(b) for b in boundaries))
+    return f"[{texts[index - 1] if index > 0 else '-inf'}, {texts[index] if index < len(boundaries) else 'inf'})"
 
 
-def _num(x: float) -> str:
+@cache
+def _boundary_texts(boundaries: tuple[float, ...]) -> tuple[str, ...]:
+    for digits in range(6, 18):
+        texts = tuple(_num(x, digits) for x in boundaries)
+        if len(set(texts)) == len(set(boundaries)):
+            return texts
+    return tuple(repr(x) for x in boundaries)
+
+
+def _num(x: float, digits: int) -> str:
     if math.isinf(x):
         return "-inf" if x < 0 else "inf"
-    return str(int(x)) if float(x) == int(x) else f"{x:g}"
+    return str(int(x)) if float(x) == int(x) else f"{x:.{digits}g}"
+
+
+def float_text(value: np.floating) -> str:
+    """A slice's name for a floating-point ``value``: six significant digits (``{:g}``) where they read back as the
+    same number of its dtype, else the shortest text that does, so that values that differ never share a name
+    (``0.1234567`` and ``0.1234568`` are two slices, not one ``0.123457``)."""
+    short = f"{value:g}"
+    return short if value.dtype.type(short) == value else str(value)
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:
     if values.dtype == object or values.dtype.kind in "USb":
         return values.astype(str)
     if values.dtype.kind == "f":
-        return np.array([f"{v:g}" for v in values], dtype=object).astype(str)
+        return np.array([float_text(v) for v in values], dtype=object).astype(str)
     return values.astype(str)
 
 

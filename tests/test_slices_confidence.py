@@ -312,3 +312,38 @@ def test_a_slice_of_one_row_has_no_interval_and_an_undefined_metric_none_either(
     finite = np.asarray(big.samples)
     lo, hi = np.quantile(finite - big.value, [0.05, 0.95])
     assert (big.lower, big.upper) == pytest.approx((big.value - hi, big.value - lo), abs=1e-15)
+
+
+def test_float_slice_values_and_boundaries_that_differ_in_the_7th_digit_are_separate_slices(tmp_path):
+    """Slice names of floats keep six significant digits only where those read back as the value: 0.1234567 and
+    0.1234568 are two slices (once both one ``0.123457``, whose rows overwrote each other), and so are the buckets of
+    boundaries that close."""
+    rng = np.random.default_rng(8)
+    n = 600
+    p, y = rng.random(n), rng.integers(0, 2, n)
+    version = np.where(np.arange(n) % 3 == 0, 0.1234567, np.where(np.arange(n) % 3 == 1, 0.1234568, 0.5))
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"score": p, "label": y, "version": version}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "close-floats",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": [{"column": "version"}, {"column": "score", "boundaries": [0.3000001, 0.3000002, 0.5]}],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    masks = {
+        "version=0.1234567": version == 0.1234567,
+        "version=0.1234568": version == 0.1234568,
+        "version=0.5": version == 0.5,
+        "score=[-inf, 0.3000001)": p < 0.3000001,
+        "score=[0.3000002, 0.5)": (p >= 0.3000002) & (p < 0.5),
+        "score=[0.5, inf)": p >= 0.5,
+    }
+    assert {pt.name for pt in run.points} >= set(masks)
+    for name, mask in masks.items():
+        point = run.point(name)
+        assert point.metrics["rows"].value == mask.sum(), name
+        assert point.metrics["accuracy"].value == pytest.approx(skm.accuracy_score(y[mask], p[mask] > 0.5), abs=1e-15)
