@@ -77,6 +77,9 @@ class GroupConfusion(Statistic):
         found = self._counts(batch, np.zeros(len(batch[SENSITIVE]), np.int64), 1)
         return self.merge(state, {"groups": found["groups"], "counts": found["counts"][0]})
 
+    def occupied_groups(self, stacked: State, groups: int) -> np.ndarray:
+        return (np.asarray(stacked["counts"]) != 0).reshape(groups, -1).any(axis=1)
+
     def update_grouped(self, batch: Batch, stacked: State, group: np.ndarray) -> State:
         if not len(batch[SENSITIVE]):
             return stacked

@@ -239,6 +239,12 @@ class Statistic(abc.ABC):
         accumulator's compiled, vmapped :meth:`update` instead."""
         raise NotImplementedError(f"{type(self).__name__} has no grouped host update")
 
+    def occupied_groups(self, stacked: State, groups: int) -> np.ndarray | None:
+        """bool ``[groups]``: which of the ``groups`` bucket states in ``stacked`` (from :meth:`zero_grouped`) hold
+        rows, for states whose leaves do not keep their zero state's shape under the bucket axis (a label axis the
+        buckets share); None (the default): those leaves that do are compared with the zero state's."""
+        return None
+
     def for_replicates(self) -> Statistic:
         """The statistic kept per bootstrap bucket: itself, or a smaller variant (coarser bins)."""
         return self

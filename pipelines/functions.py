@@ -206,6 +206,11 @@ def call_function(
                 f"{where}: metric function {spec.path}: {name!r} is not a list of real numbers (int, float or "
                 "bool; complex numbers and strings are refused)."
             )
+        if scores.ndim != 1:
+            raise DataError(
+                f"{where}: metric function {spec.path}: {name!r} has shape {scores.shape} for {n} rows; expected a "
+                "flat list of one score per row."
+            )
         if len(scores) != n:
             raise DataError(
                 f"{where}: metric function {spec.path}: {name!r} has {len(scores)} scores for {n} rows; "
@@ -232,12 +237,13 @@ MAX_SCORE = MAX_MAGNITUDE
 
 
 def _float_scores(values: Any) -> np.ndarray | None:
-    """``values`` as float64 ``[n]``, or None when they are not real numbers (complex, strings, objects)."""
+    """``values`` as a float64 array of their shape, or None when they are not real numbers (complex, strings,
+    objects)."""
     try:
         array = np.asarray(values)
     except (TypeError, ValueError, OverflowError):
         return None
-    return array.astype(np.float64).reshape(-1) if array.dtype.kind in "biuf" else None
+    return array.astype(np.float64) if array.dtype.kind in "biuf" else None
 
 
 def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> DerivedMetric:

@@ -71,10 +71,16 @@ def occupied_buckets(racc: Accumulator, bucket_states: tuple[State, ...], groups
     statistic's bucket states (leading ``[groups]`` axis) differs from the statistic's zero state. The buckets
     are the resampled clusters, so with fewer than two every replicate is one state scaled and its interval
     would have width 0. Statistics whose bucket states do not have their zero state's shape (a label axis
-    shared by the buckets) say nothing; with none that does, every bucket counts as occupied."""
+    shared by the buckets) say which buckets hold rows themselves (:meth:`~evaluators.statistic.Statistic.
+    occupied_groups`), or nothing; with none that says, every bucket counts as occupied."""
     occupied = np.zeros(groups, bool)
     compared = False
     for stat, state in zip(racc.statistics, bucket_states, strict=True):
+        own = stat.occupied_groups(state, groups)
+        if own is not None:
+            compared = True
+            occupied |= own
+            continue
         zero = tree_leaves(stat.zero())
         leaves = tree_leaves(state)
         if len(leaves) != len(zero):

@@ -247,3 +247,41 @@ def test_a_fairness_job_has_bootstrap_intervals(tmp_path):
     for name in NAMES:
         metric = run.point("overall").metrics[name]
         assert metric.lower is not None and metric.lower <= metric.value <= metric.upper, name
+
+
+def test_a_one_row_slice_of_a_fairness_only_job_has_no_interval(tmp_path):
+    """A slice whose rows lie in one bootstrap bucket has a NaN interval (every replicate is its one state scaled),
+    also where every metric of the job is a fairness metric, whose bucket states share a label axis: the buckets
+    holding rows are those with a non-zero count."""
+    rng = np.random.default_rng(2)
+    n = 500
+    part = np.array(["big"] * n, object)
+    part[7] = "solo"
+    (tmp_path / "data").mkdir()
+    table = pa.table(
+        {"score": rng.random(n), "label": rng.integers(0, 2, n), "group": rng.integers(0, 3, n), "part": list(part)}
+    )
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet")
+    job = _job(tmp_path, "local", {"predictions": "score", "targets": "label", "sensitive": "group"})
+    job.update(
+        metrics=["demographic_parity_difference"],
+        slices=[{"column": "part"}],
+        confidence={"replicates": 30, "seed": 1, "buckets": 16},
+    )
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    solo = run.point("part=solo").metrics["demographic_parity_difference"]
+    assert solo.value == 0.0 and math.isnan(solo.lower) and math.isnan(solo.upper)
+    big = run.point("part=big").metrics["demographic_parity_difference"]
+    assert math.isfinite(big.lower) and math.isfinite(big.upper) and big.lower < big.upper
+    stat = build("demographic_parity_difference", Task("binary")).statistic
+    stacked = stat.update_grouped(
+        {
+            SENSITIVE: np.array(["a", "b"]),
+            "predictions": np.array([0.2, 0.9]),
+            "targets": np.array([0, 1]),
+            "weights": np.array([1.0, 0.0]),
+        },
+        stat.zero_grouped(4),
+        np.array([1, 3]),
+    )
+    assert stat.occupied_groups(stacked, 4).tolist() == [False, True, False, False]  # (bucket 3's row weighs 0)

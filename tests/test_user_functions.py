@@ -120,6 +120,14 @@ def test_a_function_returning_the_wrong_number_of_scores_is_a_data_error(tmp_pat
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
 
 
+def test_scores_of_another_shape_are_a_data_error_even_with_one_number_per_row(tmp_path, pairs):
+    """``[n / 2, 2]`` scores hold n numbers: they were read flattened, as if one per row."""
+    spec = _job(tmp_path, pairs, function="tests.user_metrics.paired", outputs=["score"])
+    with pytest.raises(DataError, match=r"tests\.user_metrics\.paired: 'score' has shape \(\d+, 2\) for \d+ rows"):
+        run_job(_load(tmp_path, spec), show_progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
+
+
 def test_a_user_statistic_class_is_a_metric_like_the_catalogue(tmp_path):
     data = tmp_path / "binary"
     write_shards(str(data), "binary", 6_000, 4, seed=3, row_group_rows=700)

@@ -24,6 +24,11 @@ def broken(samples: list[str], prompts: list[str], outputs: list[str], **kwargs)
     return {"score": [1.0] * (len(samples) - 1)}
 
 
+def paired(samples: list[str], prompts: list[str], outputs: list[str], **kwargs) -> dict[str, list[list[float]]]:
+    """Two scores per pair of rows: as many numbers as rows (for an even count), in the wrong shape."""
+    return {"score": [[float(len(a)), float(len(b))] for a, b in zip(samples[::2], samples[1::2], strict=False)]}
+
+
 @dataclass(frozen=True)
 class PositiveRate(Statistic):
     """Weighted fraction of rows whose prediction is above the threshold."""
