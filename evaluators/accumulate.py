@@ -70,6 +70,23 @@ def _bucket(n: int, limit: int) -> int:
     return min(limit, max(MIN_CHUNK_ROWS, _power_of_four(n)))
 
 
+NUMERIC_ROLES = ("predictions", "targets", "weights")
+"""The columns whose integers are numbers to the statistics (the others are ids and labels)."""
+
+
+def wide_integers_as_float(name: str, values: np.ndarray) -> np.ndarray:
+    """Integer ``weights``, and integer predictions or targets beyond int32's range, as float64: the compiled
+    update reads integer columns as int32 (labels), which would wrap ``2**62`` to 0 and read a uint64 weight of
+    ``2**63 + 1`` as 1. float64 holds every such number to 16 digits; labels that large are out of any range."""
+    if name not in NUMERIC_ROLES or values.dtype.kind not in "iu" or not values.size:
+        return values
+    if name == "weights" or values.dtype.itemsize > 4 or values.dtype == np.uint32:
+        info = np.iinfo(np.int32)
+        if name == "weights" or int(values.min()) < info.min or int(values.max()) > info.max:
+            return values.astype(np.float64)
+    return values
+
+
 def as_column(values: np.ndarray) -> np.ndarray:
     """Normalise dtypes: booleans and integers to int32, floats unchanged."""
     values = np.asarray(values)
@@ -187,7 +204,9 @@ class Accumulator:
         update_grouped`. With ``to_host=False`` the device states stay device arrays (no copy between
         successive updates; device-array inputs are consumed); :meth:`to_host` copies them back.
         """
-        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}  # cast inside the compiled update
+        cols = {
+            k: wide_integers_as_float(k, np.asarray(v)) for k, v in columns.items() if v is not None
+        }  # (cast inside)
         n = len(next(iter(cols.values())))
         if n == 0:
             return tuple(stacked)
@@ -246,7 +265,7 @@ class Accumulator:
         ``weights`` defaults to ones. Returns new numpy states (device arrays for jittable
         statistics when ``to_host=False``); inputs are not modified.
         """
-        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}
+        cols = {k: wide_integers_as_float(k, np.asarray(v)) for k, v in columns.items() if v is not None}
         n = len(next(iter(cols.values())))
         out = list(states)
         if n == 0:
@@ -326,7 +345,7 @@ class Accumulator:
         rows_by_group`): the states that :meth:`update` of each group's rows on the host gives (integer and
         fixed-point leaves bit for bit). None, and nothing folded, unless every statistic folds groups on the
         host and the rows fit in what is left of :data:`HOST_ROWS` (then :meth:`update` each group)."""
-        cols = {k: np.asarray(v) for k, v in columns.items() if v is not None}
+        cols = {k: wide_integers_as_float(k, np.asarray(v)) for k, v in columns.items() if v is not None}
         n = len(next(iter(cols.values())))
         index = [np.arange(n) if r is None else np.asarray(r, np.int64) for r in rows]
         total = sum(len(i) for i in index)

@@ -26,7 +26,7 @@ from pipelines import planning, timing
 from pipelines.bootstrap import key_role
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
-from pipelines.finite import check_states, check_values, check_weight_total, statistic_keys
+from pipelines.finite import check_rows_left, check_states, check_values, check_weight_total, statistic_keys
 from pipelines.host_memory import keep_freed_memory
 from pipelines.idf import resolve_idf
 from pipelines.job_statistics import job_statistics
@@ -300,6 +300,7 @@ def run_job(
     merged = report.merged if report.merged is not None else merger.result()
     merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
+    check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
     points, slice_report = build_points(
         spec.redact(", ".join(spec.data.paths)),

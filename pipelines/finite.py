@@ -100,3 +100,15 @@ def check_weight_total(weights_column: str | None, total: float | None, rows: in
         f"column {weights_column!r} (data.columns.weights): all {rows} rows have weight 0, so every metric is "
         "undefined (a weighted mean of nothing); give some rows a positive weight."
     )
+
+
+def check_rows_left(rows: int, dropped: int, reasons: Mapping[str, int]) -> None:
+    """Raise :class:`DataError` when ``data.on_bad_rows: drop`` left out every row read (``rows`` left, ``dropped``
+    left out, ``reasons``: rows by reason): every metric would be undefined, as with no rows at all."""
+    if rows > 0 or dropped == 0:
+        return
+    why = "; ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+    raise DataError(
+        f"data.on_bad_rows: drop left out all {dropped} rows read ({why}), so every metric is undefined; nothing "
+        "is committed. Fix the data, or read it with on_bad_rows: fail to see the first bad rows named."
+    )

@@ -695,3 +695,24 @@ def test_regression_beyond_float64s_range_is_refused_in_a_sentence():
     for fn in (F.mse, F.rmse, F.r2, F.explained_variance, F.pearson_corrcoef):
         with pytest.raises(ValueError, match="left float64's range"):
             fn(t + rng.normal(size=200) * 1e160, t)
+
+
+@pytest.mark.parametrize(
+    "predictions, targets",
+    [
+        (np.array([2**62, 0, 5], np.int64), np.array([-(2**62), 0, 7], np.int64)),  # a difference beyond int64
+        (np.array([-(2**63), 0, 1], np.int64), np.zeros(3, np.int64)),
+        (np.zeros(3, np.int64), np.array([2**63 + 12345, 0, 3], np.uint64)),
+        (np.array([2**31, -(2**31) - 1, 3], np.int64), np.array([0, 1, 2], np.uint32)),
+    ],
+)
+def test_integer_columns_beyond_int32_are_the_numbers_they_hold(predictions, targets):
+    """Integer predictions and targets were read as int32 (labels), so 2**62 counted as 0 and a uint64 of
+    2**63 + 12345 as 12345: the values are now scikit-learn's on the same numbers in float64."""
+    p, y = predictions.astype(np.float64), targets.astype(np.float64)
+    assert F.mae(predictions, targets) == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-15)
+    assert F.mse(predictions, targets) == pytest.approx(skm.mean_squared_error(y, p), rel=1e-15)
+    weights = np.array([2**63 + 1, 1, 1], np.uint64)  # a weight beyond int64: one row counts all but alone
+    assert F.mae(predictions, targets, weights=weights) == pytest.approx(
+        skm.mean_absolute_error(y, p, sample_weight=weights.astype(np.float64)), rel=1e-15
+    )

@@ -388,3 +388,42 @@ def test_a_catalogue_metric_beside_a_user_function_reads_the_task_columns(tmp_pa
     assert got["log_loss"] == pytest.approx(skm.log_loss(label, score), rel=1e-9)
     words = np.array([len(t.split()) for t in texts], np.float64)
     assert got["word_count.words"] == pytest.approx(words.mean(), rel=1e-12)
+
+
+def test_dropping_every_row_exits_2_instead_of_committing_an_empty_run(tmp_path):
+    """``on_bad_rows: drop`` over rows that are all bad left a committed run of 0 rows and NaN metrics; every metric
+    is undefined there, as with all weights 0: nothing is committed."""
+    (tmp_path / "data").mkdir()
+    score = np.full(50, np.nan)
+    score[:10] = 2.0  # (probabilities outside [0, 1]: a second reason)
+    pq.write_table(pa.table({"score": score, "label": np.arange(50) % 2}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "all-dropped",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    spec["data"]["on_bad_rows"] = "drop"
+    _fails(tmp_path, spec, DataError, "left out all 50 rows read", "with NaN or inf: 40", "outside [0, 1]")
+    score[:10] = 0.7  # ten good rows: a run of those
+    pq.write_table(pa.table({"score": score, "label": np.arange(50) % 2}), tmp_path / "data" / "part.parquet")
+    run = _run(tmp_path, spec, "some.yaml")
+    assert _values(run)["accuracy"] == skm.accuracy_score(np.arange(10) % 2, np.ones(10)) and _values(run)["rows"] == 10
+
+
+def test_integer_weights_beyond_int64_and_int32_weigh_what_they_hold(tmp_path):
+    """A uint64 weight of 2**63 + 1 was read as 1 (integer columns went to int32): accuracy 0.5 instead of
+    scikit-learn's value with those weights."""
+    (tmp_path / "data").mkdir()
+    score, label = np.array([0.9, 0.1, 0.9, 0.1]), np.array([1, 1, 0, 0])
+    for dtype, heavy in ((np.uint64, 2**63 + 1), (np.int64, 2**40)):
+        weights = np.array([heavy, 1, 1, 1], dtype)
+        table = pa.table({"score": score, "label": label, "w": weights})
+        pq.write_table(table, tmp_path / "data" / "part.parquet")
+        spec = _weighted_job(tmp_path, tmp_path / "data")
+        spec["metrics"] = ["accuracy"]
+        got = _values(_run(tmp_path, spec, f"{np.dtype(dtype).name}.yaml"))["accuracy"]
+        expected = skm.accuracy_score(label, score > 0.5, sample_weight=weights.astype(np.float64))
+        assert got == pytest.approx(expected, rel=1e-15), dtype
