@@ -23,6 +23,7 @@ import pyarrow as pa
 from evaluators.adapters import InputError, TaskAdapter, adapter_for
 from evaluators.backbones import load_backbone
 from evaluators.lazyjax import jax
+from evaluators.retrieval import QUERY
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import buckets, key_role, row_keys
@@ -135,6 +136,30 @@ def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[st
     return dict(columns) if rows is None else {k: v[rows] for k, v in columns.items()}
 
 
+class FileQueries:
+    """The query ids at the ends of a work unit's files: a ranking query whose rows end one file and begin the next
+    is in two files (its rows joined would be ranked as one list, and split over two units they are refused)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, object] | None = None  # (file, the query id of its last row read)
+
+    def check(self, path: str, ids: Any) -> None:
+        """Note a batch of query ids read from ``path`` (its batches in order); :class:`DataError` where its first
+        id goes on with the previous file's last one."""
+        first, last = (_scalar(ids, i) for i in (0, len(ids) - 1))
+        if self._last is not None and self._last[0] != path and self._last[1] == first:
+            raise DataError(
+                f"column {QUERY!r} (data.columns.{QUERY}): query {first!r} has rows at the end of {self._last[0]} and "
+                f"at the start of {path}; a query's rows must be contiguous in one file."
+            )
+        self._last = (path, last)
+
+
+def _scalar(values: Any, i: int) -> object:
+    value = values[i]
+    return value.as_py() if isinstance(value, pa.Scalar) else np.asarray(value).item()
+
+
 class UnitEvaluator:
     """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
 
@@ -225,6 +250,7 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
+        files = FileQueries()
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
@@ -234,6 +260,8 @@ class UnitEvaluator:
                     n = _row_count(columns)
                     if n == 0:
                         continue
+                    if QUERY in columns:
+                        files.check(part.path, columns[QUERY])
                     batch = dict(columns)
                     if self.functions:
                         batch[_FILE] = np.full(n, unit_files.setdefault(part.path, len(unit_files)), np.int32)

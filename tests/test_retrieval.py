@@ -309,6 +309,25 @@ def test_a_query_in_two_files_is_refused(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("run.json"))
 
 
+def test_a_query_at_the_end_of_one_file_and_the_start_of_the_next_is_refused_in_one_unit(tmp_path):
+    """Two small files batched into one work unit: the query ending the first and beginning the second was ranked
+    as one list (exit 0) by default, and refused only when a smaller ``unit_rows`` put the files in two units."""
+    (tmp_path / "data").mkdir()
+    for name, ids in (("a", [0, 0, 1, 1]), ("b", [1, 1, 2, 2])):
+        table = pa.table({"score": [0.9, 0.1, 0.8, 0.2], "relevance": [1, 0, 0, 1], "query": ids})
+        pq.write_table(table, tmp_path / "data" / f"{name}.parquet")
+    for unit_rows, message in (
+        (None, r"query 1 has rows at the end of .*a\.parquet and at the start of .*b\.parquet"),
+        (1, r"1 queries have rows in two work units"),
+    ):
+        job = _job(tmp_path, "local", tmp_path / "data")
+        job["data"]["columns"] = {"predictions": "score", "targets": "relevance", "query_id": "query"}
+        job["execution"] = {"runner": "local", **({"unit_rows": unit_rows} if unit_rows else {})}
+        with pytest.raises(DataError, match=message):
+            run_job(spec_module.load(str(write_job(tmp_path / f"job{unit_rows}.yaml", job))), show_progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("run.json"))
+
+
 def test_a_ranking_spec_needs_the_query_column(tmp_path):
     job = _job(tmp_path, "local", tmp_path)
     del job["data"]["columns"]["query_id"]
