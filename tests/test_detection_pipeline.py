@@ -71,15 +71,16 @@ def shards(tmp_path_factory):
     return directory, images
 
 
-def _job(tmp_path, directory, runner):
+def _job(tmp_path, directory, runner, *, on_bad_rows: str = "fail", iou_type: str = "bbox"):
     spec = {
         "name": "detection",
         "data": {
             "path": str(directory),
             "columns": COLUMNS,
+            "on_bad_rows": on_bad_rows,
         },
         "task": "detection",
-        "metrics": [{"name": "mean_average_precision", "box_format": "xywh", "as": "map"}],
+        "metrics": [{"name": "mean_average_precision", "box_format": "xywh", "iou_type": iou_type, "as": "map"}],
         "execution": {"runner": runner, "actors": 2, "unit_rows": 10},
         "output": {"uri": str(tmp_path / "out")},
     }
@@ -146,4 +147,107 @@ def test_negative_areas_and_short_boxes_are_bad_rows(tmp_path, column, change, n
     with pytest.raises(DataError) as caught:
         run_job(job, show_progress=False)
     assert needle in str(caught.value) and "part.parquet" in str(caught.value)
+    assert not list_runs(str(tmp_path / "out"))
+
+
+def _shorter(row: list) -> list:
+    return row[:-1]
+
+
+BAD_ROWS = [
+    (
+        "scores",
+        None,
+        _shorter,
+        "column 'scores' (data.columns.scores): 1 rows with another number of scores than boxes",
+    ),
+    (
+        "labels",
+        None,
+        _shorter,
+        "column 'labels' (data.columns.labels): 1 rows with another number of labels than boxes",
+    ),
+    (
+        "gt_labels",
+        None,
+        _shorter,
+        "column 'gt_labels' (data.columns.target_labels): 1 rows with another number of labels than boxes",
+    ),
+    ("gt_area", None, _shorter, "column 'gt_area' (data.columns.area): 1 rows with another number of areas than boxes"),
+    ("crowd", None, _shorter, "column 'crowd' (data.columns.iscrowd): 1 rows with another number of crowd flags"),
+    (
+        "labels",
+        pa.list_(pa.float64()),
+        lambda row: [1.5, *row[1:]],
+        "column 'labels' (data.columns.labels): 1 rows with labels that are not integers",
+    ),
+    (
+        "labels",
+        None,
+        lambda row: [2**40, *row[1:]],
+        "column 'labels' (data.columns.labels): 1 rows with labels outside int32's range",
+    ),
+    (
+        "gt_labels",
+        None,
+        lambda row: [-(2**31) - 1, *row[1:]],
+        "column 'gt_labels' (data.columns.target_labels): 1 rows with labels outside int32's range",
+    ),
+    (
+        "boxes",
+        None,
+        lambda row: [row[0][:3], *row[1:]],
+        "column 'boxes' (data.columns.predictions): 1 rows with boxes of other than 4 numbers",
+    ),
+    (
+        "gt_boxes",
+        None,
+        lambda row: [*row[:-1], [*row[-1], 1.0]],
+        "column 'gt_boxes' (data.columns.targets): 1 rows with boxes of other than 4 numbers",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "change", "needle"), BAD_ROWS, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_inconsistent_lists_and_bad_labels_are_bad_rows(tmp_path, column, kind, change, needle):
+    """Per-image lists of another length than the image's boxes, labels that are no int32 integers, a nested box
+    of other than 4 numbers: the job fails naming file, row group and column (exit 2); ``on_bad_rows: drop``
+    leaves the image out, counts it, and equals pycocotools on the other images."""
+    images = random_images(np.random.default_rng(3), n_images=8)
+    bad = next(i for i, im in enumerate(images) if len(im["pred_scores"]) >= 2 and len(im["gt_labels"]) >= 2)
+    table = detection_table(images)
+    rows = table.column(column).to_pylist()
+    rows[bad] = change(rows[bad])
+    field = table.schema.get_field_index(column)
+    table = table.set_column(field, column, pa.array(rows, kind or table.schema.field(column).type))
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    with pytest.raises(DataError) as caught:
+        run_job(_job(tmp_path, tmp_path / "data", "local"), show_progress=False)
+    message = str(caught.value)
+    assert needle in message and "part.parquet row group 0" in message and "\n" not in message, message
+    assert not list_runs(str(tmp_path / "out"))
+
+    run = run_job(_job(tmp_path, tmp_path / "data", "local", on_bad_rows="drop"), show_progress=False).run
+    assert run.metadata["dropped_rows"]["rows"] == 1 and run.metadata["rows"] == len(images) - 1
+    reference = dict(zip(SUMMARY_KEYS, coco_reference(images[:bad] + images[bad + 1 :]).stats, strict=True))
+    metrics = run.point("overall").metrics
+    for key in SUMMARY_KEYS:
+        assert metrics["map" if key == "map" else f"map.{key}"].value == pytest.approx(reference[key], abs=1e-6), key
+
+
+def test_segm_over_a_box_column_names_the_column_and_iou_type(tmp_path):
+    """``iou_type: segm`` without mask columns reads masks from ``predictions``; a column of boxes there fails
+    naming the column, its role and ``iou_type`` (exit 2), writing nothing."""
+    (tmp_path / "data").mkdir()
+    pq.write_table(
+        detection_table(random_images(np.random.default_rng(4), n_images=4)), tmp_path / "data" / "a.parquet"
+    )
+    with pytest.raises(DataError) as caught:
+        run_job(_job(tmp_path, tmp_path / "data", "local", iou_type="segm"), show_progress=False)
+    message = str(caught.value)
+    assert "column 'boxes' (data.columns.predictions)" in message and "a.parquet" in message, message
+    assert "iou_type: segm" in message and "data.columns.masks" in message and "\n" not in message
     assert not list_runs(str(tmp_path / "out"))

@@ -536,7 +536,7 @@ def test_malformed_and_mismatched_masks_fail_naming_the_column(tmp_path, shards)
         ),
         (
             "gt_png",
-            [_png(np.ones((h, w + 1), bool))],
+            [_png(np.ones((h, w + 1), bool))] * len(rows[image]["gt_png"]),  # as many masks as labels
             [
                 rf"image_id {rows[image]['image_id']}",
                 rf"are {h}x{w} \(height x width\) in column 'masks' \(data.columns.predictions\)",

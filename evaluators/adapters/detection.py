@@ -59,20 +59,36 @@ class DetectionAdapter(TaskAdapter):
         return super().own_kind(role)
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
-        """Per-image lists (boxes, scores, labels, areas): numbers must be finite; their layout is checked by
-        the statistic."""
+        """Per-image lists (boxes, scores, labels, areas): numbers must be finite, boxes of 4 numbers, labels
+        integers within int32, and the lists of an image as long as its boxes (or masks)."""
         problems: list[BadRows] = []
         for role, values in columns.items():
             if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
                 problems += flagged_rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)
                 if role in ("predictions", "targets"):
-                    ragged = _ragged_rows(values, lambda v: v.size % 4 != 0)
+                    ragged = _ragged_rows(values, lambda v: v.size % 4 != 0) | _misshapen(values)
                     problems += flagged_rows(role, "with boxes of other than 4 numbers", ragged, n)
                 if role == "area":
                     problems += flagged_rows(
                         role, "with a negative area", _ragged_rows(values, lambda v: (v < 0).any()), n
                     )
+                if role in ("labels", "target_labels"):
+                    problems += _label_problems(role, values, n)
+        for side, what, roles in _SAME_LENGTH:
+            if side in columns:
+                counts = _counts(columns[side], boxes=True)
+                for role in roles:
+                    if role in columns and columns[role] is not None:
+                        other = _counts(columns[role])
+                        differ = (counts >= 0) & (other >= 0) & (counts != other)
+                        problems += flagged_rows(role, f"with another number of {_NOUNS[role]} than {what}", differ, n)
         return problems
+
+    def refused_role(self, error: Exception) -> str | None:
+        """``predictions`` / ``targets`` for ``iou_type: segm`` reading masks from a column of boxes."""
+        from evaluators.detection import BoxesNotMasksError
+
+        return error.role if isinstance(error, BoxesNotMasksError) else super().refused_role(error)
 
     def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:
         return frozenset(r for r in roles if r not in _PER_ROW)
@@ -118,8 +134,25 @@ def _per_image(column: Ragged, where: str) -> np.ndarray:
         return _instance_masks(column, where)
     out = np.empty(len(column), object)
     for i, row in enumerate(column.rows):
-        out[i] = np.asarray(row, np.float64).reshape(-1)
+        out[i] = _numbers(row)
     return out
+
+
+@dataclass(frozen=True)
+class _Misshapen:
+    """A row of nested boxes not all of 4 numbers (or a null box): a bad row of its column."""
+
+    sizes: tuple[int | None, ...]
+
+
+def _numbers(row: Any) -> np.ndarray | _Misshapen:
+    """One row's numbers, flat (``[[x, y, w, h], ...]`` -> ``[4k]``), or :class:`_Misshapen` for nested boxes of
+    other than 4 numbers."""
+    if isinstance(row, list) and any(isinstance(box, list) or box is None for box in row):
+        if all(isinstance(box, list) and len(box) == 4 for box in row):
+            return np.asarray(row, np.float64).reshape(-1)
+        return _Misshapen(tuple(len(box) if isinstance(box, list) else None for box in row))
+    return np.asarray(row, np.float64).reshape(-1)
 
 
 def _instance_masks(column: Ragged, where: str) -> np.ndarray:
@@ -145,6 +178,55 @@ def _instance_masks(column: Ragged, where: str) -> np.ndarray:
                 "PNG, all of the image's size."
             ) from None
     return out
+
+
+_SAME_LENGTH = (
+    ("predictions", "boxes in data.columns.predictions", ("scores", "labels", "masks")),
+    ("targets", "boxes in data.columns.targets", ("target_labels", "iscrowd", "area", "target_masks")),
+)
+"""Per-image lists that hold one entry per predicted / ground-truth box (or mask) of the image."""
+_NOUNS = {
+    "scores": "scores",
+    "labels": "labels",
+    "masks": "masks",
+    "target_labels": "labels",
+    "iscrowd": "crowd flags",
+    "area": "areas",
+    "target_masks": "masks",
+}
+"""What the entries of each per-image list role are called in a message."""
+
+
+def _counts(values: Any, boxes: bool = False) -> np.ndarray:
+    """int64 ``[n]``: the entries of each row of a per-image column (masks, numbers, or with ``boxes`` boxes of 4
+    numbers); -1 where a row is no list of whole boxes (a bad row reported as such)."""
+    from evaluators.detection import InstanceMasks
+
+    def count(v: Any) -> int:
+        if isinstance(v, InstanceMasks):
+            return v.count
+        if not isinstance(v, np.ndarray):
+            return -1
+        if boxes:
+            return v.size // 4 if v.size % 4 == 0 else -1
+        return int(v.size)
+
+    return np.fromiter((count(v) for v in values), np.int64, count=len(values))
+
+
+def _label_problems(role: str, values: np.ndarray, n: int) -> list[BadRows]:
+    """Rows of a label list column (float64 per row) with a label that is no integer, or outside int32."""
+    low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    fraction = _ragged_rows(values, lambda v: (np.isfinite(v) & (v != np.round(v))).any())
+    outside = _ragged_rows(values, lambda v: (np.isfinite(v) & ((v < low) | (v > high))).any())
+    return flagged_rows(role, "with labels that are not integers", fraction, n) + flagged_rows(
+        role, f"with labels outside int32's range [{low}, {high}]", outside, n
+    )
+
+
+def _misshapen(values: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: rows of nested boxes not all of 4 numbers."""
+    return np.fromiter((isinstance(v, _Misshapen) for v in values), bool, count=len(values))
 
 
 def _ragged_rows(values: np.ndarray, bad: Any) -> np.ndarray:

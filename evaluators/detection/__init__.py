@@ -88,7 +88,7 @@ Example::
     1.0
 """
 
-from evaluators.detection.boxes import BOX_FORMATS, DETECTION_COLUMNS, detection_batch, to_xywh
+from evaluators.detection.boxes import BOX_FORMATS, DETECTION_COLUMNS, BoxesNotMasksError, detection_batch, to_xywh
 from evaluators.detection.masks import InstanceMasks, first_mask_size_mismatch, instance_masks, mask_iou
 from evaluators.detection.matching import box_iou, greedy_match
 from evaluators.detection.state import (
@@ -110,6 +110,7 @@ __all__ = [
     "DETECTION_COLUMNS",
     "IOU_TYPES",
     "RECALL_THRESHOLDS",
+    "BoxesNotMasksError",
     "CocoAccumulation",
     "CocoDetectionStatistic",
     "InstanceMasks",

@@ -26,6 +26,21 @@ DETECTION_COLUMNS = (
 )
 
 
+class BoxesNotMasksError(ValueError):
+    """``iou_type="segm"`` given boxes (numbers per image) where it reads instance masks: ``role`` is the job's
+    column role that holds them (``"predictions"`` for ``pred_masks``, ``"targets"`` for ``gt_masks``)."""
+
+    def __init__(self, key: str, role: str) -> None:
+        mask_role = "masks" if role == "predictions" else "target_masks"
+        super().__init__(
+            f"iou_type: segm evaluates instance masks and, without data.columns.{mask_role}, reads the {key} from "
+            f"data.columns.{role}, which holds boxes (numbers per image), not a list of masks per image; map the "
+            "mask columns to data.columns.masks and data.columns.target_masks, or evaluate the boxes with "
+            "iou_type: bbox"
+        )
+        self.role = role
+
+
 @dataclass(frozen=True)
 class _Images:
     """A batch's live images flattened: one entry per instance, ``*_row`` the image's row in the batch;
@@ -73,6 +88,8 @@ def _floats(value: Any) -> np.ndarray:
 def _shapes(value: Any, key: str, row: int, box_format: str, masks: bool) -> np.ndarray | InstanceMasks:
     """One row's boxes (float64 ``[k, 4]`` as x, y, w, h) or masks."""
     if masks:
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.size and value.dtype.kind in "fiu":
+            raise BoxesNotMasksError(key, "predictions" if key.startswith("pred") else "targets")
         try:
             return instance_masks(value)
         except ValueError as exc:
