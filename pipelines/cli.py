@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import traceback
 from collections.abc import Sequence
@@ -86,7 +87,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     job = spec_module.load(args.job, _overrides(args))
     args.env = job.env
     check_backbone_weights(job)
-    plan = check_dataset(job)
+    plan = check_dataset(job)  # (the files' schemas: the role columns, and the `slices:` columns for each entry)
     load_reference(job)  # `reference:` names a committed reference run that fits the job
     probe_output(job.output, job.name)
     out.write(
@@ -201,26 +202,38 @@ def _tolerance(text: str | None) -> float | dict[str, float]:
         return 0.0
     try:
         if "=" not in text:
-            return float(text)
-        return {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+            tolerance: float | dict[str, float] = float(text)
+        else:
+            tolerance = {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
     except ValueError:
         raise UserError(
             f"--tolerance {text!r}: expected a number or NAME=NUMBER pairs separated by commas, e.g. roc_auc=0.005,*=0.01."
         ) from None
+    for name, value in tolerance.items() if isinstance(tolerance, dict) else [("", tolerance)]:
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(
+                f"--tolerance {text!r}: {f'{name}=' if name else ''}{value:g} is not a finite number of at least 0; "
+                "expected the worsening allowed, in the metric's units, e.g. 0.01 or roc_auc=0.005,*=0.01."
+            )
+    return tolerance
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pipelines.results import compare_all, resolve_run_uri
+    from pipelines.results import check_shared_metrics, compare_all, load_run, resolve_run_uri
 
+    tolerance = _tolerance(args.tolerance)
+    baseline, current = load_run(resolve_run_uri(args.baseline)), load_run(resolve_run_uri(args.current))
     comparisons = compare_all(
-        resolve_run_uri(args.baseline),
-        resolve_run_uri(args.current),
-        _tolerance(args.tolerance),
+        baseline,
+        current,
+        tolerance,
         metrics=args.metric,
         points=args.point,
         alpha=args.alpha,
         force=args.force,
     )
+    if not comparisons:
+        check_shared_metrics(baseline, current)  # never "0 metrics compared" for runs with no metric in common
     rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
     for c in comparisons:
         if not (args.all or c.regressed):

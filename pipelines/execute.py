@@ -38,6 +38,7 @@ from pipelines.records import Regression, Run
 from pipelines.reduce import build_points, metric_defs
 from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
+from pipelines.slicing import check_columns
 from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
@@ -136,7 +137,8 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     """List the files, read their footers, check every file's schema, plan the units.
 
     Raises:
-        DataError: no files, unreadable files, a missing or mistyped column, or no rows at all.
+        DataError: no files, unreadable files, a missing or mistyped column (of a role or a slice), or no rows at
+            all.
     """
     per_worker = planning.BACKBONE_UNITS_PER_WORKER if spec.backbone else 1
     plan = planning.plan(
@@ -150,6 +152,7 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     roles = spec.data.columns.roles()
     for info in plan.files:
         check_schema(info, roles, spec.task)
+    check_columns(spec.slices, plan.files)
     if plan.rows == 0:
         raise DataError(
             f"data.path {', '.join(spec.data.paths)}: all {len(plan.files)} files have 0 rows; nothing to evaluate."

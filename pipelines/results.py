@@ -406,6 +406,32 @@ def _check_comparable(
         for name in tolerance:
             if name != "*" and name not in names:
                 raise _unknown("tolerance for metric", name, {n for n in names if "[" not in n} | {"*"})
+    for name, value in tolerance.items() if isinstance(tolerance, Mapping) else [("", tolerance)]:
+        if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
+            raise UserError(
+                f"tolerance{f' for {name!r}' if name else ''} {value!r}: expected a finite number of at least 0 "
+                "(the worsening allowed, in the metric's units)."
+            )
+
+
+def check_shared_metrics(base: Run, cur: Run) -> None:
+    """Raise :class:`UserError` naming both runs' ranked metrics (direction higher or lower) when they have none in
+    common (runs of two jobs compared with ``force``, or a job whose metrics changed): a comparison of them would
+    compare nothing and pass."""
+
+    def ranked(run: Run) -> set[str]:
+        keys = {k for p in run.points for k in p.metrics}
+        return {k for k in keys if (d := run.metric_defs.get(k)) is None or d.direction is not MetricDirection.INFO}
+
+    keys = (ranked(base), ranked(cur))
+    if keys[0] & keys[1]:
+        return
+    shown = [", ".join(sorted({k.split("[", 1)[0] for k in side})) or "none" for side in keys]
+    raise UserError(
+        f"the baseline (run {base.id} of job {base.metadata.get('job')!r}) has metrics {shown[0]} and the current run "
+        f"(run {cur.id} of job {cur.metadata.get('job')!r}) has metrics {shown[1]}: no metric in common, nothing "
+        "to compare."
+    )
 
 
 def compare(

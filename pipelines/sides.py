@@ -43,7 +43,7 @@ _SIDE_FEATURES = {
 def one_side_allowed(task: Any) -> bool:
     """Whether the (unvalidated) ``task:`` value names an image or text task, whose jobs may read one side."""
     kind = task.get("kind") if isinstance(task, dict) else task
-    return kind in {k.value for k in SIDED_TASKS}
+    return isinstance(kind, str) and kind in {k.value for k in SIDED_TASKS}
 
 
 def unpaired(metric: DerivedMetric) -> bool:

@@ -17,8 +17,8 @@ The overall slice (key ``()``) is always computed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import arrow_columns
+from pipelines.errors import DataError
 from pipelines.unit_result import SliceKey
 
 FILTER_OPS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
@@ -73,6 +74,13 @@ class SliceSpec:
     conditions: tuple[Condition, ...] = ()
     min_count: int = 0
     max_slices: int = 100
+    index: int | None = field(default=None, compare=False)
+    """Its position in the job's ``slices:`` list (for messages; not part of its meaning)."""
+
+    @property
+    def where(self) -> str:
+        """``slices[i] ('name')``: the entry as a message names it."""
+        return f"slices[{self.index}] ({self.name!r})" if self.index is not None else f"slice {self.name!r}"
 
     @property
     def is_filter(self) -> bool:
@@ -83,8 +91,101 @@ class SliceSpec:
 
     def with_boundaries(self, boundaries: Sequence[float]) -> SliceSpec:
         return SliceSpec(
-            self.name, self.columns, tuple(boundaries), None, self.conditions, self.min_count, self.max_slices
+            self.name,
+            self.columns,
+            tuple(boundaries),
+            None,
+            self.conditions,
+            self.min_count,
+            self.max_slices,
+            self.index,
         )
+
+
+def _kind(t: pa.DataType) -> str:
+    """What a slice entry can do with a column of Arrow type ``t``: ``number``, ``boolean``, ``string``, ``nested``
+    (a list, struct or map: refused) or ``other`` (dates, times, decimals: grouped as read)."""
+    if pa.types.is_dictionary(t):
+        return _kind(t.value_type)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "number"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_nested(t) or pa.types.is_null(t):
+        return "nested"
+    return "other"
+
+
+def _array_kind(values: np.ndarray) -> str:
+    """:func:`_kind` of a column read into numpy."""
+    if values.ndim != 1:
+        return "nested"
+    return {"i": "number", "u": "number", "f": "number", "b": "boolean", "U": "string"}.get(values.dtype.kind, "other")
+
+
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+def _problem(spec: SliceSpec, column: str, kind: str) -> str | None:
+    """Why ``spec`` cannot use a ``column`` of ``kind`` (see :func:`_kind`), or None."""
+    if kind == "nested":
+        return "expected a column of one value per row (numbers, strings or booleans), not a list, struct or null"
+    if column in spec.columns and (spec.boundaries is not None or spec.quantiles is not None) and kind != "number":
+        return f"`{'boundaries' if spec.boundaries is not None else 'quantiles'}` buckets need a numeric column"
+    if kind == "other":
+        return None
+    for cond in spec.conditions:
+        if cond.column != column:
+            continue
+        values = cond.value if cond.op in ("in", "not_in") else (cond.value,)
+        wrong = [v for v in values if _value_kind(v) != kind]
+        if wrong:
+            return (
+                f"filter `{cond.op}: {cond.value!r}` compares it with {_value_kind(wrong[0])} {wrong[0]!r}; "
+                f"expected {kind} values for a {kind} column"
+            )
+        if cond.op in ("lt", "le", "gt", "ge") and kind == "boolean":
+            return f"filter `{cond.op}` orders values; expected a numeric or string column"
+    return None
+
+
+def check_columns(slices: Sequence[SliceSpec], files: Iterable[Any]) -> None:
+    """Raise :class:`DataError` if a ``slices:`` entry's column is missing from a file (``FileInfo``: ``path`` and
+    Arrow ``schema``), appears twice in it, has a type the entry cannot use, or has another kind of type (number,
+    string, boolean) than in an earlier file."""
+    seen: dict[str, tuple[str, pa.DataType]] = {}
+    for info in files:
+        names = info.schema.names
+        for spec in slices:
+            for column in spec.needed_columns():
+                where = f"{info.path}: column {column!r} ({spec.where})"
+                if column not in names:
+                    from difflib import get_close_matches
+
+                    near = get_close_matches(column, names, n=1)
+                    hint = f" (did you mean {near[0]!r}?)" if near else ""
+                    raise DataError(f"{where} is missing{hint}; the file has columns: {', '.join(names)}.")
+                if names.count(column) > 1:
+                    raise DataError(
+                        f"{where} appears {names.count(column)} times in the file; expected one column of each name."
+                    )
+                dtype = info.schema.field(column).type
+                problem = _problem(spec, column, _kind(dtype))
+                if problem is not None:
+                    raise DataError(f"{where} has type {dtype}; {problem}.")
+                path, first = seen.setdefault(column, (info.path, dtype))
+                if _kind(first) != _kind(dtype) or (_kind(dtype) == "other" and first != dtype):
+                    raise DataError(
+                        f"{where} has type {dtype}, but {path} has it as {first}; expected the same type of column "
+                        "in every file, since slices are named by value."
+                    )
 
 
 def bucket_label(boundaries: Sequence[float], index: int) -> str:
@@ -130,7 +231,24 @@ def _numpy(values: np.ndarray | pa.Array) -> np.ndarray:
 
 
 def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dict[SliceKey, np.ndarray]:
-    """Row indices of each slice of ``spec`` present in ``columns`` (numpy arrays, or Arrow string arrays)."""
+    """Row indices of each slice of ``spec`` present in ``columns`` (numpy arrays, or Arrow string arrays).
+
+    Raises:
+        DataError: a column of a type the entry cannot use (see :func:`check_columns`, which refuses it earlier).
+    """
+    for column in spec.needed_columns():
+        values = columns[column]
+        kind = _kind(values.type) if isinstance(values, pa.Array) else _array_kind(values)
+        problem = _problem(spec, column, kind)
+        if problem is not None:
+            what = (
+                values.type
+                if isinstance(values, pa.Array)
+                else f"list of {values.shape[1]} values"
+                if values.ndim == 2
+                else values.dtype
+            )
+            raise DataError(f"column {column!r} ({spec.where}) has type {what}; {problem}.")
     n = len(next(iter(columns.values())))
     if spec.is_filter:
         keep = np.ones(n, dtype=bool)
@@ -154,8 +272,6 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
             continue
         values = _numpy(values)
         if spec.boundaries is not None:
-            if values.dtype.kind not in "iuf":
-                raise TypeError(f"slice {spec.name!r}: column {column!r} must be numeric to bucket it")
             inverse = np.searchsorted(np.asarray(spec.boundaries, dtype=np.float64), values, side="right")
             if values.dtype.kind == "f":
                 valid &= ~np.isnan(values)

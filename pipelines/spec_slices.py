@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from pipelines.errors import SpecError
@@ -64,6 +65,10 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
             check_range(sec, "quantiles", quantiles, 1000, integer=True)
             if quantiles < 2:
                 raise SpecError(f"{sec.where('quantiles')}: expected at least 2 buckets, got {quantiles}.")
+        if filters is not None and not filters:
+            raise SpecError(
+                f"{sec.where('filter')}: expected at least one condition (`column: {{op: value}}`), got an empty mapping."
+            )
         conditions: list[Condition] = []
         for col, cond in (filters or {}).items():
             path = ("slices", i, "filter", col)
@@ -77,6 +82,11 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
                     )
                 if op in ("in", "not_in") and not isinstance(value, list):
                     raise SpecError(f"{root.source.where((*path, op))}: `{op}` needs a list, got {describe(value)}.")
+                if not (all(map(_scalar, value)) if op in ("in", "not_in") else _scalar(value)):
+                    raise SpecError(
+                        f"{root.source.where((*path, op))}: expected a number, string, boolean or date"
+                        f"{' in every element' if op in ('in', 'not_in') else ''}, got {describe(value)}."
+                    )
                 conditions.append(Condition(str(col), op, tuple(value) if isinstance(value, list) else value))
         check_range(sec, "max_slices", max_slices, 100_000, integer=True)
         check_range(sec, "min_count", min_count, 10**12, integer=True, allow_zero=True)
@@ -100,6 +110,12 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
                 tuple(conditions),
                 min_count,
                 max_slices,
+                i,
             )
         )
     return tuple(out)
+
+
+def _scalar(value: object) -> bool:
+    """A filter value a column's values can be compared with: a string, a number, a boolean or a YAML date."""
+    return isinstance(value, str | int | float | bool | dt.date)

@@ -191,7 +191,14 @@ def load_yaml(text: str, name: str) -> YamlSource:
         SpecError: syntax errors, unsafe tags, duplicate keys, a document
             that is not a mapping, with the line; a document over :data:`LIMITS`.
     """
-    loader = PlainLoader(text)
+    try:
+        loader = PlainLoader(text)  # (it reads the whole text: a character YAML does not allow fails here)
+    except yaml.reader.ReaderError as exc:
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise SpecError(
+            f"{name}: invalid YAML: character {char} at position {exc.position} is not allowed ({exc.reason}); a job "
+            "spec is printable UTF-8 text."
+        ) from None
     try:
         check_limits(text, name)
         node = loader.get_single_node()

@@ -74,6 +74,8 @@ CASES = [
         "already sliced",
     ),
     ("unknown filter operator", lambda s: s + "slices: [{filter: {country: {like: U%}}}]\n", "like"),
+    ("empty filter", lambda s: s + "slices: [{name: f, filter: {}}]\n", "slices[0].filter"),
+    ("filter value a list", lambda s: s + "slices: [{filter: {country: {eq: [US]}}}]\n", "slices[0].filter.country.eq"),
     ("bad confidence level", lambda s: s + "confidence: {level: 1.5}\n", "confidence.level"),
     (
         "text metric without backbone",

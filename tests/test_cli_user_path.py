@@ -260,6 +260,40 @@ def test_compare_refuses_unknown_names_and_other_jobs(results, capsys) -> None:
     assert code == (3 if worse else 0)
 
 
+@pytest.mark.parametrize("tolerance", ["nan", "-1", "inf", "accuracy=nan", "roc_auc=0.01,*=-0.5", "*=-inf"])
+def test_compare_refuses_a_tolerance_that_is_not_finite_and_at_least_0(results, capsys, tolerance) -> None:
+    output, runs = results["output"], results["runs"]
+    first, second = (str(output / "gate" / runs[k].id) for k in ("first", "second"))
+    code, out, err = _run(["compare", first, second, "--tolerance", tolerance], capsys)
+    assert code == 2 and "Traceback" not in err and "metrics compared" not in out, (code, err)
+    assert f"--tolerance {tolerance!r}" in err and "finite number of at least 0" in err, err
+
+
+def test_compare_force_of_runs_with_no_metric_in_common_exits_2_naming_both(results, capsys) -> None:
+    tmp, output, runs = results["tmp"], results["output"], results["runs"]
+    regression = tmp / "reg.yaml"
+    regression.write_text(
+        yaml.safe_dump(
+            {
+                "name": "reg",
+                "data": {"path": str(tmp / "a" / "*.parquet"), "columns": {"predictions": "score", "targets": "label"}},
+                "task": "regression",
+                "metrics": ["mse"],
+                "execution": {"runner": "local"},
+                "output": {"uri": str(output)},
+            }
+        )
+    )
+    assert main(["run", str(regression), "--quiet"]) == 0
+    capsys.readouterr()
+    reg = next(p for p in (output / "reg").iterdir() if "T" in p.name)
+    first = str(output / "gate" / runs["first"].id)
+    code, out, err = _run(["compare", first, str(reg), "--force"], capsys)
+    assert code == 2 and "metrics compared" not in out and "Traceback" not in err, (code, out, err)
+    assert "no metric in common" in err and "metrics accuracy, f1_score, roc_auc and" in err and "mse" in err
+    assert "job 'gate'" in err and "job 'reg'" in err, err
+
+
 def test_show_latest_filters_formats_and_collapsed_vectors(results, capsys) -> None:
     output = results["output"]
     runs = results["runs"]

@@ -46,6 +46,8 @@ CASES = [
     ("NaN slice boundary", lambda s: s + "slices: [{column: score, boundaries: [.nan, 1]}]\n", "finite numbers"),
     ("inf slice boundary", lambda s: s + "slices: [{column: score, boundaries: [0, .inf]}]\n", "finite numbers"),
     ("job name with a trailing newline", lambda s: s.replace("name: hostile", 'name: "abc\\n"'), "'abc\\n'"),
+    ("task as a list", lambda s: s.replace("task: binary", "task: [binary]"), "task (line 5): expected a task name"),
+    ("a NUL character", lambda s: s.replace("name: hostile", "name: hostile\x00"), "character U+0000 at position 13"),
 ]
 
 
@@ -92,3 +94,53 @@ def test_a_dangling_symlink_is_named_as_such(tmp_path, data, capsys):
     err = _run(tmp_path, capsys, GOOD.format(data=shards, out=tmp_path / "out"))
     assert f"a symbolic link to {tmp_path / 'gone.parquet'}, which does not exist" in err
     assert "empty" not in err
+
+
+# Slice entries whose columns the data lacks or cannot serve: (name, slices, columns of the data, needle)
+_N = 40
+_BASE = {"score": [i / _N for i in range(_N)], "label": [i % 2 for i in range(_N)], "c": ["US", "DE"] * (_N // 2)}
+_BASE["age"] = [float(10 + i) for i in range(_N)]
+SLICE_DATA_CASES = [
+    (
+        "slice column missing",
+        "[{column: ages}]",
+        [_BASE],
+        "column 'ages' (slices[0] ('ages')) is missing (did you mean",
+    ),
+    ("filter column missing", "[{name: f, filter: {nope: {eq: 1}}}]", [_BASE], "column 'nope' (slices[0] ('f'))"),
+    ("boundaries on strings", "[{column: c, boundaries: [1]}]", [_BASE], "`boundaries` buckets need a numeric"),
+    ("string eq on numbers", "[{name: f, filter: {age: {eq: US}}}]", [_BASE], "expected number values"),
+    ("number lt on strings", "[{name: f, filter: {c: {lt: 5}}}]", [_BASE], "expected string values"),
+    ("list column", "[{column: c}]", [{**_BASE, "c": [[x] for x in _BASE["c"]]}], "not a list"),
+    ("string vs int shards", "[{column: c}]", [_BASE, {**_BASE, "c": list(range(_N))}], "expected the same type"),
+]
+
+
+@pytest.mark.parametrize(("name", "slices", "shards", "needle"), SLICE_DATA_CASES, ids=[c[0] for c in SLICE_DATA_CASES])
+def test_slices_the_data_cannot_serve_exit_2_naming_file_column_and_entry(
+    tmp_path, capsys, name, slices, shards, needle
+):
+    directory = tmp_path / "data"
+    directory.mkdir()
+    for i, columns in enumerate(shards):
+        pq.write_table(pa.table(columns), directory / f"s{i}.parquet")
+    job = tmp_path / "job.yaml"
+    job.write_text(GOOD.format(data=directory, out=tmp_path / "out") + f"slices: {slices}\n")
+    code = main(["validate", str(job)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("evalpipe: error: ") and "Traceback" not in err and "\n" not in err, err
+    assert needle in err and "slices[0]" in err and ".parquet" in err, (needle, err)
+    err = _run(tmp_path, capsys, job.read_text())  # `run` refuses them as `validate` does, before reading a row
+    assert needle in err and "slices[0]" in err and ".parquet" in err, (needle, err)
+
+
+def test_a_row_id_column_of_lists_is_refused_at_the_footers(tmp_path, capsys):
+    """``row_id`` keys the bootstrap buckets: one id per row. A list column ended in NumPy's "object too deep"."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    table = pa.table({"score": [0.1, 0.9], "label": [0, 1], "ids": pa.array([[1], [2]])})
+    pq.write_table(table, directory / "part.parquet")
+    text = GOOD.format(data=directory, out=tmp_path / "out").replace("targets: label", "targets: label, row_id: ids")
+    err = _run(tmp_path, capsys, text + "confidence: {replicates: 5}\n")
+    assert "column 'ids' (data.columns.row_id) has type list<element: int64>; expected one id per row" in err, err

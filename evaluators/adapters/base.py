@@ -78,7 +78,10 @@ FEATURES = ColumnKind(
     "a list column of D numbers per row (list<float> or fixed_size_list)", lambda t: t.list_of(FLOATING, INTEGER)
 )
 GROUPS = ColumnKind("an integer or string column", lambda t: t.kind in (INTEGER, STRING))
-COMMON_KINDS: Mapping[str, ColumnKind] = {"weights": NUMERIC, "row_id": ANY, "sensitive": GROUPS}
+ROW_IDS = ColumnKind(
+    "one id per row (an integer, float, string or binary column)", lambda t: t.kind not in (LIST, STRUCT, OTHER)
+)
+COMMON_KINDS: Mapping[str, ColumnKind] = {"weights": NUMERIC, "row_id": ROW_IDS, "sensitive": GROUPS}
 """Roles any task may have: per-row weights, a row id (bootstrap keys, per-row scores), a group label
 (fairness metrics)."""
 
