@@ -33,7 +33,7 @@ from pipelines.job_statistics import job_statistics
 from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
-from pipelines.reading import check_schema
+from pipelines.reading import check_label_types, check_schema
 from pipelines.records import Regression, Run
 from pipelines.reduce import build_points, metric_defs
 from pipelines.reference import is_reference_job, load_reference, with_reference
@@ -152,6 +152,7 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     roles = spec.data.columns.roles()
     for info in plan.files:
         check_schema(info, roles, spec.task)
+    check_label_types(plan.files, roles)
     check_columns(spec.slices, plan.files)
     if plan.rows == 0:
         raise DataError(

@@ -10,7 +10,7 @@ List columns of fixed length (class probabilities, multilabel targets) become
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,31 @@ def check_schema(info: FileInfo, roles: Mapping[str, str], task: Task) -> None:
                 f"{info.path}: column {column!r} (data.columns.{role}) has type {dtype}; expected {description} "
                 f"for a {task.kind} task with {task.prediction} predictions."
             )
+
+
+LABELLED_ROLES = ("sensitive",)
+"""Roles whose values are labels named by their text (group labels): their files must agree on integers or
+strings, or ``1`` in one file and ``"1"`` in another would be counted as one group."""
+
+
+def check_label_types(files: Sequence[FileInfo], roles: Mapping[str, str]) -> None:
+    """Raise :class:`DataError` if a :data:`LABELLED_ROLES` column holds integers in one file and strings in
+    another (each file's type already checked by :func:`check_schema`)."""
+    for role in LABELLED_ROLES:
+        column = roles.get(role)
+        if column is None:
+            continue
+        first: tuple[str, pa.DataType] | None = None
+        for info in files:
+            dtype = info.schema.field(column).type
+            if first is None:
+                first = (info.path, dtype)
+            elif pa.types.is_integer(dtype) != pa.types.is_integer(first[1]):
+                raise DataError(
+                    f"{info.path}: column {column!r} (data.columns.{role}) has type {dtype}, but {first[0]} has it as "
+                    f"{first[1]}; expected integers in every file or strings in every file, since groups are named by "
+                    "their labels' text (1 and '1' would be one group)."
+                )
 
 
 def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from evaluators.catalog import build
 from evaluators.fairness import SENSITIVE
 from evaluators.task import Task
 from pipelines import spec as spec_module
+from pipelines.errors import DataError
 from pipelines.execute import run_job
 from tests._data import make_shards, sharded_values
 from tests.conftest import write_job
@@ -285,3 +286,16 @@ def test_a_one_row_slice_of_a_fairness_only_job_has_no_interval(tmp_path):
         np.array([1, 3]),
     )
     assert stat.occupied_groups(stacked, 4).tolist() == [False, True, False, False]  # (bucket 3's row weighs 0)
+
+
+def test_group_labels_of_integers_in_one_file_and_strings_in_another_are_refused(tmp_path):
+    """The functional API refuses mixed label types; a job read 1 in one file and "1" in another as one group."""
+    (tmp_path / "data").mkdir()
+    for i, groups in enumerate((pa.array([1, 2, 1, 2]), pa.array(["1", "2", "1", "2"]))):
+        table = pa.table({"score": [0.9, 0.2, 0.4, 0.7], "label": [1, 0, 0, 1], "group": groups})
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+    job = _job(tmp_path, "local", {"predictions": "score", "targets": "label", "sensitive": "group"})
+    with pytest.raises(
+        DataError, match=r"part-1\.parquet: column 'group' \(data\.columns\.sensitive\) has type string"
+    ):
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
