@@ -48,7 +48,8 @@ def check_backbone_weights(spec: JobSpec) -> None:
 
 
 def describe(exc: BaseException) -> str | None:
-    """One sentence for a credentials or permission error anywhere in ``exc``'s chain; None for anything else."""
+    """One sentence for a credentials or permission error, or a path of the wrong kind (a directory for a file, a
+    file for a directory), anywhere in ``exc``'s chain; None for anything else."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -66,5 +67,13 @@ def describe(exc: BaseException) -> str | None:
             )
         if isinstance(current, PermissionError) or code in _DENIED_ERRORS or name in _DENIED_ERRORS:
             return f"permission denied ({current}). Check the credentials' rights on this location."
+        if isinstance(current, IsADirectoryError | NotADirectoryError | FileExistsError):
+            path = current.filename or "a path"
+            what = {
+                IsADirectoryError: "is a directory where a file was expected",
+                NotADirectoryError: "lies under a file where a directory was expected",
+                FileExistsError: "is a file where a directory was expected",
+            }[type(current)]
+            return f"{path} {what}. Check the paths given on the command line or in the spec."
         current = current.__cause__ or current.__context__
     return None

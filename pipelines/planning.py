@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from pipelines.errors import DataError, is_storage_access_error
+from pipelines.errors import DataError, SpecError, is_storage_access_error
 from pipelines.fingerprint import file_version, is_local
 
 _GLOB_CHARS = "*?["
@@ -119,6 +119,13 @@ def list_files(
                 entries = {root: fs.info(root)}
             else:
                 entries = {}
+        except TypeError as exc:  # the filesystem's client made on first use, with options it does not take
+            if not storage_options or "keyword argument" not in str(exc):
+                raise
+            raise SpecError(
+                f"data.storage_options: the filesystem of {pattern!r} does not take these options ({exc}); its "
+                f"options are those of {type(fs).__module__.split('.')[0]}'s {type(fs).__name__}."
+            ) from None
         except Exception as exc:
             if not is_storage_access_error(exc):
                 raise

@@ -165,6 +165,8 @@ def list_runs(
 def _check_exists(fs: Any, root: str, uri: str, job: str | None) -> None:
     if not fs.exists(root):
         raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
+    if not fs.isdir(root):
+        raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
     if job is None or fs.glob(join(root, job, "*", COMMIT_MARKER)):
         return
     jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(root, "*", "*", COMMIT_MARKER))]

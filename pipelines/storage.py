@@ -549,4 +549,12 @@ def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
             )
         raise UserError(f"{uri}: no evalpipe run here (expected {COMMIT_MARKER} and {RUN_FILE}).")
     with loc.fs.open(loc.file(RUN_FILE), "rb") as handle:
-        return Run.from_dict(json.loads(handle.read()))
+        text = handle.read()
+    try:
+        return Run.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"{uri}: this run's {RUN_FILE} is unreadable although it has the size its {COMMIT_MARKER} manifest lists "
+            f"({type(exc).__name__}: {exc}); the file was damaged after the commit. Remove the run directory or "
+            "restore the file."
+        ) from None

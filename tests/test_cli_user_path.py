@@ -8,6 +8,7 @@ import html
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -462,3 +463,27 @@ def test_precision_recall_figure_is_titled_by_its_point(tmp_path: Path, capsys) 
     assert code == 0, err
     fig = precision_recall_figure(load_statistics(parse_outcome(out)["run_uri"]))
     assert fig.axes[0].get_title() == "Precision-recall - overall"
+
+
+def test_paths_of_the_wrong_kind_and_a_damaged_run_exit_2_in_a_sentence(results, capsys, tmp_path: Path) -> None:
+    """A directory where a file goes, a file where a directory goes, and a run.json damaged after the commit (its
+    size unchanged) ended in tracebacks."""
+    run = sorted(p for p in (results["output"] / "gate").iterdir() if "T" in p.name)[0]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = [
+        (["report", str(run), "-o", str(tmp_path)], f"{tmp_path} is a directory where a file was expected"),
+        (["report", str(run), "-o", str(a_file / "r.html")], "where a directory was expected"),
+        (["runs", str(a_file)], f"{a_file}: a file, not a results location"),
+        (["merge", str(run), "--name", "m", "--output", str(a_file)], "where a directory was expected"),
+    ]
+    for argv, needle in cases:
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and needle in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    damaged = tmp_path / "damaged"
+
+    shutil.copytree(run, damaged)
+    size = (damaged / "run.json").stat().st_size
+    (damaged / "run.json").write_text("{" + " " * (size - 1))
+    code, _, err = _run(["show", str(damaged)], capsys)
+    assert code == 2 and "run.json is unreadable although it has the size" in err and "Traceback" not in err, err

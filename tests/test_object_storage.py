@@ -24,7 +24,7 @@ from moto.server import ThreadedMotoServer
 from pipelines import spec as spec_module
 from pipelines.cli import main as cli_main
 from pipelines.errors import UserError
-from pipelines.execute import run_job
+from pipelines.execute import check_dataset, run_job
 from pipelines.results import compare, compare_all, list_runs, load_run, load_runs, trend
 from pipelines.storage import COMMIT_MARKER
 from pipelines.synthetic import binary_table, write_shards
@@ -316,6 +316,14 @@ def test_missing_credentials_are_a_user_error(tmp_path, s3):
     assert done.returncode == 2, done.stderr
     assert "data.path 's3://predictions/2026-11-22/*.parquet'" in done.stderr and "credentials" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_storage_option_the_filesystem_does_not_take_is_a_spec_error(tmp_path, s3):
+    """s3fs passes unknown options to its session when it first lists: a TypeError there was a traceback."""
+    spec = _spec(tmp_path, s3, name="badoption")
+    spec["data"]["storage_options"] = {**_options(s3), "bogus_option": 1}
+    with pytest.raises(spec_module.SpecError, match=r"data\.storage_options: the filesystem of .* 'bogus_option'"):
+        check_dataset(_load(tmp_path, spec))
 
 
 class _Interrupted(Exception):
