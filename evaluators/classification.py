@@ -369,6 +369,10 @@ def accuracy(task: Task, *, average: str | None = None, top_k: int = 1) -> Deriv
         require_kind(task, "top-k accuracy", TaskKind.MULTICLASS)
         if not task.has_scores:
             raise ValueError("top_k > 1 needs class scores, not predicted labels")
+        if top_k > task.classes:  # (every row would count as a hit: torchmetrics refuses it too)
+            raise ValueError(
+                f"top_k {top_k} is more than the task's {task.classes} classes; expected 1 to {task.classes}"
+            )
         avg = check_average(task, average or "micro", ("micro", "macro", "weighted", "none"))
         return DerivedMetric("accuracy", TopKHits(task, int(top_k)), partial(_top_k_accuracy, avg))
     if task.kind is TaskKind.MULTILABEL and average in (None, "subset"):

@@ -66,12 +66,20 @@ def redact(text: str, values: Mapping[str, str]) -> str:
     return text
 
 
-def _substitute(text: str, lookup: Callable[[str], str]) -> str:
+_UNCLOSED = re.compile(r"(?<!\$)\$\{")
+"""A ``${`` left once every whole placeholder (and ``$${...}`` literal) is taken out: one without its ``}``."""
+
+
+def _substitute(text: str, lookup: Callable[[str], str], where: str) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0).startswith("$$"):
             return match.group(0)[1:]
         return lookup(match.group(1).strip())
 
+    if _UNCLOSED.search(_PLACEHOLDER.sub("", text)):
+        raise SpecError(
+            f"{where}: a placeholder `${{` without its closing `}}` in {text!r}; write `$${{` for a literal."
+        )
     return _PLACEHOLDER.sub(replace, text)
 
 
@@ -89,6 +97,17 @@ def render(
     """
     env = os.environ if env is None else env
     date = run_date(variables, today)
+    for key, value in variables.items():
+        if not isinstance(value, str | int | float | bool | dt.date):
+            raise SpecError(
+                f"{where(('vars', key))}: expected a string, number or boolean to put in place of `${{{key}}}`, got "
+                f"{type(value).__name__} {value!r}."
+            )
+        if isinstance(value, str) and (_PLACEHOLDER.search(value) or _UNCLOSED.search(value)):
+            raise SpecError(
+                f"{where(('vars', key))}: its value {value!r} holds a placeholder; a var is put in place as written "
+                "(placeholders are resolved in the rest of the spec, not inside vars)."
+            )
     names = {str(k): str(v) for k, v in variables.items() if k != "DATE"}
 
     def lookup_for(path: tuple, keep_env: bool) -> Callable[[str], str]:
@@ -117,7 +136,7 @@ def render(
 
     def walk(value: Any, path: tuple, keep_env: bool) -> Any:
         if isinstance(value, str):
-            return _substitute(value, lookup_for(path, keep_env))
+            return _substitute(value, lookup_for(path, keep_env), where(path))
         if isinstance(value, dict):
             return {k: (v if path == () and k == "vars" else walk(v, (*path, k), keep_env)) for k, v in value.items()}
         if isinstance(value, list):

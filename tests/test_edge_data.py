@@ -427,3 +427,18 @@ def test_integer_weights_beyond_int64_and_int32_weigh_what_they_hold(tmp_path):
         got = _values(_run(tmp_path, spec, f"{np.dtype(dtype).name}.yaml"))["accuracy"]
         expected = skm.accuracy_score(label, score > 0.5, sample_weight=weights.astype(np.float64))
         assert got == pytest.approx(expected, rel=1e-15), dtype
+
+
+def test_top_k_beyond_the_classes_is_refused_and_top_k_of_every_class_is_1():
+    """``top_k: 10`` on 4 classes reported 1.0 for any model; torchmetrics refuses it, and ``top_k`` equal to the
+    classes counts every row a hit (torchmetrics' value)."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    probs, labels = np.random.default_rng(3).dirichlet(np.ones(4), 50), np.arange(50) % 4
+    with pytest.raises(ValueError, match="top_k 10 is more than the task's 4 classes"):
+        F.accuracy(probs, labels, top_k=10, task="multiclass", num_classes=4)
+    with pytest.raises(ValueError):
+        multiclass_accuracy(torch.tensor(probs), torch.tensor(labels), num_classes=4, top_k=10)
+    reference = multiclass_accuracy(torch.tensor(probs), torch.tensor(labels), num_classes=4, top_k=4, average="micro")
+    assert F.accuracy(probs, labels, top_k=4, task="multiclass", num_classes=4) == float(reference) == 1.0

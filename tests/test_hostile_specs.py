@@ -47,6 +47,9 @@ CASES = [
     ("inf slice boundary", lambda s: s + "slices: [{column: score, boundaries: [0, .inf]}]\n", "finite numbers"),
     ("job name with a trailing newline", lambda s: s.replace("name: hostile", 'name: "abc\\n"'), "'abc\\n'"),
     ("task as a list", lambda s: s.replace("task: binary", "task: [binary]"), "task (line 5): expected a task name"),
+    ("an unclosed placeholder", lambda s: s + "description: run of ${DATE\n", "description (line 9): a placeholder"),
+    ("a list var", lambda s: s + "vars: {x: [1, 2]}\n", "vars.x (line 9): expected a string, number or boolean"),
+    ("a var holding a placeholder", lambda s: s + "vars: {x: '${y}', y: 1}\n", "vars.x (line 9): its value '${y}'"),
     ("a NUL character", lambda s: s.replace("name: hostile", "name: hostile\x00"), "character U+0000 at position 13"),
 ]
 
