@@ -42,6 +42,12 @@ def check_batch_weights(weights: np.ndarray) -> None:
     total = float(np.sum(weights))
     if not total < BATCH_WEIGHT_LIMIT:
         raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
+    heaviest = float(np.max(weights, initial=0.0))
+    if 0 < heaviest < 2.0 ** -(WEIGHT_BITS + 1):  # every weight rounds to 0: the rows would count nowhere
+        raise WeightRangeError(
+            f"every weight of a batch is below 2^-33 (the largest: {heaviest:.3g}), so none counts in ROC-AUC or "
+            f"average precision; {SCALE_ADVICE}"
+        )
 
 
 def cell_overflow() -> WeightRangeError:

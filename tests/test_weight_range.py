@@ -47,6 +47,21 @@ def test_one_heavy_row_is_refused_in_the_functional_api(name):
         evaluate([_ranking(name)], scores, labels, np.array([1.0, 1.0, 1.0, 2.0**31 + 1]))
 
 
+@pytest.mark.parametrize("name", ["roc_auc", "average_precision"])
+def test_a_batch_whose_every_weight_rounds_to_0_is_refused(name):
+    """Weights of 1e-12 round to 0 units of 2^-32: the rows counted nowhere and the value was NaN (scikit-learn's is
+    defined); one weight of 2^-33 or more in the batch counts, and the same rows scaled up equal scikit-learn."""
+    rng = np.random.default_rng(4)
+    scores, labels = rng.random(500), rng.integers(0, 2, 500)
+    weights = rng.random(500) + 0.5
+    with pytest.raises(WeightRangeError, match=r"every weight of a batch is below 2\^-33.*divide them by their mean"):
+        evaluate([_ranking(name)], scores, labels, weights * 1e-12)
+    reference = {"roc_auc": skm.roc_auc_score, "average_precision": skm.average_precision_score}[name]
+    value = evaluate([_ranking(name)], scores, labels, weights)[0]
+    expected = reference(labels, scores, sample_weight=weights)
+    assert abs(value[""] - expected) <= max(value[".error_bound"], 1e-12), (value, expected)
+
+
 def test_weights_below_the_limit_equal_scikit_learn_and_do_not_depend_on_their_scale():
     rng = np.random.default_rng(3)
     scores = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9], 20_000)
