@@ -527,4 +527,6 @@ def evaluate(
     """One-batch evaluation: zero, one update, compute. Returns each metric's values."""
     acc = Accumulator.for_metrics(metrics)
     states = acc.update(acc.zero(), {"predictions": predictions, "targets": targets, "weights": weights})
+    for metric in metrics:
+        metric.statistic.refuse_merged(states[acc.index(metric.statistic)])
     return [m.compute(states[acc.index(m.statistic)]) for m in metrics]

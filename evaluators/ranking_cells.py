@@ -42,11 +42,16 @@ def check_batch_weights(weights: np.ndarray) -> None:
     total = float(np.sum(weights))
     if not total < BATCH_WEIGHT_LIMIT:
         raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
-    heaviest = float(np.max(weights, initial=0.0))
-    if 0 < heaviest < 2.0 ** -(WEIGHT_BITS + 1):  # every weight rounds to 0: the rows would count nowhere
+
+
+def check_counted(state: State) -> None:
+    """Refuse a stored state whose rows all had weights that rounded to 0 (below ``2**-33``): it counts no weight,
+    so its values would be NaN where the rows define them."""
+    counts = np.asarray(state["counts"])
+    if "rounded" in state and not counts.any() and np.asarray(state["rounded"]).any():
         raise WeightRangeError(
-            f"every weight of a batch is below 2^-33 (the largest: {heaviest:.3g}), so none counts in ROC-AUC or "
-            f"average precision; {SCALE_ADVICE}"
+            "every weight of these rows is below 2^-33, so none counts in ROC-AUC or average precision (their value "
+            f"would be NaN); {SCALE_ADVICE}"
         )
 
 

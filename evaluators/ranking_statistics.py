@@ -25,6 +25,7 @@ from evaluators.ranking_cells import (
     _empty_cells,
     canonical_squares,
     check_batch_weights,
+    check_counted,
     check_counts,
     collapse_cells,
     compact_cells,
@@ -245,6 +246,10 @@ class ScoreHistogram(Statistic):
         if not self.track_ties:
             return
         check_counts(state["counts"])  # (a working grid on the device too: one number comes back)
+
+    def refuse_merged(self, state: State) -> None:
+        if self.track_ties and is_sparse(state):
+            check_counted(state)
 
     def small_batch_rows(self) -> int:
         if not self.track_ties:

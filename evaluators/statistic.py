@@ -140,6 +140,12 @@ class Statistic(abc.ABC):
         that overflowed). Default: nothing to check."""
         return None
 
+    def refuse_merged(self, state: State) -> None:
+        """Raise (:class:`~evaluators.kernels.WeightRangeError`) where the merged stored ``state`` of a slice counts
+        none of its rows' weights, so that its values would be undefined where the rows define them. Default:
+        nothing to check."""
+        return None
+
     def optional_leaves(self) -> tuple[str, ...]:
         """Leaves of a dict state that it holds only at times (not in :meth:`zero`), which storage keeps and reads back
         where they are. Default: none."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.kernels import WeightRangeError
 from evaluators.statistic import State, Statistic
 from pipelines.errors import DataError
 
@@ -49,6 +50,12 @@ def check_states(
     """
     for key, states in merged.items():
         for statistic, state in zip(statistics, states, strict=True):
+            try:
+                statistic.refuse_merged(state)
+            except WeightRangeError as exc:
+                name = metric_keys.get(statistic, type(statistic).__name__)
+                where = ", ".join(f"{c}={v}" for c, v in key) or "overall"
+                raise DataError(f"metric {name} ({where}), data.columns.weights: {exc}.") from None
             for path, leaf in _leaves(state, "state"):
                 if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
                     continue

@@ -48,14 +48,33 @@ def test_one_heavy_row_is_refused_in_the_functional_api(name):
 
 
 @pytest.mark.parametrize("name", ["roc_auc", "average_precision"])
-def test_a_batch_whose_every_weight_rounds_to_0_is_refused(name):
+def test_rows_whose_every_weight_rounds_to_0_are_refused(name, tmp_path):
     """Weights of 1e-12 round to 0 units of 2^-32: the rows counted nowhere and the value was NaN (scikit-learn's is
-    defined); one weight of 2^-33 or more in the batch counts, and the same rows scaled up equal scikit-learn."""
+    defined): refused in the functional API and by a job (exit 2 naming the metric, slice and weights); one batch of
+    such rows among others counts as rounded rows (their weight is within the bound); the same rows scaled up equal
+    scikit-learn."""
     rng = np.random.default_rng(4)
     scores, labels = rng.random(500), rng.integers(0, 2, 500)
     weights = rng.random(500) + 0.5
-    with pytest.raises(WeightRangeError, match=r"every weight of a batch is below 2\^-33.*divide them by their mean"):
+    with pytest.raises(WeightRangeError, match=r"every weight of these rows is below 2\^-33.*divide them by their"):
         evaluate([_ranking(name)], scores, labels, weights * 1e-12)
+    (tmp_path / "data").mkdir()
+    tiny = pa.table({"score": scores, "label": labels, "w": weights * 1e-12})
+    pq.write_table(tiny, tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "tiny",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "label", "weights": "w"},
+        },
+        "task": "binary",
+        "metrics": [name],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError, match=rf"metric '{name}' \(overall\), data.columns.weights: every weight"):
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+    assert not list_runs(str(tmp_path / "out"))
     reference = {"roc_auc": skm.roc_auc_score, "average_precision": skm.average_precision_score}[name]
     value = evaluate([_ranking(name)], scores, labels, weights)[0]
     expected = reference(labels, scores, sample_weight=weights)
