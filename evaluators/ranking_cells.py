@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.distinct import distinct_lower_bound
-from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError, array_namespace, has_negative
+from evaluators.kernels import WeightRangeError, array_namespace, has_negative
 from evaluators.statistic import State
 
 WEIGHT_BITS = 32
@@ -22,37 +22,12 @@ _BIN_MASK = (1 << CLASS_SHIFT) - 1
 Column = np.ndarray
 """One value per (row, class) entry of a batch (``[r]``; ``square``: ``[r, 2]``)."""
 
-BATCH_WEIGHT_LIMIT = FIXED_SUM_LIMIT
-"""The rows of one batch folded into a ranking state weigh less than this in all: ``2**31`` times ``2**WEIGHT_BITS`` is
-``2**63``, so no sum of a batch's fixed-point weights leaves int64, and a cell that does while batches and states add
-up turns negative (checked: :func:`check_counts`)."""
-
-
 SCALE_ADVICE = (
     "ROC-AUC and average precision count weights exactly, in units of 2^-32 in int64, so the rows counted together "
     "(one batch, and one score cell of the merged job) may weigh at most 2^31 (2,147,483,648); both metrics, and every "
     "weighted mean, are unchanged when all weights are divided by the same number: divide them by their mean, for "
     "instance"
 )
-
-
-def check_batch_weights(weights: np.ndarray) -> None:
-    """Refuse a batch whose ``weights`` (float64 ``[n]``, finite, ``>= 0``) sum to :data:`BATCH_WEIGHT_LIMIT` or
-    more. (A positive weight below ``2**-33`` rounds to 0: counted in ``rounded`` and covered by the bound.)"""
-    total = float(np.sum(weights))
-    if not total < BATCH_WEIGHT_LIMIT:
-        raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
-
-
-def check_counted(state: State) -> None:
-    """Refuse a stored state whose rows all had weights that rounded to 0 (below ``2**-33``): it counts no weight,
-    so its values would be NaN where the rows define them."""
-    counts = np.asarray(state["counts"])
-    if "rounded" in state and not counts.any() and np.asarray(state["rounded"]).any():
-        raise WeightRangeError(
-            "every weight of these rows is below 2^-33, so none counts in ROC-AUC or average precision (their value "
-            f"would be NaN); {SCALE_ADVICE}"
-        )
 
 
 def cell_overflow() -> WeightRangeError:

@@ -24,8 +24,6 @@ from evaluators.ranking_cells import (
     WEIGHT_BITS,
     _empty_cells,
     canonical_squares,
-    check_batch_weights,
-    check_counted,
     check_counts,
     collapse_cells,
     compact_cells,
@@ -41,6 +39,7 @@ from evaluators.ranking_cells import (
     summed_leaves,
     with_squares,
 )
+from evaluators.ranking_weights import check_batch_weights, check_counted
 from evaluators.score_grid import (
     _MIN_EXPONENT,
     DEFAULT_SCORE_DECIMALS,
