@@ -106,9 +106,18 @@ def _describe(unit: WorkUnit) -> str:
     return f"work unit {unit.index} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
 
 
-def _concatenate(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _concatenate(batches: list[dict[str, np.ndarray]], roles: Mapping[str, str], where: str) -> dict[str, np.ndarray]:
+    """The batches of a unit's files joined, column by column (``roles``: role -> column, to name one whose rows
+    are of another width in one file than in another)."""
     if len(batches) == 1:
         return batches[0]
+    for k in batches[0]:
+        widths = sorted({b[k].shape[1:] for b in batches if isinstance(b[k], np.ndarray)})
+        if len(widths) > 1:
+            raise DataError(
+                f"{where}: column {roles.get(k, k)!r} (data.columns.{k}) holds rows of shape {widths[0]} in one file "
+                f"and {widths[1]} in another; expected the same number of values per row in every file."
+            )
     return {
         k: pa.concat_arrays([b[k] for b in batches])
         if isinstance(batches[0][k], pa.Array)
@@ -281,10 +290,10 @@ class UnitEvaluator:
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())
                     if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
-                        self._fold(partial, _concatenate(pending), _describe(unit))
+                        self._fold(partial, _concatenate(pending, self.roles, _describe(unit)), _describe(unit))
                         pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
-            self._fold(partial, _concatenate(pending), _describe(unit))
+            self._fold(partial, _concatenate(pending, self.roles, _describe(unit)), _describe(unit))
         acc, racc = self.accumulator, self.replicate_accumulator
         partial.states = {key: acc.to_host(states) for key, states in partial.states.items()}
         if racc is not None:

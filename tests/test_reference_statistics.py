@@ -242,3 +242,26 @@ def test_cli_exit_2_for_a_missing_reference(tmp_path):
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and "reference" in done.stderr and "no evalpipe run here" in done.stderr
     assert not (tmp_path / "out" / "gen").exists() or not any((tmp_path / "out" / "gen").glob("*/_COMMITTED"))
+
+
+@pytest.mark.parametrize("unit_rows", [None, 6])
+def test_feature_rows_of_another_width_in_another_file_exit_2_in_one_unit_or_two(tmp_path, unit_rows):
+    """Two small files share a work unit: their columns are joined before the width check, where 3 features in one
+    and 4 in the other was NumPy's concatenation error (exit 1); one unit per file was already refused."""
+    (tmp_path / "data").mkdir()
+    for i, width in enumerate((3, 4)):
+        rows = [[float(k + j) for j in range(width)] for k in range(6)]
+        table = pa.table({"g": pa.array(rows, pa.list_(pa.float64())), "r": pa.array(rows, pa.list_(pa.float64()))})
+        pq.write_table(table, tmp_path / "data" / f"p{i}.parquet")
+    spec = {
+        "name": "widths",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions_features": "g", "targets_features": "r"}},
+        "task": "image",
+        "metrics": [{"name": "fid", "dimension": 3}],
+        "execution": {"runner": "local", **({"unit_rows": unit_rows} if unit_rows else {})},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError, match=r"column '[gr]' \(data\.columns\.(predictions|targets)_features\)") as caught:
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+    assert "p1.parquet" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
