@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -501,6 +502,10 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
         return exc.exit_code, _say(args, f"evalpipe: job failed: {exc}\n").removeprefix(
             "evalpipe: job failed: "
         ).strip()
+    except BrokenPipeError:  # the reader stopped reading (`| head`): the rest of the output is not wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (so that the interpreter's own flush at exit does not fail again)
+        return 0, None
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
         sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")

@@ -78,8 +78,11 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def instance_key(spec: JobSpec) -> str:
-    """What makes two runs "the same run again": the job and its resolved input paths (e.g. one night's)."""
-    text = json.dumps([spec.name, sorted(spec.data.paths)])
+    """What makes two runs "the same run again": the job and its resolved input paths (e.g. one night's), a local
+    path relative to the working directory taken as the absolute path it names (``data/x`` and ``$PWD/data/x`` are
+    the same inputs; absolute paths and URLs as written, so the keys of earlier runs stay)."""
+    paths = [p if "://" in p or os.path.isabs(p) else os.path.abspath(p) for p in spec.data.paths]
+    text = json.dumps([spec.name, sorted(paths)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

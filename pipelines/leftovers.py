@@ -14,7 +14,7 @@ from fsspec.core import url_to_fs
 
 from pipelines.checkpoints import job_directories, modified_time
 from pipelines.claims import stale_claims
-from pipelines.storage import COMMIT_MARKER, join
+from pipelines.storage import COMMIT_MARKER, RUN_ID, join
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,12 @@ def list_leftovers(uri: str, job: str | None = None, storage_options: dict[str, 
             continue
         for entry in entries:
             path = entry["name"].rstrip("/")
-            if entry.get("type") != "directory" or path.rsplit("/", 1)[-1].startswith("_") or _committed(fs, path):
+            # (only directories named as runs are: a results site or other files kept beside the runs are not)
+            if (
+                entry.get("type") != "directory"
+                or not RUN_ID.fullmatch(path.rsplit("/", 1)[-1])
+                or _committed(fs, path)
+            ):
                 continue
             files = [f for f in fs.find(path, detail=True).values() if f.get("type") != "directory"]
             found.append(_entry("run", name, protocol + path, files))

@@ -215,8 +215,9 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 
 
 def load_run(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
-    """The committed :class:`Run` at ``run_uri`` (``{output.uri}/{job}/{run id}``)."""
-    return read_run(run_uri, storage_options)
+    """The committed :class:`Run` at ``run_uri`` (``{output.uri}/{job}/{run id}``, or ``{output.uri}/{job}/latest``
+    for the job's newest committed run, as on the command line)."""
+    return read_run(resolve_run_uri(run_uri, storage_options), storage_options)
 
 
 def latest_run(
@@ -259,7 +260,7 @@ def trend(
 
 
 def _as_run(run: Run | str, storage_options: Mapping[str, Any] | None) -> Run:
-    return run if isinstance(run, Run) else read_run(run, storage_options)
+    return run if isinstance(run, Run) else read_run(resolve_run_uri(run, storage_options), storage_options)
 
 
 def _tolerance_for(tolerance: float | Mapping[str, float], metric: str) -> float:
@@ -513,10 +514,12 @@ def _point_name(key: SliceKey) -> str:
 def load_statistics(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> RunStatistics:
     """The merged statistics a run stored (``statistics.npz``), keyed by slice and metric output key.
 
-    Curves (ROC, precision-recall, reliability) are drawn from these: no pass over the data.
+    Curves (ROC, precision-recall, reliability) are drawn from these: no pass over the data. ``run_uri`` may end in
+    ``latest``, as for :func:`load_run`.
     """
     from pipelines.spec import metrics_of_recorded
 
+    run_uri = resolve_run_uri(run_uri, storage_options)
     run = read_run(run_uri, storage_options)
     loc = open_run(run_uri, storage_options)
     metrics = metrics_of_recorded(run.metadata["spec"], f"{run_uri}/run.json")

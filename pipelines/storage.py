@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import re
 import secrets
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,10 @@ def new_run_id(now: dt.datetime) -> str:
     """``20261123T141233123Z-5f2a9c``: UTC time to the millisecond, then random hex against collisions."""
     now = utc(now)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{6}")
+"""What :func:`new_run_id` makes: the names of run directories (anything else under a job's directory is not a run)."""
 
 
 def join(base: str, *parts: str) -> str:

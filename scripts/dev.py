@@ -59,14 +59,20 @@ def ensure_env(extras: str, venv_dir: Path = VENV) -> Path:
     if not python.exists():
         say(f"creating virtual environment in {venv_dir}")
         venv.EnvBuilder(with_pip=True).create(venv_dir)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    # the stamp: this pyproject's digest and the extras installed with it (an install of more extras serves a
+    # call that asks for fewer: `example` after `test` reuses the dev install)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = venv_dir / ".evalpipe-install"
-    if stamp.exists() and stamp.read_text() == digest:
+    recorded = stamp.read_text().split("\n") if stamp.exists() else []
+    installed = set(recorded[1].split(",")) - {""} if len(recorded) == 2 and recorded[0] == digest else None
+    wanted = set(extras.split(",")) - {""}
+    if installed is not None and wanted <= installed:
         return python
+    extras = ",".join(sorted(wanted | (installed or set())))
     target = f".[{extras}]" if extras else "."
     say(f"installing evalpipe{'[' + extras + ']' if extras else ''} in {venv_dir.name} (first run takes a few minutes)")
     run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target)
-    stamp.write_text(digest)
+    stamp.write_text(f"{digest}\n{extras}")
     return python
 
 

@@ -487,3 +487,26 @@ def test_paths_of_the_wrong_kind_and_a_damaged_run_exit_2_in_a_sentence(results,
     (damaged / "run.json").write_text("{" + " " * (size - 1))
     code, _, err = _run(["show", str(damaged)], capsys)
     assert code == 2 and "run.json is unreadable although it has the size" in err and "Traceback" not in err, err
+
+
+def test_output_cut_short_by_the_reader_is_no_internal_error(results) -> None:
+    """`evalpipe show RUN --all | head -1`: the reader closes the pipe; that was a BrokenPipeError traceback, exit 1."""
+    run = sorted(p for p in (results["output"] / "gate").iterdir() if "T" in p.name)[0]
+    script = f"{sys.executable} -m pipelines show {run} --all | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, cwd=Path.cwd())
+    assert done.returncode == 0 and done.stdout.startswith(f"run {run.name}"), done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_python_api_takes_latest_as_the_command_line_does(results) -> None:
+    """`{output}/{job}/latest` works for `show` and `compare`; `load_run`, `compare` and `load_statistics` said "no
+    evalpipe run here"."""
+    from pipelines.results import compare, load_run, load_statistics
+
+    latest = f"{results['output']}/gate/latest"
+    newest = results["runs"]["second"]
+    assert load_run(latest).id == newest.id
+    assert compare(latest, newest) == []
+    statistics = load_statistics(latest)
+    accuracy = statistics.metric("accuracy").compute(statistics.state("accuracy"))[""]
+    assert accuracy == newest.point("overall").metrics["accuracy"].value

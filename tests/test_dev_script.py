@@ -36,3 +36,22 @@ def test_ci_runs_the_readme_test_command_verbatim_and_then_the_slow_tests() -> N
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command.group(1) in ci
     assert ci.index("python3 scripts/dev.py test --slow") > ci.index(command.group(1))
+
+
+def test_an_install_with_more_extras_serves_a_call_that_asks_for_fewer(tmp_path, monkeypatch) -> None:
+    """`example` (no extras) after `test` (dev extras) reused nothing: each switch reinstalled. The stamp records the
+    extras installed; a call asking for a subset reuses the install, one asking for more installs their union."""
+    dev = _dev()
+    venv_dir = tmp_path / "venv"
+    python = dev._bin(venv_dir) / "python"
+    python.parent.mkdir(parents=True)
+    python.touch()
+    installs: list[str] = []
+    monkeypatch.setattr(dev, "run", lambda *args, **kw: installs.append(str(args[-1])))
+    for extras in ("dev", "", "dev", "beam-test", "", "dev"):
+        assert dev.ensure_env(extras, venv_dir) == python
+    assert installs == [".[dev]", ".[beam-test,dev]"]
+    stamp = venv_dir / ".evalpipe-install"
+    stamp.write_text("an older stamp: one digest")
+    dev.ensure_env("", venv_dir)
+    assert installs[-1] == "." and stamp.read_text().endswith("\n")

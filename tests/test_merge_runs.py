@@ -347,6 +347,32 @@ def test_a_window_that_cannot_merge_leaves_the_run_committed_and_exits_2(tmp_pat
     assert len(list_runs(str(out), "nightly-7runs")) == 1
 
 
+def test_a_rerun_of_the_night_with_its_path_spelled_absolute_replaces_the_earlier_run(tmp_path, capsys, monkeypatch):
+    """The same files as ``data/*.parquet`` (relative, the nightly header's form) and ``$PWD/data/*.parquet`` (the
+    form for clusters) were two nights: the rerun's window counted the files twice and was refused (exit 2)."""
+    monkeypatch.chdir(tmp_path)
+    write_shards(str(tmp_path / "data"), "binary", 400, 2, seed=2)
+    out = tmp_path / "out"
+    jobs = []
+    for i, data in enumerate(("data/*.parquet", f"{tmp_path}/data/*.parquet")):
+        spec = {
+            "name": "nightly",
+            "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+            "task": "binary",
+            "metrics": ["accuracy"],
+            "execution": {"runner": "local"},
+            "output": {"uri": str(out)},
+            "window": {"runs": 7},
+        }
+        jobs.append(write_job(tmp_path / f"night-{i}.yaml", spec))
+    for job in (*jobs, jobs[0]):
+        code, stdout, err = _cli(["run", str(job), "--quiet"], capsys)
+        assert code == 0 and f"window: {out}/nightly-7runs/" in stdout, err
+    windows = list_runs(str(out), "nightly-7runs")
+    assert len(list_runs(str(out), "nightly")) == 3 and len(windows) == 3
+    assert load_run(windows[-1].uri).point("overall").metrics["rows"].value == 400  # one night's rows, once
+
+
 def test_runs_that_read_a_stored_reference_are_refused() -> None:
     """A run against ``reference:`` holds the reference set's statistics already: merging two would count it twice."""
     from pipelines.merge import check_mergeable

@@ -446,3 +446,24 @@ def test_a_run_directory_with_an_unreadable_manifest_is_listed_and_removed(tmp_p
     assert main(["checkpoints", str(tmp_path / "out"), "--delete"]) == 0
     assert "removed 1 of them" in capsys.readouterr().out
     assert not broken.exists()
+
+
+def test_checkpoints_delete_leaves_a_results_site_beside_the_runs(tmp_path, capsys):
+    """The README's cron line keeps the site under the results root (`site -o {results}/site`): its `jobs/` and
+    `runs/` pages were listed as uncommitted runs of a job `site` and deleted. Only directories named as runs are
+    runs."""
+    from pipelines.cli import main
+
+    out = tmp_path / "out"
+    pages = [out / "site" / "jobs" / "churn.html", out / "site" / "runs" / "20261101T000000000Z-abcdef.html"]
+    broken = out / "churn" / "20261101T000000000Z-abcdef"
+    for path in (*pages, broken / "run.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    two_days_ago = time.time() - 48 * 3600
+    for path in out.rglob("*"):
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert main(["checkpoints", str(out), "--delete"]) == 0
+    listed = capsys.readouterr().out
+    assert "removed 1 of them" in listed and str(broken) in listed and "site" not in listed, listed
+    assert not broken.exists() and all(page.exists() for page in pages)
