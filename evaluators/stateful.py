@@ -120,6 +120,7 @@ class MetricCollection:
         out: dict[str, Any] = {}
         for key, metric in self.metrics.items():
             state = self.states[self.accumulator.index(metric.statistic)]
+            metric.statistic.refuse_merged(state)  # (as the functional API and a job: rows that count nowhere)
             for suffix, value in metric.compute(state).items():
                 out[key + suffix] = value
         return out

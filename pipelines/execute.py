@@ -80,7 +80,8 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 def instance_key(spec: JobSpec) -> str:
     """What makes two runs "the same run again": the job and its resolved input paths (e.g. one night's), a local
     path relative to the working directory taken as the absolute path it names (``data/x`` and ``$PWD/data/x`` are
-    the same inputs; absolute paths and URLs as written, so the keys of earlier runs stay)."""
+    the same inputs; absolute paths and URLs as written, so their earlier runs keep their keys: a run made from a
+    relative path before keys took the absolute one is another key, once)."""
     paths = [p if "://" in p or os.path.isabs(p) else os.path.abspath(p) for p in spec.data.paths]
     text = json.dumps([spec.name, sorted(paths)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -308,7 +309,7 @@ def run_job(
     merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
-    check_states(accumulator.statistics, merged.states, statistic_keys(metrics))
+    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights)
     points, slice_report = build_points(
         spec.redact(", ".join(spec.data.paths)),
         accumulator,

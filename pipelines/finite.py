@@ -39,7 +39,10 @@ def _leaves(state: State, path: str) -> list[tuple[str, np.ndarray]]:
 
 
 def check_states(
-    statistics: Sequence[Statistic], merged: Mapping[Any, Sequence[State]], metric_keys: Mapping[Statistic, str]
+    statistics: Sequence[Statistic],
+    merged: Mapping[Any, Sequence[State]],
+    metric_keys: Mapping[Statistic, str],
+    weights_column: str | None = None,
 ) -> None:
     """Raise :class:`DataError` when a merged state holds NaN, or inf outside the ``lo`` / ``hi`` extremes.
 
@@ -47,6 +50,7 @@ def check_states(
         statistics: the accumulator's statistics, in state order.
         merged: slice key -> one state per statistic.
         metric_keys: statistic -> the metric key(s) reading it, for the message.
+        weights_column: the job's weights column (``data.columns.weights``), for the message.
     """
     for key, states in merged.items():
         for statistic, state in zip(statistics, states, strict=True):
@@ -55,7 +59,8 @@ def check_states(
             except WeightRangeError as exc:
                 name = metric_keys.get(statistic, type(statistic).__name__)
                 where = ", ".join(f"{c}={v}" for c, v in key) or "overall"
-                raise DataError(f"metric {name} ({where}), data.columns.weights: {exc}.") from None
+                column = f"column {weights_column!r} (data.columns.weights)" if weights_column else "the weights"
+                raise DataError(f"metric {name} ({where}), {column}: {exc}.") from None
             for path, leaf in _leaves(state, "state"):
                 if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
                     continue

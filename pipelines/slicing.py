@@ -133,6 +133,21 @@ def _value_kind(value: Any) -> str:
     return "string" if isinstance(value, str) else type(value).__name__
 
 
+def _fits(value: Any, kind: str, listed: bool) -> bool:
+    """Whether a filter value compares with a column of ``kind`` as NumPy does it: of that kind, a boolean beside
+    numbers (0 and 1), or in an ``in`` list, a whole number written as text beside numbers (NumPy casts it)."""
+    got = _value_kind(value)
+    if got == kind or {got, kind} == {"number", "boolean"}:
+        return True
+    if listed and kind == "number" and got == "string":
+        try:
+            int(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 def _problem(spec: SliceSpec, column: str, kind: str) -> str | None:
     """Why ``spec`` cannot use a ``column`` of ``kind`` (see :func:`_kind`), or None."""
     if kind == "nested":
@@ -144,11 +159,13 @@ def _problem(spec: SliceSpec, column: str, kind: str) -> str | None:
     for cond in spec.conditions:
         if cond.column != column:
             continue
-        values = cond.value if cond.op in ("in", "not_in") else (cond.value,)
-        wrong = [v for v in values if _value_kind(v) != kind]
+        listed = cond.op in ("in", "not_in")
+        values = cond.value if listed else (cond.value,)
+        wrong = [v for v in values if not _fits(v, kind, listed)]
         if wrong:
+            written = list(cond.value) if listed else cond.value
             return (
-                f"filter `{cond.op}: {cond.value!r}` compares it with {_value_kind(wrong[0])} {wrong[0]!r}; "
+                f"filter `{cond.op}: {written!r}` compares it with {_value_kind(wrong[0])} {wrong[0]!r}; "
                 f"expected {kind} values for a {kind} column"
             )
         if cond.op in ("lt", "le", "gt", "ge") and kind == "boolean":
@@ -215,7 +232,11 @@ def float_text(value: np.floating) -> str:
     same number of its dtype, else the shortest text that does, so that values that differ never share a name
     (``0.1234567`` and ``0.1234568`` are two slices, not one ``0.123457``)."""
     short = f"{value:g}"
-    return short if value.dtype.type(short) == value else str(value)
+    if value.dtype.type(short) == value:
+        return short
+    if np.isfinite(value) and value == np.trunc(value) and abs(value) < 2**53:
+        return str(int(value))  # (a whole number: as an integer column names it, in either float width)
+    return str(value)
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:

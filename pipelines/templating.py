@@ -70,6 +70,12 @@ _UNCLOSED = re.compile(r"(?<!\$)\$\{")
 """A ``${`` left once every whole placeholder (and ``$${...}`` literal) is taken out: one without its ``}``."""
 
 
+def _holds_placeholder(text: str) -> bool:
+    """Whether ``text`` holds a placeholder, closed or not (a ``$${...}`` literal is none)."""
+    closed = any(not m.group(0).startswith("$$") for m in _PLACEHOLDER.finditer(text))
+    return closed or bool(_UNCLOSED.search(_PLACEHOLDER.sub("", text)))
+
+
 def _substitute(text: str, lookup: Callable[[str], str], where: str) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0).startswith("$$"):
@@ -78,7 +84,8 @@ def _substitute(text: str, lookup: Callable[[str], str], where: str) -> str:
 
     if _UNCLOSED.search(_PLACEHOLDER.sub("", text)):
         raise SpecError(
-            f"{where}: a placeholder `${{` without its closing `}}` in {text!r}; write `$${{` for a literal."
+            f"{where}: a placeholder `${{` without its closing `}}` in {text!r}; expected `${{name}}` (or `$${{name}}` "
+            "for the literal text `${name}`)."
         )
     return _PLACEHOLDER.sub(replace, text)
 
@@ -103,7 +110,7 @@ def render(
                 f"{where(('vars', key))}: expected a string, number or boolean to put in place of `${{{key}}}`, got "
                 f"{type(value).__name__} {value!r}."
             )
-        if isinstance(value, str) and (_PLACEHOLDER.search(value) or _UNCLOSED.search(value)):
+        if isinstance(value, str) and _holds_placeholder(value):
             raise SpecError(
                 f"{where(('vars', key))}: its value {value!r} holds a placeholder; a var is put in place as written "
                 "(placeholders are resolved in the rest of the spec, not inside vars)."

@@ -149,7 +149,8 @@ class FileQueries:
     """The query ids at the ends of a work unit's files: a ranking query whose rows end one file and begin the next
     is in two files (its rows joined would be ranked as one list, and split over two units they are refused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, column: str) -> None:
+        self.column = column  # (the query ids' column in the files)
         self._last: tuple[str, object] | None = None  # (file, the query id of its last row read)
 
     def check(self, path: str, ids: Any) -> None:
@@ -158,7 +159,7 @@ class FileQueries:
         first, last = (_scalar(ids, i) for i in (0, len(ids) - 1))
         if self._last is not None and self._last[0] != path and self._last[1] == first:
             raise DataError(
-                f"column {QUERY!r} (data.columns.{QUERY}): query {first!r} has rows at the end of {self._last[0]} and "
+                f"column {self.column!r} (data.columns.{QUERY}): query {first!r} has rows at the end of {self._last[0]} and "
                 f"at the start of {path}; a query's rows must be contiguous in one file."
             )
         self._last = (path, last)
@@ -259,7 +260,7 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
-        files = FileQueries()
+        files = FileQueries(self.roles.get(QUERY, QUERY))
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once

@@ -299,3 +299,11 @@ def test_group_labels_of_integers_in_one_file_and_strings_in_another_are_refused
         DataError, match=r"part-1\.parquet: column 'group' \(data\.columns\.sensitive\) has type string"
     ):
         run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
+
+
+def test_group_labels_beyond_int32_stay_apart():
+    """Integer columns went to int32 on the host update, so groups 1 and 2**32 + 1 were one group (difference 0)."""
+    groups = np.array([1, 1, 2**32 + 1, 2**32 + 1], np.int64)
+    predictions, targets = np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 0, 1, 0])
+    expected = fl.demographic_parity_difference(targets, predictions > 0.5, sensitive_features=groups)
+    assert F.demographic_parity_difference(predictions, targets, groups) == expected == 1.0

@@ -317,7 +317,10 @@ def test_a_query_at_the_end_of_one_file_and_the_start_of_the_next_is_refused_in_
         table = pa.table({"score": [0.9, 0.1, 0.8, 0.2], "relevance": [1, 0, 0, 1], "query": ids})
         pq.write_table(table, tmp_path / "data" / f"{name}.parquet")
     for unit_rows, message in (
-        (None, r"query 1 has rows at the end of .*a\.parquet and at the start of .*b\.parquet"),
+        (
+            None,
+            r"column 'query' \(data.columns.query_id\): query 1 has rows at the end of .*a\.parquet and at the start of .*b\.parquet",
+        ),
         (1, r"1 queries have rows in two work units"),
     ):
         job = _job(tmp_path, "local", tmp_path / "data")
@@ -436,3 +439,12 @@ def test_a_query_split_by_a_query_of_weight_0_at_a_batch_start_is_refused():
     zero_then_one = {k: v[[1]] for k, v in batch.items()}  # `b` at weight 0, then `b` at weight 1
     with pytest.raises(QueryRowsError, match="different weights"):
         stat.update(stat.update(stat.zero(), zero_then_one), {**zero_then_one, "weights": np.array([1.0])})
+
+
+def test_query_ids_beyond_int32_stay_apart():
+    """Query ids 1 and 2**32 + 1 were cut to int32 on the host update: one query of four items, not two of two."""
+    ids = np.array([1, 1, 2**32 + 1, 2**32 + 1], np.int64)
+    scores, relevance = [0.9, 0.1, 0.2, 0.8], [0, 1, 1, 0]
+    expected = np.mean([ndcg_score([[0, 1]], [[0.9, 0.1]]), ndcg_score([[1, 0]], [[0.2, 0.8]])])
+    assert FR.ndcg(scores, relevance, ids) == pytest.approx(expected, rel=1e-12)
+    assert FR.ndcg(scores, relevance, ids) == pytest.approx(FR.ndcg(scores, relevance, [1, 1, 2, 2]), rel=1e-15)

@@ -347,3 +347,39 @@ def test_float_slice_values_and_boundaries_that_differ_in_the_7th_digit_are_sepa
         point = run.point(name)
         assert point.metrics["rows"].value == mask.sum(), name
         assert point.metrics["accuracy"].value == pytest.approx(skm.accuracy_score(y[mask], p[mask] > 0.5), abs=1e-15)
+
+
+def test_a_whole_number_names_one_slice_in_int_float32_and_float64_files_and_filters_compare_as_numpy_does(tmp_path):
+    """1234567 is one slice whether a file holds it as int64, float32 or float64 (it was `1234567` and
+    `1.23457e+06`, then `1234567.0`); filters NumPy compares (text ids in an `in` list on integers, 0/1 beside
+    booleans) are kept."""
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(2)
+    for i, dtype in enumerate((np.int64, np.float32, np.float64)):
+        n = 30
+        table = pa.table(
+            {
+                "score": rng.random(n),
+                "label": rng.integers(0, 2, n),
+                "v": np.where(np.arange(n) % 2 == 0, 1234567, 3).astype(dtype),
+                "k": np.arange(n) % 4,
+                "b": np.arange(n) % 2 == 0,
+            }
+        )
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+    spec = {
+        "name": "whole",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": [
+            {"column": "v"},
+            {"name": "ids", "filter": {"k": {"in": ["1", "3"]}}},
+            {"name": "ones", "filter": {"b": {"eq": 1}}},
+        ],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    rows = {p.name: p.metrics["rows"].value for p in run.points}
+    assert rows["v=1234567"] == rows["v=3"] == 45 and rows["filter=ids"] == 45 and rows["filter=ones"] == 45

@@ -58,6 +58,12 @@ def test_rows_whose_every_weight_rounds_to_0_are_refused(name, tmp_path):
     weights = rng.random(500) + 0.5
     with pytest.raises(WeightRangeError, match=r"every weight of these rows is below 2\^-33.*divide them by their"):
         evaluate([_ranking(name)], scores, labels, weights * 1e-12)
+    from evaluators.stateful import MetricCollection
+
+    collection = MetricCollection([name], task="binary")
+    collection.update(predictions=scores, targets=labels, weights=weights * 1e-12)
+    with pytest.raises(WeightRangeError, match=r"every weight of these rows is below 2\^-33"):
+        collection.compute()
     (tmp_path / "data").mkdir()
     tiny = pa.table({"score": scores, "label": labels, "w": weights * 1e-12})
     pq.write_table(tiny, tmp_path / "data" / "part.parquet")
@@ -72,7 +78,9 @@ def test_rows_whose_every_weight_rounds_to_0_are_refused(name, tmp_path):
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
     }
-    with pytest.raises(DataError, match=rf"metric '{name}' \(overall\), data.columns.weights: every weight"):
+    with pytest.raises(
+        DataError, match=rf"metric '{name}' \(overall\), column 'w' \(data.columns.weights\): every weight"
+    ):
         run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
     assert not list_runs(str(tmp_path / "out"))
     reference = {"roc_auc": skm.roc_auc_score, "average_precision": skm.average_precision_score}[name]

@@ -148,7 +148,8 @@ class _Misshapen:
 def _numbers(row: Any) -> np.ndarray | _Misshapen:
     """One row's numbers, flat (``[[x, y, w, h], ...]`` -> ``[4k]``), or :class:`_Misshapen` for nested boxes of
     other than 4 numbers."""
-    if isinstance(row, list) and any(isinstance(box, list) or box is None for box in row):
+    # (an Arrow list column is typed: a row of boxes is nested when its first entry is a list or a null box)
+    if isinstance(row, list) and row and (isinstance(row[0], list) or row[0] is None):
         if all(isinstance(box, list) and len(box) == 4 for box in row):
             return np.asarray(row, np.float64).reshape(-1)
         return _Misshapen(tuple(len(box) if isinstance(box, list) else None for box in row))
