@@ -48,9 +48,8 @@ class Condition:
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         if self.op in ("in", "not_in"):
-            inside = np.isin(
-                values, np.asarray(list(self.value), dtype=values.dtype if values.dtype != object else object)
-            )
+            wanted = [_column_value(v, values.dtype) for v in self.value]
+            inside = np.isin(values, np.asarray(wanted, dtype=values.dtype if values.dtype.kind in "MUSb" else None))
             return inside if self.op == "in" else ~inside
         op = {
             "eq": np.equal,
@@ -60,7 +59,18 @@ class Condition:
             "gt": np.greater,
             "ge": np.greater_equal,
         }[self.op]
-        return np.asarray(op(values, self.value), dtype=bool)
+        return np.asarray(op(values, _column_value(self.value, values.dtype)), dtype=bool)
+
+
+def _column_value(value: Any, dtype: np.dtype) -> Any:
+    """A filter value as a column of ``dtype`` compares with it: a number written as text (a ``${var}`` is text)
+    as that number beside numbers, a date or time as a ``datetime64`` beside dates and times."""
+    if dtype.kind in "iuf" and isinstance(value, str):
+        number = float(value)
+        return int(value) if dtype.kind != "f" and number == int(number) and "." not in value else number
+    if dtype.kind == "M" and not isinstance(value, np.datetime64):
+        return np.datetime64(str(value))
+    return value
 
 
 @dataclass(frozen=True)
@@ -134,17 +144,16 @@ def _value_kind(value: Any) -> str:
 
 
 def _fits(value: Any, kind: str, listed: bool) -> bool:
-    """Whether a filter value compares with a column of ``kind`` as NumPy does it: of that kind, a boolean beside
-    numbers (0 and 1), or in an ``in`` list, a whole number written as text beside numbers (NumPy casts it)."""
+    """Whether a filter value compares with a column of ``kind``: of that kind, a boolean beside numbers (0 and 1), or
+    a number written as text beside numbers (:func:`_column_value` reads it as the number)."""
     got = _value_kind(value)
     if got == kind or {got, kind} == {"number", "boolean"}:
         return True
-    if listed and kind == "number" and got == "string":
+    if kind == "number" and got == "string":  # (a number written as text: as a `${var}` fills it in)
         try:
-            int(value)
+            return np.isfinite(float(value))
         except ValueError:
             return False
-        return True
     return False
 
 

@@ -119,11 +119,27 @@ def _concatenate(batches: list[dict[str, np.ndarray]], roles: Mapping[str, str],
                 f"and {widths[1]} in another; expected the same number of values per row in every file."
             )
     return {
-        k: pa.concat_arrays([b[k] for b in batches])
-        if isinstance(batches[0][k], pa.Array)
+        k: _joined_arrow([b[k] for b in batches])
+        if any(isinstance(b[k], pa.Array) for b in batches)
         else _joined([b[k] for b in batches])
         for k in batches[0]
     }
+
+
+def _joined_arrow(parts: list[Any]) -> pa.Array:
+    """One Arrow column (strings: group labels, slice values) of a unit's files, joined where the files store it
+    differently: a dictionary (a pandas categorical) decoded, ``large_string`` beside ``string``, a part NumPy
+    holds made Arrow."""
+    arrays = [p.dictionary_decode() if pa.types.is_dictionary(p.type) else p for p in map(_arrow, parts)]
+    types = {a.type for a in arrays}
+    if len(types) > 1:
+        wide = pa.large_string() if any(pa.types.is_large_string(t) for t in types) else next(iter(types))
+        arrays = [a.cast(wide) for a in arrays]
+    return pa.concat_arrays(arrays)
+
+
+def _arrow(part: Any) -> pa.Array:
+    return part if isinstance(part, pa.Array) else pa.array(part)
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:

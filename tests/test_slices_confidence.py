@@ -383,3 +383,55 @@ def test_a_whole_number_names_one_slice_in_int_float32_and_float64_files_and_fil
     run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
     rows = {p.name: p.metrics["rows"].value for p in run.points}
     assert rows["v=1234567"] == rows["v=3"] == 45 and rows["filter=ids"] == 45 and rows["filter=ones"] == 45
+
+
+def test_string_slices_stored_three_ways_date_filters_and_a_number_var_in_a_filter(tmp_path):
+    """A string column as `string`, `dictionary<string>` (a pandas categorical) and `large_string` in three files of
+    one work unit was Arrow's concatenation error (exit 1); a date or time compared with `eq` / `ge` was NumPy's
+    (datetime64 against text); a number filled in from a var (text) was refused beside numbers."""
+    import datetime as dt
+
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(5)
+    frames = []
+    for i, kind in enumerate(("string", "dictionary", "large_string")):
+        n = 40
+        names = rng.choice(["a", "b", "c"], n)
+        column = {
+            "string": pa.array(names),
+            "dictionary": pa.array(names).dictionary_encode(),
+            "large_string": pa.array(names, pa.large_string()),
+        }[kind]
+        days = np.datetime64("2026-11-01") + rng.integers(0, 5, n).astype("timedelta64[D]")
+        score, label, age = rng.random(n), rng.integers(0, 2, n), rng.integers(10, 30, n)
+        table = pa.table({"score": score, "label": label, "name": column, "day": days, "age": age})
+        table = table.append_column("at", pa.array(days.astype("datetime64[us]"), pa.timestamp("us")))
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+        frames.append((names, days, score, label, age))
+    names, days, score, label, age = (np.concatenate(parts) for parts in zip(*frames, strict=True))
+    spec = {
+        "name": "stored-ways",
+        "vars": {"adult": 18},
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": [
+            {"column": "name"},
+            {"name": "on_day", "filter": {"day": {"eq": dt.date(2026, 11, 2)}}},
+            {"name": "from_day", "filter": {"at": {"ge": "2026-11-03 00:00:00"}}},
+            {"name": "adults", "filter": {"age": {"ge": "${adult}"}}},
+        ],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    masks = {
+        **{f"name={v}": names == v for v in ("a", "b", "c")},
+        "filter=on_day": days == np.datetime64("2026-11-02"),
+        "filter=from_day": days >= np.datetime64("2026-11-03"),
+        "filter=adults": age >= 18,
+    }
+    for point, mask in masks.items():
+        metrics = run.point(point).metrics
+        assert metrics["rows"].value == mask.sum(), point
+        assert metrics["accuracy"].value == pytest.approx(skm.accuracy_score(label[mask], score[mask] > 0.5), abs=1e-15)
