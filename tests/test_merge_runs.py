@@ -321,21 +321,25 @@ def test_window_names_default_to_days_and_runs():
         assert spec.window is not None and spec.window.name == name
 
 
+def _nightly(data: str | list[str], out: Path) -> dict:
+    """A nightly binary job over ``data`` with a window of its last 7 runs."""
+    return {
+        "name": "nightly",
+        "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(out)},
+        "window": {"runs": 7},
+    }
+
+
 def test_a_window_that_cannot_merge_leaves_the_run_committed_and_exits_2(tmp_path, capsys):
     paths = write_shards(str(tmp_path / "data"), "binary", 400, 2, seed=2)
     out = tmp_path / "out"
     jobs = []
     for i, data in enumerate(([paths[0]], paths)):  # the second night reads the first night's file again
-        spec = {
-            "name": "nightly",
-            "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
-            "task": "binary",
-            "metrics": ["accuracy"],
-            "execution": {"runner": "local"},
-            "output": {"uri": str(out)},
-            "window": {"runs": 7},
-        }
-        jobs.append(write_job(tmp_path / f"night-{i}.yaml", spec))
+        jobs.append(write_job(tmp_path / f"night-{i}.yaml", _nightly(data, out)))
     code, stdout, _ = _cli(["run", str(jobs[0]), "--quiet"], capsys)
     assert code == 0 and f"window: {out}/nightly-7runs/" in stdout
     code, stdout, err = _cli(["run", str(jobs[1]), "--quiet"], capsys)
@@ -355,16 +359,7 @@ def test_a_rerun_of_the_night_with_its_path_spelled_absolute_replaces_the_earlie
     out = tmp_path / "out"
     jobs = []
     for i, data in enumerate(("data/*.parquet", f"{tmp_path}/data/*.parquet")):
-        spec = {
-            "name": "nightly",
-            "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
-            "task": "binary",
-            "metrics": ["accuracy"],
-            "execution": {"runner": "local"},
-            "output": {"uri": str(out)},
-            "window": {"runs": 7},
-        }
-        jobs.append(write_job(tmp_path / f"night-{i}.yaml", spec))
+        jobs.append(write_job(tmp_path / f"night-{i}.yaml", _nightly(data, out)))
     for job in (*jobs, jobs[0]):
         code, stdout, err = _cli(["run", str(job), "--quiet"], capsys)
         assert code == 0 and f"window: {out}/nightly-7runs/" in stdout, err
