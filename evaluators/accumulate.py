@@ -87,15 +87,12 @@ def wide_integers_as_float(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-ID_COLUMNS = ("query_id", "item_id", "sensitive", "row_id")
-"""Columns whose integers are ids or group labels, kept as written (int32 would take ``2**32 + 1`` for 1)."""
-
-
-def as_column(values: np.ndarray, name: str = "") -> np.ndarray:
-    """Normalise dtypes: booleans and integers to int32 (labels; the ids of :data:`ID_COLUMNS` as they are), floats
-    unchanged."""
+def as_column(values: np.ndarray, name: str = "", kept: Iterable[str] = ()) -> np.ndarray:
+    """Normalise dtypes: booleans and integers to int32 (labels), floats unchanged; a column named in ``kept`` (the
+    extra columns statistics read, :attr:`~evaluators.statistic.Statistic.columns`: query ids, group labels) as it
+    is (int32 would take ``2**32 + 1`` for 1)."""
     values = np.asarray(values)
-    if name in ID_COLUMNS:
+    if name in kept:
         return values
     if values.dtype == np.bool_ or np.issubdtype(values.dtype, np.integer):
         return values.astype(np.int32, copy=False)
@@ -129,6 +126,8 @@ class Accumulator:
             c for i in self._device for c in self.statistics[i].columns
         }
         """Extra columns only host statistics read (query ids, group labels): never sent to the device."""
+        self._own_columns = frozenset(c for s in self.statistics for c in s.columns)
+        """Extra columns any statistic reads (ids, labels): on the host as written."""
         # Statistics that take small batches into their stored form directly (the fused update of the other
         # device statistics takes the rest of such batches).
         self._small = [i for i in self._device if self.statistics[i].small_batch_rows() > 0]
@@ -221,7 +220,9 @@ class Accumulator:
         cols["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         out = list(stacked)
         for i in self._host:
-            out[i] = self.statistics[i].update_grouped({k: as_column(v, k) for k, v in cols.items()}, stacked[i], group)
+            out[i] = self.statistics[i].update_grouped(
+                {k: as_column(v, k, self._own_columns) for k, v in cols.items()}, stacked[i], group
+            )
         if self._device:
             device = self._update_grouped_device([stacked[i] for i in self._device], cols, group, n, to_host)
             for i, state in zip(self._device, device, strict=True):
@@ -321,7 +322,7 @@ class Accumulator:
             for i, state in zip(device, out_device, strict=True):
                 out[i] = state
         if self._host or stored:
-            host = {k: as_column(v, k) for k, v in cols.items()}
+            host = {k: as_column(v, k, self._own_columns) for k, v in cols.items()}
             weights = host.get("weights")
             host["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
             for i in self._host:
@@ -361,7 +362,7 @@ class Accumulator:
         self._host_rows_left -= total
         group = np.repeat(np.arange(len(index)), [len(i) for i in index])
         taken = np.concatenate(index) if index else np.zeros(0, np.int64)
-        host = {k: as_column(v[taken], k) for k, v in cols.items()}
+        host = {k: as_column(v[taken], k, self._own_columns) for k, v in cols.items()}
         self._refuse_group_weights(host, index)
         weights = host.get("weights")
         host["weights"] = np.ones(total, np.float64) if weights is None else np.asarray(weights, np.float64)

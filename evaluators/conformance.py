@@ -123,7 +123,7 @@ class StatisticTester:
         """One update of ``batch`` from zero without ``jax.jit`` and without padding."""
         stat = self.statistic
         n = len(next(iter(batch.values())))
-        columns = {k: as_column(v, k) for k, v in batch.items() if k != "weights"}
+        columns = {k: as_column(v, k, stat.columns) for k, v in batch.items() if k != "weights"}
         weights = batch.get("weights")
         columns["weights"] = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
         if stat.folds_on_host(stat.zero(), columns):  # (an exact ranking state: the accumulator folds it there too)

@@ -63,25 +63,30 @@ def expected_type(role: str, task: Task) -> tuple[str, Any]:
     return kind.description, lambda t: kind.accepts(column_type(t))
 
 
+def schema_type(info: FileInfo, column: str, key: str) -> pa.DataType:
+    """The Arrow type of ``column`` in ``info``'s schema; :class:`DataError` naming the file, the column and the spec
+    ``key`` that reads it where the file lacks it (with the closest name it has) or has it twice."""
+    names = info.schema.names
+    if column not in names:
+        from difflib import get_close_matches
+
+        near = get_close_matches(column, names, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise DataError(
+            f"{info.path}: column {column!r} ({key}) is missing{hint}; the file has columns: {', '.join(names)}."
+        )
+    if names.count(column) > 1:
+        raise DataError(
+            f"{info.path}: column {column!r} ({key}) appears {names.count(column)} times in the file; expected one "
+            "column of each name."
+        )
+    return info.schema.field(column).type
+
+
 def check_schema(info: FileInfo, roles: Mapping[str, str], task: Task) -> None:
     """Raise :class:`DataError` if a role's column is missing from ``info`` or has the wrong type."""
-    names = info.schema.names
     for role, column in roles.items():
-        if column not in names:
-            from difflib import get_close_matches
-
-            near = get_close_matches(column, names, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise DataError(
-                f"{info.path}: column {column!r} (data.columns.{role}) is missing{hint}; "
-                f"the file has columns: {', '.join(names)}."
-            )
-        if names.count(column) > 1:
-            raise DataError(
-                f"{info.path}: column {column!r} (data.columns.{role}) appears {names.count(column)} times in the "
-                "file; expected one column of each name."
-            )
-        dtype = info.schema.field(column).type
+        dtype = schema_type(info, column, f"data.columns.{role}")
         description, ok = expected_type(role, task)
         if not ok(dtype):
             raise DataError(

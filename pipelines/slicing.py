@@ -186,23 +186,14 @@ def check_columns(slices: Sequence[SliceSpec], files: Iterable[Any]) -> None:
     """Raise :class:`DataError` if a ``slices:`` entry's column is missing from a file (``FileInfo``: ``path`` and
     Arrow ``schema``), appears twice in it, has a type the entry cannot use, or has another kind of type (number,
     string, boolean) than in an earlier file."""
+    from pipelines.reading import schema_type
+
     seen: dict[str, tuple[str, pa.DataType]] = {}
     for info in files:
-        names = info.schema.names
         for spec in slices:
             for column in spec.needed_columns():
                 where = f"{info.path}: column {column!r} ({spec.where})"
-                if column not in names:
-                    from difflib import get_close_matches
-
-                    near = get_close_matches(column, names, n=1)
-                    hint = f" (did you mean {near[0]!r}?)" if near else ""
-                    raise DataError(f"{where} is missing{hint}; the file has columns: {', '.join(names)}.")
-                if names.count(column) > 1:
-                    raise DataError(
-                        f"{where} appears {names.count(column)} times in the file; expected one column of each name."
-                    )
-                dtype = info.schema.field(column).type
+                dtype = schema_type(info, column, spec.where)
                 problem = _problem(spec, column, _kind(dtype))
                 if problem is not None:
                     raise DataError(f"{where} has type {dtype}; {problem}.")

@@ -70,10 +70,15 @@ _UNCLOSED = re.compile(r"(?<!\$)\$\{")
 """A ``${`` left once every whole placeholder (and ``$${...}`` literal) is taken out: one without its ``}``."""
 
 
+def _unclosed(text: str) -> bool:
+    """Whether ``text`` holds a ``${`` without its closing ``}``."""
+    return bool(_UNCLOSED.search(_PLACEHOLDER.sub("", text)))
+
+
 def _holds_placeholder(text: str) -> bool:
     """Whether ``text`` holds a placeholder, closed or not (a ``$${...}`` literal is none)."""
     closed = any(not m.group(0).startswith("$$") for m in _PLACEHOLDER.finditer(text))
-    return closed or bool(_UNCLOSED.search(_PLACEHOLDER.sub("", text)))
+    return closed or _unclosed(text)
 
 
 def _substitute(text: str, lookup: Callable[[str], str], where: str) -> str:
@@ -82,7 +87,7 @@ def _substitute(text: str, lookup: Callable[[str], str], where: str) -> str:
             return match.group(0)[1:]
         return lookup(match.group(1).strip())
 
-    if _UNCLOSED.search(_PLACEHOLDER.sub("", text)):
+    if _unclosed(text):
         raise SpecError(
             f"{where}: a placeholder `${{` without its closing `}}` in {text!r}; expected `${{name}}` (or `$${{name}}` "
             "for the literal text `${name}`)."
