@@ -515,7 +515,7 @@ def _add_binned(states: list[State]) -> State:
             total[slot] = seen
             if name == "counts":  # each state's add: an overflow is seen before the next add (and sums <= counts)
                 check_counts(seen.view(np.int64))
-        _add_ties(ties, slot, np.asarray(state["ties"], np.float64))
+        _add_ties(ties, slot, np.ascontiguousarray(state["ties"], np.float64))
     occupied = np.flatnonzero(ties != _NO_CELL)
     summed = {name: total[occupied].view(np.int64).reshape(-1, 2) for name, total in totals.items()}
     return {"keys": window.keys(occupied), **summed, "ties": ties[occupied].view(np.float64)}
@@ -524,16 +524,14 @@ def _add_binned(states: list[State]) -> State:
 def _add_ties(ties: np.ndarray, slot: np.ndarray, tie: np.ndarray) -> None:
     """Add one state's cell ties (float64 ``[m]``) at ``slot`` into ``ties`` (float64 bits, :data:`_NO_CELL` where no
     state has been): a tie stays while every side holds that one score, and a cell of several scores (NaN) is NaN.
-    Only the state's single-score cells (in a binned state, usually few) are compared."""
-    single = np.flatnonzero(tie == tie)
-    if not len(single):
-        ties[slot] = _NAN_BITS
-        return
-    at, score = slot[single], tie[single].view(np.int64)
-    seen = ties[at]
-    kept = np.where((seen == _NO_CELL) | (seen == score), score, _NAN_BITS)
-    ties[slot] = _NAN_BITS
-    ties[at] = kept
+    Only the cells that change are written: a cell no state has reached, or a single score that this state does not
+    hold (once most cells are NaN, few)."""
+    bits = tie.view(np.int64)
+    seen = ties[slot]
+    changed = np.flatnonzero(((seen != bits) | (seen == _NO_CELL)) & (seen != _NAN_BITS))
+    if len(changed):
+        tie = tie[changed]
+        ties[slot[changed]] = np.where((seen[changed] == _NO_CELL) & (tie == tie), bits[changed], _NAN_BITS)
 
 
 def _add_cells(states: list[State]) -> State:
