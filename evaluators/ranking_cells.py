@@ -153,7 +153,10 @@ def is_sparse(state: Any) -> bool:
 def is_exact(state: Any) -> bool:
     """Whether a stored sparse state holds every distinct score of its rows exactly: no cell of several
     distinct scores (NaN tie), so each cell is one score (a bin may then hold several cells)."""
-    return is_sparse(state) and not np.isnan(np.asarray(state["ties"])).any()
+    if not is_sparse(state):
+        return False
+    ties = np.asarray(state["ties"])
+    return not (np.isnan(ties[:64]).any() or np.isnan(ties[64:]).any())  # a binned state's first cells tell
 
 
 EXACT_CELLS = 250_000
@@ -513,8 +516,8 @@ def _add_binned(states: list[State]) -> State:
             seen = total[slot]
             seen.view(np.int64).reshape(-1, 2).__iadd__(np.asarray(state[name], np.int64))
             total[slot] = seen
-            if name == "counts":  # each state's add: an overflow is seen before the next add (and sums <= counts)
-                check_counts(seen.view(np.int64))
+            if name == "counts" and seen.view(np.int64).min() < 0:  # each state's add: an overflow is seen
+                raise cell_overflow()  # before the next add (and sums <= counts)
         _add_ties(ties, slot, np.ascontiguousarray(state["ties"], np.float64))
     occupied = np.flatnonzero(ties != _NO_CELL)
     summed = {name: total[occupied].view(np.int64).reshape(-1, 2) for name, total in totals.items()}
