@@ -19,6 +19,7 @@ returns the existing MLflow run, so a retried export is safe. MLflow is an optio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -51,24 +52,32 @@ class Export:
 def mlflow_name(name: str) -> str:
     """``name`` as an MLflow metric or param key: brackets and commas of vector entries become dots, ``=``
     of slice tags a dash, any other character outside letters, digits, ``_ - . /`` and space an underscore;
-    no empty, ``.`` or ``..`` path segments (MLflow treats names as paths)."""
+    no empty, ``.`` or ``..`` path segments (MLflow treats names as paths); beyond 250 characters (MLflow's
+    limit), cut and ended by 12 hex digits of a hash of ``name``."""
     text = name.replace("[", ".").replace("]", "").replace(",", ".").replace("=", "-")
     text = _UNSAFE.sub("_", text)
     segments = [s.replace("..", "__") for s in text.split("/") if s not in ("", ".", "..")]
-    return "/".join(segments)[:_MAX_KEY] or "_"
+    text = "/".join(segments) or "_"
+    if len(text) <= _MAX_KEY:
+        return text
+    # longer than MLflow takes: cut, and told apart by a hash of the whole name (names that differ only after the
+    # cut, such as a metric and its `.error_bound`, stay apart)
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{text[: _MAX_KEY - len(digest) - 1].rstrip('/')}_{digest}"
 
 
 def metric_entries(run: Run) -> dict[str, float]:
     """``{mlflow name: value}`` of every point's metrics, with ``_lower`` / ``_upper`` for intervals."""
     out: dict[str, float] = {}
     for point in run.points:
-        prefix = "" if point.name == "overall" else point.name.replace(",", "/") + "/"
+        prefix = "".join(f"{column}={value}/" for column, value in point.tags.items()) if point.tags else ""
+        if not prefix and point.name != "overall":  # (a point without tags)
+            prefix = point.name.replace(",", "/") + "/"
         for key, metric in point.metrics.items():
-            name = mlflow_name(prefix + key)
             for suffix, value in (("", metric.value), ("_lower", metric.lower), ("_upper", metric.upper)):
                 if value is None:
                     continue
-                entry = name + suffix
+                entry = mlflow_name(prefix + key + suffix)
                 if entry in out:
                     raise UserError(
                         f"point {point.name!r}, metric {key!r}: its MLflow name {entry!r} is taken by another "
@@ -124,6 +133,9 @@ def export_run(
     run_uri = resolve_run_uri(run_uri, storage_options)
     run = read_run(run_uri, storage_options)
     job = str(run.metadata.get("job") or "evalpipe")
+    params = [Param(k, v) for k, v in spec_params(run.metadata.get("spec") or {}).items()]
+    millis = int(run.timestamp.timestamp() * 1000)
+    metrics = [Metric(k, v, millis, 0) for k, v in metric_entries(run).items()]  # (names refused before a run exists)
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(job)
@@ -132,17 +144,14 @@ def export_run(
         found = client.search_runs([experiment_id], done, max_results=1)
         if found:
             return Export(found[0].info.run_id, job, existed=True)
-        millis = int(run.timestamp.timestamp() * 1000)
         tags = {"evalpipe.run_id": run.id, "evalpipe.run_uri": run_uri, "evalpipe.job": job}
         tags.update({k: v for k, v in (("evalpipe.commit", run.commit), ("evalpipe.branch", run.branch)) if v})
         mlflow_id = client.create_run(experiment_id, start_time=millis, tags=tags, run_name=run.id).info.run_id
     except MlflowException as exc:
         raise UserError(_failed(tracking_uri, exc)) from None
     try:
-        params = [Param(k, v) for k, v in spec_params(run.metadata.get("spec") or {}).items()]
         for chunk in _chunks(params, _BATCH):
             client.log_batch(mlflow_id, params=chunk)
-        metrics = [Metric(k, v, millis, 0) for k, v in metric_entries(run).items()]
         for chunk in _chunks(metrics, 10 * _BATCH):
             client.log_batch(mlflow_id, metrics=chunk)
         with tempfile.TemporaryDirectory(prefix="evalpipe-mlflow-") as tmp:

@@ -5,6 +5,7 @@ The merge itself, in plan order, is :class:`pipelines.unit_result.OrderedMerger`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,14 +35,30 @@ def flatten_values(key: str, values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def slice_name(key: SliceKey) -> str:
-    return "overall" if not key else ",".join(f"{k}={v}" for k, v in key)
+    """A point's name: ``overall``, or ``column=value`` pairs joined by ``,`` (``filter=name`` for a filter entry),
+    with ``\\``, ``,`` and ``=`` inside a column name or value written ``\\\\``, ``\\,`` and ``\\=``, so that
+    two slices never share a name (a value ``1,b=2`` of ``a`` is ``a=1\\,b\\=2``; the cross ``a=1, b=2`` is
+    ``a=1,b=2``); a bucket keeps its label (``age=[18, 65)``)."""
+    return "overall" if not key else ",".join(f"{_escaped(k)}={_escaped(v)}" for k, v in key)
+
+
+_BUCKET = re.compile(r"\[[^,=\\]+, [^,=\\]+\)")
+"""A bucket's label (``[18, 65)``, :func:`~pipelines.slicing.bucket_label`), named as it is: its one ``, `` is not
+a separator of pairs, each of which holds an ``=``, and a value of the same column is never text."""
+
+
+def _escaped(text: object) -> str:
+    text = str(text)
+    if ("\\" in text or "," in text or "=" in text) and not _BUCKET.fullmatch(text):
+        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+    return text
 
 
 def _entry_of(key: SliceKey, slices: Sequence[SliceSpec]) -> SliceSpec | None:
     if not key:
         return None
-    if key[0][0] == "filter":
-        return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)
+    if key[0][0] == "filter" and any(e.is_filter for e in slices):  # (a spec with filter entries slices no
+        return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)  # column named filter)
     columns = tuple(k for k, _ in key)
     return next((e for e in slices if not e.is_filter and e.columns == columns), None)
 

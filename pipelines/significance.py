@@ -28,7 +28,9 @@ def bootstrap_difference_test(first: Metric, second: Metric, alpha: float = 0.05
     """Test ``first.value == second.value`` from paired replicate samples.
 
     Returns ``effect_size = first.value - second.value``, ``statistic`` = that difference over the
-    replicates' standard deviation (a z-like score), the p-value above, and ``p < alpha``.
+    replicates' standard deviation (a z-like score), the p-value above, and ``p < alpha``. NaN p-value and
+    statistic (not significant) where fewer than two replicate differences are finite, the difference is not, or
+    either side is a point of one resampled unit (its interval NaN: a slice of one row).
     """
     if first.samples is None or second.samples is None:
         raise ValueError("both metrics need bootstrap replicate samples (confidence.samples: true)")
@@ -38,13 +40,22 @@ def bootstrap_difference_test(first: Metric, second: Metric, alpha: float = 0.05
     differences = a - b
     differences = differences[np.isfinite(differences)]
     effect = float(first.value - second.value)
-    if differences.size < 2 or not np.isfinite(effect):
+    if differences.size < 2 or not np.isfinite(effect) or _one_unit(first) or _one_unit(second):
         return SignificanceResult(float("nan"), float("nan"), effect, False, METHOD)
     spread = float(np.std(differences, ddof=1))
     centred = np.abs(differences - differences.mean())
     p_value = float((1 + np.count_nonzero(centred >= abs(effect))) / (differences.size + 1))
     statistic = effect / spread if spread > 0 else (0.0 if effect == 0 else float("inf") * np.sign(effect))
     return SignificanceResult(p_value, float(statistic), effect, p_value < alpha, METHOD)
+
+
+def _one_unit(metric: Metric) -> bool:
+    """Whether ``metric`` is of a point whose rows are one resampled unit (a slice of one row): a value and finite
+    replicates but a NaN interval (see :func:`pipelines.reduce.build_points`). Its replicates are that unit's state
+    scaled, so they say nothing of its variability, and a difference involving it cannot be tested."""
+    if metric.lower is None or metric.upper is None or metric.samples is None or not np.isfinite(metric.value):
+        return False
+    return bool(np.isnan(metric.lower) and np.isnan(metric.upper) and np.isfinite(metric.samples).any())
 
 
 PAIRING_KEYS = ("seed", "buckets", "replicates", "row_key")

@@ -278,7 +278,6 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
         rows = np.flatnonzero(keep)
         return {(("filter", spec.name),): rows} if len(rows) else {}
     codes = np.zeros(n, dtype=np.int64)
-    valid = np.ones(n, dtype=bool)
     labels: list[np.ndarray] = []
     for column in spec.columns:
         values = columns[column]
@@ -294,10 +293,10 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
         values = _numpy(values)
         if spec.boundaries is not None:
             inverse = np.searchsorted(np.asarray(spec.boundaries, dtype=np.float64), values, side="right")
+            size = len(spec.boundaries) + 2  # the buckets, then NaN: a slice of its own, as a column's NaN values
             if values.dtype.kind == "f":
-                valid &= ~np.isnan(values)
-            size = len(spec.boundaries) + 1
-            text = np.array([bucket_label(spec.boundaries, i) for i in range(size)], dtype=object)
+                inverse = np.where(np.isnan(values), size - 1, inverse)
+            text = np.array([*(bucket_label(spec.boundaries, i) for i in range(size - 1)), "nan"], dtype=object)
         elif values.dtype == object:
             # Strings: hash-based dictionary encoding (sorting strings is slow).
             encoded = pa.array(values).dictionary_encode()
@@ -310,7 +309,6 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
             text = _as_text(uniq)
         codes = codes * size + inverse.reshape(-1)
         labels.append(text)
-    codes[~valid] = -1
     if int(np.prod([len(t) for t in labels], dtype=np.float64)) < np.iinfo(np.int16).max:
         codes = codes.astype(np.int16)  # stable argsort of 16-bit integers is a radix sort
     order = np.argsort(codes, kind="stable")
@@ -321,8 +319,6 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
     sizes = [len(t) for t in labels]
     for start, end in zip(starts, ends, strict=True):
         code = int(sorted_codes[start])
-        if code < 0:
-            continue
         parts = []
         for size in reversed(sizes):
             parts.append(code % size)

@@ -113,7 +113,21 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
                 i,
             )
         )
+    _check_filter_column(root, out)
     return tuple(out)
+
+
+def _check_filter_column(root: Section, entries: list[SliceSpec]) -> None:
+    """Refuse a slice column named ``filter`` beside filter entries: both would name their points ``filter=...``."""
+    filters = [e.name for e in entries if e.is_filter]
+    sliced = next((e for e in entries if not e.is_filter and "filter" in e.columns), None)
+    if filters and sliced is not None:
+        raise SpecError(
+            f"{root.source.where(('slices', sliced.index))}: a column named `filter` cannot be sliced in a job with filter "
+            f"entries ({', '.join(map(repr, filters))}): filter entries name their points `filter=<name>` (tags "
+            "{filter: <name>}), and this column's slices would be named the same way; rename the column in the "
+            "data, or evaluate the filter entries in a job of their own."
+        )
 
 
 def _scalar(value: object) -> bool:

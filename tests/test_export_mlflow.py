@@ -103,3 +103,68 @@ def test_export_without_mlflow_prints_the_install_hint_and_exits_2(committed, tm
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"evalpipe: error: {INSTALL_HINT}"
+
+
+def _sliced_run(tmp_path, values: list[str]) -> str:
+    """The uri of a committed local run of 600 rows with slice column ``tag`` cycling through ``values``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(6)
+    data = tmp_path / "data"
+    data.mkdir()
+    label = rng.integers(0, 2, 600)
+    table = pa.table({"score": rng.random(600), "label": label, "tag": [values[i % len(values)] for i in range(600)]})
+    pq.write_table(table, data / "part.parquet")
+    spec = {
+        "name": "long-tags",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "roc_auc"],
+        "slices": [{"column": "tag"}],
+        "confidence": {"replicates": 10, "buckets": 8},
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).uri
+
+
+def test_names_beyond_mlflows_limit_are_cut_and_kept_apart():
+    long = "country-" + "x" * 300 + "/roc_auc"
+    assert len(mlflow_name(long)) == 250 and len(mlflow_name(long + ".error_bound")) == 250
+    assert mlflow_name(long) != mlflow_name(long + ".error_bound")
+    assert mlflow_name(long) == mlflow_name(long)  # the same name each time
+    assert mlflow_name("y" * 250) == "y" * 250  # at the limit: as it is
+
+
+@pytest.mark.slow
+def test_slice_values_of_300_characters_export_every_entry(tmp_path, file_store):
+    mlflow_tracking = pytest.importorskip("mlflow.tracking")
+    values = ["v" * 299 + "a", "v" * 299 + "b"]  # the same first 299 characters
+    uri = _sliced_run(tmp_path, values)
+    assert main(["export", uri, "--to", "mlflow", "--tracking-uri", file_store]) == 0
+    client = mlflow_tracking.MlflowClient(tracking_uri=file_store)
+    (exported,) = client.search_runs([client.get_experiment_by_name("long-tags").experiment_id])
+    assert exported.info.status == "FINISHED"
+    from pipelines.results import load_run
+
+    run = load_run(uri)
+    expected = sum(1 + 2 * (m.lower is not None) for p in run.points for m in p.metrics.values())
+    names = exported.data.metrics
+    assert len(names) == expected and all(len(name) <= 250 for name in names)
+    for value in values:
+        point = run.point(f"tag={value}")
+        entry = mlflow_name(f"tag={value}/roc_auc.error_bound")
+        assert names[entry] == point.metrics["roc_auc.error_bound"].value
+
+
+@pytest.mark.slow
+def test_entries_whose_names_collide_are_refused_before_a_run_is_created(tmp_path, file_store, capsys):
+    mlflow_tracking = pytest.importorskip("mlflow.tracking")
+    uri = _sliced_run(tmp_path, ["a?b", "a!b"])  # both `tag-a_b` in MLflow
+    assert main(["export", uri, "--to", "mlflow", "--tracking-uri", file_store]) == 2
+    assert "is taken by another entry of the run" in capsys.readouterr().err
+    client = mlflow_tracking.MlflowClient(tracking_uri=file_store)
+    experiment = client.get_experiment_by_name("long-tags")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])

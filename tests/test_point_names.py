@@ -1,0 +1,156 @@
+"""Points of slices whose names could collide, NaN values of bucketed columns, and tests of a one-row slice: each
+slice's value equals scikit-learn's on that slice's rows, and no two slices share a point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import accuracy_score
+
+from pipelines import spec as spec_module
+from pipelines.cli import main
+from pipelines.errors import SpecError
+from pipelines.execute import run_job
+from pipelines.significance import compare_runs, compare_slices
+from tests.conftest import write_job
+
+
+def _job(tmp_path, table: pa.Table, slices: list, name: str = "names", **extra) -> dict:
+    data = tmp_path / f"data-{name}"
+    data.mkdir(exist_ok=True)
+    pq.write_table(table, data / "part.parquet", row_group_size=700)
+    columns = {"predictions": "score", "targets": "label", **extra.pop("columns", {})}
+    return {
+        "name": name,
+        "data": {"path": str(data), "columns": columns},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": slices,
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+        **extra,
+    }
+
+
+def _run(tmp_path, spec: dict):
+    return run_job(spec_module.load(str(write_job(tmp_path / f"{spec['name']}.yaml", spec))), show_progress=False)
+
+
+def _scores(rng, n):
+    label = rng.integers(0, 2, n)
+    return np.clip(0.3 * label + 0.7 * rng.random(n), 0, 1), label
+
+
+def _accuracy(table: pa.Table, mask: np.ndarray) -> float:
+    score, label = table["score"].to_numpy()[mask], table["label"].to_numpy()[mask]
+    return float(accuracy_score(label, score >= 0.5))
+
+
+def test_values_holding_commas_equals_signs_and_backslashes_name_points_of_their_own(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 3000
+    score, label = _scores(rng, n)
+    i = np.arange(n)
+    a = np.select([i < 1000, i < 1400, i < 1700], ["1,b=2", "x\\,y", "x,y"], "1")
+    b = np.where(i % 2 == 0, "2", "3")
+    table = pa.table({"score": score, "label": label, "a": a, "b": b})
+    result = _run(tmp_path, _job(tmp_path, table, [{"column": "a"}, {"columns": ["a", "b"]}]))
+    names = [p.name for p in result.run.points]
+    assert len(names) == len(set(names))
+    expected = {
+        "a=1\\,b\\=2": a == "1,b=2",  # the value `1,b=2` of column a
+        "a=x\\\\\\,y": a == "x\\,y",  # the value `x\,y`
+        "a=x\\,y": a == "x,y",
+        "a=1,b=2": (a == "1") & (b == "2"),  # the cross a=1, b=2
+        "a=1\\,b\\=2,b=2": (a == "1,b=2") & (b == "2"),
+    }
+    for name, mask in expected.items():
+        point = result.run.point(name)
+        assert point.metrics["rows"].value == mask.sum(), name
+        assert point.metrics["accuracy"].value == pytest.approx(_accuracy(table, mask), abs=1e-12), name
+    assert result.run.point("a=1\\,b\\=2").tags == {"a": "1,b=2"}
+    assert result.run.point("a=1,b=2").tags == {"a": "1", "b": "2"}
+    # a run compared with itself: every point paired with itself, nothing regressed
+    assert main(["compare", result.uri, result.uri]) == 0
+
+
+def test_a_column_named_filter_is_sliced_by_its_values(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 3000
+    score, label = _scores(rng, n)
+    kind = np.where(np.arange(n) < 500, "hi", "other")
+    table = pa.table({"score": score, "label": label, "filter": kind})
+    result = _run(tmp_path, _job(tmp_path, table, [{"column": "filter"}, {"columns": ["filter", "label"]}]))
+    for value in ("hi", "other"):
+        point = result.run.point(f"filter={value}")
+        assert point.metrics["rows"].value == (kind == value).sum()
+        assert point.metrics["accuracy"].value == pytest.approx(_accuracy(table, kind == value), abs=1e-12)
+    cross = result.run.point("filter=other,label=1")
+    assert cross.metrics["rows"].value == ((kind == "other") & (label == 1)).sum()
+
+
+def test_a_column_named_filter_beside_filter_entries_is_refused_naming_the_entry(tmp_path):
+    rng = np.random.default_rng(4)
+    score, label = _scores(rng, 100)
+    table = pa.table({"score": score, "label": label, "filter": np.full(100, "hi"), "x": rng.random(100)})
+    slices = [{"column": "filter"}, {"name": "hi", "filter": {"x": {"ge": 0.9}}}]
+    spec = _job(tmp_path, table, slices)
+    with pytest.raises(SpecError, match=r"slices\[0\] \(line \d+\): a column named `filter` cannot be sliced .*'hi'"):
+        spec_module.load(str(write_job(tmp_path / "job.yaml", spec)))
+
+
+@pytest.mark.parametrize("entry", [{"boundaries": [0.3, 0.6]}, {"quantiles": 4}])
+def test_nan_values_of_a_bucketed_column_are_a_slice_of_their_own(tmp_path, entry):
+    rng = np.random.default_rng(5)
+    n = 4000
+    score, label = _scores(rng, n)
+    x = rng.random(n)
+    x[rng.permutation(n)[:100]] = np.nan
+    table = pa.table({"score": score, "label": label, "x": x})
+    result = _run(tmp_path, _job(tmp_path, table, [{"column": "x", **entry}]))
+    sliced = [p for p in result.run.points if p.name != "overall"]
+    assert sum(p.metrics["rows"].value for p in sliced) == n  # every row in one bucket
+    point = result.run.point("x=nan")
+    assert point.metrics["rows"].value == 100
+    assert point.metrics["accuracy"].value == pytest.approx(_accuracy(table, np.isnan(x)), abs=1e-12)
+    finite = x[~np.isnan(x)]
+    cuts = [0.3, 0.6] if "boundaries" in entry else list(np.quantile(finite, [0.25, 0.5, 0.75]))
+    first = next(p for p in sliced if p.name.startswith("x=[-inf,"))
+    assert first.metrics["rows"].value == (finite < cuts[0]).sum()
+
+
+def test_a_one_row_slice_is_not_significantly_different_from_anything(tmp_path):
+    """Its interval is NaN (one resampled unit); its paired differences cannot be tested either."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    score, label = _scores(rng, n)
+    group = np.where(np.arange(n) == 0, "solo", "big")
+    flipped = score.copy()
+    flipped[0] = 1 - flipped[0]
+    runs = []
+    for k, s in enumerate((score, flipped)):
+        table = pa.table({"row_id": np.arange(n), "score": s, "label": label, "grp": group})
+        spec = _job(
+            tmp_path,
+            table,
+            [{"column": "grp"}],
+            name=f"onerow{k}",
+            columns={"row_id": "row_id"},
+            confidence={"method": "bootstrap", "replicates": 100, "seed": 3, "samples": True},
+        )
+        spec["name"] = "onerow"
+        runs.append(_run(tmp_path, {**spec, "output": {"uri": str(tmp_path / "out")}}).run)
+    solo = runs[0].point("grp=solo").metrics["accuracy"]
+    assert np.isnan(solo.lower) and np.isnan(solo.upper) and np.isfinite(solo.samples).any()
+    within = compare_slices(runs[0], "accuracy", "grp=solo", "grp=big")
+    across = compare_runs(runs[0], runs[1], "accuracy", "grp=solo")
+    for result in (within, across):
+        assert np.isnan(result.p_value) and not result.significant
+    assert across.effect_size == pytest.approx(
+        runs[0].point("grp=solo").metrics["accuracy"].value - runs[1].point("grp=solo").metrics["accuracy"].value
+    )
+    # the big slice still tests: the same rows give p = 1 (no difference)
+    same = compare_runs(runs[0], runs[0], "accuracy", "grp=big")
+    assert same.p_value == 1.0 and not same.significant
