@@ -266,7 +266,7 @@ def collapse_cells(state: State) -> State:
     gets a NaN tie. A state of one cell per key is returned as it is."""
     keys = np.asarray(state["keys"])
     if len(keys) < 2 or not (keys[1:] == keys[:-1]).any():
-        return state
+        return canonical_squares(state)  # (squares carried, as every merge leaves them)
     starts = _starts(keys)
     ties = np.asarray(state["ties"])
     low, high = np.minimum.reduceat(ties, starts), np.maximum.reduceat(ties, starts)

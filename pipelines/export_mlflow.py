@@ -70,9 +70,7 @@ def metric_entries(run: Run) -> dict[str, float]:
     """``{mlflow name: value}`` of every point's metrics, with ``_lower`` / ``_upper`` for intervals."""
     out: dict[str, float] = {}
     for point in run.points:
-        prefix = "".join(f"{column}={value}/" for column, value in point.tags.items()) if point.tags else ""
-        if not prefix and point.name != "overall":  # (a point without tags)
-            prefix = point.name.replace(",", "/") + "/"
+        prefix = "" if point.name == "overall" else point.name.replace(",", "/") + "/"
         for key, metric in point.metrics.items():
             for suffix, value in (("", metric.value), ("_lower", metric.lower), ("_upper", metric.upper)):
                 if value is None:

@@ -52,13 +52,15 @@ def check_states(
         metric_keys: statistic -> the metric key(s) reading it, for the message.
         weights_column: the job's weights column (``data.columns.weights``), for the message.
     """
+    from pipelines.reduce import slice_name  # (the reduce's module: loaded by then)
+
     for key, states in merged.items():
         for statistic, state in zip(statistics, states, strict=True):
             try:
                 statistic.refuse_merged(state)
             except WeightRangeError as exc:
                 name = metric_keys.get(statistic, type(statistic).__name__)
-                where = ", ".join(f"{c}={v}" for c, v in key) or "overall"
+                where = slice_name(key)
                 column = f"column {weights_column!r} (data.columns.weights)" if weights_column else "the weights"
                 raise DataError(f"metric {name} ({where}), {column}: {exc}.") from None
             for path, leaf in _leaves(state, "state"):
@@ -70,7 +72,7 @@ def check_states(
                 if leaf_name in EXTREMES and not np.isnan(leaf).any():
                     continue
                 name = metric_keys.get(statistic, type(statistic).__name__)
-                where = ", ".join(f"{c}={v}" for c, v in key) or "overall"
+                where = slice_name(key)
                 raise DataError(
                     f"metric {name} ({where}): its merged statistic holds {_kind(leaf)} in {path}; a value computed "
                     "from it would be wrong, so nothing is committed. Its inputs passed the row checks: look for "

@@ -57,8 +57,9 @@ def _escaped(text: object) -> str:
 def _entry_of(key: SliceKey, slices: Sequence[SliceSpec]) -> SliceSpec | None:
     if not key:
         return None
-    if key[0][0] == "filter" and any(e.is_filter for e in slices):  # (a spec with filter entries slices no
-        return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)  # column named filter)
+    if len(key) == 1 and key[0][0] == "filter" and any(e.is_filter for e in slices):
+        # a filter entry's point (beside filter entries, no entry slices a column named filter alone)
+        return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)
     columns = tuple(k for k, _ in key)
     return next((e for e in slices if not e.is_filter and e.columns == columns), None)
 

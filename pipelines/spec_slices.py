@@ -118,9 +118,10 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
 
 
 def _check_filter_column(root: Section, entries: list[SliceSpec]) -> None:
-    """Refuse a slice column named ``filter`` beside filter entries: both would name their points ``filter=...``."""
+    """Refuse a slice entry of one column named ``filter`` beside filter entries: both would name their points
+    ``filter=<value>``."""
     filters = [e.name for e in entries if e.is_filter]
-    sliced = next((e for e in entries if not e.is_filter and "filter" in e.columns), None)
+    sliced = next((e for e in entries if e.columns == ("filter",)), None)  # (a cross has a name of its own)
     if filters and sliced is not None:
         raise SpecError(
             f"{root.source.where(('slices', sliced.index))}: a column named `filter` cannot be sliced in a job with filter "

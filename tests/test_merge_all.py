@@ -165,3 +165,15 @@ def test_ordered_merger_pools_give_the_bits_of_the_ordered_tree():
             assert x[1] == y[1]
             for (path, leaf), (_, other) in zip(x[0], y[0], strict=True):
                 np.testing.assert_array_equal(np.asarray(leaf), np.asarray(other), err_msg=f"{name} {key} {path}")
+
+
+def test_weighted_states_of_one_cell_per_key_merge_to_the_same_squares_in_any_order():
+    """Exact states whose union passes ``exact_cells`` but keeps one cell per key: the squares' limbs are carried
+    the same way whether the states merge pairwise or all at once (0.37**2 leaves a low limb that carries)."""
+    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0}).statistic
+    acc = Accumulator([stat])
+    rows = {"predictions": np.array([0.5]), "targets": np.array([1]), "weights": np.array([0.37])}
+    states = [acc.update(acc.zero(), rows)[0] for _ in range(3)]
+    pairwise = functools.reduce(stat.merge, states)
+    _assert_same_cells(stat.merge_all(states), pairwise)
+    _assert_same_cells(stat.merge(states[0], stat.merge(states[1], states[2])), pairwise)

@@ -154,3 +154,19 @@ def test_a_one_row_slice_is_not_significantly_different_from_anything(tmp_path):
     # the big slice still tests: the same rows give p = 1 (no difference)
     same = compare_runs(runs[0], runs[0], "accuracy", "grp=big")
     assert same.p_value == 1.0 and not same.significant
+
+
+def test_a_cross_with_a_column_named_filter_beside_filter_entries_has_points_of_its_own(tmp_path):
+    rng = np.random.default_rng(6)
+    n = 2000
+    score, label = _scores(rng, n)
+    kind = np.where(np.arange(n) < 400, "hi", "lo")
+    x = rng.random(n)
+    table = pa.table({"score": score, "label": label, "filter": kind, "x": x})
+    slices = [{"columns": ["filter", "label"]}, {"name": "hi", "filter": {"x": {"ge": 0.9}}}]
+    result = _run(tmp_path, _job(tmp_path, table, slices))
+    high = result.run.point("filter=hi")  # the filter entry
+    assert high.metrics["rows"].value == (x >= 0.9).sum()
+    assert high.metrics["accuracy"].value == pytest.approx(_accuracy(table, x >= 0.9), abs=1e-12)
+    cross = result.run.point("filter=hi,label=0")
+    assert cross.metrics["rows"].value == ((kind == "hi") & (label == 0)).sum()
