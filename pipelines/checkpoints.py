@@ -40,9 +40,11 @@ from fsspec.core import url_to_fs
 
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import State
+from pipelines.errors import UserError
 from pipelines.fingerprint import code_identity, tree_identity
 from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
+from pipelines.records import unknown_message
 from pipelines.spec import JobSpec
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
 from pipelines.storage import flatten_state, join, stored_state, unflatten_state
@@ -61,6 +63,8 @@ def state_fingerprint(spec: JobSpec, accumulator: Accumulator) -> str:
         version = "source"
     modules = [split_path(f.path)[0] for f in spec.functions]
     modules += [type(s).__module__ for s in accumulator.statistics]
+    if spec.slices:
+        modules.append("pipelines.slicing")  # (which rows each slice holds)
     if spec.backbone is not None:
         modules.append(f"evaluators.backbones.{spec.backbone.kind}")
     parts = (
@@ -311,6 +315,24 @@ def job_directories(
     except FileNotFoundError:
         jobs = []
     return fs, root, protocol, jobs
+
+
+def check_results_location(uri: str, job: str | None, storage_options: dict[str, Any] | None = None) -> None:
+    """Raise :class:`UserError` when ``uri`` is no results location (missing, or a file) or ``job`` has no
+    directory there (naming the jobs that have), as ``evalpipe runs`` does: a misspelt name would otherwise
+    list, and delete, nothing."""
+    try:
+        fs, root = url_to_fs(uri, **(storage_options or {}))
+    except (ImportError, ValueError) as exc:
+        raise UserError(f"{uri}: cannot open this location: {exc}.") from None
+    root = root.rstrip("/")
+    if not fs.exists(root):
+        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
+    if not fs.isdir(root):
+        raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
+    if job is not None and not fs.isdir(join(root, job)):
+        _, _, _, jobs = job_directories(uri, None, storage_options)
+        raise UserError(unknown_message(f"{uri}: job", job, [j for j in jobs if fs.isdir(join(root, j))]))
 
 
 def list_leftover_checkpoints(

@@ -109,8 +109,11 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         if args.format == "json":
             import json
 
+            # NaN (an undefined value) as null, as in run.json: JSON has no NaN
+            rows = [(*r[:2], *(None if v is None or math.isnan(v) else v for v in r[2:])) for r in rows]
             records = [dict(zip(("point", "metric", "value", "lower", "upper"), r, strict=True)) for r in rows]
-            out.write(json.dumps({"run_id": run.id, "commit": run.commit, "metrics": records}, default=str) + "\n")
+            text = json.dumps({"run_id": run.id, "commit": run.commit, "metrics": records}, allow_nan=False)
+            out.write(text + "\n")
         else:
             import csv
 
@@ -119,11 +122,12 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
             writer.writerows(rows)
         return 0
     meta = run.metadata
+    table = format_run(run, max_metrics=10_000, expand=args.all, metrics=args.metric, points=args.point)
     out.write(f"run {run.id}  job {meta.get('job', '?')}  {run.timestamp.isoformat()}  commit {run.commit or '-'}\n")
     out.write(
         f"rows {meta.get('rows', '?')}  units {meta.get('units', '?')}  runner {run.environment.get('runner', '?')}\n"
     )
-    out.write(format_run(run, max_metrics=10_000, expand=args.all, metrics=args.metric, points=args.point) + "\n")
+    out.write(table + "\n")
     return 0
 
 
@@ -161,12 +165,16 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
     import datetime as dt
 
-    from pipelines.checkpoints import list_leftover_checkpoints, remove_checkpoints
+    from pipelines.checkpoints import check_results_location, list_leftover_checkpoints, remove_checkpoints
     from pipelines.leftovers import list_leftovers, remove_leftover
 
-    if args.older_than < 0:
+    if not (math.isfinite(args.older_than) and args.older_than >= 0):
         raise UserError(f"--older-than {args.older_than:g}: expected a number of hours, 0 or more.")
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.older_than)
+    check_results_location(args.uri, args.job)
+    try:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.older_than)
+    except OverflowError:  # (before year 1: every directory is newer)
+        cutoff = dt.datetime.min.replace(tzinfo=dt.UTC)
     others = list_leftovers(args.uri, args.job)
     if others:
         rows = [("kind", "job", "files", "MB", "last written (UTC)", "uri")]
@@ -221,8 +229,13 @@ def _tolerance(text: str | None) -> float | dict[str, float]:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.results import check_shared_metrics, compare_all, load_run, resolve_run_uri
+    from pipelines.run_text import not_compared, write_comparisons
 
     tolerance = _tolerance(args.tolerance)
+    if not (math.isfinite(args.alpha) and 0 < args.alpha < 1):
+        raise UserError(
+            f"--alpha {args.alpha:g}: expected a significance level between 0 and 1 (exclusive), e.g. 0.05."
+        )
     baseline, current = load_run(resolve_run_uri(args.baseline)), load_run(resolve_run_uri(args.current))
     comparisons = compare_all(
         baseline,
@@ -233,31 +246,20 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         alpha=args.alpha,
         force=args.force,
     )
+    notes = not_compared(baseline, current, args.metric, args.point)
     if not comparisons:
         check_shared_metrics(baseline, current)  # never "0 metrics compared" for runs with no metric in common
-    rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
-    for c in comparisons:
-        if not (args.all or c.regressed):
-            continue
-        p = "" if c.significance is None else f"{c.significance.p_value:.3g}"
-        rows.append(
-            (
-                c.point,
-                c.metric,
-                format_value(c.baseline),
-                format_value(c.current),
-                f"{c.worse_by:.3g}",
-                p,
-                "REGRESSED" if c.regressed else "",
+        chosen = " ".join([*(f"--metric {m}" for m in args.metric or ()), *(f"--point {p}" for p in args.point or ())])
+        raise UserError(
+            f"no value to compare{f' with {chosen}' if chosen else ''}: "
+            + (
+                "; ".join(notes)
+                or "every chosen metric is undefined (NaN) in both runs, or not ranked (direction info)"
             )
+            + "."
         )
-    regressed = sum(c.regressed for c in comparisons)
-    if len(rows) > 1:
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    out.write(f"{len(comparisons)} metrics compared, {regressed} regressed\n")
-    return REGRESSED if regressed else 0
+    write_comparisons(comparisons, notes, args.all, out)
+    return REGRESSED if any(c.regressed for c in comparisons) else 0
 
 
 def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
@@ -288,7 +290,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         found = read_run(args.run).metadata.get("baseline") or {}
         if found.get("found"):
             baseline = f"{args.run.rstrip('/').rsplit('/', 1)[0]}/{found['found']}"
-    write_report(args.run, args.output, baseline)
+    write_report(args.run, args.output, baseline, force=args.force)
     out.write(f"report: {args.output}\n")
     return 0
 
@@ -435,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", help="run URI")
     report.add_argument("-o", "--output", required=True, help="HTML file (any fsspec URL)")
     report.add_argument("--baseline", help="baseline run URI (default: the run's own baseline, if it had one)")
+    report.add_argument("--force", action="store_true", help="compare with a baseline run of another job")
     report.set_defaults(func=cmd_report)
 
     site = sub.add_parser("site", help="write or update a static results site (HTML) over every committed run")

@@ -24,6 +24,7 @@ import numpy as np
 from evaluators.kernels import WeightRangeError
 from evaluators.statistic import State, Statistic
 from pipelines.errors import DataError
+from pipelines.records import slice_name
 
 EXTREMES = ("lo", "hi")
 """State keys of running minima / maxima: infinite until a row is seen."""
@@ -52,8 +53,6 @@ def check_states(
         metric_keys: statistic -> the metric key(s) reading it, for the message.
         weights_column: the job's weights column (``data.columns.weights``), for the message.
     """
-    from pipelines.reduce import slice_name  # (the reduce's module: loaded by then)
-
     for key, states in merged.items():
         for statistic, state in zip(statistics, states, strict=True):
             try:

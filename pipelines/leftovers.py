@@ -1,6 +1,6 @@
 """What killed runs leave under a results URI besides checkpoints: run directories that never committed (no
-``_COMMITTED`` manifest, or one that does not parse) and stale ``on_existing: refuse`` claims. Readers ignore
-both; ``evalpipe checkpoints`` lists them and, with ``--delete``, removes them."""
+``_COMMITTED`` manifest, or one that does not parse or lacks what readers need) and stale ``on_existing: refuse``
+claims. Readers ignore both; ``evalpipe checkpoints`` lists them and, with ``--delete``, removes them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fsspec.core import url_to_fs
 
 from pipelines.checkpoints import job_directories, modified_time
 from pipelines.claims import stale_claims
+from pipelines.records import manifest_problem
 from pipelines.storage import COMMIT_MARKER, RUN_ID, join
 
 
@@ -31,9 +32,11 @@ class Leftover:
 
 
 def _committed(fs: fsspec.AbstractFileSystem, run_dir: str) -> bool:
+    """Whether the run has a manifest that readers take (:func:`~pipelines.records.manifest_problem`: one lacking
+    its job, run id or timestamp is no commit)."""
     try:
-        return isinstance(json.loads(fs.cat_file(join(run_dir, COMMIT_MARKER))).get("files"), dict)
-    except (FileNotFoundError, ValueError, AttributeError):
+        return manifest_problem(json.loads(fs.cat_file(join(run_dir, COMMIT_MARKER)))) is None
+    except (FileNotFoundError, ValueError):
         return False
 
 

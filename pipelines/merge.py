@@ -32,7 +32,7 @@ from typing import Any
 from pipelines.errors import UserError
 from pipelines.finite import check_states, check_values, statistic_keys
 from pipelines.job_statistics import JobStatistics
-from pipelines.records import Run
+from pipelines.records import Run, recorded_spec
 from pipelines.reduce import build_points, metric_defs
 from pipelines.results import resolve_run_uri
 from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
@@ -65,7 +65,7 @@ class MergeOutcome:
 def run_settings(run: Run, uri: str) -> dict[str, Any]:
     """What decides the meaning of ``run``'s statistics (:data:`SETTINGS`, quantile boundaries within
     ``slices``, the bootstrap row key within ``confidence``), as comparable values."""
-    settings = settings_of_recorded(run.metadata["spec"], f"{uri}/run.json")
+    settings = settings_of_recorded(recorded_spec(run, uri), f"{uri}/run.json")
     settings["slices"] = (settings["slices"], run.metadata.get("quantile_boundaries"))
     settings["confidence"] = (settings["confidence"], (run.metadata.get("bootstrap") or {}).get("row_key"))
     return settings
@@ -128,6 +128,7 @@ def _stored(uri: str, statistics: Sequence[Any], templates: Sequence[Any], optio
             templates,
             loc.fs.cat_file(loc.file(STATISTICS_FILE)),
             loc.fs.cat_file(loc.file(STATISTICS_INDEX)),
+            uri,
         )
     except StoredLayoutError as exc:
         raise UserError(f"{uri}: {exc}; run its job again to merge it.") from None
@@ -254,7 +255,7 @@ def merge_runs(
     options = dict(storage_options or {})
     runs, overlap = _read_sources(run_uris, name, allow_overlap, options)
     newest_uri, newest = max(runs, key=lambda r: r[1].timestamp)
-    metrics = metrics_of_recorded(newest.metadata["spec"], f"{newest_uri}/run.json")
+    metrics = metrics_of_recorded(recorded_spec(newest, newest_uri), f"{newest_uri}/run.json")
     settings = run_settings(newest, newest_uri)
     slices, confidence = settings["slices"][0], settings["confidence"][0]
     statistics = JobStatistics.of(metrics, confidence)

@@ -16,12 +16,40 @@ read back as NaN.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import enum
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pipelines.errors import UserError
+
+
+def unknown_message(what: str, name: str, valid: Iterable[str]) -> str:
+    """``what 'name' not found (did you mean ...?); the ones there are: ...``."""
+    names = sorted(set(valid))
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
+    return f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
+
+
+class NotFound(UserError, KeyError):
+    """A metric or point name that a run does not have: a :class:`UserError` (exit 2, naming the names there
+    are) that is also the ``KeyError`` a mapping raises."""
+
+
+class PointMetrics(dict):
+    """A point's metrics by key; an unknown key raises :class:`NotFound` naming the point and the keys there are."""
+
+    point = ""
+
+    def __missing__(self, key: str) -> Any:
+        keys = {k for k in self if "[" not in k} | {k.split("[", 1)[0] for k in self}
+        raise NotFound(unknown_message(f"point {self.point!r}: metric", str(key), keys))
 
 
 class MetricDirection(enum.StrEnum):
@@ -127,6 +155,11 @@ class Point:
     tags: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, Metric] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        metrics = PointMetrics(self.metrics)
+        metrics.point = self.name
+        object.__setattr__(self, "metrics", metrics)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -143,6 +176,61 @@ class Point:
             tags=dict(data.get("tags", {})),
             metrics={k: Metric.from_dict(v) for k, v in data.get("metrics", {}).items()},
         )
+
+
+def slice_name(key: Iterable[tuple[str, object]]) -> str:
+    """A point's name: ``overall``, or ``column=value`` pairs joined by ``,`` (``filter=name`` for a filter entry),
+    with ``\\``, ``,`` and ``=`` inside a column name or value written ``\\\\``, ``\\,`` and ``\\=``, so that
+    two slices never share a name (a value ``1,b=2`` of ``a`` is ``a=1\\,b\\=2``; the cross ``a=1, b=2`` is
+    ``a=1,b=2``); a bucket keeps its label (``age=[18, 65)``)."""
+    return "overall" if not key else ",".join(f"{_escaped(k)}={_escaped(v)}" for k, v in key)
+
+
+_BUCKET = re.compile(r"\[[^,=\\]+, [^,=\\]+\)")
+"""A bucket's label (``[18, 65)``, :func:`~pipelines.slicing.bucket_label`), named as it is: a text of this form
+holds one ``,`` and no ``=`` or ``\\``, and each pair of a name holds an unescaped ``=``, so it never reads as
+two pairs, nor as another value (whose ``,`` is escaped)."""
+
+
+def _escaped(text: object) -> str:
+    text = str(text)
+    if ("\\" in text or "," in text or "=" in text) and not _BUCKET.fullmatch(text):
+        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+    return text
+
+
+def recorded_spec(run: Run, uri: str) -> Mapping[str, Any]:
+    """The job spec ``run`` recorded (``metadata.spec`` of its ``run.json`` at ``uri``).
+
+    Raises:
+        UserError: the run's ``run.json`` has no such mapping (damaged or edited after the commit).
+    """
+    spec = run.metadata.get("spec")
+    if not isinstance(spec, Mapping):
+        raise UserError(
+            f"{uri.rstrip('/')}/run.json: metadata.spec is {'missing' if spec is None else type(spec).__name__}; "
+            "expected the job spec the run recorded (a mapping), which reading its statistics needs. The file was "
+            "changed after the run committed: restore it, or run the job again."
+        )
+    return spec
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What a parsed ``_COMMITTED`` manifest lacks (None when it has all a reader needs): ``files`` (name ->
+    size), ``job`` and ``run_id`` (strings) and ``timestamp`` (an ISO date and time)."""
+    if not isinstance(manifest, dict):
+        return "expected a JSON object"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(n, int) for n in files.values()):
+        return '"files": expected a mapping of file names to sizes'
+    for key in ("job", "run_id", "timestamp"):
+        if not isinstance(manifest.get(key), str) or not manifest[key]:
+            return f"{key!r}: expected a non-empty string"
+    try:
+        utc(dt.datetime.fromisoformat(manifest["timestamp"]))
+    except ValueError:
+        return f"'timestamp' {manifest['timestamp']!r}: expected an ISO date and time"
+    return None
 
 
 def utc(timestamp: dt.datetime) -> dt.datetime:
@@ -199,7 +287,9 @@ class Run:
         for p in self.points:
             if p.name == name:
                 return p
-        raise KeyError(f"run {self.id} has no point {name!r}; points: {', '.join(p.name for p in self.points)}")
+        near = difflib.get_close_matches(name, [p.name for p in self.points], n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise NotFound(f"run {self.id} has no point {name!r}{hint}; points: {', '.join(p.name for p in self.points)}")
 
 
 @dataclass(frozen=True)

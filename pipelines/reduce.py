@@ -5,7 +5,6 @@ The merge itself, in plan order, is :class:`pipelines.unit_result.OrderedMerger`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ from evaluators import catalog
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric, State, tree_leaves
 from pipelines.bootstrap import basic_interval, percentile_interval, poisson_weights
-from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point
+from pipelines.records import Metric, MetricDef, MetricDirection, MetricPriority, Point, slice_name
 from pipelines.slicing import SliceSpec
 from pipelines.spec import ConfidenceSpec, MetricSpec
 from pipelines.unit_result import OVERALL, Partial, SliceKey
@@ -32,26 +31,6 @@ def flatten_values(key: str, values: Mapping[str, Any]) -> dict[str, float]:
         for index in np.ndindex(array.shape):
             out[f"{key}{suffix}[{','.join(map(str, index))}]"] = float(array[index])
     return out
-
-
-def slice_name(key: SliceKey) -> str:
-    """A point's name: ``overall``, or ``column=value`` pairs joined by ``,`` (``filter=name`` for a filter entry),
-    with ``\\``, ``,`` and ``=`` inside a column name or value written ``\\\\``, ``\\,`` and ``\\=``, so that
-    two slices never share a name (a value ``1,b=2`` of ``a`` is ``a=1\\,b\\=2``; the cross ``a=1, b=2`` is
-    ``a=1,b=2``); a bucket keeps its label (``age=[18, 65)``)."""
-    return "overall" if not key else ",".join(f"{_escaped(k)}={_escaped(v)}" for k, v in key)
-
-
-_BUCKET = re.compile(r"\[[^,=\\]+, [^,=\\]+\)")
-"""A bucket's label (``[18, 65)``, :func:`~pipelines.slicing.bucket_label`), named as it is: its one ``, `` is not
-a separator of pairs, each of which holds an ``=``, and a value of the same column is never text."""
-
-
-def _escaped(text: object) -> str:
-    text = str(text)
-    if ("\\" in text or "," in text or "=" in text) and not _BUCKET.fullmatch(text):
-        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-    return text
 
 
 def _entry_of(key: SliceKey, slices: Sequence[SliceSpec]) -> SliceSpec | None:

@@ -60,8 +60,14 @@ figcaption { font-size: 0.85rem; color: #57606a; margin-top: 0.25rem; }
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _statistics_or_none(run_uri: str, storage_options: Mapping[str, Any] | None) -> RunStatistics | None:
-    """The run's stored statistics, or None for a run written without them."""
+def _statistics_or_none(run: Run, run_uri: str, storage_options: Mapping[str, Any] | None) -> RunStatistics | None:
+    """The run's stored statistics, or None for a run written without them (or without the spec that reads them).
+
+    Raises:
+        UserError: a statistics file that does not read (damaged after the commit), naming it.
+    """
+    if not isinstance(run.metadata.get("spec"), Mapping):
+        return None
     try:
         return load_statistics(run_uri, storage_options)
     except (FileNotFoundError, KeyError):
@@ -74,8 +80,10 @@ def render_report(
     *,
     tolerance: float | Mapping[str, float] = 0.0,
     storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> str:
-    """The HTML page of the committed run at ``run_uri``, compared with ``baseline_uri`` if given.
+    """The HTML page of the committed run at ``run_uri``, compared with ``baseline_uri`` if given (a run of the
+    same job, unless ``force``).
 
     Sections: a summary (job, run id, UTC timestamp, commit, rows, inputs), a table of every point
     (rows) by every ranked metric (columns; value with its ``[lower, upper]`` interval), the
@@ -86,7 +94,7 @@ def render_report(
     """
     run = load_run(run_uri, storage_options)
     baseline = load_run(baseline_uri, storage_options) if baseline_uri is not None else None
-    return render_loaded(run, run_uri, baseline, tolerance=tolerance, storage_options=storage_options)
+    return render_loaded(run, run_uri, baseline, tolerance=tolerance, storage_options=storage_options, force=force)
 
 
 def render_loaded(
@@ -96,10 +104,11 @@ def render_loaded(
     *,
     tolerance: float | Mapping[str, float] = 0.0,
     storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> str:
     """:func:`render_report` of runs already read; ``run_uri`` locates the run's stored statistics."""
-    stats = _statistics_or_none(run_uri, storage_options)
-    comparisons = compare_all(baseline, run, tolerance) if baseline is not None else None
+    comparisons = compare_all(baseline, run, tolerance, force=force) if baseline is not None else None
+    stats = _statistics_or_none(run, run_uri, storage_options)
     return page(run, report_figures(run, stats), baseline, comparisons, tolerance, statistics=stats is not None)
 
 
@@ -111,13 +120,14 @@ def write_report(
     *,
     tolerance: float | Mapping[str, float] = 0.0,
     output_storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> None:
     """Render the report (see :func:`render_report`) and write it as UTF-8 to ``output``.
 
     ``output`` is a local path or any fsspec URL (``s3://...``); ``storage_options`` open the runs
     and, unless ``output_storage_options`` is given, the output too.
     """
-    text = render_report(run_uri, baseline_uri, tolerance=tolerance, storage_options=storage_options)
+    text = render_report(run_uri, baseline_uri, tolerance=tolerance, storage_options=storage_options, force=force)
     options = storage_options if output_storage_options is None else output_storage_options
     plots.write_bytes(output, text.encode("utf-8"), options)
 

@@ -12,8 +12,9 @@ written, or whose driver died before committing, is invisible.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
+import glob
 import io
+import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from pipelines.records import (
     SignificanceResult,
     TrendPoint,
     TrendSeries,
+    recorded_spec,
+    slice_name,
+    unknown_message,
     utc,
 )
 from pipelines.significance import bootstrap_difference_test
@@ -82,13 +86,7 @@ def concurrently(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 def _unknown(what: str, name: str, valid: Iterable[str]) -> UserError:
     """``what 'name' not found (did you mean ...?); the ones there are: ...``."""
-    names = sorted(set(valid))
-    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
-    return UserError(
-        f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
-    )
+    return UserError(unknown_message(what, name, valid))
 
 
 def _since(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
@@ -119,7 +117,7 @@ def list_runs(
 
     Args:
         uri: any fsspec URL holding ``{job}/{run id}/`` directories.
-        job: only this job's runs.
+        job: only this job's runs (the name as it is: ``*``, ``?`` and ``[`` match themselves).
         since: only runs started at or after this time (ISO string, date or datetime; UTC if naive).
         must_exist: raise :class:`UserError` when ``uri`` does not exist, or ``job`` has no committed run
             there (naming the jobs that have), rather than return an empty list (a misspelt name).
@@ -135,7 +133,7 @@ def list_runs(
     start = _since(since)
     if must_exist:
         _check_exists(fs, root, uri, job)
-    pattern = join(root, job or "*", "*", COMMIT_MARKER)
+    pattern = join(glob.escape(root), glob.escape(job) if job else "*", "*", COMMIT_MARKER)
 
     def complete(marker: str) -> tuple[str, dict[str, Any]] | None:
         run_path = marker.rsplit("/", 1)[0]
@@ -146,7 +144,7 @@ def list_runs(
     markers = [m for m in sorted(fs.glob(pattern)) if "/".join(m.rsplit("/", 3)[-3:-1]) not in skip]
     for listed in concurrently(complete, markers):
         if listed is None:
-            continue  # no readable manifest, or listed files missing or of another size: not a complete run
+            continue  # no valid manifest, or listed files missing or of another size: not a complete run
         run_path, manifest = listed
         files = manifest["files"]
         timestamp = utc(dt.datetime.fromisoformat(manifest["timestamp"]))
@@ -167,9 +165,9 @@ def _check_exists(fs: Any, root: str, uri: str, job: str | None) -> None:
         raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
     if not fs.isdir(root):
         raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
-    if job is None or fs.glob(join(root, job, "*", COMMIT_MARKER)):
+    if job is None or fs.glob(join(glob.escape(root), glob.escape(job), "*", COMMIT_MARKER)):
         return
-    jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(root, "*", "*", COMMIT_MARKER))]
+    jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(glob.escape(root), "*", "*", COMMIT_MARKER))]
     raise _unknown(f"{uri}: job", job, jobs)
 
 
@@ -183,11 +181,16 @@ def load_runs(
 ) -> pl.DataFrame | pl.LazyFrame:
     """Every value of the committed runs under ``uri`` in long format, oldest run first.
 
-    Columns: ``run_id, timestamp (UTC), job, commit, point, tags (list of {key, value}), metric,
-    value, lower, upper, direction``. Only each run's ``metrics.parquet`` is read. With
+    Columns: ``run_id, timestamp (UTC), job, commit, point, tags (the point's slice tags: Arrow's
+    ``map<string, string>``, which polars 2 reads as a dict and polars 1 as a list of ``{key, value}``),
+    metric, value, lower, upper, direction``. Only each run's ``metrics.parquet`` is read. With
     ``lazy=True`` a :class:`polars.LazyFrame` is returned: for local results a lazy Parquet scan
     (filters and projections pushed into the reads); for object stores the files are read through
     fsspec (so the same credentials apply) and the frame is then lazy.
+
+    Raises:
+        UserError: ``uri`` or ``job`` not found, or a ``metrics.parquet`` that does not read as Parquet
+            (damaged after its run committed), naming the file.
     """
     runs = list_runs(uri, job, since, storage_options, must_exist=True)
     if not runs:
@@ -196,17 +199,28 @@ def load_runs(
         return empty.lazy() if lazy else empty
     locations = [open_run(info.uri, storage_options) for info in runs]
     if lazy and all("file" in _protocols(loc.fs) for loc in locations):
-        # Local files: a real lazy scan, so filters and projections are pushed into the Parquet reads.
-        return pl.scan_parquet([loc.file(METRICS_FILE) for loc in locations])
-
-    def read(loc: Any) -> pa.Table:
-        with loc.fs.open(loc.file(METRICS_FILE), "rb") as handle:
-            return pq.read_table(io.BytesIO(handle.read()))
-
-    tables = concurrently(read, locations)
+        # Local files: a real lazy scan, so filters and projections are pushed into the Parquet reads (each
+        # file's footer is read first, so that a damaged file is named here rather than by polars later).
+        concurrently(lambda loc: _metrics_file(loc, lambda f: pq.read_schema(f)), locations)
+        return pl.scan_parquet([loc.file(METRICS_FILE) for loc in locations], glob=False)  # (paths as they are)
+    tables = concurrently(lambda loc: _metrics_file(loc, lambda f: pq.read_table(io.BytesIO(f.read()))), locations)
     frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
     return frame.lazy() if lazy else frame
+
+
+def _metrics_file(loc: Any, read: Callable[[Any], Any]) -> Any:
+    """``read`` of the run's open ``metrics.parquet``; one that does not read as Parquet is a UserError naming it."""
+    try:
+        with loc.fs.open(loc.file(METRICS_FILE), "rb") as handle:
+            return read(handle)
+    except (pa.ArrowException, ValueError) as exc:
+        if isinstance(exc, OSError):  # (a storage failure, not the file's content)
+            raise
+        raise UserError(
+            f"{join(loc.uri, METRICS_FILE)}: not a readable Parquet file ({type(exc).__name__}: {exc}); "
+            f"the file was damaged after its run committed. Remove the run directory or restore the file."
+        ) from None
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -239,7 +253,12 @@ def trend(
     """``metric`` of ``point`` across the committed runs of ``job``, oldest first (runs without it are skipped)."""
     frame = load_runs(uri, job, since, lazy=True, storage_options=storage_options)
     assert isinstance(frame, pl.LazyFrame)
-    rows = frame.filter((pl.col("metric") == metric) & (pl.col("point") == point)).sort("timestamp", "run_id").collect()
+    try:
+        rows = frame.filter((pl.col("metric") == metric) & (pl.col("point") == point)).sort("timestamp", "run_id")
+        rows = rows.collect()
+    except pl.exceptions.PolarsError:  # a file damaged past its footer: name it
+        load_runs(uri, job, since, storage_options=storage_options)
+        raise
     if rows.is_empty():
         names = frame.select("metric", "point").unique().collect()
         if not names.is_empty() and point not in set(names["point"]):
@@ -249,11 +268,18 @@ def trend(
     tags: dict[str, str] = {}
     points = []
     for row in rows.iter_rows(named=True):
-        tags = {t["key"]: t["value"] for t in row["tags"] or []}
+        tags = _tags(row["tags"])
         points.append(
             TrendPoint(row["run_id"], row["timestamp"], row["value"], row["commit"], row["lower"], row["upper"])
         )
     return TrendSeries(metric, point, tags, tuple(points))
+
+
+def _tags(value: Any) -> dict[str, str]:
+    """A ``tags`` cell as a dict: polars 2 reads Arrow's map as a dict, polars 1 as a list of ``{key, value}``."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {t["key"]: t["value"] for t in value or []}
 
 
 # --- comparison ------------------------------------------------------------------------
@@ -300,14 +326,19 @@ def compare_all(
     A metric *regressed* when it is worse than the baseline by more than its tolerance (absolute,
     in the metric's units; a mapping gives one per metric name, ``"*"`` the default; default 0: any
     worsening) and, when both runs stored bootstrap replicates, the paired bootstrap test finds the
-    difference significant at ``alpha``.
+    difference significant at ``alpha`` (where it cannot test it, a point of one resampled unit, the tolerance
+    alone decides: ``significance`` None). A value defined in one run only is compared too (``worse_by`` NaN):
+    one that became undefined (NaN: e.g. ROC-AUC of a slice left with one class) *regressed*, whatever the
+    tolerance; one that became defined did not. A value undefined in both runs is left out, and so are the
+    metrics and points of one run only (:func:`pipelines.run_text.not_compared` names them).
 
     Raises:
-        UserError: a name in ``metrics``, ``points`` or the tolerance mapping that neither run has (a typo
-            would otherwise compare nothing and pass), or runs of two different jobs unless ``force``.
+        UserError: a name in ``metrics`` or ``points`` that one of the runs lacks (naming the run), a name in the
+            tolerance mapping that neither run has (a typo would otherwise compare nothing and pass), ``alpha``
+            not between 0 and 1, or runs of two different jobs unless ``force``.
     """
     base, cur = _as_run(baseline, storage_options), _as_run(current, storage_options)
-    _check_comparable(base, cur, tolerance, metrics, points, force)
+    _check_comparable(base, cur, tolerance, metrics, points, force, alpha)
     wanted_metrics = set(metrics) if metrics is not None else None
     wanted_points = set(points) if points is not None else None
     paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
@@ -330,15 +361,18 @@ def compare_all(
             ):
                 continue
             after = new.metrics[name]
-            if not (np.isfinite(before.value) and np.isfinite(after.value)):
-                continue
+            defined = (bool(np.isfinite(before.value)), bool(np.isfinite(after.value)))
+            if not any(defined):
+                continue  # undefined in both: nothing changed
             sign = 1.0 if definition.direction is MetricDirection.HIGHER else -1.0
-            worse_by = sign * (before.value - after.value)
+            worse_by = sign * (before.value - after.value) if all(defined) else float("nan")
             significance = None
-            if paired and before.samples is not None and after.samples is not None:
+            if all(defined) and paired and before.samples is not None and after.samples is not None:
                 significance = bootstrap_difference_test(after, before, alpha)
-            regressed = worse_by > _tolerance_for(tolerance, name) and (
-                significance is None or significance.significant
+                if math.isnan(significance.p_value):  # no test (a slice of one row): the tolerance decides
+                    significance = None
+            regressed = not defined[1] or (
+                worse_by > _tolerance_for(tolerance, name) and (significance is None or significance.significant)
             )
             out.append(
                 Comparison(
@@ -390,25 +424,38 @@ def _check_comparable(
     metrics: Iterable[str] | None,
     points: Iterable[str] | None,
     force: bool,
+    alpha: float = 0.05,
 ) -> None:
     jobs = (base.metadata.get("job"), cur.metadata.get("job"))
     if jobs[0] != jobs[1] and not force:
         raise UserError(
             f"the baseline is a run of job {jobs[0]!r} and the current run of job {jobs[1]!r}: comparing runs of "
-            "different jobs is refused unless forced (evalpipe compare --force, compare(..., force=True))."
+            "different jobs is refused unless forced (evalpipe compare or report --force, compare(..., force=True))."
         )
+    sides = ((base, "the baseline", "the current run"), (cur, "the current run", "the baseline"))
+    for what, wanted, names_of in (
+        ("metric", metrics, _metric_names),
+        ("point", points, lambda run: {p.name for p in run.points}),
+    ):
+        for name in wanted or ():
+            found = [name in names_of(run) for run, _, _ in sides]
+            if not any(found):
+                names = names_of(base) | names_of(cur)
+                raise _unknown(what, name, {n for n in names if "[" not in n})
+            if not all(found):
+                (has, side, other), lacks = sides[found.index(True)], sides[found.index(False)][0]
+                listed = ", ".join(sorted(n for n in names_of(lacks) if "[" not in n)) or "none"
+                raise UserError(
+                    f"{what} {name!r} is only in {side} (run {has.id}), not in {other} (run {lacks.id}, whose "
+                    f"{what}s are: {listed}): nothing to compare it with."
+                )
     names = _metric_names(base) | _metric_names(cur)
-    for name in metrics or ():
-        if name not in names:
-            raise _unknown("metric", name, {n for n in names if "[" not in n})
-    point_names = {p.name for p in base.points} | {p.name for p in cur.points}
-    for name in points or ():
-        if name not in point_names:
-            raise _unknown("point", name, point_names)
     if isinstance(tolerance, Mapping):
         for name in tolerance:
             if name != "*" and name not in names:
                 raise _unknown("tolerance for metric", name, {n for n in names if "[" not in n} | {"*"})
+    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+        raise UserError(f"alpha {alpha!r}: expected a significance level between 0 and 1 (exclusive), e.g. 0.05.")
     for name, value in tolerance.items() if isinstance(tolerance, Mapping) else [("", tolerance)]:
         if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
             raise UserError(
@@ -471,11 +518,11 @@ def compare(
 
 
 def _delta_pct(before: float, after: float) -> float:
-    return (
-        float("inf")
-        if before == 0 and after != 0
-        else (0.0 if before == after else 100.0 * (after - before) / abs(before))
-    )
+    """The change in percent of ``before``; NaN where that is undefined (either value NaN, or a change from 0,
+    which run.json records as null)."""
+    if np.isnan(before) or np.isnan(after) or (before == 0 and after != 0):
+        return float("nan")
+    return 0.0 if before == after else 100.0 * (after - before) / abs(before)
 
 
 def merge_runs(run_uris: Sequence[str], name: str, **options: Any) -> Any:
@@ -499,16 +546,12 @@ class RunStatistics:
 
     def state(self, metric_key: str, point: str = "overall") -> State:
         for key, states in self.states.items():
-            if _point_name(key) == point:
+            if slice_name(key) == point:
                 return states[metric_key]
         raise KeyError(f"no statistics for point {point!r}")
 
     def metric(self, metric_key: str) -> DerivedMetric:
         return next(m for spec, m in self.metrics if spec.key == metric_key)
-
-
-def _point_name(key: SliceKey) -> str:
-    return "overall" if not key else ",".join(f"{k}={v}" for k, v in key)
 
 
 def load_statistics(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> RunStatistics:
@@ -522,13 +565,13 @@ def load_statistics(run_uri: str, storage_options: Mapping[str, Any] | None = No
     run_uri = resolve_run_uri(run_uri, storage_options)
     run = read_run(run_uri, storage_options)
     loc = open_run(run_uri, storage_options)
-    metrics = metrics_of_recorded(run.metadata["spec"], f"{run_uri}/run.json")
+    metrics = metrics_of_recorded(recorded_spec(run, run_uri), f"{run_uri}/run.json")
     statistics = tuple(dict.fromkeys(m.statistic for _, m in metrics))
     with loc.fs.open(loc.file(STATISTICS_FILE), "rb") as handle:
         npz = handle.read()
     with loc.fs.open(loc.file(STATISTICS_INDEX), "rb") as handle:
         index = handle.read()
-    decoded = decode_statistics(statistics, npz, index, approximately=True)  # (curves of older runs too)
+    decoded = decode_statistics(statistics, npz, index, approximately=True, uri=run_uri)  # (older runs' too)
     states = {
         key: {spec.key: per_stat[statistics.index(m.statistic)] for spec, m in metrics}
         for key, per_stat in decoded.items()

@@ -1,13 +1,17 @@
 """A run as plain text for the terminal: metric rows filtered by point and metric, the table ``evalpipe run``
-and ``evalpipe show`` print (vectors collapsed), and the column layout of the other listings."""
+and ``evalpipe show`` print (vectors collapsed), the comparison ``evalpipe compare`` prints, and the column layout
+of the other listings."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pipelines.records import Run
+from pipelines.records import MetricDirection, Run
+
+if TYPE_CHECKING:
+    from pipelines.results import Comparison
 
 
 def format_value(value: float | None) -> str:
@@ -104,3 +108,60 @@ def write_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def not_compared(
+    baseline: Run, current: Run, metrics: Sequence[str] | None = None, points: Sequence[str] | None = None
+) -> list[str]:
+    """Lines naming what one run has and the other lacks, among the ``metrics`` and ``points`` selected as
+    :func:`~pipelines.results.compare_all` selects them: points, and ranked metrics at points both runs have (a
+    metric that disappeared from the current run, or is new in it)."""
+    lines = []
+    for run, other, side in ((baseline, current, "the baseline"), (current, baseline, "the current run")):
+        others = {p.name: p for p in other.points}
+        chosen = [p for p in run.points if not points or p.name in points]
+        alone = [p.name for p in chosen if p.name not in others]
+        if alone:
+            lines.append(f"not compared: point{'s' * (len(alone) > 1)} {_few(alone)}, only in {side}")
+        gone: dict[str, list[str]] = {}
+        for point in (p for p in chosen if p.name in others):
+            for key in point.metrics:
+                definition = run.metric_defs.get(key)
+                name = key.split("[", 1)[0]
+                if (
+                    key in others[point.name].metrics
+                    or definition is None
+                    or definition.direction is MetricDirection.INFO
+                    or (metrics and key not in metrics and name not in metrics)
+                ):
+                    continue
+                gone.setdefault(name, [])
+                if point.name not in gone[name]:
+                    gone[name].append(point.name)
+        for name, at in gone.items():
+            lines.append(f"not compared: metric {name}, only in {side} (at {_few(at)})")
+    return lines
+
+
+def _few(names: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def write_comparisons(comparisons: Sequence[Comparison], notes: Sequence[str], every: bool, out: TextIO) -> None:
+    """The regressed comparisons (``every``: all of them) as a table, then ``notes`` and the counts. A value
+    defined in one run only shows ``worse by`` as ``now NaN`` (it regressed) or ``was NaN``."""
+    rows = [("point", "metric", "baseline", "current", "worse by", "p", "")]
+    for c in comparisons:
+        if not (every or c.regressed):
+            continue
+        p = "" if c.significance is None else f"{c.significance.p_value:.3g}"
+        worse = f"{c.worse_by:.3g}" if not math.isnan(c.worse_by) else ("now NaN" if c.regressed else "was NaN")
+        row = (c.point, c.metric, format_value(c.baseline), format_value(c.current), worse, p)
+        rows.append((*row, "REGRESSED" if c.regressed else ""))
+    if len(rows) > 1:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    for note in notes:
+        out.write(note + "\n")
+    out.write(f"{len(comparisons)} metrics compared, {sum(c.regressed for c in comparisons)} regressed\n")

@@ -24,6 +24,7 @@ import json
 import re
 import secrets
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
 from pipelines.errors import UserError
-from pipelines.records import Run, utc
+from pipelines.records import Run, manifest_problem, utc
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
 from pipelines.storage_budget import CLEANUP_S, within
 from pipelines.unit_result import SliceKey
@@ -212,6 +213,25 @@ def _npz_arrays(npz: bytes) -> dict[str, np.ndarray]:
         return _unpack(unstack_arrays({k: data[k] for k in data.files}))
 
 
+def _reading(uri: str | None, name: str, read: Callable[[], Any]) -> Any:
+    """``read()`` of the run's file ``name``; what a file whose bytes were changed raises (the size its manifest
+    lists still matching) becomes a :class:`UserError` naming the file."""
+    try:
+        return read()
+    except (ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(
+            f"{join(uri, name) if uri else name}: this run's {name} cannot be read although it has the size its "
+            f"{COMMIT_MARKER} manifest lists ({type(exc).__name__}: {exc}); the file was damaged after the commit. "
+            "Remove the run directory or restore the file."
+        ) from None
+
+
+def _index(index: bytes) -> dict[str, Any]:
+    meta = json.loads(index)
+    list(meta["slices"])  # (raises unless an object with a list of slices)
+    return meta
+
+
 def _slice_key(raw: Sequence[Sequence[str]]) -> SliceKey:
     return tuple((k, v) for k, v in raw)
 
@@ -243,25 +263,27 @@ def stored_positions(
 
 
 def decode_statistics(
-    statistics: Sequence[Statistic], npz: bytes, index: bytes, approximately: bool = False
+    statistics: Sequence[Statistic], npz: bytes, index: bytes, approximately: bool = False, uri: str | None = None
 ) -> dict[SliceKey, tuple[State, ...]]:
     """Inverse of :func:`encode_statistics`, given the same statistics (rebuilt from the run's spec); a run stored
     when some of them were stored otherwise is read through :func:`stored_positions` (``approximately``: for
-    display)."""
-    meta = json.loads(index)
-    arrays = _npz_arrays(npz)
+    display). Files that do not read (damaged) are a :class:`UserError` naming them (under the run's ``uri``)."""
+    meta = _reading(uri, STATISTICS_INDEX, lambda: _index(index))
     positions = stored_positions(statistics, meta, approximately)
     if positions is None:
         raise ValueError(
             f"the stored statistics {[e.get('repr') for e in meta.get('statistics', [])]} do not hold those of this "
             f"run's metrics, {[repr(st) for st in statistics]}"
         )
-    return {
-        _slice_key(key): tuple(
-            stored_state(st, f"s{s}/t{i}", arrays) for i, st in zip(positions, statistics, strict=True)
-        )
-        for s, key in enumerate(meta["slices"])
-    }
+    arrays = _reading(uri, STATISTICS_FILE, lambda: _npz_arrays(npz))
+    return _reading(
+        uri,
+        STATISTICS_FILE,
+        lambda: {
+            _slice_key(key): tuple(stored_state(st, f"s{s}/t{positions[n]}", arrays) for n, st in enumerate(statistics))
+            for s, key in enumerate(meta["slices"])
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -274,12 +296,16 @@ class StoredStatistics:
 
 
 def decode_stored(
-    statistics: Sequence[Statistic], bucket_templates: Sequence[State], npz: bytes, index: bytes
+    statistics: Sequence[Statistic],
+    bucket_templates: Sequence[State],
+    npz: bytes,
+    index: bytes,
+    uri: str | None = None,
 ) -> StoredStatistics | None:
     """The full inverse of :func:`encode_statistics`; ``bucket_templates``: the replicate statistics' zero
     states stacked on a ``[buckets]`` axis (empty without intervals). None for a run stored without rows per
-    slice (written before runs could be merged)."""
-    meta = json.loads(index)
+    slice (written before runs could be merged). Damaged files: as :func:`decode_statistics`."""
+    meta = _reading(uri, STATISTICS_INDEX, lambda: _index(index))
     if "slice_rows" not in meta:
         return None
     if stored_positions(statistics, meta) != list(range(len(statistics))):
@@ -289,17 +315,22 @@ def decode_stored(
             "cells of ROC-AUC and average precision give scores of at most score_decimals decimals cells of their "
             "own)"
         )
-    arrays = _npz_arrays(npz)
-    states = {
-        _slice_key(key): tuple(stored_state(st, f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))
-        for s, key in enumerate(meta["slices"])
-    }
-    bucket_states = {
-        _slice_key(key): tuple(unflatten_state(t, f"b{s}/t{i}", arrays) for i, t in enumerate(bucket_templates))
-        for s, key in enumerate(meta["bucket_slices"])
-    }
-    rows = {_slice_key(key): int(n) for key, n in meta["slice_rows"]}
-    return StoredStatistics(states, bucket_states, rows)
+    rows = _reading(uri, STATISTICS_INDEX, lambda: {_slice_key(key): int(n) for key, n in meta["slice_rows"]})
+    buckets = _reading(uri, STATISTICS_INDEX, lambda: [_slice_key(key) for key in meta["bucket_slices"]])
+    arrays = _reading(uri, STATISTICS_FILE, lambda: _npz_arrays(npz))
+
+    def decoded() -> StoredStatistics:
+        states = {
+            _slice_key(key): tuple(stored_state(st, f"s{s}/t{i}", arrays) for i, st in enumerate(statistics))
+            for s, key in enumerate(meta["slices"])
+        }
+        bucket_states = {
+            key: tuple(unflatten_state(t, f"b{s}/t{i}", arrays) for i, t in enumerate(bucket_templates))
+            for s, key in enumerate(buckets)
+        }
+        return StoredStatistics(states, bucket_states, rows)
+
+    return _reading(uri, STATISTICS_FILE, decoded)
 
 
 METRICS_SCHEMA = pa.schema(
@@ -529,8 +560,7 @@ def committed_manifest(fs: fsspec.AbstractFileSystem, run_path: str) -> dict[str
         sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(run_path, detail=True)}
     except (FileNotFoundError, ValueError):
         return None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or any(sizes.get(name) != size for name, size in files.items()):
+    if manifest_problem(manifest) is not None or any(sizes.get(n) != size for n, size in manifest["files"].items()):
         return None
     return manifest
 
@@ -544,9 +574,14 @@ def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
     loc = open_run(uri, storage_options)
     if committed_manifest(loc.fs, loc.path) is None:
         if loc.fs.exists(loc.file(COMMIT_MARKER)):
+            try:
+                problem = manifest_problem(json.loads(loc.fs.cat_file(loc.file(COMMIT_MARKER))))
+            except ValueError as exc:
+                problem = f"not JSON ({exc})"
+            found = f" ({join(uri, COMMIT_MARKER)}: {problem}; readers skip the run)" if problem else ""
             raise UserError(
                 f"{uri}: this run is not complete: its {COMMIT_MARKER} manifest is unreadable, or a file it lists "
-                "is missing or of another size than it lists."
+                f"is missing or of another size than it lists{found}."
             )
         if loc.fs.exists(loc.file(RUN_FILE)):
             raise UserError(

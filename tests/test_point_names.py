@@ -170,3 +170,38 @@ def test_a_cross_with_a_column_named_filter_beside_filter_entries_has_points_of_
     assert high.metrics["accuracy"].value == pytest.approx(_accuracy(table, x >= 0.9), abs=1e-12)
     cross = result.run.point("filter=hi,label=0")
     assert cross.metrics["rows"].value == ((kind == "hi") & (label == 0)).sum()
+
+
+def test_stored_statistics_and_comparisons_find_points_by_their_escaped_names(tmp_path):
+    """Curves read a slice's stored state by the point's name; a one-row slice, which the paired test cannot
+    test, regresses by the tolerance alone."""
+    from pipelines.results import compare_all, load_statistics
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    score, label = _scores(rng, n)
+    a = np.where(np.arange(n) < 300, "1,b=2", np.where(np.arange(n) == 300, "solo", "1"))
+    b = np.where(np.arange(n) % 2 == 0, "2", "3")
+    runs = []
+    for k in range(2):
+        s = score.copy()
+        if k:
+            s[300] = 1 - s[300]  # the one row of a=solo flips
+        table = pa.table({"row_id": np.arange(n), "score": s, "label": label, "a": a, "b": b})
+        spec = _job(
+            tmp_path,
+            table,
+            [{"column": "a"}, {"columns": ["a", "b"]}],
+            name=f"esc{k}",
+            columns={"row_id": "row_id"},
+            confidence={"method": "bootstrap", "replicates": 50, "seed": 1, "samples": True},
+        )
+        runs.append(_run(tmp_path, {**spec, "name": "esc"}))
+    stats = load_statistics(runs[0].uri)
+    table = pa.table({"score": score, "label": label})
+    for name, mask in (("a=1\\,b\\=2", a == "1,b=2"), ("a=1,b=2", (a == "1") & (b == "2"))):
+        value = stats.metric("accuracy").compute(stats.state("accuracy", name))[""]
+        assert value == pytest.approx(_accuracy(table, mask), abs=1e-12), name
+        assert runs[0].run.point(name).metrics["rows"].value == mask.sum()
+    solo = [c for c in compare_all(runs[0].run, runs[1].run) if c.point == "a=solo" and c.metric == "accuracy"]
+    assert solo and solo[0].significance is None and solo[0].regressed == (solo[0].worse_by > 0)
