@@ -317,6 +317,14 @@ def job_directories(
     return fs, root, protocol, jobs
 
 
+def check_location(fs: Any, root: str, uri: str) -> None:
+    """Raise :class:`UserError` unless ``root`` (``uri`` on ``fs``) is a directory: a results location."""
+    if not fs.exists(root):
+        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
+    if not fs.isdir(root):
+        raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
+
+
 def check_results_location(uri: str, job: str | None, storage_options: dict[str, Any] | None = None) -> None:
     """Raise :class:`UserError` when ``uri`` is no results location (missing, or a file) or ``job`` has no
     directory there (naming the jobs that have), as ``evalpipe runs`` does: a misspelt name would otherwise
@@ -326,10 +334,7 @@ def check_results_location(uri: str, job: str | None, storage_options: dict[str,
     except (ImportError, ValueError) as exc:
         raise UserError(f"{uri}: cannot open this location: {exc}.") from None
     root = root.rstrip("/")
-    if not fs.exists(root):
-        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
-    if not fs.isdir(root):
-        raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
+    check_location(fs, root, uri)
     if job is not None and not fs.isdir(join(root, job)):
         _, _, _, jobs = job_directories(uri, None, storage_options)
         raise UserError(unknown_message(f"{uri}: job", job, [j for j in jobs if fs.isdir(join(root, j))]))

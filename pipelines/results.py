@@ -161,10 +161,9 @@ def list_runs(
 
 
 def _check_exists(fs: Any, root: str, uri: str, job: str | None) -> None:
-    if not fs.exists(root):
-        raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
-    if not fs.isdir(root):
-        raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
+    from pipelines.checkpoints import check_location  # (one message for every command that reads a location)
+
+    check_location(fs, root, uri)
     if job is None or fs.glob(join(glob.escape(root), glob.escape(job), "*", COMMIT_MARKER)):
         return
     jobs = [m.rsplit("/", 3)[-3] for m in fs.glob(join(glob.escape(root), "*", "*", COMMIT_MARKER))]

@@ -101,12 +101,12 @@ def format_run(
     return "\n".join(lines)
 
 
-def write_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
-    """``rows`` (the first: the header) as left-aligned columns, a dashed line under the header."""
+def write_table(rows: list[tuple[str, ...]], out: TextIO, *, rule: bool = True) -> None:
+    """``rows`` (the first: the header) as left-aligned columns, a dashed line under the header (``rule``)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-        if i == 0:
+        if i == 0 and rule:
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
@@ -159,9 +159,7 @@ def write_comparisons(comparisons: Sequence[Comparison], notes: Sequence[str], e
         row = (c.point, c.metric, format_value(c.baseline), format_value(c.current), worse, p)
         rows.append((*row, "REGRESSED" if c.regressed else ""))
     if len(rows) > 1:
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        write_table(rows, out, rule=False)
     for note in notes:
         out.write(note + "\n")
     out.write(f"{len(comparisons)} metrics compared, {sum(c.regressed for c in comparisons)} regressed\n")
