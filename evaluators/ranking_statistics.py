@@ -313,16 +313,19 @@ class ScoreHistogram(Statistic):
         """Host rows -> a binned stored state (with its ``rounded`` count), counted over the dense (class, bin)
         grid in steps of :data:`~evaluators.kernels.HOST_CHUNK_ROWS` rows whose temporaries stay in cache:
         integer ``add.at`` of counts and positions, ``minimum.at`` / ``maximum.at`` of each cell's scores. The
-        state :func:`compact_cells` sorts the same rows into, and the compiled update's."""
-        k, b = ranked_classes(self.task), self.cell_count()
-        counts, sums = np.zeros(2 * k * b, np.int64), np.zeros(2 * k * b, np.int64)
+        state :func:`compact_cells` sorts the same rows into, and the compiled update's. Only the window of cells
+        between the batch's lowest and highest cell is counted (:meth:`_grid_window`)."""
+        b = self.cell_count()
+        offset, width = self._grid_window(batch)
+        counts, sums = np.zeros(2 * width, np.int64), np.zeros(2 * width, np.int64)
         squares = None  # (until a chunk's weights are not all 1: implied by the counts before)
-        low, high = np.full(k * b, np.inf), np.full(k * b, -np.inf)
+        low, high = np.full(width, np.inf), np.full(width, -np.inf)
         rounded = np.zeros(2, np.int64)
         n = len(batch["predictions"])
         for first in range(0, n, HOST_CHUNK_ROWS):
             step = {name: column[first : first + HOST_CHUNK_ROWS] for name, column in batch.items()}
             cell, positive, weight, moment, score, inexact, square = _grid_rows(self, step)
+            cell -= offset
             if square is not None and squares is None:  # the rows so far all weighed 1: their squares are implied
                 squares = implied_squares(counts.reshape(-1, 2)).reshape(-1)
             pair = 2 * cell + positive
@@ -340,12 +343,28 @@ class ScoreHistogram(Statistic):
         occupied = np.flatnonzero(low <= high)
         low, high = low[occupied], high[occupied]
         summed = {"counts": counts, "sums": sums, **({"squares": squares} if squares is not None else {})}
+        grid_cell = occupied + offset
         cells = {
-            "keys": ((occupied // b) << CLASS_SHIFT) | (occupied % b),
+            "keys": ((grid_cell // b) << CLASS_SHIFT) | (grid_cell % b),
             **{name: leaf.reshape(-1, 2)[occupied] for name, leaf in summed.items()},
             "ties": np.where(low == high, low, np.nan),
         }
         return {**canonical_squares(cells), "rounded": rounded}
+
+    def _grid_window(self, batch: Batch) -> tuple[int, int]:
+        """``(first cell, cells)`` of the (class, cell) grid that :meth:`_grid_update` counts ``batch`` over: for a
+        binary task the cells from its lowest prediction's to its highest's (a cell grows with the score: about a
+        fifth of the grid for probabilities in [0.01, 0.99]), else (or where a prediction is NaN) the whole grid."""
+        whole = (0, ranked_classes(self.task) * self.cell_count())
+        predictions = np.asarray(batch["predictions"])
+        if self.task.kind is not TaskKind.BINARY or predictions.ndim != 1 or not len(predictions):
+            return whole
+        ends = np.array([predictions.min(), predictions.max()], predictions.dtype)
+        two = {"predictions": ends, "targets": np.zeros(2, np.asarray(batch["targets"]).dtype), "weights": np.ones(2)}
+        cell = _grid_rows(self, two)[0]
+        if np.isnan(ends).any() or len(cell) != 2:  # (a class 0 that is not a live row: the whole grid)
+            return whole
+        return int(cell[0]), int(cell[1] - cell[0]) + 1
 
     def folds_on_host(self, state: State, batch: Batch) -> bool:
         return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)

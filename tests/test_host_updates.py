@@ -147,11 +147,12 @@ def test_predicted_labels_fold_to_the_same_bits(seed, n):
 @pytest.mark.parametrize("task", [Task("binary"), Task("multiclass", num_classes=3), Task("multilabel", num_classes=2)])
 @pytest.mark.parametrize("weighted", ["none", "halves", "fractions"])
 def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bits(task, weighted):
-    # 24,000 rows: at least GRID_ROWS_PER_CELL (row, class) entries per cell of the 79,874-bin grid of each class,
-    # so a binned ranking state counts them over the grid (add.at / minimum.at), not by a sort; edge scores (0, -0,
-    # 1, 1/2, a float32 ulp past 1/2, within 2**-40 of 0 and 1) and a third of the rows continuous
+    # at least GRID_ROWS_PER_CELL (row, class) entries per cell of each class's grid (24,000 rows for the 83,878
+    # cells of several classes at 10 bits, 48,000 for the 323,494 of a binary task at 12), so a binned ranking state
+    # counts them over the grid (add.at / minimum.at), not by a sort; edge scores (0, -0, 1, 1/2, a float32 ulp past
+    # 1/2, within 2**-40 of 0 and 1) and a third of the rows continuous
     rng = np.random.default_rng(11)
-    n = 24_000
+    n = 48_000 if task.kind is TaskKind.BINARY else 24_000
     shape = (n,) if task.kind is TaskKind.BINARY else (n, task.classes)
     scores = np.where(rng.random(shape) < 0.6, rng.choice(EDGE_SCORES, shape), rng.random(shape))
     if task.kind is TaskKind.MULTICLASS:  # (rows of zeros and ones, normalised: tied probabilities)
@@ -183,6 +184,33 @@ def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bi
             ),
             [batch],
         )
+
+
+@pytest.mark.parametrize(
+    "low, high", [(0.3, 0.31), (0.999, 1.0), (0.0, 1e-6), (0.5, 0.5), (0.25, 0.75)], ids=lambda v: repr(v)
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_binary_batch_is_counted_over_the_window_of_its_scores_with_the_compiled_bits(low, high, dtype):
+    """The host grid of a binary batch spans only the cells from its lowest score's to its highest's: narrow ranges
+    near 0.3, at 1 and at 0, a single score, and rounded scores of 3 decimals on the window's ends give the compiled
+    update's cells, which cover the whole grid, with the cells at the same keys; scikit-learn's ROC-AUC within the
+    bound."""
+    rng = np.random.default_rng(5)
+    n = 48_000
+    scores = (low + (high - low) * rng.random(n)).astype(dtype)
+    scores[:2] = dtype(low), dtype(high)  # (the window's ends as written)
+    scores[2:500] = np.round(scores[2:500], 3)  # (rounded scores: cells of their own at the ends too)
+    batch = {"predictions": scores, "targets": rng.integers(0, 2, n)}
+    statistic = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0}).statistic
+    assert statistic._fills_grid(batch)
+    first, width = statistic._grid_window(batch)
+    assert width < statistic.cell_count()
+    (host,) = _check_paths([statistic], [batch])
+    assert (host["keys"] >= first).all() and (host["keys"] < first + width).all()
+    metric = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0})
+    values = metric.compute(host)
+    reference = skm.roc_auc_score(batch["targets"], scores.astype(np.float64))
+    assert abs(values[""] - reference) <= values[".error_bound"] + 1e-12
 
 
 @pytest.mark.parametrize("exact_cells", [None, 0, 60], ids=["exact", "binned", "crossing"])

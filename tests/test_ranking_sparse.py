@@ -399,7 +399,7 @@ def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells()
     np.testing.assert_array_equal(merged["sums"], no_positions["sums"])
 
 
-def test_the_default_precision_coarsens_only_for_grids_beyond_2_23_cells():
+def test_the_default_precision_is_12_bits_for_one_class_and_coarsens_only_for_grids_beyond_2_23_cells():
     from evaluators.ranking import GRID_CELLS, default_precision_bits
 
     # bin_count(10) = 79,874 bins and 4 * 1,001 cells of the rounded scores of 3 decimals: 83,878 cells a class;
@@ -409,7 +409,10 @@ def test_the_default_precision_coarsens_only_for_grids_beyond_2_23_cells():
     assert [default_precision_bits(Task("multiclass", c)) for c in (3, 100, 101, 1000)] == [10, 10, 9, 5]
     # without the rounded scores' cells: 105 classes at 10 bits, 1,000 at 6 (1,000 * 4,994 cells)
     assert [default_precision_bits(Task("multiclass", c), 0) for c in (105, 106, 1000)] == [10, 9, 6]
-    assert default_precision_bits(Task("binary")) == 10
+    # one ranked class is binned finer whatever its decimals: bin_count(12) = 319,490 bins
+    assert default_precision_bits(Task("binary")) == default_precision_bits(Task("binary"), 0) == 12
+    assert default_precision_bits(Task("multilabel", 2)) == 10
+    assert bin_count(12) == 319_490 and catalog.build("roc_auc", Task("binary")).statistic.precision_bits == 12
     metric = catalog.build("roc_auc", Task("multiclass", 1000))
     assert metric.statistic.precision_bits == 5 and metric.statistic.small_batch_rows() < 1 << 62  # compiled grid
     assert catalog.build("roc_auc", Task("multiclass", 1000), {"precision_bits": 9}).statistic.precision_bits == 9
