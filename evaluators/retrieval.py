@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.kernels import WeightBoundedSums, from_fixed, refuse_weight_total, to_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
+from evaluators.statistic import Batch, DerivedMetric, Direction, RowsError, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
 QUERY = "query_id"
@@ -61,8 +61,10 @@ VALUES = ("ndcg", "average_precision", "precision", "recall", "reciprocal_rank",
 """Per-query values, in the order of the state's ``sums`` rows."""
 
 
-class QueryRowsError(ValueError):
+class QueryRowsError(RowsError):
     """Rows of one query that cannot be ranked together: not one contiguous run, or of different weights."""
+
+    role = QUERY
 
 
 DIFFERENT_WEIGHTS = "the rows of a query carry different weights; expected one weight per query"

@@ -89,6 +89,13 @@ def tree_to_numpy(state: State) -> State:
     return np.asarray(state)
 
 
+class RowsError(ValueError):
+    """Rows that a statistic cannot evaluate as they are placed (a ranking query in two runs of rows, an image on two
+    rows): ``role`` is the job's column role (``data.columns.<role>``) whose values place them."""
+
+    role: ClassVar[str] = ""
+
+
 class Statistic(abc.ABC):
     """A sufficient statistic with an associative, commutative merge.
 

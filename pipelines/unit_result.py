@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evaluators.statistic import State
+from evaluators.statistic import RowsError, State
 from pipelines.errors import DataError
 
 if TYPE_CHECKING:  # storage and the results API read these types without loading JAX
@@ -86,16 +86,14 @@ def merge_partials(
     """Merge two partial results; a slice or bucket missing on one side is taken as is. ``skip_order_free``: the
     accumulators' :attr:`~evaluators.accumulate.Accumulator.order_free` statistics keep ``a``'s state (the caller
     merges them all at once)."""
-    from evaluators.retrieval import QUERY, QueryRowsError  # loads JAX, which any merge has loaded already
-
     rows = dict(a.rows)
     for key, n in b.rows.items():
         rows[key] = rows.get(key, 0) + n
     try:
         with refused_weights():
             states = _merge_maps(acc, a.states, b.states, skip_order_free)
-    except QueryRowsError as exc:  # a ranking query in two work units
-        raise DataError(f"data.columns.{QUERY}: {exc}.") from None
+    except RowsError as exc:  # a ranking query or an image in two work units
+        raise DataError(f"data.columns.{exc.role}: {exc}.") from None
     return Partial(states, _merge_maps(racc, a.bucket_states, b.bucket_states, skip_order_free), rows)
 
 

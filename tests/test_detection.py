@@ -401,7 +401,9 @@ def test_state_is_compact() -> None:
     n = len(state["score"])
     per_detection = sum(state[k].nbytes for k in ("score", "image_id", "label", "rank", "tp", "fp")) / n
     assert per_detection == 38
-    assert stat.zero().keys() == state.keys()
+    # plus the optional ascending ids of the images held (8 bytes an image), where the rows have image ids
+    assert state.keys() - stat.zero().keys() == set(stat.optional_leaves()) == {"images"}
+    assert state["images"].dtype == np.int64 and np.all(np.diff(state["images"]) > 0)
     blank = stat.update(stat.zero(), detection_batch([{}, {}]))  # images without boxes: an empty state
     for key, leaf in stat.zero().items():
         assert state[key].dtype == blank[key].dtype == leaf.dtype

@@ -88,7 +88,14 @@ Example::
     1.0
 """
 
-from evaluators.detection.boxes import BOX_FORMATS, DETECTION_COLUMNS, BoxesNotMasksError, detection_batch, to_xywh
+from evaluators.detection.boxes import (
+    BOX_FORMATS,
+    DETECTION_COLUMNS,
+    BoxesNotMasksError,
+    ImageRowsError,
+    detection_batch,
+    to_xywh,
+)
 from evaluators.detection.masks import InstanceMasks, first_mask_size_mismatch, instance_masks, mask_iou
 from evaluators.detection.matching import box_iou, greedy_match
 from evaluators.detection.state import (
@@ -113,6 +120,7 @@ __all__ = [
     "BoxesNotMasksError",
     "CocoAccumulation",
     "CocoDetectionStatistic",
+    "ImageRowsError",
     "InstanceMasks",
     "box_iou",
     "detection_batch",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.detection.masks import InstanceMasks, _Masks, instance_masks
-from evaluators.statistic import Batch
+from evaluators.statistic import Batch, RowsError
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 DETECTION_COLUMNS = (
@@ -41,12 +41,27 @@ class BoxesNotMasksError(ValueError):
         self.role = role
 
 
+class ImageRowsError(RowsError):
+    """An ``image_id`` on more than one row (in one batch, or in two batches, work units or slices): detection data
+    holds one row per image, and an image's boxes are matched within its row."""
+
+    role = "image_id"
+
+    def __init__(self, image_id: int, where: str) -> None:
+        super().__init__(
+            f"image_id {image_id} is on more than one row ({where}); detection data holds one row per image, with "
+            "all of the image's detections and ground-truth boxes in that row (pycocotools would match them "
+            "together: evaluated row by row they would give another value)"
+        )
+
+
 @dataclass(frozen=True)
 class _Images:
     """A batch's live images flattened: one entry per instance, ``*_row`` the image's row in the batch;
     ``*_shape`` the boxes (float64 ``[k, 4]`` as x, y, w, h) or the masks."""
 
     image_id: np.ndarray  # int64 [n rows]
+    seen: np.ndarray | None  # int64 [live rows], ascending: the live rows' image ids (None: no image_id column)
     pred_row: np.ndarray  # int64 [k]
     pred_score: np.ndarray  # float64 [k]
     pred_label: np.ndarray  # int64 [k]
@@ -124,6 +139,9 @@ def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
     live = np.ones(n, bool) if weights is None else np.asarray(weights, np.float64) > 0
     ids = batch.get("image_id")
     image_id = np.zeros(n, np.int64) if ids is None else np.asarray(ids).astype(np.int64).reshape(n)
+    seen = None if ids is None else np.sort(image_id[live])
+    if seen is not None and len(seen) > 1 and (seen[1:] == seen[:-1]).any():
+        raise ImageRowsError(int(seen[1:][seen[1:] == seen[:-1]][0]), "twice in one batch")
     crowd_col, area_col = batch.get("gt_iscrowd"), batch.get("gt_area")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("pr", "ps", "pl", "pa", "gr", "gl", "gc", "ga")}
     pred_shapes: list[Any] = []
@@ -166,6 +184,7 @@ def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
 
     return _Images(
         image_id=image_id,
+        seen=seen,
         pred_row=flat["pr"].astype(np.int64),
         pred_score=flat["ps"].astype(np.float64),
         pred_label=flat["pl"].astype(np.int64),

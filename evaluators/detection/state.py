@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from evaluators.detection.boxes import BOX_FORMATS, _gather, _Images
+from evaluators.detection.boxes import BOX_FORMATS, ImageRowsError, _gather, _Images
 from evaluators.detection.masks import _Masks, mask_iou
 from evaluators.detection.matching import _RECORD_KEYS, _blocks, _canonical, _groups, _ragged, box_iou, greedy_match
 from evaluators.statistic import Batch, State, Statistic
@@ -108,6 +108,11 @@ class CocoDetectionStatistic(Statistic):
             "gt_count": np.zeros((0, a), np.int64),
         }
 
+    def optional_leaves(self) -> tuple[str, ...]:
+        """``images``: the ascending image ids of the rows a state holds, where the data has an ``image_id`` column
+        (two states that share one are refused: :class:`~evaluators.detection.boxes.ImageRowsError`)."""
+        return ("images",)
+
     def update(self, state: State, batch: Batch) -> State:
         return self.merge(state, self._evaluate(_gather(batch, self.box_format, self.iou_type)))
 
@@ -117,7 +122,7 @@ class CocoDetectionStatistic(Statistic):
         counts = np.zeros((len(labels), len(self.area_ranges)), np.int64)
         for part in (a, b):
             counts[np.searchsorted(labels, part["gt_label"])] += np.asarray(part["gt_count"], np.int64)
-        return {**_canonical(records), "gt_label": labels, "gt_count": counts}
+        return {**_canonical(records), "gt_label": labels, "gt_count": counts, **_merged_images(a, b)}
 
     # --- per image evaluation --------------------------------------------------------------------
 
@@ -205,6 +210,7 @@ class CocoDetectionStatistic(Statistic):
             "fp": np.packbits(fp, axis=-1, bitorder="little"),
             "gt_label": gt_labels.astype(np.int32),
             "gt_count": gt_count,
+            **({} if images.seen is None else {"images": images.seen}),
         }
 
     # --- accumulate and summarize ----------------------------------------------------------------
@@ -277,6 +283,18 @@ class CocoDetectionStatistic(Statistic):
                 out[f"map_per_class[{c}]"] = _mean_defined(p[:, :, k, whole, last])
                 out[f"mar_{top}_per_class[{c}]"] = _mean_defined(r[:, k, whole, last])
         return out
+
+
+def _merged_images(a: State, b: State) -> State:
+    """The ``images`` leaf of the merge of ``a`` and ``b`` (none where neither has one); an id both hold is an
+    :class:`~evaluators.detection.boxes.ImageRowsError`."""
+    if "images" not in a and "images" not in b:
+        return {}
+    first, second = (np.asarray(s.get("images", np.zeros(0, np.int64)), np.int64) for s in (a, b))
+    shared = np.intersect1d(first, second, assume_unique=True)
+    if len(shared):
+        raise ImageRowsError(int(shared[0]), "in two batches, work units, files or slices")
+    return {"images": np.union1d(first, second)}
 
 
 def _mean_defined(values: np.ndarray) -> float:
