@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable
 from typing import Any
@@ -32,9 +33,19 @@ def infer_task(
     * 1-D float predictions: binary probabilities, or logits when some value
       lies outside [0, 1] (by more than :data:`NEARLY_PROBABILITIES`: a value just outside it, beside the
       others within it, is refused as ambiguous).
+
+    Predictions and targets must hold numbers (bool, integer or float dtypes): any other dtype, object arrays
+    included (even those holding only numbers: convert them first, e.g. ``np.asarray(x, dtype=float)``), is
+    refused with a ``ValueError`` (:func:`check_numeric`); so is a ``threshold`` outside [0, 1] or NaN
+    (:func:`check_threshold`).
     """
     preds = np.asarray(predictions)
     tgts = np.asarray(targets)
+    regression = task is not None and TaskKind(task) is TaskKind.REGRESSION
+    expected = "numbers (floating or integer values)" if regression else None
+    check_numeric("predictions", preds, expected)
+    check_numeric("targets", tgts, expected)
+    check_threshold(threshold)
     if task is None:
         if tgts.ndim == 2:
             task = TaskKind.MULTILABEL
@@ -63,6 +74,34 @@ def infer_task(
         elif kind is TaskKind.MULTICLASS:
             num_classes = preds.shape[1] if preds.ndim == 2 else int(max(preds.max(), tgts.max())) + 1
     return Task(kind, num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+NUMERIC_KINDS = "biuf"
+"""NumPy dtype kinds the functional API reads: bool, signed and unsigned integers, floats."""
+
+
+def check_numeric(role: str, values: np.ndarray, expected: str | None = None) -> None:
+    """Refuse ``values`` (of argument ``role``) unless its dtype is one of :data:`NUMERIC_KINDS`, with one
+    sentence naming the argument, its dtype and what was expected. Object arrays are refused, even when they
+    hold only numbers: convert them first (``np.asarray(x, dtype=float)``); ``None`` inside one is named."""
+    if values.dtype.kind in NUMERIC_KINDS:
+        return
+    expected = expected or "numbers (integer class ids, booleans or floating scores)"
+    detail = ""
+    if values.dtype == object:
+        if any(v is None for v in values.flat):
+            detail = " holding None (missing values are not supported)"
+        else:
+            detail = " (convert an object array of numbers first, e.g. np.asarray(x, dtype=float))"
+    raise ValueError(f"{role}: expected {expected}, got dtype {values.dtype}{detail}.")
+
+
+def check_threshold(threshold: Any) -> None:
+    """Refuse a ``threshold`` that is not a number in [0, 1] (NaN included), the rule and wording of the YAML
+    job path (``pipelines/spec.py``, the task section). A score counts as positive when ``p > threshold``."""
+    ok = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool | np.bool_)
+    if not (ok and 0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold: expected a probability threshold in [0, 1], got {threshold!r}.")
 
 
 NEARLY_PROBABILITIES = 1e-3
@@ -107,6 +146,8 @@ def compute(
     Returns the headline value (a float, or an array for the confusion
     matrix), or a ``[C]`` array of per-class values for ``average="none"``.
     """
+    if weights is not None:
+        check_numeric("weights", np.asarray(weights), "numbers (non-negative sample weights)")
     t = infer_task(
         predictions,
         targets,

@@ -1,0 +1,180 @@
+"""Input checks of the functional API (``evaluators.functional``): non-numeric arrays and bad thresholds are
+refused with one clear ``ValueError``; valid inputs at the edges still match scikit-learn.
+
+The threshold rule is the one :class:`evaluators.task.Task` documents: a score counts as positive when
+``p > threshold``; a threshold must be a number in [0, 1], as in the YAML job path."""
+
+import re
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from evaluators.functional import (
+    accuracy,
+    cohen_kappa,
+    demographic_parity_difference,
+    f1_score,
+    mse,
+    precision,
+    recall,
+    roc_auc,
+)
+
+NUMBERS = r"expected numbers \(integer class ids, booleans or floating scores\)"
+
+
+# --- non-numeric predictions, targets and weights ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("predictions", "targets", "role", "dtype"),
+    [
+        (np.array(["a", "b"]), np.array(["a", "a"]), "predictions", "<U1"),
+        (np.array(["a", "b"]), np.array([0, 1]), "predictions", "<U1"),
+        (["a", "b"], [0, 1], "predictions", "<U1"),
+        (np.array([0, 1]), np.array(["a", "b"]), "targets", "<U1"),
+        (np.array([0.1, 0.9]), np.array(["a", "b"]), "targets", "<U1"),
+        (np.array([1j, 0]), np.array([1, 0]), "predictions", "complex128"),
+        (np.array([b"x", b"y"]), np.array([1, 0]), "predictions", "|S1"),
+    ],
+)
+def test_non_numeric_arrays_are_refused_naming_argument_and_dtype(predictions, targets, role, dtype):
+    with pytest.raises(ValueError, match=rf"^{role}: {NUMBERS}, got dtype {re.escape(dtype)}\.$"):
+        accuracy(predictions, targets)
+
+
+@pytest.mark.parametrize("function", [accuracy, f1_score, recall, precision, roc_auc])
+def test_string_predictions_refused_by_every_classification_function(function):
+    with pytest.raises(ValueError, match=rf"predictions: {NUMBERS}, got dtype <U"):
+        function(np.array(["cat", "dog", "cat"]), np.array([0, 1, 0]))
+
+
+@pytest.mark.parametrize("role", ["predictions", "targets"])
+def test_none_inside_object_array_is_refused(role):
+    columns = {"predictions": np.array([0.1, 0.9, 0.4]), "targets": np.array([0, 1, 1])}
+    columns[role] = np.array([*columns[role][:2], None])
+    assert columns[role].dtype == object
+    with pytest.raises(ValueError, match=rf"{role}: {NUMBERS}, got dtype object holding None \(missing values"):
+        accuracy(columns["predictions"], columns["targets"])
+
+
+def test_object_array_of_numbers_is_refused_with_a_conversion_hint():
+    # the documented choice: object arrays are refused even when they hold only numbers
+    with pytest.raises(ValueError, match=r"predictions: .*got dtype object \(convert an object array of numbers"):
+        recall(np.array([0.1, 0.9], dtype=object), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"targets: .*got dtype object \(convert"):
+        recall(np.array([0.1, 0.9]), np.array([0, 1], dtype=object))
+
+
+def test_converted_object_array_gives_sklearn_value():
+    raw = np.array([0.1, 0.9, 0.7, 0.3], dtype=object)
+    y = np.array([0, 1, 0, 1])
+    p = np.asarray(raw, dtype=float)  # the conversion the message suggests
+    assert recall(p, y) == pytest.approx(skm.recall_score(y, p > 0.5))
+
+
+@pytest.mark.parametrize(
+    ("weights", "detail"),
+    [
+        (np.array(["1", "2", "1"]), r"<U1\."),
+        (np.array([1.0, None, 2.0]), r"object holding None"),
+        (np.array([1.0, 2.0, 3.0], dtype=object), r"object \(convert"),
+    ],
+)
+def test_non_numeric_weights_are_refused(weights, detail):
+    p, y = np.array([0, 1, 1]), np.array([0, 1, 0])
+    with pytest.raises(
+        ValueError, match=rf"weights: expected numbers \(non-negative sample weights\), got dtype {detail}"
+    ):
+        accuracy(p, y, weights=weights)
+    with pytest.raises(ValueError, match=r"weights: expected numbers"):
+        cohen_kappa(p, y, sample_weight=weights)
+
+
+def test_regression_refuses_strings_with_its_own_expectation():
+    with pytest.raises(ValueError, match=r"predictions: expected numbers \(floating or integer values\), got dtype <U"):
+        mse(np.array(["1.0", "2.0"]), np.array([1.0, 2.0]))
+
+
+# --- threshold ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), -1, -0.01, 1.5, float("inf"), -float("inf"), "0.5", None, True])
+def test_bad_threshold_is_refused(threshold):
+    with pytest.raises(ValueError, match=r"threshold: expected a probability threshold in \[0, 1\], got"):
+        recall(np.array([1.0, 0.2]), np.array([1, 0]), threshold=threshold)
+
+
+@pytest.mark.parametrize("function", [precision, f1_score, accuracy])
+def test_nan_threshold_refused_by_other_functions(function):
+    with pytest.raises(ValueError, match=r"threshold: expected a probability threshold in \[0, 1\], got nan"):
+        function(np.array([0.8, 0.2]), np.array([1, 0]), threshold=float("nan"))
+
+
+def test_fairness_functions_refuse_bad_threshold():
+    with pytest.raises(ValueError, match=r"threshold: expected a probability threshold in \[0, 1\]"):
+        demographic_parity_difference(np.array([0.8, 0.2]), np.array([1, 0]), ["a", "b"], threshold=-1)
+
+
+# Scores at exactly 0 and 1 tell ``p > t`` from ``p >= t`` at both edges.
+SCORES = np.array([0.0, 0.0, 0.2, 0.5, 0.7, 1.0, 1.0, 0.3, 0.0, 0.9])
+LABELS = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 0, 1, 0.5, np.float32(0.5), np.float64(0.25)])
+def test_edge_thresholds_match_sklearn_on_thresholded_scores(threshold):
+    hard = np.greater(SCORES, float(threshold)).astype(int)
+    kw = {"threshold": threshold}
+    assert recall(SCORES, LABELS, **kw) == pytest.approx(skm.recall_score(LABELS, hard, zero_division=0))
+    assert precision(SCORES, LABELS, **kw) == pytest.approx(skm.precision_score(LABELS, hard, zero_division=0))
+    assert accuracy(SCORES, LABELS, **kw) == pytest.approx(skm.accuracy_score(LABELS, hard))
+
+
+def test_edge_thresholds_hand_values():
+    # threshold 1.0: no score exceeds it, nothing is predicted positive; threshold 0.0: every nonzero score is.
+    assert recall(SCORES, LABELS, threshold=1.0) == 0.0
+    positives = int(LABELS.sum())  # 7
+    caught = int(((SCORES > 0) & (LABELS == 1)).sum())  # 0.2, 0.5, 1.0, 0.3, 0.9 -> 5
+    assert recall(SCORES, LABELS, threshold=0.0) == pytest.approx(caught / positives)
+
+
+# --- other valid edges ------------------------------------------------------------------------------------------
+
+
+def test_boolean_targets_match_sklearn():
+    rng = np.random.default_rng(0)
+    p = rng.random(50)
+    y = rng.random(50) < 0.4
+    assert y.dtype == np.bool_
+    hard = (p > 0.5).astype(int)
+    assert f1_score(p, y) == pytest.approx(skm.f1_score(y, hard))
+    assert recall(p, y) == pytest.approx(skm.recall_score(y, hard))
+    assert roc_auc(p, y, mode="exact") == pytest.approx(skm.roc_auc_score(y, p))
+
+
+def test_boolean_predictions_and_targets_match_sklearn():
+    p = np.array([True, False, True, True, False, False])
+    y = np.array([True, True, False, True, False, True])
+    assert accuracy(p, y) == pytest.approx(skm.accuracy_score(y, p))
+    assert f1_score(p, y) == pytest.approx(skm.f1_score(y, p))
+
+
+def test_float16_scores_match_sklearn():
+    rng = np.random.default_rng(1)
+    p = rng.random(200).astype(np.float16)
+    y = (rng.random(200) < 0.5).astype(int)
+    wide = p.astype(np.float64)  # float16 -> float64 is exact
+    assert roc_auc(p, y, mode="exact") == pytest.approx(skm.roc_auc_score(y, wide))
+    assert recall(p, y) == pytest.approx(skm.recall_score(y, wide > 0.5))
+    assert accuracy(p, y, threshold=0.0) == pytest.approx(skm.accuracy_score(y, wide > 0.0))
+
+
+def test_numeric_weights_still_work():
+    p = np.array([0, 1, 1, 0, 1])
+    y = np.array([0, 1, 0, 0, 1])
+    w = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    assert accuracy(p, y, weights=w) == pytest.approx(skm.accuracy_score(y, p, sample_weight=w))
+    assert accuracy(p, y, weights=w.astype(np.int64) + 1) == pytest.approx(
+        skm.accuracy_score(y, p, sample_weight=w.astype(np.int64) + 1)
+    )
