@@ -36,11 +36,21 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_text_dictionary(t: pa.DataType) -> bool:
+    """Dictionary-encoded strings (what a pandas ``category`` column writes): read as the plain column of its
+    values, wherever a string column is."""
+    return pa.types.is_dictionary(t) and _is_text(t.value_type)
+
+
 _KINDS = (
     (pa.types.is_integer, INTEGER),
     (pa.types.is_floating, FLOATING),
     (pa.types.is_boolean, BOOLEAN),
-    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), STRING),
+    (_is_text, STRING),
     (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), BINARY),
     (pa.types.is_fixed_size_binary, FIXED_BINARY),
 )
@@ -48,7 +58,9 @@ _KINDS = (
 
 def column_type(t: pa.DataType) -> ColumnType:
     """An Arrow type as the task adapters describe column types (element type of a list, field names of
-    a struct)."""
+    a struct); dictionary-encoded strings as strings."""
+    if _is_text_dictionary(t):
+        return column_type(t.value_type)
     if _is_list(t):
         return ColumnType(LIST, value=column_type(t.value_type))
     if pa.types.is_struct(t):
@@ -91,7 +103,7 @@ def check_schema(info: FileInfo, roles: Mapping[str, str], task: Task) -> None:
         if not ok(dtype):
             raise DataError(
                 f"{info.path}: column {column!r} (data.columns.{role}) has type {dtype}; expected {description} "
-                f"for a {task.kind} task with {task.prediction} predictions."
+                f"for {adapter_for(task).task_words(role)}."
             )
 
 
@@ -183,7 +195,9 @@ def _named(role: str, column: str) -> str:
 def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array | Ragged:
     if role.startswith(RAGGED_PREFIX):
         return ragged(array, where=where)
-    if role.startswith(TEXT_PREFIX) and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if _is_text_dictionary(array.type):  # decoded: the values, nulls and type of the same column written plain
+        array = array.cast(array.type.value_type)
+    if role.startswith(TEXT_PREFIX) and _is_text(array.type):
         combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if combined.null_count:
             raise DataError(f"{where}: {combined.null_count} rows are null; expected a value in every row.")

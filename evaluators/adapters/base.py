@@ -145,6 +145,12 @@ class TaskAdapter:
             return FEATURES
         return self.own_kind(role)
 
+    def task_words(self, role: str) -> str:
+        """The task as an error about ``role``'s column type names it (after "for"): ``a text task``. Its
+        prediction kind is named only where it decides what the column holds (classification predictions:
+        :class:`~evaluators.adapters.classification.ClassificationAdapter`)."""
+        return f"a {self.task.kind} task"
+
     def own_kind(self, role: str) -> ColumnKind:
         """The kind of a role of the task's own: scores are numbers, labels and anything else integers."""
         if role == "predictions" and self.task.prediction is not PredictionKind.LABELS:

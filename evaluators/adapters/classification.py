@@ -26,6 +26,11 @@ class ClassificationAdapter(TaskAdapter):
             return numbers_per_row(task.classes)
         return super().own_kind(role)
 
+    def task_words(self, role: str) -> str:
+        """Predictions' kind decides their column (labels, scores per row), so their errors name it."""
+        words = super().task_words(role)
+        return f"{words} with {self.task.prediction} predictions" if role == "predictions" else words
+
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Scores: finite (probabilities in [0, 1], a multiclass row summing to 1); labels: integers in range
         (``ignore_index`` aside); class scores ``[n, C]`` and multilabel targets ``[n, L]`` of the task's width."""
