@@ -102,11 +102,11 @@ class TopKHits(Statistic):
         # and -900 with target 2: a miss at k=2, as scikit-learn and torchmetrics rank the logits, not a hit)
         scores = jnp.asarray(batch["predictions"])
         target_score = jnp.take_along_axis(scores, targets[:, None].astype(jnp.int32), axis=1)
-        # A class ranks ahead of the target when its score is higher or, on a
-        # tie, when its index is higher: scikit-learn reverses a stable
-        # ascending argsort, so among equal scores the larger index comes first.
+        # A class ranks ahead of the target when its score is higher or, on a tie, when its index is lower: the
+        # smaller index first, as argmax picks the top class (top_k=1 is the predicted label of accuracy and the
+        # confusion matrix) and torch.topk ranks; scikit-learn's top_k_accuracy_score puts the larger index first.
         idx = jnp.arange(c)[None, :]
-        ahead = (scores > target_score) | ((scores == target_score) & (idx > targets[:, None]))
+        ahead = (scores > target_score) | ((scores == target_score) & (idx < targets[:, None]))
         hit = (jnp.sum(ahead, axis=1) < self.k).astype(jnp.float64)
         t = targets.astype(jnp.int32)
         return state.at[:, t].add(jnp.stack([w, w * hit]))

@@ -243,9 +243,19 @@ def _specificity_from_mcm(mcm: np.ndarray, average: str, present: np.ndarray, zd
     return _average_by_hand(spec, tp + fn, present, average, zd)
 
 
+def _smaller_index_first(scores: np.ndarray) -> np.ndarray:
+    """Scores of the same per-row order, with ties broken towards the smaller class index (``argmax``'s rule, and
+    evalpipe's ``top_k``), as distinct values: scikit-learn's ``top_k_accuracy_score`` puts the larger index first."""
+    order = np.argsort(-scores, axis=1, kind="stable")  # (equal scores keep their index order)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :], axis=1)
+    return (scores.shape[1] - ranks).astype(np.float64)
+
+
 def _top_k_reference(c: Case, k: int, average: str):
-    # scikit-learn ranks the raw scores (logits or probabilities; a softmax keeps their order)
-    scores = c.predictions[c.keep]
+    # scikit-learn ranks the raw scores (logits or probabilities; a softmax keeps their order), here with ties broken
+    # as argmax breaks them
+    scores = _smaller_index_first(c.predictions[c.keep])
     labels = list(range(c.task.classes))
     if average == "micro":
         return skm.top_k_accuracy_score(c.y, scores, k=k, labels=labels, sample_weight=c.w)
@@ -445,9 +455,9 @@ def test_functional_multiclass_inference_and_params():
     np.testing.assert_allclose(
         F.recall(probs, y, average="none"), skm.recall_score(y, y_hat, average=None, labels=range(4)), atol=1e-12
     )
-    # logits are recognised by their range; top-k
+    # logits are recognised by their range; top-k (ties to the smaller class index, as argmax)
     assert F.accuracy(d["logits"], y, top_k=2) == pytest.approx(
-        skm.top_k_accuracy_score(y, d["logits"], k=2, labels=range(4)), abs=1e-12
+        skm.top_k_accuracy_score(y, _smaller_index_first(d["logits"]), k=2, labels=range(4)), abs=1e-12
     )
     # integer labels: C inferred from the largest label, or given
     assert F.matthews_corrcoef(labels, y) == pytest.approx(skm.matthews_corrcoef(y, labels), abs=1e-12)
@@ -605,3 +615,30 @@ def test_cohen_kappa_takes_sample_weights_beside_its_own_weighting(kappa_weights
     expected = skm.cohen_kappa_score(y, pred, weights=kappa_weights, sample_weight=w)
     got = F.cohen_kappa(pred, y, weights=kappa_weights, sample_weight=w, num_classes=4)
     assert got == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("scores", "targets"),
+    [
+        ([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.25, 0.25]], [0, 0]),
+        ([[1 / 3, 1 / 3, 1 / 3], [0.2, 0.4, 0.4], [0.2, 0.4, 0.4]], [2, 2, 1]),
+        ([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], [0, 1, 1, 0]),
+    ],
+)
+def test_top_k_ties_go_to_the_smaller_class_index_at_every_k(scores, targets):
+    """Tied scores rank the smaller class index first at every ``k``, as ``argmax`` does for ``top_k=1``, so the
+    value never falls as ``k`` grows (``top_k=2`` had put the larger index first, scikit-learn's rule: 1.0, 0.5, 1.0
+    for k = 1, 2, 3 on the first case) and equals torchmetrics' ``multiclass_accuracy(top_k=k)``."""
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    from evaluators.functional import accuracy
+
+    x, y = np.asarray(scores, np.float64), np.asarray(targets)
+    values = [accuracy(x, y, top_k=k, num_classes=3) for k in (1, 2, 3)]
+    assert values == sorted(values) and values[-1] == 1.0
+    for k, value in zip((1, 2, 3), values, strict=True):
+        expected = multiclass_accuracy(torch.tensor(x), torch.tensor(y), num_classes=3, top_k=k, average="micro")
+        assert value == pytest.approx(float(expected), abs=1e-7), k  # (torchmetrics' value is float32)
+        reference = skm.top_k_accuracy_score(y, _smaller_index_first(x), k=k, labels=[0, 1, 2])
+        assert value == pytest.approx(reference, abs=1e-15)
