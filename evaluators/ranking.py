@@ -61,6 +61,8 @@ from evaluators.ranking_statistics import (
     rounded_rows,
 )
 from evaluators.score_grid import (
+    BINARY_PRECISION_BITS,
+    DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
     MAX_SCORE_DECIMALS,
     bin_count,
@@ -438,12 +440,6 @@ def _ranking_rows(task: Task, average: str, rows_fn: Any, report_bound: bool, st
     return {"": values, ".error_bound": bounds} if report_bound else {"": values}
 
 
-DEFAULT_PRECISION_BITS = 10
-BINARY_PRECISION_BITS = 12
-"""A single ranked class (binary, or one label) is binned finer: its bins are 4x narrower than at
-:data:`DEFAULT_PRECISION_BITS`, which brings average precision on rare positives among crowded scores within 1e-6
-of the exact value (measured in the README, "Binned ranking"), for about 3x the occupied cells of a continuous unit
-(a 20 MB working grid)."""
 GRID_CELLS = 1 << 23
 """The default precision of several classes is the finest (at most :data:`DEFAULT_PRECISION_BITS`) whose grid of
 (class, bin) cells holds at most this many: 10 bits up to 105 classes; 1,000 classes get 6 bits, so that a binned

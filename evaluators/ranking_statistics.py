@@ -6,7 +6,7 @@ histogram's state. The values read off their merged states are in :mod:`evaluato
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import Any, ClassVar
 
@@ -42,6 +42,8 @@ from evaluators.ranking_cells import (
 from evaluators.ranking_weights import check_batch_weights, check_counted
 from evaluators.score_grid import (
     _MIN_EXPONENT,
+    BINARY_PRECISION_BITS,
+    DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
     bin_positions,
     cell_count,
@@ -56,14 +58,7 @@ from evaluators.statistic import (
     replicate_sums,
     resample_with_extremes,
 )
-from evaluators.task import (
-    PredictionKind,
-    Task,
-    TaskKind,
-    class_probabilities,
-    positive_scores,
-    valid_weights,
-)
+from evaluators.task import PredictionKind, Task, TaskKind, class_probabilities, positive_scores, valid_weights
 
 REPLICATE_PRECISION_BITS = 5
 """Bootstrap replicates of ranking metrics use 2,498-bin histograms; intervals are re-centred on
@@ -158,7 +153,11 @@ class ScoreHistogram(Statistic):
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
         this one's cells they would not be in order)."""
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
-        return (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
+        reprs = (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
+        if approximately and self.precision_bits == BINARY_PRECISION_BITS and ranked_classes(self.task) == 1:
+            # (a binary default of 10 bits, before: the same cells' order, so the same values; never merged with these)
+            reprs += replace(self, precision_bits=DEFAULT_PRECISION_BITS).stored_reprs(approximately=True)
+        return reprs
 
     def zero(self) -> State:
         if self.track_ties:
@@ -352,9 +351,8 @@ class ScoreHistogram(Statistic):
         return {**canonical_squares(cells), "rounded": rounded}
 
     def _grid_window(self, batch: Batch) -> tuple[int, int]:
-        """``(first cell, cells)`` of the (class, cell) grid that :meth:`_grid_update` counts ``batch`` over: for a
-        binary task the cells from its lowest prediction's to its highest's (a cell grows with the score: about a
-        fifth of the grid for probabilities in [0.01, 0.99]), else (or where a prediction is NaN) the whole grid."""
+        """``(first cell, cells)`` of the grid :meth:`_grid_update` counts ``batch`` over: binary, the cells from
+        its lowest prediction's to its highest's (cells grow with the score), else (or a NaN) the whole grid."""
         whole = (0, ranked_classes(self.task) * self.cell_count())
         predictions = np.asarray(batch["predictions"])
         if self.task.kind is not TaskKind.BINARY or predictions.ndim != 1 or not len(predictions):

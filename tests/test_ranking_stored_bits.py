@@ -1,0 +1,91 @@
+"""Runs stored when a binary task's ranking cells were binned at 10 bits by default (now 12): read for display with
+the values they had, and refused by ``evalpipe merge`` (exit 2), whose union of 10-bit and 12-bit cells would put
+them out of order (ROC-AUC 0.67 where scikit-learn gives 0.83, with a tiny bound)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from evaluators import catalog
+from evaluators.task import Task
+from pipelines import cli
+from pipelines.results import load_run, load_statistics
+from pipelines.storage import STATISTICS_INDEX
+from tests.conftest import write_job
+
+
+def _shard(path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(20_000) < 0.3).astype(np.int8)
+    score = 1 / (1 + np.exp(-(rng.normal(size=20_000) + 1.5 * y - 1)))
+    pq.write_table(pa.table({"score": score, "label": y}), path)
+    return score, y
+
+
+def _run(tmp_path: Path, data: Path, params: dict, capsys) -> str:
+    metrics = [{"name": name, "as": name, **params} for name in ("roc_auc", "average_precision")]
+    spec = {
+        "name": "bits",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": metrics,
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    job = write_job(tmp_path / f"job-{data.stem}.yaml", spec)
+    assert cli.main(["run", str(job)]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("evalpipe outcome: "))["run_uri"]
+
+
+def _as_if_stored_by_default(run: Path) -> None:
+    """A run of ``precision_bits: 10`` made to look like one whose spec left the bits to the default of then: its
+    recorded spec without them (what a run of the 10-bit default recorded), its statistics as stored."""
+    record = json.loads((run / "run.json").read_text())
+    for metric in record["metadata"]["spec"]["metrics"]:
+        metric.pop("precision_bits", None)
+    (run / "run.json").write_text(json.dumps(record))
+    manifest = json.loads((run / "_COMMITTED").read_text())
+    manifest["files"]["run.json"] = (run / "run.json").stat().st_size
+    (run / "_COMMITTED").write_text(json.dumps(manifest))
+
+
+def test_a_run_of_the_earlier_10_bit_default_reads_as_stored_and_is_not_merged(tmp_path, capsys):
+    assert catalog.build("roc_auc", Task("binary")).statistic.precision_bits == 12
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _shard(tmp_path / "a" / "p0.parquet", 0)
+    second = _shard(tmp_path / "b" / "p1.parquet", 1)
+    binned = {"exact_cells": 0}
+    old = Path(_run(tmp_path, tmp_path / "a", {**binned, "precision_bits": 10}, capsys))
+    new = _run(tmp_path, tmp_path / "b", binned, capsys)
+    _as_if_stored_by_default(old)
+    assert "precision_bits=10" in (old / STATISTICS_INDEX).read_text()
+
+    # display: the stored cells in their order, the values the run recorded (within the bound of scikit-learn's)
+    stats = load_statistics(str(old))
+    recorded = {key: m.value for key, m in load_run(str(old)).point("overall").metrics.items()}
+    for name, reference in (("roc_auc", roc_auc_score), ("average_precision", average_precision_score)):
+        metric = stats.metric(name)
+        assert metric.statistic.precision_bits == 12  # (rebuilt from the recorded spec by this evalpipe)
+        values = metric.compute(stats.state(name, "overall"))
+        assert values[""] == recorded[name]
+        assert abs(values[""] - reference(first[1], first[0])) <= values[".error_bound"]
+
+    # merge: the two runs' cells are of two grids, so exit 2 naming the change, nothing written
+    code = cli.main(["merge", str(old), new, "--name", "mixed", "--output", str(tmp_path / "merged")])
+    err = capsys.readouterr().err
+    assert code == 2 and "12 bits" in err and str(old) in err
+    assert not (tmp_path / "merged").exists() or not any((tmp_path / "merged").rglob("_COMMITTED"))
+    # two runs of one grid still merge, to scikit-learn's value on both shards
+    again = _run(tmp_path, tmp_path / "a", binned, capsys)
+    assert cli.main(["merge", again, new, "--name", "same", "--output", str(tmp_path / "merged")]) == 0
+    merged = capsys.readouterr().out.strip().splitlines()[-1].split("merged 2 runs: ")[-1]
+    both = load_run(merged).point("overall").metrics["roc_auc"]
+    scores, labels = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+    assert abs(both.value - roc_auc_score(labels, scores)) <= 1e-6
