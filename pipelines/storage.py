@@ -313,7 +313,7 @@ def decode_stored(
             "its statistics were stored as other statistics than this evalpipe builds for its metrics (since then, "
             "the reliability diagram's bins close on the right, as calibration_curve; ROC-AUC and average precision "
             "cells give scores of score_decimals decimals cells of their own, and a binary task's bins have 12 bits "
-            "by default, not 10: precision_bits: 10 merges with such runs)"
+            "by default, not 10)"
         )
     rows = _reading(uri, STATISTICS_INDEX, lambda: {_slice_key(key): int(n) for key, n in meta["slice_rows"]})
     buckets = _reading(uri, STATISTICS_INDEX, lambda: [_slice_key(key) for key in meta["bucket_slices"]])
