@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from pipelines.storage import (
     open_run,
     read_run,
     run_location,
+    stored_positions,
     write_run,
 )
 from pipelines.unit_result import OrderedMerger, Partial
@@ -138,6 +140,19 @@ def _stored(uri: str, statistics: Sequence[Any], templates: Sequence[Any], optio
             "written by an evalpipe that could not merge runs yet); run its job again to merge it."
         )
     return Partial(stored.states, stored.bucket_states, stored.rows)
+
+
+def stores_statistics_of(uri: str, statistics: Sequence[Any], options: Mapping[str, Any]) -> bool:
+    """Whether the run at ``uri`` stored per-slice states of ``statistics`` (those this evalpipe builds for its
+    metrics) as they are, so that :func:`merge_runs` reads it: a window leaves out a run stored under an earlier form
+    of them (a binary ranking metric of the 10-bit default), as it leaves out runs of other settings. A file that does
+    not read counts as stored: the merge then names it."""
+    loc = open_run(uri, options)
+    try:
+        meta = json.loads(loc.fs.cat_file(loc.file(STATISTICS_INDEX)))
+    except (OSError, ValueError):
+        return True
+    return "slice_rows" in meta and stored_positions(statistics, meta) == list(range(len(statistics)))
 
 
 def _spec_of_merge(runs: Sequence[tuple[str, Run]], name: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipelines.errors import UserError
-from pipelines.merge import merge_runs, run_settings
+from pipelines.job_statistics import job_statistics
+from pipelines.merge import merge_runs, run_settings, stores_statistics_of
 from pipelines.records import Run
 from pipelines.results import RunInfo, list_runs
 from pipelines.spec import JobSpec, WindowSpec
@@ -81,9 +82,13 @@ def commit_window(spec: JobSpec, run: Run, run_uri: str) -> WindowOutcome:
     if current is None:
         return WindowOutcome(None, f"run {run_uri} is not listed under {spec.output.uri}/{spec.name}.")
     settings = run_settings(run, run_uri)
-    selection = select_window(
-        candidates, current, window, lambda info: run_settings(read_run(info.uri, options), info.uri) == settings
-    )
+    statistics = job_statistics(spec).accumulator.statistics
+
+    def mergeable(info: RunInfo) -> bool:  # (the same settings, and statistics stored as this evalpipe reads them)
+        same = run_settings(read_run(info.uri, options), info.uri) == settings
+        return same and stores_statistics_of(info.uri, statistics, options)
+
+    selection = select_window(candidates, current, window, mergeable)
     note = {"job": spec.name, "runs": window.runs, "days": window.days, "skipped": list(selection.skipped)}
     try:
         merged = merge_runs(

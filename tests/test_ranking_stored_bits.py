@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from evaluators import catalog
 from evaluators.task import Task
 from pipelines import cli
-from pipelines.results import load_run, load_statistics
+from pipelines.results import list_runs, load_run, load_statistics
 from pipelines.storage import STATISTICS_INDEX
 from tests.conftest import write_job
 
@@ -28,7 +28,7 @@ def _shard(path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return score, y
 
 
-def _run(tmp_path: Path, data: Path, params: dict, capsys) -> str:
+def _run(tmp_path: Path, data: Path, params: dict, capsys, window: dict | None = None) -> str:
     metrics = [{"name": name, "as": name, **params} for name in ("roc_auc", "average_precision")]
     spec = {
         "name": "bits",
@@ -37,6 +37,7 @@ def _run(tmp_path: Path, data: Path, params: dict, capsys) -> str:
         "metrics": metrics,
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
+        **({"window": window} if window else {}),
     }
     job = write_job(tmp_path / f"job-{data.stem}.yaml", spec)
     assert cli.main(["run", str(job)]) == 0
@@ -89,3 +90,25 @@ def test_a_run_of_the_earlier_10_bit_default_reads_as_stored_and_is_not_merged(t
     both = load_run(merged).point("overall").metrics["roc_auc"]
     scores, labels = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
     assert abs(both.value - roc_auc_score(labels, scores)) <= 1e-6
+
+
+def test_a_window_leaves_out_a_run_of_the_earlier_default_and_merges_the_rest(tmp_path, capsys):
+    """Tonight's run of the new default, with a window over the last 3 runs: the run stored under the 10-bit default
+    is left out (listed in ``metadata.window.skipped``, as a run of other settings is), and the window commits from
+    the runs that merge, equal to scikit-learn over their shards. Before, the window's merge failed: exit 2 each night
+    until that run left the window."""
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    shards = [_shard(tmp_path / name / f"{name}.parquet", seed) for seed, name in enumerate(("a", "b", "c"))]
+    binned = {"exact_cells": 0}
+    old = Path(_run(tmp_path, tmp_path / "a", {**binned, "precision_bits": 10}, capsys))
+    _as_if_stored_by_default(old)
+    _run(tmp_path, tmp_path / "b", binned, capsys)
+    _run(tmp_path, tmp_path / "c", binned, capsys, window={"runs": 3})  # (exit 0 asserted by _run)
+    (window_run,) = list_runs(str(tmp_path / "out"), "bits-3runs")
+    run = load_run(window_run.uri)
+    assert run.metadata["window"]["skipped"] == [str(old)]
+    scores = np.concatenate([shards[1][0], shards[2][0]])
+    labels = np.concatenate([shards[1][1], shards[2][1]])
+    assert abs(run.point("overall").metrics["roc_auc"].value - roc_auc_score(labels, scores)) <= 1e-6
+    assert run.metadata["rows"] == len(labels)
