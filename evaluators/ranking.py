@@ -6,9 +6,10 @@ Two statistics hold the score distribution of positives and negatives:
   while the rows hold at most ``exact_cells`` (250,000) of them, so the values equal scikit-learn's; beyond, one
   per occupied bin of a fixed grid whose bins follow the float32 bit pattern of ``min(p, 1 - p)`` (bins
   ``2**-precision_bits`` of the distance to the nearer end wide; about 6.1e-5 around 0.5 at the binary
-  default of 12 bits, 319,490 bins; 10 bits, 79,874 bins per class, for several classes). Rows whose scores share a bin then count as in unknown order, and the exact
-  value is guaranteed to lie within the reported ``.error_bound`` (computed from the state by ordering each
-  bin's rows best-first and worst-first; it also covers the weights' fixed point and float64 evaluation).
+  default of 12 bits, 319,490 bins; 10 bits, 79,874 bins per class, for several classes). Rows whose scores
+  share a bin then count as in unknown order, and the exact value is guaranteed to lie within the reported
+  ``.error_bound`` (computed from the state by ordering each bin's rows best-first and worst-first; it also
+  covers the weights' fixed point and float64 evaluation).
 * :class:`ExactScoreCounts` (``mode: exact``): the distinct scores with their
   positive and negative weights. Equal to scikit-learn (ties handled the same
   way); the state grows with the number of distinct scores, 24 bytes each per

@@ -358,9 +358,11 @@ class ScoreHistogram(Statistic):
         if self.task.kind is not TaskKind.BINARY or predictions.ndim != 1 or not len(predictions):
             return whole
         ends = np.array([predictions.min(), predictions.max()], predictions.dtype)
+        if np.isnan(ends).any():
+            return whole
         two = {"predictions": ends, "targets": np.zeros(2, np.asarray(batch["targets"]).dtype), "weights": np.ones(2)}
         cell = _grid_rows(self, two)[0]
-        if np.isnan(ends).any() or len(cell) != 2:  # (a class 0 that is not a live row: the whole grid)
+        if len(cell) != 2:  # (a class 0 that is not a live row: the whole grid)
             return whole
         return int(cell[0]), int(cell[1] - cell[0]) + 1
 

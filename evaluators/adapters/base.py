@@ -193,8 +193,12 @@ class TaskAdapter:
 
     def refused_role(self, error: Exception) -> str | None:
         """The role whose rows the task's statistics refused with ``error`` (rows they cannot count
-        together), or None for any other error. Default: ``weights`` for weights whose exact sums would overflow
-        (:class:`~evaluators.kernels.WeightRangeError`), else None."""
+        together), or None for any other error. Default: the role a :class:`~evaluators.statistic.RowsError` names
+        (a ranking query or a detection image on rows that do not go together), ``weights`` for weights whose exact
+        sums would overflow (:class:`~evaluators.kernels.WeightRangeError`), else None."""
         from evaluators.kernels import WeightRangeError
+        from evaluators.statistic import RowsError
 
+        if isinstance(error, RowsError):
+            return error.role
         return "weights" if isinstance(error, WeightRangeError) else None

@@ -85,12 +85,9 @@ class DetectionAdapter(TaskAdapter):
         return problems
 
     def refused_role(self, error: Exception) -> str | None:
-        """``predictions`` / ``targets`` for ``iou_type: segm`` reading masks from a column of boxes; ``image_id``
-        for an image on two rows."""
-        from evaluators.detection import BoxesNotMasksError, ImageRowsError
+        """``predictions`` / ``targets`` for ``iou_type: segm`` reading masks from a column of boxes."""
+        from evaluators.detection import BoxesNotMasksError
 
-        if isinstance(error, ImageRowsError):
-            return error.role
         return error.role if isinstance(error, BoxesNotMasksError) else super().refused_role(error)
 
     def ragged_roles(self, roles: Collection[str]) -> frozenset[str]:

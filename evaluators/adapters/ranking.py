@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evaluators.adapters.base import GROUPS, ColumnKind, Columns, TaskAdapter
-from evaluators.retrieval import QUERY, QueryRowsError
 from evaluators.task import BadRows, flagged_rows
 
 
@@ -31,10 +30,6 @@ class RankingAdapter(TaskAdapter):
 
     def own_kind(self, role: str) -> ColumnKind:
         return GROUPS if role in ("query_id", "item_id") else super().own_kind(role)
-
-    def refused_role(self, error: Exception) -> str | None:
-        """``query_id`` for rows of a query that cannot be ranked together (split, or of different weights)."""
-        return QUERY if isinstance(error, QueryRowsError) else super().refused_role(error)
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Item scores: finite numbers; relevance: finite numbers >= 0."""

@@ -140,8 +140,9 @@ def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
     ids = batch.get("image_id")
     image_id = np.zeros(n, np.int64) if ids is None else np.asarray(ids).astype(np.int64).reshape(n)
     seen = None if ids is None else np.sort(image_id[live])
-    if seen is not None and len(seen) > 1 and (seen[1:] == seen[:-1]).any():
-        raise ImageRowsError(int(seen[1:][seen[1:] == seen[:-1]][0]), "twice in one batch")
+    repeated = np.zeros(0, np.int64) if seen is None else seen[1:][seen[1:] == seen[:-1]]
+    if len(repeated):
+        raise ImageRowsError(int(repeated[0]), "twice in one batch")
     crowd_col, area_col = batch.get("gt_iscrowd"), batch.get("gt_area")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("pr", "ps", "pl", "pa", "gr", "gl", "gc", "ga")}
     pred_shapes: list[Any] = []
