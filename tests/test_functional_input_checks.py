@@ -20,6 +20,7 @@ from evaluators.functional import (
     recall,
     roc_auc,
 )
+from evaluators.functional import segmentation as seg
 
 NUMBERS = r"expected numbers \(integer class ids, booleans or floating scores\)"
 
@@ -120,6 +121,22 @@ def test_fairness_functions_refuse_bad_threshold():
 # Scores at exactly 0 and 1 tell ``p > t`` from ``p >= t`` at both edges.
 SCORES = np.array([0.0, 0.0, 0.2, 0.5, 0.7, 1.0, 1.0, 0.3, 0.0, 0.9])
 LABELS = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 1.5, -0.2, "0.5", True])
+def test_segmentation_refuses_bad_threshold_of_foreground_scores(threshold):
+    scores = np.array([[[0.9, 0.2], [0.6, 0.1]]], np.float32)
+    with pytest.raises(ValueError, match=r"threshold: expected a probability threshold in \[0, 1\], got"):
+        seg.iou(scores, np.array([[[1, 0], [0, 0]]]), threshold=threshold)
+
+
+def test_segmentation_foreground_scores_at_a_threshold_match_sklearn():
+    rng = np.random.default_rng(5)
+    scores, masks = rng.random((3, 6, 5)).astype(np.float32), rng.integers(0, 2, (3, 6, 5))
+    for threshold in (0.0, 0.35, np.float32(0.5), 1):
+        hard = (scores > float(threshold)).astype(int).reshape(-1)
+        want = skm.jaccard_score(masks.reshape(-1), hard, zero_division=0.0)
+        assert seg.iou(scores, masks, threshold=threshold) == pytest.approx(want, abs=1e-12)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 0, 1, 0.5, np.float32(0.5), np.float64(0.25)])

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.accumulate import Accumulator
+from evaluators.functional._common import check_threshold
 from evaluators.segmentation import (
     PixelConfusion,
     check_ids,
@@ -83,6 +84,8 @@ def _evaluate(
     ``average=None``: ``binary`` for class-id masks of two classes given without ``num_classes`` (calibrax's
     ``iou(pred_mask, gt_mask)``), else ``macro``; factories without an ``average`` get none.
     """
+    if threshold is not None:
+        check_threshold(threshold)
     preds = np.asarray(predictions)
     tgts = np.asarray(targets)
     if tgts.ndim == 0:
