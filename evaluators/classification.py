@@ -19,14 +19,14 @@ scikit-learn's ``"warn"``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
 
 from evaluators.kernels import add_at, array_namespace, in_cache_steps, safe_divide
 from evaluators.lazyjax import jnp
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import CORRELATION, RATIO, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, predicted_labels, valid_weights
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
@@ -374,38 +374,42 @@ def accuracy(task: Task, *, average: str | None = None, top_k: int = 1) -> Deriv
                 f"top_k {top_k} is more than the task's {task.classes} classes; expected 1 to {task.classes}"
             )
         avg = check_average(task, average or "micro", ("micro", "macro", "weighted", "none"))
-        return DerivedMetric("accuracy", TopKHits(task, int(top_k)), partial(_top_k_accuracy, avg))
+        return DerivedMetric("accuracy", TopKHits(task, int(top_k)), partial(_top_k_accuracy, avg), value_range=RATIO)
     if task.kind is TaskKind.MULTILABEL and average in (None, "subset"):
-        return DerivedMetric("accuracy", SubsetMatch(task), _subset_accuracy, description="exact-match ratio")
+        return DerivedMetric(
+            "accuracy", SubsetMatch(task), _subset_accuracy, description="exact-match ratio", value_range=RATIO
+        )
     avg = check_average(task, average or "micro")
-    return DerivedMetric("accuracy", ConfusionCounts(task), partial(_accuracy, task, avg))
+    return DerivedMetric("accuracy", ConfusionCounts(task), partial(_accuracy, task, avg), value_range=RATIO)
 
 
 def precision(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
     """tp / (tp + fp)."""
     require_kind(task, "precision", *_CLASSIFICATION)
     avg = check_average(task, average or default_average(task))
-    return DerivedMetric("precision", ConfusionCounts(task), partial(_precision, task, avg, zero_division))
+    finalize = partial(_precision, task, avg, zero_division)
+    return DerivedMetric("precision", ConfusionCounts(task), finalize, value_range=RATIO)
 
 
 def recall(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
     """tp / (tp + fn)."""
     require_kind(task, "recall", *_CLASSIFICATION)
     avg = check_average(task, average or default_average(task))
-    return DerivedMetric("recall", ConfusionCounts(task), partial(_recall, task, avg, zero_division))
+    return DerivedMetric("recall", ConfusionCounts(task), partial(_recall, task, avg, zero_division), value_range=RATIO)
 
 
 def sensitivity(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
     """Recall under its clinical name: tp / (tp + fn)."""
     metric = recall(task, average=average, zero_division=zero_division)
-    return DerivedMetric("sensitivity", metric.statistic, metric.finalize)
+    return replace(metric, name="sensitivity")
 
 
 def specificity(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
     """tn / (tn + fp)."""
     require_kind(task, "specificity", *_CLASSIFICATION)
     avg = check_average(task, average or default_average(task))
-    return DerivedMetric("specificity", ConfusionCounts(task), partial(_specificity, task, avg, zero_division))
+    finalize = partial(_specificity, task, avg, zero_division)
+    return DerivedMetric("specificity", ConfusionCounts(task), finalize, value_range=RATIO)
 
 
 def fbeta_score(
@@ -416,32 +420,37 @@ def fbeta_score(
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     avg = check_average(task, average or default_average(task))
-    return DerivedMetric("fbeta_score", ConfusionCounts(task), partial(_fbeta, task, float(beta), avg, zero_division))
+    finalize = partial(_fbeta, task, float(beta), avg, zero_division)
+    return DerivedMetric("fbeta_score", ConfusionCounts(task), finalize, value_range=RATIO)
 
 
 def f1_score(task: Task, *, average: str | None = None, zero_division: float = 0.0) -> DerivedMetric:
     """Harmonic mean of precision and recall."""
     metric = fbeta_score(task, beta=1.0, average=average, zero_division=zero_division)
-    return DerivedMetric("f1_score", metric.statistic, metric.finalize)
+    return replace(metric, name="f1_score")
 
 
 def balanced_accuracy(task: Task, *, adjusted: bool = False) -> DerivedMetric:
     """Mean recall over the classes present in the targets (scikit-learn)."""
     require_kind(task, "balanced_accuracy", *_SINGLE_LABEL)
-    return DerivedMetric("balanced_accuracy", ConfusionCounts(task), partial(_balanced_accuracy, task, adjusted))
+    finalize = partial(_balanced_accuracy, task, adjusted)
+    return DerivedMetric(
+        "balanced_accuracy", ConfusionCounts(task), finalize, value_range=CORRELATION if adjusted else RATIO
+    )
 
 
 def matthews_corrcoef(task: Task) -> DerivedMetric:
     """Matthews correlation coefficient (multiclass generalisation, R_K)."""
     require_kind(task, "matthews_corrcoef", *_SINGLE_LABEL)
-    return DerivedMetric("matthews_corrcoef", ConfusionCounts(task), _matthews)
+    return DerivedMetric("matthews_corrcoef", ConfusionCounts(task), _matthews, value_range=CORRELATION)
 
 
 def cohen_kappa(task: Task, *, weights: str | None = None) -> DerivedMetric:
     """Cohen's kappa between predicted and true labels; ``weights``: none, linear, quadratic."""
     require_kind(task, "cohen_kappa", *_SINGLE_LABEL)
     _cohen_kappa(weights, np.eye(2))  # validates ``weights`` early
-    return DerivedMetric("cohen_kappa", ConfusionCounts(task), partial(_cohen_kappa, weights))
+    finalize = partial(_cohen_kappa, weights)
+    return DerivedMetric("cohen_kappa", ConfusionCounts(task), finalize, value_range=CORRELATION)
 
 
 def confusion_matrix(task: Task, *, normalize: str | None = None) -> DerivedMetric:

@@ -71,7 +71,7 @@ from evaluators.score_grid import (
     cell_count,
     score_bins,
 )
-from evaluators.statistic import DerivedMetric, State, Statistic
+from evaluators.statistic import RATIO, DerivedMetric, State, Statistic
 from evaluators.task import (
     PredictionKind,
     Task,
@@ -508,7 +508,7 @@ def _ranking_metric(
     rows = partial(_ranking_rows, task, avg, rows_fn, binned)
     value = partial(_ranking, task, avg, score_fn, rows_fn, rounding_rows, binned)
     many = partial(_ranking_many, task, avg, rows_fn, rounding_rows, binned)
-    return DerivedMetric(name, statistic, value, interval_rows=rows, finalize_many=many)
+    return DerivedMetric(name, statistic, value, interval_rows=rows, finalize_many=many, value_range=RATIO)
 
 
 def roc_auc(

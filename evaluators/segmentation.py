@@ -65,7 +65,7 @@ Example (calibrax's functions, in :mod:`evaluators.functional.segmentation`)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -78,7 +78,7 @@ from evaluators.mask_png import MASK_MODES as MASK_MODES
 from evaluators.mask_png import decode_mask as decode_mask
 from evaluators.mask_png import decode_masks as decode_masks
 from evaluators.mask_png import encode_mask as encode_mask
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import RATIO, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import BadRows, PredictionKind, Task, TaskKind
 
 AVERAGES = ("binary", "micro", "macro", "weighted", "none")
@@ -258,7 +258,7 @@ def _ratio_metric(
 ) -> DerivedMetric:
     """A metric reducing per-class ratios (``_iou``, ``_dice``, ``_class_accuracy``) of one pixel confusion matrix."""
     finalize = partial(ratio, stat.ignore_index, check_average(average, stat), float(zero_division))
-    return DerivedMetric(name, stat, finalize, description=description)
+    return DerivedMetric(name, stat, finalize, description=description, value_range=RATIO)
 
 
 def mean_iou_metric(
@@ -286,7 +286,7 @@ def jaccard_index_metric(
     metric = mean_iou_metric(
         task, num_classes=num_classes, average=average, ignore_index=ignore_index, zero_division=zero_division
     )
-    return DerivedMetric("jaccard_index", metric.statistic, metric.finalize, description=metric.description)
+    return replace(metric, name="jaccard_index")
 
 
 def dice_score_metric(

@@ -351,6 +351,10 @@ class Direction(enum.StrEnum):
 
 
 Finalize = Callable[[State], Mapping[str, Any]]
+RATIO = (0.0, 1.0)
+"""The :attr:`DerivedMetric.value_range` of ratios (accuracy, precision, ROC-AUC, IoU, ...)."""
+CORRELATION = (-1.0, 1.0)
+"""The :attr:`DerivedMetric.value_range` of agreement scores (MCC, Cohen's kappa, adjusted balanced accuracy)."""
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,9 @@ class DerivedMetric:
             computes one state at a time).
         finalize_many: optional host function giving ``finalize`` of many states at once (a run's slices), each
             equal to that state's own, or None for states it does not take (then one state at a time).
+        value_range: ``(low, high)`` that the headline and per-class values always lie in (:data:`RATIO` for
+            ratios such as recall or ROC-AUC), or None; bootstrap intervals are clipped to it (a reflected interval
+            can reach beyond: ROC-AUC 0.99 on a few hundred rows could read ``[0.97, 1.01]``).
     """
 
     name: str
@@ -390,6 +397,7 @@ class DerivedMetric:
     interval_values: Finalize | None = None
     interval_rows: Callable[[State], Mapping[str, np.ndarray] | None] | None = None
     finalize_many: Callable[[list[State]], Sequence[Mapping[str, Any]] | None] | None = None
+    value_range: tuple[float, float] | None = None
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""

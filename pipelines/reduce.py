@@ -157,6 +157,7 @@ def build_points(
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
             percentile_keys = {spec.key for spec, metric in metrics if metric.interval_values is not None}
+            ranges = {spec.key: metric.value_range for spec, metric in metrics if metric.value_range is not None}
             one_cluster = False
             if confidence and racc is not None and key in buckets_by_slice:
                 replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
@@ -169,6 +170,7 @@ def build_points(
                         lower, upper = percentile_interval(replicas[name], confidence.level)
                     else:
                         lower, upper = basic_interval(replicas[name], confidence.level, value, centre.get(name, value))
+                        lower, upper = _within(ranges, name, lower, upper)
                     samples = tuple(float(x) for x in replicas[name]) if confidence.samples else None
                     values[name] = Metric(value=value, lower=lower, upper=upper, samples=samples)
                 else:
@@ -181,6 +183,16 @@ def build_points(
     if small:
         report["below_min_count"] = [slice_name(key) for key in small]
     return points, report
+
+
+def _within(ranges: dict[str, tuple[float, float]], name: str, lower: float, upper: float) -> tuple[float, float]:
+    """A basic interval of the value ``name`` (a metric's key, or its ``key[i]`` per class) clipped to the range
+    its metric's values lie in (:attr:`~evaluators.statistic.DerivedMetric.value_range`), where it has one."""
+    key = name.split("[", 1)[0]
+    if key not in ranges or (key != name and not name.endswith("]")):
+        return lower, upper
+    low, high = ranges[key]
+    return float(np.clip(lower, low, high)), float(np.clip(upper, low, high))
 
 
 _DIRECTIONS = {"higher": MetricDirection.HIGHER, "lower": MetricDirection.LOWER, "info": MetricDirection.INFO}

@@ -1,0 +1,74 @@
+"""Bootstrap intervals stay within the values a metric can take: the basic (reflected) interval ``[2 t - q_hi,
+2 t - q_lo]`` of a value near its end (accuracy 0.995 on 200 rows) can reach past 1, which no replicate
+and no data can; it is clipped to the metric's range (:attr:`evaluators.statistic.DerivedMetric.value_range`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from evaluators import catalog
+from evaluators.statistic import CORRELATION, RATIO
+from evaluators.task import Task
+from pipelines import spec as spec_module
+from pipelines.execute import run_job
+from tests.conftest import write_job
+
+LEVEL = 0.9
+
+
+def _run(tmp_path, seed: int):
+    rng = np.random.default_rng(seed)
+    n = 200
+    y = rng.integers(0, 2, n)
+    p = np.where(y == 1, rng.uniform(0.55, 1.0, n), rng.uniform(0.0, 0.45, n))
+    wrong = rng.choice(n, 1)  # one row on the wrong side: accuracy 0.995
+    p[wrong] = 1.0 - p[wrong]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"score": p, "label": y, "row_id": np.arange(n)}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "near-one",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "label", "row_id": "row_id"},
+        },
+        "task": "binary",
+        "metrics": ["accuracy", "f1_score", "matthews_corrcoef", "roc_auc", "log_loss"],
+        "confidence": {"replicates": 200, "level": LEVEL, "seed": 3, "buckets": 64, "samples": True},
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_basic_intervals_are_clipped_to_the_metrics_range(tmp_path, seed):
+    metrics = _run(tmp_path, seed).point("overall").metrics
+    clipped = 0
+    for name, (low, high) in (("accuracy", RATIO), ("f1_score", RATIO), ("matthews_corrcoef", CORRELATION)):
+        m = metrics[name]
+        finite = np.asarray(m.samples)[np.isfinite(m.samples)]
+        q_lo, q_hi = np.quantile(finite - m.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        reflected = (m.value - q_hi, m.value - q_lo)  # (the replicates' centre is the value: the same statistic)
+        clipped += reflected[1] > high
+        assert (m.lower, m.upper) == pytest.approx((max(reflected[0], low), min(reflected[1], high)), abs=1e-15), name
+        assert low <= m.lower <= m.value <= m.upper <= high, name
+    assert clipped >= 2  # (the data puts the reflected upper end past 1: the clipping is what is tested)
+    auc = metrics["roc_auc"]
+    assert 0.0 <= auc.lower <= auc.value <= auc.upper <= 1.0
+    loss = metrics["log_loss"]  # (no upper limit: its interval is the reflected one)
+    finite = np.asarray(loss.samples)[np.isfinite(loss.samples)]
+    q_lo, q_hi = np.quantile(finite - loss.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    assert (loss.lower, loss.upper) == pytest.approx((loss.value - q_hi, loss.value - q_lo), abs=1e-15)
+
+
+def test_ranges_of_metrics():
+    task = Task("binary")
+    assert catalog.build("recall", task).value_range == RATIO
+    assert catalog.build("average_precision", task).value_range == RATIO
+    assert catalog.build("cohen_kappa", task).value_range == CORRELATION
+    assert catalog.build("balanced_accuracy", task, {"adjusted": True}).value_range == CORRELATION
+    assert catalog.build("sensitivity", task).value_range == RATIO
+    assert catalog.build("log_loss", task).value_range is None
