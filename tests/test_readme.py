@@ -1,10 +1,11 @@
-"""The README's runnable shell blocks, run as written from a checkout.
+"""The README's runnable shell and Python blocks, run as written from a checkout.
 
-A block is runnable when the line before its opening fence is ``<!-- runnable -->``. Each runs with
-``bash -euo pipefail`` in a fresh directory laid out like a checkout (``configs/``, ``scripts/`` and
-``pipelines/`` of this one, and ``.venv`` pointing at the environment running the tests), so that
-``.venv/bin/evalpipe`` and ``.venv/bin/python`` lines work verbatim and whatever they write stays out of the
-checkout. The example config headers' command lines marked ``Runnable:`` run the same way.
+A block is runnable when the line before its opening fence is ``<!-- runnable -->``. Each shell block runs with
+``bash -euo pipefail``, and each Python block after them with ``.venv/bin/python``, in a fresh directory laid out
+like a checkout (``configs/``, ``scripts/`` and ``pipelines/`` of this one, and ``.venv`` pointing at the
+environment running the tests), so that ``.venv/bin/evalpipe`` and ``.venv/bin/python`` lines work verbatim and
+whatever they write stays out of the checkout. The example config headers' command lines marked ``Runnable:`` run
+the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ MARKER = "<!-- runnable -->"
 TIMEOUT_S = 900
 
 
-def runnable_blocks(text: str) -> list[str]:
-    """The bodies of the ```sh blocks whose fence follows a ``<!-- runnable -->`` line."""
-    return [m.group(1) for m in re.finditer(r"^<!-- runnable -->\n```sh\n(.*?)^```$", text, re.M | re.S)]
+def runnable_blocks(text: str, language: str = "sh") -> list[str]:
+    """The bodies of the ```sh (or ``language``) blocks whose fence follows a ``<!-- runnable -->`` line."""
+    pattern = rf"^<!-- runnable -->\n```{language}\n(.*?)^```$"
+    return [m.group(1) for m in re.finditer(pattern, text, re.M | re.S)]
 
 
 def header_commands(text: str) -> str:
@@ -78,6 +80,13 @@ def test_readme_runnable_blocks_work_verbatim(tmp_path: Path) -> None:
     from pipelines import __version__
 
     assert f"evalpipe {__version__}" in result.stdout
+    python_blocks = runnable_blocks((ROOT / "README.md").read_text(), "python")
+    assert python_blocks
+    for block in python_blocks:  # (after the shell blocks: they read the run those wrote)
+        result = _run(f".venv/bin/python - <<'EOF'\n{block}EOF\n", checkout)
+        assert result.returncode == 0, (
+            f"README block failed:\n{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
 
 
 @pytest.mark.slow
