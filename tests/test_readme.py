@@ -87,6 +87,7 @@ def test_readme_runnable_blocks_work_verbatim(tmp_path: Path) -> None:
         assert result.returncode == 0, (
             f"README block failed:\n{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
+    assert (checkout / "example-output" / "roc.png").read_bytes().startswith(b"\x89PNG")  # (the plots block's figure)
 
 
 @pytest.mark.slow
