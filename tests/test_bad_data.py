@@ -229,3 +229,42 @@ def test_on_bad_rows_drop_leaves_them_out_counts_them_and_equals_sklearn_on_the_
     assert values["accuracy"] == pytest.approx(skm.accuracy_score(y[keep], p[keep] > 0.5), abs=1e-12)
     assert values["roc_auc"] == pytest.approx(skm.roc_auc_score(y[keep], p[keep]), rel=1e-9)
     assert values["log_loss"] == pytest.approx(skm.log_loss(y[keep], p[keep]), rel=1e-9)
+
+
+def _integer_scores(tmp_path, scores, labels, task, metrics):
+    """A job over one file whose prediction column holds integers (``[n]`` or ``[n, C]`` lists)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    column = pa.array(scores, pa.list_(pa.int64()) if np.ndim(scores) == 2 else pa.int64())
+    pq.write_table(pa.table({"score": column, "label": pa.array(labels, pa.int64())}), data / "part.parquet")
+    return _job(tmp_path, data, task=task, metrics=metrics)
+
+
+def test_integer_scores_outside_0_1_are_refused_as_float_ones_are(tmp_path):
+    """An integer prediction column of a probability task is read as probabilities: 5 and -3 are none (they were
+    taken as they were: Brier score 10.2 with exit 0)."""
+    job = _integer_scores(tmp_path, [0, 1, 5, -3, 7, 0], [0, 1, 1, 0, 1, 0], "binary", ("accuracy", "brier_score"))
+    message = _fails(tmp_path, job, "column 'score' (data.columns.predictions)", "3 rows with probabilities outside")
+    assert message.startswith(str(tmp_path / "data" / "part.parquet"))
+
+
+def test_integer_class_scores_that_do_not_sum_to_one_are_refused(tmp_path):
+    rows = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0], [1, 0, 0]]
+    task = {"kind": "multiclass", "num_classes": 3}
+    job = _integer_scores(tmp_path, rows, [0, 1, 2, 0, 1, 2], task, ("accuracy",))
+    _fails(
+        tmp_path, job, "column 'score' (data.columns.predictions)", "2 rows whose class probabilities do not sum to 1"
+    )
+
+
+def test_integer_zero_one_scores_are_probabilities_equal_to_sklearn(tmp_path):
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 60)
+    hard = np.where(rng.random(60) < 0.7, y, rng.integers(0, 3, 60))
+    onehot = np.eye(3, dtype=np.int64)[hard]
+    task = {"kind": "multiclass", "num_classes": 3}
+    job = _integer_scores(tmp_path, onehot.tolist(), y, task, ("accuracy", "brier_score"))
+    values = run_job(spec_module.load(str(job)), show_progress=False).run.point("overall").metrics
+    assert values["accuracy"].value == pytest.approx(skm.accuracy_score(y, hard), abs=1e-15)
+    want = np.mean(np.sum((onehot - np.eye(3)[y]) ** 2, axis=1))  # (multiclass Brier: the sum over classes)
+    assert values["brier_score"].value == pytest.approx(want, abs=1e-12)

@@ -66,10 +66,11 @@ class RegressionAdapter(TaskAdapter):
 
 
 def score_problems(task: Task, preds: np.ndarray, n: int) -> list[BadRows]:
-    """Rows of float predictions (``[n]`` or ``[n, C]``) with NaN or inf; for probabilities, also values outside
-    [0, 1] and multiclass rows that do not sum to 1 (within :data:`SUM_TOLERANCE`)."""
+    """Rows of float predictions (``[n]`` or ``[n, C]``) with NaN or inf; for probabilities (float or integer
+    columns: an integer 5 is no probability either), also values outside [0, 1] and multiclass rows that do not sum to
+    1 (within :data:`SUM_TOLERANCE`)."""
     problems: list[BadRows] = []
-    if np.issubdtype(preds.dtype, np.floating):
+    if np.issubdtype(preds.dtype, np.floating) or np.issubdtype(preds.dtype, np.integer):
         # Two reductions clear a clean batch (NaN propagates through both); masks only when they do not.
         lo, hi = (float(np.min(preds)), float(np.max(preds))) if preds.size else (0.0, 0.0)
         all_finite = bool(np.isfinite(lo) and np.isfinite(hi))
@@ -97,7 +98,7 @@ def _off_one(preds: np.ndarray, tolerance: float) -> np.ndarray:
     """Rows whose float64 sum is further than ``tolerance`` from 1. Rows are summed in their own dtype
     first (no float64 copy of the batch); only rows within rounding of the tolerance are summed again in
     float64, so the answer is the float64 one."""
-    if preds.dtype == np.float64 or preds.shape[1] == 0:
+    if preds.dtype == np.float64 or not np.issubdtype(preds.dtype, np.floating) or preds.shape[1] == 0:
         return np.abs(preds.sum(axis=1, dtype=np.float64) - 1.0) > tolerance
     sums = preds.sum(axis=1)
     slack = preds.shape[1] * float(np.finfo(preds.dtype).eps) * 4.0  # bound on the own-dtype rounding
