@@ -127,13 +127,31 @@ def read_metrics(root: Section, task: Task, allow_empty: bool = False) -> tuple[
             key = name if not params else name + "(" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + ")"
         if not isinstance(key, str) or not key:
             raise SpecError(f"{where}.as: expected a non-empty string, got {describe(key)}.")
-        if key in keys:
-            raise SpecError(
-                f"{where}: metric key {key!r} is already used by metrics[{keys[key]}]; give one of them `as: <key>`."
-            )
-        keys[key] = i
+        _claim(keys, key, i, where, "give one of them `as: <key>`")
         specs.append(MetricSpec(name, key, dict(params), priority))
     return tuple(specs)
+
+
+RESERVED_KEYS = ("rows",)
+"""Keys every point records besides its metrics' (the rows it holds)."""
+
+
+def _claim(keys: dict[str, int], key: str, i: int, where: str, hint: str) -> None:
+    """Record ``metrics[i]``'s output key, refusing one that would overwrite another's values: the same key, a
+    reserved one, or one inside another's sub-keys (``roc_auc.error_bound``, ``f1[2]``, ``confusion_matrix[0,1]``)
+    or holding them."""
+    if key in RESERVED_KEYS:
+        raise SpecError(f"{where}: metric key {key!r} is reserved (every point records its {key}); choose another.")
+    for other, j in keys.items():
+        inside = key.startswith((other + ".", other + "[")) or other.startswith((key + ".", key + "["))
+        if key == other:
+            raise SpecError(f"{where}: metric key {key!r} is already used by metrics[{j}]; {hint}.")
+        if inside:
+            raise SpecError(
+                f"{where}: metric key {key!r} overlaps metrics[{j}]'s key {other!r} (a metric's values are recorded "
+                f"as <key>, <key>.<part> and <key>[i]); {hint}."
+            )
+    keys[key] = i
 
 
 TORCHMETRICS_PREFIX = "torchmetrics:"
@@ -155,9 +173,7 @@ def _backend_entry(root: Section, i: int, entry: dict[str, Any], task: Task, key
     for ignored in AUTOTIMM_KEYS:
         sec.get(ignored, (list, bool, str))
     sec.finish()
-    if key in keys:
-        raise SpecError(f"{sec.where('name')}: metric key {key!r} is already used by metrics[{keys[key]}].")
-    keys[key] = i
+    _claim(keys, key, i, sec.where("name"), "rename one of them")
     native = native_equivalent(task, class_name, params)
     if native is not None:
         name, native_params = native
@@ -205,9 +221,7 @@ def _custom_statistic_entry(
         raise SpecError(f"{sec.where('statistic')}: {path!r}: {exc}.") from None
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         raise SpecError(f"{sec.where('statistic')}: cannot use {path!r}: {type(exc).__name__}: {exc}.") from None
-    if key in keys:
-        raise SpecError(f"{sec.where()}: metric key {key!r} is already used by metrics[{keys[key]}]; set `as:`.")
-    keys[key] = i
+    _claim(keys, key, i, sec.where(), "set `as:`")
     return MetricSpec(CUSTOM_PREFIX + path, key, dict(params), priority)
 
 

@@ -109,6 +109,26 @@ def test_duplicate_output_keys_are_refused():
     assert "already used by metrics[0]" in message
 
 
+@pytest.mark.parametrize("key", ["accuracy.error_bound", "accuracy[0]"])
+def test_keys_inside_another_metrics_values_are_refused(key):
+    """A key that another metric's values use (``roc_auc.error_bound``, ``f1[2]``, ``confusion_matrix[0,0]``) would
+    overwrite them in the run: refused, as the same key is."""
+    message = error(GOOD.replace("as: f1_macro", f"as: '{key}'"))
+    assert f"metrics[1] (line 10): metric key {key!r} overlaps metrics[0]'s key 'accuracy'" in message
+
+
+def test_a_key_holding_another_metrics_values_is_refused():
+    message = error(GOOD.replace("  - accuracy\n", "  - {name: accuracy, as: acc.top}\n").replace("f1_macro", "acc"))
+    assert "metric key 'acc' overlaps metrics[0]'s key 'acc.top'" in message
+
+
+def test_the_rows_key_is_reserved():
+    message = error(GOOD.replace("as: f1_macro", "as: rows"))
+    assert (
+        "metrics[1] (line 10): metric key 'rows' is reserved (every point records its rows); choose another" in message
+    )
+
+
 def test_absurd_resources_are_refused():
     assert "execution.num_gpus" in error(GOOD + "execution:\n  num_gpus: 100000\n")
     assert "execution.unit_rows" in error(GOOD + "execution:\n  unit_rows: 0\n")
