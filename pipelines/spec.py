@@ -297,6 +297,8 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
 def _output(root: _Section, overrides: Mapping[str, Any]) -> OutputSpec:
     sec = root.section("output", required=not overrides.get("output"))
     uri = sec.get("uri", str, required=not overrides.get("output"))
+    if uri is not None and not uri.strip() and not overrides.get("output"):
+        raise SpecError(f"{sec.where('uri')}: expected the location runs are written to (a path or URL), got {uri!r}.")
     options = _storage_options(sec)
     on_existing = sec.get("on_existing", str, "new", choices=("new", "refuse"))
     create = sec.get("create", bool, False)

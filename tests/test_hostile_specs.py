@@ -4,6 +4,7 @@ exit code 2 and one paragraph naming the key, file or column, with nothing writt
 from __future__ import annotations
 
 import os
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,6 +55,11 @@ CASES = [
     ("inf var", lambda s: s + "vars: {x: .inf}\n", "vars.x (line 9): inf is not a finite number"),
     ("inf tolerance", lambda s: s + "baseline: {run: latest, tolerance: .inf}\n", "baseline.tolerance (line 9): inf"),
     ("NaN tolerance of a metric", lambda s: s + "baseline: {tolerance: {accuracy: .nan}}\n", "tolerance.accuracy"),
+    (
+        "an empty output uri",
+        lambda s: re.sub(r"output: \{uri: [^}]*\}", "output: {uri: ''}", s),
+        "output.uri (line 8): expected the location runs are written to (a path or URL), got ''",
+    ),
     ("job name with a trailing newline", lambda s: s.replace("name: hostile", 'name: "abc\\n"'), "'abc\\n'"),
     ("task as a list", lambda s: s.replace("task: binary", "task: [binary]"), "task (line 5): expected a task name"),
     ("an unclosed placeholder", lambda s: s + "description: run of ${DATE\n", "description (line 9): a placeholder"),
