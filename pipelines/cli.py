@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 from pipelines.run_text import format_run, format_value, metric_rows, write_table
-from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, stop_on_sigterm
+from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, ignore_stops, stop_on_sigterm
 
 if TYPE_CHECKING:
     from pipelines.spec import JobSpec
@@ -62,9 +62,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                         out.write(
                             f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
                         )
-            if stop.received:
+            if stop.received or stop.interrupted:
+                signal_name = "SIGTERM" if stop.received else "Ctrl-C"
                 sys.stderr.write(
-                    job.redact(f"evalpipe: SIGTERM received after run {outcome.uri} committed; the run is complete\n")
+                    job.redact(
+                        f"evalpipe: {signal_name} received after run {outcome.uri} committed; the run is complete\n"
+                    )
                 )
             if outcome.window is not None and outcome.window.uri is not None:
                 out.write(job.redact(f"window: {outcome.window.uri}\n"))
@@ -75,6 +78,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         # thread, rather than leaving it to a garbage collection during interpreter shutdown.
         traceback.clear_frames(exc.__traceback__)
         raise
+    if args.process:
+        ignore_stops()  # committed and reported: a signal from here to the exit would only hide that
     return REGRESSED if outcome.regressions else 0
 
 

@@ -33,11 +33,18 @@ class StopControl:
     def __init__(self, grace_s: float | None) -> None:
         self.grace_s = grace_s
         self.received = False
+        self.interrupted = False
         self.committed_uri: str | None = None
 
     def committed(self, uri: str) -> None:
         """The run's manifest exists: from now on a SIGTERM is noted, not raised."""
         self.committed_uri = uri
+
+    def interrupt(self, signum: int, frame: object) -> None:
+        """Ctrl-C (SIGINT): ``KeyboardInterrupt`` before the commit, as Python's own handler; noted after it."""
+        if self.committed_uri is None:
+            raise KeyboardInterrupt()
+        self.interrupted = True
 
     def handle(self, signum: int, frame: object) -> None:
         first = not self.received
@@ -72,7 +79,7 @@ class StopControl:
 
 @contextlib.contextmanager
 def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopControl]:
-    """Route SIGTERM to a :class:`StopControl` inside the block (main thread only). ``grace_s``: end the
+    """Route SIGTERM and SIGINT to a :class:`StopControl` inside the block (main thread only). ``grace_s``: end the
     process that long after the first SIGTERM (None: never, for callers that are not the whole process).
 
     Some libraries turn an exception raised by a signal handler into their own ``KeyboardInterrupt``: one
@@ -82,6 +89,7 @@ def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopContro
         yield control
         return
     previous = signal.signal(signal.SIGTERM, control.handle)
+    previous_interrupt = signal.signal(signal.SIGINT, control.interrupt)
     try:
         yield control
     except KeyboardInterrupt as exc:
@@ -90,3 +98,12 @@ def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopContro
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
+
+
+def ignore_stops() -> None:
+    """Ignore SIGTERM and Ctrl-C for the rest of the process (main thread only): once its run is committed and
+    reported, a process ending by a signal would tell a scheduler the job was stopped."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

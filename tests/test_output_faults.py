@@ -245,17 +245,20 @@ def _held_driver(tmp_path: Path, spec: dict, step: str) -> tuple[subprocess.Pope
     return proc, hold
 
 
-def test_sigterm_just_after_the_commit_reports_the_committed_run_and_clears_its_checkpoints(tmp_path, shards):
+@pytest.mark.parametrize(("sig", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_stop_just_after_the_commit_reports_the_committed_run_and_clears_its_checkpoints(tmp_path, shards, sig, said):
+    """SIGTERM or Ctrl-C once the manifest exists: exit 0 with the committed run (Ctrl-C there ended the process by
+    the signal, as if the job had been stopped)."""
     out = tmp_path / "out"
     proc, hold = _held_driver(tmp_path, _spec(shards, f"slowclear://{out}", name="late"), "clearing")
     # committed; now removing its checkpoints
     (run,) = list_runs(str(out), "late")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     time.sleep(0.5)  # the signal is handled while the removal waits
     hold.unlink()
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
-    assert f"SIGTERM received after run slowclear://{out}/late/{run.run_id} committed" in stderr
+    assert f"{said} received after run slowclear://{out}/late/{run.run_id} committed" in stderr
     assert "nothing was committed" not in stderr
     assert f"run: slowclear://{out}/late/{run.run_id}" in stdout
     assert not (out / "late" / "_checkpoints").exists() or not any((out / "late" / "_checkpoints").iterdir())
