@@ -178,6 +178,18 @@ class Point:
         )
 
 
+def evalpipe_run_dict(data: Any) -> Any:
+    """``data`` (a ``run.json``) checked for what every run evalpipe writes holds, though a calibrax record may
+    lack it: points (``overall`` at least), each with its metrics; ``ValueError`` or ``KeyError`` otherwise."""
+    points = data["points"]
+    if not isinstance(points, list) or not points:
+        raise ValueError(f"'points' holds {points!r}; every run holds its overall point at least")
+    missing = [i for i, point in enumerate(points) if "metrics" not in point]
+    if missing:
+        raise KeyError(f"points[{missing[0]}].metrics")
+    return data
+
+
 def slice_name(key: Iterable[tuple[str, object]]) -> str:
     """A point's name: ``overall``, or ``column=value`` pairs joined by ``,`` (``filter=name`` for a filter entry),
     with ``\\``, ``,`` and ``=`` inside a column name or value written ``\\\\``, ``\\,`` and ``\\=``, so that

@@ -38,7 +38,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
 from pipelines.errors import UserError
-from pipelines.records import Run, manifest_problem, utc
+from pipelines.records import Run, evalpipe_run_dict, manifest_problem, utc
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
 from pipelines.storage_budget import CLEANUP_S, within
 from pipelines.unit_result import SliceKey
@@ -591,7 +591,7 @@ def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
     with loc.fs.open(loc.file(RUN_FILE), "rb") as handle:
         text = handle.read()
     try:
-        return Run.from_dict(json.loads(text))
+        return Run.from_dict(evalpipe_run_dict(json.loads(text)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(
             f"{uri}: this run's {RUN_FILE} is unreadable although it has the size its {COMMIT_MARKER} manifest lists "

@@ -487,6 +487,22 @@ def test_paths_of_the_wrong_kind_and_a_damaged_run_exit_2_in_a_sentence(results,
     (damaged / "run.json").write_text("{" + " " * (size - 1))
     code, _, err = _run(["show", str(damaged)], capsys)
     assert code == 2 and "run.json is unreadable although it has the size" in err and "Traceback" not in err, err
+    # valid JSON without its points (or a point without its metrics), padded to the size: read as an empty run
+    record = json.loads((run / "run.json").read_text())
+    for spoil, named in (
+        (lambda r: r.pop("points"), "KeyError: 'points'"),
+        (lambda r: r["points"][0].pop("metrics"), "points[0].metrics"),
+    ):
+        spoiled = dict(record, points=[dict(p) for p in record["points"]])
+        spoil(spoiled)
+        text = json.dumps(spoiled)
+        (damaged / "run.json").write_text(text + " " * (size - len(text.encode())))
+        listed = tmp_path / "listed" / "gate" / run.name  # (where `runs` finds it)
+        shutil.rmtree(listed.parent.parent, ignore_errors=True)
+        shutil.copytree(damaged, listed)
+        for argv in (["show", str(damaged)], ["runs", str(listed.parent.parent)]):
+            code, _, err = _run(argv, capsys)
+            assert code == 2 and "run.json is unreadable although it has the size" in err and named in err, err
 
 
 def test_output_cut_short_by_the_reader_is_no_internal_error(results) -> None:
