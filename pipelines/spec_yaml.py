@@ -56,7 +56,9 @@ class Section:
         return self.source.where(self.path if key is None else (*self.path, key))
 
     def missing(self, key: str, what: str = "key") -> SpecError:
-        """The error for a required ``key`` that is absent: a misspelling of it if there is one."""
+        """The error for a required ``key`` that is absent or null: a misspelling of it if there is one."""
+        if key in self.value:  # (written, with no value: `predictions:` or `predictions: null`)
+            return SpecError(f"{self.where(key)}: missing the value of required {what} {key!r} (got nothing, null).")
         near = difflib.get_close_matches(key, [str(k) for k in self.value], n=1, cutoff=0.6)
         if near:
             return SpecError(f"{self.where(near[0])}: unknown key {near[0]!r} (did you mean {key!r}?).")

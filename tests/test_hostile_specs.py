@@ -60,6 +60,11 @@ CASES = [
         lambda s: re.sub(r"output: \{uri: [^}]*\}", "output: {uri: ''}", s),
         "output.uri (line 8): expected the location runs are written to (a path or URL), got ''",
     ),
+    (
+        "a null column",
+        lambda s: s.replace("predictions: score", "predictions: null"),
+        "data.columns.predictions (line 4): missing the value of required key 'predictions' (got nothing, null)",
+    ),
     ("job name with a trailing newline", lambda s: s.replace("name: hostile", 'name: "abc\\n"'), "'abc\\n'"),
     ("task as a list", lambda s: s.replace("task: binary", "task: [binary]"), "task (line 5): expected a task name"),
     ("an unclosed placeholder", lambda s: s + "description: run of ${DATE\n", "description (line 9): a placeholder"),
