@@ -267,6 +267,11 @@ def _task(root: _Section) -> Task:
     _positive(sec, "num_classes", num_classes, 1_000_000, integer=True)
     if num_classes is not None and num_classes < 2:
         raise SpecError(f"{sec.where('num_classes')}: expected at least 2 classes, got {num_classes}.")
+    if kind == "binary" and num_classes not in (None, 2):
+        raise SpecError(
+            f"{sec.where('num_classes')}: a binary task has 2 classes, got {num_classes}; for more, use "
+            "`kind: multiclass` (one label per row) or `kind: multilabel` (several)."
+        )
     if not 0.0 <= threshold <= 1.0:
         raise SpecError(f"{sec.where('threshold')}: expected a probability threshold in [0, 1], got {threshold}.")
     return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)

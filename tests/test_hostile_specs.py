@@ -65,6 +65,11 @@ CASES = [
         lambda s: s.replace("predictions: score", "predictions: null"),
         "data.columns.predictions (line 4): missing the value of required key 'predictions' (got nothing, null)",
     ),
+    (
+        "a binary task of 3 classes",
+        lambda s: s.replace("task: binary", "task: {kind: binary, num_classes: 3}"),
+        "task.num_classes (line 5): a binary task has 2 classes, got 3",
+    ),
     ("job name with a trailing newline", lambda s: s.replace("name: hostile", 'name: "abc\\n"'), "'abc\\n'"),
     ("task as a list", lambda s: s.replace("task: binary", "task: [binary]"), "task (line 5): expected a task name"),
     ("an unclosed placeholder", lambda s: s + "description: run of ${DATE\n", "description (line 9): a placeholder"),
