@@ -138,7 +138,8 @@ def class_probabilities(task: Task, predictions: jax.Array) -> jax.Array:
     """``[n, C]`` class probabilities of a multiclass task."""
     if task.prediction is PredictionKind.LOGITS:
         if isinstance(predictions, np.ndarray):  # a host update: NumPy throughout
-            e = np.exp(predictions.astype(np.float64) - predictions.max(axis=-1, keepdims=True))
+            with np.errstate(over="ignore"):  # (logits 1e308 apart: -inf, whose exp is 0, as XLA's softmax gives)
+                e = np.exp(predictions.astype(np.float64) - predictions.max(axis=-1, keepdims=True))
             return e / e.sum(axis=-1, keepdims=True)
         return jax.nn.softmax(predictions.astype(jnp.float64), axis=-1)
     return predictions
