@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
-from pipelines.run_text import format_run, format_value, metric_rows, write_table
+from pipelines.run_text import format_run, format_value, metric_rows, terminal_text, write_table
 from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, ignore_stops, stop_on_sigterm
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                     out.write(f"baseline: {baseline['found']}: {len(outcome.regressions)} regressed\n")
                     for r in outcome.regressions:
                         out.write(
-                            f"  REGRESSED {r.point_name} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
+                            f"  REGRESSED {terminal_text(r.point_name)} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
                         )
             if stop.received or stop.interrupted:
                 signal_name = "SIGTERM" if stop.received else "Ctrl-C"

@@ -27,6 +27,22 @@ def format_value(value: float | None) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x00``), so that a slice value holding a
+    newline or a NUL keeps a table's rows whole; other text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(
+        _ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        if not c.isprintable() and c != " "
+        else c
+        for c in text
+    )
+
+
 def _vector_group(key: str) -> tuple[str, str] | None:
     """``("confusion_matrix[…]", "")``-style group of a vector entry ``name[i]rest``; None for a scalar."""
     if "[" not in key or "]" not in key:
@@ -91,6 +107,7 @@ def format_run(
             first = ", ".join(format_value(v) for v in values[:4])
             value = f"{len(values)} values: {first}{', …' if len(values) > 4 else ''}"
         table.append((point, name, value, interval))
+    table = [tuple(terminal_text(cell) for cell in row) for row in table]
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -103,6 +120,7 @@ def format_run(
 
 def write_table(rows: list[tuple[str, ...]], out: TextIO, *, rule: bool = True) -> None:
     """``rows`` (the first: the header) as left-aligned columns, a dashed line under the header (``rule``)."""
+    rows = [tuple(terminal_text(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")

@@ -205,3 +205,28 @@ def test_stored_statistics_and_comparisons_find_points_by_their_escaped_names(tm
         assert runs[0].run.point(name).metrics["rows"].value == mask.sum()
     solo = [c for c in compare_all(runs[0].run, runs[1].run) if c.point == "a=solo" and c.metric == "accuracy"]
     assert solo and solo[0].significance is None and solo[0].regressed == (solo[0].worse_by > 0)
+
+
+def test_values_holding_newlines_and_nuls_keep_the_text_tables_rows_whole(tmp_path, capsys):
+    """`evalpipe show` of slices whose values hold a newline, a tab or a NUL: one line per entry, the characters
+    written as escapes (a row was split in two and the NUL printed raw); JSON keeps the values as they are."""
+    rng = np.random.default_rng(3)
+    n = 900
+    score, label = _scores(rng, n)
+    values = np.array(["two\nlines", "tab\there", "nul\x00byte"], dtype=object)[
+        np.arange(n) % 3
+    ]  # (object: Arrow cuts U at a NUL)
+    table = pa.table({"score": score, "label": label, "v": values})
+    result = _run(tmp_path, _job(tmp_path, table, [{"column": "v"}], name="controls"))
+    assert result.run.point("v=two\nlines").metrics["rows"].value == 300
+    capsys.readouterr()
+    assert main(["show", result.uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    body = [line for line in lines[2:] if line.startswith(("overall", "v="))]
+    assert len(body) == 4 * 2  # (overall and three slices) x (accuracy, rows)
+    assert sum(line.startswith("v=two\\nlines ") for line in body) == 2
+    assert sum(line.startswith("v=tab\\there ") for line in body) == 2
+    assert sum(line.startswith("v=nul\\x00byte ") for line in body) == 2, body
+    assert not any("\x00" in line or "\t" in line for line in lines)
+    assert main(["show", result.uri, "--format", "json"]) == 0
+    assert "two\\nlines" in capsys.readouterr().out  # (JSON's own escape of the newline)
