@@ -477,6 +477,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     for section in ("data", "output"):
         if isinstance(recorded.get(section), dict) and "storage_options" in recorded[section]:
             recorded[section]["storage_options"] = {k: "<redacted>" for k in recorded[section]["storage_options"]}
+    check_numbers(source, finite=True)
     return JobSpec(
         name=name,
         data=data,

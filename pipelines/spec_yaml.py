@@ -134,10 +134,11 @@ def check_range(
         raise SpecError(f"{section.where(key)}: expected {kind} from {low} to {upper:g}, got {value!r}.")
 
 
-def check_numbers(source: YamlSource) -> None:
+def check_numbers(source: YamlSource, *, finite: bool = False) -> None:
     """Refuse an integer outside the 64-bit range anywhere in the document (such numbers overflow floats and
-    array dtypes far from where they were written), and YAML's ``.nan`` and ``.inf`` (a run records its spec as
-    JSON, which has neither: the job would fail after computing everything)."""
+    array dtypes far from where they were written); with ``finite``, also YAML's ``.nan`` and ``.inf`` (a run records
+    its spec as JSON, which has neither: the job would fail after computing everything). The keys whose readers
+    refuse such values in their own words (a metric's parameters, slice boundaries) are read first."""
     stack: list[tuple[Path, Any]] = [((), source.data)]
     while stack:
         path, value = stack.pop()
@@ -151,7 +152,7 @@ def check_numbers(source: YamlSource) -> None:
                 f"{source.where(path)}: an integer of {digits} digits is out of range; expected an integer "
                 f"between {-MAX_INTEGER} and {MAX_INTEGER}."
             )
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif finite and isinstance(value, float) and not math.isfinite(value):
             raise SpecError(
                 f"{source.where(path)}: {value} is not a finite number; a job spec takes finite numbers only (a run "
                 "records its spec as JSON, which has no NaN or infinity)."
