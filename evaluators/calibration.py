@@ -36,6 +36,7 @@ from evaluators.kernels import (
     from_fixed,
     in_cache_steps,
     refuse_cell_sums,
+    refuse_light_weights,
     refuse_wrapped_sums,
     safe_divide,
     to_fixed,
@@ -90,7 +91,9 @@ class FixedPointSums:
 
     def refuse_batch(self, batch: Batch) -> None:
         """The batch's weights times :meth:`largest_row_value` while that stays below the limit; past it, the sum
-        each cell would get (so heavy weights on small values, or spread over many cells, still count)."""
+        each cell would get (so heavy weights on small values, or spread over many cells, still count); and
+        rows too light to keep their values' digits (:func:`~evaluators.kernels.refuse_light_weights`)."""
+        refuse_light_weights(batch["weights"], self.summed)
         if float(np.sum(batch["weights"])) * self.largest_row_value() < FIXED_SUM_LIMIT:
             return
         refuse_cell_sums(self.cell_sums(batch), self.summed)

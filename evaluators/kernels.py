@@ -44,6 +44,25 @@ SCALE_ADVICE = (
 )
 
 
+LIGHTEST_MEAN_WEIGHT = 2.0**-20
+"""The least the rows with a positive weight may weigh on average in a batch of fixed-point weighted values: a row's
+weight x value is kept to ``2**-52``, so rows this light keep at least 32 bits of it (lighter ones, all of them
+rounded, once gave a Brier score of 0 for weights of 1e-17)."""
+
+
+def refuse_light_weights(weights: Any, what: str) -> None:
+    """Refuse a batch whose positive ``weights`` (host ``[n]``, finite, ``>= 0``) weigh less than
+    :data:`LIGHTEST_MEAN_WEIGHT` on average: its fixed-point sums would lose the digits of its values."""
+    w = np.asarray(weights, np.float64)
+    rows = int(np.count_nonzero(w))
+    if rows and float(np.sum(w)) < LIGHTEST_MEAN_WEIGHT * rows:
+        raise WeightRangeError(
+            f"the weighted rows of {what} in one batch weigh {float(np.sum(w)) / rows:.3g} on average; their weighted "
+            "values are summed exactly, in units of 2^-52 per row, where weights below 2^-20 (9.5e-7) on average "
+            f"lose the digits of the values; {SCALE_ADVICE}"
+        )
+
+
 def refuse_cell_sums(cell_sums: np.ndarray, what: str) -> None:
     """Refuse a batch whose weighted values, summed per fixed-point cell (float64 ``[cells]``, each ``>= 0``), reach
     :data:`FIXED_SUM_LIMIT` in some cell."""
@@ -70,6 +89,7 @@ class WeightBoundedSums:
 
     def refuse_weights(self, weights: np.ndarray) -> None:
         refuse_weight_total(np.sum(weights), self.summed)
+        refuse_light_weights(weights, self.summed)
 
     def refuse_state(self, state: State) -> None:
         refuse_weight_total(self.state_weight(state), self.summed)

@@ -1,0 +1,90 @@
+"""Weights too light for the fixed point: a row's weight x value is summed exactly in units of ``2**-52``, so
+rows weighing 1e-17 each rounded to nothing (Brier score and log loss 0, ECE 0.5, with exit 0). Batches whose
+weighted rows weigh less than ``2**-20`` on average are refused with the advice to rescale; a few light rows
+among ordinary ones, and every common scale down to that limit, give scikit-learn's values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from evaluators.functional import brier_score, expected_calibration_error, log_loss
+from evaluators.kernels import LIGHTEST_MEAN_WEIGHT, WeightRangeError
+from pipelines import spec as spec_module
+from pipelines.errors import DataError
+from pipelines.execute import run_job
+from tests.conftest import write_job
+
+ADVICE = "unchanged when all weights are divided by the same number"
+
+
+def _rows(seed: int, n: int = 5_000):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.35 * y + 0.65 * rng.random(n), 0.0, 1.0)
+    return p, y, rng.uniform(0.5, 2.0, n)
+
+
+def _ece(p, y, w, bins=10):
+    """Weighted binary ECE over equal-width bins of the positive-class probability (torchmetrics' binning)."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = index == b
+        if m.any():
+            total += abs(np.average(y[m], weights=w[m]) - np.average(p[m], weights=w[m])) * w[m].sum()
+    return total / w.sum()
+
+
+@pytest.mark.parametrize("scale", [1e-17, 1e-10, 9e-7])
+def test_weights_lighter_than_the_fixed_point_are_refused(scale):
+    p, y, w = _rows(0)
+    for function in (brier_score, log_loss, expected_calibration_error):
+        with pytest.raises(WeightRangeError, match=r"below 2\^-20 \(9\.5e-7\) on average") as caught:
+            function(p, y, weights=w / w.mean() * scale)
+        assert ADVICE in str(caught.value)
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1.0, 1e4])
+def test_weights_of_any_scale_above_the_limit_give_sklearns_values(scale):
+    p, y, w = _rows(1)
+    weights = w * scale
+    assert brier_score(p, y, weights=weights) == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-10)
+    want = skm.log_loss(y, p, sample_weight=w)
+    assert log_loss(p, y, weights=weights) == pytest.approx(want, rel=1e-10)
+    assert expected_calibration_error(p, y, weights=weights) == pytest.approx(_ece(p, y, w), rel=1e-9)
+
+
+def test_a_few_light_rows_among_ordinary_ones_count_as_they_weigh():
+    p, y, w = _rows(2)
+    w[:40] = 1e-12  # (each rounds, to at most 2^-53 of a unit: nothing beside 5,000 rows of weight 1)
+    assert np.average(w[w > 0]) > LIGHTEST_MEAN_WEIGHT
+    assert brier_score(p, y, weights=w) == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12)
+
+
+def test_a_job_of_light_weights_exits_2_naming_the_weights_column(tmp_path):
+    p, y, w = _rows(3)
+    (tmp_path / "data").mkdir()
+    table = pa.table({"score": p, "label": y, "w": w * 1e-17})
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "light",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "label", "weights": "w"},
+        },
+        "task": "binary",
+        "metrics": ["accuracy", "brier_score", "log_loss"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError) as caught:
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+    message = str(caught.value)
+    assert "column 'w' (data.columns.weights)" in message and "below 2^-20" in message and ADVICE in message
+    assert not (tmp_path / "out" / "light").exists() or not any(
+        (d / "_COMMITTED").exists() for d in (tmp_path / "out" / "light").iterdir()
+    )
