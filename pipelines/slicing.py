@@ -306,6 +306,8 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
         else:
             uniq, inverse = np.unique(values, return_inverse=True)
             size = len(uniq)
+            if uniq.dtype.kind == "f":  # -0.0 and 0.0 are one value: named 0 whichever a unit's rows held first
+                uniq = uniq + uniq.dtype.type(0.0)
             text = _as_text(uniq)
         codes = codes * size + inverse.reshape(-1)
         labels.append(text)

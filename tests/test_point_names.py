@@ -230,3 +230,27 @@ def test_values_holding_newlines_and_nuls_keep_the_text_tables_rows_whole(tmp_pa
     assert not any("\x00" in line or "\t" in line for line in lines)
     assert main(["show", result.uri, "--format", "json"]) == 0
     assert "two\\nlines" in capsys.readouterr().out  # (JSON's own escape of the newline)
+
+
+@pytest.mark.parametrize("negative_first", [False, True])
+def test_negative_zero_and_zero_name_one_slice_whichever_file_comes_first(tmp_path, negative_first):
+    """-0.0 and 0.0 compare equal and are one slice; its name was `x=-0` when a file of -0.0 came first."""
+    rng = np.random.default_rng(4)
+    data = tmp_path / "data"
+    data.mkdir()
+    signs = (-0.0, 0.0) if negative_first else (0.0, -0.0)
+    tables = []
+    for i, zero in enumerate(signs):
+        score, label = _scores(rng, 100)
+        x = np.where(np.arange(100) < 60, zero, 1.5)
+        tables.append(pa.table({"score": score, "label": label, "x": x}))
+        pq.write_table(tables[-1], data / f"part-{i}.parquet")
+    spec = _job(tmp_path, tables[0], [{"column": "x"}], name="zeros")
+    spec["data"]["path"] = str(data)
+    run = _run(tmp_path, spec).run
+    assert [p.name for p in run.points] == ["overall", "x=0", "x=1.5"]
+    table = pa.concat_tables(tables)
+    zero = table["x"].to_numpy() == 0.0
+    assert run.point("x=0").metrics["rows"].value == 120
+    assert run.point("x=0").metrics["accuracy"].value == pytest.approx(_accuracy(table, zero), abs=1e-12)
+    assert run.point("x=0").tags == {"x": "0"}
