@@ -16,7 +16,7 @@ import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.lazyjax import jnp
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import CORRELATION, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
 STORED_BEFORE_ROWS = np.array(2.0)
@@ -190,9 +190,15 @@ def _pearson_value(state: State) -> dict[str, float]:
     return {"": m.c_target_pred / den if den > 0 else float("nan")}
 
 
-def _regression(name: str, finalize, direction: Direction, task: Task) -> DerivedMetric:
+def _regression(
+    name: str, finalize, direction: Direction, task: Task, value_range: tuple[float, float] | None = None
+) -> DerivedMetric:
     require_kind(task, name, TaskKind.REGRESSION)
-    return DerivedMetric(name, RegressionMoments(task), finalize, direction)
+    return DerivedMetric(name, RegressionMoments(task), finalize, direction, value_range=value_range)
+
+
+AT_MOST_ONE = (-np.inf, 1.0)
+"""The values of r2 and explained variance: 1 at best, unbounded below."""
 
 
 def mse(task: Task) -> DerivedMetric:
@@ -212,14 +218,14 @@ def mae(task: Task) -> DerivedMetric:
 
 def r2(task: Task) -> DerivedMetric:
     """Coefficient of determination."""
-    return _regression("r2", _r2_value, Direction.HIGHER, task)
+    return _regression("r2", _r2_value, Direction.HIGHER, task, AT_MOST_ONE)
 
 
 def explained_variance(task: Task) -> DerivedMetric:
     """1 - Var(residual) / Var(target)."""
-    return _regression("explained_variance", _explained_variance_value, Direction.HIGHER, task)
+    return _regression("explained_variance", _explained_variance_value, Direction.HIGHER, task, AT_MOST_ONE)
 
 
 def pearson_corrcoef(task: Task) -> DerivedMetric:
     """Pearson correlation of predictions and targets."""
-    return _regression("pearson_corrcoef", _pearson_value, Direction.HIGHER, task)
+    return _regression("pearson_corrcoef", _pearson_value, Direction.HIGHER, task, CORRELATION)

@@ -72,3 +72,30 @@ def test_ranges_of_metrics():
     assert catalog.build("balanced_accuracy", task, {"adjusted": True}).value_range == CORRELATION
     assert catalog.build("sensitivity", task).value_range == RATIO
     assert catalog.build("log_loss", task).value_range is None
+
+
+def test_r2_intervals_end_at_1(tmp_path):
+    """Two rows, r2 0.96: replicates drawing one of them twice score 0 (a constant target, scikit-learn's rule), and
+    the reflected interval reached 1.92; r2 is at most 1."""
+    (tmp_path / "data").mkdir()
+    table = pa.table({"row_id": [1, 2], "y": [0.0, 1.0], "p": [0.1, 0.9]})
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "r2",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "p", "targets": "y", "row_id": "row_id"}},
+        "task": "regression",
+        "metrics": ["r2", "explained_variance", "mse"],
+        "confidence": {"replicates": 200, "level": LEVEL, "seed": 0, "samples": True},
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    metrics = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    metrics = metrics.point("overall").metrics
+    r2 = metrics["r2"]
+    assert r2.value == pytest.approx(1 - 0.02 / 0.5, abs=1e-12)  # (1 - SSres / SStot by hand)
+    finite = np.asarray(r2.samples)[np.isfinite(r2.samples)]
+    q_lo, q_hi = np.quantile(finite - r2.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    assert r2.value - q_lo > 1.0  # (the reflected upper end)
+    assert (r2.lower, r2.upper) == pytest.approx((r2.value - q_hi, 1.0), abs=1e-15)
+    assert metrics["explained_variance"].upper <= 1.0
+    assert catalog.build("pearson_corrcoef", Task("regression")).value_range == CORRELATION
