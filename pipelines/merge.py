@@ -145,13 +145,15 @@ def _stored(uri: str, statistics: Sequence[Any], templates: Sequence[Any], optio
 def stores_statistics_of(uri: str, statistics: Sequence[Any], options: Mapping[str, Any]) -> bool:
     """Whether the run at ``uri`` stored per-slice states of ``statistics`` (those this evalpipe builds for its
     metrics) as they are, so that :func:`merge_runs` reads it: a window leaves out a run stored under an earlier form
-    of them (a binary ranking metric of the 10-bit default), as it leaves out runs of other settings. A file that does
-    not read counts as stored: the merge then names it."""
+    of them (a binary ranking metric of the 10-bit default), as it leaves out runs of other settings, and a run whose
+    index was damaged after its commit. A run without the file counts as stored: the merge then names it."""
     loc = open_run(uri, options)
     try:
         meta = json.loads(loc.fs.cat_file(loc.file(STATISTICS_INDEX)))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return True
+    except (OSError, ValueError):
+        return False
     return "slice_rows" in meta and stored_positions(statistics, meta) == list(range(len(statistics)))
 
 

@@ -85,8 +85,11 @@ def commit_window(spec: JobSpec, run: Run, run_uri: str) -> WindowOutcome:
     statistics = job_statistics(spec).accumulator.statistics
 
     def mergeable(info: RunInfo) -> bool:  # (the same settings, and statistics stored as this evalpipe reads them)
-        same = run_settings(read_run(info.uri, options), info.uri) == settings
-        return same and stores_statistics_of(info.uri, statistics, options)
+        try:
+            same = run_settings(read_run(info.uri, options), info.uri) == settings
+            return same and stores_statistics_of(info.uri, statistics, options)
+        except UserError:  # (a run damaged after its commit: skipped, as `show` names it, not every night's window)
+            return False
 
     selection = select_window(candidates, current, window, mergeable)
     note = {"job": spec.name, "runs": window.runs, "days": window.days, "skipped": list(selection.skipped)}

@@ -112,3 +112,25 @@ def test_a_window_leaves_out_a_run_of_the_earlier_default_and_merges_the_rest(tm
     labels = np.concatenate([shards[1][1], shards[2][1]])
     assert abs(run.point("overall").metrics["roc_auc"].value - roc_auc_score(labels, scores)) <= 1e-6
     assert run.metadata["rows"] == len(labels)
+
+
+def test_a_window_leaves_out_runs_damaged_after_their_commit(tmp_path, capsys):
+    """An older run whose run.json or statistics index was damaged after the commit (sizes kept, so the manifest
+    still lists them): `show` exits 2 naming it, and a window leaves it out (listed as skipped) instead of failing
+    every night until it leaves the window."""
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / name).mkdir()
+    shards = [_shard(tmp_path / n / f"{n}.parquet", seed) for seed, n in enumerate(("a", "b", "c", "d"))]
+    damaged = [Path(_run(tmp_path, tmp_path / n, {}, capsys)) for n in ("a", "b")]
+    for run, name in zip(damaged, ("run.json", STATISTICS_INDEX), strict=True):
+        size = (run / name).stat().st_size
+        (run / name).write_text("{" + " " * (size - 1))
+    _run(tmp_path, tmp_path / "c", {}, capsys)
+    _run(tmp_path, tmp_path / "d", {}, capsys, window={"runs": 4})
+    (window_run,) = list_runs(str(tmp_path / "out"), "bits-4runs")
+    run = load_run(window_run.uri)
+    assert sorted(run.metadata["window"]["skipped"]) == sorted(str(r) for r in damaged)
+    scores = np.concatenate([shards[2][0], shards[3][0]])
+    labels = np.concatenate([shards[2][1], shards[3][1]])
+    assert abs(run.point("overall").metrics["roc_auc"].value - roc_auc_score(labels, scores)) <= 1e-6
+    assert run.metadata["rows"] == len(labels)
