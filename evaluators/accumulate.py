@@ -289,8 +289,9 @@ class Accumulator:
         """Each statistic's :meth:`~evaluators.statistic.Statistic.refuse_batch` of a weighted batch."""
         if cols.get("weights") is not None:
             batch = {**cols, "weights": np.asarray(cols["weights"], np.float64)}
-            for stat in self.statistics:
-                stat.refuse_batch(batch)
+            with np.errstate(over="ignore"):  # (weights summing past float64's range: refused, without a warning)
+                for stat in self.statistics:
+                    stat.refuse_batch(batch)
 
     def _refuse_group_weights(self, host: Mapping[str, np.ndarray], index: Sequence[np.ndarray]) -> None:
         """:meth:`_refuse_weights` of each group's rows (``host``: the groups' rows one after another, ``index``:

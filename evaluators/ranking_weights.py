@@ -19,9 +19,11 @@ up turns negative (checked: :func:`~evaluators.ranking_cells.check_counts`)."""
 def check_batch_weights(weights: np.ndarray) -> None:
     """Refuse a batch whose ``weights`` (float64 ``[n]``, finite, ``>= 0``) sum to :data:`BATCH_WEIGHT_LIMIT` or
     more. (A positive weight below ``2**-33`` rounds to 0: counted in ``rounded`` and covered by the bound.)"""
-    total = float(np.sum(weights))
+    with np.errstate(over="ignore"):
+        total = float(np.sum(weights))
     if not total < BATCH_WEIGHT_LIMIT:
-        raise WeightRangeError(f"the rows of one batch weigh {total:.6g} in all; {SCALE_ADVICE}")
+        amount = f"{total:.6g}" if np.isfinite(total) else "more than float64 holds (1.8e308)"
+        raise WeightRangeError(f"the rows of one batch weigh {amount} in all; {SCALE_ADVICE}")
 
 
 def check_counted(state: State) -> None:

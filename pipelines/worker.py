@@ -302,7 +302,8 @@ class UnitEvaluator:
                         continue
                     total += n
                     if weight is not None:
-                        weight += float(np.sum(batch["weights"], dtype=np.float64))
+                        with np.errstate(over="ignore"):  # (weights beyond float64's range: refused where counted)
+                            weight += float(np.sum(batch["weights"], dtype=np.float64))
                     pending.append(batch)
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())

@@ -88,3 +88,33 @@ def test_a_job_of_light_weights_exits_2_naming_the_weights_column(tmp_path):
     assert not (tmp_path / "out" / "light").exists() or not any(
         (d / "_COMMITTED").exists() for d in (tmp_path / "out" / "light").iterdir()
     )
+
+
+def test_weights_summing_past_float64_exit_2_in_one_line_without_warnings(tmp_path):
+    """Weights of 1e306 on a few hundred rows: their sum leaves float64; the refusal said "weigh inf" after a NumPy
+    overflow warning on stderr."""
+    import subprocess
+    import sys
+
+    p, y, _ = _rows(5, 400)
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"score": p, "label": y, "w": np.full(400, 1e306)}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "heavy",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "label", "weights": "w"},
+        },
+        "task": "binary",
+        "metrics": ["roc_auc", "brier_score"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    job = write_job(tmp_path / "job.yaml", spec)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("evalpipe: error: ") and "column 'w' (data.columns.weights)" in line, line
+    assert "Warning" not in done.stderr and "weigh inf" not in line
