@@ -65,24 +65,27 @@ def test_a_few_light_rows_among_ordinary_ones_count_as_they_weigh():
     assert brier_score(p, y, weights=w) == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12)
 
 
-def test_a_job_of_light_weights_exits_2_naming_the_weights_column(tmp_path):
-    p, y, w = _rows(3)
+def _weighted_job(tmp_path, name: str, p, y, w, metrics: list[str]):
+    """A binary job over one file of scores ``p``, labels ``y`` and weights ``w`` (column ``w``)."""
     (tmp_path / "data").mkdir()
-    table = pa.table({"score": p, "label": y, "w": w * 1e-17})
-    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    pq.write_table(pa.table({"score": p, "label": y, "w": w}), tmp_path / "data" / "part.parquet")
+    columns = {"predictions": "score", "targets": "label", "weights": "w"}
     spec = {
-        "name": "light",
-        "data": {
-            "path": str(tmp_path / "data"),
-            "columns": {"predictions": "score", "targets": "label", "weights": "w"},
-        },
+        "name": name,
+        "data": {"path": str(tmp_path / "data"), "columns": columns},
         "task": "binary",
-        "metrics": ["accuracy", "brier_score", "log_loss"],
+        "metrics": metrics,
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
     }
+    return write_job(tmp_path / "job.yaml", spec)
+
+
+def test_a_job_of_light_weights_exits_2_naming_the_weights_column(tmp_path):
+    p, y, w = _rows(3)
+    job = _weighted_job(tmp_path, "light", p, y, w * 1e-17, ["accuracy", "brier_score", "log_loss"])
     with pytest.raises(DataError) as caught:
-        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+        run_job(spec_module.load(str(job)), show_progress=False)
     message = str(caught.value)
     assert "column 'w' (data.columns.weights)" in message and "below 2^-20" in message and ADVICE in message
     assert not (tmp_path / "out" / "light").exists() or not any(
@@ -97,20 +100,7 @@ def test_weights_summing_past_float64_exit_2_in_one_line_without_warnings(tmp_pa
     import sys
 
     p, y, _ = _rows(5, 400)
-    (tmp_path / "data").mkdir()
-    pq.write_table(pa.table({"score": p, "label": y, "w": np.full(400, 1e306)}), tmp_path / "data" / "part.parquet")
-    spec = {
-        "name": "heavy",
-        "data": {
-            "path": str(tmp_path / "data"),
-            "columns": {"predictions": "score", "targets": "label", "weights": "w"},
-        },
-        "task": "binary",
-        "metrics": ["roc_auc", "brier_score"],
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp_path / "out")},
-    }
-    job = write_job(tmp_path / "job.yaml", spec)
+    job = _weighted_job(tmp_path, "heavy", p, y, np.full(400, 1e306), ["roc_auc", "brier_score"])
     done = subprocess.run(
         [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"], capture_output=True, text=True, timeout=300
     )
