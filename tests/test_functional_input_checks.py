@@ -195,3 +195,29 @@ def test_numeric_weights_still_work():
     assert accuracy(p, y, weights=w.astype(np.int64) + 1) == pytest.approx(
         skm.accuracy_score(y, p, sample_weight=w.astype(np.int64) + 1)
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_ignored_label_does_not_make_a_binary_task_multiclass(seed):
+    """``ignore_index=255`` beside labels 0 and 1, no ``task=``: the rows of 255 name no class, so the task is
+    binary (it was read as 256 classes, and F1 was the macro average of 0.583 where scikit-learn gives 0.667)."""
+    rng = np.random.default_rng(seed)
+    y, p = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+    y[rng.choice(40, 6, replace=False)] = 255
+    keep = y != 255
+    assert f1_score(p, y, ignore_index=255) == pytest.approx(skm.f1_score(y[keep], p[keep]), abs=1e-12)
+    assert precision(p, y, ignore_index=255) == pytest.approx(skm.precision_score(y[keep], p[keep]), abs=1e-12)
+    assert accuracy(p, y, ignore_index=255) == pytest.approx(skm.accuracy_score(y[keep], p[keep]), abs=1e-12)
+
+
+def test_an_ignored_label_does_not_count_as_a_class():
+    y = np.array([0, 1, 2, 255, 1, 0])
+    p = np.array([0, 2, 2, 1, 1, 0])
+    keep = y != 255
+    want = skm.f1_score(y[keep], p[keep], average="macro")
+    assert f1_score(p, y, ignore_index=255, average="macro") == pytest.approx(want, abs=1e-12)
+
+
+def test_multilabel_predictions_of_another_width_are_refused_in_a_sentence():
+    with pytest.raises(ValueError, match=r"predictions: expected 3 labels per row, got shape \(2,\)"):
+        f1_score(np.zeros((3, 2), int), np.zeros((3, 3), int))

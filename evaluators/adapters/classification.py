@@ -33,7 +33,8 @@ class ClassificationAdapter(TaskAdapter):
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Scores: finite (probabilities in [0, 1], a multiclass row summing to 1); labels: integers in range
-        (``ignore_index`` aside); class scores ``[n, C]`` and multilabel targets ``[n, L]`` of the task's width."""
+        (``ignore_index`` aside); class scores ``[n, C]`` and multilabel predictions and targets ``[n, L]`` of the
+        task's width."""
         task, preds = self.task, predictions
         problems = score_problems(task, preds, n)
         problems.extend(_label_problems(task, "targets", targets, n))
@@ -43,10 +44,11 @@ class ClassificationAdapter(TaskAdapter):
             problems.append(
                 BadRows("predictions", f"expected {task.classes} class scores per row, got shape {preds.shape[1:]}")
             )
-        if task.kind is TaskKind.MULTILABEL and (targets.ndim != 2 or targets.shape[1] != task.classes):
-            problems.append(
-                BadRows("targets", f"expected {task.classes} labels per row, got shape {targets.shape[1:]}")
-            )
+        if task.kind is TaskKind.MULTILABEL:
+            for role, values in (("predictions", preds), ("targets", targets)):
+                if values.ndim != 2 or values.shape[1] != task.classes:
+                    shape = values.shape[1:]
+                    problems.append(BadRows(role, f"expected {task.classes} labels per row, got shape {shape}"))
         return problems
 
 

@@ -46,13 +46,22 @@ def infer_task(
     check_numeric("predictions", preds, expected)
     check_numeric("targets", tgts, expected)
     check_threshold(threshold)
+    labelled_preds, labelled_tgts = preds, tgts  # (rows whose target is ignore_index name no class)
+    if ignore_index is not None and preds.ndim == tgts.ndim == 1 and len(preds) == len(tgts):
+        labelled = tgts != ignore_index
+        if labelled.any():
+            labelled_preds, labelled_tgts = preds[labelled], tgts[labelled]
     if task is None:
         if tgts.ndim == 2:
             task = TaskKind.MULTILABEL
         elif (
             preds.ndim == 2
             or (num_classes is not None and num_classes > 2)
-            or (np.issubdtype(preds.dtype, np.integer) and len(preds) and max(preds.max(), tgts.max()) > 1)
+            or (
+                np.issubdtype(preds.dtype, np.integer)
+                and len(labelled_preds)
+                and max(labelled_preds.max(), labelled_tgts.max()) > 1
+            )
         ):
             task = TaskKind.MULTICLASS
         else:
@@ -72,7 +81,8 @@ def infer_task(
         if kind is TaskKind.MULTILABEL:
             num_classes = tgts.shape[1]
         elif kind is TaskKind.MULTICLASS:
-            num_classes = preds.shape[1] if preds.ndim == 2 else int(max(preds.max(), tgts.max())) + 1
+            widest = preds.shape[1] if preds.ndim == 2 else None
+            num_classes = widest or int(max(labelled_preds.max(), labelled_tgts.max())) + 1
     return Task(kind, num_classes, PredictionKind(prediction), threshold, ignore_index)
 
 
