@@ -538,4 +538,5 @@ def evaluate(
     states = acc.update(acc.zero(), {"predictions": predictions, "targets": targets, "weights": weights})
     for metric in metrics:
         metric.statistic.refuse_merged(states[acc.index(metric.statistic)])
+        metric.statistic.refuse_light(states[acc.index(metric.statistic)], len(targets))
     return [m.compute(states[acc.index(m.statistic)]) for m in metrics]

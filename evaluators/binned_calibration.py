@@ -58,6 +58,9 @@ class ClasswiseBins(FixedPointSums, Statistic):
     def classes(self) -> int:
         return 2 if self.task.kind is TaskKind.BINARY else int(self.task.num_classes)
 
+    def state_weight(self, state: State) -> float:
+        return float(np.sum(state[0][0]))  # (each row weighs in every class's bins: class 0's hold each row once)
+
     def zero(self) -> State:
         k, b = self.classes, self.n_bins
         return (np.zeros((k, b)), np.zeros((k, b, 2), np.int64), np.zeros((k, b)))

@@ -36,7 +36,7 @@ from evaluators.kernels import (
     from_fixed,
     in_cache_steps,
     refuse_cell_sums,
-    refuse_light_weights,
+    refuse_light_total,
     refuse_wrapped_sums,
     safe_divide,
     to_fixed,
@@ -91,15 +91,20 @@ class FixedPointSums:
 
     def refuse_batch(self, batch: Batch) -> None:
         """The batch's weights times :meth:`largest_row_value` while that stays below the limit; past it, the sum
-        each cell would get (so heavy weights on small values, or spread over many cells, still count); and
-        rows too light to keep their values' digits (:func:`~evaluators.kernels.refuse_light_weights`)."""
-        refuse_light_weights(batch["weights"], self.summed)
+        each cell would get (so heavy weights on small values, or spread over many cells, still count)."""
         if float(np.sum(batch["weights"])) * self.largest_row_value() < FIXED_SUM_LIMIT:
             return
         refuse_cell_sums(self.cell_sums(batch), self.summed)
 
     def refuse_state(self, state: State) -> None:
         refuse_wrapped_sums(state[1], self.summed)
+
+    def state_weight(self, state: State) -> float:
+        """The rows' total weight: the first leaf, summed (one weight per row in all)."""
+        return float(np.sum(state[0]))
+
+    def refuse_light(self, state: State, rows: int) -> None:
+        refuse_light_total(self.state_weight(state), rows, self.summed)
 
     def merge(self, a: State, b: State) -> State:
         merged = tree_add(a, b)

@@ -45,21 +45,20 @@ SCALE_ADVICE = (
 
 
 LIGHTEST_MEAN_WEIGHT = 2.0**-20
-"""The least the rows with a positive weight may weigh on average in a batch of fixed-point weighted values: a row's
-weight x value is kept to ``2**-52``, so rows this light keep at least 32 bits of it (lighter ones, all of them
-rounded, once gave a Brier score of 0 for weights of 1e-17)."""
+"""The least a slice's rows may weigh on average in a fixed-point sum of weighted values: a row's weight x value is
+kept to ``2**-52``, so rows this light keep at least 32 bits of it (rows all of weight 1e-17, every one rounded,
+once gave a Brier score of 0)."""
 
 
-def refuse_light_weights(weights: Any, what: str) -> None:
-    """Refuse a batch whose positive ``weights`` (host ``[n]``, finite, ``>= 0``) weigh less than
-    :data:`LIGHTEST_MEAN_WEIGHT` on average: its fixed-point sums would lose the digits of its values."""
-    w = np.asarray(weights, np.float64)
-    rows = int(np.count_nonzero(w))
-    if rows and float(np.sum(w)) < LIGHTEST_MEAN_WEIGHT * rows:
+def refuse_light_total(weight: float, rows: int, what: str) -> None:
+    """Refuse a merged state whose ``rows`` (all of them, weight 0 included) weigh ``weight > 0`` in all, less than
+    :data:`LIGHTEST_MEAN_WEIGHT` on average: its fixed-point sums of ``what`` would have lost their digits. Checked
+    on the merged state, so that a few light rows among ordinary ones (a work unit's, or a batch's) are fine."""
+    if rows and 0.0 < weight < LIGHTEST_MEAN_WEIGHT * rows:
         raise WeightRangeError(
-            f"the weighted rows of {what} in one batch weigh {float(np.sum(w)) / rows:.3g} on average; their weighted "
-            "values are summed exactly, in units of 2^-52 per row, where weights below 2^-20 (9.5e-7) on average "
-            f"lose the digits of the values; {SCALE_ADVICE}"
+            f"its {rows} rows weigh {weight / rows:.3g} on average; the weighted values of {what} are summed exactly, "
+            "in units of 2^-52 per row, where weights below 2^-20 (9.5e-7) on average lose the digits of the values; "
+            f"{SCALE_ADVICE}"
         )
 
 
@@ -89,10 +88,12 @@ class WeightBoundedSums:
 
     def refuse_weights(self, weights: np.ndarray) -> None:
         refuse_weight_total(np.sum(weights), self.summed)
-        refuse_light_weights(weights, self.summed)
 
     def refuse_state(self, state: State) -> None:
         refuse_weight_total(self.state_weight(state), self.summed)
+
+    def refuse_light(self, state: State, rows: int) -> None:
+        refuse_light_total(float(np.sum(self.state_weight(state))), rows, self.summed)
 
 
 def refuse_weight_total(total: Any, what: str) -> None:

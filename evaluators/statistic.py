@@ -153,6 +153,12 @@ class Statistic(abc.ABC):
         nothing to check."""
         return None
 
+    def refuse_light(self, state: State, rows: int) -> None:
+        """Raise (:class:`~evaluators.kernels.WeightRangeError`) where the merged ``state`` of ``rows`` rows sums
+        weighted values in a fixed point their weights are too light for (:func:`~evaluators.kernels.refuse_light_total`).
+        Default: nothing to check."""
+        return None
+
     def optional_leaves(self) -> tuple[str, ...]:
         """Leaves of a dict state that it holds only at times (not in :meth:`zero`), which storage keeps and reads back
         where they are. Default: none."""

@@ -309,7 +309,7 @@ def run_job(
     merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
-    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights)
+    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, merged.rows)
     points, slice_report = build_points(
         spec.redact(", ".join(spec.data.paths)),
         accumulator,

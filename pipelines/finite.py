@@ -44,6 +44,7 @@ def check_states(
     merged: Mapping[Any, Sequence[State]],
     metric_keys: Mapping[Statistic, str],
     weights_column: str | None = None,
+    rows: Mapping[Any, int] | None = None,
 ) -> None:
     """Raise :class:`DataError` when a merged state holds NaN, or inf outside the ``lo`` / ``hi`` extremes.
 
@@ -52,11 +53,15 @@ def check_states(
         merged: slice key -> one state per statistic.
         metric_keys: statistic -> the metric key(s) reading it, for the message.
         weights_column: the job's weights column (``data.columns.weights``), for the message.
+        rows: slice key -> its rows, for the weights too light for a fixed-point sum
+            (:meth:`~evaluators.statistic.Statistic.refuse_light`).
     """
     for key, states in merged.items():
         for statistic, state in zip(statistics, states, strict=True):
             try:
                 statistic.refuse_merged(state)
+                if rows is not None and key in rows:
+                    statistic.refuse_light(state, int(rows[key]))
             except WeightRangeError as exc:
                 name = metric_keys.get(statistic, type(statistic).__name__)
                 where = slice_name(key)

@@ -282,7 +282,7 @@ def merge_runs(
     for i, (uri, _) in enumerate(runs):
         merger.add(i, _stored(uri, acc.statistics, templates, options))
     merged = merger.result()
-    check_states(acc.statistics, merged.states, statistic_keys(metrics))
+    check_states(acc.statistics, merged.states, statistic_keys(metrics), rows=merged.rows)
     scenario = ", ".join(dict.fromkeys(p.scenario for _, run in runs for p in run.points[:1]))
     points, slice_report = build_points(scenario, acc, metrics, merged, slices, confidence, racc)
     check_values(points)

@@ -108,3 +108,20 @@ def test_weights_summing_past_float64_exit_2_in_one_line_without_warnings(tmp_pa
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("evalpipe: error: ") and "column 'w' (data.columns.weights)" in line, line
     assert "Warning" not in done.stderr and "weigh inf" not in line
+
+
+def test_a_work_unit_of_light_rows_in_a_job_of_ordinary_ones_is_counted(tmp_path):
+    """The limit is on a slice's merged rows, not on a batch or a work unit: a file of three rows of weight 1e-12
+    read as a unit of its own counts as those rows weigh (nothing beside 2,000 rows of weight about 1)."""
+    p, y, w = _rows(6, 2_003)
+    w[-3:] = 1e-12
+    job = _weighted_job(
+        tmp_path, "mixed", p[:-3], y[:-3], w[:-3], ["brier_score", "log_loss", "expected_calibration_error"]
+    )
+    pq.write_table(pa.table({"score": p[-3:], "label": y[-3:], "w": w[-3:]}), tmp_path / "data" / "light.parquet")
+    spec = spec_module.load(str(job), {"set": ["execution.unit_rows=1000"]})
+    result = run_job(spec, show_progress=False)
+    assert result.run.metadata["rows"] == 2_003
+    values = result.run.point("overall").metrics
+    assert values["brier_score"].value == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12)
+    assert values["log_loss"].value == pytest.approx(skm.log_loss(y, p, sample_weight=w), rel=1e-12)
