@@ -246,6 +246,10 @@ class QuerySums(WeightBoundedSums, Statistic):
     def state_weight(self, state: State) -> Any:
         return np.asarray(state["counts"])[..., 0]
 
+    def refuse_light(self, state: State, rows: int) -> None:
+        """Per query, not per item row: each query's weight x value is one fixed-point term."""
+        WeightBoundedSums.refuse_light(self, state, int(np.sum(np.asarray(state["counts"])[..., 1])))
+
     def refuse_batch(self, batch: Batch) -> None:
         """A query weighs once (its rows carry its weight): the weights at each run's first row add up."""
         ids = np.asarray(batch[QUERY])
@@ -346,6 +350,7 @@ class QueryBucketSums(WeightBoundedSums, Statistic):
     columns = (QUERY,)
     summed = QuerySums.summed
     state_weight = QuerySums.state_weight
+    refuse_light = QuerySums.refuse_light
     refuse_batch = QuerySums.refuse_batch
 
     def zero(self) -> State:

@@ -121,6 +121,7 @@ class MetricCollection:
         for key, metric in self.metrics.items():
             state = self.states[self.accumulator.index(metric.statistic)]
             metric.statistic.refuse_merged(state)  # (as the functional API and a job: rows that count nowhere)
+            metric.statistic.refuse_light(state, self.rows)  # (and weights too light for its fixed point)
             for suffix, value in metric.compute(state).items():
                 out[key + suffix] = value
         return out

@@ -154,6 +154,8 @@ def stores_statistics_of(uri: str, statistics: Sequence[Any], options: Mapping[s
         return True
     except (OSError, ValueError):
         return False
+    if not isinstance(meta, dict):  # (valid JSON, but not the index evalpipe writes)
+        return False
     return "slice_rows" in meta and stored_positions(statistics, meta) == list(range(len(statistics)))
 
 

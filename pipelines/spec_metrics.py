@@ -136,6 +136,11 @@ RESERVED_KEYS = ("rows",)
 """Keys every point records besides its metrics' (the rows it holds)."""
 
 
+def overlaps(key: str, other: str) -> bool:
+    """Whether one of two output keys lies among the other's sub-keys (``roc_auc.error_bound``, ``f1[2]``)."""
+    return key.startswith((other + ".", other + "[")) or other.startswith((key + ".", key + "["))
+
+
 def _claim(keys: dict[str, int], key: str, i: int, where: str, hint: str) -> None:
     """Record ``metrics[i]``'s output key, refusing one that would overwrite another's values: the same key, a
     reserved one, or one inside another's sub-keys (``roc_auc.error_bound``, ``f1[2]``, ``confusion_matrix[0,1]``)
@@ -143,7 +148,7 @@ def _claim(keys: dict[str, int], key: str, i: int, where: str, hint: str) -> Non
     if key in RESERVED_KEYS:
         raise SpecError(f"{where}: metric key {key!r} is reserved (every point records its {key}); choose another.")
     for other, j in keys.items():
-        inside = key.startswith((other + ".", other + "[")) or other.startswith((key + ".", key + "["))
+        inside = overlaps(key, other)
         if key == other:
             raise SpecError(f"{where}: metric key {key!r} is already used by metrics[{j}]; {hint}.")
         if inside:
@@ -292,8 +297,16 @@ def read_functions(root: Section, metric_keys: set[str]) -> tuple[FunctionSpec, 
                 f"{sec.where('columns')}: map at least `samples` or `outputs` to a column (trlx's metric_fn arguments)."
             )
         key = key or split_path(path)[1]
-        taken = {f"{key}.{o}" for o in outputs} & (metric_keys | {f"{f.key}.{o}" for f in out for o in f.outputs})
+        claimed = metric_keys | {f"{f.key}.{o}" for f in out for o in f.outputs} | set(RESERVED_KEYS)
+        clashes = sorted((f"{key}.{o}", k) for o in outputs for k in claimed if overlaps(f"{key}.{o}", k))
+        taken = sorted({f"{key}.{o}" for o in outputs} & claimed)
         if taken:
-            raise SpecError(f"{sec.where()}: output keys {', '.join(sorted(taken))} are already used; set `as:`.")
+            raise SpecError(f"{sec.where()}: output keys {', '.join(taken)} are already used; set `as:`.")
+        if clashes:
+            mine, other = clashes[0]
+            raise SpecError(
+                f"{sec.where()}: output key {mine!r} overlaps the key {other!r} (values are recorded as <key>, "
+                "<key>.<part> and <key>[i]); set `as:`."
+            )
         out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores, tokenizer))
     return tuple(out)

@@ -125,3 +125,25 @@ def test_a_work_unit_of_light_rows_in_a_job_of_ordinary_ones_is_counted(tmp_path
     values = result.run.point("overall").metrics
     assert values["brier_score"].value == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12)
     assert values["log_loss"].value == pytest.approx(skm.log_loss(y, p, sample_weight=w), rel=1e-12)
+
+
+def test_metric_collection_refuses_light_weights_as_the_functions_do():
+    from evaluators.stateful import MetricCollection
+
+    p, y, w = _rows(7)
+    collection = MetricCollection(["brier_score", "accuracy"], task="binary")
+    collection.update(predictions=p, targets=y, weights=w * 1e-17)
+    with pytest.raises(WeightRangeError, match=r"below 2\^-20"):
+        collection.compute()
+
+
+def test_retrieval_weighs_its_queries_not_their_item_rows():
+    """A query's weight x value is one fixed-point term: 100 queries of weight 0.01 over 2M item rows are fine (they
+    were refused as 2M rows of 5e-7), 100 queries of 1e-9 are not."""
+    from evaluators.retrieval import QuerySums
+
+    statistic = QuerySums(10)
+    state = {**statistic.zero(), "counts": np.array([100 * 0.01, 100.0, 0.0])}
+    statistic.refuse_light(state, 2_000_000)
+    with pytest.raises(WeightRangeError, match=r"its 100 rows weigh 1e-09 on average"):
+        statistic.refuse_light({**state, "counts": np.array([100 * 1e-9, 100.0, 0.0])}, 2_000_000)

@@ -113,6 +113,21 @@ def test_modules_outside_the_allow_list_are_refused(tmp_path, pairs, monkeypatch
     assert _load(tmp_path, spec, "operator.yaml").functions[0].key == "gen"
 
 
+def test_a_function_key_inside_a_metrics_values_is_refused(tmp_path, pairs):
+    """A function `as: bleu` with the output `error` writes `bleu.error`, among the values of the metric `bleu` (and
+    `rows.x` beside the reserved `rows`): refused naming both keys; such values overwrote the metric's with exit 0."""
+    spec = _job(tmp_path, pairs, **{"as": "bleu", "outputs": ["error", "exact", "sample_chars"]})
+    spec["metrics"] = [{"name": "bleu", "as": "bleu.error"}]
+    with pytest.raises(SpecError, match=r"functions\[0\].*output keys bleu\.error are already used"):
+        _load(tmp_path, spec)
+    spec["metrics"] = ["bleu"]
+    with pytest.raises(SpecError, match=r"output key 'bleu\.error' overlaps the key 'bleu'"):
+        _load(tmp_path, spec, "sub.yaml")
+    spec = _job(tmp_path, pairs, **{"as": "rows"})
+    with pytest.raises(SpecError, match=r"output key 'rows\.exact' overlaps the key 'rows'"):
+        _load(tmp_path, spec, "rows.yaml")
+
+
 def test_a_function_returning_the_wrong_number_of_scores_is_a_data_error(tmp_path, pairs):
     spec = _job(tmp_path, pairs, function="tests.user_metrics.broken", outputs=["score"])
     with pytest.raises(DataError, match=r"tests\.user_metrics\.broken: 'score' has \d+ scores for \d+ rows"):
