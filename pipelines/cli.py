@@ -504,8 +504,8 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
     """Run the command: its exit code, and the one-paragraph error it printed (None on success)."""
     try:
         return args.func(args, sys.stdout), None
-    except UserError as exc:
-        return 2, _say(args, f"evalpipe: error: {exc}\n").removeprefix("evalpipe: error: ").strip()
+    except UserError as exc:  # (one line: a slice value's newline is written as an escape)
+        return 2, _say(args, f"evalpipe: error: {terminal_text(str(exc))}\n").removeprefix("evalpipe: error: ").strip()
     except JobFailed as exc:
         return exc.exit_code, _say(args, f"evalpipe: job failed: {exc}\n").removeprefix(
             "evalpipe: job failed: "

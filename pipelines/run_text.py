@@ -5,6 +5,7 @@ of the other listings."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,19 +29,21 @@ def format_value(value: float | None) -> str:
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_LINE_BREAKING = ("Cc", "Zl", "Zp")
+"""Unicode categories written as escapes: control characters (newline, tab, NUL, ESC) and line separators."""
 
 
 def terminal_text(text: str) -> str:
-    """``text`` with control characters written as escapes (``\\n``, ``\\x00``), so that a slice value holding a
-    newline or a NUL keeps a table's rows whole; other text as it is."""
+    """``text`` with control characters and line separators written as escapes (``\\n``, ``\\x00``,
+    ``\\u2028``), so that a slice value holding a newline or a NUL keeps a table's rows and an error's line whole;
+    other text (spaces of any kind, joiners, emoji) as it is."""
     if text.isprintable():
         return text
-    return "".join(
-        _ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-        if not c.isprintable() and c != " "
-        else c
-        for c in text
-    )
+    return "".join(_escaped(c) if unicodedata.category(c) in _LINE_BREAKING else c for c in text)
+
+
+def _escaped(c: str) -> str:
+    return _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
 def _vector_group(key: str) -> tuple[str, str] | None:
@@ -179,5 +182,5 @@ def write_comparisons(comparisons: Sequence[Comparison], notes: Sequence[str], e
     if len(rows) > 1:
         write_table(rows, out, rule=False)
     for note in notes:
-        out.write(note + "\n")
+        out.write(terminal_text(note) + "\n")
     out.write(f"{len(comparisons)} metrics compared, {sum(c.regressed for c in comparisons)} regressed\n")

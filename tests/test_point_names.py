@@ -230,6 +230,10 @@ def test_values_holding_newlines_and_nuls_keep_the_text_tables_rows_whole(tmp_pa
     assert not any("\x00" in line or "\t" in line for line in lines)
     assert main(["show", result.uri, "--format", "json"]) == 0
     assert "two\\nlines" in capsys.readouterr().out  # (JSON's own escape of the newline)
+    plain = _run(tmp_path, _job(tmp_path, table, [], name="controls"))  # (a run of the same job without the slices)
+    assert main(["compare", result.uri, plain.uri]) == 0
+    out = capsys.readouterr().out
+    assert "not compared: points v=nul\\x00byte, v=tab\\there, v=two\\nlines, only in the baseline" in out, out
 
 
 @pytest.mark.parametrize("negative_first", [False, True])
