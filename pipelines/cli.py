@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 from pipelines.run_text import format_run, format_value, metric_rows, terminal_text, write_table
-from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, ignore_stops, stop_on_sigterm
+from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, keep_noting_stops, stop_on_sigterm
 
 if TYPE_CHECKING:
     from pipelines.spec import JobSpec
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         traceback.clear_frames(exc.__traceback__)
         raise
     if args.process:
-        ignore_stops()  # committed and reported: a signal from here to the exit would only hide that
+        keep_noting_stops(stop)  # committed and reported: a signal from here to the exit would only hide that
     return REGRESSED if outcome.regressions else 0
 
 

@@ -41,25 +41,30 @@ class StopControl:
         self.committed_uri = uri
 
     def interrupt(self, signum: int, frame: object) -> None:
-        """Ctrl-C (SIGINT): ``KeyboardInterrupt`` before the commit, as Python's own handler; noted after it."""
+        """Ctrl-C (SIGINT): ``KeyboardInterrupt`` before the commit, as Python's own handler; after it, noted, and
+        the process ends within the grace period as after a SIGTERM."""
         if self.committed_uri is None:
             raise KeyboardInterrupt()
+        self._start_grace()
         self.interrupted = True
 
     def handle(self, signum: int, frame: object) -> None:
-        first = not self.received
+        self._start_grace()
         self.received = True
-        if first and self.grace_s is not None:
+        if self.committed_uri is None:
+            raise Stopped()
+
+    def _start_grace(self) -> None:
+        """At the first stop signal, end the process :attr:`grace_s` seconds later whatever it waits for."""
+        if not (self.received or self.interrupted) and self.grace_s is not None:
             timer = threading.Timer(self.grace_s, self._hard_exit)
             timer.daemon = True
             timer.start()
-        if self.committed_uri is None:
-            raise Stopped()
 
     def _hard_exit(self) -> None:
         if self.committed_uri is not None:
             message = (
-                f"evalpipe: stopped (SIGTERM) after run {self.committed_uri} committed; its checkpoints may be "
+                f"evalpipe: stopped after run {self.committed_uri} committed; its checkpoints may be "
                 "left (`evalpipe checkpoints URI --delete` removes them)\n"
             )
             code = 0
@@ -89,7 +94,9 @@ def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopContro
         yield control
         return
     previous = signal.signal(signal.SIGTERM, control.handle)
-    previous_interrupt = signal.signal(signal.SIGINT, control.interrupt)
+    previous_interrupt = signal.getsignal(signal.SIGINT)
+    if previous_interrupt is not signal.SIG_IGN:  # (a process started with Ctrl-C ignored keeps ignoring it)
+        signal.signal(signal.SIGINT, control.interrupt)
     try:
         yield control
     except KeyboardInterrupt as exc:
@@ -101,9 +108,11 @@ def stop_on_sigterm(grace_s: float | None = STOP_GRACE_S) -> Iterator[StopContro
         signal.signal(signal.SIGINT, previous_interrupt)
 
 
-def ignore_stops() -> None:
-    """Ignore SIGTERM and Ctrl-C for the rest of the process (main thread only): once its run is committed and
-    reported, a process ending by a signal would tell a scheduler the job was stopped."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+def keep_noting_stops(control: StopControl) -> None:
+    """For the rest of the process (main thread only), note SIGTERM and Ctrl-C as ``control`` does after the commit:
+    once its run is committed and reported, a process ending by a signal would tell a scheduler the job was stopped;
+    it still ends within the grace period of the first one (a frozen store under the site's regeneration)."""
+    if threading.current_thread() is threading.main_thread() and control.committed_uri is not None:
+        signal.signal(signal.SIGTERM, control.handle)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, control.interrupt)
