@@ -81,6 +81,11 @@ class Task:
         object.__setattr__(self, "kind", TaskKind(self.kind))
         object.__setattr__(self, "prediction", PredictionKind(self.prediction))
         if self.kind is TaskKind.BINARY:
+            if self.num_classes not in (None, 2):
+                raise ValueError(
+                    f"num_classes={self.num_classes!r}: a binary task has 2 classes; for more, a multiclass task (one "
+                    "label per row) or a multilabel one (several)"
+                )
             object.__setattr__(self, "num_classes", 2)
         if self.kind in (TaskKind.MULTICLASS, TaskKind.MULTILABEL, TaskKind.SEGMENTATION):
             if self.num_classes is None or int(self.num_classes) < 2:

@@ -221,3 +221,14 @@ def test_an_ignored_label_does_not_count_as_a_class():
 def test_multilabel_predictions_of_another_width_are_refused_in_a_sentence():
     with pytest.raises(ValueError, match=r"predictions: expected 3 labels per row, got shape \(2,\)"):
         f1_score(np.zeros((3, 2), int), np.zeros((3, 3), int))
+
+
+def test_a_binary_task_of_three_classes_is_refused_by_functions_and_collections():
+    """`task="binary", num_classes=3` returned 1.0 (the 3 ignored), as the YAML path refuses it."""
+    from evaluators.stateful import MetricCollection
+
+    with pytest.raises(ValueError, match=r"num_classes=3: a binary task has 2 classes"):
+        accuracy(np.array([0, 1, 1]), np.array([0, 1, 1]), task="binary", num_classes=3)
+    with pytest.raises(ValueError, match=r"num_classes=3: a binary task has 2 classes"):
+        MetricCollection(["accuracy"], task="binary", num_classes=3)
+    assert accuracy(np.array([0, 1, 1]), np.array([0, 1, 0]), task="binary", num_classes=2) == pytest.approx(2 / 3)
