@@ -63,6 +63,12 @@ def select_slices(
     return kept, dropped
 
 
+def valued_slices(rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> list[SliceKey]:
+    """The slice keys whose metrics a run reports: :func:`select_slices`'s, less those below their ``min_count``."""
+    kept, _ = select_slices(rows, slices)
+    return [key for key in kept if (entry := _entry_of(key, slices)) is None or rows[key] >= entry.min_count]
+
+
 def occupied_buckets(racc: Accumulator, bucket_states: tuple[State, ...], groups: int) -> int:
     """How many of the ``groups`` bootstrap buckets hold rows of a slice: those where some numeric leaf of a
     statistic's bucket states (leading ``[groups]`` axis) differs from the statistic's zero state. The buckets

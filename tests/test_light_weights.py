@@ -147,3 +147,21 @@ def test_retrieval_weighs_its_queries_not_their_item_rows():
     statistic.refuse_light(state, 2_000_000)
     with pytest.raises(WeightRangeError, match=r"its 100 rows weigh 1e-09 on average"):
         statistic.refuse_light({**state, "counts": np.array([100 * 1e-9, 100.0, 0.0])}, 2_000_000)
+
+
+def test_a_light_slice_below_its_min_count_does_not_stop_the_job(tmp_path):
+    """Five rows of weight 1e-9 under a slice value whose entry reports slices of 100 rows or more: only their row
+    count is reported, so nothing reads their sums; the job commits and its overall values equal scikit-learn's."""
+    p, y, w = _rows(8, 1_005)
+    w[-5:] = 1e-9
+    job = _weighted_job(tmp_path, "slice", p, y, w, ["brier_score", "log_loss"])
+    table = pq.read_table(tmp_path / "data" / "part.parquet")
+    group = ["light" if i >= 1_000 else "ordinary" for i in range(1_005)]
+    pq.write_table(table.append_column("group", pa.array(group)), tmp_path / "data" / "part.parquet")
+    text = job.read_text() + "slices: [{column: group, min_count: 100}]\n"
+    job.write_text(text)
+    run = run_job(spec_module.load(str(job)), show_progress=False).run
+    assert run.point("overall").metrics["brier_score"].value == pytest.approx(
+        skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12
+    )
+    assert "brier_score" not in run.point("group=light").metrics  # (below min_count: its rows only)
