@@ -50,14 +50,17 @@ kept to ``2**-52``, so rows this light keep at least 32 bits of it (rows all of 
 once gave a Brier score of 0)."""
 
 
-def refuse_light_total(weight: float, rows: int, what: str) -> None:
+def refuse_light_total(weight: float, rows: int, what: str, unit: tuple[str, str] = ("row", "rows")) -> None:
     """Refuse a merged state whose ``rows`` (all of them, weight 0 included) weigh ``weight > 0`` in all, less than
     :data:`LIGHTEST_MEAN_WEIGHT` on average: its fixed-point sums of ``what`` would have lost their digits. Checked
-    on the merged state, so that a few light rows among ordinary ones (a work unit's, or a batch's) are fine."""
+    on the merged state, so that a few light rows among ordinary ones (a work unit's, or a batch's) are fine.
+    ``unit``: what ``rows`` counts, singular and plural, for the message (queries, where a query's weight is one
+    term)."""
     if rows and 0.0 < weight < LIGHTEST_MEAN_WEIGHT * rows:
         raise WeightRangeError(
-            f"its {rows} rows weigh {weight / rows:.3g} on average; the weighted values of {what} are summed exactly, "
-            "in units of 2^-52 per row, where weights below 2^-20 (9.5e-7) on average lose the digits of the values; "
+            f"its {rows} {unit[1]} weigh {weight / rows:.3g} on average; the weighted values of {what} are summed "
+            f"exactly, in units of 2^-52 per {unit[0]}, where weights below 2^-20 (9.5e-7) on average lose the digits "
+            "of the values; "
             f"{SCALE_ADVICE}"
         )
 

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.kernels import WeightBoundedSums, from_fixed, refuse_weight_total, to_fixed
+from evaluators.kernels import WeightBoundedSums, from_fixed, refuse_light_total, refuse_weight_total, to_fixed
 from evaluators.statistic import Batch, DerivedMetric, Direction, RowsError, State, Statistic, resample_sums
 from evaluators.task import Task, TaskKind
 
@@ -248,7 +248,8 @@ class QuerySums(WeightBoundedSums, Statistic):
 
     def refuse_light(self, state: State, rows: int) -> None:
         """Per query, not per item row: each query's weight x value is one fixed-point term."""
-        WeightBoundedSums.refuse_light(self, state, int(np.sum(np.asarray(state["counts"])[..., 1])))
+        queries = int(np.sum(np.asarray(state["counts"])[..., 1]))
+        refuse_light_total(float(np.sum(self.state_weight(state))), queries, self.summed, ("query", "queries"))
 
     def refuse_batch(self, batch: Batch) -> None:
         """A query weighs once (its rows carry its weight): the weights at each run's first row add up."""

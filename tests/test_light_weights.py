@@ -145,7 +145,7 @@ def test_retrieval_weighs_its_queries_not_their_item_rows():
     statistic = QuerySums(10)
     state = {**statistic.zero(), "counts": np.array([100 * 0.01, 100.0, 0.0])}
     statistic.refuse_light(state, 2_000_000)
-    with pytest.raises(WeightRangeError, match=r"its 100 rows weigh 1e-09 on average"):
+    with pytest.raises(WeightRangeError, match=r"its 100 queries weigh 1e-09 on average; .* units of 2\^-52 per query"):
         statistic.refuse_light({**state, "counts": np.array([100 * 1e-9, 100.0, 0.0])}, 2_000_000)
 
 
