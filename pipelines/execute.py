@@ -35,7 +35,7 @@ from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_label_types, check_schema
 from pipelines.records import Regression, Run
-from pipelines.reduce import build_points, metric_defs, valued_slices
+from pipelines.reduce import build_points, metric_defs, reported_rows
 from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
@@ -309,10 +309,8 @@ def run_job(
     merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done)
     check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
-    valued = {
-        key: merged.rows[key] for key in valued_slices(merged.rows, spec.slices)
-    }  # (light weights: where reported)
-    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, valued)
+    reported = reported_rows(merged.rows, spec.slices)  # (weights too light: checked where metrics are reported)
+    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, reported)
     points, slice_report = build_points(
         spec.redact(", ".join(spec.data.paths)),
         accumulator,

@@ -34,7 +34,7 @@ from pipelines.errors import UserError
 from pipelines.finite import check_states, check_values, statistic_keys
 from pipelines.job_statistics import JobStatistics
 from pipelines.records import Run, recorded_spec
-from pipelines.reduce import build_points, metric_defs, valued_slices
+from pipelines.reduce import build_points, metric_defs, reported_rows
 from pipelines.results import resolve_run_uri
 from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
 from pipelines.storage import (
@@ -284,8 +284,7 @@ def merge_runs(
     for i, (uri, _) in enumerate(runs):
         merger.add(i, _stored(uri, acc.statistics, templates, options))
     merged = merger.result()
-    valued = {key: merged.rows[key] for key in valued_slices(merged.rows, slices)}
-    check_states(acc.statistics, merged.states, statistic_keys(metrics), rows=valued)
+    check_states(acc.statistics, merged.states, statistic_keys(metrics), rows=reported_rows(merged.rows, slices))
     scenario = ", ".join(dict.fromkeys(p.scenario for _, run in runs for p in run.points[:1]))
     points, slice_report = build_points(scenario, acc, metrics, merged, slices, confidence, racc)
     check_values(points)

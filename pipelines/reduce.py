@@ -63,10 +63,16 @@ def select_slices(
     return kept, dropped
 
 
-def valued_slices(rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> list[SliceKey]:
-    """The slice keys whose metrics a run reports: :func:`select_slices`'s, less those below their ``min_count``."""
+def _below_min_count(kept: Sequence[SliceKey], rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> list:
+    """The keys of ``kept`` whose rows are fewer than their entry's ``min_count``: reported by their rows alone."""
+    return [key for key in kept if (entry := _entry_of(key, slices)) is not None and rows[key] < entry.min_count]
+
+
+def reported_rows(rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> dict[SliceKey, int]:
+    """The rows of each slice whose metrics a run reports: :func:`select_slices`'s, less those below ``min_count``."""
     kept, _ = select_slices(rows, slices)
-    return [key for key in kept if (entry := _entry_of(key, slices)) is None or rows[key] >= entry.min_count]
+    below = set(_below_min_count(kept, rows, slices))
+    return {key: rows[key] for key in kept if key not in below}
 
 
 def occupied_buckets(racc: Accumulator, bucket_states: tuple[State, ...], groups: int) -> int:
@@ -145,9 +151,7 @@ def build_points(
     kept, dropped = select_slices(merged.rows, slices)
     weights = poisson_weights(confidence.replicates, confidence.buckets, confidence.seed) if confidence else None
     buckets_by_slice = merged.bucket_states
-    small = [
-        key for key in kept if (entry := _entry_of(key, slices)) is not None and merged.rows[key] < entry.min_count
-    ]
+    small = _below_min_count(kept, merged.rows, slices)
     below = set(small)
     valued = [key for key in kept if key not in below]
     values_by_key: dict[SliceKey, dict[str, float]] = {key: {} for key in valued}

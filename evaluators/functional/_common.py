@@ -69,11 +69,6 @@ def infer_task(
     kind = TaskKind(task)
     if kind is TaskKind.REGRESSION:
         return Task(kind)
-    if kind is TaskKind.BINARY and num_classes not in (None, 2):
-        raise ValueError(
-            f"num_classes={num_classes}: a binary task has 2 classes; pass task='multiclass' (one label per row) or "
-            "task='multilabel' (several)"
-        )
     if prediction is None:
         if np.issubdtype(preds.dtype, np.integer) or preds.dtype == np.bool_:
             prediction = PredictionKind.LABELS
