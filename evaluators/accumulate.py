@@ -29,7 +29,7 @@ import numpy as np
 
 from evaluators.kernels import WeightRangeError
 from evaluators.lazyjax import accelerator_possible, jax, jnp
-from evaluators.statistic import DerivedMetric, State, Statistic, tree_to_numpy
+from evaluators.statistic import DerivedMetric, State, Statistic, check_merged, check_weights, tree_to_numpy
 
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 16
@@ -534,9 +534,9 @@ def evaluate(
     weights: np.ndarray | None = None,
 ) -> list[dict[str, object]]:
     """One-batch evaluation: zero, one update, compute. Returns each metric's values."""
+    check_weights(weights)
     acc = Accumulator.for_metrics(metrics)
     states = acc.update(acc.zero(), {"predictions": predictions, "targets": targets, "weights": weights})
     for metric in metrics:
-        metric.statistic.refuse_merged(states[acc.index(metric.statistic)])
-        metric.statistic.refuse_light(states[acc.index(metric.statistic)], len(targets))
+        check_merged(metric.statistic, states[acc.index(metric.statistic)], len(targets))
     return [m.compute(states[acc.index(m.statistic)]) for m in metrics]

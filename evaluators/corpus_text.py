@@ -45,7 +45,17 @@ from functools import lru_cache, partial
 import numpy as np
 
 from evaluators.kernels import WeightBoundedSums, WeightRangeError, from_fixed, to_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, resample_sums
+from evaluators.statistic import (
+    NON_NEGATIVE,
+    POINTS,
+    RATIO,
+    Batch,
+    DerivedMetric,
+    Direction,
+    State,
+    Statistic,
+    resample_sums,
+)
 from evaluators.task import Task, TaskKind
 
 # --- tokenisers, written from the references' definitions ------------------------------------------------------
@@ -440,7 +450,7 @@ def bleu(task: Task, *, max_order: int = 4, lowercase: bool = False) -> DerivedM
     _require_text(task, "bleu")
     order = _check_order("max_order", max_order, 9)
     stat = BleuCounts(order, bool(lowercase))
-    return DerivedMetric("bleu", stat, partial(_bleu, order), Direction.HIGHER, unit="points")
+    return DerivedMetric("bleu", stat, partial(_bleu, order), Direction.HIGHER, unit="points", value_range=POINTS)
 
 
 def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric:
@@ -451,31 +461,35 @@ def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric
     if not (isinstance(beta, int | float) and math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a positive number, got {beta!r}")
     stat = ChrfCounts(order)
-    return DerivedMetric("chrf", stat, partial(_chrf, order, float(beta)), Direction.HIGHER, unit="points")
+    return DerivedMetric(
+        "chrf", stat, partial(_chrf, order, float(beta)), Direction.HIGHER, unit="points", value_range=POINTS
+    )
 
 
 def wer(task: Task) -> DerivedMetric:
     """Word error rate: all word edits over all reference words (jiwer's corpus WER)."""
     _require_text(task, "wer")
-    return DerivedMetric("wer", EditCounts("word"), _error_rate, Direction.LOWER)
+    return DerivedMetric("wer", EditCounts("word"), _error_rate, Direction.LOWER, value_range=NON_NEGATIVE)
 
 
 def cer(task: Task) -> DerivedMetric:
     """Character error rate: all character edits over all reference characters (jiwer's corpus CER)."""
     _require_text(task, "cer")
-    return DerivedMetric("cer", EditCounts("char"), _error_rate, Direction.LOWER)
+    return DerivedMetric("cer", EditCounts("char"), _error_rate, Direction.LOWER, value_range=NON_NEGATIVE)
 
 
 def rouge_n(task: Task, *, n: int = 1) -> DerivedMetric:
     """Mean over pairs of ROUGE-n F (rouge-score, no stemming); also ``.precision`` and ``.recall``."""
     _require_text(task, "rouge_n")
-    return DerivedMetric("rouge_n", RougeSums(str(_check_order("n", n, 9))), _rouge, Direction.HIGHER)
+    return DerivedMetric(
+        "rouge_n", RougeSums(str(_check_order("n", n, 9))), _rouge, Direction.HIGHER, value_range=RATIO
+    )
 
 
 def rouge_l(task: Task) -> DerivedMetric:
     """Mean over pairs of ROUGE-L F (longest common subsequence, rouge-score); also ``.precision``, ``.recall``."""
     _require_text(task, "rouge_l")
-    return DerivedMetric("rouge_l", RougeSums("L"), _rouge, Direction.HIGHER)
+    return DerivedMetric("rouge_l", RougeSums("L"), _rouge, Direction.HIGHER, value_range=RATIO)
 
 
 def _distinct(state: State) -> dict[str, float]:
@@ -487,4 +501,6 @@ def distinct_n(task: Task, *, n: int = 1) -> DerivedMetric:
     """Distinct n-grams over all n-grams of the candidate texts (whitespace tokens, calibrax's ``distinct_n`` over
     the corpus; 0 without any n-gram); also ``.distinct`` and ``.total``."""
     _require_text(task, "distinct_n")
-    return DerivedMetric("distinct_n", DistinctNgrams(_check_order("n", n, 9)), _distinct, Direction.HIGHER)
+    return DerivedMetric(
+        "distinct_n", DistinctNgrams(_check_order("n", n, 9)), _distinct, Direction.HIGHER, value_range=RATIO
+    )

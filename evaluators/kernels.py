@@ -65,6 +65,13 @@ def refuse_light_total(weight: float, rows: int, what: str, unit: tuple[str, str
         )
 
 
+def refuse_unbounded_total(weight: float) -> None:
+    """Refuse rows whose weights, each finite, add up past float64's range (``weight`` their float64 sum, inf):
+    every weighted mean would read inf / inf, NaN."""
+    if np.isinf(weight):
+        raise WeightRangeError(f"the weights add up to more than float64 holds (1.8e308); {SCALE_ADVICE}")
+
+
 def refuse_cell_sums(cell_sums: np.ndarray, what: str) -> None:
     """Refuse a batch whose weighted values, summed per fixed-point cell (float64 ``[cells]``, each ``>= 0``), reach
     :data:`FIXED_SUM_LIMIT` in some cell."""

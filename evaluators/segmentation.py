@@ -427,7 +427,7 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
     targets: besides ``ignore_index``).
     """
     n = len(targets)
-    if isinstance(predictions, np.ndarray) and predictions.dtype != object:
+    if _dense(predictions) and _dense(targets):
         if predictions.shape != np.shape(targets):
             shapes = f"{predictions.shape} do not match targets of shape {np.shape(targets)}"
             return [BadRows("predictions", f"pixel masks of shape {shapes}")]
@@ -452,6 +452,11 @@ def bad_mask_rows(predictions: Any, targets: Any, num_classes: int, ignore_index
         if outside.any():
             problems.append(BadRows(role, f"with {_range_text(num_classes, ignore)}", outside))
     return problems
+
+
+def _dense(masks: Any) -> bool:
+    """Whether ``masks`` is one ``[n, ...]`` array of ids (else per-image masks: an object array or a sequence)."""
+    return isinstance(masks, np.ndarray) and masks.dtype != object
 
 
 def _same_pixels(prediction: np.ndarray, target: np.ndarray) -> bool:

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from evaluators.kernels import WeightRangeError, refuse_unbounded_total
 from evaluators.lazyjax import jax
 
 State = Any
@@ -284,6 +285,58 @@ class Statistic(abc.ABC):
         return [tree_map_leaves(lambda x, b=b: x[b], mixed) for b in range(np.shape(weights)[0])]
 
 
+EXTREMES = ("lo", "hi")
+"""State keys of running minima / maxima: infinite until a row is seen."""
+
+
+def _named_leaves(state: State, path: str) -> list[tuple[str, np.ndarray]]:
+    """``(path, array)`` of every leaf of a state (nested tuples / dicts of arrays)."""
+    if isinstance(state, tuple | list):
+        return [leaf for i, part in enumerate(state) for leaf in _named_leaves(part, f"{path}[{i}]")]
+    if isinstance(state, dict):
+        return [leaf for k in sorted(state) for leaf in _named_leaves(state[k], f"{path}.{k}")]
+    return [(path, np.asarray(state))]
+
+
+def nonfinite_leaf(statistic: Statistic, state: State) -> tuple[str, str] | None:
+    """``(path, "NaN" or "inf")`` of the first floating leaf of a merged ``state`` that is not finite where it
+    should be (an overflow, a value that slipped through), else None. Allowed: the ``lo`` / ``hi``
+    :data:`EXTREMES` of a statistic that saw no row (``+-inf``, never NaN) and the leaves the statistic names in
+    ``undefined_leaves`` (NaN as a marker)."""
+    for path, leaf in _named_leaves(state, "state"):
+        if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
+            continue
+        name = path.rsplit(".", 1)[-1]
+        if name in statistic.undefined_leaves or (name in EXTREMES and not np.isnan(leaf).any()):
+            continue
+        return path, "NaN" if np.isnan(leaf).any() else "inf"
+    return None
+
+
+def check_weights(weights: Any) -> None:
+    """Refuse (:class:`~evaluators.kernels.WeightRangeError`) rows' ``weights`` (or None) that add up beyond
+    float64's range, as a job does, before any statistic sums them."""
+    if weights is not None:
+        with np.errstate(over="ignore"):
+            refuse_unbounded_total(float(np.sum(np.asarray(weights, np.float64))))
+
+
+def check_merged(statistic: Statistic, state: State, rows: int) -> None:
+    """The checks of a merged state of ``rows`` rows before values are read from it, as a job makes them before a
+    commit: weights none of which counted, too light for a fixed-point sum, and sums beyond float64 are refused
+    (:class:`~evaluators.kernels.WeightRangeError`, a ``ValueError``)."""
+    statistic.refuse_merged(state)
+    statistic.refuse_light(state, rows)
+    found = nonfinite_leaf(statistic, state)
+    if found is not None:
+        path, kind = found
+        raise WeightRangeError(
+            f"{type(statistic).__name__}: its statistic holds {kind} in {path}, so no value read from it would be "
+            "right: weights or values beyond float64's range (squares above 1e308); every weighted mean is "
+            "unchanged when all weights are divided by the same number: divide them by their mean, for instance"
+        )
+
+
 def resample_sums(stacked: Mapping[str, np.ndarray], weights: np.ndarray) -> list[State]:
     """:meth:`Statistic.resample` for dict states of sums whose integer leaves (fixed-point sums) must stay exact:
     those are weighted in int64 (``weights`` must be whole numbers, as Poisson counts are), the others in float64."""
@@ -359,6 +412,10 @@ class Direction(enum.StrEnum):
 Finalize = Callable[[State], Mapping[str, Any]]
 RATIO = (0.0, 1.0)
 """The :attr:`DerivedMetric.value_range` of ratios (accuracy, precision, ROC-AUC, IoU, ...)."""
+POINTS = (0.0, 100.0)
+"""The :attr:`DerivedMetric.value_range` of scores in points (BLEU, chrF)."""
+NON_NEGATIVE = (0.0, float("inf"))
+"""The :attr:`DerivedMetric.value_range` of rates with no upper bound (WER and CER, above 1 with insertions)."""
 CORRELATION = (-1.0, 1.0)
 """The :attr:`DerivedMetric.value_range` of agreement scores (MCC, Cohen's kappa, adjusted balanced accuracy)."""
 

@@ -19,24 +19,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from evaluators.kernels import WeightRangeError
-from evaluators.statistic import State, Statistic
+from evaluators.kernels import WeightRangeError, refuse_unbounded_total
+from evaluators.statistic import State, Statistic, nonfinite_leaf
 from pipelines.errors import DataError
 from pipelines.records import slice_name
-
-EXTREMES = ("lo", "hi")
-"""State keys of running minima / maxima: infinite until a row is seen."""
-
-
-def _leaves(state: State, path: str) -> list[tuple[str, np.ndarray]]:
-    """``(path, array)`` of every leaf of a state (nested tuples / dicts of arrays)."""
-    if isinstance(state, tuple | list):
-        return [leaf for i, part in enumerate(state) for leaf in _leaves(part, f"{path}[{i}]")]
-    if isinstance(state, dict):
-        return [leaf for k in sorted(state) for leaf in _leaves(state[k], f"{path}.{k}")]
-    return [(path, np.asarray(state))]
 
 
 def check_states(
@@ -67,18 +53,13 @@ def check_states(
                 where = slice_name(key)
                 column = f"column {weights_column!r} (data.columns.weights)" if weights_column else "the weights"
                 raise DataError(f"metric {name} ({where}), {column}: {exc}.") from None
-            for path, leaf in _leaves(state, "state"):
-                if leaf.dtype.kind not in "fc" or np.isfinite(leaf).all():
-                    continue
-                leaf_name = path.rsplit(".", 1)[-1]
-                if leaf_name in statistic.undefined_leaves:
-                    continue
-                if leaf_name in EXTREMES and not np.isnan(leaf).any():
-                    continue
+            found = nonfinite_leaf(statistic, state)
+            if found is not None:
+                path, kind = found
                 name = metric_keys.get(statistic, type(statistic).__name__)
                 where = slice_name(key)
                 raise DataError(
-                    f"metric {name} ({where}): its merged statistic holds {_kind(leaf)} in {path}; a value computed "
+                    f"metric {name} ({where}): its merged statistic holds {kind} in {path}; a value computed "
                     "from it would be wrong, so nothing is committed. Its inputs passed the row checks: look for "
                     "values beyond float64's range (squares above 1e308) in the columns it reads, or a user "
                     "statistic's update."
@@ -91,10 +72,6 @@ def statistic_keys(metrics: Sequence[tuple[Any, Any]]) -> dict[Statistic, str]:
     for spec, metric in metrics:
         out.setdefault(metric.statistic, []).append(repr(spec.key))
     return {statistic: " / ".join(keys) for statistic, keys in out.items()}
-
-
-def _kind(leaf: np.ndarray) -> str:
-    return "NaN" if np.isnan(leaf).any() else "inf"
 
 
 def check_values(points: Sequence[Any]) -> None:
@@ -111,8 +88,15 @@ def check_values(points: Sequence[Any]) -> None:
 
 def check_weight_total(weights_column: str | None, total: float | None, rows: int) -> None:
     """Raise :class:`DataError` when a job reading ``weights_column`` counted ``rows > 0`` rows of total weight 0
-    (``total`` None: unknown, e.g. a unit resumed from an older checkpoint)."""
-    if weights_column is None or total is None or rows == 0 or total > 0:
+    (``total`` None: unknown, e.g. a unit resumed from an older checkpoint), or rows whose weights add up past
+    float64's range (every weighted mean would read inf / inf)."""
+    if weights_column is None or total is None or rows == 0:
+        return
+    try:
+        refuse_unbounded_total(total)
+    except WeightRangeError as exc:
+        raise DataError(f"column {weights_column!r} (data.columns.weights): {exc}.") from None
+    if total > 0:
         return
     raise DataError(
         f"column {weights_column!r} (data.columns.weights): all {rows} rows have weight 0, so every metric is "

@@ -177,7 +177,23 @@ def ragged(array: pa.ChunkedArray, *, where: str) -> Ragged:
     decode (:meth:`~evaluators.adapters.base.TaskAdapter.decode`)."""
     if array.null_count:
         raise DataError(f"{where}: {array.null_count} rows are null; expected a (possibly empty) list in every row.")
+    nulls = _null_entries(array)
+    if nulls:
+        raise DataError(
+            f"{where}: {nulls} entries of the rows' lists are null; expected a value in every entry (a box, score, "
+            "label or mask: a null is a missing value, refused with on_bad_rows: drop too)."
+        )
     return Ragged(array.to_pylist(), column_type(array.type))
+
+
+def _null_entries(array: pa.ChunkedArray) -> int:
+    """The null entries of a list column's rows, at every level of nesting (a null box, or a null in a box)."""
+    count = 0
+    chunks = list(array.chunks)
+    while chunks and _is_list(chunks[0].type):
+        chunks = [chunk.flatten() for chunk in chunks]
+        count += sum(chunk.null_count for chunk in chunks)
+    return count
 
 
 RAGGED_PREFIX = "ragged:"

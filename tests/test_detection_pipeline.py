@@ -251,3 +251,36 @@ def test_segm_over_a_box_column_names_the_column_and_iou_type(tmp_path):
     assert "column 'boxes' (data.columns.predictions)" in message and "a.parquet" in message, message
     assert "iou_type: segm" in message and "data.columns.masks" in message and "\n" not in message
     assert not list_runs(str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    ("column", "change"),
+    [
+        ("scores", lambda row: [None, *row[1:]]),  # (a null first entry read as a null box before: exit 1)
+        ("scores", lambda row: [*row[:-1], None]),
+        ("labels", lambda row: [None, *row[1:]]),
+        ("gt_labels", lambda row: [None, *row[1:]]),
+        ("boxes", lambda row: [None, *row[1:]]),
+        ("gt_boxes", lambda row: [[row[0][0], None, *row[0][2:]], *row[1:]]),
+    ],
+    ids=["first score", "last score", "label", "target label", "box", "number in a target box"],
+)
+@pytest.mark.parametrize("on_bad_rows", ["fail", "drop"])
+def test_a_null_inside_a_list_is_refused_even_when_dropping_bad_rows(tmp_path, column, change, on_bad_rows):
+    """A null entry in an image's list (a score, a label, a box, a box's number) is a missing value, as a null row
+    is: exit 2 naming the file and column, with ``on_bad_rows: drop`` too, wherever it sits in the list."""
+    images = random_images(np.random.default_rng(5), n_images=6)
+    bad = next(i for i, im in enumerate(images) if len(im["pred_scores"]) >= 2 and len(im["gt_labels"]) >= 2)
+    table = detection_table(images)
+    rows = table.column(column).to_pylist()
+    rows[bad] = change(rows[bad])
+    field = table.schema.get_field_index(column)
+    table = table.set_column(field, column, pa.array(rows, table.schema.field(column).type))
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    with pytest.raises(DataError) as caught:
+        run_job(_job(tmp_path, tmp_path / "data", "local", on_bad_rows=on_bad_rows), show_progress=False)
+    message = str(caught.value)
+    assert f"part.parquet row group 0: column {column!r}" in message and "1 entries" in message, message
+    assert "null" in message and "\n" not in message
+    assert not list_runs(str(tmp_path / "out"))

@@ -99,3 +99,37 @@ def test_r2_intervals_end_at_1(tmp_path):
     assert (r2.lower, r2.upper) == pytest.approx((r2.value - q_hi, 1.0), abs=1e-15)
     assert metrics["explained_variance"].upper <= 1.0
     assert catalog.build("pearson_corrcoef", Task("regression")).value_range == CORRELATION
+
+
+def test_text_metric_ranges():
+    task = Task("text")
+    assert catalog.build("bleu", task).value_range == catalog.build("chrf", task).value_range == (0.0, 100.0)
+    assert catalog.build("wer", task).value_range == catalog.build("cer", task).value_range == (0.0, np.inf)
+    assert catalog.build("rouge_l", task).value_range == catalog.build("distinct_n", task).value_range == RATIO
+
+
+def test_error_rate_intervals_end_at_0(tmp_path):
+    """39 exact transcripts and one with a wrong word: WER 1/160, and replicates that draw the wrong row twice put
+    the reflected lower end below 0, which no word error rate reaches."""
+    (tmp_path / "data").mkdir()
+    refs = [f"the quick brown fox jumps number {i}" for i in range(40)]
+    preds = [*refs[:-1], refs[-1].replace("fox", "cat")]
+    pq.write_table(pa.table({"row_id": np.arange(40), "p": preds, "y": refs}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "wer",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "p", "targets": "y", "row_id": "row_id"}},
+        "task": "text",
+        "metrics": ["wer", "cer"],
+        "confidence": {"replicates": 200, "level": LEVEL, "seed": 0, "buckets": 64, "samples": True},
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    metrics = run.point("overall").metrics
+    wer = metrics["wer"]
+    assert wer.value == pytest.approx(1 / sum(len(r.split()) for r in refs), abs=1e-15)  # (one substitution)
+    for m in (wer, metrics["cer"]):
+        finite = np.asarray(m.samples)[np.isfinite(m.samples)]
+        q_lo, q_hi = np.quantile(finite - m.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        assert m.value - q_hi < 0.0  # (the reflected lower end: the clipping is what is tested)
+        assert (m.lower, m.upper) == pytest.approx((0.0, m.value - q_lo), abs=1e-15)

@@ -165,3 +165,63 @@ def test_a_light_slice_below_its_min_count_does_not_stop_the_job(tmp_path):
         skm.brier_score_loss(y, p, sample_weight=w), rel=1e-12
     )
     assert "brier_score" not in run.point("group=light").metrics  # (below min_count: its rows only)
+
+
+TEXTS = (["the cat sat on the mat", "a b c d", "hello there world"], ["the cat sat on a mat", "a b x d", "hello world"])
+
+
+@pytest.mark.parametrize("scale", [1e-17, 1e-12])
+def test_text_functions_refuse_light_weights_as_a_job_does(scale):
+    """ROUGE through the functions read 0.0 at weights of 1e-17 and 0.81 at 1e-15 (rouge_score: 0.7349 at any
+    scale), where a job exits 2: the functions make a job's checks of the merged state."""
+    from evaluators.functional import corpus_text
+
+    preds, refs = TEXTS
+    for function in (corpus_text.rouge_n, corpus_text.rouge_l):  # (fixed-point sums of per-pair scores)
+        with pytest.raises(WeightRangeError, match=r"below 2\^-20 \(9\.5e-7\) on average"):
+            function(preds, refs, weights=[scale] * 3)
+    assert corpus_text.rouge_l(preds, refs, weights=[1e-5] * 3) == pytest.approx(corpus_text.rouge_l(preds, refs))
+    for function in (corpus_text.wer, corpus_text.bleu):  # (float sums of counts: any scale reads the same)
+        assert function(preds, refs, weights=[scale] * 3) == pytest.approx(function(preds, refs), rel=1e-12)
+
+
+def test_functions_refuse_weights_whose_sums_pass_float64():
+    """Weights of 1e308 each are finite, but their sum is not: BLEU read 0 and WER, CER, chrF NaN; accuracy, whose
+    counts stay finite, NaN. The functions refuse them, as a job does (exit 2)."""
+    from evaluators.functional import accuracy, corpus_text
+
+    preds, refs = TEXTS
+    for function in (corpus_text.bleu, corpus_text.chrf, corpus_text.wer, corpus_text.cer):
+        with pytest.raises(ValueError, match="more than float64 holds"):
+            function(preds, refs, weights=[1e308] * 3)
+    with pytest.raises(ValueError, match=r"the weights add up to more than float64 holds \(1\.8e308\)"):
+        accuracy(np.array([0.9, 0.2, 0.7]), np.array([1, 0, 0]), weights=np.full(3, 1e308))  # (read NaN)
+    assert corpus_text.wer(preds, refs, weights=[1e300] * 3) == pytest.approx(corpus_text.wer(preds, refs))
+
+
+def test_a_bare_string_is_not_a_corpus_of_characters():
+    """``wer("hello world", "hello worms")`` read each character as a row (0.2; jiwer 0.5)."""
+    from evaluators.functional import corpus_text
+
+    with pytest.raises(ValueError, match="one string; expected a sequence of strings"):
+        corpus_text.wer("hello world", "hello worms")
+    assert corpus_text.wer(["hello world"], ["hello worms"]) == 0.5
+
+
+def test_a_job_whose_weights_add_up_past_float64_exits_2(tmp_path):
+    """Three rows of weight 1e308: each confusion count is finite, their total is not, and the job committed accuracy
+    and F1 NaN with exit 0."""
+    (tmp_path / "data").mkdir()
+    table = pa.table({"p": [0.9, 0.2, 0.7], "y": [1, 0, 0], "w": [1e308] * 3})
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "heavy",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "p", "targets": "y", "weights": "w"}},
+        "task": "binary",
+        "metrics": ["accuracy", "f1_score"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError, match=r"column 'w' \(data.columns.weights\): the weights add up to more than"):
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("run.json"))

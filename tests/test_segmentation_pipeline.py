@@ -122,16 +122,24 @@ def test_masks_of_one_pixel_count_but_other_shapes_are_refused(tmp_path):
         run_job(_run_masks(tmp_path, table), show_progress=False)
 
 
-def test_an_id_list_beside_a_png_mask_reads_in_row_major_order(tmp_path):
+def _flat(masks: list[np.ndarray], kind: str) -> pa.Array:
+    """Masks as flat row-major id lists (``list``) or raw bytes (``fixed_size_binary``)."""
+    if kind == "list":
+        return pa.array([m.reshape(-1).tolist() for m in masks], pa.list_(pa.int32()))
+    return pa.array([m.tobytes() for m in masks], pa.binary(masks[0].size))
+
+
+@pytest.mark.parametrize(
+    ("flat", "kind"), [("mask", "list"), ("predicted", "list"), ("predicted", "fixed_size_binary")]
+)
+def test_an_id_list_beside_a_png_mask_reads_in_row_major_order(tmp_path, flat, kind):
+    """A flat mask (id list, raw bytes) takes the PNG mask's shape on either side (predictions were refused as
+    of another shape than the PNG targets)."""
     rng = np.random.default_rng(4)
     truths = [rng.integers(0, 3, (4, 5)).astype(np.uint8) for _ in range(3)]
     preds = [np.where(rng.random(t.shape) < 0.7, t, rng.integers(0, 3, t.shape)).astype(np.uint8) for t in truths]
-    table = pa.table(
-        {
-            "predicted": [encode_mask(p) for p in preds],
-            "mask": pa.array([t.reshape(-1).tolist() for t in truths], pa.list_(pa.int32())),
-        }
-    )
+    masks = {"predicted": preds, "mask": truths}
+    table = pa.table({c: _flat(m, kind) if c == flat else [encode_mask(x) for x in m] for c, m in masks.items()})
     values = run_job(_run_masks(tmp_path, table), show_progress=False).run.point("overall").metrics
     t, p = np.concatenate([x.ravel() for x in truths]), np.concatenate([x.ravel() for x in preds])
     assert values["mean_iou"].value == pytest.approx(skm.jaccard_score(t, p, average="macro"), abs=1e-12)

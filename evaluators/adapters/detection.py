@@ -132,24 +132,24 @@ def _per_image(column: Ragged, where: str) -> np.ndarray:
     """One ragged column -> an object array with one value per image (``where`` names file and column)."""
     if INSTANCE_MASKS.accepts(column.type):
         return _instance_masks(column, where)
+    nested = column.type.value is not None and column.type.value.is_list
     out = np.empty(len(column), object)
     for i, row in enumerate(column.rows):
-        out[i] = _numbers(row)
+        out[i] = _numbers(row, nested)
     return out
 
 
 @dataclass(frozen=True)
 class _Misshapen:
-    """A row of nested boxes not all of 4 numbers (or a null box): a bad row of its column."""
+    """A row of nested boxes not all of 4 numbers: a bad row of its column."""
 
     sizes: tuple[int | None, ...]
 
 
-def _numbers(row: Any) -> np.ndarray | _Misshapen:
+def _numbers(row: Any, nested: bool) -> np.ndarray | _Misshapen:
     """One row's numbers, flat (``[[x, y, w, h], ...]`` -> ``[4k]``), or :class:`_Misshapen` for nested boxes of
-    other than 4 numbers."""
-    # (an Arrow list column is typed: a row of boxes is nested when its first entry is a list or a null box)
-    if isinstance(row, list) and row and (isinstance(row[0], list) or row[0] is None):
+    other than 4 numbers (``nested``: the column is a list of lists)."""
+    if nested:
         if all(isinstance(box, list) and len(box) == 4 for box in row):
             return np.asarray(row, np.float64).reshape(-1)
         return _Misshapen(tuple(len(box) if isinstance(box, list) else None for box in row))

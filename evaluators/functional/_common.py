@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import evaluate
+from evaluators.statistic import check_merged, check_weights
 from evaluators.task import PredictionKind, Task, TaskKind, check_batch
 
 
@@ -220,6 +221,20 @@ def with_columns(name: str, task: Task, columns: dict[str, Any], params: dict[st
     problems = check_batch(task, {**arrays, "weights": arrays.get("weights")})
     if problems:
         raise ValueError("; ".join(problems))
+    check_weights(arrays.get("weights"))
     acc = Accumulator([metric.statistic])
     (state,) = acc.to_host(acc.update(acc.zero(), arrays))
+    check_merged(metric.statistic, state, len(next(iter(arrays.values()))))
     return metric.compute(state)
+
+
+def text_column(role: str, values: Sequence[str]) -> np.ndarray:
+    """``[n]`` object array of the strings of ``values``, one per row; a bare string (which would be read as rows
+    of one character each), or a row that is no string (None: a missing text, which a job refuses when it reads a
+    null), raises ``ValueError``."""
+    if isinstance(values, str | bytes):
+        raise ValueError(f"{role}: one string; expected a sequence of strings, one per row (a list of one for one row)")
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{role}: {len(bad)} rows that are not strings (first: row {bad[0]}, {values[bad[0]]!r})")
+    return np.asarray(list(values), dtype=object).reshape(len(values))

@@ -13,17 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.functional._common import with_columns
+from evaluators.functional._common import text_column, with_columns
 from evaluators.task import Task, TaskKind
-
-
-def _texts(role: str, values: Sequence[str]) -> np.ndarray:
-    """``[n]`` object array of the strings of ``values``; a row that is no string (None: a missing text, which a
-    job refuses when it reads a null) raises ``ValueError`` with the count of such rows."""
-    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"{role}: {len(bad)} rows that are not strings (first: row {bad[0]}, {values[bad[0]]!r})")
-    return np.asarray(list(values), dtype=object).reshape(len(values))
 
 
 def _corpus(name: str, predictions: Sequence[str], targets: Sequence[str], weights: Any, params: dict) -> dict:
@@ -34,7 +25,11 @@ def _corpus(name: str, predictions: Sequence[str], targets: Sequence[str], weigh
         # as a job whose files are all empty or whose weights are all 0 (sacrebleu fails on an empty corpus);
         # negative or NaN weights are left to the row checks
         raise ValueError(f"{name}: no row with a positive weight, the corpus score is undefined")
-    columns = {"predictions": _texts("predictions", predictions), "targets": _texts("targets", targets), "weights": w}
+    columns = {
+        "predictions": text_column("predictions", predictions),
+        "targets": text_column("targets", targets),
+        "weights": w,
+    }
     return with_columns(name, Task(TaskKind.TEXT), columns, params)
 
 

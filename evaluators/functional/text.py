@@ -10,14 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaluators.backbones.bert import idf_weights
-from evaluators.functional._common import backbone_metric
+from evaluators.functional._common import backbone_metric, text_column
 from evaluators.task import TaskKind
 
 
 def _text_metric(
     name: str, predictions: Sequence[str], targets: Sequence[str], backbone: Any, idf: bool = False
 ) -> dict[str, Any]:
-    columns = {"predictions": list(predictions), "targets": list(targets)}
+    columns = {
+        "predictions": list(text_column("predictions", predictions)),
+        "targets": list(text_column("targets", targets)),
+    }
     if not idf:
         return backbone_metric(name, TaskKind.TEXT, columns, backbone)
 
