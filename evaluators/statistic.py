@@ -331,9 +331,10 @@ def check_merged(statistic: Statistic, state: State, rows: int) -> None:
     if found is not None:
         path, kind = found
         raise WeightRangeError(
-            f"{type(statistic).__name__}: its statistic holds {kind} in {path}, so no value read from it would be "
-            "right: weights or values beyond float64's range (squares above 1e308); every weighted mean is "
-            "unchanged when all weights are divided by the same number: divide them by their mean, for instance"
+            f"{type(statistic).__name__}: its sums left float64's range ({kind} in {path}), so no value read from "
+            "them would be right: values whose squares pass 1e308 (about 1e154 in absolute value), or weights adding "
+            "up beyond it; scale them down (every weighted mean is unchanged when all weights are divided by the same "
+            "number)"
         )
 
 

@@ -68,6 +68,16 @@ def buckets(keys: np.ndarray, count: int, seed: int) -> np.ndarray:
     return (splitmix64(keys ^ splitmix64(np.array([seed], dtype=np.uint64))[0]) % np.uint64(count)).astype(np.int64)
 
 
+DIGEST_MODULUS = 1 << 64
+
+
+def key_digest(keys: np.ndarray) -> int:
+    """An order-free digest of rows' uint64 ``keys``: the sum of their hashes modulo ``2**64``, so that the digest
+    of rows split among units is the sum of the units' (and two runs over other rows almost surely differ)."""
+    with np.errstate(over="ignore"):
+        return int(np.sum(splitmix64(np.asarray(keys, np.uint64)), dtype=np.uint64))
+
+
 def poisson_weights(replicates: int, count: int, seed: int) -> np.ndarray:
     """``[replicates, count]`` Poisson(1) weights, fixed by the seed."""
     return np.random.default_rng([seed, 0x5EED]).poisson(1.0, (replicates, count)).astype(np.float64)

@@ -108,6 +108,7 @@ def encode_result(result: UnitResult) -> bytes:
         "worker": result.worker,
         "dropped": result.dropped,
         "weight": result.weight,
+        "key_digest": result.key_digest,
         "states": _states("s", partial.states, arrays),
         "bucket_states": _states("b", partial.bucket_states, arrays),
         "slice_rows": [[[list(p) for p in key], n] for key, n in partial.rows.items()],
@@ -160,6 +161,7 @@ def decode_result(
         scores,
         {k: int(v) for k, v in header["dropped"].items()},
         weight=header.get("weight"),
+        key_digest=header.get("key_digest"),
     )
 
 

@@ -14,13 +14,21 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 from pipelines.run_text import format_run, format_value, metric_rows, terminal_text, write_table
-from pipelines.stopping import STOP_GRACE_S, STOPPED_EXIT, Stopped, keep_noting_stops, stop_on_sigterm
+from pipelines.stopping import (
+    STOP_GRACE_S,
+    STOPPED_EXIT,
+    StopControl,
+    Stopped,
+    ignore_stops_at_exit,
+    keep_noting_stops,
+    stop_on_sigterm,
+)
 
 if TYPE_CHECKING:
     from pipelines.spec import JobSpec
@@ -62,13 +70,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                         out.write(
                             f"  REGRESSED {terminal_text(r.point_name)} {r.metric}: {r.baseline_value:.6g} -> {r.current_value:.6g}\n"
                         )
-            if stop.received or stop.interrupted:
-                signal_name = "SIGTERM" if stop.received else "Ctrl-C"
-                sys.stderr.write(
-                    job.redact(
-                        f"evalpipe: {signal_name} received after run {outcome.uri} committed; the run is complete\n"
-                    )
-                )
+            _say_late_stop(stop, outcome.uri, job.redact)
             if outcome.window is not None and outcome.window.uri is not None:
                 out.write(job.redact(f"window: {outcome.window.uri}\n"))
             elif outcome.window is not None:
@@ -80,7 +82,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         raise
     if args.process:
         keep_noting_stops(stop)  # committed and reported: a signal from here to the exit would only hide that
+    args.stop = stop
     return REGRESSED if outcome.regressions else 0
+
+
+def _say_late_stop(stop: StopControl, uri: str, redact: Callable[[str], str] = str) -> None:
+    """One line on stderr where a SIGTERM or Ctrl-C came after the run at ``uri`` committed (it was only noted)."""
+    if stop.received or stop.interrupted:
+        signal_name = "SIGTERM" if stop.received else "Ctrl-C"
+        sys.stderr.write(redact(f"evalpipe: {signal_name} received after run {uri} committed; the run is complete\n"))
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
@@ -303,9 +313,14 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.merge import merge_runs
 
-    outcome = merge_runs(args.runs, args.name, output=args.output, allow_overlap=args.allow_overlap)
-    out.write(format_run(outcome.run) + "\n")
-    out.write(f"merged {len(outcome.run.metadata['merged_from'])} runs: {outcome.uri}\n")
+    with stop_on_sigterm(STOP_GRACE_S if args.process else None) as stop:
+        outcome = merge_runs(args.runs, args.name, output=args.output, allow_overlap=args.allow_overlap, stop=stop)
+        out.write(format_run(outcome.run) + "\n")
+        out.write(f"merged {len(outcome.run.metadata['merged_from'])} runs: {outcome.uri}\n")
+        _say_late_stop(stop, outcome.uri)
+    if args.process:
+        keep_noting_stops(stop)
+    args.stop = stop
     return 0
 
 
@@ -487,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code, error = _dispatch(args)
     if args.command == "run":
         _report_outcome(args, code, error)
+    if process and getattr(args, "stop", None) is not None:
+        ignore_stops_at_exit(args.stop)
     return code
 
 
@@ -516,7 +533,8 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
         return 0, None
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
-        sys.stderr.write(f"evalpipe: {how}; nothing was committed (finished work units are kept for a rerun)\n")
+        kept = " (finished work units are kept for a rerun)" if args.command == "run" else ""
+        sys.stderr.write(f"evalpipe: {how}; nothing was committed{kept}\n")
         return (STOPPED_EXIT if isinstance(exc, Stopped) else 130), how
     except Exception as exc:
         from pipelines.environment import describe

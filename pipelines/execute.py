@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from evaluators.adapters import adapter_for
 from pipelines import planning, timing
-from pipelines.bootstrap import key_role
+from pipelines.bootstrap import DIGEST_MODULUS, key_role
 from pipelines.checkpoints import CheckpointStore
 from pipelines.errors import DataError, JobFailed, UserError, is_storage_access_error
 from pipelines.finite import check_rows_left, check_states, check_values, check_weight_total, statistic_keys
@@ -40,7 +40,7 @@ from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
 from pipelines.spec import JobSpec, build_metric
-from pipelines.stopping import StopControl
+from pipelines.stopping import StopControl, committing
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.unit_result import TOTAL_DROPPED, OrderedMerger, UnitResult
@@ -273,12 +273,13 @@ def run_job(
     read_retries = 0
     worker_cpu_seconds = worker_compile_seconds = 0.0
     weight_total: float | None = 0.0
+    digest: int | None = 0 if spec.confidence else None
     store = CheckpointStore(spec, instance, accumulator, replicate_accumulator) if spec.execution.checkpoints else None
 
     computed: set[int] = set()  # the units computed by this run (a retried unit may finish twice)
 
     def on_result(result: UnitResult, *, resumed: bool = False) -> None:
-        nonlocal rows_done, read_retries, worker_cpu_seconds, worker_compile_seconds, weight_total
+        nonlocal rows_done, read_retries, worker_cpu_seconds, worker_compile_seconds, weight_total, digest
         if store is not None and not resumed:
             computed.add(result.index)
             if len(computed) < len(todo) or result.seconds >= LAST_UNIT_CHECKPOINT_S:
@@ -296,6 +297,7 @@ def run_job(
             worker_compile_seconds += result.compile_seconds
         rows_done += result.rows
         weight_total = None if weight_total is None or result.weight is None else weight_total + result.weight
+        digest = None if digest is None or result.key_digest is None else (digest + result.key_digest) % DIGEST_MODULUS
         progress.advance(result.rows)
 
     resumed = store.load(plan.units) if store is not None else {}
@@ -360,6 +362,7 @@ def run_job(
             **({"bertscore_idf": idf_counts} if idf_counts else {}),
             **({"reference": reference.describe()} if reference is not None else {}),
             **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
+            **({"rows_digest": f"{digest:016x}"} if digest is not None else {}),
             **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
             "timings": {
                 **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
@@ -379,27 +382,23 @@ def run_job(
         run, regressions = _compare_with_baseline(spec, run)
     t_commit = time.perf_counter()
     try:
-        write_run(
-            location,
-            run,
-            spec.name,
-            accumulator.statistics,
-            merged.states,
-            bucket_states=merged.bucket_states,
-            slice_rows=merged.rows,
-            instance=instance,
-            exclusive_instance=spec.output.on_existing == "refuse",
-            extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
-            if scores
-            else None,
-            on_commit=None if stop is None else functools.partial(stop.committed, location.uri),
-            finish=lambda written: _with_process_timings(written, time.perf_counter() - t_commit),
-        )
-    except KeyboardInterrupt:
-        if read_manifest(location) is None:
-            raise
-        if stop is not None:  # the signal came as the manifest was being created: the run is committed
-            stop.committed(location.uri)
+        with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:
+            write_run(
+                location,
+                run,
+                spec.name,
+                accumulator.statistics,
+                merged.states,
+                bucket_states=merged.bucket_states,
+                slice_rows=merged.rows,
+                instance=instance,
+                exclusive_instance=spec.output.on_existing == "refuse",
+                extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
+                if scores
+                else None,
+                on_commit=on_commit,
+                finish=lambda written: _with_process_timings(written, time.perf_counter() - t_commit),
+            )
     except Exception as exc:
         if isinstance(exc, UserError) or not is_storage_access_error(exc):
             raise

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.bootstrap import DIGEST_MODULUS
 from pipelines.errors import UserError
 from pipelines.finite import check_states, check_values, statistic_keys
 from pipelines.job_statistics import JobStatistics
@@ -37,6 +38,7 @@ from pipelines.records import Run, recorded_spec
 from pipelines.reduce import build_points, metric_defs, reported_rows
 from pipelines.results import resolve_run_uri
 from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
+from pipelines.stopping import StopControl, committing
 from pipelines.storage import (
     STATISTICS_FILE,
     STATISTICS_INDEX,
@@ -45,6 +47,7 @@ from pipelines.storage import (
     decode_stored,
     new_run_id,
     open_run,
+    read_manifest,
     read_run,
     run_location,
     stored_positions,
@@ -244,7 +247,17 @@ def _merged_metadata(runs: Sequence[tuple[str, Run]], name: str, overlap: Mappin
             if k in newest
         },
         **_dropped(runs),
+        **_rows_digest(runs),
     }
+
+
+def _rows_digest(runs: Sequence[tuple[str, Run]]) -> dict[str, str]:
+    """The merged run's ``rows_digest``: the sum of its sources' (the digest of the union of their rows), where
+    every source has one."""
+    digests = [run.metadata.get("rows_digest") for _, run in runs]
+    if not digests or any(not isinstance(d, str) for d in digests):
+        return {}
+    return {"rows_digest": f"{sum(int(d, 16) for d in digests) % DIGEST_MODULUS:016x}"}
 
 
 def merge_runs(
@@ -255,6 +268,7 @@ def merge_runs(
     allow_overlap: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    stop: StopControl | None = None,
 ) -> MergeOutcome:
     """Commit a run named ``name`` whose statistics are the merge of the committed runs at ``run_uris``.
 
@@ -264,6 +278,8 @@ def merge_runs(
         output: where to write (default: the output location of the newest run).
         allow_overlap: merge runs that list the same input file (its rows then count twice).
         metadata: extra entries for the merged run's metadata (a window's settings).
+        stop: the process's SIGTERM control (:func:`~pipelines.stopping.stop_on_sigterm`), told when the manifest
+            exists, so that a signal from then on is only noted.
 
     Raises:
         UserError: no runs, a bad name, runs whose settings differ, overlapping inputs, or a run stored
@@ -307,13 +323,15 @@ def merge_runs(
     )
     target = output or newest_uri.rsplit("/", 2)[0]
     location = run_location(target, name, run.id, options)
-    write_run(
-        location,
-        run,
-        name,
-        acc.statistics,
-        merged.states,
-        bucket_states=merged.bucket_states,
-        slice_rows=merged.rows,
-    )
+    with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:
+        write_run(
+            location,
+            run,
+            name,
+            acc.statistics,
+            merged.states,
+            bucket_states=merged.bucket_states,
+            slice_rows=merged.rows,
+            on_commit=on_commit,
+        )
     return MergeOutcome(run, location.uri)

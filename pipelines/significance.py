@@ -79,6 +79,12 @@ def compare_runs(
             f"runs {first.id} and {second.id} were bootstrapped differently ({dict(a)} vs {dict(b)}); "
             "paired comparison needs the same confidence seed, buckets, replicates and row key"
         )
+    digests = first.metadata.get("rows_digest"), second.metadata.get("rows_digest")
+    if None not in digests and digests[0] != digests[1]:
+        raise ValueError(
+            f"runs {first.id} and {second.id} are over different rows (their row keys' digests, metadata.rows_digest, "
+            f"differ: {digests[0]} vs {digests[1]}); a paired comparison needs the same rows"
+        )
     x, y = first.point(point), second.point(point)
     if x.metrics["rows"].value != y.metrics["rows"].value:
         raise ValueError(

@@ -18,6 +18,8 @@ back unchanged.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -88,3 +90,21 @@ def unstack_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             arrays[f"{letter}{n}/{rest}"] = values[start:end].reshape(shape)
             start = end
     return arrays
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of an ``.npz`` file (no pickles), deflated at level 1: most of the size gain of the
+    default level at a fraction of the time (a 64 MB state took 0.7 s at the default level)."""
+    buffer = io.BytesIO()
+    archive = zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
+    try:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    except BaseException:
+        # dropped unfinished: a SIGTERM as a member opens leaves it open, and closing the archive would raise
+        # "Can't close the ZIP file while there is an open writing handle" over the Stopped (exit 1, not 143)
+        archive.fp = None
+        raise
+    archive.close()
+    return buffer.getvalue()

@@ -12,11 +12,12 @@ exits at once with one line saying what was and was not done.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 STOP_GRACE_S = 30.0
 """Seconds from the first SIGTERM to the end of the process, at most."""
@@ -116,3 +117,27 @@ def keep_noting_stops(control: StopControl) -> None:
         signal.signal(signal.SIGTERM, control.handle)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             signal.signal(signal.SIGINT, control.interrupt)
+
+
+def ignore_stops_at_exit(control: StopControl) -> None:
+    """Ignore SIGTERM and Ctrl-C from here to the end of the process (main thread, a committed ``control``): the
+    interpreter puts the default actions back as it shuts down, so a signal then would end a process whose run
+    committed and was reported with the status of a stopped one."""
+    if threading.current_thread() is threading.main_thread() and control.committed_uri is not None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def committing(control: StopControl | None, uri: str, committed: Callable[[], bool]) -> Iterator[Callable | None]:
+    """Around the writing of a run at ``uri``: gives the callback that tells ``control`` the manifest exists (None
+    without a control); an interrupt that unwinds out of the block is swallowed when ``committed()`` says the
+    manifest was created after all (the signal came as it was written), so the run is reported as committed."""
+    try:
+        yield None if control is None else functools.partial(control.committed, uri)
+    except KeyboardInterrupt as exc:
+        if not committed():
+            raise
+        if control is not None:
+            control.committed(uri)
+            control.interrupted |= not isinstance(exc, Stopped)  # (a SIGTERM is received already)

@@ -66,6 +66,9 @@ class UnitResult:
     """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
     compile_seconds: float = 0.0
     """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
+    key_digest: int | None = None
+    """:func:`~pipelines.bootstrap.key_digest` of the row keys of the unit's counted rows (a job with intervals),
+    so that a run can tell whether another was over the same rows; None without intervals."""
 
 
 def _merge_maps(acc: Accumulator | None, a: dict, b: dict, skip: bool) -> dict:

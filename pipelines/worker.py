@@ -26,7 +26,7 @@ from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
-from pipelines.bootstrap import buckets, key_role, row_keys
+from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
 from pipelines.errors import DataError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.host_memory import keep_freed_memory
@@ -45,6 +45,7 @@ DISTINCT_SLICES_FACTOR = 10
 
 
 _BUCKET = "bootstrap:bucket"
+_KEY = "bootstrap:key"
 READ_ATTEMPTS = 4
 """Attempts at reading a unit when storage fails transiently (connection reset, timeout, throttling)."""
 READ_BACKOFF_S = 0.5
@@ -273,6 +274,7 @@ class UnitEvaluator:
         pending_rows = pending_bytes = 0
         total = 0
         weight: float | None = 0.0 if "weights" in self.roles else None
+        digest: int | None = 0 if self.replicate_accumulator is not None else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
@@ -296,7 +298,10 @@ class UnitEvaluator:
                         conf = self.spec.confidence
                         keys = row_keys(columns.get(key_role(self.spec.task)), part.path, first_row, n)
                         batch[_BUCKET] = buckets(keys, conf.buckets, conf.seed)
+                        batch[_KEY] = keys
                     batch = self._checked(batch, where, dropped, first_row)
+                    if digest is not None:
+                        digest = (digest + key_digest(batch.pop(_KEY))) % DIGEST_MODULUS
                     n = _row_count(batch)
                     if n == 0:
                         continue
@@ -334,6 +339,7 @@ class UnitEvaluator:
             retries,
             time.process_time() - cpu_start,
             weight,
+            key_digest=digest,
         )
 
     def _checked(
