@@ -33,7 +33,7 @@ from evaluators.calibration import (
 from evaluators.classification import per_class_values
 from evaluators.kernels import from_fixed, safe_divide, to_fixed
 from evaluators.lazyjax import jnp
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import RATIO, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
 
 ADAPTIVE_FINE_BINS = 1 << 12
@@ -170,7 +170,7 @@ def classwise_ece(task: Task, *, num_bins: int | None = None, n_bins: int | None
     class's frequency, averaged over classes (two classes, ``1 - p`` and ``p``, for a binary task)."""
     require_probabilities(task, "classwise_ece")
     stat = ClasswiseBins(task, check_bins(num_bins, n_bins))
-    return DerivedMetric("classwise_ece", stat, _classwise_ece, Direction.LOWER)
+    return DerivedMetric("classwise_ece", stat, _classwise_ece, Direction.LOWER, value_range=RATIO)
 
 
 def adaptive_calibration_error(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:
@@ -180,4 +180,6 @@ def adaptive_calibration_error(task: Task, *, num_bins: int | None = None, n_bin
     require_probabilities(task, "adaptive_calibration_error")
     bins = check_bins(num_bins, n_bins)
     stat = CalibrationBins(task, ADAPTIVE_FINE_BINS)
-    return DerivedMetric("adaptive_calibration_error", stat, partial(_adaptive_ece, bins), Direction.LOWER)
+    return DerivedMetric(
+        "adaptive_calibration_error", stat, partial(_adaptive_ece, bins), Direction.LOWER, value_range=RATIO
+    )

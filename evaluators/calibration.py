@@ -42,7 +42,7 @@ from evaluators.kernels import (
     to_fixed,
 )
 from evaluators.lazyjax import jnp
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic, tree_add
+from evaluators.statistic import RATIO, Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
     PredictionKind,
     Task,
@@ -555,7 +555,7 @@ def maximum_calibration_error(task: Task, *, num_bins: int | None = None, n_bins
     """Largest |accuracy - confidence| over non-empty bins."""
     require_probabilities(task, "maximum_calibration_error")
     stat = CalibrationBins(task, check_bins(num_bins, n_bins))
-    return DerivedMetric("maximum_calibration_error", stat, _mce, Direction.LOWER)
+    return DerivedMetric("maximum_calibration_error", stat, _mce, Direction.LOWER, value_range=RATIO)
 
 
 def reliability_diagram(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:

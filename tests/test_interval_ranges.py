@@ -72,6 +72,9 @@ def test_ranges_of_metrics():
     assert catalog.build("balanced_accuracy", task, {"adjusted": True}).value_range == CORRELATION
     assert catalog.build("sensitivity", task).value_range == RATIO
     assert catalog.build("log_loss", task).value_range is None
+    for name in ("maximum_calibration_error", "adaptive_calibration_error"):
+        assert catalog.build(name, task).value_range == RATIO, name
+    assert catalog.build("classwise_ece", Task("multiclass", num_classes=3)).value_range == RATIO
 
 
 def test_r2_intervals_end_at_1(tmp_path):
