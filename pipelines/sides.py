@@ -148,7 +148,7 @@ def feature_columns(
 ) -> dict[str, np.ndarray]:
     """The features of the batch's precomputed feature columns: ``candidate`` / ``reference`` ``[n, D]`` (as
     stored, float) and ``candidate_key`` / ``reference_key`` ``[n, 2]`` int32 (each row's 64-bit hash of its
-    stored vector, which picks KID's subset as an image's hash does). Raises :class:`DataError` when a
+    vector in float64, which picks KID's subset as an image's hash does). Raises :class:`DataError` when a
     column's width is not the ``dimension`` a metric expects, naming the column (``roles``: role -> column)."""
     out: dict[str, np.ndarray] = {}
     widths = {int(s.dimension) for s in statistics if getattr(s, "unpaired_sides", False)}
@@ -166,5 +166,7 @@ def feature_columns(
                 f"job's metrics expect dimension {wrong[0]}; set the metrics' `dimension` to the features' width."
             )
         out[side] = values
-        out[f"{side}_key"] = split_keys(row_hashes(values))
+        # (the hash of the float64 vector, whatever width a file stores it at: a unit joining a float32 file with a
+        # float64 one holds both as float64, and the rows' keys, KID's subset, must not depend on that grouping)
+        out[f"{side}_key"] = split_keys(row_hashes(values.astype(np.float64, copy=False)))
     return out

@@ -22,12 +22,13 @@ import pyarrow as pa
 
 from evaluators.adapters import InputError, TaskAdapter, adapter_for
 from evaluators.backbones import load_backbone
+from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
-from pipelines.errors import DataError, UserCodeError, is_transient_error
+from pipelines.errors import DataError, SpecError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.host_memory import keep_freed_memory
 from pipelines.job_statistics import BATCH_ROWS, job_statistics
@@ -448,11 +449,25 @@ class UnitEvaluator:
             assert self.spec.backbone is not None
             self._backbone = load_backbone(self.spec.backbone, fsspec_reader(self.spec.backbone.weights))
             self.backbone_loads += 1
+            self._check_widths(self._backbone)
             self._features = self._backbone.extract
             if self.spec.idf is not None:  # the job's BERTScore idf weights: constant, put on the device once
                 idf = jax.device_put(np.asarray(self.spec.idf, np.float32))
                 self._features = functools.partial(self._backbone.extract, idf=idf)
         return self._backbone
+
+    def _check_widths(self, backbone: Any) -> None:
+        """Refuse (:class:`SpecError`) a metric whose ``dimension`` (``classes``) is not the loaded backbone's
+        feature width (number of classes): its update would fail on the first batch."""
+        have = {"dimension": getattr(backbone, "dimension", None), "classes": getattr(backbone, "num_classes", None)}
+        for spec_entry, metric in self.metrics:
+            for field, width in have.items():
+                wanted = getattr(metric.statistic, field, None)
+                if isinstance(wanted, int) and isinstance(width, int) and wanted != width:
+                    raise SpecError(
+                        f"metric {spec_entry.key!r}: {field} {wanted}, but the backbone ({self.spec.backbone.kind}, "
+                        f"{self.spec.backbone.weights}) gives {width}; set the metric's `{field}` to {width}."
+                    )
 
     def _extract(
         self, columns: dict[str, np.ndarray], batch: dict[str, np.ndarray], where: str
@@ -463,7 +478,10 @@ class UnitEvaluator:
         found: dict[str, np.ndarray] = feature_columns(columns, self.accumulator.statistics, where, self.roles)
         if self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features):
             self.backbone()
-            found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))
+            try:
+                found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))
+            except UndecodableImage as exc:
+                raise DataError(f"{where}: {exc}; expected PNG, JPEG or another format Pillow reads.") from None
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}

@@ -265,3 +265,35 @@ def test_feature_rows_of_another_width_in_another_file_exit_2_in_one_unit_or_two
         run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
     assert "p1.parquet" in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
+
+
+def test_kid_of_float32_and_float64_feature_files_does_not_depend_on_the_units(tmp_path):
+    """One file stores the features as float32, another as float64: a unit holding both joins them as float64, so
+    the rows' keys (KID's subset) were hashed from float64 there and from float32 in a unit of the float32 file
+    alone: KID 0.404 or 0.358 by `unit_rows`. Keys now hash the float64 vector whatever the file stores."""
+    from evaluators.backbones.cnn import row_hashes
+
+    rng = np.random.default_rng(4)
+    n, d, subset = 600, 12, 200
+    generated = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.3 + 0.1
+    real = rng.normal(size=(n, d))
+    generated[:300], real[:300] = generated[:300].astype(np.float32), real[:300].astype(np.float32)
+    (tmp_path / "data").mkdir()
+    for name, rows, kind in (("a", slice(0, 300), pa.float32()), ("b", slice(300, n), pa.float64())):
+        columns = {c: pa.array(list(v[rows]), pa.list_(kind)) for c, v in (("g", generated), ("r", real))}
+        pq.write_table(pa.table(columns), tmp_path / "data" / f"{name}.parquet")
+    values = []
+    for unit_rows in (None, 100):
+        spec = {
+            "data": {"path": str(tmp_path / "data"), "columns": {"predictions_features": "g", "targets_features": "r"}},
+            "task": "image",
+            "metrics": [{"name": "kid", "dimension": d, "subset_size": subset, "as": "kid"}],
+            "execution": {"runner": "local", **({"unit_rows": unit_rows} if unit_rows else {})},
+            "output": {"uri": str(tmp_path / "out")},
+        }
+        values.append(_overall(_run(tmp_path, f"kid{unit_rows or 0}", spec).run)["kid"])
+
+    def chosen(x):  # the subset_size rows of lowest hash of the float64 vectors
+        return x[np.argsort(row_hashes(x), kind="stable")[:subset]].astype(np.float32)
+
+    assert values[0] == values[1] == pytest.approx(numpy_kid(chosen(generated), chosen(real)), rel=1e-9)

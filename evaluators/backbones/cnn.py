@@ -277,6 +277,19 @@ def _pillow() -> Any:
     return Image
 
 
+class UndecodableImage(ValueError):
+    """Encoded image bytes that Pillow cannot decode (the message names the row of the batch)."""
+
+
+def readable_image(payload: bytes) -> bool:
+    """Whether Pillow recognises ``payload`` as an image (its header only: a cheap check before decoding)."""
+    try:
+        _pillow().open(io.BytesIO(payload))
+    except (OSError, ValueError, SyntaxError):  # (UnidentifiedImageError is an OSError)
+        return False
+    return True
+
+
 def decode(payload: bytes) -> np.ndarray:
     """One encoded image (PNG, JPEG, any format Pillow reads) -> RGB pixels ``[h, w, 3]`` uint8."""
     image = _pillow().open(io.BytesIO(payload))
@@ -305,7 +318,12 @@ def image_groups(column: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     column = np.asarray(column) if not isinstance(column, np.ndarray) else column
     if column.dtype != object:
         return [(np.arange(len(column)), pixel_rows(column))]
-    decoded = [decode(bytes(v)) for v in column]
+    decoded = []
+    for i, value in enumerate(column):
+        try:
+            decoded.append(decode(bytes(value)))
+        except (OSError, ValueError, SyntaxError) as exc:  # (a truncated or damaged image past its header)
+            raise UndecodableImage(f"row {i} of the batch holds image bytes Pillow cannot decode ({exc})") from None
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(decoded):
         by_shape.setdefault(image.shape, []).append(i)
