@@ -73,6 +73,8 @@ def compare_runs(
     first: Run, second: Run, metric: str, point: str = "overall", alpha: float = 0.05
 ) -> SignificanceResult:
     """Paired test of ``metric`` on ``point`` between two runs over the same rows."""
+    x, y = first.point(point), second.point(point)
+    compared = x.metrics[metric], y.metrics[metric]  # (an unknown name first: a typo says so, not a pairing)
     a, b = pairing(first), pairing(second)
     if a != b:
         raise ValueError(
@@ -85,13 +87,12 @@ def compare_runs(
             f"runs {first.id} and {second.id} are over different rows (their row keys' digests, metadata.rows_digest, "
             f"differ: {digests[0]} vs {digests[1]}); a paired comparison needs the same rows"
         )
-    x, y = first.point(point), second.point(point)
     if x.metrics["rows"].value != y.metrics["rows"].value:
         raise ValueError(
             f"point {point!r} has {x.metrics['rows'].value:.0f} rows in run {first.id} and "
             f"{y.metrics['rows'].value:.0f} in run {second.id}: a paired comparison needs the same rows"
         )
-    return bootstrap_difference_test(x.metrics[metric], y.metrics[metric], alpha)
+    return bootstrap_difference_test(*compared, alpha)
 
 
 def compare_slices(run: Run, metric: str, first: str, second: str, alpha: float = 0.05) -> SignificanceResult:

@@ -297,3 +297,26 @@ def test_kid_of_float32_and_float64_feature_files_does_not_depend_on_the_units(t
         return x[np.argsort(row_hashes(x), kind="stable")[:subset]].astype(np.float32)
 
     assert values[0] == values[1] == pytest.approx(numpy_kid(chosen(generated), chosen(real)), rel=1e-9)
+
+
+def test_nan_in_precomputed_features_is_a_bad_row_named_by_its_column(tmp_path):
+    """NaN features were refused as "computed from the batch" with advice about the backbone's weights, even with no
+    backbone, and could not be left out: they are bad rows of their column, refused or dropped."""
+    rng = np.random.default_rng(0)
+    generated, real = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    generated[3, 1] = np.nan
+    (tmp_path / "data").mkdir()
+    columns = {c: pa.array(list(v), pa.list_(pa.float64())) for c, v in (("g", generated), ("r", real))}
+    pq.write_table(pa.table(columns), tmp_path / "data" / "p.parquet")
+    spec = {
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions_features": "g", "targets_features": "r"}},
+        "task": "image",
+        "metrics": [{"name": "fid", "dimension": 4, "as": "fid"}],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions_features\): 1 rows with NaN or inf"):
+        _run(tmp_path, "refused", spec)
+    dropped = _run(tmp_path, "dropped", {**spec, "data": {**spec["data"], "on_bad_rows": "drop"}}).run
+    keep = np.arange(50) != 3
+    assert _overall(dropped)["fid"] == pytest.approx(scipy_frechet(generated[keep], real[keep]), rel=1e-9)

@@ -40,6 +40,10 @@ class SidedAdapter(TaskAdapter):
         for role in ("predictions", "targets"):
             if role in columns:
                 problems += self.side_problems(role, columns[role], n)
+        for role in ("predictions_features", "targets_features"):  # (precomputed: read as numbers, [n, D])
+            values = np.asarray(columns[role]) if role in columns else None
+            if values is not None and values.dtype.kind == "f" and values.ndim == 2:
+                problems += flagged_rows(role, "with NaN or inf features", ~np.isfinite(values).all(axis=1), n)
         return problems
 
     def side_problems(self, role: str, values: np.ndarray, n: int) -> list[BadRows]:
