@@ -39,7 +39,7 @@ from evaluators.ranking_cells import (
     summed_leaves,
     with_squares,
 )
-from evaluators.ranking_weights import check_batch_weights, check_counted
+from evaluators.ranking_weights import check_batch_weights, check_counted, fixed_weights
 from evaluators.score_grid import (
     _MIN_EXPONENT,
     BINARY_PRECISION_BITS,
@@ -86,12 +86,6 @@ def one_vs_rest(task: Task, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Arr
 
 def ranked_classes(task: Task) -> int:
     return 1 if task.kind is TaskKind.BINARY else task.classes
-
-
-def fixed_weights(w: jax.Array) -> jax.Array:
-    """Row weights (float) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
-    xp = array_namespace(w)
-    return xp.round(w.astype(xp.float64) * 2.0**WEIGHT_BITS).astype(xp.int64)
 
 
 @dataclass(frozen=True)
@@ -241,9 +235,8 @@ class ScoreHistogram(Statistic):
             check_batch_weights(weights)
 
     def refuse_state(self, state: State) -> None:
-        if not self.track_ties:
-            return
-        check_counts(state["counts"])  # (a working grid on the device too: one number comes back)
+        if self.track_ties:
+            check_counts(state["counts"])  # (a working grid on the device too: one number comes back)
 
     def refuse_merged(self, state: State) -> None:
         if self.track_ties and is_sparse(state):
@@ -253,12 +246,17 @@ class ScoreHistogram(Statistic):
         if not self.track_ties:
             return 0
         k = ranked_classes(self.task)
-        if k * self.cell_count() * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES:
-            return 1 << 62  # every batch: no working histogram of the whole grid
+        if k * self.cell_count() * WORKING_BYTES_PER_BIN > MAX_WORKING_BYTES or self._host_softmax():
+            return 1 << 62  # every batch: no working histogram of the whole grid, or NumPy's softmax
         return max(1, SMALL_BATCH_CELLS // k)
 
     def runs_on_host(self) -> bool:
-        return self.track_ties and self.task.converts_on_host
+        return self.track_ties and (self.task.converts_on_host or self._host_softmax())
+
+    def _host_softmax(self) -> bool:
+        # multiclass logits: NumPy's softmax gives a row the same bits wherever it is in a batch (the compiled one's
+        # move with it, splitting rows of equal logits into cells: values moved with the unit size)
+        return self.task.kind is TaskKind.MULTICLASS and not self.task.converts_on_host
 
     def folds_fast_on_host(self) -> bool:
         return self.runs_on_host() and ranked_classes(self.task) == 1  # (counted over the grid, _grid_update)

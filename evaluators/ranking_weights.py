@@ -4,10 +4,12 @@ and not all too light to count at all."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError
-from evaluators.ranking_cells import SCALE_ADVICE
+from evaluators.kernels import FIXED_SUM_LIMIT, WeightRangeError, array_namespace
+from evaluators.ranking_cells import SCALE_ADVICE, WEIGHT_BITS
 from evaluators.statistic import State
 
 BATCH_WEIGHT_LIMIT = FIXED_SUM_LIMIT
@@ -35,3 +37,9 @@ def check_counted(state: State) -> None:
             "every weight of these rows is below 2^-33, so none counts in ROC-AUC or average precision (their value "
             f"would be NaN); {SCALE_ADVICE}"
         )
+
+
+def fixed_weights(w: Any) -> Any:
+    """Row weights (float, NumPy or JAX) -> int64 counts in units of ``2**-WEIGHT_BITS``."""
+    xp = array_namespace(w)
+    return xp.round(w.astype(xp.float64) * 2.0**WEIGHT_BITS).astype(xp.int64)
