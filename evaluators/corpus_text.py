@@ -211,12 +211,29 @@ class _CountStatistic(Statistic):
         return out
 
 
+def refuse_fractional_copies(metric: str, weights: np.ndarray) -> None:
+    """Refuse (:class:`WeightRangeError`) weights that are not whole numbers, for a metric that counts a row of
+    weight ``w`` as ``w`` copies of its text."""
+    fractional = weights != np.floor(weights)
+    if fractional.any():
+        raise WeightRangeError(
+            f"{metric} counts a row of weight w as w copies of its text, so its weights must be whole numbers; "
+            f"{int(fractional.sum())} rows weigh a fraction (the first: {float(weights[fractional][0])!r})"
+        )
+
+
 @dataclass(frozen=True)
 class BleuCounts(_CountStatistic):
     """``[hypothesis length, reference length, matches n=1..N, totals n=1..N]`` (13a tokens)."""
 
     max_order: int = 4
     lowercase: bool = False
+
+    def refuse_weights(self, weights: np.ndarray) -> None:
+        """sacrebleu's exp smoothing (``100 / (2**k * total)`` for a precision of no match) reads the n-gram
+        totals as counts: weights of 0.01 gave BLEU 254 where weights of 1 give sacrebleu's 25.4. A row of weight
+        ``w`` counts as ``w`` copies of its pair, so weights must be whole numbers."""
+        refuse_fractional_copies("bleu", weights)
 
     @property
     def size(self) -> int:
@@ -346,12 +363,7 @@ class DistinctNgrams(Statistic):
         """A row of weight ``w`` counts as ``w`` copies of its text: the distinct n-grams stay, their total grows
         ``w``-fold. A fraction of a copy has no such reading (weights of 0.5 gave distinct-n of 2), so weights must
         be whole numbers."""
-        fractional = weights != np.floor(weights)
-        if fractional.any():
-            raise WeightRangeError(
-                f"distinct_n counts a row of weight w as w copies of its text, so its weights must be whole numbers; "
-                f"{int(fractional.sum())} rows weigh a fraction (the first: {float(weights[fractional][0])!r})"
-            )
+        refuse_fractional_copies("distinct_n", weights)
 
     def update(self, state: State, batch: Batch) -> State:
         weights = np.asarray(batch["weights"], np.float64)

@@ -343,6 +343,8 @@ def compare_all(
     paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
         "bootstrap"
     )
+    digests = base.metadata.get("rows_digest"), cur.metadata.get("rows_digest")
+    paired = paired and (None in digests or digests[0] == digests[1])  # (other rows: their replicates are not paired)
     out: list[Comparison] = []
     current_points = {p.name: p for p in cur.points}
     for old in base.points:

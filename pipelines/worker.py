@@ -351,6 +351,8 @@ class UnitEvaluator:
         decodes the read columns first (``first_row``: the batch's first row in its file, to name a bad row)."""
         batch = _adapted(self.adapter.decode, batch, self.roles, where, first_row)
         problems = self.adapter.bad_rows({r: batch[r] for r in self.roles})
+        if self._reads_backbone():  # (what the backbone cannot read: encoded images Pillow does not)
+            problems += getattr(self.backbone(), "bad_rows", lambda columns: [])({r: batch[r] for r in self.roles})
         if not problems:
             return batch
         fixable = all(p.rows is not None for p in problems)
@@ -456,11 +458,17 @@ class UnitEvaluator:
                 self._features = functools.partial(self._backbone.extract, idf=idf)
         return self._backbone
 
+    def _reads_backbone(self) -> bool:
+        """Whether the job's statistics read features of its backbone (not only user functions' scores)."""
+        return self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features)
+
     def _check_widths(self, backbone: Any) -> None:
         """Refuse (:class:`SpecError`) a metric whose ``dimension`` (``classes``) is not the loaded backbone's
         feature width (number of classes): its update would fail on the first batch."""
         have = {"dimension": getattr(backbone, "dimension", None), "classes": getattr(backbone, "num_classes", None)}
         for spec_entry, metric in self.metrics:
+            if not type(metric.statistic).__module__.startswith("evaluators."):
+                continue  # (a user statistic's fields may mean something else)
             for field, width in have.items():
                 wanted = getattr(metric.statistic, field, None)
                 if isinstance(wanted, int) and isinstance(width, int) and wanted != width:
@@ -476,7 +484,7 @@ class UnitEvaluator:
         images) and one call of each user function."""
         n = _row_count(columns)
         found: dict[str, np.ndarray] = feature_columns(columns, self.accumulator.statistics, where, self.roles)
-        if self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features):
+        if self._reads_backbone():
             self.backbone()
             try:
                 found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))

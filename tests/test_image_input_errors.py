@@ -1,7 +1,7 @@
 """Image jobs whose input the backbone cannot take were internal errors (exit 1, a traceback): bytes that are no
-image are bad rows (exit 2 naming file, column and count, or left out under ``on_bad_rows: drop``); an image damaged
-past its header fails the job naming the file and row; a metric's ``dimension`` or ``classes`` other than the
-backbone's is refused naming the metric, as soon as the backbone is loaded (exit 2)."""
+image, or a truncated PNG, are bad rows of the built-in backbones (exit 2 naming file, column and count, or left out
+under ``on_bad_rows: drop``; a user backbone reads its own bytes); decoding refuses what passes those checks; a
+metric's ``dimension`` or ``classes`` other than the backbone's is refused naming the metric once it loads."""
 
 from __future__ import annotations
 
@@ -61,11 +61,23 @@ def test_bytes_that_are_no_image_are_left_out_when_dropping_bad_rows(tmp_path, b
     assert run.metadata["dropped_rows"]["rows"] == 1 and run.metadata["rows"] == 5
 
 
-def test_an_image_damaged_past_its_header_fails_naming_the_row(tmp_path, backbone_dir):  # noqa: F811
+def test_a_truncated_png_is_a_bad_row(tmp_path, backbone_dir):  # noqa: F811
     generated = [_png(i) for i in range(6)]
-    generated[4] = generated[4][: len(generated[4]) // 2]  # (a truncated PNG: its header reads, its pixels do not)
-    with pytest.raises(DataError, match=r"p.parquet\): row 4 of the batch holds image bytes Pillow cannot decode"):
+    generated[4] = generated[4][: len(generated[4]) // 2]  # (its header reads; its checksums and end do not)
+    with pytest.raises(
+        DataError, match=r"p.parquet row group 0: column 'g' \(data.columns.predictions\): 1 rows whose"
+    ):
         run_job(_job(tmp_path, backbone_dir, generated), show_progress=False)
+
+
+def test_an_image_pillow_cannot_decode_past_its_checks_fails_naming_it():
+    """The last line of defence, at decoding: a row whose checks pass but whose pixels do not decode."""
+    from evaluators.backbones.cnn import UndecodableImage, image_groups
+
+    column = np.empty(2, object)
+    column[0], column[1] = _png(0), _png(1)[:60]
+    with pytest.raises(UndecodableImage, match="row 1 of the batch holds image bytes Pillow cannot decode"):
+        image_groups(column)
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,7 @@ def test_text_functions_refuse_light_weights_as_a_job_does(scale):
         with pytest.raises(WeightRangeError, match=r"below 2\^-20 \(9\.5e-7\) on average"):
             function(preds, refs, weights=[scale] * 3)
     assert corpus_text.rouge_l(preds, refs, weights=[1e-5] * 3) == pytest.approx(corpus_text.rouge_l(preds, refs))
-    for function in (corpus_text.wer, corpus_text.bleu):  # (float sums of counts: any scale reads the same)
+    for function in (corpus_text.wer, corpus_text.chrf):  # (ratios of float sums: any scale reads the same)
         assert function(preds, refs, weights=[scale] * 3) == pytest.approx(function(preds, refs), rel=1e-12)
 
 
@@ -197,6 +197,11 @@ def test_functions_refuse_weights_whose_sums_pass_float64():
     with pytest.raises(ValueError, match=r"the weights add up to more than float64 holds \(1\.8e308\)"):
         accuracy(np.array([0.9, 0.2, 0.7]), np.array([1, 0, 0]), weights=np.full(3, 1e308))  # (read NaN)
     assert corpus_text.wer(preds, refs, weights=[1e300] * 3) == pytest.approx(corpus_text.wer(preds, refs))
+    from evaluators.functional import segmentation
+
+    masks = np.random.default_rng(0).integers(0, 3, (4, 5, 5))
+    with pytest.raises(ValueError, match="more than float64 holds"):  # (read NaN)
+        segmentation.mean_iou(masks, masks[::-1], num_classes=3, weights=np.full(4, 1.7e308))
 
 
 def test_a_bare_string_is_not_a_corpus_of_characters():
@@ -225,3 +230,17 @@ def test_a_job_whose_weights_add_up_past_float64_exits_2(tmp_path):
     with pytest.raises(DataError, match=r"column 'w' \(data.columns.weights\): the weights add up to more than"):
         run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("run.json"))
+
+
+def test_bleu_counts_whole_copies_and_refuses_fractional_weights():
+    """BLEU's exp smoothing reads n-gram totals as counts: weights of 0.01 gave 254.07 where weights of 1 give
+    sacrebleu's 25.41, and a job clipped its interval to [100, 100] around 150. Whole weights are repeated rows."""
+    import sacrebleu
+
+    from evaluators.functional import corpus_text
+
+    with pytest.raises(WeightRangeError, match="bleu counts a row of weight w as w copies"):
+        corpus_text.bleu(["the cat sat on mat"], ["the cat on the mat"], weights=[0.01])
+    preds, refs = TEXTS
+    repeated = sacrebleu.corpus_bleu([preds[0]] * 3 + preds[1:], [[refs[0]] * 3 + refs[1:]]).score
+    assert corpus_text.bleu(preds, refs, weights=[3, 1, 1]) == pytest.approx(repeated, rel=1e-12)

@@ -41,6 +41,7 @@ import numpy as np
 
 from evaluators.backbones.base import BackboneSpec, Reader
 from evaluators.lazyjax import jax, jnp
+from evaluators.task import BadRows, flagged_rows
 
 Params = dict[str, Any]
 WEIGHT_FILES = ("model.safetensors", "model.npz")
@@ -282,9 +283,10 @@ class UndecodableImage(ValueError):
 
 
 def readable_image(payload: bytes) -> bool:
-    """Whether Pillow recognises ``payload`` as an image (its header only: a cheap check before decoding)."""
+    """Whether Pillow reads ``payload`` as an image: its header, and the file's own checks where the format has
+    them (a PNG's chunk checksums and end: a truncated PNG fails), without decoding the pixels."""
     try:
-        _pillow().open(io.BytesIO(payload))
+        _pillow().open(io.BytesIO(payload)).verify()
     except (OSError, ValueError, SyntaxError):  # (UnidentifiedImageError is an OSError)
         return False
     return True
@@ -390,6 +392,21 @@ class ImageEncoder:
     Other image architectures subclass it, overriding :meth:`load` and :meth:`encode_function` (their
     config has ``feature_dim`` and ``num_classes`` too); decoding, batching and padding stay here.
     """
+
+    def bad_rows(self, columns: Mapping[str, Any]) -> list[BadRows]:
+        """Rows of encoded image bytes (``predictions`` / ``targets``) whose header Pillow does not read: bad rows
+        of their column, checked with the rows' other problems (a user backbone may read other bytes)."""
+        out: list[BadRows] = []
+        for role in ("predictions", "targets"):
+            values = columns.get(role)
+            if isinstance(values, np.ndarray) and values.dtype == object:
+                unread = np.fromiter(
+                    (isinstance(v, bytes | bytearray | memoryview) and not readable_image(bytes(v)) for v in values),
+                    bool,
+                    count=len(values),
+                )
+                out += flagged_rows(role, "whose bytes are no image Pillow reads (PNG, JPEG, ...)", unread, len(values))
+        return out
 
     def __init__(self, spec: BackboneSpec, config: CnnConfig, params: Params) -> None:
         self.spec = spec

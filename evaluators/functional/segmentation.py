@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators import statistic as statistic_checks
 from evaluators.accumulate import Accumulator
 from evaluators.functional._common import check_threshold
 from evaluators.segmentation import (
@@ -121,8 +122,10 @@ def _evaluate(
         problems = [bad.message() for bad in check_weights(np.asarray(weights).reshape(-1), len(tgts))]
         if problems:
             raise ValueError("; ".join(problems))
+    statistic_checks.check_weights(weights)
     acc = _accumulator(stat)
     (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
+    statistic_checks.check_merged(stat, state, len(tgts))  # (a job's checks of the merged state)
     values = metric.compute(state)
     if "" in values:
         return values[""]
