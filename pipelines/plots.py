@@ -108,13 +108,15 @@ def _class_label(task: Task, k: int) -> str:
 def reliability_figure(stats: RunStatistics, point: str = OVERALL, metric_key: str | None = None) -> Figure:
     """Reliability diagram of one point: per-bin accuracy against mean confidence.
 
-    Read from the ``CalibrationBins`` state of the metric ``metric_key`` (or the first metric
-    storing one: expected / maximum calibration error, reliability diagram). Top: one marker per
+    Read from the ``CalibrationBins`` state of the metric ``metric_key`` (or the ``reliability_diagram``'s, with
+    scikit-learn's bins, else the first metric storing one: expected / maximum calibration error). Top: one marker per
     non-empty bin at (mean confidence, accuracy) - for a binary task the mean predicted
     probability and the fraction of positives - with the diagonal of perfect calibration and the
     ECE of these bins in the title. Bottom: the row weight of each bin (bars over the bin edges).
     """
-    spec, metric = _find_metric(stats, (CalibrationBins,), "calibration statistic", metric_key)
+    spec, metric = _find_metric(
+        stats, (CalibrationBins,), "calibration statistic", metric_key, prefer=("reliability_diagram",)
+    )
     state, n_bins = stats.state(spec.key, point), metric.statistic.n_bins
     edges, confidence, accuracy, weight = reliability_bins(state, n_bins)
     binary = _task(metric).kind is TaskKind.BINARY

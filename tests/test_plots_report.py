@@ -277,6 +277,17 @@ def test_reliability_figure_plots_hand_computed_bin_means(stats, runs, point):
             assert load_run(runs.good).point(point).metrics["ece"].value == pytest.approx(ece, abs=1e-12)
 
 
+def test_reliability_figure_draws_the_reliability_diagrams_bins_by_default(stats):
+    """The job lists the calibration error before the reliability diagram: the figure drew the ECE's bins, not the
+    diagram's own (scikit-learn's), which the reliability_diagram metric reports."""
+    assert [spec.key for spec, _ in stats.metrics].index("ece") < [spec.key for spec, _ in stats.metrics].index(
+        "reliability"
+    )
+    default, diagram = reliability_figure(stats), reliability_figure(stats, metric_key="reliability")
+    np.testing.assert_array_equal(_line(default, "accuracy").get_xdata(), _line(diagram, "accuracy").get_xdata())
+    assert default.axes[0].get_title() == diagram.axes[0].get_title()
+
+
 def test_confusion_figure_annotates_counts_and_normalizes_rows(stats, runs):
     score, label = _columns(runs.good_table, "overall")
     expected = skm.confusion_matrix(label, (score > 0.5).astype(int))
