@@ -76,9 +76,18 @@ def run_settings(run: Run, uri: str) -> dict[str, Any]:
     return settings
 
 
-def _shown(value: Any, limit: int = 160) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _shown(first: Any, other: Any, limit: int = 160) -> tuple[str, str]:
+    """Both values as text, each cut to about ``limit`` characters around where they first differ (quantile
+    boundaries deep in a long slices setting stay in view)."""
+    texts = repr(first), repr(other)
+    same = next((i for i, (a, b) in enumerate(zip(*texts, strict=False)) if a != b), min(map(len, texts)))
+    start = max(0, same - limit // 4)
+
+    def cut(text: str) -> str:
+        window = text[start : start + limit]
+        return ("..." if start else "") + window + ("..." if start + limit < len(text) else "")
+
+    return cut(texts[0]), cut(texts[1])
 
 
 def check_mergeable(runs: Sequence[tuple[str, Run]]) -> None:
@@ -106,7 +115,7 @@ def check_mergeable(runs: Sequence[tuple[str, Run]]) -> None:
         differ = [name for name in SETTINGS if settings[name] != reference[name]]
         if differ:
             details = "; ".join(
-                f"{name}: {_shown(reference[name])} in the first, {_shown(settings[name])} in this one"
+                "{}: {} in the first, {} in this one".format(name, *_shown(reference[name], settings[name]))
                 for name in differ
             )
             raise UserError(

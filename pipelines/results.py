@@ -262,8 +262,14 @@ def trend(
         names = frame.select("metric", "point").unique().collect()
         if not names.is_empty() and point not in set(names["point"]):
             raise _unknown(f"job {job!r}: point", point, names["point"])
-        if not names.is_empty() and metric not in set(names["metric"]):
-            raise _unknown(f"job {job!r}: metric", metric, names.filter(pl.col("point") == point)["metric"])
+        at_point = names.filter(pl.col("point") == point)["metric"]
+        if not names.is_empty() and set(at_point) == {"rows"}:
+            raise UserError(
+                f"job {job!r}: point {point!r} reports only its row count in these runs (a slice below its min_count "
+                f"gets no metric values), so it has no {metric!r} to trend"
+            )
+        if not names.is_empty() and metric not in set(at_point):
+            raise _unknown(f"job {job!r}: metric", metric, at_point)
     tags: dict[str, str] = {}
     points = []
     for row in rows.iter_rows(named=True):

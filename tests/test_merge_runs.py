@@ -378,3 +378,15 @@ def test_runs_that_read_a_stored_reference_are_refused() -> None:
         UserError, match=r"s3://evals/gen/2: its statistics include the reference set of s3://evals/real/1"
     ):
         check_mergeable([("s3://evals/gen/1", Run(points=())), ("s3://evals/gen/2", against)])
+
+
+def test_a_refusal_shows_where_two_long_settings_differ():
+    """Slices with quantile boundaries deep in a long setting: the message cut both at 160 characters and hid them."""
+    from pipelines.merge import _shown
+
+    first = [{"column": f"c{i}", "boundaries": [0.1, 0.2]} for i in range(12)] + [{"quantiles": [0.25, 0.5]}]
+    other = [*first[:-1], {"quantiles": [0.25, 0.75]}]
+    shown = _shown(first, other)
+    assert "0.5]" in shown[0] and "0.75]" in shown[1], shown
+    assert all(len(text) <= 166 for text in shown) and shown[0].startswith("...")
+    assert _shown([1, 2], [1, 3]) == ("[1, 2]", "[1, 3]")

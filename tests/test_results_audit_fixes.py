@@ -358,3 +358,17 @@ def test_a_regression_from_a_baseline_of_0_commits_with_no_percentage(tmp_path, 
     assert regressions["brier_score"]["baseline_value"] == 0.0 and regressions["brier_score"]["delta_pct"] is None
     assert regressions["brier_score"]["current_value"] == pytest.approx(10 * 0.25 / 1000)
     assert regressions["accuracy"]["delta_pct"] == pytest.approx(-0.5)
+
+
+def test_trend_of_a_point_that_reports_only_its_rows_says_so(tmp_path) -> None:
+    """A slice below its min_count reports only its row count: trend() returned an empty series without a word."""
+    from pipelines.results import trend
+
+    data = _data(tmp_path / "d" / "a.parquet", 3, all_positive_k=False, third_group=False)
+    spec = _spec("small", data, tmp_path / "out", ["accuracy"])
+    spec["slices"] = [{"column": "g", "min_count": SMALL + 1}]  # (g=k has SMALL rows)
+    del spec["confidence"]
+    assert main(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"]) == 0
+    assert len(trend(str(tmp_path / "out"), "small", "accuracy", "g=m").points) == 1
+    with pytest.raises(UserError, match="point 'g=k' reports only its row count in these runs"):
+        trend(str(tmp_path / "out"), "small", "accuracy", "g=k")
