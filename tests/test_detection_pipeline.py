@@ -208,14 +208,10 @@ BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("column", "kind", "change", "needle"), BAD_ROWS, ids=lambda v: v if isinstance(v, str) else ""
-)
-def test_inconsistent_lists_and_bad_labels_are_bad_rows(tmp_path, column, kind, change, needle):
-    """Per-image lists of another length than the image's boxes, labels that are no int32 integers, a nested box
-    of other than 4 numbers: the job fails naming file, row group and column (exit 2); ``on_bad_rows: drop``
-    leaves the image out, counts it, and equals pycocotools on the other images."""
-    images = random_images(np.random.default_rng(3), n_images=8)
+def _with_one_changed_image(tmp_path, seed, n_images, column, change, kind=None):
+    """Random images written to ``data/part.parquet`` with ``column`` of one image (of 2 scores and 2 labels or more)
+    passed through ``change`` (as ``kind``, else the column's type); ``(images, that image's index)``."""
+    images = random_images(np.random.default_rng(seed), n_images=n_images)
     bad = next(i for i, im in enumerate(images) if len(im["pred_scores"]) >= 2 and len(im["gt_labels"]) >= 2)
     table = detection_table(images)
     rows = table.column(column).to_pylist()
@@ -224,6 +220,17 @@ def test_inconsistent_lists_and_bad_labels_are_bad_rows(tmp_path, column, kind, 
     table = table.set_column(field, column, pa.array(rows, kind or table.schema.field(column).type))
     (tmp_path / "data").mkdir()
     pq.write_table(table, tmp_path / "data" / "part.parquet")
+    return images, bad
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "change", "needle"), BAD_ROWS, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_inconsistent_lists_and_bad_labels_are_bad_rows(tmp_path, column, kind, change, needle):
+    """Per-image lists of another length than the image's boxes, labels that are no int32 integers, a nested box
+    of other than 4 numbers: the job fails naming file, row group and column (exit 2); ``on_bad_rows: drop``
+    leaves the image out, counts it, and equals pycocotools on the other images."""
+    images, bad = _with_one_changed_image(tmp_path, 3, 8, column, change, kind)
     with pytest.raises(DataError) as caught:
         run_job(_job(tmp_path, tmp_path / "data", "local"), show_progress=False)
     message = str(caught.value)
@@ -269,15 +276,7 @@ def test_segm_over_a_box_column_names_the_column_and_iou_type(tmp_path):
 def test_a_null_inside_a_list_is_refused_even_when_dropping_bad_rows(tmp_path, column, change, on_bad_rows):
     """A null entry in an image's list (a score, a label, a box, a box's number) is a missing value, as a null row
     is: exit 2 naming the file and column, with ``on_bad_rows: drop`` too, wherever it sits in the list."""
-    images = random_images(np.random.default_rng(5), n_images=6)
-    bad = next(i for i, im in enumerate(images) if len(im["pred_scores"]) >= 2 and len(im["gt_labels"]) >= 2)
-    table = detection_table(images)
-    rows = table.column(column).to_pylist()
-    rows[bad] = change(rows[bad])
-    field = table.schema.get_field_index(column)
-    table = table.set_column(field, column, pa.array(rows, table.schema.field(column).type))
-    (tmp_path / "data").mkdir()
-    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    _with_one_changed_image(tmp_path, 5, 6, column, change)
     with pytest.raises(DataError) as caught:
         run_job(_job(tmp_path, tmp_path / "data", "local", on_bad_rows=on_bad_rows), show_progress=False)
     message = str(caught.value)
