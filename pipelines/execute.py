@@ -33,7 +33,7 @@ from pipelines.job_statistics import job_statistics
 from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
-from pipelines.reading import check_label_types, check_schema
+from pipelines.reading import check_label_types, check_schema, schema_type
 from pipelines.records import Regression, Run
 from pipelines.reduce import build_points, metric_defs, reported_rows
 from pipelines.reference import is_reference_job, load_reference, with_reference
@@ -158,6 +158,10 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
         check_schema(info, roles, spec.task)
     check_label_types(plan.files, roles)
     check_columns(spec.slices, plan.files)
+    for i, function in enumerate(spec.functions):  # (each column a function reads: present once in every file)
+        for keyword, column in function.columns.items():
+            for info in plan.files:
+                schema_type(info, column, f"functions[{i}].columns.{keyword}")
     if plan.rows == 0:
         raise DataError(
             f"data.path {', '.join(spec.data.paths)}: all {len(plan.files)} files have 0 rows; nothing to evaluate."

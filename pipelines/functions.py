@@ -18,6 +18,8 @@ import importlib
 import inspect
 import os
 import sys
+import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -117,12 +119,39 @@ def import_function(path: str, prefixes: Sequence[str]) -> Callable[..., Mapping
     found = getattr(importlib.import_module(module), attribute)
     if not callable(found):
         raise TypeError(f"{path!r} is not callable")
-    home = getattr(found, "__module__", None) or ""
-    if is_standard_library(home):
+    home = next((m for m in _homes(found) if is_standard_library(m)), None)
+    if home is not None:
         raise PermissionError(
             f"{path!r} is not allowed: it is {home}.{getattr(found, '__name__', attribute)} of the standard library"
         )
     return found
+
+
+_WRAPPERS = (
+    types.MethodType,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+)
+
+
+def _homes(found: Any) -> list[str]:
+    """The modules a callable belongs to: a function's or class's own; for anything else (a builtin's method
+    wrapper, a bound method of a standard-library object such as ``sys.stdout.write``, a callable instance) also
+    its type's and, along ``__self__``, those of the objects it is bound to."""
+    homes: list[str] = []
+    for _ in range(4):  # (a method of a method of an object: a short chain)
+        homes.append(getattr(found, "__module__", None) or "")
+        if isinstance(found, type) or inspect.isfunction(found):
+            break
+        if not isinstance(found, _WRAPPERS):  # (a wrapper's own type is a builtin one, whatever it wraps)
+            homes.append(type(found).__module__)
+        found = getattr(found, "__func__", None) or getattr(found, "__self__", None)
+        if found is None or inspect.ismodule(found):
+            break
+    return homes
 
 
 def load_function(path: str) -> Callable[..., Mapping[str, Sequence[float]]]:
@@ -262,6 +291,46 @@ def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> D
     if not callable(finalize):
         raise TypeError(f"{path} has no finalize(state) method")
     description = (cls.__doc__ or path).strip().split("\n")[0]
-    return DerivedMetric(
-        key, statistic, finalize, Direction(getattr(cls, "direction", "info")), description=description
+
+    def checked(state: Any) -> Mapping[str, Any]:
+        values = finalize(state)
+        if isinstance(values, Mapping) and all(
+            isinstance(k, str) and np.asarray(v).dtype.kind in "biuf" for k, v in values.items()
+        ):
+            return values
+        raise UserCodeError(
+            f"metric {key!r}: {path}.finalize returned {type(values).__name__} {str(values)[:80]!r}; expected a "
+            "mapping of suffix to number ('' for the headline value)."
+        )
+
+    return DerivedMetric(key, statistic, checked, Direction(getattr(cls, "direction", "info")), description=description)
+
+
+def user_code_frame(exc: BaseException, paths: Sequence[str]) -> tuple[str, int] | None:
+    """``(module, line)`` of the innermost frame of ``exc``'s traceback in the module of one of the dotted ``paths``
+    (a job's user functions, statistic classes and backbone), or None: an error raised by user code that no layer
+    named (a statistic's merge or finalize, a backbone's load), told apart from evalpipe's own."""
+    modules = {split_path(path)[0] for path in paths if "." in path or ":" in path}
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        name = frame.f_globals.get("__name__", "")
+        if name in modules:
+            found = (name, line)
+    return found
+
+
+def user_code_error(job: Any, exc: BaseException) -> str | None:
+    """The one-paragraph error of an exception that a loaded ``job``'s own code raised where no layer named it (a
+    user statistic's merge or finalize, a backbone's load), or None (no job, or evalpipe's own error)."""
+    if job is None:
+        return None
+    paths = [f.path for f in job.functions] + [m.name.removeprefix("statistic:") for m in job.metrics]
+    paths += [job.backbone.kind] if job.backbone is not None else []
+    found = user_code_frame(exc, [p for p in paths if not p.startswith("torchmetrics:")])
+    if found is None:
+        return None
+    module, line = found
+    return (
+        f"the job's own code raised {type(exc).__name__} in {module}, line {line}: {exc}. Errors in user code are "
+        "not retried: fix it and run the job again."
     )

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from evaluators.adapters import InputError, TaskAdapter, adapter_for
-from evaluators.backbones import load_backbone
+from evaluators.backbones import BACKBONE_KINDS, load_backbone
 from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
@@ -458,6 +458,30 @@ class UnitEvaluator:
                 self._features = functools.partial(self._backbone.extract, idf=idf)
         return self._backbone
 
+    def _backbone_features(self, columns: dict[str, Any], n: int, where: str) -> dict[str, np.ndarray]:
+        """The backbone's features of a batch of ``n`` rows, each checked to hold ``n`` rows. A user backbone that
+        raises, or returns another number of rows, is a :class:`UserCodeError` (exit 2, not retried)."""
+        kind = self.spec.backbone.kind
+        try:
+            features = self._features(columns)
+        except UndecodableImage as exc:
+            raise DataError(f"{where}: {exc}; expected PNG, JPEG or another format Pillow reads.") from None
+        except USER_CODE_EXITS as exc:
+            if kind in BACKBONE_KINDS:
+                raise
+            raise UserCodeError(
+                f"{where}: the backbone {kind}'s extract raised {type(exc).__name__}: {exc}. Errors in user code are "
+                "not retried: fix the class and run the job again."
+            ) from None
+        wrong = {name: len(values) for name, values in features.items() if len(values) != n}
+        if wrong:
+            name, rows = next(iter(wrong.items()))
+            raise UserCodeError(
+                f"{where}: the backbone {kind} gave {rows} rows of {name!r} for a batch of {n} rows; extract must "
+                "return one feature row per input row, in order."
+            )
+        return features
+
     def _reads_backbone(self) -> bool:
         """Whether the job's statistics read features of its backbone (not only user functions' scores)."""
         return self.spec.backbone is not None and any(not name.startswith("fn:") for name in self.features)
@@ -486,10 +510,9 @@ class UnitEvaluator:
         found: dict[str, np.ndarray] = feature_columns(columns, self.accumulator.statistics, where, self.roles)
         if self._reads_backbone():
             self.backbone()
-            try:
-                found.update(self._features({r: v for r, v in columns.items() if not r.endswith("_features")}))
-            except UndecodableImage as exc:
-                raise DataError(f"{where}: {exc}; expected PNG, JPEG or another format Pillow reads.") from None
+            found.update(
+                self._backbone_features({r: v for r, v in columns.items() if not r.endswith("_features")}, n, where)
+            )
         for spec, fn in self.functions:
             prefix = f"fn:{spec.key}:"
             arguments = {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)}

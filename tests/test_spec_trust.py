@@ -125,3 +125,23 @@ def test_a_spec_may_only_narrow_the_operators_allow_list_and_never_reach_the_sta
         job = write_job(tmp_path / f"{name}.yaml", _spec(data, tmp_path / name, **fields))
         done = _cli("validate", str(job), env=operator, pythonpath=str(code))
         assert done.returncode == 0, (name, done.stderr)
+
+
+def test_standard_library_callables_are_refused_in_any_wrapper(tmp_path, monkeypatch):
+    """``os.system.__call__`` or ``sys.stdout.write`` kept in an allowed module passed the check (a method wrapper
+    has no ``__module__``), and the worker called them; what an allowed module defines still passes."""
+    from pipelines.functions import import_function
+
+    (tmp_path / "wrapped_only.py").write_text(
+        "import os, sys\n\n\nclass Scorer:\n    def __call__(self, samples, prompts, outputs):\n"
+        "        return {'n': [1.0] * len(samples)}\n\n    def method(self, samples, prompts, outputs):\n"
+        "        return self(samples, prompts, outputs)\n\n\n"
+        "scorer = Scorer()\nbound = scorer.method\ncall = os.system.__call__\nwrite = sys.__stdout__.write\n"
+        "length = len\nchained = os.system.__call__.__call__\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("call", "write", "length", "chained"):
+        with pytest.raises(PermissionError, match="of the standard library"):
+            import_function(f"wrapped_only.{name}", ["wrapped_only"])
+    for name in ("Scorer", "scorer", "bound"):
+        assert callable(import_function(f"wrapped_only.{name}", ["wrapped_only"]))

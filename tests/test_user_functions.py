@@ -98,6 +98,32 @@ def test_quantile_sketch_is_within_its_relative_error():
     assert np.all(np.abs(got - want) <= ALPHA * np.abs(want) + 1e-9), (got, want)
 
 
+def test_the_std_of_scores_far_from_0_keeps_its_digits_however_the_rows_are_split():
+    """Scores of N(1e8, 0.01): sums of x and x^2 cancel in float64 (std 1.41 read, intervals that left out the
+    value and moved with the sharding). The spread about each state's mean, merged by Chan's formula, keeps them."""
+    from evaluators.sketch import summary
+
+    rng = np.random.default_rng(2)
+    values, weights = rng.normal(1e8, 0.01, 1_200), rng.uniform(0.5, 1.5, 1_200)
+    sketch = ScoreSketch("x")
+    acc = Accumulator([sketch])
+    whole = acc.update(acc.zero(), {"x": values, "weights": weights})[0]
+    parts = [acc.update(acc.zero(), {"x": values[i::4], "weights": weights[i::4]})[0] for i in range(4)]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = sketch.merge(merged, part)
+    mean = np.average(values, weights=weights)
+    want = np.sqrt(np.average((values - mean) ** 2, weights=weights))
+    for state in (whole, merged):
+        assert summary(state)[".std"] == pytest.approx(want, rel=1e-6)
+    # replicates: a replicate of weight 1 on every bucket is the whole state
+    stacked = {k: np.stack([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    (replicate,) = sketch.resample(stacked, np.ones((1, 4)))
+    assert summary(replicate)[".std"] == pytest.approx(want, rel=1e-6)
+    sums_alone = summary({k: v for k, v in merged.items() if k != "spread"})[".std"]  # (a state stored before)
+    assert abs(sums_alone - want) > 0.5 * want  # (what the sums alone read: 0 here, 1.41 in another draw)
+
+
 def test_modules_outside_the_allow_list_are_refused(tmp_path, pairs, monkeypatch):
     spec = _job(tmp_path, pairs)
     spec["allow_modules"] = ["my_company.evals"]
