@@ -92,7 +92,8 @@ class ScoreSketch(Statistic):
         live = w > 0
         weight, total = jnp.sum(w), jnp.sum(w * x)
         mean = jnp.where(weight > 0, total / jnp.where(weight > 0, weight, 1.0), 0.0)
-        batch_state = {"weight": weight, "sums": jnp.stack([total, 0.0]), "spread": jnp.sum(w * (x - mean) ** 2)}
+        spread = jnp.sum(jnp.where(live, w * (x - mean) ** 2, 0.0))
+        batch_state = {"weight": weight, "sums": jnp.stack([total, 0.0]), "spread": spread}
         return {
             "weight": state["weight"] + weight,
             "sums": state["sums"] + jnp.stack([total, jnp.sum(w * x * x)]),
@@ -103,12 +104,11 @@ class ScoreSketch(Statistic):
         }
 
     def merge(self, a: State, b: State) -> State:
-        merged = merge_with_extremes(a, b)
         if "spread" in a and "spread" in b:
-            merged["spread"] = _merged_spread(a, b, np)
-        else:  # (a state stored before the spread: the merge reads .std from the sums, as that state did)
-            merged.pop("spread", None)
-        return merged
+            return {**merge_with_extremes(a, b), "spread": _merged_spread(a, b, np)}
+        # a state stored before the spread, on either side: the merge reads .std from the sums, as that state did
+        a, b = ({k: v for k, v in s.items() if k != "spread"} for s in (a, b))
+        return merge_with_extremes(a, b)
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         replicates = resample_with_extremes(stacked, weights)

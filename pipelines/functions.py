@@ -30,6 +30,7 @@ import numpy as np
 from evaluators.sketch import MAX_MAGNITUDE
 from evaluators.statistic import DerivedMetric, Direction, Statistic
 from pipelines.errors import DataError, UserCodeError
+from pipelines.stopping import STOP_SIGNALS
 
 ALLOW_ENV = "EVALPIPE_ALLOWED_MODULES"
 TRLX_ARGUMENTS = ("samples", "prompts", "outputs")
@@ -146,6 +147,9 @@ def _homes(found: Any) -> list[str]:
         homes.append(getattr(found, "__module__", None) or "")
         if isinstance(found, type) or inspect.isfunction(found):
             break
+        if getattr(found, "__wrapped__", None) is not None:  # (functools.wraps, lru_cache: what it wraps)
+            found = found.__wrapped__
+            continue
         if not isinstance(found, _WRAPPERS):  # (a wrapper's own type is a builtin one, whatever it wraps)
             homes.append(type(found).__module__)
         found = getattr(found, "__func__", None) or getattr(found, "__self__", None)
@@ -214,6 +218,8 @@ def call_function(
     extra = {k: list(v) for k, v in columns.items() if k not in TRLX_ARGUMENTS}
     try:
         result = invoke_trlx(fn, texts, extra, spec.tokenizer)
+    except STOP_SIGNALS:  # (SIGTERM or Ctrl-C as the function ran: the run stops, the function did not fail)
+        raise
     except USER_CODE_EXITS as exc:  # sys.exit() or an interrupt inside the function: its failure, not the run's
         read = ", ".join(f"{k}={v!r}" for k, v in spec.columns.items())
         raise UserCodeError(
@@ -295,7 +301,7 @@ def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> D
     def checked(state: Any) -> Mapping[str, Any]:
         values = finalize(state)
         if isinstance(values, Mapping) and all(
-            isinstance(k, str) and np.asarray(v).dtype.kind in "biuf" for k, v in values.items()
+            isinstance(k, str) and (v is None or np.asarray(v).dtype.kind in "biuf") for k, v in values.items()
         ):
             return values
         raise UserCodeError(
@@ -307,14 +313,15 @@ def custom_statistic_metric(path: str, key: str, params: Mapping[str, Any]) -> D
 
 
 def user_code_frame(exc: BaseException, paths: Sequence[str]) -> tuple[str, int] | None:
-    """``(module, line)`` of the innermost frame of ``exc``'s traceback in the module of one of the dotted ``paths``
+    """``(module, line)`` of the innermost frame of ``exc``'s traceback in the package of one of the dotted ``paths``
     (a job's user functions, statistic classes and backbone), or None: an error raised by user code that no layer
     named (a statistic's merge or finalize, a backbone's load), told apart from evalpipe's own."""
-    modules = {split_path(path)[0] for path in paths if "." in path or ":" in path}
+    packages = {split_path(path)[0].split(".")[0] for path in paths if "." in path or ":" in path}
+    packages -= {"evaluators", "pipelines"}
     found = None
     for frame, line in traceback.walk_tb(exc.__traceback__):
         name = frame.f_globals.get("__name__", "")
-        if name in modules:
+        if name.split(".")[0] in packages:  # (any module of the user's package: a base class, a helper)
             found = (name, line)
     return found
 

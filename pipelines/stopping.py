@@ -28,6 +28,14 @@ class Stopped(KeyboardInterrupt):
     """SIGTERM before the commit: unwinds the job like Ctrl-C."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C before the commit (told apart from a ``KeyboardInterrupt`` that user code raises itself)."""
+
+
+STOP_SIGNALS = (Stopped, Interrupted)
+"""The exceptions the signal handlers raise: never a user function's or backbone's own failure."""
+
+
 class StopControl:
     """What the SIGTERM handler has seen, and whether the run it stops is already committed."""
 
@@ -45,7 +53,7 @@ class StopControl:
         """Ctrl-C (SIGINT): ``KeyboardInterrupt`` before the commit, as Python's own handler; after it, noted, and
         the process ends within the grace period as after a SIGTERM."""
         if self.committed_uri is None:
-            raise KeyboardInterrupt()
+            raise Interrupted()
         self._start_grace()
         self.interrupted = True
 

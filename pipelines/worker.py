@@ -37,6 +37,7 @@ from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
 from pipelines.sides import feature_columns
 from pipelines.slicing import assign
 from pipelines.spec import JobSpec
+from pipelines.stopping import STOP_SIGNALS
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.unit_result import OVERALL, TOTAL_DROPPED, Partial, SliceKey, UnitResult
 
@@ -399,6 +400,8 @@ class UnitEvaluator:
                     continue
                 previous = partial.bucket_states.get(key) or racc.zero_grouped(self.spec.confidence.buckets)
                 partial.bucket_states[key] = racc.update_grouped(previous, subset, bucket, to_host=False)
+            except STOP_SIGNALS:
+                raise
             except USER_CODE_EXITS as exc:
                 self._blame_user_statistic(subset, exc, where)
                 raise
@@ -466,6 +469,8 @@ class UnitEvaluator:
             features = self._features(columns)
         except UndecodableImage as exc:
             raise DataError(f"{where}: {exc}; expected PNG, JPEG or another format Pillow reads.") from None
+        except STOP_SIGNALS:
+            raise
         except USER_CODE_EXITS as exc:
             if kind in BACKBONE_KINDS:
                 raise
@@ -473,9 +478,11 @@ class UnitEvaluator:
                 f"{where}: the backbone {kind}'s extract raised {type(exc).__name__}: {exc}. Errors in user code are "
                 "not retried: fix the class and run the job again."
             ) from None
-        wrong = {name: len(values) for name, values in features.items() if len(values) != n}
+        read = [name for name in features if name in self.features]  # (a feature no statistic reads: not checked)
+        wrong = {name: np.shape(features[name])[:1] for name in read if np.shape(features[name])[:1] != (n,)}
         if wrong:
-            name, rows = next(iter(wrong.items()))
+            name, shape = next(iter(wrong.items()))
+            rows = shape[0] if shape else "no"
             raise UserCodeError(
                 f"{where}: the backbone {kind} gave {rows} rows of {name!r} for a batch of {n} rows; extract must "
                 "return one feature row per input row, in order."

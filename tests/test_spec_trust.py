@@ -133,15 +133,16 @@ def test_standard_library_callables_are_refused_in_any_wrapper(tmp_path, monkeyp
     from pipelines.functions import import_function
 
     (tmp_path / "wrapped_only.py").write_text(
-        "import os, sys\n\n\nclass Scorer:\n    def __call__(self, samples, prompts, outputs):\n"
+        "import functools, os, sys\n\n\nclass Scorer:\n    def __call__(self, samples, prompts, outputs):\n"
         "        return {'n': [1.0] * len(samples)}\n\n    def method(self, samples, prompts, outputs):\n"
         "        return self(samples, prompts, outputs)\n\n\n"
         "scorer = Scorer()\nbound = scorer.method\ncall = os.system.__call__\nwrite = sys.__stdout__.write\n"
-        "length = len\nchained = os.system.__call__.__call__\n"
+        "length = len\nchained = os.system.__call__.__call__\ncached_system = functools.lru_cache(os.system)\n\n\n"
+        "@functools.lru_cache\ndef cached(samples, prompts, outputs):\n    return {'n': [1.0]}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("call", "write", "length", "chained"):
+    for name in ("call", "write", "length", "chained", "cached_system"):
         with pytest.raises(PermissionError, match="of the standard library"):
             import_function(f"wrapped_only.{name}", ["wrapped_only"])
-    for name in ("Scorer", "scorer", "bound"):
+    for name in ("Scorer", "scorer", "bound", "cached"):
         assert callable(import_function(f"wrapped_only.{name}", ["wrapped_only"]))

@@ -19,6 +19,9 @@ MODULE = """
 from dataclasses import dataclass
 
 import hashlib
+import os
+import signal
+import time
 import jax.numpy as jnp
 import numpy as np
 
@@ -78,12 +81,40 @@ class Raises(Short):
 
 def score(samples, prompts, outputs):
     return {"n": [1.0] * len(samples)}
+
+
+def stopped(samples, prompts, outputs):
+    os.kill(os.getpid(), signal.SIGTERM)  # (as `ray job stop` while the function runs)
+    time.sleep(5)
+    return {"n": [1.0] * len(samples)}
+
+
+class StoppedBackbone(Short):
+    def extract(self, columns):
+        stopped([], [], [])
+
+
+class WithExtras(Short):
+    def extract(self, columns):
+        out = {"candidate": embed(columns["predictions"]), "reference": embed(columns["targets"])}
+        return {**out, "aux": np.zeros(7), "norm": np.float64(1.0)}  # (features no statistic reads)
 """
+
+PACKAGE = {
+    "__init__.py": "",
+    "base.py": "from own_code import Rate\n\n\nclass Base(Rate):\n    def merge(self, a, b):\n"
+    "        raise RuntimeError('merge boom')\n",
+    "stats.py": "from own_pkg.base import Base\n\n\nclass InheritedMergeRaises(Base):\n    pass\n",
+}
+"""A package whose statistic inherits its (raising) merge from another of its modules."""
 
 
 @pytest.fixture
 def module(tmp_path, monkeypatch):
     (tmp_path / "own_code.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "own_pkg").mkdir()
+    for name, text in PACKAGE.items():
+        (tmp_path / "own_pkg" / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
     rng = np.random.default_rng(0)
     (tmp_path / "data").mkdir()
@@ -100,7 +131,7 @@ def _run(tmp_path, capsys, command="run", **fields):
         "name": "own",
         "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "s", "targets": "y"}},
         "task": "binary",
-        "allow_modules": ["own_code"],
+        "allow_modules": ["own_code", "own_pkg"],
         "execution": {"runner": "local", "unit_rows": 100},
         "output": {"uri": str(tmp_path / "out")},
         **fields,
@@ -150,3 +181,26 @@ def test_a_function_reading_a_missing_column_is_refused_by_validate_and_run(modu
     for command in ("validate", "run"):
         code, err = _run(module, capsys, command, functions=[function], metrics=["accuracy"])
         assert code == 2 and "column 'nope' (functions[0].columns.outputs) is missing" in err, err
+
+
+def test_an_inherited_merge_from_another_module_of_the_users_code_exits_2(module, capsys):
+    code, err = _run(module, capsys, metrics=[{"statistic": "own_pkg.stats.InheritedMergeRaises", "as": "st"}])
+    assert code == 2 and "the job's own code raised RuntimeError in own_pkg.base" in err, err
+
+
+def test_a_sigterm_inside_a_function_or_a_backbone_stops_the_run(module, capsys):
+    """``Stopped`` raised as user code runs was reported as the code's own failure (exit 2)."""
+    function = {"function": "own_code.stopped", "outputs": ["n"], "columns": {"samples": "c"}}
+    code, err = _run(module, capsys, functions=[function], metrics=["accuracy"])
+    assert code == 143 and "stopped (SIGTERM); nothing was committed" in err, err
+    text = {"path": str(module / "data"), "columns": {"predictions": "c", "targets": "r"}}
+    backbone = {"kind": "own_code.StoppedBackbone"}
+    code, err = _run(module, capsys, data=text, task="text", metrics=["embedding_similarity"], backbone=backbone)
+    assert code == 143 and "stopped (SIGTERM)" in err, err
+
+
+def test_features_no_statistic_reads_are_not_checked(module, capsys):
+    text = {"path": str(module / "data"), "columns": {"predictions": "c", "targets": "r"}}
+    backbone = {"kind": "own_code.WithExtras"}
+    code, err = _run(module, capsys, data=text, task="text", metrics=["embedding_similarity"], backbone=backbone)
+    assert code == 0, err

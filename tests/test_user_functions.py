@@ -120,8 +120,11 @@ def test_the_std_of_scores_far_from_0_keeps_its_digits_however_the_rows_are_spli
     stacked = {k: np.stack([np.asarray(p[k]) for p in parts]) for k in parts[0]}
     (replicate,) = sketch.resample(stacked, np.ones((1, 4)))
     assert summary(replicate)[".std"] == pytest.approx(want, rel=1e-6)
-    sums_alone = summary({k: v for k, v in merged.items() if k != "spread"})[".std"]  # (a state stored before)
-    assert abs(sums_alone - want) > 0.5 * want  # (what the sums alone read: 0 here, 1.41 in another draw)
+    old = {k: v for k, v in parts[0].items() if k != "spread"}  # (a state stored before the spread)
+    assert abs(summary({k: v for k, v in merged.items() if k != "spread"})[".std"] - want) > 0.5 * want  # (0 here)
+    for pair in ((old, parts[1]), (parts[1], old)):  # (either side: the merge reads the sums, as the old state did)
+        both = sketch.merge(*pair)
+        assert "spread" not in both and both["sums"].tolist() == (old["sums"] + parts[1]["sums"]).tolist()
 
 
 def test_modules_outside_the_allow_list_are_refused(tmp_path, pairs, monkeypatch):
