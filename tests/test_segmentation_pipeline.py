@@ -107,6 +107,7 @@ def _run_masks(tmp_path, table: pa.Table):
         "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "predicted", "targets": "mask"}},
         "task": {"kind": "segmentation", "num_classes": 3},
         "metrics": ["mean_iou", "pixel_accuracy"],
+        "execution": {"runner": "local"},  # (how masks are read: no cluster needed)
         "output": {"uri": str(tmp_path / "out")},
     }
     return spec_module.load(str(write_job(tmp_path / "job.yaml", spec)))
