@@ -40,7 +40,7 @@ from pipelines.records import (
     unknown_message,
     utc,
 )
-from pipelines.significance import bootstrap_difference_test
+from pipelines.significance import bootstrap_difference_test, over_other_rows
 from pipelines.storage import (
     COMMIT_MARKER,
     METRICS_FILE,
@@ -349,8 +349,7 @@ def compare_all(
     paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
         "bootstrap"
     )
-    digests = base.metadata.get("rows_digest"), cur.metadata.get("rows_digest")
-    paired = paired and (None in digests or digests[0] == digests[1])  # (other rows: their replicates are not paired)
+    paired = paired and not over_other_rows(base, cur)
     out: list[Comparison] = []
     current_points = {p.name: p for p in cur.points}
     for old in base.points:

@@ -69,6 +69,13 @@ def pairing(run: Run) -> Mapping[str, Any]:
     return {k: found.get(k) for k in PAIRING_KEYS}
 
 
+def over_other_rows(first: Run, second: Run) -> bool:
+    """Whether both runs record a digest of their rows' keys (``metadata.rows_digest``) and the two differ: their
+    replicates weigh unrelated rows alike, so they are not paired."""
+    digests = first.metadata.get("rows_digest"), second.metadata.get("rows_digest")
+    return None not in digests and digests[0] != digests[1]
+
+
 def compare_runs(
     first: Run, second: Run, metric: str, point: str = "overall", alpha: float = 0.05
 ) -> SignificanceResult:
@@ -81,11 +88,11 @@ def compare_runs(
             f"runs {first.id} and {second.id} were bootstrapped differently ({dict(a)} vs {dict(b)}); "
             "paired comparison needs the same confidence seed, buckets, replicates and row key"
         )
-    digests = first.metadata.get("rows_digest"), second.metadata.get("rows_digest")
-    if None not in digests and digests[0] != digests[1]:
+    if over_other_rows(first, second):
         raise ValueError(
             f"runs {first.id} and {second.id} are over different rows (their row keys' digests, metadata.rows_digest, "
-            f"differ: {digests[0]} vs {digests[1]}); a paired comparison needs the same rows"
+            f"differ: {first.metadata['rows_digest']} vs {second.metadata['rows_digest']}); a paired comparison needs "
+            "the same rows"
         )
     if x.metrics["rows"].value != y.metrics["rows"].value:
         raise ValueError(
