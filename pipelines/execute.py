@@ -446,13 +446,8 @@ def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -
 
 
 def _with_process_timings(run: Run, commit_seconds: float) -> Run:
-    """``run`` with the commit's seconds so far (states, metrics and extra files written; ``run.json`` and
-    the manifest follow), the process's age and its CPU seconds added to ``metadata.timings``."""
-    timings = dict(run.metadata["timings"], commit_seconds=round(commit_seconds, 6))
-    age = timing.process_age_seconds()
-    if age is not None:
-        timings["process_seconds"] = round(age, 6)
-    timings["process_cpu_seconds"] = round(timing.process_cpu_seconds(), 6)
+    """``run`` with :func:`~pipelines.timing.with_process_timings` in ``metadata.timings``."""
+    timings = timing.with_process_timings(run.metadata["timings"], commit_seconds)
     return dataclasses.replace(run, metadata={**run.metadata, "timings": timings})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 from evaluators import lazyjax
 
@@ -59,3 +60,15 @@ def process_age_seconds() -> float | None:
 def process_cpu_seconds() -> float:
     """CPU seconds (user + system, all threads) this process has used."""
     return time.process_time()
+
+
+def with_process_timings(timings: Mapping[str, object], commit_seconds: float) -> dict[str, object]:
+    """``timings`` (a run's ``metadata.timings``) with the commit's seconds so far (states, metrics and extra files
+    written; ``run.json`` and the manifest follow), the process's age and its CPU seconds: the last run a process
+    commits accounts for the whole process up to its commit."""
+    timings = dict(timings, commit_seconds=round(commit_seconds, 6))
+    age = process_age_seconds()
+    if age is not None:
+        timings["process_seconds"] = round(age, 6)
+    timings["process_cpu_seconds"] = round(process_cpu_seconds(), 6)
+    return timings

@@ -358,6 +358,42 @@ def test_run_json_timings_cover_the_whole_process(tmp_path, shards):
     assert 0 < timings["compile_seconds"] <= timings["compute_seconds"] + timings["reduce_seconds"], timings
 
 
+def test_a_window_run_records_the_process_up_to_its_own_commit(tmp_path, shards):
+    """A nightly job commits its run, then the window run merged from the recent runs: the window run's timings
+    carry the merge, its commit and the whole process up to that commit, later than the job's run did."""
+    data, _ = shards
+    spec = {
+        "name": "windowed",
+        "data": {"path": str(data), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "roc_auc"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+        "window": {"runs": 2},
+    }
+    job = write_job(tmp_path / "windowed.yaml", spec)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for part in range(2):  # (two nights: each its own rows, as a window merges only runs over other files)
+        path = data / f"part-{part}.parquet"
+        subprocess.run(
+            [sys.executable, "-m", "pipelines", "run", str(job), "--runner", "local", "--set", f"data.path={path}"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+    runs = [json.loads(f.read_text()) for f in (tmp_path / "out" / "windowed").glob("*/run.json")]
+    run = max(runs, key=lambda r: r["timestamp"])["metadata"]["timings"]  # the second process's own run
+    windows = [json.loads(f.read_text()) for f in (tmp_path / "out" / "windowed-2runs").glob("*/run.json")]
+    window = max(windows, key=lambda r: r["timestamp"])["metadata"]  # (the first process committed one of 1 run)
+    timings = window["timings"]
+    assert len(window["merged_from"]) == 2 and timings["merge_seconds"] > 0, window
+    assert timings["commit_seconds"] >= 0
+    # the same process, later: its age covers the job's run, then the merge (clock ticks of 10 ms)
+    assert timings["process_seconds"] >= run["process_seconds"] + timings["merge_seconds"] - 0.02, (run, timings)
+    assert timings["process_cpu_seconds"] > run["process_cpu_seconds"], (run, timings)
+
+
 def test_top_class_is_numpys_argmax_with_ties_and_negative_scores():
     from evaluators.task import Task, top_class
 
