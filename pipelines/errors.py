@@ -29,6 +29,15 @@ class DataError(UserError):
     """A dataset whose files, schema or values do not fit the job spec."""
 
 
+class DamagedRunFile(UserError):
+    """A committed run's file whose bytes changed after the commit (its size still the manifest's): ``run_uri`` is
+    the run's directory, so that a window can leave that run out."""
+
+    def __init__(self, message: str, run_uri: str | None) -> None:
+        super().__init__(message)
+        self.run_uri = run_uri
+
+
 class UserCodeError(DataError):
     """A user metric function or statistic class raised: not retried (it would raise again)."""
 

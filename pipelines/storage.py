@@ -37,7 +37,7 @@ from fsspec.core import url_to_fs
 
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
-from pipelines.errors import UserError
+from pipelines.errors import DamagedRunFile, UserError
 from pipelines.records import Run, evalpipe_run_dict, manifest_problem, utc
 from pipelines.stacked_arrays import npz_bytes, stack_arrays, unstack_arrays
 from pipelines.storage_budget import CLEANUP_S, within
@@ -213,10 +213,11 @@ def _reading(uri: str | None, name: str, read: Callable[[], Any]) -> Any:
     try:
         return read()
     except (ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise UserError(
+        raise DamagedRunFile(
             f"{join(uri, name) if uri else name}: this run's {name} cannot be read although it has the size its "
             f"{COMMIT_MARKER} manifest lists ({type(exc).__name__}: {exc}); the file was damaged after the commit. "
-            "Remove the run directory or restore the file."
+            "Remove the run directory or restore the file.",
+            uri,
         ) from None
 
 

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pipelines.errors import UserError
+from pipelines.errors import DamagedRunFile, UserError
 from pipelines.job_statistics import job_statistics
 from pipelines.merge import merge_runs, run_settings, stores_statistics_of
 from pipelines.records import Run
@@ -92,11 +92,19 @@ def commit_window(spec: JobSpec, run: Run, run_uri: str) -> WindowOutcome:
             return False
 
     selection = select_window(candidates, current, window, mergeable)
-    note = {"job": spec.name, "runs": window.runs, "days": window.days, "skipped": list(selection.skipped)}
-    try:
-        merged = merge_runs(
-            selection.uris, window.name, output=spec.output.uri, storage_options=options, metadata={"window": note}
-        )
-    except UserError as exc:
-        return WindowOutcome(None, str(exc))
-    return WindowOutcome(merged.uri)
+    uris, skipped = list(selection.uris), list(selection.skipped)
+    while True:
+        note = {"job": spec.name, "runs": window.runs, "days": window.days, "skipped": skipped}
+        try:
+            merged = merge_runs(
+                uris, window.name, output=spec.output.uri, storage_options=options, metadata={"window": note}
+            )
+        except DamagedRunFile as exc:  # (statistics damaged after an earlier run's commit: left out, as run.json is)
+            if exc.run_uri in uris and exc.run_uri != current.uri:
+                uris.remove(exc.run_uri)
+                skipped = [*skipped, exc.run_uri]
+                continue
+            return WindowOutcome(None, str(exc))
+        except UserError as exc:
+            return WindowOutcome(None, str(exc))
+        return WindowOutcome(merged.uri)

@@ -16,7 +16,7 @@ from evaluators import catalog
 from evaluators.task import Task
 from pipelines import cli
 from pipelines.results import list_runs, load_run, load_statistics
-from pipelines.storage import STATISTICS_INDEX
+from pipelines.storage import STATISTICS_FILE, STATISTICS_INDEX
 from tests.conftest import write_job
 
 
@@ -134,3 +134,52 @@ def test_a_window_leaves_out_runs_damaged_after_their_commit(tmp_path, capsys):
     labels = np.concatenate([shards[2][1], shards[3][1]])
     assert abs(run.point("overall").metrics["roc_auc"].value - roc_auc_score(labels, scores)) <= 1e-6
     assert run.metadata["rows"] == len(labels)
+
+
+def test_a_window_leaves_out_a_run_whose_statistics_were_damaged_after_its_commit(tmp_path, capsys):
+    """An older run whose ``statistics.npz`` was overwritten after the commit (its size kept): its run.json and index
+    still read, so only the merge finds it. The window leaves that run out (listed as skipped) and commits from the
+    others, equal to scikit-learn over their shards; before, the window failed every night until it left the window."""
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    shards = [_shard(tmp_path / n / f"{n}.parquet", seed) for seed, n in enumerate(("a", "b", "c"))]
+    runs = [Path(_run(tmp_path, tmp_path / n, {}, capsys)) for n in ("a", "b")]
+    npz = runs[0] / STATISTICS_FILE
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 4 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 4)  # (zeros over a quarter of it)
+    npz.write_bytes(bytes(data))
+    assert cli.main(["show", str(runs[0])]) == 0  # (what `show` reads is intact)
+    _run(tmp_path, tmp_path / "c", {}, capsys, window={"runs": 3})
+    (window_run,) = list_runs(str(tmp_path / "out"), "bits-3runs")
+    run = load_run(window_run.uri)
+    assert run.metadata["window"]["skipped"] == [str(runs[0])]
+    scores = np.concatenate([shards[1][0], shards[2][0]])
+    labels = np.concatenate([shards[1][1], shards[2][1]])
+    assert abs(run.point("overall").metrics["roc_auc"].value - roc_auc_score(labels, scores)) <= 1e-6
+    assert run.metadata["rows"] == len(labels)
+    assert "statistics.npz" in cli_merge_error(tmp_path, runs)
+
+
+def cli_merge_error(tmp_path: Path, runs: list[Path]) -> str:
+    """What ``evalpipe merge`` of ``runs`` says (exit 2): the damaged file, by name."""
+    import subprocess
+    import sys
+
+    merge = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "merge",
+            *map(str, runs),
+            "--name",
+            "both",
+            "--output",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert merge.returncode == 2 and "Traceback" not in merge.stderr, merge.stderr
+    return merge.stderr
