@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
-from pipelines.run_text import format_run, format_value, metric_rows, terminal_text, write_table
+from pipelines.run_text import counted, format_run, format_value, metric_rows, terminal_text, with_article, write_table
 from pipelines.stopping import (
     STOP_GRACE_S,
     STOPPED_EXIT,
@@ -107,8 +107,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     load_reference(job)  # `reference:` names a committed reference run that fits the job
     probe_output(job.output, job.name)
     out.write(
-        f"{args.job}: valid. {len(job.metrics)} metrics on a {job.task.kind} task; "
-        f"{len(plan.files)} files, {plan.rows} rows, {len(plan.units)} work units; "
+        f"{args.job}: valid. {counted(len(job.metrics), 'metric')} on {with_article(job.task.kind)} task; "
+        f"{counted(len(plan.files), 'file')}, {counted(plan.rows, 'row')}, {counted(len(plan.units), 'work unit')}; "
         f"columns {', '.join(f'{r}={c}' for r, c in job.data.columns.roles().items())} present with the expected types.\n"
     )
     return 0
@@ -173,7 +173,7 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
             (info.job, info.run_id, started, str(run.metadata.get("rows", "?")), commit, _primary(run), info.uri)
         )
     write_table(rows, out)
-    out.write(f"{len(runs)} committed runs\n")
+    out.write(f"{counted(len(runs), 'committed run')}\n")
     return 0
 
 
@@ -385,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check the spec and the dataset schema without computing")
-    validate.add_argument("job")
-    validate.add_argument("--set", action="append", metavar="KEY=VALUE")
+    validate.add_argument("job", help="job spec (YAML), a path or fsspec URL")
+    validate.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key, as for run")
     validate.set_defaults(func=cmd_validate)
 
     show = sub.add_parser("show", help="print a committed run")

@@ -5,7 +5,6 @@ claims. Readers ignore both; ``evalpipe checkpoints`` lists them and, with ``--d
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +13,7 @@ from fsspec.core import url_to_fs
 
 from pipelines.checkpoints import job_directories, modified_time
 from pipelines.claims import stale_claims
-from pipelines.records import manifest_problem
-from pipelines.storage import COMMIT_MARKER, RUN_ID, join
+from pipelines.storage import RUN_ID, committed_manifest, join
 
 
 @dataclass(frozen=True)
@@ -32,12 +30,9 @@ class Leftover:
 
 
 def _committed(fs: fsspec.AbstractFileSystem, run_dir: str) -> bool:
-    """Whether the run has a manifest that readers take (:func:`~pipelines.records.manifest_problem`: one lacking
-    its job, run id or timestamp is no commit)."""
-    try:
-        return manifest_problem(json.loads(fs.cat_file(join(run_dir, COMMIT_MARKER)))) is None
-    except (FileNotFoundError, ValueError):
-        return False
+    """Whether readers take the run for committed (:func:`~pipelines.storage.committed_manifest`: a manifest with its
+    job, run id and timestamp, and every file it lists there at the size it lists)."""
+    return committed_manifest(fs, run_dir) is not None
 
 
 def _entry(kind: str, job: str, uri: str, files: list[dict[str, Any]]) -> Leftover:

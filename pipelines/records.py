@@ -245,6 +245,19 @@ def manifest_problem(manifest: Any) -> str | None:
     return None
 
 
+def listed_files_problem(files: Mapping[str, int], sizes: Mapping[str, int]) -> str | None:
+    """Which files a manifest lists (name -> size) are missing from ``sizes`` (those found) or of another size there,
+    in words; None when every one is there at its size."""
+    missing = [name for name in sorted(files) if name not in sizes]
+    other = [
+        f"{n} ({sizes[n]} bytes, listed as {files[n]})" for n in sorted(files) if n in sizes and sizes[n] != files[n]
+    ]
+    parts = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+        [f"of another size: {', '.join(other)}"] if other else []
+    )
+    return "; ".join(parts) or None
+
+
 def utc(timestamp: dt.datetime) -> dt.datetime:
     """``timestamp`` as an aware UTC datetime (naive input is taken as UTC)."""
     return timestamp.replace(tzinfo=dt.UTC) if timestamp.tzinfo is None else timestamp.astimezone(dt.UTC)

@@ -121,6 +121,16 @@ def format_run(
     return "\n".join(lines)
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def with_article(word: str) -> str:
+    """``a binary``, ``an image``."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def write_table(rows: list[tuple[str, ...]], out: TextIO, *, rule: bool = True) -> None:
     """``rows`` (the first: the header) as left-aligned columns, a dashed line under the header (``rule``)."""
     rows = [tuple(terminal_text(cell) for cell in row) for row in rows]

@@ -38,7 +38,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
 from pipelines.errors import DamagedRunFile, UserError
-from pipelines.records import Run, evalpipe_run_dict, manifest_problem, utc
+from pipelines.records import Run, evalpipe_run_dict, listed_files_problem, manifest_problem, utc
 from pipelines.stacked_arrays import npz_bytes, stack_arrays, unstack_arrays
 from pipelines.storage_budget import CLEANUP_S, within
 from pipelines.unit_result import SliceKey
@@ -570,7 +570,9 @@ def read_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> Run:
     if committed_manifest(loc.fs, loc.path) is None:
         if loc.fs.exists(loc.file(COMMIT_MARKER)):
             try:
-                problem = manifest_problem(json.loads(loc.fs.cat_file(loc.file(COMMIT_MARKER))))
+                manifest = json.loads(loc.fs.cat_file(loc.file(COMMIT_MARKER)))
+                sizes = {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in loc.fs.ls(loc.path, detail=True)}
+                problem = manifest_problem(manifest) or listed_files_problem(manifest["files"], sizes)
             except ValueError as exc:
                 problem = f"not JSON ({exc})"
             found = f" ({join(uri, COMMIT_MARKER)}: {problem}; readers skip the run)" if problem else ""

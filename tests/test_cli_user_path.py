@@ -373,7 +373,7 @@ def test_units_are_sized_for_the_actors(tmp_path: Path, capsys) -> None:
         extra = ["--set", f"execution.actors={actors}"] if actors else []
         code, out, err = _run(["validate", str(job), *extra], capsys)
         assert code == 0, err
-        assert f"4000 rows, {units} work units" in out, (actors, out)
+        assert f"4000 rows, {units} work unit{'s' if units > 1 else ''};" in out, (actors, out)
     write_shards(str(tmp_path / "text"), "text", 4_000, 1, seed=0, row_group_rows=100)
     (tmp_path / "model").mkdir()
     for name in ("config.json", "model.safetensors", "tokenizer.json"):

@@ -68,5 +68,32 @@ def test_read_run_and_list_runs_refuse_the_same_incomplete_runs(committed, tmp_p
         message = str(error.value)
         if (run / COMMIT_MARKER).exists():
             assert "not complete" in message and "missing or of another size" in message, run.name
+            if run.name.endswith(("metric", "statis", "run-re")):  # (the manifest reads: the file is named)
+                named = {"metric": f"of another size: {METRICS_FILE} (", "statis": f"missing: {STATISTICS_FILE}"}
+                assert named.get(run.name[-6:], f"of another size: {RUN_FILE} (") in message, message
         else:
             assert "not committed" in message, run.name
+
+
+def test_evalpipe_checkpoints_lists_the_run_directories_that_readers_refuse(committed, tmp_path, capsys):
+    """Each damaged copy of a committed run (named as a run, so that only its commit tells it apart) is listed by
+    ``evalpipe checkpoints`` among the run directories that never committed, as ``runs`` leaves it out; the intact
+    copy is not. Before, a manifest listing a missing or rewritten file counted as a commit there."""
+    from pipelines.cli import main
+    from pipelines.leftovers import list_leftovers
+
+    out = tmp_path / "out"
+    damaged = set()
+    for i, damage in enumerate(BROKEN.values()):
+        copy = out / "job" / f"{committed.name[:-6]}{i:06x}"
+        shutil.copytree(committed, copy)
+        damage(copy)
+        damaged.add(str(copy))
+    shutil.copytree(committed, out / "job" / committed.name)
+
+    assert [run.run_id for run in list_runs(str(out))] == [committed.name]
+    leftovers = list_leftovers(str(out))
+    assert {(left.kind, left.uri) for left in leftovers} == {("run", uri) for uri in damaged}
+    assert main(["checkpoints", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert all(uri in printed for uri in damaged) and str(out / "job" / committed.name) + "\n" not in printed

@@ -215,7 +215,7 @@ def test_a_run_with_a_damaged_manifest_is_skipped_by_listings_and_refused_by_nam
     for job, change in damaged.items():
         _set_manifest(_copy_run(runs["current"], results, job), change)
     code, out, err = _cli(["runs", str(results)], capsys)
-    assert code == 0 and "1 committed runs" in out and "Traceback" not in err, (out, err)
+    assert code == 0 and "1 committed run\n" in out and "Traceback" not in err, (out, err)
     assert [r.uri for r in list_runs(str(results))] == [good.as_posix()]
     assert set(load_runs(str(results))["run_id"]) == {good.name}
     assert len(trend(str(results), "nanjob", "accuracy").points) == 1
@@ -282,7 +282,7 @@ def test_glob_characters_in_job_names_and_paths_match_themselves(runs, tmp_path,
     code, out, err = _cli(["runs", str(results), "--job", "aj*"], capsys)
     assert code == 2 and out == "" and "job 'aj*' not found" in err, (out, err)
     code, out, err = _cli(["runs", str(results), "--job", "aj"], capsys)
-    assert code == 0 and "1 committed runs" in out, (out, err)
+    assert code == 0 and "1 committed run\n" in out, (out, err)
     with pytest.raises(UserError, match="'aj\\*' not found"):
         trend(str(results), "aj*", "accuracy")
     assert len(trend(str(results), "aj", "accuracy").points) == 1
