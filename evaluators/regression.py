@@ -21,10 +21,15 @@ from evaluators.task import Task, TaskKind
 
 STORED_BEFORE_ROWS = np.array(2.0)
 """The ``rows`` of a state stored before the moments counted them: two or more, all that :func:`r2` asks."""
+NO_LOW_PART = np.array(0.0)
+"""The low part of a mean stored before the means kept one (the mean was one float64)."""
 
 
 class Moments(NamedTuple):
-    """Float64 scalars (0-d arrays). ``rows``: how many rows of positive weight (R^2 is undefined below two)."""
+    """Float64 scalars (0-d arrays). ``rows``: how many rows of positive weight (R^2 is undefined below two). Each mean
+    is ``mean_x + low_x``, a float64 and the rest below its last digit (two floats): a merge adds the difference of
+    two units' means to one of them, and with targets of 1e8 that vary by 1e-3 a mean rounded to one float64 (1.5e-8
+    off) moved R^2 by 1e-7 with the units' size."""
 
     weight: np.ndarray
     mean_target: np.ndarray
@@ -36,39 +41,67 @@ class Moments(NamedTuple):
     c_target_pred: np.ndarray
     abs_error: np.ndarray
     rows: np.ndarray = STORED_BEFORE_ROWS
+    low_target: np.ndarray = NO_LOW_PART
+    low_pred: np.ndarray = NO_LOW_PART
+    low_resid: np.ndarray = NO_LOW_PART
+
+
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e == a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _merged_mean(xp, a: Moments, b: Moments, field: str, fb):
+    """``(d, mean, low)``: the difference of ``b``'s and ``a``'s means of ``field`` and their weighted mean, as two
+    floats; a side of no weight leaves the other's mean as it is."""
+    a_hi, a_lo = getattr(a, f"mean_{field}"), getattr(a, f"low_{field}")
+    b_hi, b_lo = getattr(b, f"mean_{field}"), getattr(b, f"low_{field}")
+    s, e = _two_sum(b_hi, -a_hi)
+    d = s + (e + (b_lo - a_lo))
+    hi, lo = _two_sum(a_hi, a_lo + d * fb)
+    only_a, only_b = b.weight <= 0, a.weight <= 0  # (b of no weight changes nothing, whatever a holds)
+    hi = xp.where(only_a, a_hi, xp.where(only_b, b_hi, hi))
+    lo = xp.where(only_a, a_lo, xp.where(only_b, b_lo, lo))
+    return d, hi, lo
 
 
 def _merge_moments(xp, a: Moments, b: Moments) -> Moments:
     n = a.weight + b.weight
     safe_n = xp.where(n > 0, n, 1.0)
     fb = b.weight / safe_n
-    factor = a.weight * b.weight / safe_n
-    dt = b.mean_target - a.mean_target
-    dp = b.mean_pred - a.mean_pred
-    dr = b.mean_resid - a.mean_resid
+    factor = a.weight * fb  # (not a.weight * b.weight / n: that product leaves float64 for weights of 1e-170 or 1e155)
+    dt, mean_target, low_target = _merged_mean(xp, a, b, "target", fb)
+    dp, mean_pred, low_pred = _merged_mean(xp, a, b, "pred", fb)
+    dr, mean_resid, low_resid = _merged_mean(xp, a, b, "resid", fb)
     return Moments(
         weight=n,
-        mean_target=a.mean_target + dt * fb,
-        mean_pred=a.mean_pred + dp * fb,
-        mean_resid=a.mean_resid + dr * fb,
+        mean_target=mean_target,
+        mean_pred=mean_pred,
+        mean_resid=mean_resid,
         m2_target=a.m2_target + b.m2_target + dt * dt * factor,
         m2_pred=a.m2_pred + b.m2_pred + dp * dp * factor,
         m2_resid=a.m2_resid + b.m2_resid + dr * dr * factor,
         c_target_pred=a.c_target_pred + b.c_target_pred + dt * dp * factor,
         abs_error=a.abs_error + b.abs_error,
         rows=a.rows + b.rows,
+        low_target=low_target,
+        low_pred=low_pred,
+        low_resid=low_resid,
     )
 
 
-def _shifted_mean(x: jnp.ndarray, w: jnp.ndarray, total: jnp.ndarray) -> jnp.ndarray:
-    """``sum(w * x) / total`` for ``[n]`` float64 values, as a shift from the first row of positive weight: a column
-    of one value has exactly that value as its mean, and no spread. (``sum(w * x) / total`` can end one unit off it:
-    a weighted constant target then had a variance of 1e-30, a Pearson correlation of -0.02 and an R^2 of -1e30.)"""
+def _shifted_mean(x: jnp.ndarray, w: jnp.ndarray, total: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``sum(w * x) / total`` for ``[n]`` float64 values as two floats ``(shift, offset)``: the first row of positive
+    weight and the weighted mean of the rows' differences from it. A column of one value has exactly that value as its
+    mean, and no spread. (``sum(w * x) / total`` can end one unit off it: a weighted constant target then had a variance
+    of 1e-30, a Pearson correlation of -0.02 and an R^2 of -1e30.)"""
     if x.shape[0] == 0:
-        return jnp.sum(w * x) / total
+        return jnp.sum(w * x) / total, jnp.zeros((), x.dtype)
     counted = w > 0
     shift = jnp.where(jnp.any(counted), x[jnp.argmax(counted)], 0.0)  # (no counted row: no shift)
-    return shift + jnp.sum(w * (x - shift)) / total
+    return shift, jnp.sum(w * (x - shift)) / total
 
 
 @dataclass(frozen=True)
@@ -87,8 +120,9 @@ class RegressionMoments(Statistic):
         r = y - p
         n = jnp.sum(w)
         safe_n = jnp.where(n > 0, n, 1.0)
-        my, mp, mr = (_shifted_mean(x, w, safe_n) for x in (y, p, r))
-        dy, dp, dr = y - my, p - mp, r - mr
+        (sy, oy), (sp, op), (sr, orr) = (_shifted_mean(x, w, safe_n) for x in (y, p, r))
+        dy, dp, dr = (y - sy) - oy, (p - sp) - op, (r - sr) - orr
+        (my, ly), (mp, lp), (mr, lr) = _two_sum(sy, oy), _two_sum(sp, op), _two_sum(sr, orr)  # (the mean, its rest)
         batch_moments = Moments(
             weight=n,
             mean_target=my,
@@ -100,11 +134,15 @@ class RegressionMoments(Statistic):
             c_target_pred=jnp.sum(w * dy * dp),
             abs_error=jnp.sum(w * jnp.abs(r)),
             rows=jnp.sum(w > 0).astype(jnp.float64),
+            low_target=ly,
+            low_pred=lp,
+            low_resid=lr,
         )
         return tuple(_merge_moments(jnp, Moments(*state), batch_moments))
 
     def merge(self, a: State, b: State) -> State:
-        return tuple(np.asarray(x) for x in _merge_moments(np, Moments(*a), Moments(*b)))
+        with np.errstate(over="ignore", invalid="ignore"):  # (inf / NaN left are refused, naming the columns)
+            return tuple(np.asarray(x) for x in _merge_moments(np, Moments(*a), Moments(*b)))
 
     def resample(self, stacked: State, weights: np.ndarray) -> list[State]:
         # Weight k scales the weight, the centred sums and the absolute error; means stay.
@@ -125,8 +163,12 @@ class RegressionMoments(Statistic):
                 c_target_pred=k * m.c_target_pred,
                 abs_error=k * m.abs_error,
                 rows=k * m.rows,
+                low_target=np.full_like(k, m.low_target),
+                low_pred=np.full_like(k, m.low_pred),
+                low_resid=np.full_like(k, m.low_resid),
             )
-            total = _merge_moments(np, total, scaled)
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = _merge_moments(np, total, scaled)
         return [tuple(np.asarray(field[b]) for field in total) for b in range(weights.shape[0])]
 
 
@@ -146,7 +188,7 @@ def _mse(m: Moments) -> float:
     if not m.weight > 0:
         return float("nan")
     with np.errstate(over="ignore"):
-        return float((m.m2_resid + m.weight * np.float64(m.mean_resid) ** 2) / m.weight)
+        return float((m.m2_resid + m.weight * (np.float64(m.mean_resid) + m.low_resid) ** 2) / m.weight)
 
 
 def _mse_value(state: State) -> dict[str, float]:

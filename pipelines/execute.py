@@ -313,7 +313,7 @@ def run_job(
     reduce_compile = timing.compile_seconds()
     merged = report.merged if report.merged is not None else merger.result()
     merged = with_reference(merged, accumulator.statistics, reference)
-    check_weight_total(spec.data.columns.weights, weight_total, rows_done)
+    check_weight_total(spec.data.columns.weights, weight_total, rows_done, spec.task.ignore_index)
     check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
     reported = reported_rows(merged.rows, spec.slices)  # (weights too light: checked where metrics are reported)
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, reported)

@@ -86,11 +86,14 @@ def check_values(points: Sequence[Any]) -> None:
                 )
 
 
-def check_weight_total(weights_column: str | None, total: float | None, rows: int) -> None:
-    """Raise :class:`DataError` when a job reading ``weights_column`` counted ``rows > 0`` rows of total weight 0
-    (``total`` None: unknown, e.g. a unit resumed from an older checkpoint), or rows whose weights add up past
-    float64's range (every weighted mean would read inf / inf)."""
-    if weights_column is None or total is None or rows == 0:
+def check_weight_total(
+    weights_column: str | None, total: float | None, rows: int, ignore_index: int | None = None
+) -> None:
+    """Raise :class:`DataError` when a job counted ``rows > 0`` rows of total weight 0 (``total`` None: unknown, e.g. a
+    unit resumed from an older checkpoint): every weight 0, or every target ``ignore_index`` (``task.ignore_index``), so
+    that every metric is undefined; or rows whose weights add up past float64's range (every weighted mean would read
+    inf / inf)."""
+    if (weights_column is None and ignore_index is None) or total is None or rows == 0:
         return
     try:
         refuse_unbounded_total(total)
@@ -98,9 +101,15 @@ def check_weight_total(weights_column: str | None, total: float | None, rows: in
         raise DataError(f"column {weights_column!r} (data.columns.weights): {exc}.") from None
     if total > 0:
         return
+    if weights_column is None:
+        raise DataError(
+            f"task.ignore_index: all {rows} rows have the target {ignore_index}, which the task ignores, so every "
+            "metric is undefined; nothing is committed. Check the targets column, or the ignore_index."
+        )
+    ignoring = f" or the target {ignore_index} (task.ignore_index)" if ignore_index is not None else ""
     raise DataError(
-        f"column {weights_column!r} (data.columns.weights): all {rows} rows have weight 0, so every metric is "
-        "undefined (a weighted mean of nothing); give some rows a positive weight."
+        f"column {weights_column!r} (data.columns.weights): all {rows} rows have weight 0{ignoring}, so every metric "
+        "is undefined (a weighted mean of nothing); give some rows a positive weight."
     )
 
 

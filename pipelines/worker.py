@@ -25,6 +25,7 @@ from evaluators.backbones import BACKBONE_KINDS, load_backbone
 from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
+from evaluators.task import TaskKind
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
@@ -155,6 +156,18 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays)
 
 
+def _counted_weight(batch: dict[str, np.ndarray], ignore_index: int | None) -> float:
+    """The weight of a batch's rows that count: their weights (1 each without a weights column), less the rows whose
+    every target is ``ignore_index``. Weights beyond float64's range sum to inf (refused where it is counted)."""
+    w = batch.get("weights")
+    if ignore_index is not None and "targets" in batch:
+        keep = np.asarray(batch["targets"]) != ignore_index
+        keep = keep.reshape(len(keep), -1).any(axis=1)
+        w = keep.astype(np.float64) if w is None else np.where(keep, w, 0.0)
+    with np.errstate(over="ignore"):
+        return float(np.sum(w, dtype=np.float64)) if w is not None else 0.0
+
+
 def _row_count(columns: Mapping[str, Any]) -> int:
     """Rows of a batch (all its columns have as many; an image or text job may lack either side's column)."""
     return len(next(iter(columns.values())))
@@ -275,7 +288,13 @@ class UnitEvaluator:
         pending: list[dict[str, np.ndarray]] = []
         pending_rows = pending_bytes = 0
         total = 0
-        weight: float | None = 0.0 if "weights" in self.roles else None
+        task = (
+            self.spec.task
+        )  # (a classification task's ignored targets leave their rows uncounted; a mask's pixels are not rows)
+        ignored = (
+            task.ignore_index if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL) else None
+        )
+        weight: float | None = 0.0 if "weights" in self.roles or ignored is not None else None
         digest: int | None = 0 if self.replicate_accumulator is not None else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
@@ -309,8 +328,7 @@ class UnitEvaluator:
                         continue
                     total += n
                     if weight is not None:
-                        with np.errstate(over="ignore"):  # (weights beyond float64's range: refused where counted)
-                            weight += float(np.sum(batch["weights"], dtype=np.float64))
+                        weight += _counted_weight(batch, ignored)
                     pending.append(batch)
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())
