@@ -60,6 +60,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             args.run_outcome = outcome
             out.write(format_run(outcome.run) + "\n")
             out.write(job.redact(f"run: {outcome.uri}\n"))
+            for name in outcome.run.metadata.get("empty_filters", ()):
+                sys.stderr.write(job.redact(f"evalpipe: warning: {name} matched no row, so it has no point\n"))
             baseline = outcome.run.metadata.get("baseline")
             if baseline is not None:
                 if baseline.get("found") is None:

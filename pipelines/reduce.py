@@ -19,6 +19,9 @@ from pipelines.slicing import SliceSpec
 from pipelines.spec import ConfidenceSpec, MetricSpec
 from pipelines.unit_result import OVERALL, Partial, SliceKey
 
+FILTER = "filter"
+"""The column name of a filter entry's slice key: ``(("filter", name),)``, the point ``filter=<name>``."""
+
 
 def flatten_values(key: str, values: Mapping[str, Any]) -> dict[str, float]:
     """``{suffix: float | array}`` -> ``{"key[suffix]": float}``; arrays become ``key[i]`` / ``key[i,j]``."""
@@ -36,7 +39,7 @@ def flatten_values(key: str, values: Mapping[str, Any]) -> dict[str, float]:
 def _entry_of(key: SliceKey, slices: Sequence[SliceSpec]) -> SliceSpec | None:
     if not key:
         return None
-    if len(key) == 1 and key[0][0] == "filter" and any(e.is_filter for e in slices):
+    if len(key) == 1 and key[0][0] == FILTER and any(e.is_filter for e in slices):
         # a filter entry's point (beside filter entries, no entry slices a column named filter alone)
         return next((e for e in slices if e.is_filter and e.name == key[0][1]), None)
     columns = tuple(k for k, _ in key)
@@ -192,6 +195,9 @@ def build_points(
         report["dropped_slices"] = dropped
     if small:
         report["below_min_count"] = [slice_name(key) for key in small]
+    empty = [slice_name(((FILTER, s.name),)) for s in slices if s.is_filter and ((FILTER, s.name),) not in merged.rows]
+    if empty:  # (a filter that matched no row has no point: named, so that a mistyped value is seen)
+        report["empty_filters"] = empty
     return points, report
 
 

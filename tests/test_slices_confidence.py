@@ -435,3 +435,39 @@ def test_string_slices_stored_three_ways_date_filters_and_a_number_var_in_a_filt
         metrics = run.point(point).metrics
         assert metrics["rows"].value == mask.sum(), point
         assert metrics["accuracy"].value == pytest.approx(skm.accuracy_score(label[mask], score[mask] > 0.5), abs=1e-15)
+
+
+def test_a_filter_that_matches_no_row_is_named_in_the_run_and_on_stderr(tmp_path, capsys):
+    """A filter entry whose conditions no row meets (a mistyped value) has no point; the run's metadata names it
+    (``empty_filters``) and ``evalpipe run`` warns on stderr, exit 0; a filter that matches keeps its point."""
+    from pipelines import cli
+
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(4)
+    n = 200
+    table = pa.table(
+        {"score": rng.random(n), "label": rng.integers(0, 2, n), "country": np.array(["US", "DE"])[np.arange(n) % 2]}
+    )
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet")
+    spec = {
+        "name": "filters",
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": [
+            {"name": "germany", "filter": {"country": {"eq": "DE"}}},
+            {"name": "typo", "filter": {"country": {"eq": "UK"}}},
+        ],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    assert cli.main(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: filter=typo matched no row" in err and "germany" not in err, err
+    from pipelines.results import list_runs, load_run
+
+    (info,) = list_runs(str(tmp_path / "out"))
+    loaded = load_run(info.uri)
+    assert loaded.metadata["empty_filters"] == ["filter=typo"]
+    points = {p.name: p.metrics["rows"].value for p in loaded.points}
+    assert points == {"overall": 200.0, "filter=germany": 100.0}
