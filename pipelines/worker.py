@@ -25,7 +25,6 @@ from evaluators.backbones import BACKBONE_KINDS, load_backbone
 from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
-from evaluators.task import TaskKind
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import fsspec_reader
 from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
@@ -156,16 +155,17 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays)
 
 
-def _counted_weight(batch: dict[str, np.ndarray], ignore_index: int | None) -> float:
-    """The weight of a batch's rows that count: their weights (1 each without a weights column), less the rows whose
-    every target is ``ignore_index``. Weights beyond float64's range sum to inf (refused where it is counted)."""
+def _counted_weight(batch: dict[str, np.ndarray], counted: np.ndarray | None) -> float:
+    """The weight of a batch's rows that count: their weights (1 each without a weights column), less the rows the
+    task leaves out (``counted``: the adapter's :meth:`~evaluators.adapters.TaskAdapter.counted_rows`). Weights beyond
+    float64's range sum to inf (refused where it is counted)."""
     w = batch.get("weights")
-    if ignore_index is not None and "targets" in batch:
-        keep = np.asarray(batch["targets"]) != ignore_index
-        keep = keep.reshape(len(keep), -1).any(axis=1)
-        w = keep.astype(np.float64) if w is None else np.where(keep, w, 0.0)
+    if counted is not None:
+        w = counted.astype(np.float64) if w is None else np.where(counted, w, 0.0)
+    if w is None:
+        return float(_row_count(batch))
     with np.errstate(over="ignore"):
-        return float(np.sum(w, dtype=np.float64)) if w is not None else 0.0
+        return float(np.sum(w, dtype=np.float64))
 
 
 def _row_count(columns: Mapping[str, Any]) -> int:
@@ -288,13 +288,7 @@ class UnitEvaluator:
         pending: list[dict[str, np.ndarray]] = []
         pending_rows = pending_bytes = 0
         total = 0
-        task = (
-            self.spec.task
-        )  # (a classification task's ignored targets leave their rows uncounted; a mask's pixels are not rows)
-        ignored = (
-            task.ignore_index if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL) else None
-        )
-        weight: float | None = 0.0 if "weights" in self.roles or ignored is not None else None
+        weight: float | None = 0.0 if "weights" in self.roles or self.spec.task.ignore_index is not None else None
         digest: int | None = 0 if self.replicate_accumulator is not None else None
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
@@ -328,7 +322,7 @@ class UnitEvaluator:
                         continue
                     total += n
                     if weight is not None:
-                        weight += _counted_weight(batch, ignored)
+                        weight += _counted_weight(batch, self.adapter.counted_rows(batch))
                     pending.append(batch)
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())

@@ -132,6 +132,11 @@ class TaskAdapter:
     bucket_key_role: ClassVar[str] = "row_id"
     """The ``data.columns`` role whose values key the bootstrap buckets (rows of one key share a bucket)."""
 
+    def counted_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """bool ``[n]``: the rows of a decoded batch that count toward its metrics, where the task leaves some out
+        whatever their weight (a classification task's ``ignore_index``); None where every row counts."""
+        return None
+
     def roles_hint(self, missing: Collection[str]) -> str:
         """The spec error (after ``data.columns``'s location) for a job that lacks ``missing`` of the needed
         roles, or that maps one of :attr:`own_roles` to another task."""

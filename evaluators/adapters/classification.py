@@ -3,6 +3,7 @@ columns, read as they are."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,13 @@ from evaluators.task import BadRows, PredictionKind, Task, TaskKind, flagged_row
 class ClassificationAdapter(TaskAdapter):
     """Binary: ``[n]`` scores or labels and ``[n]`` labels. Multiclass: ``[n, C]`` scores (a list column of C
     numbers) or ``[n]`` labels, ``[n]`` labels. Multilabel: ``[n, L]`` on both sides."""
+
+    def counted_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The rows with a target other than ``ignore_index`` (multilabel: in at least one label)."""
+        if self.task.ignore_index is None or "targets" not in batch:
+            return None
+        keep = np.asarray(batch["targets"]) != self.task.ignore_index
+        return keep.reshape(len(keep), -1).any(axis=1)
 
     def own_kind(self, role: str) -> ColumnKind:
         task = self.task
