@@ -20,7 +20,8 @@ from typing import Any
 import fsspec
 
 from pipelines.errors import UserError
-from pipelines.storage import COMMIT_MARKER, create_exclusive, join
+from pipelines.exclusive import create_exclusive
+from pipelines.storage import COMMIT_MARKER, join
 
 CLAIMS_DIR = "_instances"
 CLAIM_LEASE_S = 120.0

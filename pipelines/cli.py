@@ -199,11 +199,16 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
             written = o.last_written.strftime("%Y-%m-%d %H:%M:%S") if o.last_written else "?"
             rows.append((o.kind, o.job, str(o.files), f"{o.bytes / 1e6:.1f}", written, o.uri))
         write_table(rows, out)
-        out.write(f"{len(others)} uncommitted run directories and stale refuse-claims (readers ignore them)\n")
+        directories = counted(len(others), "uncommitted run directory", "uncommitted run directories")
+        out.write(f"{directories} and stale refuse-claims (readers ignore them; a damaged run is never deleted)\n")
     if args.delete and others:
         # a stale claim is stale by its lease; a run directory may still be being written, so it waits as long
-        # as checkpoints do
-        gone = [o for o in others if o.kind == "claim" or (o.last_written is not None and o.last_written < cutoff)]
+        # as checkpoints do; a damaged run is kept (its files can be restored)
+        gone = [
+            o
+            for o in others
+            if o.kind == "claim" or (o.kind == "run" and o.last_written is not None and o.last_written < cutoff)
+        ]
         for o in gone:
             remove_leftover(o)
         out.write(f"removed {len(gone)} of them\n")
@@ -213,7 +218,9 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
         written = c.last_written.strftime("%Y-%m-%d %H:%M:%S") if c.last_written else "?"
         rows.append((c.job, str(c.units), f"{c.bytes / 1e6:.1f}", written, c.uri))
     write_table(rows, out)
-    out.write(f"{len(leftovers)} checkpoint directories of runs that have not committed\n")
+    out.write(
+        f"{counted(len(leftovers), 'checkpoint directory', 'checkpoint directories')} of runs that have not committed\n"
+    )
     if args.delete:
         old = [c for c in leftovers if c.last_written is not None and c.last_written < cutoff]
         for c in old:

@@ -33,9 +33,12 @@ class DamagedRunFile(UserError):
     """A committed run's file whose bytes changed after the commit (its size still the manifest's): ``run_uri`` is
     the run's directory, so that a window can leave that run out."""
 
-    def __init__(self, message: str, run_uri: str | None) -> None:
+    def __init__(self, message: str, run_uri: str | None = None) -> None:
         super().__init__(message)
         self.run_uri = run_uri
+
+    def __reduce__(self) -> tuple:  # (raised in a worker process, it reaches the driver whole)
+        return (type(self), (self.message, self.run_uri))
 
 
 class UserCodeError(DataError):

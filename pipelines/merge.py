@@ -39,6 +39,7 @@ from pipelines.job_statistics import JobStatistics
 from pipelines.records import Run, recorded_spec
 from pipelines.reduce import build_points, metric_defs, reported_rows
 from pipelines.results import resolve_run_uri
+from pipelines.run_text import counted
 from pipelines.spec import _NAME, metrics_of_recorded, settings_of_recorded
 from pipelines.stopping import StopControl, committing
 from pipelines.storage import (
@@ -244,7 +245,7 @@ def _merged_metadata(runs: Sequence[tuple[str, Run]], name: str, overlap: Mappin
     newest = max(runs, key=lambda r: r[1].timestamp)[1].metadata
     return {
         "job": name,
-        "description": f"Merged from {len(runs)} committed runs: " + ", ".join(u for u, _ in runs),
+        "description": f"Merged from {counted(len(runs), 'committed run')}: " + ", ".join(u for u, _ in runs),
         "spec_source": max(runs, key=lambda r: r[1].timestamp)[0],
         "spec": _spec_of_merge(runs, name),
         "inputs": [entry for _, run in runs for entry in run.metadata.get("inputs", [])],

@@ -121,9 +121,9 @@ def format_run(
     return "\n".join(lines)
 
 
-def counted(n: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files`` (``plural``: where it is not the noun and an s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def with_article(word: str) -> str:

@@ -38,6 +38,7 @@ from fsspec.core import url_to_fs
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
 from pipelines.errors import DamagedRunFile, UserError
+from pipelines.exclusive import create_exclusive
 from pipelines.records import Run, evalpipe_run_dict, listed_files_problem, manifest_problem, utc
 from pipelines.stacked_arrays import npz_bytes, stack_arrays, unstack_arrays
 from pipelines.storage_budget import CLEANUP_S, within
@@ -396,24 +397,6 @@ def _write(loc: RunLocation, name: str, payload: bytes) -> int:
             handle.closed = True  # discarded: nothing left to flush when it is collected
         raise
     return len(payload)
-
-
-def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, payload: bytes) -> None:
-    """Create ``path`` only if it does not exist.
-
-    Raises:
-        FileExistsError: it exists already.
-    """
-    try:
-        with fs.open(path, "xb") as handle:
-            handle.write(payload)
-        return
-    except (NotImplementedError, ValueError):
-        pass  # this filesystem has no exclusive create: check, then write
-    if fs.exists(path):
-        raise FileExistsError(path)
-    with fs.open(path, "wb") as handle:
-        handle.write(payload)
 
 
 def write_run(

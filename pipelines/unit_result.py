@@ -63,7 +63,8 @@ class UnitResult:
     cpu_seconds: float = 0.0
     """CPU time of the worker's process (all its threads: reading, the compiled update) while on this unit."""
     weight: float | None = None
-    """Total weight of the unit's counted rows (``data.columns.weights``); None for a job without weights."""
+    """Total weight of the unit's counted rows (``data.columns.weights``, 1 a row without; rows whose every target is
+    the task's ``ignore_index`` count 0); None for a job with neither weights nor ``ignore_index``."""
     compile_seconds: float = 0.0
     """Seconds of that spent tracing, lowering and compiling (or loading compiled updates from the cache)."""
     key_digest: int | None = None

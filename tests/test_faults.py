@@ -416,7 +416,7 @@ def test_checkpoints_of_a_run_that_never_committed_are_listed_and_removed_once_o
     assert code == 0
     assert printed[2].split()[:3] == ["abandoned", str(len(files)), size_mb]
     assert printed[2].split()[-1] == str(directory)
-    assert printed[-1] == "1 checkpoint directories of runs that have not committed"
+    assert printed[-1] == "1 checkpoint directory of runs that have not committed"
 
     code, printed, _ = lines("--delete")  # written just now: kept, as a run in progress would keep its own
     assert (code, printed[-1]) == (0, "removed 0 last written more than 24 h ago")
