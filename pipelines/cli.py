@@ -546,17 +546,16 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
         sys.stderr.write(f"evalpipe: {how}; nothing was committed{kept}\n")
         return (STOPPED_EXIT if isinstance(exc, Stopped) else 130), how
     except Exception as exc:
-        from pipelines.environment import describe
+        from pipelines.environment import describe, unreachable
         from pipelines.functions import user_code_error
 
-        message = describe(exc)
-        if message is not None:  # credentials or permissions: the user's to fix
-            return 2, _say(args, f"evalpipe: error: {message}\n").removeprefix("evalpipe: error: ").strip()
-        message = user_code_error(getattr(args, "loaded_job", None), exc)
-        if message is not None:
-            return 2, _say(args, f"evalpipe: error: {terminal_text(message)}\n").removeprefix(
-                "evalpipe: error: "
-            ).strip()
+        job = getattr(args, "loaded_job", None)
+        # credentials, permissions, paths and the job's own code: the user's to fix (2); storage that did not answer (1)
+        for code, message in ((2, describe(exc)), (1, unreachable(exc)), (2, user_code_error(job, exc))):
+            if message is not None:
+                return code, _say(args, f"evalpipe: error: {terminal_text(message)}\n")[
+                    len("evalpipe: error: ") :
+                ].strip()
         _say(args, "evalpipe: internal error (please report it with the traceback below)\n" + traceback.format_exc())
         return 1, f"internal error: {type(exc).__name__}"
 

@@ -47,6 +47,28 @@ def check_backbone_weights(spec: JobSpec) -> None:
         raise UserError(f"{where}: the directory lacks {', '.join(missing)} (a {backbone.kind} checkpoint has them).")
 
 
+def unreachable(exc: BaseException) -> str | None:
+    """One sentence for an object store that could not be reached or did not answer in time (a connection refused
+    or timed out, anywhere in ``exc``'s chain); None for anything else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _UNREACHABLE or isinstance(current, ConnectionError | TimeoutError):
+            return (
+                f"the storage could not be reached or did not answer ({type(current).__name__}: {current}); nothing "
+                "was written. Check the endpoint (storage_options.endpoint_url, AWS_ENDPOINT_URL) and the network, "
+                "then try again."
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+_UNREACHABLE = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError", "FSTimeoutError"}
+)
+
+
 def describe(exc: BaseException) -> str | None:
     """One sentence for a credentials or permission error, or a path of the wrong kind (a directory for a file, a
     file for a directory), anywhere in ``exc``'s chain; None for anything else."""

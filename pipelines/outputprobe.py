@@ -16,7 +16,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.errors import UserError, is_storage_access_error
+from pipelines.errors import JobFailed, UserError, is_storage_access_error
 from pipelines.spec import OutputSpec
 from pipelines.storage import join
 
@@ -30,11 +30,13 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str, uri: str) -> bool
     except FileNotFoundError:
         return False
     except Exception as exc:
-        from pipelines.environment import describe
+        from pipelines.environment import describe, unreachable
 
         message = describe(exc)  # no credentials, or no right to look: say that, not "no such bucket"
         if message is not None:
             raise UserError(f"output.uri {uri!r}: {message}") from None
+        if unreachable(exc) is not None:  # (the endpoint did not answer: not a missing bucket either)
+            raise JobFailed(f"output.uri {uri!r}: {unreachable(exc)}") from None
         if not is_storage_access_error(exc):
             raise
         return False
