@@ -68,6 +68,8 @@ class GroupConfusion(Statistic):
         cell = 2 * (np.asarray(batch["targets"]) > 0) + predicted_positive(self.task, batch["predictions"])
         index = (bucket * len(names) + group) * 4 + cell
         weights = np.asarray(batch["weights"], np.float64)
+        if self.task.ignore_index is not None:  # (an ignored row weighs 0: its group takes no part without others)
+            weights = np.where(np.asarray(batch["targets"]) != self.task.ignore_index, weights, 0.0)
         counts = np.bincount(index, weights, minlength=4 * len(names) * buckets)
         return {"groups": names, "counts": counts.reshape(buckets, len(names), 4)}
 

@@ -101,6 +101,26 @@ def test_sharded_values_equal_fairlearn(seed, kind):
                 assert value == pytest.approx(expected[key], abs=1e-12) if key != ".groups" else value == 6, key
 
 
+@pytest.mark.parametrize("ignore_index", [255, -100])
+def test_rows_of_an_ignored_target_take_no_part(ignore_index):
+    """``task.ignore_index`` rows (a fifth of them, and every row of one group) count nowhere: the values equal
+    fairlearn's over the other rows, in any sharding. (They counted as positives, the group included.)"""
+    rng = np.random.default_rng(7)
+    rows = data(rng, 600, ["DE", "FR", "US", "ignored", "only-neg", "only-pos"])
+    y, groups = rows["targets"].copy(), rows[SENSITIVE]
+    ignored = (rng.random(len(y)) < 0.2) | (groups == "ignored")
+    y[ignored] = ignore_index
+    task = Task("binary", prediction="logits", ignore_index=ignore_index)
+    metrics = [build(name, task) for name in NAMES]
+    columns = {"predictions": rows["logits"], "targets": y, SENSITIVE: groups, "weights": None}
+    values = sharded_values(metrics, columns, make_shards(rng, len(y), y, pieces=4, max_rows=200), rng)
+    kept = ~ignored
+    expected = fairlearn_values(y[kept], (rows["logits"][kept] > 0).astype(np.int64), groups[kept])
+    for name, got in zip(NAMES, values, strict=True):
+        assert got[""] == pytest.approx(expected[name], abs=1e-12), name
+        assert got[".groups"] == 5, name  # (the group of ignored rows only takes no part)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 3)), min_size=2, max_size=40),
