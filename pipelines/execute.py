@@ -401,7 +401,7 @@ def run_job(
                 if scores
                 else None,
                 on_commit=on_commit,
-                finish=lambda written: _with_process_timings(written, time.perf_counter() - t_commit),
+                finish=lambda written: timing.with_process_timings(written, time.perf_counter() - t_commit),
             )
     except Exception as exc:
         if isinstance(exc, UserError) or not is_storage_access_error(exc):
@@ -443,12 +443,6 @@ def _write_failed(uri: str, exc: BaseException, store: CheckpointStore | None) -
         "partial run); finished units are kept as checkpoints where the storage allowed, so running the job "
         "again recomputes only what is missing."
     )
-
-
-def _with_process_timings(run: Run, commit_seconds: float) -> Run:
-    """``run`` with :func:`~pipelines.timing.with_process_timings` in ``metadata.timings``."""
-    timings = timing.with_process_timings(run.metadata["timings"], commit_seconds)
-    return dataclasses.replace(run, metadata={**run.metadata, "timings": timings})
 
 
 def _nothing_to_run(spec: JobSpec) -> ExecutionReport:

@@ -22,7 +22,6 @@ merges its units: e.g. runs of one work unit each, over consecutive files) and a
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime as dt
 import json
 import platform
@@ -336,11 +335,6 @@ def merge_runs(
     target = output or newest_uri.rsplit("/", 2)[0]
     location = run_location(target, name, run.id, options)
     t_commit = time.perf_counter()
-
-    def finish(written: Run) -> Run:  # the process's age and CPU at the commit, as a job's run records them
-        timings = timing.with_process_timings(written.metadata["timings"], time.perf_counter() - t_commit)
-        return dataclasses.replace(written, metadata={**written.metadata, "timings": timings})
-
     with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:
         write_run(
             location,
@@ -351,6 +345,6 @@ def merge_runs(
             bucket_states=merged.bucket_states,
             slice_rows=merged.rows,
             on_commit=on_commit,
-            finish=finish,
+            finish=lambda written: timing.with_process_timings(written, time.perf_counter() - t_commit),
         )
     return MergeOutcome(run, location.uri)

@@ -35,8 +35,9 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str, uri: str) -> bool
         message = describe(exc)  # no credentials, or no right to look: say that, not "no such bucket"
         if message is not None:
             raise UserError(f"output.uri {uri!r}: {message}") from None
-        if unreachable(exc) is not None:  # (the endpoint did not answer: not a missing bucket either)
-            raise JobFailed(f"output.uri {uri!r}: {unreachable(exc)}") from None
+        message = unreachable(exc)  # (the endpoint did not answer: not a missing bucket either)
+        if message is not None:
+            raise JobFailed(f"output.uri {uri!r}: {message}") from None
         if not is_storage_access_error(exc):
             raise
         return False

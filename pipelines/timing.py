@@ -3,11 +3,15 @@ and loading compiled executables from the persistent cache (summed over the proc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from evaluators import lazyjax
+
+if TYPE_CHECKING:
+    from pipelines.records import Run
 
 COMPILE_EVENTS = frozenset(
     {
@@ -62,13 +66,13 @@ def process_cpu_seconds() -> float:
     return time.process_time()
 
 
-def with_process_timings(timings: Mapping[str, object], commit_seconds: float) -> dict[str, object]:
-    """``timings`` (a run's ``metadata.timings``) with the commit's seconds so far (states, metrics and extra files
-    written; ``run.json`` and the manifest follow), the process's age and its CPU seconds: the last run a process
-    commits accounts for the whole process up to its commit."""
-    timings = dict(timings, commit_seconds=round(commit_seconds, 6))
+def with_process_timings(run: Run, commit_seconds: float) -> Run:
+    """``run`` with, in ``metadata.timings``, the commit's seconds so far (states, metrics and extra files written;
+    ``run.json`` and the manifest follow), the process's age and its CPU seconds: the last run a process commits
+    accounts for the whole process up to its commit."""
+    timings = dict(run.metadata["timings"], commit_seconds=round(commit_seconds, 6))
     age = process_age_seconds()
     if age is not None:
         timings["process_seconds"] = round(age, 6)
     timings["process_cpu_seconds"] = round(process_cpu_seconds(), 6)
-    return timings
+    return dataclasses.replace(run, metadata={**run.metadata, "timings": timings})
