@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.classification import per_class_values, require_kind
-from evaluators.ranking_cells import _starts, summed_leaves, summed_runs
+from evaluators.ranking_cells import _starts, merge_cells, summed_leaves, summed_runs
 from evaluators.ranking_many import binary_values, evaluation_bound
 from evaluators.ranking_positions import (
     cell_positions,
@@ -56,7 +56,6 @@ from evaluators.ranking_statistics import (
     fixed_weights,
     is_exact,
     is_sparse,
-    merge_cells,
     one_vs_rest,
     ranked_classes,
     rounded_rows,
@@ -65,6 +64,7 @@ from evaluators.score_grid import (
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
+    MAX_BIN_SCORES,
     MAX_SCORE_DECIMALS,
     bin_count,
     bin_positions,
@@ -476,6 +476,7 @@ def _ranking_metric(
     precision_bits: int | None,
     exact_cells: int,
     score_decimals: int | None,
+    bin_scores: int = 1,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -497,8 +498,14 @@ def _ranking_metric(
             raise ValueError(f"precision_bits must be between 4 and 16, got {precision_bits}")
         if not 0 <= exact_cells <= 1 << 28:
             raise ValueError(f"exact_cells must be between 0 and {1 << 28}, got {exact_cells}")
+        if not 1 <= bin_scores <= MAX_BIN_SCORES:
+            raise ValueError(f"bin_scores must be between 1 and {MAX_BIN_SCORES}, got {bin_scores}")
         statistic: Statistic = ScoreHistogram(
-            task, int(precision_bits), exact_cells=int(exact_cells), score_decimals=int(score_decimals)
+            task,
+            int(precision_bits),
+            exact_cells=int(exact_cells),
+            score_decimals=int(score_decimals),
+            bin_scores=int(bin_scores),
         )
     elif mode == "exact":
         statistic = ExactScoreCounts(task)
@@ -519,11 +526,13 @@ def roc_auc(
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
     score_decimals: int | None = None,
+    bin_scores: int = 1,
 ) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
     at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond (None:
     :func:`default_precision_bits`), where scores of at most ``score_decimals`` decimals keep cells of their own (None:
-    :func:`default_score_decimals`)."""
+    :func:`default_score_decimals`), and where a bin of at most ``bin_scores`` distinct scores keeps a cell per score
+    (1: one cell per bin; :mod:`evaluators.ranking_bins`)."""
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
@@ -535,6 +544,7 @@ def roc_auc(
         precision_bits,
         exact_cells,
         score_decimals,
+        bin_scores,
     )
 
 
@@ -546,6 +556,7 @@ def average_precision(
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
     score_decimals: int | None = None,
+    bin_scores: int = 1,
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""
     return _ranking_metric(
@@ -559,4 +570,5 @@ def average_precision(
         precision_bits,
         exact_cells,
         score_decimals,
+        bin_scores,
     )

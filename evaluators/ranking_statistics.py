@@ -6,7 +6,7 @@ histogram's state. The values read off their merged states are in :mod:`evaluato
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cache, partial
 from typing import Any, ClassVar
 
@@ -16,6 +16,7 @@ from evaluators.accumulate import padded_batch
 from evaluators.distinct import distinct_lower_bound
 from evaluators.kernels import HOST_CHUNK_ROWS, add_at, array_namespace
 from evaluators.lazyjax import jax, jnp
+from evaluators.ranking_bins import collapse_bins, merge_kept, merge_many_kept
 from evaluators.ranking_cells import (
     _BIN_MASK,
     CLASS_SHIFT,
@@ -32,22 +33,19 @@ from evaluators.ranking_cells import (
     implied_squares,
     is_exact,
     is_sparse,
-    merge_cells,
-    merge_many_cells,
     rounded_rows,
     square_limbs,
     summed_leaves,
     with_squares,
 )
+from evaluators.ranking_grid import KeptGridBins, grid_rows
 from evaluators.ranking_weights import check_batch_weights, check_counted, fixed_weights
 from evaluators.score_grid import (
-    _MIN_EXPONENT,
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
     bin_positions,
     cell_count,
-    decimal_offsets,
     score_cells,
 )
 from evaluators.statistic import (
@@ -134,6 +132,14 @@ class ScoreHistogram(Statistic):
     score_decimals: int = DEFAULT_SCORE_DECIMALS
     """Scores with at most this many decimals keep cells of their own when binned (:mod:`evaluators.score_grid`);
     0: bins only, the cells of runs stored before this field."""
+    bin_scores: int = 1
+    """Beyond ``exact_cells``, a bin whose rows hold at most this many distinct scores keeps a cell per score
+    (:mod:`evaluators.ranking_bins`); 1: one cell per bin, the form of runs stored before this field. Above 1, every
+    batch is sorted into the stored form on the host (no working grid)."""
+
+    def __repr__(self) -> str:  # (``bin_scores`` only where it is not 1: the repr of the runs stored before it)
+        shown = (f for f in fields(self) if f.name != "bin_scores" or self.bin_scores != 1)
+        return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def cell_count(self) -> int:
         """Cells of a class's grid (``B`` of the working state): :func:`~evaluators.score_grid.cell_count`."""
@@ -146,6 +152,8 @@ class ScoreHistogram(Statistic):
         """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
         this one's cells they would not be in order)."""
+        if self.bin_scores != 1:  # runs of one cell per bin (before the job set bin_scores): read, never merged
+            return (repr(self), *(replace(self, bin_scores=1).stored_reprs(True) if approximately else ()))
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
         reprs = (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
         if approximately and self.precision_bits == BINARY_PRECISION_BITS and ranked_classes(self.task) == 1:
@@ -263,21 +271,24 @@ class ScoreHistogram(Statistic):
 
     def update_stored(self, state: State, batch: Batch) -> State:
         # rows into a binned state (or more distinct scores than an exact one may hold) need one cell per bin only
-        binned = not is_exact(state) or self._exceeds_exact_cells(batch)
-        if binned and self.runs_on_host() and self._fills_grid(batch):
-            return merge_cells(state, self._grid_update(batch), self.exact_cells)
+        binned = not is_exact(state) or len(state["keys"]) > self.exact_cells or self._exceeds_exact_cells(batch)
+        kept = self.bin_scores > 1  # (bins that keep their scores: every row's score is sorted)
+        grid = not kept or ranked_classes(self.task) == 1  # (kept scores over the grid: one ranked class)
+        if binned and grid and self.runs_on_host() and self._fills_grid(batch):
+            return merge_kept(state, self._grid_update(batch), self.exact_cells, self.bin_scores)
         if self.runs_on_host():
             keys, label, weight, moment, order, live, inexact, square = row_cells(self, batch)
         else:  # (sigmoid and softmax: the compiled update's own functions)
             with jax.enable_x64(True):
                 compiled = (np.asarray(a) for a in _compiled_row_cells(self)(padded_batch(batch)))
                 keys, label, weight, moment, order, live, inexact, square = compiled
-        cells = compact_cells if binned else exact_row_cells
+        cells = compact_cells if binned and not kept else exact_row_cells
         square = None if square is None else square[live]  # (None: weights of 1, implied by the counts)
         rows = cells(keys[live], label[live], weight[live], moment[live], order[live], square)
+        rows = collapse_bins(rows, self.bin_scores) if binned and kept else rows
         inexact = inexact & live
         rows["rounded"] = np.array([np.sum(inexact & (label != 1)), np.sum(inexact & (label == 1))], np.int64)
-        return merge_cells(state, rows, self.exact_cells)
+        return merge_kept(state, rows, self.exact_cells, self.bin_scores)
 
     def folds_groups_on_host(self) -> bool:
         return self.runs_on_host()
@@ -295,7 +306,7 @@ class ScoreHistogram(Statistic):
             first, last = (bounds[g], bounds[g + 1]) if g + 1 < len(bounds) else (0, 0)
             state = {name: column[first:last] for name, column in cells.items()}
             if last - first > self.exact_cells:  # (the rows need bins: what merging them would make of them)
-                state = collapse_cells(state)
+                state = collapse_bins(state, self.bin_scores)
             state = canonical_squares(state)
             out.append({**state, "rounded": rounded[2 * g : 2 * g + 2].astype(np.int64)})
         return out
@@ -319,10 +330,14 @@ class ScoreHistogram(Statistic):
         low, high = np.full(width, np.inf), np.full(width, -np.inf)
         rounded = np.zeros(2, np.int64)
         n = len(batch["predictions"])
+        kept = KeptGridBins(width, self.bin_scores) if self.bin_scores > 1 else None
         for first in range(0, n, HOST_CHUNK_ROWS):
             step = {name: column[first : first + HOST_CHUNK_ROWS] for name, column in batch.items()}
-            cell, positive, weight, moment, score, inexact, square = _grid_rows(self, step)
+            converted = one_vs_rest(self.task, step)
+            cell, positive, weight, moment, score, inexact, square = grid_rows(self, converted)
             cell -= offset
+            if kept is not None:  # (one ranked class: an entry is a row)
+                kept.add(cell, score, first + np.flatnonzero(np.asarray(converted[3]).reshape(-1) > 0))
             if square is not None and squares is None:  # the rows so far all weighed 1: their squares are implied
                 squares = implied_squares(counts.reshape(-1, 2)).reshape(-1)
             pair = 2 * cell + positive
@@ -346,6 +361,10 @@ class ScoreHistogram(Statistic):
             **{name: leaf.reshape(-1, 2)[occupied] for name, leaf in summed.items()},
             "ties": np.where(low == high, low, np.nan),
         }
+        if kept is not None:  # bins of few distinct scores: their rows sorted into a cell per score
+            rows = kept.rows(occupied, low < high)
+            if len(rows):
+                cells = kept.joined(cells, occupied, row_cells(self, {k: v[rows] for k, v in batch.items()}))
         return {**canonical_squares(cells), "rounded": rounded}
 
     def _grid_window(self, batch: Batch) -> tuple[int, int]:
@@ -359,13 +378,13 @@ class ScoreHistogram(Statistic):
         if np.isnan(ends).any():
             return whole
         two = {"predictions": ends, "targets": np.zeros(2, np.asarray(batch["targets"]).dtype), "weights": np.ones(2)}
-        cell = _grid_rows(self, two)[0]
+        cell = grid_rows(self, one_vs_rest(self.task, two))[0]
         if len(cell) != 2:  # (a class 0 that is not a live row: the whole grid)
             return whole
         return int(cell[0]), int(cell[1] - cell[0]) + 1
 
-    def folds_on_host(self, state: State, batch: Batch) -> bool:
-        return self.track_ties and is_exact(state) and not self._exceeds_exact_cells(batch)
+    def folds_on_host(self, state: State, batch: Batch) -> bool:  # (bins that keep their scores: always)
+        return self.track_ties and (self.bin_scores > 1 or (is_exact(state) and not self._exceeds_exact_cells(batch)))
 
     def _exceeds_exact_cells(self, batch: Batch) -> bool:
         """Whether the rows of ``batch`` alone certainly hold more than ``exact_cells`` distinct (class, score)
@@ -412,7 +431,7 @@ class ScoreHistogram(Statistic):
 
     def merge(self, a: State, b: State) -> State:
         if self.track_ties:  # either side may be a dense histogram from a checkpoint of an earlier version
-            return merge_cells(self.stored(a), self.stored(b), self.exact_cells)
+            return merge_kept(self.stored(a), self.stored(b), self.exact_cells, self.bin_scores)
         return merge_with_extremes(a, b)
 
     def merges_in_any_order(self) -> bool:
@@ -420,7 +439,7 @@ class ScoreHistogram(Statistic):
 
     def merge_all(self, states: Sequence[State]) -> State:
         if self.track_ties:
-            return merge_many_cells([self.stored(s) for s in states], self.exact_cells)
+            return merge_many_kept([self.stored(s) for s in states], self.exact_cells, self.bin_scores)
         return super().merge_all(states)
 
 
@@ -500,42 +519,6 @@ def row_cells(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
     flat = (keys, positive.astype(xp.int32), fixed, moment, score, w > 0, inexact)
     unit = xp is np and bool((w == 1).all())  # (host rows of weight 1: squares implied by the counts)
     return (*(a.reshape(-1) for a in flat), None if unit else square_limbs(w, positive == 1).reshape(-1, 2))
-
-
-def _grid_rows(statistic: ScoreHistogram, batch: Batch) -> tuple[Any, ...]:
-    """Host rows -> flat ``(grid cell (class * cells + cell), positive bool, weight int64, weighted position int64,
-    score float64, weight rounded bool or None, squared weight int64 [., 2] or None)`` of the live (row, class) entries
-    (None: every weight is 1): :func:`row_cells` for NumPy in fewer passes (the cell's bin and the position share one
-    float32 bit pattern, and the position's fixed point is that pattern's low bits, shifted; rows of weight 1, the
-    common case, take ``2**32`` and that fixed point without rounding), the same integers."""
-    scores, order, positive, w = one_vs_rest(statistic.task, batch)
-    bits = statistic.precision_bits
-    shift, lo, hi = 23 - bits, (127 - _MIN_EXPONENT) << bits, (127 - 1) << bits
-    raw = np.minimum(scores, 1 - scores).astype(np.float32, copy=False).view(np.int32)  # (as score_bins)
-    upper = scores > 0.5
-    top = raw >> shift
-    below = top < lo  # (position 1/2, as bin_positions)
-    np.clip(top, lo, hi, out=top)
-    top -= lo
-    cell = np.where(upper, 2 * (hi - lo + 1) - 1 - top, top)
-    if statistic.score_decimals:
-        cell += decimal_offsets(order, statistic.score_decimals)
-    if scores.shape[1] > 1:
-        cell = cell + np.arange(scores.shape[1]) * statistic.cell_count()
-    # the position in its bin times 2**WEIGHT_BITS: the bits below the bin's, or 1/2 below the lowest bin
-    position = (raw & ((1 << shift) - 1)).astype(np.int64) << (WEIGHT_BITS - shift)
-    position[below] = 1 << (WEIGHT_BITS - 1)
-    position = np.where(upper, (1 << WEIGHT_BITS) - position, position)
-    score = np.add(order, 0.0, dtype=np.float64)  # (-0.0 as 0.0, as row_cells)
-    live = w > 0
-    columns = [cell, positive == 1, w, position, score]  # (a label counts as positive as row_cells' does)
-    cell, positive, w, position, score = (c.reshape(-1) if live.all() else c[live] for c in columns)
-    if (w == 1).all():
-        return cell, positive, np.full(len(w), 1 << WEIGHT_BITS), position, score, None, None
-    fixed = fixed_weights(w)
-    inexact = fixed.astype(np.float64) != w * 2.0**WEIGHT_BITS
-    moment = fixed_weights(w * (position * 2.0**-WEIGHT_BITS))
-    return cell, positive, fixed, moment, score, inexact, square_limbs(w, positive)
 
 
 @cache

@@ -36,6 +36,8 @@ BINARY_PRECISION_BITS = 12
 """A single ranked class (binary) is binned finer: bins 4x narrower than at :data:`DEFAULT_PRECISION_BITS`, which
 brings average precision on rare positives among crowded scores much closer to the exact value (README, "ROC-AUC and
 average precision"), for about 3x the occupied cells of a unit of continuous scores (a 20 MB working grid)."""
+MAX_BIN_SCORES = 64
+"""The most distinct scores a bin may keep (``bin_scores``)."""
 
 
 def bin_count(precision_bits: int) -> int:

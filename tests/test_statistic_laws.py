@@ -182,6 +182,25 @@ CONFIGS = {
         "binary",
         True,
     ),
+    # bins that keep up to 3 distinct scores beyond 12 exact cells: sorted on the host, exact within such bins
+    "ScoreHistogram-binary-kept-3": Config(
+        BIN,
+        (
+            ("roc_auc", (("precision_bits", 6), ("exact_cells", 12), ("bin_scores", 3))),
+            ("average_precision", (("precision_bits", 6), ("exact_cells", 12), ("bin_scores", 3))),
+        ),
+        "binary",
+        True,
+    ),
+    "ScoreHistogram-multiclass-kept-2": Config(
+        MC,
+        (
+            ("roc_auc", (("precision_bits", 5), ("exact_cells", 0), ("bin_scores", 2))),
+            ("average_precision", (("average", "none"), ("precision_bits", 5), ("exact_cells", 0), ("bin_scores", 2))),
+        ),
+        "multiclass",
+        True,
+    ),
     "ScoreHistogram-multiclass": Config(
         MC,
         (("roc_auc", (("precision_bits", 5),)), ("average_precision", (("average", "none"), ("precision_bits", 5)))),

@@ -1,0 +1,191 @@
+"""Bins that keep their scores: the binned form of a ranking state (:class:`~evaluators.ranking_statistics.
+ScoreHistogram` beyond ``exact_cells``) in which a bin of at most ``bin_scores`` distinct scores keeps one exact
+cell per score, and only a bin of more scores becomes one cell of several scores (a NaN tie).
+
+Which bins keep their scores depends only on the rows a state holds (each bin's distinct scores), never on how
+they were sharded, so every merge below gives the state that any order of pairwise merges gives. With
+``bin_scores = 1`` this is the plain binned form (:func:`~evaluators.ranking_cells.collapse_cells`). NumPy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluators.distinct import distinct_lower_bound
+from evaluators.ranking_cells import (
+    _NO_CELL,
+    CLASS_SHIFT,
+    EXACT_CELLS,
+    _add_cells,
+    _alike,
+    _empty_cells,
+    _KeyWindow,
+    _starts,
+    _union_exact,
+    canonical_squares,
+    collapse_cells,
+    is_exact,
+    merge_cell_forms,
+    merge_cells,
+    merge_many_cells,
+    rounded_rows,
+    summed_leaves,
+    summed_runs,
+)
+from evaluators.statistic import State
+
+
+def collapse_bins(state: State, bin_scores: int) -> State:
+    """Cells ascending by key, then score (a key may repeat; cells of one key hold distinct scores, or one holds a
+    NaN tie) -> the binned form: each key of more than ``bin_scores`` cells, or with a cell of several scores,
+    becomes one cell (counts and positions add; a NaN tie); the other keys keep their cells as they are."""
+    keys = np.asarray(state["keys"])
+    if bin_scores <= 1:
+        return collapse_cells(state)
+    if len(keys) < 2:
+        return canonical_squares(state)
+    ties = np.asarray(state["ties"])
+    starts = _starts(keys)
+    sizes = np.diff(starts, append=len(keys))
+    several = np.logical_or.reduceat(np.isnan(ties), starts)
+    joined = (sizes > bin_scores) | several
+    if not (joined & (sizes > 1)).any():
+        return canonical_squares(state)
+    first = np.ones(len(keys), bool)  # a cell starts a run unless it continues a joined key
+    first[np.repeat(joined, sizes)] = False
+    first[starts] = True
+    runs = np.flatnonzero(first)
+    low, high = np.minimum.reduceat(ties, runs), np.maximum.reduceat(ties, runs)
+    summed = {name: summed_runs(np.asarray(state[name]), runs) for name in summed_leaves(state)}
+    return canonical_squares({"keys": keys[runs], **summed, "ties": np.where(low == high, low, np.nan)})
+
+
+def union_cells(states: list[State]) -> State:
+    """The cells of ``states`` (each ascending by key, then score) in one order by key, then score; cells of one
+    (key, score) add, and cells of several scores (NaN ties) stay apart (:func:`collapse_bins` joins them).
+
+    One stable sort by key (it merges the states' sorted runs), then, only among the keys that several states hold
+    without a NaN cell, one stable sort by score: within one class a score's cell follows the score, so that order
+    is the keys' too (of several classes, by class, then score)."""
+    states = _alike([s for s in states if len(s["keys"])])
+    if not states:
+        return _empty_cells()
+    names = ("keys", "ties", *summed_leaves(states[0]))
+    if len(states) == 1:
+        return {name: np.asarray(states[0][name]) for name in names}
+    all_keys = np.concatenate([np.asarray(s["keys"]) for s in states])
+    all_ties = np.concatenate([np.asarray(s["ties"], np.float64) for s in states])
+    source = np.repeat(np.arange(len(states)), [len(s["keys"]) for s in states])
+    order = np.argsort(all_keys, kind="stable")
+    keys, ties, source = all_keys[order], all_ties[order], source[order]
+    groups = _starts(keys)
+    sizes = np.diff(groups, append=len(keys))
+    several = np.minimum.reduceat(source, groups) != np.maximum.reduceat(source, groups)
+    several &= ~np.logical_or.reduceat(np.isnan(ties), groups)  # (a NaN cell's key is joined: order moot)
+    if several.any():
+        at = np.flatnonzero(np.repeat(several, sizes))
+        cls = keys[at] >> CLASS_SHIFT
+        within = (
+            np.argsort(ties[at], kind="stable") if cls[0] == cls[-1] else np.lexsort((ties[at], keys[at]))
+        )  # (cells ascend by class: one class when the first and last agree)
+        order[at] = order[at[within]]
+        keys, ties = all_keys[order], all_ties[order]
+    starts = _starts(keys, ties)  # (NaN != NaN: each NaN cell is a run of its own)
+    merged = {"keys": keys[starts], "ties": ties[starts]}
+    for name in names[2:]:
+        pairs = np.concatenate([np.asarray(s[name], np.int64).reshape(-1, 2) for s in states])[order]
+        merged[name] = summed_runs(pairs, starts) if len(starts) < len(keys) else pairs
+    return merged
+
+
+def merge_bins(states: list[State], bin_scores: int) -> State:
+    """The binned form (:func:`collapse_bins`) of the union of ``states``, each in any stored form (exact, binned or
+    binned with kept scores): counts and positions of each bin added over the dense window of keys the states span
+    (:func:`~evaluators.ranking_cells._add_cells`), and the bins whose scores all states together hold at most
+    ``bin_scores`` of (:func:`_kept_bins`) with their cells unioned from the states' cells there."""
+    states = _alike([s for s in states if len(s["keys"])])
+    window = _KeyWindow.of(states) if len(states) > 1 else None
+    if window is None:
+        return collapse_bins(union_cells(states), bin_scores)
+    joined = _add_cells(states)  # one cell per key: its tie stays only where every cell holds that one score
+    kept = _kept_bins(states, window, bin_scores)
+    if not kept.any():
+        return joined
+    parts = []
+    for state in states:
+        keys = np.asarray(state["keys"])
+        at = kept[window.slots(keys)]
+        if at.any():
+            parts.append({name: np.asarray(state[name])[at] for name in ("keys", "ties", *summed_leaves(state))})
+    cells = union_cells(parts)
+    stays = ~kept[window.slots(np.asarray(joined["keys"]))]
+    names = ("keys", "ties", *summed_leaves(joined))
+    both = {name: np.concatenate([np.asarray(joined[name])[stays], np.asarray(cells[name])]) for name in names}
+    order = np.argsort(both["keys"], kind="stable")  # (the kept bins' cells are in score order already)
+    return {name: column[order] for name, column in both.items()}
+
+
+def _kept_bins(states: list[State], window: _KeyWindow, bin_scores: int) -> np.ndarray:
+    """bool ``[window.size]``: the bins that the states' cells give at least two and at most ``bin_scores``
+    distinct scores, none of them a cell of several scores. Each bin's distinct scores so far are kept as float64
+    bits in a ``[size, bin_scores]`` table; a bin leaves it for good once it has more or a NaN tie, so most cells of
+    a long merge are only looked up."""
+    table = np.full((window.size, bin_scores), _NO_CELL, np.int64)
+    count = np.zeros(window.size, np.int64)
+    over = np.zeros(window.size, bool)
+    for state in states:
+        slot = window.slots(np.asarray(state["keys"]))
+        bits = np.ascontiguousarray(state["ties"], np.float64).view(np.int64)
+        live = ~over[slot]
+        slot, bits = slot[live], bits[live]
+        several = np.isnan(bits.view(np.float64))
+        over[slot[several]] = True
+        slot, bits = slot[~several], bits[~several]
+        new = ~(table[slot] == bits[:, None]).any(axis=1)
+        slot, bits = slot[new], bits[new]
+        if not len(slot):
+            continue
+        starts = _starts(slot)  # (a state's cells ascend by key: one run per bin)
+        rank = np.arange(len(slot)) - np.repeat(starts, np.diff(starts, append=len(slot)))
+        place = count[slot] + rank
+        full = place >= bin_scores
+        over[slot[full]] = True
+        table[slot[~full], place[~full]] = bits[~full]
+        count[slot[starts]] += np.diff(starts, append=len(slot))
+    return ~over & (count >= 2)
+
+
+def merge_kept(a: State, b: State, exact_cells: int = EXACT_CELLS, bin_scores: int = 1) -> State:
+    """:func:`~evaluators.ranking_cells.merge_cells` of two stored states whose bins keep up to ``bin_scores``
+    distinct scores beyond ``exact_cells``: the union of two exact states while it holds at most ``exact_cells``
+    cells, else the binned form (:func:`collapse_bins`) of their union."""
+    if bin_scores <= 1:
+        return merge_cells(a, b, exact_cells)
+    if not len(a["keys"]) or not len(b["keys"]):  # (one side empty: the other, binned where it must be)
+        one = b if not len(a["keys"]) else a
+        exact = is_exact(one)  # (a binned state is in its binned form already)
+        cells = collapse_bins(one, bin_scores) if exact and len(one["keys"]) > exact_cells else one
+    elif is_exact(a) and is_exact(b):
+        cells = merge_cell_forms(a, b, 1 << 62)  # (the exact union)
+        cells = cells if len(cells["keys"]) <= exact_cells else collapse_bins(cells, bin_scores)
+    else:
+        cells = collapse_bins(union_cells([a, b]), bin_scores)
+    return {**canonical_squares(cells), "rounded": rounded_rows(a) + rounded_rows(b)}
+
+
+def merge_many_kept(states: list[State], exact_cells: int = EXACT_CELLS, bin_scores: int = 1) -> State:
+    """:func:`merge_kept` folded over ``states`` in any order, at once (as
+    :func:`~evaluators.ranking_cells.merge_many_cells`, whose form it is for ``bin_scores = 1``): exact states are
+    joined while their union stays exact, else their bins are added and each keeps its scores while all states
+    together hold at most ``bin_scores`` of them (:func:`merge_bins`)."""
+    if bin_scores <= 1:
+        return merge_many_cells(states, exact_cells)
+    rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
+    states = _alike([s for s in states if len(s["keys"])])
+    if all(is_exact(s) for s in states):
+        ties = np.concatenate([np.asarray(s["ties"]) for s in states]) if states else np.zeros(0)
+        if len(ties) <= exact_cells or distinct_lower_bound(ties) <= exact_cells:
+            union = _union_exact(states)
+            cells = union if len(union["keys"]) <= exact_cells else collapse_bins(union, bin_scores)
+            return {**canonical_squares(cells), "rounded": rounded}
+    return {**canonical_squares(merge_bins(states, bin_scores)), "rounded": rounded}
