@@ -108,9 +108,12 @@ class ScoreHistogram(Statistic):
     While its rows hold at most ``exact_cells`` distinct (class, score) pairs the state is *exact*: one
     cell per distinct score (ascending by class, then score; a bin may hold several cells), each with its
     score in ``ties``, so the values equal scikit-learn's. A merge or update whose rows exceed that
-    number turns the state into one cell per bin (:func:`collapse_cells`); as that depends only on the
-    rows, not on how they were sharded, merges stay associative and commutative. Batches are folded into
-    an exact state on the host (:meth:`folds_on_host`); the compiled update only ever sees binned states.
+    number turns the state into one cell per bin (:func:`collapse_cells`), or with ``bin_scores`` above 1 into
+    one cell per bin of more than ``bin_scores`` distinct scores, the others keeping their cells
+    (:func:`~evaluators.ranking_bins.collapse_bins`); as that depends only on the rows, not on how they were
+    sharded, merges stay associative and commutative. Batches are folded into an exact state on the host
+    (:meth:`folds_on_host`, every batch where ``bin_scores`` is above 1); the compiled update only ever sees binned
+    states of one cell per bin.
 
     Working state (what the compiled :meth:`update` folds batches into, one per work unit): dense
     ``{"counts": int64 [K, 2, B], "sums": int64 [K, 2, B], "squares": int64 [K, 2, B] (limbs), "lo": float64 [K, B],
