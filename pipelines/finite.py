@@ -103,8 +103,9 @@ def check_weight_total(
         return
     if weights_column is None:
         raise DataError(
-            f"task.ignore_index: all {rows} rows have the target {ignore_index}, which the task ignores, so every "
-            "metric is undefined; nothing is committed. Check the targets column, or the ignore_index."
+            f"task.ignore_index: all {rows} rows have only the target {ignore_index} (in every label or pixel), which "
+            "the task ignores, so every metric is undefined; nothing is committed. Check the targets column, or the "
+            "ignore_index."
         )
     ignoring = f" or the target {ignore_index} (task.ignore_index)" if ignore_index is not None else ""
     raise DataError(

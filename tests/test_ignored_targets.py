@@ -81,3 +81,30 @@ def test_one_counted_row_is_enough_and_gives_scikit_learns_values_over_the_count
     kept = y != 255
     assert metrics["accuracy"].value == skm.accuracy_score(y[kept], p[kept] >= 0.5)
     assert metrics["log_loss"].value == pytest.approx(skm.log_loss(y[kept], p[kept], labels=[0, 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("counted_pixels", [0, 1])
+def test_segmentation_masks_whose_every_pixel_is_ignored(tmp_path, capsys, counted_pixels):
+    """Masks of the target 255 alone (``ignore_index: 255``) in every image: refused as above (before, NaN mean IoU,
+    pixel accuracy and Dice were committed with exit 0). One pixel left to count in one image: scikit-learn's values
+    over that pixel."""
+    from evaluators.segmentation import encode_mask
+
+    rng = np.random.default_rng(5)
+    truths = [np.full((9, 13), 255, np.uint8) for _ in range(40)]
+    preds = [rng.integers(0, 3, (9, 13)).astype(np.uint8) for _ in range(40)]
+    if counted_pixels:
+        truths[23][4, 7] = 2
+    table = pa.table({"p": [encode_mask(m) for m in preds], "y": [encode_mask(m) for m in truths]})
+    task = {"kind": "segmentation", "num_classes": 3, "ignore_index": 255}
+    job = _job(tmp_path, table, task, ["pixel_accuracy", "mean_iou"])
+    code = cli.main(["run", str(job), "--quiet"])
+    err = capsys.readouterr().err
+    if not counted_pixels:
+        assert code == 2 and "Traceback" not in err and "task.ignore_index" in err and "40 rows" in err, err
+        assert list_runs(str(tmp_path / "out")) == []
+        return
+    assert code == 0, err
+    (run,) = list_runs(str(tmp_path / "out"))
+    metrics = load_run(run.uri).point("overall").metrics
+    assert metrics["pixel_accuracy"].value == skm.accuracy_score([2], [preds[23][4, 7]])

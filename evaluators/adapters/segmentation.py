@@ -38,6 +38,15 @@ class SegmentationAdapter(TaskAdapter):
     def own_kind(self, role: str) -> ColumnKind:
         return MASKS if role in _SIDES else super().own_kind(role)
 
+    def counted_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The images with at least one pixel whose target is not ``ignore_index`` (decoded masks)."""
+        if self.task.ignore_index is None or "targets" not in batch:
+            return None
+        targets = _masks(np.asarray(batch["targets"]))
+        if isinstance(targets, list):
+            return np.array([bool(np.any(np.asarray(t) != self.task.ignore_index)) for t in targets], bool)
+        return (targets != self.task.ignore_index).reshape(len(targets), -1).any(axis=1)
+
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Masks of one size per image, integer class ids in range (see :func:`~evaluators.segmentation.bad_mask_rows`)."""
         from evaluators.segmentation import bad_mask_rows  # (the segmentation family: imported by its jobs only)
