@@ -125,17 +125,37 @@ def merge_bins(states: list[State], bin_scores: int) -> State:
     return {name: column[order] for name, column in both.items()}
 
 
+KEPT_TABLE_BYTES = 1 << 24
+""":func:`_kept_bins` tracks the distinct scores of at most this many bytes of bins at a time (16 MB)."""
+
+
 def _kept_bins(states: list[State], window: _KeyWindow, bin_scores: int) -> np.ndarray:
     """bool ``[window.size]``: the bins that the states' cells give at least two and at most ``bin_scores``
-    distinct scores, none of them a cell of several scores. Each bin's distinct scores so far are kept as float64
-    bits in a ``[size, bin_scores]`` table; a bin leaves it for good once it has more or a NaN tie, so most cells of
-    a long merge are only looked up."""
-    table = np.full((window.size, bin_scores), _NO_CELL, np.int64)
-    count = np.zeros(window.size, np.int64)
-    over = np.zeros(window.size, bool)
-    for state in states:
-        slot = window.slots(np.asarray(state["keys"]))
-        bits = np.ascontiguousarray(state["ties"], np.float64).view(np.int64)
+    distinct scores, none of them a cell of several scores (:func:`_kept_in`), over consecutive stretches of the window
+    of :data:`KEPT_TABLE_BYTES` of tracked scores each, whatever the window's size."""
+    slots = [window.slots(np.asarray(s["keys"])) for s in states]  # (ascending: cells ascend by key)
+    bits = [np.ascontiguousarray(s["ties"], np.float64).view(np.int64) for s in states]
+    kept = np.zeros(window.size, bool)
+    stretch = max(1, KEPT_TABLE_BYTES // (8 * bin_scores))
+    for first in range(0, window.size, stretch):
+        last = min(first + stretch, window.size)
+        parts = []
+        for slot, bit in zip(slots, bits, strict=True):
+            lo, hi = np.searchsorted(slot, [first, last])
+            if hi > lo:
+                parts.append((slot[lo:hi] - first, bit[lo:hi]))
+        kept[first:last] = _kept_in(parts, last - first, bin_scores)
+    return kept
+
+
+def _kept_in(parts: list[tuple[np.ndarray, np.ndarray]], size: int, bin_scores: int) -> np.ndarray:
+    """:func:`_kept_bins` of ``size`` bins from each state's ``(slot, tie bits)`` there. Each bin's distinct scores so
+    far are kept as float64 bits in a ``[size, bin_scores]`` table; a bin leaves it for good once it has more or a
+    NaN tie, so most cells of a long merge are only looked up."""
+    table = np.full((size, bin_scores), _NO_CELL, np.int64)
+    count = np.zeros(size, np.int64)
+    over = np.zeros(size, bool)
+    for slot, bits in parts:
         live = ~over[slot]
         slot, bits = slot[live], bits[live]
         several = np.isnan(bits.view(np.float64))
@@ -145,7 +165,7 @@ def _kept_bins(states: list[State], window: _KeyWindow, bin_scores: int) -> np.n
         slot, bits = slot[new], bits[new]
         if not len(slot):
             continue
-        starts = _starts(slot)  # (a state's cells ascend by key: one run per bin)
+        starts = _starts(slot)  # (one run per bin)
         rank = np.arange(len(slot)) - np.repeat(starts, np.diff(starts, append=len(slot)))
         place = count[slot] + rank
         full = place >= bin_scores

@@ -93,9 +93,15 @@ def split_across(repeated: int) -> QueryRowsError:
     )
 
 
+INT64_IDS = (-(1 << 63), (1 << 63) - 1)
+"""Integer ids in this range are keyed by their int64 bits; beyond it (uint64 ids from 2**63), by their text's digest,
+so that such an id and the negative int64 of the same bits are two queries."""
+
+
 def id_key(value: object) -> int:
-    """uint64 key of one id: an integer as its bits, anything else by an 8-byte BLAKE2b digest of its text."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+    """uint64 key of one id: an integer within int64 as its bits, anything else (a larger integer, a string) by an
+    8-byte BLAKE2b digest of its text."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool) and INT64_IDS[0] <= value <= INT64_IDS[1]:
         return int(np.int64(value).view(np.uint64))
     return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
 
@@ -109,8 +115,10 @@ def runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("query ids must be integers or strings, not floating-point numbers")
     change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     starts = np.concatenate([[0], change]).astype(np.int64)
-    if ids.dtype.kind in "iu":
+    if ids.dtype.kind == "i" or (ids.dtype.kind == "u" and int(ids.max()) <= INT64_IDS[1]):
         return starts, ids[starts].astype(np.int64).view(np.uint64)
+    if ids.dtype.kind == "u":  # (uint64 ids from 2**63: not the negative int64 ids of the same bits)
+        return starts, np.fromiter((id_key(int(v)) for v in ids[starts]), np.uint64, count=len(starts))
     return starts, np.fromiter((id_key(v) for v in ids[starts]), np.uint64, count=len(starts))
 
 

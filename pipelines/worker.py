@@ -124,7 +124,7 @@ def _concatenate(batches: list[dict[str, np.ndarray]], roles: Mapping[str, str],
     return {
         k: _joined_arrow([b[k] for b in batches])
         if any(isinstance(b[k], pa.Array) for b in batches)
-        else _joined([b[k] for b in batches])
+        else _joined([b[k] for b in batches], ids=k == QUERY)
         for k in batches[0]
     }
 
@@ -145,12 +145,16 @@ def _arrow(part: Any) -> pa.Array:
     return part if isinstance(part, pa.Array) else pa.array(part)
 
 
-def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+def _joined(arrays: list[np.ndarray], ids: bool = False) -> np.ndarray:
     """One column of a unit's files, joined. Integers stay integers: ``uint64`` in one file beside signed integers in
-    another (which NumPy would join as float64, rounding ids and labels) are joined as int64 bits, the bits a query
-    id's key is made of (a label past int64's range reads as a negative, out-of-range id)."""
+    another (which NumPy would join as float64, rounding ids and labels) are joined as int64 (a label past int64's
+    range reads as a negative, out-of-range id); query ``ids`` past int64's range as Python integers, so that such an
+    id stays another query than the negative int64 id of the same bits (:func:`~evaluators.retrieval.id_key`)."""
     kinds = {a.dtype.kind for a in arrays}
     if kinds == {"i", "u"} and np.result_type(*(a.dtype for a in arrays)).kind == "f":
+        beyond = ids and any(a.dtype.kind == "u" and len(a) and int(a.max()) >= 1 << 63 for a in arrays)
+        if beyond:
+            return np.concatenate([a.astype(object) for a in arrays])
         arrays = [a.astype(np.int64) for a in arrays]
     return np.concatenate(arrays)
 

@@ -359,6 +359,43 @@ def test_query_ids_of_uint64_and_int64_files_in_one_unit_stay_integers(tmp_path)
         assert values[key] == pytest.approx(expected, rel=1e-9), key
 
 
+@pytest.mark.parametrize("unit_rows", [1, 10**6], ids=["a-unit-a-file", "one-unit"])
+def test_a_negative_int64_id_and_a_uint64_id_of_the_same_bits_are_two_queries(tmp_path, unit_rows):
+    """-1 in an int64 file and 2**64 - 1 in a uint64 file: two queries (before: one query of 4 rows, keyed by the same
+    64 bits; or a refusal saying a query had rows in two units)."""
+    (tmp_path / "data").mkdir()
+    shards = (
+        ([0.9, 0.1], [1, 0], pa.array([-1, -1], pa.int64())),
+        ([0.8, 0.3], [0, 1], pa.array([2**64 - 1] * 2, pa.uint64())),
+    )
+    for i, (score, rel, qid) in enumerate(shards):
+        pq.write_table(pa.table({"score": score, "rel": rel, "qid": qid}), tmp_path / "data" / f"part-{i}.parquet")
+    job = _job(tmp_path, "local", tmp_path / "data")
+    job["metrics"] = ["ndcg", "mean_reciprocal_rank"]
+    job["execution"]["unit_rows"] = unit_rows
+    result = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
+    metrics = result.run.point("overall").metrics
+    expected = np.mean([ndcg_score([[1, 0]], [[0.9, 0.1]]), ndcg_score([[0, 1]], [[0.8, 0.3]])])
+    assert metrics["ndcg"].value == pytest.approx(expected, rel=1e-12)
+    assert metrics["mean_reciprocal_rank"].value == pytest.approx(0.75, rel=1e-12)
+
+
+def test_the_functional_api_keeps_query_ids_of_one_type_and_refuses_mixed_ones():
+    scores, relevance = [0.1, 0.2, 0.3, 0.4], [1, 0, 0, 1]
+    with pytest.raises(ValueError, match="mixed types"):  # (before: 1 and "1" read as one query of 4 rows)
+        FR.ndcg(scores, relevance, [1, 1, "1", "1"])
+    with pytest.raises(ValueError, match="no query id"):
+        FR.ndcg(scores, relevance, ["a", "a", None, None])
+    two = np.mean([ndcg_score([[1, 0]], [[0.1, 0.2]]), ndcg_score([[0, 1]], [[0.3, 0.4]])])
+    for ids in (
+        [1, 1, 2, 2],
+        ["1", "1", "2", "2"],
+        [-1, -1, 2**64 - 1, 2**64 - 1],
+        np.array([3, 3, 2**64 - 1, 2**64 - 1], np.uint64),
+    ):
+        assert FR.ndcg(scores, relevance, ids) == pytest.approx(two, rel=1e-12)
+
+
 def test_a_query_split_by_a_query_of_weight_0_is_refused():
     """Rows of weight 0 count nowhere, but they still lie between a query's rows: ``a, b, a`` with ``b`` at weight
     0 is a query in two runs of rows."""

@@ -15,16 +15,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from evaluators.coverage import ITEM
 from evaluators.functional._common import with_columns
 from evaluators.retrieval import QUERY
 from evaluators.task import Task, TaskKind
 
 
+def query_id_column(query_ids: Sequence[Any]) -> Any:
+    """``query_ids`` as a column whose values keep their type: an array as it is; a sequence of integers as int64
+    (object where one passes int64), of strings as an object array. Refuses (:class:`ValueError`) a missing id and ids
+    of mixed types, which a conversion to one NumPy dtype would merge (``1`` and ``"1"``: one query) where a job reads
+    them from one typed column."""
+    if isinstance(query_ids, np.ndarray) and query_ids.dtype != object:
+        return query_ids
+    values = list(np.asarray(query_ids, dtype=object).reshape(-1))
+    missing = sum(v is None for v in values)
+    if missing:
+        raise ValueError(f"query_ids: {missing} rows have no query id (None)")
+    integers = [isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values]
+    if all(integers):
+        try:
+            return np.asarray(values, np.int64)
+        except OverflowError:  # (integers beyond int64: keyed by their text, see evaluators.retrieval.id_key)
+            return np.asarray(values, dtype=object)
+    if any(integers) or not all(isinstance(v, str) for v in values):
+        raise ValueError(
+            "query_ids: ids of mixed types (such as 1 and '1', which a column of one type cannot hold); give every "
+            "query an id of one type, integers or strings"
+        )
+    return np.asarray(values, dtype=object)
+
+
 def _ranking(
     name: str, predictions: Any, targets: Any, query_ids: Sequence[Any], weights: Any, params: dict
 ) -> dict[str, Any]:
-    columns = {"predictions": predictions, "targets": targets, QUERY: query_ids, "weights": weights}
+    columns = {"predictions": predictions, "targets": targets, QUERY: query_id_column(query_ids), "weights": weights}
     return with_columns(name, Task(TaskKind.RANKING), columns, params)
 
 
@@ -82,6 +109,12 @@ def coverage(
     """Catalogue coverage: distinct items in some query's top ``k`` over ``catalog_size`` (None: the distinct
     items among the rows). ``targets`` (relevance) are checked as a ranking job checks them but do not enter the
     value: coverage counts what is shown, relevant or not."""
-    columns = {"predictions": predictions, "targets": targets, QUERY: query_ids, ITEM: item_ids, "weights": weights}
+    columns = {
+        "predictions": predictions,
+        "targets": targets,
+        QUERY: query_id_column(query_ids),
+        ITEM: item_ids,
+        "weights": weights,
+    }
     params = {"k": k, "catalog_size": catalog_size}
     return float(with_columns("coverage", Task(TaskKind.RANKING), columns, params)[""])
