@@ -9,26 +9,25 @@ they were sharded, so every merge below gives the state that any order of pairwi
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
-from evaluators.distinct import distinct_lower_bound
 from evaluators.ranking_cells import (
     _NO_CELL,
     CLASS_SHIFT,
     EXACT_CELLS,
+    ONE_CELL_PER_BIN,
+    BinnedForm,
     _add_cells,
     _alike,
     _empty_cells,
     _KeyWindow,
     _starts,
-    _union_exact,
     canonical_squares,
     collapse_cells,
-    is_exact,
-    merge_cell_forms,
     merge_cells,
     merge_many_cells,
-    rounded_rows,
     summed_leaves,
     summed_runs,
 )
@@ -175,37 +174,27 @@ def _kept_in(parts: list[tuple[np.ndarray, np.ndarray]], size: int, bin_scores: 
     return ~over & (count >= 2)
 
 
+def kept_form(bin_scores: int) -> BinnedForm:
+    """The binned form of bins that keep up to ``bin_scores`` distinct scores (:data:`~evaluators.ranking_cells.
+    ONE_CELL_PER_BIN` for 1), for :func:`~evaluators.ranking_cells.merge_cells` and
+    :func:`~evaluators.ranking_cells.merge_many_cells`: a state's cells through :func:`collapse_bins`, two states by
+    :func:`union_cells`, many by :func:`merge_bins`."""
+    if bin_scores <= 1:
+        return ONE_CELL_PER_BIN
+    return BinnedForm(
+        partial(collapse_bins, bin_scores=bin_scores),
+        lambda a, b: collapse_bins(union_cells([a, b]), bin_scores),
+        partial(merge_bins, bin_scores=bin_scores),
+    )
+
+
 def merge_kept(a: State, b: State, exact_cells: int = EXACT_CELLS, bin_scores: int = 1) -> State:
     """:func:`~evaluators.ranking_cells.merge_cells` of two stored states whose bins keep up to ``bin_scores``
-    distinct scores beyond ``exact_cells``: the union of two exact states while it holds at most ``exact_cells``
-    cells, else the binned form (:func:`collapse_bins`) of their union."""
-    if bin_scores <= 1:
-        return merge_cells(a, b, exact_cells)
-    if not len(a["keys"]) or not len(b["keys"]):  # (one side empty: the other, binned where it must be)
-        one = b if not len(a["keys"]) else a
-        exact = is_exact(one)  # (a binned state is in its binned form already)
-        cells = collapse_bins(one, bin_scores) if exact and len(one["keys"]) > exact_cells else one
-    elif is_exact(a) and is_exact(b):
-        cells = merge_cell_forms(a, b, 1 << 62)  # (the exact union)
-        cells = cells if len(cells["keys"]) <= exact_cells else collapse_bins(cells, bin_scores)
-    else:
-        cells = collapse_bins(union_cells([a, b]), bin_scores)
-    return {**canonical_squares(cells), "rounded": rounded_rows(a) + rounded_rows(b)}
+    distinct scores beyond ``exact_cells`` (:func:`kept_form`)."""
+    return merge_cells(a, b, exact_cells, kept_form(bin_scores))
 
 
 def merge_many_kept(states: list[State], exact_cells: int = EXACT_CELLS, bin_scores: int = 1) -> State:
-    """:func:`merge_kept` folded over ``states`` in any order, at once (as
-    :func:`~evaluators.ranking_cells.merge_many_cells`, whose form it is for ``bin_scores = 1``): exact states are
-    joined while their union stays exact, else their bins are added and each keeps its scores while all states
-    together hold at most ``bin_scores`` of them (:func:`merge_bins`)."""
-    if bin_scores <= 1:
-        return merge_many_cells(states, exact_cells)
-    rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
-    states = _alike([s for s in states if len(s["keys"])])
-    if all(is_exact(s) for s in states):
-        ties = np.concatenate([np.asarray(s["ties"]) for s in states]) if states else np.zeros(0)
-        if len(ties) <= exact_cells or distinct_lower_bound(ties) <= exact_cells:
-            union = _union_exact(states)
-            cells = union if len(union["keys"]) <= exact_cells else collapse_bins(union, bin_scores)
-            return {**canonical_squares(cells), "rounded": rounded}
-    return {**canonical_squares(merge_bins(states, bin_scores)), "rounded": rounded}
+    """:func:`merge_kept` folded over ``states`` in any order, at once: :func:`~evaluators.ranking_cells.
+    merge_many_cells` in :func:`kept_form`."""
+    return merge_many_cells(states, exact_cells, kept_form(bin_scores))

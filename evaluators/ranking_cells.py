@@ -4,6 +4,7 @@ two states. NumPy only, but for :func:`square_limbs` (host or traced)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,9 +330,27 @@ def _pair_view(pairs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pairs, np.int64).view(np.complex128).reshape(-1)
 
 
-def merge_cells(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+@dataclass(frozen=True)
+class BinnedForm:
+    """How states beyond ``exact_cells`` are binned: ``collapse`` takes cells of one state to the form, ``union``
+    merges two states (at least one binned), ``add`` many at once. :data:`ONE_CELL_PER_BIN` by default; bins that
+    keep their scores: :func:`~evaluators.ranking_bins.kept_form`."""
+
+    collapse: Callable[[State], State]
+    union: Callable[[State, State], State]
+    add: Callable[[list[State]], State]
+
+
+ONE_CELL_PER_BIN = BinnedForm(
+    collapse_cells,
+    lambda a, b: _merge_binned(*_alike([collapse_cells(a), collapse_cells(b)])),
+    lambda states: _add_cells(states) if any(is_exact(s) for s in states) else _add_binned(states),
+)
+
+
+def merge_cells(a: State, b: State, exact_cells: int = EXACT_CELLS, form: BinnedForm = ONE_CELL_PER_BIN) -> State:
     """:func:`merge_cell_forms`, with the two sides' :func:`rounded_rows` added."""
-    cells = merge_cell_forms(a, b, exact_cells)
+    cells = merge_cell_forms(a, b, exact_cells, form)
     return {**cells, "rounded": rounded_rows(a) + rounded_rows(b)}
 
 
@@ -341,19 +360,19 @@ def rounded_rows(state: State) -> np.ndarray:
     return np.asarray(state["rounded"]) if "rounded" in state else np.zeros(2, np.int64)
 
 
-def merge_cell_forms(a: State, b: State, exact_cells: int = EXACT_CELLS) -> State:
+def merge_cell_forms(a: State, b: State, exact_cells: int = EXACT_CELLS, form: BinnedForm = ONE_CELL_PER_BIN) -> State:
     """Merge two stored :class:`ScoreHistogram` states. Two exact states give their union while it holds at
-    most ``exact_cells`` cells, and one cell per bin beyond (:func:`collapse_cells`); otherwise both sides
-    are taken to one cell per bin and merged by sorted-key union: counts add (integers), and a cell stays
-    tied only if both sides hold the same single score."""
+    most ``exact_cells`` cells, and the binned ``form`` beyond (one cell per bin: :func:`collapse_cells`); otherwise
+    the form's union (one cell per bin: both sides taken to one cell per bin and merged by sorted-key union, counts
+    adding as integers, a cell tied only if both sides hold the same single score)."""
     if len(a["keys"]) == 0:
-        return b if len(b["keys"]) <= exact_cells else collapse_cells(b)
+        return b if len(b["keys"]) <= exact_cells else form.collapse(b)
     if len(b["keys"]) == 0:
-        return a if len(a["keys"]) <= exact_cells else collapse_cells(a)
+        return a if len(a["keys"]) <= exact_cells else form.collapse(a)
     if is_exact(a) and is_exact(b):
         union = _merge_exact(*_alike([a, b]))
-        return canonical_squares(union) if len(union["keys"]) <= exact_cells else collapse_cells(union)
-    return canonical_squares(_merge_binned(*_alike([collapse_cells(a), collapse_cells(b)])))
+        return canonical_squares(union) if len(union["keys"]) <= exact_cells else form.collapse(union)
+    return canonical_squares(form.union(a, b))
 
 
 def _merge_binned(a: State, b: State) -> State:
@@ -403,7 +422,7 @@ MERGE_WINDOW_FACTOR = 8
 that window holds at most this many times their cells; a sparser window is merged by sorted-key unions."""
 
 
-def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> State:
+def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS, form: BinnedForm = ONE_CELL_PER_BIN) -> State:
     """The merge of many stored states, equal to folding :func:`merge_cells` over them in any order (the merged
     state is a function of the rows alone).
 
@@ -412,7 +431,8 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
     :func:`distinct_lower_bound`), the states are added into dense int64 arrays over the window of (class, bin) keys
     they span: binned states (one cell per key) by gathers and scatters (:func:`_add_binned`; 10,000 unit states of
     ~9,000 cells: ~4x faster than sorted unions), exact ones among them cell by cell (:func:`_add_cells`: no sort,
-    and no collapse of each state first; 1,000 slice states of 1,000 cells: ~3x faster than joining them)."""
+    and no collapse of each state first; 1,000 slice states of 1,000 cells: ~3x faster than joining them), or as the
+    binned ``form`` adds them."""
     rounded = sum((rounded_rows(s) for s in states), np.zeros(2, np.int64))
     states = _alike([s for s in states if len(s["keys"])])
     exact = [is_exact(s) for s in states]
@@ -420,10 +440,9 @@ def merge_many_cells(states: list[State], exact_cells: int = EXACT_CELLS) -> Sta
         total = sum(len(s["keys"]) for s in states)
         if total <= exact_cells or distinct_lower_bound(_concatenated(states, "ties")) <= exact_cells:
             union = _union_exact(states)
-            cells = canonical_squares(union) if len(union["keys"]) <= exact_cells else collapse_cells(union)
+            cells = canonical_squares(union) if len(union["keys"]) <= exact_cells else form.collapse(union)
             return {**cells, "rounded": rounded}
-    cells = _add_cells(states) if any(exact) else _add_binned(states)
-    return {**canonical_squares(cells), "rounded": rounded}
+    return {**canonical_squares(form.add(states)), "rounded": rounded}
 
 
 def _concatenated(states: list[State], name: str) -> np.ndarray:

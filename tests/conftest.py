@@ -33,6 +33,18 @@ def write_job(path: Path, spec: dict) -> Path:
     return path
 
 
+def accuracy_job(name: str, data: str, output: dict) -> dict:
+    """The spec of a local binary job of accuracy over the ``score`` / ``label`` columns of ``data``."""
+    return {
+        "name": name,
+        "data": {"path": data, "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "execution": {"runner": "local"},
+        "output": output,
+    }
+
+
 def write_text(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip())
     return path

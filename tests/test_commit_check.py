@@ -14,7 +14,7 @@ from pipelines.execute import run_job
 from pipelines.results import list_runs
 from pipelines.storage import COMMIT_MARKER, METRICS_FILE, RUN_FILE, STATISTICS_FILE, read_run
 from pipelines.synthetic import write_shards
-from tests.conftest import write_job
+from tests.conftest import accuracy_job, write_job
 
 
 def _cut_short(path: Path) -> None:
@@ -38,14 +38,7 @@ BROKEN = {
 def committed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("commit")
     write_shards(str(tmp / "data"), "binary", 300, 2, seed=1)
-    spec = {
-        "name": "job",
-        "data": {"path": str(tmp / "data"), "columns": {"predictions": "score", "targets": "label"}},
-        "task": "binary",
-        "metrics": ["accuracy"],
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp / "out")},
-    }
+    spec = accuracy_job("job", str(tmp / "data"), {"uri": str(tmp / "out")})
     return Path(run_job(spec_module.load(str(write_job(tmp / "job.yaml", spec))), show_progress=False).uri)
 
 

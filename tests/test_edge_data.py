@@ -22,7 +22,7 @@ from pipelines import spec as spec_module
 from pipelines.errors import DataError, SpecError, UserCodeError
 from pipelines.execute import run_job
 from pipelines.results import list_runs
-from tests.conftest import write_job
+from tests.conftest import accuracy_job, write_job
 
 CLASSES, IGNORE = 21, 255
 
@@ -397,14 +397,7 @@ def test_dropping_every_row_exits_2_instead_of_committing_an_empty_run(tmp_path)
     score = np.full(50, np.nan)
     score[:10] = 2.0  # (probabilities outside [0, 1]: a second reason)
     pq.write_table(pa.table({"score": score, "label": np.arange(50) % 2}), tmp_path / "data" / "part.parquet")
-    spec = {
-        "name": "all-dropped",
-        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
-        "task": "binary",
-        "metrics": ["accuracy"],
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp_path / "out")},
-    }
+    spec = accuracy_job("all-dropped", str(tmp_path / "data"), {"uri": str(tmp_path / "out")})
     spec["data"]["on_bad_rows"] = "drop"
     _fails(tmp_path, spec, DataError, "left out all 50 rows read", "with NaN or inf: 40", "outside [0, 1]")
     score[:10] = 0.7  # ten good rows: a run of those

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.synthetic import write_shards
-from tests.conftest import write_job
+from tests.conftest import accuracy_job, write_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,14 +56,8 @@ def test_reading_results_from_an_unreachable_store_is_one_paragraph_and_exit_1(n
 
 def test_a_job_writing_to_an_unreachable_store_names_the_output_not_a_missing_bucket(tmp_path, nowhere):
     write_shards(str(tmp_path / "data"), "binary", 500, 1, seed=2)
-    spec = {
-        "name": "unreachable",
-        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
-        "task": "binary",
-        "metrics": ["accuracy"],
-        "execution": {"runner": "local"},
-        "output": {"uri": "s3://results/evals", "storage_options": {"endpoint_url": nowhere}},
-    }
+    output = {"uri": "s3://results/evals", "storage_options": {"endpoint_url": nowhere}}
+    spec = accuracy_job("unreachable", str(tmp_path / "data"), output)
     done = _evalpipe(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"], nowhere)
     assert done.returncode == 1, done.stderr
     assert "output.uri 's3://results/evals'" in done.stderr and "could not be reached" in done.stderr, done.stderr
