@@ -296,6 +296,9 @@ class ScoreHistogram(Statistic):
     def folds_groups_on_host(self) -> bool:
         return self.runs_on_host()
 
+    def host_row_entries(self) -> int:
+        return ranked_classes(self.task)
+
     def rows_by_group(self, batch: Batch, group: np.ndarray, groups: int) -> list[State]:
         keys, label, weight, moment, score, live, inexact, square = row_cells(self, batch)
         entry_group = np.repeat(group, ranked_classes(self.task))  # (row_cells: the [n, K] entries row by row)

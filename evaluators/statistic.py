@@ -214,6 +214,12 @@ class Statistic(abc.ABC):
         statistics all do folds every row with NumPy: no JAX import, no trace, no compile. Default: no."""
         return False
 
+    def host_row_entries(self) -> int:
+        """How many entries :meth:`update_stored` sorts or counts for one row (a multiclass ranking state: one a
+        class), which the host budget of :class:`~evaluators.accumulate.Accumulator` counts
+        (:data:`~evaluators.accumulate.HOST_ENTRIES`). Default: 1."""
+        return 1
+
     def folds_groups_on_host(self) -> bool:
         """Whether :meth:`rows_by_group` takes host batches (then also :meth:`runs_on_host`, or not jittable).
         Default: no."""
