@@ -33,7 +33,7 @@ from evaluators.calibration import (
 from evaluators.classification import per_class_values
 from evaluators.kernels import from_fixed, safe_divide, to_fixed
 from evaluators.lazyjax import jnp
-from evaluators.statistic import RATIO, Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import NON_NEGATIVE, RATIO, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind, class_probabilities, positive_scores, valid_weights
 
 ADAPTIVE_FINE_BINS = 1 << 12
@@ -162,7 +162,9 @@ def brier_decomposition(task: Task, *, num_bins: int | None = None, n_bins: int 
     require_probabilities(task, "brier_decomposition")
     stat = ClasswiseBins(task, check_bins(num_bins, n_bins))
     binary = task.kind is TaskKind.BINARY
-    return DerivedMetric("brier_decomposition", stat, partial(_brier_decomposition, binary), Direction.INFO)
+    parts = tuple((part, NON_NEGATIVE) for part in (".reliability", ".resolution", ".uncertainty"))
+    value_of = partial(_brier_decomposition, binary)
+    return DerivedMetric("brier_decomposition", stat, value_of, Direction.INFO, part_ranges=parts)
 
 
 def classwise_ece(task: Task, *, num_bins: int | None = None, n_bins: int | None = None) -> DerivedMetric:

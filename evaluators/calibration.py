@@ -42,7 +42,7 @@ from evaluators.kernels import (
     to_fixed,
 )
 from evaluators.lazyjax import jnp
-from evaluators.statistic import RATIO, Batch, DerivedMetric, Direction, State, Statistic, tree_add
+from evaluators.statistic import NON_NEGATIVE, RATIO, Batch, DerivedMetric, Direction, State, Statistic, tree_add
 from evaluators.task import (
     PredictionKind,
     Task,
@@ -521,13 +521,15 @@ def _reliability(n_bins: int, state: State) -> dict[str, object]:
 def log_loss(task: Task, *, eps: float = float(np.finfo(np.float64).eps)) -> DerivedMetric:
     """Mean negative log-likelihood of the targets (cross-entropy)."""
     require_probabilities(task, "log_loss")
-    return DerivedMetric("log_loss", LogLossSum(task, float(eps)), _mean_of_sums, Direction.LOWER, unit="nats")
+    stat = LogLossSum(task, float(eps))
+    return DerivedMetric("log_loss", stat, _mean_of_sums, Direction.LOWER, unit="nats", value_range=NON_NEGATIVE)
 
 
 def brier_score(task: Task) -> DerivedMetric:
     """Mean squared error of the predicted probabilities."""
     require_probabilities(task, "brier_score")
-    return DerivedMetric("brier_score", BrierSum(task), _mean_of_sums, Direction.LOWER)
+    most = 2.0 if task.kind is TaskKind.MULTICLASS else 1.0  # (a multiclass row's squares over its classes: 2 at most)
+    return DerivedMetric("brier_score", BrierSum(task), _mean_of_sums, Direction.LOWER, value_range=(0.0, most))
 
 
 DEFAULT_BINS = 15
@@ -562,4 +564,6 @@ def reliability_diagram(task: Task, *, num_bins: int | None = None, n_bins: int 
     """Per-bin mean confidence, accuracy and weight: the data of a reliability diagram."""
     require_probabilities(task, "reliability_diagram")
     stat = CalibrationBins(task, check_bins(num_bins, n_bins), closed="right")  # (scikit-learn's bins)
-    return DerivedMetric("reliability_diagram", stat, partial(_reliability, stat.n_bins), Direction.INFO)
+    parts = ((".confidence", RATIO), (".accuracy", RATIO), (".count", NON_NEGATIVE))
+    value_of = partial(_reliability, stat.n_bins)
+    return DerivedMetric("reliability_diagram", stat, value_of, Direction.INFO, part_ranges=parts)

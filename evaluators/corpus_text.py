@@ -462,7 +462,10 @@ def bleu(task: Task, *, max_order: int = 4, lowercase: bool = False) -> DerivedM
     _require_text(task, "bleu")
     order = _check_order("max_order", max_order, 9)
     stat = BleuCounts(order, bool(lowercase))
-    return DerivedMetric("bleu", stat, partial(_bleu, order), Direction.HIGHER, unit="points", value_range=POINTS)
+    precisions = tuple((f".precision_{n + 1}", POINTS) for n in range(order))
+    parts = ((".brevity_penalty", RATIO), (".sys_len", NON_NEGATIVE), (".ref_len", NON_NEGATIVE), *precisions)
+    value_of = partial(_bleu, order)
+    return DerivedMetric("bleu", stat, value_of, Direction.HIGHER, unit="points", value_range=POINTS, part_ranges=parts)
 
 
 def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric:
@@ -478,30 +481,39 @@ def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric
     )
 
 
+def _error_rate_metric(task: Task, name: str, unit: str) -> DerivedMetric:
+    _require_text(task, name)
+    counts = ((".edits", NON_NEGATIVE), (".reference_length", NON_NEGATIVE))
+    stat = EditCounts(unit)
+    return DerivedMetric(name, stat, _error_rate, Direction.LOWER, value_range=NON_NEGATIVE, part_ranges=counts)
+
+
 def wer(task: Task) -> DerivedMetric:
     """Word error rate: all word edits over all reference words (jiwer's corpus WER)."""
-    _require_text(task, "wer")
-    return DerivedMetric("wer", EditCounts("word"), _error_rate, Direction.LOWER, value_range=NON_NEGATIVE)
+    return _error_rate_metric(task, "wer", "word")
 
 
 def cer(task: Task) -> DerivedMetric:
     """Character error rate: all character edits over all reference characters (jiwer's corpus CER)."""
-    _require_text(task, "cer")
-    return DerivedMetric("cer", EditCounts("char"), _error_rate, Direction.LOWER, value_range=NON_NEGATIVE)
+    return _error_rate_metric(task, "cer", "char")
+
+
+_ROUGE_PARTS = ((".precision", RATIO), (".recall", RATIO))
 
 
 def rouge_n(task: Task, *, n: int = 1) -> DerivedMetric:
     """Mean over pairs of ROUGE-n F (rouge-score, no stemming); also ``.precision`` and ``.recall``."""
     _require_text(task, "rouge_n")
-    return DerivedMetric(
-        "rouge_n", RougeSums(str(_check_order("n", n, 9))), _rouge, Direction.HIGHER, value_range=RATIO
-    )
+    stat = RougeSums(str(_check_order("n", n, 9)))
+    return DerivedMetric("rouge_n", stat, _rouge, Direction.HIGHER, value_range=RATIO, part_ranges=_ROUGE_PARTS)
 
 
 def rouge_l(task: Task) -> DerivedMetric:
     """Mean over pairs of ROUGE-L F (longest common subsequence, rouge-score); also ``.precision``, ``.recall``."""
     _require_text(task, "rouge_l")
-    return DerivedMetric("rouge_l", RougeSums("L"), _rouge, Direction.HIGHER, value_range=RATIO)
+    return DerivedMetric(
+        "rouge_l", RougeSums("L"), _rouge, Direction.HIGHER, value_range=RATIO, part_ranges=_ROUGE_PARTS
+    )
 
 
 def _distinct(state: State) -> dict[str, float]:
@@ -513,6 +525,6 @@ def distinct_n(task: Task, *, n: int = 1) -> DerivedMetric:
     """Distinct n-grams over all n-grams of the candidate texts (whitespace tokens, calibrax's ``distinct_n`` over
     the corpus; 0 without any n-gram); also ``.distinct`` and ``.total``."""
     _require_text(task, "distinct_n")
-    return DerivedMetric(
-        "distinct_n", DistinctNgrams(_check_order("n", n, 9)), _distinct, Direction.HIGHER, value_range=RATIO
-    )
+    counts = ((".distinct", NON_NEGATIVE), (".total", NON_NEGATIVE))
+    stat = DistinctNgrams(_check_order("n", n, 9))
+    return DerivedMetric("distinct_n", stat, _distinct, Direction.HIGHER, value_range=RATIO, part_ranges=counts)

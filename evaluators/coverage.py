@@ -47,7 +47,7 @@ from evaluators.retrieval import (
     split_across,
     union_keys,
 )
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import NON_NEGATIVE, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
 ITEM = "item_id"
@@ -161,4 +161,8 @@ def coverage(task: Task, *, k: int = 10, catalog_size: int | None = None) -> Der
         raise ValueError(f"coverage is defined for ranking tasks (query id, item id, item score), not {task.kind}")
     size = None if catalog_size is None else int(catalog_size)
     statistic = ShownItems(check_k(k, False), catalog=size is None)
-    return DerivedMetric("coverage", statistic, partial(_coverage, statistic, size), Direction.HIGHER)
+    counts = tuple((part, NON_NEGATIVE) for part in (".items_shown", ".catalog_size", ".queries"))
+    value_of = partial(_coverage, statistic, size)
+    return DerivedMetric(
+        "coverage", statistic, value_of, Direction.HIGHER, value_range=NON_NEGATIVE, part_ranges=counts
+    )

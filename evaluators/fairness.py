@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import NON_NEGATIVE, RATIO, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind
 
 SENSITIVE = "sensitive"
@@ -138,7 +138,9 @@ def _fairness(
 ) -> DerivedMetric:
     if task.kind is not TaskKind.BINARY:
         raise ValueError(f"{name} is defined for binary tasks with a sensitive column, not {task.kind}")
-    return DerivedMetric(name, GroupConfusion(task), partial(_disparity, rates, ratio), direction)
+    parts = ((".groups", NON_NEGATIVE), *((f".{rate}", RATIO) for rate in rates))  # (a rate's ``[group]`` values)
+    value_of = partial(_disparity, rates, ratio)
+    return DerivedMetric(name, GroupConfusion(task), value_of, direction, value_range=RATIO, part_ranges=parts)
 
 
 def demographic_parity_difference(task: Task) -> DerivedMetric:

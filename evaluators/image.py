@@ -43,7 +43,7 @@ from evaluators.backbones.cnn import join_keys
 from evaluators.classification import require_kind
 from evaluators.frechet import FeatureMoments, frechet_value
 from evaluators.lazyjax import jax, jnp
-from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import NON_NEGATIVE, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
 SIDES = ("candidate", "reference")
@@ -206,7 +206,12 @@ def fid(task: Task, *, dimension: int = 64) -> DerivedMetric:
     _require_image(task, "fid")
     stat = FeatureMoments(_positive("fid", "dimension", dimension))
     return DerivedMetric(
-        "fid", stat, frechet_value, Direction.LOWER, description="Fréchet distance of generated vs real image features"
+        "fid",
+        stat,
+        frechet_value,
+        Direction.LOWER,
+        description="Fréchet distance of generated vs real image features",
+        value_range=NON_NEGATIVE,
     )
 
 
@@ -239,4 +244,5 @@ def inception_score(task: Task, *, classes: int = 10) -> DerivedMetric:
         _inception_score,
         Direction.HIGHER,
         description="Inception Score of the generated images (one split)",
+        value_range=(1.0, float("inf")),  # (the exponential of a mean Kullback-Leibler divergence)
     )

@@ -16,7 +16,7 @@ import numpy as np
 
 from evaluators.classification import require_kind
 from evaluators.lazyjax import jnp
-from evaluators.statistic import CORRELATION, Batch, DerivedMetric, Direction, State, Statistic
+from evaluators.statistic import CORRELATION, NON_NEGATIVE, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
 
 STORED_BEFORE_ROWS = np.array(2.0)
@@ -245,17 +245,17 @@ AT_MOST_ONE = (-np.inf, 1.0)
 
 def mse(task: Task) -> DerivedMetric:
     """Mean squared error."""
-    return _regression("mse", _mse_value, Direction.LOWER, task)
+    return _regression("mse", _mse_value, Direction.LOWER, task, NON_NEGATIVE)
 
 
 def rmse(task: Task) -> DerivedMetric:
     """Root mean squared error."""
-    return _regression("rmse", _rmse_value, Direction.LOWER, task)
+    return _regression("rmse", _rmse_value, Direction.LOWER, task, NON_NEGATIVE)
 
 
 def mae(task: Task) -> DerivedMetric:
     """Mean absolute error."""
-    return _regression("mae", _mae_value, Direction.LOWER, task)
+    return _regression("mae", _mae_value, Direction.LOWER, task, NON_NEGATIVE)
 
 
 def r2(task: Task) -> DerivedMetric:

@@ -52,7 +52,17 @@ from typing import Any
 import numpy as np
 
 from evaluators.kernels import WeightBoundedSums, from_fixed, refuse_light_total, refuse_weight_total, to_fixed
-from evaluators.statistic import Batch, DerivedMetric, Direction, RowsError, State, Statistic, resample_sums
+from evaluators.statistic import (
+    NON_NEGATIVE,
+    RATIO,
+    Batch,
+    DerivedMetric,
+    Direction,
+    RowsError,
+    State,
+    Statistic,
+    resample_sums,
+)
 from evaluators.task import Task, TaskKind
 
 QUERY = "query_id"
@@ -450,7 +460,9 @@ def _mean_of(statistic: QuerySums, index: int, state: State) -> dict[str, float]
 def _metric(name: str, task: Task, value: str, k: int | None) -> DerivedMetric:
     _require_ranking(task, name)
     statistic = QuerySums(k)
-    return DerivedMetric(name, statistic, partial(_mean_of, statistic, VALUES.index(value)), Direction.HIGHER)
+    counts = ((".queries", NON_NEGATIVE), (".queries_without_relevant", NON_NEGATIVE))
+    value_of = partial(_mean_of, statistic, VALUES.index(value))
+    return DerivedMetric(name, statistic, value_of, Direction.HIGHER, value_range=RATIO, part_ranges=counts)
 
 
 def ndcg(task: Task) -> DerivedMetric:

@@ -422,9 +422,11 @@ RATIO = (0.0, 1.0)
 POINTS = (0.0, 100.0)
 """The :attr:`DerivedMetric.value_range` of scores in points (BLEU, chrF)."""
 NON_NEGATIVE = (0.0, float("inf"))
-"""The :attr:`DerivedMetric.value_range` of rates with no upper bound (WER and CER, above 1 with insertions)."""
+"""The :attr:`DerivedMetric.value_range` of values never below 0 with no upper bound: rates (WER and CER, above 1
+with insertions), losses, errors, distances, and counts (of queries, words, groups)."""
 CORRELATION = (-1.0, 1.0)
-"""The :attr:`DerivedMetric.value_range` of agreement scores (MCC, Cohen's kappa, adjusted balanced accuracy)."""
+"""The :attr:`DerivedMetric.value_range` of agreement scores (MCC, Cohen's kappa, adjusted balanced accuracy) and
+cosine similarities."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,9 @@ class DerivedMetric:
         value_range: ``(low, high)`` that the headline and per-class values always lie in (:data:`RATIO` for
             ratios such as recall or ROC-AUC), or None; bootstrap intervals are clipped to it (a reflected interval
             can reach beyond: ROC-AUC 0.99 on a few hundred rows could read ``[0.97, 1.01]``).
+        part_ranges: ``(suffix, (low, high))`` of the values beside the headline that have a range of their own
+            (``.queries``: a count, :data:`NON_NEGATIVE`; ``.recall``: :data:`RATIO`), clipped as ``value_range``
+            clips the headline's (per-class ``suffix[i]`` values too).
     """
 
     name: str
@@ -468,6 +473,13 @@ class DerivedMetric:
     interval_rows: Callable[[State], Mapping[str, np.ndarray] | None] | None = None
     finalize_many: Callable[[list[State]], Sequence[Mapping[str, Any]] | None] | None = None
     value_range: tuple[float, float] | None = None
+    part_ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+    def ranges(self, key: str) -> dict[str, tuple[float, float]]:
+        """``{key + suffix: (low, high)}``: the range of each value this metric gives under ``key`` that has one
+        (``value_range`` under ``key`` itself, ``part_ranges`` under ``key`` and their suffixes)."""
+        own = () if self.value_range is None else (("", self.value_range),)
+        return {key + suffix: bounds for suffix, bounds in (*own, *self.part_ranges)}
 
     def compute(self, state: State) -> dict[str, Any]:
         """Values of this metric for a merged ``state``."""

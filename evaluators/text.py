@@ -26,6 +26,8 @@ from evaluators.frechet import FeatureMoments, frechet_value
 from evaluators.kernels import WeightBoundedSums, fixed_sum, from_fixed, scatter_add
 from evaluators.lazyjax import jnp
 from evaluators.statistic import (
+    CORRELATION,
+    NON_NEGATIVE,
     Batch,
     DerivedMetric,
     Direction,
@@ -151,7 +153,9 @@ def embedding_similarity(task: Task) -> DerivedMetric:
 
 def _bertscore(task: Task, name: str, idf: bool) -> DerivedMetric:
     _require_text(task, name)
-    return DerivedMetric(name, ScoreMoments(name, bool(idf)), _mean_only, Direction.HIGHER)
+    # precision and recall: means of cosine similarities; F1 (2PR / (P + R) per row) is unbounded where P + R nears 0
+    bounds = None if name == "bertscore_f1" else CORRELATION
+    return DerivedMetric(name, ScoreMoments(name, bool(idf)), _mean_only, Direction.HIGHER, value_range=bounds)
 
 
 def bertscore_precision(task: Task, *, idf: bool = False) -> DerivedMetric:
@@ -173,4 +177,5 @@ def bertscore_f1(task: Task, *, idf: bool = False) -> DerivedMetric:
 def frechet_embedding_distance(task: Task, *, dimension: int = 384) -> DerivedMetric:
     """Fréchet distance between the candidate and reference embedding distributions (lower is better)."""
     _require_text(task, "frechet_embedding_distance")
-    return DerivedMetric("frechet_embedding_distance", FeatureMoments(int(dimension)), frechet_value, Direction.LOWER)
+    stat = FeatureMoments(int(dimension))
+    return DerivedMetric("frechet_embedding_distance", stat, frechet_value, Direction.LOWER, value_range=NON_NEGATIVE)

@@ -170,7 +170,7 @@ def build_points(
             replicas: dict[str, np.ndarray] = {}
             centre: dict[str, float] = {}
             percentile_keys = {spec.key for spec, metric in metrics if metric.interval_values is not None}
-            ranges = {spec.key: metric.value_range for spec, metric in metrics if metric.value_range is not None}
+            ranges = {name: bounds for spec, metric in metrics for name, bounds in metric.ranges(spec.key).items()}
             one_cluster = False
             if confidence and racc is not None and key in buckets_by_slice:
                 replicas, centre = _replicate_values(acc, racc, metrics, buckets_by_slice[key], weights)
@@ -202,8 +202,8 @@ def build_points(
 
 
 def _within(ranges: dict[str, tuple[float, float]], name: str, lower: float, upper: float) -> tuple[float, float]:
-    """A basic interval of the value ``name`` (a metric's key, or its ``key[i]`` per class) clipped to the range
-    its metric's values lie in (:attr:`~evaluators.statistic.DerivedMetric.value_range`), where it has one."""
+    """A basic interval of the value ``name`` (a metric's key or a suffix of it, or its ``[i]`` per class) clipped to
+    the range that value lies in (:meth:`~evaluators.statistic.DerivedMetric.ranges`), where it has one."""
     key = name.split("[", 1)[0]
     if key not in ranges or (key != name and not name.endswith("]")):
         return lower, upper

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evaluators import catalog
-from evaluators.statistic import CORRELATION, RATIO
+from evaluators.statistic import CORRELATION, NON_NEGATIVE, RATIO
 from evaluators.task import Task
 from pipelines import spec as spec_module
 from pipelines.execute import run_job
@@ -58,7 +58,7 @@ def test_basic_intervals_are_clipped_to_the_metrics_range(tmp_path, seed):
     assert clipped >= 2  # (the data puts the reflected upper end past 1: the clipping is what is tested)
     auc = metrics["roc_auc"]
     assert 0.0 <= auc.lower <= auc.value <= auc.upper <= 1.0
-    loss = metrics["log_loss"]  # (no upper limit: its interval is the reflected one)
+    loss = metrics["log_loss"]  # (no upper limit, and its reflected interval stays above 0 here)
     finite = np.asarray(loss.samples)[np.isfinite(loss.samples)]
     q_lo, q_hi = np.quantile(finite - loss.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     assert (loss.lower, loss.upper) == pytest.approx((loss.value - q_hi, loss.value - q_lo), abs=1e-15)
@@ -71,7 +71,7 @@ def test_ranges_of_metrics():
     assert catalog.build("cohen_kappa", task).value_range == CORRELATION
     assert catalog.build("balanced_accuracy", task, {"adjusted": True}).value_range == CORRELATION
     assert catalog.build("sensitivity", task).value_range == RATIO
-    assert catalog.build("log_loss", task).value_range is None
+    assert catalog.build("log_loss", task).value_range == NON_NEGATIVE
     for name in ("maximum_calibration_error", "adaptive_calibration_error"):
         assert catalog.build(name, task).value_range == RATIO, name
     assert catalog.build("classwise_ece", Task("multiclass", num_classes=3)).value_range == RATIO
@@ -136,3 +136,68 @@ def test_error_rate_intervals_end_at_0(tmp_path):
         q_lo, q_hi = np.quantile(finite - m.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
         assert m.value - q_hi < 0.0  # (the reflected lower end: the clipping is what is tested)
         assert (m.lower, m.upper) == pytest.approx((0.0, m.value - q_lo), abs=1e-15)
+
+
+def _reflected(m, level: float = LEVEL) -> tuple[float, float]:
+    finite = np.asarray(m.samples)[np.isfinite(m.samples)]
+    q_lo, q_hi = np.quantile(finite - m.value, [(1 - level) / 2, (1 + level) / 2])
+    return m.value - q_hi, m.value - q_lo
+
+
+def test_counts_and_ratios_beside_a_headline_are_clipped_too(tmp_path):
+    """Three queries: a replicate draws 0 to 6 of them, so the reflected interval of the count ``ndcg.queries``
+    reached below 0 (``[-2, 5]``), and the nDCG of 0.98 past 1; a count is never below 0, nDCG never above 1."""
+    (tmp_path / "data").mkdir()
+    qid = np.repeat([1, 2, 3], 4)
+    score = np.tile([0.9, 0.8, 0.7, 0.1], 3)
+    rel = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0])  # (query 3 ranks its relevant item second)
+    pq.write_table(pa.table({"qid": qid, "score": score, "rel": rel}), tmp_path / "data" / "part.parquet")
+    spec = {
+        "name": "queries",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions": "score", "targets": "rel", "query_id": "qid"},
+        },
+        "task": "ranking",
+        "metrics": ["ndcg", "mean_reciprocal_rank"],
+        "confidence": {"replicates": 200, "level": LEVEL, "seed": 0, "samples": True},
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False).run
+    metrics = run.point("overall").metrics
+    ndcg, queries, mrr = metrics["ndcg"], metrics["ndcg.queries"], metrics["mean_reciprocal_rank"]
+    assert ndcg.value == pytest.approx((2 + 1 / np.log2(3)) / 3, abs=1e-12)  # (1, 1 and 1 / log2(3) by hand)
+    assert mrr.value == pytest.approx((1 + 1 + 0.5) / 3, abs=1e-12)
+    assert queries.value == 3.0
+    reflected = _reflected(queries)
+    assert reflected[0] < 0.0  # (the data puts the count's reflected lower end below 0)
+    assert (queries.lower, queries.upper) == pytest.approx((0.0, reflected[1]), abs=1e-12)
+    for m in (ndcg, mrr):
+        low, high = _reflected(m)
+        assert high > 1.0  # (past 1: the clipping is what is tested)
+        assert (m.lower, m.upper) == pytest.approx((max(low, 0.0), 1.0), abs=1e-12)
+
+
+def test_ranges_of_losses_errors_distances_and_parts():
+    binary, multiclass = Task("binary"), Task("multiclass", num_classes=3)
+    assert catalog.build("log_loss", binary).value_range == NON_NEGATIVE
+    assert catalog.build("brier_score", binary).value_range == RATIO
+    assert catalog.build("brier_score", multiclass).value_range == (0.0, 2.0)  # (1 - p)^2 + p^2 at most, p = 0
+    for name in ("mse", "rmse", "mae"):
+        assert catalog.build(name, Task("regression")).value_range == NON_NEGATIVE, name
+    assert catalog.build("fid", Task("image")).value_range == NON_NEGATIVE
+    assert catalog.build("inception_score", Task("image")).value_range == (1.0, np.inf)
+    assert catalog.build("kid", Task("image")).value_range is None  # (an unbiased MMD^2 can read below 0)
+    ranges = catalog.build("demographic_parity_difference", binary).ranges("dpd")
+    assert ranges == {"dpd": RATIO, "dpd.groups": NON_NEGATIVE, "dpd.selection_rate": RATIO}
+    ranges = catalog.build("reliability_diagram", binary).ranges("rel")
+    assert ranges == {"rel.confidence": RATIO, "rel.accuracy": RATIO, "rel.count": NON_NEGATIVE}
+    assert catalog.build("bleu", Task("text"), {"max_order": 2}).ranges("b") == {
+        "b": (0.0, 100.0),
+        "b.brevity_penalty": RATIO,
+        "b.sys_len": NON_NEGATIVE,
+        "b.ref_len": NON_NEGATIVE,
+        "b.precision_1": (0.0, 100.0),
+        "b.precision_2": (0.0, 100.0),
+    }
