@@ -132,11 +132,12 @@ def check_label_types(files: Sequence[FileInfo], roles: Mapping[str, str]) -> No
                 )
 
 
-def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
-    """One Arrow column -> numpy; fixed-length lists -> ``[n, width]``.
+def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str, varying: bool = False) -> np.ndarray:
+    """One Arrow column -> numpy; fixed-length lists -> ``[n, width]``; with ``varying``, lists whose rows differ in
+    length -> an object array of each row's ``[length]`` values (views of one array).
 
     Raises:
-        DataError: nulls, or list rows of different lengths.
+        DataError: nulls, or (without ``varying``) list rows of different lengths.
     """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
@@ -149,18 +150,43 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str) -> np.ndarray:
         if pa.types.is_fixed_size_list(array.type):
             width = array.type.list_size
         else:
-            lengths = np.diff(arrow_columns.numbers(array.offsets))
+            offsets = arrow_columns.numbers(array.offsets)
+            lengths = np.diff(offsets)
             width = int(lengths.max()) if n else 0
+            if n and lengths.min() != width and varying:
+                return _rows_of(_list_values(array, where), offsets - offsets[0])
             if n and lengths.min() != width:
                 raise DataError(
                     f"{where}: list rows have different lengths ({lengths.min()} to {width}); expected the same in "
                     "every row."
                 )
-        values = array.flatten()
-        if values.null_count:
-            raise DataError(f"{where}: {values.null_count} list elements are null; expected numbers.")
-        return arrow_columns.to_numpy(values).reshape(n, width)
+        return _list_values(array, where).reshape(n, width)
     return arrow_columns.to_numpy(array)
+
+
+def _list_values(array: pa.Array, where: str) -> np.ndarray:
+    """The values of a list column's rows, one after another (nulls refused)."""
+    values = array.flatten()
+    if values.null_count:
+        raise DataError(f"{where}: {values.null_count} list elements are null; expected numbers.")
+    return arrow_columns.to_numpy(values)
+
+
+def _rows_of(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """An object array of ``values[offsets[i]:offsets[i + 1]]`` for each row (views)."""
+    return _object_array(np.split(values, offsets[1:-1]))
+
+
+def per_row(values: np.ndarray) -> np.ndarray:
+    """``values`` ``[n, ...]`` as an object array of its ``n`` rows (views); an object array as it is."""
+    return values if values.dtype == object else _object_array(list(values))
+
+
+def _object_array(rows: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(rows), object)
+    for i, row in enumerate(rows):  # (one by one: rows of one length would be read as one 2-D array)
+        out[i] = row
+    return out
 
 
 def raw_bytes(array: pa.FixedSizeBinaryArray) -> np.ndarray:
@@ -199,13 +225,22 @@ def _null_entries(array: pa.ChunkedArray) -> int:
 RAGGED_PREFIX = "ragged:"
 """Roles with this prefix are per-row lists of varying length (detection boxes, instance masks): see
 :func:`ragged`."""
+VARYING_PREFIX = "varying:"
+"""Roles with this prefix are lists of numbers whose rows may differ in length (the pixels of images of several
+sizes): ``[n, width]`` where every row has the same length, else an object array of each row's values (see
+:func:`to_numpy`)."""
+
+
+def role_of(key: str) -> str:
+    """The role a read column's key names (without :data:`RAGGED_PREFIX` or :data:`VARYING_PREFIX`)."""
+    return key.removeprefix(RAGGED_PREFIX).removeprefix(VARYING_PREFIX)
 
 
 def _named(role: str, column: str) -> str:
     """A read column as an error names it: the column and the YAML key that asked for it."""
     if role.startswith(TEXT_PREFIX):
         return f"column {column!r} (slices)"
-    return f"column {column!r} (data.columns.{role.removeprefix(RAGGED_PREFIX)})"
+    return f"column {column!r} (data.columns.{role_of(role)})"
 
 
 def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa.Array | Ragged:
@@ -218,7 +253,7 @@ def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa
         if combined.null_count:
             raise DataError(f"{where}: {combined.null_count} rows are null; expected a value in every row.")
         return combined
-    return to_numpy(array, where=where)
+    return to_numpy(array, where=where, varying=role.startswith(VARYING_PREFIX))
 
 
 STREAM_BUFFER_BYTES = 1 << 20

@@ -14,7 +14,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,7 +33,7 @@ from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.host_memory import keep_freed_memory
 from pipelines.job_statistics import BATCH_ROWS, job_statistics
 from pipelines.planning import WorkUnit
-from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, read_part
+from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, VARYING_PREFIX, per_row, read_part, role_of
 from pipelines.sides import feature_columns
 from pipelines.slicing import assign
 from pipelines.spec import JobSpec
@@ -109,11 +109,17 @@ def _describe(unit: WorkUnit) -> str:
     return f"work unit {unit.index} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
 
 
-def _concatenate(batches: list[dict[str, np.ndarray]], roles: Mapping[str, str], where: str) -> dict[str, np.ndarray]:
+def _concatenate(
+    batches: list[dict[str, np.ndarray]], roles: Mapping[str, str], where: str, varying: Collection[str] = ()
+) -> dict[str, np.ndarray]:
     """The batches of a unit's files joined, column by column (``roles``: role -> column, to name one whose rows
-    are of another width in one file than in another)."""
+    are of another width in one file than in another; ``varying``: roles whose rows may be, joined as per-row
+    arrays where they are)."""
     if len(batches) == 1:
         return batches[0]
+    for k in varying:
+        if len({b[k].shape[1:] if b[k].dtype != object else None for b in batches}) > 1:
+            batches = [{**b, k: per_row(b[k])} for b in batches]
     for k in batches[0]:
         widths = sorted({b[k].shape[1:] for b in batches if isinstance(b[k], np.ndarray)})
         if len(widths) > 1:
@@ -223,8 +229,10 @@ class UnitEvaluator:
         row_id = roles.pop("row_id", None)
         self.roles = roles
         self.adapter = adapter_for(spec.task)
-        ragged = self.adapter.ragged_roles(roles)
-        self.read_roles = {(RAGGED_PREFIX + r if r in ragged else r): c for r, c in roles.items()}
+        ragged, varying = self.adapter.ragged_roles(roles), self.adapter.varying_roles(roles)
+        prefixes = {**{r: VARYING_PREFIX for r in varying}, **{r: RAGGED_PREFIX for r in ragged}}
+        self.read_roles = {prefixes.get(r, "") + r: c for r, c in roles.items()}
+        self.varying = varying
         for spec_entry in spec.slices:
             for column in spec_entry.needed_columns():
                 self.read_roles[f"{TEXT_PREFIX}{column}"] = column
@@ -303,7 +311,7 @@ class UnitEvaluator:
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
                 for group, first_row, columns in groups:
                     where = f"{part.path} row group {group}"
-                    columns = {k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}
+                    columns = {role_of(k): v for k, v in columns.items()}
                     n = _row_count(columns)
                     if n == 0:
                         continue
@@ -331,10 +339,12 @@ class UnitEvaluator:
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())
                     if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
-                        self._fold(partial, _concatenate(pending, self.roles, _describe(unit)), _describe(unit))
+                        self._fold(
+                            partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit)
+                        )
                         pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
-            self._fold(partial, _concatenate(pending, self.roles, _describe(unit)), _describe(unit))
+            self._fold(partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit))
         acc, racc = self.accumulator, self.replicate_accumulator
         partial.states = {key: acc.to_host(states) for key, states in partial.states.items()}
         if racc is not None:
@@ -581,7 +591,7 @@ class UnitEvaluator:
             ) as groups:
                 for _, _, columns in groups:
                     where = f"{part.path} row group {part.start}"
-                    batch = self._checked({k.removeprefix(RAGGED_PREFIX): v for k, v in columns.items()}, where, {})
+                    batch = self._checked({role_of(k): v for k, v in columns.items()}, where, {})
                     if _row_count(batch):
                         self._fold(Partial(), batch, where)
                     break

@@ -283,3 +283,68 @@ def test_a_null_inside_a_list_is_refused_even_when_dropping_bad_rows(tmp_path, c
     assert f"part.parquet row group 0: column {column!r}" in message and "1 entries" in message, message
     assert "null" in message and "\n" not in message
     assert not list_runs(str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "expected"),
+    [
+        ("scores", pa.list_(pa.string()), "a list column of numbers per image"),  # ('0.9' was read as 0.9)
+        ("labels", pa.list_(pa.string()), "a list column of numbers per image"),  # ('cat': a traceback)
+        ("scores", pa.list_(pa.list_(pa.float64())), "a list column of numbers per image"),
+        ("crowd", pa.list_(pa.list_(pa.int64())), "a list column of numbers per image"),
+        ("boxes", pa.list_(pa.list_(pa.string())), "a list column per image of boxes"),
+    ],
+    ids=["string scores", "string labels", "nested scores", "nested crowd flags", "string boxes"],
+)
+def test_lists_of_strings_or_nested_lists_are_refused_by_type(tmp_path, column, kind, expected):
+    """A per-image list of strings (read as numbers, or a traceback), or of lists where numbers belong: exit 2
+    naming the file, the column, its role and the type expected, before any row is read; nothing is written."""
+    images = random_images(np.random.default_rng(6), n_images=5)
+    table = detection_table(images)
+    values = table.column(column)
+    if "string" in str(kind):  # (the same numbers written as text)
+        values = values.cast(kind)
+    else:  # (each number a list of one)
+        values = pa.array([[[v] for v in row] for row in values.to_pylist()], kind)
+    table = table.set_column(table.schema.get_field_index(column), column, values)
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    with pytest.raises(DataError) as caught:
+        run_job(_job(tmp_path, tmp_path / "data", "local"), show_progress=False)
+    message = str(caught.value)
+    role = next(role for role, name in COLUMNS.items() if name == column)
+    assert f"column {column!r} (data.columns.{role})" in message and "part.parquet" in message, message
+    assert f"expected {expected}" in message and "\n" not in message
+    assert not list_runs(str(tmp_path / "out"))
+
+
+def test_image_ids_that_are_no_integers_are_bad_rows(tmp_path):
+    """A float ``image_id`` column is compared as int64: 1.2 and 1.7 were one image ("on more than one row"), and a
+    NaN id was committed. Whole floats are ids; a fraction or NaN is a bad row (exit 2; dropped with
+    ``on_bad_rows: drop``, the other images equal pycocotools)."""
+    images = random_images(np.random.default_rng(8), n_images=6)
+    table = detection_table(images)
+    ids = np.array([im["image_id"] for im in images], np.float64)
+    whole = table.set_column(0, "image_id", pa.array(ids))
+    (tmp_path / "whole").mkdir()
+    pq.write_table(whole, tmp_path / "whole" / "part.parquet")
+    run = run_job(_job(tmp_path, tmp_path / "whole", "local"), show_progress=False).run
+    reference = dict(zip(SUMMARY_KEYS, coco_reference(images).stats, strict=True))
+    assert run.point("overall").metrics["map"].value == pytest.approx(reference["map"], abs=1e-6)
+    for bad_id in (ids[2] + 0.5, np.nan):
+        broken = ids.copy()
+        broken[2] = bad_id
+        directory = tmp_path / f"bad-{bad_id}"
+        directory.mkdir()
+        pq.write_table(table.set_column(0, "image_id", pa.array(broken)), directory / "part.parquet")
+        out = tmp_path / f"out-{bad_id}"
+        job = _job(out, directory, "local")
+        with pytest.raises(DataError) as caught:
+            run_job(job, show_progress=False)
+        message = str(caught.value)
+        assert "column 'image_id' (data.columns.image_id): 1 rows whose image_id is not an integer" in message
+        assert not list_runs(str(out / "out"))
+        run = run_job(_job(out, directory, "local", on_bad_rows="drop"), show_progress=False).run
+        assert run.metadata["dropped_rows"]["rows"] == 1
+        reference = dict(zip(SUMMARY_KEYS, coco_reference(images[:2] + images[3:]).stats, strict=True))
+        assert run.point("overall").metrics["map"].value == pytest.approx(reference["map"], abs=1e-6)

@@ -3,6 +3,8 @@ the pooled pixels."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -145,3 +147,53 @@ def test_an_id_list_beside_a_png_mask_reads_in_row_major_order(tmp_path, flat, k
     t, p = np.concatenate([x.ravel() for x in truths]), np.concatenate([x.ravel() for x in preds])
     assert values["mean_iou"].value == pytest.approx(skm.jaccard_score(t, p, average="macro"), abs=1e-12)
     assert values["pixel_accuracy"].value == pytest.approx(skm.accuracy_score(t, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["one row group", "a row group a row", "a file a row", "png predictions"])
+def test_id_lists_of_images_of_several_sizes(tmp_path, layout):
+    """Class ids per pixel as ``list<int>`` of images of several sizes (the README's id lists, which were refused as
+    "list rows have different lengths", also one row group a row and one file a row): each image's pixels pair up,
+    and the values equal scikit-learn's over all pixels; with slices and intervals too, and a row whose two lists
+    differ in length is a bad row (dropped with ``on_bad_rows: drop``)."""
+    rng = np.random.default_rng(12)
+    shapes = [(4, 5), (6, 7), (3, 3), (4, 5), (8, 2), (5, 9)]
+    truths = [rng.integers(0, CLASSES, s) for s in shapes]
+    truths[2][0, 0] = 255  # (an ignored pixel)
+    preds = [np.where(rng.random(t.shape) < 0.7, t, rng.integers(0, CLASSES, t.shape)) % 255 for t in truths]  # (id 0
+    # where the ignored pixel was copied)
+    site = np.array(["a", "b", "a", "b", "a", "b"])
+    predicted = (
+        [encode_mask(p.astype(np.uint8)) for p in preds] if layout == "png predictions" else _flat(preds, "list")
+    )
+    table = pa.table({"row_id": np.arange(6), "predicted": predicted, "mask": _flat(truths, "list"), "site": site})
+    (tmp_path / "data").mkdir()
+    if layout == "a file a row":
+        for i in range(6):
+            pq.write_table(table.slice(i, 1), tmp_path / "data" / f"part-{i}.parquet")
+    else:
+        pq.write_table(table, tmp_path / "data" / "part.parquet", row_group_size=1 if layout != "one row group" else 6)
+    job = _job(tmp_path, tmp_path / "data", "local")
+    run = run_job(job, show_progress=False).run
+    for name, keep in (("overall", np.ones(6, bool)), ("site=b", site == "b")):
+        want = _reference(truths, preds, keep)
+        got = run.point(name).metrics
+        for key in ("mean_iou", "dice_score", "pixel_accuracy"):
+            assert got[key].value == pytest.approx(want[key], abs=1e-12), (name, key)
+        assert got["mean_iou"].lower <= got["mean_iou"].value <= got["mean_iou"].upper
+
+    from pipelines.errors import DataError
+
+    short = [p if i != 3 else p[:, :-1] for i, p in enumerate(preds)]  # (4 x 4 ids beside a 4 x 5 mask)
+    table = table.set_column(1, "predicted", _flat(short, "list"))
+    (tmp_path / "short").mkdir()
+    pq.write_table(table, tmp_path / "short" / "part.parquet", row_group_size=2)
+    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 rows whose mask differs in shape"):
+        run_job(_job(tmp_path / "fail", tmp_path / "short", "local"), show_progress=False)
+    spec = _job(tmp_path / "drop", tmp_path / "short", "local")
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, on_bad_rows="drop"))
+    run = run_job(spec, show_progress=False).run
+    keep = np.arange(6) != 3
+    assert run.metadata["dropped_rows"]["rows"] == 1
+    assert run.point("overall").metrics["mean_iou"].value == pytest.approx(
+        _reference(truths, preds, keep)["mean_iou"], abs=1e-12
+    )

@@ -182,6 +182,12 @@ class TaskAdapter:
         """Those of ``roles`` whose columns are read as :class:`Ragged` per-row lists (default none)."""
         return frozenset()
 
+    def varying_roles(self, roles: Collection[str]) -> frozenset[str]:
+        """Those of ``roles`` whose lists of numbers may differ in length from row to row (images of several sizes):
+        read as ``[n, width]`` arrays where every row has one length, else as object arrays of per-row arrays
+        (default none)."""
+        return frozenset()
+
     def decode(self, columns: Columns, roles: Mapping[str, str], where: str, first_row: int) -> Columns:
         """Read columns -> one value per row and role, before the rows are checked (``first_row``: the
         batch's first row in its file, to name a bad row). Default: the columns as they are."""

@@ -10,7 +10,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evaluators.adapters.base import BINARY, STRUCT, ColumnKind, Columns, InputError, Ragged, TaskAdapter
+from evaluators.adapters.base import (
+    BINARY,
+    BOOLEAN,
+    FLOATING,
+    INTEGER,
+    OTHER,
+    STRUCT,
+    ColumnKind,
+    Columns,
+    ColumnType,
+    InputError,
+    Ragged,
+    TaskAdapter,
+)
 from evaluators.task import BadRows, flagged_rows
 
 MASK_LISTS = (
@@ -18,9 +31,22 @@ MASK_LISTS = (
     "not) or list<binary> (one PNG per instance)"
 )
 INSTANCE_MASKS = ColumnKind(f"a list column per image of {MASK_LISTS}", lambda t: t.list_of(STRUCT, BINARY))
-PER_IMAGE = ColumnKind(
-    f"a list column per image (boxes: list of 4 numbers per box, or 4k numbers; masks: {MASK_LISTS})",
-    lambda t: t.is_list,
+_ELEMENTS = (INTEGER, FLOATING, BOOLEAN, OTHER)
+"""Element kinds of a per-image list of numbers (``other``: ``list<null>``, a shard without any box)."""
+
+
+def _numbers_or_boxes(t: ColumnType) -> bool:
+    nested = t.is_list and t.value is not None and t.value.list_of(*_ELEMENTS)
+    return t.list_of(*_ELEMENTS) or nested or INSTANCE_MASKS.accepts(t)
+
+
+NUMBER_LISTS = ColumnKind(
+    "a list column of numbers per image (list<float>, list<int> or list<bool>)", lambda t: t.list_of(*_ELEMENTS)
+)
+BOX_LISTS = ColumnKind(
+    "a list column per image of boxes (list<list<float>> of 4 numbers per box, or list<float> of 4k numbers) or "
+    f"of {MASK_LISTS}",
+    _numbers_or_boxes,
 )
 STATISTIC_NAMES = {
     "predictions": "pred_boxes",
@@ -54,14 +80,22 @@ class DetectionAdapter(TaskAdapter):
     def own_kind(self, role: str) -> ColumnKind:
         if role in ("masks", "target_masks"):
             return INSTANCE_MASKS
+        if role in ("predictions", "targets"):
+            return BOX_LISTS
         if role not in _PER_ROW:
-            return PER_IMAGE
+            return NUMBER_LISTS
         return super().own_kind(role)
 
     def value_problems(self, predictions: Any, targets: Any, columns: Columns, n: int) -> list[BadRows]:
         """Per-image lists (boxes, scores, labels, areas): numbers must be finite, boxes of 4 numbers, labels
-        integers within int32, and the lists of an image as long as its boxes (or masks)."""
+        integers within int32, and the lists of an image as long as its boxes (or masks); image ids integers."""
         problems: list[BadRows] = []
+        ids = columns.get("image_id")
+        if ids is not None and np.asarray(ids).dtype.kind == "f":  # (an id is compared as an int64)
+            ids = np.asarray(ids, np.float64)
+            with np.errstate(invalid="ignore"):
+                whole = np.isfinite(ids) & (ids == np.round(ids)) & (np.abs(ids) < 2.0**63)
+            problems += flagged_rows("image_id", "whose image_id is not an integer (NaN, inf or a fraction)", ~whole, n)
         for role, values in columns.items():
             if role != "weights" and isinstance(values, np.ndarray) and values.dtype == object:
                 problems += flagged_rows(role, "with NaN or inf in their lists", _ragged_nonfinite(values), n)

@@ -4,7 +4,7 @@ pixel rows :class:`evaluators.segmentation.PixelConfusion` counts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ class SegmentationAdapter(TaskAdapter):
 
     def own_kind(self, role: str) -> ColumnKind:
         return MASKS if role in _SIDES else super().own_kind(role)
+
+    def varying_roles(self, roles: Collection[str]) -> frozenset[str]:
+        return frozenset(_SIDES) & frozenset(roles)  # (class ids per pixel of images of several sizes)
 
     def counted_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """The images with at least one pixel whose target is not ``ignore_index`` (decoded masks)."""
@@ -89,12 +92,15 @@ def _masks(column: np.ndarray) -> np.ndarray | list[np.ndarray]:
 
 def decoded_masks(column: np.ndarray, role: str, name: str, where: str, first_row: int) -> np.ndarray:
     """A segmentation mask column as read: encoded images per row (object array of bytes) -> an object array of
-    decoded ``[H, W]`` arrays; pixel lists ``[n, P]`` come back as they are. A payload that is no image (raw
+    decoded ``[H, W]`` arrays; pixel lists ``[n, P]`` (or per row, of images of several sizes) come back as they are.
+    A payload that is no image (raw
     bytes without a shape, a colour image) is an :class:`InputError` naming the file, column and row."""
     if column.dtype != object:
         return column
     from evaluators.segmentation import decode_mask
 
+    if len(column) and isinstance(column[0], np.ndarray):  # (class ids per pixel, rows of several lengths)
+        return column
     out = np.empty(len(column), object)
     for i, payload in enumerate(column):
         try:

@@ -20,6 +20,7 @@ import numpy as np
 
 from evaluators import statistic as statistic_checks
 from evaluators.accumulate import Accumulator
+from evaluators.catalog import PARAMETERS
 from evaluators.functional._common import check_threshold
 from evaluators.segmentation import (
     PixelConfusion,
@@ -106,6 +107,9 @@ def _evaluate(
             average = "binary" if num_classes is None and not scores and c == 2 else "macro"
         params["average"] = average
     metric = factory(task, **params)
+    for key, value in params.items():  # (each parameter's domain, as a YAML job checks it)
+        if key in PARAMETERS:
+            PARAMETERS[key].check(metric.name, key, value)
     stat = metric.statistic
     if foreground:
         problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
