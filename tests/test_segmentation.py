@@ -452,7 +452,7 @@ def test_the_functional_api_checks_zero_division_as_a_job_does(name, zero_divisi
     from evaluators.functional import segmentation as functional
 
     predictions, targets = np.array([[0, 1, 1, 0]]), np.array([[0, 1, 0, 0]])  # (class 2 absent on both sides)
-    with pytest.raises(ValueError, match="zero_division.*must be a finite number >= 0 and <= 1"):
+    with pytest.raises(ValueError, match=r"zero_division.*must be a finite number >= 0 and <= 1"):
         getattr(functional, name)(predictions, targets, num_classes=3, average="none", zero_division=zero_division)
     values = getattr(functional, name)(predictions, targets, num_classes=3, average="none", zero_division=0.5)
     tp, fp, fn = np.array([2, 1]), np.array([0, 1]), np.array([1, 0])  # (classes 0 and 1, by hand)
