@@ -27,23 +27,47 @@ from functools import partial
 
 import numpy as np
 
-from evaluators.statistic import NON_NEGATIVE, RATIO, Batch, DerivedMetric, Direction, State, Statistic
-from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.lazyjax import jax, jnp
+from evaluators.statistic import (
+    NON_NEGATIVE,
+    RATIO,
+    Batch,
+    DerivedMetric,
+    Direction,
+    RowsError,
+    State,
+    Statistic,
+)
+from evaluators.task import PredictionKind, Task, TaskKind, positive_scores
 
 SENSITIVE = "sensitive"
 """The batch key (and ``data.columns`` role) of the group labels."""
 
 
 def predicted_positive(task: Task, predictions: np.ndarray) -> np.ndarray:
-    """bool ``[n]``: the rows a binary task predicts positive (host form of :func:`evaluators.task.predicted_labels`)."""
+    """bool ``[n]``: the rows a binary task predicts positive, as the confusion counts of the same job do
+    (:func:`evaluators.task.predicted_labels`): a score compared with the threshold in its own dtype (a float32 score
+    of 0.3 is not above a threshold of 0.3), a logit through the compiled update's sigmoid."""
     if task.prediction is PredictionKind.LABELS:
         return np.asarray(predictions) > 0
-    scores = np.asarray(predictions, np.float64)
-    if task.prediction is PredictionKind.LOGITS:
-        from scipy.special import expit  # here, not at import: scipy.special costs ~0.5 s CPU to import
-
-        scores = expit(scores)
+    scores = np.asarray(predictions)
+    if task.prediction is PredictionKind.LOGITS:  # (the confusion counts of logits take the compiled update)
+        with jax.enable_x64(True):
+            scores = np.asarray(positive_scores(task, jnp.asarray(scores)))
     return scores > task.threshold
+
+
+class GroupLabelsError(RowsError):
+    """A group label that ends in a NUL character: the counts name groups by their labels as NumPy strings, which
+    drop it, so that ``'a\\x00'`` would be counted as group ``'a'``."""
+
+    role = SENSITIVE
+
+    def __init__(self, label: str) -> None:
+        super().__init__(
+            f"the group label {label!r} ends in a NUL character, which group names cannot hold (it would be counted "
+            f"as group {label.rstrip(chr(0))!r}); remove the NUL characters from the labels"
+        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,12 @@ class GroupConfusion(Statistic):
 
     def _counts(self, batch: Batch, bucket: np.ndarray, buckets: int) -> State:
         """``{"groups": [G], "counts": [buckets, G, 4]}`` of the rows of ``batch`` in ``bucket`` (int ``[n]``)."""
-        names, group = np.unique(np.asarray(batch[SENSITIVE]).astype(str), return_inverse=True)
+        labels = np.asarray(batch[SENSITIVE])
+        names, group = np.unique(labels.astype(str), return_inverse=True)
+        if labels.dtype == object:  # (NumPy's strings drop a trailing NUL: 'a' and 'a\x00' would be one group)
+            ended = sorted(v for v in set(labels) if isinstance(v, str) and v.endswith("\x00"))
+            if ended:
+                raise GroupLabelsError(ended[0])
         cell = 2 * (np.asarray(batch["targets"]) > 0) + predicted_positive(self.task, batch["predictions"])
         index = (bucket * len(names) + group) * 4 + cell
         weights = np.asarray(batch["weights"], np.float64)

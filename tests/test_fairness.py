@@ -327,3 +327,50 @@ def test_group_labels_beyond_int32_stay_apart():
     predictions, targets = np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 0, 1, 0])
     expected = fl.demographic_parity_difference(targets, predictions > 0.5, sensitive_features=groups)
     assert F.demographic_parity_difference(predictions, targets, groups) == expected == 1.0
+
+
+def test_a_row_is_positive_to_the_fairness_metrics_as_to_the_confusion_counts():
+    """A float32 score of 0.3 is not above a threshold of 0.3 in float32 (NumPy's, torchmetrics' and recall's
+    comparison); the fairness metrics widened it to float64 first and counted it positive, so one run read recall 0
+    beside a true positive rate of 1. Logits: the same sigmoid as the confusion counts (SciPy's differed in the last
+    bit at a logit on the threshold's)."""
+    scores = np.array([0.3, 0.3, 0.9, 0.9], np.float32)
+    y, groups = np.ones(4, np.int64), np.array(["a", "a", "b", "b"])
+    assert F.recall(scores[:2], y[:2], threshold=0.3) == 0.0
+    for name in NAMES:
+        expected = getattr(fl, name)(y, (scores > 0.3).astype(int), sensitive_features=groups)
+        assert getattr(F, name)(scores, y, groups, threshold=0.3) == pytest.approx(expected, abs=1e-15), name
+    assert F.equal_opportunity_difference(scores, y, groups, threshold=0.3) == 1.0  # (group a: 0 of 2, group b: 2)
+    for threshold, logit in ((0.15, -1.7346010553881064), *((t, math.log(t / (1 - t))) for t in (0.1, 0.3, 0.7))):
+        logits = np.array([logit, np.nextafter(logit, -np.inf), np.nextafter(logit, np.inf), 5.0])
+        for row in range(3):
+            pair = np.array([logits[row], 5.0])  # (a second row, always positive, in another group)
+            recall = F.recall(pair, np.array([1, 1]), threshold=threshold, prediction="logits")
+            gap = F.equal_opportunity_difference(
+                pair, np.array([1, 1]), ["a", "b"], threshold=threshold, prediction="logits"
+            )
+            assert gap == 2.0 * (1.0 - recall), (threshold, row)  # (row positive: recall 1, gap 0; else 0.5 and 1)
+
+
+def test_group_labels_ending_in_nul_are_refused(tmp_path):
+    """NumPy's strings drop a trailing NUL, so a job counted groups 'a' and 'a\\x00' as one ('.groups' 1, a difference
+    of 0 where fairlearn reads 1 over two groups): refused, naming the column, in one batch or across files."""
+    (tmp_path / "data").mkdir()
+    for i, label in enumerate(("a", "a\x00")):
+        table = pa.table({"score": [0.9 - 0.8 * i] * 4, "label": pa.array([0] * 4, pa.int8()), "group": [label] * 4})
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+    job = _job(tmp_path, "local", {"predictions": "score", "targets": "label", "sensitive": "group"})
+    job["metrics"] = ["demographic_parity_difference"]
+    with pytest.raises(DataError) as caught:
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
+    message = str(caught.value)
+    assert "column 'group' (data.columns.sensitive): the group label 'a\\x00' ends in a NUL character" in message
+    assert "\n" not in message
+    assert not list(tmp_path.glob("out/*/*/_COMMITTED"))
+
+
+def test_sensitive_features_of_another_shape_are_refused():
+    predicted, y = np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0])
+    for groups in (np.array([["a", "x"], ["a", "y"], ["b", "x"], ["b", "y"]]), "abcd"):
+        with pytest.raises(ValueError, match=r"sensitive_features must hold one group label per row.*got shape"):
+            F.demographic_parity_difference(predicted, y, groups, prediction="labels")

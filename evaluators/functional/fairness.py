@@ -24,7 +24,12 @@ def check_group_labels(sensitive_features: Sequence[Any]) -> None:
     (``None`` or NaN, which fairlearn refuses and a Parquet column cannot hold), or distinct labels that the
     counts, which name groups by their labels as strings, would take for one group or split (``1`` and ``"1"``:
     fairlearn keeps two groups)."""
-    values = list(np.asarray(sensitive_features, dtype=object).reshape(-1))
+    labels = np.asarray(sensitive_features, dtype=object)
+    if labels.ndim != 1:  # (a string is no sequence of labels; fairlearn's intersecting groups are not read here)
+        raise ValueError(
+            f"sensitive_features must hold one group label per row, a sequence of shape [n]; got shape {labels.shape}"
+        )
+    values = list(labels)
     missing = sum(v is None or (isinstance(v, float | np.floating) and np.isnan(v)) for v in values)
     if missing:
         raise ValueError(f"sensitive_features: {missing} rows have no group label (None or NaN)")
