@@ -183,7 +183,7 @@ def build_points(
                         lower, upper = percentile_interval(replicas[name], confidence.level)
                     else:
                         lower, upper = basic_interval(replicas[name], confidence.level, value, centre.get(name, value))
-                        lower, upper = _within(ranges, name, lower, upper)
+                        lower, upper = _within(ranges, name, value, lower, upper)
                     samples = tuple(float(x) for x in replicas[name]) if confidence.samples else None
                     values[name] = Metric(value=value, lower=lower, upper=upper, samples=samples)
                 else:
@@ -201,13 +201,20 @@ def build_points(
     return points, report
 
 
-def _within(ranges: dict[str, tuple[float, float]], name: str, lower: float, upper: float) -> tuple[float, float]:
+def _within(
+    ranges: dict[str, tuple[float, float]], name: str, value: float, lower: float, upper: float
+) -> tuple[float, float]:
     """A basic interval of the value ``name`` (a metric's key or a suffix of it, or its ``[i]`` per class) clipped to
-    the range that value lies in (:meth:`~evaluators.statistic.DerivedMetric.ranges`), where it has one."""
-    key = name.split("[", 1)[0]
-    if key not in ranges or (key != name and not name.endswith("]")):
+    the range that value lies in (:meth:`~evaluators.statistic.DerivedMetric.ranges`), where it has one; widened to
+    hold ``value`` itself where rounding put it a hair outside (an FID of -7e-15 between equal moments)."""
+    key = name
+    while key not in ranges and "[" in key and name.endswith("]"):  # (a key of its own may hold "[": ``as: mrr[v2]``)
+        key = key[: key.rindex("[")]
+    if key not in ranges:
         return lower, upper
     low, high = ranges[key]
+    if np.isfinite(value):
+        low, high = min(low, value), max(high, value)
     return float(np.clip(lower, low, high)), float(np.clip(upper, low, high))
 
 

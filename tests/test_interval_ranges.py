@@ -159,7 +159,7 @@ def test_counts_and_ratios_beside_a_headline_are_clipped_too(tmp_path):
             "columns": {"predictions": "score", "targets": "rel", "query_id": "qid"},
         },
         "task": "ranking",
-        "metrics": ["ndcg", "mean_reciprocal_rank"],
+        "metrics": ["ndcg", "mean_reciprocal_rank", {"name": "mean_reciprocal_rank", "as": "mrr[v2]"}],
         "confidence": {"replicates": 200, "level": LEVEL, "seed": 0, "samples": True},
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
@@ -173,7 +173,8 @@ def test_counts_and_ratios_beside_a_headline_are_clipped_too(tmp_path):
     reflected = _reflected(queries)
     assert reflected[0] < 0.0  # (the data puts the count's reflected lower end below 0)
     assert (queries.lower, queries.upper) == pytest.approx((0.0, reflected[1]), abs=1e-12)
-    for m in (ndcg, mrr):
+    assert (metrics["mrr[v2].queries"].lower, metrics["mrr[v2]"].upper) == (0.0, 1.0)  # (a key holding "[")
+    for m in (ndcg, mrr, metrics["mrr[v2]"]):
         low, high = _reflected(m)
         assert high > 1.0  # (past 1: the clipping is what is tested)
         assert (m.lower, m.upper) == pytest.approx((max(low, 0.0), 1.0), abs=1e-12)
@@ -201,3 +202,17 @@ def test_ranges_of_losses_errors_distances_and_parts():
         "b.precision_1": (0.0, 100.0),
         "b.precision_2": (0.0, 100.0),
     }
+
+
+def test_a_clipped_interval_holds_its_value():
+    """A value a hair outside its range by rounding (the Fréchet distance of equal moments: -7e-15) stays inside
+    its clipped interval; keys holding "[" of their own (``as: mrr[v2]``) and per-group values find their range."""
+    from pipelines.reduce import _within
+
+    ranges = {"fid": NON_NEGATIVE, "mrr[v2]": RATIO, "dpd.selection_rate": RATIO}
+    assert _within(ranges, "fid", -7e-15, -0.5, 2.0) == (-7e-15, 2.0)
+    assert _within(ranges, "fid", 1.5, -0.5, 2.0) == (0.0, 2.0)
+    assert _within(ranges, "mrr[v2]", 0.9, 0.7, 1.2) == (0.7, 1.0)
+    assert _within(ranges, "mrr[v2][3]", 0.9, -0.1, 1.2) == (0.0, 1.0)  # (its per-class value)
+    assert _within(ranges, "dpd.selection_rate[a[b]]", 0.5, -0.1, 1.2) == (0.0, 1.0)  # (a group label with "[")
+    assert _within(ranges, "other", 0.5, -0.1, 1.2) == (-0.1, 1.2)

@@ -444,11 +444,12 @@ def test_image_all_ignored_and_bad_weights() -> None:
                 metric(preds, targets, c, ignore_index=IGNORE, weights=weights)
 
 
-@pytest.mark.parametrize("zero_division", [7.0, -5.0, float("nan")])
+@pytest.mark.parametrize("zero_division", [7.0, -5.0, float("inf")])
 @pytest.mark.parametrize("name", ["iou", "mean_iou", "dice_score"])
 def test_the_functional_api_checks_zero_division_as_a_job_does(name, zero_division):
     """An absent class's ratio is ``zero_division``: outside [0, 1] it read as an IoU of 7.0 or a Dice of -5.0,
-    which a YAML job refuses; the functional API refuses it too, and takes 0, 1 and values between."""
+    which a YAML job refuses; the functional API refuses it too, and takes 0, 1, values between and NaN
+    (scikit-learn's), and a negative ``ignore_index`` (as ``task.ignore_index: -1``)."""
     from evaluators.functional import segmentation as functional
 
     predictions, targets = np.array([[0, 1, 1, 0]]), np.array([[0, 1, 0, 0]])  # (class 2 absent on both sides)
@@ -458,3 +459,8 @@ def test_the_functional_api_checks_zero_division_as_a_job_does(name, zero_divisi
     tp, fp, fn = np.array([2, 1]), np.array([0, 1]), np.array([1, 0])  # (classes 0 and 1, by hand)
     ratio = (tp / (tp + fp + fn)) if name != "dice_score" else (2 * tp / (2 * tp + fp + fn))
     np.testing.assert_allclose(values, [*ratio, 0.5], atol=1e-15)
+    values = getattr(functional, name)(predictions, targets, num_classes=3, average="none", zero_division=float("nan"))
+    np.testing.assert_allclose(values, [*ratio, np.nan], atol=1e-15)
+    ignored = np.array([[0, 1, -1, 0]])  # (the third pixel left out: class 1's false positive goes)
+    values = getattr(functional, name)(predictions, ignored, num_classes=3, average="none", ignore_index=-1)
+    assert values[1] == 1.0

@@ -197,3 +197,22 @@ def test_id_lists_of_images_of_several_sizes(tmp_path, layout):
     assert run.point("overall").metrics["mean_iou"].value == pytest.approx(
         _reference(truths, preds, keep)["mean_iou"], abs=1e-12
     )
+
+
+def test_an_empty_id_list_beside_others_with_intervals(tmp_path):
+    """An image of no pixels (an empty id list) has one padded row of pixels counted nowhere: its bootstrap bucket
+    goes with that row (a job with intervals failed, the rows and buckets of different lengths)."""
+    rng = np.random.default_rng(3)
+    sizes = [20, 0, 12, 30]
+    truths = [rng.integers(0, 3, s) for s in sizes]
+    preds = [np.where(rng.random(s) < 0.6, t, rng.integers(0, 3, s)) for s, t in zip(sizes, truths, strict=True)]
+    table = pa.table({"row_id": np.arange(4), "predicted": _flat(preds, "list"), "mask": _flat(truths, "list")})
+    table = table.append_column("site", pa.array(["a", "b", "a", "b"]))
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    run = run_job(_job(tmp_path, tmp_path / "data", "local"), show_progress=False).run
+    want = _reference(truths, preds, np.ones(4, bool))
+    got = run.point("overall").metrics
+    for key in ("mean_iou", "dice_score", "pixel_accuracy"):
+        assert got[key].value == pytest.approx(want[key], abs=1e-12), key
+    assert got["mean_iou"].lower <= got["mean_iou"].value <= got["mean_iou"].upper

@@ -73,10 +73,11 @@ class SegmentationAdapter(TaskAdapter):
         rows = pixel_rows(predictions, targets, columns.get("weights"))
         if bucket is not None:
             width = rows["targets"].shape[1]
-            pixels = (
-                [np.asarray(t).size for t in targets] if isinstance(targets, list) else [targets[0].size] * len(targets)
-            )
-            bucket = np.repeat(bucket, [-(-p // width) for p in pixels])
+            if isinstance(targets, list):  # (an image has at least one row, padded: an empty one too)
+                per_image = [max(1, -(-np.asarray(t).size // width)) for t in targets]
+            else:  # (images of one size: as many rows each)
+                per_image = [len(rows["targets"]) // max(1, len(targets))] * len(targets)
+            bucket = np.repeat(bucket, per_image)
         return rows, bucket
 
 

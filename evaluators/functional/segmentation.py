@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -107,9 +108,9 @@ def _evaluate(
             average = "binary" if num_classes is None and not scores and c == 2 else "macro"
         params["average"] = average
     metric = factory(task, **params)
-    for key, value in params.items():  # (each parameter's domain, as a YAML job checks it)
-        if key in PARAMETERS:
-            PARAMETERS[key].check(metric.name, key, value)
+    zero_division = params.get("zero_division")  # (NaN too, as scikit-learn's; a YAML job takes [0, 1])
+    if zero_division is not None and not math.isnan(zero_division):
+        PARAMETERS["zero_division"].check(metric.name, "zero_division", zero_division)
     stat = metric.statistic
     if foreground:
         problems = [] if preds.shape == tgts.shape else [f"predictions {preds.shape} do not match targets {tgts.shape}"]
