@@ -53,7 +53,7 @@ SIDES = ("candidate", "reference")
 class KernelSubset(Statistic):
     """A deterministic subset of candidate and reference features for the Kernel Inception Distance.
 
-    State, per side (``"candidate"``, ``"reference"``): ``{"key": uint64 [m], "features": float32 [m, D],
+    State, per side (``"candidate"``, ``"reference"``): ``{"key": uint64 [m], "features": float64 [m, D],
     "weight": float64 [m]}`` with ``m <= subset_size``: the rows of positive weight with the smallest
     ``(key, features, weight)`` in lexicographic order, kept sorted that way. ``merge`` is the union
     cut back to ``subset_size`` rows, so the state is a function of the multiset of rows: the same for any
@@ -73,7 +73,7 @@ class KernelSubset(Statistic):
         return {
             side: {
                 "key": np.zeros(0, np.uint64),
-                "features": np.zeros((0, self.dimension), np.float32),
+                "features": np.zeros((0, self.dimension), np.float64),
                 "weight": np.zeros(0, np.float64),
             }
             for side in SIDES
@@ -84,7 +84,7 @@ class KernelSubset(Statistic):
         live = w > 0
         out = dict(state)
         for side in (s for s in SIDES if s in batch):  # a one-sided batch leaves the other side as it is
-            features = np.asarray(batch[side], np.float32)
+            features = np.asarray(batch[side], np.float64)  # (float64 columns as written: float32 lost 1e6 + x)
             if features.ndim != 2 or features.shape[1] != self.dimension:
                 raise ValueError(
                     f"kid: the backbone's {side} features have shape {features.shape[1:]}, expected "
@@ -108,7 +108,9 @@ class KernelSubset(Statistic):
 
 
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([np.asarray(a[k]), np.asarray(b[k]).astype(np.asarray(a[k]).dtype)]) for k in a}
+    """Rows of ``a`` then ``b``, each leaf in its dtype (features float64: a state stored in float32 is widened)."""
+    dtypes = {"key": np.uint64, "features": np.float64, "weight": np.float64}
+    return {k: np.concatenate([np.asarray(a[k], dtypes.get(k)), np.asarray(b[k], dtypes.get(k))]) for k in a}
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -169,4 +169,11 @@ def feature_columns(
         # (the hash of the float64 vector, whatever width a file stores it at: a unit joining a float32 file with a
         # float64 one holds both as float64, and the rows' keys, KID's subset, must not depend on that grouping)
         out[f"{side}_key"] = split_keys(row_hashes(values.astype(np.float64, copy=False)))
+    if "candidate" in out and "reference" in out and out["candidate"].shape[1:] != out["reference"].shape[1:]:
+        widths = [out[side].shape[1] if out[side].ndim == 2 else None for side in ("candidate", "reference")]
+        raise DataError(
+            f"{where}: column {roles['predictions_features']!r} (data.columns.predictions_features) holds vectors "
+            f"of {widths[0]} features and column {roles['targets_features']!r} (data.columns.targets_features) of "
+            f"{widths[1]}; a row's two vectors are compared feature by feature: expected one width."
+        )
     return out

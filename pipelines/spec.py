@@ -31,7 +31,14 @@ import fsspec
 
 from evaluators import catalog
 from evaluators.adapters import roles_problem
-from evaluators.backbones.base import BACKBONE_KINDS, DTYPES, BackboneSpec, is_dotted_path, user_backbone_loader
+from evaluators.backbones.base import (
+    BACKBONE_INPUTS,
+    BACKBONE_KINDS,
+    DTYPES,
+    BackboneSpec,
+    is_dotted_path,
+    user_backbone_loader,
+)
 from evaluators.statistic import DerivedMetric
 from evaluators.task import PredictionKind, Task, TaskKind
 from pipelines.errors import SpecError
@@ -324,6 +331,13 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     kind = sec.get("kind", str, required=True)
     if kind not in BACKBONE_KINDS:
         _user_backbone(root, sec, kind)
+    encodes = BACKBONE_INPUTS.get(kind)
+    if encodes is not None and encodes != task.kind:
+        fitting = ", ".join(k for k, v in BACKBONE_INPUTS.items() if v == task.kind) or "none of the built-in kinds"
+        raise SpecError(
+            f"{sec.where('kind')}: a {kind} backbone encodes {encodes}, not the rows of task kind {task.kind}; "
+            f"backbones for task kind {task.kind}: {fitting}."
+        )
     weights = sec.get("weights", str, required=kind in BACKBONE_KINDS) or ""
     dtype = sec.get("dtype", str, "float32", choices=DTYPES)
     batch_size = sec.get("batch_size", int, 64)

@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 
 from evaluators.adapters import InputError, TaskAdapter, adapter_for
-from evaluators.backbones import BACKBONE_KINDS, load_backbone
+from evaluators.backbones import BACKBONE_KINDS
 from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
 from evaluators.retrieval import QUERY
 from pipelines import arrow_columns, compile_cache, timing
-from pipelines.backbone_files import fsspec_reader
+from pipelines.backbone_files import load_job_backbone
 from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
 from pipelines.errors import DataError, SpecError, UserCodeError, is_transient_error
 from pipelines.functions import USER_CODE_EXITS, call_function, load_function
@@ -478,7 +478,7 @@ class UnitEvaluator:
         """The job's backbone, loaded on first use and then kept for every unit this worker gets."""
         if self._backbone is None:
             assert self.spec.backbone is not None
-            self._backbone = load_backbone(self.spec.backbone, fsspec_reader(self.spec.backbone.weights))
+            self._backbone = load_job_backbone(self.spec.backbone)
             self.backbone_loads += 1
             self._check_widths(self._backbone)
             self._features = self._backbone.extract

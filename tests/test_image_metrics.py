@@ -351,3 +351,33 @@ def test_image_job_on_two_ray_actors_equals_local(tmp_path, ray_cluster, local_v
     loads = run.metadata["backbone"]["loads_per_worker"]
     assert len(loads) == 2 and set(loads.values()) == {1}
     assert run.metadata["units"] >= 5
+
+
+def test_kid_of_float64_features_with_a_large_offset_equals_exact_arithmetic():
+    """float64 feature columns of 1e4 + x (x of order 1) were kept as float32 (a unit in the last place of 1e4 is
+    1e-3): KID was 6.6e-5 off, and at 1e6 + 1e-3 x every row rounded to one vector (KID 0). Kept in float64, KID equals
+    the unbiased MMD^2 in exact rational arithmetic of the same float64 inputs to 1e-6 relative."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(4)
+    n, d = 12, 3
+    x = 1e4 + rng.normal(size=(n, d))
+    y = 1e4 + rng.normal(0.3, 1.2, size=(n, d))
+    metric = kid(IMAGE, dimension=d, subset_size=100)
+    keys = {
+        f"{side}_key": np.stack([np.arange(n), np.arange(n)], 1).astype(np.int32) for side in ("candidate", "reference")
+    }
+    acc = Accumulator([metric.statistic])
+    (state,) = acc.update(acc.zero(), {"candidate": x, "reference": y, **keys, "weights": np.ones(n)})
+    assert state["candidate"]["features"].dtype == np.float64
+
+    def kernel(a, b):
+        return (sum(Fraction(u) * Fraction(v) for u, v in zip(a, b, strict=True)) / d + 1) ** 3
+
+    def within(rows):
+        return sum(kernel(rows[i], rows[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+
+    cross = sum(kernel(a, b) for a in x for b in y) / (n * n)
+    exact = float(within(x) + within(y) - 2 * cross)
+    assert exact > 0
+    assert metric.compute(state)[""] == pytest.approx(exact, rel=1e-6)

@@ -84,6 +84,8 @@ def _inception(spec: BackboneSpec, read: Reader) -> Any:
 
 BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _bert, "cnn": _cnn, "inception": _inception}
 """Backbone kind -> loader ((spec, read) -> loaded backbone)."""
+BACKBONE_INPUTS = {"bert": "text", "cnn": "image", "inception": "image"}
+"""Backbone kind -> the task kind whose rows it encodes (a text encoder reads strings, the image encoders images)."""
 
 
 def is_dotted_path(kind: str) -> bool:
