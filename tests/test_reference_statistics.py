@@ -293,8 +293,8 @@ def test_kid_of_float32_and_float64_feature_files_does_not_depend_on_the_units(t
         }
         values.append(_overall(_run(tmp_path, f"kid{unit_rows or 0}", spec).run)["kid"])
 
-    def chosen(x):  # the subset_size rows of lowest hash of the float64 vectors
-        return x[np.argsort(row_hashes(x), kind="stable")[:subset]].astype(np.float32)
+    def chosen(x):  # the subset_size rows of lowest hash of the float64 vectors, kept as float64
+        return x[np.argsort(row_hashes(x), kind="stable")[:subset]]
 
     assert values[0] == values[1] == pytest.approx(numpy_kid(chosen(generated), chosen(real)), rel=1e-9)
 
