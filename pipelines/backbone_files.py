@@ -7,6 +7,7 @@ from typing import Any
 import fsspec
 
 from evaluators.backbones import BACKBONE_KINDS, BackboneSpec, Reader, load_backbone
+from evaluators.backbones.base import BackboneSettingError
 from pipelines.errors import SpecError, is_transient_error
 
 
@@ -26,6 +27,8 @@ def load_job_backbone(spec: BackboneSpec) -> Any:
     ``backbone.weights`` (exit 2, not retried); an error reading it that may pass is raised as it is."""
     try:
         return load_backbone(spec, fsspec_reader(spec.weights))
+    except BackboneSettingError as exc:
+        raise SpecError(f"{exc}.") from None
     except Exception as exc:
         if spec.kind not in BACKBONE_KINDS or is_transient_error(exc):
             raise

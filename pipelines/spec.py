@@ -341,11 +341,12 @@ def _backbone(root: _Section, task: Task, metrics: Sequence[MetricSpec]) -> Back
     weights = sec.get("weights", str, required=kind in BACKBONE_KINDS) or ""
     dtype = sec.get("dtype", str, "float32", choices=DTYPES)
     batch_size = sec.get("batch_size", int, 64)
-    max_length = sec.get("max_length", int, 256)
+    max_length = sec.get("max_length", int, None)
     sec.finish()
     _positive(sec, "batch_size", batch_size, 4096, integer=True)
-    _positive(sec, "max_length", max_length, 4096, integer=True)
-    if max_length < 8:
+    if max_length is not None:
+        _positive(sec, "max_length", max_length, 4096, integer=True)
+    if max_length is not None and max_length < 8:
         raise SpecError(f"{sec.where('max_length')}: expected at least 8 tokens, got {max_length}.")
     return BackboneSpec(kind, weights, dtype, batch_size, max_length)
 

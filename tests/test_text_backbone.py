@@ -330,3 +330,40 @@ def test_a_text_job_with_empty_sides_equals_the_reference_on_both_runners(tmp_pa
         assert values["bertscore_recall"] == pytest.approx(scores[:, 1].mean(), abs=2e-6)
         assert values["bertscore_f1"] == pytest.approx(scores[:, 2].mean(), abs=2e-6)
         assert values["bertscore_f1_idf"] == pytest.approx(idf_scores[:, 2].mean(), abs=2e-6)
+
+
+def test_max_length_is_the_checkpoints_unless_given():
+    """Without ``max_length`` texts are cut as sentence-transformers cuts them (MiniLM: 256 tokens); a value given
+    is kept up to the model's 512 positions (it was capped at 256 without a word, so BERTScore of 300-word texts
+    could not read what bert-score reads), and beyond them refused naming ``backbone.max_length``."""
+    from evaluators.backbones.base import local_reader
+    from evaluators.backbones.bert import load_tokenizer
+
+    read = local_reader(MODEL)
+    text = "word " * 600
+    for given, kept in ((None, 256), (128, 128), (512, 512)):
+        tokenizer, length = load_tokenizer(BackboneSpec("bert", MODEL, max_length=given), read)
+        assert length == kept and len(tokenizer.encode(text).ids) == kept, given
+    with pytest.raises(ValueError, match=r"backbone\.max_length 600 is beyond the 512 positions the model has"):
+        load_tokenizer(BackboneSpec("bert", MODEL, max_length=600), read)
+
+
+def test_a_max_length_beyond_the_models_positions_is_exit_2(tmp_path):
+    from pipelines.errors import SpecError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"candidate": ["a b", "c"], "reference": ["a", "c d"]}), data / "p.parquet")
+    spec = {
+        "name": "long",
+        "data": {"path": str(data), "columns": {"predictions": "candidate", "targets": "reference"}},
+        "task": "text",
+        "backbone": {"kind": "bert", "weights": MODEL, "max_length": 1024},
+        "metrics": ["embedding_similarity"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(
+        SpecError, match=r"^backbone\.max_length 1024 is beyond the 512 positions the model has; set it"
+    ):
+        run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", spec))), show_progress=False)

@@ -40,15 +40,17 @@ class BackboneSpec:
             weights file itself).
         dtype: compute dtype of the matrix products, ``float32`` or ``bfloat16``.
         batch_size: rows per compiled call; batches are padded to it, so one shape per length bucket.
-        max_length: longest token sequence kept (longer texts are truncated, as sentence-transformers does);
-            text backbones only.
+        max_length: longest token sequence kept (longer texts are truncated); text backbones only. None: the
+            checkpoint's, as sentence-transformers reads it (``max_seq_length`` of ``sentence_bert_config.json``,
+            else 256); a number is kept as given, up to the model's positions (BERTScore's bert-score truncates
+            at those, 512 for BERT).
     """
 
     kind: str
     weights: str
     dtype: str = "float32"
     batch_size: int = 64
-    max_length: int = 256
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in BACKBONE_KINDS and not is_dotted_path(self.kind):
@@ -60,7 +62,7 @@ class BackboneSpec:
             raise ValueError(f"backbone dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 1 <= self.batch_size <= 4096:
             raise ValueError(f"backbone batch_size must be from 1 to 4096, got {self.batch_size}")
-        if not 8 <= self.max_length <= 4096:
+        if self.max_length is not None and not 8 <= self.max_length <= 4096:
             raise ValueError(f"backbone max_length must be from 8 to 4096, got {self.max_length}")
 
 
@@ -84,6 +86,12 @@ def _inception(spec: BackboneSpec, read: Reader) -> Any:
 
 BACKBONE_KINDS: dict[str, Callable[[BackboneSpec, Reader], Any]] = {"bert": _bert, "cnn": _cnn, "inception": _inception}
 """Backbone kind -> loader ((spec, read) -> loaded backbone)."""
+
+
+class BackboneSettingError(ValueError):
+    """A backbone setting of the job (``backbone.max_length``) that its checkpoint cannot take."""
+
+
 BACKBONE_INPUTS = {"bert": "text", "cnn": "image", "inception": "image"}
 """Backbone kind -> the task kind whose rows it encodes (a text encoder reads strings, the image encoders images)."""
 

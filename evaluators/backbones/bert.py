@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from evaluators.backbones.base import BackboneSpec, Reader
+from evaluators.backbones.base import BackboneSettingError, BackboneSpec, Reader
 from evaluators.lazyjax import jax, jnp
 
 Params = dict[str, Any]
@@ -201,17 +201,22 @@ def idf_weights(document_frequency: np.ndarray, documents: int) -> np.ndarray:
 
 
 def load_tokenizer(spec: BackboneSpec, read: Reader, config: BertConfig | None = None) -> tuple[Any, int]:
-    """``(tokenizer, max_length)`` of a checkpoint: truncating as sentence-transformers does (the spec's
-    ``max_length``, the checkpoint's ``max_seq_length`` and position limit), no padding. Reads no weights."""
+    """``(tokenizer, max_length)`` of a checkpoint: truncating at the spec's ``max_length`` (refused beyond the
+    model's positions), or without one as sentence-transformers does (the checkpoint's ``max_seq_length``, else
+    256, within the positions); no padding. Reads no weights."""
     from tokenizers import Tokenizer
 
     config = config or BertConfig.from_json(json.loads(read("config.json")))
     tokenizer = Tokenizer.from_str(read("tokenizer.json").decode())
+    if spec.max_length is not None and spec.max_length > config.max_positions:
+        raise BackboneSettingError(
+            f"backbone.max_length {spec.max_length} is beyond the {config.max_positions} positions the model has; "
+            f"set it to at most {config.max_positions}"
+        )
     max_length = spec.max_length
-    st_config = _optional_json(read, "sentence_bert_config.json")
-    if st_config:
-        max_length = min(max_length, int(st_config["max_seq_length"]))
-    max_length = min(max_length, config.max_positions)
+    if max_length is None:
+        st_config = _optional_json(read, "sentence_bert_config.json")
+        max_length = min(int(st_config["max_seq_length"]) if st_config else 256, config.max_positions)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer, max_length
