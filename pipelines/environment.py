@@ -10,6 +10,8 @@ from pipelines.spec import JobSpec
 
 BACKBONE_FILES = {"bert": ("config.json", "model.safetensors", "tokenizer.json")}
 """Files a backbone directory must hold, by kind (``cnn`` and ``inception``: a weights file or a directory)."""
+WEIGHT_CHOICES = {"cnn": ("model.safetensors", "model.npz"), "inception": ("model.safetensors", "model.npz")}
+"""Files of which a backbone directory must hold one, by kind (the weights of ``cnn`` and ``inception``)."""
 
 _CREDENTIAL_ERRORS = frozenset(
     {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError", "NoAuthHandlerFound"}
@@ -34,8 +36,12 @@ def check_backbone_weights(spec: JobSpec) -> None:
                 f"{where}: no such file or directory. Set backbone.weights to the {backbone.kind} checkpoint "
                 "(e.g. --set backbone.weights=PATH)."
             )
-        needed = BACKBONE_FILES.get(backbone.kind, ()) if fs.isdir(root) else ()
+        directory = fs.isdir(root)
+        needed = BACKBONE_FILES.get(backbone.kind, ()) if directory else ()
         missing = [name for name in needed if not fs.exists(f"{root.rstrip('/')}/{name}")]
+        choices = WEIGHT_CHOICES.get(backbone.kind, ()) if directory else ()
+        if choices and not any(fs.exists(f"{root.rstrip('/')}/{name}") for name in choices):
+            missing.append(" or ".join(choices))
     except UserError:
         raise
     except Exception as exc:

@@ -189,6 +189,12 @@ def test_missing_backbone_weights_exit_2_in_validate_and_run(tmp_path: Path, cap
     )
     assert code == 2 and "lacks model.safetensors, tokenizer.json" in err
     assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()  # (a cnn directory without its weights passed validate and failed in the run)
+    code, _, err = _run(
+        ["validate", "configs/image.yaml", "--set", f"backbone.weights={tmp_path / 'empty'}"],
+        capsys,
+    )
+    assert code == 2 and "backbone.weights" in err and "lacks model.safetensors or model.npz" in err, err
 
 
 def test_missing_object_store_credentials_exit_2(results, capsys, monkeypatch, tmp_path: Path) -> None:
