@@ -134,12 +134,18 @@ def check_sides(
         missing = sorted(needed - available)
         if missing:
             side = "candidate (predictions)" if any(f.startswith("candidate") for f in missing) else "reference"
+            hints = [_FROM_BACKBONE[f] for f in missing if f in _FROM_BACKBONE]
             raise SpecError(
                 f"{where} reads {', '.join(missing)}, which the job's {side} side does not give (it reads "
-                f"{', '.join(candidate + references)}; class logits come from the backbone on `predictions` images)."
+                f"{', '.join(candidate + references)}{''.join(f'; {h}' for h in hints)})."
             )
 
 
+_FROM_BACKBONE = {
+    "candidate_logits": "class logits come from the backbone on `predictions` images",
+    "bertscore": "token embeddings come from the backbone on `predictions` and `targets` texts",
+}
+"""Features only a backbone gives (no feature column holds them), and where they come from."""
 _FEATURE_SIDES = {"predictions_features": "candidate", "targets_features": "reference"}
 
 

@@ -162,3 +162,18 @@ def test_feature_columns_of_two_widths_are_refused(tmp_path):
     message = str(caught.value)
     assert "column 'gen' (data.columns.predictions_features) holds vectors of 8 features and column 'real'" in message
     assert "of 6; a row's two vectors are compared feature by feature" in message and "\n" not in message
+
+
+def test_bertscore_on_feature_columns_says_where_token_embeddings_come_from(tmp_path):
+    spec = {
+        "name": "features",
+        "data": {"path": str(tmp_path), "columns": {"predictions_features": "gen", "targets_features": "real"}},
+        "task": "text",
+        "metrics": ["bertscore_f1"],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    with pytest.raises(SpecError) as caught:
+        spec_module.load(str(write_job(tmp_path / "job.yaml", spec)))
+    message = str(caught.value)
+    assert "metric 'bertscore_f1' reads bertscore" in message and "images" not in message  # (an image job's words)
+    assert "token embeddings come from the backbone on `predictions` and `targets` texts" in message
