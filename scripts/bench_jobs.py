@@ -17,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 from bench_suites import BINARY_METRICS, ROOT, binary_suite
+from bench_tools import PEAK_RSS_CODE
 
-_MEASURE = textwrap.dedent(
+_MEASURE = PEAK_RSS_CODE + textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from pipelines.execute import run_job
     from pipelines.spec import load
     spec = load(sys.argv[1])
     start = time.perf_counter()
     run_job(spec, show_progress=False)
     wall = time.perf_counter() - start
-    print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_rss_mb()}))
     """
 )
 
@@ -93,9 +94,9 @@ def bench_slices(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-_BARE_BACKBONE = textwrap.dedent(
+_BARE_BACKBONE = PEAK_RSS_CODE + textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     import pyarrow.parquet as pq
     from evaluators.backbones import BackboneSpec, load_backbone
     data, weights, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -107,7 +108,7 @@ _BARE_BACKBONE = textwrap.dedent(
     for s in range(0, len(candidates), 4096):  # the pipeline's batches hold up to 4096 rows of a unit
         encoder.pair_features(candidates[s : s + 4096], references[s : s + 4096])
     wall = time.perf_counter() - start
-    print(json.dumps({"wall_s": wall, "load_s": loaded - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"wall_s": wall, "load_s": loaded - start, "peak_rss_mb": peak_rss_mb()}))
     """
 )
 
