@@ -38,7 +38,7 @@ from evaluators.statistic import (
     State,
     Statistic,
 )
-from evaluators.task import PredictionKind, Task, TaskKind, positive_scores
+from evaluators.task import PredictionKind, Task, TaskKind, predicted_labels
 
 SENSITIVE = "sensitive"
 """The batch key (and ``data.columns`` role) of the group labels."""
@@ -48,13 +48,10 @@ def predicted_positive(task: Task, predictions: np.ndarray) -> np.ndarray:
     """bool ``[n]``: the rows a binary task predicts positive, as the confusion counts of the same job do
     (:func:`evaluators.task.predicted_labels`): a score compared with the threshold in its own dtype (a float32 score
     of 0.3 is not above a threshold of 0.3), a logit through the compiled update's sigmoid."""
-    if task.prediction is PredictionKind.LABELS:
-        return np.asarray(predictions) > 0
-    scores = np.asarray(predictions)
     if task.prediction is PredictionKind.LOGITS:  # (the confusion counts of logits take the compiled update)
         with jax.enable_x64(True):
-            scores = np.asarray(positive_scores(task, jnp.asarray(scores)))
-    return scores > task.threshold
+            return np.asarray(predicted_labels(task, jnp.asarray(predictions))) == 1
+    return predicted_labels(task, np.asarray(predictions)) == 1
 
 
 class GroupLabelsError(RowsError):

@@ -19,6 +19,14 @@ from tests.conftest import write_job
 LEVEL = 0.9
 
 
+def _reflected(m, level: float = LEVEL) -> tuple[float, float]:
+    """The basic (reflected) interval of metric ``m`` from its replicate samples: ``(t - q_hi, t - q_lo)`` (the
+    replicates' centre is the value: the same statistic)."""
+    finite = np.asarray(m.samples)[np.isfinite(m.samples)]
+    q_lo, q_hi = np.quantile(finite - m.value, [(1 - level) / 2, (1 + level) / 2])
+    return m.value - q_hi, m.value - q_lo
+
+
 def _run(tmp_path, seed: int):
     rng = np.random.default_rng(seed)
     n = 200
@@ -49,9 +57,7 @@ def test_basic_intervals_are_clipped_to_the_metrics_range(tmp_path, seed):
     clipped = 0
     for name, (low, high) in (("accuracy", RATIO), ("f1_score", RATIO), ("matthews_corrcoef", CORRELATION)):
         m = metrics[name]
-        finite = np.asarray(m.samples)[np.isfinite(m.samples)]
-        q_lo, q_hi = np.quantile(finite - m.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        reflected = (m.value - q_hi, m.value - q_lo)  # (the replicates' centre is the value: the same statistic)
+        reflected = _reflected(m)
         clipped += reflected[1] > high
         assert (m.lower, m.upper) == pytest.approx((max(reflected[0], low), min(reflected[1], high)), abs=1e-15), name
         assert low <= m.lower <= m.value <= m.upper <= high, name
@@ -59,9 +65,7 @@ def test_basic_intervals_are_clipped_to_the_metrics_range(tmp_path, seed):
     auc = metrics["roc_auc"]
     assert 0.0 <= auc.lower <= auc.value <= auc.upper <= 1.0
     loss = metrics["log_loss"]  # (no upper limit, and its reflected interval stays above 0 here)
-    finite = np.asarray(loss.samples)[np.isfinite(loss.samples)]
-    q_lo, q_hi = np.quantile(finite - loss.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    assert (loss.lower, loss.upper) == pytest.approx((loss.value - q_hi, loss.value - q_lo), abs=1e-15)
+    assert (loss.lower, loss.upper) == pytest.approx(_reflected(loss), abs=1e-15)
 
 
 def test_ranges_of_metrics():
@@ -96,10 +100,9 @@ def test_r2_intervals_end_at_1(tmp_path):
     metrics = metrics.point("overall").metrics
     r2 = metrics["r2"]
     assert r2.value == pytest.approx(1 - 0.02 / 0.5, abs=1e-12)  # (1 - SSres / SStot by hand)
-    finite = np.asarray(r2.samples)[np.isfinite(r2.samples)]
-    q_lo, q_hi = np.quantile(finite - r2.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    assert r2.value - q_lo > 1.0  # (the reflected upper end)
-    assert (r2.lower, r2.upper) == pytest.approx((r2.value - q_hi, 1.0), abs=1e-15)
+    low, high = _reflected(r2)
+    assert high > 1.0  # (the reflected upper end)
+    assert (r2.lower, r2.upper) == pytest.approx((low, 1.0), abs=1e-15)
     assert metrics["explained_variance"].upper <= 1.0
     assert catalog.build("pearson_corrcoef", Task("regression")).value_range == CORRELATION
 
@@ -132,16 +135,9 @@ def test_error_rate_intervals_end_at_0(tmp_path):
     wer = metrics["wer"]
     assert wer.value == pytest.approx(1 / sum(len(r.split()) for r in refs), abs=1e-15)  # (one substitution)
     for m in (wer, metrics["cer"]):
-        finite = np.asarray(m.samples)[np.isfinite(m.samples)]
-        q_lo, q_hi = np.quantile(finite - m.value, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        assert m.value - q_hi < 0.0  # (the reflected lower end: the clipping is what is tested)
-        assert (m.lower, m.upper) == pytest.approx((0.0, m.value - q_lo), abs=1e-15)
-
-
-def _reflected(m, level: float = LEVEL) -> tuple[float, float]:
-    finite = np.asarray(m.samples)[np.isfinite(m.samples)]
-    q_lo, q_hi = np.quantile(finite - m.value, [(1 - level) / 2, (1 + level) / 2])
-    return m.value - q_hi, m.value - q_lo
+        low, high = _reflected(m)
+        assert low < 0.0  # (the reflected lower end: the clipping is what is tested)
+        assert (m.lower, m.upper) == pytest.approx((0.0, high), abs=1e-15)
 
 
 def test_counts_and_ratios_beside_a_headline_are_clipped_too(tmp_path):
