@@ -20,7 +20,18 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from evaluators.adapters import ColumnType, Ragged, adapter_for
-from evaluators.adapters.base import BINARY, BOOLEAN, FIXED_BINARY, FLOATING, INTEGER, LIST, OTHER, STRING, STRUCT
+from evaluators.adapters.base import (
+    BINARY,
+    BOOLEAN,
+    FIXED_BINARY,
+    FLOATING,
+    INTEGER,
+    LIST,
+    OTHER,
+    STRING,
+    STRUCT,
+    TEMPORAL,
+)
 from evaluators.task import Task
 from pipelines import arrow_columns
 from pipelines.errors import DataError
@@ -53,6 +64,7 @@ _KINDS = (
     (_is_text, STRING),
     (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), BINARY),
     (pa.types.is_fixed_size_binary, FIXED_BINARY),
+    (pa.types.is_temporal, TEMPORAL),
 )
 
 

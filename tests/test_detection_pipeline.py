@@ -293,17 +293,34 @@ def test_a_null_inside_a_list_is_refused_even_when_dropping_bad_rows(tmp_path, c
         ("scores", pa.list_(pa.list_(pa.float64())), "a list column of numbers per image"),
         ("crowd", pa.list_(pa.list_(pa.int64())), "a list column of numbers per image"),
         ("boxes", pa.list_(pa.list_(pa.string())), "a list column per image of boxes"),
+        ("scores", pa.list_(pa.timestamp("ms")), "a list column of numbers per image"),
+        ("labels", pa.list_(pa.date32()), "a list column of numbers per image"),
+        ("boxes", pa.list_(pa.list_(pa.duration("s"))), "a list column per image of boxes"),
     ],
-    ids=["string scores", "string labels", "nested scores", "nested crowd flags", "string boxes"],
+    ids=[
+        "string scores",
+        "string labels",
+        "nested scores",
+        "nested crowd flags",
+        "string boxes",
+        "timestamp scores",
+        "date labels",
+        "duration boxes",
+    ],
 )
 def test_lists_of_strings_or_nested_lists_are_refused_by_type(tmp_path, column, kind, expected):
-    """A per-image list of strings (read as numbers, or a traceback), or of lists where numbers belong: exit 2
-    naming the file, the column, its role and the type expected, before any row is read; nothing is written."""
+    """A per-image list of strings (read as numbers, or a traceback), of lists where numbers belong, or of dates,
+    times or durations (passed the type check as ``list<null>`` does): exit 2 naming the file, the column, its role
+    and the type expected, before any row is read; nothing is written."""
     images = random_images(np.random.default_rng(6), n_images=5)
     table = detection_table(images)
     values = table.column(column)
     if "string" in str(kind):  # (the same numbers written as text)
         values = values.cast(kind)
+    elif column == "boxes":  # (boxes of whole seconds)
+        values = pa.array([[[round(v) for v in box] for box in row] for row in values.to_pylist()], kind)
+    elif not pa.types.is_list(kind.value_type):  # (dates, times: the numbers as whole units)
+        values = pa.array([[round(v * 1000) for v in row] for row in values.to_pylist()], kind)
     else:  # (each number a list of one)
         values = pa.array([[[v] for v in row] for row in values.to_pylist()], kind)
     table = table.set_column(table.schema.get_field_index(column), column, values)

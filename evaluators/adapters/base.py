@@ -19,7 +19,7 @@ from evaluators.task import BadRows, PredictionKind, Task, check_weights
 Columns = dict[str, Any]
 """Role -> ``[n, ...]`` array (or object array of per-row values, or :class:`Ragged`): one batch of rows."""
 
-INTEGER, FLOATING, BOOLEAN, STRING, BINARY, FIXED_BINARY, LIST, STRUCT, OTHER = (
+INTEGER, FLOATING, BOOLEAN, STRING, BINARY, FIXED_BINARY, LIST, STRUCT, TEMPORAL, OTHER = (
     "integer",
     "floating",
     "boolean",
@@ -28,6 +28,7 @@ INTEGER, FLOATING, BOOLEAN, STRING, BINARY, FIXED_BINARY, LIST, STRUCT, OTHER = 
     "fixed_binary",
     "list",
     "struct",
+    "temporal",
     "other",
 )
 
@@ -37,7 +38,8 @@ class ColumnType:
     """A column's storage type, described without the storage library.
 
     ``kind``: one of ``integer``, ``floating``, ``boolean``, ``string`` (plain or large), ``binary`` (variable
-    length, plain or large), ``fixed_binary``, ``list`` (variable or fixed length), ``struct``, ``other``.
+    length, plain or large), ``fixed_binary``, ``list`` (variable or fixed length), ``struct``, ``temporal`` (dates,
+    times, timestamps, durations, intervals), ``other`` (nulls, decimals, dictionaries of numbers, ...).
     ``value``: the element type of a list; ``fields``: the field names of a struct."""
 
     kind: str
@@ -79,7 +81,7 @@ FEATURES = ColumnKind(
 )
 GROUPS = ColumnKind("an integer or string column", lambda t: t.kind in (INTEGER, STRING))
 ROW_IDS = ColumnKind(
-    "one id per row (an integer, float, string or binary column)", lambda t: t.kind not in (LIST, STRUCT, OTHER)
+    "one id per row (an integer, float, string or binary column)", lambda t: t.kind not in (LIST, STRUCT, TEMPORAL, OTHER)
 )
 COMMON_KINDS: Mapping[str, ColumnKind] = {"weights": NUMERIC, "row_id": ROW_IDS, "sensitive": GROUPS}
 """Roles any task may have: per-row weights, a row id (bootstrap keys, per-row scores), a group label
