@@ -81,7 +81,8 @@ FEATURES = ColumnKind(
 )
 GROUPS = ColumnKind("an integer or string column", lambda t: t.kind in (INTEGER, STRING))
 ROW_IDS = ColumnKind(
-    "one id per row (an integer, float, string or binary column)", lambda t: t.kind not in (LIST, STRUCT, TEMPORAL, OTHER)
+    "one id per row (an integer, float, string or binary column)",
+    lambda t: t.kind not in (LIST, STRUCT, TEMPORAL, OTHER),
 )
 COMMON_KINDS: Mapping[str, ColumnKind] = {"weights": NUMERIC, "row_id": ROW_IDS, "sensitive": GROUPS}
 """Roles any task may have: per-row weights, a row id (bootstrap keys, per-row scores), a group label
