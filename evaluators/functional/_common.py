@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import numbers
 import re
 from collections.abc import Callable, Sequence
@@ -13,6 +14,25 @@ from evaluators import catalog
 from evaluators.accumulate import evaluate
 from evaluators.statistic import check_merged, check_weights
 from evaluators.task import PredictionKind, Task, TaskKind, check_batch
+
+
+class Average(enum.Enum):
+    """The default of the functional API's ``average``, told apart from ``None``."""
+
+    TASK_DEFAULT = "the task's default"
+    """``binary`` (class 1) for binary tasks, else ``macro``; segmentation masks of two classes given without
+    ``num_classes``: ``binary``."""
+
+
+TASK_DEFAULT = Average.TASK_DEFAULT
+
+
+def averaging(average: str | Average | None) -> str | None:
+    """``average`` as a metric takes it: ``None`` is ``"none"``, one value per class, as scikit-learn's and
+    torchmetrics' ``average=None``; :data:`TASK_DEFAULT` is None (the metric's default for the task)."""
+    if average is TASK_DEFAULT:
+        return None
+    return "none" if average is None else str(average)
 
 
 def infer_task(
@@ -169,6 +189,8 @@ def compute(
         ignore_index=ignore_index,
     )
     params = {**params, **(metric_params or {})}
+    if "average" in params:
+        params["average"] = averaging(params["average"])
     metric = catalog.build(name, t, {k: v for k, v in params.items() if v is not None})
     columns = {"predictions": np.asarray(predictions), "targets": np.asarray(targets)}
     if weights is not None:

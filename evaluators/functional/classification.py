@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluators.functional._common import compute
+from evaluators.functional._common import TASK_DEFAULT, Average, compute
 
 
-def accuracy(predictions: Any, targets: Any, *, average: str | None = None, top_k: int = 1, **kw: Any) -> Any:
+def accuracy(
+    predictions: Any, targets: Any, *, average: str | Average | None = TASK_DEFAULT, top_k: int = 1, **kw: Any
+) -> Any:
     """Fraction of correct predictions; multilabel default is the exact-match ratio."""
     return compute("accuracy", predictions, targets, average=average, top_k=top_k, **kw)
 
@@ -32,33 +34,60 @@ def balanced_accuracy(predictions: Any, targets: Any, *, adjusted: bool = False,
 
 
 def precision(
-    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | Average | None = TASK_DEFAULT,
+    zero_division: float = 0.0,
+    **kw: Any,
 ) -> Any:
     """tp / (tp + fp)."""
     return compute("precision", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
-def recall(predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any) -> Any:
+def recall(
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | Average | None = TASK_DEFAULT,
+    zero_division: float = 0.0,
+    **kw: Any,
+) -> Any:
     """tp / (tp + fn)."""
     return compute("recall", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
 def sensitivity(
-    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | Average | None = TASK_DEFAULT,
+    zero_division: float = 0.0,
+    **kw: Any,
 ) -> Any:
     """Recall: tp / (tp + fn)."""
     return compute("sensitivity", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
 def specificity(
-    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | Average | None = TASK_DEFAULT,
+    zero_division: float = 0.0,
+    **kw: Any,
 ) -> Any:
     """tn / (tn + fp)."""
     return compute("specificity", predictions, targets, average=average, zero_division=zero_division, **kw)
 
 
 def f1_score(
-    predictions: Any, targets: Any, *, average: str | None = None, zero_division: float = 0.0, **kw: Any
+    predictions: Any,
+    targets: Any,
+    *,
+    average: str | Average | None = TASK_DEFAULT,
+    zero_division: float = 0.0,
+    **kw: Any,
 ) -> Any:
     """Harmonic mean of precision and recall."""
     return compute("f1_score", predictions, targets, average=average, zero_division=zero_division, **kw)
@@ -69,7 +98,7 @@ def fbeta_score(
     targets: Any,
     *,
     beta: float = 1.0,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     zero_division: float = 0.0,
     **kw: Any,
 ) -> Any:
@@ -99,7 +128,7 @@ def roc_auc(
     predictions: Any,
     targets: Any,
     *,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     mode: str = "binned",
     precision_bits: int | None = None,
     **kw: Any,
@@ -112,7 +141,7 @@ def average_precision(
     predictions: Any,
     targets: Any,
     *,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     mode: str = "binned",
     precision_bits: int | None = None,
     **kw: Any,

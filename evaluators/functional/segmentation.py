@@ -22,7 +22,7 @@ import numpy as np
 from evaluators import statistic as statistic_checks
 from evaluators.accumulate import Accumulator
 from evaluators.catalog import PARAMETERS
-from evaluators.functional._common import check_threshold
+from evaluators.functional._common import TASK_DEFAULT, Average, averaging, check_threshold
 from evaluators.segmentation import (
     PixelConfusion,
     check_ids,
@@ -79,13 +79,14 @@ def _evaluate(
     num_classes: int | None,
     weights: Any,
     threshold: float | None,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     **params: Any,
 ) -> Any:
     """Run ``factory``'s statistic over the masks through the accumulator and compute the metric.
 
-    ``average=None``: ``binary`` for class-id masks of two classes given without ``num_classes`` (calibrax's
-    ``iou(pred_mask, gt_mask)``), else ``macro``; factories without an ``average`` get none.
+    ``average`` left at :data:`TASK_DEFAULT`: ``binary`` for class-id masks of two classes given without
+    ``num_classes`` (calibrax's ``iou(pred_mask, gt_mask)``), else ``macro``; ``None``: ``none`` (one value per
+    class, as scikit-learn's); factories without an ``average`` get none.
     """
     if threshold is not None:
         check_threshold(threshold)
@@ -104,9 +105,9 @@ def _evaluate(
         raise ValueError(f"thresholded foreground scores need two classes, got num_classes={c}")
     task = Task(TaskKind.BINARY, threshold=threshold) if foreground else Task(TaskKind.MULTICLASS, c)
     if "average" in inspect.signature(factory).parameters:
-        if average is None:
+        if average is TASK_DEFAULT:
             average = "binary" if num_classes is None and not scores and c == 2 else "macro"
-        params["average"] = average
+        params["average"] = averaging(average)
     metric = factory(task, **params)
     zero_division = params.get("zero_division")  # (NaN too, as scikit-learn's; a YAML job takes [0, 1])
     if zero_division is not None and not math.isnan(zero_division):
@@ -142,7 +143,7 @@ def iou(
     targets: Any,
     num_classes: int | None = None,
     *,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     ignore_index: int | None = None,
     zero_division: float = 0.0,
     weights: Any = None,
@@ -155,8 +156,9 @@ def iou(
             ``[n, ..., C]``, or with ``threshold`` foreground scores ``[n, ...]``.
         targets: class ids ``[n, ...]``.
         num_classes: C; default: the score width, or the largest class id + 1 (at least 2).
-        average: ``binary`` (class 1), ``micro``, ``macro``, ``weighted`` or ``none``; default ``binary`` for class-id
-            masks given without ``num_classes`` (calibrax), else ``macro``.
+        average: ``binary`` (class 1), ``micro``, ``macro``, ``weighted`` or ``none`` (or None: one value per
+            class, as scikit-learn's); default ``binary`` for class-id masks given without ``num_classes``
+            (calibrax), else ``macro``.
         ignore_index: target value whose pixels are left out.
         zero_division: value of a ratio whose denominator is 0.
         weights: ``[n]`` per-image weights.
@@ -186,7 +188,7 @@ def mean_iou(
     targets: Any,
     num_classes: int | None = None,
     *,
-    average: str = "macro",
+    average: str | None = "macro",
     ignore_index: int | None = None,
     zero_division: float = 0.0,
     weights: Any = None,
@@ -210,7 +212,7 @@ def dice_coefficient(
     targets: Any,
     num_classes: int | None = None,
     *,
-    average: str | None = None,
+    average: str | Average | None = TASK_DEFAULT,
     ignore_index: int | None = None,
     zero_division: float = 0.0,
     weights: Any = None,
@@ -235,7 +237,7 @@ def dice_score(
     targets: Any,
     num_classes: int | None = None,
     *,
-    average: str = "macro",
+    average: str | None = "macro",
     ignore_index: int | None = None,
     zero_division: float = 0.0,
     weights: Any = None,
@@ -260,7 +262,7 @@ def pixel_accuracy(
     targets: Any,
     num_classes: int | None = None,
     *,
-    average: str = "micro",
+    average: str | None = "micro",
     ignore_index: int | None = None,
     zero_division: float = 0.0,
     weights: Any = None,
