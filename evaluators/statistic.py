@@ -121,6 +121,13 @@ class Statistic(abc.ABC):
     """(row, column) values per :meth:`update_stored` call at least (0: the compiled update's chunk): a statistic
     whose stored update costs in proportion to its state, not only to the batch, takes larger chunks."""
 
+    def code_owner(self) -> str | None:
+        """Whose code the update runs, named where an error in it is the job's to fix (exit 2, not retried): a user
+        statistic class (its dotted path), a library the job configures (``torchmetrics.F1Score``); None for
+        evalpipe's own statistics, whose errors are evalpipe's."""
+        cls = type(self)
+        return None if cls.__module__.startswith("evaluators.") else f"{cls.__module__}.{cls.__qualname__}"
+
     @abc.abstractmethod
     def zero(self) -> State:
         """The empty state: ``merge(zero(), s) == s`` for every state ``s``."""

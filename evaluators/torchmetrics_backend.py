@@ -17,7 +17,9 @@ torch and torchmetrics are imported only when such a metric is built.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,17 +44,61 @@ def _torchmetrics() -> Any:
         ) from None
 
 
+EVALPIPE_NAMES: Mapping[str, str] = {
+    "Dice": "dice_score",
+    "DiceScore": "dice_score",
+    "MeanIoU": "mean_iou",
+    "BLEUScore": "bleu",
+    "CharErrorRate": "cer",
+    "ROUGEScore": "rouge_n",
+    "CHRFScore": "chrf",
+    "BERTScore": "bertscore_f1",
+    "FrechetInceptionDistance": "fid",
+    "KernelInceptionDistance": "kid",
+    "InceptionScore": "inception_score",
+    "RetrievalNormalizedDCG": "ndcg",
+    "RetrievalMRR": "mean_reciprocal_rank",
+    "RetrievalMAP": "mean_average_precision",
+    "RetrievalHitRate": "hit_rate",
+    "RetrievalPrecision": "precision_at_k",
+    "RetrievalRecall": "recall_at_k",
+}
+"""torchmetrics classes (of older releases too) whose value an evalpipe metric of this name computes: named where
+such a class is not found."""
+
+
 def metric_class(name: str) -> type:
-    """The torchmetrics class ``name`` (``"F1Score"``, ``"classification.MulticlassAUROC"``)."""
+    """The torchmetrics class ``name`` (``"F1Score"``, ``"classification.MulticlassAUROC"``,
+    ``"segmentation.DiceScore"``, or any of these as ``"torchmetrics.F1Score"``, AutoTimm's full path)."""
     module = _torchmetrics()
+    path = name.removeprefix("torchmetrics.")
     found: Any = module
-    for part in name.split("."):
-        found = getattr(found, part, None)
+    for i, part in enumerate(path.split(".")):
+        within = found
+        found = getattr(within, part, None)
+        if found is None and isinstance(within, type(module)):  # (a subpackage not imported yet: segmentation)
+            found = _submodule(module.__name__, path.split(".")[: i + 1])
         if found is None:
-            raise ValueError(f"torchmetrics has no metric class {name!r}")
+            raise ValueError(_not_found(name, path))
     if not isinstance(found, type):
-        raise ValueError(f"torchmetrics.{name} is not a metric class")
+        raise ValueError(f"torchmetrics.{path} is not a metric class")
     return found
+
+
+def _submodule(root: str, parts: list[str]) -> Any:
+    try:
+        return importlib.import_module(".".join([root, *parts]))
+    except ImportError:
+        return None
+
+
+def _not_found(name: str, path: str) -> str:
+    last = path.rsplit(".", 1)[-1]
+    message = f"torchmetrics has no metric class {name!r}"
+    if last in EVALPIPE_NAMES:
+        return f"{message}; evalpipe computes it as the metric {EVALPIPE_NAMES[last]!r} (metrics: [{EVALPIPE_NAMES[last]}])"
+    close = difflib.get_close_matches(last, list(getattr(_torchmetrics(), "__all__", [])), n=1)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
 
 
 @dataclass(frozen=True)
@@ -107,19 +153,23 @@ class TorchmetricsStatistic(Statistic):
         metric._computed = None
         return metric
 
+    def code_owner(self) -> str:
+        return f"torchmetrics.{self.class_name}({', '.join(f'{k}={v!r}' for k, v in self.params)})"
+
     def zero(self) -> State:
         return self._dump(self.build())
 
     def update(self, state: State, batch: Batch) -> State:
         import torch
 
-        weights = np.asarray(batch["weights"])
+        weights = np.asarray(batch.get("weights", ()))  # (none: the job has no weights column)
         if weights.size and not np.all(weights == 1.0):
             raise ValueError(f"torchmetrics' {self.class_name} takes no sample weights; leave data.columns.weights out")
         metric = self._load(state)
-        metric.update(
-            torch.from_numpy(np.asarray(batch["predictions"])), torch.from_numpy(np.asarray(batch["targets"]))
-        )
+        targets = np.asarray(batch["targets"])
+        if targets.dtype.kind in "iub":  # (class ids as torch's long, as torchmetrics takes them: int32 ids failed
+            targets = targets.astype(np.int64)  # its one_hot; booleans are labels too)
+        metric.update(torch.from_numpy(np.asarray(batch["predictions"])), torch.from_numpy(targets))
         return self._dump(metric)
 
     def merge(self, a: State, b: State) -> State:
@@ -149,13 +199,51 @@ def _hashable(value: Any) -> Any:
     return tuple(_hashable(v) for v in value) if isinstance(value, list | tuple) else value
 
 
+_TASK_NAMES: Mapping[TaskKind, str] = {
+    TaskKind.BINARY: "binary",
+    TaskKind.MULTICLASS: "multiclass",
+    TaskKind.MULTILABEL: "multilabel",
+    TaskKind.SEGMENTATION: "multiclass",
+}
+"""The torchmetrics ``task`` of each job task that has one."""
+
+
+def task_disagreement(task: Task, params: Mapping[str, Any]) -> str | None:
+    """What in torchmetrics ``params`` describes another task than the job's, or None: a ``task`` other than the
+    job's (torchmetrics would read a binary job's probabilities as multiclass labels: an accuracy of 0), or a
+    ``num_classes`` / ``num_labels`` other than its classes (a failure in every worker)."""
+    kind, expected = params.get("task"), _TASK_NAMES.get(task.kind)
+    if kind is not None and kind != expected:
+        wanted = f"task: {expected} (or leave it out)" if expected else "no task"
+        return f"task is {kind!r} but the job's task is {task.kind}: give {wanted}"
+    for name in ("num_classes", "num_labels"):
+        given = params.get(name)
+        if given is not None and task.num_classes and given != task.num_classes:
+            return (
+                f"{name} is {given!r} but the job's task has {task.num_classes} classes (task.num_classes): give "
+                f"{name}: {task.num_classes}, or leave it out (it defaults to the job's)"
+            )
+    return None
+
+
+def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with what the job's task says and they leave out, where the class takes it: ``task`` (the task
+    wrappers need it), ``num_classes`` / ``num_labels`` (AutoTimm leaves them to the model; the job knows them)."""
+    accepted = inspect.signature(metric_class(class_name)).parameters
+    out, name = dict(params), _TASK_NAMES.get(task.kind)
+    if name is not None and "task" in accepted:
+        out.setdefault("task", name)
+    kind = out.get("task", name)
+    if task.num_classes and kind == "multiclass" and "num_classes" in accepted:
+        out.setdefault("num_classes", task.num_classes)
+    if task.num_classes and kind == "multilabel" and "num_labels" in accepted:
+        out.setdefault("num_labels", task.num_classes)
+    return out
+
+
 def torchmetrics_metric(task: Task, class_name: str, params: Mapping[str, Any], key: str) -> DerivedMetric:
     """A metric that runs torchmetrics' ``class_name(**params)`` in every worker."""
-    params = dict(params)
-    if "num_classes" not in params and params.get("task") == "multiclass" and task.num_classes:
-        params["num_classes"] = task.num_classes  # AutoTimm leaves it to the model; the job's task knows it
-    if "num_labels" not in params and params.get("task") == "multilabel" and task.num_classes:
-        params["num_labels"] = task.num_classes
+    params = with_job_task(task, class_name, params)
     statistic = TorchmetricsStatistic(task, class_name, tuple(sorted((k, _hashable(v)) for k, v in params.items())))
     try:
         statistic.build()

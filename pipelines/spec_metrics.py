@@ -18,7 +18,7 @@ from evaluators.sketch import mean_and_std as sketch_mean_and_std
 from evaluators.sketch import summary as sketch_summary
 from evaluators.statistic import DerivedMetric, Direction
 from evaluators.task import Task
-from evaluators.torchmetrics_backend import native_equivalent, torchmetrics_metric
+from evaluators.torchmetrics_backend import native_equivalent, task_disagreement, torchmetrics_metric
 from pipelines.errors import SpecError
 from pipelines.functions import (
     FunctionSpec,
@@ -170,7 +170,13 @@ def _backend_entry(root: Section, i: int, entry: dict[str, Any], task: Task, key
     """An AutoTimm ``MetricConfig``: ``{name, backend: torchmetrics, metric_class, params}``. A class evalpipe
     computes natively becomes that catalogue metric with torchmetrics' defaults; any other runs torchmetrics."""
     sec = Section(root.source, ("metrics", i), entry)
-    backend = sec.get("backend", str, "torchmetrics", choices=("torchmetrics",))
+    backend = sec.get("backend", str, "torchmetrics")
+    if backend != "torchmetrics":
+        raise SpecError(
+            f"{sec.where('backend')}: expected torchmetrics; got {backend!r}. A metric class of your own is an "
+            "entry `{statistic: package.module.Class}`, a per-row function goes under `functions:` (README: "
+            '"Your own metric functions").'
+        )
     class_name = sec.get("metric_class", str, required=True)
     params = sec.get("params", dict, {})
     key = sec.get("name", str) or sec.get("as", str) or class_name
@@ -179,6 +185,9 @@ def _backend_entry(root: Section, i: int, entry: dict[str, Any], task: Task, key
         sec.get(ignored, (list, bool, str))
     sec.finish()
     _claim(keys, key, i, sec.where("name"), "rename one of them")
+    disagreement = task_disagreement(task, params)
+    if disagreement is not None:
+        raise SpecError(f"{sec.where('params')}: {class_name}: {disagreement}.")
     native = native_equivalent(task, class_name, params)
     if native is not None:
         name, native_params = native

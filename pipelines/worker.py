@@ -462,16 +462,17 @@ class UnitEvaluator:
         raises (each alone, eagerly, on the same rows) and raise a :class:`UserCodeError` naming it."""
         for spec_entry, metric in self.metrics:
             statistic = metric.statistic
-            if type(statistic).__module__.startswith("evaluators."):
+            owner = statistic.code_owner()
+            if owner is None:
                 continue
             try:
                 statistic.update(statistic.zero(), dict(columns))
             except USER_CODE_EXITS as own:
                 read = ", ".join(f"{r}={c!r}" for r, c in self.roles.items())
                 raise UserCodeError(
-                    f"{where}: the statistic {type(statistic).__module__}.{type(statistic).__qualname__} of metric "
-                    f"{spec_entry.key!r} raised {type(own).__name__}: {own} (on columns {read}). Errors in user "
-                    "code are not retried: fix the class and run the job again."
+                    f"{where}: the statistic {owner} of metric {spec_entry.key!r} raised {type(own).__name__}: "
+                    f"{' '.join(str(own).split())} (on columns {read}). Errors in user code are not retried: fix the "
+                    "class or its params and run the job again."
                 ) from exc
 
     def backbone(self) -> Any:

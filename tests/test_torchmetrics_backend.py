@@ -260,3 +260,104 @@ def test_unknown_torchmetrics_class_is_a_spec_error_naming_the_entry(tmp_path):
     }
     with pytest.raises(SpecError, match=r"metrics\[0\].metric_class.*torchmetrics has no metric class 'F1Scor'"):
         spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+
+
+def _config_job(tmp_path, kind: str, metric: dict) -> dict:
+    """A 4-class (or binary) job over 3 shards of 300 rows, with one torchmetrics entry besides accuracy."""
+    data = tmp_path / "data"
+    if not data.exists():
+        write_shards(str(data), kind, 900, 3, seed=3, num_classes=C)
+    columns = {"predictions": "probs", "targets": "label"} if kind == "multiclass" else {"predictions": "score"}
+    columns.setdefault("targets", "label")
+    return {
+        "name": "pasted",
+        "data": {"path": f"{data}/*.parquet", "columns": columns},
+        "task": {"kind": "multiclass", "num_classes": C} if kind == "multiclass" else "binary",
+        "metrics": ["accuracy", {"name": "pasted", "backend": "torchmetrics", **metric}],
+        "execution": {"runner": "local", "unit_rows": 250},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric", "message"),
+    [
+        (  # the seed's auroc_multiclass on a job of 4 classes: torchmetrics failed in every worker (a traceback)
+            "multiclass",
+            {"metric_class": "AUROC", "params": {"task": "multiclass", "num_classes": 10, "average": "macro"}},
+            "AUROC: num_classes is 10 but the job's task has 4 classes (task.num_classes): give num_classes: 4",
+        ),
+        (  # AutoTimm's default Accuracy on a binary job: probabilities read as labels, an accuracy of 0 committed
+            "binary",
+            {"metric_class": "Accuracy", "params": {"task": "multiclass"}},
+            "Accuracy: task is 'multiclass' but the job's task is binary: give task: binary (or leave it out)",
+        ),
+        ("multiclass", {"metric_class": "AUROC", "params": {"task": "binary"}}, "task is 'binary' but the job's"),
+        ("multiclass", {"metric_class": "Dice"}, "evalpipe computes it as the metric 'dice_score'"),
+        ("multiclass", {"metric_class": "F1Scor"}, "has no metric class 'F1Scor' (did you mean 'F1Score'?)"),
+    ],
+    ids=["num_classes", "task on a binary job", "task on a multiclass job", "a class evalpipe names", "a typo"],
+)
+def test_pasted_configs_of_another_task_are_spec_errors_naming_the_entry(tmp_path, kind, metric, message):
+    path = write_job(tmp_path / "job.yaml", _config_job(tmp_path, kind, metric))
+    with pytest.raises(SpecError) as caught:
+        spec_module.load(str(path))
+    assert "metrics[1]." in str(caught.value) and message in str(caught.value), str(caught.value)
+
+
+def test_backend_of_another_name_points_to_statistic_classes_and_functions(tmp_path):
+    metric = {"metric_class": "mypackage.metrics.CustomMetric"}
+    job = _config_job(tmp_path, "multiclass", metric)
+    job["metrics"][1]["backend"] = "custom"
+    with pytest.raises(SpecError, match=r"metrics\[1\]\.backend.*got 'custom'.*statistic: package.module.Class"):
+        spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+
+
+@pytest.mark.parametrize(
+    ("metric", "reference"),
+    [
+        (  # int64 targets, as torchmetrics takes them (int32 ones failed its one_hot: a traceback)
+            {"metric_class": "AUROC", "params": {"task": "multiclass", "thresholds": 100}},
+            ("AUROC", {"task": "multiclass", "thresholds": 100, "num_classes": C}),
+        ),
+        (  # AutoTimm's full path
+            {"metric_class": "torchmetrics.HammingDistance", "params": {"task": "multiclass"}},
+            ("HammingDistance", {"task": "multiclass", "num_classes": C}),
+        ),
+        (  # num_classes from the job for a class without the task wrapper
+            {"metric_class": "classification.MulticlassF1Score", "params": {"average": "weighted"}},
+            ("classification.MulticlassF1Score", {"average": "weighted", "num_classes": C}),
+        ),
+        (  # no task given: the job's
+            {"metric_class": "CalibrationError", "params": {"norm": "max", "n_bins": 7}},
+            ("CalibrationError", {"task": "multiclass", "norm": "max", "n_bins": 7, "num_classes": C}),
+        ),
+    ],
+    ids=["thresholds", "full path", "class of one task", "task left out"],
+)
+def test_pass_through_configs_equal_torchmetrics_on_all_rows(tmp_path, metric, reference):
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", _config_job(tmp_path, "multiclass", metric)))))
+    columns = concatenated(sorted(str(p) for p in (tmp_path / "data").glob("*.parquet")), ["probs", "label"])
+    probs, labels = np.stack(columns["probs"]).astype(np.float32), columns["label"].astype(np.int64)
+    class_name, params = reference
+    cls = torchmetrics
+    for part in class_name.split("."):
+        cls = getattr(cls, part)
+    expected = cls(**params)
+    expected.update(torch.from_numpy(probs), torch.from_numpy(labels))
+    assert run.run.point("overall").metrics["pasted"].value == pytest.approx(float(expected.compute()), rel=1e-6)
+
+
+def test_torchmetrics_failing_on_the_rows_is_exit_2_naming_the_metric(tmp_path, capsys):
+    """A class that cannot read the job's rows (``segmentation.MeanIoU`` of class scores against class ids: "the same
+    shape" expected) fails every worker: exit 2 naming the metric, its class and torchmetrics' message, not retried,
+    nothing committed (it was an internal error with a traceback)."""
+    from pipelines.cli import main
+
+    job = _config_job(tmp_path, "multiclass", {"metric_class": "segmentation.MeanIoU"})
+    code = main(["run", str(write_job(tmp_path / "job.yaml", job)), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the statistic torchmetrics.segmentation.MeanIoU(num_classes=4) of metric 'pasted' raised" in err, err
+    assert "expected to have the same shape" in err
+    assert not list((tmp_path / "out").glob("pasted/2*/_COMMITTED"))
