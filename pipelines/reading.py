@@ -74,7 +74,8 @@ def column_type(t: pa.DataType) -> ColumnType:
     if _is_text_dictionary(t):
         return column_type(t.value_type)
     if _is_list(t):
-        return ColumnType(LIST, value=column_type(t.value_type))
+        width = t.list_size if pa.types.is_fixed_size_list(t) else None
+        return ColumnType(LIST, value=column_type(t.value_type), width=width)
     if pa.types.is_struct(t):
         return ColumnType(STRUCT, fields=tuple(t.field(i).name for i in range(t.num_fields)))
     return ColumnType(next((kind for test, kind in _KINDS if test(t)), OTHER))

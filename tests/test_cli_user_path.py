@@ -532,3 +532,31 @@ def test_the_python_api_takes_latest_as_the_command_line_does(results) -> None:
     statistics = load_statistics(latest)
     accuracy = statistics.metric("accuracy").compute(statistics.state("accuracy"))[""]
     assert accuracy == newest.point("overall").metrics["accuracy"].value
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_validate_refuses_a_fixed_list_width_other_than_the_tasks(tmp_path: Path, capsys, kind) -> None:
+    """A ``fixed_size_list`` of 5 scores in one file of a 4-class task: the footer tells, so ``validate`` refuses it
+    (exit 2 naming the file, the column and the width expected) as ``run`` does before any row is read (it said
+    "valid", and the run failed at the file's first row group)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(4)
+    (tmp_path / "data").mkdir()
+    for name, width in (("a", 4), ("b", 5)):
+        scores = rng.random((40, width))
+        targets = rng.integers(0, 4, 40) if kind == "multiclass" else list(rng.integers(0, 2, (40, width)))
+        table = pa.table({"probs": pa.array(list(scores), pa.list_(pa.float64(), width)), "label": targets})
+        pq.write_table(table, tmp_path / "data" / f"{name}.parquet")
+    path = _job(tmp_path, "widths", str(tmp_path / "data"), tmp_path / "out", task={"kind": kind, "num_classes": 4})
+    spec = yaml.safe_load(path.read_text())
+    spec["data"]["columns"]["predictions"] = "probs"
+    spec["metrics"] = ["accuracy"]
+    path.write_text(yaml.safe_dump(spec))
+    for command in ("validate", "run"):
+        code, _, err = _run([command, str(path), "--quiet"] if command == "run" else [command, str(path)], capsys)
+        assert code == 2, (command, err)
+        assert "b.parquet: column 'probs' (data.columns.predictions) has type fixed_size_list" in err, err
+        assert "expected a list column of 4 numbers per row" in err
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,9 @@ def test_column_type_describes_arrow_types():
     )
     assert column_type(pa.binary(4)).kind == "fixed_binary"
     assert column_type(pa.large_string()).is_string
-    assert column_type(pa.date32()).kind == "other"
+    assert column_type(pa.date32()).kind == column_type(pa.timestamp("ms")).kind == "temporal"
+    assert column_type(pa.null()).kind == column_type(pa.decimal128(5, 2)).kind == "other"
+    assert column_type(pa.list_(pa.float32(), 4)).width == 4 and column_type(pa.list_(pa.float32())).width is None
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,10 @@ def test_column_type_describes_arrow_types():
         (Task(TaskKind.MULTICLASS, 3), "predictions", pa.list_(pa.float32(), 3), pa.float32()),
         (Task(TaskKind.MULTICLASS, 3, prediction="labels"), "predictions", pa.int64(), pa.list_(pa.float32())),
         (Task(TaskKind.MULTILABEL, 3), "targets", pa.list_(pa.bool_()), pa.int8()),
+        # a fixed length other than the task's classes: the footer tells, before any row is read
+        (Task(TaskKind.MULTICLASS, 4), "predictions", pa.list_(pa.float64(), 4), pa.list_(pa.float64(), 5)),
+        (Task(TaskKind.MULTILABEL, 3), "predictions", pa.large_list(pa.float32()), pa.list_(pa.float32(), 2)),
+        (Task(TaskKind.MULTILABEL, 3), "targets", pa.list_(pa.int8(), 3), pa.list_(pa.int8(), 4)),
         (Task(TaskKind.REGRESSION), "targets", pa.float64(), pa.string()),
         (Task(TaskKind.TEXT), "predictions", pa.large_string(), pa.binary()),
         (Task(TaskKind.IMAGE), "targets", pa.binary(), pa.string()),

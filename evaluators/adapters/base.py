@@ -40,11 +40,14 @@ class ColumnType:
     ``kind``: one of ``integer``, ``floating``, ``boolean``, ``string`` (plain or large), ``binary`` (variable
     length, plain or large), ``fixed_binary``, ``list`` (variable or fixed length), ``struct``, ``temporal`` (dates,
     times, timestamps, durations, intervals), ``other`` (nulls, decimals, dictionaries of numbers, ...).
-    ``value``: the element type of a list; ``fields``: the field names of a struct."""
+    ``value``: the element type of a list; ``fields``: the field names of a struct; ``width``: the length of a
+    fixed-length list."""
 
     kind: str
     value: ColumnType | None = None
     fields: tuple[str, ...] = ()
+    width: int | None = None
+    """The length of every row of a fixed-length list (``fixed_size_list``); None for other columns."""
 
     @property
     def is_list(self) -> bool:
@@ -92,7 +95,8 @@ COMMON_KINDS: Mapping[str, ColumnKind] = {"weights": NUMERIC, "row_id": ROW_IDS,
 def numbers_per_row(width: int) -> ColumnKind:
     """``width`` numbers in every row (class scores, multilabel targets)."""
     return ColumnKind(
-        f"a list column of {width} numbers per row (list<float> or fixed_size_list)", lambda t: t.list_of(*_NUMBERS)
+        f"a list column of {width} numbers per row (list<float> or fixed_size_list[{width}])",
+        lambda t: t.list_of(*_NUMBERS) and t.width in (None, width),  # (a fixed length: the file's footer tells)
     )
 
 
