@@ -638,6 +638,28 @@ def test_probabilities_a_rounding_outside_0_1_are_refused_not_read_as_logits():
     assert F.accuracy(q, y, prediction="logits") == skm.accuracy_score(y, q >= 0)
 
 
+def test_a_few_scores_well_outside_0_1_among_probabilities_are_refused_not_read_as_logits():
+    """One corrupt probability of 1.5 among 2,000 turned every row into a logit (accuracy 0.762 -> 0.4935; a
+    multiclass row of [1.5, -0.5, 0, 0] among 1,000 changed log loss from 1.904 to 1.419), where the CLI refuses the
+    same rows. At most 1% of the values outside [0, 1]: a ValueError that asks which they are; logits of a model
+    (far more of them outside [0, 1]) are read as before, and a declared kind is taken as it is."""
+    rng = np.random.default_rng(11)
+    p = rng.random(2000)
+    y = (rng.random(2000) < p).astype(int)
+    for corrupt in (1.5, 1.0011, -0.01, 40.0):
+        q = p.copy()
+        q[0] = corrupt
+        with pytest.raises(ValueError, match=r"1 of 2000 values lie outside \[0, 1\].*prediction='logits'"):
+            F.accuracy(q, y)
+        assert F.accuracy(q, y, prediction="logits") == skm.accuracy_score(y, q > 0)
+    probs = rng.dirichlet(np.ones(4), 1000)
+    probs[0] = [1.5, -0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"2 of 4000 values lie outside"):
+        F.log_loss(probs, rng.integers(0, 4, 1000))
+    logits = rng.normal(0.5, 0.3, 2000)  # (a weak model's logits: 5% outside [0, 1], still logits)
+    assert F.accuracy(logits, y) == skm.accuracy_score(y, logits > 0)
+
+
 @pytest.mark.parametrize("zero_division", [0.0, 1.0])
 @pytest.mark.parametrize("seed", range(4))
 def test_weighted_average_without_any_positive_target_is_sklearns_plain_mean(seed, zero_division):

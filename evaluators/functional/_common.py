@@ -52,8 +52,8 @@ def infer_task(
     * 1-D integer predictions: labels (multiclass when ``num_classes > 2`` or
       a label above 1 occurs, else binary);
     * 1-D float predictions: binary probabilities, or logits when some value
-      lies outside [0, 1] (by more than :data:`NEARLY_PROBABILITIES`: a value just outside it, beside the
-      others within it, is refused as ambiguous).
+      lies outside [0, 1] (by more than :data:`NEARLY_PROBABILITIES`, and more than :data:`FEW_OUTSIDE` of them:
+      a value just outside it, or a few values outside it, beside the others within it, are refused as ambiguous).
 
     Predictions and targets must hold numbers (bool, integer or float dtypes): any other dtype, object arrays
     included (even those holding only numbers: convert them first, e.g. ``np.asarray(x, dtype=float)``), is
@@ -94,7 +94,7 @@ def infer_task(
         if np.issubdtype(preds.dtype, np.integer) or preds.dtype == np.bool_:
             prediction = PredictionKind.LABELS
         elif preds.size and (np.nanmin(preds) < 0 or np.nanmax(preds) > 1):
-            _refuse_nearly_probabilities(preds)
+            _refuse_ambiguous_scores(preds)
             prediction = PredictionKind.LOGITS
         else:
             prediction = PredictionKind.PROBABILITIES
@@ -138,17 +138,28 @@ def check_threshold(threshold: Any) -> None:
 NEARLY_PROBABILITIES = 1e-3
 """Float predictions within this much of [0, 1], some of them outside it, are neither read as probabilities nor as
 logits: :func:`infer_task` asks which they are."""
+FEW_OUTSIDE = 0.01
+"""Float predictions of which at most this share lies outside [0, 1] (the rest within it) are neither read as
+probabilities nor as logits: :func:`infer_task` asks which they are (logits of a model lie outside [0, 1] far more
+often; one corrupt probability of 1.5 among 2,000 turned every row into a logit)."""
 
 
-def _refuse_nearly_probabilities(preds: np.ndarray) -> None:
-    """Refuse predictions that look like probabilities with rounding outside [0, 1] (``1.0000001``): read as logits,
-    every metric would silently change."""
+def _refuse_ambiguous_scores(preds: np.ndarray) -> None:
+    """Refuse predictions that look like probabilities with a few values outside [0, 1]: a rounding (``1.0000001``),
+    or at most :data:`FEW_OUTSIDE` of them (a corrupt row). Read as logits, every metric would silently change."""
     low, high = float(np.nanmin(preds)), float(np.nanmax(preds))
+    outside = int(np.count_nonzero((preds < 0) | (preds > 1)))
     if low >= -NEARLY_PROBABILITIES and high <= 1 + NEARLY_PROBABILITIES:
-        outside = int(np.count_nonzero((preds < 0) | (preds > 1)))
         raise ValueError(
             f"predictions: {outside} values outside [0, 1] by at most {max(-low, high - 1):.3g}, the rest within it: "
             "clip probabilities to [0, 1], or pass prediction='logits' for logits"
+        )
+    counted = int(np.count_nonzero(~np.isnan(preds)))
+    if outside <= FEW_OUTSIDE * counted:
+        raise ValueError(
+            f"predictions: {outside} of {counted} values lie outside [0, 1] (from {low:.6g} to {high:.6g}), the rest "
+            "within it: read as logits, every row would change. Fix the values outside [0, 1] if they are "
+            "probabilities, or pass prediction='logits' if they are logits"
         )
 
 
