@@ -23,12 +23,15 @@ from pipelines.spec import JobSpec
 
 
 def quantile_boundaries(values: np.ndarray, buckets: int) -> tuple[float, ...]:
-    """Distinct interior quantiles ``q = 1/buckets, ..., (buckets-1)/buckets`` (linear interpolation)."""
-    finite = values[~np.isnan(values)]
-    if finite.size == 0:
+    """Distinct interior quantiles ``q = 1/buckets, ..., (buckets-1)/buckets`` (linear interpolation) of the non-NaN
+    ``values``; a quantile that falls among infinite values (``inf``, or NaN from ``inf - inf``) is no boundary: the
+    first and last buckets are open-ended already, and hold those rows."""
+    numbers = values[~np.isnan(values)]
+    if numbers.size == 0:
         return ()
-    cuts = np.quantile(finite, np.arange(1, buckets) / buckets)
-    return tuple(float(x) for x in np.unique(cuts))
+    with np.errstate(invalid="ignore"):
+        cuts = np.quantile(numbers, np.arange(1, buckets) / buckets)
+    return tuple(float(x) for x in np.unique(cuts[np.isfinite(cuts)]))
 
 
 def _read_column(info: FileInfo, column: str, storage_options: dict) -> np.ndarray:

@@ -58,6 +58,7 @@ def select_slices(
         if entry is not None:
             by_entry.setdefault(entry.name, []).append(key)
     for entry in slices:
+        entry.refuse_distinct(len(by_entry.get(entry.name, [])), "the job's rows")
         keys = sorted(by_entry.get(entry.name, []), key=lambda k: (-rows[k], k))
         kept.extend(keys[: entry.max_slices])
         tail = keys[entry.max_slices :]

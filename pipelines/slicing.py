@@ -73,6 +73,11 @@ def _column_value(value: Any, dtype: np.dtype) -> Any:
     return value
 
 
+DISTINCT_SLICES_FACTOR = 10
+DISTINCT_SLICES_FLOOR = 1_000
+"""A slice entry may have ``max(DISTINCT_SLICES_FACTOR * max_slices, DISTINCT_SLICES_FLOOR)`` distinct values."""
+
+
 @dataclass(frozen=True)
 class SliceSpec:
     """One ``slices:`` entry (see module doc)."""
@@ -95,6 +100,24 @@ class SliceSpec:
     @property
     def is_filter(self) -> bool:
         return bool(self.conditions)
+
+    @property
+    def distinct_limit(self) -> int:
+        """The most distinct values (slices) this entry may have in a job: :data:`DISTINCT_SLICES_FACTOR` times
+        ``max_slices``, at least :data:`DISTINCT_SLICES_FLOOR`. A work unit past it stops early (each value holds
+        states); the job's merged slices past it are refused too, so whether a run passes does not depend on how
+        its rows were split into units."""
+        return max(DISTINCT_SLICES_FACTOR * self.max_slices, DISTINCT_SLICES_FLOOR)
+
+    def refuse_distinct(self, found: int, where: str) -> None:
+        """:class:`DataError` where ``found`` distinct values (of a unit, or of the job: ``where``) pass
+        :attr:`distinct_limit`."""
+        if found > self.distinct_limit:
+            raise DataError(
+                f"{where}: slice {self.name!r} has {found} distinct values, more than {self.distinct_limit} "
+                f"({DISTINCT_SLICES_FACTOR} x max_slices ({self.max_slices}), at least {DISTINCT_SLICES_FLOOR}); "
+                "bucket the column (`boundaries:`) or raise `max_slices`."
+            )
 
     def needed_columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*self.columns, *(c.column for c in self.conditions)]))
@@ -228,14 +251,20 @@ def _num(x: float, digits: int) -> str:
 
 
 def float_text(value: np.floating) -> str:
-    """A slice's name for a floating-point ``value``: six significant digits (``{:g}``) where they read back as the
-    same number of its dtype, else the shortest text that does, so that values that differ never share a name
-    (``0.1234567`` and ``0.1234568`` are two slices, not one ``0.123457``)."""
+    """A slice's name for a floating-point ``value``: a whole number as an integer column names it (``1000000``, in
+    any float width), else six significant digits (``{:g}``) where they read back as the same number of its dtype,
+    else the shortest text that does (``0.1234567`` and ``0.1234568`` are two slices, not one ``0.123457``). A
+    float64 value that a float32 holds exactly is named as that float32 (``0.1``): a float32 column read beside
+    float64 ones in a work unit is widened, and its values keep the names they have alone, whatever the units. Values
+    of one name are one slice (float32 0.1 and float64 0.1, as in units that read them apart)."""
+    if np.isfinite(value) and value == np.trunc(value) and abs(value) < 2**63:
+        return str(int(value))
+    if value.dtype == np.float64 and np.isfinite(value) and abs(value) <= np.finfo(np.float32).max:
+        narrow = np.float32(value)
+        value = narrow if narrow == value else value
     short = f"{value:g}"
     if value.dtype.type(short) == value:
         return short
-    if np.isfinite(value) and value == np.trunc(value) and abs(value) < 2**53:
-        return str(int(value))  # (a whole number: as an integer column names it, in either float width)
     return str(value)
 
 
@@ -305,10 +334,11 @@ def assign(spec: SliceSpec, columns: Mapping[str, np.ndarray | pa.Array]) -> dic
             size = len(text)
         else:
             uniq, inverse = np.unique(values, return_inverse=True)
-            size = len(uniq)
             if uniq.dtype.kind == "f":  # -0.0 and 0.0 are one value: named 0 whichever a unit's rows held first
                 uniq = uniq + uniq.dtype.type(0.0)
-            text = _as_text(uniq)
+            # values of one name are one slice (a float32 0.1 widened beside a float64 0.1: both 0.1)
+            text, named = np.unique(_as_text(uniq), return_inverse=True)
+            inverse, size = named.reshape(-1)[inverse], len(text)
         codes = codes * size + inverse.reshape(-1)
         labels.append(text)
     if int(np.prod([len(t) for t in labels], dtype=np.float64)) < np.iinfo(np.int16).max:

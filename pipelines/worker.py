@@ -42,8 +42,6 @@ from pipelines.storage_budget import bound_storage_calls
 from pipelines.unit_result import OVERALL, TOTAL_DROPPED, Partial, SliceKey, UnitResult
 
 _T = TypeVar("_T")
-DISTINCT_SLICES_FACTOR = 10
-"""A unit refuses more than ``max_slices * DISTINCT_SLICES_FACTOR`` distinct values of one slice entry."""
 
 
 _BUCKET = "bootstrap:bucket"
@@ -266,12 +264,7 @@ class UnitEvaluator:
         slice_columns = {k.removeprefix(TEXT_PREFIX): v for k, v in columns.items() if k.startswith(TEXT_PREFIX)}
         for entry in self.spec.slices:
             found = assign(entry, slice_columns)
-            if len(found) > entry.max_slices * DISTINCT_SLICES_FACTOR:
-                raise DataError(
-                    f"{where}: slice {entry.name!r} has {len(found)} distinct values in one work unit, more than "
-                    f"{DISTINCT_SLICES_FACTOR} x max_slices ({entry.max_slices}); bucket the column "
-                    "(`boundaries:`) or raise `max_slices`."
-                )
+            entry.refuse_distinct(len(found), f"{where} (one batch)")
             out.update(found)
         return out
 

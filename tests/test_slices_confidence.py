@@ -18,6 +18,7 @@ from evaluators.accumulate import Accumulator
 from evaluators.task import Task
 from pipelines import spec as spec_module
 from pipelines.bootstrap import buckets
+from pipelines.errors import DataError
 from pipelines.execute import run_job
 from pipelines.reduce import build_points
 from pipelines.spec import ConfidenceSpec, MetricSpec
@@ -471,3 +472,107 @@ def test_a_filter_that_matches_no_row_is_named_in_the_run_and_on_stderr(tmp_path
     assert loaded.metadata["empty_filters"] == ["filter=typo"]
     points = {p.name: p.metrics["rows"].value for p in loaded.points}
     assert points == {"overall": 200.0, "filter=germany": 100.0}
+
+
+def _slice_job(tmp_path, name: str, slices: list, unit_rows: int | None = None) -> dict:
+    execution = {"runner": "local", **({"unit_rows": unit_rows} if unit_rows else {})}
+    return {
+        "name": name,
+        "data": {"path": str(tmp_path / "data"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "slices": slices,
+        "execution": execution,
+        "output": {"uri": str(tmp_path / f"out-{unit_rows}")},
+    }
+
+
+def _points(tmp_path, job: dict) -> dict[str, tuple[float, float]]:
+    run = run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).run
+    return {p.name: (p.metrics["rows"].value, p.metrics["accuracy"].value) for p in run.points}
+
+
+def test_a_number_has_one_slice_name_in_int_float32_and_float64_files_whatever_the_units(tmp_path):
+    """``amt`` 1000000 in an int64 file and 1000000.0 in a float64 one were ``amt=1e+06`` in one unit but two slices
+    (``1e+06`` and ``1000000``) in units of 1,000 rows; float32 0.1 beside float64 0.1 was ``x=0.1`` plus
+    ``x=0.10000000149011612`` in one unit, one ``x=0.1`` in several. Now one name each, the same points and values
+    for any unit size, equal to scikit-learn on the value's rows."""
+    rng = np.random.default_rng(21)
+    (tmp_path / "data").mkdir()
+    parts = []
+    for i, (amount_type, x_type) in enumerate(((pa.int64(), pa.float32()), (pa.float64(), pa.float64()))):
+        n = 1500
+        score, label = rng.random(n), rng.integers(0, 2, n)
+        amount = np.where(rng.random(n) < 0.5, 1_000_000, 5)
+        x = np.where(rng.random(n) < 0.5, 0.1, 0.25)
+        table = pa.table(
+            {
+                "score": score,
+                "label": label,
+                "amt": pa.array(amount).cast(amount_type),
+                "x": pa.array(x).cast(x_type),
+            }
+        )
+        pq.write_table(table, tmp_path / "data" / f"part-{i}.parquet")
+        parts.append((score, label, amount, x))
+    score, label, amount, x = (np.concatenate(c) for c in zip(*parts, strict=True))
+    slices = [{"column": "amt"}, {"column": "x"}]
+    points = [_points(tmp_path, _slice_job(tmp_path, "names", slices, unit_rows)) for unit_rows in (None, 1000, 700)]
+    assert points[0] == points[1] == points[2]
+    masks = {"amt=1000000": amount == 1_000_000, "amt=5": amount == 5, "x=0.1": x == 0.1, "x=0.25": x == 0.25}
+    assert set(points[0]) == {"overall", *masks}
+    for name, mask in masks.items():
+        assert points[0][name] == (mask.sum(), pytest.approx(skm.accuracy_score(label[mask], score[mask] > 0.5)))
+
+
+def test_the_distinct_value_limit_is_the_jobs_not_a_units(tmp_path):
+    """40 values with ``max_slices: 3`` failed in one unit ("more than 10 x max_slices") and passed in units of 500
+    rows. The limit is now at least 1,000 values and checked on the job's merged slices too: 40 values keep the top
+    3 for any unit size, and 1,200 values with ``max_slices: 10`` are refused (exit 2) whatever the units."""
+    rng = np.random.default_rng(22)
+    (tmp_path / "data").mkdir()
+    n = 8000
+    key = np.sort(rng.integers(0, 40, n))  # (sorted: a small unit sees few values)
+    many = np.arange(n) % 1200
+    score, label = rng.random(n), rng.integers(0, 2, n)
+    table = pa.table({"score": score, "label": label, "k": np.char.add("k", key.astype(str)), "many": many})
+    pq.write_table(table, tmp_path / "data" / "part.parquet")
+    counts = np.bincount(key, minlength=40)
+    top = sorted(range(40), key=lambda v: (-counts[v], f"k{v}"))[:3]
+    for unit_rows in (None, 500):
+        points = _points(tmp_path, _slice_job(tmp_path, "few", [{"column": "k", "max_slices": 3}], unit_rows))
+        assert set(points) == {"overall", *(f"k=k{v}" for v in top)}
+        for v in top:
+            mask = key == v
+            assert points[f"k=k{v}"] == (mask.sum(), pytest.approx(skm.accuracy_score(label[mask], score[mask] > 0.5)))
+    for unit_rows in (None, 500):  # (units of 500 rows see 500 values each: refused on the merged slices)
+        job = _slice_job(tmp_path, "many", [{"column": "many", "max_slices": 10}], unit_rows)
+        with pytest.raises(DataError, match=r"slice 'many' has 1[02]00 distinct values, more than 1000"):
+            run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
+        assert not list((tmp_path / f"out-{unit_rows}").glob("many/2*/_COMMITTED"))
+
+
+def test_quantile_slices_of_a_column_with_infinities(tmp_path):
+    """A quartile among infinite values was NaN (``inf - inf``) and the run an internal error. Such a quantile is no
+    boundary: the remaining buckets are numpy's quantiles of the values, the infinities in the end buckets."""
+    rng = np.random.default_rng(23)
+    (tmp_path / "data").mkdir()
+    n = 4000
+    x = rng.normal(size=n)
+    x[:1500], x[1500:1600] = np.inf, -np.inf
+    score, label = rng.random(n), rng.integers(0, 2, n)
+    pq.write_table(pa.table({"score": score, "label": label, "x": x}), tmp_path / "data" / "part.parquet")
+    run = run_job(
+        spec_module.load(
+            str(write_job(tmp_path / "job.yaml", _slice_job(tmp_path, "inf", [{"column": "x", "quantiles": 4}])))
+        ),
+        show_progress=False,
+    ).run
+    cuts = np.quantile(x, [0.25, 0.5])  # (the 0.75 quantile is among the infinities)
+    assert run.metadata["quantile_boundaries"]["x"] == pytest.approx(list(cuts), abs=0)
+    edges = [-np.inf, *cuts, np.inf]
+    rows = {p.name: p.metrics["rows"].value for p in run.points if p.name != "overall"}
+    assert sorted(rows.values()) == sorted(
+        int(np.sum((x >= lo) & (x < hi))) + int(np.sum(x == np.inf) if hi == np.inf else 0)
+        for lo, hi in itertools.pairwise(edges)
+    )
