@@ -40,7 +40,7 @@ from pipelines.records import (
     unknown_message,
     utc,
 )
-from pipelines.significance import bootstrap_difference_test, over_other_rows
+from pipelines.significance import bootstrap_difference_test, over_other_rows, unreachable_alpha
 from pipelines.storage import (
     COMMIT_MARKER,
     METRICS_FILE,
@@ -388,6 +388,11 @@ def compare_all(
     return out
 
 
+def _has_samples(run: Run) -> bool:
+    """Whether ``run`` stored bootstrap replicates (``confidence.samples``), so that a comparison tests them."""
+    return any(m.samples is not None for p in run.points for m in p.metrics.values())
+
+
 def _metric_names(run: Run) -> set[str]:
     """Every metric key of ``run`` and its base names (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for
     ``roc_auc.error_bound``)."""
@@ -462,6 +467,11 @@ def _check_comparable(
                 raise _unknown("tolerance for metric", name, {n for n in names if "[" not in n} | {"*"})
     if not (isinstance(alpha, int | float) and 0 < alpha < 1):
         raise UserError(f"alpha {alpha!r}: expected a significance level between 0 and 1 (exclusive), e.g. 0.05.")
+    bootstrap = base.metadata.get("bootstrap")
+    if bootstrap and bootstrap == cur.metadata.get("bootstrap") and _has_samples(base) and _has_samples(cur):
+        why = unreachable_alpha(alpha, int(bootstrap.get("replicates", 0)))
+        if why is not None:
+            raise UserError(f"alpha {why}.")
     for name, value in tolerance.items() if isinstance(tolerance, Mapping) else [("", tolerance)]:
         if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
             raise UserError(

@@ -14,6 +14,7 @@ to mean zero, are the null distribution of the observed difference ``d``;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,25 @@ def bootstrap_difference_test(first: Metric, second: Metric, alpha: float = 0.05
     p_value = float((1 + np.count_nonzero(centred >= abs(effect))) / (differences.size + 1))
     statistic = effect / spread if spread > 0 else (0.0 if effect == 0 else float("inf") * np.sign(effect))
     return SignificanceResult(p_value, float(statistic), effect, p_value < alpha, METHOD)
+
+
+def smallest_p_value(replicates: int) -> float:
+    """The smallest p-value of :func:`bootstrap_difference_test` over ``replicates`` replicates: ``1 / (B + 1)``."""
+    return 1.0 / (replicates + 1)
+
+
+def unreachable_alpha(alpha: float, replicates: int) -> str | None:
+    """Why no paired test of ``replicates`` replicates can reach ``p < alpha`` (a regression gate at that ``alpha``
+    would never fire), or None where one can."""
+    if replicates <= 0 or alpha > smallest_p_value(replicates):
+        return None
+    needed = math.floor(1 / alpha)
+    needed += smallest_p_value(needed) >= alpha
+    return (
+        f"{alpha:g} cannot be reached with {replicates} bootstrap replicates: the smallest p-value they give is "
+        f"1/{replicates + 1} = {smallest_p_value(replicates):.3g}, so no difference could ever be significant and the "
+        f"gate would never fire; raise it above that, or run with confidence.replicates of at least {needed}"
+    )
 
 
 def _one_unit(metric: Metric) -> bool:

@@ -142,3 +142,37 @@ def test_compare_slices_within_a_run(tmp_path):
     differences = np.asarray(us.samples) - np.asarray(de.samples)
     expected_p = (1 + np.sum(np.abs(differences - differences.mean()) >= abs(us.value - de.value))) / 201
     assert result.p_value == pytest.approx(expected_p, abs=1e-15)
+
+
+def test_an_alpha_the_replicates_cannot_reach_is_refused_not_a_gate_that_never_fires(tmp_path, capsys):
+    """With 200 replicates the smallest p-value is 1/201: at ``--alpha 0.001`` no difference could be significant, and
+    ``compare`` printed "0 regressed" (exit 0) for a model worse by 14 standard deviations. Refused (exit 2) naming
+    the replicates it would take; in a job, ``baseline.alpha`` with ``confidence.replicates`` likewise."""
+    from pipelines.cli import main
+    from pipelines.errors import SpecError, UserError
+    from pipelines.results import compare_all
+
+    directory = _two_model_files(tmp_path)
+    old, new = _run(tmp_path, directory, "old"), _run(tmp_path, directory, "new")
+    assert any(c.regressed for c in compare_all(new, old, alpha=0.05, force=True))  # (the old model is the worse one)
+    assert any(c.regressed for c in compare_all(new, old, alpha=1 / 200, force=True))  # (above 1/201: reachable)
+    with pytest.raises(UserError, match=r"alpha 0.001 cannot be reached with 200 bootstrap replicates.*1/201.* 1000"):
+        compare_all(new, old, alpha=0.001, force=True)
+    runs = sorted(str(p.parent) for p in (tmp_path / "out").glob("*/*/_COMMITTED"))
+    assert main(["compare", *runs, "--alpha", "0.004", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "alpha 0.004 cannot be reached with 200 bootstrap replicates" in err and "at least 250" in err, err
+    spec = {
+        "name": "gated",
+        "data": {"path": str(directory), "columns": {"predictions": "old", "targets": "label", "row_id": "row_id"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "confidence": {"replicates": 19, "samples": True},
+        "baseline": "latest",
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "gated")},
+    }
+    with pytest.raises(SpecError, match=r"baseline.*alpha 0.05 cannot be reached with 19 bootstrap replicates.* 20"):
+        spec_module.load(str(write_job(tmp_path / "gated.yaml", spec)))
+    spec["confidence"]["replicates"] = 20  # (1/21 < 0.05)
+    assert spec_module.load(str(write_job(tmp_path / "gated.yaml", spec))).baseline.alpha == 0.05
