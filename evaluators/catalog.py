@@ -284,10 +284,48 @@ def parameters(name: str) -> dict[str, inspect.Parameter]:
     return {p.name: p for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+OTHER_NAMES: Mapping[str, str] = {
+    "auroc": "roc_auc",
+    "auc": "roc_auc",
+    "roc": "roc_auc",
+    "ap": "average_precision",
+    "map": "mean_average_precision",
+    "f1": "f1_score",
+    "fbeta": "fbeta_score",
+    "f_beta": "fbeta_score",
+    "dice": "dice_score",
+    "miou": "mean_iou",
+    "jaccard": "jaccard_index",
+    "mcc": "matthews_corrcoef",
+    "kappa": "cohen_kappa",
+    "ece": "expected_calibration_error",
+    "mce": "maximum_calibration_error",
+    "brier": "brier_score",
+    "r2_score": "r2",
+    "mean_squared_error": "mse",
+    "mean_absolute_error": "mae",
+    "mrr": "mean_reciprocal_rank",
+    "ndcg_score": "ndcg",
+    "word_error_rate": "wer",
+    "char_error_rate": "cer",
+    "rouge": "rouge_n",
+    "bertscore": "bertscore_f1",
+    "fid_score": "fid",
+}
+"""Names other libraries and guides use (lower case: ``mAP``, ``AUROC``) -> the catalogue's, suggested when a job
+names them (not accepted: one name per metric)."""
+
+
+def metric_hint(name: str) -> str:
+    """`` (evalpipe calls it 'x')`` for another library's name of a catalogue metric, else :func:`closest`."""
+    other = OTHER_NAMES.get(name.lower())
+    return f" (evalpipe calls it {other!r})" if other else closest(name, METRICS)
+
+
 def check_name(name: str) -> None:
     if name not in METRICS:
         raise UnknownMetricError(
-            f"unknown metric {name!r}{closest(name, METRICS)}; known metrics: {', '.join(sorted(METRICS))}"
+            f"unknown metric {name!r}{metric_hint(name)}; known metrics: {', '.join(sorted(METRICS))}"
         )
 
 

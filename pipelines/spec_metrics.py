@@ -107,7 +107,7 @@ def read_metrics(root: Section, task: Task, allow_empty: bool = False) -> tuple[
             raise SpecError(f"{where}: metric name must be a string, got {describe(name)}.")
         if name not in catalog.METRICS:
             raise SpecError(
-                f"{where}: unknown metric {name!r}{suggest(name, list(catalog.METRICS))}; "
+                f"{where}: unknown metric {name!r}{catalog.metric_hint(name)}; "
                 f"metrics for a {task.kind} task: {', '.join(_metrics_for(task))}."
             )
         if priority not in PRIORITIES:

@@ -32,6 +32,9 @@ CASES = [
     ("duplicate key", lambda s: s + "task: multiclass\n", "appears twice"),
     ("unknown top-level key", lambda s: s + "metrix: [accuracy]\n", "metrix"),
     ("unknown metric with near miss", lambda s: s.replace("roc_auc]", "roc_acu]"), "did you mean 'roc_auc'"),
+    ("another library's name", lambda s: s.replace("roc_auc]", "auroc]"), "'auroc' (evalpipe calls it 'roc_auc')"),
+    ("a guide's name", lambda s: s.replace("roc_auc]", "mAP]"), "(evalpipe calls it 'mean_average_precision')"),
+    ("a short name", lambda s: s.replace("roc_auc]", "f1]"), "'f1' (evalpipe calls it 'f1_score')"),
     (
         "unknown metric parameter",
         lambda s: s.replace("[accuracy, roc_auc]", "[{name: f1_score, averag: macro}]"),
