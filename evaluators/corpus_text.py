@@ -465,7 +465,16 @@ def bleu(task: Task, *, max_order: int = 4, lowercase: bool = False) -> DerivedM
     precisions = tuple((f".precision_{n + 1}", POINTS) for n in range(order))
     parts = ((".brevity_penalty", RATIO), (".sys_len", NON_NEGATIVE), (".ref_len", NON_NEGATIVE), *precisions)
     value_of = partial(_bleu, order)
-    return DerivedMetric("bleu", stat, value_of, Direction.HIGHER, unit="points", value_range=POINTS, part_ranges=parts)
+    return DerivedMetric(
+        "bleu",
+        stat,
+        value_of,
+        Direction.HIGHER,
+        unit="points",
+        value_range=POINTS,
+        part_ranges=parts,
+        info_parts=(".sys_len", ".ref_len"),
+    )
 
 
 def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric:
@@ -483,9 +492,17 @@ def chrf(task: Task, *, char_order: int = 6, beta: float = 2.0) -> DerivedMetric
 
 def _error_rate_metric(task: Task, name: str, unit: str) -> DerivedMetric:
     _require_text(task, name)
-    counts = ((".edits", NON_NEGATIVE), (".reference_length", NON_NEGATIVE))
-    stat = EditCounts(unit)
-    return DerivedMetric(name, stat, _error_rate, Direction.LOWER, value_range=NON_NEGATIVE, part_ranges=counts)
+    parts = (".edits", ".reference_length")
+    counts = tuple((part, NON_NEGATIVE) for part in parts)
+    return DerivedMetric(
+        name,
+        EditCounts(unit),
+        _error_rate,
+        Direction.LOWER,
+        value_range=NON_NEGATIVE,
+        part_ranges=counts,
+        info_parts=parts,
+    )
 
 
 def wer(task: Task) -> DerivedMetric:
@@ -525,6 +542,9 @@ def distinct_n(task: Task, *, n: int = 1) -> DerivedMetric:
     """Distinct n-grams over all n-grams of the candidate texts (whitespace tokens, calibrax's ``distinct_n`` over
     the corpus; 0 without any n-gram); also ``.distinct`` and ``.total``."""
     _require_text(task, "distinct_n")
-    counts = ((".distinct", NON_NEGATIVE), (".total", NON_NEGATIVE))
+    parts = (".distinct", ".total")
+    counts = tuple((part, NON_NEGATIVE) for part in parts)
     stat = DistinctNgrams(_check_order("n", n, 9))
-    return DerivedMetric("distinct_n", stat, _distinct, Direction.HIGHER, value_range=RATIO, part_ranges=counts)
+    return DerivedMetric(
+        "distinct_n", stat, _distinct, Direction.HIGHER, value_range=RATIO, part_ranges=counts, info_parts=parts
+    )

@@ -161,8 +161,15 @@ def coverage(task: Task, *, k: int = 10, catalog_size: int | None = None) -> Der
         raise ValueError(f"coverage is defined for ranking tasks (query id, item id, item score), not {task.kind}")
     size = None if catalog_size is None else int(catalog_size)
     statistic = ShownItems(check_k(k, False), catalog=size is None)
-    counts = tuple((part, NON_NEGATIVE) for part in (".items_shown", ".catalog_size", ".queries"))
+    parts = (".items_shown", ".catalog_size", ".queries")
+    counts = tuple((part, NON_NEGATIVE) for part in parts)
     value_of = partial(_coverage, statistic, size)
     return DerivedMetric(
-        "coverage", statistic, value_of, Direction.HIGHER, value_range=NON_NEGATIVE, part_ranges=counts
+        "coverage",
+        statistic,
+        value_of,
+        Direction.HIGHER,
+        value_range=NON_NEGATIVE,
+        part_ranges=counts,
+        info_parts=parts,
     )

@@ -166,7 +166,10 @@ def _fairness(
         raise ValueError(f"{name} is defined for binary tasks with a sensitive column, not {task.kind}")
     parts = ((".groups", NON_NEGATIVE), *((f".{rate}", RATIO) for rate in rates))  # (a rate's ``[group]`` values)
     value_of = partial(_disparity, rates, ratio)
-    return DerivedMetric(name, GroupConfusion(task), value_of, direction, value_range=RATIO, part_ranges=parts)
+    info = tuple(part for part, _ in parts)  # (a count, and each group's rates: none is better or worse)
+    return DerivedMetric(
+        name, GroupConfusion(task), value_of, direction, value_range=RATIO, part_ranges=parts, info_parts=info
+    )
 
 
 def demographic_parity_difference(task: Task) -> DerivedMetric:

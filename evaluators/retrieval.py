@@ -457,12 +457,17 @@ def _mean_of(statistic: QuerySums, index: int, state: State) -> dict[str, float]
     return {"": value, ".queries": queries, ".queries_without_relevant": empty}
 
 
+_COUNTS = (".queries", ".queries_without_relevant")
+
+
 def _metric(name: str, task: Task, value: str, k: int | None) -> DerivedMetric:
     _require_ranking(task, name)
     statistic = QuerySums(k)
-    counts = ((".queries", NON_NEGATIVE), (".queries_without_relevant", NON_NEGATIVE))
+    counts = tuple((part, NON_NEGATIVE) for part in _COUNTS)
     value_of = partial(_mean_of, statistic, VALUES.index(value))
-    return DerivedMetric(name, statistic, value_of, Direction.HIGHER, value_range=RATIO, part_ranges=counts)
+    return DerivedMetric(
+        name, statistic, value_of, Direction.HIGHER, value_range=RATIO, part_ranges=counts, info_parts=_COUNTS
+    )
 
 
 def ndcg(task: Task) -> DerivedMetric:

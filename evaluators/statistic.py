@@ -468,6 +468,9 @@ class DerivedMetric:
         part_ranges: ``(suffix, (low, high))`` of the values beside the headline that have a range of their own
             (``.queries``: a count, :data:`NON_NEGATIVE`; ``.recall``: :data:`RATIO`), clipped as ``value_range``
             clips the headline's (per-class ``suffix[i]`` values too).
+        info_parts: suffixes of the values beside the headline that describe the rows (counts, lengths, each group's
+            rates) and rank nothing: recorded with direction ``info``, so a comparison of runs does not read fewer
+            queries as a regression.
     """
 
     name: str
@@ -481,6 +484,7 @@ class DerivedMetric:
     finalize_many: Callable[[list[State]], Sequence[Mapping[str, Any]] | None] | None = None
     value_range: tuple[float, float] | None = None
     part_ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
+    info_parts: tuple[str, ...] = ()
 
     def ranges(self, key: str) -> dict[str, tuple[float, float]]:
         """``{key + suffix: (low, high)}``: the range of each value this metric gives under ``key`` that has one

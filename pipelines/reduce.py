@@ -5,6 +5,7 @@ The merge itself, in plan order, is :class:`pipelines.unit_result.OrderedMerger`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -232,19 +233,34 @@ def metric_defs(metrics: Sequence[tuple[MetricSpec, DerivedMetric]], keys: Itera
             continue
         for prefix, spec, metric in by_prefix:
             if key == prefix or key.startswith(prefix + "[") or key.startswith(prefix + "."):
-                auxiliary = key != prefix and (".error_bound" in key[len(prefix) :] or metric.direction == "info")
+                suffix = key[len(prefix) :]
+                auxiliary = key != prefix and (
+                    ".error_bound" in suffix or metric.direction == "info" or suffix.split("[")[0] in metric.info_parts
+                )
                 direction = MetricDirection.INFO if auxiliary else _DIRECTIONS[str(metric.direction)]
                 defs[key] = MetricDef(
                     name=key,
                     unit=metric.unit,
                     direction=direction,
                     group=metric.name,
-                    priority=MetricPriority(spec.priority),
-                    description=metric.description or _first_line(catalog.factory(spec.name).__doc__),
+                    priority=_priority(spec.priority, suffix, auxiliary),
+                    description=metric.description or _summary(catalog.factory(spec.name).__doc__),
                 )
                 break
     return defs
 
 
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().split("\n")[0]
+def _priority(given: str, suffix: str, auxiliary: bool) -> MetricPriority:
+    """A key's priority: its metric's for the headline and its per-class values; a value beside a primary headline
+    (``bleu.precision_1``) is secondary, so that a run has one primary metric; a bound or a count tertiary."""
+    if auxiliary:
+        return MetricPriority.TERTIARY
+    if suffix.startswith(".") and given == MetricPriority.PRIMARY:
+        return MetricPriority.SECONDARY
+    return MetricPriority(given)
+
+
+def _summary(text: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line (a summary that wraps is kept whole)."""
+    paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]

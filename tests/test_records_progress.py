@@ -99,3 +99,27 @@ def _module_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
     return out
+
+
+def test_metric_defs_describe_a_metric_in_its_first_sentence_and_keep_one_primary_key():
+    """A description was the docstring's first line, cut mid-sentence ("... ``mode: binned`` is exact while the rows
+    hold"); a primary metric's bound (``roc_auc.error_bound``) was primary too, two primary metrics in one run."""
+    from evaluators import catalog
+    from evaluators.task import Task
+    from pipelines.reduce import metric_defs
+    from pipelines.spec import MetricSpec
+
+    metrics = [
+        (MetricSpec("roc_auc", "roc_auc", {}, "primary"), catalog.build("roc_auc", Task("binary"))),
+        (MetricSpec("ndcg", "ndcg", {}, "secondary"), catalog.build("ndcg", Task("ranking"))),
+        (MetricSpec("bleu", "bleu", {}, "secondary"), catalog.build("bleu", Task("text"))),
+    ]
+    keys = ["roc_auc", "roc_auc.error_bound", "ndcg", "ndcg.queries", "bleu", "bleu.sys_len", "bleu.precision_1"]
+    defs = metric_defs(metrics, [*keys, "rows"])
+    assert defs["roc_auc"].description == "Area under the ROC curve (one-vs-rest for multiclass)."
+    assert defs["ndcg"].description.endswith("tie-averaged).") and "\n" not in defs["ndcg"].description
+    assert [k for k, d in defs.items() if d.priority == "primary"] == ["roc_auc"]
+    assert defs["roc_auc.error_bound"].priority == defs["ndcg.queries"].priority == "tertiary"
+    # counts beside a headline rank nothing: a run with fewer queries or shorter outputs is no regression
+    assert defs["ndcg.queries"].direction == defs["bleu.sys_len"].direction == "info"
+    assert defs["bleu.precision_1"].direction == "higher"
