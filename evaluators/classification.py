@@ -265,11 +265,13 @@ def _balanced_accuracy(task: Task, adjusted: bool, cm: np.ndarray) -> dict[str, 
 
 def _matthews(cm: np.ndarray) -> dict[str, float]:
     cm = np.asarray(cm, np.float64)
-    t_sum = cm.sum(axis=1)
-    p_sum = cm.sum(axis=0)
     n = cm.sum()
     if n == 0:  # no counted row
         return {"": float("nan")}
+    cm = cm / n  # (shares of the weight: products of weighted sums left float64's range at weights of 1e100)
+    t_sum = cm.sum(axis=1)
+    p_sum = cm.sum(axis=0)
+    n = cm.sum()
     correct = np.trace(cm)
     cov_ytyp = correct * n - t_sum @ p_sum
     # n^2 - sum_i s_i^2 as sum_i s_i (n - s_i), n = sum_i s_i: never below 0, and exactly 0 where one class holds every
@@ -287,6 +289,8 @@ def _cohen_kappa(weights: str | None, cm: np.ndarray) -> dict[str, float]:
     total = cm.sum()
     if total == 0:
         return {"": float("nan")}
+    cm = cm / total  # (shares of the weight: the products below stay in float64's range at any scale of weights)
+    total = cm.sum()
     expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
     idx = np.arange(c)
     if weights is None or weights == "none":

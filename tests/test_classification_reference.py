@@ -706,3 +706,23 @@ def test_top_k_ties_go_to_the_smaller_class_index_at_every_k(scores, targets, by
     for k, value in zip((1, 2, 3), values, strict=True):
         reference = skm.top_k_accuracy_score(y, _smaller_index_first(x), k=k, labels=[0, 1, 2])
         assert value == pytest.approx(reference, abs=1e-15)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-100, 1e75, 1e200, 1e300])
+def test_mcc_and_kappa_do_not_depend_on_the_scale_of_the_weights(scale):
+    """Every weighted mean is unchanged when all weights are multiplied by one number: MCC multiplied weighted sums,
+    which left float64's range (0 at weights of 1e-100 or 1e75 on 3,000 rows, NaN at 1e200). Equal to scikit-learn on
+    the same weights divided by their mean."""
+    rng = np.random.default_rng(31)
+    for classes in (2, 4):
+        y, p = rng.integers(0, classes, 3000), rng.integers(0, classes, 3000)
+        agree = rng.random(3000) < 0.4  # (a model better than chance: MCC and kappa away from 0)
+        p[agree] = y[agree]
+        w = rng.random(3000) + 0.5
+        unit = w / w.mean()
+        expected = skm.matthews_corrcoef(y, p, sample_weight=unit)
+        assert F.matthews_corrcoef(p, y, weights=w * scale, num_classes=classes) == pytest.approx(expected, abs=1e-12)
+        for kind in ("linear", "quadratic"):
+            expected = skm.cohen_kappa_score(y, p, weights=kind, sample_weight=unit)
+            got = F.cohen_kappa(p, y, weights=kind, sample_weight=w * scale, num_classes=classes)
+            assert got == pytest.approx(expected, abs=1e-12)
