@@ -35,6 +35,10 @@ class WeightRangeError(ValueError):
     """Weights whose fixed-point sums (counts, weighted losses, confidences) do not fit int64."""
 
 
+class ValueRangeError(ValueError):
+    """Values whose float64 sums lost their precision (squares below float64's smallest normal number)."""
+
+
 FIXED_SUM_LIMIT = 2.0**31
 """The largest sum a fixed-point high limb holds: ``2**31`` in units of ``2**-32`` is ``2**63``."""
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from evaluators.classification import require_kind
+from evaluators.kernels import ValueRangeError
 from evaluators.lazyjax import jnp
 from evaluators.statistic import CORRELATION, NON_NEGATIVE, Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import Task, TaskKind
@@ -104,6 +105,11 @@ def _shifted_mean(x: jnp.ndarray, w: jnp.ndarray, total: jnp.ndarray) -> tuple[j
     return shift, jnp.sum(w * (x - shift)) / total
 
 
+TINY_VALUES = 1e-150
+"""Below this mean magnitude, targets or predictions whose squared deviations sum to 0 may vary by less than the
+square root of float64's smallest number (about 1.5e-154): refused rather than read as constant."""
+
+
 @dataclass(frozen=True)
 class RegressionMoments(Statistic):
     """Weighted centred moments of target, prediction and residual (see module doc)."""
@@ -139,6 +145,24 @@ class RegressionMoments(Statistic):
             low_resid=lr,
         )
         return tuple(_merge_moments(jnp, Moments(*state), batch_moments))
+
+    def refuse_merged(self, state: State) -> None:
+        """Refuse (:class:`~evaluators.kernels.ValueRangeError`) moments whose squares fell below float64's smallest
+        normal number: targets or predictions below about 1e-154 in absolute value (r2 of 1 and a NaN Pearson's r
+        were committed for targets of 1e-160 that vary); a value read from them would be wrong."""
+        m = Moments(*(float(x) for x in state))
+        tiny = np.finfo(np.float64).tiny
+        lost = [name for name in ("m2_target", "m2_pred", "m2_resid") if 0 < getattr(m, name) < tiny]
+        for name, mean, m2 in (("targets", m.mean_target, m.m2_target), ("predictions", m.mean_pred, m.m2_pred)):
+            if m2 == 0 and 0 < abs(mean) < TINY_VALUES:  # (squares flushed to 0: constant, or too small to tell)
+                lost.append(name)
+        if lost:
+            raise ValueRangeError(
+                f"targets or predictions so small or so close together (within about 1e-154) that the squares of their "
+                f"deviations ({', '.join(lost)}) fall below float64's smallest normal number (2.2e-308), where sums "
+                "lose their digits: the values read from them would be wrong; scale the columns up (r2, explained "
+                "variance and Pearson's r do not change with a scale, MSE, RMSE and MAE scale with it)"
+            )
 
     def merge(self, a: State, b: State) -> State:
         with np.errstate(over="ignore", invalid="ignore"):  # (inf / NaN left are refused, naming the columns)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evaluators.kernels import WeightRangeError, refuse_unbounded_total
+from evaluators.kernels import ValueRangeError, WeightRangeError, refuse_unbounded_total
 from evaluators.statistic import State, Statistic, nonfinite_leaf
 from pipelines.errors import DataError
 from pipelines.records import slice_name
@@ -53,6 +53,9 @@ def check_states(
                 where = slice_name(key)
                 column = f"column {weights_column!r} (data.columns.weights)" if weights_column else "the weights"
                 raise DataError(f"metric {name} ({where}), {column}: {exc}.") from None
+            except ValueRangeError as exc:
+                name = metric_keys.get(statistic, type(statistic).__name__)
+                raise DataError(f"metric {name} ({slice_name(key)}): {exc}; nothing is committed.") from None
             found = nonfinite_leaf(statistic, state)
             if found is not None:
                 path, kind = found

@@ -716,3 +716,21 @@ def test_integer_columns_beyond_int32_are_the_numbers_they_hold(predictions, tar
     assert F.mae(predictions, targets, weights=weights) == pytest.approx(
         skm.mean_absolute_error(y, p, sample_weight=weights.astype(np.float64)), rel=1e-15
     )
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e-170, 1e-200])
+def test_values_whose_squares_underflow_are_refused_not_read_as_a_constant_target(scale):
+    """Targets 1, 2, 3, 4 times 1e-160: their squared deviations fall below float64's smallest normal number (flushed
+    to 0 where the update is compiled), and r2 = explained variance = 1, MSE 0 and Pearson NaN were read off
+    them, exit 0. Refused (``ValueError``: exit 2 in a job, nothing committed); at 1e-152 the values are scikit-learn's
+    and scipy's, as they are unscaled."""
+    y, p = np.array([1, 2, 3, 4.0]), np.array([1.1, 1.9, 3.2, 3.8])
+    for metric in (F.r2, F.mse, F.pearson_corrcoef, F.explained_variance):
+        with pytest.raises(ValueError, match="fall below float64's smallest normal number"):
+            metric(p * scale, y * scale)
+    assert F.r2(p * 1e-152, y * 1e-152) == pytest.approx(skm.r2_score(y, p), rel=1e-12)
+    assert F.pearson_corrcoef(p * 1e-152, y * 1e-152) == pytest.approx(scipy.stats.pearsonr(y, p)[0], rel=1e-12)
+    # a tiny value beside others: no precision lost, the values of float64 arithmetic as scikit-learn's
+    tiny_y, tiny_p = np.array([0.0, 2.0, 1.1]), np.array([1e-200, 2.0, 1.0])
+    assert F.r2(tiny_p, tiny_y) == pytest.approx(skm.r2_score(tiny_y, tiny_p), rel=1e-12)
+    assert F.mse(np.array([1e-200, 2.0]), np.array([0.0, 2.0])) == skm.mean_squared_error([0.0, 2.0], [1e-200, 2.0])

@@ -85,6 +85,16 @@ def test_regression_refuses_non_finite_targets_and_squares_beyond_float64(tmp_pa
     _refused(tmp_path, _spec(tmp_path, data, "regression", ["mse", "r2"], {"predictions": "p", "targets": "y"}), needle)
 
 
+def test_regression_refuses_values_whose_squares_underflow(tmp_path):
+    """Targets and predictions near 1e-160: their squared deviations flush to 0, so r2 read 1 and Pearson NaN (exit
+    0). Exit 2 naming the metrics, nothing committed."""
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=N) * 1e-160
+    data = _write(tmp_path / "data", {"y": target, "p": target + rng.normal(size=N) * 1e-161})
+    spec = _spec(tmp_path, data, "regression", ["r2", "pearson_corrcoef"], {"predictions": "p", "targets": "y"})
+    _refused(tmp_path, spec, "metric 'r2' / 'pearson_corrcoef' (overall): targets or predictions so small")
+
+
 def test_segmentation_refuses_a_nan_class_id(tmp_path):
     masks, predicted = _with_nan(np.random.default_rng(4).integers(0, 3, (N, 16)).astype(np.float64), (5, 3))
     data = _write(tmp_path / "data", {"mask": masks, "pred": predicted})
