@@ -17,6 +17,7 @@ from evaluators.functional import (
     f1_score,
     mse,
     precision,
+    r2,
     recall,
     roc_auc,
 )
@@ -232,3 +233,30 @@ def test_a_binary_task_of_three_classes_is_refused_by_functions_and_collections(
     with pytest.raises(ValueError, match=r"num_classes=3: a binary task has 2 classes"):
         MetricCollection(["accuracy"], task="binary", num_classes=3)
     assert accuracy(np.array([0, 1, 1]), np.array([0, 1, 0]), task="binary", num_classes=2) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("weights", "needle"),
+    [
+        (np.ones(99), r"weights: expected one weight per row, shape \(100,\); got shape \(99,\)"),
+        (np.ones((100, 2)), r"got shape \(100, 2\)"),  # (read as 200 weights, or an IndexError)
+        (2.0, r"got shape \(\)"),
+    ],
+    ids=["short", "two columns", "a scalar"],
+)
+def test_weights_of_another_shape_are_refused(weights, needle):
+    rng = np.random.default_rng(5)
+    p, y = rng.random(100), rng.integers(0, 2, 100)
+    for function in (accuracy, roc_auc):
+        with pytest.raises(ValueError, match=needle):
+            function(p, y, weights=weights)
+    with pytest.raises(ValueError, match=needle):
+        mse(p, y.astype(float), weights=weights)
+    assert accuracy(p, y, weights=np.ones(100)) == skm.accuracy_score(y, p > 0.5)
+
+
+def test_regression_of_two_dimensional_arrays_is_refused_naming_the_shapes():
+    with pytest.raises(ValueError, match=r"one number per row \(1-D\); got shapes \(10, 2\) and \(10,\)"):
+        mse(np.ones((10, 2)), np.ones(10))  # (a JAX broadcasting error)
+    with pytest.raises(ValueError, match=r"got shapes \(10, 2\) and \(10, 2\)"):
+        r2(np.ones((10, 2)), np.ones((10, 2)))

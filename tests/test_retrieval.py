@@ -386,6 +386,14 @@ def test_the_functional_api_keeps_query_ids_of_one_type_and_refuses_mixed_ones()
         FR.ndcg(scores, relevance, [1, 1, "1", "1"])
     with pytest.raises(ValueError, match="no query id"):
         FR.ndcg(scores, relevance, ["a", "a", None, None])
+    # item ids of coverage likewise (None was an item, and 1 and "1" two items: 0.667 where a job refuses the rows)
+    with pytest.raises(ValueError, match="item_ids: 2 rows have no item id"):
+        FR.coverage(scores, relevance, [1, 1, 2, 2], [None, None, 3, 4], k=1)
+    with pytest.raises(ValueError, match="item_ids: ids of mixed types"):
+        FR.coverage(scores, relevance, [1, 1, 2, 2], [1, "1", 3, 4], k=1)
+    assert FR.coverage(scores, relevance, [1, 1, 2, 2], ["x", "y", "x", "z"], k=1) == pytest.approx(
+        2 / 3
+    )  # (y, z of x, y, z)
     two = np.mean([ndcg_score([[1, 0]], [[0.1, 0.2]]), ndcg_score([[0, 1]], [[0.3, 0.4]])])
     for ids in (
         [1, 1, 2, 2],

@@ -89,6 +89,11 @@ def infer_task(
             task = TaskKind.BINARY
     kind = TaskKind(task)
     if kind is TaskKind.REGRESSION:
+        if preds.ndim != 1 or tgts.ndim != 1:
+            raise ValueError(
+                f"regression: predictions and targets must hold one number per row (1-D); got shapes {preds.shape} "
+                f"and {tgts.shape}"
+            )
         return Task(kind)
     if prediction is None:
         if np.issubdtype(preds.dtype, np.integer) or preds.dtype == np.bool_:
@@ -206,6 +211,12 @@ def compute(
     columns = {"predictions": np.asarray(predictions), "targets": np.asarray(targets)}
     if weights is not None:
         columns["weights"] = np.asarray(weights)
+    if weights is not None:
+        rows = len(columns["targets"]) if columns["targets"].ndim else 0
+        if columns["weights"].shape != (rows,):
+            raise ValueError(
+                f"weights: expected one weight per row, shape ({rows},); got shape {columns['weights'].shape}"
+            )
     problems = check_batch(t, columns)  # the pipeline's own row checks
     if problems:
         raise ValueError("; ".join(problems))

@@ -23,17 +23,17 @@ from evaluators.retrieval import QUERY
 from evaluators.task import Task, TaskKind
 
 
-def query_id_column(query_ids: Sequence[Any]) -> Any:
-    """``query_ids`` as a column whose values keep their type: an array as it is; a sequence of integers as int64
-    (object where one passes int64), of strings as an object array. Refuses (:class:`ValueError`) a missing id and ids
-    of mixed types, which a conversion to one NumPy dtype would merge (``1`` and ``"1"``: one query) where a job reads
-    them from one typed column."""
+def query_id_column(query_ids: Sequence[Any], argument: str = "query_ids") -> Any:
+    """``query_ids`` (or the ids of another ``argument``: ``item_ids``) as a column whose values keep their type: an
+    array as it is; a sequence of integers as int64 (object where one passes int64), of strings as an object array.
+    Refuses (:class:`ValueError`) a missing id and ids of mixed types, which a conversion to one NumPy dtype would
+    merge (``1`` and ``"1"``: one query) where a job reads them from one typed column."""
     if isinstance(query_ids, np.ndarray) and query_ids.dtype != object:
         return query_ids
     values = list(np.asarray(query_ids, dtype=object).reshape(-1))
     missing = sum(v is None for v in values)
     if missing:
-        raise ValueError(f"query_ids: {missing} rows have no query id (None)")
+        raise ValueError(f"{argument}: {missing} rows have no {argument.removesuffix('s').replace('_', ' ')} (None)")
     integers = [isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values]
     if all(integers):
         try:
@@ -42,8 +42,8 @@ def query_id_column(query_ids: Sequence[Any]) -> Any:
             return np.asarray(values, dtype=object)
     if any(integers) or not all(isinstance(v, str) for v in values):
         raise ValueError(
-            "query_ids: ids of mixed types (such as 1 and '1', which a column of one type cannot hold); give every "
-            "query an id of one type, integers or strings"
+            f"{argument}: ids of mixed types (such as 1 and '1', which a column of one type cannot hold); give every "
+            "row an id of one type, integers or strings"
         )
     return np.asarray(values, dtype=object)
 
@@ -113,7 +113,7 @@ def coverage(
         "predictions": predictions,
         "targets": targets,
         QUERY: query_id_column(query_ids),
-        ITEM: item_ids,
+        ITEM: query_id_column(item_ids, "item_ids"),
         "weights": weights,
     }
     params = {"k": k, "catalog_size": catalog_size}
