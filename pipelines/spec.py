@@ -282,7 +282,17 @@ def _task(root: _Section) -> Task:
         )
     if not 0.0 <= threshold <= 1.0:
         raise SpecError(f"{sec.where('threshold')}: expected a probability threshold in [0, 1], got {threshold}.")
+    if "threshold" in raw and kind not in _THRESHOLDED:
+        raise SpecError(
+            f"{sec.where('threshold')}: a {kind} task reads no threshold (it would be ignored); `threshold` is for "
+            f"{' and '.join(_THRESHOLDED)} tasks, whose scores count as positive above it"
+            + (": a multiclass row's prediction is its class of highest score." if kind == "multiclass" else ".")
+        )
     return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+_THRESHOLDED = ("binary", "multilabel")
+"""The task kinds whose predicted labels are scores above ``task.threshold``."""
 
 
 def _confidence(root: _Section) -> ConfidenceSpec | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import yaml
 
 from pipelines.cli import main
 from pipelines.synthetic import write_shards
@@ -126,3 +127,26 @@ def test_messages_are_one_paragraph_of_reasonable_length(tmp_path, data, capsys)
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and len(err) < 800, err
     assert "bertscore_f1" not in err  # only the metrics of this task are listed
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "regression", "segmentation"])
+def test_a_threshold_on_a_task_that_reads_none_is_refused(tmp_path, kind):
+    """``task.threshold`` on a multiclass task was accepted and silently unused (a row's class is its highest score)."""
+    from pipelines import spec as spec_module
+    from pipelines.errors import SpecError
+
+    task = {"kind": kind, "threshold": 0.3, **({"num_classes": 3} if kind != "regression" else {})}
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "data": {"path": str(tmp_path), "columns": {"predictions": "p", "targets": "y"}},
+                "task": task,
+                "metrics": ["mse" if kind == "regression" else "mean_iou" if kind == "segmentation" else "accuracy"],
+                "output": {"uri": str(tmp_path / "out")},
+            }
+        )
+    )
+    with pytest.raises(SpecError, match=rf"task.threshold.*a {kind} task reads no threshold.*binary and multilabel"):
+        spec_module.load(str(job))
