@@ -43,6 +43,12 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
                 f"{sec.where('columns')}: expected a non-empty list of column names, got {describe(columns)}."
             )
         cols = (column,) if column else tuple(columns or ())
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice:
+            raise SpecError(
+                f"{sec.where('columns')}: {', '.join(map(repr, twice))} appears twice; a cross names each column once "
+                f"(points `{twice[0]}=<value>,...`)."
+            )
         if boundaries is not None:
             if len(cols) != 1:
                 raise SpecError(f"{sec.where('boundaries')}: buckets need exactly one `column`.")

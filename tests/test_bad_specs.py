@@ -150,3 +150,25 @@ def test_a_threshold_on_a_task_that_reads_none_is_refused(tmp_path, kind):
     )
     with pytest.raises(SpecError, match=rf"task.threshold.*a {kind} task reads no threshold.*binary and multilabel"):
         spec_module.load(str(job))
+
+
+def test_a_cross_of_a_column_with_itself_is_refused(tmp_path):
+    """``columns: [country, country]`` made points named ``country=US,country=US``."""
+    from pipelines import spec as spec_module
+    from pipelines.errors import SpecError
+
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "data": {"path": str(tmp_path), "columns": {"predictions": "p", "targets": "y"}},
+                "task": "binary",
+                "metrics": ["accuracy"],
+                "slices": [{"columns": ["country", "device", "country"]}],
+                "output": {"uri": str(tmp_path / "out")},
+            }
+        )
+    )
+    with pytest.raises(SpecError, match=r"slices\[0\]\.columns.*'country' appears twice"):
+        spec_module.load(str(job))
