@@ -22,7 +22,9 @@ merges its units: e.g. runs of one work unit each, over consecutive files) and a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import enum
 import json
 import platform
 import time
@@ -78,10 +80,24 @@ def run_settings(run: Run, uri: str) -> dict[str, Any]:
     return settings
 
 
+def _plain(value: Any) -> Any:
+    """A setting as plain data, as a job spec writes it: a record's fields that give its meaning (no positions in
+    the spec), an enumeration's value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _shown(first: Any, other: Any, limit: int = 160) -> tuple[str, str]:
-    """Both values as text, each cut to about ``limit`` characters around where they first differ (quantile
-    boundaries deep in a long slices setting stay in view)."""
-    texts = repr(first), repr(other)
+    """Both values as text (JSON of their plain data), each cut to about ``limit`` characters around where they
+    first differ (quantile boundaries deep in a long slices setting stay in view)."""
+    texts = tuple(json.dumps(_plain(v), default=str, ensure_ascii=False) for v in (first, other))
     same = next((i for i, (a, b) in enumerate(zip(*texts, strict=False)) if a != b), min(map(len, texts)))
     start = max(0, same - limit // 4)
 
@@ -117,11 +133,12 @@ def check_mergeable(runs: Sequence[tuple[str, Run]]) -> None:
         differ = [name for name in SETTINGS if settings[name] != reference[name]]
         if differ:
             details = "; ".join(
-                "{}: {} in the first, {} in this one".format(name, *_shown(reference[name], settings[name]))
+                "{}: {} in the first run, {} in this one".format(name, *_shown(reference[name], settings[name]))
                 for name in differ
             )
             raise UserError(
-                f"cannot merge run {uri} with run {first_uri}: their job settings differ in {', '.join(differ)} "
+                f"cannot merge run {uri} with the first run given, {first_uri}: their job settings differ in "
+                f"{', '.join(differ)} "
                 f"({details}). Runs merge only when task, column roles, metrics with their parameters, slices "
                 "(and quantile boundaries), confidence settings (and row key) and backbone are the same."
             )
@@ -225,6 +242,11 @@ def _read_sources(
             "'.', '_' and '-' (it becomes a directory name)."
         )
     uris = [resolve_run_uri(u.rstrip("/"), options) for u in run_uris]
+    twice = next((uri for i, uri in enumerate(uris) if uri in uris[:i]), None)
+    if twice is not None:
+        raise UserError(
+            f"run {twice} is given twice: merged with itself, its rows would count twice; give each run once."
+        )
     runs = [(uri, read_run(uri, options)) for uri in uris]
     check_mergeable(runs)
     overlap = overlapping_inputs(runs)

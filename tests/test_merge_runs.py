@@ -242,7 +242,7 @@ def test_runs_with_other_settings_are_refused_naming_what_differs(classification
     code, _, err = _cli(["merge", parts[1], other, "--name", "mixed"], capsys)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "differ in task, metrics, slices, confidence (" in err and other in err and parts[1] in err
-    assert "threshold=0.3" in err and "seed=1" in err
+    assert '"threshold": 0.3' in err and '"seed": 1' in err and "TaskKind" not in err and "SliceSpec" not in err
     assert not (tmp / "out" / "mixed").exists()
     with pytest.raises(UserError, match="differ in task, metrics, slices, confidence "):
         merge_runs([other, parts[2]], "mixed")
@@ -390,3 +390,12 @@ def test_a_refusal_shows_where_two_long_settings_differ():
     assert "0.5]" in shown[0] and "0.75]" in shown[1], shown
     assert all(len(text) <= 166 for text in shown) and shown[0].startswith("...")
     assert _shown([1, 2], [1, 3]) == ("[1, 2]", "[1, 3]")
+
+
+def test_a_run_given_twice_is_refused_naming_it(classification_runs, capsys):
+    """The same run twice was "input files listed by more than one run ... in runs R, R"; it is named as given
+    twice, and nothing is written."""
+    tmp, parts, _ = classification_runs
+    code, _, err = _cli(["merge", parts[0], parts[1], parts[0] + "/", "--name", "twice"], capsys)
+    assert code == 2 and f"run {parts[0]} is given twice" in err, err
+    assert not (tmp / "out" / "twice").exists()
