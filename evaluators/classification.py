@@ -350,7 +350,13 @@ def default_average(task: Task) -> str:
 
 def check_average(task: Task, average: str, allowed: tuple[str, ...] = AVERAGES) -> str:
     if average not in allowed:
-        raise ValueError(f"average must be one of {', '.join(allowed)}; got {average!r}")
+        offered = [a for a in allowed if a != "binary" or task.kind is TaskKind.BINARY]
+        hint = (
+            " (scikit-learn's `samples`, a mean over rows of each row's value, is not one of evalpipe's averages)"
+            if average == "samples"
+            else ""
+        )
+        raise ValueError(f"average must be one of {', '.join(offered)} for a {task.kind} task; got {average!r}{hint}")
     if average == "binary" and task.kind is not TaskKind.BINARY:
         raise ValueError(f"average 'binary' needs a binary task; this task is {task.kind}")
     return average

@@ -260,3 +260,22 @@ def test_regression_of_two_dimensional_arrays_is_refused_naming_the_shapes():
         mse(np.ones((10, 2)), np.ones(10))  # (a JAX broadcasting error)
     with pytest.raises(ValueError, match=r"got shapes \(10, 2\) and \(10, 2\)"):
         r2(np.ones((10, 2)), np.ones((10, 2)))
+
+
+def test_sample_weight_is_taken_as_scikit_learns_name_for_weights():
+    """``f1_score(..., sample_weight=w)`` was refused ("its parameters: average, zero_division") without a word of
+    ``weights=``; scikit-learn's name is taken as the same argument, once."""
+    rng = np.random.default_rng(6)
+    p, y, w = rng.random(200), rng.integers(0, 2, 200), rng.random(200)
+    assert f1_score(p, y, sample_weight=w) == pytest.approx(skm.f1_score(y, p > 0.5, sample_weight=w), abs=1e-12)
+    assert recall(p, y, sample_weight=w) == recall(p, y, weights=w)
+    with pytest.raises(ValueError, match="give sample weights once"):
+        accuracy(p, y, weights=w, sample_weight=w)
+
+
+def test_an_average_of_another_library_names_the_tasks_averages():
+    """``average='samples'`` (scikit-learn's multilabel per-row mean) listed ``binary`` among the choices of a
+    multilabel task."""
+    rng = np.random.default_rng(7)
+    with pytest.raises(ValueError, match=r"one of micro, macro, weighted, none for a multilabel task; got 'samples'"):
+        f1_score(rng.random((20, 3)), rng.integers(0, 2, (20, 3)), average="samples")

@@ -187,12 +187,16 @@ def compute(
 ) -> Any:
     """Evaluate catalogue metric ``name`` on one batch.
 
-    ``weights`` are sample weights; ``metric_params`` passes metric parameters
+    ``weights`` are sample weights (also as scikit-learn's ``sample_weight``); ``metric_params`` passes metric parameters
     whose names clash with this function's own (cohen_kappa's ``weights``).
 
     Returns the headline value (a float, or an array for the confusion
     matrix), or a ``[C]`` array of per-class values for ``average="none"``.
     """
+    if "sample_weight" in params and "sample_weight" not in catalog.parameters(name):  # (scikit-learn's name)
+        if weights is not None:
+            raise ValueError("give sample weights once: weights= or its scikit-learn name sample_weight=")
+        weights = params.pop("sample_weight")
     if weights is not None:
         check_numeric("weights", np.asarray(weights), "numbers (non-negative sample weights)")
     t = infer_task(
