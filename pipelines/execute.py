@@ -35,7 +35,7 @@ from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_label_types, check_schema, schema_type
 from pipelines.records import Regression, Run
-from pipelines.reduce import build_points, metric_defs, reported_rows
+from pipelines.reduce import build_points, metric_defs, refuse_distinct_slices, reported_rows
 from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
@@ -315,6 +315,7 @@ def run_job(
     merged = with_reference(merged, accumulator.statistics, reference)
     check_weight_total(spec.data.columns.weights, weight_total, rows_done, spec.task.ignore_index)
     check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
+    refuse_distinct_slices(merged.rows, spec.slices)
     reported = reported_rows(merged.rows, spec.slices)  # (weights too light: checked where metrics are reported)
     check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, reported)
     points, slice_report = build_points(

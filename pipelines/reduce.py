@@ -59,13 +59,25 @@ def select_slices(
         if entry is not None:
             by_entry.setdefault(entry.name, []).append(key)
     for entry in slices:
-        entry.refuse_distinct(len(by_entry.get(entry.name, [])), "the job's rows")
         keys = sorted(by_entry.get(entry.name, []), key=lambda k: (-rows[k], k))
         kept.extend(keys[: entry.max_slices])
         tail = keys[entry.max_slices :]
         if tail:
             dropped[entry.name] = {"slices": len(tail), "rows": int(sum(rows[k] for k in tail))}
     return kept, dropped
+
+
+def refuse_distinct_slices(rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> None:
+    """Refuse (:class:`~pipelines.errors.DataError`) a job whose merged rows give a slice entry more distinct values
+    than its :attr:`~pipelines.slicing.SliceSpec.distinct_limit`, as a work unit past it is refused, so that whether
+    a run passes does not depend on its units. (Runs merged later are not held to it: their states exist.)"""
+    found: dict[str, int] = {}
+    for key in rows:
+        entry = _entry_of(key, slices)
+        if entry is not None:
+            found[entry.name] = found.get(entry.name, 0) + 1
+    for entry in slices:
+        entry.refuse_distinct(found.get(entry.name, 0), "the job's rows")
 
 
 def _below_min_count(kept: Sequence[SliceKey], rows: Mapping[SliceKey, int], slices: Sequence[SliceSpec]) -> list:

@@ -346,10 +346,7 @@ def compare_all(
     _check_comparable(base, cur, tolerance, metrics, points, force, alpha)
     wanted_metrics = set(metrics) if metrics is not None else None
     wanted_points = set(points) if points is not None else None
-    paired = base.metadata.get("bootstrap") is not None and base.metadata.get("bootstrap") == cur.metadata.get(
-        "bootstrap"
-    )
-    paired = paired and not over_other_rows(base, cur)
+    paired = _paired(base, cur)
     out: list[Comparison] = []
     current_points = {p.name: p for p in cur.points}
     for old in base.points:
@@ -386,6 +383,12 @@ def compare_all(
                 )
             )
     return out
+
+
+def _paired(base: Run, cur: Run) -> bool:
+    """Whether the bootstrap replicates of two runs are paired: the same settings over the same rows."""
+    bootstrap = base.metadata.get("bootstrap")
+    return bootstrap is not None and bootstrap == cur.metadata.get("bootstrap") and not over_other_rows(base, cur)
 
 
 def _has_samples(run: Run) -> bool:
@@ -468,7 +471,7 @@ def _check_comparable(
     if not (isinstance(alpha, int | float) and 0 < alpha < 1):
         raise UserError(f"alpha {alpha!r}: expected a significance level between 0 and 1 (exclusive), e.g. 0.05.")
     bootstrap = base.metadata.get("bootstrap")
-    if bootstrap and bootstrap == cur.metadata.get("bootstrap") and _has_samples(base) and _has_samples(cur):
+    if _paired(base, cur) and _has_samples(base) and _has_samples(cur):  # (unpaired runs test no p-value)
         why = unreachable_alpha(alpha, int(bootstrap.get("replicates", 0)))
         if why is not None:
             raise UserError(f"alpha {why}.")

@@ -49,7 +49,6 @@ from pipelines.functions import (
     split_path,
 )
 from pipelines.sides import check_sides, one_side_allowed
-from pipelines.significance import unreachable_alpha
 from pipelines.slicing import SliceSpec
 from pipelines.spec_execution import ExecutionSpec
 from pipelines.spec_execution import read_execution as _read_execution
@@ -492,9 +491,6 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     commit = root.get("commit", str)
     branch = root.get("branch", str)
     baseline = _baseline(root)
-    why = unreachable_alpha(baseline.alpha, confidence.replicates) if baseline and confidence else None
-    if why is not None and confidence is not None and confidence.samples:
-        raise SpecError(f"{root.where('baseline')}: alpha {why}.")
     reference = root.get("reference", str)
     built = [(m.key, build_metric(m, task)) for m in metrics]
     check_sides(source, data.columns, task, built, reference, root.value.get("backbone"))

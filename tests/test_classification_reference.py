@@ -468,6 +468,11 @@ def test_functional_average_none_is_one_value_per_class_as_in_scikit_learn():
         F.precision(binary_p, binary_y, average=None), skm.precision_score(binary_y, binary_p, average=None), atol=1e-12
     )
     assert F.precision(binary_p, binary_y) == pytest.approx(skm.precision_score(binary_y, binary_p), abs=1e-12)
+    scores = probs[:, 1]  # (binary ROC-AUC and AP: scikit-learn's average=None is their one value)
+    assert F.roc_auc(scores, binary_y, average=None) == pytest.approx(skm.roc_auc_score(binary_y, scores), abs=1e-12)
+    assert F.average_precision(scores, binary_y, average=None) == pytest.approx(
+        skm.average_precision_score(binary_y, scores, average=None), abs=1e-12
+    )
     masks_y, masks_p = y.reshape(30, 10), p.reshape(30, 10)
     for function in (F.iou, F.mean_iou):
         np.testing.assert_allclose(

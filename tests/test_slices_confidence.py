@@ -21,6 +21,7 @@ from pipelines.bootstrap import buckets
 from pipelines.errors import DataError
 from pipelines.execute import run_job
 from pipelines.reduce import build_points
+from pipelines.results import merge_runs
 from pipelines.spec import ConfidenceSpec, MetricSpec
 from pipelines.synthetic import binary_table
 from pipelines.unit_result import Partial
@@ -550,6 +551,26 @@ def test_the_distinct_value_limit_is_the_jobs_not_a_units(tmp_path):
         with pytest.raises(DataError, match=r"slice 'many' has 1[02]00 distinct values, more than 1000"):
             run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False)
         assert not list((tmp_path / f"out-{unit_rows}").glob("many/2*/_COMMITTED"))
+    # runs each within the limit merge whatever their values add up to (their states exist: a window of nights)
+    halves = []
+    for i, rows in enumerate((slice(0, 4000), slice(4000, n))):
+        part = tmp_path / f"half-{i}"
+        part.mkdir()
+        pq.write_table(
+            table.slice(rows.start, rows.stop - rows.start).set_column(
+                3, "many", pa.array(np.arange(rows.stop - rows.start) % 600 + 600 * i)
+            ),
+            part / "part.parquet",
+        )
+        job = {
+            **_slice_job(tmp_path, "halves", [{"column": "many", "max_slices": 10}]),
+            "data": {"path": str(part), "columns": {"predictions": "score", "targets": "label"}},
+        }
+        halves.append(
+            str(run_job(spec_module.load(str(write_job(tmp_path / "job.yaml", job))), show_progress=False).uri)
+        )
+    merged = merge_runs(halves, "halves-merged").run
+    assert len(merged.points) == 11 and merged.metadata["dropped_slices"]["many"]["slices"] == 1190
 
 
 def test_quantile_slices_of_a_column_with_infinities(tmp_path):

@@ -210,6 +210,8 @@ def compute(
     )
     params = {**params, **(metric_params or {})}
     if "average" in params:
+        if params["average"] is None and t.kind is TaskKind.BINARY and name in ("roc_auc", "average_precision"):
+            params["average"] = TASK_DEFAULT  # (scikit-learn's binary ROC-AUC and AP take no average: one value)
         params["average"] = averaging(params["average"])
     metric = catalog.build(name, t, {k: v for k, v in params.items() if v is not None})
     columns = {"predictions": np.asarray(predictions), "targets": np.asarray(targets)}
