@@ -144,7 +144,7 @@ def equal_mass_groups(weight: np.ndarray, num_bins: int) -> np.ndarray:
 
 
 def _adaptive_ece(num_bins: int, state: State) -> dict[str, float]:
-    count, conf, acc = fold_ones(state, ADAPTIVE_FINE_BINS)  # a confidence of 1 in the last fine bin
+    count, conf, acc = fold_ones(state, ADAPTIVE_FINE_BINS)[:3]  # a confidence of 1 in the last fine bin
     total = float(count.sum())
     if total <= 0:
         return {"": float("nan")}

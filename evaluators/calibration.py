@@ -268,7 +268,10 @@ class CalibrationBins(FixedPointSums, Statistic):
     for the confidences of exactly 1 (at or above 1), which torchmetrics' calibration error bins on their own.
 
     State: ``(weight float64 [n_bins + 1], confidence sum int64 fixed point [n_bins + 1, 2],
-    accuracy sum float64 [n_bins + 1])``; :func:`fold_ones` gives the ``n_bins`` bins with the slot in the last.
+    accuracy sum float64 [n_bins + 1], squared weight float64 [n_bins + 1])``; :func:`fold_ones` gives the
+    ``n_bins`` bins with the slot in the last. The squared weights (Kish's effective count of a bin,
+    ``weight**2 / squared weight``, for the debiased ECE of intervals) are absent from runs stored before them: read
+    as the weights, rows of weight 1 (:func:`with_squared_weights`).
     """
 
     task: Task
@@ -299,7 +302,7 @@ class CalibrationBins(FixedPointSums, Statistic):
 
     def zero(self) -> State:
         slots = self.n_bins + 1
-        return (np.zeros(slots), np.zeros((slots, 2), np.int64), np.zeros(slots))
+        return (np.zeros(slots), np.zeros((slots, 2), np.int64), np.zeros(slots), np.zeros(slots))
 
     def runs_on_host(self) -> bool:
         return self.task.converts_on_host
@@ -317,31 +320,35 @@ class CalibrationBins(FixedPointSums, Statistic):
         slots = self.n_bins + 1
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         cell = group * slots + self.slots(confidence, batch["predictions"])
-        count, acc = (np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct))
+        count, acc, squares = (
+            np.bincount(cell, v, groups * slots).reshape(groups, slots) for v in (w, w * correct, w * w)
+        )
         conf = fixed_bincount(cell, w * confidence, groups * slots).reshape(groups, slots, 2)
-        return [(count[g], conf[g], acc[g]) for g in range(groups)]
+        return [(count[g], conf[g], acc[g], squares[g]) for g in range(groups)]
 
     def _update_rows(self, state: State, batch: Batch) -> State:
         confidence, correct, w = confidence_and_accuracy(self.task, batch)
         xp = array_namespace(w)
         slots = self.n_bins + 1
         index = self.slots(confidence, batch["predictions"])
-        count, conf, acc = state
+        count, conf, acc, squares = with_squared_weights(state)
         if xp is np:  # (the bincounts add_rows takes on the host, without its [n, 2] stacks)
             return (
                 count + np.bincount(index, w, slots),
                 conf + fixed_bincount(index, w * confidence, slots),
                 acc + np.bincount(index, w * correct, slots),
+                squares + np.bincount(index, w * w, slots),
             )
-        sums = add_rows(xp.zeros((slots, 2), xp.float64), index, xp.stack([w, w * correct], axis=-1))
+        sums = add_rows(xp.zeros((slots, 3), xp.float64), index, xp.stack([w, w * correct, w * w], axis=-1))
         return (
             count + sums[:, 0],
             conf + add_rows(xp.zeros((slots, 2), xp.int64), index, to_fixed(w * confidence)),
             acc + sums[:, 1],
+            squares + sums[:, 2],
         )
 
     def merge(self, a: State, b: State) -> State:
-        return super().merge(self._with_ones_slot(a), self._with_ones_slot(b))
+        return super().merge(*(with_squared_weights(self._with_ones_slot(s)) for s in (a, b)))
 
     def _with_ones_slot(self, state: State) -> State:
         """``state`` (or a stack of states on leading axes) with the slot of confidences of 1: a state of
@@ -350,6 +357,12 @@ class CalibrationBins(FixedPointSums, Statistic):
         if np.shape(state[0])[-1] == self.n_bins + 1:
             return state
         return _along_bins(state, lambda x, axis: np.concatenate([x, np.zeros_like(np.take(x, [0], axis))], axis))
+
+
+def with_squared_weights(state: State) -> State:
+    """A :class:`CalibrationBins` state (or a stack of them) with its squared weights: a state stored before them
+    (three leaves) gets its weights, as rows of weight 1 have (what its debiased ECE read)."""
+    return tuple(state) if len(state) == 4 else (*state, state[0] * 1.0)
 
 
 def fold_ones(state: State, n_bins: int) -> State:
@@ -366,13 +379,14 @@ def fold_ones(state: State, n_bins: int) -> State:
     return _along_bins(state, fold)
 
 
-_BIN_AXES = (-1, -2, -1)
-"""The bin axis of each leaf of a :class:`CalibrationBins` state (weight, confidence sum pairs, accuracy sum)."""
+_BIN_AXES = (-1, -2, -1, -1)
+"""The bin axis of each leaf of a :class:`CalibrationBins` state (weight, confidence sum pairs, accuracy sum, squared
+weight; a state stored before the squared weights has the first three)."""
 
 
 def _along_bins(state: State, fn: Callable[[np.ndarray, int], np.ndarray]) -> State:
     """``fn(leaf, bin axis)`` for each leaf of a :class:`CalibrationBins` state (or a stack of them)."""
-    return tuple(fn(np.asarray(leaf), axis) for leaf, axis in zip(state, _BIN_AXES, strict=True))
+    return tuple(fn(np.asarray(leaf), axis) for leaf, axis in zip(state, _BIN_AXES[: len(state)], strict=True))
 
 
 COMPARED_EDGES = 64
@@ -462,7 +476,7 @@ def _mean_of_sums(state: State) -> dict[str, float]:
 
 
 def _bin_gaps(state: State) -> tuple[np.ndarray, np.ndarray]:
-    count, conf, acc = state
+    count, conf, acc = state[:3]
     conf = from_fixed(conf)
     nonempty = count > 0
     gap = np.abs(safe_divide(acc, count, 0.0) - safe_divide(conf, count, 0.0))
@@ -483,17 +497,19 @@ def _debiased_ece(state: State) -> dict[str, float]:
     """ECE with the first-order bias of ``|gap|`` removed bin by bin (Kumar et al., 2019).
 
     Each bin's observed gap ``g`` is taken as normal with standard error
-    ``s = sqrt(a (1 - a) / (n - 1))`` (``a`` the bin's accuracy, ``n`` its weight); the plug-in
-    ``|g|`` overshoots ``|gap|`` by about ``E|N(g, s^2)| - |g|``, which is subtracted. The
+    ``s = sqrt(a (1 - a) / (n - 1))`` (``a`` the bin's accuracy, ``n`` its effective count: Kish's
+    ``weight**2 / squared weight``, its number of rows where every weight is 1, the same at any scale of the
+    weights); the plug-in ``|g|`` overshoots ``|gap|`` by about ``E|N(g, s^2)| - |g|``, which is subtracted. The
     result can be slightly negative for a well-calibrated model.
     """
-    count, conf, acc = state
+    count, conf, acc, squares = with_squared_weights(state)
     total = count.sum()
     if total <= 0:
         return {"": float("nan")}
     gap = safe_divide(acc, count, 0.0) - safe_divide(from_fixed(conf), count, 0.0)
     rate = np.clip(safe_divide(acc, count, 0.0), 0.0, 1.0)
-    se = np.sqrt(safe_divide(rate * (1.0 - rate), np.maximum(count - 1.0, 0.0), 0.0))
+    rows = np.where(squares == count, count, safe_divide(count * count, squares, 0.0))  # (weights of 1: the count)
+    se = np.sqrt(safe_divide(rate * (1.0 - rate), np.maximum(rows - 1.0, 0.0), 0.0))
     z = safe_divide(gap, se, 0.0)
     folded = np.where(
         se > 0,
@@ -509,7 +525,7 @@ def _mce(state: State) -> dict[str, float]:
 
 
 def _reliability(n_bins: int, state: State) -> dict[str, object]:
-    count, conf, acc = fold_ones(state, n_bins)
+    count, conf, acc = fold_ones(state, n_bins)[:3]
     conf = from_fixed(conf)
     return {
         ".confidence": safe_divide(conf, count, float("nan")),

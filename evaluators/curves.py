@@ -89,7 +89,7 @@ def reliability_bins(
     the state keeps them apart.
     """
     apart = ones_apart and np.shape(state[0])[-1] == n_bins + 1
-    count, conf, acc = state if apart else fold_ones(state, n_bins)
+    count, conf, acc = (state if apart else fold_ones(state, n_bins))[:3]
     count = np.asarray(count, np.float64)
     edges = np.concatenate([np.linspace(0.0, 1.0, n_bins + 1), [1.0] * apart])
     confidence = safe_divide(from_fixed(conf), count, float("nan"))

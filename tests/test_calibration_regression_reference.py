@@ -344,8 +344,8 @@ def test_a_state_stored_without_the_slot_of_ones_still_merges_and_reads():
     acc = Accumulator([stat])
     (old,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[old_rows], "targets": y[old_rows]}))
     (new,) = acc.to_host(acc.update(acc.zero(), {"predictions": p[new_rows], "targets": y[new_rows]}))
-    stored = fold_ones(old, 10)  # the older layout
-    assert stored[0].shape == (10,) and old[0].shape == (11,)
+    stored = fold_ones(old, 10)[:3]  # the older layout (and without the squared weights, kept since)
+    assert stored[0].shape == (10,) and old[0].shape == (11,) and len(old) == 4
     old_bins = [np.append(x, 0.0) for x in calibration_by_hand(p[old_rows], y[old_rows], None, 10)]
     new_bins = calibration_by_hand(p[new_rows], y[new_rows], None, 10, ones_apart=True)
     expected = ece_mce_by_hand(*(a + b for a, b in zip(old_bins, new_bins, strict=True)))[0]
@@ -358,6 +358,7 @@ def test_a_state_stored_without_the_slot_of_ones_still_merges_and_reads():
     assert [leaf.shape for leaf in stat.merge(stacked, tuple(np.stack([leaf, leaf]) for leaf in new))] == [
         (2, 11),
         (2, 11, 2),
+        (2, 11),
         (2, 11),
     ]
 
@@ -436,6 +437,40 @@ def test_debiased_ece_subtracts_the_folded_normal_bias_of_each_bin():
     state = acc.update(acc.zero(), {"predictions": p, "targets": y})
     assert metric.compute_for_interval(state[0])[""] == pytest.approx(expected, rel=1e-12)
     assert expected < metric.compute(state[0])[""]  # the plug-in value overshoots
+
+
+def test_debiased_ece_counts_a_bin_by_its_effective_rows_at_any_scale_of_the_weights():
+    """With weights, a bin's standard error takes Kish's effective count ``(sum w)**2 / sum w**2`` (its rows where
+    every weight is 1): it took the summed weight, so weights of 0.01 gave bins of "0.3 rows" and an interval below
+    0. Derived by hand with SciPy's folded normal; the same at weights of 0.01, 1 and 300; a state stored before the
+    squared weights reads them as rows of weight 1, as it did."""
+    rng = np.random.default_rng(12)
+    y = (rng.random(3000) < 0.3).astype(int)
+    p = np.clip(rng.beta(2, 4, 3000) + 0.1 * y, 0, 1)
+    w = rng.uniform(0.2, 3.0, 3000)
+    metric = build("expected_calibration_error", Task("binary"), {"n_bins": 10})
+    acc = Accumulator([metric.statistic])
+    slot = np.minimum(np.searchsorted(bin_edges(10), p, side="right") - 1, 9)
+    slot[p >= 1.0] = 10
+    total = w.sum()
+    expected = 0.0
+    for b in range(11):
+        rows = slot == b
+        if not rows.any():
+            continue
+        n, c, a = w[rows].sum(), (w * p)[rows].sum(), (w * y)[rows].sum()
+        effective = n**2 / (w[rows] ** 2).sum()
+        gap, rate = a / n - c / n, a / n
+        s = np.sqrt(rate * (1 - rate) / (effective - 1))
+        folded = scipy.stats.foldnorm(abs(gap) / s, scale=s).mean() if s > 0 else abs(gap)
+        expected += n * (2 * abs(gap) - folded)
+    expected /= total
+    for scale in (0.01, 1.0, 300.0):
+        state = acc.update(acc.zero(), {"predictions": p, "targets": y, "weights": w * scale})[0]
+        assert metric.compute_for_interval(state)[""] == pytest.approx(expected, rel=1e-9), scale
+    ones = acc.update(acc.zero(), {"predictions": p, "targets": y})[0]
+    legacy = tuple(np.asarray(leaf) for leaf in ones)[:3]  # (a run stored before the squared weights)
+    assert metric.compute_for_interval(legacy) == metric.compute_for_interval(ones)
 
 
 # --- regression --------------------------------------------------------------------------------------
