@@ -227,6 +227,27 @@ def recorded_spec(run: Run, uri: str) -> Mapping[str, Any]:
     return spec
 
 
+def declared_keys(run: Run) -> frozenset[str]:
+    """The metric keys ``run``'s spec declares (an entry's ``as:``, else its name): a key of a user's own may hold
+    ``[`` or ``.`` (``auc[main]``), which its values' keys (``key[i]``, ``key.part``) follow."""
+    spec = run.metadata.get("spec")
+    entries = spec.get("metrics") if isinstance(spec, Mapping) else None
+    keys: set[str] = set()
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, Mapping):
+            entry = entry.get("as") or entry.get("name") or (next(iter(entry)) if len(entry) == 1 else None)
+        if isinstance(entry, str):
+            keys.add(entry)
+    return frozenset(keys)
+
+
+def selects(name: str, key: str) -> bool:
+    """Whether a metric ``name`` given to select values (``--metric``) selects the value ``key``: the key itself, or
+    one of its values (``f1_score`` selects ``f1_score[2]``, ``roc_auc`` ``roc_auc.error_bound``, ``auc[main]``
+    ``auc[main].error_bound``)."""
+    return key == name or key.startswith((name + "[", name + "."))
+
+
 def manifest_problem(manifest: Any) -> str | None:
     """What a parsed ``_COMMITTED`` manifest lacks (None when it has all a reader needs): ``files`` (name ->
     size), ``job`` and ``run_id`` (strings) and ``timestamp`` (an ISO date and time)."""

@@ -35,7 +35,9 @@ from pipelines.records import (
     SignificanceResult,
     TrendPoint,
     TrendSeries,
+    declared_keys,
     recorded_spec,
+    selects,
     slice_name,
     unknown_message,
     utc,
@@ -357,11 +359,7 @@ def compare_all(
             definition = cur.metric_defs.get(name) or base.metric_defs.get(name)
             if name not in new.metrics or definition is None or definition.direction is MetricDirection.INFO:
                 continue
-            if (
-                wanted_metrics is not None
-                and name not in wanted_metrics
-                and name.split("[", 1)[0] not in wanted_metrics
-            ):
+            if wanted_metrics is not None and not any(selects(w, name) for w in wanted_metrics):
                 continue
             after = new.metrics[name]
             defined = (bool(np.isfinite(before.value)), bool(np.isfinite(after.value)))
@@ -397,10 +395,22 @@ def _has_samples(run: Run) -> bool:
 
 
 def _metric_names(run: Run) -> set[str]:
-    """Every metric key of ``run`` and its base names (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for
-    ``roc_auc.error_bound``)."""
+    """Every metric key of ``run``, the keys its spec declares (``as: auc[main]``) and the base names of its keys
+    (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for ``roc_auc.error_bound``): the names that select values
+    (:func:`~pipelines.records.selects`)."""
     keys = {k for p in run.points for k in p.metrics}
-    return keys | {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
+    bases = {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
+    return keys | bases | declared_keys(run)
+
+
+def _listed_names(run: Run, names: set[str]) -> set[str]:
+    """The names an error lists as valid: the keys the spec declares and the others without a per-class index (a
+    user function's outputs, ``rows``); for a run that recorded no spec, the names without a per-class index."""
+    declared = declared_keys(run)
+    if not declared:
+        return {n for n in names if "[" not in n}
+    keys = {k for p in run.points for k in p.metrics}
+    return declared | {k for k in keys if "[" not in k and not any(selects(d, k) for d in declared)}
 
 
 def check_names(run: Run, metrics: Iterable[str] | None, points: Iterable[str] | None) -> None:
@@ -412,7 +422,7 @@ def check_names(run: Run, metrics: Iterable[str] | None, points: Iterable[str] |
     names = _metric_names(run)
     for name in metrics or ():
         if name not in names:
-            raise _unknown("metric", name, {n for n in names if "[" not in n})
+            raise _unknown("metric", name, _listed_names(run, names))
     point_names = {p.name for p in run.points}
     for name in points or ():
         if name not in point_names:
@@ -455,7 +465,12 @@ def _check_comparable(
             found = [name in names_of(run) for run, _, _ in sides]
             if not any(found):
                 names = names_of(base) | names_of(cur)
-                raise _unknown(what, name, {n for n in names if "[" not in n})
+                listed_all = (
+                    _listed_names(base, names) | _listed_names(cur, names)
+                    if what == "metric"
+                    else {n for n in names if "[" not in n}
+                )
+                raise _unknown(what, name, listed_all)
             if not all(found):
                 (has, side, other), lacks = sides[found.index(True)], sides[found.index(False)][0]
                 listed = ", ".join(sorted(n for n in names_of(lacks) if "[" not in n)) or "none"

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from pipelines.records import MetricDirection, Run
+from pipelines.records import MetricDirection, Run, declared_keys, selects
 
 if TYPE_CHECKING:
     from pipelines.results import Comparison
@@ -46,12 +46,15 @@ def _escaped(c: str) -> str:
     return _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
-def _vector_group(key: str) -> tuple[str, str] | None:
-    """``("confusion_matrix[…]", "")``-style group of a vector entry ``name[i]rest``; None for a scalar."""
-    if "[" not in key or "]" not in key:
+def _vector_group(key: str, declared: frozenset[str] = frozenset()) -> tuple[str, str] | None:
+    """``("confusion_matrix", "")``-style group of a vector entry ``name[i]rest``; None for a scalar. A key the spec
+    declares (``as: auc[main]``) is a scalar, and its own ``[i]`` values group under it."""
+    own = max((d for d in declared if key == d or key.startswith((d + "[", d + "."))), key=len, default="")
+    rest = key[len(own) :]  # (what follows a declared key: its [i] values, its .parts)
+    if "[" not in rest:
         return None
-    head, tail = key.split("[", 1)
-    return head, tail.split("]", 1)[1]
+    head, tail = rest.split("[", 1)
+    return own + head, tail.split("]", 1)[1] if "]" in tail else ""
 
 
 def metric_rows(
@@ -69,8 +72,7 @@ def metric_rows(
         if points and point.name not in points:
             continue
         for name, metric in point.metrics.items():
-            bases = {name, name.split("[", 1)[0], name.split("[", 1)[0].split(".", 1)[0]}
-            if wanted is None or bases & wanted:
+            if wanted is None or any(selects(w, name) for w in wanted):
                 rows.append((point.name, name, metric.value, metric.lower, metric.upper))
     return rows
 
@@ -88,8 +90,9 @@ def format_run(
     entries: list[tuple[str, str, str, str]] = []
     vectors: dict[tuple[str, str], list[float]] = {}
     shown = hidden = 0
+    declared = declared_keys(run)
     for point, name, value, lower, upper in metric_rows(run, metrics, points):
-        group = None if expand else _vector_group(name)
+        group = None if expand else _vector_group(name, declared)
         if group is not None:
             label = f"{group[0]}[…]{group[1]}"
             if (point, label) not in vectors:

@@ -560,3 +560,38 @@ def test_validate_refuses_a_fixed_list_width_other_than_the_tasks(tmp_path: Path
         assert "b.parquet: column 'probs' (data.columns.predictions) has type fixed_size_list" in err, err
         assert "expected a list column of 4 numbers per row" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_keys_of_a_users_own_holding_brackets_and_dots_show_and_compare_as_declared(tmp_path: Path, capsys) -> None:
+    """``as: auc[main]`` was shown as a vector ("auc[…]  1 values", its interval lost) and ``f1.per[cls]`` as two;
+    ``--metric 'f1.per[cls]'`` was unknown ("did you mean 'f1.per'?") and the names listed were fragments; compare
+    --metric acc (for ``acc.v1``) said every chosen metric was undefined. A declared key is a scalar with its
+    interval, its own ``[i]`` values collapse under it, and show, compare and the errors name keys alike."""
+    write_shards(str(tmp_path / "data"), "binary", 2_000, 2, seed=9)
+    metrics = [
+        {"name": "roc_auc", "as": "auc[main]", "priority": "primary"},
+        {"name": "f1_score", "average": "none", "as": "f1.per[cls]"},
+        {"name": "accuracy", "as": "acc.v1"},
+    ]
+    path = _job(tmp_path, "own-keys", str(tmp_path / "data"), tmp_path / "out", confidence={"replicates": 40})
+    spec = yaml.safe_load(path.read_text())
+    spec["metrics"] = metrics
+    path.write_text(yaml.safe_dump(spec))
+    for _ in range(2):
+        assert _run(["run", str(path), "--quiet"], capsys)[0] == 0
+    first, second = sorted(str(p.parent) for p in (tmp_path / "out").glob("own-keys/*/_COMMITTED"))
+    run = read_run(first)
+    code, out, _ = _run(["show", first], capsys)
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("overall")}
+    auc = run.point("overall").metrics["auc[main]"]
+    assert code == 0 and "1 values" not in out
+    assert lines["auc[main]"].split()[2:] == [f"{auc.value:g}", f"[{auc.lower:g},", f"{auc.upper:g}]"]
+    assert "2 values" in lines["f1.per[cls][…]"] and "acc.v1" in lines
+    code, out, _ = _run(["show", first, "--metric", "f1.per[cls]", "--format", "json"], capsys)
+    shown = {m["metric"] for m in json.loads(out)["metrics"]}
+    assert code == 0 and shown == {"f1.per[cls][0]", "f1.per[cls][1]"}, out
+    code, _, err = _run(["show", first, "--metric", "nope"], capsys)
+    assert code == 2 and "the ones there are: acc.v1, auc[main], f1.per[cls], rows." in err, err
+    for name, compared in (("acc", 1), ("acc.v1", 1), ("f1.per[cls]", 2), ("auc[main]", 1)):
+        code, out, err = _run(["compare", first, second, "--metric", name], capsys)
+        assert code == 0 and f"{compared} metrics compared, 0 regressed" in out, (name, out, err)
