@@ -166,10 +166,9 @@ class TorchmetricsStatistic(Statistic):
         if weights.size and not np.all(weights == 1.0):
             raise ValueError(f"torchmetrics' {self.class_name} takes no sample weights; leave data.columns.weights out")
         metric = self._load(state)
-        targets = np.asarray(batch["targets"])
-        if targets.dtype.kind in "iub":  # (class ids as torch's long, as torchmetrics takes them: int32 ids failed
-            targets = targets.astype(np.int64)  # its one_hot; booleans are labels too)
-        metric.update(torch.from_numpy(np.asarray(batch["predictions"])), torch.from_numpy(targets))
+        # (class ids as torch's long, as torchmetrics takes them: int32 ids failed its one_hot; booleans are labels)
+        preds, targets = (_long_ids(np.asarray(batch[role])) for role in ("predictions", "targets"))
+        metric.update(torch.from_numpy(preds), torch.from_numpy(targets))
         return self._dump(metric)
 
     def merge(self, a: State, b: State) -> State:
@@ -188,6 +187,11 @@ class TorchmetricsStatistic(Statistic):
         if np.ndim(value) == 1:
             return {f"[{i}]": float(v) for i, v in enumerate(value)}
         return {"": value}
+
+
+def _long_ids(values: np.ndarray) -> np.ndarray:
+    """Integer or boolean ``values`` (class ids, labels) as int64; scores as they are."""
+    return values.astype(np.int64) if values.dtype.kind in "iub" else values
 
 
 def _plain(value: Any) -> Any:
@@ -228,7 +232,8 @@ def task_disagreement(task: Task, params: Mapping[str, Any]) -> str | None:
 
 def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with what the job's task says and they leave out, where the class takes it: ``task`` (the task
-    wrappers need it), ``num_classes`` / ``num_labels`` (AutoTimm leaves them to the model; the job knows them)."""
+    wrappers need it), ``num_classes`` / ``num_labels`` (AutoTimm leaves them to the model; the job knows them), and
+    a binary or multilabel task's ``threshold``."""
     accepted = inspect.signature(metric_class(class_name)).parameters
     out, name = dict(params), _TASK_NAMES.get(task.kind)
     if name is not None and "task" in accepted:
@@ -238,6 +243,8 @@ def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dic
         out.setdefault("num_classes", task.num_classes)
     if task.num_classes and kind == "multilabel" and "num_labels" in accepted:
         out.setdefault("num_labels", task.num_classes)
+    if kind in ("binary", "multilabel") and "threshold" in accepted:
+        out.setdefault("threshold", task.threshold)  # (the job's, as its own metrics read scores)
     return out
 
 

@@ -273,6 +273,8 @@ def _priority(given: str, suffix: str, auxiliary: bool) -> MetricPriority:
 
 
 def _summary(text: str | None) -> str:
-    """The first sentence of a docstring's first paragraph, on one line (a summary that wraps is kept whole)."""
+    """The first sentence of a docstring's first paragraph, on one line (a summary that wraps is kept whole; a
+    period inside code, ``(x . y)``, ends none), a cross-reference as the name it refers to."""
     paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
-    return re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]
+    paragraph = re.sub(r":\w+:`([^`]*)`", lambda m: m.group(1).replace(" ", "").rsplit(".", 1)[-1], paragraph)
+    return re.split(r"(?<=[\w)\]`'\"]\.)\s+(?=[A-Z(`])", paragraph, maxsplit=1)[0]

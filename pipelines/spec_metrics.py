@@ -177,7 +177,7 @@ def _backend_entry(root: Section, i: int, entry: dict[str, Any], task: Task, key
             "entry `{statistic: package.module.Class}`, a per-row function goes under `functions:` (README: "
             '"Your own metric functions").'
         )
-    class_name = sec.get("metric_class", str, required=True)
+    class_name = sec.get("metric_class", str, required=True).removeprefix("torchmetrics.")  # (AutoTimm's full path)
     params = sec.get("params", dict, {})
     key = sec.get("name", str) or sec.get("as", str) or class_name
     priority = sec.get("priority", str, "secondary", choices=PRIORITIES)

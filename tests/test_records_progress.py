@@ -123,3 +123,8 @@ def test_metric_defs_describe_a_metric_in_its_first_sentence_and_keep_one_primar
     # counts beside a headline rank nothing: a run with fewer queries or shorter outputs is no regression
     assert defs["ndcg.queries"].direction == defs["bleu.sys_len"].direction == "info"
     assert defs["bleu.precision_1"].direction == "higher"
+    from pipelines.reduce import _summary
+
+    kid = _summary(catalog.factory("kid").__doc__)  # (a period in code ends no sentence: it was cut at "(x .")
+    assert kid.endswith("``(x . y / d + 1)^3`` on one deterministic subset.")
+    assert "(mean_average_precision)" in _summary(catalog.factory("mean_average_precision").__doc__)

@@ -391,9 +391,10 @@ def test_the_functional_api_keeps_query_ids_of_one_type_and_refuses_mixed_ones()
         FR.coverage(scores, relevance, [1, 1, 2, 2], [None, None, 3, 4], k=1)
     with pytest.raises(ValueError, match="item_ids: ids of mixed types"):
         FR.coverage(scores, relevance, [1, 1, 2, 2], [1, "1", 3, 4], k=1)
-    assert FR.coverage(scores, relevance, [1, 1, 2, 2], ["x", "y", "x", "z"], k=1) == pytest.approx(
-        2 / 3
-    )  # (y, z of x, y, z)
+    with pytest.raises(ValueError, match="item_ids: ids of type float; give every row an id of one type"):
+        FR.coverage(scores, relevance, [1, 1, 2, 2], [1.0, 2.0, 3.0, 4.0], k=1)  # (said "mixed types")
+    shown = FR.coverage(scores, relevance, [1, 1, 2, 2], ["x", "y", "x", "z"], k=1)
+    assert shown == pytest.approx(2 / 3)  # (y and z of x, y, z)
     two = np.mean([ndcg_score([[1, 0]], [[0.1, 0.2]]), ndcg_score([[0, 1]], [[0.3, 0.4]])])
     for ids in (
         [1, 1, 2, 2],

@@ -361,3 +361,24 @@ def test_torchmetrics_failing_on_the_rows_is_exit_2_naming_the_metric(tmp_path, 
     assert "the statistic torchmetrics.segmentation.MeanIoU(num_classes=4) of metric 'pasted' raised" in err, err
     assert "expected to have the same shape" in err
     assert not list((tmp_path / "out").glob("pasted/2*/_COMMITTED"))
+
+
+def test_the_full_class_path_keeps_the_native_metric_and_a_pass_through_class_reads_the_jobs_threshold(tmp_path):
+    """``torchmetrics.F1Score`` ran torchmetrics (no interval, no weights) where ``F1Score`` is computed natively;
+    a multilabel ``HammingDistance`` scored at 0.5 beside the job's own metrics at ``task.threshold: 0.3``."""
+    job = _config_job(tmp_path, "multiclass", {"metric_class": "torchmetrics.F1Score", "params": {"average": "macro"}})
+    spec = spec_module.load(str(write_job(tmp_path / "job.yaml", job)))
+    assert spec.metrics[1].name == "f1_score" and spec.metrics[1].backend == "evalpipe (torchmetrics.F1Score)"
+    task = Task("multilabel", 3, threshold=0.3)
+    rng = np.random.default_rng(8)
+    scores, targets = rng.random((400, 3)).astype(np.float32), rng.integers(0, 2, (400, 3))
+    metric = torchmetrics_metric(task, "HammingDistance", {}, "h")
+    expected = torchmetrics.HammingDistance(task="multilabel", num_labels=3, threshold=0.3)
+    expected.update(torch.from_numpy(scores), torch.from_numpy(targets))
+    from evaluators.accumulate import evaluate
+
+    (values,) = evaluate([metric], scores, targets)
+    assert values[""] == pytest.approx(float(expected.compute()), rel=1e-6)
+    at_half = torchmetrics.HammingDistance(task="multilabel", num_labels=3)
+    at_half.update(torch.from_numpy(scores), torch.from_numpy(targets))
+    assert float(at_half.compute()) != pytest.approx(values[""], rel=1e-6)  # (the data tell 0.3 from 0.5)

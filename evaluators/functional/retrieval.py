@@ -41,9 +41,10 @@ def query_id_column(query_ids: Sequence[Any], argument: str = "query_ids") -> An
         except OverflowError:  # (integers beyond int64: keyed by their text, see evaluators.retrieval.id_key)
             return np.asarray(values, dtype=object)
     if any(integers) or not all(isinstance(v, str) for v in values):
+        kinds = sorted({type(v).__name__ for v in values})
         raise ValueError(
-            f"{argument}: ids of mixed types (such as 1 and '1', which a column of one type cannot hold); give every "
-            "row an id of one type, integers or strings"
+            f"{argument}: ids of {'mixed types' if len(kinds) > 1 else 'type'} {', '.join(kinds)}; give every row an "
+            "id of one type, integers or strings (1 and '1' would be one id in a column of one type)"
         )
     return np.asarray(values, dtype=object)
 
