@@ -307,14 +307,14 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.results import resolve_run_uri
 
     args.run = resolve_run_uri(args.run)
-    baseline = args.baseline
-    if baseline is None:
+    baseline, tolerance = args.baseline, 0.0
+    if baseline is None:  # (the run's own gate: its baseline, judged with the gate's tolerance)
         from pipelines.storage import read_run
 
-        found = read_run(args.run).metadata.get("baseline") or {}
-        if found.get("found"):
-            baseline = f"{args.run.rstrip('/').rsplit('/', 1)[0]}/{found['found']}"
-    write_report(args.run, args.output, baseline, force=args.force)
+        gate = read_run(args.run).metadata.get("baseline") or {}
+        tolerance = gate.get("tolerance", 0) if gate.get("found") else 0
+        baseline = f"{args.run.rstrip('/').rsplit('/', 1)[0]}/{gate['found']}" if gate.get("found") else None
+    write_report(args.run, args.output, baseline, tolerance=tolerance, force=args.force)
     out.write(f"report: {args.output}\n")
     return 0
 

@@ -595,3 +595,20 @@ def test_keys_of_a_users_own_holding_brackets_and_dots_show_and_compare_as_decla
     for name, compared in (("acc", 1), ("acc.v1", 1), ("f1.per[cls]", 2), ("auc[main]", 1)):
         code, out, err = _run(["compare", first, second, "--metric", name], capsys)
         assert code == 0 and f"{compared} metrics compared, 0 regressed" in out, (name, out, err)
+
+
+def test_report_judges_the_runs_own_baseline_with_its_gates_tolerance(tmp_path: Path, capsys) -> None:
+    """A run gated with ``baseline: {tolerance: 0.5}`` regressed on nothing, yet ``evalpipe report`` of it judged its
+    baseline at tolerance 0 (every worsening a regression): the page and the gate disagreed."""
+    write_shards(str(tmp_path / "data"), "binary", 3_000, 2, seed=10)
+    path = _job(tmp_path, "gated", str(tmp_path / "data"), tmp_path / "out", baseline={"tolerance": 0.5})
+    assert _run(["run", str(path), "--quiet"], capsys)[0] == 0
+    write_shards(str(tmp_path / "data"), "binary", 3_000, 2, seed=11)  # (other rows: some values worse)
+    code, _, err = _run(["run", str(path), "--quiet"], capsys)
+    assert code == 0, err
+    latest = sorted(str(p.parent) for p in (tmp_path / "out").glob("gated/*/_COMMITTED"))[-1]
+    gate = read_run(latest).metadata["baseline"]
+    assert gate["tolerance"] == 0.5 and gate["regressions"] == []
+    assert _run(["report", latest, "-o", str(tmp_path / "r.html")], capsys)[0] == 0
+    page = (tmp_path / "r.html").read_text()
+    assert re.search(r"0 of \d+ values regressed", page), re.findall(r"\d+ of \d+ values regressed", page)
