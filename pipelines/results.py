@@ -355,6 +355,7 @@ def compare_all(
         if old.name not in current_points or (wanted_points is not None and old.name not in wanted_points):
             continue
         new = current_points[old.name]
+        same_rows = _rows_of(old) == _rows_of(new)  # (a slice whose rows moved is not paired, as compare_runs says)
         for name, before in old.metrics.items():
             definition = cur.metric_defs.get(name) or base.metric_defs.get(name)
             if name not in new.metrics or definition is None or definition.direction is MetricDirection.INFO:
@@ -368,7 +369,7 @@ def compare_all(
             sign = 1.0 if definition.direction is MetricDirection.HIGHER else -1.0
             worse_by = sign * (before.value - after.value) if all(defined) else float("nan")
             significance = None
-            if all(defined) and paired and before.samples is not None and after.samples is not None:
+            if all(defined) and paired and same_rows and before.samples is not None and after.samples is not None:
                 significance = bootstrap_difference_test(after, before, alpha)
                 if math.isnan(significance.p_value):  # no test (a slice of one row): the tolerance decides
                     significance = None
@@ -381,6 +382,11 @@ def compare_all(
                 )
             )
     return out
+
+
+def _rows_of(point: Any) -> float | None:
+    rows = point.metrics.get("rows")
+    return None if rows is None else rows.value
 
 
 def _paired(base: Run, cur: Run) -> bool:

@@ -169,3 +169,29 @@ def test_an_alpha_the_replicates_cannot_reach_is_refused_not_a_gate_that_never_f
     pq.write_table(table.slice(0, table.num_rows // 2), other / "part.parquet")
     fewer = _run(tmp_path / "fewer", other, "old")
     assert compare_all(new, fewer, alpha=0.001, force=True)
+
+
+def test_a_slice_whose_rows_moved_between_runs_is_not_paired(tmp_path):
+    """The same row ids (the runs are paired) but 30 rows moved from one country to the other: ``compare`` tested
+    the slices with their replicates as if paired (p = 0.02), where ``compare_runs`` refuses that pair. Such a point
+    is judged by the tolerance alone (no significance), the overall point stays paired."""
+    from pipelines.results import compare_all
+
+    directory = _two_model_files(tmp_path)
+    old = _run(tmp_path, directory, "new")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in sorted(directory.glob("*.parquet")):
+        table = pq.read_table(path)
+        country = table.column("country").to_pylist()
+        country[:10] = ["DE" if c == "US" else "US" for c in country[:10]]
+        table = table.set_column(table.schema.get_field_index("country"), "country", pa.array(country))
+        pq.write_table(table, moved / path.name)
+    new = _run(tmp_path / "second", moved, "new")
+    assert new.metadata["rows_digest"] == old.metadata["rows_digest"]
+    comparisons = compare_all(old, new, force=True)
+    assert all(c.significance is not None for c in comparisons if c.point == "overall" and c.metric == "accuracy")
+    slices = [c for c in comparisons if c.point.startswith("country=")]
+    assert slices and all(c.significance is None for c in slices)
+    with pytest.raises(ValueError, match="a paired comparison needs the same rows"):
+        compare_runs(new, old, "accuracy", point="country=US")
