@@ -585,10 +585,11 @@ class RunStatistics:
     states: Mapping[SliceKey, Mapping[str, State]]  # slice key -> metric output key -> state
 
     def state(self, metric_key: str, point: str = "overall") -> State:
+        """The merged state of ``metric_key`` at ``point``; :class:`UserError` naming the points there are."""
         for key, states in self.states.items():
             if slice_name(key) == point:
                 return states[metric_key]
-        raise KeyError(f"no statistics for point {point!r}")
+        raise _unknown("point", point, {slice_name(key) for key in self.states})
 
     def metric(self, metric_key: str) -> DerivedMetric:
         return next(m for spec, m in self.metrics if spec.key == metric_key)

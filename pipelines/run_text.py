@@ -189,7 +189,7 @@ def write_comparisons(comparisons: Sequence[Comparison], notes: Sequence[str], e
         if not (every or c.regressed):
             continue
         p = "" if c.significance is None else f"{c.significance.p_value:.3g}"
-        worse = f"{c.worse_by:.3g}" if not math.isnan(c.worse_by) else ("now NaN" if c.regressed else "was NaN")
+        worse = f"{c.worse_by + 0.0:.3g}" if not math.isnan(c.worse_by) else ("now NaN" if c.regressed else "was NaN")
         row = (c.point, c.metric, format_value(c.baseline), format_value(c.current), worse, p)
         rows.append((*row, "REGRESSED" if c.regressed else ""))
     if len(rows) > 1:

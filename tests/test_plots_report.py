@@ -508,3 +508,11 @@ def test_report_highlights_the_planted_regression(runs):
     for metric in ("auc", "ap"):
         assert reverse[("overall", metric)]["class"] == "improved"
         assert reverse[("overall", metric)]["cells"][5] == format_number(-compared[("overall", metric)].worse_by)
+
+
+def test_a_figure_of_a_point_the_run_lacks_names_the_points_there_are(stats):
+    """``roc_figure(stats, point="nosuch")`` raised a bare KeyError."""
+    from pipelines.errors import UserError
+
+    with pytest.raises(UserError, match=r"point 'nosuch' not found.*the ones there are: .*overall"):
+        roc_figure(stats, point="nosuch")
