@@ -333,11 +333,12 @@ class CalibrationBins(FixedPointSums, Statistic):
         index = self.slots(confidence, batch["predictions"])
         count, conf, acc, squares = with_squared_weights(state)
         if xp is np:  # (the bincounts add_rows takes on the host, without its [n, 2] stacks)
+            weight = np.bincount(index, w, slots)
             return (
-                count + np.bincount(index, w, slots),
+                count + weight,
                 conf + fixed_bincount(index, w * confidence, slots),
                 acc + np.bincount(index, w * correct, slots),
-                squares + np.bincount(index, w * w, slots),
+                squares + (weight if (w == 1).all() else np.bincount(index, w * w, slots)),  # (weights of 1: w * w = w)
             )
         sums = add_rows(xp.zeros((slots, 3), xp.float64), index, xp.stack([w, w * correct, w * w], axis=-1))
         return (
