@@ -28,6 +28,7 @@ from fsspec.core import url_to_fs
 
 from evaluators.statistic import State
 from pipelines.errors import UserError
+from pipelines.metric_names import listed_names, metric_names
 from pipelines.records import (
     MetricDirection,
     Regression,
@@ -35,7 +36,6 @@ from pipelines.records import (
     SignificanceResult,
     TrendPoint,
     TrendSeries,
-    declared_keys,
     recorded_spec,
     selects,
     slice_name,
@@ -400,41 +400,6 @@ def _has_samples(run: Run) -> bool:
     return any(m.samples is not None for p in run.points for m in p.metrics.values())
 
 
-def _metric_names(run: Run) -> set[str]:
-    """Every metric key of ``run``, the keys its spec declares (``as: auc[main]``) and the base names of its keys
-    (``f1_score`` for ``f1_score[2]``, ``roc_auc`` for ``roc_auc.error_bound``): the names that select values
-    (:func:`~pipelines.records.selects`)."""
-    keys = {k for p in run.points for k in p.metrics}
-    bases = {k.split("[", 1)[0] for k in keys} | {k.split("[", 1)[0].split(".", 1)[0] for k in keys}
-    return keys | bases | declared_keys(run)
-
-
-def _listed_names(run: Run, names: set[str]) -> set[str]:
-    """The names an error lists as valid: the keys the spec declares and the others without a per-class index (a
-    user function's outputs, ``rows``); for a run that recorded no spec, the names without a per-class index."""
-    declared = declared_keys(run)
-    if not declared:
-        return {n for n in names if "[" not in n}
-    keys = {k for p in run.points for k in p.metrics}
-    return declared | {k for k in keys if "[" not in k and not any(selects(d, k) for d in declared)}
-
-
-def check_names(run: Run, metrics: Iterable[str] | None, points: Iterable[str] | None) -> None:
-    """Every name in ``metrics`` (keys or base names) and ``points`` is one of ``run``'s.
-
-    Raises:
-        UserError: naming the unknown name and the ones there are.
-    """
-    names = _metric_names(run)
-    for name in metrics or ():
-        if name not in names:
-            raise _unknown("metric", name, _listed_names(run, names))
-    point_names = {p.name for p in run.points}
-    for name in points or ():
-        if name not in point_names:
-            raise _unknown("point", name, point_names)
-
-
 def resolve_run_uri(uri: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """``uri`` itself, or for ``{output}/{job}/latest`` the newest committed run of that job."""
     if uri.rstrip("/").rsplit("/", 1)[-1] != "latest":
@@ -464,7 +429,7 @@ def _check_comparable(
         )
     sides = ((base, "the baseline", "the current run"), (cur, "the current run", "the baseline"))
     for what, wanted, names_of in (
-        ("metric", metrics, _metric_names),
+        ("metric", metrics, metric_names),
         ("point", points, lambda run: {p.name for p in run.points}),
     ):
         for name in wanted or ():
@@ -472,7 +437,7 @@ def _check_comparable(
             if not any(found):
                 names = names_of(base) | names_of(cur)
                 listed_all = (
-                    _listed_names(base, names) | _listed_names(cur, names)
+                    listed_names(base, names) | listed_names(cur, names)
                     if what == "metric"
                     else {n for n in names if "[" not in n}
                 )
@@ -484,7 +449,7 @@ def _check_comparable(
                     f"{what} {name!r} is only in {side} (run {has.id}), not in {other} (run {lacks.id}, whose "
                     f"{what}s are: {listed}): nothing to compare it with."
                 )
-    names = _metric_names(base) | _metric_names(cur)
+    names = metric_names(base) | metric_names(cur)
     if isinstance(tolerance, Mapping):
         for name in tolerance:
             if name != "*" and name not in names:

@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from pipelines.metric_names import check_names
 from pipelines.records import MetricDirection, Run, declared_keys, selects
 
 if TYPE_CHECKING:
@@ -63,8 +64,6 @@ def metric_rows(
     """``(point, metric, value, lower, upper)`` of ``run``, filtered by point names and metric keys or base
     names (``f1_score`` selects ``f1_score[2]``; ``roc_auc`` selects ``roc_auc.error_bound``)."""
     if metrics or points:
-        from pipelines.results import check_names  # polars: only when there are names to check
-
         check_names(run, metrics, points)
     wanted = set(metrics) if metrics else None
     rows = []
