@@ -311,9 +311,25 @@ OTHER_NAMES: Mapping[str, str] = {
     "rouge": "rouge_n",
     "bertscore": "bertscore_f1",
     "fid_score": "fid",
+    # torchmetrics classes (of older releases too), named where such a class is not found
+    "dicescore": "dice_score",
+    "meaniou": "mean_iou",
+    "bleuscore": "bleu",
+    "charerrorrate": "cer",
+    "rougescore": "rouge_n",
+    "chrfscore": "chrf",
+    "frechetinceptiondistance": "fid",
+    "kernelinceptiondistance": "kid",
+    "inceptionscore": "inception_score",
+    "retrievalnormalizeddcg": "ndcg",
+    "retrievalmrr": "mean_reciprocal_rank",
+    "retrievalmap": "mean_average_precision",
+    "retrievalhitrate": "hit_rate",
+    "retrievalprecision": "precision_at_k",
+    "retrievalrecall": "recall_at_k",
 }
-"""Names other libraries and guides use (lower case: ``mAP``, ``AUROC``) -> the catalogue's, suggested when a job
-names them (not accepted: one name per metric)."""
+"""Names other libraries and guides use (lower case: ``mAP``, ``AUROC``, torchmetrics' ``Dice``) -> the
+catalogue's, suggested when a job names them (not accepted: one name per metric)."""
 
 
 def metric_hint(name: str) -> str:

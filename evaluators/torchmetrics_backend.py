@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.catalog import OTHER_NAMES
 from evaluators.statistic import Batch, DerivedMetric, Direction, State, Statistic
 from evaluators.task import PredictionKind, Task, TaskKind
 
@@ -42,29 +43,6 @@ def _torchmetrics() -> Any:
         raise ValueError(
             "backend: torchmetrics needs torch and torchmetrics installed (pip install torchmetrics)"
         ) from None
-
-
-EVALPIPE_NAMES: Mapping[str, str] = {
-    "Dice": "dice_score",
-    "DiceScore": "dice_score",
-    "MeanIoU": "mean_iou",
-    "BLEUScore": "bleu",
-    "CharErrorRate": "cer",
-    "ROUGEScore": "rouge_n",
-    "CHRFScore": "chrf",
-    "BERTScore": "bertscore_f1",
-    "FrechetInceptionDistance": "fid",
-    "KernelInceptionDistance": "kid",
-    "InceptionScore": "inception_score",
-    "RetrievalNormalizedDCG": "ndcg",
-    "RetrievalMRR": "mean_reciprocal_rank",
-    "RetrievalMAP": "mean_average_precision",
-    "RetrievalHitRate": "hit_rate",
-    "RetrievalPrecision": "precision_at_k",
-    "RetrievalRecall": "recall_at_k",
-}
-"""torchmetrics classes (of older releases too) whose value an evalpipe metric of this name computes: named where
-such a class is not found."""
 
 
 def metric_class(name: str) -> type:
@@ -95,8 +73,9 @@ def _submodule(root: str, parts: list[str]) -> Any:
 def _not_found(name: str, path: str) -> str:
     last = path.rsplit(".", 1)[-1]
     message = f"torchmetrics has no metric class {name!r}"
-    if last in EVALPIPE_NAMES:
-        return f"{message}; evalpipe computes it as the metric {EVALPIPE_NAMES[last]!r} (metrics: [{EVALPIPE_NAMES[last]}])"
+    ours = OTHER_NAMES.get(last.lower())  # (the catalogue's table of other libraries' names)
+    if ours is not None:
+        return f"{message}; evalpipe computes it as the metric {ours!r} (metrics: [{ours}])"
     close = difflib.get_close_matches(last, list(getattr(_torchmetrics(), "__all__", [])), n=1)
     return f"{message} (did you mean {close[0]!r}?)" if close else message
 

@@ -32,9 +32,10 @@ def quantile_boundaries(values: np.ndarray, buckets: int) -> tuple[float, ...]:
     q = np.arange(1, buckets) / buckets
     with np.errstate(invalid="ignore"):
         cuts = np.quantile(numbers, q)
-    position = q * (numbers.size - 1)  # (a quantile on a value itself: that value, beside an inf too, not 0 * inf)
-    whole = position == np.floor(position)
-    cuts[whole] = np.sort(numbers)[position[whole].astype(np.int64)]
+    if not np.isfinite(cuts).all():  # (a quantile on a value itself is that value beside an inf too, not 0 * inf)
+        position = q * (numbers.size - 1)
+        whole = position == np.floor(position)
+        cuts[whole] = np.sort(numbers)[position[whole].astype(np.int64)]
     return tuple(float(x) for x in np.unique(cuts[np.isfinite(cuts)]))
 
 

@@ -23,14 +23,14 @@ from evaluators.retrieval import QUERY
 from evaluators.task import Task, TaskKind
 
 
-def query_id_column(query_ids: Sequence[Any], argument: str = "query_ids") -> Any:
-    """``query_ids`` (or the ids of another ``argument``: ``item_ids``) as a column whose values keep their type: an
+def id_column(ids: Sequence[Any], argument: str = "query_ids") -> Any:
+    """``ids`` of ``argument`` (``query_ids``, ``item_ids``) as a column whose values keep their type: an
     array as it is; a sequence of integers as int64 (object where one passes int64), of strings as an object array.
     Refuses (:class:`ValueError`) a missing id and ids of mixed types, which a conversion to one NumPy dtype would
     merge (``1`` and ``"1"``: one query) where a job reads them from one typed column."""
-    if isinstance(query_ids, np.ndarray) and query_ids.dtype != object:
-        return query_ids
-    values = list(np.asarray(query_ids, dtype=object).reshape(-1))
+    if isinstance(ids, np.ndarray) and ids.dtype != object:
+        return ids
+    values = list(np.asarray(ids, dtype=object).reshape(-1))
     missing = sum(v is None for v in values)
     if missing:
         raise ValueError(f"{argument}: {missing} rows have no {argument.removesuffix('s').replace('_', ' ')} (None)")
@@ -52,7 +52,7 @@ def query_id_column(query_ids: Sequence[Any], argument: str = "query_ids") -> An
 def _ranking(
     name: str, predictions: Any, targets: Any, query_ids: Sequence[Any], weights: Any, params: dict
 ) -> dict[str, Any]:
-    columns = {"predictions": predictions, "targets": targets, QUERY: query_id_column(query_ids), "weights": weights}
+    columns = {"predictions": predictions, "targets": targets, QUERY: id_column(query_ids), "weights": weights}
     return with_columns(name, Task(TaskKind.RANKING), columns, params)
 
 
@@ -113,8 +113,8 @@ def coverage(
     columns = {
         "predictions": predictions,
         "targets": targets,
-        QUERY: query_id_column(query_ids),
-        ITEM: query_id_column(item_ids, "item_ids"),
+        QUERY: id_column(query_ids),
+        ITEM: id_column(item_ids, "item_ids"),
         "weights": weights,
     }
     params = {"k": k, "catalog_size": catalog_size}
