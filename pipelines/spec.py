@@ -294,6 +294,10 @@ _THRESHOLDED = ("binary", "multilabel")
 """The task kinds whose predicted labels are scores above ``task.threshold``."""
 
 
+MIN_BUCKETS = 8
+"""The fewest ``confidence.buckets`` a job may set: the bootstrap resamples buckets, not rows."""
+
+
 def _confidence(root: _Section) -> ConfidenceSpec | None:
     root.allowed.append("confidence")
     if root.value.get("confidence") is None:
@@ -311,6 +315,18 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
     _positive(sec, "replicates", spec.replicates, 100_000, integer=True)
     _positive(sec, "buckets", spec.buckets, 4096, integer=True)
     _positive(sec, "seed", spec.seed, _MAX_INTEGER, integer=True, allow_zero=True)
+    if spec.buckets < MIN_BUCKETS:
+        raise SpecError(
+            f"{sec.where('buckets')}: expected at least {MIN_BUCKETS} buckets, got {spec.buckets}: a replicate weights "
+            "whole buckets, so with fewer the interval's width rests on how a handful of bucket values happen to differ "
+            "(2 buckets of 2,000 rows read accuracy's 95% interval as +-0.0001, where its sampling error is +-0.02); "
+            "the default is 128."
+        )
+    if spec.replicates < 2:
+        raise SpecError(
+            f"{sec.where('replicates')}: expected at least 2 replicates, got {spec.replicates}: an interval is read "
+            "from the spread of the replicates' values (the default is 100)."
+        )
     if not 0.5 <= spec.level < 1.0:
         raise SpecError(f"{sec.where('level')}: expected a confidence level in [0.5, 1), got {spec.level}.")
     return spec

@@ -44,6 +44,12 @@ CASES = [
     ),
     ("400-digit var", lambda s: s + f"vars: {{N: {HUGE}}}\n", "an integer of 400 digits is out of range"),
     ("negative seed", lambda s: s + "confidence: {seed: -1, replicates: 10}\n", "confidence.seed"),
+    (
+        "2 bootstrap buckets",  # (replicates weight whole buckets: 2 read accuracy's interval as +-1e-4, not +-0.02)
+        lambda s: s + "confidence: {buckets: 2}\n",
+        "confidence.buckets (line 9): expected at least 8 buckets, got 2",
+    ),
+    ("1 replicate", lambda s: s + "confidence: {replicates: 1}\n", "expected at least 2 replicates, got 1"),
     ("NaN slice boundary", lambda s: s + "slices: [{column: score, boundaries: [.nan, 1]}]\n", "finite numbers"),
     ("inf slice boundary", lambda s: s + "slices: [{column: score, boundaries: [0, .inf]}]\n", "finite numbers"),
     (
