@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import hashlib
 import io
 import json
@@ -47,7 +48,7 @@ from pipelines.planning import WorkUnit
 from pipelines.records import unknown_message
 from pipelines.spec import JobSpec
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
-from pipelines.storage import flatten_state, join, stored_state, unflatten_state
+from pipelines.storage import COMMIT_MARKER, flatten_state, join, stored_state, unflatten_state
 from pipelines.unit_result import Partial, SliceKey, UnitResult
 
 CHECKPOINTS_DIR = "_checkpoints"
@@ -325,6 +326,25 @@ def check_location(fs: Any, root: str, uri: str) -> None:
         raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
     if not fs.isdir(root):
         raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
+    if not fs.glob(join(glob.escape(root), "*", "*", COMMIT_MARKER)):
+        _refuse_inner_directory(fs, root, uri)
+
+
+def _refuse_inner_directory(fs: Any, root: str, uri: str) -> None:
+    """Raise :class:`UserError` where ``uri`` is a job's directory or one run's, not the results location above
+    them (``output.uri``), whose listing would otherwise be empty."""
+    parent, name = uri.rstrip("/").rsplit("/", 1) if "/" in uri.rstrip("/") else (".", uri.rstrip("/"))
+    if fs.exists(join(root, COMMIT_MARKER)):
+        grand, job = parent.rsplit("/", 1) if "/" in parent else (".", parent)
+        raise UserError(
+            f"{uri}: this is one committed run (of job {job!r}), not a results location; list its job's runs with "
+            f"the location above it ({grand!r}, job {job!r}), or read this run by its URI (`evalpipe show {uri}`)."
+        )
+    if fs.glob(join(glob.escape(root), "*", COMMIT_MARKER)):
+        raise UserError(
+            f"{uri}: this is the directory of job {name!r}, not a results location (the job spec's output.uri, "
+            f"which holds a directory per job); give the location above it: {parent!r} (with job {name!r})."
+        )
 
 
 def check_results_location(uri: str, job: str | None, storage_options: dict[str, Any] | None = None) -> None:

@@ -41,7 +41,7 @@ from evaluators.ranking import (
 from evaluators.statistic import DerivedMetric, Statistic
 from evaluators.task import Task, TaskKind
 from pipelines.errors import UserError
-from pipelines.records import Metric, Run, TrendSeries
+from pipelines.records import Metric, Run, TrendSeries, unknown_message
 from pipelines.results import RunStatistics
 from pipelines.spec import MetricSpec
 
@@ -314,6 +314,18 @@ def slice_values(run: Run, metric: str) -> list[tuple[str, Metric]]:
     return sorted(((name, m) for name, m in found if math.isfinite(m.value)), key=lambda item: item[1].value)
 
 
+SLICE_LABEL_CHARACTERS = 48
+"""A slice's axis label is cut to this many characters (its start and end kept), so that one long value leaves the
+others' labels whole."""
+
+
+def _short_label(name: str) -> str:
+    if len(name) <= SLICE_LABEL_CHARACTERS:
+        return name
+    tail = SLICE_LABEL_CHARACTERS // 3
+    return f"{name[: SLICE_LABEL_CHARACTERS - tail - 1]}…{name[-tail:]}"
+
+
 def slices_figure(run: Run, metric: str) -> Figure:
     """One marker per point (slice) of the run for ``metric``, sorted by value (largest at the top).
 
@@ -322,7 +334,11 @@ def slices_figure(run: Run, metric: str) -> Figure:
     """
     values = slice_values(run, metric)
     if not values:
-        raise ValueError(f"no point of run {run.id} has a value for {metric!r}")
+        if not any(metric in p.metrics for p in run.points):
+            raise UserError(unknown_message("metric", metric, {k for p in run.points for k in p.metrics}))
+        raise UserError(
+            f"run {run.id}: metric {metric!r} is undefined (NaN) at every point: there is no value to plot."
+        )
     fig = Figure(figsize=(7.5, max(2.5, 1.3 + 0.3 * len(values))), layout="constrained")
     ax = fig.subplots()
     positions = np.arange(len(values))
@@ -343,7 +359,7 @@ def slices_figure(run: Run, metric: str) -> Figure:
         container.lines[0].set_gid(gid)
         if wanted:
             ax.axvline(metrics[0].value, color=color, linestyle="--", linewidth=1)
-    ax.set_yticks(positions, labels=[name for name, _ in values], fontsize="small")
+    ax.set_yticks(positions, labels=[_short_label(name) for name, _ in values], fontsize="small")
     for label in ax.get_yticklabels():
         if label.get_text() == OVERALL:
             label.set_fontweight("bold")

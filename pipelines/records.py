@@ -232,13 +232,26 @@ def declared_keys(run: Run) -> frozenset[str]:
     ``[`` or ``.`` (``auc[main]``), which its values' keys (``key[i]``, ``key.part``) follow."""
     spec = run.metadata.get("spec")
     entries = spec.get("metrics") if isinstance(spec, Mapping) else None
-    keys: set[str] = set()
-    for entry in entries if isinstance(entries, list) else ():
-        if isinstance(entry, Mapping):
-            entry = entry.get("as") or entry.get("name") or (next(iter(entry)) if len(entry) == 1 else None)
-        if isinstance(entry, str):
-            keys.add(entry)
-    return frozenset(keys)
+    keys = (_declared_key(entry) for entry in (entries if isinstance(entries, list) else ()))
+    return frozenset(key for key in keys if isinstance(key, str))
+
+
+def _declared_key(entry: Any) -> Any:
+    """The key of one ``metrics:`` entry of a recorded spec, as the spec reader gives it: ``name``,
+    ``{name: ..., as: ...}``, ``{name: {params, as: ...}}``, an AutoTimm ``MetricConfig`` (its ``name``, else ``as:``,
+    else its class) or ``{statistic: module.Class, as: ...}`` (else the class's name)."""
+    if not isinstance(entry, Mapping):
+        return entry
+    if "backend" in entry or "metric_class" in entry:
+        return entry.get("name") or entry.get("as") or str(entry.get("metric_class", "")).removeprefix("torchmetrics.")
+    if "statistic" in entry:
+        return entry.get("as") or str(entry["statistic"]).replace(":", ".").rsplit(".", 1)[-1]
+    if "name" in entry:
+        return entry.get("as") or entry["name"]
+    if len(entry) == 1:
+        ((name, params),) = entry.items()
+        return (params.get("as") if isinstance(params, Mapping) else None) or name
+    return None
 
 
 def selects(name: str, key: str) -> bool:

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from pipelines import plots
 from pipelines.records import Metric, MetricDirection, MetricPriority, Run, utc
 from pipelines.results import Comparison, RunStatistics, compare_all, load_run, load_statistics
+from pipelines.run_text import not_compared
 
 MAX_INPUTS_LISTED = 20
 ROWS_METRIC = "rows"
@@ -280,10 +281,14 @@ def _tolerance_text(tolerance: float | Mapping[str, float]) -> str:
     return f"{float(tolerance):g}"
 
 
-def _comparison(baseline: Run, comparisons: Sequence[Comparison], tolerance: float | Mapping[str, float]) -> str:
+def _comparison(
+    baseline: Run, run: Run, comparisons: Sequence[Comparison], tolerance: float | Mapping[str, float]
+) -> str:
     ordered = sorted(comparisons, key=lambda c: not c.regressed)
     regressed = sum(c.regressed for c in comparisons)
     rows = "".join(_comparison_row(c) for c in ordered)
+    lines = "".join(f"<li>{_e(line)}</li>" for line in not_compared(baseline, run))  # (what one run lacks)
+    notes = f'<ul class="note">{lines}</ul>' if lines else ""
     return (
         f'<section id="comparison"><h2>Comparison with baseline {_e(baseline.id)}</h2>'
         f'<p class="note">{regressed} of {len(comparisons)} values regressed (worse than the baseline by more '
@@ -291,7 +296,8 @@ def _comparison(baseline: Run, comparisons: Sequence[Comparison], tolerance: flo
         "replicates). <em>worse by</em> is in the metric's units; negative is better.</p>"
         '<div class="scroll"><table class="comparison"><thead><tr><th class="name">point</th>'
         '<th class="name">metric</th><th>direction</th><th>baseline</th><th>current</th><th>worse by</th>'
-        f'<th>p-value</th><th class="name">status</th></tr></thead><tbody>{rows}</tbody></table></div></section>'
+        f'<th>p-value</th><th class="name">status</th></tr></thead><tbody>{rows}</tbody></table></div>'
+        f"{notes}</section>"
     )
 
 
@@ -321,7 +327,7 @@ def page(
     """The whole HTML document for ``run`` with ``figures`` and, when given, the baseline comparison."""
     job = run.metadata.get("job", "")
     comparison = (
-        _comparison(baseline, comparisons, tolerance) if baseline is not None and comparisons is not None else ""
+        _comparison(baseline, run, comparisons, tolerance) if baseline is not None and comparisons is not None else ""
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

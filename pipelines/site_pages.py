@@ -190,7 +190,9 @@ def _change_cells(change: Change | None) -> str:
         return '<td class="num" data-label="change">–</td><td class="num" data-label="significance">–</td><td>–</td>'
     sign = "−" if change.worse_by > 0 else "+"  # worse_by > 0: worse, shown as a loss in the metric's sense
     delta = f"{sign}{format_number(abs(change.worse_by))}" if change.worse_by else "0"
-    if change.p_value is not None:
+    if math.isnan(change.worse_by):  # defined in one of the two runs only: no difference, no test
+        delta, significance = ("now NaN" if change.regressed else "was NaN"), "–"
+    elif change.p_value is not None:
         significance = f"p = {change.p_value:.3g}"
     elif change.significant is not None:
         significance = "outside interval" if change.significant else "within interval"
@@ -276,8 +278,12 @@ def _heatmap(job: JobIndex, metric: str) -> str:
         cells = []
         for r in runs:
             triple = r.values.get(p, {}).get(metric)
-            if triple is None or not _finite(triple[0]):
-                cells.append('<td class="num">–</td>')
+            if triple is None or not _finite(
+                triple[0]
+            ):  # (a value that became NaN regressed: marked as compare marks it)
+                regressed = triple is not None and r.regressed(p, metric)
+                mark = ' class="num regressed">▼ NaN' if regressed else ' class="num">–'
+                cells.append(f"<td{mark}</td>")
                 continue
             red, green, blue, _ = cmap((triple[0] - low) / (high - low) if high > low else 0.5)
             ink = "#000" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "#fff"

@@ -52,7 +52,7 @@ from pipelines.sides import check_sides, one_side_allowed
 from pipelines.slicing import SliceSpec
 from pipelines.spec_execution import ExecutionSpec
 from pipelines.spec_execution import read_execution as _read_execution
-from pipelines.spec_metrics import MetricSpec, build_metric, function_metrics
+from pipelines.spec_metrics import MetricSpec, build_metric, check_tolerance_names, function_metrics
 from pipelines.spec_metrics import read_functions as _read_functions
 from pipelines.spec_metrics import read_metrics as _read_metrics
 from pipelines.spec_slices import read_slices as _read_slices
@@ -512,6 +512,8 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
     check_sides(source, data.columns, task, built, reference, root.value.get("backbone"))
     backbone = _backbone(root, task, metrics if data.columns.predictions or data.columns.targets else ())
     functions = _read_functions(root, {m.key for m in metrics})
+    if baseline is not None:
+        check_tolerance_names(source.where(("baseline", "tolerance")), baseline.tolerance, metrics, functions)
     window = _window(root, name)
     site = root.get("site", str)
     root.finish()

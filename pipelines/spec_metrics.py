@@ -27,6 +27,7 @@ from pipelines.functions import (
     import_function,
     split_path,
 )
+from pipelines.records import selects, unknown_message
 from pipelines.spec_yaml import NAME, Section, describe, suggest
 from pipelines.yamlsource import Path
 
@@ -319,3 +320,17 @@ def read_functions(root: Section, metric_keys: set[str]) -> tuple[FunctionSpec, 
             )
         out.append(FunctionSpec(key, path, tuple(outputs), dict(columns), scores, tokenizer))
     return tuple(out)
+
+
+def check_tolerance_names(
+    where: str, tolerance: float | dict[str, float], metrics: Sequence[MetricSpec], functions: Sequence[FunctionSpec]
+) -> None:
+    """Refuse a ``baseline.tolerance`` name that selects none of the job's values: each is ``*``, ``rows``, a metric's
+    key (its ``as:`` where it has one) or one of its values (``f1_score[2]``, ``roc_auc.error_bound``), or a function's
+    output (``key.output``). Checked before any row is read, so that a name the gate would not find costs no run."""
+    if not isinstance(tolerance, dict):
+        return
+    keys = {m.key for m in metrics} | {f"{f.key}.{output}" for f in functions for output in f.outputs}
+    for name in tolerance:
+        if name not in ("*", "rows") and not any(selects(key, name) for key in keys):
+            raise SpecError(f"{where}: {unknown_message('metric', name, keys)}")
