@@ -43,6 +43,7 @@ from pipelines.spec import JobSpec, build_metric
 from pipelines.stopping import StopControl, committing
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
+from pipelines.templating import as_of
 from pipelines.unit_result import TOTAL_DROPPED, OrderedMerger, UnitResult
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regressi
     assert baseline is not None
     options = spec.output.storage_options
     if baseline.run == "latest":
-        base = latest_run(spec.output.uri, spec.name, exclude=run.id, storage_options=options)
+        base = latest_run(spec.output.uri, spec.name, exclude=run.id, storage_options=options, before=run.timestamp)
     else:
         base = read_run(baseline.run, options)
     if base is None:
@@ -332,10 +333,11 @@ def run_job(
     driver_compile += timing.compile_seconds() - reduce_compile
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}
+    timestamp = as_of(spec.recorded.get("vars") or {}, started)  # (a backfill: the night it evaluates)
     run = Run(
         points=tuple(points),
         id=new_run_id(started),
-        timestamp=started,
+        timestamp=timestamp,
         commit=commit,
         branch=branch,
         environment={
@@ -353,6 +355,7 @@ def run_job(
             "inputs": [
                 {"path": spec.redact(f.path), "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files
             ],
+            **({"started": started.isoformat()} if timestamp != started else {}),
             "rows": rows_done,
             "units": len(plan.units),
             "attempts": report.attempts,

@@ -302,6 +302,7 @@ def merge_runs(
     storage_options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     stop: StopControl | None = None,
+    as_of: dt.datetime | None = None,
 ) -> MergeOutcome:
     """Commit a run named ``name`` whose statistics are the merge of the committed runs at ``run_uris``.
 
@@ -313,6 +314,7 @@ def merge_runs(
         metadata: extra entries for the merged run's metadata (a window's settings).
         stop: the process's SIGTERM control (:func:`~pipelines.stopping.stop_on_sigterm`), told when the manifest
             exists, so that a signal from then on is only noted.
+        as_of: the time the merged run stands for (a window's: the run it ends at); default its start.
 
     Raises:
         UserError: no runs, a bad name, runs whose settings differ, overlapping inputs, or a run stored
@@ -342,7 +344,7 @@ def merge_runs(
     run = Run(
         points=tuple(points),
         id=new_run_id(started),
-        timestamp=started,
+        timestamp=as_of or started,
         commit=newest.commit,
         branch=newest.branch,
         environment={"libraries": library_versions(), "platform": platform.platform(), "runner": "merge"},

@@ -236,10 +236,16 @@ def load_run(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> 
 
 
 def latest_run(
-    uri: str, job: str, exclude: str | None = None, storage_options: Mapping[str, Any] | None = None
+    uri: str,
+    job: str,
+    exclude: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    before: dt.datetime | None = None,
 ) -> Run | None:
-    """The newest committed run of ``job`` (other than run id ``exclude``), or None."""
+    """The newest committed run of ``job`` (other than run id ``exclude``; with ``before``, of those that stand for
+    an earlier time: a backfilled night's previous night), or None."""
     runs = [r for r in list_runs(uri, job, storage_options=storage_options) if r.run_id != exclude]
+    runs = [r for r in runs if before is None or r.timestamp < utc(before)]
     return read_run(runs[-1].uri, storage_options) if runs else None
 
 

@@ -315,11 +315,11 @@ def _runs_table(job: JobIndex) -> str:
     for r in job.runs:
         link = f'<a href="../{_e(r.report)}">{_e(r.run_id)}</a>' if r.report else _e(r.run_id)
         status = f'<span class="regressed">▼ {_e(r.status)}</span>' if r.status == "regressed" else _e(r.status)
-        rows.append(
+        rows.append(  # (a log of the runs as they ran, newest first, failed ones among them: a backfill at its start)
             (
                 r.run_id,
                 f'<tr data-run-id="{_e(r.run_id)}"><td class="name">{link}</td>'
-                f'<td class="num wide">{_e(r.timestamp[:19].replace("T", " "))}</td>'
+                f'<td class="num wide">{_e(_id_time(r.run_id))}</td>'
                 f'<td class="name"><code>{_e((r.commit or "–")[:10])}</code></td>'
                 f'<td class="num">{_e(format_number(r.rows))}</td><td class="name">{status}</td>'
                 f'<td class="num">{r.regressions}</td></tr>',

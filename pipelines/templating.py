@@ -35,6 +35,16 @@ def run_date(variables: Mapping[str, Any], today: dt.date | None = None) -> dt.d
         raise SpecError(f"vars.DATE must be a date written YYYY-MM-DD, got {raw!r}.") from None
 
 
+def as_of(variables: Mapping[str, Any], started: dt.datetime) -> dt.datetime:
+    """The time a run stands for: ``started`` (UTC), or where ``vars.DATE`` names another day (a backfill), that day
+    at ``started``'s time of day, so that a backfilled night is listed, gated and windowed among the nights around
+    it rather than after the newest."""
+    if variables.get("DATE") is None:
+        return started
+    date = run_date(variables)
+    return started if date == started.date() else dt.datetime.combine(date, started.timetz())
+
+
 def env_values(data: Any, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{name: value}`` of every ``${env:NAME}`` placeholder in the strings of ``data`` that is set."""
     env = os.environ if env is None else env

@@ -97,7 +97,12 @@ def commit_window(spec: JobSpec, run: Run, run_uri: str) -> WindowOutcome:
         note = {"job": spec.name, "runs": window.runs, "days": window.days, "skipped": skipped}
         try:
             merged = merge_runs(
-                uris, window.name, output=spec.output.uri, storage_options=options, metadata={"window": note}
+                uris,
+                window.name,
+                output=spec.output.uri,
+                storage_options=options,
+                metadata={"window": note},
+                as_of=run.timestamp,  # (a backfilled night's window is that night's)
             )
         except DamagedRunFile as exc:  # (statistics damaged after an earlier run's commit: left out, as run.json is)
             if exc.run_uri in uris and exc.run_uri != current.uri:
