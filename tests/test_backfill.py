@@ -69,7 +69,7 @@ def test_a_backfilled_night_is_ordered_gated_and_windowed_by_its_date(tmp_path, 
     assert backfill.metadata["baseline"]["found"] == runs[0].run_id
     assert code == 3  # worse than the night before it
     assert dt.datetime.fromisoformat(backfill.metadata["started"]).date() == TODAY
-    assert backfill.timestamp.time() == dt.datetime.fromisoformat(backfill.metadata["started"]).time()
+    assert backfill.timestamp == dt.datetime.combine(old, dt.time.max, dt.UTC)  # after the runs of that night
     # `latest` is still tonight's run, and the trend reads the nights in date order
     latest = load_run(str(out / "nightly" / "latest"))
     assert latest.id == runs[2].run_id
@@ -95,3 +95,13 @@ def test_a_backfilled_night_is_ordered_gated_and_windowed_by_its_date(tmp_path, 
     assert main(["site", str(out), "-o", str(tmp_path / "full")]) == 0  # a full rebuild: the same pages
     for name in ("index.html", "jobs/nightly.html"):
         assert (tmp_path / "site" / name).read_text() == (tmp_path / "full" / name).read_text()
+    # the same night backfilled again: listed after the first backfill of it, whose place it takes in its window
+    assert _run(job, capsys, f"vars.DATE={old}") == 3
+    again = list_runs(str(out), "nightly")
+    assert [r.run_id for r in again[:2]] == [runs[0].run_id, runs[1].run_id] and again[3].run_id == runs[2].run_id
+    assert again[2].timestamp == again[1].timestamp and again[2].run_id > again[1].run_id
+    newest_window = load_run(str(out / "nightly-7d" / "latest"))
+    assert newest_window.timestamp == again[3].timestamp  # tonight's window stays the latest window run
+    windows = [load_run(w.uri) for w in list_runs(str(out), "nightly-7d")]
+    last_backfill_window = [w for w in windows if w.timestamp == backfill.timestamp][-1]
+    assert [s["uri"] for s in last_backfill_window.metadata["merged_from"]] == [runs[0].uri, again[2].uri]
