@@ -76,8 +76,15 @@ def _not_found(name: str, path: str) -> str:
     ours = OTHER_NAMES.get(last.lower())  # (the catalogue's table of other libraries' names)
     if ours is not None:
         return f"{message}; evalpipe computes it as the metric {ours!r} (metrics: [{ours}])"
+    for package in _PACKAGES:  # (a class its package does not export at the top: classification.MulticlassAccuracy)
+        module = _submodule(_torchmetrics().__name__, [package])
+        if "." not in path and module is not None and isinstance(getattr(module, last, None), type):
+            return f"{message} (did you mean '{package}.{last}'?)"
     close = difflib.get_close_matches(last, list(getattr(_torchmetrics(), "__all__", [])), n=1)
     return f"{message} (did you mean {close[0]!r}?)" if close else message
+
+
+_PACKAGES = ("classification", "regression", "segmentation", "detection", "retrieval", "text", "image", "audio")
 
 
 @dataclass(frozen=True)
@@ -147,8 +154,27 @@ class TorchmetricsStatistic(Statistic):
         metric = self._load(state)
         # (class ids as torch's long, as torchmetrics takes them: int32 ids failed its one_hot; booleans are labels)
         preds, targets = (_long_ids(np.asarray(batch[role])) for role in ("predictions", "targets"))
+        if self.task.kind is TaskKind.SEGMENTATION:
+            preds, targets = self._pixels(preds, targets)
         metric.update(torch.from_numpy(preds), torch.from_numpy(targets))
         return self._dump(metric)
+
+    def _pixels(self, preds: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A segmentation batch's pixel rows (``[m, w]`` ids; predictions may be ``[m, w, C]`` scores) -> its counted
+        pixels: the padding that ends each image's last row and the ``ignore_index`` pixels left out, as
+        :class:`~evaluators.segmentation.PixelConfusion` leaves them out. ``[P]`` (``[P, C]``) for a classification
+        class; one sample of all of them (``[1, P]``) for a class of torchmetrics' ``segmentation`` package (allowed
+        with ``aggregation_level: global`` only, which pools its samples)."""
+        from evaluators.segmentation import FILL
+
+        flat = targets.reshape(-1)
+        keep = flat != FILL
+        if self.task.ignore_index is not None:
+            keep &= flat != self.task.ignore_index
+        preds = preds.reshape(len(flat), *preds.shape[targets.ndim :])[keep]
+        if per_image(self.class_name):
+            return preds[None], flat[keep][None]
+        return preds, flat[keep]
 
     def merge(self, a: State, b: State) -> State:
         left, right = self._load(a), self._load(b)
@@ -227,8 +253,20 @@ def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dic
     return out
 
 
+def per_image(class_name: str) -> bool:
+    """Whether ``class_name`` is of torchmetrics' ``segmentation`` package, whose classes score each image (sample)."""
+    return metric_class(class_name).__module__.startswith("torchmetrics.segmentation")
+
+
 def torchmetrics_metric(task: Task, class_name: str, params: Mapping[str, Any], key: str) -> DerivedMetric:
     """A metric that runs torchmetrics' ``class_name(**params)`` in every worker."""
+    if task.kind is TaskKind.SEGMENTATION and per_image(class_name) and params.get("aggregation_level") != "global":
+        raise ValueError(
+            f"torchmetrics.{class_name} averages a score per image, and a segmentation job's statistics see pixels "
+            "(each image cut into fixed-width rows), not whole images: its value would average rows of pixels. "
+            "evalpipe's mean_iou and dice_score are the dataset-level scores over the pooled pixels (torchmetrics' "
+            "DiceScore with aggregation_level: global, which runs here, equals dice_score)"
+        )
     params = with_job_task(task, class_name, params)
     statistic = TorchmetricsStatistic(task, class_name, tuple(sorted((k, _hashable(v)) for k, v in params.items())))
     try:
