@@ -167,7 +167,7 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
 
     runs = list_runs(args.uri, args.job, args.since, must_exist=True)
     records = concurrently(lambda r: read_run(r.uri), runs)  # object stores: one request per run, concurrently
-    rows = [("job", "run id", "started (UTC)", "rows", "commit", "primary metric", "uri")]
+    rows = [("job", "run id", "time (UTC)", "rows", "commit", "primary metric", "uri")]
     for info, run in zip(runs, records, strict=True):
         started = info.timestamp.strftime("%Y-%m-%d %H:%M:%S")
         commit = (run.commit or "-")[:10]

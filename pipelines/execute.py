@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, TextIO
@@ -34,7 +35,7 @@ from pipelines.outputprobe import probe_output
 from pipelines.progress import Progress
 from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_label_types, check_schema, schema_type
-from pipelines.records import Regression, Run
+from pipelines.records import Regression, Run, selects, unknown_message
 from pipelines.reduce import build_points, metric_defs, refuse_distinct_slices, reported_rows
 from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
@@ -114,17 +115,41 @@ def metric_backends(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def _compare_with_baseline(spec: JobSpec, run: Run) -> tuple[Run, tuple[Regression, ...]]:
-    """Attach the baseline comparison to the run's metadata; return the regressions."""
-    from pipelines.results import compare, latest_run  # polars: only for jobs that read earlier runs
+def _baseline_run(spec: JobSpec, before: dt.datetime) -> Run | None:
+    """The run the ``baseline:`` gate compares with (the newest committed run of the job standing for a time before
+    ``before``, or the run it names), read before any row is, with the tolerance names checked against it: a name
+    the gate would not find (``roc_auc.eror_bound``) is refused now, not after the whole job has run. A part of a
+    metric the baseline lacks (added since) is known only once computed: the gate checks it."""
+    from pipelines.metric_names import listed_names, metric_names
+    from pipelines.results import latest_run  # polars: only for jobs that read earlier runs
 
     baseline = spec.baseline
     assert baseline is not None
     options = spec.output.storage_options
     if baseline.run == "latest":
-        base = latest_run(spec.output.uri, spec.name, exclude=run.id, storage_options=options, before=run.timestamp)
+        base = latest_run(spec.output.uri, spec.name, storage_options=options, before=before)
     else:
         base = read_run(baseline.run, options)
+    if base is not None and isinstance(baseline.tolerance, Mapping):
+        known = metric_names(base)
+        for name in baseline.tolerance:
+            added = any(selects(m.key, name) and m.key not in known for m in spec.metrics)
+            if name != "*" and name not in known and not added:
+                listed = listed_names(base, known) | {n for n in known if "[" not in n} | {m.key for m in spec.metrics}
+                raise UserError(
+                    f"{spec.source}: baseline.tolerance: a tolerance for a value that neither the baseline run "
+                    f"{base.id} nor this job's metrics have: {unknown_message('metric', name, listed)} Nothing was read."
+                )
+    return base
+
+
+def _compare_with_baseline(spec: JobSpec, run: Run, base: Run | None) -> tuple[Run, tuple[Regression, ...]]:
+    """Attach the baseline comparison with ``base`` (:func:`_baseline_run`) to the run's metadata; return the
+    regressions."""
+    from pipelines.results import compare  # polars: only for jobs that read earlier runs
+
+    baseline = spec.baseline
+    assert baseline is not None
     if base is None:
         note = {"run": baseline.run, "found": None, "regressions": []}
         return dataclasses.replace(run, metadata={**run.metadata, "baseline": note}), ()
@@ -259,6 +284,8 @@ def run_job(
     instance = instance_key(spec)
     if spec.output.on_existing == "refuse":
         _refuse_existing(spec, instance)
+    timestamp = as_of(spec.recorded.get("vars") or {}, started)  # (a backfill: the night it evaluates)
+    base = _baseline_run(spec, timestamp) if spec.baseline is not None else None
     plan = check_dataset(spec)
     probe_output(spec.output, spec.name)
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
@@ -333,7 +360,6 @@ def run_job(
     driver_compile += timing.compile_seconds() - reduce_compile
     commit, branch = git_revision(spec)
     keys = {k for p in points for k in p.metrics}
-    timestamp = as_of(spec.recorded.get("vars") or {}, started)  # (a backfill: the night it evaluates)
     run = Run(
         points=tuple(points),
         id=new_run_id(started),
@@ -387,7 +413,7 @@ def run_job(
     location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
     regressions: tuple[Regression, ...] = ()
     if spec.baseline is not None:
-        run, regressions = _compare_with_baseline(spec, run)
+        run, regressions = _compare_with_baseline(spec, run, base)
     t_commit = time.perf_counter()
     try:
         with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:

@@ -14,9 +14,11 @@ backend and keeps no figure registry; in a notebook a returned figure displays i
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import posixpath
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -319,11 +321,26 @@ SLICE_LABEL_CHARACTERS = 48
 others' labels whole."""
 
 
-def _short_label(name: str) -> str:
-    if len(name) <= SLICE_LABEL_CHARACTERS:
-        return name
+def short_labels(names: Sequence[str]) -> list[str]:
+    """``names`` cut to :data:`SLICE_LABEL_CHARACTERS` (start and end kept); two long names that would read alike
+    keep a short digest of their whole text between their start and end, so that no two points share a label."""
     tail = SLICE_LABEL_CHARACTERS // 3
-    return f"{name[: SLICE_LABEL_CHARACTERS - tail - 1]}…{name[-tail:]}"
+
+    def cut(name: str) -> str:
+        return (
+            name
+            if len(name) <= SLICE_LABEL_CHARACTERS
+            else f"{name[: SLICE_LABEL_CHARACTERS - tail - 1]}…{name[-tail:]}"
+        )
+
+    labels = [cut(name) for name in names]
+    seen = Counter(labels)
+    return [
+        f"{name[: SLICE_LABEL_CHARACTERS - tail - 10]}…#{hashlib.sha1(name.encode()).hexdigest()[:6]}…{name[-tail:]}"
+        if seen[label] > 1 and label != name
+        else label
+        for name, label in zip(names, labels, strict=True)
+    ]
 
 
 def slices_figure(run: Run, metric: str) -> Figure:
@@ -359,7 +376,7 @@ def slices_figure(run: Run, metric: str) -> Figure:
         container.lines[0].set_gid(gid)
         if wanted:
             ax.axvline(metrics[0].value, color=color, linestyle="--", linewidth=1)
-    ax.set_yticks(positions, labels=[_short_label(name) for name, _ in values], fontsize="small")
+    ax.set_yticks(positions, labels=short_labels([name for name, _ in values]), fontsize="small")
     for label in ax.get_yticklabels():
         if label.get_text() == OVERALL:
             label.set_fontweight("bold")

@@ -238,8 +238,9 @@ def declared_keys(run: Run) -> frozenset[str]:
 
 def _declared_key(entry: Any) -> Any:
     """The key of one ``metrics:`` entry of a recorded spec, as the spec reader gives it: ``name``,
-    ``{name: ..., as: ...}``, ``{name: {params, as: ...}}``, an AutoTimm ``MetricConfig`` (its ``name``, else ``as:``,
-    else its class) or ``{statistic: module.Class, as: ...}`` (else the class's name)."""
+    ``{name: ..., <params>, as: ...}``, ``{name: {<params>, as: ...}}`` (without ``as:``, the name and its parameters:
+    :func:`metric_key`), an AutoTimm ``MetricConfig`` (its ``name``, else ``as:``, else its class) or
+    ``{statistic: module.Class, as: ...}`` (else the class's name)."""
     if not isinstance(entry, Mapping):
         return entry
     if "backend" in entry or "metric_class" in entry:
@@ -247,11 +248,20 @@ def _declared_key(entry: Any) -> Any:
     if "statistic" in entry:
         return entry.get("as") or str(entry["statistic"]).replace(":", ".").rsplit(".", 1)[-1]
     if "name" in entry:
-        return entry.get("as") or entry["name"]
-    if len(entry) == 1:
-        ((name, params),) = entry.items()
-        return (params.get("as") if isinstance(params, Mapping) else None) or name
-    return None
+        given, name = entry, entry["name"]
+    elif len(entry) == 1:
+        ((name, raw),) = entry.items()
+        given = raw if isinstance(raw, Mapping) else {}
+    else:
+        return None
+    params = {k: v for k, v in given.items() if k not in ("name", "as", "priority")}
+    return given.get("as") or (metric_key(name, params) if isinstance(name, str) else None)
+
+
+def metric_key(name: str, params: Mapping[str, Any]) -> str:
+    """The key of a catalogue metric entry without ``as:``: its name, with its parameters where it has some
+    (``expected_calibration_error(n_bins=10)``)."""
+    return name if not params else name + "(" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + ")"
 
 
 def selects(name: str, key: str) -> bool:

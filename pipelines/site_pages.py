@@ -297,7 +297,7 @@ def _heatmap(job: JobIndex, metric: str) -> str:
         body.append(f'<tr data-point="{_e(p)}"><td class="name">{_e(p)}</td>{"".join(cells)}</tr>')
     return (
         f'<section id="heatmap"><h2>{_e(metric)} by slice and night</h2><p class="note">The last {len(runs)} runs '
-        f"(month-day, run time); colour from low ({_e(format_number(low))}, dark blue) to high "
+        f"(month-day of the night each stands for, then its start time); colour from low ({_e(format_number(low))}, dark blue) to high "
         f"({_e(format_number(high))}, yellow); ▼ regressed against the run before.</p>"
         f'<div class="scroll"><table class="heatmap"><thead><tr><th class="name">point</th>{header}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div></section>"

@@ -298,7 +298,7 @@ MIN_BUCKETS = 8
 """The fewest ``confidence.buckets`` a job may set: the bootstrap resamples buckets, not rows."""
 
 
-def _confidence(root: _Section) -> ConfidenceSpec | None:
+def _confidence(root: _Section, recorded: bool = False) -> ConfidenceSpec | None:
     root.allowed.append("confidence")
     if root.value.get("confidence") is None:
         return None
@@ -315,14 +315,14 @@ def _confidence(root: _Section) -> ConfidenceSpec | None:
     _positive(sec, "replicates", spec.replicates, 100_000, integer=True)
     _positive(sec, "buckets", spec.buckets, 4096, integer=True)
     _positive(sec, "seed", spec.seed, _MAX_INTEGER, integer=True, allow_zero=True)
-    if spec.buckets < MIN_BUCKETS:
+    if spec.buckets < MIN_BUCKETS and not recorded:  # (a run recorded before the minimums still merges)
         raise SpecError(
             f"{sec.where('buckets')}: expected at least {MIN_BUCKETS} buckets, got {spec.buckets}: a replicate weights "
             "whole buckets, so with fewer the interval's width rests on how a handful of bucket values happen to differ "
             "(2 buckets of 2,000 rows read accuracy's 95% interval as +-0.0001, where its sampling error is +-0.02); "
             "the default is 128."
         )
-    if spec.replicates < 2:
+    if spec.replicates < 2 and not recorded:
         raise SpecError(
             f"{sec.where('replicates')}: expected at least 2 replicates, got {spec.replicates}: an interval is read "
             "from the spread of the replicates' values (the default is 100)."
@@ -593,6 +593,6 @@ def settings_of_recorded(recorded: Mapping[str, Any], name: str = "run.json") ->
         "metrics": [(m.name, m.key, m.params, m.backend) for m in entries]
         + [(f.get("function"), f.get("as"), f.get("outputs")) for f in recorded.get("functions") or []],
         "slices": _read_slices(root),
-        "confidence": _confidence(root),
+        "confidence": _confidence(root, recorded=True),
         "backbone": backbone or None,
     }

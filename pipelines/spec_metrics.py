@@ -27,7 +27,7 @@ from pipelines.functions import (
     import_function,
     split_path,
 )
-from pipelines.records import selects, unknown_message
+from pipelines.records import metric_key, selects, unknown_message
 from pipelines.spec_yaml import NAME, Section, describe, suggest
 from pipelines.yamlsource import Path
 
@@ -125,7 +125,7 @@ def read_metrics(root: Section, task: Task, allow_empty: bool = False) -> tuple[
         except (ValueError, TypeError) as exc:
             raise SpecError(f"{where}: {name}: {exc}.") from None
         if key is None:
-            key = name if not params else name + "(" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + ")"
+            key = metric_key(name, params)
         if not isinstance(key, str) or not key:
             raise SpecError(f"{where}.as: expected a non-empty string, got {describe(key)}.")
         _claim(keys, key, i, where, "give one of them `as: <key>`")

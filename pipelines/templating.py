@@ -36,14 +36,14 @@ def run_date(variables: Mapping[str, Any], today: dt.date | None = None) -> dt.d
 
 
 def as_of(variables: Mapping[str, Any], started: dt.datetime) -> dt.datetime:
-    """The time a run stands for: ``started`` (UTC), or where ``vars.DATE`` names another day (a backfill), that day's
+    """The time a run stands for: ``started`` (UTC), or where ``vars.DATE`` names an earlier day (a backfill), that day's
     last microsecond (UTC), so that a backfilled night is listed, gated and windowed among the nights around it rather
     than after the newest, and after the runs that ran on that night (a backfill replaces them; of several
     backfills of one night, the one started last comes last)."""
     if variables.get("DATE") is None:
         return started
     date = run_date(variables)
-    return started if date == started.date() else dt.datetime.combine(date, dt.time.max, dt.UTC)
+    return dt.datetime.combine(date, dt.time.max, dt.UTC) if date < started.date() else started  # (not a later day)
 
 
 def env_values(data: Any, env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Window runs: after a job's run commits, a run merged from the job's last N runs or N days (``window:``).
 
 The window is the committed runs of the job up to and including the run just committed: the last ``runs`` of
-them, or those started less than ``days`` × 24 h before it. A rerun of the same inputs (the same night run
+them, or those of its last ``days`` calendar days (UTC: the days from ``days - 1`` days before its own, a backfilled
+night counted on its night, :func:`~pipelines.templating.as_of`). A rerun of the same inputs (the same night run
 again) replaces the earlier run of those inputs, and runs whose settings differ from the new run's (a metric
 added since) are left out and listed in the window run's ``metadata.window.skipped``. The window run is merged
 by :func:`pipelines.merge.merge_runs` and committed as job ``window.name`` (default ``{job}-{N}d`` or
@@ -39,20 +40,26 @@ class WindowOutcome:
     error: str | None = None
 
 
+def window_start(end: dt.datetime, days: int) -> dt.datetime:
+    """The first time of a window of ``days`` calendar days (UTC) ending on ``end``'s day: midnight ``days - 1`` days
+    before it (a nightly job's last ``days`` nights, whatever time each ran or, backfilled, stands for)."""
+    return dt.datetime.combine(end.astimezone(dt.UTC).date() - dt.timedelta(days=days - 1), dt.time.min, dt.UTC)
+
+
 def select_window(
     candidates: Sequence[RunInfo], current: RunInfo, window: WindowSpec, same_settings: Callable[[RunInfo], bool]
 ) -> WindowSelection:
     """The runs of ``window`` ending at ``current``, from ``candidates`` (the job's committed runs).
 
     Runs after ``current`` are not taken; of runs of the same inputs (``RunInfo.instance``) only the newest;
-    with ``window.days`` only runs started less than that many days before ``current``; runs for which
+    with ``window.days`` only runs of its last that many calendar days (:func:`window_start`); runs for which
     ``same_settings`` is false are skipped; with ``window.runs`` at most that many, newest first.
     """
     latest: dict[object, RunInfo] = {}
     for info in sorted(candidates, key=lambda r: (r.timestamp, r.run_id)):
         if (info.timestamp, info.run_id) > (current.timestamp, current.run_id):
             continue
-        if window.days is not None and info.timestamp <= current.timestamp - dt.timedelta(days=window.days):
+        if window.days is not None and info.timestamp < window_start(current.timestamp, window.days):
             continue
         latest[info.instance if info.instance is not None else info.run_id] = info
     chosen: list[RunInfo] = []
@@ -76,7 +83,7 @@ def commit_window(spec: JobSpec, run: Run, run_uri: str) -> WindowOutcome:
     window = spec.window
     assert window is not None
     options = spec.output.storage_options
-    since = run.timestamp - dt.timedelta(days=window.days) if window.days is not None else None
+    since = window_start(run.timestamp, window.days) if window.days is not None else None
     candidates = list_runs(spec.output.uri, spec.name, since=since, storage_options=options)
     current = next((info for info in candidates if info.run_id == run.id), None)
     if current is None:

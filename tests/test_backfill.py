@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from pipelines.cli import main
 from pipelines.results import list_runs, load_run, trend
+from pipelines.templating import as_of
 from tests.conftest import write_job
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -105,3 +106,11 @@ def test_a_backfilled_night_is_ordered_gated_and_windowed_by_its_date(tmp_path, 
     windows = [load_run(w.uri) for w in list_runs(str(out), "nightly-7d")]
     last_backfill_window = [w for w in windows if w.timestamp == backfill.timestamp][-1]
     assert [s["uri"] for s in last_backfill_window.metadata["merged_from"]] == [runs[0].uri, again[2].uri]
+
+
+def test_only_an_earlier_day_is_a_backfill() -> None:
+    now = dt.datetime(2026, 12, 6, 6, 16, 2, tzinfo=dt.UTC)
+    assert as_of({}, now) == now
+    assert as_of({"DATE": "2026-12-06"}, now) == now  # tonight's date pinned: tonight's run
+    assert as_of({"DATE": "2026-12-07"}, now) == now  # a later day (a scheduler ahead of UTC): not stamped ahead
+    assert as_of({"DATE": "2026-11-20"}, now) == dt.datetime(2026, 11, 20, 23, 59, 59, 999999, tzinfo=dt.UTC)

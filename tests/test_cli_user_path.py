@@ -336,7 +336,16 @@ def test_runs_lists_rows_commit_and_primary_metric(results, capsys) -> None:
     code, out, _ = _run(["runs", str(results["output"]), "--job", "gate"], capsys)
     assert code == 0
     header, _, row = out.splitlines()[:3]
-    assert header.split()[:8] == ["job", "run", "id", "started", "(UTC)", "rows", "commit", "primary"]
+    assert header.split()[:8] == [
+        "job",
+        "run",
+        "id",
+        "time",
+        "(UTC)",
+        "rows",
+        "commit",
+        "primary",
+    ]  # (a backfill: its night)
     roc = first.point("overall").metrics["roc_auc"].value
     assert row.split()[:7] == [
         "gate",

@@ -178,3 +178,16 @@ def test_a_row_id_column_of_lists_is_refused_at_the_footers(tmp_path, capsys):
     text = GOOD.format(data=directory, out=tmp_path / "out").replace("targets: label", "targets: label, row_id: ids")
     err = _run(tmp_path, capsys, text + "confidence: {replicates: 5}\n")
     assert "column 'ids' (data.columns.row_id) has type list<element: int64>; expected one id per row" in err, err
+
+
+def test_the_bootstrap_minimums_apply_to_new_specs_not_to_runs_recorded_before_them() -> None:
+    from pipelines.spec import settings_of_recorded
+
+    recorded = {
+        "name": "old",
+        "data": {"path": "x", "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy"],
+        "confidence": {"buckets": 4, "replicates": 1},
+    }
+    assert settings_of_recorded(recorded)["confidence"].buckets == 4  # (such runs still merge)

@@ -280,6 +280,20 @@ def test_window_selection_takes_the_last_runs_or_days_newest_rerun_and_same_sett
     later = _info(21)
     by_days = select_window([*runs, later], current, spec_module.WindowSpec(None, 3, "w"), lambda r: True)
     assert by_days.uris == (_info(18).uri, runs[-1].uri, current.uri)
+    # calendar days (UTC): a run of the 17th at 04:00, 71 h before the 20th's, is not one of its last 3 days; a
+    # backfilled 18th (stamped at the day's end, 51 h before) is
+    backfilled = RunInfo(
+        "job",
+        "20261206T000000000Z-b",
+        "out/job/b",
+        dt.datetime.combine(dt.date(2026, 11, 18), dt.time.max, dt.UTC),
+        {},
+        "night-18",
+    )
+    by_days = select_window(
+        [*runs, _info(17, "x17", hour=4), backfilled], current, spec_module.WindowSpec(None, 3, "w"), lambda r: True
+    )
+    assert by_days.uris == (backfilled.uri, runs[-1].uri, current.uri)
     by_runs = select_window(runs, current, spec_module.WindowSpec(4, None, "w"), lambda r: r.timestamp.day != 18)
     assert by_runs.uris == tuple(r.uri for r in (_info(16), _info(17), runs[-1], current))
     assert by_runs.skipped == (_info(18).uri,)

@@ -172,3 +172,51 @@ def test_the_reports_comparison_names_the_metrics_only_one_run_has(tmp_path, cap
     assert "not compared: " in text and "log_loss" in text.split("not compared:", 1)[1]
     assert "brier_score" in text.split("not compared:", 1)[1]
     assert "only in the baseline" in text
+
+
+@pytest.mark.parametrize("name", ["roc_auc.eror_bound", "roc_auc[2]"])
+def test_a_tolerance_name_the_gate_would_not_find_is_refused_before_any_row_is_read(tmp_path, capsys, name) -> None:
+    # the spec cannot tell `roc_auc.eror_bound` from a part of roc_auc; the gate refused it once the job had run
+    # (exit 2 after reading every row: the night lost). The baseline run says which parts there are.
+    data = _write(tmp_path / "d0.parquet", 0)
+    assert _run(_job(tmp_path, data, ["roc_auc", "accuracy"]), capsys)[0] == 0
+    job = _job(tmp_path, data, ["roc_auc", "accuracy"], baseline={"run": "latest", "tolerance": {name: 0.1}})
+    assert main(["validate", str(job)]) == 0  # (a part of a key: only the runs know)
+    capsys.readouterr()
+    (tmp_path / "d0.parquet").write_bytes(b"not parquet")  # a row read would fail otherwise
+    code, err = _run(job, capsys)
+    assert code == 2, err
+    assert f"nor this job's metrics have: metric {name!r} not found" in err and "Nothing was read." in err
+    assert "roc_auc.error_bound" in err  # (the names there are)
+    assert len(list_runs(str(tmp_path / "out"))) == 1
+
+
+def test_a_metrics_parts_are_known_only_once_computed_when_the_baseline_lacks_the_metric(tmp_path, capsys) -> None:
+    data = _write(tmp_path / "d0.parquet", 0)
+    assert _run(_job(tmp_path, data, ["accuracy"]), capsys)[0] == 0
+    tolerance = {"roc_auc.error_bound": 1.0, "accuracy": 1.0}  # roc_auc added tonight: its parts are not checked
+    code, err = _run(
+        _job(tmp_path, data, ["roc_auc", "accuracy"], baseline={"run": "latest", "tolerance": tolerance}), capsys
+    )
+    assert code == 0, err  # (the gate finds it in tonight's run)
+    assert load_run(str(tmp_path / "out" / "surf" / "latest")).metadata["baseline"]["tolerance"] == tolerance
+
+
+def test_a_key_of_a_metric_with_parameters_and_no_as_is_its_name_and_parameters(tmp_path, capsys) -> None:
+    data = _write(tmp_path / "d0.parquet", 0)
+    assert (
+        _run(_job(tmp_path, data, [{"expected_calibration_error": {"n_bins": 10}}, {"name": "accuracy"}]), capsys)[0]
+        == 0
+    )
+    run = load_run(str(tmp_path / "out" / "surf" / "latest"))
+    assert declared_keys(run) == {"expected_calibration_error(n_bins=10)", "accuracy"}
+    assert main(["show", str(tmp_path / "out" / "surf" / "latest"), "--metric", "expected_calibration_error"]) == 2
+    assert "the ones there are: accuracy, expected_calibration_error(n_bins=10)" in capsys.readouterr().err
+
+
+def test_cut_labels_that_would_read_alike_keep_a_digest() -> None:
+    a = "query=how do I reset my password on the mobile app? answer briefly"
+    b = a.replace("mobile", "desktop")
+    cut = plots.short_labels([a, b, "g=short"])
+    assert cut[0] != cut[1] and cut[2] == "g=short"
+    assert all(len(label) <= plots.SLICE_LABEL_CHARACTERS and label.endswith("answer briefly") for label in cut[:2])
