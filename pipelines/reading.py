@@ -34,7 +34,7 @@ from evaluators.adapters.base import (
 )
 from evaluators.task import Task
 from pipelines import arrow_columns
-from pipelines.errors import DataError
+from pipelines.errors import DataError, is_transient_error
 from pipelines.planning import FileInfo, UnitPart
 
 Columns = dict[str, np.ndarray | pa.Array | Ragged]
@@ -363,3 +363,19 @@ def read_part(
                     reader.close(force=True)
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise DataError(f"{part.path}: cannot read row groups {part.start}-{part.stop - 1}: {exc}.") from None
+    except FileNotFoundError:
+        raise DataError(
+            f"{part.path}: the file is gone: it was listed when the job started and removed or moved since (its "
+            f"row groups {part.start}-{part.stop - 1} were not read); run the job again once its inputs stay put."
+        ) from None
+    except PermissionError as exc:
+        raise DataError(
+            f"{part.path}: reading it was refused ({exc}); check the credentials (data.storage_options)."
+        ) from None
+    except OSError as exc:  # a damaged page behind a valid footer; a connection that failed is tried again
+        if is_transient_error(exc):
+            raise
+        raise DataError(
+            f"{part.path}: cannot read row groups {part.start}-{part.stop - 1} ({type(exc).__name__}: {exc}); the file "
+            "looks damaged past its footer: write it again."
+        ) from None
