@@ -228,3 +228,18 @@ def test_cli_user_errors_exit_2_without_traceback_and_write_nothing(tmp_path, bi
     assert "column 'labels' (data.columns.targets) is missing" in missing_column.stderr
     assert "did you mean 'label'" in missing_column.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_more_actors_than_a_fixed_cluster_holds_start_as_many_as_fit(tmp_path, binary_data, ray_cluster, capfd):
+    # actors: 4 on a cluster of 2 CPUs (1 CPU each) waited forever in ray.get for the 2 that could never start
+    root, _ = binary_data
+    metrics = ["accuracy", "roc_auc"]
+    local = run_job(spec_module.load(str(binary_job(tmp_path, root, "local", metrics=metrics))), show_progress=False)
+    ray_run = run_job(spec_module.load(str(binary_job(tmp_path, root, "ray", 4, metrics))), show_progress=False)
+    err = capfd.readouterr().err
+    assert "execution.actors asks for 4 actors of 1 CPU, but the Ray cluster holds 2 at once" in err
+    assert "cannot add nodes: starting 2" in err
+    assert ray_run.run.environment["workers"] == 2
+    assert metric_values(local.run) == metric_values(ray_run.run)

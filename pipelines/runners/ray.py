@@ -180,17 +180,30 @@ def _cpu_gpu(resources: dict[str, float]) -> dict[str, float]:
     return {k: resources.get(k, 0.0) for k in ("CPU", "GPU")}
 
 
-def _actor_count(spec: JobSpec, units: int) -> int:
+def _actor_count(spec: JobSpec, units: int) -> tuple[int, bool]:
+    """``(actors to start, whether they need more than the cluster holds now)``. ``execution.actors`` beyond what a
+    cluster that cannot add nodes holds at once would wait forever for the rest: it starts as many as fit, and says
+    so; an autoscaling cluster is given ``execution.resource_wait_s`` to add them."""
     ex = spec.execution
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    if ex.actors is not None:
-        wanted = ex.actors
-    elif ex.num_gpus > 0:
-        wanted = int(gpus // ex.num_gpus)
+    asked = _asked(spec)
+    room = min((int(_cpu_gpu(resources)[k] // v) for k, v in asked.items() if v > 0), default=units)
+    if ex.actors is None:
+        wanted = (
+            int(gpus // ex.num_gpus) if ex.num_gpus > 0 else int(cpus // ex.num_cpus) if ex.num_cpus > 0 else int(cpus)
+        )
+    elif ex.actors > room and not _scalable_node_types():
+        sys.stderr.write(
+            f"evalpipe: execution.actors asks for {ex.actors} actors of {_describe_resources(asked)}, but the Ray "
+            f"cluster holds {max(room, 1)} at once ({_describe_resources(_cpu_gpu(resources))} in all) and cannot add "
+            f"nodes: starting {max(room, 1)}\n"
+        )
+        wanted = room
     else:
-        wanted = int(cpus // ex.num_cpus) if ex.num_cpus > 0 else int(cpus)
-    return max(1, min(wanted, units))
+        wanted = ex.actors
+    count = max(1, min(wanted, units))
+    return count, count > max(room, 1)
 
 
 def _start(actors: list[Any], warmup: WorkUnit | None, spec: JobSpec, wait: bool) -> float:
@@ -355,7 +368,8 @@ def _run(
     ex = spec.execution
     wait = must_wait_for_resources(spec)
     remote_cls = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=0)(EvalActor)
-    count = _actor_count(spec, len(units))
+    count, beyond = _actor_count(spec, len(units))
+    wait = wait or beyond  # (actors beyond what the cluster holds now: bounded by resource_wait_s)
     spec_ref = ray.put(spec)
     prefix = f"evalpipe:{spec.name}:{uuid.uuid4().hex[:8]}"
     names: dict[Any, str] = {}
