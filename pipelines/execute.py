@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
@@ -14,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, TextIO
@@ -41,7 +42,7 @@ from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
 from pipelines.spec import JobSpec, build_metric
-from pipelines.stopping import StopControl, committing
+from pipelines.stopping import STOP_SIGNALS, StopControl, committing
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.templating import as_of
@@ -332,123 +333,145 @@ def run_job(
         digest = None if digest is None or result.key_digest is None else (digest + result.key_digest) % DIGEST_MODULUS
         progress.advance(result.rows)
 
-    resumed = store.load(plan.units) if store is not None else {}
-    for index in sorted(resumed):
-        on_result(resumed[index], resumed=True)
-    todo = [u for u in plan.units if u.index not in resumed]
-    report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
-    t_reduce = time.perf_counter()
-    reduce_compile = timing.compile_seconds()
-    merged = report.merged if report.merged is not None else merger.result()
-    merged = with_reference(merged, accumulator.statistics, reference)
-    check_weight_total(spec.data.columns.weights, weight_total, rows_done, spec.task.ignore_index)
-    check_rows_left(rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED})
-    refuse_distinct_slices(merged.rows, spec.slices)
-    reported = reported_rows(merged.rows, spec.slices)  # (weights too light: checked where metrics are reported)
-    check_states(accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, reported)
-    points, slice_report = build_points(
-        spec.redact(", ".join(spec.data.paths)),
-        accumulator,
-        [] if is_reference_job(spec) else metrics,  # a reference job stores statistics, no values
-        merged,
-        spec.slices,
-        spec.confidence,
-        replicate_accumulator,
-    )
-    check_values(points)
-    reduce_seconds = time.perf_counter() - t_reduce
-    driver_compile += timing.compile_seconds() - reduce_compile
-    commit, branch = git_revision(spec)
-    keys = {k for p in points for k in p.metrics}
-    run = Run(
-        points=tuple(points),
-        id=new_run_id(started),
-        timestamp=timestamp,
-        commit=commit,
-        branch=branch,
-        environment={
-            "libraries": library_versions(),
-            "platform": platform.platform(),
-            "runner": report.runner,
-            "workers": report.workers,
-            "cluster": report.cluster,
-        },
-        metadata={
-            "job": spec.name,
-            "description": spec.description,
-            "spec_source": spec.source,
-            "spec": spec.recorded,
-            "inputs": [
-                {"path": spec.redact(f.path), "size": f.size, "rows": f.rows, "version": f.version} for f in plan.files
-            ],
-            **({"started": started.isoformat()} if timestamp != started else {}),
-            "rows": rows_done,
-            "units": len(plan.units),
-            "attempts": report.attempts,
-            "retried_units": list(report.retried_units),
-            **({"worker_failures": list(report.worker_failures)} if report.worker_failures else {}),
-            "resumed_units": sorted(resumed),
-            "read_retries": read_retries,
-            **metric_backends(spec),
-            **({"dropped_rows": _dropped_summary(dropped)} if spec.data.on_bad_rows == "drop" else {}),
-            **slice_report,
-            **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
-            **({"bertscore_idf": idf_counts} if idf_counts else {}),
-            **({"reference": reference.describe()} if reference is not None else {}),
-            **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
-            **({"rows_digest": f"{digest:016x}"} if digest is not None else {}),
-            **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
-            "timings": {
-                **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
-                "plan_seconds": round(plan_seconds, 6),
-                "startup_seconds": round(report.startup_seconds, 6),
-                "compile_seconds": round(worker_compile_seconds + driver_compile, 6),
-                "compute_seconds": round(report.compute_seconds, 6),
-                "worker_cpu_seconds": round(worker_cpu_seconds, 6),
-                "reduce_seconds": round(reduce_seconds, 6),
+    with _checkpoint_writes(store):
+        resumed = store.load(plan.units) if store is not None else {}
+        for index in sorted(resumed):
+            on_result(resumed[index], resumed=True)
+        todo = [u for u in plan.units if u.index not in resumed]
+        report = execute(spec, todo, on_result, progress.restart_clock) if todo else _nothing_to_run(spec)
+        t_reduce = time.perf_counter()
+        reduce_compile = timing.compile_seconds()
+        merged = report.merged if report.merged is not None else merger.result()
+        merged = with_reference(merged, accumulator.statistics, reference)
+        check_weight_total(spec.data.columns.weights, weight_total, rows_done, spec.task.ignore_index)
+        check_rows_left(
+            rows_done, dropped.get(TOTAL_DROPPED, 0), {k: v for k, v in dropped.items() if k != TOTAL_DROPPED}
+        )
+        refuse_distinct_slices(merged.rows, spec.slices)
+        reported = reported_rows(merged.rows, spec.slices)  # (weights too light: checked where metrics are reported)
+        check_states(
+            accumulator.statistics, merged.states, statistic_keys(metrics), spec.data.columns.weights, reported
+        )
+        points, slice_report = build_points(
+            spec.redact(", ".join(spec.data.paths)),
+            accumulator,
+            [] if is_reference_job(spec) else metrics,  # a reference job stores statistics, no values
+            merged,
+            spec.slices,
+            spec.confidence,
+            replicate_accumulator,
+        )
+        check_values(points)
+        reduce_seconds = time.perf_counter() - t_reduce
+        driver_compile += timing.compile_seconds() - reduce_compile
+        commit, branch = git_revision(spec)
+        keys = {k for p in points for k in p.metrics}
+        run = Run(
+            points=tuple(points),
+            id=new_run_id(started),
+            timestamp=timestamp,
+            commit=commit,
+            branch=branch,
+            environment={
+                "libraries": library_versions(),
+                "platform": platform.platform(),
+                "runner": report.runner,
+                "workers": report.workers,
+                "cluster": report.cluster,
             },
-        },
-        metric_defs=metric_defs(metrics, sorted(keys)),
-    )
-    location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
-    regressions: tuple[Regression, ...] = ()
-    if spec.baseline is not None:
-        run, regressions = _compare_with_baseline(spec, run, base)
-    t_commit = time.perf_counter()
-    try:
-        with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:
-            write_run(
-                location,
-                run,
-                spec.name,
-                accumulator.statistics,
-                merged.states,
-                bucket_states=merged.bucket_states,
-                slice_rows=merged.rows,
-                instance=instance,
-                exclusive_instance=spec.output.on_existing == "refuse",
-                extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
-                if scores
-                else None,
-                on_commit=on_commit,
-                finish=lambda written: timing.with_process_timings(written, time.perf_counter() - t_commit),
-            )
-    except Exception as exc:
-        if isinstance(exc, UserError) or not is_storage_access_error(exc):
-            raise
-        raise JobFailed(spec.redact(_write_failed(location.uri, exc, store))) from None
-    if store is not None:
+            metadata={
+                "job": spec.name,
+                "description": spec.description,
+                "spec_source": spec.source,
+                "spec": spec.recorded,
+                "inputs": [
+                    {"path": spec.redact(f.path), "size": f.size, "rows": f.rows, "version": f.version}
+                    for f in plan.files
+                ],
+                **({"started": started.isoformat()} if timestamp != started else {}),
+                "rows": rows_done,
+                "units": len(plan.units),
+                "attempts": report.attempts,
+                "retried_units": list(report.retried_units),
+                **({"worker_failures": list(report.worker_failures)} if report.worker_failures else {}),
+                "resumed_units": sorted(resumed),
+                "read_retries": read_retries,
+                **metric_backends(spec),
+                **({"dropped_rows": _dropped_summary(dropped)} if spec.data.on_bad_rows == "drop" else {}),
+                **slice_report,
+                **({"quantile_boundaries": quantile_boundaries} if quantile_boundaries else {}),
+                **({"bertscore_idf": idf_counts} if idf_counts else {}),
+                **({"reference": reference.describe()} if reference is not None else {}),
+                **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
+                **({"rows_digest": f"{digest:016x}"} if digest is not None else {}),
+                **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
+                "timings": {
+                    **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
+                    "plan_seconds": round(plan_seconds, 6),
+                    "startup_seconds": round(report.startup_seconds, 6),
+                    "compile_seconds": round(worker_compile_seconds + driver_compile, 6),
+                    "compute_seconds": round(report.compute_seconds, 6),
+                    "worker_cpu_seconds": round(worker_cpu_seconds, 6),
+                    "reduce_seconds": round(reduce_seconds, 6),
+                },
+            },
+            metric_defs=metric_defs(metrics, sorted(keys)),
+        )
+        location = run_location(spec.output.uri, spec.name, run.id, spec.output.storage_options)
+        regressions: tuple[Regression, ...] = ()
+        if spec.baseline is not None:
+            run, regressions = _compare_with_baseline(spec, run, base)
+        t_commit = time.perf_counter()
         try:
-            store.clear()
-        except OSError as exc:  # the run is committed; leftover checkpoints only take space
-            sys.stderr.write(
-                spec.redact(
-                    f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be "
-                    f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+            with committing(stop, location.uri, lambda: read_manifest(location) is not None) as on_commit:
+                write_run(
+                    location,
+                    run,
+                    spec.name,
+                    accumulator.statistics,
+                    merged.states,
+                    bucket_states=merged.bucket_states,
+                    slice_rows=merged.rows,
+                    instance=instance,
+                    exclusive_instance=spec.output.on_existing == "refuse",
+                    extra_files={SCORES_FILE: _parquet_bytes(pa.concat_tables([scores[i] for i in sorted(scores)]))}
+                    if scores
+                    else None,
+                    on_commit=on_commit,
+                    finish=lambda written: timing.with_process_timings(written, time.perf_counter() - t_commit),
                 )
-            )
-    window = commit_window(spec, run, location.uri) if spec.window is not None else None
-    return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received, window=window)
+        except Exception as exc:
+            if isinstance(exc, UserError) or not is_storage_access_error(exc):
+                raise
+            raise JobFailed(spec.redact(_write_failed(location.uri, exc, store))) from None
+        if store is not None:
+            try:
+                store.clear()
+            except OSError as exc:  # the run is committed; leftover checkpoints only take space
+                sys.stderr.write(
+                    spec.redact(
+                        f"evalpipe: warning: run committed, but its checkpoints in {store.directory} could not be "
+                        f"removed ({exc}); `evalpipe checkpoints {spec.output.uri} --delete` removes them later\n"
+                    )
+                )
+        window = commit_window(spec, run, location.uri) if spec.window is not None else None
+        return RunOutcome(run, location.uri, regressions, stopped=stop is not None and stop.received, window=window)
+
+
+@contextlib.contextmanager
+def _checkpoint_writes(store: CheckpointStore | None) -> Iterator[None]:
+    """Around a run: a job stopped (SIGTERM, Ctrl-C) drops the checkpoint uploads still queued, so it ends within
+    seconds keeping those written; one that failed otherwise writes them all first, for the run of the fixed job."""
+    try:
+        yield
+    except STOP_SIGNALS:
+        if store is not None:
+            store.abandon()
+        raise
+    except BaseException:
+        if store is not None:
+            store.finish_writes()
+        raise
 
 
 def commit_window(spec: JobSpec, run: Run, uri: str) -> WindowOutcome:
