@@ -331,7 +331,7 @@ def run_job(
         rows_done += result.rows
         weight_total = None if weight_total is None or result.weight is None else weight_total + result.weight
         digest = None if digest is None or result.key_digest is None else (digest + result.key_digest) % DIGEST_MODULUS
-        progress.advance(result.rows)
+        progress.advance(result.rows, resumed=resumed)
 
     with _checkpoint_writes(store):
         resumed = store.load(plan.units) if store is not None else {}

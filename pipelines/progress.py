@@ -44,6 +44,8 @@ class Progress:
         self.total_rows = total_rows
         self.units = 0
         self.rows = 0
+        self.resumed_rows = 0
+        """Rows of units read back from checkpoints: done, but not by this run's workers (not in its rate)."""
         self.enabled = enabled
         self.log_every = log_every
         self.started = time.monotonic()
@@ -53,9 +55,13 @@ class Progress:
         """Start timing now (after cluster start-up)."""
         self.started = time.monotonic()
 
-    def advance(self, rows: int) -> None:
+    def advance(self, rows: int, *, resumed: bool = False) -> None:
+        """One unit of ``rows`` done; ``resumed``: read back from its checkpoint (counted, not drawn, not timed)."""
         self.units += 1
         self.rows += rows
+        if resumed:
+            self.resumed_rows += rows
+            return
         now = time.monotonic()
         interval = 0.1 if self.interactive else self.log_every
         if self.units == self.total_units or now - self._last_draw >= interval:
@@ -64,7 +70,7 @@ class Progress:
 
     def line(self, now: float | None = None) -> str:
         elapsed = max(1e-9, (now or time.monotonic()) - self.started)
-        rate = self.rows / elapsed
+        rate = (self.rows - self.resumed_rows) / elapsed
         remaining = (self.total_rows - self.rows) / rate if rate > 0 else 0.0
         width = 24
         filled = int(width * self.units / max(1, self.total_units))
