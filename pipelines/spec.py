@@ -59,7 +59,7 @@ from pipelines.spec_slices import read_slices as _read_slices
 from pipelines.spec_yaml import MAX_INTEGER as _MAX_INTEGER
 from pipelines.spec_yaml import NAME as _NAME
 from pipelines.spec_yaml import Section as _Section
-from pipelines.spec_yaml import apply_overrides, check_numbers
+from pipelines.spec_yaml import apply_overrides, assigned_paths, check_numbers
 from pipelines.spec_yaml import check_range as _positive
 from pipelines.spec_yaml import describe as _describe
 from pipelines.spec_yaml import suggest as _suggest
@@ -475,7 +475,7 @@ def _parse(source: YamlSource, raw: dict[str, Any], overrides: Mapping[str, Any]
             f"{source.where(('vars',))}: expected a mapping of template variables, got {_describe(variables)}."
         )
     resolved, recorded = render(raw, variables, source.where)
-    source = YamlSource(source.name, resolved, source.lines)
+    source = YamlSource(source.name, resolved, source.lines, assigned_paths(overrides.get("set", ())))
     check_numbers(source)
     root = _Section(source, (), resolved)
     name = root.get("name", str, required=True)

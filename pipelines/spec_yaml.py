@@ -159,6 +159,12 @@ def check_numbers(source: YamlSource, *, finite: bool = False) -> None:
             )
 
 
+def assigned_paths(assignments: Sequence[str]) -> dict[Path, str]:
+    """``--set key.path=value`` assignments -> ``{("key", "path"): "key.path=value"}`` (the last one of a path wins,
+    as it does in :func:`apply_overrides`)."""
+    return {tuple(a.partition("=")[0].strip().split(".")): a for a in assignments if "=" in a}
+
+
 def apply_overrides(data: dict[str, Any], assignments: Sequence[str], source_name: str) -> dict[str, Any]:
     """Apply ``--set key.path=value`` assignments (values parsed as YAML scalars)."""
     data = copy.deepcopy(data)

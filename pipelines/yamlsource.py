@@ -43,12 +43,18 @@ class YamlSource:
     name: str
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
+    assigned: dict[Path, str] = field(default_factory=dict)
+    """Key paths set on the command line (``--set execution.actors=0``) -> that assignment, named instead of the
+    line of the value it replaced."""
 
     def where(self, path: Path) -> str:
-        """``"job.yaml: metrics[2].average (line 14)"``: the key path and its nearest known line."""
+        """``"job.yaml: metrics[2].average (line 14)"``: the key path and its nearest known line, or the ``--set``
+        that gave it its value."""
         probe = tuple(path)
-        while probe and probe not in self.lines:
+        while probe and probe not in self.lines and probe not in self.assigned:
             probe = probe[:-1]
+        if probe in self.assigned:
+            return f"{self.name}: {format_path(path)} (--set {self.assigned[probe]})"
         line = self.lines.get(probe)
         at = f" (line {line})" if line else ""
         return f"{self.name}: {format_path(path)}{at}"

@@ -172,3 +172,15 @@ def test_a_cross_of_a_column_with_itself_is_refused(tmp_path):
     )
     with pytest.raises(SpecError, match=r"slices\[0\]\.columns.*'country' appears twice"):
         spec_module.load(str(job))
+
+
+def test_a_value_given_by_set_is_named_by_its_assignment_not_the_line_it_replaced(tmp_path, data, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        GOOD.format(data=data, out=tmp_path / "out").replace("{runner: local}", "{runner: local, actors: 4}")
+    )
+    assert main(["run", str(job), "--quiet", "--set", "execution.actors=0"]) == 2
+    err = capsys.readouterr().err
+    assert "job.yaml: execution.actors (--set execution.actors=0): expected an integer" in err, err  # was "(line 7)"
+    assert main(["run", str(job), "--quiet", "--set", "confidence.buckets=2"]) == 2  # a section the file lacks
+    assert "confidence.buckets (--set confidence.buckets=2): expected at least 8 buckets" in capsys.readouterr().err
