@@ -108,6 +108,21 @@ class ScoreMoments(WeightBoundedSums, Statistic):
         return resample_with_extremes(stacked, weights)
 
 
+def histogram_quantile(state: State, q: float) -> float:
+    """The ``q`` quantile (``0 < q < 1``) of the scores of a :class:`ScoreMoments` state: NumPy's
+    ``percentile(..., method="inverted_cdf")`` (the smallest score whose share of the weight at or below it reaches
+    ``q``) to within one bin (0.005): the first bin whose cumulative weight reaches ``q``, read at the share of that
+    bin's weight ``q`` needs, and kept within the exact lowest and highest score. (Interpolating the cumulative
+    histogram across empty bins put the median of two rows anywhere between them: 1.05 off on few rows.)"""
+    counts = np.asarray(state["histogram"], np.float64)
+    cdf = np.cumsum(counts) / max(float(counts.sum()), 1e-300)
+    b = min(int(np.searchsorted(cdf, q * (1.0 - 1e-12))), HISTOGRAM_BINS - 1)  # (a share that rounds down: its bin)
+    before = float(cdf[b - 1]) if b else 0.0
+    share = float(np.clip((q - before) / max(float(cdf[b]) - before, 1e-300), 0.0, 1.0))
+    value = -1.0 + (b + share) * (2.0 / HISTOGRAM_BINS)
+    return float(np.clip(value, float(state["lo"]), float(state["hi"])))
+
+
 def _score_summary(state: State) -> dict[str, float | np.ndarray]:
     weight = float(state["weight"])
     if weight <= 0:
@@ -115,9 +130,7 @@ def _score_summary(state: State) -> dict[str, float | np.ndarray]:
     total, squares = from_fixed(np.asarray(state["sums"]))
     mean = total / weight
     variance = max(squares / weight - mean * mean, 0.0)
-    cdf = np.cumsum(state["histogram"]) / max(float(np.sum(state["histogram"])), 1e-300)
-    edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
-    quantiles = {q: float(np.interp(q, np.r_[0.0, cdf], edges)) for q in (0.1, 0.5, 0.9)}
+    quantiles = {q: histogram_quantile(state, q) for q in (0.1, 0.5, 0.9)}
     return {
         "": float(mean),
         ".std": float(np.sqrt(variance)),
