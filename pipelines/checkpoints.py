@@ -13,8 +13,8 @@ spec; the units that had finished are read back instead of recomputed. A checkpo
   or local modification time, inode and status-change time), and row-group range), which names the file ``{unit key}.npz``.
 
 So a changed input file, a changed metric or a different night's paths never reuse a stale state. The
-file is an ``.npz`` (no pickle): the states' arrays exactly as the worker returned them, so a resumed run
-is bit-identical to an uninterrupted one. A checkpoint that cannot be read back (a write cut short) is
+file holds an ``.npz`` (no pickle; compressed from :data:`COMPRESS_FROM` bytes): the states' arrays exactly as
+the worker returned them, so a resumed run is bit-identical to an uninterrupted one. A checkpoint that cannot be read back (a write cut short) is
 recomputed. The directory is removed when the run commits; readers of runs never look under
 ``_checkpoints/``.
 """
@@ -216,10 +216,11 @@ class BackgroundWriter:
             except BaseException as exc:  # (handed to whoever waits on the future)
                 future.set_exception(exc)
 
-    def shutdown(self) -> None:
-        """Run what is queued, then end the thread."""
+    def shutdown(self, wait: bool = True) -> None:
+        """End the thread once it has run what is queued (``wait``: wait for that)."""
         self._queue.put(None)
-        self._thread.join()
+        if wait:
+            self._thread.join()
 
 
 class CheckpointStore:
@@ -313,14 +314,25 @@ class CheckpointStore:
         return [error for error in (future.exception() for future in pending) if error is not None]
 
     def abandon(self) -> None:
-        """Drop the checkpoint writes not started yet (a stopped job: the one in progress ends on its own)."""
+        """Drop the checkpoint writes not started yet (a stopped job). The one in progress goes on while the process
+        does: a local one cut short at exit leaves a ``.part`` file, which is never read back nor counted."""
         pending, self._pending = self._pending, []
         for future in pending:
             future.cancel()
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
+
+    def pending_writes(self) -> int:
+        """How many checkpoints handed to :meth:`save` are not written yet."""
+        return sum(not future.done() for future in self._pending)
 
     def finish_writes(self) -> None:
         """Wait for every checkpoint handed to :meth:`save` (a failed job keeps its finished units), errors ignored."""
         self._drain()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
 
     def wait(self) -> None:
         """Block until every checkpoint handed to :meth:`save` is written; raise the first write error."""
@@ -448,7 +460,7 @@ def list_leftover_checkpoints(
                 LeftoverCheckpoints(
                     name,
                     protocol + entry["name"].rstrip("/"),
-                    len(files),
+                    sum(1 for f in files if str(f["name"]).endswith(".npz")),  # (a write cut short: .part)
                     sum(int(f.get("size") or 0) for f in files),
                     max(times) if times else None,
                 )

@@ -85,11 +85,23 @@ _TRANSIENT_CODES = frozenset(
 
 
 def is_transient_error(exc: BaseException) -> bool:
-    """Storage errors worth another try: connection resets and timeouts, throttling, 5xx answers.
+    """Storage errors worth another try: connection resets and timeouts, throttling, 5xx answers, also where a
+    client library raised them as the cause of its own error (s3fs's ``OSError(EBUSY)`` from a ``SlowDown``).
 
     Not transient: a missing file, a denied request, a corrupt or mistyped file (those fail the same way
     again), and every :class:`UserError`.
     """
+    seen: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in seen and not isinstance(link, UserError):
+        if _transient(link):
+            return True
+        seen.append(link)
+        link = link.__cause__
+    return False
+
+
+def _transient(exc: BaseException) -> bool:
     if isinstance(exc, UserError):
         return False
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
@@ -113,6 +125,8 @@ def is_transient_error(exc: BaseException) -> bool:
         errno.EAGAIN,
         errno.ENETUNREACH,
         errno.EHOSTUNREACH,
+        errno.EBUSY,  # (s3fs: throttled, SlowDown / 503)
+        errno.EREMOTEIO,  # (s3fs: the store's own failure, InternalError / 500)
     }
 
 

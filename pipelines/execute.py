@@ -42,7 +42,7 @@ from pipelines.reference import is_reference_job, load_reference, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
 from pipelines.spec import JobSpec, build_metric
-from pipelines.stopping import STOP_SIGNALS, StopControl, committing
+from pipelines.stopping import StopControl, committing
 from pipelines.storage import new_run_id, read_manifest, read_run, run_location, write_run
 from pipelines.storage_budget import bound_storage_calls
 from pipelines.templating import as_of
@@ -464,12 +464,15 @@ def _checkpoint_writes(store: CheckpointStore | None) -> Iterator[None]:
     seconds keeping those written; one that failed otherwise writes them all first, for the run of the fixed job."""
     try:
         yield
-    except STOP_SIGNALS:
+    except KeyboardInterrupt:  # (a stop signal, or Ctrl-C in a caller without evalpipe's signal handling)
         if store is not None:
             store.abandon()
         raise
     except BaseException:
         if store is not None:
+            pending = store.pending_writes()
+            if pending and sys.stderr.isatty():  # (the error follows once they are written)
+                sys.stderr.write(f"evalpipe: the job failed; writing the checkpoints of {pending} finished units\n")
             store.finish_writes()
         raise
 

@@ -300,6 +300,33 @@ def _source(part: UnitPart, storage_options: dict[str, Any]) -> Iterator[Any]:
             yield handle
 
 
+_STORAGE_CLIENT_MODULES = ("aiohttp", "botocore", "aiobotocore", "urllib3", "requests", "google", "azure", "ssl")
+
+
+def _unreadable(exc: OSError) -> str | None:
+    """What says the file itself cannot be read (removed since it was listed, reading refused, a page damaged behind
+    a valid footer), or None where the storage failed to answer (a refused connection behind an HTTP
+    ``FileNotFoundError``, a throttled request behind s3fs's ``OSError``): those are tried again and never blamed on
+    the file."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    if any(is_transient_error(e) or isinstance(e, ConnectionError | TimeoutError) for e in chain):
+        return None
+    if isinstance(exc, FileNotFoundError):
+        return (
+            "the file is gone: it was listed when the job started and removed or moved since; run the job again "
+            "once its inputs stay put."
+        )
+    if isinstance(exc, PermissionError):
+        return f"reading it was refused ({exc}); check the credentials (data.storage_options)."
+    if exc.errno is None and len(chain) == 1 and not type(exc).__module__.startswith(_STORAGE_CLIENT_MODULES):
+        return f"cannot read it ({type(exc).__name__}: {exc}); the file looks damaged past its footer: write it again."
+    return None
+
+
 def read_part(
     part: UnitPart, roles: Mapping[str, str], storage_options: dict[str, Any], memory_budget: int | None = None
 ) -> Iterator[tuple[int, int, Columns]]:
@@ -363,19 +390,8 @@ def read_part(
                     reader.close(force=True)
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise DataError(f"{part.path}: cannot read row groups {part.start}-{part.stop - 1}: {exc}.") from None
-    except FileNotFoundError:
-        raise DataError(
-            f"{part.path}: the file is gone: it was listed when the job started and removed or moved since (its "
-            f"row groups {part.start}-{part.stop - 1} were not read); run the job again once its inputs stay put."
-        ) from None
-    except PermissionError as exc:
-        raise DataError(
-            f"{part.path}: reading it was refused ({exc}); check the credentials (data.storage_options)."
-        ) from None
-    except OSError as exc:  # a damaged page behind a valid footer; a connection that failed is tried again
-        if is_transient_error(exc):
+    except OSError as exc:
+        problem = _unreadable(exc)
+        if problem is None:  # the storage failed to answer: tried again, then a storage failure (exit 1)
             raise
-        raise DataError(
-            f"{part.path}: cannot read row groups {part.start}-{part.stop - 1} ({type(exc).__name__}: {exc}); the file "
-            "looks damaged past its footer: write it again."
-        ) from None
+        raise DataError(f"{part.path} (row groups {part.start}-{part.stop - 1}): {problem}") from None

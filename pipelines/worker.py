@@ -33,6 +33,7 @@ from pipelines.functions import USER_CODE_EXITS, call_function, load_function
 from pipelines.host_memory import keep_freed_memory
 from pipelines.job_statistics import BATCH_ROWS, job_statistics
 from pipelines.planning import WorkUnit
+from pipelines.query_runs import UnitQueries
 from pipelines.reading import RAGGED_PREFIX, TEXT_PREFIX, VARYING_PREFIX, per_row, read_part, role_of
 from pipelines.sides import feature_columns
 from pipelines.slicing import assign
@@ -185,31 +186,6 @@ def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[st
     return dict(columns) if rows is None else {k: v[rows] for k, v in columns.items()}
 
 
-class FileQueries:
-    """The query ids at the ends of a work unit's files: a ranking query whose rows end one file and begin the next
-    is in two files (its rows joined would be ranked as one list, and split over two units they are refused)."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column  # (the query ids' column in the files)
-        self._last: tuple[str, object] | None = None  # (file, the query id of its last row read)
-
-    def check(self, path: str, ids: Any) -> None:
-        """Note a batch of query ids read from ``path`` (its batches in order); :class:`DataError` where its first
-        id goes on with the previous file's last one."""
-        first, last = (_scalar(ids, i) for i in (0, len(ids) - 1))
-        if self._last is not None and self._last[0] != path and self._last[1] == first:
-            raise DataError(
-                f"column {self.column!r} (data.columns.{QUERY}): query {first!r} has rows at the end of {self._last[0]} and "
-                f"at the start of {path}; a query's rows must be contiguous in one file."
-            )
-        self._last = (path, last)
-
-
-def _scalar(values: Any, i: int) -> object:
-    value = values[i]
-    return value.as_py() if isinstance(value, pa.Scalar) else np.asarray(value).item()
-
-
 class UnitEvaluator:
     """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
 
@@ -298,7 +274,9 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
-        files = FileQueries(self.roles.get(QUERY, QUERY))
+        files = UnitQueries(
+            self.roles.get(QUERY, QUERY), whole=bool(self.spec.slices) or self.spec.data.on_bad_rows == "drop"
+        )
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
@@ -336,6 +314,7 @@ class UnitEvaluator:
                             partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit)
                         )
                         pending, pending_rows, pending_bytes = [], 0, 0
+        files.finish()
         if pending:
             self._fold(partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit))
         acc, racc = self.accumulator, self.replicate_accumulator

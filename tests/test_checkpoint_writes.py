@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipelines.checkpoints import COMPRESSED, BackgroundWriter, _npz_bytes
 from pipelines.cli import main
@@ -90,3 +91,32 @@ def test_abandoned_writes_are_dropped_and_finished_ones_kept_in_order() -> None:
     release.set()
     writer.shutdown()
     assert first.result() is True and third.result() == len("third") and ran.getvalue() == "third"
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def abandon(self) -> None:
+        self.calls.append("abandon")
+
+    def pending_writes(self) -> int:
+        return 3
+
+    def finish_writes(self) -> None:
+        self.calls.append("finish_writes")
+
+
+def test_a_stopped_run_drops_its_queued_writes_and_a_failed_one_finishes_them() -> None:
+    from pipelines.execute import _checkpoint_writes
+    from pipelines.stopping import Interrupted, Stopped
+
+    for stop in (Stopped(), Interrupted(), KeyboardInterrupt()):  # (Ctrl-C without evalpipe's handlers too)
+        store = _Store()
+        with pytest.raises(KeyboardInterrupt), _checkpoint_writes(store):  # type: ignore[arg-type]
+            raise stop
+        assert store.calls == ["abandon"]
+    store = _Store()
+    with pytest.raises(ValueError), _checkpoint_writes(store):  # type: ignore[arg-type]
+        raise ValueError("a bad row")
+    assert store.calls == ["finish_writes"]

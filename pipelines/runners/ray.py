@@ -188,18 +188,19 @@ def _actor_count(spec: JobSpec, units: int) -> tuple[int, bool]:
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     asked = _asked(spec)
-    room = min((int(_cpu_gpu(resources)[k] // v) for k, v in asked.items() if v > 0), default=units)
+    nodes = [_cpu_gpu(dict(n.get("Resources", {}))) for n in ray.nodes() if n.get("Alive")]
+    room = sum(min((int(n[k] // v) for k, v in asked.items() if v > 0), default=units) for n in nodes)  # (per node)
     if ex.actors is None:
         wanted = (
             int(gpus // ex.num_gpus) if ex.num_gpus > 0 else int(cpus // ex.num_cpus) if ex.num_cpus > 0 else int(cpus)
         )
     elif ex.actors > room and not _scalable_node_types():
+        wanted = room
         sys.stderr.write(
             f"evalpipe: execution.actors asks for {ex.actors} actors of {_describe_resources(asked)}, but the Ray "
-            f"cluster holds {max(room, 1)} at once ({_describe_resources(_cpu_gpu(resources))} in all) and cannot add "
-            f"nodes: starting {max(room, 1)}\n"
+            f"cluster holds {max(room, 1)} at once ({_describe_resources(_cpu_gpu(resources))} on {len(nodes)} "
+            f"nodes) and cannot add nodes: starting {max(1, min(wanted, units))}\n"
         )
-        wanted = room
     else:
         wanted = ex.actors
     count = max(1, min(wanted, units))
