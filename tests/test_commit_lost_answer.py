@@ -79,7 +79,16 @@ def test_a_commit_whose_answer_was_lost_is_reported_committed(tmp_path, s3, caps
     proxy = AnswerDroppingProxy(int(s3["endpoint"].rsplit(":", 1)[1]), b"_COMMITTED")
     try:
         spec = _spec(tmp_path, s3, name="lost-answer")
-        spec["output"]["storage_options"] = {"endpoint_url": f"http://127.0.0.1:{proxy.port}"}
+        spec["output"]["storage_options"] = {
+            "endpoint_url": f"http://127.0.0.1:{proxy.port}",
+            # evalpipe's own bounds (pipelines.storage_budget), given explicitly: the client gives up on the lost
+            # answer within seconds whichever test of this process made an S3 filesystem first
+            "config_kwargs": {
+                "connect_timeout": 5,
+                "read_timeout": 10,
+                "retries": {"max_attempts": 1, "mode": "standard"},
+            },
+        }
         job = write_job(tmp_path / "job.yaml", spec)
         code = cli_main(["run", str(job), "--quiet"])
         err = capsys.readouterr().err
