@@ -343,10 +343,7 @@ class CheckpointStore:
     def clear(self) -> None:
         """Remove this run key's checkpoints (after the run committed: a checkpoint whose write failed is not
         needed any more, so write errors are not raised here)."""
-        self._drain()
-        if self._writer is not None:
-            self._writer.shutdown()
-            self._writer = None
+        self.finish_writes()
         # Another run of the same key (started concurrently) may clear the directory at the same time.
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.directory, recursive=True)
@@ -404,13 +401,11 @@ def check_location(fs: Any, root: str, uri: str) -> None:
         raise UserError(f"{uri}: no such results location (expected the output.uri that jobs write runs to).")
     if not fs.isdir(root):
         raise UserError(f"{uri}: a file, not a results location (expected the output.uri that jobs write runs to).")
-    if not fs.glob(join(glob.escape(root), "*", "*", COMMIT_MARKER)):
-        _refuse_inner_directory(fs, root, uri)
 
 
-def _refuse_inner_directory(fs: Any, root: str, uri: str) -> None:
-    """Raise :class:`UserError` where ``uri`` is a job's directory or one run's, not the results location above
-    them (``output.uri``), whose listing would otherwise be empty."""
+def refuse_inner_directory(fs: Any, root: str, uri: str) -> None:
+    """Raise :class:`UserError` where ``uri``, whose listing holds no run, is a job's directory or one run's rather
+    than the results location above them (``output.uri``)."""
     parent, name = uri.rstrip("/").rsplit("/", 1) if "/" in uri.rstrip("/") else (".", uri.rstrip("/"))
     if fs.exists(join(root, COMMIT_MARKER)):
         grand, job = parent.rsplit("/", 1) if "/" in parent else (".", parent)

@@ -143,7 +143,12 @@ def list_runs(
         return None if manifest is None else (run_path, manifest)
 
     found: list[RunInfo] = []
-    markers = [m for m in sorted(fs.glob(pattern)) if "/".join(m.rsplit("/", 3)[-3:-1]) not in skip]
+    listed = sorted(fs.glob(pattern))
+    if must_exist and job is None and not listed:  # (a job's or a run's directory given for the location above)
+        from pipelines.checkpoints import refuse_inner_directory
+
+        refuse_inner_directory(fs, root, uri)
+    markers = [m for m in listed if "/".join(m.rsplit("/", 3)[-3:-1]) not in skip]
     for listed in concurrently(complete, markers):
         if listed is None:
             continue  # no valid manifest, or listed files missing or of another size: not a complete run
