@@ -253,7 +253,8 @@ def _explained_variance_value(state: State) -> dict[str, float]:
 def _pearson_value(state: State) -> dict[str, float]:
     m = _moments(state)
     den = np.sqrt(m.m2_target) * np.sqrt(m.m2_pred)  # (their product may leave float64's range: 1e80-scale values)
-    return {"": m.c_target_pred / den if den > 0 else float("nan")}
+    # (within [-1, 1], as scipy clips it: rounding can carry r of perfectly correlated rows to 1 + 2e-16)
+    return {"": float(np.clip(m.c_target_pred / den, -1.0, 1.0)) if den > 0 else float("nan")}
 
 
 def _regression(

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from pipelines.cli_values import tolerance_option
 from pipelines.errors import JobFailed, UserError
 from pipelines.records import Run
 from pipelines.run_text import counted, format_run, format_value, metric_rows, terminal_text, with_article, write_table
@@ -229,33 +230,11 @@ def cmd_checkpoints(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _tolerance(text: str | None) -> float | dict[str, float]:
-    """``0.01`` or ``roc_auc=0.005,accuracy=0.01,*=0.02``."""
-    if not text:
-        return 0.0
-    try:
-        if "=" not in text:
-            tolerance: float | dict[str, float] = float(text)
-        else:
-            tolerance = {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
-    except ValueError:
-        raise UserError(
-            f"--tolerance {text!r}: expected a number or NAME=NUMBER pairs separated by commas, e.g. roc_auc=0.005,*=0.01."
-        ) from None
-    for name, value in tolerance.items() if isinstance(tolerance, dict) else [("", tolerance)]:
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(
-                f"--tolerance {text!r}: {f'{name}=' if name else ''}{value:g} is not a finite number of at least 0; "
-                "expected the worsening allowed, in the metric's units, e.g. 0.01 or roc_auc=0.005,*=0.01."
-            )
-    return tolerance
-
-
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.results import check_shared_metrics, compare_all, load_run, resolve_run_uri
     from pipelines.run_text import not_compared, write_comparisons
 
-    tolerance = _tolerance(args.tolerance)
+    tolerance = tolerance_option(args.tolerance)
     if not (math.isfinite(args.alpha) and 0 < args.alpha < 1):
         raise UserError(
             f"--alpha {args.alpha:g}: expected a significance level between 0 and 1 (exclusive), e.g. 0.05."
@@ -537,8 +516,7 @@ def _dispatch(args: argparse.Namespace) -> tuple[int, str | None]:
             "evalpipe: job failed: "
         ).strip()
     except BrokenPipeError:  # the reader stopped reading (`| head`): the rest of the output is not wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # (so that the interpreter's own flush at exit does not fail again)
+        _drop_stdout()
         return 0, None
     except KeyboardInterrupt as exc:
         how = "stopped (SIGTERM)" if isinstance(exc, Stopped) else "interrupted"
@@ -579,8 +557,18 @@ def _report_outcome(args: argparse.Namespace, code: int, error: str | None) -> N
         if job.site is not None and done is not None:
             _regenerate_site(args, job)
     sys.stderr.flush()
-    sys.stdout.write(log_line(outcome) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(log_line(outcome) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # (`evalpipe run ... | head -1`: the outcome is written beside the output; the code stands)
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout to the null device, once its reader has stopped reading (so that the
+    interpreter's own flush at exit does not fail again)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _regenerate_site(args: argparse.Namespace, job: JobSpec) -> None:

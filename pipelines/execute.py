@@ -182,9 +182,13 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
     )
     roles = spec.data.columns.roles()
     for info in plan.files:
-        check_schema(info, roles, spec.task)
-    check_label_types(plan.files, roles)
-    check_columns(spec.slices, plan.files)
+        if info.rows:
+            check_schema(info, roles, spec.task)
+        else:  # (a 0-row file: its columns present, of any type)
+            for role, column in roles.items():
+                schema_type(info, column, f"data.columns.{role}")
+    check_label_types(plan.files_with_rows, roles)
+    check_columns(spec.slices, plan.files_with_rows)
     for i, function in enumerate(spec.functions):  # (each column a function reads: present once in every file)
         for keyword, column in function.columns.items():
             for info in plan.files:
@@ -289,8 +293,8 @@ def run_job(
     base = _baseline_run(spec, timestamp) if spec.baseline is not None else None
     plan = check_dataset(spec)
     probe_output(spec.output, spec.name)
-    spec, quantile_boundaries = resolve_quantiles(spec, plan.files)
-    spec, idf_counts = resolve_idf(spec, plan.files)
+    spec, quantile_boundaries = resolve_quantiles(spec, plan.files_with_rows)
+    spec, idf_counts = resolve_idf(spec, plan.files_with_rows)
     reference = load_reference(spec)
     plan_seconds = time.perf_counter() - t0
     driver_compile = timing.compile_seconds() - driver_compile

@@ -88,6 +88,12 @@ class Plan:
     def rows(self) -> int:
         return sum(f.rows for f in self.files)
 
+    @property
+    def files_with_rows(self) -> tuple[FileInfo, ...]:
+        """The files that hold rows: a 0-row file is neutral, whatever types its footer gives its columns (pandas
+        writes an empty column of strings as ``null``)."""
+        return tuple(f for f in self.files if f.rows)
+
 
 def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path) if not is_local(fs) else path

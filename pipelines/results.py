@@ -447,15 +447,12 @@ def _check_comparable(
             found = [name in names_of(run) for run, _, _ in sides]
             if not any(found):
                 names = names_of(base) | names_of(cur)
-                listed_all = (
-                    listed_names(base, names) | listed_names(cur, names)
-                    if what == "metric"
-                    else {n for n in names if "[" not in n}
-                )
+                listed_all = listed_names(base, names) | listed_names(cur, names) if what == "metric" else names
                 raise _unknown(what, name, listed_all)
             if not all(found):
                 (has, side, other), lacks = sides[found.index(True)], sides[found.index(False)][0]
-                listed = ", ".join(sorted(n for n in names_of(lacks) if "[" not in n)) or "none"
+                lacking = names_of(lacks)
+                listed = ", ".join(sorted(listed_names(lacks, lacking) if what == "metric" else lacking)) or "none"
                 raise UserError(
                     f"{what} {name!r} is only in {side} (run {has.id}), not in {other} (run {lacks.id}, whose "
                     f"{what}s are: {listed}): nothing to compare it with."

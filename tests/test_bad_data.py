@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from sklearn import metrics as skm
 
 from pipelines import spec as spec_module
@@ -204,6 +205,52 @@ def test_zero_row_shards_are_neutral_and_all_empty_is_an_error(tmp_path, binary)
     pq.write_table(empty, only_empty / "a.parquet")
     pq.write_table(empty, only_empty / "b.parquet")
     _fails(tmp_path / "x", _job(tmp_path, only_empty), "all 2 files have 0 rows; nothing to evaluate")
+
+
+def test_a_zero_row_shard_whose_empty_columns_are_typed_null_is_neutral(tmp_path, binary):
+    """pandas writes an empty column of strings (dtype object) as Arrow ``null``: such a 0-row file was refused
+    (exit 2: column 'group' has type null) although it holds no row. Its columns' types are not checked (they are
+    still required to be there); slices and quantile buckets read the other files, and the values are
+    scikit-learn's on the rows there are."""
+    data, paths = binary
+    rng = np.random.default_rng(8)
+    for path in paths:  # a string slice column and a numeric one in the files with rows
+        table = pq.read_table(path)
+        group = rng.choice(["a", "b", "c"], table.num_rows)
+        pq.write_table(
+            table.append_column("group", pa.array(group)).append_column(
+                "amount", pa.array(rng.normal(size=table.num_rows))
+            ),
+            path,
+            row_group_size=GROUP,
+        )
+    empty = pq.read_table(paths[0]).slice(0, 0)
+    nulls = {"group": pa.nulls(0), "amount": pa.nulls(0), "label": pa.nulls(0)}
+    empty = pa.table({name: nulls.get(name, empty.column(name)) for name in empty.column_names})
+    pq.write_table(empty, data / "part-empty.parquet")
+    assert pq.read_schema(data / "part-empty.parquet").field("group").type == pa.null()
+    spec = yaml.safe_load(_job(tmp_path, data).read_text())
+    spec["slices"] = [{"column": "group"}, {"column": "amount", "quantiles": 2}]
+    run = run_job(spec_module.load(str(write_job(tmp_path / "sliced.yaml", spec))), show_progress=False).run
+    cols = concatenated(paths, ["score", "label", "group", "amount"])
+    y, p = cols["label"], cols["score"]
+    assert run.metadata["rows"] == ROWS
+    for value in ("a", "b", "c"):
+        rows = cols["group"] == value
+        expected = skm.roc_auc_score(y[rows], p[rows])
+        assert run.point(f"group={value}").metrics["roc_auc"].value == pytest.approx(expected, rel=1e-12)
+    median = np.quantile(cols["amount"], 0.5)
+    [upper] = [point for point in run.points if point.name.startswith("amount=[") and point.name.endswith("inf)")]
+    rows = cols["amount"] >= median
+    assert upper.metrics["roc_auc"].value == pytest.approx(skm.roc_auc_score(y[rows], p[rows]), rel=1e-12)
+
+    without = tmp_path / "y" / "data"  # a 0-row file still needs the columns
+    without.mkdir(parents=True)
+    pq.write_table(pq.read_table(paths[1]), without / "a.parquet")
+    pq.write_table(empty.drop_columns(["score"]), without / "b.parquet")
+    _fails(
+        tmp_path / "y", _job(tmp_path / "y", without), "b.parquet: column 'score' (data.columns.predictions) is missing"
+    )
 
 
 def test_on_bad_rows_drop_leaves_them_out_counts_them_and_equals_sklearn_on_the_rest(tmp_path, binary):

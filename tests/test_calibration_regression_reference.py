@@ -769,3 +769,22 @@ def test_values_whose_squares_underflow_are_refused_not_read_as_a_constant_targe
     tiny_y, tiny_p = np.array([0.0, 2.0, 1.1]), np.array([1e-200, 2.0, 1.0])
     assert F.r2(tiny_p, tiny_y) == pytest.approx(skm.r2_score(tiny_y, tiny_p), rel=1e-12)
     assert F.mse(np.array([1e-200, 2.0]), np.array([0.0, 2.0])) == skm.mean_squared_error([0.0, 2.0], [1e-200, 2.0])
+
+
+def test_pearson_of_perfectly_correlated_rows_is_at_most_1_as_scipy_clips_it():
+    """Rows on one line: the moments' ratio rounded to 1.0000000000000002 (or below -1), stored as is, where
+    scipy clips r to [-1, 1]; a value outside its range also failed the reports' range checks."""
+    from evaluators.regression import Moments
+
+    statistic = build("pearson_corrcoef", Task(TaskKind.REGRESSION)).statistic
+    acc = Accumulator([statistic])
+    rng = np.random.default_rng(0)
+    beyond = 0
+    for _ in range(10):
+        y = rng.normal(size=int(rng.integers(3, 6)))
+        for p in (3.7 * y + 1.3, y.copy(), -2.1 * y + 0.4):
+            r = F.pearson_corrcoef(p, y)
+            assert -1.0 <= r <= 1.0 and r == pytest.approx(scipy.stats.pearsonr(y, p).statistic, abs=1e-15)
+            m = Moments(*(float(x) for x in acc.update(acc.zero(), {"predictions": p, "targets": y})[0]))
+            beyond += abs(m.c_target_pred / (np.sqrt(m.m2_target) * np.sqrt(m.m2_pred))) > 1
+    assert beyond  # (the ratio itself leaves [-1, 1] on such rows: what the clip is for)

@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -265,6 +266,45 @@ def test_compare_refuses_unknown_names_and_other_jobs(results, capsys) -> None:
     code, out, _ = _run(["compare", first, second], capsys)
     assert f"3 metrics compared, {len(worse)} regressed" in out
     assert code == (3 if worse else 0)
+
+
+def test_compare_tolerances_name_keys_with_parameters_and_bucket_points_are_listed(tmp_path, capsys) -> None:
+    """A metric entry without ``as:`` is keyed ``name(param=value,...)``: ``--tolerance`` split such a key at its
+    ``=`` and its commas (exit 2, "expected a number or NAME=NUMBER pairs"), so no per-metric tolerance could name it.
+    And an unknown ``--point`` listed the points without bucket points (``score=[0.5, inf)``): the names shown
+    could not be the ones a user needed."""
+    write_shards(str(tmp_path / "a"), "binary", ROWS, 2, seed=3)
+    write_shards(str(tmp_path / "b"), "binary", ROWS, 2, seed=4)
+    metrics = [
+        {"name": "roc_auc", "mode": "exact"},
+        {"name": "average_precision", "mode": "binned", "precision_bits": 10},
+    ]
+    job = _job(
+        tmp_path, "keys", str(tmp_path / "a"), tmp_path / "out", slices=[{"column": "score", "boundaries": [0.5]}]
+    )
+    spec = yaml.safe_load(job.read_text())
+    job.write_text(yaml.safe_dump({**spec, "metrics": metrics}, sort_keys=False))
+    assert main(["run", str(job), "--quiet"]) == 0
+    assert main(["run", str(job), "--quiet", "--set", f"data.path={tmp_path / 'b'}"]) == 0
+    capsys.readouterr()
+    first, second = sorted(str(p) for p in (tmp_path / "out" / "keys").iterdir() if "T" in p.name)
+    auc, ap = "roc_auc(mode=exact)", "average_precision(mode=binned,precision_bits=10)"
+    before, after = (read_run(r).point("overall").metrics for r in (first, second))
+    assert set(before) >= {auc, ap} and before[auc].value != after[auc].value
+    if after[auc].value > before[auc].value:  # (the baseline: the run of the higher ROC-AUC)
+        (first, second), (before, after) = (second, first), (after, before)
+    worse = before[auc].value - after[auc].value
+    selected = ["--point", "overall", "--metric", auc, "--metric", ap]
+    for tolerance, code_wanted, regressed in (
+        (f"{auc}=1,{ap}=1,*=0", 0, 0),  # (every worsening of these two allowed)
+        (f"{auc}={worse / 2:.12g},{ap}=1", 3, 1),  # (ROC-AUC worsened by more than its tolerance)
+    ):
+        code, out, err = _run(["compare", first, second, *selected, "--tolerance", tolerance], capsys)
+        assert code == code_wanted and f"2 metrics compared, {regressed} regressed" in out, (out, err)
+
+    code, _, err = _run(["compare", first, second, "--point", "score=XX"], capsys)
+    assert code == 2 and "point 'score=XX' not found" in err
+    assert "score=[-inf, 0.5)" in err and "score=[0.5, inf)" in err and "overall" in err, err
 
 
 @pytest.mark.parametrize("tolerance", ["nan", "-1", "inf", "accuracy=nan", "roc_auc=0.01,*=-0.5", "*=-inf"])
@@ -621,3 +661,23 @@ def test_report_judges_the_runs_own_baseline_with_its_gates_tolerance(tmp_path: 
     assert _run(["report", latest, "-o", str(tmp_path / "r.html")], capsys)[0] == 0
     page = (tmp_path / "r.html").read_text()
     assert re.search(r"0 of \d+ values regressed", page), re.findall(r"\d+ of \d+ values regressed", page)
+
+
+def test_a_committed_run_whose_reader_stops_reading_exits_0_without_a_traceback(tmp_path) -> None:
+    """``evalpipe run job.yaml --quiet | head -1``: the run committed, then writing its outcome line to the closed
+    pipe raised ``BrokenPipeError``: a traceback and exit 1 (an internal failure) for a run that succeeded."""
+    write_shards(str(tmp_path / "a"), "binary", ROWS, 2, seed=5)
+    job = _job(tmp_path, "piped", str(tmp_path / "a"), tmp_path / "out")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", str(job), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()  # (`| head -1`: one line read, then the reader is gone)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0 and "Traceback" not in err, err
+    [run] = [p for p in (tmp_path / "out" / "piped").iterdir() if "T" in p.name]
+    assert (run / "_COMMITTED").exists()

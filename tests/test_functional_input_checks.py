@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+import evaluators.functional as F
 from evaluators.functional import (
     accuracy,
     cohen_kappa,
@@ -279,3 +280,38 @@ def test_an_average_of_another_library_names_the_tasks_averages():
     rng = np.random.default_rng(7)
     with pytest.raises(ValueError, match=r"one of micro, macro, weighted, none for a multilabel task; got 'samples'"):
         f1_score(rng.random((20, 3)), rng.integers(0, 2, (20, 3)), average="samples")
+
+
+def test_predictions_of_a_shape_the_task_does_not_take_are_refused_naming_the_shapes():
+    """``task="binary"`` with predict_proba's ``[n, 2]`` output: ``[n]`` targets broadcast against it and log loss and
+    the Brier score were summed over the whole grid (two rows: 1.6966 and 0.63 where scikit-learn gives 0.9831 on the
+    probabilities and 0.365 on their column 1); larger inputs and other metrics failed with broadcast errors, as
+    the fairness functions (always binary) did."""
+    from sklearn.metrics import brier_score_loss
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    proba = np.array([[0.3, 0.7], [0.8, 0.2]])
+    y = np.array([1, 1])
+    for call in (
+        lambda: F.log_loss(proba, y, task="binary"),
+        lambda: F.brier_score(proba, y, task="binary"),
+        lambda: F.roc_auc(np.tile(proba, (5, 1)), np.tile([0, 1], 5), task="binary"),
+        lambda: F.demographic_parity_difference(np.tile(proba, (5, 1)), np.tile(y, 5), list("ababababab")),
+    ):
+        with pytest.raises(ValueError, match=r"task 'binary' takes one score or label per row .*shape \((2|10), 2\)"):
+            call()
+    assert F.log_loss(proba, y) == pytest.approx(sk_log_loss(y, proba, labels=[0, 1]), rel=1e-12)  # (multiclass)
+    assert F.brier_score(proba[:, 1], y, task="binary") == pytest.approx(brier_score_loss(y, proba[:, 1]), rel=1e-12)
+    with pytest.raises(ValueError, match=r"task 'multilabel' takes .*shape \(2,\)"):
+        F.f1_score(np.array([0.2, 0.8]), np.array([0, 1]), task="multilabel")
+    for predictions, targets in ((np.zeros((2, 2, 2)), np.array([0, 1])), (1, 1)):
+        with pytest.raises(ValueError, match="expected arrays of rows"):
+            F.accuracy(predictions, targets)
+
+
+def test_a_stray_large_label_is_refused_instead_of_sizing_the_task():
+    """Without ``num_classes`` the classes are the labels ``0 .. max``: one label of 10**6 asked for a 7 TiB
+    confusion matrix (MemoryError). Beyond 10,000 inferred classes: a ValueError; given explicitly, as asked."""
+    with pytest.raises(ValueError, match="labels up to 1000000 make a 1000001-class task"):
+        F.accuracy(np.array([0, 1, 10**6]), np.array([0, 1, 1]))
+    assert F.accuracy(np.array([0, 1, 5]), np.array([0, 1, 1])) == pytest.approx(2 / 3)

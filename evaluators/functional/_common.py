@@ -67,6 +67,11 @@ def infer_task(
     check_numeric("predictions", preds, expected)
     check_numeric("targets", tgts, expected)
     check_threshold(threshold)
+    if not (1 <= preds.ndim <= 2 and 1 <= tgts.ndim <= 2):
+        raise ValueError(
+            "predictions and targets: expected arrays of rows (1-D, or 2-D with a column per class or label); got "
+            f"shapes {preds.shape} and {tgts.shape}"
+        )
     labelled_preds, labelled_tgts = preds, tgts  # (rows whose target is ignore_index name no class)
     if ignore_index is not None and preds.ndim == tgts.ndim == 1 and len(preds) == len(tgts):
         labelled = tgts != ignore_index
@@ -88,6 +93,7 @@ def infer_task(
         else:
             task = TaskKind.BINARY
     kind = TaskKind(task)
+    _check_shapes(kind, preds, tgts)
     if kind is TaskKind.REGRESSION:
         if preds.ndim != 1 or tgts.ndim != 1:
             raise ValueError(
@@ -109,7 +115,37 @@ def infer_task(
         elif kind is TaskKind.MULTICLASS:
             widest = preds.shape[1] if preds.ndim == 2 else None
             num_classes = widest or int(max(labelled_preds.max(), labelled_tgts.max())) + 1
+            if num_classes > MAX_INFERRED_CLASSES:
+                raise ValueError(
+                    f"labels up to {num_classes - 1} make a {num_classes}-class task (the classes are the labels "
+                    f"0 .. num_classes - 1, so its confusion matrix would hold {num_classes}^2 counts); beyond "
+                    f"{MAX_INFERRED_CLASSES} classes pass num_classes= explicitly, or check the labels for a stray value"
+                )
     return Task(kind, num_classes, PredictionKind(prediction), threshold, ignore_index)
+
+
+MAX_INFERRED_CLASSES = 10_000
+"""The most classes taken from the largest label when ``num_classes`` is not given (a stray label of 10**6 made a
+task whose confusion matrix needed 7 TiB)."""
+
+_SHAPES = {
+    TaskKind.BINARY: ((1,), (1,), "one score or label per row (predict_proba's [n, 2]: pass its column 1)"),
+    TaskKind.MULTICLASS: ((1, 2), (1,), "a label or a row of class scores per row, and one target label per row"),
+    TaskKind.MULTILABEL: ((2,), (2,), "a row of per-label scores or 0/1 labels per row, and a row of 0/1 targets"),
+}
+
+
+def _check_shapes(kind: TaskKind, preds: np.ndarray, tgts: np.ndarray) -> None:
+    """Refuse predictions or targets of more or fewer dimensions than ``kind`` takes (a binary task's ``[n]`` targets
+    broadcast against ``[n, 2]`` scores summed a loss over the whole grid), naming the shapes."""
+    if kind not in _SHAPES:
+        return
+    pred_dims, target_dims, what = _SHAPES[kind]
+    if preds.ndim not in pred_dims or tgts.ndim not in target_dims:
+        raise ValueError(
+            f"task {kind.value!r} takes {what}; got predictions of shape {preds.shape} and targets of shape "
+            f"{tgts.shape}"
+        )
 
 
 NUMERIC_KINDS = "biuf"
