@@ -262,7 +262,7 @@ def roc_auc_rows(
     pairs = n_pos * n_neg
     defined = pairs > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        area = row_sums(pos * (neg_below + inside * neg)) / pairs
+        area = np.minimum(row_sums(pos * (neg_below + inside * neg)) / pairs, 1.0)  # (a sum's rounding: not above 1)
         worst = np.maximum(inside, 1.0 - inside) * pos * neg
         bound = row_sums(np.where(tied, 0.0, worst)) / pairs
     return np.where(defined, area, np.nan), np.where(defined, bound, np.nan)
@@ -318,7 +318,7 @@ def average_precision_rows(
         worst_gap[open_cells] = expected - precision_integral(tp0, tp0 + fp0 + n, p)
     bound = np.maximum(np.maximum(row_sums(best_gap), row_sums(worst_gap)), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        value, bound = row_sums(contribution) / total_pos, bound / total_pos
+        value, bound = np.minimum(row_sums(contribution) / total_pos, 1.0), bound / total_pos  # (as ROC-AUC's)
     defined = total_pos > 0
     return np.where(defined, value, np.nan), np.where(defined, bound, np.nan)
 
@@ -485,8 +485,6 @@ def _ranking_metric(
     allowed = ("binary",) if task.kind is TaskKind.BINARY else ("macro", "weighted", "none", "micro")
     if avg not in allowed:
         raise ValueError(f"average for {name} on a {task.kind} task must be one of {', '.join(allowed)}; got {avg!r}")
-    if task.kind is TaskKind.MULTICLASS and avg == "micro":
-        raise ValueError(f"{name} with average 'micro' is defined for binary and multilabel tasks only")
     if mode == "binned":
         if score_decimals is None:
             score_decimals = default_score_decimals(task)

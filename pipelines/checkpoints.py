@@ -43,7 +43,7 @@ from fsspec.core import url_to_fs
 
 from evaluators.accumulate import Accumulator
 from evaluators.statistic import State
-from pipelines.errors import UserError
+from pipelines.errors import UserError, opening_problem
 from pipelines.fingerprint import code_identity, tree_identity
 from pipelines.functions import split_path
 from pipelines.planning import WorkUnit
@@ -427,7 +427,7 @@ def check_results_location(uri: str, job: str | None, storage_options: dict[str,
     try:
         fs, root = url_to_fs(uri, **(storage_options or {}))
     except (ImportError, ValueError) as exc:
-        raise UserError(f"{uri}: cannot open this location: {exc}.") from None
+        raise UserError(f"{uri}: cannot open this location: {opening_problem(exc)}.") from None
     root = root.rstrip("/")
     check_location(fs, root, uri)
     if job is not None and not fs.isdir(join(root, job)):

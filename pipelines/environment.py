@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fsspec.core import url_to_fs
 
-from pipelines.errors import UserError
+from pipelines.errors import UserError, missing_package
 from pipelines.spec import JobSpec
 
 BACKBONE_FILES = {"bert": ("config.json", "model.safetensors", "tokenizer.json")}
@@ -76,8 +76,9 @@ _UNREACHABLE = frozenset(
 
 
 def describe(exc: BaseException) -> str | None:
-    """One sentence for a credentials or permission error, or a path of the wrong kind (a directory for a file, a
-    file for a directory), anywhere in ``exc``'s chain; None for anything else."""
+    """One sentence for a credentials or permission error, a path of the wrong kind (a directory for a file, a
+    file for a directory) or an object store whose package is not installed, anywhere in ``exc``'s chain; None for
+    anything else."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -88,6 +89,9 @@ def describe(exc: BaseException) -> str | None:
             if hasattr(current, "response")
             else ""
         )
+        missing = missing_package(current)
+        if missing is not None:
+            return f"{missing}."
         if name in _CREDENTIAL_ERRORS:
             return (
                 f"no credentials for the object store ({name}: {current}). Provide them the usual way (environment "

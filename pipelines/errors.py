@@ -136,3 +136,29 @@ _STORAGE_ERROR_MODULES = ("botocore", "aiobotocore", "google.auth", "google.api_
 def is_storage_access_error(exc: BaseException) -> bool:
     """Errors of object-store clients that mean "cannot access" (no or bad credentials, denied, no bucket)."""
     return isinstance(exc, OSError) or type(exc).__module__.startswith(_STORAGE_ERROR_MODULES)
+
+
+_MISSING_PACKAGES = {
+    "Install s3fs to access S3": ("s3fs", "s3://", "s3"),
+    "Please install gcsfs to access Google Storage": ("gcsfs", "gs://", "gcs"),
+}
+"""fsspec's messages for an object store whose package is missing -> (the package, the paths that need it, evalpipe's
+extra that installs it)."""
+
+
+def missing_package(exc: BaseException) -> str | None:
+    """What to install where ``exc`` is fsspec's refusal of an object store whose package is missing (one clause,
+    without a full stop); None for any other error."""
+    found = _MISSING_PACKAGES.get(str(exc)) if isinstance(exc, ImportError) else None
+    if found is None:
+        return None
+    package, paths, extra = found
+    return (
+        f"{paths} paths need {package}, which is not installed: pip install 'evalpipe[{extra}]' (in a checkout: "
+        f".venv/bin/pip install -e '.[{extra}]')"
+    )
+
+
+def opening_problem(exc: BaseException) -> str:
+    """Why a location could not be opened, for a message: :func:`missing_package`'s advice, else ``exc`` itself."""
+    return missing_package(exc) or str(exc)

@@ -16,7 +16,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.errors import JobFailed, UserError, is_storage_access_error
+from pipelines.errors import JobFailed, UserError, is_storage_access_error, opening_problem
 from pipelines.spec import OutputSpec
 from pipelines.storage import join
 
@@ -83,7 +83,7 @@ def probe_output(output: OutputSpec, job: str) -> None:
     try:
         fs, root = url_to_fs(output.uri, **output.storage_options)
     except (ImportError, ValueError) as exc:
-        raise UserError(f"output.uri {output.uri!r}: cannot open this location: {exc}.") from None
+        raise UserError(f"output.uri {output.uri!r}: cannot open this location: {opening_problem(exc)}.") from None
     if not isinstance(fs, LocalFileSystem):  # an object store: the first part of the path is the bucket
         bucket = root.strip("/").split("/", 1)[0]
         if not _bucket_exists(fs, bucket, output.uri):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from pipelines.errors import DataError, SpecError, is_storage_access_error
+from pipelines.errors import DataError, SpecError, is_storage_access_error, opening_problem
 from pipelines.fingerprint import file_version, is_local
 
 _GLOB_CHARS = "*?["
@@ -112,7 +112,7 @@ def list_files(
         try:
             fs, root = url_to_fs(pattern, **storage_options)
         except (ImportError, ValueError) as exc:
-            raise DataError(f"data.path {pattern!r}: cannot open this location: {exc}.") from None
+            raise DataError(f"data.path {pattern!r}: cannot open this location: {opening_problem(exc)}.") from None
         try:
             if any(c in root for c in _GLOB_CHARS):
                 matches = fs.glob(root, detail=True)

@@ -42,7 +42,7 @@ from evaluators.ranking import (
 )
 from evaluators.statistic import DerivedMetric, Statistic
 from evaluators.task import Task, TaskKind
-from pipelines.errors import UserError
+from pipelines.errors import UserError, opening_problem
 from pipelines.records import Metric, Run, TrendSeries, unknown_message
 from pipelines.results import RunStatistics
 from pipelines.spec import MetricSpec
@@ -401,7 +401,7 @@ def write_bytes(path: str, payload: bytes, storage_options: Mapping[str, Any] | 
     try:
         fs, target = url_to_fs(path, **(storage_options or {}))
     except (ImportError, ValueError) as exc:
-        raise UserError(f"{path}: cannot open this location: {exc}.") from None
+        raise UserError(f"{path}: cannot open this location: {opening_problem(exc)}.") from None
     parent = posixpath.dirname(target)
     if parent:
         fs.makedirs(parent, exist_ok=True)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from evaluators.statistic import State
-from pipelines.errors import UserError
+from pipelines.errors import UserError, opening_problem
 from pipelines.metric_names import listed_names, metric_names
 from pipelines.records import (
     MetricDirection,
@@ -129,7 +129,7 @@ def list_runs(
     try:
         fs, root = url_to_fs(uri, **(storage_options or {}))
     except (ImportError, ValueError) as exc:
-        raise UserError(f"{uri}: cannot open this location: {exc}.") from None
+        raise UserError(f"{uri}: cannot open this location: {opening_problem(exc)}.") from None
     root = root.rstrip("/")
     fs.invalidate_cache()  # object stores: list what is there now, not a cached listing
     start = _since(since)

@@ -27,7 +27,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from pipelines import plots
-from pipelines.errors import UserError
+from pipelines.errors import UserError, opening_problem
 from pipelines.outcome import OUTCOMES_DIR, outcome_uri
 from pipelines.records import Run
 from pipelines.report import render_loaded
@@ -114,7 +114,7 @@ def build_site(
     try:
         site_fs, site_root = url_to_fs(site_uri, **site_options)
     except (ImportError, ValueError) as exc:
-        raise UserError(f"{site_uri}: cannot open this location: {exc}.") from None
+        raise UserError(f"{site_uri}: cannot open this location: {opening_problem(exc)}.") from None
     scope = _scope(results_uri, since)
     stored = None if rebuild else _read_text(site_fs, join(site_root, INDEX_FILE))
     index = SiteIndex.from_json(stored) if stored is not None else None

@@ -37,7 +37,7 @@ from fsspec.core import url_to_fs
 
 from evaluators.statistic import State, Statistic
 from pipelines import arrow_columns
-from pipelines.errors import DamagedRunFile, UserError
+from pipelines.errors import DamagedRunFile, UserError, opening_problem
 from pipelines.exclusive import create_exclusive
 from pipelines.records import Run, evalpipe_run_dict, listed_files_problem, manifest_problem, utc
 from pipelines.stacked_arrays import npz_bytes, stack_arrays, unstack_arrays
@@ -81,7 +81,7 @@ def run_location(output_uri: str, job: str, run_id: str, storage_options: Mappin
     try:
         fs, root = url_to_fs(output_uri, **storage_options)
     except (ImportError, ValueError) as exc:
-        raise UserError(f"output.uri {output_uri!r}: cannot open this location: {exc}.") from None
+        raise UserError(f"output.uri {output_uri!r}: cannot open this location: {opening_problem(exc)}.") from None
     return RunLocation(fs, join(root, job, run_id), join(output_uri, job, run_id))
 
 

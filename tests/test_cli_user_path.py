@@ -681,3 +681,22 @@ def test_a_committed_run_whose_reader_stops_reading_exits_0_without_a_traceback(
     assert process.wait(timeout=300) == 0 and "Traceback" not in err, err
     [run] = [p for p in (tmp_path / "out" / "piped").iterdir() if "T" in p.name]
     assert (run / "_COMMITTED").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "package", "extra"), [("s3://bucket/p", "s3fs", "s3"), ("gs://bucket/p", "gcsfs", "gcs")]
+)
+def test_object_store_paths_without_their_package_name_the_extra_to_install(tmp_path, path, package, extra) -> None:
+    """Without the s3 extra, a spec reading ``s3://`` said only fsspec's "Install s3fs to access S3." (exit 2): the
+    message names evalpipe's extra, as the README installs it."""
+    job = _job(tmp_path, "remote", f"{path}/*.parquet", tmp_path / "out")
+    script = (
+        f"import sys; sys.modules[{package!r}] = None; from pipelines.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "validate", str(job)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot open this location: {path[:5]} paths need {package}, which is not installed: " in result.stderr
+    assert f"pip install 'evalpipe[{extra}]'" in result.stderr
+    assert f".venv/bin/pip install -e '.[{extra}]'" in result.stderr

@@ -352,3 +352,55 @@ def test_undefined_classes_are_nan_and_left_out_of_the_averages(mode):
             np.mean(per_class), abs=1e-12
         )
     assert np.isnan(skm.roc_auc_score(y, scores, multi_class="ovr", labels=[0, 1, 2]))
+
+
+@pytest.mark.parametrize("mode", ["exact", "binned"])
+def test_values_of_fractionally_weighted_rows_never_exceed_1(mode):
+    """Every row positive, exponential weights: exact average precision summed its precisions of 1 to
+    1.0000000000000007 (seed 0; scikit-learn 1.0), a value outside [0, 1] that range checks refuse. Within float64
+    rounding of scikit-learn, and at most 1, in both modes and for ROC-AUC too."""
+    from evaluators.functional import average_precision, roc_auc
+
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        s, w = rng.random(800), rng.exponential(1.0, 800)
+        y = np.ones(800, np.int64)
+        value = average_precision(s, y, weights=w, mode=mode)
+        assert value <= 1.0 and value == pytest.approx(1.0, abs=1e-14)
+        y[rng.random(800) < 0.5] = 0  # (mixed labels: scikit-learn's values, to rounding)
+        assert average_precision(s, y, weights=w, mode=mode) == pytest.approx(
+            skm.average_precision_score(y, s, sample_weight=w), abs=1e-12 if mode == "exact" else 1e-6
+        )
+        separated = np.where(y == 1, 0.5 + s / 2, s / 2)  # (every positive above every negative: ROC-AUC 1)
+        auc = roc_auc(separated, y, weights=w, mode=mode)
+        assert auc <= 1.0 and auc == pytest.approx(skm.roc_auc_score(y, separated, sample_weight=w), abs=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["exact", "binned"])
+def test_multiclass_micro_averages_are_sklearns_over_the_binarized_targets(mode):
+    """``average: micro`` on a multiclass task was refused ("defined for binary and multilabel tasks only"), where
+    scikit-learn pools every (row, class) pair of the one-vs-rest problem (``multi_class="ovr"``, or the targets
+    binarized). The classes' cells pooled give its value; a class no target holds counts its rows as negatives, and
+    logits are ranked through their softmax, as the probabilities scikit-learn takes."""
+    from scipy.special import softmax
+    from sklearn.preprocessing import label_binarize
+
+    from evaluators.functional import average_precision, roc_auc
+
+    rng = np.random.default_rng(12)
+    n, k = 6000, 5
+    logits = rng.normal(size=(n, k)) + 0.8 * np.eye(k)[rng.integers(0, k, n)]
+    y = rng.integers(0, k - 1, n)  # (class 4 never a target)
+    w = rng.exponential(1.0, n)
+    p = softmax(logits, axis=1)
+    binarized = label_binarize(y, classes=range(k))
+    expected = skm.roc_auc_score(y, p, multi_class="ovr", average="micro", sample_weight=w, labels=range(k))
+    assert expected == pytest.approx(skm.roc_auc_score(binarized, p, average="micro", sample_weight=w), abs=1e-15)
+    tolerance = 1e-12 if mode == "exact" else 1e-6
+    for scores, kind in ((p, "probabilities"), (logits, "logits")):
+        auc = roc_auc(scores, y, average="micro", weights=w, mode=mode, num_classes=k, prediction=kind)
+        assert auc == pytest.approx(expected, abs=tolerance)
+        ap = average_precision(scores, y, average="micro", weights=w, mode=mode, num_classes=k, prediction=kind)
+        assert ap == pytest.approx(
+            skm.average_precision_score(binarized, p, average="micro", sample_weight=w), abs=tolerance
+        )
