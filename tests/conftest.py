@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import yaml
 from evaluators import lazyjax
 
 lazyjax.prefer_deterministic_ops()  # (on a GPU, XLA's deterministic scatter, as in evalpipe's own processes)
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # a suite started in the background by a non-interactive shell inherits Ctrl-C ignored (and so would the evalpipe
+    # processes the tests start): the tests of Ctrl-C need Python's own handler, as a terminal gives it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
