@@ -35,7 +35,8 @@ def check_counted(state: State) -> None:
     if "rounded" in state and not counts.any() and np.asarray(state["rounded"]).any():
         raise WeightRangeError(
             "every weight of these rows is below 2^-33, so none counts in ROC-AUC or average precision (their value "
-            f"would be NaN); {SCALE_ADVICE}"
+            "would be NaN; they count weights exactly, in units of 2^-32); both metrics, and every weighted mean, are "
+            "unchanged when all weights are multiplied by the same number: divide them by their mean, for instance"
         )
 
 
