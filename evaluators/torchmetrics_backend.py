@@ -238,7 +238,7 @@ def task_disagreement(task: Task, params: Mapping[str, Any]) -> str | None:
 def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with what the job's task says and they leave out, where the class takes it: ``task`` (the task
     wrappers need it), ``num_classes`` / ``num_labels`` (AutoTimm leaves them to the model; the job knows them), and
-    a binary or multilabel task's ``threshold``."""
+    a binary or multilabel task's ``threshold``, and the task's ``ignore_index``."""
     accepted = inspect.signature(metric_class(class_name)).parameters
     out, name = dict(params), _TASK_NAMES.get(task.kind)
     if name is not None and "task" in accepted:
@@ -250,6 +250,8 @@ def with_job_task(task: Task, class_name: str, params: Mapping[str, Any]) -> dic
         out.setdefault("num_labels", task.num_classes)
     if kind in ("binary", "multilabel") and "threshold" in accepted:
         out.setdefault("threshold", task.threshold)  # (the job's, as its own metrics read scores)
+    if task.ignore_index is not None and kind is not None and "ignore_index" in accepted:
+        out.setdefault("ignore_index", task.ignore_index)  # (rows the job's own metrics leave out: torchmetrics too)
     return out
 
 

@@ -753,18 +753,19 @@ def test_integer_columns_beyond_int32_are_the_numbers_they_hold(predictions, tar
     )
 
 
-@pytest.mark.parametrize("scale", [1e-160, 1e-170, 1e-200])
+@pytest.mark.parametrize("scale", [1e-152, 1e-160, 1e-170, 1e-200])
 def test_values_whose_squares_underflow_are_refused_not_read_as_a_constant_target(scale):
     """Targets 1, 2, 3, 4 times 1e-160: their squared deviations fall below float64's smallest normal number (flushed
     to 0 where the update is compiled), and r2 = explained variance = 1, MSE 0 and Pearson NaN were read off
-    them, exit 0. Refused (``ValueError``: exit 2 in a job, nothing committed); at 1e-152 the values are scikit-learn's
-    and scipy's, as they are unscaled."""
+    them, exit 0. Refused (``ValueError``: exit 2 in a job, nothing committed), as are deviations whose squares come
+    near that number (1e-152: a mean square of 1.25e-304, below the floor of 7.7e-295); at 1e-140 the values are
+    scikit-learn's and scipy's, as they are unscaled."""
     y, p = np.array([1, 2, 3, 4.0]), np.array([1.1, 1.9, 3.2, 3.8])
     for metric in (F.r2, F.mse, F.pearson_corrcoef, F.explained_variance):
-        with pytest.raises(ValueError, match="fall below float64's smallest normal number"):
+        with pytest.raises(ValueError, match="come near or below float64's smallest normal number"):
             metric(p * scale, y * scale)
-    assert F.r2(p * 1e-152, y * 1e-152) == pytest.approx(skm.r2_score(y, p), rel=1e-12)
-    assert F.pearson_corrcoef(p * 1e-152, y * 1e-152) == pytest.approx(scipy.stats.pearsonr(y, p)[0], rel=1e-12)
+    assert F.r2(p * 1e-140, y * 1e-140) == pytest.approx(skm.r2_score(y, p), rel=1e-12)
+    assert F.pearson_corrcoef(p * 1e-140, y * 1e-140) == pytest.approx(scipy.stats.pearsonr(y, p)[0], rel=1e-12)
     # a tiny value beside others: no precision lost, the values of float64 arithmetic as scikit-learn's
     tiny_y, tiny_p = np.array([0.0, 2.0, 1.1]), np.array([1e-200, 2.0, 1.0])
     assert F.r2(tiny_p, tiny_y) == pytest.approx(skm.r2_score(tiny_y, tiny_p), rel=1e-12)
@@ -788,3 +789,22 @@ def test_pearson_of_perfectly_correlated_rows_is_at_most_1_as_scipy_clips_it():
             m = Moments(*(float(x) for x in acc.update(acc.zero(), {"predictions": p, "targets": y})[0]))
             beyond += abs(m.c_target_pred / (np.sqrt(m.m2_target) * np.sqrt(m.m2_pred))) > 1
     assert beyond  # (the ratio itself leaves [-1, 1] on such rows: what the clip is for)
+
+
+@pytest.mark.parametrize("scale", [3e-152, 3e-153, 1e-154])
+def test_normal_deviations_near_the_smallest_normal_number_are_refused(scale):
+    """Targets N(0, 1) and predictions off by N(0, 0.5), times ``scale``: many rows' squared deviations fall below
+    float64's smallest normal number (flushed to 0 where the update is compiled) while the mean square stays above
+    it, so the guard passed and MSE was committed 1.7e-7, 2.3e-4 and 97% off (r2 0.988 for 0.745 at 1e-154). Now
+    refused; at 1e-140 MSE is exact arithmetic's to 1e-13 and r2 is scikit-learn's."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=2000)
+    p = y + 0.5 * rng.normal(size=2000)
+    with pytest.raises(ValueError, match="come near or below float64's smallest normal number"):
+        F.mse(p * scale, y * scale)
+    p, y = p * 1e-140, y * 1e-140
+    exact = sum((Fraction(a) - Fraction(b)) ** 2 for a, b in zip(p, y, strict=True)) / len(y)
+    assert F.mse(p, y) == pytest.approx(float(exact), rel=1e-13)
+    assert F.r2(p, y) == pytest.approx(skm.r2_score(y / 1e-140, p / 1e-140), rel=1e-12)

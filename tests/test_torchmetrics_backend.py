@@ -382,3 +382,29 @@ def test_the_full_class_path_keeps_the_native_metric_and_a_pass_through_class_re
     at_half = torchmetrics.HammingDistance(task="multilabel", num_labels=3)
     at_half.update(torch.from_numpy(scores), torch.from_numpy(targets))
     assert float(at_half.compute()) != pytest.approx(values[""], rel=1e-6)  # (the data tell 0.3 from 0.5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "class_name", "params"),
+    [("multilabel", "HammingDistance", {"task": "multilabel"}), ("multiclass", "Accuracy", {"task": "multiclass"})],
+)
+def test_a_pass_through_class_takes_the_jobs_ignore_index(kind, class_name, params):
+    """A job's ``task.ignore_index`` reached its own metrics but not a torchmetrics class (which took the job's
+    threshold): targets of 255 made torchmetrics raise ("Detected the following values in `target`"), exit 2. The
+    class now gets it as the threshold, and equals torchmetrics given it."""
+    rng = np.random.default_rng(9)
+    if kind == "multilabel":
+        probs, y = rng.random((1500, C)).astype(np.float32), (rng.random((1500, C)) < 0.4).astype(np.int64)
+        y[rng.random(y.shape) < 0.1] = 255
+        task = Task("multilabel", C, threshold=0.3, ignore_index=255)
+        reference = {**params, "num_labels": C, "threshold": 0.3, "ignore_index": 255}
+    else:
+        probs, y = _multiclass(rng, 1500)
+        y[rng.random(len(y)) < 0.1] = 255
+        task = Task("multiclass", C, ignore_index=255)
+        reference = {**params, "num_classes": C, "ignore_index": 255}
+    metric = torchmetrics_metric(task, class_name, params, "m")
+    shards = make_shards(rng, len(y), None, pieces=5)
+    columns = {"predictions": probs, "targets": y, "weights": None}
+    values = sharded_values([metric], columns, shards, rng)[0]
+    assert values[""] == pytest.approx(float(_reference(class_name, reference, probs, y)), rel=1e-6)
