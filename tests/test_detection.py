@@ -496,3 +496,50 @@ def test_functional_image_counts_must_agree() -> None:
     target = {"boxes": [[10, 10, 50, 50]], "labels": [1]}
     with pytest.raises(ValueError, match="predictions hold 0 images but targets 1"):
         functional_map([], [target])
+
+
+def _digest_numbered(images: list[dict]) -> list[dict]:
+    """The images numbered in the order of their digests (:func:`~evaluators.detection.boxes.image_digest`), for
+    pycocotools, without ``image_id`` for evalpipe's side."""
+    from evaluators.detection.boxes import image_digest
+
+    stat = CocoDetectionStatistic(box_format="xywh")
+    digests = []
+    for image in images:  # (the arrays image_digest reads, as the statistic reads one image)
+        records = stat.update(stat.zero(), detection_batch([{k: v for k, v in image.items() if k != "image_id"}]))
+        digests.append(records["image_id"][0] if len(records["image_id"]) else -1)
+    order = np.argsort(digests, kind="stable")
+    assert image_digest(np.zeros(1)) >= 0
+    return [{**images[i], "image_id": rank + 1} for rank, i in enumerate(order)]
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_tied_scores_without_image_ids_are_not_ordered_by_their_matches(seed) -> None:
+    """Without ``image_id``, equal scores of different images were ordered by rank, then by their match flags:
+    true positives first, the highest AP any order gives (two images at score 0.9, a miss then a hit: mAP 0.505
+    where pycocotools with ids in row order gives 0.252; 500 images of scores rounded to 0.1: 5-8% above
+    pycocotools for any numbering). Now ordered by a digest of each image: pycocotools' values with the images
+    numbered in that order, whatever the sharding."""
+    miss = _image(0, [[0.0, 0.0, 10.0, 10.0]], [1], [[200.0, 200.0, 10.0, 10.0]], [0.9], [1])
+    hit = _image(0, [[0.0, 0.0, 10.0, 10.0]], [1], [[0.0, 0.0, 10.0, 10.0]], [0.9], [1])
+    pair = _digest_numbered([miss, hit])
+    expected = coco_reference(pair).stats[0]
+    assert expected in (pytest.approx(0.252475, abs=1e-6), pytest.approx(0.504950, abs=1e-6))
+    without_ids = [{k: v for k, v in im.items() if k != "image_id"} for im in (miss, hit)]
+    assert evaluate_coco(without_ids)["map"] == pytest.approx(expected, abs=TOLERANCE)
+    assert evaluate_coco(without_ids[::-1])["map"] == pytest.approx(expected, abs=TOLERANCE)  # (any order)
+
+    images = random_images(np.random.default_rng(seed), n_images=120, tied_scores=True)
+    ev = coco_reference(_digest_numbered(images))
+    rng = np.random.default_rng(seed + 10)
+    without_ids = [{k: v for k, v in im.items() if k != "image_id"} for im in images]
+    metric = mean_average_precision(None, box_format="xywh")
+    acc = Accumulator.for_metrics([metric])
+    for n_shards in (1, 4):
+        shards = np.array_split(rng.permutation(len(images)), n_shards)
+        parts = [acc.update(acc.zero(), detection_batch([without_ids[i] for i in idx])) for idx in shards]
+        values = metric.compute(merge_randomly(acc, parts, rng)[0])
+        assert_summary_matches({("map" if k == "" else k[1:]): v for k, v in values.items()}, ev)
+    numbered = _digest_numbered(images)
+    reversed_order = [{**im, "image_id": len(images) - im["image_id"] + 1} for im in numbered]
+    assert abs(coco_reference(reversed_order).stats[0] - ev.stats[0]) > 1e-4  # (ties the order moves)

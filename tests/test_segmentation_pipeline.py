@@ -125,6 +125,18 @@ def test_masks_of_one_pixel_count_but_other_shapes_are_refused(tmp_path):
         run_job(_run_masks(tmp_path, table), show_progress=False)
 
 
+def test_raw_bytes_in_a_binary_mask_column_are_refused_naming_the_row_not_an_address(tmp_path):
+    """``mask.tobytes()`` in a variable-length binary column: refused (exit 2) naming the file, column and row; the
+    message quoted Pillow's error with a memory address (``<_io.BytesIO object at 0x7f586a342ac0>``)."""
+    from pipelines.errors import DataError
+
+    mask = np.array([[0, 1, 2], [1, 1, 0]], np.uint8)
+    table = pa.table({"predicted": pa.array([mask.tobytes()], pa.binary()), "mask": [encode_mask(mask)]})
+    with pytest.raises(DataError, match=r"column 'predicted' \(data.columns.predictions\), row 0") as caught:
+        run_job(_run_masks(tmp_path, table), show_progress=False)
+    assert "object at 0x" not in str(caught.value) and "cannot identify image file the bytes" in str(caught.value)
+
+
 def _flat(masks: list[np.ndarray], kind: str) -> pa.Array:
     """Masks as flat row-major id lists (``list``) or raw bytes (``fixed_size_binary``)."""
     if kind == "list":

@@ -4,6 +4,7 @@ pixel rows :class:`evaluators.segmentation.PixelConfusion` counts."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,9 +110,15 @@ def decoded_masks(column: np.ndarray, role: str, name: str, where: str, first_ro
         except Exception as exc:  # PIL raises UnidentifiedImageError, OSError or ValueError
             raise InputError(
                 f"{where}: column {name!r} (data.columns.{role}), row {first_row + i} of the file: cannot read "
-                f"the mask ({type(exc).__name__}: {exc}). A mask is a single-channel PNG (or another lossless "
+                f"the mask ({type(exc).__name__}: {_without_addresses(str(exc))}). A mask is a single-channel PNG (or another lossless "
                 "single-channel image) of class ids in a binary column, a list of class ids per pixel "
                 "(list<int>), or 8-bit class ids per pixel as fixed_size_binary; raw bytes in a variable-length "
                 "binary column carry no shape or dtype and are not read: store them as fixed_size_binary or PNG."
             ) from None
     return out
+
+
+def _without_addresses(text: str) -> str:
+    """``text`` with Python object reprs (``<_io.BytesIO object at 0x7f...>``, which Pillow's errors quote) read as
+    ``the bytes``: a message names the row, not a memory address."""
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the bytes", text)

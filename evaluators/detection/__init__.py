@@ -69,7 +69,8 @@ gives the same arrays. Host-side (``jittable = False``); no bootstrap intervals 
 
 Ties: pycocotools orders equal scores of one category by image id (then by rank in the image). With
 an ``image_id`` column the statistic does the same and equals pycocotools even with tied scores;
-without one, equal scores of different images are ordered by rank, then by their match flags.
+without one, equal scores of different images are ordered by a digest of each image (``boxes.image_digest``),
+then by rank.
 
 Example::
 

@@ -3,6 +3,7 @@ areas) gathered into the flat arrays the statistic matches, and the batch of a l
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,19 @@ def _count_and_area(shapes: np.ndarray | InstanceMasks) -> tuple[int, np.ndarray
     return len(shapes), shapes[:, 2] * shapes[:, 3]
 
 
+def image_digest(*arrays: np.ndarray) -> int:
+    """A non-negative int64 digest of an image's detections and ground truths (its scores, labels, areas and crowd
+    flags, as :func:`_gather` reads them), which orders equal scores of different images where the data have no
+    ``image_id``: a function of each image alone, so of neither the sharding nor the outcome of the matching
+    (ordering a tie's true positives first had read mAP up to 8% above pycocotools' for any numbering of the
+    images); pycocotools gives the same values with the images numbered in this order."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array, np.float64).tobytes())  # (whatever the columns' types)
+        digest.update(b"|")
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
 def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
     """Flatten the per-image columns of the rows with positive weight (see the module docstring)."""
     masks = iou_type == "segm"
@@ -174,6 +188,8 @@ def _gather(batch: Batch, box_format: str, iou_type: str = "bbox") -> _Images:
             raise ValueError(f"row {i}: {gt_key}, gt_labels, gt_iscrowd and gt_area differ in length")
         for key, value in zip(parts, (np.full(k, i), ps, pl, pa, np.full(m, i), gl, gc, ga), strict=True):
             parts[key].append(value)
+        if ids is None:  # (equal scores of two images: ordered by a digest of each image, see image_digest)
+            image_id[i] = image_digest(ps, pl, pa, gl, gc, ga)
         pred_shapes.append(pred)
         gt_shapes.append(gt)
     flat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
