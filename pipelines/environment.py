@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fsspec.core import url_to_fs
 
-from pipelines.errors import UserError, missing_package
+from pipelines.errors import UserError, exception_chain, missing_package
 from pipelines.spec import JobSpec
 
 BACKBONE_FILES = {"bert": ("config.json", "model.safetensors", "tokenizer.json")}
@@ -56,17 +56,13 @@ def check_backbone_weights(spec: JobSpec) -> None:
 def unreachable(exc: BaseException) -> str | None:
     """One sentence for an object store that could not be reached or did not answer in time (a connection refused
     or timed out, anywhere in ``exc``'s chain); None for anything else."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in exception_chain(exc):
         if type(current).__name__ in _UNREACHABLE or isinstance(current, ConnectionError | TimeoutError):
             return (
                 f"the storage could not be reached or did not answer ({type(current).__name__}: {current}); nothing "
                 "was written. Check the endpoint (storage_options.endpoint_url, AWS_ENDPOINT_URL) and the network, "
                 "then try again."
             )
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -79,10 +75,7 @@ def describe(exc: BaseException) -> str | None:
     """One sentence for a credentials or permission error, a path of the wrong kind (a directory for a file, a
     file for a directory) or an object store whose package is not installed, anywhere in ``exc``'s chain; None for
     anything else."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in exception_chain(exc):
         name = type(current).__name__
         code = (
             str(getattr(current, "response", {}).get("Error", {}).get("Code", ""))
@@ -107,5 +100,4 @@ def describe(exc: BaseException) -> str | None:
                 FileExistsError: "is a file where a directory was expected",
             }[type(current)]
             return f"{path} {what}. Check the paths given on the command line or in the spec."
-        current = current.__cause__ or current.__context__
     return None

@@ -91,14 +91,23 @@ def is_transient_error(exc: BaseException) -> bool:
     Not transient: a missing file, a denied request, a corrupt or mistyped file (those fail the same way
     again), and every :class:`UserError`.
     """
-    seen: list[BaseException] = []
-    link: BaseException | None = exc
-    while link is not None and link not in seen and not isinstance(link, UserError):
+    for link in exception_chain(exc, context=False):
+        if isinstance(link, UserError):
+            return False
         if _transient(link):
             return True
-        seen.append(link)
-        link = link.__cause__
     return False
+
+
+def exception_chain(exc: BaseException, *, context: bool = True) -> list[BaseException]:
+    """``exc`` and the exceptions behind it, each once: its ``__cause__``, else (``context``) its ``__context__``,
+    and so on."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and all(link is not seen for seen in chain):
+        chain.append(link)
+        link = link.__cause__ or (link.__context__ if context else None)
+    return chain
 
 
 def _transient(exc: BaseException) -> bool:

@@ -34,7 +34,7 @@ from evaluators.adapters.base import (
 )
 from evaluators.task import Task
 from pipelines import arrow_columns
-from pipelines.errors import DataError, is_transient_error
+from pipelines.errors import DataError, exception_chain, is_transient_error
 from pipelines.planning import FileInfo, UnitPart
 
 Columns = dict[str, np.ndarray | pa.Array | Ragged]
@@ -308,11 +308,7 @@ def _unreadable(exc: OSError) -> str | None:
     a valid footer), or None where the storage failed to answer (a refused connection behind an HTTP
     ``FileNotFoundError``, a throttled request behind s3fs's ``OSError``): those are tried again and never blamed on
     the file."""
-    chain: list[BaseException] = []
-    link: BaseException | None = exc
-    while link is not None and link not in chain:
-        chain.append(link)
-        link = link.__cause__ or link.__context__
+    chain = exception_chain(exc)
     if any(is_transient_error(e) or isinstance(e, ConnectionError | TimeoutError) for e in chain):
         return None
     if isinstance(exc, FileNotFoundError):
