@@ -89,7 +89,7 @@ NOT_CONTIGUOUS = (
 def reopened(query: object) -> QueryRowsError:
     """The error of a batch whose last query was already finished earlier."""
     return QueryRowsError(
-        f"query {query!r}: its rows are not contiguous (they appear in two separate runs of rows); "
+        f"query {np.asarray(query).item()!r}: its rows are not contiguous (they appear in two separate runs of rows); "
         "write each query's rows next to each other in one file"
     )
 

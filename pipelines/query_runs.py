@@ -17,11 +17,11 @@ from pipelines.errors import DataError
 class UnitQueries:
     """The query ids of one work unit's batches, read in order."""
 
-    def __init__(self, column: str, whole: bool = True) -> None:
-        """``column``: the query ids' column in the files; ``whole``: also check the unit's runs as a whole (where
-        slices or dropped rows hide some rows from the statistic)."""
+    def __init__(self, column: str) -> None:
+        """``column``: the query ids' column in the files. The unit's runs are also checked as a whole (slices or
+        rows dropped as bad hide some rows from the statistic, and a run found by the statistic is named here by
+        its file)."""
         self.column = column
-        self.whole = whole
         self._last: tuple[str, object] | None = None  # (file, the query id of its last row read)
         self._keys: list[np.ndarray] = []  # (each batch's run keys, in order)
         self._firsts: list[np.ndarray] = []  # (each run's first id, for the message)
@@ -38,11 +38,10 @@ class UnitQueries:
                 f"{self._last[0]} and at the start of {path}; a query's rows must be contiguous in one file."
             )
         self._last = (path, last)
-        if self.whole:
-            starts, keys = runs(values)
-            self._keys.append(keys)
-            self._firsts.append(values[starts])
-            self._paths.append(path)
+        starts, keys = runs(values)
+        self._keys.append(keys)
+        self._firsts.append(values[starts])
+        self._paths.append(path)
 
     def finish(self) -> None:
         """:class:`DataError` where a query's rows form two runs in the unit (a run that goes on from one batch into

@@ -24,7 +24,7 @@ from evaluators.adapters import InputError, TaskAdapter, adapter_for
 from evaluators.backbones import BACKBONE_KINDS
 from evaluators.backbones.cnn import UndecodableImage
 from evaluators.lazyjax import jax
-from evaluators.retrieval import QUERY
+from evaluators.retrieval import QUERY, QueryRowsError
 from pipelines import arrow_columns, compile_cache, timing
 from pipelines.backbone_files import load_job_backbone
 from pipelines.bootstrap import DIGEST_MODULUS, buckets, key_digest, key_role, row_keys
@@ -263,6 +263,15 @@ class UnitEvaluator:
                 backoff_sleep(READ_BACKOFF_S * 2**attempt)
         raise AssertionError("unreachable")
 
+    def _fold_read(self, partial: Partial, pending: list[dict[str, np.ndarray]], unit: WorkUnit, files: UnitQueries):
+        """:meth:`_fold` of the batches read so far; a query whose rows the statistic finds in two runs is told by
+        the files' own check where it can (the file of its second run) rather than by the statistic."""
+        try:
+            self._fold(partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit))
+        except QueryRowsError:
+            files.finish()
+            raise
+
     def _process(self, unit: WorkUnit, start: float, cpu_start: float, retries: int) -> UnitResult:
         partial = Partial()
         dropped: dict[str, int] = {}
@@ -274,9 +283,7 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
-        files = UnitQueries(
-            self.roles.get(QUERY, QUERY), whole=bool(self.spec.slices) or self.spec.data.on_bad_rows == "drop"
-        )
+        files = UnitQueries(self.roles.get(QUERY, QUERY))
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
@@ -310,13 +317,11 @@ class UnitEvaluator:
                     pending_rows += n
                     pending_bytes += sum(_nbytes(v) for v in batch.values())
                     if pending_rows >= BATCH_ROWS or pending_bytes >= min(FOLD_BYTES, self.memory_budget // 4):
-                        self._fold(
-                            partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit)
-                        )
+                        self._fold_read(partial, pending, unit, files)
                         pending, pending_rows, pending_bytes = [], 0, 0
         files.finish()
         if pending:
-            self._fold(partial, _concatenate(pending, self.roles, _describe(unit), self.varying), _describe(unit))
+            self._fold_read(partial, pending, unit, files)
         acc, racc = self.accumulator, self.replicate_accumulator
         partial.states = {key: acc.to_host(states) for key, states in partial.states.items()}
         if racc is not None:

@@ -74,3 +74,27 @@ def test_contiguous_queries_across_many_row_groups_keep_their_values_with_slices
     # (a one-item query's nDCG is 1 where its item is relevant, 0 otherwise; scikit-learn refuses one item)
     expected += [1.0 if r[good & (q == i)][0] > 0 else 0.0 for i in singles]
     assert overall["ndcg"].value == pytest.approx(np.mean(expected), abs=1e-12)
+
+
+def test_a_query_in_two_files_of_one_unit_is_refused_naming_the_second_file_and_the_id_as_written(tmp_path, capsys):
+    """Query 1 at the start of ``a.parquet`` and at the end of ``b.parquet``, both files in one work unit: the
+    statistic meets it first, and the message named it ``np.int64(1)`` without a file."""
+    data = tmp_path / "d"
+    data.mkdir()
+    pq.write_table(pa.table({"q": [1, 1, 2, 2], "s": [0.9, 0.1, 0.8, 0.3], "r": [1, 0, 0, 1]}), data / "a.parquet")
+    pq.write_table(pa.table({"q": [3, 3, 1, 1], "s": [0.9, 0.1, 0.8, 0.3], "r": [1, 0, 0, 1]}), data / "b.parquet")
+    job = _job(tmp_path, pa.table({"q": [0], "s": [0.5], "r": [1]}))
+    text = job.read_text().replace(str(tmp_path / "q.parquet"), str(data))
+    job.write_text(text)
+    assert main(["run", str(job), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "query 1 has rows in two separate runs of rows (the second in " in err, err
+    assert str(data / "b.parquet") in err and "np.int64" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_the_statistics_own_message_shows_a_numpy_query_id_as_written():
+    from evaluators.retrieval import reopened
+
+    assert str(reopened(np.int64(7))).startswith("query 7: ")
+    assert str(reopened(np.str_("q1"))).startswith("query 'q1': ")
