@@ -48,7 +48,16 @@ def _is_list(t: pa.DataType) -> bool:
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+
+
+_PLAIN_OF_VIEW = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+"""Arrow's view layouts of strings and bytes (what Polars writes by default) are read as the plain columns of the
+same values."""
 
 
 def _is_text_dictionary(t: pa.DataType) -> bool:
@@ -62,7 +71,7 @@ _KINDS = (
     (pa.types.is_floating, FLOATING),
     (pa.types.is_boolean, BOOLEAN),
     (_is_text, STRING),
-    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), BINARY),
+    (_is_binary, BINARY),
     (pa.types.is_fixed_size_binary, FIXED_BINARY),
     (pa.types.is_temporal, TEMPORAL),
 )
@@ -261,6 +270,8 @@ def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa
         return ragged(array, where=where)
     if _is_text_dictionary(array.type):  # decoded: the values, nulls and type of the same column written plain
         array = array.cast(array.type.value_type)
+    if array.type in _PLAIN_OF_VIEW:
+        array = array.cast(_PLAIN_OF_VIEW[array.type])
     if role.startswith(TEXT_PREFIX) and _is_text(array.type):
         combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if combined.null_count:
