@@ -572,12 +572,16 @@ def _drop_stdout() -> None:
 
 
 def _regenerate_site(args: argparse.Namespace, job: JobSpec) -> None:
-    """Update the job's results site after a committed run; a failure is reported and changes no exit code."""
+    """Update the job's results site after a committed run (and its window run's job); a failure is reported and
+    changes no exit code."""
     from pipelines.site import build_site
 
+    done = args.run_outcome
+    window = job.window.name if job.window is not None and done.window is not None and done.window.uri else None
     try:
         assert job.site is not None
-        built = build_site(job.output.uri, job.site, job=job.name, storage_options=job.output.storage_options)
+        for name in (job.name, *([window] if window else [])):  # (the window's run: a job of its own)
+            built = build_site(job.output.uri, job.site, job=name, storage_options=job.output.storage_options)
         sys.stdout.write(job.redact(f"site: {built.site.rstrip('/')}/index.html\n"))
     except Exception as exc:  # the run is committed: the site can be regenerated later with evalpipe site
         _say(args, f"evalpipe: the site was not regenerated ({type(exc).__name__}: {exc}); the run is committed.\n")

@@ -100,7 +100,8 @@ def build_site(
     Args:
         results_uri: the jobs' ``output.uri`` (any fsspec URL).
         site_uri: where the site goes (any fsspec URL; may be in the same bucket).
-        job: only add runs of this job (the index keeps the other jobs it has).
+        job: only add runs of this job (the index keeps the other jobs it has); a site rebuilt whole (``rebuild``, or
+            a ``since`` other than its index's) reads every job's runs again.
         since: only runs started at or after this time (ISO date or datetime, UTC).
         storage_options: open the runs; ``site_storage_options`` (default: the same) the site.
         reports: write each new run's report page (reads its statistics for the figures).
@@ -116,13 +117,16 @@ def build_site(
     except (ImportError, ValueError) as exc:
         raise UserError(f"{site_uri}: cannot open this location: {opening_problem(exc)}.") from None
     scope = _scope(results_uri, since)
-    stored = None if rebuild else _read_text(site_fs, join(site_root, INDEX_FILE))
-    index = SiteIndex.from_json(stored) if stored is not None else None
+    stored = _read_text(site_fs, join(site_root, INDEX_FILE))
+    index = SiteIndex.from_json(stored) if stored is not None and not rebuild else None
     rebuilt = index is None or index.results != scope
     if index is None or rebuilt:
         index = SiteIndex(scope, {})
     known = {f"{name}/{r.run_id}" for name, j in index.jobs.items() for r in j.runs}
-    found = list_runs(results_uri, job, since, options, must_exist=True, skip=known)
+    every_job = rebuilt and stored is not None  # a site rebuilt whole (a new scope, or asked): its other jobs too
+    found = list_runs(results_uri, None if every_job else job, since, options, must_exist=True, skip=known)
+    if every_job and job is not None and not any(info.job == job for info in found):
+        list_runs(results_uri, job, since, options, must_exist=True)  # (a misspelt job: refused, naming the others)
     jobs = dict(index.jobs)
     written: list[str] = []
     added = 0

@@ -274,3 +274,24 @@ def test_site_key_must_be_a_location(tmp_path, capsys):
     err = capsys.readouterr().err
     line = len(NIGHTLY.read_text().splitlines()) + 1
     assert f"{spec}: site (line {line}): expected a string, got list ['s3://a']." in err and "Traceback" not in err
+
+
+def test_a_jobs_site_shows_its_window_run_too(tmp_path, capsys):
+    """``site:`` with ``window:``: the window's run is committed as a job of its own (``{job}-2runs``), which the
+    site left out until ``evalpipe site`` was run by hand."""
+    import pyarrow as pa
+
+    from tests.conftest import accuracy_job, write_job
+
+    site = tmp_path / "site"
+    for night, labels in enumerate(([0, 1, 1, 0], [1, 1, 1, 0])):
+        data = tmp_path / f"night{night}.parquet"
+        pq.write_table(pa.table({"score": [0.2, 0.8, 0.6, 0.4], "label": labels}), data)
+        spec = accuracy_job("sis", str(data), {"uri": str(tmp_path / "out")})
+        spec.update({"window": {"runs": 2}, "site": str(site)})
+        assert cli.main(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"]) == 0
+    index = SiteIndex.from_json((site / INDEX_FILE).read_text())
+    assert index is not None and sorted(index.jobs) == ["sis", "sis-2runs"]
+    window = index.jobs["sis-2runs"].runs[-1].values["overall"]["accuracy"]
+    assert window[0] == pytest.approx(7 / 8)  # the two nights' 8 rows: 4 + 3 right
+    assert 'href="jobs/sis-2runs.html"' in (site / "index.html").read_text()

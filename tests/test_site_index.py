@@ -36,14 +36,14 @@ def _metric(value: float) -> Metric:
     return Metric(value, value - 0.02, value + 0.02)
 
 
-def _commit(results: Path, day: str, auc: float, loss: float) -> Run:
+def _commit(results: Path, day: str, auc: float, loss: float, job: str = JOB) -> Run:
     timestamp = dt.datetime.fromisoformat(day).replace(hour=3, minute=30, tzinfo=dt.UTC)
     points = tuple(
         Point(name, "hand", {}, {"auc": _metric(auc - shift), "loss": _metric(loss), "rows": Metric(100.0)})
         for name, shift in (("overall", 0.0), ("country=US", 0.01))
     )
-    run = Run(points, new_run_id(timestamp), timestamp, "c0ffee", None, {}, {"job": JOB, "rows": 100}, DEFS)
-    write_run(run_location(str(results), JOB, run.id, {}), run, JOB, (), {})
+    run = Run(points, new_run_id(timestamp), timestamp, "c0ffee", None, {}, {"job": job, "rows": 100}, DEFS)
+    write_run(run_location(str(results), job, run.id, {}), run, job, (), {})
     return run
 
 
@@ -149,3 +149,23 @@ def test_regeneration_reads_the_index_and_the_new_run_only(tmp_path):
     assert built.new_runs == 1
     assert CountingFileSystem.bytes_read == expected
     assert CountingFileSystem.files_opened == 6  # the 4 files above, the manifest twice, the absent outcome record
+
+
+def test_a_site_rebuilt_for_one_job_keeps_the_other_jobs(tmp_path):
+    """``job`` with a new ``since`` (or ``rebuild``) rebuilds the site whole: the index kept only that job before,
+    leaving the other jobs' pages unlinked until a build without filters."""
+    results, site = tmp_path / "results", tmp_path / "site"
+    for day, values in NIGHTS.items():
+        for job in (JOB, "other"):
+            _commit(results, day, *values, job=job)
+    build_site(str(results), str(site), reports=False)
+    assert sorted(_index(site).jobs) == [JOB, "other"]
+    since = build_site(str(results), str(site), job=JOB, since="2026-11-19", reports=False)
+    assert since.rebuilt and sorted(_index(site).jobs) == [JOB, "other"]
+    for job in (JOB, "other"):
+        assert [r.timestamp[:10] for r in _index(site).jobs[job].runs] == ["2026-11-19", "2026-11-20"]
+    assert 'href="jobs/other.html"' in (site / "index.html").read_text()
+    assert build_site(str(results), str(site), job="other", rebuild=True, reports=False).rebuilt
+    assert sorted(_index(site).jobs) == [JOB, "other"] and len(_index(site).jobs[JOB].runs) == 3
+    with pytest.raises(UserError, match=r"job 'hnad' not found \(did you mean 'hand'\?\)"):
+        build_site(str(results), str(site), job="hnad", rebuild=True, reports=False)
