@@ -38,7 +38,7 @@ from pipelines.quantiles import resolve_quantiles
 from pipelines.reading import check_label_types, check_schema, schema_type
 from pipelines.records import Regression, Run, selects, unknown_message
 from pipelines.reduce import build_points, metric_defs, refuse_distinct_slices, reported_rows
-from pipelines.reference import is_reference_job, load_reference, with_reference
+from pipelines.reference import is_reference_job, load_reference, weights_digest, with_reference
 from pipelines.runners import ExecutionReport, execute
 from pipelines.slicing import check_columns
 from pipelines.spec import JobSpec, build_metric
@@ -296,6 +296,7 @@ def run_job(
     spec, quantile_boundaries = resolve_quantiles(spec, plan.files_with_rows)
     spec, idf_counts = resolve_idf(spec, plan.files_with_rows)
     reference = load_reference(spec)
+    weights = weights_digest(spec)
     plan_seconds = time.perf_counter() - t0
     driver_compile = timing.compile_seconds() - driver_compile
 
@@ -408,7 +409,7 @@ def run_job(
                 **({"reference": reference.describe()} if reference is not None else {}),
                 **({"bootstrap": bootstrap_settings(spec)} if spec.confidence else {}),
                 **({"rows_digest": f"{digest:016x}"} if digest is not None else {}),
-                **({"backbone": {"loads_per_worker": backbone_loads}} if spec.backbone else {}),
+                **({"backbone": {"loads_per_worker": backbone_loads, **weights}} if spec.backbone else {}),
                 "timings": {
                     **({"import_seconds": round(import_seconds, 6)} if import_seconds is not None else {}),
                     "plan_seconds": round(plan_seconds, 6),

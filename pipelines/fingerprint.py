@@ -61,6 +61,20 @@ def tree_identity(uri: str) -> tuple[tuple[str, int, str], ...]:
     )
 
 
+def tree_digest(uri: str) -> str:
+    """SHA-256 (hex) of the names, sizes and bytes of the file at ``uri``, or of every file under it (a directory of
+    checkpoint files): equal for the same content wherever it lies, unlike :func:`tree_identity`."""
+    fs, root = url_to_fs(uri)
+    digest = hashlib.sha256()
+    base = root.rstrip("/")
+    paths = sorted(p for p, info in fs.find(root, detail=True).items() if info.get("type") != "directory")
+    for path in paths if fs.isdir(root) else [root]:
+        content = fs.cat_file(path)
+        digest.update(f"{path[len(base) :].lstrip('/')}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
 def module_digest(name: str) -> str:
     """SHA-256 of the source file of module ``name`` (the module itself, not the modules it imports);
     ``builtin`` for the standard library; ``missing`` when it cannot be found."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from evaluators.statistic import DerivedMetric, State, Statistic
 from pipelines.errors import SpecError, UserError
+from pipelines.fingerprint import tree_digest
 from pipelines.sides import unpaired
 from pipelines.spec import JobSpec, MetricSpec
 from pipelines.storage import read_run
@@ -91,13 +92,7 @@ def load_reference(spec: JobSpec) -> ReferenceStatistics | None:
     kind = task.get("kind") if isinstance(task, dict) else task
     if kind != spec.task.kind.value:
         raise SpecError(f"{name}: {uri} is a reference run of a {kind} task; this job is a {spec.task.kind} task.")
-    ours = _job_feature_source(spec)
-    theirs = _feature_source(recorded)
-    if ours is not None and theirs is not None and ours != theirs:
-        raise SpecError(
-            f"{name}: {uri} computed its features with backbone {theirs}, this job with {ours}; features of "
-            "different backbones are not comparable (run the reference job with this job's backbone)."
-        )
+    _check_backbone(name, uri, spec, recorded, (run.metadata.get("backbone") or {}).get("weights_digest"))
     from pipelines.results import load_statistics
 
     stored = load_statistics(uri, options)
@@ -107,6 +102,47 @@ def load_reference(spec: JobSpec) -> ReferenceStatistics | None:
             states[metric.statistic] = _stored_state(name, uri, stored, metric_spec, metric)
     rows = next((p.metrics["rows"].value for p in run.points if p.name == "overall"), 0.0)
     return ReferenceStatistics(uri, run.id, int(rows), states)
+
+
+def weights_digest(spec: JobSpec) -> dict[str, str]:
+    """What a reference job's ``run.json`` records under ``metadata.backbone``: the digest of its backbone's weight
+    files (:func:`~pipelines.fingerprint.tree_digest`), by which a job reading it knows the same weights wherever
+    they lie; nothing for other jobs."""
+    if spec.backbone is None or not is_reference_job(spec):
+        return {}
+    digest = _digest(spec.backbone.weights)
+    return {} if digest is None else {"weights_digest": digest}
+
+
+def _digest(weights: str) -> str | None:
+    """:func:`~pipelines.fingerprint.tree_digest` of ``weights``; None where nothing is there (loading the backbone
+    then names the path)."""
+    try:
+        return tree_digest(weights)
+    except FileNotFoundError:
+        return None
+
+
+def _check_backbone(name: str, uri: str, spec: JobSpec, recorded: Mapping[str, Any], stored_digest: str | None) -> None:
+    """Refuse a reference run whose features came from another backbone than the job's: another kind or dtype, or
+    weights of other content (by their digest; the weights' path where the run stored no digest)."""
+    ours, theirs = _job_feature_source(spec), _feature_source(recorded)
+    if ours is None or theirs is None:
+        return
+    assert spec.backbone is not None
+    if stored_digest is not None and ours | {"weights": ""} == theirs | {"weights": ""}:
+        if _digest(spec.backbone.weights) == stored_digest:
+            return
+        raise SpecError(
+            f"{name}: {uri} computed its features with the weights at {theirs['weights']!r} as they were then, and "
+            f"the files at {ours['weights']!r} now hold other content; features of different weights are not "
+            "comparable (run the reference job again with these weights)."
+        )
+    if ours != theirs:
+        raise SpecError(
+            f"{name}: {uri} computed its features with backbone {theirs}, this job with {ours}; features of "
+            "different backbones are not comparable (run the reference job with this job's backbone)."
+        )
 
 
 def _job_feature_source(spec: JobSpec) -> dict[str, Any] | None:

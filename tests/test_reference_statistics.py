@@ -105,10 +105,28 @@ def test_bad_references_are_refused_naming_the_reference(image_runs):
 
     assert "no evalpipe run here" in refused("missing", str(tmp / "out" / "real-ref" / "nope"))
     assert "is not a reference run" in refused("not-ref", image_runs["paired"].uri)
-    copy = tmp / "other-cnn"
+    # the same weights elsewhere: the same features, so the same values (refused by their path before)
+    copy = tmp / "copied-cnn"
     shutil.copytree(common["backbone"]["weights"], copy, dirs_exist_ok=True)
-    other = {**common["backbone"], "weights": str(copy)}
-    assert "not comparable" in refused("other-backbone", image_runs["ref"].uri, backbone=other)
+    copied = {**common["backbone"], "weights": str(copy)}
+    again = _run(
+        tmp, "copied-weights", {"data": predictions, "reference": image_runs["ref"].uri, **common, "backbone": copied}
+    )
+    assert _overall(again.run) == _overall(image_runs["against"].run)
+    assert "not comparable" in refused("other-dtype", image_runs["ref"].uri, backbone={**copied, "dtype": "bfloat16"})
+    # weights rewritten where the reference's were read: other features under the same path (accepted before: FID
+    # of seed-1 features against seed-0 ones)
+    swap = tmp / "swapped-cnn"
+    shutil.copytree(common["backbone"]["weights"], swap, dirs_exist_ok=True)
+    swapped = {**common["backbone"], "weights": str(swap)}
+    real = {"path": str(data), "columns": {"targets": "real"}}
+    swapped_ref = _run(tmp, "swapped-ref", {"data": real, **common, "backbone": swapped})
+    assert len(swapped_ref.run.metadata["backbone"]["weights_digest"]) == 64
+    script, env = str(ROOT / "scripts" / "make_cnn_backbone.py"), {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, script, str(swap), "--seed", "1"], check=True, cwd=ROOT, env=env, capture_output=True
+    )
+    assert "now hold other content" in refused("swapped", swapped_ref.uri, backbone=swapped)
     wider = ["fid", {"name": "kid", "subset_size": 50, "as": "kid"}]
     assert "subset size" in refused("other-subset", image_runs["ref"].uri, metrics=wider)
 

@@ -282,19 +282,42 @@ class UndecodableImage(ValueError):
     """Encoded image bytes that Pillow cannot decode (the message names the row of the batch)."""
 
 
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for bytes it cannot read as an image: ``UnidentifiedImageError`` (an ``OSError``), a
+    damaged stream, and a header that claims more pixels than Pillow opens (``DecompressionBombError``)."""
+    return (OSError, ValueError, SyntaxError, _pillow().DecompressionBombError)
+
+
 def readable_image(payload: bytes) -> bool:
     """Whether Pillow reads ``payload`` as an image: its header, and the file's own checks where the format has
     them (a PNG's chunk checksums and end: a truncated PNG fails), without decoding the pixels."""
     try:
         _pillow().open(io.BytesIO(payload)).verify()
-    except (OSError, ValueError, SyntaxError):  # (UnidentifiedImageError is an OSError)
+    except _unreadable():
         return False
     return True
 
 
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+"""Pillow's modes of 16-bit grey levels (a 16-bit greyscale PNG; ``I`` too where the file is a PNG)."""
+
+
 def decode(payload: bytes) -> np.ndarray:
-    """One encoded image (PNG, JPEG, any format Pillow reads) -> RGB pixels ``[h, w, 3]`` uint8."""
+    """One encoded image (PNG, JPEG, any format Pillow reads) -> RGB pixels ``[h, w, 3]`` uint8. 16-bit grey levels
+    are scaled to 8 bits (``round(v / 257)``, as a 16-bit RGB image is; Pillow's own conversion clips them at 255);
+    grey levels of other widths (32-bit integers, floats) are refused (``ValueError``): their range is unknown."""
     image = _pillow().open(io.BytesIO(payload))
+    if image.mode in WIDE_GREY_MODES or (image.mode == "I" and image.format == "PNG"):
+        levels = np.asarray(image, np.int64)
+        if levels.size and (levels.min() < 0 or levels.max() > 0xFFFF):
+            raise ValueError("16-bit grey levels outside 0-65535")
+        grey = np.round(levels / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode in ("I", "F"):
+        raise ValueError(
+            f"grey levels of mode {image.mode} ({'32-bit integers' if image.mode == 'I' else 'floating point'}) have "
+            "no known range; write 8- or 16-bit images"
+        )
     return np.asarray(image.convert("RGB"), np.uint8)
 
 
@@ -324,7 +347,7 @@ def image_groups(column: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     for i, value in enumerate(column):
         try:
             decoded.append(decode(bytes(value)))
-        except (OSError, ValueError, SyntaxError) as exc:  # (a truncated or damaged image past its header)
+        except _unreadable() as exc:  # (a truncated or damaged image past its header)
             raise UndecodableImage(f"row {i} of the batch holds image bytes Pillow cannot decode ({exc})") from None
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(decoded):
