@@ -40,7 +40,7 @@ from evaluators.backbones.base import (
     user_backbone_loader,
 )
 from evaluators.statistic import DerivedMetric
-from evaluators.task import PredictionKind, Task, TaskKind
+from evaluators.task import Task
 from pipelines.errors import SpecError
 from pipelines.functions import (
     FunctionSpec,
@@ -56,6 +56,7 @@ from pipelines.spec_metrics import MetricSpec, build_metric, check_tolerance_nam
 from pipelines.spec_metrics import read_functions as _read_functions
 from pipelines.spec_metrics import read_metrics as _read_metrics
 from pipelines.spec_slices import read_slices as _read_slices
+from pipelines.spec_task import read_task as _task
 from pipelines.spec_yaml import MAX_INTEGER as _MAX_INTEGER
 from pipelines.spec_yaml import NAME as _NAME
 from pipelines.spec_yaml import Section as _Section
@@ -250,48 +251,6 @@ def _data(root: _Section) -> DataSpec:
     on_bad_rows = data.get("on_bad_rows", str, "fail", choices=BAD_ROW_POLICIES)
     data.finish()
     return DataSpec(paths, columns, options, on_bad_rows)
-
-
-def _task(root: _Section) -> Task:
-    root.allowed.append("task")
-    raw = root.value.get("task")
-    if raw is None:
-        raise SpecError(f"{root.where()}: missing required key 'task' (binary, multiclass, multilabel or regression).")
-    kinds = [k.value for k in TaskKind]
-    if isinstance(raw, str):
-        raw = {"kind": raw}
-    sec = _Section(root.source, ("task",), raw, "a task name or a mapping with `kind`")
-    kind = sec.get("kind", str, required=True, choices=kinds)
-    num_classes = sec.get("num_classes", int)
-    prediction = sec.get("prediction", str, "probabilities", choices=[p.value for p in PredictionKind])
-    threshold = sec.get("threshold", float, 0.5)
-    ignore_index = sec.get("ignore_index", int)
-    sec.finish()
-    if kind in ("multiclass", "multilabel", "segmentation") and num_classes is None:
-        raise SpecError(
-            f"{sec.where()}: a {kind} task needs `num_classes` (the number of {'classes' if kind == 'multiclass' else 'labels'})."
-        )
-    _positive(sec, "num_classes", num_classes, 1_000_000, integer=True)
-    if num_classes is not None and num_classes < 2:
-        raise SpecError(f"{sec.where('num_classes')}: expected at least 2 classes, got {num_classes}.")
-    if kind == "binary" and num_classes not in (None, 2):
-        raise SpecError(
-            f"{sec.where('num_classes')}: a binary task has 2 classes, got {num_classes}; for more, use "
-            "`kind: multiclass` (one label per row) or `kind: multilabel` (several)."
-        )
-    if not 0.0 <= threshold <= 1.0:
-        raise SpecError(f"{sec.where('threshold')}: expected a probability threshold in [0, 1], got {threshold}.")
-    if "threshold" in raw and kind not in _THRESHOLDED:
-        raise SpecError(
-            f"{sec.where('threshold')}: a {kind} task reads no threshold (it would be ignored); `threshold` is for "
-            f"{' and '.join(_THRESHOLDED)} tasks, whose scores count as positive above it"
-            + (": a multiclass row's prediction is its class of highest score." if kind == "multiclass" else ".")
-        )
-    return Task(TaskKind(kind), num_classes, PredictionKind(prediction), threshold, ignore_index)
-
-
-_THRESHOLDED = ("binary", "multilabel")
-"""The task kinds whose predicted labels are scores above ``task.threshold``."""
 
 
 MIN_BUCKETS = 8

@@ -120,6 +120,12 @@ def read_metrics(root: Section, task: Task, allow_empty: bool = False) -> tuple[
                     f"{root.source.where((*path, param))}: metric {name!r} has no parameter {param!r}"
                     f"{suggest(str(param), list(accepted))}; its parameters: {', '.join(accepted) or 'none'}."
                 )
+        if "average" in params and params["average"] is None:
+            raise SpecError(
+                f"{root.source.where((*path, 'average'))}: metric {name!r}: `average: null` is ambiguous (scikit-learn's "
+                "None is one value per class; a YAML null reads as no value): write `average: none` for one value per "
+                "class, or leave `average` out for the task's default."
+            )
         try:
             catalog.build(name, task, params)
         except (ValueError, TypeError) as exc:

@@ -184,3 +184,48 @@ def test_a_value_given_by_set_is_named_by_its_assignment_not_the_line_it_replace
     assert "job.yaml: execution.actors (--set execution.actors=0): expected an integer" in err, err  # was "(line 7)"
     assert main(["run", str(job), "--quiet", "--set", "confidence.buckets=2"]) == 2  # a section the file lacks
     assert "confidence.buckets (--set confidence.buckets=2): expected at least 8 buckets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "metric"),
+    [("regression", "ignore_index", "mse"), ("regression", "num_classes", "mse"), ("text", "num_classes", "bleu")],
+)
+def test_class_settings_on_a_task_without_classes_are_refused(tmp_path, kind, key, metric):
+    """``ignore_index: 0`` on a regression task was accepted and unused: every row still counted (MSE 1.1006 where
+    leaving out the targets of 0 gives 1.0431)."""
+    from pipelines import spec as spec_module
+    from pipelines.errors import SpecError
+
+    job = tmp_path / "job.yaml"
+    spec = {
+        "name": "t",
+        "data": {"path": str(tmp_path), "columns": {"predictions": "p", "targets": "y"}},
+        "task": {"kind": kind, key: 3},
+        "metrics": [metric],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    job.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=rf"task.{key}.*a {kind} task reads no {key}.*binary, multiclass, multilabel"):
+        spec_module.load(str(job))
+
+
+def test_a_null_average_is_refused_as_ambiguous(tmp_path):
+    """``average: null`` meant the task's default (macro), stored under the key ``f1_score(average=None)``, where
+    scikit-learn's and the functional API's ``average=None`` give one value per class."""
+    from pipelines import spec as spec_module
+    from pipelines.errors import SpecError
+
+    job = tmp_path / "job.yaml"
+    spec = {
+        "name": "t",
+        "data": {"path": str(tmp_path), "columns": {"predictions": "p", "targets": "y"}},
+        "task": {"kind": "multiclass", "num_classes": 3},
+        "metrics": [{"name": "f1_score", "average": None}],
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    job.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=r"metrics\[0\].average.*`average: null` is ambiguous.*`average: none`"):
+        spec_module.load(str(job))
+    spec["metrics"] = [{"name": "f1_score", "average": "none"}]
+    job.write_text(yaml.safe_dump(spec))
+    assert [m.key for m in spec_module.load(str(job)).metrics] == ["f1_score(average=none)"]
