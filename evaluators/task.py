@@ -230,7 +230,18 @@ def check_weights(weights: np.ndarray, n: int) -> list[BadRows]:
     if values.dtype.kind not in "biuf":
         return [BadRows("weights", f"expected numeric weights, got {values.dtype}")]
     bad = ~np.isfinite(values) | (values < 0) if values.dtype.kind == "f" else values < 0
-    return flagged_rows("weights", "with a NaN, infinite or negative weight", bad, n)
+    problems = flagged_rows("weights", "with a NaN, infinite or negative weight", bad, n)
+    if values.dtype.kind == "f":
+        subnormal = (values > 0) & (values < np.finfo(np.float64).tiny)
+        problems += flagged_rows("weights", SUBNORMAL_WEIGHT, subnormal, n)
+    return problems
+
+
+SUBNORMAL_WEIGHT = (
+    "with a weight between 0 and 2.2e-308 (float64's smallest normal number), which compiled updates read as 0 (every "
+    "metric of rows so light is NaN); scale the weights up: a weighted mean is unchanged when all weights are "
+    "multiplied by the same number"
+)
 
 
 def flagged_rows(role: str, what: str, bad: np.ndarray, n: int) -> list[BadRows]:

@@ -395,3 +395,47 @@ def test_overlapping_slices_each_under_the_limit_are_counted():
     for metric in metrics:
         i = acc.index(metric.statistic)
         assert metric.compute(grouped[0][i]) == metric.compute(grouped[1][i]) == metric.compute(alone[i])
+
+
+@pytest.mark.parametrize("on_bad_rows", ["fail", "drop"])
+def test_subnormal_weights_are_bad_rows(tmp_path, on_bad_rows, capsys):
+    """Weights of 1e-310 passed every check, were read as 0 by the compiled update, and a multiclass job committed
+    NaN for every metric (scikit-learn's accuracy 0.355 on them); under ``drop`` they are left out and the other
+    rows' values equal scikit-learn's."""
+    from pipelines.cli import main
+
+    rng = np.random.default_rng(2)
+    n = 1000
+    p = rng.dirichlet(np.ones(4), n)
+    y = rng.integers(0, 4, n)
+    w = np.where(np.arange(n) < 600, 1e-310, rng.random(n) + 0.5)
+    table = pa.table({"p": pa.array(list(p), pa.list_(pa.float64(), 4)), "y": y, "w": w})
+    pq.write_table(table, tmp_path / "d.parquet")
+    spec = {
+        "name": "light",
+        "data": {
+            "path": str(tmp_path / "d.parquet"),
+            "columns": {"predictions": "p", "targets": "y", "weights": "w"},
+            "on_bad_rows": on_bad_rows,
+        },
+        "task": {"kind": "multiclass", "num_classes": 4},
+        "metrics": ["accuracy", {"name": "accuracy", "top_k": 2, "as": "top2"}],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    code = main(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"])
+    err = capsys.readouterr().err
+    if on_bad_rows == "fail":
+        assert code == 2 and "column 'w' (data.columns.weights): 600 rows with a weight between 0 and 2.2e-308" in err
+        assert not list_runs(str(tmp_path / "out"))
+        return
+    assert code == 0, err
+    [info] = list_runs(str(tmp_path / "out"))
+    from pipelines.results import load_run
+
+    values = {k: m.value for k, m in load_run(info.uri).point("overall").metrics.items()}
+    kept = np.arange(n) >= 600
+    expected = skm.accuracy_score(y[kept], p[kept].argmax(1), sample_weight=w[kept])
+    assert values["accuracy"] == pytest.approx(expected, abs=1e-12) and values["rows"] == 400
+    top2 = skm.top_k_accuracy_score(y[kept], p[kept], k=2, sample_weight=w[kept], labels=range(4))
+    assert values["top2"] == pytest.approx(top2, abs=1e-12)
