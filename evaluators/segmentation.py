@@ -274,17 +274,29 @@ def mean_iou_metric(
     return _ratio_metric("mean_iou", _iou, stat, average, zero_division, "intersection over union of the pooled pixels")
 
 
+def task_average(task: Task | None, average: str | None) -> str:
+    """``average`` as given, else the task's default: ``binary`` (the positive class, as scikit-learn's
+    ``jaccard_score`` and the job's ``f1_score``) for a binary task, ``macro`` for classes and segmentation masks."""
+    if average is not None:
+        return average
+    return "binary" if task is not None and str(task.kind) == "binary" else "macro"
+
+
 def jaccard_index_metric(
     task: Task | None = None,
     *,
     num_classes: int | None = None,
-    average: str = "macro",
+    average: str | None = None,
     ignore_index: int | None = None,
     zero_division: float = 0.0,
 ) -> DerivedMetric:
-    """Jaccard index of the pooled pixels: the same values as ``mean_iou``."""
+    """Jaccard index of the pooled pixels: the values of ``mean_iou``, averaged by :func:`task_average`."""
     metric = mean_iou_metric(
-        task, num_classes=num_classes, average=average, ignore_index=ignore_index, zero_division=zero_division
+        task,
+        num_classes=num_classes,
+        average=task_average(task, average),
+        ignore_index=ignore_index,
+        zero_division=zero_division,
     )
     return replace(metric, name="jaccard_index")
 
@@ -293,12 +305,14 @@ def dice_score_metric(
     task: Task | None = None,
     *,
     num_classes: int | None = None,
-    average: str = "macro",
+    average: str | None = None,
     ignore_index: int | None = None,
     zero_division: float = 0.0,
 ) -> DerivedMetric:
-    """Dice coefficient 2 tp / (2 tp + fp + fn) of the pooled pixels (the pixel F1 score)."""
+    """Dice coefficient 2 tp / (2 tp + fp + fn) of the pooled pixels (the pixel F1 score), averaged by
+    :func:`task_average`."""
     stat = pixel_confusion(task, num_classes, ignore_index)
+    average = task_average(task, average)
     return _ratio_metric("dice_score", _dice, stat, average, zero_division, "Dice coefficient of the pooled pixels")
 
 
