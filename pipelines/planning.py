@@ -99,6 +99,54 @@ def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path) if not is_local(fs) else path
 
 
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+"""A file in a listed directory is read when its name ends so (any case), or when it begins with Parquet's magic
+bytes (a Spark or Hadoop ``part-00000`` without a suffix)."""
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _hidden(relative: str) -> bool:
+    """Whether a path below a listed directory is, or lies in, a hidden or ``_``-prefixed file or directory: what
+    other tools write beside data (Spark's ``_temporary/`` and ``_SUCCESS``, ``.crc`` checksums,
+    ``.ipynb_checkpoints/``), left out as ``pyarrow.dataset`` leaves them out."""
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
+def _is_parquet(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    if path.lower().endswith(PARQUET_SUFFIXES):
+        return True
+    try:
+        return bytes(fs.cat_file(path, start=0, end=len(_PARQUET_MAGIC))) == _PARQUET_MAGIC
+    except FileNotFoundError:  # (removed since it was listed)
+        return False
+
+
+def _directory_files(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict]:
+    """The Parquet files under the directory ``root`` (:data:`PARQUET_SUFFIXES`), but for :func:`_hidden` ones."""
+    base = root.rstrip("/")
+    return {
+        path: info
+        for path, info in fs.find(root, detail=True).items()
+        if info.get("type") != "directory" and not _hidden(path[len(base) :].lstrip("/")) and _is_parquet(fs, path)
+    }
+
+
+def _glob_files(fs: fsspec.AbstractFileSystem, pattern: str) -> dict[str, dict]:
+    """The files ``pattern`` matches, and the Parquet files under the directories it matches (as a directory path
+    is read); a match below the pattern's fixed part that is :func:`_hidden` is left out unless the pattern's own
+    wildcard part names such a file (``data/_tmp*.parquet``): fsspec's ``*`` also matches a leading dot."""
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in _GLOB_CHARS))
+    base = "/".join(parts[:fixed])
+    named = any(part.startswith((".", "_")) for part in parts[fixed:])
+    entries: dict[str, dict] = {}
+    for path, info in fs.glob(pattern, detail=True).items():
+        if not named and _hidden(path[len(base) :].lstrip("/")):
+            continue
+        entries.update(_directory_files(fs, path) if info.get("type") == "directory" else {path: info})
+    return entries
+
+
 def list_files(
     paths: Sequence[str], storage_options: dict[str, Any]
 ) -> list[tuple[fsspec.AbstractFileSystem, str, dict]]:
@@ -113,14 +161,13 @@ def list_files(
             fs, root = url_to_fs(pattern, **storage_options)
         except (ImportError, ValueError) as exc:
             raise DataError(f"data.path {pattern!r}: cannot open this location: {opening_problem(exc)}.") from None
+        if is_local(fs):  # (one spelling of each file: dir/./a.parquet and dir/../dir/a.parquet are dir/a.parquet)
+            root = os.path.normpath(root)
         try:
-            if any(c in root for c in _GLOB_CHARS):
-                matches = fs.glob(root, detail=True)
-                entries = {p: i for p, i in matches.items() if i.get("type") != "directory"}
+            if any(c in root for c in _GLOB_CHARS) and not fs.exists(root):  # (a real x[1].parquet is no pattern)
+                entries = _glob_files(fs, root)
             elif fs.isdir(root):
-                entries = {
-                    p: i for p, i in fs.find(root, detail=True).items() if p.endswith(".parquet") or p.endswith(".parq")
-                }
+                entries = _directory_files(fs, root)
             elif fs.exists(root):
                 entries = {root: fs.info(root)}
             else:
