@@ -35,6 +35,7 @@ from evaluators.adapters.base import (
 from evaluators.task import Task
 from pipelines import arrow_columns
 from pipelines.errors import DataError, exception_chain, is_transient_error
+from pipelines.fingerprint import file_version
 from pipelines.planning import FileInfo, UnitPart
 
 Columns = dict[str, np.ndarray | pa.Array | Ragged]
@@ -305,10 +306,30 @@ def _source(part: UnitPart, storage_options: dict[str, Any]) -> Iterator[Any]:
     fs, path = url_to_fs(part.path, **storage_options)
     if type(fs) is LocalFileSystem:
         with pa.OSFile(path, "rb") as native:
+            _check_unchanged(fs, path, part)
             yield native
     else:
         with fs.open(path, "rb") as handle:
+            _check_unchanged(fs, path, part)
             yield handle
+
+
+def _check_unchanged(fs: Any, path: str, part: UnitPart) -> None:
+    """Refuse (:class:`DataError`) a file whose size or version (:func:`~pipelines.fingerprint.file_version`: an
+    object store's ETag or generation, a local file's times and inode) is not the one the run was planned with: its
+    rows would be checkpointed, and committed, under the version the plan recorded. Asked of the store itself, not
+    of a cached listing."""
+    if not part.version:  # (a store that gives no version)
+        return
+    fs.invalidate_cache(path)
+    info = fs.info(path)
+    size, version = int(info.get("size") or 0), file_version(info)
+    if (size, version) != (part.size, part.version):
+        raise DataError(
+            f"{part.path}: the file changed after the run was planned ({part.size} bytes, version {part.version!r}; "
+            f"now {size} bytes, version {version!r}), so its rows are not the ones the run records; run the job again "
+            "once its inputs stop changing."
+        )
 
 
 _STORAGE_CLIENT_MODULES = ("aiohttp", "botocore", "aiobotocore", "urllib3", "requests", "google", "azure", "ssl")
