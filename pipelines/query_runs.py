@@ -17,11 +17,12 @@ from pipelines.errors import DataError
 class UnitQueries:
     """The query ids of one work unit's batches, read in order."""
 
-    def __init__(self, column: str) -> None:
-        """``column``: the query ids' column in the files. The unit's runs are also checked as a whole (slices or
-        rows dropped as bad hide some rows from the statistic, and a run found by the statistic is named here by
-        its file)."""
+    def __init__(self, column: str, where: str = "") -> None:
+        """``column``: the query ids' column in the files; ``where``: the unit, as a message begins. The unit's runs
+        are also checked as a whole (slices or rows dropped as bad hide some rows from the statistic, and a run found
+        by the statistic is named here by its file)."""
         self.column = column
+        self.where = f"{where}: " if where else ""
         self._last: tuple[str, object] | None = None  # (file, the query id of its last row read)
         self._keys: list[np.ndarray] = []  # (each batch's run keys, in order)
         self._firsts: list[np.ndarray] = []  # (each run's first id, for the message)
@@ -34,7 +35,7 @@ class UnitQueries:
         first, last = (_scalar(values, i) for i in (0, len(values) - 1))
         if self._last is not None and self._last[0] != path and self._last[1] == first:
             raise DataError(
-                f"column {self.column!r} (data.columns.{QUERY}): query {first!r} has rows at the end of "
+                f"{self.where}column {self.column!r} (data.columns.{QUERY}): query {first!r} has rows at the end of "
                 f"{self._last[0]} and at the start of {path}; a query's rows must be contiguous in one file."
             )
         self._last = (path, last)
@@ -59,8 +60,8 @@ class UnitQueries:
             return
         at = int(order[repeated[0] + 1])  # (the second run of the first repeated query, in reading order)
         raise DataError(
-            f"column {self.column!r} (data.columns.{QUERY}): query {_scalar(firsts, at)!r} has rows in two separate "
-            f"runs of rows (the second in {self._paths[batch_of_run[at]]}; "
+            f"{self.where}column {self.column!r} (data.columns.{QUERY}): query {_scalar(firsts, at)!r} has rows in "
+            f"two separate runs of rows (the second in {self._paths[batch_of_run[at]]}; "
             f"{'1 query is' if len(repeated) == 1 else f'{len(repeated)} queries are'} split so); a query's rows must "
             "be contiguous in one file (rows of other queries, of other slices or dropped as bad, must not lie between "
             "them)."

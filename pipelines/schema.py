@@ -35,7 +35,13 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", 
 _CONST_CALLS = {"tuple", "list", "sorted", "set", "dict", "items", "keys", "values"}
 ITEM = "*"
 """Path segment of a list item."""
-SPEC_MODULES = ("pipelines.spec", "pipelines.spec_execution", "pipelines.spec_metrics", "pipelines.spec_slices")
+SPEC_MODULES = (
+    "pipelines.spec",
+    "pipelines.spec_execution",
+    "pipelines.spec_metrics",
+    "pipelines.spec_slices",
+    "pipelines.spec_task",
+)
 """The modules of the spec reader; the first holds ``_parse``."""
 
 

@@ -283,7 +283,7 @@ class UnitEvaluator:
         unit_files: dict[str, int] = {}
         self._scores: list[dict[str, np.ndarray]] = []
         self.accumulator.expect_rows(unit.rows)
-        files = UnitQueries(self.roles.get(QUERY, QUERY))
+        files = UnitQueries(self.roles.get(QUERY, QUERY), _describe(unit))
         for part in unit.parts:
             groups = read_part(part, self.read_roles, self.spec.data.storage_options, self.memory_budget)
             with contextlib.closing(groups):  # an error below closes the file and its readers at once
