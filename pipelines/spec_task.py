@@ -38,7 +38,7 @@ def read_task(root: Section) -> Task:
     if not 0.0 <= threshold <= 1.0:
         raise SpecError(f"{sec.where('threshold')}: expected a probability threshold in [0, 1], got {threshold}.")
     for key, kinds, why in _TASK_KEYS:
-        if key in raw and kind not in kinds:
+        if raw.get(key) is not None and kind not in kinds:  # (null: the key left unset)
             raise SpecError(
                 f"{sec.where(key)}: a {kind} task reads no {key} (it would be ignored); `{key}` is for "
                 f"{', '.join(kinds[:-1])} and {kinds[-1]} tasks, {why}"

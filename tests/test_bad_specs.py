@@ -207,6 +207,9 @@ def test_class_settings_on_a_task_without_classes_are_refused(tmp_path, kind, ke
     job.write_text(yaml.safe_dump(spec))
     with pytest.raises(SpecError, match=rf"task.{key}.*a {kind} task reads no {key}.*binary, multiclass, multilabel"):
         spec_module.load(str(job))
+    spec["task"] = {"kind": kind, key: None}  # (null: left unset, as the README's spec template writes it)
+    job.write_text(yaml.safe_dump(spec))
+    assert getattr(spec_module.load(str(job)).task, key) is None
 
 
 def test_a_null_average_is_refused_as_ambiguous(tmp_path):
