@@ -11,9 +11,9 @@ def read_task(root: Section) -> Task:
     """The ``task:`` key: a kind, or a mapping of its kind and settings, each checked against the kind."""
     root.allowed.append("task")
     raw = root.value.get("task")
-    if raw is None:
-        raise SpecError(f"{root.where()}: missing required key 'task' (binary, multiclass, multilabel or regression).")
     kinds = [k.value for k in TaskKind]
+    if raw is None:
+        raise SpecError(f"{root.where()}: missing required key 'task' ({', '.join(kinds[:-1])} or {kinds[-1]}).")
     if isinstance(raw, str):
         raw = {"kind": raw}
     sec = Section(root.source, ("task",), raw, "a task name or a mapping with `kind`")
