@@ -24,6 +24,11 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _TIME_UNITS = {"s": dt.timedelta(seconds=1), "ms": dt.timedelta(milliseconds=1), "us": dt.timedelta(microseconds=1)}
 
 
+def is_text_type(t: pa.DataType) -> bool:
+    """Whether ``t`` holds strings in any of Arrow's layouts: ``string``, ``large_string`` or ``string_view``."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
 def _validity(values: Sequence[Any]) -> pa.Buffer | None:
     """Arrow's validity bitmap of ``values``: bit i set where ``values[i] is not None``; none when no value is."""
     present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))

@@ -67,8 +67,7 @@ def tree_digest(uri: str) -> str:
     fs, root = url_to_fs(uri)
     digest = hashlib.sha256()
     base = root.rstrip("/")
-    paths = sorted(p for p, info in fs.find(root, detail=True).items() if info.get("type") != "directory")
-    for path in paths if fs.isdir(root) else [root]:
+    for path in sorted(fs.find(root)) if fs.isdir(root) else [root]:
         content = fs.cat_file(path)
         digest.update(f"{path[len(base) :].lstrip('/')}\0{len(content)}\0".encode())
         digest.update(content)

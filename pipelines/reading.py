@@ -48,10 +48,6 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
-def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-
-
 def _is_binary(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
 
@@ -64,14 +60,14 @@ same values."""
 def _is_text_dictionary(t: pa.DataType) -> bool:
     """Dictionary-encoded strings (what a pandas ``category`` column writes): read as the plain column of its
     values, wherever a string column is."""
-    return pa.types.is_dictionary(t) and _is_text(t.value_type)
+    return pa.types.is_dictionary(t) and arrow_columns.is_text_type(t.value_type)
 
 
 _KINDS = (
     (pa.types.is_integer, INTEGER),
     (pa.types.is_floating, FLOATING),
     (pa.types.is_boolean, BOOLEAN),
-    (_is_text, STRING),
+    (arrow_columns.is_text_type, STRING),
     (_is_binary, BINARY),
     (pa.types.is_fixed_size_binary, FIXED_BINARY),
     (pa.types.is_temporal, TEMPORAL),
@@ -273,7 +269,7 @@ def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa
         array = array.cast(array.type.value_type)
     if array.type in _PLAIN_OF_VIEW:
         array = array.cast(_PLAIN_OF_VIEW[array.type])
-    if role.startswith(TEXT_PREFIX) and _is_text(array.type):
+    if role.startswith(TEXT_PREFIX) and arrow_columns.is_text_type(array.type):
         combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if combined.null_count:
             raise DataError(f"{where}: {combined.null_count} rows are null; expected a value in every row.")
@@ -306,23 +302,21 @@ def _source(part: UnitPart, storage_options: dict[str, Any]) -> Iterator[Any]:
     fs, path = url_to_fs(part.path, **storage_options)
     if type(fs) is LocalFileSystem:
         with pa.OSFile(path, "rb") as native:
-            _check_unchanged(fs, path, part)
+            _check_unchanged(fs.info(path), part)
             yield native
     else:
+        fs.invalidate_cache(path)  # (the file's details asked of the store as it opens, not of a cached listing)
         with fs.open(path, "rb") as handle:
-            _check_unchanged(fs, path, part)
+            _check_unchanged(getattr(handle, "details", None) or fs.info(path), part)
             yield handle
 
 
-def _check_unchanged(fs: Any, path: str, part: UnitPart) -> None:
-    """Refuse (:class:`DataError`) a file whose size or version (:func:`~pipelines.fingerprint.file_version`: an
-    object store's ETag or generation, a local file's times and inode) is not the one the run was planned with: its
-    rows would be checkpointed, and committed, under the version the plan recorded. Asked of the store itself, not
-    of a cached listing."""
+def _check_unchanged(info: Mapping[str, Any], part: UnitPart) -> None:
+    """Refuse (:class:`DataError`) a file whose size or version (:func:`~pipelines.fingerprint.file_version` of its
+    fsspec ``info``: an object store's ETag or generation, a local file's times and inode) is not the one the run was
+    planned with: its rows would be checkpointed, and committed, under the version the plan recorded."""
     if not part.version:  # (a store that gives no version)
         return
-    fs.invalidate_cache(path)
-    info = fs.info(path)
     size, version = int(info.get("size") or 0), file_version(info)
     if (size, version) != (part.size, part.version):
         raise DataError(

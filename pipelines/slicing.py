@@ -144,7 +144,7 @@ def _kind(t: pa.DataType) -> str:
         return "number"
     if pa.types.is_boolean(t):
         return "boolean"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if arrow_columns.is_text_type(t):
         return "string"
     if pa.types.is_nested(t) or pa.types.is_null(t):
         return "nested"
