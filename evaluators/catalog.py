@@ -230,7 +230,7 @@ PARAMETERS: Mapping[str, domains.Domain] = {
     "precision_bits": domains.number(4, 16, integer=True, optional=True),
     "exact_cells": domains.number(0, 1 << 28, integer=True),
     "score_decimals": domains.number(0, 5, integer=True, optional=True),
-    "bin_scores": domains.number(1, 64, integer=True),
+    "bin_scores": domains.number(1, 64, integer=True, optional=True),
     "eps": domains.number(0, 0.5, low_open=True, high_open=True),
     "n_bins": domains.number(1, 100_000, integer=True, optional=True),
     "num_bins": domains.number(1, 100_000, integer=True, optional=True),

@@ -61,6 +61,7 @@ from evaluators.ranking_statistics import (
     rounded_rows,
 )
 from evaluators.score_grid import (
+    BINARY_BIN_SCORES,
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
@@ -79,6 +80,7 @@ from evaluators.task import (
 )
 
 __all__ = [
+    "BINARY_BIN_SCORES",
     "BINARY_PRECISION_BITS",
     "CLASS_SHIFT",
     "DEFAULT_PRECISION_BITS",
@@ -98,6 +100,7 @@ __all__ = [
     "class_distributions",
     "class_positions",
     "compact_cells",
+    "default_bin_scores",
     "default_precision_bits",
     "digamma_difference",
     "exact_row_cells",
@@ -454,6 +457,13 @@ def default_score_decimals(task: Task) -> int:
     return 0 if task.prediction is PredictionKind.LOGITS else DEFAULT_SCORE_DECIMALS
 
 
+def default_bin_scores(task: Task) -> int:
+    """``bin_scores`` of a binned ranking metric that does not set it: :data:`BINARY_BIN_SCORES` for one ranked
+    class (its rows are sorted on the host, 1.5x the time of one cell per bin: README, "Cost"), else 1 (several
+    classes take the compiled working grid)."""
+    return BINARY_BIN_SCORES if ranked_classes(task) == 1 else 1
+
+
 def default_precision_bits(task: Task, score_decimals: int = DEFAULT_SCORE_DECIMALS) -> int:
     """``precision_bits`` of a binned ranking metric that does not set it: :data:`BINARY_PRECISION_BITS` for one
     ranked class, else see :data:`GRID_CELLS`, with the cells of ``score_decimals`` counted."""
@@ -476,7 +486,7 @@ def _ranking_metric(
     precision_bits: int | None,
     exact_cells: int,
     score_decimals: int | None,
-    bin_scores: int = 1,
+    bin_scores: int | None = None,
 ):
     require_kind(task, name, TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL)
     if not task.has_scores:
@@ -496,6 +506,8 @@ def _ranking_metric(
             raise ValueError(f"precision_bits must be between 4 and 16, got {precision_bits}")
         if not 0 <= exact_cells <= 1 << 28:
             raise ValueError(f"exact_cells must be between 0 and {1 << 28}, got {exact_cells}")
+        if bin_scores is None:
+            bin_scores = default_bin_scores(task)
         if not 1 <= bin_scores <= MAX_BIN_SCORES:
             raise ValueError(f"bin_scores must be between 1 and {MAX_BIN_SCORES}, got {bin_scores}")
         statistic: Statistic = ScoreHistogram(
@@ -524,13 +536,13 @@ def roc_auc(
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
     score_decimals: int | None = None,
-    bin_scores: int = 1,
+    bin_scores: int | None = None,
 ) -> DerivedMetric:
     """Area under the ROC curve (one-vs-rest for multiclass). ``mode: binned`` is exact while the rows hold
     at most ``exact_cells`` distinct (class, score) pairs, binned at ``precision_bits`` beyond (None:
     :func:`default_precision_bits`), where scores of at most ``score_decimals`` decimals keep cells of their own (None:
     :func:`default_score_decimals`), and where a bin of at most ``bin_scores`` distinct scores keeps a cell per score
-    (1: one cell per bin; :mod:`evaluators.ranking_bins`)."""
+    (1: one cell per bin; :mod:`evaluators.ranking_bins`; None: :func:`default_bin_scores`)."""
     return _ranking_metric(
         "roc_auc",
         roc_auc_from_counts,
@@ -554,7 +566,7 @@ def average_precision(
     precision_bits: int | None = None,
     exact_cells: int = EXACT_CELLS,
     score_decimals: int | None = None,
-    bin_scores: int = 1,
+    bin_scores: int | None = None,
 ) -> DerivedMetric:
     """Average precision, the step-wise area under the precision-recall curve (``mode`` as :func:`roc_auc`)."""
     return _ranking_metric(

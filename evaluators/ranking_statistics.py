@@ -41,9 +41,11 @@ from evaluators.ranking_cells import (
 from evaluators.ranking_grid import KeptGridBins, grid_rows
 from evaluators.ranking_weights import check_batch_weights, check_counted, fixed_weights
 from evaluators.score_grid import (
+    BINARY_BIN_SCORES,
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
+    EARLIER_BINARY_PRECISION_BITS,
     bin_positions,
     cell_count,
     score_cells,
@@ -156,13 +158,19 @@ class ScoreHistogram(Statistic):
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
         this one's cells they would not be in order)."""
         if self.bin_scores != 1:  # runs of one cell per bin (before the job set bin_scores): read, never merged
-            return (repr(self), *(replace(self, bin_scores=1).stored_reprs(True) if approximately else ()))
+            earlier = replace(self, bin_scores=1).stored_reprs(True) if approximately else ()
+            if approximately and self._is_binary_default():  # (and those of the earlier binary defaults)
+                for bits in (EARLIER_BINARY_PRECISION_BITS, DEFAULT_PRECISION_BITS):
+                    earlier += replace(self, precision_bits=bits, bin_scores=1).stored_reprs(True)
+            return tuple(dict.fromkeys((repr(self), *earlier)))
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
-        reprs = (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
-        if approximately and self.precision_bits == BINARY_PRECISION_BITS and ranked_classes(self.task) == 1:
-            # (a binary default of 10 bits, before: the same cells' order, so the same values; never merged with these)
-            reprs += replace(self, precision_bits=DEFAULT_PRECISION_BITS).stored_reprs(approximately=True)
-        return reprs
+        return (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
+
+    def _is_binary_default(self) -> bool:
+        """Whether this is a single ranked class's default grid (:data:`BINARY_PRECISION_BITS`, keeping
+        :data:`BINARY_BIN_SCORES` scores a bin)."""
+        default = (self.precision_bits, self.bin_scores) == (BINARY_PRECISION_BITS, BINARY_BIN_SCORES)
+        return default and ranked_classes(self.task) == 1
 
     def zero(self) -> State:
         if self.track_ties:

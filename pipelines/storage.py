@@ -308,8 +308,9 @@ def decode_stored(
         raise StoredLayoutError(
             "its statistics were stored as other statistics than this evalpipe builds for its metrics (since then, "
             "the reliability diagram's bins close on the right, as calibration_curve; ROC-AUC and average precision "
-            "cells give scores of score_decimals decimals cells of their own, and a binary task's bins have 12 bits "
-            "by default, not 10)"
+            "cells give scores of score_decimals decimals cells of their own, and a binary task's bins are 11 bits "
+            "that keep up to 8 scores each by default (bin_scores: 8), where they had 12 bits of one cell each, and 10 "
+            "bits before that)"
         )
     rows = _reading(uri, STATISTICS_INDEX, lambda: {_slice_key(key): int(n) for key, n in meta["slice_rows"]})
     buckets = _reading(uri, STATISTICS_INDEX, lambda: [_slice_key(key) for key in meta["bucket_slices"]])

@@ -148,7 +148,8 @@ def test_predicted_labels_fold_to_the_same_bits(seed, n):
 @pytest.mark.parametrize("weighted", ["none", "halves", "fractions"])
 def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bits(task, weighted):
     # at least GRID_ROWS_PER_CELL (row, class) entries per cell of each class's grid (24,000 rows for the 83,878
-    # cells of several classes at 10 bits, 48,000 for the 323,494 of a binary task at 12), so a binned ranking state
+    # cells of several classes at 10 bits, 48,000 for a binary task's), so a binned ranking state of one cell per bin
+    # (the compiled update's form; a binary task keeps up to 8 scores a bin by default, which no compiled update takes)
     # counts them over the grid (add.at / minimum.at), not by a sort; edge scores (0, -0, 1, 1/2, a float32 ulp past
     # 1/2, within 2**-40 of 0 and 1) and a third of the rows continuous
     rng = np.random.default_rng(11)
@@ -166,7 +167,7 @@ def test_batches_that_fill_the_bin_grid_are_counted_over_it_with_the_compiled_bi
     if weighted != "none":
         w = rng.integers(0, 4, n) / 2
         batch["weights"] = w if weighted == "halves" else w * rng.random(n)  # fractions: rounded to the fixed point
-    ranking = [catalog.build("roc_auc", task, {"exact_cells": cells}).statistic for cells in (0, 50)]
+    ranking = [catalog.build("roc_auc", task, {"exact_cells": cells, "bin_scores": 1}).statistic for cells in (0, 50)]
     assert all(s._fills_grid(batch) for s in ranking)
     host = _check_paths(ranking, [batch])  # (integer counts: the same bits whatever the weights)
     assert all(is_exact(s) is False and len(s["keys"]) > 1000 for s in host)

@@ -78,8 +78,8 @@ def test_merge_all_equals_pairwise_merges_in_any_order(task, params, rows):
     for _ in range(3):
         shuffled = [states[i] for i in rng.permutation(len(states))]
         _assert_same_cells(stat.merge_all(shuffled), pairwise)
-    if params.get("exact_cells") == 0 and stat.bin_scores < 16:  # binned from the first row, some bins joined
-        assert not is_exact(pairwise)
+    if params.get("exact_cells") == 0 and stat.bin_scores < 8:  # binned from the first row, some bins joined (the
+        assert not is_exact(pairwise)  # binary default keeps 8 scores a bin: these rows fill none of its bins past 8)
 
 
 @settings(max_examples=40, deadline=None)

@@ -201,9 +201,18 @@ def test_a_batch_counted_over_the_grid_keeps_the_cells_of_one_sorted_row_by_row(
 
 def test_runs_of_one_cell_per_bin_read_for_display_and_never_merge():
     kept = catalog.build("roc_auc", Task("binary"), KEPT).statistic
-    plain = catalog.build("roc_auc", Task("binary"), {"precision_bits": 10}).statistic
+    plain = catalog.build("roc_auc", Task("binary"), {"precision_bits": 10, "bin_scores": 1}).statistic
     assert "bin_scores" not in repr(plain)  # (the repr of runs stored before the setting)
     assert repr(plain) in kept.stored_reprs(approximately=True) and repr(plain) not in kept.stored_reprs()
+    # the binary default keeps scores: runs of the earlier defaults (10, then 12 bits, one cell per bin) read, never
+    # merge
+    default = catalog.build("roc_auc", Task("binary")).statistic
+    assert (default.precision_bits, default.bin_scores) == (11, 8)
+    for bits in (10, 12):
+        earlier = catalog.build("roc_auc", Task("binary"), {"precision_bits": bits, "bin_scores": 1}).statistic
+        assert repr(earlier) in default.stored_reprs(approximately=True)
+        assert repr(earlier) not in default.stored_reprs()
+    assert catalog.build("roc_auc", Task("multiclass", num_classes=3)).statistic.bin_scores == 1
 
 
 def test_a_sharded_job_equals_scikit_learn_bit_for_bit_whatever_the_units(tmp_path, capsys):

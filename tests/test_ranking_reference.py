@@ -293,16 +293,20 @@ def test_binned_default_on_peaked_scores_with_rare_positives():
 
 
 def test_error_bound_is_attained_by_ties_within_one_bin():
-    # all rows in one bin: binned AUC is 0.5 and the exact value can be anything in [0, 1]
+    # all rows in one bin of one cell: binned AUC is 0.5 and the exact value can be anything in [0, 1]
     y = np.array([0, 1, 0, 1, 1, 0])
-    scores = 0.5 + np.array([1, 2, 3, 4, 5, 6]) * 1e-9  # float32 collapses them to 0.5
+    scores = 0.5 + np.array([1, 2, 3, 4, 5, 6]) * 1e-9  # six distinct scores, all in the bin of 0.5
     task = Task("binary")
-    [auc] = evaluate([catalog.build("roc_auc", task, {"exact_cells": 0})], scores, y)  # binned from the first row
+    one_cell = {"exact_cells": 0, "bin_scores": 1}  # binned from the first row, one cell per bin
+    [auc] = evaluate([catalog.build("roc_auc", task, one_cell)], scores, y)
     assert auc[""] == 0.5
     assert auc[".error_bound"] == pytest.approx(0.5, abs=1e-12)  # (and float64 evaluation)
     assert abs(auc[""] - skm.roc_auc_score(y, scores)) <= auc[".error_bound"]
     [exact] = evaluate([catalog.build("roc_auc", task, {"mode": "exact"})], scores, y)
     assert exact[""] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-15)
+    # the binary default keeps a bin's scores while it holds at most 16: the bin's six cells, scikit-learn's value
+    [kept] = evaluate([catalog.build("roc_auc", task, {"exact_cells": 0})], scores, y)
+    assert kept[""] == exact[""] and kept[".error_bound"] <= 1e-12  # (float64 evaluation alone)
 
 
 def test_score_bins_are_monotone_and_relatively_narrow_near_0_half_and_1():

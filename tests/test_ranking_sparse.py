@@ -50,7 +50,8 @@ def test_stored_state_holds_the_occupied_bins_with_integer_counts():
     y = (rng.random(n) < 0.1).astype(np.int8)
     scores = expit(rng.normal(size=n) + 2.0 * y - 2.0)
     w = rng.choice([0.0, 0.5, 1.0, 3.0], n)
-    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": 0}).statistic  # binned from the first row
+    one_cell = {"exact_cells": 0, "bin_scores": 1}  # binned from the first row, one cell per occupied bin
+    stat = catalog.build("roc_auc", Task("binary"), one_cell).statistic
     assert isinstance(stat, ScoreHistogram)
     acc = Accumulator([stat])
     (state,) = acc.update(acc.zero(), {"predictions": scores, "targets": y, "weights": w})
@@ -258,8 +259,8 @@ def test_a_run_stored_with_the_dense_histogram_still_loads(tmp_path: Path):
         "task": "binary",
         # one cell per bin from the first row, as the dense histograms of older runs held
         "metrics": [
-            {"name": "roc_auc", "as": "roc_auc", "exact_cells": 0},
-            {"name": "average_precision", "as": "average_precision", "exact_cells": 0},
+            {"name": "roc_auc", "as": "roc_auc", "exact_cells": 0, "bin_scores": 1},
+            {"name": "average_precision", "as": "average_precision", "exact_cells": 0, "bin_scores": 1},
             "accuracy",
         ],
         "slices": [{"column": "country"}],
@@ -311,15 +312,16 @@ def test_a_run_stored_with_the_dense_histogram_still_loads(tmp_path: Path):
     assert comparisons and not any(c.regressed for c in comparisons)
 
 
+@pytest.mark.parametrize("bin_scores", [1, 16], ids=["one-cell-per-bin", "kept-scores"])
 @pytest.mark.parametrize("exact_cells", [0, 3_000, 1 << 20], ids=["binned", "exact-then-binned", "exact"])
-def test_merged_state_is_identical_whatever_the_sharding(exact_cells):
+def test_merged_state_is_identical_whatever_the_sharding(exact_cells, bin_scores):
     rng = np.random.default_rng(8)
     n = 20_000
     y = (rng.random(n) < 0.06).astype(np.int64)
     s = expit(rng.normal(size=n) + 1.5 * y - 2.0)
     s[: n // 2] = np.round(s[: n // 2], 2)
     w = rng.uniform(0.1, 3.0, n)  # arbitrary float weights: the integer counts still add exactly
-    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": exact_cells}).statistic
+    stat = catalog.build("roc_auc", Task("binary"), {"exact_cells": exact_cells, "bin_scores": bin_scores}).statistic
     acc = Accumulator([stat])
     results = []
     for pieces in (1, 3, 17):
@@ -337,7 +339,8 @@ def test_merged_state_is_identical_whatever_the_sharding(exact_cells):
         assert set(other) == set(results[0]) and "squares" in other  # (weighted rows)
         for key in ("keys", "counts", "sums", "ties", "squares", "rounded"):
             np.testing.assert_array_equal(other[key], results[0][key])
-    assert is_exact(results[0]) == (exact_cells == 1 << 20)
+    if bin_scores == 1:  # (kept scores: a binned state of bins of few scores reads as exact cells)
+        assert is_exact(results[0]) == (exact_cells == 1 << 20)
 
 
 def test_a_state_turned_binned_by_the_compiled_update_keeps_its_count_of_rounded_weights():
@@ -399,8 +402,8 @@ def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells()
     np.testing.assert_array_equal(merged["sums"], no_positions["sums"])
 
 
-def test_the_default_precision_is_12_bits_for_one_class_and_coarsens_only_for_grids_beyond_2_23_cells():
-    from evaluators.ranking import GRID_CELLS, default_precision_bits
+def test_the_default_is_11_bits_keeping_8_scores_for_one_class_and_coarsens_only_for_grids_beyond_2_23_cells():
+    from evaluators.ranking import GRID_CELLS, default_bin_scores, default_precision_bits
 
     # bin_count(10) = 79,874 bins and 4 * 1,001 cells of the rounded scores of 3 decimals: 83,878 cells a class;
     # 100 classes hold 8,387,800 cells (<= 2**23 = 8,388,608), 101 classes do not
@@ -409,10 +412,15 @@ def test_the_default_precision_is_12_bits_for_one_class_and_coarsens_only_for_gr
     assert [default_precision_bits(Task("multiclass", c)) for c in (3, 100, 101, 1000)] == [10, 10, 9, 5]
     # without the rounded scores' cells: 105 classes at 10 bits, 1,000 at 6 (1,000 * 4,994 cells)
     assert [default_precision_bits(Task("multiclass", c), 0) for c in (105, 106, 1000)] == [10, 9, 6]
-    # one ranked class is binned finer whatever its decimals: bin_count(12) = 319,490 bins
-    assert default_precision_bits(Task("binary")) == default_precision_bits(Task("binary"), 0) == 12
+    # one ranked class: 11 bits whatever its decimals, a bin keeping up to 8 distinct scores; several: one cell a bin
+    assert default_precision_bits(Task("binary")) == default_precision_bits(Task("binary"), 0) == 11
+    assert default_bin_scores(Task("binary")) == 8
+    assert default_bin_scores(Task("multiclass", 3)) == default_bin_scores(Task("multilabel", 2)) == 1
     assert default_precision_bits(Task("multilabel", 2)) == 10
-    assert bin_count(12) == 319_490 and catalog.build("roc_auc", Task("binary")).statistic.precision_bits == 12
+    binary = catalog.build("roc_auc", Task("binary")).statistic
+    assert (binary.precision_bits, binary.bin_scores) == (11, 8)
+    assert catalog.build("roc_auc", Task("binary"), {"bin_scores": 1}).statistic.bin_scores == 1
+    assert catalog.build("roc_auc", Task("binary"), {"bin_scores": None}).statistic.bin_scores == 8
     metric = catalog.build("roc_auc", Task("multiclass", 1000))
     assert metric.statistic.precision_bits == 5 and metric.statistic.small_batch_rows() < 1 << 62  # compiled grid
     assert catalog.build("roc_auc", Task("multiclass", 1000), {"precision_bits": 9}).statistic.precision_bits == 9

@@ -1,6 +1,7 @@
-"""Runs stored when a binary task's ranking cells were binned at 10 bits by default (now 12): read for display with
-the values they had, and refused by ``evalpipe merge`` (exit 2), whose union of 10-bit and 12-bit cells would put
-them out of order (ROC-AUC 0.67 where scikit-learn gives 0.83, with a tiny bound)."""
+"""Runs stored when a binary task's ranking cells were binned at 10 bits, then at 12, one cell per bin, by default
+(now 11 bits keeping up to 8 scores a bin): read for display with the values they had, and refused by ``evalpipe
+merge`` (exit 2), whose union of cells of two grids would put them out of order (ROC-AUC 0.67 where scikit-learn
+gives 0.83, with a tiny bound)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from evaluators import catalog
@@ -44,36 +46,45 @@ def _run(tmp_path: Path, data: Path, params: dict, capsys, window: dict | None =
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("evalpipe outcome: "))["run_uri"]
 
 
+EARLIER_DEFAULTS = [{"precision_bits": 10, "bin_scores": 1}, {"precision_bits": 12, "bin_scores": 1}]
+"""A binary task's ranking defaults before 16 kept scores a bin: 10 bits, then 12, of one cell per bin."""
+
+
 def _as_if_stored_by_default(run: Path) -> None:
-    """A run of ``precision_bits: 10`` made to look like one whose spec left the bits to the default of then: its
-    recorded spec without them (what a run of the 10-bit default recorded), its statistics as stored."""
+    """A run of an earlier default's settings made to look like one whose spec left them to the default of then: its
+    recorded spec without them (what a run of that default recorded), its statistics as stored."""
     record = json.loads((run / "run.json").read_text())
     for metric in record["metadata"]["spec"]["metrics"]:
         metric.pop("precision_bits", None)
+        metric.pop("bin_scores", None)
     (run / "run.json").write_text(json.dumps(record))
     manifest = json.loads((run / "_COMMITTED").read_text())
     manifest["files"]["run.json"] = (run / "run.json").stat().st_size
     (run / "_COMMITTED").write_text(json.dumps(manifest))
 
 
-def test_a_run_of_the_earlier_10_bit_default_reads_as_stored_and_is_not_merged(tmp_path, capsys):
-    assert catalog.build("roc_auc", Task("binary")).statistic.precision_bits == 12
+@pytest.mark.parametrize("earlier", EARLIER_DEFAULTS, ids=["10-bits", "12-bits"])
+def test_a_run_of_an_earlier_default_reads_as_stored_and_is_not_merged(tmp_path, capsys, earlier):
+    default = catalog.build("roc_auc", Task("binary")).statistic
+    assert (default.precision_bits, default.bin_scores) == (11, 8)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = _shard(tmp_path / "a" / "p0.parquet", 0)
     second = _shard(tmp_path / "b" / "p1.parquet", 1)
     binned = {"exact_cells": 0}
-    old = Path(_run(tmp_path, tmp_path / "a", {**binned, "precision_bits": 10}, capsys))
+    old = Path(_run(tmp_path, tmp_path / "a", {**binned, **earlier}, capsys))
     new = _run(tmp_path, tmp_path / "b", binned, capsys)
     _as_if_stored_by_default(old)
-    assert "precision_bits=10" in (old / STATISTICS_INDEX).read_text()
+    stored = (old / STATISTICS_INDEX).read_text()
+    assert f"precision_bits={earlier['precision_bits']}" in stored and "bin_scores" not in stored
 
     # display: the stored cells in their order, the values the run recorded (within the bound of scikit-learn's)
     stats = load_statistics(str(old))
     recorded = {key: m.value for key, m in load_run(str(old)).point("overall").metrics.items()}
     for name, reference in (("roc_auc", roc_auc_score), ("average_precision", average_precision_score)):
         metric = stats.metric(name)
-        assert metric.statistic.precision_bits == 12  # (rebuilt from the recorded spec by this evalpipe)
+        rebuilt = metric.statistic  # (rebuilt from the recorded spec by this evalpipe: today's default)
+        assert (rebuilt.precision_bits, rebuilt.bin_scores) == (default.precision_bits, default.bin_scores)
         values = metric.compute(stats.state(name, "overall"))
         assert values[""] == recorded[name]
         assert abs(values[""] - reference(first[1], first[0])) <= values[".error_bound"]
@@ -81,7 +92,7 @@ def test_a_run_of_the_earlier_10_bit_default_reads_as_stored_and_is_not_merged(t
     # merge: the two runs' cells are of two grids, so exit 2 naming the change, nothing written
     code = cli.main(["merge", str(old), new, "--name", "mixed", "--output", str(tmp_path / "merged")])
     err = capsys.readouterr().err
-    assert code == 2 and "12 bits" in err and str(old) in err
+    assert code == 2 and "bin_scores: 8" in err and "12 bits" in err and str(old) in err
     assert not (tmp_path / "merged").exists() or not any((tmp_path / "merged").rglob("_COMMITTED"))
     # two runs of one grid still merge, to scikit-learn's value on both shards
     again = _run(tmp_path, tmp_path / "a", binned, capsys)
@@ -92,8 +103,9 @@ def test_a_run_of_the_earlier_10_bit_default_reads_as_stored_and_is_not_merged(t
     assert abs(both.value - roc_auc_score(labels, scores)) <= 1e-6
 
 
-def test_a_window_leaves_out_a_run_of_the_earlier_default_and_merges_the_rest(tmp_path, capsys):
-    """Tonight's run of the new default, with a window over the last 3 runs: the run stored under the 10-bit default
+@pytest.mark.parametrize("earlier", EARLIER_DEFAULTS, ids=["10-bits", "12-bits"])
+def test_a_window_leaves_out_a_run_of_an_earlier_default_and_merges_the_rest(tmp_path, capsys, earlier):
+    """Tonight's run of the new default, with a window over the last 3 runs: the run stored under an earlier default
     is left out (listed in ``metadata.window.skipped``, as a run of other settings is), and the window commits from
     the runs that merge, equal to scikit-learn over their shards. Before, the window's merge failed: exit 2 each night
     until that run left the window."""
@@ -101,7 +113,7 @@ def test_a_window_leaves_out_a_run_of_the_earlier_default_and_merges_the_rest(tm
         (tmp_path / name).mkdir()
     shards = [_shard(tmp_path / name / f"{name}.parquet", seed) for seed, name in enumerate(("a", "b", "c"))]
     binned = {"exact_cells": 0}
-    old = Path(_run(tmp_path, tmp_path / "a", {**binned, "precision_bits": 10}, capsys))
+    old = Path(_run(tmp_path, tmp_path / "a", {**binned, **earlier}, capsys))
     _as_if_stored_by_default(old)
     _run(tmp_path, tmp_path / "b", binned, capsys)
     _run(tmp_path, tmp_path / "c", binned, capsys, window={"runs": 3})  # (exit 0 asserted by _run)

@@ -221,7 +221,8 @@ def test_runs_stored_with_bins_alone_read_for_display_and_are_refused_for_a_merg
 
     task = Task("binary")
     now = catalog.build("average_precision", task, {"exact_cells": 0})
-    before = catalog.build("average_precision", task, {"exact_cells": 0, "score_decimals": 0})
+    # (runs stored before the field held one cell per bin: the default kept no scores then)
+    before = catalog.build("average_precision", task, {"exact_cells": 0, "score_decimals": 0, "bin_scores": 1})
     scores, y = _mixture(2, 20_000, 2, np.float64)
     acc = Accumulator([before.statistic])
     (state,) = acc.to_host(acc.update(acc.zero(), {"predictions": scores, "targets": y}))
