@@ -14,9 +14,11 @@ from evaluators.accumulate import Accumulator
 from evaluators.statistic import DerivedMetric
 from pipelines.spec import ConfidenceSpec, JobSpec, MetricSpec
 
-BATCH_ROWS = 1 << 18
-"""Row groups are gathered up to this many rows before they are folded in: fewer, larger compiled
-updates (a unit's rows are folded in file order whatever the row-group size)."""
+BATCH_ROWS = 1 << 20
+"""Row groups are gathered up to this many rows (or :data:`~pipelines.worker.FOLD_BYTES`) before they are folded
+in: fewer, larger compiled updates, and a unit of up to this many narrow rows folded at once, so that a state kept
+on the host (a binary ranking state's cells) is not merged batch by batch (a unit's rows are folded in file order
+whatever the row-group size)."""
 
 
 @dataclass(frozen=True)
