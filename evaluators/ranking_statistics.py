@@ -128,7 +128,6 @@ class ScoreHistogram(Statistic):
     """
 
     undefined_leaves: ClassVar[tuple[str, ...]] = ("ties",)
-    stored_chunk_values: ClassVar[int] = 1 << 18  # each merge into an exact state rewrites it
 
     task: Task
     precision_bits: int = 10
@@ -145,6 +144,13 @@ class ScoreHistogram(Statistic):
     def __repr__(self) -> str:  # (``bin_scores`` only where it is not 1: the repr of the runs stored before it)
         shown = (f for f in fields(self) if f.name != "bin_scores" or self.bin_scores != 1)
         return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
+    @property
+    def stored_chunk_values(self) -> int:  # type: ignore[override]
+        """Each merge into an exact state rewrites it, and into one of kept scores sorts their bins' cells again: a
+        unit's batch is folded 2^18 values at a time, or 2^20 where bins keep their scores (a default unit of one
+        binary class at once, no merge)."""
+        return 1 << 20 if self.bin_scores > 1 else 1 << 18
 
     def cell_count(self) -> int:
         """Cells of a class's grid (``B`` of the working state): :func:`~evaluators.score_grid.cell_count`."""
