@@ -164,8 +164,8 @@ EXACT_CELLS = 250_000
 """A :class:`ScoreHistogram` state keeps one cell per distinct (class, score) of its rows, exact, while the
 rows hold at most this many (about 12 MB); beyond, one cell per occupied (class, bin). Whether a state is
 exact depends only on the rows it holds, so the merged state, and the value, do not depend on sharding. A little
-below the 262,144-row batches a worker folds, so that a batch of continuous scores is seen to exceed it and
-takes the compiled update."""
+below the 262,144 values a statistic of one cell per bin folds at once, so that a chunk of continuous scores is seen
+to exceed it and takes the compiled update."""
 
 
 def _starts(*sorted_columns: np.ndarray) -> np.ndarray:
