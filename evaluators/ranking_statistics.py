@@ -41,7 +41,6 @@ from evaluators.ranking_cells import (
 from evaluators.ranking_grid import KeptGridBins, grid_rows
 from evaluators.ranking_weights import check_batch_weights, check_counted, fixed_weights
 from evaluators.score_grid import (
-    BINARY_BIN_SCORES,
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
     DEFAULT_SCORE_DECIMALS,
@@ -162,21 +161,22 @@ class ScoreHistogram(Statistic):
     def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
         """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
-        this one's cells they would not be in order)."""
-        if self.bin_scores != 1:  # runs of one cell per bin (before the job set bin_scores): read, never merged
-            earlier = replace(self, bin_scores=1).stored_reprs(True) if approximately else ()
-            if approximately and self._is_binary_default():  # (and those of the earlier binary defaults)
-                for bits in (EARLIER_BINARY_PRECISION_BITS, DEFAULT_PRECISION_BITS):
-                    earlier += replace(self, precision_bits=bits, bin_scores=1).stored_reprs(True)
-            return tuple(dict.fromkeys((repr(self), *earlier)))
+        this one's cells they would not be in order). Read ``approximately`` too: runs of one cell per bin (before
+        the job set ``bin_scores``), and a binary task's at the default bits runs whose spec left the bits to the
+        earlier defaults (:data:`EARLIER_BINARY_PRECISION_BITS`, then :data:`DEFAULT_PRECISION_BITS`), with this
+        ``bin_scores`` or one cell per bin (the default of then)."""
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
-        return (repr(self), legacy) if self.score_decimals == 0 or approximately else (repr(self),)
-
-    def _is_binary_default(self) -> bool:
-        """Whether this is a single ranked class's default grid (:data:`BINARY_PRECISION_BITS`, keeping
-        :data:`BINARY_BIN_SCORES` scores a bin)."""
-        default = (self.precision_bits, self.bin_scores) == (BINARY_PRECISION_BITS, BINARY_BIN_SCORES)
-        return default and ranked_classes(self.task) == 1
+        own = (repr(self), legacy) if self.bin_scores == 1 and (self.score_decimals == 0 or approximately) else ()
+        if not approximately:
+            return own or (repr(self),)
+        earlier: list[str] = []
+        if self.bin_scores != 1:
+            earlier += replace(self, bin_scores=1).stored_reprs(True)
+        if ranked_classes(self.task) == 1 and self.precision_bits == BINARY_PRECISION_BITS:
+            for bits in (EARLIER_BINARY_PRECISION_BITS, DEFAULT_PRECISION_BITS):
+                for kept in dict.fromkeys((self.bin_scores, 1)):
+                    earlier += replace(self, precision_bits=bits, bin_scores=kept).stored_reprs(True)
+        return tuple(dict.fromkeys((*(own or (repr(self),)), *earlier)))
 
     def zero(self) -> State:
         if self.track_ties:

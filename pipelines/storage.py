@@ -251,11 +251,28 @@ def stored_positions(
         found = next((stored.index(r) for r in st.stored_reprs(approximately) if r in stored), None)
         if found is None:
             # (reprs that name nothing known, as of a user's own statistics, keep their places; a run holding an
-            # older form of these statistics does not)
-            older = {r for other in statistics for r in other.stored_reprs(approximately=True)[1:]}
-            return list(range(len(statistics))) if len(stored) == len(statistics) and not older & set(stored) else None
+            # older form of these statistics, or one of evalpipe's statistics with other settings, does not)
+            return list(range(len(statistics))) if _by_place(statistics, stored) else None
         positions.append(found)
     return positions
+
+
+def _by_place(statistics: Sequence[Statistic], stored: Sequence[str | None]) -> bool:
+    """Whether states stored under ``stored`` reprs may be read by their places as ``statistics``': as many of
+    them, none an older form of these statistics, and none a statistic of evalpipe's own (whose repr names all its
+    settings) stored with other settings than this one's (a ranking state binned on another grid: its cells merged
+    with this one's would be out of order)."""
+    if len(stored) != len(statistics):
+        return False
+    if {r for st in statistics for r in st.stored_reprs(approximately=True)[1:]} & set(stored):
+        return False
+    return not any(
+        type(st).__module__.startswith("evaluators.")
+        and isinstance(r, str)
+        and r.startswith(f"{type(st).__name__}(")
+        and r not in st.stored_reprs(approximately=True)
+        for st, r in zip(statistics, stored, strict=True)
+    )
 
 
 def decode_statistics(

@@ -6,6 +6,7 @@ gives 0.83, with a tiny bound)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from evaluators import catalog
+from evaluators.statistic import Statistic
 from evaluators.task import Task
 from pipelines import cli
 from pipelines.results import list_runs, load_run, load_statistics
@@ -46,37 +48,48 @@ def _run(tmp_path: Path, data: Path, params: dict, capsys, window: dict | None =
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("evalpipe outcome: "))["run_uri"]
 
 
-EARLIER_DEFAULTS = [{"precision_bits": 10, "bin_scores": 1}, {"precision_bits": 12, "bin_scores": 1}]
-"""A binary task's ranking defaults before 16 kept scores a bin: 10 bits, then 12, of one cell per bin."""
+EARLIER_DEFAULTS = [
+    ({"precision_bits": 10, "bin_scores": 1}, {}),
+    ({"precision_bits": 12, "bin_scores": 1}, {}),
+    ({"precision_bits": 12, "bin_scores": 8}, {"bin_scores": 8}),
+    ({"precision_bits": 12, "bin_scores": 1}, {"bin_scores": 1}),
+]
+"""``(settings a run was stored with, those its spec set)``: a binary task's ranking defaults before 8 kept scores a
+bin at 11 bits, 10 bits, then 12, of one cell per bin; and a spec that set ``bin_scores`` (8, or 1) but left the
+bits to the 12 of then."""
+EARLIER_IDS = ["10-bits", "12-bits", "12-bits-spec-kept-8", "12-bits-spec-one-cell"]
 
 
-def _as_if_stored_by_default(run: Path) -> None:
-    """A run of an earlier default's settings made to look like one whose spec left them to the default of then: its
-    recorded spec without them (what a run of that default recorded), its statistics as stored."""
+def _as_if_stored_by_default(run: Path, spec_settings: dict) -> None:
+    """A run of an earlier default's settings made to look like one whose spec left them to the default of then
+    (but for ``spec_settings``): its recorded spec without them (what a run of that default recorded), its
+    statistics as stored."""
     record = json.loads((run / "run.json").read_text())
     for metric in record["metadata"]["spec"]["metrics"]:
-        metric.pop("precision_bits", None)
-        metric.pop("bin_scores", None)
+        for key in ("precision_bits", "bin_scores"):
+            if key not in spec_settings:
+                metric.pop(key, None)
     (run / "run.json").write_text(json.dumps(record))
     manifest = json.loads((run / "_COMMITTED").read_text())
     manifest["files"]["run.json"] = (run / "run.json").stat().st_size
     (run / "_COMMITTED").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("earlier", EARLIER_DEFAULTS, ids=["10-bits", "12-bits"])
-def test_a_run_of_an_earlier_default_reads_as_stored_and_is_not_merged(tmp_path, capsys, earlier):
-    default = catalog.build("roc_auc", Task("binary")).statistic
-    assert (default.precision_bits, default.bin_scores) == (11, 8)
+@pytest.mark.parametrize(("earlier", "spec_settings"), EARLIER_DEFAULTS, ids=EARLIER_IDS)
+def test_a_run_of_an_earlier_default_reads_as_stored_and_is_not_merged(tmp_path, capsys, earlier, spec_settings):
+    default = catalog.build("roc_auc", Task("binary"), spec_settings).statistic
+    assert (default.precision_bits, default.bin_scores) == (11, spec_settings.get("bin_scores", 8))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = _shard(tmp_path / "a" / "p0.parquet", 0)
     second = _shard(tmp_path / "b" / "p1.parquet", 1)
-    binned = {"exact_cells": 0}
+    binned = {"exact_cells": 0, **spec_settings}
     old = Path(_run(tmp_path, tmp_path / "a", {**binned, **earlier}, capsys))
     new = _run(tmp_path, tmp_path / "b", binned, capsys)
-    _as_if_stored_by_default(old)
+    _as_if_stored_by_default(old, spec_settings)
     stored = (old / STATISTICS_INDEX).read_text()
-    assert f"precision_bits={earlier['precision_bits']}" in stored and "bin_scores" not in stored
+    assert f"precision_bits={earlier['precision_bits']}" in stored
+    assert ("bin_scores" in stored) == (earlier["bin_scores"] != 1)
 
     # display: the stored cells in their order, the values the run recorded (within the bound of scikit-learn's)
     stats = load_statistics(str(old))
@@ -92,7 +105,7 @@ def test_a_run_of_an_earlier_default_reads_as_stored_and_is_not_merged(tmp_path,
     # merge: the two runs' cells are of two grids, so exit 2 naming the change, nothing written
     code = cli.main(["merge", str(old), new, "--name", "mixed", "--output", str(tmp_path / "merged")])
     err = capsys.readouterr().err
-    assert code == 2 and "bin_scores: 8" in err and "12 bits" in err and str(old) in err
+    assert code == 2 and "bin_scores: 8" in err and "12 bits" in err and str(old) in err  # (nothing merged by place)
     assert not (tmp_path / "merged").exists() or not any((tmp_path / "merged").rglob("_COMMITTED"))
     # two runs of one grid still merge, to scikit-learn's value on both shards
     again = _run(tmp_path, tmp_path / "a", binned, capsys)
@@ -103,8 +116,8 @@ def test_a_run_of_an_earlier_default_reads_as_stored_and_is_not_merged(tmp_path,
     assert abs(both.value - roc_auc_score(labels, scores)) <= 1e-6
 
 
-@pytest.mark.parametrize("earlier", EARLIER_DEFAULTS, ids=["10-bits", "12-bits"])
-def test_a_window_leaves_out_a_run_of_an_earlier_default_and_merges_the_rest(tmp_path, capsys, earlier):
+@pytest.mark.parametrize(("earlier", "spec_settings"), EARLIER_DEFAULTS, ids=EARLIER_IDS)
+def test_a_window_leaves_out_a_run_of_an_earlier_default_and_merges_the_rest(tmp_path, capsys, earlier, spec_settings):
     """Tonight's run of the new default, with a window over the last 3 runs: the run stored under an earlier default
     is left out (listed in ``metadata.window.skipped``, as a run of other settings is), and the window commits from
     the runs that merge, equal to scikit-learn over their shards. Before, the window's merge failed: exit 2 each night
@@ -112,9 +125,9 @@ def test_a_window_leaves_out_a_run_of_an_earlier_default_and_merges_the_rest(tmp
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
     shards = [_shard(tmp_path / name / f"{name}.parquet", seed) for seed, name in enumerate(("a", "b", "c"))]
-    binned = {"exact_cells": 0}
+    binned = {"exact_cells": 0, **spec_settings}
     old = Path(_run(tmp_path, tmp_path / "a", {**binned, **earlier}, capsys))
-    _as_if_stored_by_default(old)
+    _as_if_stored_by_default(old, spec_settings)
     _run(tmp_path, tmp_path / "b", binned, capsys)
     _run(tmp_path, tmp_path / "c", binned, capsys, window={"runs": 3})  # (exit 0 asserted by _run)
     (window_run,) = list_runs(str(tmp_path / "out"), "bits-3runs")
@@ -195,3 +208,38 @@ def cli_merge_error(tmp_path: Path, runs: list[Path]) -> str:
     )
     assert merge.returncode == 2 and "Traceback" not in merge.stderr, merge.stderr
     return merge.stderr
+
+
+@dataclass(frozen=True)
+class _OwnSum(Statistic):
+    """A user's own statistic (outside evalpipe's modules): its repr may name what evalpipe cannot check."""
+
+    label: str = "mine"
+
+    def zero(self):
+        return {"total": np.zeros(())}
+
+    def update(self, state, batch):
+        return {"total": state["total"] + np.sum(batch["weights"])}
+
+    def merge(self, a, b):
+        return {"total": a["total"] + b["total"]}
+
+
+def test_stored_states_are_read_by_place_only_for_statistics_that_are_not_evalpipe_s_own():
+    """A run's stored repr that none of this evalpipe's statistics names: one of evalpipe's own statistics stored with
+    other settings (a ranking state binned at other bits, or of other ``exact_cells``) is not read by its place, for
+    display or a merge; a user's own statistic of another repr still is (it was before)."""
+    from pipelines.storage import stored_positions
+
+    ours = catalog.build("roc_auc", Task("binary")).statistic
+    for other in ({"exact_cells": 1000}, {"precision_bits": 9}, {"score_decimals": 2}):
+        stored = catalog.build("roc_auc", Task("binary"), other).statistic
+        meta = {"statistics": [{"repr": repr(stored)}]}
+        assert stored_positions([ours], meta) is None
+        assert stored_positions([ours], meta, approximately=True) is None
+    earlier = catalog.build("roc_auc", Task("binary"), {"precision_bits": 12, "bin_scores": 1}).statistic
+    meta = {"statistics": [{"repr": repr(earlier)}]}
+    assert stored_positions([ours], meta) is None and stored_positions([ours], meta, approximately=True) == [0]
+    own = {"statistics": [{"repr": repr(_OwnSum("theirs"))}]}
+    assert stored_positions([_OwnSum()], own) == [0]
