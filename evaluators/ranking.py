@@ -459,8 +459,8 @@ def default_score_decimals(task: Task) -> int:
 
 def default_bin_scores(task: Task) -> int:
     """``bin_scores`` of a binned ranking metric that does not set it: :data:`BINARY_BIN_SCORES` for one ranked
-    class (its rows are sorted on the host, 1.5x the time of one cell per bin: README, "Cost"), else 1 (several
-    classes take the compiled working grid)."""
+    class (its rows are sorted into cells on the host, a unit's at once: README, "Cost"), else 1 (several classes
+    take the compiled working grid)."""
     return BINARY_BIN_SCORES if ranked_classes(task) == 1 else 1
 
 

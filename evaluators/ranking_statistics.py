@@ -166,9 +166,10 @@ class ScoreHistogram(Statistic):
         earlier defaults (:data:`EARLIER_BINARY_PRECISION_BITS`, then :data:`DEFAULT_PRECISION_BITS`), with this
         ``bin_scores`` or one cell per bin (the default of then)."""
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
-        own = (repr(self), legacy) if self.bin_scores == 1 and (self.score_decimals == 0 or approximately) else ()
+        with_legacy = self.bin_scores == 1 and (self.score_decimals == 0 or approximately)
+        own = (repr(self), legacy) if with_legacy else (repr(self),)
         if not approximately:
-            return own or (repr(self),)
+            return own
         earlier: list[str] = []
         if self.bin_scores != 1:
             earlier += replace(self, bin_scores=1).stored_reprs(True)
@@ -176,7 +177,7 @@ class ScoreHistogram(Statistic):
             for bits in (EARLIER_BINARY_PRECISION_BITS, DEFAULT_PRECISION_BITS):
                 for kept in dict.fromkeys((self.bin_scores, 1)):
                     earlier += replace(self, precision_bits=bits, bin_scores=kept).stored_reprs(True)
-        return tuple(dict.fromkeys((*(own or (repr(self),)), *earlier)))
+        return tuple(dict.fromkeys((*own, *earlier)))
 
     def zero(self) -> State:
         if self.track_ties:
