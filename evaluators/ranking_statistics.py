@@ -161,10 +161,9 @@ class ScoreHistogram(Statistic):
     def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
         """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
         ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
-        this one's cells they would not be in order). Read ``approximately`` too: runs of one cell per bin (before
-        the job set ``bin_scores``), and a binary task's at the default bits runs whose spec left the bits to the
-        earlier defaults (:data:`EARLIER_BINARY_PRECISION_BITS`, then :data:`DEFAULT_PRECISION_BITS`), with this
-        ``bin_scores`` or one cell per bin (the default of then)."""
+        this one's cells they would not be in order). Read ``approximately`` too: runs of one cell per bin, and at
+        a binary task's default bits, runs of the earlier defaults' bits (:data:`EARLIER_BINARY_PRECISION_BITS`, then
+        :data:`DEFAULT_PRECISION_BITS`) with this ``bin_scores`` or one cell per bin (the default of then)."""
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
         with_legacy = self.bin_scores == 1 and (self.score_decimals == 0 or approximately)
         own = (repr(self), legacy) if with_legacy else (repr(self),)
