@@ -1,0 +1,84 @@
+"""JAX imported in a background thread while a worker reads its first rows (:func:`evaluators.lazyjax.
+import_in_background`): the settings that wait for the import still apply before the first compile, a stand-in
+used during the import waits for it, and a job past the host rows gets its values as before."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from pipelines import compile_cache
+from pipelines.storage import read_run
+from pipelines.synthetic import multiclass_table
+from tests.conftest import write_job
+from tests.test_process_speed import JAX_MODULES, RUN_PATH, _run_python
+
+
+def test_a_background_import_runs_the_import_hooks_once_before_the_first_compile(tmp_path, monkeypatch):
+    """Two calls start one thread; the compiled update that runs while (or after) it imports gets the persistent
+    cache and the compile-time listener, and scikit-learn's value."""
+    rng = np.random.default_rng(21)
+    targets, scores = rng.integers(0, 2, 500), rng.random(500)
+    np.save(tmp_path / "targets.npy", targets)
+    np.save(tmp_path / "scores.npy", scores)
+    monkeypatch.setenv(compile_cache.SETTING, str(tmp_path / "xla"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    statement = f"""
+import json
+import numpy as np
+{RUN_PATH}
+from evaluators import lazyjax
+from pipelines import compile_cache, timing
+compile_cache.enable_on_import()
+timing.watch_compiles()
+before = sorted(m for m in sys.modules if m.split(".")[0] in {sorted(JAX_MODULES)})
+lazyjax.import_in_background()
+lazyjax.import_in_background()
+value = evaluators.functional.mse(np.load({str(tmp_path / "scores.npy")!r}), np.load({str(tmp_path / "targets.npy")!r}))
+threads = [thread.name for thread in lazyjax._background_import]
+lazyjax._background_import[0].join()
+import jax
+seen = {{"before": before, "threads": threads, "value": float(value), "cache": jax.config.jax_compilation_cache_dir}}
+print(json.dumps({{**seen, "imported": lazyjax.imported(), "compile_seconds": timing.compile_seconds()}}))
+"""
+    lines = _run_python(statement).splitlines()
+    seen = json.loads(lines[-2])
+    assert seen["before"] == [] and set(lines[-1].split()) >= JAX_MODULES
+    assert seen["threads"] == ["evalpipe-import-jax"] and seen["imported"]
+    assert seen["value"] == pytest.approx(skm.mean_squared_error(targets, scores), rel=1e-12)
+    assert seen["cache"] == str(tmp_path / "xla") and any((tmp_path / "xla").iterdir())
+    assert seen["compile_seconds"] > 0
+
+
+def test_a_multiclass_job_past_the_host_rows_imports_jax_beside_its_first_read(tmp_path):
+    """120,000 rows of 50 classes: past the rows a worker folds on the host (4M entries), so its unit starts JAX's
+    import in the background before reading; accuracy and macro ROC-AUC are scikit-learn's (ROC-AUC binned: within
+    its bound)."""
+    table = multiclass_table(np.random.default_rng(22), 120_000, 50)
+    pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=30_000)
+    job = {
+        "name": "background-import",
+        "data": {"path": str(tmp_path), "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 50},
+        "metrics": ["accuracy", {"name": "roc_auc", "average": "macro", "as": "roc_auc"}],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    path = write_job(tmp_path / "job.yaml", job)
+    statement = (
+        f"from pipelines.cli import main\nfrom evaluators import lazyjax\nmain(['run', {str(path)!r}, '--quiet'])\n"
+        "print([thread.name for thread in lazyjax._background_import])"
+    )
+    lines = _run_python(statement).splitlines()
+    assert lines[-2] == "['evalpipe-import-jax']"
+    (run_dir,) = (tmp_path / "out" / "background-import").glob("2*")
+    (overall,) = (p for p in read_run(str(run_dir)).points if p.name == "overall")
+    probs = np.asarray(table.column("probs").combine_chunks().values).reshape(-1, 50).astype(np.float64)
+    labels = table.column("label").to_numpy()
+    assert overall.metrics["accuracy"].value == pytest.approx(skm.accuracy_score(labels, probs.argmax(1)), rel=1e-12)
+    reference = skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert abs(overall.metrics["roc_auc"].value - reference) <= overall.metrics["roc_auc.error_bound"].value
