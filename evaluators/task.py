@@ -200,7 +200,11 @@ class BadRows:
         return f"{self.role}: {self.what}"
 
     def message(self) -> str:
-        return f"{self.role}: {self.what}" if self.rows is None else f"{self.role}: {self.count} rows {self.what}"
+        return (
+            f"{self.role}: {self.what}"
+            if self.rows is None
+            else f"{self.role}: {self.count} {'row' if self.count == 1 else 'rows'} {self.what}"
+        )
 
 
 def check_batch(task: Task, columns: dict[str, np.ndarray]) -> list[str]:

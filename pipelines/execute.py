@@ -194,9 +194,8 @@ def check_dataset(spec: JobSpec) -> planning.Plan:
             for info in plan.files:
                 schema_type(info, column, f"functions[{i}].columns.{keyword}")
     if plan.rows == 0:
-        raise DataError(
-            f"data.path {', '.join(spec.data.paths)}: all {len(plan.files)} files have 0 rows; nothing to evaluate."
-        )
+        files = "its one file has" if len(plan.files) == 1 else f"all {len(plan.files)} files have"
+        raise DataError(f"data.path {', '.join(spec.data.paths)}: {files} 0 rows; nothing to evaluate.")
     return plan
 
 

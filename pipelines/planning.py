@@ -209,7 +209,9 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> FileInf
             schema = meta.schema.to_arrow_schema()
             row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise DataError(f"{url}: not a readable Parquet file (truncated or corrupt?): {exc}.") from None
+        raise DataError(
+            f"{url}: not a readable Parquet file (truncated or corrupt?): {str(exc).rstrip('.')}."
+        ) from None
     return FileInfo(url, size, file_version(info), row_groups, schema)
 
 

@@ -161,7 +161,7 @@ def to_numpy(array: pa.ChunkedArray | pa.Array, *, where: str, varying: bool = F
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
     if array.null_count:
-        raise DataError(f"{where}: {array.null_count} rows are null; expected a value in every row.")
+        raise DataError(f"{where}: {_null_rows(array.null_count)}; expected a value in every row.")
     if pa.types.is_fixed_size_binary(array.type):
         return raw_bytes(array)
     if _is_list(array.type):
@@ -221,7 +221,7 @@ def ragged(array: pa.ChunkedArray, *, where: str) -> Ragged:
     """A list column of varying lengths -> its per-row Python lists and its type, for the task adapter to
     decode (:meth:`~evaluators.adapters.base.TaskAdapter.decode`)."""
     if array.null_count:
-        raise DataError(f"{where}: {array.null_count} rows are null; expected a (possibly empty) list in every row.")
+        raise DataError(f"{where}: {_null_rows(array.null_count)}; expected a (possibly empty) list in every row.")
     nulls = _null_entries(array)
     if nulls:
         raise DataError(
@@ -272,7 +272,7 @@ def _column(role: str, array: pa.ChunkedArray, *, where: str) -> np.ndarray | pa
     if role.startswith(TEXT_PREFIX) and arrow_columns.is_text_type(array.type):
         combined = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if combined.null_count:
-            raise DataError(f"{where}: {combined.null_count} rows are null; expected a value in every row.")
+            raise DataError(f"{where}: {_null_rows(combined.null_count)}; expected a value in every row.")
         return combined
     return to_numpy(array, where=where, varying=role.startswith(VARYING_PREFIX))
 
@@ -417,3 +417,8 @@ def read_part(
         if problem is None:  # the storage failed to answer: tried again, then a storage failure (exit 1)
             raise
         raise DataError(f"{part.path} (row groups {part.start}-{part.stop - 1}): {problem}") from None
+
+
+def _null_rows(count: int) -> str:
+    """``"1 row is null"``, ``"2 rows are null"``."""
+    return "1 row is null" if count == 1 else f"{count} rows are null"

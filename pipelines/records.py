@@ -31,10 +31,23 @@ from pipelines.errors import UserError
 def unknown_message(what: str, name: str, valid: Iterable[str]) -> str:
     """``what 'name' not found (did you mean ...?); the ones there are: ...``."""
     names = sorted(set(valid))
-    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    near = _near(name, names)
+    quoted = [repr(n) for n in near]
+    hint = f" (did you mean {', '.join(quoted[:-1])} or {quoted[-1]}?)" if len(near) > 1 else ""
+    hint = f" (did you mean {quoted[0]}?)" if len(near) == 1 else hint
     listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
     return f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
+
+
+def _near(name: str, names: list[str]) -> list[str]:
+    """The names ``name`` most likely meant: a close spelling, else up to three that begin with it or with its first
+    word (``f1_score`` -> ``f1_macro``, a metric a job named with ``as:``), else a looser spelling."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+    if close:
+        return close
+    stem = name.split("_", 1)[0].split("(", 1)[0]
+    begun = [n for n in names if n.startswith(name) or n.split("_", 1)[0].split("(", 1)[0] == stem]
+    return begun[:3] or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
 
 
 class NotFound(UserError, KeyError):

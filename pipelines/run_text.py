@@ -119,7 +119,7 @@ def format_run(
     if hidden:
         lines.append(f"... {hidden} more values in metrics.parquet (evalpipe show RUN --metric NAME selects some)")
     if vectors:
-        lines.append(f"({len(vectors)} vectors collapsed: evalpipe show RUN --all lists every entry)")
+        lines.append(f"({counted(len(vectors), 'vector')} collapsed: evalpipe show RUN --all lists every entry)")
     return "\n".join(lines)
 
 

@@ -94,8 +94,13 @@ class SliceSpec:
 
     @property
     def where(self) -> str:
-        """``slices[i] ('name')``: the entry as a message names it."""
-        return f"slices[{self.index}] ({self.name!r})" if self.index is not None else f"slice {self.name!r}"
+        """``slices[i] ('name')``: the entry as a message names it; a cross the spec did not name, by its columns
+        (``slices[i] (columns country, device)``)."""
+        if self.index is None:
+            return f"slice {self.name!r}"
+        if len(self.columns) > 1 and self.name == "x".join(self.columns):
+            return f"slices[{self.index}] (columns {', '.join(self.columns)})"
+        return f"slices[{self.index}] ({self.name!r})"
 
     @property
     def is_filter(self) -> bool:

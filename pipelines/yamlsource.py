@@ -51,6 +51,10 @@ class YamlSource:
         """``"job.yaml: metrics[2].average (line 14)"``: the key path and its nearest known line, or the ``--set``
         that gave it its value."""
         probe = tuple(path)
+        if probe not in self.lines:  # a key that a --set made, on the way to the path it assigns
+            made = next((text for key, text in self.assigned.items() if key[: len(probe)] == probe), None)
+            if made is not None:
+                return f"{self.name}: {format_path(path)} (--set {made})"
         while probe and probe not in self.lines and probe not in self.assigned:
             probe = probe[:-1]
         if probe in self.assigned:

@@ -184,6 +184,12 @@ def test_a_value_given_by_set_is_named_by_its_assignment_not_the_line_it_replace
     assert "job.yaml: execution.actors (--set execution.actors=0): expected an integer" in err, err  # was "(line 7)"
     assert main(["run", str(job), "--quiet", "--set", "confidence.buckets=2"]) == 2  # a section the file lacks
     assert "confidence.buckets (--set confidence.buckets=2): expected at least 8 buckets" in capsys.readouterr().err
+    # a key that only the assignment made, on the way to the path it sets: named by it, not by a line of the file
+    assert main(["run", str(job), "--quiet", "--set", "execution.nosuch.key=1"]) == 2
+    err = capsys.readouterr().err
+    assert "job.yaml: execution.nosuch (--set execution.nosuch.key=1): unknown key 'nosuch'" in err, err
+    assert main(["run", str(job), "--quiet", "--set", "nosuch.key=1"]) == 2
+    assert "job.yaml: nosuch (--set nosuch.key=1): unknown key 'nosuch'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

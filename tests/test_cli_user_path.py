@@ -362,7 +362,7 @@ def test_show_latest_filters_formats_and_collapsed_vectors(results, capsys) -> N
     code, out, _ = _run(["show", str(first)], capsys)
     cells = ", ".join(str(int(matrix[f"confusion_matrix[{i},{j}]"].value)) for i in (0, 1) for j in (0, 1))
     assert f"confusion_matrix[…]  4 values: {cells}" in out and "confusion_matrix[0,1]" not in out
-    assert "(1 vectors collapsed: evalpipe show RUN --all lists every entry)" in out
+    assert "(1 vector collapsed: evalpipe show RUN --all lists every entry)" in out
     code, out, _ = _run(["show", str(first), "--all", "--point", "overall"], capsys)
     assert "confusion_matrix[0,1]" in out and "collapsed" not in out
     code, _, err = _run(["show", str(first), "--metric", "roc_acu"], capsys)

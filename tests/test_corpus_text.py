@@ -152,11 +152,11 @@ def test_functions_refuse_the_rows_a_job_refuses():
     assert F.wer(hyps, refs, weights=np.array([1.0, 0.0])) == 0.5 == jiwer.wer(refs[:1], hyps[:1])
     assert F.wer(hyps, refs, weights=np.array([1.0, 0.5])) == pytest.approx((1 + 0.5) / (2 + 0.5))
     for weights in ([1.0, -1.0], [np.nan, 1.0], [1.0, np.inf]):
-        with pytest.raises(ValueError, match="weights: 1 rows with a NaN, infinite or negative weight"):
+        with pytest.raises(ValueError, match="weights: 1 row with a NaN, infinite or negative weight"):
             F.wer(hyps, refs, weights=np.array(weights))
-    with pytest.raises(ValueError, match="predictions: 1 rows that are not strings"):
+    with pytest.raises(ValueError, match="predictions: 1 row whose value is not a string"):
         F.bleu(["the cat", None], refs)
-    with pytest.raises(ValueError, match="targets: 1 rows that are not strings"):
+    with pytest.raises(ValueError, match="targets: 1 row whose value is not a string"):
         F.rouge_l(hyps, ["a x", 7])
     with pytest.raises(IndexError):  # sacrebleu has no score for an empty corpus
         sacrebleu.corpus_bleu([], [[]])

@@ -123,12 +123,12 @@ def test_detection_needs_score_and_label_columns(tmp_path, shards):
         (
             "gt_area",
             lambda rows: [[-a - 1.0 for a in rows[2]], *rows[3:]],
-            "column 'gt_area' (data.columns.area): 1 rows with a negative area",
+            "column 'gt_area' (data.columns.area): 1 row with a negative area",
         ),
         (
             "boxes",
             lambda rows: [[box[:3] for box in rows[2]] or [[1.0, 2.0, 3.0]], *rows[3:]],
-            "column 'boxes' (data.columns.predictions): 1 rows with boxes of other than 4 numbers",
+            "column 'boxes' (data.columns.predictions): 1 row with boxes of other than 4 numbers",
         ),
     ],
 )
@@ -159,51 +159,51 @@ BAD_ROWS = [
         "scores",
         None,
         _shorter,
-        "column 'scores' (data.columns.scores): 1 rows with another number of scores than boxes",
+        "column 'scores' (data.columns.scores): 1 row with another number of scores than boxes",
     ),
     (
         "labels",
         None,
         _shorter,
-        "column 'labels' (data.columns.labels): 1 rows with another number of labels than boxes",
+        "column 'labels' (data.columns.labels): 1 row with another number of labels than boxes",
     ),
     (
         "gt_labels",
         None,
         _shorter,
-        "column 'gt_labels' (data.columns.target_labels): 1 rows with another number of labels than boxes",
+        "column 'gt_labels' (data.columns.target_labels): 1 row with another number of labels than boxes",
     ),
-    ("gt_area", None, _shorter, "column 'gt_area' (data.columns.area): 1 rows with another number of areas than boxes"),
-    ("crowd", None, _shorter, "column 'crowd' (data.columns.iscrowd): 1 rows with another number of crowd flags"),
+    ("gt_area", None, _shorter, "column 'gt_area' (data.columns.area): 1 row with another number of areas than boxes"),
+    ("crowd", None, _shorter, "column 'crowd' (data.columns.iscrowd): 1 row with another number of crowd flags"),
     (
         "labels",
         pa.list_(pa.float64()),
         lambda row: [1.5, *row[1:]],
-        "column 'labels' (data.columns.labels): 1 rows with labels that are not integers",
+        "column 'labels' (data.columns.labels): 1 row with labels that are not integers",
     ),
     (
         "labels",
         None,
         lambda row: [2**40, *row[1:]],
-        "column 'labels' (data.columns.labels): 1 rows with labels outside int32's range",
+        "column 'labels' (data.columns.labels): 1 row with labels outside int32's range",
     ),
     (
         "gt_labels",
         None,
         lambda row: [-(2**31) - 1, *row[1:]],
-        "column 'gt_labels' (data.columns.target_labels): 1 rows with labels outside int32's range",
+        "column 'gt_labels' (data.columns.target_labels): 1 row with labels outside int32's range",
     ),
     (
         "boxes",
         None,
         lambda row: [row[0][:3], *row[1:]],
-        "column 'boxes' (data.columns.predictions): 1 rows with boxes of other than 4 numbers",
+        "column 'boxes' (data.columns.predictions): 1 row with boxes of other than 4 numbers",
     ),
     (
         "gt_boxes",
         None,
         lambda row: [*row[:-1], [*row[-1], 1.0]],
-        "column 'gt_boxes' (data.columns.targets): 1 rows with boxes of other than 4 numbers",
+        "column 'gt_boxes' (data.columns.targets): 1 row with boxes of other than 4 numbers",
     ),
 ]
 
@@ -359,7 +359,7 @@ def test_image_ids_that_are_no_integers_are_bad_rows(tmp_path):
         with pytest.raises(DataError) as caught:
             run_job(job, show_progress=False)
         message = str(caught.value)
-        assert "column 'image_id' (data.columns.image_id): 1 rows whose image_id is not an integer" in message
+        assert "column 'image_id' (data.columns.image_id): 1 row whose image_id is not an integer" in message
         assert not list_runs(str(out / "out"))
         run = run_job(_job(out, directory, "local", on_bad_rows="drop"), show_progress=False).run
         assert run.metadata["dropped_rows"]["rows"] == 1

@@ -113,8 +113,8 @@ def test_segmentation_ids_out_of_range_exit_2_or_are_dropped_and_counted(tmp_pat
         request.getfixturevalue("ray_cluster")
     data, truths, preds = spoiled_masks
     message = _fails(tmp_path, _segmentation_job(tmp_path, data, runner), DataError, "part-")
-    assert "column 'predicted' (data.columns.predictions): 1 rows with class ids outside [0, 20]" in message or (
-        "column 'mask' (data.columns.targets): 1 rows with class ids outside [0, 20] or 255" in message
+    assert "column 'predicted' (data.columns.predictions): 1 row with class ids outside [0, 20]" in message or (
+        "column 'mask' (data.columns.targets): 1 row with class ids outside [0, 20] or 255" in message
     )
     run = _run(tmp_path, _segmentation_job(tmp_path, data, runner, on_bad_rows="drop"), "drop.yaml")
     assert run.run.metadata["dropped_rows"] == {
@@ -202,7 +202,7 @@ def test_nan_inf_and_negative_weights_exit_2_or_are_dropped_and_counted(tmp_path
         tmp_path,
         _weighted_job(tmp_path, tmp_path / "data", runner),
         DataError,
-        "column 'w' (data.columns.weights): 1 rows with a NaN, infinite or negative weight",
+        "column 'w' (data.columns.weights): 1 row with a NaN, infinite or negative weight",
         "on_bad_rows: drop",
     )
     run = _run(tmp_path, _weighted_job(tmp_path, tmp_path / "data", runner, on_bad_rows="drop"), "drop.yaml")
@@ -222,9 +222,9 @@ def test_the_functional_api_runs_the_same_row_checks_as_the_pipeline():
     p, y = np.array([0.2, 0.9, 0.6]), np.array([0, 1, 1])
     with pytest.raises(ValueError, match="weights: 2 rows with a NaN, infinite or negative weight"):
         F.accuracy(p, y, weights=np.array([np.nan, 1.0, -2.0]))
-    with pytest.raises(ValueError, match="predictions: 1 rows with NaN or inf"):
+    with pytest.raises(ValueError, match="predictions: 1 row with NaN or inf"):
         F.log_loss(np.array([0.2, np.inf, 0.6]), y)
-    with pytest.raises(ValueError, match=r"targets: 1 rows with labels outside \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"targets: 1 row with labels outside \[0, 1\]"):
         F.brier_score(p, np.array([0, 1, 2]))
     w = np.array([0.5, 2.0, 1.0])
     assert F.accuracy(p, y, weights=w) == pytest.approx(skm.accuracy_score(y, p > 0.5, sample_weight=w))

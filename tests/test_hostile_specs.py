@@ -142,6 +142,12 @@ SLICE_DATA_CASES = [
         "column 'ages' (slices[0] ('ages')) is missing (did you mean",
     ),
     ("filter column missing", "[{name: f, filter: {nope: {eq: 1}}}]", [_BASE], "column 'nope' (slices[0] ('f'))"),
+    (
+        "crossed column missing",
+        "[{columns: [c, region]}]",
+        [_BASE],
+        "column 'region' (slices[0] (columns c, region)) is missing",
+    ),
     ("boundaries on strings", "[{column: c, boundaries: [1]}]", [_BASE], "`boundaries` buckets need a numeric"),
     ("string eq on numbers", "[{name: f, filter: {age: {eq: US}}}]", [_BASE], "expected number values"),
     ("number lt on strings", "[{name: f, filter: {c: {lt: 5}}}]", [_BASE], "expected string values"),

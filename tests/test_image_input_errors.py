@@ -49,7 +49,7 @@ def _job(tmp_path, backbone, generated, metrics=("fid",), **data):
 def test_bytes_that_are_no_image_are_bad_rows(tmp_path, backbone_dir):  # noqa: F811
     generated = [_png(i) for i in range(6)]
     generated[2] = b"notapng"
-    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions\): 1 rows whose bytes are no image"):
+    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions\): 1 row whose bytes are no image"):
         run_job(_job(tmp_path, backbone_dir, generated), show_progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("_COMMITTED"))
 
@@ -64,9 +64,7 @@ def test_bytes_that_are_no_image_are_left_out_when_dropping_bad_rows(tmp_path, b
 def test_a_truncated_png_is_a_bad_row(tmp_path, backbone_dir):  # noqa: F811
     generated = [_png(i) for i in range(6)]
     generated[4] = generated[4][: len(generated[4]) // 2]  # (its header reads; its checksums and end do not)
-    with pytest.raises(
-        DataError, match=r"p.parquet row group 0: column 'g' \(data.columns.predictions\): 1 rows whose"
-    ):
+    with pytest.raises(DataError, match=r"p.parquet row group 0: column 'g' \(data.columns.predictions\): 1 row whose"):
         run_job(_job(tmp_path, backbone_dir, generated), show_progress=False)
 
 
@@ -116,7 +114,7 @@ def test_an_image_whose_header_claims_too_many_pixels_is_a_bad_row(tmp_path, bac
     generated = [_png(i) for i in range(6)]
     generated[3] = bomb
     (tmp_path / "fail").mkdir(), (tmp_path / "drop").mkdir()
-    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions\): 1 rows whose bytes are no image"):
+    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions\): 1 row whose bytes are no image"):
         run_job(_job(tmp_path / "fail", backbone_dir, generated), show_progress=False)
     run = run_job(_job(tmp_path / "drop", backbone_dir, generated, on_bad_rows="drop"), show_progress=False).run
     assert run.metadata["dropped_rows"]["rows"] == 1 and run.metadata["rows"] == 5

@@ -280,13 +280,13 @@ def test_image_metrics_need_an_image_task_and_checks_name_the_bad_rows():
     pixels = np.zeros((4, 12), np.int64)
     pixels[1, 3] = 300
     assert check_batch(IMAGE, {"predictions": pixels, "targets": pixels.clip(0, 255)}) == [
-        "predictions: 1 rows with pixel values outside [0, 255]"
+        "predictions: 1 row with pixel values outside [0, 255]"
     ]
     floats = np.full((3, 10), 0.5)
     problems = check_batch(IMAGE, {"predictions": floats, "targets": np.array([b"x", b"", b"y"], dtype=object)})
     assert problems == [
         "predictions: 10 pixel values per row is not S*S*3 for a square RGB image",
-        "targets: 1 rows that are not non-empty encoded image bytes",
+        "targets: 1 row whose value is not non-empty encoded image bytes",
     ]
 
 

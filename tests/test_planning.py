@@ -65,8 +65,12 @@ def test_zero_byte_and_truncated_files_are_named(tmp_path):
     _write(tmp_path / "whole.parquet", 1000, 100)
     data = (tmp_path / "whole.parquet").read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=r"cut\.parquet: not a readable Parquet file"):
+    with pytest.raises(DataError, match=r"cut\.parquet: not a readable Parquet file") as refused:
         plan([str(tmp_path / "cut.parquet")], {}, 1000)
+    (tmp_path / "text.parquet").write_bytes(b"not parquet\n")  # (Arrow's own sentence ends in a full stop)
+    with pytest.raises(DataError, match=r"text\.parquet: not a readable Parquet file") as text:
+        plan([str(tmp_path / "text.parquet")], {}, 1000)
+    assert not str(refused.value).endswith("..") and not str(text.value).endswith(".."), (refused.value, text.value)
 
 
 def test_list_columns_read_as_matrices(tmp_path):

@@ -73,10 +73,10 @@ def _binary(tmp_path, planted: float, metric: str) -> dict:
     [("classification", np.nan, "accuracy"), ("calibration", np.inf, "log_loss"), ("ranking", -np.inf, "roc_auc")],
 )
 def test_classification_calibration_and_ranking_refuse_a_planted_non_finite_score(tmp_path, family, planted, metric):
-    _refused(tmp_path, _binary(tmp_path, planted, metric), "column 'score' (data.columns.predictions): 1 rows")
+    _refused(tmp_path, _binary(tmp_path, planted, metric), "column 'score' (data.columns.predictions): 1 row")
 
 
-@pytest.mark.parametrize(("planted", "needle"), [(np.inf, "1 rows with NaN or inf"), (1e200, "metric 'mse'")])
+@pytest.mark.parametrize(("planted", "needle"), [(np.inf, "1 row with NaN or inf"), (1e200, "metric 'mse'")])
 def test_regression_refuses_non_finite_targets_and_squares_beyond_float64(tmp_path, planted, needle):
     rng = np.random.default_rng(3)
     target = rng.normal(size=N)
@@ -105,7 +105,7 @@ def test_segmentation_refuses_a_nan_class_id(tmp_path):
         ["mean_iou"],
         {"predictions": "pred", "targets": "mask"},
     )
-    _refused(tmp_path, spec, "column 'pred' (data.columns.predictions): 1 rows whose class ids are not integers")
+    _refused(tmp_path, spec, "column 'pred' (data.columns.predictions): 1 row whose class ids are not integers")
 
 
 def test_detection_refuses_a_nan_box_coordinate_and_an_inf_score(tmp_path):
@@ -135,7 +135,7 @@ def test_detection_refuses_a_nan_box_coordinate_and_an_inf_score(tmp_path):
     spec = _spec(
         tmp_path, data, "detection", [{"name": "mean_average_precision", "box_format": "xywh", "as": "map"}], roles
     )
-    _refused(tmp_path, spec, "column 'boxes' (data.columns.predictions): 1 rows with NaN or inf in their lists")
+    _refused(tmp_path, spec, "column 'boxes' (data.columns.predictions): 1 row with NaN or inf in their lists")
     spec["data"]["on_bad_rows"] = "drop"
     run = run_job(spec_module.load(str(write_job(tmp_path / "drop.yaml", spec))), show_progress=False).run
     assert run.metadata["dropped_rows"]["rows"] == 2
@@ -175,7 +175,7 @@ def test_image_pixels_with_nan_are_refused(tmp_path):
         {"predictions": "generated", "targets": "real"},
         backbone={"kind": "cnn", "weights": str(backbone)},
     )
-    _refused(tmp_path, spec, "column 'generated' (data.columns.predictions): 1 rows with pixel values outside [0, 1]")
+    _refused(tmp_path, spec, "column 'generated' (data.columns.predictions): 1 row with pixel values outside [0, 1]")
 
 
 def test_text_with_an_empty_side_gives_finite_reference_scores(tmp_path):

@@ -333,7 +333,7 @@ def test_nan_in_precomputed_features_is_a_bad_row_named_by_its_column(tmp_path):
         "execution": {"runner": "local"},
         "output": {"uri": str(tmp_path / "out")},
     }
-    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions_features\): 1 rows with NaN or inf"):
+    with pytest.raises(DataError, match=r"column 'g' \(data.columns.predictions_features\): 1 row with NaN or inf"):
         _run(tmp_path, "refused", spec)
     dropped = _run(tmp_path, "dropped", {**spec, "data": {**spec["data"], "on_bad_rows": "drop"}}).run
     keep = np.arange(50) != 3

@@ -16,7 +16,7 @@ import pytest
 from pipelines import plots
 from pipelines.cli import main
 from pipelines.errors import UserError
-from pipelines.records import declared_keys
+from pipelines.records import declared_keys, unknown_message
 from pipelines.results import list_runs, load_run, load_runs
 from tests.conftest import write_job
 
@@ -220,3 +220,14 @@ def test_cut_labels_that_would_read_alike_keep_a_digest() -> None:
     cut = plots.short_labels([a, b, "g=short"])
     assert cut[0] != cut[1] and cut[2] == "g=short"
     assert all(len(label) <= plots.SLICE_LABEL_CHARACTERS and label.endswith("answer briefly") for label in cut[:2])
+
+
+def test_an_unknown_name_suggests_a_spelling_or_the_keys_a_job_renamed_it_to():
+    """A typo gets its nearest spelling; a metric a job renamed with ``as:`` (``f1_score`` as ``f1_macro``, ...) gets
+    the keys that begin with its first word, which a spelling match would miss (``brier_score`` was suggested)."""
+    keys = ["accuracy", "brier_score", "f1_macro", "f1_per_class", "f1_weighted", "roc_auc"]
+    assert "(did you mean 'roc_auc'?)" in unknown_message("metric", "roc_acu", keys)
+    found = unknown_message("metric", "f1_score", keys)
+    assert "(did you mean 'f1_macro', 'f1_per_class' or 'f1_weighted'?)" in found and "brier" not in found.split(";")[0]
+    assert "(did you mean 'f1_macro' or 'f1_weighted'?)" in unknown_message("metric", "f1", ["f1_macro", "f1_weighted"])
+    assert unknown_message("metric", "zzz", keys).startswith("metric 'zzz' not found; the ones there are: accuracy")

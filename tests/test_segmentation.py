@@ -440,7 +440,7 @@ def test_image_all_ignored_and_bad_weights() -> None:
         weights = np.ones(4)
         weights[2] = bad
         for metric in (fseg.mean_iou, fseg.dice_score, fseg.pixel_accuracy):
-            with pytest.raises(ValueError, match="weights: 1 rows with a NaN, infinite or negative weight"):
+            with pytest.raises(ValueError, match="weights: 1 row with a NaN, infinite or negative weight"):
                 metric(preds, targets, c, ignore_index=IGNORE, weights=weights)
 
 

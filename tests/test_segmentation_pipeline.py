@@ -121,7 +121,7 @@ def test_masks_of_one_pixel_count_but_other_shapes_are_refused(tmp_path):
 
     mask = np.array([[0, 1, 2], [1, 1, 0]], np.uint8)
     table = pa.table({"predicted": [encode_mask(mask)], "mask": [encode_mask(mask.reshape(3, 2))]})
-    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 rows whose mask differs in shape"):
+    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 row whose mask differs in shape"):
         run_job(_run_masks(tmp_path, table), show_progress=False)
 
 
@@ -199,7 +199,7 @@ def test_id_lists_of_images_of_several_sizes(tmp_path, layout):
     table = table.set_column(1, "predicted", _flat(short, "list"))
     (tmp_path / "short").mkdir()
     pq.write_table(table, tmp_path / "short" / "part.parquet", row_group_size=2)
-    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 rows whose mask differs in shape"):
+    with pytest.raises(DataError, match=r"data.columns.predictions\): 1 row whose mask differs in shape"):
         run_job(_job(tmp_path / "fail", tmp_path / "short", "local"), show_progress=False)
     spec = _job(tmp_path / "drop", tmp_path / "short", "local")
     spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, on_bad_rows="drop"))

@@ -132,4 +132,5 @@ def _label_problems(task: Task, role: str, values: np.ndarray, n: int) -> list[B
     bad = (values < 0) | (values >= upper)
     if task.ignore_index is not None and role == "targets":
         bad &= values != task.ignore_index
-    return problems + flagged_rows(role, f"with labels outside [0, {upper - 1}]", bad, n)
+    classes = f" (task.num_classes: {upper})" if task.kind is TaskKind.MULTICLASS else ""
+    return problems + flagged_rows(role, f"with labels outside [0, {upper - 1}]{classes}", bad, n)

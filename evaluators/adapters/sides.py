@@ -76,7 +76,7 @@ def _check_images(role: str, values: np.ndarray, n: int) -> list[BadRows]:
         bad = np.fromiter(
             (not isinstance(v, bytes | bytearray | memoryview) or len(v) == 0 for v in values), bool, count=n
         )
-        return flagged_rows(role, "that are not non-empty encoded image bytes", bad, n)
+        return flagged_rows(role, "whose value is not non-empty encoded image bytes", bad, n)
     if values.ndim != 2:
         return [
             BadRows(

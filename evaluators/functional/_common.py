@@ -322,5 +322,6 @@ def text_column(role: str, values: Sequence[str]) -> np.ndarray:
         raise ValueError(f"{role}: one string; expected a sequence of strings, one per row (a list of one for one row)")
     bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
     if bad:
-        raise ValueError(f"{role}: {len(bad)} rows that are not strings (first: row {bad[0]}, {values[bad[0]]!r})")
+        rows = "1 row" if len(bad) == 1 else f"{len(bad)} rows"
+        raise ValueError(f"{role}: {rows} whose value is not a string (first: row {bad[0]}, {values[bad[0]]!r})")
     return np.asarray(list(values), dtype=object).reshape(len(values))
