@@ -592,8 +592,8 @@ def test_a_batch_of_zero_weights_changes_nothing_whatever_its_values():
 
 @pytest.mark.parametrize("weights", [None, "zeros"])
 def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights):
-    # no row, or only rows of weight 0: scikit-learn refuses both; every metric of the moments is NaN (r2 and
-    # explained variance too, not force_finite's 0 or 1 of a constant target)
+    # no row, or only rows of weight 0: scikit-learn refuses both, as the functional API does; every metric of the
+    # moments' state is NaN (r2 and explained variance too, not force_finite's 0 or 1 of a constant target)
     n = 0 if weights is None else 3
     y, p = np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64) + 1.0
     w = None if weights is None else np.zeros(n)
@@ -602,7 +602,10 @@ def test_regression_without_a_counted_row_is_undefined_for_every_metric(weights)
     values = evaluate([build(m, Task("regression")) for m in REGRESSION_METRICS], p, y, w)
     for metric, value in zip(REGRESSION_METRICS, values, strict=True):
         assert np.isnan(value[""]), metric
-    assert np.isnan(F.r2(p, y, weights=w)) and np.isnan(F.explained_variance(p, y, weights=w))
+    refused = "no rows" if weights is None else "all 3 rows have weight 0"  # (the functional API: as a job, exit 2)
+    for function in (F.r2, F.explained_variance):
+        with pytest.raises(ValueError, match=refused):
+            function(p, y, weights=w)
 
 
 @pytest.mark.parametrize("predictions", [[2.5], [1.0]])

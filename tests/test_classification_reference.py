@@ -573,30 +573,38 @@ def test_a_class_seen_only_in_rows_of_weight_0_is_absent():
         ("multilabel", np.array([[1, 0], [0, 1]]), np.full((2, 2), 9)),
     ],
 )
-def test_no_counted_row_is_nan_for_every_average(kind, predictions, targets):
-    """Every row ignored (or of weight 0): scikit-learn refuses the empty rows, so no averaged value is a number
-    (not zero_division's 0 or 1); per class a zero denominator still takes zero_division."""
+def test_no_counted_row_is_refused_by_the_functional_api_and_nan_in_a_state(kind, predictions, targets):
+    """Every row ignored (or of weight 0): scikit-learn refuses the empty rows, and so does the functional API, as a
+    job does (exit 2); a state of such rows (a slice's) gives no averaged value that is a number (not zero_division's
+    0 or 1), while per class a zero denominator still takes zero_division."""
     with pytest.raises(ValueError):
         skm.precision_score([], [], zero_division=1.0)
+    classes = {"multiclass": 3, "multilabel": 2}.get(kind)
     kw = {"task": kind, "ignore_index": 9, "num_classes": 3 if kind == "multiclass" else None}
     averages = ["binary"] if kind == "binary" else ["micro", "macro", "weighted"]
+    task = Task(kind, classes, ignore_index=9) if classes else Task(kind, ignore_index=9)
+    ignored = f"all {len(predictions)} rows have only the target 9, which ignore_index leaves out"
     for name in ("precision", "recall", "f1_score", "specificity", "accuracy"):
         extra = {} if name == "accuracy" else {"zero_division": 1.0}
         for average in averages:
-            value = getattr(F, name)(predictions, targets, average=average, **extra, **kw)
-            assert np.isnan(value), (name, average)
+            with pytest.raises(ValueError, match=ignored):
+                getattr(F, name)(predictions, targets, average=average, **extra, **kw)
+            metric = catalog.build(name, task, {**extra, **({} if average == "binary" else {"average": average})})
+            assert np.isnan(evaluate([metric], predictions, targets)[0][""]), (name, average)
     if kind != "multilabel":
         for name in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
-            assert np.isnan(getattr(F, name)(predictions, targets, **kw)), name
-    per_class = F.recall(predictions, targets, average="none", zero_division=1.0, **kw)
-    assert np.all(per_class == 1.0)
+            with pytest.raises(ValueError, match=ignored):
+                getattr(F, name)(predictions, targets, **kw)
+            assert np.isnan(evaluate([catalog.build(name, task)], predictions, targets)[0][""]), name
+    recall = catalog.build("recall", task, {"average": "none", "zero_division": 1.0})
+    per_class = [v for k, v in evaluate([recall], predictions, targets)[0].items() if k.startswith("[")]
+    assert per_class and np.all(np.asarray(per_class) == 1.0)
     weights = np.zeros(len(predictions))
-    assert np.isnan(
+    with pytest.raises(ValueError, match=f"weights: all {len(predictions)} rows have weight 0"):
         F.f1_score(predictions, np.zeros_like(predictions), weights=weights, task=kind, average=averages[0])
-    )
     if kind == "multiclass":
-        scores = np.eye(3)[predictions]
-        assert np.isnan(F.accuracy(scores, targets, top_k=2, ignore_index=9))
+        with pytest.raises(ValueError, match=ignored):
+            F.accuracy(np.eye(3)[predictions], targets, top_k=2, ignore_index=9)
 
 
 def test_undefined_combinations_raise():

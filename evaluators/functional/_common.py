@@ -12,6 +12,7 @@ import numpy as np
 
 from evaluators import catalog
 from evaluators.accumulate import evaluate
+from evaluators.adapters import adapter_for
 from evaluators.statistic import check_merged, check_weights
 from evaluators.task import PredictionKind, Task, TaskKind, check_batch
 
@@ -262,6 +263,7 @@ def compute(
     problems = check_batch(t, columns)  # the pipeline's own row checks
     if problems:
         raise ValueError("; ".join(problems))
+    refuse_no_counted_rows(t, columns)
     values = evaluate([metric], columns["predictions"], columns["targets"], weights)[0]
     if "" in values:
         return values[""]
@@ -269,6 +271,27 @@ def compute(
     if per_class:
         return np.array([v for _, v in per_class])
     return values
+
+
+def refuse_no_counted_rows(task: Task, columns: dict[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` where a job stops with exit 2 because every metric would be undefined (scikit-learn
+    raises there too): no rows, every weight 0, or every target ``ignore_index``, or both together."""
+    rows = len(columns["targets"]) if np.ndim(columns["targets"]) else 0
+    if rows == 0:
+        raise ValueError("predictions, targets: no rows; a metric of no rows is undefined (give at least one row)")
+    counted = adapter_for(task).counted_rows(columns)
+    weights = columns.get("weights")
+    if weights is not None and not np.any(weights[counted] if counted is not None else weights):
+        ignoring = f" or the target {task.ignore_index} (ignore_index)" if counted is not None else ""
+        raise ValueError(
+            f"weights: all {rows} rows have weight 0{ignoring}, so every metric is undefined (a weighted mean of "
+            "nothing); give some rows a positive weight"
+        )
+    if counted is not None and not counted.any():
+        raise ValueError(
+            f"targets: all {rows} rows have only the target {task.ignore_index}, which ignore_index leaves out, so "
+            "every metric is undefined"
+        )
 
 
 def backbone_metric(
