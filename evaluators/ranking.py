@@ -525,7 +525,23 @@ def _ranking_metric(
     rows = partial(_ranking_rows, task, avg, rows_fn, binned)
     value = partial(_ranking, task, avg, score_fn, rows_fn, rounding_rows, binned)
     many = partial(_ranking_many, task, avg, rows_fn, rounding_rows, binned)
-    return DerivedMetric(name, statistic, value, interval_rows=rows, finalize_many=many, value_range=RATIO)
+    why = partial(_why_undefined, task, name)
+    return DerivedMetric(
+        name, statistic, value, interval_rows=rows, finalize_many=many, value_range=RATIO, undefined_because=why
+    )
+
+
+def _why_undefined(task: Task, name: str, state: State) -> str:
+    """Why ``name`` (ROC-AUC or average precision) of ``state`` is undefined: the labels its rows lack."""
+    needs = "a positive row" if name == "average_precision" else "rows of both labels"
+    totals = [(float(neg.sum()), float(pos.sum())) for neg, pos, _ in class_distributions(state, ranked_classes(task))]
+    if task.kind is not TaskKind.BINARY:
+        return f"no {'class' if task.kind is TaskKind.MULTICLASS else 'label'} has {needs}"
+    negatives, positives = totals[0]
+    lacking = (
+        "no counted row" if negatives + positives == 0 else "no positive row" if positives == 0 else "no negative row"
+    )
+    return f"{lacking}; {name} needs {needs}"
 
 
 def roc_auc(

@@ -471,6 +471,8 @@ class DerivedMetric:
         info_parts: suffixes of the values beside the headline that describe the rows (counts, lengths, each group's
             rates) and rank nothing: recorded with direction ``info``, so a comparison of runs does not read fewer
             queries as a regression.
+        undefined_because: optional host function: why the headline value of a merged state is undefined (NaN), a
+            phrase such as ``"no positive row"`` (:meth:`why_undefined`); None where the metric does not say.
     """
 
     name: str
@@ -485,6 +487,7 @@ class DerivedMetric:
     value_range: tuple[float, float] | None = None
     part_ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
     info_parts: tuple[str, ...] = ()
+    undefined_because: Callable[[State], str] | None = None
 
     def ranges(self, key: str) -> dict[str, tuple[float, float]]:
         """``{key + suffix: (low, high)}``: the range of each value this metric gives under ``key`` that has one
@@ -503,6 +506,10 @@ class DerivedMetric:
             if values is not None:
                 return [dict(v) for v in values]
         return [self.compute(s) for s in states]
+
+    def why_undefined(self, state: State) -> str | None:
+        """Why the headline value of ``state`` is NaN (:attr:`undefined_because`), or None where it does not say."""
+        return None if self.undefined_because is None else self.undefined_because(tree_to_numpy(state))
 
     def compute_for_interval(self, state: State) -> dict[str, Any]:
         """Values whose bootstrap replicates give the interval: ``interval_values`` when set, else ``compute``."""

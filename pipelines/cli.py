@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             out.write(job.redact(f"run: {outcome.uri}\n"))
             for name in outcome.run.metadata.get("empty_filters", ()):
                 sys.stderr.write(job.redact(f"evalpipe: warning: {name} matched no row, so it has no point\n"))
+            for key, why in outcome.run.metadata.get("undefined", {}).items():
+                sys.stderr.write(job.redact(f"evalpipe: note: {key} is undefined (NaN) at overall: {why}\n"))
             baseline = outcome.run.metadata.get("baseline")
             if baseline is not None:
                 if baseline.get("found") is None:

@@ -209,10 +209,27 @@ def build_points(
         report["dropped_slices"] = dropped
     if small:
         report["below_min_count"] = [slice_name(key) for key in small]
+    undefined = _undefined_overall(acc, metrics, merged, values_by_key.get(OVERALL, {}))
+    if undefined:
+        report["undefined"] = undefined
     empty = [slice_name(((FILTER, s.name),)) for s in slices if s.is_filter and ((FILTER, s.name),) not in merged.rows]
     if empty:  # (a filter that matched no row has no point: named, so that a mistyped value is seen)
         report["empty_filters"] = empty
     return points, report
+
+
+def _undefined_overall(
+    acc: Accumulator, metrics: Sequence[tuple[MetricSpec, DerivedMetric]], merged: Partial, values: Mapping[str, float]
+) -> dict[str, str]:
+    """``{metric key: why}`` for each headline value of the overall point that is NaN and whose metric says why
+    (:meth:`~evaluators.statistic.DerivedMetric.why_undefined`: ROC-AUC of rows of one label, ...)."""
+    out = {}
+    for spec, metric in metrics:
+        if spec.key in values and np.isnan(values[spec.key]):
+            why = metric.why_undefined(merged.states[OVERALL][acc.index(metric.statistic)])
+            if why is not None:
+                out[spec.key] = why
+    return out
 
 
 def _within(

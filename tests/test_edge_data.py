@@ -22,6 +22,7 @@ from pipelines import spec as spec_module
 from pipelines.errors import DataError, SpecError, UserCodeError
 from pipelines.execute import run_job
 from pipelines.results import list_runs
+from pipelines.storage import read_run
 from tests.conftest import accuracy_job, write_job
 
 CLASSES, IGNORE = 21, 255
@@ -435,3 +436,40 @@ def test_top_k_beyond_the_classes_is_refused_and_top_k_of_every_class_is_1():
         multiclass_accuracy(torch.tensor(probs), torch.tensor(labels), num_classes=4, top_k=10)
     reference = multiclass_accuracy(torch.tensor(probs), torch.tensor(labels), num_classes=4, top_k=4, average="micro")
     assert F.accuracy(probs, labels, top_k=4, task="multiclass", num_classes=4) == float(reference) == 1.0
+
+
+@pytest.mark.parametrize(("labels", "lacking"), [(0, "no positive row"), (1, "no negative row")])
+def test_ranking_values_of_one_label_are_null_and_say_why(tmp_path, capsys, labels, lacking):
+    """All-negative rows leave ROC-AUC and average precision undefined, all-positive rows ROC-AUC (average precision
+    is 1): the run commits them as NaN (null in run.json), records why in ``metadata.undefined``, and ``evalpipe run``
+    says so on stderr."""
+    from pipelines.cli import main
+
+    rng = np.random.default_rng(31)
+    scores, y = rng.random(3_000), np.full(3_000, labels)
+    pq.write_table(pa.table({"score": scores, "label": y}), tmp_path / "part-0.parquet")
+    spec = {
+        "name": "one-label",
+        "data": {"path": str(tmp_path / "part-0.parquet"), "columns": {"predictions": "score", "targets": "label"}},
+        "task": "binary",
+        "metrics": ["accuracy", "roc_auc", "average_precision"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    assert main(["run", str(write_job(tmp_path / "job.yaml", spec)), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    (info,) = list_runs(str(tmp_path / "out"), job="one-label")
+    run = read_run(info.uri)
+    values = run.point("overall").metrics
+    assert np.isnan(values["roc_auc"].value) and values["accuracy"].value == skm.accuracy_score(y, scores > 0.5)
+    undefined = run.metadata["undefined"]
+    assert undefined["roc_auc"] == f"{lacking}; roc_auc needs rows of both labels"
+    assert f"evalpipe: note: roc_auc is undefined (NaN) at overall: {lacking}" in err
+    if labels == 0:
+        with pytest.warns(UserWarning, match="Only one class"):  # (scikit-learn's UndefinedMetricWarning: NaN)
+            assert np.isnan(skm.roc_auc_score(y, scores))
+        assert np.isnan(values["average_precision"].value)  # (scikit-learn warns and reads 0: see the README)
+        assert undefined["average_precision"] == "no positive row; average_precision needs a positive row"
+    else:
+        assert values["average_precision"].value == skm.average_precision_score(y, scores) == 1.0
+        assert set(undefined) == {"roc_auc"} and "average_precision is undefined" not in err

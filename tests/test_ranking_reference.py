@@ -304,9 +304,24 @@ def test_error_bound_is_attained_by_ties_within_one_bin():
     assert abs(auc[""] - skm.roc_auc_score(y, scores)) <= auc[".error_bound"]
     [exact] = evaluate([catalog.build("roc_auc", task, {"mode": "exact"})], scores, y)
     assert exact[""] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-15)
-    # the binary default keeps a bin's scores while it holds at most 16: the bin's six cells, scikit-learn's value
+    # the binary default keeps a bin's scores while it holds at most 8: the bin's six cells, scikit-learn's value
     [kept] = evaluate([catalog.build("roc_auc", task, {"exact_cells": 0})], scores, y)
     assert kept[""] == exact[""] and kept[".error_bound"] <= 1e-12  # (float64 evaluation alone)
+
+
+def test_float64_scores_alike_in_float32_share_a_bin_at_the_defaults_within_the_bound():
+    """300,000 distinct float64 scores 1e-14 apart, one float32 value: past ``exact_cells`` and ``bin_scores`` they
+    are one cell, and perfectly separated rows read 0.5, within the reported bound (the README's example); the
+    exact mode gives scikit-learn's 1."""
+    rank = np.random.default_rng(5).permutation(300_000)
+    scores, y = 0.3 + rank * 1e-14, (rank > 270_000).astype(np.int64)
+    assert len(np.unique(scores)) == 300_000 and len(np.unique(scores.astype(np.float32))) == 1
+    reference = skm.roc_auc_score(y, scores)
+    [binned] = evaluate([catalog.build("roc_auc", Task("binary"))], scores, y)
+    assert reference == 1.0 and binned[""] == pytest.approx(0.5, abs=1e-5)
+    assert abs(binned[""] - reference) <= binned[".error_bound"]
+    [exact] = evaluate([catalog.build("roc_auc", Task("binary"), {"mode": "exact"})], scores, y)
+    assert exact[""] == reference
 
 
 def test_score_bins_are_monotone_and_relatively_narrow_near_0_half_and_1():
