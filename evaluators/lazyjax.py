@@ -127,16 +127,18 @@ _background_import: list[threading.Thread] = []
 
 
 def import_in_background() -> None:
-    """Import JAX in a daemon thread (once a process), as a stand-in's first attribute read would: the XLA flags,
-    the import, then the hooks of :func:`when_imported`. A caller that will use JAX soon calls it first and reads
-    data meanwhile: the import's 0.5-0.8 s of CPU then runs beside the read (which leaves the interpreter lock
-    free while Arrow decodes) instead of before the first compiled update. A stand-in read during the import waits
-    for it (Python's lock of a module being imported); an import that fails here is tried again, and raises, at
-    the caller's first use."""
+    """Import JAX in a thread (once a process), as a stand-in's first attribute read would: the XLA flags, the
+    import, then the hooks of :func:`when_imported`. A caller that will use JAX soon calls it first and reads data
+    meanwhile: the import's 0.5-0.8 s of CPU then runs beside the read (which leaves the interpreter lock free while
+    Arrow decodes) instead of before the first compiled update. A stand-in read during the import waits for it
+    (Python's lock of a module being imported); an import that fails here is tried again, and raises, at the
+    caller's first use. The thread is not a daemon: a process that exits meanwhile (a user error found in the first
+    rows: exit 2) waits for the import to end, since an interpreter shut down in the middle of jaxlib's import
+    aborts (exit 134, "terminate called after throwing an instance of ''")."""
     with _lock:
         if imported() or _background_import:
             return
-        thread = threading.Thread(target=_import_quietly, name="evalpipe-import-jax", daemon=True)
+        thread = threading.Thread(target=_import_quietly, name="evalpipe-import-jax")
         _background_import.append(thread)
     thread.start()
 
