@@ -38,13 +38,16 @@ the flattened valid pixels give the same numbers):
 * ``none``: one value per class, all ``C`` classes, keys ``"[i]"``; an absent class takes ``zero_division``;
 * ``binary``: the value of class 1 (two classes), calibrax's ``iou(pred_mask, gt_mask)``.
 
-A ratio with a zero denominator takes ``zero_division`` (default 0.0, as both references); without a counted
-pixel (every one ignored, or images of weight 0) every average is NaN, undefined (torchmetrics' JaccardIndex
-gives NaN, scikit-learn refuses empty input), and ``none`` gives ``zero_division`` per class.
+A ratio with a zero denominator takes ``zero_division`` (default 0.0, as both references); a state without a
+counted pixel (every one ignored, or images of weight 0: a slice's) has every average NaN, undefined (torchmetrics'
+JaccardIndex gives NaN, scikit-learn refuses empty input), and ``none`` gives ``zero_division`` per class; the
+functions refuse such masks with ``ValueError``, as a job exits 2.
 
-``ignore_index``: target pixels with that value are dropped. When it is also a class id in ``[0, C)``, that class
-is left out of the ``macro``, ``micro`` and ``weighted`` reductions too (as torchmetrics' JaccardIndex, and as
-scikit-learn given ``labels`` without it); predicting it on a valid pixel still counts as an error.
+``ignore_index``: target pixels with that value are dropped. When it is also a class id in ``[0, C)``, IoU leaves
+that class out of its ``macro``, ``micro`` and ``weighted`` reductions too (as torchmetrics' JaccardIndex does, and
+scikit-learn's ``jaccard_score`` given ``labels`` without it); Dice and the per-class accuracy keep it as a class
+predicted on counted pixels, wrongly every time (as torchmetrics' F1 score and accuracy do, and scikit-learn over the
+counted pixels): it lowers their ``macro`` mean, and micro Dice stays equal to pixel accuracy.
 
 These are dataset-level metrics: torchmetrics' ``segmentation.MeanIoU`` and ``segmentation.DiceScore`` (default
 ``aggregation_level="samplewise"``) instead average per-image scores; on a single image, or with
@@ -210,12 +213,12 @@ def _iou(ignore_index: int | None, average: str, zero_division: float, cm: np.nd
 
 
 def _dice(ignore_index: int | None, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
-    c = pixel_counts(cm, ignore_index)
+    c = pixel_counts(cm)  # (an in-range ignore_index predicted on a counted pixel stays a class: see the module doc)
     return reduce_ratio(c, 2 * c.tp, 2 * c.tp + c.fp + c.fn, average, zero_division)
 
 
 def _class_accuracy(ignore_index: int | None, average: str, zero_division: float, cm: np.ndarray) -> dict[str, float]:
-    c = pixel_counts(cm, ignore_index)
+    c = pixel_counts(cm)
     return reduce_ratio(c, c.tp, c.support, average, zero_division)
 
 

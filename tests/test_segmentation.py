@@ -215,28 +215,38 @@ def test_against_torchmetrics_segmentation_package(c: int) -> None:
 
 @pytest.mark.parametrize("ignore", [0, 2])
 def test_ignore_index_inside_the_classes(ignore: int) -> None:
-    """An ``ignore_index`` in ``[0, C)`` drops its pixels and leaves its class out of every reduction."""
+    """An ``ignore_index`` in ``[0, C)`` drops its pixels. IoU leaves its class out of every reduction, as
+    torchmetrics' JaccardIndex; Dice and the per-class accuracy keep it where it is predicted on a counted pixel (an
+    error each time), as torchmetrics' F1 score and accuracy and scikit-learn over the counted pixels, so micro Dice is
+    pixel accuracy. (Dice and the accuracy once left it out too: macro Dice 0.45 where both references give 0.30.)"""
     rng = np.random.default_rng(7 + ignore)
     c = 5
     preds, targets = make_masks(rng, 6, 33, 41, c, ignore=None)
     y, p, _ = flat_valid(preds, targets, ignore=ignore)
+    assert ignore in set(p) and ignore not in set(y)  # (predicted on counted pixels: the case where they differ)
     others = [k for k in range(c) if k != ignore]
     present = [k for k in others if k in set(y) | set(p)]
+    torch_inputs = (torch.from_numpy(preds), torch.from_numpy(targets))
     for average in ("macro", "micro", "weighted"):
         labels = present if average == "macro" else others
         ref = skm.jaccard_score(y, p, labels=labels, average=average, zero_division=0)
         ours = fseg.mean_iou(preds, targets, c, average=average, ignore_index=ignore)
         np.testing.assert_allclose(ours, ref, **SK_TOL)
-        ref = skm.f1_score(y, p, labels=labels, average=average, zero_division=0)
-        np.testing.assert_allclose(
-            fseg.dice_score(preds, targets, c, average=average, ignore_index=ignore), ref, **SK_TOL
-        )
         reference = tm_cls.MulticlassJaccardIndex(c, average=average, ignore_index=ignore)
-        expected = float(reference(torch.from_numpy(preds), torch.from_numpy(targets)))
-        np.testing.assert_allclose(ours, expected, **TM_TOL)
-    np.testing.assert_allclose(
-        fseg.pixel_accuracy(preds, targets, c, ignore_index=ignore), skm.accuracy_score(y, p), **SK_TOL
-    )
+        np.testing.assert_allclose(ours, float(reference(*torch_inputs)), **TM_TOL)
+        dice = fseg.dice_score(preds, targets, c, average=average, ignore_index=ignore)
+        np.testing.assert_allclose(dice, skm.f1_score(y, p, average=average, zero_division=0), **SK_TOL)
+        reference = tm_cls.MulticlassF1Score(c, average=average, ignore_index=ignore)
+        np.testing.assert_allclose(dice, float(reference(*torch_inputs)), **TM_TOL)
+        if average == "macro":  # (mean pixel accuracy: the mean of the classes' recalls)
+            recall = fseg.mean_pixel_accuracy(preds, targets, c, ignore_index=ignore)
+            np.testing.assert_allclose(recall, skm.recall_score(y, p, average=average, zero_division=0), **SK_TOL)
+            reference = tm_cls.MulticlassAccuracy(c, average=average, ignore_index=ignore)
+            np.testing.assert_allclose(recall, float(reference(*torch_inputs)), **TM_TOL)
+    accuracy = fseg.pixel_accuracy(preds, targets, c, ignore_index=ignore)
+    np.testing.assert_allclose(accuracy, skm.accuracy_score(y, p), **SK_TOL)
+    micro_dice = fseg.dice_score(preds, targets, c, average="micro", ignore_index=ignore)
+    np.testing.assert_allclose(micro_dice, accuracy, **SK_TOL)
     ref = skm.jaccard_score(y, p, labels=list(range(c)), average=None, zero_division=0)
     np.testing.assert_allclose(fseg.mean_iou(preds, targets, c, average="none", ignore_index=ignore), ref, **SK_TOL)
 
@@ -412,14 +422,21 @@ def test_checks_and_parameters() -> None:
     task = Task(TaskKind.MULTICLASS, 4, ignore_index=IGNORE)
     assert seg.mean_iou_metric(task).statistic == seg.PixelConfusion(4, IGNORE)
     assert seg.dice_score_metric(None, num_classes=4, ignore_index=IGNORE).statistic == seg.PixelConfusion(4, IGNORE)
-    # Nothing valid: every average is undefined, NaN (torchmetrics' macro JaccardIndex too; scikit-learn refuses
-    # empty input), whatever zero_division; per class, zero_division.
+    # Nothing valid: the functions refuse it, as a job does (exit 2) and scikit-learn (empty input); a state of no
+    # counted pixel (a slice's) gives NaN for every average (torchmetrics' macro JaccardIndex too), whatever
+    # zero_division, and zero_division per class.
     empty = np.full((1, 3, 3), IGNORE)
     nothing = np.zeros((1, 3, 3), np.int64)
-    for metric in (fseg.mean_iou, fseg.dice_score, fseg.pixel_accuracy, fseg.mean_pixel_accuracy):
-        assert np.isnan(metric(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0)), metric
-    none = fseg.mean_iou(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0, average="none")
-    np.testing.assert_array_equal(none, [1.0, 1.0, 1.0])
+    for function in (fseg.mean_iou, fseg.dice_score, fseg.pixel_accuracy, fseg.mean_pixel_accuracy):
+        with pytest.raises(ValueError, match="targets: no counted pixel"):
+            function(nothing, empty, 3, ignore_index=IGNORE, zero_division=1.0)
+    with pytest.raises(ValueError, match="every image weighs 0"):
+        fseg.mean_iou(nothing, nothing, 3, weights=np.zeros(1))
+    zero = np.zeros((4, 4))  # (the state of the 4-class task above)
+    for factory in (seg.mean_iou_metric, seg.dice_score_metric, seg.pixel_accuracy_metric):
+        assert np.isnan(factory(task, zero_division=1.0).compute(zero)[""]), factory
+    none = seg.mean_iou_metric(task, average="none", zero_division=1.0).compute(zero)
+    np.testing.assert_array_equal([none[f"[{i}]"] for i in range(4)], [1.0] * 4)
 
 
 def test_image_all_ignored_and_bad_weights() -> None:
