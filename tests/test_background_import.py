@@ -1,10 +1,9 @@
 """JAX imported in a background thread while a worker reads its first rows (:func:`evaluators.lazyjax.
-import_in_background`): the settings that wait for the import still apply before the first compile, a stand-in
-used during the import waits for it, and a job past the host rows gets its values as before."""
+import_in_background`): a job past the host rows gets its values as before, and a process that exits meanwhile waits
+for the import. (The settings that wait for the import: ``tests/test_process_speed.py``.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,47 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
 
-from pipelines import compile_cache
 from pipelines.storage import read_run
 from pipelines.synthetic import multiclass_table
 from tests.conftest import write_job
-from tests.test_process_speed import JAX_MODULES, ROOT, RUN_PATH, _run_python
-
-
-def test_a_background_import_runs_the_import_hooks_once_before_the_first_compile(tmp_path, monkeypatch):
-    """Two calls start one thread; the compiled update that runs while (or after) it imports gets the persistent
-    cache and the compile-time listener, and scikit-learn's value."""
-    rng = np.random.default_rng(21)
-    targets, scores = rng.integers(0, 2, 500), rng.random(500)
-    np.save(tmp_path / "targets.npy", targets)
-    np.save(tmp_path / "scores.npy", scores)
-    monkeypatch.setenv(compile_cache.SETTING, str(tmp_path / "xla"))
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
-    statement = f"""
-import json
-import numpy as np
-{RUN_PATH}
-from evaluators import lazyjax
-from pipelines import compile_cache, timing
-compile_cache.enable_on_import()
-timing.watch_compiles()
-before = sorted(m for m in sys.modules if m.split(".")[0] in {sorted(JAX_MODULES)})
-lazyjax.import_in_background()
-lazyjax.import_in_background()
-value = evaluators.functional.mse(np.load({str(tmp_path / "scores.npy")!r}), np.load({str(tmp_path / "targets.npy")!r}))
-threads = [thread.name for thread in lazyjax._background_import]
-lazyjax._background_import[0].join()
-import jax
-seen = {{"before": before, "threads": threads, "value": float(value), "cache": jax.config.jax_compilation_cache_dir}}
-print(json.dumps({{**seen, "imported": lazyjax.imported(), "compile_seconds": timing.compile_seconds()}}))
-"""
-    lines = _run_python(statement).splitlines()
-    seen = json.loads(lines[-2])
-    assert seen["before"] == [] and set(lines[-1].split()) >= JAX_MODULES
-    assert seen["threads"] == ["evalpipe-import-jax"] and seen["imported"]
-    assert seen["value"] == pytest.approx(skm.mean_squared_error(targets, scores), rel=1e-12)
-    assert seen["cache"] == str(tmp_path / "xla") and any((tmp_path / "xla").iterdir())
-    assert seen["compile_seconds"] > 0
+from tests.test_process_speed import ROOT, _run_python
 
 
 def test_a_multiclass_job_past_the_host_rows_imports_jax_beside_its_first_read(tmp_path):

@@ -133,6 +133,19 @@ def test_null_values_are_named_with_file_row_group_column_and_yaml_key(tmp_path,
     _fails(tmp_path, job, f"{paths[3]} row group 1", f"column {column!r} ({key})", "1 row is null")
 
 
+def _multiclass_job(tmp_path, data):
+    """The job file of a 4-class accuracy job over the shards in ``data``."""
+    spec = {
+        "name": "bad-data",
+        "data": {"path": str(data), "columns": {"predictions": "probs", "targets": "label"}},
+        "task": {"kind": "multiclass", "num_classes": 4},
+        "metrics": ["accuracy"],
+        "execution": {"runner": "local"},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    return write_job(tmp_path / "job.yaml", spec)
+
+
 def test_multiclass_probabilities_that_do_not_sum_to_one(tmp_path):
     data = tmp_path / "data"
     paths = write_shards(str(data), "multiclass", 2_000, 2, seed=3, num_classes=4, row_group_rows=GROUP)
@@ -143,15 +156,7 @@ def test_multiclass_probabilities_that_do_not_sum_to_one(tmp_path):
     pq.write_table(
         table.set_column(table.schema.get_field_index("probs"), "probs", column), paths[1], row_group_size=GROUP
     )
-    spec = {
-        "name": "bad-data",
-        "data": {"path": str(data), "columns": {"predictions": "probs", "targets": "label"}},
-        "task": {"kind": "multiclass", "num_classes": 4},
-        "metrics": ["accuracy"],
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp_path / "out")},
-    }
-    job = write_job(tmp_path / "job.yaml", spec)
+    job = _multiclass_job(tmp_path, data)
     _fails(tmp_path, job, f"{paths[1]} row group 0", "2 rows whose class probabilities do not sum to 1")
 
 
@@ -159,15 +164,7 @@ def test_multiclass_labels_past_num_classes_are_named_with_the_key_that_bounds_t
     data = tmp_path / "data"
     paths = write_shards(str(data), "multiclass", 2_000, 2, seed=4, num_classes=4, row_group_rows=GROUP)
     _spoil(paths[1], "label", [3, 4], [4, 9])
-    spec = {
-        "name": "bad-data",
-        "data": {"path": str(data), "columns": {"predictions": "probs", "targets": "label"}},
-        "task": {"kind": "multiclass", "num_classes": 4},
-        "metrics": ["accuracy"],
-        "execution": {"runner": "local"},
-        "output": {"uri": str(tmp_path / "out")},
-    }
-    job = write_job(tmp_path / "job.yaml", spec)
+    job = _multiclass_job(tmp_path, data)
     _fails(tmp_path, job, f"{paths[1]} row group 0", "2 rows with labels outside [0, 3] (task.num_classes: 4)")
 
 
