@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluators.kernels import WeightRangeError
-from evaluators.lazyjax import accelerator_possible, import_in_background, jax, jnp
+from evaluators.lazyjax import accelerator_possible, jax, jnp
 from evaluators.statistic import DerivedMetric, State, Statistic, check_merged, check_weights, tree_to_numpy
 
 MIN_CHUNK_ROWS = 1 << 10
@@ -147,8 +147,6 @@ class Accumulator:
         off over that many rows), instead of the host folding some first."""
         if rows > self._host_rows_left:
             self._host_rows_left = 0
-            if self._device:  # the compiled update is next: JAX imports while the caller reads the first rows
-                import_in_background()
 
     @functools.cached_property
     def _compiled(self) -> _Compiled:

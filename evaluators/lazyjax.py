@@ -36,10 +36,8 @@ _deterministic_ops_asked: list[bool] = []
 
 
 def imported() -> bool:
-    """Whether JAX is imported in this process (by a stand-in or by anything else), and not still importing (in
-    :func:`import_in_background`'s thread: its half-made module has few of its attributes yet)."""
-    module = sys.modules.get("jax")
-    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
+    """Whether JAX is imported in this process (by a stand-in or by anything else)."""
+    return "jax" in sys.modules
 
 
 ACCELERATOR_MODULES = ("jax_plugins", "libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin")
@@ -120,34 +118,6 @@ def when_imported(hook: Callable[[], object]) -> None:
             _pending[hook] = None
             return
     hook()
-
-
-_background_import: list[threading.Thread] = []
-"""The thread of :func:`import_in_background`, once started (a process imports JAX once)."""
-
-
-def import_in_background() -> None:
-    """Import JAX in a thread (once a process), as a stand-in's first attribute read would: the XLA flags, the
-    import, then the hooks of :func:`when_imported`. A caller that will use JAX soon calls it first and reads data
-    meanwhile: the import's 0.5-0.8 s of CPU then runs beside the read (which leaves the interpreter lock free while
-    Arrow decodes) instead of before the first compiled update. A stand-in read during the import waits for it
-    (Python's lock of a module being imported); an import that fails here is tried again, and raises, at the
-    caller's first use. The thread is not a daemon: a process that exits meanwhile (a user error found in the first
-    rows: exit 2) waits for the import to end, since an interpreter shut down in the middle of jaxlib's import
-    aborts (exit 134, "terminate called after throwing an instance of ''")."""
-    with _lock:
-        if imported() or _background_import:
-            return
-        thread = threading.Thread(target=_import_quietly, name="evalpipe-import-jax")
-        _background_import.append(thread)
-    thread.start()
-
-
-def _import_quietly() -> None:
-    try:
-        jnp.zeros  # noqa: B018 (the read imports: see _Deferred.__getattr__)
-    except Exception:  # (the caller's own first use imports again, and raises there)
-        return
 
 
 def _run_pending() -> None:

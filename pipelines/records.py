@@ -46,7 +46,7 @@ def _near(name: str, names: list[str]) -> list[str]:
     if close:
         return close
     stem = name.split("_", 1)[0].split("(", 1)[0]
-    begun = [n for n in names if n.startswith(name) or n.split("_", 1)[0].split("(", 1)[0] == stem]
+    begun = [n for n in names if stem and (n.startswith(name) or n.split("_", 1)[0].split("(", 1)[0] == stem)]
     return begun[:3] or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
 
 

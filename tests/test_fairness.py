@@ -179,7 +179,7 @@ def test_group_labels_that_would_be_misread_raise():
         with pytest.raises(ValueError, match=r"sensitive_features: \d distinct group labels read as \d groups"):
             F.equalized_odds_difference(predicted, y, groups, prediction="labels")
     for missing in (None, float("nan")):
-        with pytest.raises(ValueError, match=r"sensitive_features: 1 rows have no group label \(None or NaN\)"):
+        with pytest.raises(ValueError, match=r"sensitive_features: 1 row has no group label \(None or NaN\)"):
             F.demographic_parity_difference(predicted, y, ["a"] * 7 + [missing], prediction="labels")
     # one type throughout: integer, string and bool labels give fairlearn's values
     for groups in ([0] * 4 + [1] * 4, ["0"] * 4 + ["1"] * 4, [True] * 4 + [False] * 4):
@@ -374,3 +374,12 @@ def test_sensitive_features_of_another_shape_are_refused():
     for groups in (np.array([["a", "x"], ["a", "y"], ["b", "x"], ["b", "y"]]), "abcd"):
         with pytest.raises(ValueError, match=r"sensitive_features must hold one group label per row.*got shape"):
             F.demographic_parity_difference(predicted, y, groups, prediction="labels")
+
+
+def test_functions_refuse_rows_that_leave_every_metric_undefined():
+    """No rows, or every weight 0: a job exits 2 and fairlearn (scikit-learn's metrics) raises; so do the functions
+    (they returned NaN)."""
+    with pytest.raises(ValueError, match="weights: all 2 rows have weight 0"):
+        F.demographic_parity_difference([0.2, 0.8], [0, 1], ["a", "b"], weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="no rows"):
+        F.equalized_odds_difference(np.array([]), np.array([], int), np.array([], object))

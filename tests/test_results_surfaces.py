@@ -231,3 +231,4 @@ def test_an_unknown_name_suggests_a_spelling_or_the_keys_a_job_renamed_it_to():
     assert "(did you mean 'f1_macro', 'f1_per_class' or 'f1_weighted'?)" in found and "brier" not in found.split(";")[0]
     assert "(did you mean 'f1_macro' or 'f1_weighted'?)" in unknown_message("metric", "f1", ["f1_macro", "f1_weighted"])
     assert unknown_message("metric", "zzz", keys).startswith("metric 'zzz' not found; the ones there are: accuracy")
+    assert unknown_message("metric", "", keys).startswith("metric '' not found; the ones")  # (no name: no guess)

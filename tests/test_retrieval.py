@@ -494,3 +494,13 @@ def test_query_ids_beyond_int32_stay_apart():
     expected = np.mean([ndcg_score([[0, 1]], [[0.9, 0.1]]), ndcg_score([[1, 0]], [[0.2, 0.8]])])
     assert FR.ndcg(scores, relevance, ids) == pytest.approx(expected, rel=1e-12)
     assert FR.ndcg(scores, relevance, ids) == pytest.approx(FR.ndcg(scores, relevance, [1, 1, 2, 2]), rel=1e-15)
+
+
+def test_functions_refuse_rows_that_leave_every_metric_undefined():
+    """No rows, or every query of weight 0: a job exits 2 and scikit-learn's ``ndcg_score`` raises; so do the
+    functions (they returned NaN)."""
+    with pytest.raises(ValueError, match="weights: all 2 rows have weight 0"):
+        FR.ndcg([0.5, 0.2], [1.0, 0.0], [1, 1], weights=[0.0, 0.0])
+    for function in (FR.ndcg, FR.mean_reciprocal_rank):
+        with pytest.raises(ValueError, match="no rows"):
+            function([], [], [])

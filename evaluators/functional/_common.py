@@ -331,6 +331,8 @@ def with_columns(name: str, task: Task, columns: dict[str, Any], params: dict[st
     if problems:
         raise ValueError("; ".join(problems))
     check_weights(arrays.get("weights"))
+    if "targets" in arrays:
+        refuse_no_counted_rows(task, arrays)
     acc = Accumulator([metric.statistic])
     (state,) = acc.to_host(acc.update(acc.zero(), arrays))
     check_merged(metric.statistic, state, len(next(iter(arrays.values()))))

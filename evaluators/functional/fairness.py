@@ -32,7 +32,8 @@ def check_group_labels(sensitive_features: Sequence[Any]) -> None:
     values = list(labels)
     missing = sum(v is None or (isinstance(v, float | np.floating) and np.isnan(v)) for v in values)
     if missing:
-        raise ValueError(f"sensitive_features: {missing} rows have no group label (None or NaN)")
+        rows = "1 row has" if missing == 1 else f"{missing} rows have"
+        raise ValueError(f"sensitive_features: {rows} no group label (None or NaN)")
     try:
         distinct = len(set(values))
     except TypeError:

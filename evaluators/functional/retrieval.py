@@ -33,7 +33,8 @@ def id_column(ids: Sequence[Any], argument: str = "query_ids") -> Any:
     values = list(np.asarray(ids, dtype=object).reshape(-1))
     missing = sum(v is None for v in values)
     if missing:
-        raise ValueError(f"{argument}: {missing} rows have no {argument.removesuffix('s').replace('_', ' ')} (None)")
+        rows = "1 row has" if missing == 1 else f"{missing} rows have"
+        raise ValueError(f"{argument}: {rows} no {argument.removesuffix('s').replace('_', ' ')} (None)")
     integers = [isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values]
     if all(integers):
         try:
