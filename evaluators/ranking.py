@@ -534,10 +534,10 @@ def _ranking_metric(
 def _why_undefined(task: Task, name: str, state: State) -> str:
     """Why ``name`` (ROC-AUC or average precision) of ``state`` is undefined: the labels its rows lack."""
     needs = "a positive row" if name == "average_precision" else "rows of both labels"
-    totals = [(float(neg.sum()), float(pos.sum())) for neg, pos, _ in class_distributions(state, ranked_classes(task))]
     if task.kind is not TaskKind.BINARY:
         return f"no {'class' if task.kind is TaskKind.MULTICLASS else 'label'} has {needs}"
-    negatives, positives = totals[0]
+    ((negative, positive, _),) = class_distributions(state, 1)
+    negatives, positives = float(negative.sum()), float(positive.sum())
     lacking = (
         "no counted row" if negatives + positives == 0 else "no positive row" if positives == 0 else "no negative row"
     )

@@ -179,6 +179,11 @@ def top_class(task: Task, predictions: jax.Array) -> tuple[jax.Array, jax.Array]
 # --- host-side checks ------------------------------------------------------
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files`` (``plural``: where it is not the noun and an s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 @dataclass(frozen=True)
 class BadRows:
     """One problem found in a batch: ``rows`` marks the offending rows (bool ``[n]``), or is None for a
@@ -203,7 +208,7 @@ class BadRows:
         return (
             f"{self.role}: {self.what}"
             if self.rows is None
-            else f"{self.role}: {self.count} {'row' if self.count == 1 else 'rows'} {self.what}"
+            else f"{self.role}: {counted(self.count, 'row')} {self.what}"
         )
 
 

@@ -33,8 +33,8 @@ def unknown_message(what: str, name: str, valid: Iterable[str]) -> str:
     names = sorted(set(valid))
     near = _near(name, names)
     quoted = [repr(n) for n in near]
-    hint = f" (did you mean {', '.join(quoted[:-1])} or {quoted[-1]}?)" if len(near) > 1 else ""
-    hint = f" (did you mean {quoted[0]}?)" if len(near) == 1 else hint
+    either = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+    hint = f" (did you mean {either}?)" if near else ""
     listed = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
     return f"{what} {name!r} not found{hint}; {'the ones there are: ' + listed if names else 'there are none'}."
 

@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from evaluators.task import counted
 from pipelines.metric_names import check_names
 from pipelines.records import MetricDirection, Run, declared_keys, selects
 
@@ -121,11 +122,6 @@ def format_run(
     if vectors:
         lines.append(f"({counted(len(vectors), 'vector')} collapsed: evalpipe show RUN --all lists every entry)")
     return "\n".join(lines)
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 file``, ``2 files`` (``plural``: where it is not the noun and an s)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def with_article(word: str) -> str:

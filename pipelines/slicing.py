@@ -73,6 +73,11 @@ def _column_value(value: Any, dtype: np.dtype) -> Any:
     return value
 
 
+def cross_label(columns: Sequence[str]) -> str:
+    """The name of a ``slices:`` entry over ``columns`` that gives none (``countryxdevice``; one column: its own)."""
+    return "x".join(columns)
+
+
 DISTINCT_SLICES_FACTOR = 10
 DISTINCT_SLICES_FLOOR = 1_000
 """A slice entry may have ``max(DISTINCT_SLICES_FACTOR * max_slices, DISTINCT_SLICES_FLOOR)`` distinct values."""
@@ -98,7 +103,7 @@ class SliceSpec:
         (``slices[i] (columns country, device)``)."""
         if self.index is None:
             return f"slice {self.name!r}"
-        if len(self.columns) > 1 and self.name == "x".join(self.columns):
+        if len(self.columns) > 1 and self.name == cross_label(self.columns):
             return f"slices[{self.index}] (columns {', '.join(self.columns)})"
         return f"slices[{self.index}] ({self.name!r})"
 

@@ -7,7 +7,7 @@ import datetime as dt
 import math
 
 from pipelines.errors import SpecError
-from pipelines.slicing import FILTER_OPS, Condition, SliceSpec
+from pipelines.slicing import FILTER_OPS, Condition, SliceSpec, cross_label
 from pipelines.spec_yaml import Section, check_range, describe, suggest
 
 
@@ -96,7 +96,7 @@ def read_slices(root: Section) -> tuple[SliceSpec, ...]:
                 conditions.append(Condition(str(col), op, tuple(value) if isinstance(value, list) else value))
         check_range(sec, "max_slices", max_slices, 100_000, integer=True)
         check_range(sec, "min_count", min_count, 10**12, integer=True, allow_zero=True)
-        label = name or (f"filter{i}" if filters else "x".join(cols))
+        label = name or (f"filter{i}" if filters else cross_label(cols))
         if label in names:
             raise SpecError(f"{sec.where()}: slice name {label!r} is used twice; give this entry `name:`.")
         names.add(label)

@@ -14,7 +14,7 @@ from evaluators import catalog
 from evaluators.accumulate import evaluate
 from evaluators.adapters import adapter_for
 from evaluators.statistic import check_merged, check_weights
-from evaluators.task import PredictionKind, Task, TaskKind, check_batch
+from evaluators.task import PredictionKind, Task, TaskKind, check_batch, counted
 
 
 class Average(enum.Enum):
@@ -347,6 +347,7 @@ def text_column(role: str, values: Sequence[str]) -> np.ndarray:
         raise ValueError(f"{role}: one string; expected a sequence of strings, one per row (a list of one for one row)")
     bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
     if bad:
-        rows = "1 row" if len(bad) == 1 else f"{len(bad)} rows"
-        raise ValueError(f"{role}: {rows} whose value is not a string (first: row {bad[0]}, {values[bad[0]]!r})")
+        raise ValueError(
+            f"{role}: {counted(len(bad), 'row')} whose value is not a string (first: row {bad[0]}, {values[bad[0]]!r})"
+        )
     return np.asarray(list(values), dtype=object).reshape(len(values))

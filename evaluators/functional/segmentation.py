@@ -133,7 +133,11 @@ def _evaluate(
     (state,) = acc.update(acc.zero(), pixel_rows(preds, tgts, weights))
     statistic_checks.check_merged(stat, state, len(tgts))  # (a job's checks of the merged state)
     if not np.asarray(state).sum() > 0:  # as a job (exit 2) and scikit-learn (empty input): refused
-        why = "the masks hold no pixel" if tgts.size == 0 else "every target pixel is ignore_index, or every image weighs 0"
+        why = (
+            "the masks hold no pixel"
+            if tgts.size == 0
+            else "every target pixel is ignore_index, or every image weighs 0"
+        )
         raise ValueError(f"targets: no counted pixel ({why}), so every metric is undefined")
     values = metric.compute(state)
     if "" in values:
