@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -265,6 +266,14 @@ class Accumulator:
         """The columns the compiled update gets: not strings (query ids, group labels), nor the columns only host
         statistics read."""
         return {k: v for k, v in cols.items() if k not in self._host_columns and v.dtype.kind not in "OUS"}
+
+    def transported(self, states: Sequence[State]) -> tuple[Any, ...]:
+        """Stored states in the form a worker ships them (:meth:`~evaluators.statistic.Statistic.transported`)."""
+        return tuple(stat.transported(s) for stat, s in zip(self.statistics, states, strict=True))
+
+    def received(self, states: Sequence[Any]) -> tuple[State, ...]:
+        """:meth:`transported` states in the stored form again (:meth:`~evaluators.statistic.Statistic.received`)."""
+        return tuple(stat.received(s) for stat, s in zip(self.statistics, states, strict=True))
 
     def to_host(self, states: Sequence[State]) -> tuple[State, ...]:
         """Copy states (possibly device arrays from ``to_host=False`` updates) to numpy, in each statistic's

@@ -40,6 +40,7 @@ from evaluators.ranking_cells import (
 )
 from evaluators.ranking_grid import KeptGridBins, grid_rows
 from evaluators.ranking_weights import check_batch_weights, check_counted, fixed_weights
+from evaluators.ranking_window import WindowTransport
 from evaluators.score_grid import (
     BINARY_PRECISION_BITS,
     DEFAULT_PRECISION_BITS,
@@ -88,7 +89,7 @@ def ranked_classes(task: Task) -> int:
 
 
 @dataclass(frozen=True)
-class ScoreHistogram(Statistic):
+class ScoreHistogram(WindowTransport, Statistic):
     """Weighted counts of scores by label: every distinct score while there are few enough, else the occupied
     bins of a fine, fixed grid.
 
@@ -146,9 +147,8 @@ class ScoreHistogram(Statistic):
 
     @property
     def stored_chunk_values(self) -> int:  # type: ignore[override]
-        """Each merge into an exact state rewrites it, and into one of kept scores sorts their bins' cells again: a
-        unit's batch is folded 2^18 values at a time, or 2^20 where bins keep their scores (a default unit of one
-        binary class at once, no merge)."""
+        """A merge into an exact state rewrites it, and into one of kept scores sorts their bins again: a unit's
+        batch is folded 2^18 values at a time, 2^20 where bins keep scores (a default binary unit at once)."""
         return 1 << 20 if self.bin_scores > 1 else 1 << 18
 
     def cell_count(self) -> int:
@@ -159,11 +159,10 @@ class ScoreHistogram(Statistic):
         return ("squares",) if self.track_ties else ()  # (held where some weight is not 1: canonical_squares)
 
     def stored_reprs(self, approximately: bool = False) -> tuple[str, ...]:
-        """Runs stored before ``score_decimals`` kept bins only (the repr without it): the same state as
-        ``score_decimals=0``, and read ``approximately`` otherwise (their values read as they were; merged with
-        this one's cells they would not be in order). Read ``approximately`` too: runs of one cell per bin, and at
-        a binary task's default bits, runs of the earlier defaults' bits (:data:`EARLIER_BINARY_PRECISION_BITS`, then
-        :data:`DEFAULT_PRECISION_BITS`) with this ``bin_scores`` or one cell per bin (the default of then)."""
+        """Runs stored before ``score_decimals`` (the repr without it): the state of ``score_decimals=0``, read
+        ``approximately`` otherwise (values as they were; merged with this one's cells they would be out of order).
+        Read ``approximately`` too: runs of one cell per bin, and at a binary task's default bits, runs of the earlier
+        defaults' bits (:data:`EARLIER_BINARY_PRECISION_BITS`, :data:`DEFAULT_PRECISION_BITS`), ``bin_scores`` this or 1."""
         legacy = repr(self).replace(f", score_decimals={self.score_decimals!r}", "")
         with_legacy = self.bin_scores == 1 and (self.score_decimals == 0 or approximately)
         own = (repr(self), legacy) if with_legacy else (repr(self),)
@@ -216,6 +215,7 @@ class ScoreHistogram(Statistic):
         return super().working_on_device(state)
 
     def stored(self, state: State) -> State:
+        state = self.received(state)
         if not self.track_ties or is_sparse(state):
             return state
         counts, lo, hi = (np.asarray(state[key]) for key in ("counts", "lo", "hi"))

@@ -97,6 +97,18 @@ class RowsError(ValueError):
     role: ClassVar[str] = ""
 
 
+class MergeStream(abc.ABC):
+    """A running merge of one statistic's :meth:`~Statistic.transported` states (see :meth:`~Statistic.merge_stream`)."""
+
+    @abc.abstractmethod
+    def add(self, state: Any) -> bool:
+        """Add ``state``; False where this stream does not take it (the caller merges it otherwise)."""
+
+    @abc.abstractmethod
+    def result(self) -> State | None:
+        """The merge of the states added, in the stored form; None if none was."""
+
+
 class Statistic(abc.ABC):
     """A sufficient statistic with an associative, commutative merge.
 
@@ -189,6 +201,22 @@ class Statistic(abc.ABC):
         """The merge of one or more states. Default: :meth:`merge` from left to right; a statistic that
         :meth:`merges_in_any_order` may do better (one pass over all of them)."""
         return functools.reduce(self.merge, states)
+
+    def transported(self, state: State) -> Any:
+        """The form in which a worker ships a unit's stored state to the reducer: one that :meth:`merge_stream`
+        adds faster, or the state itself (the default). :meth:`received` gives the stored state back, and
+        :meth:`merge` and :meth:`merge_all` take either."""
+        return state
+
+    def received(self, state: Any) -> State:
+        """The stored state of a :meth:`transported` one (what checkpoints keep). Default: the state itself."""
+        return state
+
+    def merge_stream(self) -> MergeStream | None:
+        """A running merge that adds :meth:`transported` states one at a time and gives what :meth:`merge_all`
+        gives, for a statistic that :meth:`merges_in_any_order`; None (the default): states are pooled and merged
+        with :meth:`merge_all`."""
+        return None
 
     def working(self, state: State) -> State:
         """The form :meth:`update` takes, from a state in either form. Default: the state itself.

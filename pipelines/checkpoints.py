@@ -31,7 +31,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -51,7 +51,7 @@ from pipelines.records import unknown_message
 from pipelines.spec import JobSpec
 from pipelines.stacked_arrays import stack_arrays, unstack_arrays
 from pipelines.storage import COMMIT_MARKER, flatten_state, join, stored_state, unflatten_state
-from pipelines.unit_result import Partial, SliceKey, UnitResult
+from pipelines.unit_result import Partial, SliceKey, UnitResult, received
 
 CHECKPOINTS_DIR = "_checkpoints"
 
@@ -264,7 +264,7 @@ class CheckpointStore:
         self._pending.append(self._writer.submit(self._write, result))
 
     def _write(self, result: UnitResult) -> None:
-        payload = encode_result(result)
+        payload = encode_result(replace(result, partial=received(self.acc, result.partial)))
         path = self._path(result.key)
         self._written.append(path)
         try:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evaluators.statistic import RowsError, State
+from evaluators.statistic import MergeStream, RowsError, State
 from pipelines.errors import DataError
 
 if TYPE_CHECKING:  # storage and the results API read these types without loading JAX
@@ -128,6 +128,7 @@ class _Pools:
         self.free = acc.order_free if acc is not None else ()
         self.pools: dict[tuple[SliceKey, int], list[State]] = {}
         self.bytes: dict[tuple[SliceKey, int], int] = {}
+        self.streams: dict[tuple[SliceKey, int], MergeStream | None] = {}  # (transported states, one at a time)
 
     def take(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
         """Pool the order-free states of ``states``; what is left for the tree (their places hold None)."""
@@ -135,7 +136,13 @@ class _Pools:
 
     def put_back(self, states: dict[SliceKey, tuple[State, ...]]) -> dict[SliceKey, tuple[State, ...]]:
         """``states`` from the tree with each pooled statistic's merged state in its place."""
-        return self._replaced(states, lambda key, i, _: self._merge_all(i, self.pools[key, i]))
+        return self._replaced(states, self._merged)
+
+    def _merged(self, key: SliceKey, i: int, _: None) -> State:
+        stream = self.streams.get((key, i))
+        with refused_weights():
+            streamed = stream.result() if stream is not None else None
+        return self._merge_all(i, [*self.pools.get((key, i), []), *([streamed] if streamed is not None else [])])
 
     def _replaced(self, states: dict[SliceKey, tuple[State, ...]], new: Callable) -> dict[SliceKey, tuple[State, ...]]:
         """``states`` with each order-free statistic's state ``s`` of slice ``key`` replaced by ``new(key, i, s)``."""
@@ -150,7 +157,15 @@ class _Pools:
         return out
 
     def _pooled(self, key: SliceKey, i: int, state: State) -> None:
-        at = (key, i)
+        assert self.acc is not None
+        at, statistic = (key, i), self.acc.statistics[i]
+        if at not in self.streams:
+            self.streams[at] = statistic.merge_stream()
+        stream = self.streams[at]
+        with refused_weights():
+            if stream is not None and stream.add(state):
+                return
+        state = statistic.received(state)
         pool = self.pools.setdefault(at, [])
         pool.append(state)
         self.bytes[at] = self.bytes.get(at, 0) + _nbytes(state)
@@ -210,6 +225,14 @@ class OrderedMerger:
             return merged
         states, bucket_states = self.pools.put_back(merged.states), self.bucket_pools.put_back(merged.bucket_states)
         return Partial(states, bucket_states, merged.rows)
+
+
+def received(acc: Accumulator, partial: Partial) -> Partial:
+    """``partial`` with its states in the stored form, as the worker shipped them before
+    (:meth:`~evaluators.accumulate.Accumulator.received`): what checkpoints keep and what the reduce reads where the
+    states were not merged by an :class:`OrderedMerger`."""
+    states = {key: acc.received(row) for key, row in partial.states.items()}
+    return Partial(states, partial.bucket_states, partial.rows)
 
 
 def fold_right(

@@ -187,9 +187,13 @@ def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[st
 
 
 class UnitEvaluator:
-    """Evaluates work units of one job. Construct once; call :meth:`process` per unit."""
+    """Evaluates work units of one job. Construct once; call :meth:`process` per unit. ``ships``: the results go to
+    another process (a Ray actor's to the driver), so their states are in the form that the driver merges fastest
+    (:meth:`~evaluators.statistic.Statistic.transported`: a binned ranking state's window, whose making costs more
+    than merging it as stored would, so in-process results keep the stored form)."""
 
-    def __init__(self, spec: JobSpec) -> None:
+    def __init__(self, spec: JobSpec, *, ships: bool = False) -> None:
+        self.ships = ships
         compile_cache.enable_on_import()
         keep_freed_memory()  # (batch after batch, the same temporaries: see pipelines.host_memory)
         timing.watch_compiles()
@@ -330,6 +334,8 @@ class UnitEvaluator:
             self._overall_from_partition(partial)
         partial.states.setdefault(OVERALL, acc.zero())
         partial.rows.setdefault(OVERALL, 0)
+        if self.ships:
+            partial.states = {key: acc.transported(states) for key, states in partial.states.items()}
         scores = _scores_table(self._scores, list(unit_files)) if self._scores else None
         return UnitResult(
             unit.index,

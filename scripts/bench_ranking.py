@@ -3,9 +3,12 @@
 Figures, each against a baseline measured in the same invocation:
 
 * ``reduce``: merging ``--units`` (10,000) unit states of the binned ranking statistic in plan order
-  (:class:`~pipelines.unit_result.OrderedMerger`), the states cycling through 16 distinct real units of
-  ``--unit-rows`` continuous scores; baseline: the same merge of the dense histograms (their working
-  form, as runs stored them before the sparse form). Goal: under 1 s.
+  (:class:`~pipelines.unit_result.OrderedMerger`), the states cycling through ``--distinct-units`` (16) distinct
+  real units of ``--unit-rows`` continuous scores, each as a Ray actor ships it (its window form,
+  :mod:`evaluators.ranking_window`; the time to make it is reported per unit, as it is spent on the actors);
+  baselines: the same merge of the stored states (pooled, as the local runner merges them and as actors shipped
+  them before the window form), and of the dense histograms (their working form, as runs stored them before the
+  sparse form). Goal: under 1 s.
 * ``slices``: a job of the binary metrics plus average precision on ``--slice-rows`` (1M) rows with a
   slice column of ``--slice-values`` (1,000) values, each job in a fresh process (compilation counted);
   baseline: the same job without slices. Goals: at most 10x the wall time, at most 1.5 GB peak RSS. Both the job's
@@ -39,8 +42,9 @@ def _unit_columns(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
     return {"predictions": score, "targets": y}
 
 
-def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
-    """Sparse and dense merges of ``units`` unit states of the default ROC-AUC statistic."""
+def reduce_figures(units: int, unit_rows: int, distinct: int = DISTINCT_UNITS) -> dict[str, Any]:
+    """Merges of ``units`` unit states of the default ROC-AUC statistic: as Ray actors ship them, stored, and as
+    dense histograms."""
     from evaluators import catalog
     from evaluators.accumulate import Accumulator
     from evaluators.ranking_cells import collapse_cells
@@ -51,7 +55,10 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
     stat = metric.statistic
     acc = Accumulator([stat])
     rng = np.random.default_rng(0)
-    sparse = [acc.update(acc.zero(), _unit_columns(rng, unit_rows))[0] for _ in range(DISTINCT_UNITS)]
+    sparse = [acc.update(acc.zero(), _unit_columns(rng, unit_rows))[0] for _ in range(distinct)]
+    start = time.perf_counter()
+    shipped = [stat.transported(s) for s in sparse]
+    transport_s = (time.perf_counter() - start) / distinct
     dense = [stat.working(s) for s in sparse]
 
     class _Dense:  # the pre-sparse merge: leaf-wise sums and extremes of the whole grid
@@ -64,25 +71,30 @@ def reduce_figures(units: int, unit_rows: int) -> dict[str, Any]:
 
             return (merge_with_extremes(a[0], b[0]),)
 
-    out: dict[str, Any] = {"units": units, "unit_rows": unit_rows}
-    for name, states, accumulator in (("sparse", sparse, acc), ("dense", dense, _Dense())):
+    out: dict[str, Any] = {"units": units, "unit_rows": unit_rows, "distinct_units": distinct}
+    forms = (("shipped", shipped, acc), ("stored", sparse, acc), ("dense", dense, _Dense()))
+    for name, states, accumulator in forms:
         merger = OrderedMerger(accumulator)  # type: ignore[arg-type]
         start = time.perf_counter()
         for i in range(units):
-            merger.add(i, Partial({OVERALL: (states[i % DISTINCT_UNITS],)}, {}, {OVERALL: unit_rows}))
+            merger.add(i, Partial({OVERALL: (states[i % distinct],)}, {}, {OVERALL: unit_rows}))
         merged = merger.result().states[OVERALL][0]
         merge_s = time.perf_counter() - start
         start = time.perf_counter()
-        value = metric.compute(merged if name == "sparse" else stat.stored(merged))[""]
-        if name == "sparse":  # the dense histograms hold one cell per bin: the value of the collapsed state
+        value = metric.compute(stat.stored(merged))[""]
+        if name == "stored":  # the dense histograms hold one cell per bin: the value of the collapsed state
             out["binned_roc_auc"] = metric.compute(collapse_cells(merged))[""]
+        sizes = [s.nbytes if hasattr(s, "nbytes") else sum(np.asarray(v).nbytes for v in s.values()) for s in states]
         out[name] = {
+            "form": type(states[0]).__name__,
             "merge_s": merge_s,
             "metrics_s": time.perf_counter() - start,
-            "state_bytes_per_unit": int(np.mean([sum(np.asarray(v).nbytes for v in s.values()) for s in states])),
+            "state_bytes_per_unit": int(np.mean(sizes)),
             "roc_auc": value,
         }
-    out["speed_up"] = out["dense"]["merge_s"] / out["sparse"]["merge_s"]
+    out["shipped"]["transport_ms_per_unit"] = transport_s * 1e3
+    out["speed_up_vs_stored"] = out["stored"]["merge_s"] / out["shipped"]["merge_s"]
+    out["speed_up_vs_dense"] = out["dense"]["merge_s"] / out["shipped"]["merge_s"]
     out["goal_s"] = 1.0
     return out
 
@@ -193,7 +205,7 @@ def bench_ranking(args: argparse.Namespace, runner: Any) -> dict[str, Any]:
     parts = args.parts.split(",")
     out: dict[str, Any] = {"suite": "ranking"}
     if "reduce" in parts:
-        out["reduce"] = reduce_figures(args.units, args.unit_rows)
+        out["reduce"] = reduce_figures(args.units, args.unit_rows, args.distinct_units)
     if "wide" in parts:
         out["wide"] = wide_figures(args.wide_rows, args.wide_classes)
     if "slices" in parts:
@@ -207,6 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", default="reduce,wide,slices,multiclass")
     parser.add_argument("--units", type=int, default=10_000)
     parser.add_argument("--unit-rows", type=int, default=500_000)
+    parser.add_argument("--distinct-units", type=int, default=DISTINCT_UNITS)
     parser.add_argument("--slice-rows", type=int, default=1_000_000)
     parser.add_argument("--slice-values", type=int, default=1000)
     parser.add_argument("--multiclass-rows", type=int, default=1_000_000)

@@ -112,7 +112,7 @@ class EvalActor:
 
     def __init__(self, spec: JobSpec) -> None:
         lazyjax.share_gpu_memory(spec.execution.num_gpus)  # (before JAX starts: actors sharing one GPU)
-        self.evaluator = UnitEvaluator(spec)
+        self.evaluator = UnitEvaluator(spec, ships=True)
 
     def ready(self, warmup: WorkUnit | None = None) -> dict[str, Any]:
         return self.evaluator.ready(warmup)

@@ -1,0 +1,277 @@
+"""A binned ranking state as a dense window of bins, the form in which a worker ships a unit's state, and the
+running sum of such windows in which the reducer merges them.
+
+A binned unit of 500k continuous scores is some 33,000 stored cells in 18,000 bins of a 33,000-bin window. Merging
+10,000 of them from the stored form (:func:`~evaluators.ranking_bins.merge_bins`) scatters every cell into the
+window and tracks each bin's distinct scores anew for each pool of states: about 1 ms a state. In the window form a
+state adds to the running totals by one contiguous add per state, and only the bins whose distinct scores are still
+counted (at most ``bin_scores`` of them, no cell of several) are looked at cell by cell: about 0.1 ms a state.
+
+:class:`CellWindow` holds the same information as the stored state it is made from (:func:`from_window` gives it
+back bit for bit), and :class:`WindowSum` gives the state that :func:`~evaluators.ranking_bins.merge_many_kept`
+gives for the same states (the merged state is a function of the rows alone). Checkpoints and ``statistics.npz``
+keep the stored form. NumPy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evaluators.ranking_cells import (
+    _NAN_BITS,
+    _NO_CELL,
+    CLASS_SHIFT,
+    check_counts,
+    is_exact,
+    is_sparse,
+    rounded_rows,
+    summed_leaves,
+)
+from evaluators.statistic import MergeStream, State
+
+WINDOW_CELLS = 1 << 12
+"""A state of fewer cells is shipped in the stored form: its window would save nothing worth a second path."""
+WINDOW_FACTOR = 2
+"""... as is a state whose window holds more than this many bins per stored cell (its window would be larger)."""
+_KEPT = np.array(0x7FF0_0000_0000_0002, np.int64).item()
+"""A window bin's tie bits where the bin keeps several cells, one per score (in :attr:`CellWindow.kept`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class CellWindow:
+    """A binned state of one class (``ScoreHistogram`` cells beyond ``exact_cells``) over the window of bins
+    ``[first, first + w)`` (keys, as stored: ``class << 32 | bin``).
+
+    ``totals``: int64 ``[len(leaves), w, 2]``, each bin's summed leaves (``leaves``: ``counts``, ``sums`` and, where
+    held, ``squares``); ``ties``: int64 ``[w]``, each bin's one score as float64 bits, NaN's for a cell of several
+    scores, :data:`~evaluators.ranking_cells._NO_CELL` for no cell, :data:`_KEPT` for a bin of several cells; the
+    stored cells of those bins: ``kept_keys`` (int64 ``[k]``), ``kept_ties`` (float64 ``[k]``) and ``kept_cells``
+    (int64 ``[len(leaves), k, 2]``, as ``totals``); ``rounded``: the stored count of rounded weights; ``largest``: the
+    largest count of a bin (int), so that sums are checked for overflow only where they may pass it."""
+
+    first: int
+    totals: np.ndarray
+    ties: np.ndarray
+    kept_keys: np.ndarray
+    kept_ties: np.ndarray
+    kept_cells: np.ndarray
+    leaves: tuple[str, ...]
+    rounded: np.ndarray
+    largest: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.totals, self.ties, self.kept_keys, self.kept_ties, self.kept_cells))
+
+
+def _pairs(leaf: np.ndarray) -> np.ndarray:
+    """int64 ``[m, 2]`` as ``[m]`` 16-byte items, so that fancy indexing moves each pair at once."""
+    return np.ascontiguousarray(leaf, np.int64).reshape(-1, 2).view(np.complex128).reshape(-1)
+
+
+def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
+    """The window form of a stored binned state of one class, or None for one that stays in the stored form: exact,
+    of several classes, of fewer cells than ``min_cells`` or sparser than :data:`WINDOW_FACTOR`."""
+    keys = np.asarray(state["keys"])
+    m = len(keys)
+    if m < max(min_cells, 1) or int(keys[0]) >> CLASS_SHIFT != int(keys[-1]) >> CLASS_SHIFT or is_exact(state):
+        return None
+    first, width = int(keys[0]), int(keys[-1]) - int(keys[0]) + 1
+    if width > WINDOW_FACTOR * m:
+        return None
+    leaves = summed_leaves(state)
+    ties = np.asarray(state["ties"], np.float64)
+    slots = keys - first
+    change = np.empty(m, bool)
+    change[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    sizes = np.diff(starts, append=m)
+    several = sizes > 1
+    alone = starts[~several]  # the cells alone in their bins
+    kept = np.flatnonzero(np.repeat(several, sizes))  # the others, by bin
+    kept_starts = np.cumsum(sizes[several]) - sizes[several]
+    totals = np.zeros((len(leaves), width, 2), np.int64)
+    kept_cells = np.empty((len(leaves), len(kept), 2), np.int64)
+    for at, name in enumerate(leaves):
+        leaf = np.asarray(state[name], np.int64).reshape(-1, 2)
+        _pairs(totals[at])[slots[alone]] = _pairs(leaf)[alone]
+        kept_cells[at] = leaf[kept]
+        if len(kept):
+            totals[at][slots[starts[several]]] = np.add.reduceat(kept_cells[at], kept_starts, axis=0)
+    window_ties = np.full(width, _NO_CELL, np.int64)
+    alone_ties = ties[alone]
+    window_ties[slots[alone]] = np.where(np.isnan(alone_ties), _NAN_BITS, alone_ties.view(np.int64))
+    window_ties[slots[starts[several]]] = _KEPT
+    largest = int(totals[0].max(initial=0))
+    rounded = rounded_rows(state).copy()
+    return CellWindow(first, totals, window_ties, keys[kept], ties[kept], kept_cells, leaves, rounded, largest)
+
+
+def from_window(window: CellWindow) -> State:
+    """The stored state that ``window`` was made from, bit for bit."""
+    occupied = np.flatnonzero(window.ties != _NO_CELL)
+    alone = occupied[window.ties[occupied] != _KEPT]
+    keys = np.concatenate([alone + window.first, window.kept_keys])
+    order = np.argsort(keys, kind="stable")  # (a key is either alone or kept; kept cells are in score order)
+    ties = np.concatenate([window.ties[alone].view(np.float64), window.kept_ties])[order]
+    state: State = {"keys": keys[order], "ties": ties}
+    for at, name in enumerate(window.leaves):
+        state[name] = np.concatenate([window.totals[at, alone], window.kept_cells[at]])[order]
+    state["rounded"] = window.rounded.copy()
+    return state
+
+
+class WindowSum(MergeStream):
+    """The running merge of :class:`CellWindow` states: each bin's summed leaves over a window that grows as states
+    arrive, and, for each bin not yet joined, its distinct scores (up to ``bin_scores``) with their summed leaves.
+
+    :meth:`result` is the stored state that :func:`~evaluators.ranking_bins.merge_many_kept` gives for the states
+    added (binned: a bin keeps one cell per score while all its rows hold at most ``bin_scores`` distinct scores
+    and no state joined it; else one cell, whose tie is the one score or NaN)."""
+
+    def __init__(self, bin_scores: int) -> None:
+        self.bin_scores = max(1, bin_scores)
+        self.leaves: tuple[str, ...] = ()
+        self.first = 0
+        self.totals = np.zeros((0, 0, 2), np.int64)  # [leaves, window, 2]
+        self.joined = np.zeros(0, bool)  # a bin of more distinct scores than bin_scores, or with a cell of several
+        self.count = np.zeros(0, np.int64)  # the distinct scores seen in a bin not joined
+        self.scores = np.zeros((0, self.bin_scores))  # those scores (float64; NaN: none yet)
+        self.cells = np.zeros((0, self.bin_scores, 0, 2), np.int64)  # their summed leaves
+        self.rounded = np.zeros(2, np.int64)
+        self.unchecked = 0  # the sum of the largest counts added since the totals were last seen non-negative
+
+    def add(self, state: Any) -> bool:
+        """Add a :class:`CellWindow` whose leaves are those of the windows added so far; False for another state."""
+        if not isinstance(state, CellWindow) or (self.leaves and state.leaves != self.leaves):
+            return False
+        self._add(state)
+        return True
+
+    def _add(self, window: CellWindow) -> None:
+        width = len(window.ties)
+        if not self.leaves:
+            self.leaves, self.first = window.leaves, window.first
+            self.totals = np.zeros((len(self.leaves), 0, 2), np.int64)
+            self.cells = np.zeros((0, self.bin_scores, len(self.leaves), 2), np.int64)
+            self._grow(window.first, window.first + width)
+        elif window.first < self.first or window.first + width > self.first + len(self.joined):
+            self._grow(window.first, window.first + width)
+        if self.unchecked + window.largest >= 1 << 63:
+            check_counts(self.totals[0])
+            self.unchecked = 0
+        self.unchecked += window.largest
+        at = window.first - self.first
+        self.totals[:, at : at + width] += window.totals
+        self.rounded += window.rounded
+        live = np.flatnonzero((window.ties != _NO_CELL) & ~self.joined[at : at + width])
+        if not len(live):
+            return
+        ties = window.ties[live]
+        several, kept = ties == _NAN_BITS, ties == _KEPT
+        self.joined[at + live[several]] = True
+        alone = live[~several & ~kept]
+        slots, scores, cells = at + alone, window.ties[alone].view(np.float64), window.totals[:, alone]
+        if kept.any():  # the cells of the kept bins still counted (each bin's run of kept cells, by key)
+            keys = live[kept] + window.first
+            first, last = np.searchsorted(window.kept_keys, keys), np.searchsorted(window.kept_keys, keys, "right")
+            sizes = last - first
+            at_cells = np.repeat(first - (np.cumsum(sizes) - sizes), sizes) + np.arange(sizes.sum())
+            slots = np.concatenate([slots, window.kept_keys[at_cells] - self.first])
+            order = np.argsort(slots, kind="stable")  # (runs by slot, as _count takes them)
+            slots = slots[order]
+            scores = np.concatenate([scores, window.kept_ties[at_cells]])[order]
+            cells = np.concatenate([cells, window.kept_cells[:, at_cells]], axis=1)[:, order]
+        if len(slots):
+            self._count(slots, scores, cells)
+
+    def _count(self, slots: np.ndarray, scores: np.ndarray, cells: np.ndarray) -> None:
+        """Count cells (``slots`` ascending, the ``scores`` of one slot distinct; ``cells``: their leaves, int64
+        ``[leaves, n, 2]``) in their bins' distinct scores: a score seen adds to its cell, a new one takes the next
+        place, and a bin past ``bin_scores`` places is joined."""
+        cells = cells.transpose(1, 0, 2).reshape(len(slots), -1)
+        flat = self.cells.reshape(-1, cells.shape[1])  # (a view: one row per bin and place)
+        table = self.scores[slots]
+        place = (table == scores[:, None]).argmax(axis=1)  # (the score's place where seen)
+        seen = table[np.arange(len(slots)), place] == scores
+        if seen.all():
+            flat[slots * self.bin_scores + place] += cells
+            return
+        flat[slots[seen] * self.bin_scores + place[seen]] += cells[seen]
+        new = ~seen
+        slots, scores, cells = slots[new], scores[new], cells[new]
+        if not len(slots):
+            return
+        change = np.empty(len(slots), bool)
+        change[0] = True
+        np.not_equal(slots[1:], slots[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        sizes = np.diff(starts, append=len(slots))
+        place = self.count[slots] + np.arange(len(slots)) - np.repeat(starts, sizes)
+        full = place >= self.bin_scores
+        self.joined[slots[full]] = True
+        room = ~full
+        self.scores[slots[room], place[room]] = scores[room]
+        flat[slots[room] * self.bin_scores + place[room]] = cells[room]
+        self.count[slots[starts]] += sizes
+
+    def _grow(self, lo: int, hi: int) -> None:
+        """Widen the window to hold ``[lo, hi)``, with a quarter more on the side it grows."""
+        old_lo, old_hi = self.first, self.first + len(self.joined)
+        if len(self.joined):
+            margin = (old_hi - old_lo) // 4
+            lo = min(old_lo, lo - margin if lo < old_lo else lo)
+            hi = max(old_hi, hi + margin if hi > old_hi else hi)
+        at, size = old_lo - lo, old_hi - old_lo
+        totals = np.zeros((len(self.leaves), hi - lo, 2), np.int64)
+        totals[:, at : at + size] = self.totals
+        self.totals = totals
+        for name, fill in (("joined", False), ("count", 0), ("scores", np.nan), ("cells", 0)):
+            old = getattr(self, name)
+            new = np.full((hi - lo, *old.shape[1:]), fill, old.dtype)
+            new[at : at + size] = old
+            setattr(self, name, new)
+        self.first = lo
+
+    def result(self) -> State | None:
+        """The merged stored state of the windows added (keys ascending, a kept bin's cells by score), or None if
+        none was."""
+        if not self.leaves:
+            return None
+        check_counts(self.totals[0])
+        joined, count = self.joined, self.count
+        one = np.flatnonzero(joined | (count == 1))
+        places = np.arange(self.bin_scores)
+        slot, place = np.nonzero(~joined[:, None] & (count[:, None] > places) & (count[:, None] > 1))
+        order = np.lexsort((self.scores[slot, place], slot))
+        slot, place = slot[order], place[order]
+        keys = np.concatenate([one, slot]) + self.first
+        order = np.argsort(keys, kind="stable")  # (a bin is either one cell or kept cells, in score order)
+        ties = np.concatenate([np.where(joined[one], np.nan, self.scores[one, 0]), self.scores[slot, place]])
+        state: State = {"keys": keys[order], "ties": ties[order]}
+        for at, name in enumerate(self.leaves):
+            state[name] = np.concatenate([self.totals[at, one], self.cells[slot, place, at]])[order]
+        state["rounded"] = self.rounded.copy()
+        return state
+
+
+class WindowTransport:
+    """How a :class:`~evaluators.ranking_statistics.ScoreHistogram` ships its binned unit states: as
+    :class:`CellWindow` (:meth:`~evaluators.statistic.Statistic.transported`), added by a :class:`WindowSum`."""
+
+    track_ties: bool
+    bin_scores: int
+
+    def transported(self, state: State) -> Any:
+        window = to_window(state) if self.track_ties and is_sparse(state) else None
+        return state if window is None else window
+
+    def received(self, state: Any) -> State:
+        return from_window(state) if isinstance(state, CellWindow) else state
+
+    def merge_stream(self) -> MergeStream | None:
+        return WindowSum(self.bin_scores) if self.track_ties else None
