@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.kernels import WeightRangeError
 from evaluators.ranking_cells import (
     _NAN_BITS,
     _NO_CELL,
@@ -29,6 +30,7 @@ from evaluators.ranking_cells import (
     is_sparse,
     rounded_rows,
     summed_leaves,
+    summed_runs,
 )
 from evaluators.statistic import MergeStream, State
 
@@ -36,6 +38,9 @@ WINDOW_CELLS = 1 << 12
 """A state of fewer cells is shipped in the stored form: its window would save nothing worth a second path."""
 WINDOW_FACTOR = 2
 """... as is a state whose window holds more than this many bins per stored cell (its window would be larger)."""
+STREAM_BYTES = 1 << 26
+"""A :class:`WindowSum` spans at most this many bytes of per-bin tables (64 MiB: 180,000 bins at ``bin_scores: 8``);
+a window that would widen it further is left to the stored merge."""
 _KEPT = np.array(0x7FF0_0000_0000_0002, np.int64).item()
 """A window bin's tie bits where the bin keeps several cells, one per score (in :attr:`CellWindow.kept`)."""
 
@@ -101,7 +106,10 @@ def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
         _pairs(totals[at])[slots[alone]] = _pairs(leaf)[alone]
         kept_cells[at] = leaf[kept]
         if len(kept):
-            totals[at][slots[starts[several]]] = np.add.reduceat(kept_cells[at], kept_starts, axis=0)
+            try:
+                totals[at][slots[starts[several]]] = summed_runs(kept_cells[at], kept_starts)
+            except WeightRangeError:  # a kept bin whose cells together pass int64: merged as stored (and refused
+                return None  # there only if a merge must add them)
     window_ties = np.full(width, _NO_CELL, np.int64)
     alone_ties = ties[alone]
     window_ties[slots[alone]] = np.where(np.isnan(alone_ties), _NAN_BITS, alone_ties.view(np.int64))
@@ -146,11 +154,21 @@ class WindowSum(MergeStream):
         self.unchecked = 0  # the sum of the largest counts added since the totals were last seen non-negative
 
     def add(self, state: Any) -> bool:
-        """Add a :class:`CellWindow` whose leaves are those of the windows added so far; False for another state."""
-        if not isinstance(state, CellWindow) or (self.leaves and state.leaves != self.leaves):
+        """Add a :class:`CellWindow` of the class and leaves of the windows added so far; False for another state
+        (a stored state, or a window of another class: the running window spans the bins of one class)."""
+        if not isinstance(state, CellWindow):
+            return False
+        if self.leaves and (state.leaves != self.leaves or state.first >> CLASS_SHIFT != self.first >> CLASS_SHIFT):
+            return False
+        lo, hi = min(state.first, self.first), max(state.first + len(state.ties), self.first + len(self.joined))
+        if (hi - lo if self.leaves else len(state.ties)) * self._bin_bytes(len(state.leaves)) > STREAM_BYTES:
             return False
         self._add(state)
         return True
+
+    def _bin_bytes(self, leaves: int) -> int:
+        """The bytes a bin of the running window takes: its totals, state, scores and their cells."""
+        return 16 * leaves + 17 + self.bin_scores * (8 + 16 * leaves)
 
     def _add(self, window: CellWindow) -> None:
         width = len(window.ties)

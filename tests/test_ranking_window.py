@@ -113,6 +113,46 @@ def test_an_empty_sum_gives_nothing_and_one_window_its_own_state():
     assert to_window(state) is None  # fewer cells than a window is worth: shipped as stored
 
 
+def test_a_window_of_another_class_is_left_to_the_pool():
+    stat = _statistic(8)
+    acc = Accumulator([stat], host_rows=1 << 40)
+    (state,) = acc.update(acc.zero(), _rows(np.random.default_rng(4), 2000, weighted=False))
+    other = {**state, "keys": np.asarray(state["keys"]) + (3 << 32)}  # the same cells, of class 3
+    stream = WindowSum(8)
+    assert stream.add(to_window(state, min_cells=1))
+    assert not stream.add(to_window(other, min_cells=1))  # (a running window spans one class's bins)
+    _bits(stream.result(), state)
+
+
+def _joined_bins(first: int, bins: int, count: int = 1 << 32) -> dict[str, np.ndarray]:
+    """A stored binned state of one cell of several scores in each of ``bins`` bins from key ``first``."""
+    return {
+        "keys": first + np.arange(bins, dtype=np.int64),
+        "counts": np.tile(np.array([[count, 0]], np.int64), (bins, 1)),
+        "sums": np.zeros((bins, 2), np.int64),
+        "ties": np.full(bins, np.nan),
+        "rounded": np.zeros(2, np.int64),
+    }
+
+
+def test_a_window_past_the_stream_budget_is_left_to_the_pool():
+    near, far = _joined_bins(0, 10), _joined_bins(1_000_000, 10)  # a running window of 1M bins: past 64 MiB
+    stream = WindowSum(8)
+    assert stream.add(to_window(near, min_cells=1))
+    assert not stream.add(to_window(far, min_cells=1))
+    stat = _statistic(8)
+    _bits(stat.merge_all([far, stream.result()]), merge_many_kept([near, far], exact_cells=0, bin_scores=8))
+
+
+def test_a_kept_bin_whose_cells_pass_int64_together_is_shipped_as_stored():
+    state = _joined_bins(0, 3, count=1 << 62)
+    state["keys"][1] = 0  # bin 0 keeps two scores of 2^62 each (their sum would pass int64), bin 2 is joined
+    state["ties"][:2] = [0.25, 0.5]
+    assert to_window(state, min_cells=1) is None
+    merged = merge_many_kept([state], exact_cells=0, bin_scores=8)  # (alone, no sum of the two: as stored)
+    _bits(merged, state)
+
+
 def test_exact_and_many_class_states_are_not_windowed():
     acc = Accumulator([catalog.build("roc_auc", Task("binary")).statistic], host_rows=1 << 40)
     (exact,) = acc.update(acc.zero(), _rows(np.random.default_rng(0), 500, weighted=False))
