@@ -38,6 +38,9 @@ WINDOW_CELLS = 1 << 12
 """A state of fewer cells is shipped in the stored form: its window would save nothing worth a second path."""
 WINDOW_FACTOR = 2
 """... as is a state whose window holds more than this many bins per stored cell (its window would be larger)."""
+PENDING_CELLS = 1 << 14
+"""A :class:`WindowSum` counts the cells of bins still counting their scores once this many wait (some 100 states'
+worth): per state, the count would be some twenty NumPy calls on a hundred cells."""
 STREAM_BYTES = 1 << 26
 """A :class:`WindowSum` spans at most this many bytes of per-bin tables (64 MiB: 180,000 bins at ``bin_scores: 8``);
 a window that would widen it further is left to the stored merge."""
@@ -55,7 +58,10 @@ class CellWindow:
     scores, :data:`~evaluators.ranking_cells._NO_CELL` for no cell, :data:`_KEPT` for a bin of several cells; the
     stored cells of those bins: ``kept_keys`` (int64 ``[k]``), ``kept_ties`` (float64 ``[k]``) and ``kept_cells``
     (int64 ``[len(leaves), k, 2]``, as ``totals``); ``rounded``: the stored count of rounded weights; ``largest``: the
-    largest count of a bin (int), so that sums are checked for overflow only where they may pass it."""
+    largest count of a bin (int), so that sums are checked for overflow only where they may pass it. And where in the
+    window each kind of bin is (int64 offsets, ascending): ``joined_bins`` (a cell of several scores),
+    ``single_bins`` (a cell of one score), ``kept_bins`` (several cells; the first of a bin's cells in ``kept_*`` is
+    ``kept_first``, their number ``kept_sizes``), so that the sum looks only at those."""
 
     first: int
     totals: np.ndarray
@@ -66,6 +72,11 @@ class CellWindow:
     leaves: tuple[str, ...]
     rounded: np.ndarray
     largest: int
+    joined_bins: np.ndarray
+    single_bins: np.ndarray
+    kept_bins: np.ndarray
+    kept_first: np.ndarray
+    kept_sizes: np.ndarray
 
     @property
     def nbytes(self) -> int:
@@ -111,12 +122,14 @@ def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
             except WeightRangeError:  # a kept bin whose cells together pass int64: merged as stored (and refused
                 return None  # there only if a merge must add them)
     window_ties = np.full(width, _NO_CELL, np.int64)
-    alone_ties = ties[alone]
-    window_ties[slots[alone]] = np.where(np.isnan(alone_ties), _NAN_BITS, alone_ties.view(np.int64))
-    window_ties[slots[starts[several]]] = _KEPT
+    alone_ties, alone_bins, kept_bins = ties[alone], slots[alone], slots[starts[several]]
+    joined = np.isnan(alone_ties)
+    window_ties[alone_bins] = np.where(joined, _NAN_BITS, alone_ties.view(np.int64))
+    window_ties[kept_bins] = _KEPT
     largest = int(totals[0].max(initial=0))
     rounded = rounded_rows(state).copy()
-    return CellWindow(first, totals, window_ties, keys[kept], ties[kept], kept_cells, leaves, rounded, largest)
+    where = alone_bins[joined], alone_bins[~joined], kept_bins, kept_starts, sizes[several]
+    return CellWindow(first, totals, window_ties, keys[kept], ties[kept], kept_cells, leaves, rounded, largest, *where)
 
 
 def from_window(window: CellWindow) -> State:
@@ -152,6 +165,8 @@ class WindowSum(MergeStream):
         self.cells = np.zeros((0, self.bin_scores, 0, 2), np.int64)  # their summed leaves
         self.rounded = np.zeros(2, np.int64)
         self.unchecked = 0  # the sum of the largest counts added since the totals were last seen non-negative
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (slots, scores, cells [leaves, n, 2])
+        self.pending_cells = 0
 
     def add(self, state: Any) -> bool:
         """Add a :class:`CellWindow` of the class and leaves of the windows added so far; False for another state
@@ -178,6 +193,7 @@ class WindowSum(MergeStream):
             self.cells = np.zeros((0, self.bin_scores, len(self.leaves), 2), np.int64)
             self._grow(window.first, window.first + width)
         elif window.first < self.first or window.first + width > self.first + len(self.joined):
+            self._flush()  # (pending cells are placed by slot in the window as it is)
             self._grow(window.first, window.first + width)
         if self.unchecked + window.largest >= 1 << 63:
             check_counts(self.totals[0])
@@ -186,26 +202,43 @@ class WindowSum(MergeStream):
         at = window.first - self.first
         self.totals[:, at : at + width] += window.totals
         self.rounded += window.rounded
-        live = np.flatnonzero((window.ties != _NO_CELL) & ~self.joined[at : at + width])
-        if not len(live):
-            return
-        ties = window.ties[live]
-        several, kept = ties == _NAN_BITS, ties == _KEPT
-        self.joined[at + live[several]] = True
-        alone = live[~several & ~kept]
-        slots, scores, cells = at + alone, window.ties[alone].view(np.float64), window.totals[:, alone]
-        if kept.any():  # the cells of the kept bins still counted (each bin's run of kept cells, by key)
-            keys = live[kept] + window.first
-            first, last = np.searchsorted(window.kept_keys, keys), np.searchsorted(window.kept_keys, keys, "right")
-            sizes = last - first
+        self.joined[at + window.joined_bins] = True
+        single = window.single_bins[~self.joined[at + window.single_bins]]  # (the bins still counting their scores)
+        slots, scores, cells = at + single, window.ties[single].view(np.float64), window.totals[:, single]
+        self._pend(slots, scores, cells)
+        kept = np.flatnonzero(~self.joined[at + window.kept_bins])
+        if len(kept):  # the cells of those kept bins (each bin's run of kept cells, by key)
+            first, sizes = window.kept_first[kept], window.kept_sizes[kept]
             at_cells = np.repeat(first - (np.cumsum(sizes) - sizes), sizes) + np.arange(sizes.sum())
-            slots = np.concatenate([slots, window.kept_keys[at_cells] - self.first])
-            order = np.argsort(slots, kind="stable")  # (runs by slot, as _count takes them)
-            slots = slots[order]
-            scores = np.concatenate([scores, window.kept_ties[at_cells]])[order]
-            cells = np.concatenate([cells, window.kept_cells[:, at_cells]], axis=1)[:, order]
+            kept_slots = window.kept_keys[at_cells] - self.first
+            self._pend(kept_slots, window.kept_ties[at_cells], window.kept_cells[:, at_cells])
+
+    def _pend(self, slots: np.ndarray, scores: np.ndarray, cells: np.ndarray) -> None:
+        """Keep cells of bins still counting their scores, to be counted many states at once (:meth:`_flush`)."""
         if len(slots):
-            self._count(slots, scores, cells)
+            self.pending.append((slots, scores, cells))
+            self.pending_cells += len(slots)
+            if self.pending_cells >= PENDING_CELLS:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Count the pending cells: those of one bin and score (from several states) added into one cell, ascending
+        by bin (:meth:`_count`). A bin joined meanwhile counts on harmlessly: its scores are no longer read."""
+        if not self.pending:
+            return
+        slots, scores = (np.concatenate([p[i] for p in self.pending]) for i in range(2))
+        cells = np.concatenate([p[2] for p in self.pending], axis=1)
+        self.pending, self.pending_cells = [], 0
+        order = np.lexsort((scores, slots))
+        slots, scores, cells = slots[order], scores[order], cells[:, order]
+        change = np.empty(len(slots), bool)
+        change[0] = True
+        np.not_equal(slots[1:], slots[:-1], out=change[1:])
+        change[1:] |= scores[1:] != scores[:-1]
+        starts = np.flatnonzero(change)
+        if len(starts) < len(slots):
+            slots, scores, cells = slots[starts], scores[starts], np.add.reduceat(cells, starts, axis=1)
+        self._count(slots, scores, cells)
 
     def _count(self, slots: np.ndarray, scores: np.ndarray, cells: np.ndarray) -> None:
         """Count cells (``slots`` ascending, the ``scores`` of one slot distinct; ``cells``: their leaves, int64
@@ -260,6 +293,7 @@ class WindowSum(MergeStream):
         none was."""
         if not self.leaves:
             return None
+        self._flush()
         check_counts(self.totals[0])
         joined, count = self.joined, self.count
         one = np.flatnonzero(joined | (count == 1))

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluators import catalog
+from evaluators import catalog, ranking_window
 from evaluators.accumulate import Accumulator
 from evaluators.kernels import WeightRangeError
 from evaluators.ranking_bins import merge_many_kept
@@ -65,8 +65,23 @@ def _folded(bin_scores: int, rows: dict[str, np.ndarray], parts: list[np.ndarray
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 900), st.integers(1, 8), st.sampled_from([1, 2, 3, 8]), st.booleans())
-def test_windows_add_to_the_bits_of_the_stored_merge(seed, n, pieces, bin_scores, weighted):
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 900),
+    st.integers(1, 8),
+    st.sampled_from([1, 2, 3, 8]),
+    st.booleans(),
+    st.sampled_from([1, 7, ranking_window.PENDING_CELLS]),
+)
+def test_windows_add_to_the_bits_of_the_stored_merge(seed, n, pieces, bin_scores, weighted, pending):
+    default, ranking_window.PENDING_CELLS = ranking_window.PENDING_CELLS, pending  # (counted every few cells too)
+    try:
+        _windows_add_to_the_bits_of_the_stored_merge(seed, n, pieces, bin_scores, weighted)
+    finally:
+        ranking_window.PENDING_CELLS = default
+
+
+def _windows_add_to_the_bits_of_the_stored_merge(seed, n, pieces, bin_scores, weighted):
     rng = np.random.default_rng(seed)
     rows = _rows(rng, n, weighted)
     stat, whole, states = _folded(bin_scores, rows, np.array_split(rng.permutation(n), pieces))
