@@ -1,11 +1,13 @@
-"""A binned ranking state as a dense window of bins, the form in which a worker ships a unit's state, and the
-running sum of such windows in which the reducer merges them.
+"""A binned ranking state as a dense window of bins, the form in which a Ray actor ships a unit's state, and the
+running sum of such windows in which the driver merges them.
 
 A binned unit of 500k continuous scores is some 33,000 stored cells in 18,000 bins of a 33,000-bin window. Merging
 10,000 of them from the stored form (:func:`~evaluators.ranking_bins.merge_bins`) scatters every cell into the
-window and tracks each bin's distinct scores anew for each pool of states: about 1 ms a state. In the window form a
-state adds to the running totals by one contiguous add per state, and only the bins whose distinct scores are still
-counted (at most ``bin_scores`` of them, no cell of several) are looked at cell by cell: about 0.1 ms a state.
+window and tracks each bin's distinct scores anew for each pool of states: about 1.3 ms a state. In the window form
+a state adds to the running totals by one contiguous add, and only the bins whose distinct scores are still counted
+(at most ``bin_scores`` of them, no cell of several) are looked at cell by cell, many states' cells at once: about
+0.2-0.3 ms a state. Making a window costs more than the stored merge (about 2.3 ms), so only results that cross a
+process boundary are shipped so (:class:`~pipelines.worker.UnitEvaluator` ``ships``).
 
 :class:`CellWindow` holds the same information as the stored state it is made from (:func:`from_window` gives it
 back bit for bit), and :class:`WindowSum` gives the state that :func:`~evaluators.ranking_bins.merge_many_kept`
@@ -15,7 +17,7 @@ keep the stored form. NumPy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from evaluators.ranking_cells import (
     _NO_CELL,
     CLASS_SHIFT,
     check_counts,
+    implied_squares,
     is_exact,
     is_sparse,
     rounded_rows,
@@ -45,7 +48,7 @@ STREAM_BYTES = 1 << 26
 """A :class:`WindowSum` spans at most this many bytes of per-bin tables (64 MiB: 180,000 bins at ``bin_scores: 8``);
 a window that would widen it further is left to the stored merge."""
 _KEPT = np.array(0x7FF0_0000_0000_0002, np.int64).item()
-"""A window bin's tie bits where the bin keeps several cells, one per score (in :attr:`CellWindow.kept`)."""
+"""A window bin's tie bits where the bin keeps several cells, one per score (``CellWindow.kept_*``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +149,14 @@ def from_window(window: CellWindow) -> State:
     return state
 
 
+def _window_with_squares(window: CellWindow) -> CellWindow:
+    """``window`` with the squares its counts imply (every positive row of weight 1), as a stored state without them
+    is read (:func:`~evaluators.ranking_cells.implied_squares`)."""
+    totals = np.concatenate([window.totals, implied_squares(window.totals[0])[None]])
+    kept_cells = np.concatenate([window.kept_cells, implied_squares(window.kept_cells[0])[None]])
+    return replace(window, totals=totals, kept_cells=kept_cells, leaves=(*window.leaves, "squares"))
+
+
 class WindowSum(MergeStream):
     """The running merge of :class:`CellWindow` states: each bin's summed leaves over a window that grows as states
     arrive, and, for each bin not yet joined, its distinct scores (up to ``bin_scores``) with their summed leaves.
@@ -157,7 +168,7 @@ class WindowSum(MergeStream):
     def __init__(self, bin_scores: int) -> None:
         self.bin_scores = max(1, bin_scores)
         self.leaves: tuple[str, ...] = ()
-        self.first = 0
+        self.first = self.cls = 0  # (the window's first key, and the class of its keys)
         self.totals = np.zeros((0, 0, 2), np.int64)  # [leaves, window, 2]
         self.joined = np.zeros(0, bool)  # a bin of more distinct scores than bin_scores, or with a cell of several
         self.count = np.zeros(0, np.int64)  # the distinct scores seen in a bin not joined
@@ -169,17 +180,32 @@ class WindowSum(MergeStream):
         self.pending_cells = 0
 
     def add(self, state: Any) -> bool:
-        """Add a :class:`CellWindow` of the class and leaves of the windows added so far; False for another state
-        (a stored state, or a window of another class: the running window spans the bins of one class)."""
+        """Add a :class:`CellWindow` of the class of the windows added so far (where one side holds no squares, its
+        counts imply them); False for another state: a stored state, a window of another class (the running window
+        spans one class's bins), or one that would widen the running window past :data:`STREAM_BYTES`."""
         if not isinstance(state, CellWindow):
             return False
-        if self.leaves and (state.leaves != self.leaves or state.first >> CLASS_SHIFT != self.first >> CLASS_SHIFT):
+        if self.leaves and state.first >> CLASS_SHIFT != self.cls:
             return False
+        if self.leaves and state.leaves != self.leaves:  # squares on one side only: the other's are implied
+            if "squares" in state.leaves:
+                self._with_squares()
+            else:
+                state = _window_with_squares(state)
         lo, hi = min(state.first, self.first), max(state.first + len(state.ties), self.first + len(self.joined))
         if (hi - lo if self.leaves else len(state.ties)) * self._bin_bytes(len(state.leaves)) > STREAM_BYTES:
             return False
         self._add(state)
         return True
+
+    def _with_squares(self) -> None:
+        """Hold the squares that the counts imply (the windows so far had none: every positive row of weight 1)."""
+        self._flush()
+        self.totals = np.concatenate([self.totals, implied_squares(self.totals[0])[None]])
+        bins, places = self.cells.shape[:2]
+        implied = implied_squares(self.cells[:, :, 0].reshape(-1, 2)).reshape(bins, places, 1, 2)
+        self.cells = np.concatenate([self.cells, implied], axis=2)
+        self.leaves = (*self.leaves, "squares")
 
     def _bin_bytes(self, leaves: int) -> int:
         """The bytes a bin of the running window takes: its totals, state, scores and their cells."""
@@ -188,7 +214,7 @@ class WindowSum(MergeStream):
     def _add(self, window: CellWindow) -> None:
         width = len(window.ties)
         if not self.leaves:
-            self.leaves, self.first = window.leaves, window.first
+            self.leaves, self.first, self.cls = window.leaves, window.first, window.first >> CLASS_SHIFT
             self.totals = np.zeros((len(self.leaves), 0, 2), np.int64)
             self.cells = np.zeros((0, self.bin_scores, len(self.leaves), 2), np.int64)
             self._grow(window.first, window.first + width)
@@ -271,12 +297,15 @@ class WindowSum(MergeStream):
         self.count[slots[starts]] += sizes
 
     def _grow(self, lo: int, hi: int) -> None:
-        """Widen the window to hold ``[lo, hi)``, with a quarter more on the side it grows."""
+        """Widen the window to hold ``[lo, hi)``, with up to a quarter more on the side it grows: within the class's
+        keys and :data:`STREAM_BYTES`."""
         old_lo, old_hi = self.first, self.first + len(self.joined)
         if len(self.joined):
-            margin = (old_hi - old_lo) // 4
-            lo = min(old_lo, lo - margin if lo < old_lo else lo)
-            hi = max(old_hi, hi + margin if hi > old_hi else hi)
+            room = STREAM_BYTES // self._bin_bytes(len(self.leaves)) - (max(hi, old_hi) - min(lo, old_lo))
+            margin = max(0, min((old_hi - old_lo) // 4, room))
+            base = self.cls << CLASS_SHIFT
+            lo = min(old_lo, max(lo - margin, base) if lo < old_lo else lo)
+            hi = max(old_hi, min(hi + margin, base + (1 << CLASS_SHIFT)) if hi > old_hi else hi)
         at, size = old_lo - lo, old_hi - old_lo
         totals = np.zeros((len(self.leaves), hi - lo, 2), np.int64)
         totals[:, at : at + size] = self.totals

@@ -159,6 +159,35 @@ def test_a_window_past_the_stream_budget_is_left_to_the_pool():
     _bits(stat.merge_all([far, stream.result()]), merge_many_kept([near, far], exact_cells=0, bin_scores=8))
 
 
+def test_the_running_window_grows_within_its_class_and_budget():
+    base = 1 << 32  # class 1
+    states = [_joined_bins(base + 1000, 10), _joined_bins(base, 10), _joined_bins(base + 500, 10)]
+    stream = WindowSum(8)
+    assert [stream.add(to_window(s, min_cells=1)) for s in states] == [True, True, True]
+    assert stream.first == base  # (its margin stops at the class's first key)
+    _bits(_statistic(8).merge_all([stream.result()]), merge_many_kept(states, exact_cells=0, bin_scores=8))
+    default, ranking_window.STREAM_BYTES = ranking_window.STREAM_BYTES, 100 * stream._bin_bytes(2)
+    try:
+        stream = WindowSum(8)
+        assert stream.add(to_window(_joined_bins(0, 10), min_cells=1))
+        assert stream.add(to_window(_joined_bins(85, 10), min_cells=1))  # 95 bins: within, with no margin past it
+        assert len(stream.joined) * stream._bin_bytes(2) <= ranking_window.STREAM_BYTES
+    finally:
+        ranking_window.STREAM_BYTES = default
+
+
+def test_windows_with_and_without_squares_share_the_stream():
+    rng = np.random.default_rng(6)
+    stat = _statistic(8, bits=5)
+    acc = Accumulator([stat], host_rows=1 << 40)
+    states = [acc.update(acc.zero(), _rows(rng, 1500, weighted=w))[0] for w in (False, True, False, True)]
+    assert ["squares" in s for s in states] == [False, True, False, True]
+    for order in ([0, 1, 2, 3], [1, 0, 3, 2]):
+        stream = WindowSum(8)
+        assert all(stream.add(to_window(states[i], min_cells=1)) for i in order)  # (the counts imply the squares)
+        _bits(stat.merge_all([stream.result()]), merge_many_kept(states, exact_cells=0, bin_scores=8))
+
+
 def test_a_kept_bin_whose_cells_pass_int64_together_is_shipped_as_stored():
     state = _joined_bins(0, 3, count=1 << 62)
     state["keys"][1] = 0  # bin 0 keeps two scores of 2^62 each (their sum would pass int64), bin 2 is joined
