@@ -83,7 +83,7 @@ class CellWindow:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.totals, self.ties, self.kept_keys, self.kept_ties, self.kept_cells))
+        return sum(leaf.nbytes for leaf in vars(self).values() if isinstance(leaf, np.ndarray))
 
 
 def _pairs(leaf: np.ndarray) -> np.ndarray:
