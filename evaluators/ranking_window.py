@@ -27,6 +27,8 @@ from evaluators.ranking_cells import (
     _NAN_BITS,
     _NO_CELL,
     CLASS_SHIFT,
+    _pair_view,
+    _starts,
     check_counts,
     implied_squares,
     is_exact,
@@ -86,11 +88,6 @@ class CellWindow:
         return sum(leaf.nbytes for leaf in vars(self).values() if isinstance(leaf, np.ndarray))
 
 
-def _pairs(leaf: np.ndarray) -> np.ndarray:
-    """int64 ``[m, 2]`` as ``[m]`` 16-byte items, so that fancy indexing moves each pair at once."""
-    return np.ascontiguousarray(leaf, np.int64).reshape(-1, 2).view(np.complex128).reshape(-1)
-
-
 def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
     """The window form of a stored binned state of one class, or None for one that stays in the stored form: exact,
     of several classes, of fewer cells than ``min_cells`` or sparser than :data:`WINDOW_FACTOR`."""
@@ -104,10 +101,7 @@ def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
     leaves = summed_leaves(state)
     ties = np.asarray(state["ties"], np.float64)
     slots = keys - first
-    change = np.empty(m, bool)
-    change[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
+    starts = _starts(keys)
     sizes = np.diff(starts, append=m)
     several = sizes > 1
     alone = starts[~several]  # the cells alone in their bins
@@ -117,7 +111,7 @@ def to_window(state: State, min_cells: int = WINDOW_CELLS) -> CellWindow | None:
     kept_cells = np.empty((len(leaves), len(kept), 2), np.int64)
     for at, name in enumerate(leaves):
         leaf = np.asarray(state[name], np.int64).reshape(-1, 2)
-        _pairs(totals[at])[slots[alone]] = _pairs(leaf)[alone]
+        _pair_view(totals[at])[slots[alone]] = _pair_view(leaf)[alone]
         kept_cells[at] = leaf[kept]
         if len(kept):
             try:
@@ -257,11 +251,7 @@ class WindowSum(MergeStream):
         self.pending, self.pending_cells = [], 0
         order = np.lexsort((scores, slots))
         slots, scores, cells = slots[order], scores[order], cells[:, order]
-        change = np.empty(len(slots), bool)
-        change[0] = True
-        np.not_equal(slots[1:], slots[:-1], out=change[1:])
-        change[1:] |= scores[1:] != scores[:-1]
-        starts = np.flatnonzero(change)
+        starts = _starts(slots, scores)
         if len(starts) < len(slots):
             slots, scores, cells = slots[starts], scores[starts], np.add.reduceat(cells, starts, axis=1)
         self._count(slots, scores, cells)
@@ -283,10 +273,7 @@ class WindowSum(MergeStream):
         slots, scores, cells = slots[new], scores[new], cells[new]
         if not len(slots):
             return
-        change = np.empty(len(slots), bool)
-        change[0] = True
-        np.not_equal(slots[1:], slots[:-1], out=change[1:])
-        starts = np.flatnonzero(change)
+        starts = _starts(slots)  # (one run per bin)
         sizes = np.diff(starts, append=len(slots))
         place = self.count[slots] + np.arange(len(slots)) - np.repeat(starts, sizes)
         full = place >= self.bin_scores

@@ -228,9 +228,8 @@ class OrderedMerger:
 
 
 def received(acc: Accumulator, partial: Partial) -> Partial:
-    """``partial`` with its states in the stored form, as the worker shipped them before
-    (:meth:`~evaluators.accumulate.Accumulator.received`): what checkpoints keep and what the reduce reads where the
-    states were not merged by an :class:`OrderedMerger`."""
+    """``partial`` with its states in the stored form (:meth:`~evaluators.accumulate.Accumulator.received`), however
+    the worker shipped them: what checkpoints keep."""
     states = {key: acc.received(row) for key, row in partial.states.items()}
     return Partial(states, partial.bucket_states, partial.rows)
 
