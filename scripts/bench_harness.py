@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,12 +62,14 @@ class Runner:
             "import bench_tools\n"
             "print('\\n' + json.dumps(bench_tools.measure(json.loads(sys.argv[1]))))\n"
         )
+        start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", code, json.dumps(task)], env=env, capture_output=True, text=True, check=False
         )
+        process_wall = time.perf_counter() - start  # (the whole process: interpreter, imports, the work, exit)
         if done.returncode != 0:
             raise SystemExit(f"{task['tool']} on {task['suite']['name']} failed:\n{done.stderr[-4000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_wall_s": process_wall}
 
 
 def compare_values(
@@ -130,7 +133,7 @@ def summary(results: list[dict], rows: int) -> dict[str, float]:
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
         "runs": len(results),
     }
-    for key in ("read_s", "startup_s", "compute_s", "cluster_start_s"):
+    for key in ("read_s", "startup_s", "compute_s", "cluster_start_s", "process_wall_s"):
         if key in results[0]:
             out[key] = statistics.median(r[key] for r in results)
     return out

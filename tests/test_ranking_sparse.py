@@ -382,6 +382,26 @@ def test_bench_ranking_parts_run_on_small_sizes():
     assert 0 < wide["cells"] <= 300 * 40 and wide["state_mb"] < wide["dense_grid_mb"]
 
 
+@pytest.mark.slow
+def test_bench_multiclass_part_times_whole_processes_beside_the_work(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import bench_ranking
+    from bench_harness import Runner
+
+    runner = Runner(cpus=None, cache_dir=tmp_path / "xla-cache")
+    figures = bench_ranking.multiclass_figures(2_000, 5, 2, runner, tmp_path / "data")
+    table = figures["table"]
+    assert set(table) == {"raw read", "evalpipe", "evalpipe (compile)"}
+    assert [table[name]["runs"] for name in ("raw read", "evalpipe", "evalpipe (compile)")] == [2, 2, 1]
+    for row in table.values():  # a whole process holds its work, and the interpreter's start and imports besides
+        assert row["process_wall_s"] > row["wall_s"] > 0
+    assert figures["wall_ratio"] == table["evalpipe"]["wall_s"] / table["raw read"]["wall_s"]
+    assert figures["process_wall_ratio"] == table["evalpipe"]["process_wall_s"] / table["raw read"]["process_wall_s"]
+    assert list((tmp_path / "xla-cache").iterdir())  # the cached runs found the update a run before compiled
+
+
 def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells():
     rng = np.random.default_rng(4)
     n = 4000
