@@ -44,6 +44,8 @@ class Runner:
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
         if cached and self.cache_dir is not None:
             env.update(CACHE_VARIABLES, JAX_COMPILATION_CACHE_DIR=str(self.cache_dir))
+        else:  # (a run that compiles: not evalpipe's own per-user cache either, which an earlier run may have filled)
+            env["EVALPIPE_COMPILE_CACHE"] = "off"
         return env
 
     def __call__(self, task: dict[str, object], *, cached: bool = False, cpus: tuple[int, ...] | None = ()) -> dict:

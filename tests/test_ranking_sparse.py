@@ -400,6 +400,9 @@ def test_bench_multiclass_part_times_whole_processes_beside_the_work(tmp_path):
     assert figures["wall_ratio"] == table["evalpipe"]["wall_s"] / table["raw read"]["wall_s"]
     assert figures["process_wall_ratio"] == table["evalpipe"]["process_wall_s"] / table["raw read"]["process_wall_s"]
     assert list((tmp_path / "xla-cache").iterdir())  # the cached runs found the update a run before compiled
+    # the compiling run finds no cache at all, evalpipe's per-user one included
+    assert runner.env(cached=False)["EVALPIPE_COMPILE_CACHE"] == "off"
+    assert "EVALPIPE_COMPILE_CACHE" not in runner.env(cached=True)
 
 
 def test_a_dense_histogram_from_an_earlier_checkpoint_merges_with_stored_cells():
